@@ -1,0 +1,1 @@
+//! tracer's tests live in `tests/`, `ui/`.

@@ -1,0 +1,284 @@
+//! The rewrites: `gen_sync`, `gen_async`, `gen_impl_future`, `gen_boxed_async` and the impl block.
+//!
+//! Only the body is rewritten, never the signature. The user's tokens keep their spans, so an error
+//! inside a traced fn still points at the user's line.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Block, Expr, ImplItem, Item, ItemFn, ItemImpl, ReturnType, Signature, Stmt};
+
+use crate::args::{Sigil, TracedArgs};
+use crate::diagnostics::{self, fallback};
+
+pub(crate) fn traced(args: TokenStream, item: TokenStream) -> TokenStream {
+    let args: TracedArgs = match syn::parse2(args) {
+        Ok(a) => a,
+        Err(e) => return fallback(e, item),
+    };
+    let parsed: Item = match syn::parse2(item.clone()) {
+        Ok(i) => i,
+        Err(e) => return fallback(e, item),
+    };
+    let result = match parsed {
+        Item::Fn(f) => traced_fn(f, &args),
+        Item::Impl(i) => traced_impl(i, &args),
+        other => Err(not_a_fn(&other)),
+    };
+    match result {
+        Ok(ts) => ts,
+        Err(e) => fallback(e, item),
+    }
+}
+
+fn not_a_fn(item: &Item) -> syn::Error {
+    let msg = "#[traced] can only be used on a fn (free fn, method, trait impl method) or an impl block";
+    match item {
+        Item::Struct(s) => syn::Error::new_spanned(s.struct_token, msg),
+        Item::Enum(e) => syn::Error::new_spanned(e.enum_token, msg),
+        Item::Union(u) => syn::Error::new_spanned(u.union_token, msg),
+        Item::Trait(t) => syn::Error::new_spanned(t.trait_token, msg),
+        Item::Mod(m) => syn::Error::new_spanned(m.mod_token, msg),
+        Item::Const(c) => syn::Error::new_spanned(c.const_token, msg),
+        Item::Static(s) => syn::Error::new_spanned(s.static_token, msg),
+        Item::Type(t) => syn::Error::new_spanned(t.type_token, msg),
+        Item::Use(u) => syn::Error::new_spanned(u.use_token, msg),
+        Item::Verbatim(v) if v.to_string().contains("fn") => syn::Error::new_spanned(
+            v,
+            "#[traced] needs a fn with a body; on a trait, put it on the impls' methods",
+        ),
+        other => syn::Error::new_spanned(other, msg),
+    }
+}
+
+fn traced_fn(mut f: ItemFn, args: &TracedArgs) -> syn::Result<TokenStream> {
+    if let Some(k) = &args.skip {
+        return Err(syn::Error::new_spanned(
+            k,
+            "`skip` only makes sense on a method inside a #[traced] impl block",
+        ));
+    }
+    diagnostics::check_fn(&f.sig, args)?;
+    let name = args.name.as_ref().map_or_else(|| f.sig.ident.to_string(), |(_, l)| l.value());
+    f.block = Box::new(rewrite(&f.sig, &f.block, args, &name)?);
+    Ok(quote!(#f))
+}
+
+fn is_traced_attr(a: &syn::Attribute) -> bool {
+    a.path().segments.last().is_some_and(|s| s.ident == "traced")
+}
+
+fn traced_impl(mut imp: ItemImpl, outer: &TracedArgs) -> syn::Result<TokenStream> {
+    if let Some(e) = outer.impl_level_misuse() {
+        return Err(e);
+    }
+    let ty_name = diagnostics::type_display_name(&imp.self_ty);
+    for item in &mut imp.items {
+        let ImplItem::Fn(m) = item else { continue };
+        // A method's own #[traced(...)] refines the block's.
+        let mut own: Option<TracedArgs> = None;
+        let mut kept = Vec::with_capacity(m.attrs.len());
+        for a in std::mem::take(&mut m.attrs) {
+            if is_traced_attr(&a) {
+                if own.is_some() {
+                    return Err(syn::Error::new_spanned(&a, "#[traced] is given twice on this method"));
+                }
+                let parsed = match &a.meta {
+                    syn::Meta::Path(_) => TracedArgs::default(),
+                    syn::Meta::List(l) => syn::parse2::<TracedArgs>(l.tokens.clone())?,
+                    syn::Meta::NameValue(nv) => {
+                        return Err(syn::Error::new_spanned(nv, "expected #[traced] or #[traced(...)]"));
+                    }
+                };
+                own = Some(parsed);
+            } else {
+                kept.push(a);
+            }
+        }
+        m.attrs = kept;
+        let own_given = own.is_some();
+        let args = own.unwrap_or_default();
+        if args.skip.is_some() {
+            continue;
+        }
+        if m.sig.constness.is_some() && !own_given {
+            // A const fn cannot carry a span; the block-level attribute leaves it alone.
+            continue;
+        }
+        let args = args.merged_over(outer);
+        diagnostics::check_fn(&m.sig, &args)?;
+        let name = args
+            .name
+            .as_ref()
+            .map_or_else(|| format!("{ty_name}::{}", m.sig.ident), |(_, l)| l.value());
+        m.block = rewrite(&m.sig, &m.block, &args, &name)?;
+    }
+    Ok(quote!(#imp))
+}
+
+/// The path to the runtime's seam.
+fn private_path(args: &TracedArgs) -> TokenStream {
+    match &args.krate {
+        Some((_, path)) => quote!(#path::__private),
+        None => quote!(::tracer_runtime::__private),
+    }
+}
+
+/// Declares `__TRACER_META` and starts `__tracer_span: Option<Live>`. The switch check comes first:
+/// when tracing is off this is one relaxed load and a branch.
+fn prelude(p: &TokenStream, args: &TracedArgs, name: &str) -> TokenStream {
+    let kind = args.kind_variant();
+    let root = args.root.is_some();
+    let mut stmts = Vec::new();
+    if let Some((_, names)) = &args.args {
+        for n in names {
+            let key = n.to_string();
+            stmts.push(quote!(__tracer_attrs.debug(#key, &#n);));
+        }
+    }
+    if let Some((_, fields)) = &args.fields {
+        for f in fields {
+            let key = &f.key;
+            let v = &f.value;
+            stmts.push(match f.sigil {
+                Sigil::Value => quote!(__tracer_attrs.value(#key, #v);),
+                Sigil::Debug => quote!(__tracer_attrs.debug(#key, &(#v));),
+                Sigil::Display => quote!(__tracer_attrs.display(#key, &(#v));),
+            });
+        }
+    }
+    let fill = if stmts.is_empty() {
+        quote!(#p::no_attrs)
+    } else {
+        quote!(|__tracer_attrs: &mut #p::Attrs| { #(#stmts)* })
+    };
+    quote! {
+        static __TRACER_META: #p::Meta = #p::Meta::new(#name, #p::SpanKind::#kind, #root);
+        let __tracer_span: ::core::option::Option<#p::Live> = if #p::on() {
+            #p::start(&__TRACER_META, #fill)
+        } else {
+            ::core::option::Option::None
+        };
+    }
+}
+
+/// The callback run on the fn's output before the span ends (`err`, `ret`).
+fn on_done(p: &TokenStream, args: &TracedArgs) -> TokenStream {
+    let record_err = |kw_span: Span| {
+        quote_spanned! {kw_span=>
+            {
+                #[allow(unused_imports)]
+                use #p::{ViaDisplay as _, ViaDynError as _, ViaDynErrorSendSync as _, ViaError as _};
+                (&&&&#p::ErrRef(__tracer_e)).__tracer_record_err(__tracer_live);
+            }
+        }
+    };
+    let body = match (&args.err, &args.ret) {
+        (None, None) => return quote!(#p::no_record),
+        (Some(e), None) => {
+            let rec = record_err(e.span);
+            quote! {
+                if let ::core::result::Result::Err(__tracer_e) = __tracer_out #rec
+            }
+        }
+        (None, Some(r)) => quote_spanned! {r.span=> __tracer_live.record_return(__tracer_out); },
+        (Some(e), Some(r)) => {
+            let rec = record_err(e.span);
+            let ok = quote_spanned! {r.span=> __tracer_live.record_return(__tracer_v) };
+            quote! {
+                match __tracer_out {
+                    ::core::result::Result::Ok(__tracer_v) => { #ok; }
+                    ::core::result::Result::Err(__tracer_e) => #rec
+                }
+            }
+        }
+    };
+    quote!(|__tracer_live: &#p::Live, __tracer_out: &_| { #body })
+}
+
+enum Shape<'a> {
+    Sync,
+    Async,
+    ImplFuture,
+    /// `#[async_trait]` ran first: the body ends in `Box::pin(async move { .. })`.
+    BoxedAsync { head: &'a [Stmt], async_block: &'a Expr },
+}
+
+fn shape<'a>(sig: &Signature, block: &'a Block) -> Shape<'a> {
+    if sig.asyncness.is_some() {
+        return Shape::Async;
+    }
+    if diagnostics::returns_impl_future(sig) {
+        return Shape::ImplFuture;
+    }
+    if let Some((Stmt::Expr(Expr::Call(call), None), head)) = block.stmts.split_last() {
+        if let Expr::Path(func) = &*call.func {
+            let segs: Vec<String> = func.path.segments.iter().map(|s| s.ident.to_string()).collect();
+            let is_box_pin = segs.ends_with(&["Box".to_string(), "pin".to_string()]);
+            if is_box_pin && call.args.len() == 1 {
+                if let Some(Expr::Async(_)) = call.args.first() {
+                    return Shape::BoxedAsync { head, async_block: &call.args[0] };
+                }
+            }
+        }
+    }
+    Shape::Sync
+}
+
+fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn::Result<Block> {
+    let p = private_path(args);
+    let prelude = prelude(&p, args, name);
+    let done = on_done(&p, args);
+    let impl_trait = diagnostics::returns_impl_trait(sig);
+    let ret_ty = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => quote!(#ty),
+    };
+    let body = match shape(sig, block) {
+        Shape::Sync => {
+            let anno = if impl_trait { quote!() } else { quote!(-> #ret_ty) };
+            let closure = quote_spanned!(block.span()=> move || #anno #block);
+            quote! {
+                #prelude
+                #p::run_sync(__tracer_span, #closure, #done)
+            }
+        }
+        Shape::Async => {
+            let stmts = &block.stmts;
+            // Pins the async block's output type before the body is checked, so that `?` and
+            // `return` in the body infer as they did in the original fn (tracing-attributes' trick).
+            let fake_return = if impl_trait {
+                quote!()
+            } else {
+                quote! {
+                    #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::let_unit_value, clippy::needless_return)]
+                    if false {
+                        let __tracer_fake_return: #ret_ty = loop {};
+                        return __tracer_fake_return;
+                    }
+                }
+            };
+            let fut = quote_spanned!(block.span()=> async move { #fake_return #(#stmts)* });
+            quote! {
+                #prelude
+                #p::Instrumented::new(__tracer_span, #fut, #done).await
+            }
+        }
+        Shape::ImplFuture => {
+            let closure = quote_spanned!(block.span()=> move || #block);
+            quote! {
+                #prelude
+                let __tracer_fut = #p::enter(&__tracer_span, #closure);
+                #p::Instrumented::new(__tracer_span, __tracer_fut, #done)
+            }
+        }
+        Shape::BoxedAsync { head, async_block } => {
+            quote! {
+                #prelude
+                #(#head)*
+                ::std::boxed::Box::pin(#p::Instrumented::new(__tracer_span, #async_block, #done))
+            }
+        }
+    };
+    syn::parse2(quote!({ #body }))
+}

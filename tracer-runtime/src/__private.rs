@@ -1,0 +1,406 @@
+//! The one seam between `#[traced]` and the runtime: everything the macro expands to.
+//!
+//! Not public API: names and signatures change without notice. Replacing the span-recording path
+//! (a faster recorder than the SDK's) means changing this module only.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::fmt::{self, Debug, Display, Write as _};
+use std::future::Future;
+use std::ops::Deref;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context as TaskContext, Poll};
+
+use opentelemetry::trace::{SpanBuilder, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::{Context, ContextGuard, Key, KeyValue, Value};
+use opentelemetry_semantic_conventions::attribute as semconv;
+
+pub use opentelemetry::trace::SpanKind;
+
+/// Cap, in bytes, of a value recorded with `Debug` or `Display` (`args`, `ret`, `fields(k = ?v)`).
+pub const VALUE_CAP: usize = 256;
+
+/// The attribute set on a span whose future was dropped before it completed.
+pub const CANCELLED: &str = "tracer.cancelled";
+
+/// Per-call-site constants.
+#[derive(Debug)]
+pub struct Meta {
+    name: &'static str,
+    kind: SpanKind,
+    root: bool,
+}
+
+impl Meta {
+    /// Called by the macro in a `static`.
+    pub const fn new(name: &'static str, kind: SpanKind, root: bool) -> Self {
+        Meta { name, kind, root }
+    }
+}
+
+/// Is any tracing on? One relaxed load: the whole cost of a traced fn when tracing is off.
+#[inline(always)]
+pub fn on() -> bool {
+    crate::switch::ACTIVE.load(Ordering::Relaxed)
+}
+
+/// Attributes gathered at entry (`args`, `fields`).
+#[derive(Debug, Default)]
+pub struct Attrs(Vec<KeyValue>);
+
+impl Attrs {
+    /// `key = value`, converted with [`IntoAttrValue`].
+    pub fn value(&mut self, key: &'static str, v: impl IntoAttrValue) {
+        if let Some(v) = v.into_attr_value() {
+            self.0.push(KeyValue::new(Key::from_static_str(key), v));
+        }
+    }
+    /// `key = format!("{v:?}")`, capped.
+    pub fn debug<T: Debug + ?Sized>(&mut self, key: &'static str, v: &T) {
+        self.0.push(KeyValue::new(Key::from_static_str(key), capped(format_args!("{v:?}"))));
+    }
+    /// `key = format!("{v}")`, capped.
+    pub fn display<T: Display + ?Sized>(&mut self, key: &'static str, v: &T) {
+        self.0.push(KeyValue::new(Key::from_static_str(key), capped(format_args!("{v}"))));
+    }
+}
+
+/// The `fill` of a call site that records no attribute.
+#[inline(always)]
+pub fn no_attrs(_: &mut Attrs) {}
+
+/// The `done` of a call site that records nothing from the output.
+#[inline(always)]
+pub fn no_record<T: ?Sized>(_: &Live, _: &T) {}
+
+/// Formats into a string of at most [`VALUE_CAP`] bytes (plus `…`), stopping the formatting
+/// early rather than formatting a huge value whole.
+pub(crate) fn capped(args: fmt::Arguments<'_>) -> String {
+    struct Capped {
+        s: String,
+        full: bool,
+    }
+    impl fmt::Write for Capped {
+        fn write_str(&mut self, part: &str) -> fmt::Result {
+            let room = VALUE_CAP - self.s.len();
+            if part.len() <= room {
+                self.s.push_str(part);
+                return Ok(());
+            }
+            let mut cut = room;
+            while !part.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.s.push_str(&part[..cut]);
+            self.full = true;
+            Err(fmt::Error)
+        }
+    }
+    let mut c = Capped { s: String::new(), full: false };
+    let _ = c.write_fmt(args);
+    if c.full {
+        c.s.push('…');
+    }
+    c.s
+}
+
+/// Values `fields(key = expr)` accepts without a sigil.
+pub trait IntoAttrValue {
+    /// `None` records nothing (for `Option::None`).
+    fn into_attr_value(self) -> Option<Value>;
+}
+
+macro_rules! into_attr {
+    ($($t:ty => |$v:ident| $e:expr),* $(,)?) => {
+        $(impl IntoAttrValue for $t {
+            #[inline]
+            fn into_attr_value(self) -> Option<Value> { let $v = self; Some($e) }
+        })*
+    };
+}
+
+into_attr! {
+    bool => |v| Value::Bool(v),
+    i8 => |v| Value::I64(v.into()),
+    i16 => |v| Value::I64(v.into()),
+    i32 => |v| Value::I64(v.into()),
+    i64 => |v| Value::I64(v),
+    u8 => |v| Value::I64(v.into()),
+    u16 => |v| Value::I64(v.into()),
+    u32 => |v| Value::I64(v.into()),
+    u64 => |v| i64::try_from(v).map_or_else(|_| Value::String(v.to_string().into()), Value::I64),
+    usize => |v| i64::try_from(v).map_or_else(|_| Value::String(v.to_string().into()), Value::I64),
+    isize => |v| i64::try_from(v).map_or_else(|_| Value::String(v.to_string().into()), Value::I64),
+    f32 => |v| Value::F64(v.into()),
+    f64 => |v| Value::F64(v),
+    &'static str => |v| Value::from(v),
+    String => |v| Value::from(v),
+    &String => |v| Value::from(v.clone()),
+    Cow<'static, str> => |v| Value::from(v),
+    Value => |v| v,
+}
+
+impl<T: IntoAttrValue> IntoAttrValue for Option<T> {
+    fn into_attr_value(self) -> Option<Value> {
+        self.and_then(IntoAttrValue::into_attr_value)
+    }
+}
+
+/// Starts the span of a call site, or `None` when the service the work belongs to is off.
+pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live> {
+    let parent = Context::current();
+    let svc = crate::service::resolve(&parent)?;
+    if !svc.is_on() {
+        return None;
+    }
+    let mut attrs = Attrs::default();
+    fill(&mut attrs);
+    let mut builder = SpanBuilder::from_name(meta.name).with_kind(meta.kind.clone());
+    if !attrs.0.is_empty() {
+        builder = builder.with_attributes(attrs.0);
+    }
+    let span = if meta.root {
+        svc.tracer.build_with_context(builder, &Context::new())
+    } else {
+        svc.tracer.build_with_context(builder, &parent)
+    };
+    Some(Live { cx: parent.with_span(span) })
+}
+
+/// A started span, and the context that has it as current span.
+#[derive(Debug)]
+pub struct Live {
+    cx: Context,
+}
+
+impl Live {
+    /// Makes this span current until the guard is dropped.
+    #[inline]
+    pub fn attach(&self) -> ContextGuard {
+        self.cx.clone().attach()
+    }
+
+    /// Records the return value (`ret`).
+    pub fn record_return<T: Debug + ?Sized>(&self, v: &T) {
+        self.cx.span().set_attribute(KeyValue::new("return", capped(format_args!("{v:?}"))));
+    }
+
+    fn record_error(&self, ty: &str, message: String, chain: Vec<String>) {
+        let span = self.cx.span();
+        let mut attrs = vec![
+            KeyValue::new(semconv::EXCEPTION_TYPE, ty.to_owned()),
+            KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
+        ];
+        if !chain.is_empty() {
+            let chain: Vec<opentelemetry::StringValue> = chain.into_iter().map(Into::into).collect();
+            attrs.push(KeyValue::new("exception.source_chain", Value::Array(chain.into())));
+        }
+        span.add_event("exception", attrs);
+        span.set_status(Status::error(message));
+    }
+
+    /// Records a panic payload (status Error and an `exception` event).
+    pub fn record_panic(&self, payload: &(dyn Any + Send)) {
+        let message = crate::panic::payload_message(payload);
+        let span = self.cx.span();
+        let mut attrs = vec![
+            KeyValue::new(semconv::EXCEPTION_TYPE, "panic"),
+            KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
+        ];
+        if let Some(bt) = crate::panic::backtrace_for(&message) {
+            attrs.push(KeyValue::new(semconv::EXCEPTION_STACKTRACE, bt));
+        }
+        span.add_event("exception", attrs);
+        span.set_status(Status::error(message));
+    }
+
+    /// Marks the span as cancelled (its future was dropped before completing) and ends it.
+    fn cancel(self) {
+        let span = self.cx.span();
+        span.set_attribute(KeyValue::new(CANCELLED, true));
+        span.end();
+    }
+
+    /// Ends the span.
+    #[inline]
+    pub fn end(self) {
+        self.cx.span().end();
+    }
+}
+
+/// Runs a sync body under its span: the span is current while it runs; a panic is recorded and
+/// then resumes unchanged.
+#[inline(always)]
+pub fn run_sync<R>(span: Option<Live>, body: impl FnOnce() -> R, done: impl FnOnce(&Live, &R)) -> R {
+    match span {
+        None => body(),
+        Some(live) => run_live(live, body, done),
+    }
+}
+
+#[inline]
+fn run_live<R>(live: Live, body: impl FnOnce() -> R, done: impl FnOnce(&Live, &R)) -> R {
+    let guard = live.attach();
+    let out = catch_unwind(AssertUnwindSafe(body));
+    drop(guard);
+    match out {
+        Ok(out) => {
+            done(&live, &out);
+            live.end();
+            out
+        }
+        Err(payload) => {
+            live.record_panic(&*payload);
+            live.end();
+            resume_unwind(payload)
+        }
+    }
+}
+
+/// Runs `f` with the span current (the construction of an `impl Future`).
+#[inline]
+pub fn enter<R>(span: &Option<Live>, f: impl FnOnce() -> R) -> R {
+    let _guard = span.as_ref().map(Live::attach);
+    f()
+}
+
+pin_project_lite::pin_project! {
+    /// A future run under its span: current on every poll, panics recorded, ended on completion,
+    /// marked cancelled when dropped before completion.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Instrumented<F, C> {
+        #[pin]
+        inner: F,
+        live: Option<Live>,
+        done: Option<C>,
+    }
+
+    impl<F, C> PinnedDrop for Instrumented<F, C> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(live) = this.project().live.take() {
+                live.cancel();
+            }
+        }
+    }
+}
+
+impl<F, C> Debug for Instrumented<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instrumented").field("live", &self.live).finish_non_exhaustive()
+    }
+}
+
+impl<F: Future, C: FnOnce(&Live, &F::Output)> Instrumented<F, C> {
+    /// Wraps `inner`.
+    #[inline]
+    pub fn new(live: Option<Live>, inner: F, done: C) -> Self {
+        Instrumented { inner, live, done: Some(done) }
+    }
+}
+
+impl<F: Future, C: FnOnce(&Live, &F::Output)> Future for Instrumented<F, C> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let Some(live) = this.live.as_ref() else {
+            return this.inner.poll(cx);
+        };
+        let guard = live.attach();
+        let inner = this.inner;
+        let polled = catch_unwind(AssertUnwindSafe(|| inner.poll(cx)));
+        drop(guard);
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(out)) => {
+                if let Some(live) = this.live.take() {
+                    if let Some(done) = this.done.take() {
+                        done(&live, &out);
+                    }
+                    live.end();
+                }
+                Poll::Ready(out)
+            }
+            Err(payload) => {
+                if let Some(live) = this.live.take() {
+                    live.record_panic(&*payload);
+                    live.end();
+                }
+                resume_unwind(payload)
+            }
+        }
+    }
+}
+
+/// `err`'s argument: the error of an `Err` return, recorded by the most specific of the `Via*`
+/// traits that applies (autoref specialisation, resolved where the macro expands).
+#[derive(Debug)]
+pub struct ErrRef<'a, E: ?Sized>(pub &'a E);
+
+fn source_chain(mut next: Option<&(dyn std::error::Error + 'static)>) -> Vec<String> {
+    let mut chain = Vec::new();
+    while let Some(e) = next {
+        if chain.len() == 32 {
+            break; // a cycle or an absurdly deep chain
+        }
+        chain.push(capped(format_args!("{e}")));
+        next = e.source();
+    }
+    chain
+}
+
+/// `E: Error`: message and `source()` chain.
+pub trait ViaError {
+    /// Records the error on the span.
+    fn __tracer_record_err(&self, live: &Live);
+}
+impl<E: std::error::Error + ?Sized> ViaError for &&&ErrRef<'_, E> {
+    fn __tracer_record_err(&self, live: &Live) {
+        let e = self.0;
+        live.record_error(std::any::type_name::<E>(), e.to_string(), source_chain(e.source()));
+    }
+}
+
+/// `Box<dyn Error + Send + Sync>`, `anyhow::Error`: message and chain through the deref.
+pub trait ViaDynErrorSendSync {
+    /// Records the error on the span.
+    fn __tracer_record_err(&self, live: &Live);
+}
+impl<E> ViaDynErrorSendSync for &&ErrRef<'_, E>
+where
+    E: Deref<Target = dyn std::error::Error + Send + Sync + 'static> + ?Sized,
+{
+    fn __tracer_record_err(&self, live: &Live) {
+        let e: &(dyn std::error::Error + Send + Sync) = &**self.0;
+        live.record_error(std::any::type_name::<E>(), e.to_string(), source_chain(e.source()));
+    }
+}
+
+/// `Box<dyn Error>`: message and chain through the deref.
+pub trait ViaDynError {
+    /// Records the error on the span.
+    fn __tracer_record_err(&self, live: &Live);
+}
+impl<E> ViaDynError for &ErrRef<'_, E>
+where
+    E: Deref<Target = dyn std::error::Error + 'static> + ?Sized,
+{
+    fn __tracer_record_err(&self, live: &Live) {
+        let e: &dyn std::error::Error = &**self.0;
+        live.record_error(std::any::type_name::<E>(), e.to_string(), source_chain(e.source()));
+    }
+}
+
+/// Anything `Display`: the message only.
+pub trait ViaDisplay {
+    /// Records the error on the span.
+    fn __tracer_record_err(&self, live: &Live);
+}
+impl<E: Display + ?Sized> ViaDisplay for ErrRef<'_, E> {
+    fn __tracer_record_err(&self, live: &Live) {
+        live.record_error(std::any::type_name::<E>(), self.0.to_string(), Vec::new());
+    }
+}

@@ -1,0 +1,49 @@
+//! Carrying the current context into spawned work.
+//!
+//! A `tokio::spawn`ed task starts with an empty context: its spans would start new traces. These
+//! helpers take the current context along.
+
+use std::future::Future;
+
+use opentelemetry::Context;
+use opentelemetry::context::FutureExt as _;
+
+/// `tokio::spawn`, with the current context attached to the task on every poll.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let handle = tracer_runtime::spawn(async { 1 + 1 });
+/// assert_eq!(handle.await.unwrap(), 2);
+/// # }
+/// ```
+#[track_caller]
+pub fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(fut.with_current_context())
+}
+
+/// `tokio::task::spawn_blocking`, with the current context attached while `f` runs.
+#[track_caller]
+pub fn spawn_blocking<F, R>(f: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    tokio::task::spawn_blocking(in_current_context(f))
+}
+
+/// Binds `f` to the current context: it runs with that context attached, on whatever thread
+/// calls it (`std::thread::spawn`, a thread pool).
+pub fn in_current_context<F, R>(f: F) -> impl FnOnce() -> R + Send + 'static
+where
+    F: FnOnce() -> R + Send + 'static,
+{
+    let cx = Context::current();
+    move || {
+        let _guard = cx.attach();
+        f()
+    }
+}

@@ -1,0 +1,376 @@
+//! `init`: one call sets up a service's tracer provider, exporter, sampler and propagators.
+
+use std::fmt;
+use std::sync::Arc;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, Sampler, SdkTracerProvider, SpanExporter, SpanProcessor, TracerProviderBuilder,
+};
+
+use crate::error::{InitError, ShutdownError};
+use crate::propagation::{self, Format};
+use crate::service::{self, Service, ServiceHandle};
+use crate::switch;
+
+/// The OTLP transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// OTLP over gRPC (port 4317 by default). tracer's default.
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (port 4318 by default).
+    HttpProtobuf,
+}
+
+impl Protocol {
+    /// Parses an `OTEL_EXPORTER_OTLP_PROTOCOL` value.
+    pub fn parse(value: &str) -> Result<Protocol, InitError> {
+        match value.trim() {
+            "grpc" => Ok(Protocol::Grpc),
+            "http/protobuf" => Ok(Protocol::HttpProtobuf),
+            other => Err(InitError::UnsupportedProtocol(other.to_owned())),
+        }
+    }
+
+    fn from_env() -> Result<Protocol, InitError> {
+        for var in ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
+            if let Ok(v) = std::env::var(var) {
+                if !v.trim().is_empty() {
+                    return Protocol::parse(&v);
+                }
+            }
+        }
+        Ok(Protocol::Grpc)
+    }
+}
+
+type AddProcessor = Box<dyn FnOnce(TracerProviderBuilder) -> TracerProviderBuilder + Send>;
+
+/// Starts setting up tracing for the service `service_name`: returns a [`Builder`]; its
+/// [`install`](Builder::install) returns the [`Guard`] that keeps the pipeline alive.
+///
+/// ```no_run
+/// # fn main() -> Result<(), tracer_runtime::InitError> {
+/// let _guard = tracer_runtime::init("server3").install()?;
+/// // ... the service runs; spans go to $OTEL_EXPORTER_OTLP_ENDPOINT (default localhost:4317) ...
+/// # Ok(()) }
+/// ```
+///
+/// Defaults, each read from the standard environment variable and overridable on the builder:
+/// OTLP over gRPC (`OTEL_EXPORTER_OTLP_PROTOCOL`: `grpc` or `http/protobuf`) to
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` with `OTEL_EXPORTER_OTLP_HEADERS`; the sampler of
+/// `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default `parentbased_always_on`); the
+/// propagators of `OTEL_PROPAGATORS` (default `tracecontext,baggage`). `TRACER_ENABLED=false` or
+/// `OTEL_SDK_DISABLED=true` install the pipeline with tracing switched off.
+pub fn init(service_name: impl Into<String>) -> Builder {
+    Builder {
+        name: service_name.into(),
+        otlp: true,
+        protocol: None,
+        endpoint: None,
+        sampler: None,
+        formats: None,
+        resource: Vec::new(),
+        make_default: None,
+        set_globals: true,
+        processors: Vec::new(),
+    }
+}
+
+/// Configures one service's pipeline. See [`init`].
+#[must_use = "nothing is installed until `.install()` is called"]
+pub struct Builder {
+    name: String,
+    otlp: bool,
+    protocol: Option<Protocol>,
+    endpoint: Option<String>,
+    sampler: Option<Sampler>,
+    formats: Option<Vec<Format>>,
+    resource: Vec<KeyValue>,
+    make_default: Option<bool>,
+    set_globals: bool,
+    processors: Vec<AddProcessor>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("name", &self.name)
+            .field("otlp", &self.otlp)
+            .field("protocol", &self.protocol)
+            .field("endpoint", &self.endpoint)
+            .field("sampler", &self.sampler)
+            .field("formats", &self.formats)
+            .field("processors", &self.processors.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// The OTLP transport (default: `OTEL_EXPORTER_OTLP_PROTOCOL`, else gRPC).
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = Some(protocol);
+        self.otlp = true;
+        self
+    }
+
+    /// The collector's base URL, e.g. `http://127.0.0.1:4317` (gRPC) or `http://127.0.0.1:4318`
+    /// (HTTP; `/v1/traces` is appended unless the URL has a path). Default:
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT`, then localhost.
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self.otlp = true;
+        self
+    }
+
+    /// Sends the spans to `exporter` through a batch processor. Replaces the default OTLP
+    /// exporter; call [`with_protocol`](Self::with_protocol) or
+    /// [`with_endpoint`](Self::with_endpoint) afterwards to keep OTLP too.
+    pub fn with_exporter<E: SpanExporter + 'static>(mut self, exporter: E) -> Self {
+        self.otlp = false;
+        self.processors.push(Box::new(move |b: TracerProviderBuilder| {
+            b.with_span_processor(BatchSpanProcessor::builder(exporter).build())
+        }));
+        self
+    }
+
+    /// Adds a span processor (for example a `SimpleSpanProcessor` over an in-memory exporter in
+    /// tests). Replaces the default OTLP exporter, as [`with_exporter`](Self::with_exporter) does.
+    pub fn with_span_processor<P: SpanProcessor + 'static>(mut self, processor: P) -> Self {
+        self.otlp = false;
+        self.processors.push(Box::new(move |b: TracerProviderBuilder| b.with_span_processor(processor)));
+        self
+    }
+
+    /// The sampler (default: from `OTEL_TRACES_SAMPLER`, else parent-based always-on).
+    pub fn with_sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = Some(sampler);
+        self
+    }
+
+    /// The propagation formats (default: from `OTEL_PROPAGATORS`, else tracecontext and baggage).
+    pub fn with_propagators(mut self, formats: &[Format]) -> Self {
+        self.formats = Some(formats.to_vec());
+        self
+    }
+
+    /// Adds resource attributes (`deployment.environment.name`, `service.version`, ...).
+    pub fn with_resource_attributes(mut self, attrs: impl IntoIterator<Item = KeyValue>) -> Self {
+        self.resource.extend(attrs);
+        self
+    }
+
+    /// Whether this service is the process's default one: the service of work that carries no
+    /// service in its context. Default: the first service installed.
+    pub fn as_default(mut self, yes: bool) -> Self {
+        self.make_default = Some(yes);
+        self
+    }
+
+    /// Whether installing the default service also sets OpenTelemetry's global tracer provider
+    /// and text-map propagator, for libraries that use them (default: yes).
+    pub fn set_globals(mut self, yes: bool) -> Self {
+        self.set_globals = yes;
+        self
+    }
+
+    /// Installs the pipeline. Spans are recorded from now until the guard is dropped.
+    pub fn install(self) -> Result<Guard, InitError> {
+        if self.name.trim().is_empty() {
+            return Err(InitError::EmptyServiceName);
+        }
+        if service::is_registered(&self.name) {
+            return Err(InitError::AlreadyInstalled(self.name));
+        }
+        let sampler = match self.sampler {
+            Some(s) => s,
+            None => sampler_from_env()?,
+        };
+        let formats = match self.formats {
+            Some(f) => f,
+            None => propagation::formats_from_env()?,
+        };
+        let resource =
+            Resource::builder().with_service_name(self.name.clone()).with_attributes(self.resource).build();
+        let mut builder = SdkTracerProvider::builder().with_resource(resource).with_sampler(sampler);
+        for add in self.processors {
+            builder = add(builder);
+        }
+        #[allow(unused_mut)]
+        let mut runtime = None;
+        if self.otlp {
+            #[cfg(feature = "otlp")]
+            {
+                let protocol = match self.protocol {
+                    Some(p) => p,
+                    None => Protocol::from_env()?,
+                };
+                let (exporter, rt) = crate::export::otlp(protocol, self.endpoint.as_deref())?;
+                builder = builder.with_span_processor(BatchSpanProcessor::builder(exporter).build());
+                runtime = Some(rt);
+            }
+        }
+        let provider = builder.build();
+        let scope = InstrumentationScope::builder("tracer").with_version(env!("CARGO_PKG_VERSION")).build();
+        let tracer = provider.tracer_with_scope(scope);
+
+        if switch::disabled_by_env() {
+            switch::set_all_enabled(false);
+        }
+        crate::panic::install_hook();
+        let on = switch::installed(&self.name);
+        let svc = Arc::new(Service { name: self.name, on, tracer });
+        service::register(Arc::clone(&svc), self.make_default);
+        let is_default = service::is_default(&svc);
+        if self.set_globals && is_default {
+            opentelemetry::global::set_tracer_provider(provider.clone());
+        }
+        if is_default || self.make_default == Some(true) {
+            propagation::install(&formats, self.set_globals);
+        }
+        Ok(Guard { inner: Some(GuardInner { svc, provider, runtime }) })
+    }
+}
+
+/// Parses `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (unlike the SDK, which falls back
+/// to the default on a typo, this reports it).
+pub fn sampler_from_env() -> Result<Sampler, InitError> {
+    let name = std::env::var("OTEL_TRACES_SAMPLER").unwrap_or_default();
+    let arg = std::env::var("OTEL_TRACES_SAMPLER_ARG").ok();
+    parse_sampler(&name, arg.as_deref())
+}
+
+pub(crate) fn parse_sampler(name: &str, arg: Option<&str>) -> Result<Sampler, InitError> {
+    let ratio = || -> Result<f64, InitError> {
+        match arg.map(str::trim).filter(|a| !a.is_empty()) {
+            None => Ok(1.0),
+            Some(a) => match a.parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+                _ => Err(InitError::InvalidSampler(format!(
+                    "OTEL_TRACES_SAMPLER_ARG `{a}` is not a ratio between 0 and 1"
+                ))),
+            },
+        }
+    };
+    Ok(match name.trim() {
+        "" | "parentbased_always_on" => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        "parentbased_always_off" => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        "always_on" => Sampler::AlwaysOn,
+        "always_off" => Sampler::AlwaysOff,
+        "traceidratio" => Sampler::TraceIdRatioBased(ratio()?),
+        "parentbased_traceidratio" => Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio()?))),
+        other => {
+            return Err(InitError::InvalidSampler(format!(
+                "unknown OTEL_TRACES_SAMPLER `{other}`; expected always_on, always_off, traceidratio, \
+                 parentbased_always_on, parentbased_always_off or parentbased_traceidratio"
+            )));
+        }
+    })
+}
+
+/// Keeps a service's pipeline alive. Dropping it flushes every finished span, shuts the pipeline
+/// down and uninstalls the service. It does not need the caller's tokio runtime, so dropping it
+/// at the end of a `current_thread` runtime's `main` does not hang.
+#[must_use = "dropping the guard uninstalls the service at once"]
+pub struct Guard {
+    inner: Option<GuardInner>,
+}
+
+struct GuardInner {
+    svc: Arc<Service>,
+    provider: SdkTracerProvider,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl fmt::Debug for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guard").field("service", &self.inner.as_ref().map(|i| &i.svc.name)).finish()
+    }
+}
+
+impl Guard {
+    /// The service this guard keeps installed.
+    pub fn service(&self) -> Option<ServiceHandle> {
+        self.inner.as_ref().map(|i| ServiceHandle(Arc::clone(&i.svc)))
+    }
+
+    /// The service's tracer provider (to flush it, or to hand it to another library).
+    pub fn provider(&self) -> Option<&SdkTracerProvider> {
+        self.inner.as_ref().map(|i| &i.provider)
+    }
+
+    /// Exports every span finished so far, and waits for it.
+    pub fn flush(&self) -> Result<(), ShutdownError> {
+        match &self.inner {
+            Some(i) => i
+                .provider
+                .force_flush()
+                .map_err(|source| ShutdownError::Pipeline { service: i.svc.name.clone(), source }),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes, shuts the pipeline down and uninstalls the service, reporting failures (dropping
+    /// the guard does the same and ignores them).
+    pub fn shutdown(mut self) -> Result<(), ShutdownError> {
+        match self.inner.take() {
+            Some(i) => i.shutdown(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl GuardInner {
+    fn shutdown(self) -> Result<(), ShutdownError> {
+        // Uninstall first: no new span starts on a provider being shut down.
+        service::unregister(&self.svc);
+        switch::uninstalled(&self.svc.name);
+        let flushed = self.provider.force_flush();
+        let shut = self.provider.shutdown();
+        if let Some(rt) = self.runtime {
+            // Never blocks, so it is safe inside an async context.
+            rt.shutdown_background();
+        }
+        flushed.and(shut).map_err(|source| ShutdownError::Pipeline { service: self.svc.name.clone(), source })
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(i) = self.inner.take() {
+            let _ = i.shutdown();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samplers_parse_and_typos_are_reported() {
+        assert!(matches!(parse_sampler("", None).unwrap(), Sampler::ParentBased(_)));
+        assert!(matches!(parse_sampler("always_off", None).unwrap(), Sampler::AlwaysOff));
+        assert!(matches!(parse_sampler("traceidratio", Some("0.25")).unwrap(), Sampler::TraceIdRatioBased(r) if r == 0.25));
+        assert!(matches!(parse_sampler("traceidratio", None).unwrap(), Sampler::TraceIdRatioBased(r) if r == 1.0));
+        let e = parse_sampler("traceidratio", Some("1.5")).unwrap_err();
+        assert!(e.to_string().contains("`1.5`"), "{e}");
+        let e = parse_sampler("alwayson", None).unwrap_err();
+        assert!(e.to_string().contains("`alwayson`"), "{e}");
+    }
+
+    #[test]
+    fn protocols_parse() {
+        assert_eq!(Protocol::parse("grpc").unwrap(), Protocol::Grpc);
+        assert_eq!(Protocol::parse("http/protobuf").unwrap(), Protocol::HttpProtobuf);
+        assert!(matches!(Protocol::parse("http/json"), Err(InitError::UnsupportedProtocol(p)) if p == "http/json"));
+    }
+
+    #[test]
+    fn empty_name_is_an_error() {
+        assert!(matches!(init(" ").install(), Err(InitError::EmptyServiceName)));
+    }
+}

@@ -1,0 +1,83 @@
+//! End-to-end distributed tracing for Rust services, on OpenTelemetry.
+//!
+//! Add `tracer-runtime`, put [`#[traced]`](traced) on the fns worth a span, call [`init`] once
+//! per service, and the spans go over OTLP to Jaeger (or any OTLP backend):
+//!
+//! ```no_run
+//! use tracer_runtime::traced;
+//!
+//! #[traced(err)]
+//! async fn handle(order_id: u64) -> Result<u64, std::io::Error> {
+//!     Ok(price(order_id))
+//! }
+//!
+//! #[traced(args(order_id))]
+//! fn price(order_id: u64) -> u64 { order_id * 100 }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // OTLP/gRPC to $OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4317)
+//!     let _guard = tracer_runtime::init("orders").install()?;
+//!     handle(7).await?;
+//!     Ok(()) // dropping the guard flushes every finished span
+//! }
+//! ```
+//!
+//! The same, checked, with the SDK's in-memory exporter:
+//!
+//! ```
+//! use opentelemetry_sdk::trace::{InMemorySpanExporter, SimpleSpanProcessor};
+//! use tracer_runtime::traced;
+//!
+//! #[traced]
+//! fn outer() -> u32 { inner() + 1 }
+//! #[traced]
+//! fn inner() -> u32 { 41 }
+//!
+//! let spans = InMemorySpanExporter::default();
+//! let guard = tracer_runtime::init("doc")
+//!     .with_span_processor(SimpleSpanProcessor::new(spans.clone()))
+//!     .install()
+//!     .unwrap();
+//! assert_eq!(outer(), 42);
+//! let done = spans.get_finished_spans().unwrap();
+//! let (inner, outer) = (&done[0], &done[1]);
+//! assert_eq!((inner.name.as_ref(), outer.name.as_ref()), ("inner", "outer"));
+//! assert_eq!(inner.parent_span_id, outer.span_context.span_id());
+//!
+//! // Off at run time: a traced fn then costs one relaxed load and a branch.
+//! tracer_runtime::set_enabled("doc", false);
+//! outer();
+//! assert_eq!(spans.get_finished_spans().unwrap().len(), 2);
+//! # drop(guard);
+//! ```
+//!
+//! - [`set_enabled`] / [`set_all_enabled`]: the run-time switch, per service and global.
+//! - [`spawn`], [`spawn_blocking`], [`in_current_context`]: carry the context into other tasks.
+//! - [`service`]: several services in one process, each exported under its own name.
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+#[doc(hidden)]
+pub mod __private;
+mod context;
+mod error;
+#[cfg(feature = "otlp")]
+mod export;
+mod init;
+mod panic;
+pub mod propagation;
+mod service;
+mod switch;
+
+pub use context::{in_current_context, spawn, spawn_blocking};
+pub use error::{InitError, ShutdownError};
+pub use init::{Builder, Guard, Protocol, init, sampler_from_env};
+pub use service::{ServiceHandle, current_service, service};
+pub use switch::{is_all_enabled, is_enabled, set_all_enabled, set_enabled};
+pub use tracer_macros::traced;
+
+/// The OpenTelemetry API crate tracer is built on, for spans of your own and context access.
+pub use opentelemetry;
+/// The OpenTelemetry SDK crate tracer is built on (samplers, processors, exporters).
+pub use opentelemetry_sdk;

@@ -1,0 +1,133 @@
+//! Services: each installed service has its own tracer provider (its own `service.name`) and its
+//! own switch. Work belongs to the service carried by the current context, else to the process's
+//! default service.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::{Context, ContextGuard};
+use opentelemetry_sdk::trace::SdkTracer;
+
+/// An installed service.
+pub(crate) struct Service {
+    pub(crate) name: String,
+    pub(crate) on: Arc<AtomicBool>,
+    pub(crate) tracer: SdkTracer,
+}
+
+impl Service {
+    #[inline]
+    pub(crate) fn is_on(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+}
+
+/// The value the context carries to say which service the work belongs to.
+#[derive(Clone)]
+pub(crate) struct InService(pub(crate) Arc<Service>);
+
+static SERVICES: RwLock<Vec<Arc<Service>>> = RwLock::new(Vec::new());
+static DEFAULT: RwLock<Option<Arc<Service>>> = RwLock::new(None);
+
+pub(crate) fn register(svc: Arc<Service>, make_default: Option<bool>) {
+    let mut all = SERVICES.write().unwrap_or_else(PoisonError::into_inner);
+    all.push(Arc::clone(&svc));
+    let mut d = DEFAULT.write().unwrap_or_else(PoisonError::into_inner);
+    // The first service installed is the default unless told otherwise.
+    if make_default.unwrap_or(d.is_none()) {
+        *d = Some(svc);
+    }
+}
+
+pub(crate) fn unregister(svc: &Arc<Service>) {
+    let mut all = SERVICES.write().unwrap_or_else(PoisonError::into_inner);
+    all.retain(|s| !Arc::ptr_eq(s, svc));
+    let mut d = DEFAULT.write().unwrap_or_else(PoisonError::into_inner);
+    if d.as_ref().is_some_and(|s| Arc::ptr_eq(s, svc)) {
+        *d = all.first().cloned();
+    }
+}
+
+pub(crate) fn is_default(svc: &Arc<Service>) -> bool {
+    DEFAULT.read().unwrap_or_else(PoisonError::into_inner).as_ref().is_some_and(|d| Arc::ptr_eq(d, svc))
+}
+
+pub(crate) fn is_registered(name: &str) -> bool {
+    SERVICES.read().unwrap_or_else(PoisonError::into_inner).iter().any(|s| s.name == name)
+}
+
+/// The service `cx` belongs to: the one it carries, else the default one.
+#[inline]
+pub(crate) fn resolve(cx: &Context) -> Option<Arc<Service>> {
+    match cx.get::<InService>() {
+        Some(s) => Some(Arc::clone(&s.0)),
+        None => DEFAULT.read().unwrap_or_else(PoisonError::into_inner).clone(),
+    }
+}
+
+/// A handle on an installed service: run work under it, ask whether it is switched on.
+///
+/// Integrations (the HTTP and gRPC server layers) put their service in the context of each
+/// request, so that everything the request does is traced under that service. Code running
+/// several services in one process does the same with [`ServiceHandle::in_scope`] or
+/// [`ServiceHandle::instrument`].
+#[derive(Clone)]
+pub struct ServiceHandle(pub(crate) Arc<Service>);
+
+impl fmt::Debug for ServiceHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceHandle").field("name", &self.0.name).field("on", &self.0.is_on()).finish()
+    }
+}
+
+/// The installed service named `name`, if any.
+pub fn service(name: &str) -> Option<ServiceHandle> {
+    SERVICES
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| ServiceHandle(Arc::clone(s)))
+}
+
+/// The service the current context belongs to (or the default one), if any is installed.
+pub fn current_service() -> Option<ServiceHandle> {
+    resolve(&Context::current()).map(ServiceHandle)
+}
+
+impl ServiceHandle {
+    /// The service name (`service.name` of its spans).
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Whether tracing currently records for this service (its switch and the global one).
+    pub fn is_recording(&self) -> bool {
+        crate::switch::is_all_enabled() && self.0.is_on()
+    }
+
+    /// `cx` with this service attached: spans started under it belong to this service.
+    pub fn context_from(&self, cx: &Context) -> Context {
+        cx.with_value(InService(Arc::clone(&self.0)))
+    }
+
+    /// Makes the current context belong to this service until the guard is dropped.
+    pub fn attach(&self) -> ContextGuard {
+        self.context_from(&Context::current()).attach()
+    }
+
+    /// Runs `f` as work of this service.
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _g = self.attach();
+        f()
+    }
+
+    /// Runs `fut` as work of this service (the current context, plus this service, is attached
+    /// on every poll).
+    pub fn instrument<F: Future>(&self, fut: F) -> opentelemetry::context::WithContext<F> {
+        fut.with_context(self.context_from(&Context::current()))
+    }
+}

@@ -1,0 +1,111 @@
+//! The run-time switch: tracing on and off, globally and per service, without restart.
+//!
+//! Every traced fn first reads [`ACTIVE`] with one relaxed load. It is `true` only when the global
+//! switch is on and at least one installed service is switched on, so "off" costs one load and a
+//! branch. Everything else (which service, is it on) is looked up only when `ACTIVE` is set.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Read by every traced fn; recomputed under [`SWITCHES`]' lock whenever a switch or the set of
+/// installed services changes.
+pub(crate) static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+static GLOBAL: AtomicBool = AtomicBool::new(true);
+
+/// Per-service switches, by service name. A switch exists before its service is installed, so
+/// `set_enabled("server3", false)` may be called first.
+static SWITCHES: Mutex<Switches> = Mutex::new(Switches { by_name: BTreeMap::new() });
+
+struct Switches {
+    by_name: BTreeMap<String, Entry>,
+}
+
+struct Entry {
+    on: Arc<AtomicBool>,
+    /// How many live installs of this service name (0 or 1 in practice).
+    installed: usize,
+}
+
+fn lock() -> MutexGuard<'static, Switches> {
+    // A panic while holding this lock cannot leave it inconsistent: every update is one insert.
+    SWITCHES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Switches {
+    fn recompute(&self) {
+        let any = self.by_name.values().any(|e| e.installed > 0 && e.on.load(Ordering::Relaxed));
+        ACTIVE.store(GLOBAL.load(Ordering::Relaxed) && any, Ordering::Relaxed);
+    }
+
+    fn entry(&mut self, name: &str) -> &mut Entry {
+        self.by_name
+            .entry(name.to_owned())
+            .or_insert_with(|| Entry { on: Arc::new(AtomicBool::new(true)), installed: 0 })
+    }
+}
+
+/// Turns tracing on or off for one service, at run time. Spans already started finish normally.
+///
+/// A service that is off records nothing: its traced fns and integrations run as if untraced.
+/// It may be called before the service is installed.
+///
+/// ```
+/// tracer_runtime::set_enabled("server3", false);
+/// assert!(!tracer_runtime::is_enabled("server3"));
+/// tracer_runtime::set_enabled("server3", true);
+/// ```
+pub fn set_enabled(service: &str, on: bool) {
+    let mut s = lock();
+    s.entry(service).on.store(on, Ordering::Relaxed);
+    s.recompute();
+}
+
+/// Whether `service`'s own switch is on (services start on).
+pub fn is_enabled(service: &str) -> bool {
+    lock().by_name.get(service).is_none_or(|e| e.on.load(Ordering::Relaxed))
+}
+
+/// Turns tracing on or off for every service of the process at once. Each service's own switch is
+/// kept: turning the global switch back on restores them as they were.
+///
+/// It starts off when `TRACER_ENABLED=false` or `OTEL_SDK_DISABLED=true` is set at
+/// [`install`](crate::Builder::install) time.
+pub fn set_all_enabled(on: bool) {
+    let s = lock();
+    GLOBAL.store(on, Ordering::Relaxed);
+    s.recompute();
+}
+
+/// Whether the global switch is on.
+pub fn is_all_enabled() -> bool {
+    GLOBAL.load(Ordering::Relaxed)
+}
+
+/// Registers an install of `service` and returns its switch.
+pub(crate) fn installed(service: &str) -> Arc<AtomicBool> {
+    let mut s = lock();
+    let e = s.entry(service);
+    e.installed += 1;
+    let on = Arc::clone(&e.on);
+    s.recompute();
+    on
+}
+
+/// Unregisters an install of `service` (its guard was dropped).
+pub(crate) fn uninstalled(service: &str) {
+    let mut s = lock();
+    if let Some(e) = s.by_name.get_mut(service) {
+        e.installed = e.installed.saturating_sub(1);
+    }
+    s.recompute();
+}
+
+/// `TRACER_ENABLED=false|0|off` or `OTEL_SDK_DISABLED=true` in the environment.
+pub(crate) fn disabled_by_env() -> bool {
+    let falsy = |v: &str| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "off" | "no");
+    let truthy = |v: &str| v.trim().eq_ignore_ascii_case("true");
+    std::env::var("TRACER_ENABLED").is_ok_and(|v| falsy(&v))
+        || std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| truthy(&v))
+}
