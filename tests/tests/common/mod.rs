@@ -1,0 +1,127 @@
+//! Shared test harness: one in-memory pipeline per test binary, and helpers that run code under
+//! a fresh root span and return the spans of that trace.
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, TraceId, Tracer as _};
+use opentelemetry::{Context, Value};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SimpleSpanProcessor, SpanData};
+
+pub const SERVICE: &str = "tests";
+
+struct Pipeline {
+    spans: InMemorySpanExporter,
+    _guard: tracer_runtime::Guard,
+}
+
+static PIPELINE: OnceLock<Pipeline> = OnceLock::new();
+
+/// The test binary's exporter; installs the `tests` service on first use.
+pub fn exporter() -> &'static InMemorySpanExporter {
+    &PIPELINE
+        .get_or_init(|| {
+            let spans = InMemorySpanExporter::default();
+            let guard = tracer_runtime::init(SERVICE)
+                .with_span_processor(SimpleSpanProcessor::new(spans.clone()))
+                .install()
+                .expect("install the test pipeline");
+            Pipeline { spans, _guard: guard }
+        })
+        .spans
+}
+
+/// Every finished span of `trace`, in the order they ended.
+pub fn spans_of(trace: TraceId) -> Vec<SpanData> {
+    exporter()
+        .get_finished_spans()
+        .expect("read the in-memory exporter")
+        .into_iter()
+        .filter(|s| s.span_context.trace_id() == trace)
+        .collect()
+}
+
+/// Runs `f` under a new root span named `test-root` and returns its result and the trace's spans
+/// (the root included, last).
+pub fn in_root<R>(f: impl FnOnce() -> R) -> (R, Vec<SpanData>) {
+    exporter();
+    let tracer = opentelemetry::global::tracer("test");
+    let mut trace = TraceId::INVALID;
+    let out = tracer.in_span("test-root", |cx| {
+        trace = cx.span().span_context().trace_id();
+        f()
+    });
+    (out, spans_of(trace))
+}
+
+/// `in_root` for a future.
+pub async fn in_root_async<F: Future>(f: F) -> (F::Output, Vec<SpanData>) {
+    exporter();
+    let tracer = opentelemetry::global::tracer("test");
+    let span = tracer.start_with_context("test-root", &Context::new());
+    let cx = Context::new().with_span(span);
+    let trace = cx.span().span_context().trace_id();
+    let out = f.with_context(cx.clone()).await;
+    cx.span().end();
+    (out, spans_of(trace))
+}
+
+pub fn root(spans: &[SpanData]) -> &SpanData {
+    named(spans, "test-root")
+}
+
+/// The one span named `name`.
+#[track_caller]
+pub fn named<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
+    let found: Vec<&SpanData> = spans.iter().filter(|s| s.name == name).collect();
+    assert_eq!(found.len(), 1, "expected one span named {name:?}, got {:?}", names(spans));
+    found[0]
+}
+
+pub fn names(spans: &[SpanData]) -> Vec<String> {
+    spans.iter().map(|s| s.name.to_string()).collect()
+}
+
+#[track_caller]
+pub fn assert_child_of(child: &SpanData, parent: &SpanData) {
+    assert_eq!(
+        child.parent_span_id,
+        parent.span_context.span_id(),
+        "{:?} should be a child of {:?}",
+        child.name,
+        parent.name
+    );
+    assert_eq!(child.span_context.trace_id(), parent.span_context.trace_id());
+}
+
+pub fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
+    span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| &kv.value)
+}
+
+pub fn attr_str(span: &SpanData, key: &str) -> Option<String> {
+    attr(span, key).map(|v| v.as_str().into_owned())
+}
+
+pub fn event_attr(span: &SpanData, event: &str, key: &str) -> Option<Value> {
+    span.events
+        .iter()
+        .find(|e| e.name == event)
+        .and_then(|e| e.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.clone()))
+}
+
+pub fn is_error(span: &SpanData) -> bool {
+    matches!(span.status, Status::Error { .. })
+}
+
+pub fn error_message(span: &SpanData) -> Option<String> {
+    match &span.status {
+        Status::Error { description } => Some(description.to_string()),
+        _ => None,
+    }
+}
+
+pub fn kind(span: &SpanData) -> SpanKind {
+    span.span_kind.clone()
+}
