@@ -1,0 +1,59 @@
+//! Cancellation of traced futures, and the context carried into spawned work.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use opentelemetry::Value;
+use tracer_runtime::traced;
+
+#[traced]
+async fn slow() -> u8 {
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    1
+}
+
+#[traced]
+fn leaf() -> u8 {
+    1
+}
+
+#[traced]
+async fn fans_out() -> u8 {
+    let a = tracer_runtime::spawn(async { leaf() }).await.unwrap();
+    let b = tracer_runtime::spawn_blocking(leaf).await.unwrap();
+    let c = std::thread::spawn(tracer_runtime::in_current_context(leaf)).join().unwrap();
+    // Without the helper the task starts from an empty context: a new trace.
+    let d = tokio::spawn(async { leaf() }).await.unwrap();
+    a + b + c + d
+}
+
+#[tokio::test]
+async fn a_dropped_future_ends_its_span_as_cancelled() {
+    let (timed_out, spans) =
+        in_root_async(async { tokio::time::timeout(Duration::from_millis(20), slow()).await.is_err() }).await;
+    assert!(timed_out);
+    let s = named(&spans, "slow");
+    assert_child_of(s, root(&spans));
+    assert_eq!(common::attr(s, "tracer.cancelled"), Some(&Value::Bool(true)));
+    assert!(!is_error(s), "cancellation is not an error");
+}
+
+#[tokio::test]
+async fn a_completed_future_is_not_cancelled() {
+    let (_, spans) = in_root_async(async { tokio::time::timeout(Duration::from_secs(5), async { leaf() }).await }).await;
+    assert!(common::attr(named(&spans, "leaf"), "tracer.cancelled").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_helpers_carry_the_context() {
+    let (sum, spans) = in_root_async(fans_out()).await;
+    assert_eq!(sum, 4);
+    let parent = named(&spans, "fans_out");
+    let leaves: Vec<_> = spans.iter().filter(|s| s.name == "leaf").collect();
+    assert_eq!(leaves.len(), 3, "spawn, spawn_blocking and in_current_context: {:?}", names(&spans));
+    for l in leaves {
+        assert_child_of(l, parent);
+    }
+}
