@@ -116,6 +116,12 @@ fn traced_impl(mut imp: ItemImpl, outer: &TracedArgs) -> syn::Result<TokenStream
     Ok(quote!(#imp))
 }
 
+/// Generated locals, with mixed-site hygiene: a user's parameter named like one of them still
+/// means the user's parameter.
+fn local(name: &str) -> proc_macro2::Ident {
+    proc_macro2::Ident::new(name, Span::mixed_site())
+}
+
 /// The path to the runtime's seam.
 fn private_path(args: &TracedArgs) -> TokenStream {
     match &args.krate {
@@ -127,13 +133,14 @@ fn private_path(args: &TracedArgs) -> TokenStream {
 /// Declares `__TRACER_META` and starts `__tracer_span: Option<Live>`. The switch check comes first:
 /// when tracing is off this is one relaxed load and a branch.
 fn prelude(p: &TokenStream, args: &TracedArgs, name: &str) -> TokenStream {
+    let (n_span, n_attrs) = (local("__tracer_span"), local("__tracer_attrs"));
     let kind = args.kind_variant();
     let root = args.root.is_some();
     let mut stmts = Vec::new();
     if let Some((_, names)) = &args.args {
         for n in names {
             let key = n.to_string();
-            stmts.push(quote!(__tracer_attrs.debug(#key, &#n);));
+            stmts.push(quote!(#n_attrs.debug(#key, &#n);));
         }
     }
     if let Some((_, fields)) = &args.fields {
@@ -141,20 +148,20 @@ fn prelude(p: &TokenStream, args: &TracedArgs, name: &str) -> TokenStream {
             let key = &f.key;
             let v = &f.value;
             stmts.push(match f.sigil {
-                Sigil::Value => quote!(__tracer_attrs.value(#key, #v);),
-                Sigil::Debug => quote!(__tracer_attrs.debug(#key, &(#v));),
-                Sigil::Display => quote!(__tracer_attrs.display(#key, &(#v));),
+                Sigil::Value => quote!(#n_attrs.value(#key, #v);),
+                Sigil::Debug => quote!(#n_attrs.debug(#key, &(#v));),
+                Sigil::Display => quote!(#n_attrs.display(#key, &(#v));),
             });
         }
     }
     let fill = if stmts.is_empty() {
         quote!(#p::no_attrs)
     } else {
-        quote!(|__tracer_attrs: &mut #p::Attrs| { #(#stmts)* })
+        quote!(|#n_attrs: &mut #p::Attrs| { #(#stmts)* })
     };
     quote! {
         static __TRACER_META: #p::Meta = #p::Meta::new(#name, #p::SpanKind::#kind, #root);
-        let __tracer_span: ::core::option::Option<#p::Live> = if #p::on() {
+        let #n_span: ::core::option::Option<#p::Live> = if #p::on() {
             #p::start(&__TRACER_META, #fill)
         } else {
             ::core::option::Option::None
@@ -164,12 +171,15 @@ fn prelude(p: &TokenStream, args: &TracedArgs, name: &str) -> TokenStream {
 
 /// The callback run on the fn's output before the span ends (`err`, `ret`).
 fn on_done(p: &TokenStream, args: &TracedArgs) -> TokenStream {
+    let (n_live, n_out) = (local("__tracer_live"), local("__tracer_out"));
+    let (n_e, n_v) = (local("__tracer_e"), local("__tracer_v"));
     let record_err = |kw_span: Span| {
+        let (n_e, n_live) = (&n_e, &n_live);
         quote_spanned! {kw_span=>
             {
                 #[allow(unused_imports)]
                 use #p::{ViaDisplay as _, ViaDynError as _, ViaDynErrorSendSync as _, ViaError as _};
-                (&&&&#p::ErrRef(__tracer_e)).__tracer_record_err(__tracer_live);
+                (&&&&#p::ErrRef(#n_e)).__tracer_record_err(#n_live);
             }
         }
     };
@@ -178,22 +188,22 @@ fn on_done(p: &TokenStream, args: &TracedArgs) -> TokenStream {
         (Some(e), None) => {
             let rec = record_err(e.span);
             quote! {
-                if let ::core::result::Result::Err(__tracer_e) = __tracer_out #rec
+                if let ::core::result::Result::Err(#n_e) = #n_out #rec
             }
         }
-        (None, Some(r)) => quote_spanned! {r.span=> __tracer_live.record_return(__tracer_out); },
+        (None, Some(r)) => quote_spanned! {r.span=> #n_live.record_return(#n_out); },
         (Some(e), Some(r)) => {
             let rec = record_err(e.span);
-            let ok = quote_spanned! {r.span=> __tracer_live.record_return(__tracer_v) };
+            let ok = quote_spanned! {r.span=> #n_live.record_return(#n_v) };
             quote! {
-                match __tracer_out {
-                    ::core::result::Result::Ok(__tracer_v) => { #ok; }
-                    ::core::result::Result::Err(__tracer_e) => #rec
+                match #n_out {
+                    ::core::result::Result::Ok(#n_v) => { #ok; }
+                    ::core::result::Result::Err(#n_e) => #rec
                 }
             }
         }
     };
-    quote!(|__tracer_live: &#p::Live, __tracer_out: &_| { #body })
+    quote!(|#n_live: &#p::Live, #n_out: &_| { #body })
 }
 
 enum Shape<'a> {
@@ -226,6 +236,8 @@ fn shape<'a>(sig: &Signature, block: &'a Block) -> Shape<'a> {
 }
 
 fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn::Result<Block> {
+    let (n_span, n_fut, n_fake_return) =
+        (local("__tracer_span"), local("__tracer_fut"), local("__tracer_fake_return"));
     let p = private_path(args);
     let prelude = prelude(&p, args, name);
     let done = on_done(&p, args);
@@ -240,7 +252,7 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
             let closure = quote_spanned!(block.span()=> move || #anno #block);
             quote! {
                 #prelude
-                #p::run_sync(__tracer_span, #closure, #done)
+                #p::run_sync(#n_span, #closure, #done)
             }
         }
         Shape::Async => {
@@ -253,30 +265,30 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
                 quote! {
                     #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::let_unit_value, clippy::needless_return)]
                     if false {
-                        let __tracer_fake_return: #ret_ty = loop {};
-                        return __tracer_fake_return;
+                        let #n_fake_return: #ret_ty = loop {};
+                        return #n_fake_return;
                     }
                 }
             };
             let fut = quote_spanned!(block.span()=> async move { #fake_return #(#stmts)* });
             quote! {
                 #prelude
-                #p::Instrumented::new(__tracer_span, #fut, #done).await
+                #p::Instrumented::new(#n_span, #fut, #done).await
             }
         }
         Shape::ImplFuture => {
             let closure = quote_spanned!(block.span()=> move || #block);
             quote! {
                 #prelude
-                let __tracer_fut = #p::enter(&__tracer_span, #closure);
-                #p::Instrumented::new(__tracer_span, __tracer_fut, #done)
+                let #n_fut = #p::enter(&#n_span, #closure);
+                #p::Instrumented::new(#n_span, #n_fut, #done)
             }
         }
         Shape::BoxedAsync { head, async_block } => {
             quote! {
                 #prelude
                 #(#head)*
-                ::std::boxed::Box::pin(#p::Instrumented::new(__tracer_span, #async_block, #done))
+                ::std::boxed::Box::pin(#p::Instrumented::new(#n_span, #async_block, #done))
             }
         }
     };

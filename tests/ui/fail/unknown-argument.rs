@@ -1,0 +1,8 @@
+use tracer_runtime::traced;
+
+#[traced(level = "info")]
+fn f() {}
+
+fn main() {
+    f();
+}
