@@ -66,11 +66,18 @@ fn args_are_recorded_only_when_named_and_capped() {
     let some = named(&spans, "some_args_recorded");
     assert_eq!(attr_str(some, "user").as_deref(), Some("\"alice\""));
     assert_eq!(attr_str(some, "n").as_deref(), Some("3"));
-    assert_eq!(attr_str(some, "creds").as_deref(), Some("Creds { user: \"bob\" }"));
+    assert_eq!(
+        attr_str(some, "creds").as_deref(),
+        Some("Creds { user: \"bob\" }")
+    );
     assert!(attr(some, "password").is_none());
     for s in &spans {
         for kv in &s.attributes {
-            assert!(!kv.value.as_str().contains("hunter2"), "secret leaked in {:?}", s.name);
+            assert!(
+                !kv.value.as_str().contains("hunter2"),
+                "secret leaked in {:?}",
+                s.name
+            );
         }
     }
     let big = attr_str(named(&spans, "capped_arg"), "big").unwrap();
@@ -102,7 +109,10 @@ fn fields_are_computed_at_entry() {
     assert_eq!(attr_str(s, "odd key").as_deref(), Some("Some(7)"));
     assert_eq!(attr_str(s, "id").as_deref(), Some("id-7"));
     assert!(attr(s, "missing").is_none());
-    assert!(attr(s, "n").is_none(), "fields must not record the argument itself");
+    assert!(
+        attr(s, "n").is_none(),
+        "fields must not record the argument itself"
+    );
 }
 
 #[derive(Debug)]
@@ -208,8 +218,14 @@ fn ret_records_the_return_value() {
         doubled(4);
         let _ = checked(5);
     });
-    assert_eq!(attr_str(named(&spans, "doubled"), "return").as_deref(), Some("(8, \"ok\")"));
-    assert_eq!(attr_str(named(&spans, "checked"), "return").as_deref(), Some("5"));
+    assert_eq!(
+        attr_str(named(&spans, "doubled"), "return").as_deref(),
+        Some("(8, \"ok\")")
+    );
+    assert_eq!(
+        attr_str(named(&spans, "checked"), "return").as_deref(),
+        Some("5")
+    );
     let (_, spans) = in_root(|| checked(-1));
     let s = named(&spans, "checked");
     assert!(attr(s, "return").is_none());
@@ -219,13 +235,20 @@ fn ret_records_the_return_value() {
 #[traced(root)]
 fn new_trace() -> opentelemetry::trace::TraceId {
     use opentelemetry::trace::TraceContextExt as _;
-    opentelemetry::Context::current().span().span_context().trace_id()
+    opentelemetry::Context::current()
+        .span()
+        .span_context()
+        .trace_id()
 }
 
 #[test]
 fn root_starts_a_new_trace() {
     let (trace, spans) = in_root(new_trace);
-    assert_eq!(names(&spans), ["test-root"], "the root span is not in the caller's trace");
+    assert_eq!(
+        names(&spans),
+        ["test-root"],
+        "the root span is not in the caller's trace"
+    );
     assert_ne!(trace, root(&spans).span_context.trace_id());
     let own = spans_of(trace);
     assert_eq!(names(&own), ["new_trace"]);

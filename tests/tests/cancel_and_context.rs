@@ -23,7 +23,9 @@ fn leaf() -> u8 {
 async fn fans_out() -> u8 {
     let a = tracer_runtime::spawn(async { leaf() }).await.unwrap();
     let b = tracer_runtime::spawn_blocking(leaf).await.unwrap();
-    let c = std::thread::spawn(tracer_runtime::in_current_context(leaf)).join().unwrap();
+    let c = std::thread::spawn(tracer_runtime::in_current_context(leaf))
+        .join()
+        .unwrap();
     // Without the helper the task starts from an empty context: a new trace.
     let d = tokio::spawn(async { leaf() }).await.unwrap();
     a + b + c + d
@@ -31,18 +33,28 @@ async fn fans_out() -> u8 {
 
 #[tokio::test]
 async fn a_dropped_future_ends_its_span_as_cancelled() {
-    let (timed_out, spans) =
-        in_root_async(async { tokio::time::timeout(Duration::from_millis(20), slow()).await.is_err() }).await;
+    let (timed_out, spans) = in_root_async(async {
+        tokio::time::timeout(Duration::from_millis(20), slow())
+            .await
+            .is_err()
+    })
+    .await;
     assert!(timed_out);
     let s = named(&spans, "slow");
     assert_child_of(s, root(&spans));
-    assert_eq!(common::attr(s, "tracer.cancelled"), Some(&Value::Bool(true)));
+    assert_eq!(
+        common::attr(s, "tracer.cancelled"),
+        Some(&Value::Bool(true))
+    );
     assert!(!is_error(s), "cancellation is not an error");
 }
 
 #[tokio::test]
 async fn a_completed_future_is_not_cancelled() {
-    let (_, spans) = in_root_async(async { tokio::time::timeout(Duration::from_secs(5), async { leaf() }).await }).await;
+    let (_, spans) = in_root_async(async {
+        tokio::time::timeout(Duration::from_secs(5), async { leaf() }).await
+    })
+    .await;
     assert!(common::attr(named(&spans, "leaf"), "tracer.cancelled").is_none());
 }
 
@@ -52,7 +64,12 @@ async fn spawn_helpers_carry_the_context() {
     assert_eq!(sum, 4);
     let parent = named(&spans, "fans_out");
     let leaves: Vec<_> = spans.iter().filter(|s| s.name == "leaf").collect();
-    assert_eq!(leaves.len(), 3, "spawn, spawn_blocking and in_current_context: {:?}", names(&spans));
+    assert_eq!(
+        leaves.len(),
+        3,
+        "spawn, spawn_blocking and in_current_context: {:?}",
+        names(&spans)
+    );
     for l in leaves {
         assert_child_of(l, parent);
     }

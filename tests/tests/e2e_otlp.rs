@@ -30,7 +30,11 @@ async fn query() -> u32 {
 #[traced(root, name = "e2e-root")]
 async fn run(fail: bool) -> String {
     let _ = handle_err(fail).await;
-    opentelemetry::Context::current().span().span_context().trace_id().to_string()
+    opentelemetry::Context::current()
+        .span()
+        .span_context()
+        .trace_id()
+        .to_string()
 }
 
 fn field<'a>(span: &'a serde_json::Value, path: &[&str]) -> &'a serde_json::Value {
@@ -48,21 +52,31 @@ fn check(o: &otelite::Otelite, trace_id: &str, service: &str, failed: bool) {
     let doc = o.trace(trace_id, 4);
     let spans = otelite::spans(&doc);
     assert_eq!(spans.len(), 4, "{doc}");
-    let (root, err, handle, query) =
-        (by_name(&spans, "e2e-root"), by_name(&spans, "handle_err"), by_name(&spans, "handle"), by_name(&spans, "query"));
+    let (root, err, handle, query) = (
+        by_name(&spans, "e2e-root"),
+        by_name(&spans, "handle_err"),
+        by_name(&spans, "handle"),
+        by_name(&spans, "query"),
+    );
     assert!(root["parent_span_id"].is_null(), "{root}");
     assert_eq!(err["parent_span_id"], root["span_id"]);
     assert_eq!(handle["parent_span_id"], err["span_id"]);
     assert_eq!(query["parent_span_id"], handle["span_id"]);
     for s in &spans {
         assert_eq!(s["trace_id"], trace_id);
-        assert_eq!(field(s, &["resource", "attributes", "service.name"]), service);
+        assert_eq!(
+            field(s, &["resource", "attributes", "service.name"]),
+            service
+        );
     }
     assert_eq!(handle["kind"], "Server");
     assert_eq!(query["kind"], "Client");
     assert_eq!(root["kind"], "Internal");
     assert_eq!(root["status"]["code"], "Unset");
-    assert_eq!(handle["status"]["code"], "Unset", "no `err` on handle: its Err is not recorded");
+    assert_eq!(
+        handle["status"]["code"], "Unset",
+        "no `err` on handle: its Err is not recorded"
+    );
     if failed {
         assert_eq!(err["status"]["code"], "Error");
         assert_eq!(err["status"]["message"], "backend down");
@@ -103,4 +117,3 @@ async fn export_over_grpc_and_http_to_otelite() {
     check(&o, &failed, "e2e-http", true);
     check(&o, &ok, "e2e-http", false);
 }
-

@@ -33,26 +33,39 @@ async fn boom_async() -> u32 {
 fn sync_panic_is_recorded_then_resumes_with_the_same_payload() {
     let (caught, spans) = in_root(|| catch_unwind(calls_boom));
     let payload = caught.unwrap_err();
-    assert_eq!(payload.downcast_ref::<String>().map(String::as_str), Some("boom at 3"));
+    assert_eq!(
+        payload.downcast_ref::<String>().map(String::as_str),
+        Some("boom at 3")
+    );
     let inner = named(&spans, "boom");
     let outer = named(&spans, "calls_boom");
     assert_child_of(inner, outer);
     for s in [inner, outer] {
         assert_eq!(error_message(s).as_deref(), Some("boom at 3"));
-        assert_eq!(event_attr(s, "exception", "exception.type"), Some(Value::from("panic")));
-        assert_eq!(event_attr(s, "exception", "exception.message"), Some(Value::from("boom at 3")));
+        assert_eq!(
+            event_attr(s, "exception", "exception.type"),
+            Some(Value::from("panic"))
+        );
+        assert_eq!(
+            event_attr(s, "exception", "exception.message"),
+            Some(Value::from("boom at 3"))
+        );
     }
 }
 
 #[test]
 fn async_panic_during_poll_is_recorded() {
-    let (caught, spans) = in_root(|| block_on(async { AssertUnwindSafe(boom_async()).catch_unwind().await }));
+    let (caught, spans) =
+        in_root(|| block_on(async { AssertUnwindSafe(boom_async()).catch_unwind().await }));
     let payload = caught.unwrap_err();
     assert_eq!(payload.downcast_ref::<u8>(), Some(&42));
     let s = named(&spans, "boom_async");
     assert_child_of(s, root(&spans));
     assert_eq!(error_message(s).as_deref(), Some("Box<dyn Any>"));
-    assert_eq!(event_attr(s, "exception", "exception.type"), Some(Value::from("panic")));
+    assert_eq!(
+        event_attr(s, "exception", "exception.type"),
+        Some(Value::from("panic"))
+    );
 }
 
 #[test]
@@ -61,13 +74,23 @@ fn backtrace_is_attached_when_captured() {
     // processes of this test binary.
     for (env, expect) in [("1", true), ("0", false)] {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "backtrace_probe", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "backtrace_probe",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("RUST_BACKTRACE", env)
             .env("PROBE_EXPECT_BACKTRACE", expect.to_string())
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "probe with RUST_BACKTRACE={env} failed:\n{text}");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "probe with RUST_BACKTRACE={env} failed:\n{text}"
+        );
         assert!(text.contains("1 passed"), "the probe did not run:\n{text}");
     }
 }
@@ -75,7 +98,10 @@ fn backtrace_is_attached_when_captured() {
 #[test]
 #[ignore = "run in a child process by backtrace_is_attached_when_captured"]
 fn backtrace_probe() {
-    let expect: bool = std::env::var("PROBE_EXPECT_BACKTRACE").unwrap().parse().unwrap();
+    let expect: bool = std::env::var("PROBE_EXPECT_BACKTRACE")
+        .unwrap()
+        .parse()
+        .unwrap();
     let (_, spans) = in_root(|| catch_unwind(|| boom(1)));
     let s = named(&spans, "boom");
     let bt = event_attr(s, "exception", "exception.stacktrace");
@@ -88,5 +114,9 @@ fn backtrace_probe() {
 }
 
 fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(fut)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(fut)
 }

@@ -27,7 +27,12 @@ struct Recorder {
 
 impl Recorder {
     fn names(&self) -> Vec<String> {
-        self.spans.lock().unwrap().iter().map(|s| s.name.to_string()).collect()
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect()
     }
     fn len(&self) -> usize {
         self.spans.lock().unwrap().len()
@@ -40,8 +45,9 @@ impl SpanExporter for Recorder {
         Ok(())
     }
     fn set_resource(&mut self, resource: &Resource) {
-        *self.service_name.lock().unwrap() =
-            resource.get(&Key::from_static_str("service.name")).map(|v| v.as_str().into_owned());
+        *self.service_name.lock().unwrap() = resource
+            .get(&Key::from_static_str("service.name"))
+            .map(|v| v.as_str().into_owned());
     }
 }
 
@@ -74,8 +80,14 @@ async fn each_service_has_its_spans_its_name_and_its_switch() {
     assert_eq!(got_b[0].parent_span_id, got_b[1].span_context.span_id());
 
     // Each pipeline exports under its own service.name.
-    assert_eq!(a_spans.service_name.lock().unwrap().as_deref(), Some("svc-a"));
-    assert_eq!(b_spans.service_name.lock().unwrap().as_deref(), Some("svc-b"));
+    assert_eq!(
+        a_spans.service_name.lock().unwrap().as_deref(),
+        Some("svc-a")
+    );
+    assert_eq!(
+        b_spans.service_name.lock().unwrap().as_deref(),
+        Some("svc-b")
+    );
 
     // svc-b's switch only affects svc-b's work.
     tracer_runtime::set_enabled("svc-b", false);

@@ -25,7 +25,10 @@ fn sync_fn_nests_under_the_current_span() {
     assert_eq!(out, 2);
     assert_eq!(names(&spans), ["free_sync", "test-root"]);
     assert_child_of(named(&spans, "free_sync"), root(&spans));
-    assert_eq!(kind(named(&spans, "free_sync")), opentelemetry::trace::SpanKind::Internal);
+    assert_eq!(
+        kind(named(&spans, "free_sync")),
+        opentelemetry::trace::SpanKind::Internal
+    );
 }
 
 #[tokio::test]
@@ -77,7 +80,10 @@ fn methods_and_associated_fns() {
         (g, c.into_inner())
     });
     assert_eq!(out, (12, 12));
-    assert_eq!(names(&spans), ["new_with", "bump", "get", "into_inner", "test-root"]);
+    assert_eq!(
+        names(&spans),
+        ["new_with", "bump", "get", "into_inner", "test-root"]
+    );
     for s in &spans[..4] {
         assert_child_of(s, root(&spans));
     }
@@ -159,11 +165,17 @@ async fn async_trait_in_both_orders() {
         (a, b, c, d)
     })
     .await;
-    assert_eq!(out, ("4".to_owned(), "empty key".to_owned(), "ABC".to_owned(), 8));
+    assert_eq!(
+        out,
+        ("4".to_owned(), "empty key".to_owned(), "ABC".to_owned(), 8)
+    );
     let loads: Vec<_> = spans.iter().filter(|s| s.name == "load").collect();
     assert_eq!(loads.len(), 2);
     // The span covers the future's execution (a 20 ms sleep), not only its construction.
-    let took = loads[0].end_time.duration_since(loads[0].start_time).unwrap();
+    let took = loads[0]
+        .end_time
+        .duration_since(loads[0].start_time)
+        .unwrap();
     assert!(took >= Duration::from_millis(20), "load took {took:?}");
     assert_child_of(named(&spans, "free_sync"), loads[0]);
     assert!(is_error(loads[1]));
@@ -189,9 +201,18 @@ fn returns_impl_iter(n: u32) -> impl Iterator<Item = u32> {
 
 #[test]
 fn generic_and_impl_trait_fns() {
-    let (out, spans) = in_root(|| (generic(&[1, 2]), impl_arg(vec![1, 2, 3]), returns_impl_iter(3).count()));
+    let (out, spans) = in_root(|| {
+        (
+            generic(&[1, 2]),
+            impl_arg(vec![1, 2, 3]),
+            returns_impl_iter(3).count(),
+        )
+    });
     assert_eq!(out, (vec![1, 2], 6, 3));
-    assert_eq!(names(&spans), ["generic", "impl_arg", "returns_impl_iter", "test-root"]);
+    assert_eq!(
+        names(&spans),
+        ["generic", "impl_arg", "returns_impl_iter", "test-root"]
+    );
 }
 
 #[traced]
@@ -248,17 +269,34 @@ async fn async_question_mark(s: &str) -> Result<u32, Box<dyn std::error::Error +
 #[tokio::test]
 async fn early_return_and_question_mark_keep_their_meaning() {
     let (out, spans) = in_root(|| {
-        (early_return_and_question_mark(""), early_return_and_question_mark("21"), early_return_and_question_mark("x"))
+        (
+            early_return_and_question_mark(""),
+            early_return_and_question_mark("21"),
+            early_return_and_question_mark("x"),
+        )
     });
     assert_eq!(out.0.unwrap(), 0);
     assert_eq!(out.1.unwrap(), 42);
     assert!(out.2.is_err());
     assert_eq!(spans.iter().filter(|s| is_error(s)).count(), 1);
 
-    let (out, spans) = in_root_async(async { (async_question_mark("x").await, async_question_mark("0").await) }).await;
-    assert_eq!(out.0.unwrap_err().to_string(), "invalid digit found in string");
+    let (out, spans) = in_root_async(async {
+        (
+            async_question_mark("x").await,
+            async_question_mark("0").await,
+        )
+    })
+    .await;
+    assert_eq!(
+        out.0.unwrap_err().to_string(),
+        "invalid digit found in string"
+    );
     assert_eq!(out.1.unwrap_err().to_string(), "zero");
-    let errs: Vec<_> = spans.iter().filter(|s| is_error(s)).map(|s| error_message(s).unwrap()).collect();
+    let errs: Vec<_> = spans
+        .iter()
+        .filter(|s| is_error(s))
+        .map(|s| error_message(s).unwrap())
+        .collect();
     assert_eq!(errs, ["invalid digit found in string", "zero"]);
 }
 
@@ -291,9 +329,20 @@ impl<T: Clone> Repo<T> {
 #[tokio::test]
 async fn impl_block_names_spans_type_method() {
     const A: u32 = Repo::<u8>::answer();
-    let repo = Repo { items: vec![1u8, 2] };
-    let (out, spans) = in_root_async(async { (repo.all(), repo.first(), repo.len(), repo.count().await, A) }).await;
+    let repo = Repo {
+        items: vec![1u8, 2],
+    };
+    let (out, spans) =
+        in_root_async(async { (repo.all(), repo.first(), repo.len(), repo.count().await, A) })
+            .await;
     assert_eq!(out, (vec![1, 2], Some(1), 2, 2, 42));
-    assert_eq!(names(&spans), ["Repo::all", "repo.first", "Repo::count", "test-root"]);
-    assert!(spans[..3].iter().all(|s| s.span_kind == opentelemetry::trace::SpanKind::Client));
+    assert_eq!(
+        names(&spans),
+        ["Repo::all", "repo.first", "Repo::count", "test-root"]
+    );
+    assert!(
+        spans[..3]
+            .iter()
+            .all(|s| s.span_kind == opentelemetry::trace::SpanKind::Client)
+    );
 }

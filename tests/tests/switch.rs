@@ -18,7 +18,14 @@ fn work(i: usize) -> usize {
 #[test]
 fn switch_flips_at_run_time_from_another_thread() {
     exporter();
-    let count = || exporter().get_finished_spans().unwrap().iter().filter(|s| s.name == "work").count();
+    let count = || {
+        exporter()
+            .get_finished_spans()
+            .unwrap()
+            .iter()
+            .filter(|s| s.name == "work")
+            .count()
+    };
 
     // Per service.
     work(0);
@@ -66,7 +73,10 @@ fn switch_flips_at_run_time_from_another_thread() {
     stop.store(true, Ordering::Relaxed);
     flipper.join().unwrap();
     let recorded = count() - before;
-    assert!(recorded > 0 && recorded < calls, "recorded {recorded} of {calls} calls while flipping");
+    assert!(
+        recorded > 0 && recorded < calls,
+        "recorded {recorded} of {calls} calls while flipping"
+    );
     let after = count();
     for i in 0..10 {
         work(i);

@@ -14,8 +14,12 @@ fn probe(var: &str, value: &str, expect_spans: usize) {
         .env("PROBE_EXPECT", expect_spans.to_string())
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && text.contains("1 passed"), "{var}={value}:\n{text}");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{var}={value}:\n{text}"
+    );
 }
 
 #[test]
@@ -31,7 +35,10 @@ fn environment_starts_tracing_off() {
 fn env_probe() {
     let expect: usize = std::env::var("PROBE_EXPECT").unwrap().parse().unwrap();
     let spans = InMemorySpanExporter::default();
-    let _g = tracer_runtime::init("env").with_span_processor(SimpleSpanProcessor::new(spans.clone())).install().unwrap();
+    let _g = tracer_runtime::init("env")
+        .with_span_processor(SimpleSpanProcessor::new(spans.clone()))
+        .install()
+        .unwrap();
     assert_eq!(tracer_runtime::is_all_enabled(), expect == 1);
     work();
     assert_eq!(spans.get_finished_spans().unwrap().len(), expect);

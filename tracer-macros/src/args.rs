@@ -87,7 +87,10 @@ impl Parse for TracedArgs {
                 if !KINDS.contains(&v.to_string().as_str()) {
                     return Err(syn::Error::new_spanned(
                         &v,
-                        format!("unknown span kind `{v}`; expected one of: {}", KINDS.join(", ")),
+                        format!(
+                            "unknown span kind `{v}`; expected one of: {}",
+                            KINDS.join(", ")
+                        ),
                     ));
                 }
                 out.kind = Some((k, v));
@@ -103,7 +106,10 @@ impl Parse for TracedArgs {
                 let mut seen: Vec<Ident> = Vec::new();
                 for n in names {
                     if seen.iter().any(|s| s == &n) {
-                        return Err(syn::Error::new_spanned(&n, format!("`{n}` is listed twice in args(...)")));
+                        return Err(syn::Error::new_spanned(
+                            &n,
+                            format!("`{n}` is listed twice in args(...)"),
+                        ));
                     }
                     seen.push(n);
                 }
@@ -115,7 +121,8 @@ impl Parse for TracedArgs {
                 }
                 let content;
                 syn::parenthesized!(content in input);
-                let list: Punctuated<Field, Token![,]> = content.parse_terminated(Field::parse, Token![,])?;
+                let list: Punctuated<Field, Token![,]> =
+                    content.parse_terminated(Field::parse, Token![,])?;
                 let mut seen: Vec<Field> = Vec::new();
                 for f in list {
                     if seen.iter().any(|s| s.key == f.key) {
@@ -185,7 +192,10 @@ impl Field {
         let (key, key_tokens) = if input.peek(LitStr) {
             let lit: LitStr = input.parse()?;
             if lit.value().is_empty() {
-                return Err(syn::Error::new_spanned(&lit, "a field name cannot be empty"));
+                return Err(syn::Error::new_spanned(
+                    &lit,
+                    "a field name cannot be empty",
+                ));
             }
             (lit.value(), lit.to_token_stream())
         } else {
@@ -213,7 +223,12 @@ impl Field {
             Sigil::Value
         };
         let value: Expr = input.parse()?;
-        Ok(Field { key, key_tokens, sigil, value })
+        Ok(Field {
+            key,
+            key_tokens,
+            sigil,
+            value,
+        })
     }
 }
 
@@ -235,7 +250,9 @@ impl TracedArgs {
     /// The first argument that makes no sense on an `impl` block, if any.
     pub(crate) fn impl_level_misuse(&self) -> Option<syn::Error> {
         let msg = |what: &str| {
-            format!("`{what}` cannot be given on an impl block: put #[traced({what} ...)] on the method")
+            format!(
+                "`{what}` cannot be given on an impl block: put #[traced({what} ...)] on the method"
+            )
         };
         if let Some((k, _)) = &self.name {
             return Some(syn::Error::new_spanned(k, msg("name")));
@@ -262,7 +279,10 @@ impl TracedArgs {
     }
 
     pub(crate) fn kind_variant(&self) -> Ident {
-        let s = self.kind.as_ref().map_or_else(|| "internal".to_string(), |(_, v)| v.to_string());
+        let s = self
+            .kind
+            .as_ref()
+            .map_or_else(|| "internal".to_string(), |(_, v)| v.to_string());
         let mut c = s.chars();
         let camel: String = match c.next() {
             Some(f) => f.to_uppercase().chain(c).collect(),

@@ -32,12 +32,19 @@ pub(crate) fn check_fn(sig: &Signature, args: &TracedArgs) -> syn::Result<()> {
                 } else {
                     format!(
                         "its parameters are: {}",
-                        params.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                        params
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 };
                 return Err(syn::Error::new_spanned(
                     n,
-                    format!("`{n}` in args(...) is not a parameter of `{}`; {list}", sig.ident),
+                    format!(
+                        "`{n}` in args(...) is not a parameter of `{}`; {list}",
+                        sig.ident
+                    ),
                 ));
             }
         }
@@ -82,10 +89,16 @@ pub(crate) fn returns_impl_trait(sig: &Signature) -> bool {
 
 /// `true` for `-> impl Future<...>` (possibly with `+ Send + 'a`).
 pub(crate) fn returns_impl_future(sig: &Signature) -> bool {
-    let syn::ReturnType::Type(_, ty) = &sig.output else { return false };
-    let syn::Type::ImplTrait(it) = &**ty else { return false };
+    let syn::ReturnType::Type(_, ty) = &sig.output else {
+        return false;
+    };
+    let syn::Type::ImplTrait(it) = &**ty else {
+        return false;
+    };
     it.bounds.iter().any(|b| match b {
-        syn::TypeParamBound::Trait(t) => t.path.segments.last().is_some_and(|s| s.ident == "Future"),
+        syn::TypeParamBound::Trait(t) => {
+            t.path.segments.last().is_some_and(|s| s.ident == "Future")
+        }
         _ => false,
     })
 }

@@ -32,7 +32,8 @@ pub(crate) fn traced(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn not_a_fn(item: &Item) -> syn::Error {
-    let msg = "#[traced] can only be used on a fn (free fn, method, trait impl method) or an impl block";
+    let msg =
+        "#[traced] can only be used on a fn (free fn, method, trait impl method) or an impl block";
     match item {
         Item::Struct(s) => syn::Error::new_spanned(s.struct_token, msg),
         Item::Enum(e) => syn::Error::new_spanned(e.enum_token, msg),
@@ -59,13 +60,19 @@ fn traced_fn(mut f: ItemFn, args: &TracedArgs) -> syn::Result<TokenStream> {
         ));
     }
     diagnostics::check_fn(&f.sig, args)?;
-    let name = args.name.as_ref().map_or_else(|| f.sig.ident.to_string(), |(_, l)| l.value());
-    f.block = Box::new(rewrite(&f.sig, &f.block, args, &name)?);
+    let name = args
+        .name
+        .as_ref()
+        .map_or_else(|| f.sig.ident.to_string(), |(_, l)| l.value());
+    *f.block = rewrite(&f.sig, &f.block, args, &name)?;
     Ok(quote!(#f))
 }
 
 fn is_traced_attr(a: &syn::Attribute) -> bool {
-    a.path().segments.last().is_some_and(|s| s.ident == "traced")
+    a.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "traced")
 }
 
 fn traced_impl(mut imp: ItemImpl, outer: &TracedArgs) -> syn::Result<TokenStream> {
@@ -81,13 +88,19 @@ fn traced_impl(mut imp: ItemImpl, outer: &TracedArgs) -> syn::Result<TokenStream
         for a in std::mem::take(&mut m.attrs) {
             if is_traced_attr(&a) {
                 if own.is_some() {
-                    return Err(syn::Error::new_spanned(&a, "#[traced] is given twice on this method"));
+                    return Err(syn::Error::new_spanned(
+                        &a,
+                        "#[traced] is given twice on this method",
+                    ));
                 }
                 let parsed = match &a.meta {
                     syn::Meta::Path(_) => TracedArgs::default(),
                     syn::Meta::List(l) => syn::parse2::<TracedArgs>(l.tokens.clone())?,
                     syn::Meta::NameValue(nv) => {
-                        return Err(syn::Error::new_spanned(nv, "expected #[traced] or #[traced(...)]"));
+                        return Err(syn::Error::new_spanned(
+                            nv,
+                            "expected #[traced] or #[traced(...)]",
+                        ));
                     }
                 };
                 own = Some(parsed);
@@ -211,7 +224,10 @@ enum Shape<'a> {
     Async,
     ImplFuture,
     /// `#[async_trait]` ran first: the body ends in `Box::pin(async move { .. })`.
-    BoxedAsync { head: &'a [Stmt], async_block: &'a Expr },
+    BoxedAsync {
+        head: &'a [Stmt],
+        async_block: &'a Expr,
+    },
 }
 
 fn shape<'a>(sig: &Signature, block: &'a Block) -> Shape<'a> {
@@ -221,23 +237,30 @@ fn shape<'a>(sig: &Signature, block: &'a Block) -> Shape<'a> {
     if diagnostics::returns_impl_future(sig) {
         return Shape::ImplFuture;
     }
-    if let Some((Stmt::Expr(Expr::Call(call), None), head)) = block.stmts.split_last() {
-        if let Expr::Path(func) = &*call.func {
-            let segs: Vec<String> = func.path.segments.iter().map(|s| s.ident.to_string()).collect();
-            let is_box_pin = segs.ends_with(&["Box".to_string(), "pin".to_string()]);
-            if is_box_pin && call.args.len() == 1 {
-                if let Some(Expr::Async(_)) = call.args.first() {
-                    return Shape::BoxedAsync { head, async_block: &call.args[0] };
-                }
-            }
+    if let Some((Stmt::Expr(Expr::Call(call), None), head)) = block.stmts.split_last()
+        && let Expr::Path(func) = &*call.func
+        && call.args.len() == 1
+        && let Some(async_block @ Expr::Async(_)) = call.args.first()
+    {
+        let segs: Vec<String> = func
+            .path
+            .segments
+            .iter()
+            .map(|s| s.ident.to_string())
+            .collect();
+        if segs.ends_with(&["Box".to_owned(), "pin".to_owned()]) {
+            return Shape::BoxedAsync { head, async_block };
         }
     }
     Shape::Sync
 }
 
 fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn::Result<Block> {
-    let (n_span, n_fut, n_fake_return) =
-        (local("__tracer_span"), local("__tracer_fut"), local("__tracer_fake_return"));
+    let (n_span, n_fut, n_fake_return) = (
+        local("__tracer_span"),
+        local("__tracer_fut"),
+        local("__tracer_fake_return"),
+    );
     let p = private_path(args);
     let prelude = prelude(&p, args, name);
     let done = on_done(&p, args);
@@ -248,7 +271,11 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
     };
     let body = match shape(sig, block) {
         Shape::Sync => {
-            let anno = if impl_trait { quote!() } else { quote!(-> #ret_ty) };
+            let anno = if impl_trait {
+                quote!()
+            } else {
+                quote!(-> #ret_ty)
+            };
             let closure = quote_spanned!(block.span()=> move || #anno #block);
             quote! {
                 #prelude

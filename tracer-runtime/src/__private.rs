@@ -59,11 +59,17 @@ impl Attrs {
     }
     /// `key = format!("{v:?}")`, capped.
     pub fn debug<T: Debug + ?Sized>(&mut self, key: &'static str, v: &T) {
-        self.0.push(KeyValue::new(Key::from_static_str(key), capped(format_args!("{v:?}"))));
+        self.0.push(KeyValue::new(
+            Key::from_static_str(key),
+            capped(format_args!("{v:?}")),
+        ));
     }
     /// `key = format!("{v}")`, capped.
     pub fn display<T: Display + ?Sized>(&mut self, key: &'static str, v: &T) {
-        self.0.push(KeyValue::new(Key::from_static_str(key), capped(format_args!("{v}"))));
+        self.0.push(KeyValue::new(
+            Key::from_static_str(key),
+            capped(format_args!("{v}")),
+        ));
     }
 }
 
@@ -98,7 +104,10 @@ pub(crate) fn capped(args: fmt::Arguments<'_>) -> String {
             Err(fmt::Error)
         }
     }
-    let mut c = Capped { s: String::new(), full: false };
+    let mut c = Capped {
+        s: String::new(),
+        full: false,
+    };
     let _ = c.write_fmt(args);
     if c.full {
         c.s.push('…');
@@ -166,7 +175,9 @@ pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live>
     } else {
         svc.tracer.build_with_context(builder, &parent)
     };
-    Some(Live { cx: parent.with_span(span) })
+    Some(Live {
+        cx: parent.with_span(span),
+    })
 }
 
 /// A started span, and the context that has it as current span.
@@ -184,7 +195,9 @@ impl Live {
 
     /// Records the return value (`ret`).
     pub fn record_return<T: Debug + ?Sized>(&self, v: &T) {
-        self.cx.span().set_attribute(KeyValue::new("return", capped(format_args!("{v:?}"))));
+        self.cx
+            .span()
+            .set_attribute(KeyValue::new("return", capped(format_args!("{v:?}"))));
     }
 
     fn record_error(&self, ty: &str, message: String, chain: Vec<String>) {
@@ -194,8 +207,12 @@ impl Live {
             KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
         ];
         if !chain.is_empty() {
-            let chain: Vec<opentelemetry::StringValue> = chain.into_iter().map(Into::into).collect();
-            attrs.push(KeyValue::new("exception.source_chain", Value::Array(chain.into())));
+            let chain: Vec<opentelemetry::StringValue> =
+                chain.into_iter().map(Into::into).collect();
+            attrs.push(KeyValue::new(
+                "exception.source_chain",
+                Value::Array(chain.into()),
+            ));
         }
         span.add_event("exception", attrs);
         span.set_status(Status::error(message));
@@ -233,7 +250,11 @@ impl Live {
 /// Runs a sync body under its span: the span is current while it runs; a panic is recorded and
 /// then resumes unchanged.
 #[inline(always)]
-pub fn run_sync<R>(span: Option<Live>, body: impl FnOnce() -> R, done: impl FnOnce(&Live, &R)) -> R {
+pub fn run_sync<R>(
+    span: Option<Live>,
+    body: impl FnOnce() -> R,
+    done: impl FnOnce(&Live, &R),
+) -> R {
     match span {
         None => body(),
         Some(live) => run_live(live, body, done),
@@ -288,7 +309,9 @@ pin_project_lite::pin_project! {
 
 impl<F, C> Debug for Instrumented<F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Instrumented").field("live", &self.live).finish_non_exhaustive()
+        f.debug_struct("Instrumented")
+            .field("live", &self.live)
+            .finish_non_exhaustive()
     }
 }
 
@@ -296,7 +319,11 @@ impl<F: Future, C: FnOnce(&Live, &F::Output)> Instrumented<F, C> {
     /// Wraps `inner`.
     #[inline]
     pub fn new(live: Option<Live>, inner: F, done: C) -> Self {
-        Instrumented { inner, live, done: Some(done) }
+        Instrumented {
+            inner,
+            live,
+            done: Some(done),
+        }
     }
 }
 
@@ -360,7 +387,11 @@ pub trait ViaError {
 impl<E: std::error::Error + ?Sized> ViaError for &&&ErrRef<'_, E> {
     fn __tracer_record_err(&self, live: &Live) {
         let e = self.0;
-        live.record_error(std::any::type_name::<E>(), e.to_string(), source_chain(e.source()));
+        live.record_error(
+            std::any::type_name::<E>(),
+            e.to_string(),
+            source_chain(e.source()),
+        );
     }
 }
 
@@ -375,7 +406,11 @@ where
 {
     fn __tracer_record_err(&self, live: &Live) {
         let e: &(dyn std::error::Error + Send + Sync) = &**self.0;
-        live.record_error(std::any::type_name::<E>(), e.to_string(), source_chain(e.source()));
+        live.record_error(
+            std::any::type_name::<E>(),
+            e.to_string(),
+            source_chain(e.source()),
+        );
     }
 }
 
@@ -390,7 +425,11 @@ where
 {
     fn __tracer_record_err(&self, live: &Live) {
         let e: &dyn std::error::Error = &**self.0;
-        live.record_error(std::any::type_name::<E>(), e.to_string(), source_chain(e.source()));
+        live.record_error(
+            std::any::type_name::<E>(),
+            e.to_string(),
+            source_chain(e.source()),
+        );
     }
 }
 

@@ -8,7 +8,9 @@ pub enum InitError {
     #[error("the service name must not be empty")]
     EmptyServiceName,
     /// A service of that name is already installed in this process.
-    #[error("service `{0}` is already installed in this process; drop its guard before installing it again")]
+    #[error(
+        "service `{0}` is already installed in this process; drop its guard before installing it again"
+    )]
     AlreadyInstalled(String),
     /// `OTEL_EXPORTER_OTLP_PROTOCOL` (or `..._TRACES_PROTOCOL`) names a protocol tracer does not speak.
     #[error("unsupported OTLP protocol `{0}`; expected `grpc` or `http/protobuf`")]
@@ -17,7 +19,9 @@ pub enum InitError {
     #[error("invalid sampler configuration: {0}")]
     InvalidSampler(String),
     /// `OTEL_PROPAGATORS` names an unknown format.
-    #[error("unknown propagator `{0}` in OTEL_PROPAGATORS; expected tracecontext, baggage, jaeger, b3, b3multi or none")]
+    #[error(
+        "unknown propagator `{0}` in OTEL_PROPAGATORS; expected tracecontext, baggage, jaeger, b3, b3multi or none"
+    )]
     UnknownPropagator(String),
     /// The OTLP exporter could not be built (a malformed endpoint or header, say).
     #[cfg(feature = "otlp")]

@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry_otlp::{WithExportConfig as _};
+use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
@@ -21,7 +21,13 @@ use crate::init::Protocol;
 pub(crate) fn otlp(
     protocol: Protocol,
     endpoint: Option<&str>,
-) -> Result<(OnRuntime<opentelemetry_otlp::SpanExporter>, tokio::runtime::Runtime), InitError> {
+) -> Result<
+    (
+        OnRuntime<opentelemetry_otlp::SpanExporter>,
+        tokio::runtime::Runtime,
+    ),
+    InitError,
+> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("tracer-export")
@@ -40,7 +46,9 @@ pub(crate) fn otlp(
                 b.build()?
             }
             Protocol::HttpProtobuf => {
-                let mut b = builder.with_http().with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+                let mut b = builder
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
                 if let Some(e) = endpoint {
                     b = b.with_endpoint(http_traces_url(e));
                 }
@@ -49,14 +57,24 @@ pub(crate) fn otlp(
         }
     };
     let handle = rt.handle().clone();
-    Ok((OnRuntime { inner: Arc::new(exporter), rt: handle }, rt))
+    Ok((
+        OnRuntime {
+            inner: Arc::new(exporter),
+            rt: handle,
+        },
+        rt,
+    ))
 }
 
 /// `http://host:4318` -> `http://host:4318/v1/traces`; a URL with a path is kept.
 fn http_traces_url(endpoint: &str) -> String {
     let trimmed = endpoint.trim_end_matches('/');
     let after_scheme = trimmed.split_once("://").map_or(trimmed, |(_, rest)| rest);
-    if after_scheme.contains('/') { trimmed.to_owned() } else { format!("{trimmed}/v1/traces") }
+    if after_scheme.contains('/') {
+        trimmed.to_owned()
+    } else {
+        format!("{trimmed}/v1/traces")
+    }
 }
 
 /// A span exporter whose exports run on `rt`.
@@ -67,7 +85,9 @@ pub(crate) struct OnRuntime<E> {
 
 impl<E: fmt::Debug> fmt::Debug for OnRuntime<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OnRuntime").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("OnRuntime")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -76,7 +96,11 @@ impl<E: SpanExporter + 'static> SpanExporter for OnRuntime<E> {
         let inner = Arc::clone(&self.inner);
         let task = self.rt.spawn(async move { inner.export(batch).await });
         async move {
-            task.await.unwrap_or_else(|e| Err(OTelSdkError::InternalFailure(format!("export task failed: {e}"))))
+            task.await.unwrap_or_else(|e| {
+                Err(OTelSdkError::InternalFailure(format!(
+                    "export task failed: {e}"
+                )))
+            })
         }
     }
 
@@ -102,8 +126,17 @@ impl<E: SpanExporter + 'static> SpanExporter for OnRuntime<E> {
 mod tests {
     #[test]
     fn http_urls_get_the_traces_path() {
-        assert_eq!(super::http_traces_url("http://127.0.0.1:4318"), "http://127.0.0.1:4318/v1/traces");
-        assert_eq!(super::http_traces_url("http://127.0.0.1:4318/"), "http://127.0.0.1:4318/v1/traces");
-        assert_eq!(super::http_traces_url("https://c.example/otlp/v1/traces"), "https://c.example/otlp/v1/traces");
+        assert_eq!(
+            super::http_traces_url("http://127.0.0.1:4318"),
+            "http://127.0.0.1:4318/v1/traces"
+        );
+        assert_eq!(
+            super::http_traces_url("http://127.0.0.1:4318/"),
+            "http://127.0.0.1:4318/v1/traces"
+        );
+        assert_eq!(
+            super::http_traces_url("https://c.example/otlp/v1/traces"),
+            "https://c.example/otlp/v1/traces"
+        );
     }
 }

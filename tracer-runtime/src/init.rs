@@ -7,7 +7,8 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, Sampler, SdkTracerProvider, SpanExporter, SpanProcessor, TracerProviderBuilder,
+    BatchSpanProcessor, Sampler, SdkTracerProvider, SpanExporter, SpanProcessor,
+    TracerProviderBuilder,
 };
 
 use crate::error::{InitError, ShutdownError};
@@ -36,11 +37,14 @@ impl Protocol {
     }
 
     fn from_env() -> Result<Protocol, InitError> {
-        for var in ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
-            if let Ok(v) = std::env::var(var) {
-                if !v.trim().is_empty() {
-                    return Protocol::parse(&v);
-                }
+        for var in [
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ] {
+            if let Ok(v) = std::env::var(var)
+                && !v.trim().is_empty()
+            {
+                return Protocol::parse(&v);
             }
         }
         Ok(Protocol::Grpc)
@@ -131,9 +135,10 @@ impl Builder {
     /// [`with_endpoint`](Self::with_endpoint) afterwards to keep OTLP too.
     pub fn with_exporter<E: SpanExporter + 'static>(mut self, exporter: E) -> Self {
         self.otlp = false;
-        self.processors.push(Box::new(move |b: TracerProviderBuilder| {
-            b.with_span_processor(BatchSpanProcessor::builder(exporter).build())
-        }));
+        self.processors
+            .push(Box::new(move |b: TracerProviderBuilder| {
+                b.with_span_processor(BatchSpanProcessor::builder(exporter).build())
+            }));
         self
     }
 
@@ -141,7 +146,10 @@ impl Builder {
     /// tests). Replaces the default OTLP exporter, as [`with_exporter`](Self::with_exporter) does.
     pub fn with_span_processor<P: SpanProcessor + 'static>(mut self, processor: P) -> Self {
         self.otlp = false;
-        self.processors.push(Box::new(move |b: TracerProviderBuilder| b.with_span_processor(processor)));
+        self.processors
+            .push(Box::new(move |b: TracerProviderBuilder| {
+                b.with_span_processor(processor)
+            }));
         self
     }
 
@@ -193,9 +201,13 @@ impl Builder {
             Some(f) => f,
             None => propagation::formats_from_env()?,
         };
-        let resource =
-            Resource::builder().with_service_name(self.name.clone()).with_attributes(self.resource).build();
-        let mut builder = SdkTracerProvider::builder().with_resource(resource).with_sampler(sampler);
+        let resource = Resource::builder()
+            .with_service_name(self.name.clone())
+            .with_attributes(self.resource)
+            .build();
+        let mut builder = SdkTracerProvider::builder()
+            .with_resource(resource)
+            .with_sampler(sampler);
         for add in self.processors {
             builder = add(builder);
         }
@@ -209,12 +221,15 @@ impl Builder {
                     None => Protocol::from_env()?,
                 };
                 let (exporter, rt) = crate::export::otlp(protocol, self.endpoint.as_deref())?;
-                builder = builder.with_span_processor(BatchSpanProcessor::builder(exporter).build());
+                builder =
+                    builder.with_span_processor(BatchSpanProcessor::builder(exporter).build());
                 runtime = Some(rt);
             }
         }
         let provider = builder.build();
-        let scope = InstrumentationScope::builder("tracer").with_version(env!("CARGO_PKG_VERSION")).build();
+        let scope = InstrumentationScope::builder("tracer")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
         let tracer = provider.tracer_with_scope(scope);
 
         if switch::disabled_by_env() {
@@ -222,7 +237,11 @@ impl Builder {
         }
         crate::panic::install_hook();
         let on = switch::installed(&self.name);
-        let svc = Arc::new(Service { name: self.name, on, tracer });
+        let svc = Arc::new(Service {
+            name: self.name,
+            on,
+            tracer,
+        });
         service::register(Arc::clone(&svc), self.make_default);
         let is_default = service::is_default(&svc);
         if self.set_globals && is_default {
@@ -231,7 +250,13 @@ impl Builder {
         if is_default || self.make_default == Some(true) {
             propagation::install(&formats, self.set_globals);
         }
-        Ok(Guard { inner: Some(GuardInner { svc, provider, runtime }) })
+        Ok(Guard {
+            inner: Some(GuardInner {
+                svc,
+                provider,
+                runtime,
+            }),
+        })
     }
 }
 
@@ -261,7 +286,9 @@ pub(crate) fn parse_sampler(name: &str, arg: Option<&str>) -> Result<Sampler, In
         "always_on" => Sampler::AlwaysOn,
         "always_off" => Sampler::AlwaysOff,
         "traceidratio" => Sampler::TraceIdRatioBased(ratio()?),
-        "parentbased_traceidratio" => Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio()?))),
+        "parentbased_traceidratio" => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio()?)))
+        }
         other => {
             return Err(InitError::InvalidSampler(format!(
                 "unknown OTEL_TRACES_SAMPLER `{other}`; expected always_on, always_off, traceidratio, \
@@ -287,14 +314,18 @@ struct GuardInner {
 
 impl fmt::Debug for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Guard").field("service", &self.inner.as_ref().map(|i| &i.svc.name)).finish()
+        f.debug_struct("Guard")
+            .field("service", &self.inner.as_ref().map(|i| &i.svc.name))
+            .finish()
     }
 }
 
 impl Guard {
     /// The service this guard keeps installed.
     pub fn service(&self) -> Option<ServiceHandle> {
-        self.inner.as_ref().map(|i| ServiceHandle(Arc::clone(&i.svc)))
+        self.inner
+            .as_ref()
+            .map(|i| ServiceHandle(Arc::clone(&i.svc)))
     }
 
     /// The service's tracer provider (to flush it, or to hand it to another library).
@@ -308,7 +339,10 @@ impl Guard {
             Some(i) => i
                 .provider
                 .force_flush()
-                .map_err(|source| ShutdownError::Pipeline { service: i.svc.name.clone(), source }),
+                .map_err(|source| ShutdownError::Pipeline {
+                    service: i.svc.name.clone(),
+                    source,
+                }),
             None => Ok(()),
         }
     }
@@ -334,7 +368,10 @@ impl GuardInner {
             // Never blocks, so it is safe inside an async context.
             rt.shutdown_background();
         }
-        flushed.and(shut).map_err(|source| ShutdownError::Pipeline { service: self.svc.name.clone(), source })
+        flushed.and(shut).map_err(|source| ShutdownError::Pipeline {
+            service: self.svc.name.clone(),
+            source,
+        })
     }
 }
 
@@ -352,10 +389,20 @@ mod tests {
 
     #[test]
     fn samplers_parse_and_typos_are_reported() {
-        assert!(matches!(parse_sampler("", None).unwrap(), Sampler::ParentBased(_)));
-        assert!(matches!(parse_sampler("always_off", None).unwrap(), Sampler::AlwaysOff));
-        assert!(matches!(parse_sampler("traceidratio", Some("0.25")).unwrap(), Sampler::TraceIdRatioBased(r) if r == 0.25));
-        assert!(matches!(parse_sampler("traceidratio", None).unwrap(), Sampler::TraceIdRatioBased(r) if r == 1.0));
+        assert!(matches!(
+            parse_sampler("", None).unwrap(),
+            Sampler::ParentBased(_)
+        ));
+        assert!(matches!(
+            parse_sampler("always_off", None).unwrap(),
+            Sampler::AlwaysOff
+        ));
+        assert!(
+            matches!(parse_sampler("traceidratio", Some("0.25")).unwrap(), Sampler::TraceIdRatioBased(r) if r == 0.25)
+        );
+        assert!(
+            matches!(parse_sampler("traceidratio", None).unwrap(), Sampler::TraceIdRatioBased(r) if r == 1.0)
+        );
         let e = parse_sampler("traceidratio", Some("1.5")).unwrap_err();
         assert!(e.to_string().contains("`1.5`"), "{e}");
         let e = parse_sampler("alwayson", None).unwrap_err();
@@ -365,12 +412,20 @@ mod tests {
     #[test]
     fn protocols_parse() {
         assert_eq!(Protocol::parse("grpc").unwrap(), Protocol::Grpc);
-        assert_eq!(Protocol::parse("http/protobuf").unwrap(), Protocol::HttpProtobuf);
-        assert!(matches!(Protocol::parse("http/json"), Err(InitError::UnsupportedProtocol(p)) if p == "http/json"));
+        assert_eq!(
+            Protocol::parse("http/protobuf").unwrap(),
+            Protocol::HttpProtobuf
+        );
+        assert!(
+            matches!(Protocol::parse("http/json"), Err(InitError::UnsupportedProtocol(p)) if p == "http/json")
+        );
     }
 
     #[test]
     fn empty_name_is_an_error() {
-        assert!(matches!(init(" ").install(), Err(InitError::EmptyServiceName)));
+        assert!(matches!(
+            init(" ").install(),
+            Err(InitError::EmptyServiceName)
+        ));
     }
 }

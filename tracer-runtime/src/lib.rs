@@ -41,9 +41,9 @@
 //!     .unwrap();
 //! assert_eq!(outer(), 42);
 //! let done = spans.get_finished_spans().unwrap();
-//! let (inner, outer) = (&done[0], &done[1]);
-//! assert_eq!((inner.name.as_ref(), outer.name.as_ref()), ("inner", "outer"));
-//! assert_eq!(inner.parent_span_id, outer.span_context.span_id());
+//! let (child, parent) = (&done[0], &done[1]);
+//! assert_eq!((child.name.as_ref(), parent.name.as_ref()), ("inner", "outer"));
+//! assert_eq!(child.parent_span_id, parent.span_context.span_id());
 //!
 //! // Off at run time: a traced fn then costs one relaxed load and a branch.
 //! tracer_runtime::set_enabled("doc", false);

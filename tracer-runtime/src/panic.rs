@@ -44,7 +44,9 @@ pub(crate) fn install_hook() {
             if crate::__private::on() {
                 let bt = Backtrace::capture();
                 if bt.status() == BacktraceStatus::Captured {
-                    let message = info.payload_as_str().map_or_else(|| payload_message(info.payload()), str::to_owned);
+                    let message = info
+                        .payload_as_str()
+                        .map_or_else(|| payload_message(info.payload()), str::to_owned);
                     let _ = LAST.try_with(|l| {
                         if let Ok(mut l) = l.try_borrow_mut() {
                             *l = Some((message, bt.to_string()));

@@ -52,11 +52,19 @@ pub(crate) fn unregister(svc: &Arc<Service>) {
 }
 
 pub(crate) fn is_default(svc: &Arc<Service>) -> bool {
-    DEFAULT.read().unwrap_or_else(PoisonError::into_inner).as_ref().is_some_and(|d| Arc::ptr_eq(d, svc))
+    DEFAULT
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .is_some_and(|d| Arc::ptr_eq(d, svc))
 }
 
 pub(crate) fn is_registered(name: &str) -> bool {
-    SERVICES.read().unwrap_or_else(PoisonError::into_inner).iter().any(|s| s.name == name)
+    SERVICES
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .any(|s| s.name == name)
 }
 
 /// The service `cx` belongs to: the one it carries, else the default one.
@@ -64,7 +72,10 @@ pub(crate) fn is_registered(name: &str) -> bool {
 pub(crate) fn resolve(cx: &Context) -> Option<Arc<Service>> {
     match cx.get::<InService>() {
         Some(s) => Some(Arc::clone(&s.0)),
-        None => DEFAULT.read().unwrap_or_else(PoisonError::into_inner).clone(),
+        None => DEFAULT
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone(),
     }
 }
 
@@ -79,7 +90,10 @@ pub struct ServiceHandle(pub(crate) Arc<Service>);
 
 impl fmt::Debug for ServiceHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServiceHandle").field("name", &self.0.name).field("on", &self.0.is_on()).finish()
+        f.debug_struct("ServiceHandle")
+            .field("name", &self.0.name)
+            .field("on", &self.0.is_on())
+            .finish()
     }
 }
 

@@ -16,7 +16,9 @@ static GLOBAL: AtomicBool = AtomicBool::new(true);
 
 /// Per-service switches, by service name. A switch exists before its service is installed, so
 /// `set_enabled("server3", false)` may be called first.
-static SWITCHES: Mutex<Switches> = Mutex::new(Switches { by_name: BTreeMap::new() });
+static SWITCHES: Mutex<Switches> = Mutex::new(Switches {
+    by_name: BTreeMap::new(),
+});
 
 struct Switches {
     by_name: BTreeMap<String, Entry>,
@@ -35,14 +37,20 @@ fn lock() -> MutexGuard<'static, Switches> {
 
 impl Switches {
     fn recompute(&self) {
-        let any = self.by_name.values().any(|e| e.installed > 0 && e.on.load(Ordering::Relaxed));
+        let any = self
+            .by_name
+            .values()
+            .any(|e| e.installed > 0 && e.on.load(Ordering::Relaxed));
         ACTIVE.store(GLOBAL.load(Ordering::Relaxed) && any, Ordering::Relaxed);
     }
 
     fn entry(&mut self, name: &str) -> &mut Entry {
         self.by_name
             .entry(name.to_owned())
-            .or_insert_with(|| Entry { on: Arc::new(AtomicBool::new(true)), installed: 0 })
+            .or_insert_with(|| Entry {
+                on: Arc::new(AtomicBool::new(true)),
+                installed: 0,
+            })
     }
 }
 
@@ -64,7 +72,10 @@ pub fn set_enabled(service: &str, on: bool) {
 
 /// Whether `service`'s own switch is on (services start on).
 pub fn is_enabled(service: &str) -> bool {
-    lock().by_name.get(service).is_none_or(|e| e.on.load(Ordering::Relaxed))
+    lock()
+        .by_name
+        .get(service)
+        .is_none_or(|e| e.on.load(Ordering::Relaxed))
 }
 
 /// Turns tracing on or off for every service of the process at once. Each service's own switch is
@@ -104,7 +115,12 @@ pub(crate) fn uninstalled(service: &str) {
 
 /// `TRACER_ENABLED=false|0|off` or `OTEL_SDK_DISABLED=true` in the environment.
 pub(crate) fn disabled_by_env() -> bool {
-    let falsy = |v: &str| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "off" | "no");
+    let falsy = |v: &str| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "false" | "0" | "off" | "no"
+        )
+    };
     let truthy = |v: &str| v.trim().eq_ignore_ascii_case("true");
     std::env::var("TRACER_ENABLED").is_ok_and(|v| falsy(&v))
         || std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| truthy(&v))

@@ -28,7 +28,10 @@ pub fn exporter() -> &'static InMemorySpanExporter {
                 .with_span_processor(SimpleSpanProcessor::new(spans.clone()))
                 .install()
                 .expect("install the test pipeline");
-            Pipeline { spans, _guard: guard }
+            Pipeline {
+                spans,
+                _guard: guard,
+            }
         })
         .spans
 }
@@ -76,7 +79,12 @@ pub fn root(spans: &[SpanData]) -> &SpanData {
 #[track_caller]
 pub fn named<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
     let found: Vec<&SpanData> = spans.iter().filter(|s| s.name == name).collect();
-    assert_eq!(found.len(), 1, "expected one span named {name:?}, got {:?}", names(spans));
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one span named {name:?}, got {:?}",
+        names(spans)
+    );
     found[0]
 }
 
@@ -93,11 +101,17 @@ pub fn assert_child_of(child: &SpanData, parent: &SpanData) {
         child.name,
         parent.name
     );
-    assert_eq!(child.span_context.trace_id(), parent.span_context.trace_id());
+    assert_eq!(
+        child.span_context.trace_id(),
+        parent.span_context.trace_id()
+    );
 }
 
 pub fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
-    span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| &kv.value)
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| &kv.value)
 }
 
 pub fn attr_str(span: &SpanData, key: &str) -> Option<String> {
@@ -105,10 +119,12 @@ pub fn attr_str(span: &SpanData, key: &str) -> Option<String> {
 }
 
 pub fn event_attr(span: &SpanData, event: &str, key: &str) -> Option<Value> {
-    span.events
-        .iter()
-        .find(|e| e.name == event)
-        .and_then(|e| e.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.clone()))
+    span.events.iter().find(|e| e.name == event).and_then(|e| {
+        e.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.clone())
+    })
 }
 
 pub fn is_error(span: &SpanData) -> bool {

@@ -21,7 +21,10 @@ pub struct Otelite {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 fn find_binary() -> Option<PathBuf> {
@@ -29,13 +32,19 @@ fn find_binary() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("otelite")).collect())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("otelite"))
+                .collect()
+        })
         .unwrap_or_default();
-    if let Some(home) = std::env::var_os("CARGO_HOME").or_else(|| std::env::var_os("HOME").map(|h| {
-        let mut p = PathBuf::from(h);
-        p.push(".cargo");
-        p.into_os_string()
-    })) {
+    if let Some(home) = std::env::var_os("CARGO_HOME").or_else(|| {
+        std::env::var_os("HOME").map(|h| {
+            let mut p = PathBuf::from(h);
+            p.push(".cargo");
+            p.into_os_string()
+        })
+    }) {
         candidates.push(PathBuf::from(home).join("bin").join("otelite"));
     }
     candidates.into_iter().find(|p| p.is_file())
@@ -49,7 +58,12 @@ impl Otelite {
         let dir = std::env::temp_dir().join(format!("tracer-otelite-{}-{api}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create otelite's directory");
         let child = Command::new(&bin)
-            .args(["serve", "--addr", &format!("127.0.0.1:{api}"), "--storage-path"])
+            .args([
+                "serve",
+                "--addr",
+                &format!("127.0.0.1:{api}"),
+                "--storage-path",
+            ])
             .arg(dir.join("data"))
             .env("HOME", &dir)
             .env("OTELITE_OTLP_GRPC_PORT", grpc.to_string())
@@ -58,11 +72,20 @@ impl Otelite {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}. {INSTALL_HINT}", bin.display()));
-        let o = Otelite { child, api, grpc, http, dir };
+        let o = Otelite {
+            child,
+            api,
+            grpc,
+            http,
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         for port in [api, grpc, http] {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "otelite did not listen on {port} within 30 s");
+                assert!(
+                    Instant::now() < deadline,
+                    "otelite did not listen on {port} within 30 s"
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -87,9 +110,22 @@ impl Otelite {
         s.read_to_end(&mut raw).expect("read the response");
         let text = String::from_utf8_lossy(&raw).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-        (status, if chunked { dechunk(body) } else { body.to_owned() })
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        (
+            status,
+            if chunked {
+                dechunk(body)
+            } else {
+                body.to_owned()
+            },
+        )
     }
 
     /// Polls `/api/traces/<id>` until the trace has `min_spans` spans (or 30 s pass).
@@ -97,12 +133,11 @@ impl Otelite {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let (status, body) = self.get(&format!("/api/traces/{trace_id}"));
-            if status == 200 {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
-                    if spans(&v).len() >= min_spans {
-                        return v;
-                    }
-                }
+            if status == 200
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
+                && spans(&v).len() >= min_spans
+            {
+                return v;
             }
             assert!(
                 Instant::now() < deadline,
@@ -129,7 +164,10 @@ fn dechunk(body: &str) -> String {
 
 /// The spans of a trace document.
 pub fn spans(v: &serde_json::Value) -> Vec<serde_json::Value> {
-    v.get("spans").and_then(|s| s.as_array()).cloned().unwrap_or_default()
+    v.get("spans")
+        .and_then(|s| s.as_array())
+        .cloned()
+        .unwrap_or_default()
 }
 
 impl Drop for Otelite {

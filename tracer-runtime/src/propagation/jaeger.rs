@@ -9,7 +9,9 @@
 use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::propagation::text_map_propagator::FieldIter;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState};
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+};
 use opentelemetry::{Context, KeyValue};
 
 const HEADER: &str = "uber-trace-id";
@@ -29,7 +31,9 @@ pub struct JaegerPropagator {
 
 impl Default for JaegerPropagator {
     fn default() -> Self {
-        JaegerPropagator { fields: [HEADER.to_owned()] }
+        JaegerPropagator {
+            fields: [HEADER.to_owned()],
+        }
     }
 }
 
@@ -50,8 +54,14 @@ fn parse_header(value: &str) -> Option<SpanContext> {
         &decoded
     };
     let mut parts = value.trim().split(':');
-    let (trace, span, _parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || trace.is_empty() || trace.len() > 32 || span.is_empty() || span.len() > 16 {
+    let (trace, span, _parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some()
+        || trace.is_empty()
+        || trace.len() > 32
+        || span.is_empty()
+        || span.len() > 16
+    {
         return None;
     }
     if flags.is_empty() || flags.len() > 2 {
@@ -71,7 +81,13 @@ fn parse_header(value: &str) -> Option<SpanContext> {
             trace_flags = trace_flags | DEBUG;
         }
     }
-    Some(SpanContext::new(trace_id, span_id, trace_flags, true, TraceState::default()))
+    Some(SpanContext::new(
+        trace_id,
+        span_id,
+        trace_flags,
+        true,
+        TraceState::default(),
+    ))
 }
 
 impl TextMapPropagator for JaegerPropagator {
@@ -86,7 +102,10 @@ impl TextMapPropagator for JaegerPropagator {
                     flags |= 0x02;
                 }
             }
-            injector.set(HEADER, format!("{}:{}:0:{:x}", sc.trace_id(), sc.span_id(), flags));
+            injector.set(
+                HEADER,
+                format!("{}:{}:0:{:x}", sc.trace_id(), sc.span_id(), flags),
+            );
         }
         for (key, (value, _)) in cx.baggage() {
             injector.set(&format!("{BAGGAGE_PREFIX}{key}"), value.to_string());
@@ -110,8 +129,11 @@ impl TextMapPropagator for JaegerPropagator {
             .take(MAX_BAGGAGE_ITEMS)
             .collect();
         if !items.is_empty() {
-            let mut merged: Vec<KeyValue> =
-                out.baggage().iter().map(|(k, (v, _))| KeyValue::new(k.clone(), v.clone())).collect();
+            let mut merged: Vec<KeyValue> = out
+                .baggage()
+                .iter()
+                .map(|(k, (v, _))| KeyValue::new(k.clone(), v.clone()))
+                .collect();
             merged.extend(items);
             out = out.with_baggage(merged);
         }
@@ -129,8 +151,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn extract(headers: &[(&str, &str)]) -> Context {
-        let map: HashMap<String, String> =
-            headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         JaegerPropagator::new().extract(&map)
     }
 
@@ -143,24 +167,35 @@ mod tests {
             false,
             TraceState::default(),
         );
-        let cx = Context::new().with_remote_span_context(sc.clone()).with_baggage([KeyValue::new("user", "42")]);
+        let cx = Context::new()
+            .with_remote_span_context(sc.clone())
+            .with_baggage([KeyValue::new("user", "42")]);
         let mut map = HashMap::new();
         JaegerPropagator::new().inject_context(&cx, &mut map);
-        assert_eq!(map["uber-trace-id"], "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1");
+        assert_eq!(
+            map["uber-trace-id"],
+            "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1"
+        );
         assert_eq!(map["uberctx-user"], "42");
         let back = JaegerPropagator::new().extract(&map);
         assert_eq!(back.span().span_context().trace_id(), sc.trace_id());
         assert_eq!(back.span().span_context().span_id(), sc.span_id());
         assert!(back.span().span_context().is_sampled());
         assert!(back.span().span_context().is_remote());
-        assert_eq!(back.baggage().get("user").map(|v| v.to_string()), Some("42".to_owned()));
+        assert_eq!(
+            back.baggage().get("user").map(|v| v.to_string()),
+            Some("42".to_owned())
+        );
     }
 
     #[test]
     fn short_ids_and_url_encoding() {
         let cx = extract(&[("uber-trace-id", "a3ce929d0e0e4736%3Aaba902b7%3A0%3A3")]);
         let sc = cx.span().span_context().clone();
-        assert_eq!(sc.trace_id(), TraceId::from_hex("0000000000000000a3ce929d0e0e4736").unwrap());
+        assert_eq!(
+            sc.trace_id(),
+            TraceId::from_hex("0000000000000000a3ce929d0e0e4736").unwrap()
+        );
         assert_eq!(sc.span_id(), SpanId::from_hex("00000000aba902b7").unwrap());
         assert!(sc.is_sampled());
     }

@@ -62,7 +62,11 @@ pub const DEFAULT_FORMATS: &[Format] = &[Format::TraceContext, Format::Baggage];
 
 /// Parses an `OTEL_PROPAGATORS` value: a comma-separated list; `none` alone means no propagation.
 pub fn parse_formats(value: &str) -> Result<Vec<Format>, InitError> {
-    let names: Vec<&str> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let names: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     if names.is_empty() {
         return Ok(DEFAULT_FORMATS.to_vec());
     }
@@ -106,7 +110,11 @@ pub(crate) fn install(formats: &[Format], set_global: bool) {
 /// The propagator the integrations use: the installed default service's formats, else
 /// tracecontext and baggage.
 pub fn propagator() -> Arc<TextMapCompositePropagator> {
-    if let Some(p) = CURRENT.read().unwrap_or_else(PoisonError::into_inner).as_ref() {
+    if let Some(p) = CURRENT
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+    {
         return Arc::clone(p);
     }
     Arc::new(composite(DEFAULT_FORMATS))
@@ -121,7 +129,13 @@ mod tests {
         assert_eq!(parse_formats("").unwrap(), DEFAULT_FORMATS);
         assert_eq!(
             parse_formats("tracecontext, baggage,jaeger,B3,b3multi,jaeger").unwrap(),
-            [Format::TraceContext, Format::Baggage, Format::Jaeger, Format::B3, Format::B3Multi]
+            [
+                Format::TraceContext,
+                Format::Baggage,
+                Format::Jaeger,
+                Format::B3,
+                Format::B3Multi
+            ]
         );
         assert!(parse_formats("none").unwrap().is_empty());
         let err = parse_formats("tracecontext,xray").unwrap_err();
