@@ -5,7 +5,12 @@ mod jaeger;
 
 pub use jaeger::JaegerPropagator;
 
-use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
+use std::fmt;
+
+use opentelemetry::Context;
+use opentelemetry::propagation::text_map_propagator::FieldIter;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, TraceContextExt as _};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 // The zipkin crate marks its whole API deprecated (its exporter is); its B3 propagator is the
 // maintained one of the 0.33 family.
@@ -91,12 +96,71 @@ pub(crate) fn formats_from_env() -> Result<Vec<Format>, InitError> {
     }
 }
 
-/// One propagator for `formats`, injecting every format and extracting each in order.
-pub fn composite(formats: &[Format]) -> TextMapCompositePropagator {
-    TextMapCompositePropagator::new(formats.iter().map(|f| f.propagator()).collect())
+/// The propagator for a list of formats: injects every format; extracts the span context of the
+/// FIRST format that carries a valid one (so a caller on a Jaeger client joins the trace even when
+/// W3C is listed first), and the baggage of every format.
+pub struct Propagator {
+    formats: Vec<Format>,
+    props: Vec<Box<dyn TextMapPropagator + Send + Sync>>,
+    fields: Vec<String>,
 }
 
-static CURRENT: RwLock<Option<Arc<TextMapCompositePropagator>>> = RwLock::new(None);
+impl fmt::Debug for Propagator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Propagator").field("formats", &self.formats).finish()
+    }
+}
+
+impl Propagator {
+    /// A propagator for `formats`, in order of preference.
+    pub fn new(formats: &[Format]) -> Self {
+        let props: Vec<_> = formats.iter().map(|f| f.propagator()).collect();
+        let fields = props.iter().flat_map(|p| p.fields().map(str::to_owned).collect::<Vec<_>>()).collect();
+        Propagator { formats: formats.to_vec(), props, fields }
+    }
+
+    /// The formats, in order.
+    pub fn formats(&self) -> &[Format] {
+        &self.formats
+    }
+}
+
+impl TextMapPropagator for Propagator {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        for p in &self.props {
+            p.inject_context(cx, injector);
+        }
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        let mut first_valid: Option<SpanContext> = None;
+        let mut out = cx.clone();
+        for p in &self.props {
+            // Each format sees what the previous ones left, so baggage accumulates; a span
+            // context found by a later format does not replace the first one.
+            out = p.extract_with_context(&out, extractor);
+            let sc = out.span().span_context().clone();
+            if first_valid.is_none() && sc.is_valid() && sc.is_remote() {
+                first_valid = Some(sc);
+            }
+        }
+        match first_valid {
+            Some(sc) => out.with_remote_span_context(sc),
+            None => out,
+        }
+    }
+
+    fn fields(&self) -> FieldIter<'_> {
+        FieldIter::new(&self.fields)
+    }
+}
+
+/// One propagator for `formats`.
+pub fn composite(formats: &[Format]) -> Propagator {
+    Propagator::new(formats)
+}
+
+static CURRENT: RwLock<Option<Arc<Propagator>>> = RwLock::new(None);
 
 /// Makes `formats` the process's propagation formats (and OpenTelemetry's global propagator when
 /// `set_global`).
@@ -107,14 +171,10 @@ pub(crate) fn install(formats: &[Format], set_global: bool) {
     }
 }
 
-/// The propagator the integrations use: the installed default service's formats, else
-/// tracecontext and baggage.
-pub fn propagator() -> Arc<TextMapCompositePropagator> {
-    if let Some(p) = CURRENT
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-    {
+/// The propagator the integrations use by default: the installed default service's formats,
+/// else tracecontext and baggage.
+pub fn propagator() -> Arc<Propagator> {
+    if let Some(p) = CURRENT.read().unwrap_or_else(PoisonError::into_inner).as_ref() {
         return Arc::clone(p);
     }
     Arc::new(composite(DEFAULT_FORMATS))
@@ -140,5 +200,49 @@ mod tests {
         assert!(parse_formats("none").unwrap().is_empty());
         let err = parse_formats("tracecontext,xray").unwrap_err();
         assert!(err.to_string().contains("`xray`"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod extract_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const W3C: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const UBER: &str = "a3ce929d0e0e4736a3ce929d0e0e4736:1111111111111111:0:1";
+
+    fn ex(formats: &[Format], headers: &[(&str, &str)]) -> Context {
+        let map: HashMap<String, String> =
+            headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Propagator::new(formats).extract(&map)
+    }
+
+    fn trace_of(cx: &Context) -> String {
+        cx.span().span_context().trace_id().to_string()
+    }
+
+    #[test]
+    fn the_first_valid_format_wins() {
+        let both = [("traceparent", W3C), ("uber-trace-id", UBER)];
+        let tc_first = ex(&[Format::TraceContext, Format::Jaeger], &both);
+        assert_eq!(trace_of(&tc_first), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let jaeger_first = ex(&[Format::Jaeger, Format::TraceContext], &both);
+        assert_eq!(trace_of(&jaeger_first), "a3ce929d0e0e4736a3ce929d0e0e4736");
+        let broken_w3c = ex(&[Format::TraceContext, Format::Jaeger], &[("traceparent", "00-zz-01"), ("uber-trace-id", UBER)]);
+        assert_eq!(trace_of(&broken_w3c), "a3ce929d0e0e4736a3ce929d0e0e4736");
+        let none = ex(&[Format::TraceContext, Format::B3], &[("traceparent", "garbage"), ("b3", "nonsense")]);
+        assert!(!none.span().span_context().is_valid());
+    }
+
+    #[test]
+    fn baggage_of_every_format_is_kept() {
+        use opentelemetry::baggage::BaggageExt as _;
+        let cx = ex(
+            &[Format::TraceContext, Format::Baggage, Format::Jaeger],
+            &[("traceparent", W3C), ("baggage", "a=1"), ("uberctx-b", "2")],
+        );
+        assert_eq!(cx.baggage().get("a").map(|v| v.to_string()), Some("1".to_owned()));
+        assert_eq!(cx.baggage().get("b").map(|v| v.to_string()), Some("2".to_owned()));
+        assert_eq!(trace_of(&cx), "4bf92f3577b34da6a3ce929d0e0e4736");
     }
 }
