@@ -64,6 +64,8 @@ mod context;
 mod error;
 #[cfg(feature = "otlp")]
 mod export;
+#[cfg(feature = "http")]
+pub mod http;
 mod init;
 mod panic;
 pub mod propagation;

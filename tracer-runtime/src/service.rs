@@ -79,6 +79,36 @@ pub(crate) fn resolve(cx: &Context) -> Option<Arc<Service>> {
     }
 }
 
+/// Starts a span on `svc`'s tracer, child of `parent`, and returns `parent` with the span as current
+/// span and `svc` as its service.
+pub(crate) fn start_span(
+    svc: &Arc<Service>,
+    builder: opentelemetry::trace::SpanBuilder,
+    parent: &Context,
+) -> Context {
+    use opentelemetry::trace::{TraceContextExt as _, Tracer as _};
+    let span = svc.tracer.build_with_context(builder, parent);
+    let cx = match parent.get::<InService>() {
+        Some(s) if Arc::ptr_eq(&s.0, svc) => parent.clone(),
+        _ => parent.with_value(InService(Arc::clone(svc))),
+    };
+    cx.with_span(span)
+}
+
+/// The service named `name` if tracing records for it now (`None` when it is off or not
+/// installed). Checks the global switch first: one relaxed load when everything is off.
+#[inline]
+pub(crate) fn recording(name: Option<&str>) -> Option<Arc<Service>> {
+    if !crate::__private::on() {
+        return None;
+    }
+    let svc = match name {
+        Some(n) => SERVICES.read().unwrap_or_else(PoisonError::into_inner).iter().find(|s| s.name == n).cloned(),
+        None => resolve(&Context::current()),
+    }?;
+    svc.is_on().then_some(svc)
+}
+
 /// A handle on an installed service: run work under it, ask whether it is switched on.
 ///
 /// Integrations (the HTTP and gRPC server layers) put their service in the context of each

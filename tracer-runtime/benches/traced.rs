@@ -1,0 +1,802 @@
+//! What `#[traced]` costs per call, sync and async, against a plain fn and against its peers over
+//! the same kind of OpenTelemetry SDK pipeline (a `BatchSpanProcessor` in front of an exporter
+//! that discards): `#[tracing::instrument]` + `tracing-opentelemetry`, `#[fastrace::trace]` +
+//! `fastrace-opentelemetry`, and raw `tracer.in_span`.
+//!
+//! ```text
+//! CARGO_TARGET_DIR=/work/target-bench cargo bench -p tracer-runtime --bench traced
+//! ```
+//!
+//! Criterion times every case (ns/call). Then, outside any timed loop, every case runs 10 000
+//! more calls under a counting global allocator (`stats_alloc`, which counts all threads) and the
+//! run ends with one table per shape: ns/call, the ratios to the plain fn and to raw `in_span`,
+//! allocations and bytes per call, and how many of the spans made while timing were exported.
+//!
+//! The counting allocator stays installed while criterion times (one binary), so every
+//! allocation also pays its counter updates; the `calibration` group measures that.
+
+use std::alloc::System;
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
+use fastrace::future::FutureExt as _;
+use fastrace::prelude::{Span as FtSpan, SpanContext as FtSpanContext};
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::{TraceContextExt as _, Tracer as _, TracerProvider as _};
+use opentelemetry::{Context, ContextGuard, InstrumentationScope};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
+};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use tracer_runtime::{Guard, ServiceHandle, traced};
+use tracing_subscriber::layer::SubscriberExt as _;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+// ---------------------------------------------------------------------------------------------
+// The functions measured: the same trivial body everywhere.
+
+#[inline(always)]
+fn body(x: u64) -> u64 {
+    black_box(x).wrapping_mul(31).wrapping_add(7)
+}
+
+#[inline(never)]
+fn plain_sync(x: u64) -> u64 {
+    body(x)
+}
+
+#[traced]
+#[inline(never)]
+fn traced_sync(x: u64) -> u64 {
+    body(x)
+}
+
+#[tracing::instrument(skip_all)]
+#[inline(never)]
+fn tracing_sync(x: u64) -> u64 {
+    body(x)
+}
+
+#[fastrace::trace]
+#[inline(never)]
+fn fastrace_sync(x: u64) -> u64 {
+    body(x)
+}
+
+#[inline(never)]
+fn raw_sync(tracer: &SdkTracer, x: u64) -> u64 {
+    tracer.in_span("raw_sync", |_cx| body(x))
+}
+
+#[inline(never)]
+async fn plain_async(x: u64) -> u64 {
+    body(x)
+}
+
+#[traced]
+#[inline(never)]
+async fn traced_async(x: u64) -> u64 {
+    body(x)
+}
+
+#[tracing::instrument(skip_all)]
+#[inline(never)]
+async fn tracing_async(x: u64) -> u64 {
+    body(x)
+}
+
+#[fastrace::trace]
+#[inline(never)]
+async fn fastrace_async(x: u64) -> u64 {
+    body(x)
+}
+
+/// Raw OpenTelemetry for a future: start the span, run the future with it current on every poll;
+/// the span ends when the last context holding it is dropped.
+#[inline(never)]
+async fn raw_async(tracer: &SdkTracer, x: u64) -> u64 {
+    let span = tracer.start("raw_async");
+    let cx = Context::current_with_span(span);
+    async move { body(x) }.with_context(cx).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// The trivial executor: polls with a no-op waker until ready (nothing here ever pends).
+
+fn block_on<F: Future>(fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    let mut cx = TaskContext::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// `n` sync calls.
+#[inline(always)]
+fn run_sync(n: u64, f: &mut impl FnMut(u64) -> u64) {
+    for i in 0..n {
+        black_box(f(black_box(i)));
+    }
+}
+
+/// `n` async calls, awaited one after the other in one `block_on`.
+#[inline(always)]
+fn run_async<Fut: Future<Output = u64>>(n: u64, f: &mut impl FnMut(u64) -> Fut) {
+    block_on(async {
+        for i in 0..n {
+            black_box(f(black_box(i)).await);
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pipelines.
+
+/// Discards every batch at once; counts the spans it is handed.
+#[derive(Debug, Clone)]
+struct Discard(Arc<AtomicU64>);
+
+impl SpanExporter for Discard {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        std::future::ready(Ok(()))
+    }
+}
+
+fn sampler() -> Sampler {
+    // The SDK's and tracer's default.
+    Sampler::ParentBased(Box::new(Sampler::AlwaysOn))
+}
+
+/// An SDK pipeline like the one `with_exporter` builds: batch processor, discarding exporter.
+fn sdk_provider(service: &'static str, exported: &Arc<AtomicU64>) -> SdkTracerProvider {
+    SdkTracerProvider::builder()
+        .with_resource(Resource::builder().with_service_name(service).build())
+        .with_sampler(sampler())
+        .with_span_processor(BatchSpanProcessor::builder(Discard(Arc::clone(exported))).build())
+        .build()
+}
+
+struct Pipelines {
+    /// The default service: `#[traced]` sampled, through `with_exporter`.
+    traced: Guard,
+    traced_handle: ServiceHandle,
+    /// A second service with `Sampler::AlwaysOff`.
+    sampled_out: Guard,
+    sampled_out_handle: ServiceHandle,
+    tracing: SdkTracerProvider,
+    raw: SdkTracerProvider,
+    raw_tracer: SdkTracer,
+    exported: Arc<AtomicU64>,
+}
+
+const TRACED_SERVICE: &str = "bench-traced";
+
+impl Pipelines {
+    fn install() -> Pipelines {
+        // One counter for every exporter: only one pipeline makes spans in any one case.
+        let exported = Arc::new(AtomicU64::new(0));
+        let traced = tracer_runtime::init(TRACED_SERVICE)
+            .with_exporter(Discard(Arc::clone(&exported)))
+            .with_sampler(sampler())
+            .set_globals(false)
+            .install()
+            .expect("install bench-traced");
+        let sampled_out = tracer_runtime::init("bench-sampled-out")
+            .with_exporter(Discard(Arc::clone(&exported)))
+            .with_sampler(Sampler::AlwaysOff)
+            .set_globals(false)
+            .as_default(false)
+            .install()
+            .expect("install bench-sampled-out");
+
+        let tracing = sdk_provider("bench-tracing", &exported);
+        let layer = tracing_opentelemetry::layer().with_tracer(tracing.tracer("bench-tracing"));
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+            .expect("set the tracing subscriber");
+
+        let reporter = fastrace_opentelemetry::OpenTelemetryReporter::new(
+            Discard(Arc::clone(&exported)),
+            Cow::Owned(
+                Resource::builder()
+                    .with_service_name("bench-fastrace")
+                    .build(),
+            ),
+            InstrumentationScope::builder("bench-fastrace").build(),
+        );
+        fastrace::set_reporter(reporter, fastrace::collector::Config::default());
+
+        let raw = sdk_provider("bench-raw", &exported);
+        let raw_tracer = raw.tracer("bench-raw");
+
+        Pipelines {
+            traced_handle: traced.service().expect("installed"),
+            traced,
+            sampled_out_handle: sampled_out.service().expect("installed"),
+            sampled_out,
+            tracing,
+            raw,
+            raw_tracer,
+            exported,
+        }
+    }
+
+    /// Exports everything finished so far, on every pipeline, and waits for it.
+    fn flush(&self) {
+        self.traced.flush().expect("flush");
+        self.sampled_out.flush().expect("flush");
+        self.tracing.force_flush().expect("flush");
+        self.raw.force_flush().expect("flush");
+        fastrace::flush();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases.
+
+/// How the process is set up around a case's loop.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Nothing attached; `#[traced]` work belongs to the default (sampled) service.
+    Plain,
+    /// `set_all_enabled(false)`.
+    AllOff,
+    /// `set_enabled(default service, false)` while another service is on.
+    ServiceOff,
+    /// The `AlwaysOff` service attached with `ServiceHandle::attach`.
+    SampledOut,
+    /// The default (sampled) service attached explicitly.
+    SampledAttached,
+}
+
+struct ModeGuard {
+    mode: Mode,
+    _cx: Option<ContextGuard>,
+}
+
+impl Mode {
+    fn enter(self, p: &Pipelines) -> ModeGuard {
+        let cx = match self {
+            Mode::Plain => None,
+            Mode::AllOff => {
+                tracer_runtime::set_all_enabled(false);
+                None
+            }
+            Mode::ServiceOff => {
+                tracer_runtime::set_enabled(TRACED_SERVICE, false);
+                None
+            }
+            Mode::SampledOut => Some(p.sampled_out_handle.attach()),
+            Mode::SampledAttached => Some(p.traced_handle.attach()),
+        };
+        ModeGuard {
+            mode: self,
+            _cx: cx,
+        }
+    }
+}
+
+impl Drop for ModeGuard {
+    fn drop(&mut self) {
+        match self.mode {
+            Mode::AllOff => tracer_runtime::set_all_enabled(true),
+            Mode::ServiceOff => tracer_runtime::set_enabled(TRACED_SERVICE, true),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Shape {
+    Sync,
+    Async,
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Shape::Sync => "sync",
+            Shape::Async => "async",
+        })
+    }
+}
+
+/// One row of the final table.
+struct Row {
+    shape: Shape,
+    name: &'static str,
+    what: &'static str,
+    /// Spans each call makes when sampled (0: none expected).
+    spans_per_call: u64,
+    /// Calls made under criterion (warm-up included).
+    timed_calls: u64,
+    /// Spans exported during the criterion run of this case (after a flush).
+    timed_exported: u64,
+    allocs: Option<Allocs>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Allocs {
+    /// Allocations (alloc + realloc) per call seen while the calls ran, before any flush.
+    during: f64,
+    /// The same after flushing every pipeline (the export side included), less a flush's own.
+    total: f64,
+    bytes_total: f64,
+}
+
+const ALLOC_WINDOW: u64 = 400; // < the batch processor's export batch of 512: it stays asleep
+const ALLOC_WINDOWS: u64 = 25; // 10 000 calls
+
+fn allocations(s: &stats_alloc::Stats) -> u64 {
+    (s.allocations + s.reallocations) as u64
+}
+
+/// Allocations per call, outside criterion: `ALLOC_WINDOWS` windows of `ALLOC_WINDOW` calls,
+/// each read once right after the calls and once more after a flush of every pipeline.
+fn count_allocs(p: &Pipelines, run: &mut dyn FnMut(u64)) -> Allocs {
+    run(1_000); // warm-up: thread-locals, lazy statics, channel blocks
+    p.flush();
+    let flush_only = {
+        let r = Region::new(GLOBAL);
+        p.flush();
+        r.change()
+    };
+    let (mut during, mut total, mut bytes) = (0u64, 0u64, 0u64);
+    for _ in 0..ALLOC_WINDOWS {
+        let r = Region::new(GLOBAL);
+        run(ALLOC_WINDOW);
+        let d = r.change();
+        p.flush();
+        let t = r.change();
+        during += allocations(&d);
+        total += allocations(&t).saturating_sub(allocations(&flush_only));
+        bytes += (t.bytes_allocated as u64).saturating_sub(flush_only.bytes_allocated as u64);
+    }
+    let n = (ALLOC_WINDOW * ALLOC_WINDOWS) as f64;
+    Allocs {
+        during: during as f64 / n,
+        total: total as f64 / n,
+        bytes_total: bytes as f64 / n,
+    }
+}
+
+struct Bench<'a> {
+    p: &'a Pipelines,
+    rows: Vec<Row>,
+}
+
+impl Bench<'_> {
+    fn sync_case(
+        &mut self,
+        g: &mut BenchmarkGroup<'_, WallTime>,
+        name: &'static str,
+        what: &'static str,
+        mode: Mode,
+        spans_per_call: u64,
+        mut f: impl FnMut(u64) -> u64,
+    ) {
+        let p = self.p;
+        let calls = AtomicU64::new(0);
+        p.flush();
+        let before = p.exported.load(Ordering::Relaxed);
+        {
+            let _m = mode.enter(p);
+            g.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    calls.fetch_add(iters, Ordering::Relaxed);
+                    let start = Instant::now();
+                    run_sync(iters, &mut f);
+                    start.elapsed()
+                })
+            });
+        }
+        p.flush();
+        let timed_exported = p.exported.load(Ordering::Relaxed) - before;
+        let timed_calls = calls.load(Ordering::Relaxed);
+        let allocs = (timed_calls > 0).then(|| {
+            let _m = mode.enter(p);
+            count_allocs(p, &mut |n| run_sync(n, &mut f))
+        });
+        self.rows.push(Row {
+            shape: Shape::Sync,
+            name,
+            what,
+            spans_per_call,
+            timed_calls,
+            timed_exported,
+            allocs,
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn async_case<Fut: Future<Output = u64>>(
+        &mut self,
+        g: &mut BenchmarkGroup<'_, WallTime>,
+        name: &'static str,
+        what: &'static str,
+        mode: Mode,
+        spans_per_call: u64,
+        mut f: impl FnMut(u64) -> Fut,
+    ) {
+        let p = self.p;
+        let calls = AtomicU64::new(0);
+        p.flush();
+        let before = p.exported.load(Ordering::Relaxed);
+        {
+            let _m = mode.enter(p);
+            g.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    calls.fetch_add(iters, Ordering::Relaxed);
+                    let start = Instant::now();
+                    run_async(iters, &mut f);
+                    start.elapsed()
+                })
+            });
+        }
+        p.flush();
+        let timed_exported = p.exported.load(Ordering::Relaxed) - before;
+        let timed_calls = calls.load(Ordering::Relaxed);
+        let allocs = (timed_calls > 0).then(|| {
+            let _m = mode.enter(p);
+            count_allocs(p, &mut |n| run_async(n, &mut f))
+        });
+        self.rows.push(Row {
+            shape: Shape::Async,
+            name,
+            what,
+            spans_per_call,
+            timed_calls,
+            timed_exported,
+            allocs,
+        });
+    }
+}
+
+fn sync_cases(c: &mut Criterion, bench: &mut Bench<'_>) {
+    let mut g = c.benchmark_group("sync");
+    let tracer = &bench.p.raw_tracer;
+    bench.sync_case(&mut g, "plain", "plain fn", Mode::Plain, 0, plain_sync);
+    bench.sync_case(
+        &mut g,
+        "traced_all_off",
+        "#[traced], set_all_enabled(false)",
+        Mode::AllOff,
+        0,
+        traced_sync,
+    );
+    bench.sync_case(
+        &mut g,
+        "traced_service_off",
+        "#[traced], its service off, another on",
+        Mode::ServiceOff,
+        0,
+        traced_sync,
+    );
+    bench.sync_case(
+        &mut g,
+        "traced_sampled_out",
+        "#[traced], AlwaysOff service attached",
+        Mode::SampledOut,
+        0,
+        traced_sync,
+    );
+    bench.sync_case(
+        &mut g,
+        "traced_sampled",
+        "#[traced], sampled, default service",
+        Mode::Plain,
+        1,
+        traced_sync,
+    );
+    bench.sync_case(
+        &mut g,
+        "traced_sampled_attached",
+        "#[traced], sampled, service attached",
+        Mode::SampledAttached,
+        1,
+        traced_sync,
+    );
+    bench.sync_case(
+        &mut g,
+        "tracing_otel",
+        "#[tracing::instrument] + tracing-otel",
+        Mode::Plain,
+        1,
+        tracing_sync,
+    );
+    bench.sync_case(
+        &mut g,
+        "fastrace_root_only",
+        "fastrace: Span::root + set_local_parent, plain fn",
+        Mode::Plain,
+        1,
+        |x| {
+            let root = FtSpan::root("root", FtSpanContext::random());
+            let _parent = root.set_local_parent();
+            plain_sync(x)
+        },
+    );
+    bench.sync_case(
+        &mut g,
+        "fastrace_root_child",
+        "fastrace: Span::root + set_local_parent, #[fastrace::trace] fn",
+        Mode::Plain,
+        2,
+        |x| {
+            let root = FtSpan::root("root", FtSpanContext::random());
+            let _parent = root.set_local_parent();
+            fastrace_sync(x)
+        },
+    );
+    bench.sync_case(
+        &mut g,
+        "raw_in_span",
+        "raw tracer.in_span",
+        Mode::Plain,
+        1,
+        |x| raw_sync(tracer, x),
+    );
+    g.finish();
+}
+
+fn async_cases(c: &mut Criterion, bench: &mut Bench<'_>) {
+    let mut g = c.benchmark_group("async");
+    let tracer = &bench.p.raw_tracer;
+    bench.async_case(&mut g, "plain", "plain async fn", Mode::Plain, 0, plain_async);
+    bench.async_case(
+        &mut g,
+        "traced_all_off",
+        "#[traced], set_all_enabled(false)",
+        Mode::AllOff,
+        0,
+        traced_async,
+    );
+    bench.async_case(
+        &mut g,
+        "traced_service_off",
+        "#[traced], its service off, another on",
+        Mode::ServiceOff,
+        0,
+        traced_async,
+    );
+    bench.async_case(
+        &mut g,
+        "traced_sampled_out",
+        "#[traced], AlwaysOff service attached",
+        Mode::SampledOut,
+        0,
+        traced_async,
+    );
+    bench.async_case(
+        &mut g,
+        "traced_sampled",
+        "#[traced], sampled, default service",
+        Mode::Plain,
+        1,
+        traced_async,
+    );
+    bench.async_case(
+        &mut g,
+        "traced_sampled_attached",
+        "#[traced], sampled, service attached",
+        Mode::SampledAttached,
+        1,
+        traced_async,
+    );
+    bench.async_case(
+        &mut g,
+        "tracing_otel",
+        "#[tracing::instrument] + tracing-otel",
+        Mode::Plain,
+        1,
+        tracing_async,
+    );
+    bench.async_case(
+        &mut g,
+        "fastrace_root_only",
+        "fastrace: plain fut.in_span(Span::root)",
+        Mode::Plain,
+        1,
+        |x| plain_async(x).in_span(FtSpan::root("root", FtSpanContext::random())),
+    );
+    bench.async_case(
+        &mut g,
+        "fastrace_root_child",
+        "fastrace: #[fastrace::trace] fut.in_span(Span::root)",
+        Mode::Plain,
+        2,
+        |x| fastrace_async(x).in_span(FtSpan::root("root", FtSpanContext::random())),
+    );
+    bench.async_case(
+        &mut g,
+        "raw_in_span",
+        "raw start + Context::current_with_span + with_context",
+        Mode::Plain,
+        1,
+        |x| raw_async(tracer, x),
+    );
+    g.finish();
+}
+
+/// What the counting allocator adds to every allocation: `stats_alloc` does two SeqCst
+/// read-modify-writes on `alloc` and two on `dealloc`.
+fn calibration(c: &mut Criterion) {
+    static A: AtomicUsize = AtomicUsize::new(0);
+    static B: AtomicUsize = AtomicUsize::new(0);
+    let mut g = c.benchmark_group("calibration");
+    g.bench_function("box_alloc_free", |b| {
+        b.iter(|| drop(black_box(Box::new(black_box(1u64)))))
+    });
+    g.bench_function("four_seqcst_rmw", |b| {
+        b.iter(|| {
+            A.fetch_add(1, Ordering::SeqCst);
+            B.fetch_add(black_box(8), Ordering::SeqCst);
+            A.fetch_add(1, Ordering::SeqCst);
+            B.fetch_add(black_box(8), Ordering::SeqCst);
+        })
+    });
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report.
+
+/// Where criterion writes (its own rule: `$CRITERION_HOME`, else `$CARGO_TARGET_DIR/criterion`,
+/// else the target dir this binary was built in).
+fn criterion_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return PathBuf::from(home);
+    }
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(target).join("criterion");
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("criterion")))
+        .unwrap_or_else(|| PathBuf::from("target/criterion"))
+}
+
+/// Criterion's typical time per iteration (the slope, else the mean) and its 95% interval, in ns.
+fn estimate(group: &str, name: &str) -> Option<(f64, f64, f64)> {
+    let path = criterion_dir()
+        .join(group)
+        .join(name)
+        .join("new")
+        .join("estimates.json");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let e = if json["slope"].is_object() {
+        &json["slope"]
+    } else {
+        &json["mean"]
+    };
+    let ci = &e["confidence_interval"];
+    Some((
+        e["point_estimate"].as_f64()?,
+        ci["lower_bound"].as_f64()?,
+        ci["upper_bound"].as_f64()?,
+    ))
+}
+
+fn print_report(rows: &[Row], timed: bool) {
+    let ns = |r: &Row| {
+        if !timed || r.timed_calls == 0 {
+            return None;
+        }
+        estimate(&r.shape.to_string(), r.name)
+    };
+    println!();
+    println!(
+        "allocations: {} calls per case, {} windows of {}, counted by stats_alloc over all threads",
+        ALLOC_WINDOW * ALLOC_WINDOWS,
+        ALLOC_WINDOWS,
+        ALLOC_WINDOW
+    );
+    println!("  during = allocs per call counted right after the calls, before any flush");
+    println!("  total  = after flushing every pipeline (export side included), less a flush's own");
+    for shape in [Shape::Sync, Shape::Async] {
+        let of = |name: &str| {
+            rows.iter()
+                .find(|r| r.shape == shape && r.name == name)
+                .and_then(ns)
+                .map(|t| t.0)
+        };
+        let (plain, raw) = (of("plain"), of("raw_in_span"));
+        println!();
+        println!("== {shape}");
+        println!(
+            "{:<24} {:>9} {:>19} {:>9} {:>8} {:>8} {:>8} {:>8} {:>11}  what",
+            "case",
+            "ns/call",
+            "95% CI",
+            "x plain",
+            "x raw",
+            "alloc/c",
+            "alloc/c",
+            "bytes/c",
+            "exported"
+        );
+        println!(
+            "{:<24} {:>9} {:>19} {:>9} {:>8} {:>8} {:>8} {:>8} {:>11}",
+            "", "", "", "", "", "during", "total", "total", "/made"
+        );
+        for r in rows.iter().filter(|r| r.shape == shape) {
+            let t = ns(r);
+            let cell = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+            let ratio = |base: Option<f64>| {
+                cell(t.zip(base).map(|((v, _, _), b)| format!("{:.2}", v / b)))
+            };
+            let made = r.timed_calls * r.spans_per_call;
+            let exported = if r.timed_calls == 0 {
+                "-".to_owned()
+            } else if made == 0 {
+                format!("{}/0", r.timed_exported)
+            } else {
+                format!(
+                    "{:.1}%",
+                    100.0 * r.timed_exported as f64 / made as f64
+                )
+            };
+            println!(
+                "{:<24} {:>9} {:>19} {:>9} {:>8} {:>8} {:>8} {:>8} {:>11}  {}",
+                r.name,
+                cell(t.map(|t| format!("{:.2}", t.0))),
+                cell(t.map(|t| format!("[{:.2}, {:.2}]", t.1, t.2))),
+                ratio(plain),
+                ratio(raw),
+                cell(r.allocs.map(|a| format!("{:.2}", a.during))),
+                cell(r.allocs.map(|a| format!("{:.2}", a.total))),
+                cell(r.allocs.map(|a| format!("{:.0}", a.bytes_total))),
+                exported,
+                r.what,
+            );
+        }
+    }
+    if timed {
+        println!();
+        for name in ["box_alloc_free", "four_seqcst_rmw"] {
+            if let Some((v, lo, hi)) = estimate("calibration", name) {
+                println!("calibration {name}: {v:.2} ns [{lo:.2}, {hi:.2}]");
+            }
+        }
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .sample_size(50)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .without_plots()
+        .configure_from_args();
+    // `cargo bench` passes --bench; `cargo test --benches` runs each case once, untimed.
+    let timed = std::env::args().any(|a| a == "--bench");
+
+    let p = Pipelines::install();
+    let mut bench = Bench {
+        p: &p,
+        rows: Vec::new(),
+    };
+    sync_cases(&mut c, &mut bench);
+    async_cases(&mut c, &mut bench);
+    calibration(&mut c);
+    c.final_summary();
+    let rows = std::mem::take(&mut bench.rows);
+    print_report(&rows, timed);
+}

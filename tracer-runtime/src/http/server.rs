@@ -1,0 +1,400 @@
+//! The server side: `HttpServerLayer` -> `HttpServer<S>` -> `HttpServerResponseFuture<F>`.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::trace::{Link, SpanBuilder, SpanKind, Status, TraceContextExt as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_http::HeaderExtractor;
+use opentelemetry_semantic_conventions::attribute as semconv;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::body::{SpanEnd, TracedBody};
+use super::{ClientAddr, Route};
+use crate::propagation::{Format, Propagator};
+use crate::service;
+
+type RouteFn = dyn Fn(&Method, &Uri, &http::Extensions) -> Option<String> + Send + Sync;
+
+#[derive(Clone)]
+struct Config {
+    service: String,
+    propagator: Option<Arc<Propagator>>,
+    public: bool,
+    catch_panics: bool,
+    trace_response: bool,
+    scheme: &'static str,
+    route: Option<Arc<RouteFn>>,
+}
+
+/// A tower layer tracing an HTTP server: one SERVER span per request, named `METHOD route`,
+/// child of the context in the request's headers; the span ends when the response body has been
+/// sent. A handler panic becomes a 500 (on by default) and is recorded on the span.
+///
+/// Built for one service name: when that service (or tracing as a whole) is switched off,
+/// requests pass through untouched.
+#[derive(Clone)]
+pub struct HttpServerLayer {
+    cfg: Arc<Config>,
+    client_addr: Option<SocketAddr>,
+}
+
+impl fmt::Debug for HttpServerLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpServerLayer")
+            .field("service", &self.cfg.service)
+            .field("public", &self.cfg.public)
+            .field("catch_panics", &self.cfg.catch_panics)
+            .field("trace_response", &self.cfg.trace_response)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpServerLayer {
+    /// A layer for the server of `service`.
+    pub fn new(service: impl Into<String>) -> Self {
+        HttpServerLayer {
+            cfg: Arc::new(Config {
+                service: service.into(),
+                propagator: None,
+                public: false,
+                catch_panics: true,
+                trace_response: false,
+                scheme: "http",
+                route: None,
+            }),
+            client_addr: None,
+        }
+    }
+
+    fn cfg_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.cfg)
+    }
+
+    /// The formats to extract, in order of preference: the first one carrying a valid context
+    /// wins. Default: the process's formats (`OTEL_PROPAGATORS`).
+    pub fn with_propagators(mut self, formats: &[Format]) -> Self {
+        self.cfg_mut().propagator = Some(Arc::new(Propagator::new(formats)));
+        self
+    }
+
+    /// For servers facing untrusted clients: the incoming context becomes a span link instead of
+    /// the parent (every request starts a trace of its own), and incoming baggage is dropped.
+    pub fn public_endpoint(mut self, yes: bool) -> Self {
+        self.cfg_mut().public = yes;
+        self
+    }
+
+    /// Whether a handler panic becomes a 500 response (default: yes). When off, the panic is
+    /// recorded and then continues.
+    pub fn catch_panics(mut self, yes: bool) -> Self {
+        self.cfg_mut().catch_panics = yes;
+        self
+    }
+
+    /// Returns the trace id to the caller in a `traceresponse` header (W3C Trace Context level 2),
+    /// to quote in a bug report. Default: no.
+    pub fn trace_response_header(mut self, yes: bool) -> Self {
+        self.cfg_mut().trace_response = yes;
+        self
+    }
+
+    /// The `url.scheme` to record (default `http`; `https` behind TLS).
+    pub fn with_scheme(mut self, scheme: &'static str) -> Self {
+        self.cfg_mut().scheme = scheme;
+        self
+    }
+
+    /// How to find a request's route template (`/users/{id}`), e.g. from axum's `MatchedPath`:
+    /// `.with_route(|_, _, ext| ext.get::<MatchedPath>().map(|p| p.as_str().to_owned()))`.
+    /// A [`Route`] in the request's or the response's extensions is used too.
+    pub fn with_route(
+        mut self,
+        f: impl Fn(&Method, &Uri, &http::Extensions) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.cfg_mut().route = Some(Arc::new(f));
+        self
+    }
+
+    /// The peer address of the connection this layer serves (for a hyper accept loop that builds
+    /// a service per connection); recorded as `client.address`. A [`ClientAddr`] request
+    /// extension does the same.
+    pub fn with_client_addr(mut self, addr: SocketAddr) -> Self {
+        self.client_addr = Some(addr);
+        self
+    }
+}
+
+impl<S> Layer<S> for HttpServerLayer {
+    type Service = HttpServer<S>;
+
+    fn layer(&self, inner: S) -> HttpServer<S> {
+        HttpServer { inner, cfg: Arc::clone(&self.cfg), client_addr: self.client_addr }
+    }
+}
+
+/// The service made by [`HttpServerLayer`].
+#[derive(Clone)]
+pub struct HttpServer<S> {
+    inner: S,
+    cfg: Arc<Config>,
+    client_addr: Option<SocketAddr>,
+}
+
+impl<S> fmt::Debug for HttpServer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpServer").field("service", &self.cfg.service).finish_non_exhaustive()
+    }
+}
+
+const PANIC_BODY: &[u8] = b"internal server error\n";
+
+fn panic_response<B>(end: Option<SpanEnd>) -> Response<TracedBody<B>>
+where
+    B: Body<Data = Bytes>,
+{
+    let mut r = Response::new(TracedBody::full(Bytes::from_static(PANIC_BODY), end));
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for HttpServer<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Error: fmt::Display,
+    ResB: Body<Data = Bytes>,
+    ResB::Error: fmt::Display,
+{
+    type Response = Response<TracedBody<ResB>>;
+    type Error = S::Error;
+    type Future = HttpServerResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let catch = self.cfg.catch_panics;
+        let Some(svc) = service::recording(Some(&self.cfg.service)) else {
+            // Off: no span, no extraction; panics still become 500s, so behaviour does not
+            // depend on the switch.
+            let called = if catch {
+                catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
+            } else {
+                Ok(self.inner.call(req))
+            };
+            return HttpServerResponseFuture::new(called, None, catch);
+        };
+
+        let cfg = &*self.cfg;
+        let mut attrs = Vec::with_capacity(12);
+        let method = super::method_attrs(req.method(), &mut attrs);
+        let route = cfg
+            .route
+            .as_ref()
+            .and_then(|f| f(req.method(), req.uri(), req.extensions()))
+            .or_else(|| req.extensions().get::<Route>().map(|r| r.0.to_string()));
+        let name = match &route {
+            Some(r) => format!("{method} {r}"),
+            None => method.to_owned(),
+        };
+        if let Some(r) = route {
+            attrs.push(KeyValue::new(semconv::HTTP_ROUTE, r));
+        }
+        attrs.push(KeyValue::new(semconv::URL_PATH, req.uri().path().to_owned()));
+        let scheme = req.uri().scheme_str().unwrap_or(cfg.scheme).to_owned();
+        super::push_server_address(&mut attrs, req.uri(), req.headers(), &scheme);
+        attrs.push(KeyValue::new(semconv::URL_SCHEME, scheme));
+        if let Some(addr) = req.extensions().get::<ClientAddr>().map(|c| c.0).or(self.client_addr) {
+            attrs.push(KeyValue::new(semconv::CLIENT_ADDRESS, addr.ip().to_string()));
+            attrs.push(KeyValue::new(semconv::CLIENT_PORT, i64::from(addr.port())));
+        }
+        if let Some(ua) = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+            attrs.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, ua.to_owned()));
+        }
+        if let Some(v) = super::protocol_version(req.version()) {
+            attrs.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, v));
+        }
+        if let Some(len) = super::content_length(req.headers()) {
+            attrs.push(KeyValue::new(semconv::HTTP_REQUEST_BODY_SIZE, len));
+        }
+
+        let propagator = cfg.propagator.clone().unwrap_or_else(crate::propagation::propagator);
+        let extracted = propagator.extract_with_context(&Context::new(), &HeaderExtractor(req.headers()));
+        let mut builder = SpanBuilder::from_name(name).with_kind(SpanKind::Server).with_attributes(attrs);
+        let parent = if cfg.public {
+            let sc = extracted.span().span_context().clone();
+            if sc.is_valid() {
+                builder = builder.with_links(vec![Link::with_context(sc)]);
+            }
+            Context::new()
+        } else {
+            extracted
+        };
+        let cx = service::start_span(&svc, builder, &parent);
+
+        let called = {
+            let _attached = cx.clone().attach();
+            catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
+        };
+        let called = match called {
+            Ok(f) => Ok(f),
+            Err(payload) if catch => Err(payload),
+            Err(payload) => {
+                record_panic(&cx, &*payload);
+                cx.span().end();
+                resume_unwind(payload)
+            }
+        };
+        HttpServerResponseFuture::new(called, Some(Traced { cx, trace_response: cfg.trace_response }), catch)
+    }
+}
+
+fn record_panic(cx: &Context, payload: &(dyn std::any::Any + Send)) {
+    let message = crate::panic::payload_message(payload);
+    let span = cx.span();
+    let mut attrs = vec![
+        KeyValue::new(semconv::EXCEPTION_TYPE, "panic"),
+        KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
+    ];
+    if let Some(bt) = crate::panic::backtrace_for(&message) {
+        attrs.push(KeyValue::new(semconv::EXCEPTION_STACKTRACE, bt));
+    }
+    span.add_event("exception", attrs);
+    span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "panic"));
+    span.set_status(Status::error(message));
+}
+
+struct Traced {
+    cx: Context,
+    trace_response: bool,
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`HttpServer`].
+    pub struct HttpServerResponseFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        panicked: bool,
+        traced: Option<Traced>,
+        catch: bool,
+    }
+
+    impl<F> PinnedDrop for HttpServerResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before the handler answered: the connection went away.
+            if let Some(t) = this.project().traced.take() {
+                let span = t.cx.span();
+                span.set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
+                span.end();
+            }
+        }
+    }
+}
+
+impl<F> fmt::Debug for HttpServerResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpServerResponseFuture").field("traced", &self.traced.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl<F> HttpServerResponseFuture<F> {
+    fn new(called: std::thread::Result<F>, traced: Option<Traced>, catch: bool) -> Self {
+        let mut this = HttpServerResponseFuture { inner: None, panicked: false, traced, catch };
+        match called {
+            Ok(f) => this.inner = Some(f),
+            Err(payload) => {
+                if let Some(t) = &this.traced {
+                    record_panic(&t.cx, &*payload);
+                }
+                this.panicked = true;
+            }
+        }
+        this
+    }
+}
+
+impl<F, ResB, E> Future for HttpServerResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    E: fmt::Display,
+    ResB: Body<Data = Bytes>,
+    ResB::Error: fmt::Display,
+{
+    type Output = Result<Response<TracedBody<ResB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let end = |t: Traced| SpanEnd { cx: t.cx, bytes: 0, mark_abort: true, on_trailers: None };
+        let Some(inner) = this.inner.as_pin_mut() else {
+            // The handler panicked in `call`.
+            return Poll::Ready(Ok(panic_response(this.traced.take().map(end))));
+        };
+        let polled = {
+            let _attached = this.traced.as_ref().map(|t| t.cx.clone().attach());
+            if *this.catch { catch_unwind(AssertUnwindSafe(|| inner.poll(task))) } else { Ok(inner.poll(task)) }
+        };
+        let polled = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(r)) => r,
+            Err(payload) => {
+                if let Some(t) = this.traced.take() {
+                    record_panic(&t.cx, &*payload);
+                    if !*this.catch {
+                        t.cx.span().end();
+                        resume_unwind(payload);
+                    }
+                    return Poll::Ready(Ok(panic_response(Some(end(t)))));
+                }
+                if !*this.catch {
+                    resume_unwind(payload);
+                }
+                return Poll::Ready(Ok(panic_response(None)));
+            }
+        };
+        let Some(t) = this.traced.take() else {
+            return Poll::Ready(polled.map(|r| r.map(TracedBody::untraced)));
+        };
+        match polled {
+            Ok(mut resp) => {
+                let span = t.cx.span();
+                let code = resp.status().as_u16();
+                span.set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, i64::from(code)));
+                if code >= 500 {
+                    span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, code.to_string()));
+                    span.set_status(Status::error(format!("HTTP {code}")));
+                }
+                if let Some(route) = resp.extensions().get::<Route>() {
+                    span.set_attribute(KeyValue::new(semconv::HTTP_ROUTE, route.0.to_string()));
+                }
+                if t.trace_response {
+                    let sc = span.span_context();
+                    let v = format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8());
+                    if let Ok(v) = HeaderValue::from_str(&v) {
+                        resp.headers_mut().insert("traceresponse", v);
+                    }
+                }
+                drop(span);
+                Poll::Ready(Ok(resp.map(|b| TracedBody::traced(b, end(t)))))
+            }
+            Err(e) => {
+                let span = t.cx.span();
+                span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "service"));
+                span.set_status(Status::error(e.to_string()));
+                span.end();
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+}
