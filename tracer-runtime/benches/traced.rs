@@ -471,7 +471,8 @@ impl Bench<'_> {
 
 fn sync_cases(c: &mut Criterion, bench: &mut Bench<'_>) {
     let mut g = c.benchmark_group("sync");
-    let tracer = &bench.p.raw_tracer;
+    let p = bench.p;
+    let tracer = &p.raw_tracer;
     bench.sync_case(&mut g, "plain", "plain fn", Mode::Plain, 0, plain_sync);
     bench.sync_case(
         &mut g,
@@ -558,8 +559,16 @@ fn sync_cases(c: &mut Criterion, bench: &mut Bench<'_>) {
 
 fn async_cases(c: &mut Criterion, bench: &mut Bench<'_>) {
     let mut g = c.benchmark_group("async");
-    let tracer = &bench.p.raw_tracer;
-    bench.async_case(&mut g, "plain", "plain async fn", Mode::Plain, 0, plain_async);
+    let p = bench.p;
+    let tracer = &p.raw_tracer;
+    bench.async_case(
+        &mut g,
+        "plain",
+        "plain async fn",
+        Mode::Plain,
+        0,
+        plain_async,
+    );
     bench.async_case(
         &mut g,
         "traced_all_off",
@@ -739,19 +748,15 @@ fn print_report(rows: &[Row], timed: bool) {
         for r in rows.iter().filter(|r| r.shape == shape) {
             let t = ns(r);
             let cell = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
-            let ratio = |base: Option<f64>| {
-                cell(t.zip(base).map(|((v, _, _), b)| format!("{:.2}", v / b)))
-            };
+            let ratio =
+                |base: Option<f64>| cell(t.zip(base).map(|((v, _, _), b)| format!("{:.2}", v / b)));
             let made = r.timed_calls * r.spans_per_call;
             let exported = if r.timed_calls == 0 {
                 "-".to_owned()
             } else if made == 0 {
                 format!("{}/0", r.timed_exported)
             } else {
-                format!(
-                    "{:.1}%",
-                    100.0 * r.timed_exported as f64 / made as f64
-                )
+                format!("{:.1}%", 100.0 * r.timed_exported as f64 / made as f64)
             };
             println!(
                 "{:<24} {:>9} {:>19} {:>9} {:>8} {:>8} {:>8} {:>8} {:>11}  {}",

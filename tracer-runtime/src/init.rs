@@ -36,6 +36,7 @@ impl Protocol {
         }
     }
 
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
     fn from_env() -> Result<Protocol, InitError> {
         for var in [
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",

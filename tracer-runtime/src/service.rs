@@ -81,6 +81,7 @@ pub(crate) fn resolve(cx: &Context) -> Option<Arc<Service>> {
 
 /// Starts a span on `svc`'s tracer, child of `parent`, and returns `parent` with the span as current
 /// span and `svc` as its service.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) fn start_span(
     svc: &Arc<Service>,
     builder: opentelemetry::trace::SpanBuilder,
@@ -98,12 +99,18 @@ pub(crate) fn start_span(
 /// The service named `name` if tracing records for it now (`None` when it is off or not
 /// installed). Checks the global switch first: one relaxed load when everything is off.
 #[inline]
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) fn recording(name: Option<&str>) -> Option<Arc<Service>> {
     if !crate::__private::on() {
         return None;
     }
     let svc = match name {
-        Some(n) => SERVICES.read().unwrap_or_else(PoisonError::into_inner).iter().find(|s| s.name == n).cloned(),
+        Some(n) => SERVICES
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|s| s.name == n)
+            .cloned(),
         None => resolve(&Context::current()),
     }?;
     svc.is_on().then_some(svc)

@@ -39,25 +39,38 @@ pub async fn app(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
             tokio::spawn(async move {
                 for _ in 0..5 {
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    if tx.send(Ok(Frame::data(Bytes::from(vec![b'x'; 1024])))).await.is_err() {
+                    if tx
+                        .send(Ok(Frame::data(Bytes::from(vec![b'x'; 1024]))))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
             });
-            let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|f| (f, rx))
+            });
             Response::new(StreamBody::new(stream).boxed())
         }
         "/endless" => {
             // Streams until the client goes away.
             let stream = futures_util::stream::unfold((), |()| async {
                 tokio::time::sleep(Duration::from_millis(5)).await;
-                Some((Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'y'; 4096]))), ()))
+                Some((
+                    Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'y'; 4096]))),
+                    (),
+                ))
             });
             Response::new(StreamBody::new(stream).boxed())
         }
         "/baggage" => {
             let cx = opentelemetry::Context::current();
-            let items: Vec<String> = cx.baggage().iter().map(|(k, (v, _))| format!("{k}={v}")).collect();
+            let items: Vec<String> = cx
+                .baggage()
+                .iter()
+                .map(|(k, (v, _))| format!("{k}={v}"))
+                .collect();
             Response::new(text(items.join(",")))
         }
         "/headers" => Response::new(text(format!("traceparent={seen_traceparent}"))),
@@ -83,7 +96,9 @@ pub async fn serve(layer: HttpServerLayer) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, peer)) = listener.accept().await else { return };
+            let Ok((stream, peer)) = listener.accept().await else {
+                return;
+            };
             let svc = tower::ServiceBuilder::new()
                 .layer(layer.clone().with_client_addr(peer))
                 .service_fn(app);
@@ -104,13 +119,19 @@ pub fn plain_client() -> PlainClient {
 }
 
 /// GET through a traced client; returns status, body and headers.
-pub async fn get(layer: &HttpClientLayer, url: &str, headers: &[(&str, &str)]) -> (u16, String, http::HeaderMap) {
+pub async fn get(
+    layer: &HttpClientLayer,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, http::HeaderMap) {
     let mut req = Request::get(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
     let req = req.body(Full::new(Bytes::new())).unwrap();
-    let svc = tower::ServiceBuilder::new().layer(layer.clone()).service(plain_client());
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(plain_client());
     let resp = svc.oneshot(req).await.expect("the request succeeds");
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
@@ -124,7 +145,10 @@ pub async fn get_plain(url: &str, headers: &[(&str, &str)]) -> (u16, String, htt
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = plain_client().request(req.body(Full::new(Bytes::new())).unwrap()).await.unwrap();
+    let resp = plain_client()
+        .request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.unwrap().to_bytes();

@@ -26,7 +26,10 @@ pub(crate) struct SpanEnd {
 impl SpanEnd {
     fn finish(self, complete: bool) {
         let span = self.cx.span();
-        span.set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_BODY_SIZE, self.bytes as i64));
+        span.set_attribute(KeyValue::new(
+            semconv::HTTP_RESPONSE_BODY_SIZE,
+            self.bytes as i64,
+        ));
         if !complete && self.mark_abort {
             span.set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
         }
@@ -61,19 +64,27 @@ pin_project_lite::pin_project! {
 
 impl<B> fmt::Debug for TracedBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TracedBody").field("traced", &self.end.is_some()).finish_non_exhaustive()
+        f.debug_struct("TracedBody")
+            .field("traced", &self.end.is_some())
+            .finish_non_exhaustive()
     }
 }
 
 impl<B: Body> TracedBody<B> {
     /// A body that is not traced (tracing off).
     pub(crate) fn untraced(body: B) -> Self {
-        TracedBody { kind: Kind::Inner { body }, end: None }
+        TracedBody {
+            kind: Kind::Inner { body },
+            end: None,
+        }
     }
 
     pub(crate) fn traced(body: B, end: SpanEnd) -> Self {
         let empty = body.is_end_stream();
-        let mut b = TracedBody { kind: Kind::Inner { body }, end: Some(end) };
+        let mut b = TracedBody {
+            kind: Kind::Inner { body },
+            end: Some(end),
+        };
         if empty {
             // hyper never polls a body that says it is empty.
             if let Some(end) = b.end.take() {
@@ -89,7 +100,10 @@ impl<B: Body> TracedBody<B> {
             end.bytes = data.len() as u64;
             end.finish(true);
         }
-        TracedBody { kind: Kind::Full { data: Some(data) }, end: None }
+        TracedBody {
+            kind: Kind::Full { data: Some(data) },
+            end: None,
+        }
     }
 }
 
@@ -101,7 +115,10 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
         let polled = match this.kind.as_mut().project() {
             KindProj::Inner { body } => body.poll_frame(cx),
@@ -118,10 +135,10 @@ where
                         read(&end.cx, t);
                     }
                 }
-                if this.kind.is_end_stream() {
-                    if let Some(end) = this.end.take() {
-                        end.finish(true);
-                    }
+                if this.kind.is_end_stream()
+                    && let Some(end) = this.end.take()
+                {
+                    end.finish(true);
                 }
             }
             Poll::Ready(Some(Err(e))) => {
@@ -148,7 +165,9 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
-            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
         }
     }
 }

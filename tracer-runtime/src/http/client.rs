@@ -58,7 +58,10 @@ impl<S> Layer<S> for HttpClientLayer {
     type Service = HttpClient<S>;
 
     fn layer(&self, inner: S) -> HttpClient<S> {
-        HttpClient { inner, layer: self.clone() }
+        HttpClient {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
@@ -86,28 +89,43 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let Some(svc) = service::recording(self.layer.service.as_deref()) else {
-            return HttpClientResponseFuture { inner: self.inner.call(req), cx: None };
+            return HttpClientResponseFuture {
+                inner: self.inner.call(req),
+                cx: None,
+            };
         };
         let mut attrs = Vec::with_capacity(8);
         let method = super::method_attrs(req.method(), &mut attrs);
         let scheme = req.uri().scheme_str().unwrap_or("http").to_owned();
         super::push_server_address(&mut attrs, req.uri(), req.headers(), &scheme);
-        attrs.push(KeyValue::new(semconv::URL_FULL, super::redacted_url(req.uri())));
+        attrs.push(KeyValue::new(
+            semconv::URL_FULL,
+            super::redacted_url(req.uri()),
+        ));
         if let Some(v) = super::protocol_version(req.version()) {
             attrs.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, v));
         }
         if let Some(len) = super::content_length(req.headers()) {
             attrs.push(KeyValue::new(semconv::HTTP_REQUEST_BODY_SIZE, len));
         }
-        let builder = SpanBuilder::from_name(method).with_kind(SpanKind::Client).with_attributes(attrs);
+        let builder = SpanBuilder::from_name(method)
+            .with_kind(SpanKind::Client)
+            .with_attributes(attrs);
         let cx = service::start_span(&svc, builder, &Context::current());
-        let propagator = self.layer.propagator.clone().unwrap_or_else(crate::propagation::propagator);
+        let propagator = self
+            .layer
+            .propagator
+            .clone()
+            .unwrap_or_else(crate::propagation::propagator);
         propagator.inject_context(&cx, &mut HeaderInjector(req.headers_mut()));
         let inner = {
             let _attached = cx.clone().attach();
             self.inner.call(req)
         };
-        HttpClientResponseFuture { inner, cx: Some(cx) }
+        HttpClientResponseFuture {
+            inner,
+            cx: Some(cx),
+        }
     }
 }
 
@@ -132,7 +150,9 @@ pin_project_lite::pin_project! {
 
 impl<F> fmt::Debug for HttpClientResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpClientResponseFuture").field("traced", &self.cx.is_some()).finish_non_exhaustive()
+        f.debug_struct("HttpClientResponseFuture")
+            .field("traced", &self.cx.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -161,13 +181,20 @@ where
             Ok(resp) => {
                 let span = cx.span();
                 let code = resp.status().as_u16();
-                span.set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, i64::from(code)));
+                span.set_attribute(KeyValue::new(
+                    semconv::HTTP_RESPONSE_STATUS_CODE,
+                    i64::from(code),
+                ));
                 if code >= 400 {
                     span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, code.to_string()));
                     span.set_status(Status::error(format!("HTTP {code}")));
                 }
-                drop(span);
-                let end = SpanEnd { cx, bytes: 0, mark_abort: false, on_trailers: None };
+                let end = SpanEnd {
+                    cx,
+                    bytes: 0,
+                    mark_abort: false,
+                    on_trailers: None,
+                };
                 Poll::Ready(Ok(resp.map(|b| TracedBody::traced(b, end))))
             }
             Err(e) => {

@@ -58,7 +58,10 @@ fn method_attrs(method: &Method, attrs: &mut Vec<KeyValue>) -> &'static str {
         Method::TRACE => "TRACE",
         _ => {
             attrs.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, "_OTHER"));
-            attrs.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD_ORIGINAL, method.as_str().to_owned()));
+            attrs.push(KeyValue::new(
+                semconv::HTTP_REQUEST_METHOD_ORIGINAL,
+                method.as_str().to_owned(),
+            ));
             return "HTTP";
         }
     };
@@ -88,11 +91,17 @@ fn default_port(scheme: &str) -> Option<u16> {
 /// `server.address` and `server.port` from the URI's authority, else the `Host` header.
 fn server_host_port(uri: &Uri, headers: &HeaderMap, scheme: &str) -> Option<(String, Option<u16>)> {
     if let Some(host) = uri.host() {
-        return Some((host.trim_matches(['[', ']']).to_owned(), uri.port_u16().or_else(|| default_port(scheme))));
+        return Some((
+            host.trim_matches(['[', ']']).to_owned(),
+            uri.port_u16().or_else(|| default_port(scheme)),
+        ));
     }
     let host = headers.get(http::header::HOST)?.to_str().ok()?;
     let auth: http::uri::Authority = host.parse().ok()?;
-    Some((auth.host().trim_matches(['[', ']']).to_owned(), auth.port_u16().or_else(|| default_port(scheme))))
+    Some((
+        auth.host().trim_matches(['[', ']']).to_owned(),
+        auth.port_u16().or_else(|| default_port(scheme)),
+    ))
 }
 
 fn push_server_address(attrs: &mut Vec<KeyValue>, uri: &Uri, headers: &HeaderMap, scheme: &str) {
@@ -105,7 +114,13 @@ fn push_server_address(attrs: &mut Vec<KeyValue>, uri: &Uri, headers: &HeaderMap
 }
 
 fn content_length(headers: &HeaderMap) -> Option<i64> {
-    headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// `url.full` without secrets: credentials replaced by `REDACTED`, every query value by
@@ -120,7 +135,11 @@ pub fn redacted_url(uri: &Uri) -> String {
         let a = auth.as_str();
         match a.rsplit_once('@') {
             Some((userinfo, host)) => {
-                out.push_str(if userinfo.contains(':') { "REDACTED:REDACTED@" } else { "REDACTED@" });
+                out.push_str(if userinfo.contains(':') {
+                    "REDACTED:REDACTED@"
+                } else {
+                    "REDACTED@"
+                });
                 out.push_str(host);
             }
             None => out.push_str(a),
@@ -148,8 +167,13 @@ mod tests {
 
     #[test]
     fn urls_are_redacted() {
-        let u: Uri = "https://bob:hunter2@api.example.com:8443/v1/users/7?token=abc&page=2&flag".parse().unwrap();
-        assert_eq!(redacted_url(&u), "https://REDACTED:REDACTED@api.example.com:8443/v1/users/7?token=REDACTED&page=REDACTED&flag");
+        let u: Uri = "https://bob:hunter2@api.example.com:8443/v1/users/7?token=abc&page=2&flag"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            redacted_url(&u),
+            "https://REDACTED:REDACTED@api.example.com:8443/v1/users/7?token=REDACTED&page=REDACTED&flag"
+        );
         let u: Uri = "http://127.0.0.1:8080/x".parse().unwrap();
         assert_eq!(redacted_url(&u), "http://127.0.0.1:8080/x");
     }
@@ -158,9 +182,22 @@ mod tests {
     fn host_and_port() {
         let mut h = HeaderMap::new();
         h.insert(http::header::HOST, "example.com:1323".parse().unwrap());
-        assert_eq!(server_host_port(&"/x".parse().unwrap(), &h, "http"), Some(("example.com".into(), Some(1323))));
+        assert_eq!(
+            server_host_port(&"/x".parse().unwrap(), &h, "http"),
+            Some(("example.com".into(), Some(1323)))
+        );
         h.insert(http::header::HOST, "[::1]".parse().unwrap());
-        assert_eq!(server_host_port(&"/x".parse().unwrap(), &h, "http"), Some(("::1".into(), Some(80))));
-        assert_eq!(server_host_port(&"http://a.b:9/x".parse().unwrap(), &HeaderMap::new(), "http"), Some(("a.b".into(), Some(9))));
+        assert_eq!(
+            server_host_port(&"/x".parse().unwrap(), &h, "http"),
+            Some(("::1".into(), Some(80)))
+        );
+        assert_eq!(
+            server_host_port(
+                &"http://a.b:9/x".parse().unwrap(),
+                &HeaderMap::new(),
+                "http"
+            ),
+            Some(("a.b".into(), Some(9)))
+        );
     }
 }

@@ -139,7 +139,11 @@ impl<S> Layer<S> for HttpServerLayer {
     type Service = HttpServer<S>;
 
     fn layer(&self, inner: S) -> HttpServer<S> {
-        HttpServer { inner, cfg: Arc::clone(&self.cfg), client_addr: self.client_addr }
+        HttpServer {
+            inner,
+            cfg: Arc::clone(&self.cfg),
+            client_addr: self.client_addr,
+        }
     }
 }
 
@@ -153,7 +157,9 @@ pub struct HttpServer<S> {
 
 impl<S> fmt::Debug for HttpServer<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpServer").field("service", &self.cfg.service).finish_non_exhaustive()
+        f.debug_struct("HttpServer")
+            .field("service", &self.cfg.service)
+            .finish_non_exhaustive()
     }
 }
 
@@ -165,7 +171,10 @@ where
 {
     let mut r = Response::new(TracedBody::full(Bytes::from_static(PANIC_BODY), end));
     *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -212,15 +221,30 @@ where
         if let Some(r) = route {
             attrs.push(KeyValue::new(semconv::HTTP_ROUTE, r));
         }
-        attrs.push(KeyValue::new(semconv::URL_PATH, req.uri().path().to_owned()));
+        attrs.push(KeyValue::new(
+            semconv::URL_PATH,
+            req.uri().path().to_owned(),
+        ));
         let scheme = req.uri().scheme_str().unwrap_or(cfg.scheme).to_owned();
         super::push_server_address(&mut attrs, req.uri(), req.headers(), &scheme);
         attrs.push(KeyValue::new(semconv::URL_SCHEME, scheme));
-        if let Some(addr) = req.extensions().get::<ClientAddr>().map(|c| c.0).or(self.client_addr) {
-            attrs.push(KeyValue::new(semconv::CLIENT_ADDRESS, addr.ip().to_string()));
+        if let Some(addr) = req
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|c| c.0)
+            .or(self.client_addr)
+        {
+            attrs.push(KeyValue::new(
+                semconv::CLIENT_ADDRESS,
+                addr.ip().to_string(),
+            ));
             attrs.push(KeyValue::new(semconv::CLIENT_PORT, i64::from(addr.port())));
         }
-        if let Some(ua) = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+        if let Some(ua) = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+        {
             attrs.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, ua.to_owned()));
         }
         if let Some(v) = super::protocol_version(req.version()) {
@@ -230,9 +254,15 @@ where
             attrs.push(KeyValue::new(semconv::HTTP_REQUEST_BODY_SIZE, len));
         }
 
-        let propagator = cfg.propagator.clone().unwrap_or_else(crate::propagation::propagator);
-        let extracted = propagator.extract_with_context(&Context::new(), &HeaderExtractor(req.headers()));
-        let mut builder = SpanBuilder::from_name(name).with_kind(SpanKind::Server).with_attributes(attrs);
+        let propagator = cfg
+            .propagator
+            .clone()
+            .unwrap_or_else(crate::propagation::propagator);
+        let extracted =
+            propagator.extract_with_context(&Context::new(), &HeaderExtractor(req.headers()));
+        let mut builder = SpanBuilder::from_name(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes(attrs);
         let parent = if cfg.public {
             let sc = extracted.span().span_context().clone();
             if sc.is_valid() {
@@ -257,7 +287,15 @@ where
                 resume_unwind(payload)
             }
         };
-        HttpServerResponseFuture::new(called, Some(Traced { cx, trace_response: cfg.trace_response }), catch)
+        HttpServerResponseFuture::new(
+            called,
+            Some(Traced {
+                cx,
+                trace_response: cfg.trace_response,
+                method,
+            }),
+            catch,
+        )
     }
 }
 
@@ -279,6 +317,7 @@ fn record_panic(cx: &Context, payload: &(dyn std::any::Any + Send)) {
 struct Traced {
     cx: Context,
     trace_response: bool,
+    method: &'static str,
 }
 
 pin_project_lite::pin_project! {
@@ -305,13 +344,20 @@ pin_project_lite::pin_project! {
 
 impl<F> fmt::Debug for HttpServerResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpServerResponseFuture").field("traced", &self.traced.is_some()).finish_non_exhaustive()
+        f.debug_struct("HttpServerResponseFuture")
+            .field("traced", &self.traced.is_some())
+            .finish_non_exhaustive()
     }
 }
 
 impl<F> HttpServerResponseFuture<F> {
     fn new(called: std::thread::Result<F>, traced: Option<Traced>, catch: bool) -> Self {
-        let mut this = HttpServerResponseFuture { inner: None, panicked: false, traced, catch };
+        let mut this = HttpServerResponseFuture {
+            inner: None,
+            panicked: false,
+            traced,
+            catch,
+        };
         match called {
             Ok(f) => this.inner = Some(f),
             Err(payload) => {
@@ -336,14 +382,23 @@ where
 
     fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let end = |t: Traced| SpanEnd { cx: t.cx, bytes: 0, mark_abort: true, on_trailers: None };
+        let end = |t: Traced| SpanEnd {
+            cx: t.cx,
+            bytes: 0,
+            mark_abort: true,
+            on_trailers: None,
+        };
         let Some(inner) = this.inner.as_pin_mut() else {
             // The handler panicked in `call`.
             return Poll::Ready(Ok(panic_response(this.traced.take().map(end))));
         };
         let polled = {
             let _attached = this.traced.as_ref().map(|t| t.cx.clone().attach());
-            if *this.catch { catch_unwind(AssertUnwindSafe(|| inner.poll(task))) } else { Ok(inner.poll(task)) }
+            if *this.catch {
+                catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
+            } else {
+                Ok(inner.poll(task))
+            }
         };
         let polled = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
@@ -370,22 +425,30 @@ where
             Ok(mut resp) => {
                 let span = t.cx.span();
                 let code = resp.status().as_u16();
-                span.set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, i64::from(code)));
+                span.set_attribute(KeyValue::new(
+                    semconv::HTTP_RESPONSE_STATUS_CODE,
+                    i64::from(code),
+                ));
                 if code >= 500 {
                     span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, code.to_string()));
                     span.set_status(Status::error(format!("HTTP {code}")));
                 }
                 if let Some(route) = resp.extensions().get::<Route>() {
                     span.set_attribute(KeyValue::new(semconv::HTTP_ROUTE, route.0.to_string()));
+                    span.update_name(format!("{} {}", t.method, route.0));
                 }
                 if t.trace_response {
                     let sc = span.span_context();
-                    let v = format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8());
+                    let v = format!(
+                        "00-{}-{}-{:02x}",
+                        sc.trace_id(),
+                        sc.span_id(),
+                        sc.trace_flags().to_u8()
+                    );
                     if let Ok(v) = HeaderValue::from_str(&v) {
                         resp.headers_mut().insert("traceresponse", v);
                     }
                 }
-                drop(span);
                 Poll::Ready(Ok(resp.map(|b| TracedBody::traced(b, end(t)))))
             }
             Err(e) => {

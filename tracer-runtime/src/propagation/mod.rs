@@ -107,7 +107,9 @@ pub struct Propagator {
 
 impl fmt::Debug for Propagator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Propagator").field("formats", &self.formats).finish()
+        f.debug_struct("Propagator")
+            .field("formats", &self.formats)
+            .finish()
     }
 }
 
@@ -115,8 +117,15 @@ impl Propagator {
     /// A propagator for `formats`, in order of preference.
     pub fn new(formats: &[Format]) -> Self {
         let props: Vec<_> = formats.iter().map(|f| f.propagator()).collect();
-        let fields = props.iter().flat_map(|p| p.fields().map(str::to_owned).collect::<Vec<_>>()).collect();
-        Propagator { formats: formats.to_vec(), props, fields }
+        let fields = props
+            .iter()
+            .flat_map(|p| p.fields().map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        Propagator {
+            formats: formats.to_vec(),
+            props,
+            fields,
+        }
     }
 
     /// The formats, in order.
@@ -174,7 +183,11 @@ pub(crate) fn install(formats: &[Format], set_global: bool) {
 /// The propagator the integrations use by default: the installed default service's formats,
 /// else tracecontext and baggage.
 pub fn propagator() -> Arc<Propagator> {
-    if let Some(p) = CURRENT.read().unwrap_or_else(PoisonError::into_inner).as_ref() {
+    if let Some(p) = CURRENT
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+    {
         return Arc::clone(p);
     }
     Arc::new(composite(DEFAULT_FORMATS))
@@ -212,8 +225,10 @@ mod extract_tests {
     const UBER: &str = "a3ce929d0e0e4736a3ce929d0e0e4736:1111111111111111:0:1";
 
     fn ex(formats: &[Format], headers: &[(&str, &str)]) -> Context {
-        let map: HashMap<String, String> =
-            headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Propagator::new(formats).extract(&map)
     }
 
@@ -228,9 +243,15 @@ mod extract_tests {
         assert_eq!(trace_of(&tc_first), "4bf92f3577b34da6a3ce929d0e0e4736");
         let jaeger_first = ex(&[Format::Jaeger, Format::TraceContext], &both);
         assert_eq!(trace_of(&jaeger_first), "a3ce929d0e0e4736a3ce929d0e0e4736");
-        let broken_w3c = ex(&[Format::TraceContext, Format::Jaeger], &[("traceparent", "00-zz-01"), ("uber-trace-id", UBER)]);
+        let broken_w3c = ex(
+            &[Format::TraceContext, Format::Jaeger],
+            &[("traceparent", "00-zz-01"), ("uber-trace-id", UBER)],
+        );
         assert_eq!(trace_of(&broken_w3c), "a3ce929d0e0e4736a3ce929d0e0e4736");
-        let none = ex(&[Format::TraceContext, Format::B3], &[("traceparent", "garbage"), ("b3", "nonsense")]);
+        let none = ex(
+            &[Format::TraceContext, Format::B3],
+            &[("traceparent", "garbage"), ("b3", "nonsense")],
+        );
         assert!(!none.span().span_context().is_valid());
     }
 
@@ -241,8 +262,14 @@ mod extract_tests {
             &[Format::TraceContext, Format::Baggage, Format::Jaeger],
             &[("traceparent", W3C), ("baggage", "a=1"), ("uberctx-b", "2")],
         );
-        assert_eq!(cx.baggage().get("a").map(|v| v.to_string()), Some("1".to_owned()));
-        assert_eq!(cx.baggage().get("b").map(|v| v.to_string()), Some("2".to_owned()));
+        assert_eq!(
+            cx.baggage().get("a").map(|v| v.to_string()),
+            Some("1".to_owned())
+        );
+        assert_eq!(
+            cx.baggage().get("b").map(|v| v.to_string()),
+            Some("2".to_owned())
+        );
         assert_eq!(trace_of(&cx), "4bf92f3577b34da6a3ce929d0e0e4736");
     }
 }
