@@ -70,6 +70,8 @@ mod init;
 mod panic;
 pub mod propagation;
 mod service;
+#[cfg(feature = "mysql")]
+pub mod sql;
 mod switch;
 
 pub use context::{in_current_context, spawn, spawn_blocking};
