@@ -66,6 +66,8 @@ mod error;
 mod export;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 mod init;
 mod panic;
 pub mod propagation;

@@ -1,0 +1,323 @@
+//! gRPC against a real tonic server and client on 127.0.0.1: every RPC kind, parent/child,
+//! message events, statuses from trailers, errors mid-stream, cancellation, deadlines, panics,
+//! per-message spans in a bidirectional stream.
+
+mod common;
+#[path = "support/grpc.rs"]
+mod grpc_support;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use grpc_support::pb::Msg;
+use grpc_support::*;
+use opentelemetry::Value;
+use opentelemetry::trace::SpanKind;
+use opentelemetry_sdk::trace::SpanData;
+use tonic::Code;
+use tracer_runtime::grpc::{GrpcClientLayer, GrpcServerLayer, send_message_span};
+
+async fn server() -> (std::net::SocketAddr, TracedClient) {
+    exporter();
+    let addr = serve(GrpcServerLayer::new(SERVICE)).await;
+    (addr, client(addr, GrpcClientLayer::new()))
+}
+
+/// The server span that is the child of `client_span` (waits for the server to end it).
+async fn server_child(client_span: &SpanData) -> SpanData {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = exporter().get_finished_spans().unwrap().into_iter().find(|s| {
+            s.span_kind == SpanKind::Server && s.parent_span_id == client_span.span_context.span_id()
+        }) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "no server span under {}", client_span.name);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn client_span(spans: &[SpanData]) -> &SpanData {
+    let c: Vec<_> = spans.iter().filter(|s| s.span_kind == SpanKind::Client).collect();
+    assert_eq!(c.len(), 1, "{:?}", names(spans));
+    c[0]
+}
+
+/// `rpc.message` events of a span: (type, id) in order.
+fn messages(s: &SpanData) -> Vec<(String, i64)> {
+    s.events
+        .iter()
+        .filter(|e| e.name == "rpc.message")
+        .map(|e| {
+            let get = |k: &str| e.attributes.iter().find(|kv| kv.key.as_str() == k).map(|kv| kv.value.clone());
+            let id = match get("rpc.message.id") {
+                Some(Value::I64(i)) => i,
+                other => panic!("rpc.message.id: {other:?}"),
+            };
+            assert!(get("rpc.message.uncompressed_size").is_some());
+            (get("rpc.message.type").unwrap().as_str().into_owned(), id)
+        })
+        .collect()
+}
+
+fn count(s: &SpanData, kind: &str) -> usize {
+    messages(s).iter().filter(|(t, _)| t == kind).count()
+}
+
+fn code(s: &SpanData) -> Option<i64> {
+    match attr(s, "rpc.grpc.status_code") {
+        Some(Value::I64(c)) => Some(*c),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn unary_parent_child_attributes_and_messages() {
+    let (addr, mut c) = server().await;
+    let (reply, spans) = in_root_async(async { c.unary(msg("hello", 0)).await.unwrap().into_inner() }).await;
+    assert_eq!(reply.text, "HELLO");
+    let cs = client_span(&spans);
+    assert_child_of(cs, root(&spans));
+    assert_eq!(cs.name, "tracer.test.Echo/Unary");
+    assert_eq!(attr_str(cs, "rpc.system").as_deref(), Some("grpc"));
+    assert_eq!(attr_str(cs, "rpc.service").as_deref(), Some("tracer.test.Echo"));
+    assert_eq!(attr_str(cs, "rpc.method").as_deref(), Some("Unary"));
+    assert_eq!(attr_str(cs, "server.address").as_deref(), Some("127.0.0.1"));
+    assert_eq!(attr(cs, "server.port"), Some(&Value::I64(i64::from(addr.port()))));
+    assert_eq!(code(cs), Some(0));
+    assert_eq!(messages(cs), [("SENT".to_owned(), 1), ("RECEIVED".to_owned(), 1)]);
+
+    let ss = server_child(cs).await;
+    assert_eq!(ss.name, "tracer.test.Echo/Unary");
+    assert_eq!(code(&ss), Some(0));
+    assert_eq!(attr_str(&ss, "network.peer.address").as_deref(), Some("127.0.0.1"));
+    assert_eq!(messages(&ss), [("RECEIVED".to_owned(), 1), ("SENT".to_owned(), 1)]);
+    assert!(!is_error(&ss) && !is_error(cs));
+    // The handler's own #[traced] fn nests under the server span.
+    let handled = spans_of(ss.span_context.trace_id());
+    let h = handled.iter().find(|s| s.name == "handle_message").expect("handle_message span");
+    assert_child_of(h, &ss);
+}
+
+#[tokio::test]
+async fn server_streaming_status_from_trailers() {
+    let (_, mut c) = server().await;
+    let (items, spans) = in_root_async(async {
+        let mut s = c.server_stream(msg("", 5)).await.unwrap().into_inner();
+        let mut n = 0;
+        while s.message().await.unwrap().is_some() {
+            n += 1;
+        }
+        n
+    })
+    .await;
+    assert_eq!(items, 5);
+    let cs = client_span(&spans);
+    assert_eq!(count(cs, "RECEIVED"), 5);
+    assert_eq!(count(cs, "SENT"), 1);
+    assert_eq!(code(cs), Some(0), "the OK status came in the trailers");
+    let ss = server_child(cs).await;
+    assert_eq!(count(&ss, "SENT"), 5);
+    assert_eq!(code(&ss), Some(0));
+    let ids: Vec<i64> = messages(&ss).into_iter().filter(|(t, _)| t == "SENT").map(|(_, i)| i).collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+}
+
+#[tokio::test]
+async fn client_streaming() {
+    let (_, mut c) = server().await;
+    let (reply, spans) = in_root_async(async {
+        let out = futures_util::stream::iter((0..4).map(|i| msg("up", i)));
+        c.client_stream(out).await.unwrap().into_inner()
+    })
+    .await;
+    assert_eq!(reply.count, 4);
+    let cs = client_span(&spans);
+    assert_eq!(count(cs, "SENT"), 4);
+    assert_eq!(count(cs, "RECEIVED"), 1);
+    let ss = server_child(cs).await;
+    assert_eq!(count(&ss, "RECEIVED"), 4);
+    assert_eq!(count(&ss, "SENT"), 1);
+}
+
+#[tokio::test]
+async fn bidirectional_with_one_span_per_message() {
+    let (_, mut c) = server().await;
+    const N: i32 = 4;
+    let (replies, spans) = in_root_async(async {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(8);
+        let mut inbound = c.bidi(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let mut replies = Vec::new();
+        for i in 0..N {
+            let mut m = msg(&format!("m{i}"), i);
+            let sent = send_message_span("Echo/Bidi send", &mut m.trace_context);
+            tx.send(m).await.unwrap();
+            drop(sent);
+            replies.push(inbound.message().await.unwrap().unwrap().text);
+        }
+        drop(tx);
+        while inbound.message().await.unwrap().is_some() {}
+        replies
+    })
+    .await;
+    assert_eq!(replies, ["M0", "M1", "M2", "M3"]);
+    let cs = client_span(&spans);
+    assert_eq!(count(cs, "SENT"), N as usize);
+    assert_eq!(count(cs, "RECEIVED"), N as usize);
+    let ss = server_child(cs).await;
+    let sends: Vec<&SpanData> = spans.iter().filter(|s| s.name == "Echo/Bidi send").collect();
+    assert_eq!(sends.len(), N as usize);
+    let all = spans_of(cs.span_context.trace_id());
+    for send in sends {
+        assert_eq!(send.span_kind, SpanKind::Producer);
+        assert_child_of(send, root(&spans));
+        // Its own branch: the receiver's span is the child of this message's span, and the
+        // handler's work is under it.
+        let recv: Vec<&SpanData> = all
+            .iter()
+            .filter(|s| s.name == "Echo/Bidi message" && s.parent_span_id == send.span_context.span_id())
+            .collect();
+        assert_eq!(recv.len(), 1, "one receive span per sent message");
+        assert_eq!(recv[0].span_kind, SpanKind::Consumer);
+        assert_eq!(recv[0].links.links[0].span_context.span_id(), ss.span_context.span_id(), "linked to the RPC span");
+        let work: Vec<_> = all.iter().filter(|s| s.name == "handle_message" && s.parent_span_id == recv[0].span_context.span_id()).collect();
+        assert_eq!(work.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn error_statuses_follow_the_conventions() {
+    let (_, mut c) = server().await;
+    let (err, spans) = in_root_async(async { c.unary(msg("fail", 0)).await.unwrap_err() }).await;
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let cs = client_span(&spans);
+    assert!(is_error(cs), "any non-OK code is an error for the client");
+    assert_eq!(code(cs), Some(3));
+    let ss = server_child(cs).await;
+    assert_eq!(code(&ss), Some(3));
+    assert!(!is_error(&ss), "INVALID_ARGUMENT is the caller's fault");
+
+    let (err, spans) = in_root_async(async { c.unary(msg("internal", 0)).await.unwrap_err() }).await;
+    assert_eq!(err.code(), Code::Internal);
+    let ss = server_child(client_span(&spans)).await;
+    assert!(is_error(&ss));
+    assert_eq!(error_message(&ss).as_deref(), Some("broken inside"));
+    assert_eq!(attr_str(&ss, "error.type").as_deref(), Some("INTERNAL"));
+}
+
+#[tokio::test]
+async fn an_error_returned_mid_stream() {
+    let (_, mut c) = server().await;
+    let ((got, err), spans) = in_root_async(async {
+        let mut s = c.server_stream(msg("fail-mid", 0)).await.unwrap().into_inner();
+        let mut got = 0;
+        loop {
+            match s.message().await {
+                Ok(Some(_)) => got += 1,
+                Ok(None) => break (got, None),
+                Err(e) => break (got, Some(e)),
+            }
+        }
+    })
+    .await;
+    assert_eq!(got, 2);
+    assert_eq!(err.unwrap().code(), Code::Internal);
+    let cs = client_span(&spans);
+    assert_eq!(code(cs), Some(13));
+    assert!(is_error(cs));
+    let ss = server_child(cs).await;
+    assert_eq!(code(&ss), Some(13));
+    assert_eq!(error_message(&ss).as_deref(), Some("broke mid-stream"));
+}
+
+#[tokio::test]
+async fn a_client_cancelling_mid_stream() {
+    let (_, mut c) = server().await;
+    let (_, spans) = in_root_async(async {
+        let mut s = c.server_stream(msg("slow", 0)).await.unwrap().into_inner();
+        s.message().await.unwrap();
+        s.message().await.unwrap();
+        // dropped here: the client stops reading
+    })
+    .await;
+    let cs = client_span(&spans);
+    assert_eq!(attr(cs, "tracer.cancelled"), Some(&Value::Bool(true)));
+    assert_eq!(count(cs, "RECEIVED"), 2);
+    let ss = server_child(cs).await;
+    assert_eq!(attr(&ss, "tracer.cancelled"), Some(&Value::Bool(true)), "the server's stream was cut short");
+}
+
+#[tokio::test]
+async fn a_deadline_exceeded() {
+    let (_, mut c) = server().await;
+    let (err, spans) = in_root_async(async {
+        let mut req = tonic::Request::new(msg("slow", 0));
+        req.set_timeout(Duration::from_millis(100));
+        c.unary(req).await.unwrap_err()
+    })
+    .await;
+    // tonic's server answers an expired grpc-timeout with CANCELLED.
+    assert_eq!(err.code(), Code::Cancelled, "{err:?}");
+    let cs = client_span(&spans);
+    assert!(is_error(cs));
+    assert_eq!(code(cs), Some(4), "the client span says its deadline passed");
+    assert_eq!(attr_str(cs, "error.type").as_deref(), Some("DEADLINE_EXCEEDED"));
+    let ss = server_child(cs).await;
+    assert_eq!(code(&ss), Some(4), "the server span says the deadline passed");
+    assert!(is_error(&ss));
+    assert_eq!(error_message(&ss).as_deref(), Some("deadline exceeded"));
+}
+
+#[tokio::test]
+async fn panics_reach_the_caller_as_internal_and_the_server_keeps_serving() {
+    let (_, mut c) = server().await;
+    let (err, spans) = in_root_async(async { c.unary(msg("panic", 0)).await.unwrap_err() }).await;
+    assert_eq!(err.code(), Code::Internal);
+    assert_eq!(err.message(), "unary handler exploded");
+    let ss = server_child(client_span(&spans)).await;
+    assert!(is_error(&ss));
+    assert_eq!(error_message(&ss).as_deref(), Some("unary handler exploded"));
+    assert_eq!(event_attr(&ss, "exception", "exception.message"), Some(Value::from("unary handler exploded")));
+    assert_eq!(code(&ss), Some(13));
+    assert_eq!(c.unary(msg("again", 0)).await.unwrap().into_inner().text, "AGAIN");
+
+    let ((got, err), spans) = in_root_async(async {
+        let mut s = c.server_stream(msg("panic", 10)).await.unwrap().into_inner();
+        let mut got = 0;
+        loop {
+            match s.message().await {
+                Ok(Some(_)) => got += 1,
+                Ok(None) => break (got, None),
+                Err(e) => break (got, Some(e)),
+            }
+        }
+    })
+    .await;
+    // The message before the panic may die with tonic's encoder buffer; never more than one.
+    assert!(got <= 1, "{got}");
+    let err = err.expect("the stream ends with an error");
+    assert_eq!(err.code(), Code::Internal);
+    assert_eq!(err.message(), "stream producer exploded");
+    let ss = server_child(client_span(&spans)).await;
+    assert_eq!(error_message(&ss).as_deref(), Some("stream producer exploded"));
+    assert_eq!(event_attr(&ss, "exception", "exception.type"), Some(Value::from("panic")));
+    assert_eq!(c.unary(msg("still", 0)).await.unwrap().into_inner().text, "STILL");
+}
+
+#[tokio::test]
+async fn message_events_are_capped() {
+    exporter();
+    let addr = serve(GrpcServerLayer::new(SERVICE).max_message_events(3)).await;
+    let mut c = client(addr, GrpcClientLayer::new().max_message_events(2));
+    let (_, spans) = in_root_async(async {
+        let mut s = c.server_stream(msg("", 10)).await.unwrap().into_inner();
+        while s.message().await.unwrap().is_some() {}
+    })
+    .await;
+    let cs = client_span(&spans);
+    assert_eq!(messages(cs).len(), 2);
+    assert_eq!(attr(cs, "rpc.message.events_dropped"), Some(&Value::I64(9)));
+    let ss = server_child(cs).await;
+    assert_eq!(messages(&ss).len(), 3);
+    assert_eq!(attr(&ss, "rpc.message.events_dropped"), Some(&Value::I64(8)));
+}
