@@ -93,6 +93,10 @@ async fn unary_parent_child_attributes_and_messages() {
     assert_eq!(attr_str(&ss, "network.peer.address").as_deref(), Some("127.0.0.1"));
     assert_eq!(messages(&ss), [("RECEIVED".to_owned(), 1), ("SENT".to_owned(), 1)]);
     assert!(!is_error(&ss) && !is_error(cs));
+    assert!(
+        ss.events.iter().chain(cs.events.iter()).all(|e| e.name != "rpc.message.payload"),
+        "payloads are not recorded by default"
+    );
     // The handler's own #[traced] fn nests under the server span.
     let handled = spans_of(ss.span_context.trace_id());
     let h = handled.iter().find(|s| s.name == "handle_message").expect("handle_message span");
@@ -320,4 +324,30 @@ async fn message_events_are_capped() {
     let ss = server_child(cs).await;
     assert_eq!(messages(&ss).len(), 3);
     assert_eq!(attr(&ss, "rpc.message.events_dropped"), Some(&Value::I64(8)));
+}
+
+#[tokio::test]
+async fn payloads_are_recorded_when_asked() {
+    use tracer_runtime::grpc::Payloads;
+    exporter();
+    let payloads = || Payloads::new().method::<Msg, Msg>("/tracer.test.Echo/Unary");
+    let addr = serve(GrpcServerLayer::new(SERVICE).record_payloads(payloads())).await;
+    let mut c = client(addr, GrpcClientLayer::new().record_payloads(payloads()));
+    let (_, spans) = in_root_async(async { c.unary(msg("payload please", 7)).await.unwrap() }).await;
+    let payload = |s: &SpanData, kind: &str| -> Option<String> {
+        s.events
+            .iter()
+            .filter(|e| e.name == "rpc.message.payload")
+            .find(|e| e.attributes.iter().any(|kv| kv.key.as_str() == "rpc.message.type" && kv.value.as_str() == kind))
+            .and_then(|e| e.attributes.iter().find(|kv| kv.key.as_str() == "rpc.message.payload"))
+            .map(|kv| kv.value.as_str().into_owned())
+    };
+    let cs = client_span(&spans);
+    let sent = payload(cs, "SENT").expect("the request payload on the client span");
+    assert!(sent.contains("text: \"payload please\"") && sent.contains("count: 7"), "{sent}");
+    let got = payload(cs, "RECEIVED").expect("the response payload");
+    assert!(got.contains("PAYLOAD PLEASE"), "{got}");
+    let ss = server_child(cs).await;
+    assert!(payload(&ss, "RECEIVED").unwrap().contains("payload please"));
+    assert!(payload(&ss, "SENT").unwrap().contains("PAYLOAD PLEASE"));
 }

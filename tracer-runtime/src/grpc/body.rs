@@ -14,13 +14,15 @@ use opentelemetry::trace::{Status, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
-use super::{Frames, Messages};
+use super::{MessageReader, Messages};
 
 /// The span side of a response body.
 pub(crate) struct RpcState {
     pub(crate) cx: Context,
     pub(crate) server: bool,
     pub(crate) messages: Arc<Messages>,
+    /// Reads the response messages (SENT on the server, RECEIVED on the client).
+    pub(crate) reader: MessageReader,
 }
 
 impl RpcState {
@@ -63,7 +65,6 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Option<B>,
         state: Option<RpcState>,
-        frames: Frames,
         // Server side: a panic while producing the stream ends it with INTERNAL.
         catch_panics: bool,
         done: bool,
@@ -86,7 +87,7 @@ impl<B> fmt::Debug for GrpcBody<B> {
 
 impl<B: Body> GrpcBody<B> {
     pub(crate) fn new(inner: B, state: Option<RpcState>, catch_panics: bool) -> Self {
-        let mut b = GrpcBody { inner: Some(inner), state, frames: Frames::default(), catch_panics, done: false };
+        let mut b = GrpcBody { inner: Some(inner), state, catch_panics, done: false };
         if b.inner.as_ref().is_some_and(Body::is_end_stream)
             && let Some(s) = b.state.take()
         {
@@ -100,7 +101,7 @@ impl<B: Body> GrpcBody<B> {
         if let Some(s) = state {
             s.finish(true);
         }
-        GrpcBody { inner: None, state: None, frames: Frames::default(), catch_panics: false, done: true }
+        GrpcBody { inner: None, state: None, catch_panics: false, done: true }
     }
 }
 
@@ -152,10 +153,9 @@ where
         match &polled {
             Poll::Pending => {}
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(s) = this.state.as_ref() {
+                if let Some(s) = this.state.as_mut() {
                     if let Some(d) = frame.data_ref() {
-                        let sent = s.server;
-                        this.frames.feed(d, |compressed, len| s.messages.message(&s.cx, sent, compressed, len));
+                        s.reader.feed(&s.cx, &s.messages, d);
                     }
                     if let Some((code, msg)) = frame.trailers_ref().and_then(super::grpc_status) {
                         super::record_status(&s.cx, code, &msg, s.server);
@@ -200,9 +200,8 @@ pin_project_lite::pin_project! {
         inner: B,
         cx: Context,
         messages: Arc<Messages>,
-        frames: Frames,
-        // Client side: this body carries SENT messages; server side RECEIVED.
-        sent: bool,
+        // SENT messages on the client, RECEIVED on the server.
+        reader: MessageReader,
     }
 }
 
@@ -213,8 +212,8 @@ impl<B> fmt::Debug for GrpcRequestBody<B> {
 }
 
 impl<B> GrpcRequestBody<B> {
-    pub(crate) fn new(inner: B, cx: Context, messages: Arc<Messages>, sent: bool) -> Self {
-        GrpcRequestBody { inner, cx, messages, frames: Frames::default(), sent }
+    pub(crate) fn new(inner: B, cx: Context, messages: Arc<Messages>, reader: MessageReader) -> Self {
+        GrpcRequestBody { inner, cx, messages, reader }
     }
 }
 
@@ -228,8 +227,7 @@ impl<B: Body<Data = Bytes>> Body for GrpcRequestBody<B> {
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(d) = frame.data_ref()
         {
-            let (span_cx, messages, sent) = (&*this.cx, &**this.messages, *this.sent);
-            this.frames.feed(d, |compressed, len| messages.message(span_cx, sent, compressed, len));
+            this.reader.feed(this.cx, this.messages, d);
         }
         polled
     }

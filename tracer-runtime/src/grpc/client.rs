@@ -18,7 +18,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::body::{GrpcBody, GrpcRequestBody, RpcState};
-use super::{DEFAULT_MAX_MESSAGE_EVENTS, Messages};
+use super::{DEFAULT_MAX_MESSAGE_EVENTS, MessageReader, Messages, Payloads};
 use crate::propagation::{Format, Propagator};
 use crate::service;
 
@@ -31,12 +31,19 @@ pub struct GrpcClientLayer {
     service: Option<Arc<str>>,
     server: Option<(Arc<str>, Option<u16>)>,
     max_events: usize,
+    payloads: Option<Arc<Payloads>>,
     propagator: Option<Arc<Propagator>>,
 }
 
 impl Default for GrpcClientLayer {
     fn default() -> Self {
-        GrpcClientLayer { service: None, server: None, max_events: DEFAULT_MAX_MESSAGE_EVENTS, propagator: None }
+        GrpcClientLayer {
+            service: None,
+            server: None,
+            max_events: DEFAULT_MAX_MESSAGE_EVENTS,
+            payloads: None,
+            propagator: None,
+        }
     }
 }
 
@@ -64,6 +71,13 @@ impl GrpcClientLayer {
             });
             (Arc::from(h.trim_matches(['[', ']'])), port)
         });
+        self
+    }
+
+    /// Records the payloads of the methods `payloads` names (off by default: payloads often
+    /// carry user data).
+    pub fn record_payloads(mut self, payloads: Payloads) -> Self {
+        self.payloads = Some(Arc::new(payloads));
         self
     }
 
@@ -130,15 +144,19 @@ where
         let propagator = self.layer.propagator.clone().unwrap_or_else(crate::propagation::propagator);
         propagator.inject_context(&cx, &mut HeaderInjector(req.headers_mut()));
         let messages = Arc::new(Messages::new(self.layer.max_events));
+        let (req_tap, resp_tap) = match &self.layer.payloads {
+            Some(p) => p.for_path(req.uri().path()),
+            None => (None, None),
+        };
         let req = {
             let (cx, messages) = (cx.clone(), Arc::clone(&messages));
-            req.map(move |b| tonic::body::Body::new(GrpcRequestBody::new(b, cx, messages, true)))
+            req.map(move |b| tonic::body::Body::new(GrpcRequestBody::new(b, cx, messages, MessageReader::new(true, req_tap))))
         };
         let inner = {
             let _attached = cx.clone().attach();
             self.inner.call(req)
         };
-        GrpcClientResponseFuture { inner, state: Some(RpcState { cx, server: false, messages }) }
+        GrpcClientResponseFuture { inner, state: Some(RpcState { cx, server: false, messages, reader: MessageReader::new(false, resp_tap) }) }
     }
 }
 

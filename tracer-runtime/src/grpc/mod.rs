@@ -59,8 +59,11 @@ pub use body::{GrpcBody, GrpcRequestBody};
 pub use client::{GrpcClient, GrpcClientLayer, GrpcClientResponseFuture};
 pub use server::{GrpcServer, GrpcServerLayer, GrpcServerResponseFuture};
 
+
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -220,11 +223,11 @@ impl Messages {
         }
     }
 
-    fn message(&self, cx: &Context, sent: bool, compressed: bool, len: u32) {
+    fn message(&self, cx: &Context, sent: bool, compressed: bool, len: u32) -> u64 {
         let id = if sent { &self.sent } else { &self.received }.fetch_add(1, Ordering::Relaxed) + 1;
         if self.recorded.fetch_add(1, Ordering::Relaxed) >= self.cap {
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+            return id;
         }
         let size_key = if compressed { "rpc.message.compressed_size" } else { "rpc.message.uncompressed_size" };
         cx.span().add_event(
@@ -233,6 +236,22 @@ impl Messages {
                 KeyValue::new("rpc.message.type", if sent { "SENT" } else { "RECEIVED" }),
                 KeyValue::new("rpc.message.id", id as i64),
                 KeyValue::new(size_key, i64::from(len)),
+            ],
+        );
+        id
+    }
+
+    fn payload(&self, cx: &Context, sent: bool, id: u64, text: String) {
+        if self.recorded.fetch_add(1, Ordering::Relaxed) >= self.cap {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        cx.span().add_event(
+            "rpc.message.payload",
+            vec![
+                KeyValue::new("rpc.message.type", if sent { "SENT" } else { "RECEIVED" }),
+                KeyValue::new("rpc.message.id", id as i64),
+                KeyValue::new("rpc.message.payload", text),
             ],
         );
     }
@@ -245,6 +264,17 @@ impl Messages {
     }
 }
 
+/// What [`Frames`] finds in a byte stream.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FrameEvent<'a> {
+    /// A message starts: its compressed flag and length.
+    Start { compressed: bool, len: u32 },
+    /// Some of its payload.
+    Bytes(&'a [u8]),
+    /// It is complete.
+    End,
+}
+
 /// Finds gRPC message boundaries (1-byte flag, 4-byte length, payload) in a byte stream split
 /// into arbitrary chunks.
 #[derive(Debug, Default)]
@@ -255,12 +285,16 @@ pub(crate) struct Frames {
 }
 
 impl Frames {
-    pub(crate) fn feed(&mut self, mut data: &[u8], mut on_message: impl FnMut(bool, u32)) {
+    pub(crate) fn feed(&mut self, mut data: &[u8], mut on: impl FnMut(FrameEvent<'_>)) {
         while !data.is_empty() {
             if self.remaining > 0 {
                 let n = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(data.len());
+                on(FrameEvent::Bytes(&data[..n]));
                 self.remaining -= n as u64;
                 data = &data[n..];
+                if self.remaining == 0 {
+                    on(FrameEvent::End);
+                }
                 continue;
             }
             let n = (5 - self.header_len).min(data.len());
@@ -269,11 +303,127 @@ impl Frames {
             data = &data[n..];
             if self.header_len == 5 {
                 let len = u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]);
-                on_message(self.header[0] & 1 == 1, len);
+                on(FrameEvent::Start { compressed: self.header[0] & 1 == 1, len });
                 self.remaining = u64::from(len);
                 self.header_len = 0;
+                if len == 0 {
+                    on(FrameEvent::End);
+                }
             }
         }
+    }
+}
+
+type Decode = Arc<dyn Fn(&[u8]) -> Option<String> + Send + Sync>;
+
+/// Opt-in recording of message payloads as `rpc.message.payload` events (`Debug` of the decoded
+/// message, capped at 256 bytes). Off by default: payloads often carry user data.
+///
+/// The layers see bytes, so they are told which message types each method carries:
+///
+/// ```ignore
+/// let payloads = Payloads::new().method::<HelloRequest, HelloReply>("/helloworld.Greeter/SayHello");
+/// let layer = GrpcServerLayer::new("server2").record_payloads(payloads);
+/// ```
+#[derive(Clone)]
+pub struct Payloads {
+    methods: HashMap<String, (Decode, Decode)>,
+    max_bytes: usize,
+}
+
+impl fmt::Debug for Payloads {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Payloads").field("methods", &self.methods.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+impl Default for Payloads {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Payloads {
+    /// No method recorded yet; messages over 64 KiB are never decoded.
+    pub fn new() -> Self {
+        Payloads { methods: HashMap::new(), max_bytes: 64 * 1024 }
+    }
+
+    /// Records the payloads of the method at `path` (`/package.Service/Method`), decoding its
+    /// requests as `Req` and its responses as `Resp`.
+    pub fn method<Req, Resp>(mut self, path: &str) -> Self
+    where
+        Req: prost::Message + Default + fmt::Debug + 'static,
+        Resp: prost::Message + Default + fmt::Debug + 'static,
+    {
+        fn decoder<M: prost::Message + Default + fmt::Debug>() -> Decode {
+            Arc::new(|b: &[u8]| M::decode(b).ok().map(|m| crate::__private::capped(format_args!("{m:?}"))))
+        }
+        self.methods.insert(path.to_owned(), (decoder::<Req>(), decoder::<Resp>()));
+        self
+    }
+
+    /// Messages larger than `n` bytes are not decoded (their event is still recorded).
+    pub fn max_bytes(mut self, n: usize) -> Self {
+        self.max_bytes = n;
+        self
+    }
+
+    fn for_path(&self, path: &str) -> (Option<Tap>, Option<Tap>) {
+        match self.methods.get(path) {
+            Some((req, resp)) => (
+                Some(Tap { decode: Arc::clone(req), max_bytes: self.max_bytes }),
+                Some(Tap { decode: Arc::clone(resp), max_bytes: self.max_bytes }),
+            ),
+            None => (None, None),
+        }
+    }
+}
+
+/// The decoder of one direction of one RPC.
+#[derive(Clone)]
+pub(crate) struct Tap {
+    decode: Decode,
+    max_bytes: usize,
+}
+
+/// Turns the bytes of one direction of an RPC into `rpc.message` events (and payload events).
+pub(crate) struct MessageReader {
+    frames: Frames,
+    sent: bool,
+    tap: Option<Tap>,
+    buf: Option<Vec<u8>>,
+    id: u64,
+}
+
+impl MessageReader {
+    pub(crate) fn new(sent: bool, tap: Option<Tap>) -> Self {
+        MessageReader { frames: Frames::default(), sent, tap, buf: None, id: 0 }
+    }
+
+    pub(crate) fn feed(&mut self, cx: &Context, messages: &Messages, data: &[u8]) {
+        let MessageReader { frames, sent, tap, buf, id } = self;
+        frames.feed(data, |ev| match ev {
+            FrameEvent::Start { compressed, len } => {
+                *id = messages.message(cx, *sent, compressed, len);
+                *buf = tap
+                    .as_ref()
+                    .filter(|t| !compressed && (len as usize) <= t.max_bytes)
+                    .map(|_| Vec::with_capacity(len as usize));
+            }
+            FrameEvent::Bytes(b) => {
+                if let Some(v) = buf.as_mut() {
+                    v.extend_from_slice(b);
+                }
+            }
+            FrameEvent::End => {
+                if let (Some(v), Some(t)) = (buf.take(), tap.as_ref())
+                    && let Some(text) = (t.decode)(&v)
+                {
+                    messages.payload(cx, *sent, *id, text);
+                }
+            }
+        });
     }
 }
 
@@ -371,9 +521,16 @@ mod tests {
         for chunk in [1, 2, 3, 5, 7, 64, 1000] {
             let mut f = Frames::default();
             let mut seen = Vec::new();
+            let mut bytes = 0;
+            let mut ends = 0;
             for c in stream.chunks(chunk) {
-                f.feed(c, |comp, len| seen.push((comp, len)));
+                f.feed(c, |ev| match ev {
+                    FrameEvent::Start { compressed, len } => seen.push((compressed, len)),
+                    FrameEvent::Bytes(b) => bytes += b.len(),
+                    FrameEvent::End => ends += 1,
+                });
             }
+            assert_eq!((bytes, ends), (303, 3), "chunks of {chunk}");
             assert_eq!(seen, [(false, 3), (true, 0), (false, 300)], "chunks of {chunk}");
         }
     }

@@ -19,7 +19,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::body::{GrpcBody, GrpcRequestBody, RpcState, record_panic};
-use super::{DEFAULT_MAX_MESSAGE_EVENTS, Messages};
+use super::{DEFAULT_MAX_MESSAGE_EVENTS, MessageReader, Messages, Payloads};
 use crate::propagation::{Format, Propagator};
 use crate::service;
 
@@ -32,6 +32,7 @@ use crate::service;
 pub struct GrpcServerLayer {
     service: Arc<str>,
     max_events: usize,
+    payloads: Option<Arc<Payloads>>,
     catch_panics: bool,
     propagator: Option<Arc<Propagator>>,
 }
@@ -42,9 +43,17 @@ impl GrpcServerLayer {
         GrpcServerLayer {
             service: Arc::from(service),
             max_events: DEFAULT_MAX_MESSAGE_EVENTS,
+            payloads: None,
             catch_panics: true,
             propagator: None,
         }
+    }
+
+    /// Records the payloads of the methods `payloads` names (off by default: payloads often
+    /// carry user data).
+    pub fn record_payloads(mut self, payloads: Payloads) -> Self {
+        self.payloads = Some(Arc::new(payloads));
+        self
     }
 
     /// At most `n` `rpc.message` events per span (default 128); the rest are counted in
@@ -134,16 +143,20 @@ where
         let builder = SpanBuilder::from_name(name).with_kind(SpanKind::Server).with_attributes(attrs);
         let cx = service::start_span(&svc, builder, &parent);
         let messages = Arc::new(Messages::new(self.layer.max_events));
+        let (req_tap, resp_tap) = match &self.layer.payloads {
+            Some(p) => p.for_path(req.uri().path()),
+            None => (None, None),
+        };
         let req = {
             let (cx, messages) = (cx.clone(), Arc::clone(&messages));
-            req.map(move |b| tonic::body::Body::new(GrpcRequestBody::new(b, cx, messages, false)))
+            req.map(move |b| tonic::body::Body::new(GrpcRequestBody::new(b, cx, messages, MessageReader::new(false, req_tap))))
         };
         let called = {
             let _attached = cx.clone().attach();
             catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
         };
         let deadline = req_deadline;
-        let state = RpcState { cx, server: true, messages };
+        let state = RpcState { cx, server: true, messages, reader: MessageReader::new(true, resp_tap) };
         let mut fut = GrpcServerResponseFuture::new(called, Some(state), catch);
         fut.deadline = deadline;
         fut
