@@ -79,22 +79,9 @@ pub(crate) fn resolve(cx: &Context) -> Option<Arc<Service>> {
     }
 }
 
-/// Starts a span on `svc`'s tracer, child of `parent`, and returns `parent` with the span as current
-/// span and `svc` as its service.
-#[cfg_attr(not(feature = "http"), allow(dead_code))]
-pub(crate) fn start_span(
-    svc: &Arc<Service>,
-    builder: opentelemetry::trace::SpanBuilder,
-    parent: &Context,
-) -> Context {
-    use opentelemetry::trace::{TraceContextExt as _, Tracer as _};
-    let span = svc.tracer.build_with_context(builder, parent);
-    let cx = match parent.get::<InService>() {
-        Some(s) if Arc::ptr_eq(&s.0, svc) => parent.clone(),
-        _ => parent.with_value(InService(Arc::clone(svc))),
-    };
-    cx.with_span(span)
-}
+// The integrations' span start lives in the seam with the macro's.
+#[cfg_attr(not(feature = "http"), allow(unused_imports))]
+pub(crate) use crate::__private::start_span;
 
 /// The service named `name` if tracing records for it now (`None` when it is off or not
 /// installed). Checks the global switch first: one relaxed load when everything is off.
