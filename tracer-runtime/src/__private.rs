@@ -238,17 +238,8 @@ impl Live {
 
     /// Records a panic payload (status Error and an `exception` event).
     pub fn record_panic(&self, payload: &(dyn Any + Send)) {
-        let message = crate::panic::payload_message(payload);
-        let span = self.cx.span();
-        let mut attrs = vec![
-            KeyValue::new(semconv::EXCEPTION_TYPE, "panic"),
-            KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
-        ];
-        if let Some(bt) = crate::panic::backtrace_for(&message) {
-            attrs.push(KeyValue::new(semconv::EXCEPTION_STACKTRACE, bt));
-        }
-        span.add_event("exception", attrs);
-        span.set_status(Status::error(message));
+        let message = crate::panic::record_exception(&self.cx, payload);
+        self.cx.span().set_status(Status::error(message));
     }
 
     /// Marks the span as cancelled (its future was dropped before completing) and ends it.

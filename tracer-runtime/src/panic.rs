@@ -27,6 +27,24 @@ pub(crate) fn payload_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Adds the `exception` event of a panic (`exception.type = "panic"`, the payload's message,
+/// the panic site's stacktrace when captured) to the span of `cx`; returns the message.
+pub(crate) fn record_exception(cx: &opentelemetry::Context, payload: &(dyn Any + Send)) -> String {
+    use opentelemetry::KeyValue;
+    use opentelemetry::trace::TraceContextExt as _;
+    use opentelemetry_semantic_conventions::attribute as semconv;
+    let message = payload_message(payload);
+    let mut attrs = vec![
+        KeyValue::new(semconv::EXCEPTION_TYPE, "panic"),
+        KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
+    ];
+    if let Some(bt) = backtrace_for(&message) {
+        attrs.push(KeyValue::new(semconv::EXCEPTION_STACKTRACE, bt));
+    }
+    cx.span().add_event("exception", attrs);
+    message
+}
+
 /// The backtrace captured at the site of the panic whose message is `message`, if any.
 pub(crate) fn backtrace_for(message: &str) -> Option<String> {
     LAST.with(|l| match &*l.borrow() {

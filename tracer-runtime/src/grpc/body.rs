@@ -46,18 +46,7 @@ pub(crate) fn status_trailers(code: i32, message: &str) -> HeaderMap {
     t
 }
 
-pub(crate) fn record_panic(cx: &Context, payload: &(dyn std::any::Any + Send)) -> String {
-    let message = crate::panic::payload_message(payload);
-    let mut attrs = vec![
-        KeyValue::new(semconv::EXCEPTION_TYPE, "panic"),
-        KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
-    ];
-    if let Some(bt) = crate::panic::backtrace_for(&message) {
-        attrs.push(KeyValue::new(semconv::EXCEPTION_STACKTRACE, bt));
-    }
-    cx.span().add_event("exception", attrs);
-    message
-}
+pub(crate) use crate::panic::record_exception as record_panic;
 
 pin_project_lite::pin_project! {
     /// The response body of a traced RPC.

@@ -300,16 +300,8 @@ where
 }
 
 fn record_panic(cx: &Context, payload: &(dyn std::any::Any + Send)) {
-    let message = crate::panic::payload_message(payload);
+    let message = crate::panic::record_exception(cx, payload);
     let span = cx.span();
-    let mut attrs = vec![
-        KeyValue::new(semconv::EXCEPTION_TYPE, "panic"),
-        KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
-    ];
-    if let Some(bt) = crate::panic::backtrace_for(&message) {
-        attrs.push(KeyValue::new(semconv::EXCEPTION_STACKTRACE, bt));
-    }
-    span.add_event("exception", attrs);
     span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "panic"));
     span.set_status(Status::error(message));
 }
