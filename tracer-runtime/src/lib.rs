@@ -61,6 +61,8 @@
 #[doc(hidden)]
 pub mod __private;
 mod context;
+#[cfg(any(feature = "redis", feature = "mysql"))]
+mod db;
 mod error;
 #[cfg(feature = "otlp")]
 mod export;
@@ -71,6 +73,8 @@ pub mod grpc;
 mod init;
 mod panic;
 pub mod propagation;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod service;
 #[cfg(feature = "mysql")]
 pub mod sql;
