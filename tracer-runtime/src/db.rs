@@ -72,6 +72,15 @@ pub(crate) async fn run<F: Future>(
     out
 }
 
+/// Polls `fut` under `cx` (when tracing), leaving the span open: for an operation whose result
+/// is read from elsewhere once it is done (rows affected). Pair with an [`Ending`].
+pub(crate) async fn within<F: Future>(cx: Option<&Context>, fut: F) -> F::Output {
+    match cx {
+        None => fut.await,
+        Some(cx) => fut.with_context(cx.clone()).await,
+    }
+}
+
 /// Status Error with `message`, `error.type = kind`, and an `exception` event, plus `extra`
 /// attributes on the span.
 pub(crate) fn fail(cx: &Context, kind: Cow<'static, str>, message: String, extra: Vec<KeyValue>) {

@@ -71,6 +71,8 @@ pub mod http;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 mod init;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 mod panic;
 pub mod propagation;
 #[cfg(feature = "redis")]

@@ -1,0 +1,956 @@
+//! MySQL and MariaDB through [mysql_async](https://docs.rs/mysql_async) 0.37: [`TracedPool`]
+//! and [`TracedConn`] give every query, prepared statement, `ping` and transaction a CLIENT
+//! span, child of the current context. Adoption is one line; the call sites stay as they are:
+//!
+//! ```no_run
+//! use mysql_async::prelude::*;
+//! use mysql_async::{Opts, TxOpts};
+//! use tracer_runtime::mysql::TracedPool;
+//!
+//! # async fn run() -> mysql_async::Result<()> {
+//! let pool = TracedPool::new(Opts::from_url("mysql://root@127.0.0.1:3306/test")?); // was: Pool::new(..)
+//! let mut conn = pool.get_conn().await?;                 // span `mysql get_conn`: the pool wait
+//! let name: Option<String> = conn
+//!     .exec_first("SELECT name FROM users WHERE id = ?", (7,)) // span `SELECT users`
+//!     .await?;
+//! let mut tx = conn.start_transaction(TxOpts::default()).await?; // span `mysql transaction`
+//! tx.exec_drop("UPDATE users SET visits = visits + 1 WHERE id = ?", (7,)).await?; // its child
+//! tx.commit().await?;                                            // `COMMIT`, ends the transaction
+//! # Ok(()) }
+//! ```
+//!
+//! Attributes: `db.system.name = "mysql"`, `db.namespace` (the database), `server.address`,
+//! `server.port`, `db.operation.name` (`SELECT`, `INSERT`, ...), `db.collection.name` when the
+//! statement names a table, and `db.query.text` with every literal replaced by `?` (see
+//! [`crate::sql`]). Bound parameter values are never recorded. `db.response.returned_rows` when
+//! rows come back, `tracer.db.affected_rows` for writes.
+//!
+//! Errors set status Error with the message, `error.type` and an `exception` event. A server
+//! error records its MySQL error code (`db.response.status_code`, also `error.type`) and its
+//! SQLSTATE (`tracer.db.sqlstate`); the parts of its message that quote a value (`Duplicate
+//! entry '...'`) are replaced by `?`. Connection errors (refused, access denied, unknown
+//! database) are Error on the `mysql connect` or `mysql get_conn` span.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use mysql_async::prelude::{AsQuery, FromRow, Queryable, StatementLike};
+use mysql_async::{
+    Conn, Error, Opts, Params, Pool, QueryResult, Statement, TextProtocol,
+    Transaction, TxOpts,
+};
+use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
+
+use crate::db;
+use crate::sql::{Sanitized, sanitize};
+
+/// Rows changed by a write (`INSERT`, `UPDATE`, `DELETE`, ...).
+pub const AFFECTED_ROWS: &str = "tracer.db.affected_rows";
+/// The SQLSTATE of a server error.
+pub const SQLSTATE: &str = "tracer.db.sqlstate";
+
+/// Where the statements go: recorded on every span.
+#[derive(Debug)]
+struct Meta {
+    service: Option<Arc<str>>,
+    address: String,
+    port: u16,
+    db: Option<String>,
+}
+
+impl Meta {
+    fn of(opts: &Opts, service: Option<Arc<str>>) -> Self {
+        Meta {
+            service,
+            address: opts.ip_or_hostname().to_owned(),
+            port: opts.tcp_port(),
+            db: opts.db_name().map(str::to_owned),
+        }
+    }
+
+    fn base(&self, n: usize) -> Vec<KeyValue> {
+        let mut a = Vec::with_capacity(n + 4);
+        a.push(KeyValue::new(semconv::DB_SYSTEM_NAME, "mysql"));
+        if let Some(db) = &self.db {
+            a.push(KeyValue::new(semconv::DB_NAMESPACE, db.clone()));
+        }
+        a.push(KeyValue::new(semconv::SERVER_ADDRESS, self.address.clone()));
+        a.push(KeyValue::new(semconv::SERVER_PORT, i64::from(self.port)));
+        a
+    }
+
+    /// A span for a statement (`sql` sanitized, `None` when unknown), named
+    /// `{operation} {table}` as the conventions suggest.
+    fn start_statement(
+        &self,
+        parent: Option<&Context>,
+        sql: Option<&Arc<Sanitized>>,
+        fallback: &'static str,
+    ) -> Option<Context> {
+        db::start(self.service.as_deref(), parent, || {
+            let mut a = self.base(4);
+            let op = sql.and_then(|s| s.operation.clone());
+            let name = match (&op, sql.and_then(|s| s.collection.as_ref())) {
+                (Some(op), Some(t)) => Cow::Owned(format!("{op} {t}")),
+                (Some(op), None) => Cow::Owned(op.clone()),
+                (None, _) => Cow::Borrowed(fallback),
+            };
+            a.push(KeyValue::new(
+                semconv::DB_OPERATION_NAME,
+                op.unwrap_or_else(|| fallback.to_owned()),
+            ));
+            if let Some(s) = sql {
+                if let Some(t) = &s.collection {
+                    a.push(KeyValue::new(semconv::DB_COLLECTION_NAME, t.clone()));
+                }
+                if let Some(t) = &s.text {
+                    a.push(KeyValue::new(semconv::DB_QUERY_TEXT, t.clone()));
+                }
+            }
+            (name, a)
+        })
+    }
+
+    /// A span for an operation that is no statement (`mysql connect`, `PING`, ...).
+    fn start_op(
+        &self,
+        parent: Option<&Context>,
+        name: &'static str,
+        operation: Option<&'static str>,
+    ) -> Option<Context> {
+        db::start(self.service.as_deref(), parent, || {
+            let mut a = self.base(1);
+            if let Some(op) = operation {
+                a.push(KeyValue::new(semconv::DB_OPERATION_NAME, op));
+            }
+            (Cow::Borrowed(name), a)
+        })
+    }
+}
+
+/// Sanitized statements by their text, so that a statement run again is not tokenized again.
+static SANITIZED: Mutex<Option<HashMap<Box<str>, Arc<Sanitized>>>> = Mutex::new(None);
+const CACHE_ENTRIES: usize = 512;
+const CACHE_MAX_LEN: usize = 1024;
+
+fn sanitized(sql: &[u8]) -> Arc<Sanitized> {
+    let sql = String::from_utf8_lossy(sql);
+    if sql.len() > CACHE_MAX_LEN {
+        return Arc::new(sanitize(&sql));
+    }
+    if let Some(s) = SANITIZED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .and_then(|m| m.get(sql.as_ref()))
+    {
+        return Arc::clone(s);
+    }
+    let s = Arc::new(sanitize(&sql));
+    let mut cache = SANITIZED.lock().unwrap_or_else(PoisonError::into_inner);
+    let map = cache.get_or_insert_with(HashMap::new);
+    if map.len() >= CACHE_ENTRIES {
+        // Statements with literals inlined are all different: start over rather than grow.
+        map.clear();
+    }
+    map.insert(sql.into(), Arc::clone(&s));
+    s
+}
+
+/// The MySQL codes whose message quotes a value from the statement or the row.
+const VALUE_QUOTING_CODES: &[u16] = &[
+    1062, // ER_DUP_ENTRY: Duplicate entry '...' for key '...'
+    1586, // ER_DUP_ENTRY_WITH_KEY_NAME
+    1264, // ER_WARN_DATA_OUT_OF_RANGE
+    1265, // WARN_DATA_TRUNCATED
+    1292, // ER_TRUNCATED_WRONG_VALUE: Incorrect ... value: '...'
+    1366, // ER_TRUNCATED_WRONG_VALUE_FOR_FIELD
+    1367, // ER_ILLEGAL_VALUE_FOR_TYPE
+    1411, // ER_WRONG_VALUE_FOR_TYPE
+    3819, // ER_CHECK_CONSTRAINT_VIOLATED
+    4025, // ER_CONSTRAINT_FAILED (MariaDB)
+];
+
+/// A server error message without the values it may quote: `near '<sql>'` (syntax errors) is
+/// sanitized as SQL, and the first quoted value of the codes that quote one becomes `'?'`.
+pub fn redact_server_message(code: u16, message: &str) -> String {
+    if let Some(at) = message.find(" near '") {
+        let (head, rest) = message.split_at(at + " near '".len());
+        // The quoted part runs to the last `'` before ` at line N`, else to the last `'`.
+        let end = rest
+            .rfind("' at line")
+            .or_else(|| rest.rfind('\''))
+            .unwrap_or(rest.len());
+        let near = sanitize(&rest[..end]).text.unwrap_or_else(|| "?".to_owned());
+        return format!("{head}{near}{}", &rest[end..]);
+    }
+    if VALUE_QUOTING_CODES.contains(&code)
+        && let Some(open) = message.find('\'')
+    {
+        let rest = &message[open + 1..];
+        let tail = rest
+            .rfind("' for ")
+            .or_else(|| rest.rfind("' at row"))
+            .map_or("'", |end| &rest[end..]);
+        return format!("{}'?{tail}", &message[..open]);
+    }
+    message.to_owned()
+}
+
+fn record_error(cx: &Context, e: &Error) {
+    match e {
+        Error::Server(s) => {
+            let code = s.code.to_string();
+            db::fail(
+                cx,
+                Cow::Owned(code.clone()),
+                format!(
+                    "ERROR {} ({}): {}",
+                    s.code,
+                    s.state,
+                    redact_server_message(s.code, &s.message)
+                ),
+                vec![
+                    KeyValue::new(semconv::DB_RESPONSE_STATUS_CODE, code),
+                    KeyValue::new(SQLSTATE, s.state.clone()),
+                ],
+            );
+        }
+        Error::Io(io) => db::fail(cx, Cow::Borrowed("io"), io.to_string(), Vec::new()),
+        Error::Driver(d) => db::fail(cx, Cow::Borrowed("driver"), d.to_string(), Vec::new()),
+        Error::Url(u) => db::fail(cx, Cow::Borrowed("url"), u.to_string(), Vec::new()),
+        Error::Other(o) => db::fail(cx, Cow::Borrowed("other"), o.to_string(), Vec::new()),
+    }
+}
+
+fn on_done<T>(cx: &Context, out: &Result<T, Error>) {
+    if let Err(e) = out {
+        record_error(cx, e);
+    }
+}
+
+/// A statement for the `exec*` methods: its text (`&str`, `String`, ...) or a [`Statement`]
+/// prepared on the same connection. mysql_async's own `StatementLike` does not expose its
+/// text, hence this trait.
+pub trait Stmt: StatementLike {
+    /// The statement's text, when it is one.
+    fn text(&self) -> Option<&str>;
+    /// The statement's id, when it is a prepared statement.
+    fn prepared_id(&self) -> Option<u32> {
+        None
+    }
+}
+
+impl Stmt for &str {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+impl Stmt for String {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+impl Stmt for &String {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+impl Stmt for Arc<str> {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+impl Stmt for Cow<'_, str> {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+impl Stmt for Statement {
+    fn text(&self) -> Option<&str> {
+        None
+    }
+    fn prepared_id(&self) -> Option<u32> {
+        Some(self.id())
+    }
+}
+impl Stmt for &Statement {
+    fn text(&self) -> Option<&str> {
+        None
+    }
+    fn prepared_id(&self) -> Option<u32> {
+        Some(self.id())
+    }
+}
+
+/// The texts of the statements prepared on one connection, by statement id.
+type Prepared = HashMap<u32, Arc<str>>;
+
+fn stmt_sql(prepared: &Prepared, stmt: &impl Stmt) -> Option<Arc<Sanitized>> {
+    if !crate::__private::on() {
+        return None;
+    }
+    match stmt.text() {
+        Some(t) => Some(sanitized(t.as_bytes())),
+        None => stmt
+            .prepared_id()
+            .and_then(|id| prepared.get(&id))
+            .map(|t| sanitized(t.as_bytes())),
+    }
+}
+
+fn query_sql(q: &impl AsQuery) -> Option<Arc<Sanitized>> {
+    crate::__private::on().then(|| sanitized(&q.as_query()))
+}
+
+fn returned_rows(cx: &Context, n: usize) {
+    cx.span().set_attribute(KeyValue::new(
+        semconv::DB_RESPONSE_RETURNED_ROWS,
+        i64::try_from(n).unwrap_or(i64::MAX),
+    ));
+}
+
+fn affected_rows(cx: &Context, sql: Option<&Sanitized>, n: u64) {
+    let write = sql.and_then(|s| s.operation.as_deref()).is_some_and(|op| {
+        matches!(
+            op,
+            "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "LOAD" | "CALL"
+        )
+    });
+    if write || n > 0 {
+        cx.span().set_attribute(KeyValue::new(
+            AFFECTED_ROWS,
+            i64::try_from(n).unwrap_or(i64::MAX),
+        ));
+    }
+}
+
+/// A traced [`Pool`]. See the [module docs](self).
+#[derive(Clone)]
+pub struct TracedPool {
+    inner: Pool,
+    meta: Arc<Meta>,
+}
+
+impl fmt::Debug for TracedPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracedPool")
+            .field("server", &self.meta.address)
+            .field("port", &self.meta.port)
+            .field("db", &self.meta.db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TracedPool {
+    /// A pool for `opts` (as [`Pool::new`]), traced.
+    pub fn new(opts: impl Into<Opts>) -> Self {
+        let opts = opts.into();
+        let meta = Arc::new(Meta::of(&opts, None));
+        TracedPool {
+            inner: Pool::new(opts),
+            meta,
+        }
+    }
+
+    /// A pool for `url` (as [`Pool::from_url`]), traced.
+    pub fn from_url(url: impl AsRef<str>) -> mysql_async::Result<Self> {
+        Ok(Self::new(Opts::from_url(url.as_ref())?))
+    }
+
+    /// Wraps an existing pool; `opts` are the ones it was made with (a pool does not tell).
+    pub fn wrap(pool: Pool, opts: &Opts) -> Self {
+        TracedPool {
+            inner: pool,
+            meta: Arc::new(Meta::of(opts, None)),
+        }
+    }
+
+    /// Records the spans under `service` whatever the context.
+    pub fn for_service(mut self, service: &str) -> Self {
+        let m = &self.meta;
+        self.meta = Arc::new(Meta {
+            service: Some(Arc::from(service)),
+            address: m.address.clone(),
+            port: m.port,
+            db: m.db.clone(),
+        });
+        self
+    }
+
+    /// Takes a connection from the pool (connecting when none is idle), in a `mysql get_conn`
+    /// span whose duration is the pool wait.
+    pub async fn get_conn(&self) -> mysql_async::Result<TracedConn> {
+        let cx = self.meta.start_op(None, "mysql get_conn", None);
+        let conn = db::run(cx, self.inner.get_conn(), on_done).await?;
+        Ok(TracedConn {
+            inner: conn,
+            meta: Arc::clone(&self.meta),
+            prepared: Prepared::new(),
+        })
+    }
+
+    /// Takes a connection and starts a transaction on it (as [`Pool::start_transaction`]).
+    pub async fn start_transaction(
+        &self,
+        options: TxOpts,
+    ) -> mysql_async::Result<TracedTransaction<'static>> {
+        // The pool wait is inside: mysql_async starts a pool transaction in one call.
+        let cx = self.meta.start_op(None, "mysql transaction", None);
+        let start = self.inner.start_transaction(options);
+        begin(cx, start, &self.meta, Prepared::new()).await
+    }
+
+    /// Disconnects the pool (as [`Pool::disconnect`]).
+    pub async fn disconnect(self) -> mysql_async::Result<()> {
+        self.inner.disconnect().await
+    }
+
+    /// The wrapped pool (untraced).
+    pub fn inner(&self) -> &Pool {
+        &self.inner
+    }
+}
+
+/// A traced [`Conn`], from [`TracedPool::get_conn`], [`TracedConn::new`] or
+/// [`TracedConn::wrap`].
+pub struct TracedConn {
+    inner: Conn,
+    meta: Arc<Meta>,
+    prepared: Prepared,
+}
+
+impl fmt::Debug for TracedConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracedConn")
+            .field("id", &self.inner.id())
+            .field("server", &self.meta.address)
+            .field("db", &self.meta.db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TracedConn {
+    /// Connects (as [`Conn::new`]) in a `mysql connect` span.
+    pub async fn new(opts: impl Into<Opts>) -> mysql_async::Result<Self> {
+        let opts = opts.into();
+        let meta = Arc::new(Meta::of(&opts, None));
+        let cx = meta.start_op(None, "mysql connect", None);
+        let conn = db::run(cx, Conn::new(opts), on_done).await?;
+        Ok(TracedConn {
+            inner: conn,
+            meta,
+            prepared: Prepared::new(),
+        })
+    }
+
+    /// Wraps an open connection.
+    pub fn wrap(conn: Conn) -> Self {
+        let meta = Arc::new(Meta::of(conn.opts(), None));
+        TracedConn {
+            inner: conn,
+            meta,
+            prepared: Prepared::new(),
+        }
+    }
+
+    /// Records the spans under `service` whatever the context.
+    pub fn for_service(mut self, service: &str) -> Self {
+        let m = &self.meta;
+        self.meta = Arc::new(Meta {
+            service: Some(Arc::from(service)),
+            address: m.address.clone(),
+            port: m.port,
+            db: m.db.clone(),
+        });
+        self
+    }
+
+    /// Starts a transaction (as [`Conn::start_transaction`]): a `mysql transaction` span, parent
+    /// of the statements run in it, ended by `commit`, `rollback` or drop.
+    pub async fn start_transaction(
+        &mut self,
+        options: TxOpts,
+    ) -> mysql_async::Result<TracedTransaction<'_>> {
+        let cx = self.meta.start_op(None, "mysql transaction", None);
+        let prepared = self.prepared.clone();
+        let meta = Arc::clone(&self.meta);
+        begin(cx, self.inner.start_transaction(options), &meta, prepared).await
+    }
+
+    /// The wrapped connection (untraced).
+    pub fn inner(&mut self) -> &mut Conn {
+        &mut self.inner
+    }
+
+    /// Unwraps the connection.
+    pub fn into_inner(self) -> Conn {
+        self.inner
+    }
+
+    /// Disconnects (as [`Conn::disconnect`]).
+    pub async fn disconnect(self) -> mysql_async::Result<()> {
+        self.inner.disconnect().await
+    }
+
+    /// The connection id.
+    pub fn id(&self) -> u32 {
+        self.inner.id()
+    }
+
+    /// Rows affected by the last statement.
+    pub fn affected_rows(&self) -> u64 {
+        self.inner.affected_rows()
+    }
+
+    /// The id of the last inserted row, if any.
+    pub fn last_insert_id(&self) -> Option<u64> {
+        self.inner.last_insert_id()
+    }
+
+    fn parent(&self) -> Option<&Context> {
+        None
+    }
+}
+
+async fn begin<'a>(
+    cx: Option<Context>,
+    start: impl Future<Output = mysql_async::Result<Transaction<'a>>>,
+    meta: &Arc<Meta>,
+    prepared: Prepared,
+) -> mysql_async::Result<TracedTransaction<'a>> {
+    let span = TxSpan(cx.clone());
+    let tx = match cx {
+        None => start.await,
+        Some(cx) => {
+            use opentelemetry::context::FutureExt as _;
+            let out = start.with_context(cx.clone()).await;
+            if let Err(e) = &out {
+                record_error(&cx, e);
+            }
+            out
+        }
+    }?;
+    Ok(TracedTransaction {
+        inner: tx,
+        meta: Arc::clone(meta),
+        prepared,
+        span,
+    })
+}
+
+/// The span of a transaction; ended as `dropped` unless committed or rolled back.
+struct TxSpan(Option<Context>);
+
+impl TxSpan {
+    fn end(&mut self, outcome: &'static str) {
+        if let Some(cx) = self.0.take() {
+            let span = cx.span();
+            span.set_attribute(KeyValue::new("tracer.db.transaction.outcome", outcome));
+            span.end();
+        }
+    }
+}
+
+impl Drop for TxSpan {
+    fn drop(&mut self) {
+        self.end("dropped");
+    }
+}
+
+/// A traced [`Transaction`], from `start_transaction` on a [`TracedConn`] or a [`TracedPool`].
+pub struct TracedTransaction<'a> {
+    inner: Transaction<'a>,
+    meta: Arc<Meta>,
+    prepared: Prepared,
+    span: TxSpan,
+}
+
+impl fmt::Debug for TracedTransaction<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracedTransaction")
+            .field("server", &self.meta.address)
+            .field("db", &self.meta.db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> TracedTransaction<'a> {
+    /// Commits: a `COMMIT` span, then the transaction's span ends.
+    pub async fn commit(mut self) -> mysql_async::Result<()> {
+        let cx = self
+            .meta
+            .start_op(self.span.0.as_ref(), "COMMIT", Some("COMMIT"));
+        let out = db::run(cx, self.inner.commit(), on_done).await;
+        if let (Err(e), Some(cx)) = (&out, &self.span.0) {
+            record_error(cx, e);
+        }
+        self.span.end("commit");
+        out
+    }
+
+    /// Rolls back: a `ROLLBACK` span, then the transaction's span ends.
+    pub async fn rollback(mut self) -> mysql_async::Result<()> {
+        let cx = self
+            .meta
+            .start_op(self.span.0.as_ref(), "ROLLBACK", Some("ROLLBACK"));
+        let out = db::run(cx, self.inner.rollback(), on_done).await;
+        self.span.end("rollback");
+        out
+    }
+
+    /// Rows affected by the last statement.
+    pub fn affected_rows(&self) -> u64 {
+        self.inner.affected_rows()
+    }
+
+    /// The id of the last inserted row, if any.
+    pub fn last_insert_id(&self) -> Option<u64> {
+        self.inner.last_insert_id()
+    }
+
+    /// The wrapped transaction (untraced).
+    pub fn inner(&mut self) -> &mut Transaction<'a> {
+        &mut self.inner
+    }
+
+    fn parent(&self) -> Option<&Context> {
+        self.span.0.as_ref()
+    }
+}
+
+/// The statement methods, the same on a connection and a transaction; each has the
+/// signature of mysql_async's `Queryable` method of the same name.
+macro_rules! statements {
+    () => {
+        /// `PING`, traced (as `Queryable::ping`).
+        pub async fn ping(&mut self) -> mysql_async::Result<()> {
+            let cx = self.meta.start_op(self.parent(), "PING", Some("PING"));
+            db::run(cx, self.inner.ping(), on_done).await
+        }
+
+        /// Runs a text query and collects the first result set (as `Queryable::query`).
+        pub async fn query<T, Q>(&mut self, query: Q) -> mysql_async::Result<Vec<T>>
+        where
+            Q: AsQuery,
+            T: FromRow + Send + 'static,
+        {
+            let sql = query_sql(&query);
+            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "QUERY");
+            db::run(cx, self.inner.query(query), |cx, out| match out {
+                Ok(rows) => returned_rows(cx, rows.len()),
+                Err(e) => record_error(cx, e),
+            })
+            .await
+        }
+
+        /// Runs a text query and returns its first row (as `Queryable::query_first`).
+        pub async fn query_first<T, Q>(&mut self, query: Q) -> mysql_async::Result<Option<T>>
+        where
+            Q: AsQuery,
+            T: FromRow + Send + 'static,
+        {
+            let sql = query_sql(&query);
+            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "QUERY");
+            db::run(cx, self.inner.query_first(query), |cx, out| match out {
+                Ok(row) => returned_rows(cx, usize::from(row.is_some())),
+                Err(e) => record_error(cx, e),
+            })
+            .await
+        }
+
+        /// Runs a text query and maps each row of the first result set (as
+        /// `Queryable::query_map`).
+        pub async fn query_map<T, F, Q, U>(
+            &mut self,
+            query: Q,
+            f: F,
+        ) -> mysql_async::Result<Vec<U>>
+        where
+            Q: AsQuery,
+            T: FromRow + Send + 'static,
+            F: FnMut(T) -> U + Send,
+            U: Send,
+        {
+            let sql = query_sql(&query);
+            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "QUERY");
+            db::run(cx, self.inner.query_map(query, f), |cx, out| match out {
+                Ok(rows) => returned_rows(cx, rows.len()),
+                Err(e) => record_error(cx, e),
+            })
+            .await
+        }
+
+        /// Runs a text query and folds the first result set (as `Queryable::query_fold`).
+        pub async fn query_fold<T, F, Q, U>(
+            &mut self,
+            query: Q,
+            init: U,
+            f: F,
+        ) -> mysql_async::Result<U>
+        where
+            Q: AsQuery,
+            T: FromRow + Send + 'static,
+            F: FnMut(U, T) -> U + Send,
+            U: Send,
+        {
+            let sql = query_sql(&query);
+            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "QUERY");
+            db::run(cx, self.inner.query_fold(query, init, f), on_done).await
+        }
+
+        /// Runs a text query and drops its result (as `Queryable::query_drop`).
+        pub async fn query_drop<Q>(&mut self, query: Q) -> mysql_async::Result<()>
+        where
+            Q: AsQuery,
+        {
+            let sql = query_sql(&query);
+            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "QUERY");
+            let ending = cx.clone().map(db::Ending::new);
+            let out = db::within(cx.as_ref(), self.inner.query_drop(query)).await;
+            if let Some(cx) = &cx {
+                match &out {
+                    Ok(()) => affected_rows(cx, sql.as_deref(), self.inner.affected_rows()),
+                    Err(e) => record_error(cx, e),
+                }
+            }
+            if let Some(e) = ending {
+                e.finish();
+            }
+            out
+        }
+
+        /// Runs a text query and returns its result to read (as `Queryable::query_iter`); the
+        /// span ends when the result starts, before its rows are read.
+        pub async fn query_iter<'q, Q>(
+            &'q mut self,
+            query: Q,
+        ) -> mysql_async::Result<QueryResult<'q, 'static, TextProtocol>>
+        where
+            Q: AsQuery + 'q,
+        {
+            let sql = query_sql(&query);
+            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "QUERY");
+            db::run(cx, self.inner.query_iter(query), on_done).await
+        }
+
+        /// Prepares a statement (as `Queryable::prep`), in a `PREPARE` span.
+        pub async fn prep<Q>(&mut self, query: Q) -> mysql_async::Result<Statement>
+        where
+            Q: AsQuery,
+        {
+            let text: Arc<str> = String::from_utf8_lossy(&query.as_query()).into();
+            let sql = crate::__private::on().then(|| sanitized(text.as_bytes()));
+            let cx = db::start(self.meta.service.as_deref(), self.parent(), || {
+                let mut a = self.meta.base(3);
+                a.push(KeyValue::new(semconv::DB_OPERATION_NAME, "PREPARE"));
+                if let Some(t) = sql.as_ref().and_then(|s| s.text.clone()) {
+                    a.push(KeyValue::new(semconv::DB_QUERY_TEXT, t));
+                }
+                (Cow::Borrowed("PREPARE"), a)
+            });
+            let stmt = db::run(cx, self.inner.prep(query), on_done).await?;
+            // Kept to name the statement's `exec` spans; dropped with the connection.
+            if self.prepared.len() < 1024 {
+                self.prepared.insert(stmt.id(), text);
+            }
+            Ok(stmt)
+        }
+
+        /// Closes a prepared statement (as `Queryable::close`).
+        pub async fn close(&mut self, stmt: Statement) -> mysql_async::Result<()> {
+            self.prepared.remove(&stmt.id());
+            let cx = self.meta.start_op(self.parent(), "CLOSE", Some("CLOSE"));
+            db::run(cx, self.inner.close(stmt), on_done).await
+        }
+
+        /// Executes a statement and collects the first result set (as `Queryable::exec`).
+        pub async fn exec<T, S, P>(&mut self, stmt: S, params: P) -> mysql_async::Result<Vec<T>>
+        where
+            S: Stmt,
+            P: Into<Params> + Send,
+            T: FromRow + Send + 'static,
+        {
+            let sql = stmt_sql(&self.prepared, &stmt);
+            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+            db::run(cx, self.inner.exec(stmt, params), |cx, out| match out {
+                Ok(rows) => returned_rows(cx, rows.len()),
+                Err(e) => record_error(cx, e),
+            })
+            .await
+        }
+
+        /// Executes a statement and returns its first row (as `Queryable::exec_first`).
+        pub async fn exec_first<T, S, P>(
+            &mut self,
+            stmt: S,
+            params: P,
+        ) -> mysql_async::Result<Option<T>>
+        where
+            S: Stmt,
+            P: Into<Params> + Send,
+            T: FromRow + Send + 'static,
+        {
+            let sql = stmt_sql(&self.prepared, &stmt);
+            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+            db::run(cx, self.inner.exec_first(stmt, params), |cx, out| match out {
+                Ok(row) => returned_rows(cx, usize::from(row.is_some())),
+                Err(e) => record_error(cx, e),
+            })
+            .await
+        }
+
+        /// Executes a statement and maps each row of the first result set (as
+        /// `Queryable::exec_map`).
+        pub async fn exec_map<T, S, P, U, F>(
+            &mut self,
+            stmt: S,
+            params: P,
+            f: F,
+        ) -> mysql_async::Result<Vec<U>>
+        where
+            S: Stmt,
+            P: Into<Params> + Send,
+            T: FromRow + Send + 'static,
+            F: FnMut(T) -> U + Send,
+            U: Send,
+        {
+            let sql = stmt_sql(&self.prepared, &stmt);
+            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+            db::run(cx, self.inner.exec_map(stmt, params, f), |cx, out| match out {
+                Ok(rows) => returned_rows(cx, rows.len()),
+                Err(e) => record_error(cx, e),
+            })
+            .await
+        }
+
+        /// Executes a statement and folds the first result set (as `Queryable::exec_fold`).
+        pub async fn exec_fold<T, S, P, U, F>(
+            &mut self,
+            stmt: S,
+            params: P,
+            init: U,
+            f: F,
+        ) -> mysql_async::Result<U>
+        where
+            S: Stmt,
+            P: Into<Params> + Send,
+            T: FromRow + Send + 'static,
+            F: FnMut(U, T) -> U + Send,
+            U: Send,
+        {
+            let sql = stmt_sql(&self.prepared, &stmt);
+            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+            db::run(cx, self.inner.exec_fold(stmt, params, init, f), on_done).await
+        }
+
+        /// Executes a statement and drops its result (as `Queryable::exec_drop`).
+        pub async fn exec_drop<S, P>(&mut self, stmt: S, params: P) -> mysql_async::Result<()>
+        where
+            S: Stmt,
+            P: Into<Params> + Send,
+        {
+            let sql = stmt_sql(&self.prepared, &stmt);
+            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+            let ending = cx.clone().map(db::Ending::new);
+            let out = db::within(cx.as_ref(), self.inner.exec_drop(stmt, params)).await;
+            if let Some(cx) = &cx {
+                match &out {
+                    Ok(()) => affected_rows(cx, sql.as_deref(), self.inner.affected_rows()),
+                    Err(e) => record_error(cx, e),
+                }
+            }
+            if let Some(e) = ending {
+                e.finish();
+            }
+            out
+        }
+
+        /// Executes a statement once per parameter set (as `Queryable::exec_batch`): one span,
+        /// `db.operation.batch.size` the number of executions.
+        pub async fn exec_batch<S, P, I>(&mut self, stmt: S, params: I) -> mysql_async::Result<()>
+        where
+            S: Stmt,
+            I: IntoIterator<Item = P> + Send,
+            I::IntoIter: Send,
+            P: Into<Params> + Send,
+        {
+            let sql = stmt_sql(&self.prepared, &stmt);
+            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+            let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let counted = {
+                let count = std::sync::Arc::clone(&count);
+                params.into_iter().inspect(move |_| {
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                })
+            };
+            let ending = cx.clone().map(db::Ending::new);
+            let out = db::within(cx.as_ref(), self.inner.exec_batch(stmt, counted)).await;
+            if let Some(cx) = &cx {
+                let n = count.load(std::sync::atomic::Ordering::Relaxed);
+                cx.span().set_attribute(KeyValue::new(
+                    semconv::DB_OPERATION_BATCH_SIZE,
+                    i64::try_from(n).unwrap_or(i64::MAX),
+                ));
+                if let Err(e) = &out {
+                    record_error(cx, e);
+                }
+            }
+            if let Some(e) = ending {
+                e.finish();
+            }
+            out
+        }
+    };
+}
+
+impl TracedConn {
+    statements!();
+}
+
+impl TracedTransaction<'_> {
+    statements!();
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_messages_lose_their_values() {
+        assert_eq!(
+            redact_server_message(1062, "Duplicate entry 'hunter2' for key 'PRIMARY'"),
+            "Duplicate entry '?' for key 'PRIMARY'"
+        );
+        assert_eq!(
+            redact_server_message(1062, "Duplicate entry 'a'b' for key 't.PRIMARY'"),
+            "Duplicate entry '?' for key 't.PRIMARY'"
+        );
+        assert_eq!(
+            redact_server_message(
+                1366,
+                "Incorrect integer value: 'abc' for column `test`.`t`.`n` at row 1"
+            ),
+            "Incorrect integer value: '?' for column `test`.`t`.`n` at row 1"
+        );
+        assert_eq!(
+            redact_server_message(
+                1064,
+                "You have an error in your SQL syntax; check the manual that corresponds to your \
+                 MariaDB server version for the right syntax to use near 'SELEC 'secret', 42' at line 1"
+            ),
+            "You have an error in your SQL syntax; check the manual that corresponds to your \
+             MariaDB server version for the right syntax to use near 'SELEC ?, ?' at line 1"
+        );
+        assert_eq!(
+            redact_server_message(1146, "Table 'test.nope' doesn't exist"),
+            "Table 'test.nope' doesn't exist"
+        );
+    }
+}
