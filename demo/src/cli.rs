@@ -1,0 +1,202 @@
+//! The command line: every address is a flag and an environment variable.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::scenario::{DEFAULT_MAX_DEPTH, Scenario};
+
+/// tracer's demo: three services and the scenarios that show their traces.
+///
+/// With no command, starts server1, server2 and server3 as child processes, plays every
+/// scenario, draws each trace, and stops them. With no OTEL_EXPORTER_OTLP_ENDPOINT the spans go
+/// to an OTLP receiver inside this process; with one (Jaeger, otelite, any OTLP backend) they go
+/// there and only the trace ids are printed.
+#[derive(Debug, Parser)]
+#[command(name = "demo", version)]
+struct Cli {
+    #[command(flatten)]
+    addrs: Addrs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Where everything listens.
+#[derive(Clone, Debug, Args)]
+pub(crate) struct Addrs {
+    /// server1's HTTP address.
+    #[arg(
+        long,
+        env = "DEMO_SERVER1_HTTP",
+        default_value = "127.0.0.1:1323",
+        global = true
+    )]
+    pub(crate) server1_http: SocketAddr,
+    /// server2's HTTP address.
+    #[arg(
+        long,
+        env = "DEMO_SERVER2_HTTP",
+        default_value = "127.0.0.1:1324",
+        global = true
+    )]
+    pub(crate) server2_http: SocketAddr,
+    /// server2's gRPC address.
+    #[arg(
+        long,
+        env = "DEMO_SERVER2_GRPC",
+        default_value = "127.0.0.1:8888",
+        global = true
+    )]
+    pub(crate) server2_grpc: SocketAddr,
+    /// server3's gRPC address.
+    #[arg(
+        long,
+        env = "DEMO_SERVER3_GRPC",
+        default_value = "127.0.0.1:9999",
+        global = true
+    )]
+    pub(crate) server3_grpc: SocketAddr,
+    /// The MySQL (or MariaDB) server3 uses.
+    #[arg(
+        long,
+        env = "DEMO_MYSQL_URL",
+        default_value = "mysql://root@127.0.0.1:3306/test",
+        global = true
+    )]
+    pub(crate) mysql_url: String,
+    /// The Redis server3 uses.
+    #[arg(
+        long,
+        env = "DEMO_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
+    pub(crate) redis_url: String,
+}
+
+impl Addrs {
+    /// The flags that give a child process these same addresses.
+    pub(crate) fn to_args(&self) -> Vec<String> {
+        vec![
+            format!("--server1-http={}", self.server1_http),
+            format!("--server2-http={}", self.server2_http),
+            format!("--server2-grpc={}", self.server2_grpc),
+            format!("--server3-grpc={}", self.server3_grpc),
+            format!("--mysql-url={}", self.mysql_url),
+            format!("--redis-url={}", self.redis_url),
+        ]
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the three servers, play every scenario, draw each trace, stop them (the default).
+    Run {
+        /// How many hops the call loop makes before it stops.
+        #[arg(long, env = "DEMO_MAX_DEPTH", default_value_t = DEFAULT_MAX_DEPTH)]
+        max_depth: u32,
+    },
+    /// Start the three servers and keep them running until Ctrl-C. With no
+    /// OTEL_EXPORTER_OTLP_ENDPOINT, draws each trace as it arrives.
+    Serve,
+    /// Run server1 only (HTTP).
+    Server1(ServerArgs),
+    /// Run server2 only (HTTP and gRPC).
+    Server2(ServerArgs),
+    /// Run server3 only (gRPC; MySQL and Redis).
+    Server3(ServerArgs),
+    /// Play one scenario against servers already running; prints its trace id.
+    Scenario {
+        /// The scenario.
+        #[arg(value_enum)]
+        name: Scenario,
+        /// How many hops the call loop makes before it stops.
+        #[arg(long, env = "DEMO_MAX_DEPTH", default_value_t = DEFAULT_MAX_DEPTH)]
+        max_depth: u32,
+    },
+    /// Check that the three servers answer (HTTP and gRPC).
+    Ping,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// Stop when standard input closes (how the driver stops its children, and why they never
+    /// outlive it).
+    #[arg(long, hide = true)]
+    pub(crate) until_stdin_closes: bool,
+}
+
+/// The `demo` program.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("demo: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addrs = cli.addrs;
+    let result = rt.block_on(async move {
+        match cli.command.unwrap_or(Command::Run {
+            max_depth: max_depth_from_env(),
+        }) {
+            Command::Run { max_depth } => crate::driver::run(&addrs, max_depth).await,
+            Command::Serve => crate::driver::serve(&addrs).await,
+            Command::Server1(a) => crate::server1::main(&addrs, &a).await,
+            Command::Server2(a) => crate::server2::main(&addrs, &a).await,
+            Command::Server3(a) => crate::server3::main(&addrs, &a).await,
+            Command::Scenario { name, max_depth } => {
+                crate::driver::play_one(&addrs, name, max_depth).await
+            }
+            Command::Ping => crate::driver::ping(&addrs).await,
+        }
+    });
+    // The servers' exporters and clients may still hold tasks: do not wait for them.
+    rt.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `DEMO_MAX_DEPTH` for the default command (clap reads it for `demo run`).
+fn max_depth_from_env() -> u32 {
+    std::env::var("DEMO_MAX_DEPTH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_MAX_DEPTH)
+}
+
+/// The error type of the commands: a message for the user.
+pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn addresses_reach_children_as_flags() {
+        let cli = Cli::parse_from(["demo", "--server3-grpc", "127.0.0.1:19999", "serve"]);
+        let again = Cli::parse_from(
+            std::iter::once("demo".to_owned())
+                .chain(cli.addrs.to_args())
+                .chain(["server1".to_owned()]),
+        );
+        assert_eq!(again.addrs.server3_grpc, "127.0.0.1:19999".parse().unwrap());
+        assert_eq!(again.addrs.mysql_url, cli.addrs.mysql_url);
+    }
+}

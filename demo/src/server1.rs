@@ -1,0 +1,119 @@
+//! server1: HTTP. Every scenario starts here; it calls server2 over HTTP, and answers server2's
+//! nested calls.
+
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tracer_runtime::http::HttpServerLayer;
+
+use crate::cli::{Addrs, Error, ServerArgs};
+use crate::http::{Body, Caller, relay, text};
+use crate::scenario::{Depth, Scenario};
+
+pub(crate) const SERVICE: &str = "server1";
+
+struct Server1 {
+    caller: Caller,
+    /// server2's HTTP base URL.
+    server2: String,
+}
+
+pub(crate) async fn main(addrs: &Addrs, args: &ServerArgs) -> Result<(), Error> {
+    let guard = tracer_runtime::init(SERVICE).install()?;
+    let listener = TcpListener::bind(addrs.server1_http)
+        .await
+        .map_err(|e| format!("{SERVICE}: cannot listen on {}: {e}", addrs.server1_http))?;
+    // The driver waits for this line: the server is ready.
+    println!("{SERVICE}: HTTP on http://{}", addrs.server1_http);
+    let state = Arc::new(Server1 {
+        caller: Caller::new(),
+        server2: format!("http://{}", addrs.server2_http),
+    });
+    // `traceresponse` tells the driver (or curl) the trace id of each scenario.
+    let layer = HttpServerLayer::new(SERVICE)
+        .trace_response_header(true)
+        .with_route(|_, uri, _| route(uri.path()));
+    let handler = move |req| {
+        let state = Arc::clone(&state);
+        async move { state.handle(req).await }
+    };
+    tokio::select! {
+        () = crate::http::serve(listener, layer, handler) => {}
+        () = crate::shutdown::requested(args.until_stdin_closes) => {}
+    }
+    drop(guard); // flushes the spans
+    Ok(())
+}
+
+/// The route template of a path (each scenario's entry is a route of its own).
+fn route(path: &str) -> Option<String> {
+    let known = match path.strip_prefix("/scenario/") {
+        Some(name) => Scenario::from_name(name).is_some(),
+        None => matches!(path, "/nested" | "/call-loop"),
+    };
+    known.then(|| path.to_owned())
+}
+
+impl Server1 {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path();
+        let depth = Depth::from_query(req.uri().query());
+        if let Some(name) = path.strip_prefix("/scenario/") {
+            return match Scenario::from_name(name) {
+                Some(s) => self.scenario(s, depth).await,
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    format!("{SERVICE}: no scenario named {name:?}\n"),
+                ),
+            };
+        }
+        match path {
+            // nested-http: server2 calls back here.
+            "/nested" => text(StatusCode::OK, format!("{SERVICE} (nested)")),
+            "/call-loop" => self.call_loop(depth).await,
+            _ => text(
+                StatusCode::NOT_FOUND,
+                format!("{SERVICE}: no route {path}\n"),
+            ),
+        }
+    }
+
+    async fn scenario(&self, s: Scenario, depth: Depth) -> Response<Body> {
+        match s {
+            Scenario::CallLoop => self.call_loop(Depth::new(0, depth.max)).await,
+            _ => {
+                let url = format!("{}/{}", self.server2, s.name());
+                relay(SERVICE, "server2", self.caller.get(&url).await)
+            }
+        }
+    }
+
+    async fn call_loop(&self, depth: Depth) -> Response<Body> {
+        if depth.reached() {
+            return text(
+                StatusCode::OK,
+                format!("{SERVICE} (max depth {} reached)", depth.max),
+            );
+        }
+        let url = format!("{}/call-loop?{}", self.server2, depth.next().query());
+        relay(SERVICE, "server2", self.caller.get(&url).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(
+            route("/scenario/normal").as_deref(),
+            Some("/scenario/normal")
+        );
+        assert_eq!(route("/scenario/nope"), None);
+        assert_eq!(route("/call-loop").as_deref(), Some("/call-loop"));
+        assert_eq!(route("/users/7"), None);
+    }
+}
