@@ -1,19 +1,19 @@
-//! server3's MySQL and Redis calls, each a CLIENT span.
+//! server3's MySQL and Redis calls, through tracer's traced wrappers: a CLIENT span per
+//! statement, command and connection attempt.
 
 use std::fmt;
 use std::time::Duration;
 
-use fred::prelude::*;
-use mysql_async::prelude::Queryable as _;
+use fred::prelude::{Builder, ClientLike as _, Config};
 use tokio::sync::Mutex;
-use tracer_runtime::traced;
+use tracer_runtime::mysql::TracedPool;
+use tracer_runtime::redis::TracedClient;
 
 /// How long one database call may take, connecting included.
 const DB_TIMEOUT: Duration = Duration::from_secs(3);
 
 const VISITS_KEY: &str = "tracer-demo:visits";
 const GREETING_KEY: &str = "tracer-demo:greeting";
-const MISSING_TABLE_SQL: &str = "SELECT id, name FROM tracer_demo_missing_table WHERE id = 1";
 
 /// A database call's failure.
 #[derive(Debug)]
@@ -46,52 +46,67 @@ async fn bounded<T, E>(
 }
 
 pub(crate) struct Db {
-    mysql: mysql_async::Pool,
+    mysql: TracedPool,
     redis_config: Config,
-    /// Connected on first use, and again after a failure: server3 starts whether or not Redis
-    /// is up, and each scenario shows the state of the moment.
-    redis: Mutex<Option<Client>>,
+    /// Connected at start-up when Redis is up, else on first use, and again after a failure:
+    /// server3 starts whether or not Redis is up, and each scenario shows the state of the
+    /// moment (a failed connection is a `redis connect` span in the scenario's trace).
+    redis: Mutex<Option<TracedClient>>,
 }
 
 impl Db {
-    pub(crate) fn new(mysql_url: &str, redis_url: &str) -> Result<Db, crate::cli::Error> {
-        let opts = mysql_async::Opts::from_url(mysql_url)
+    /// Prepares the MySQL pool (it connects on first use) and connects to Redis if it is up.
+    pub(crate) async fn new(mysql_url: &str, redis_url: &str) -> Result<Db, crate::cli::Error> {
+        let mysql = TracedPool::from_url(mysql_url)
             .map_err(|e| format!("invalid MySQL URL {mysql_url:?}: {e}"))?;
         let redis_config = Config::from_url(redis_url)
             .map_err(|e| format!("invalid Redis URL {redis_url:?}: {e}"))?;
-        Ok(Db {
-            mysql: mysql_async::Pool::new(opts),
+        let db = Db {
+            mysql,
             redis_config,
             redis: Mutex::new(None),
-        })
+        };
+        // Untraced: a connection made before any request belongs to no scenario's trace.
+        if let Ok(client) = db.redis_client() {
+            let connected = tokio::time::timeout(DB_TIMEOUT, client.inner().init()).await;
+            if matches!(connected, Ok(Ok(_))) {
+                *db.redis.lock().await = Some(client);
+            }
+        }
+        Ok(db)
+    }
+
+    fn redis_client(&self) -> Result<TracedClient, DbError> {
+        let client = Builder::from_config(self.redis_config.clone())
+            .with_connection_config(|c| c.connection_timeout = Duration::from_secs(2))
+            .with_performance_config(|p| p.default_command_timeout = DB_TIMEOUT)
+            .build()
+            .map_err(DbError::Redis)?;
+        Ok(TracedClient::new(client))
     }
 
     pub(crate) async fn close(&self) {
-        let _ = self.mysql.clone().disconnect().await;
+        let _ = self.mysql.inner().clone().disconnect().await;
         if let Some(c) = self.redis.lock().await.take() {
-            let _ = c.quit().await;
+            let _ = c.inner().quit().await;
         }
     }
 
-    async fn redis(&self) -> Result<Client, DbError> {
+    /// A connected Redis client: the one made before, or a new one (a `redis connect` span).
+    async fn redis(&self) -> Result<TracedClient, DbError> {
         let mut slot = self.redis.lock().await;
         if let Some(c) = &*slot
             && c.is_connected()
         {
             return Ok(c.clone());
         }
-        let client = Builder::from_config(self.redis_config.clone())
-            .with_connection_config(|c| c.connection_timeout = Duration::from_secs(2))
-            .with_performance_config(|p| p.default_command_timeout = DB_TIMEOUT)
-            .build()
-            .map_err(DbError::Redis)?;
+        let client = self.redis_client()?;
         bounded(client.init(), DbError::Redis).await?;
         *slot = Some(client.clone());
         Ok(client)
     }
 
-    /// normal: `SELECT VERSION()`.
-    #[traced(kind = client, err, name = "SELECT", fields(db.system.name = "mysql", db.query.text = "SELECT VERSION()"))]
+    /// normal: the server's version.
     pub(crate) async fn mysql_version(&self) -> Result<String, DbError> {
         let mut conn = bounded(self.mysql.get_conn(), DbError::Mysql).await?;
         let v: Option<String> =
@@ -100,14 +115,16 @@ impl Db {
     }
 
     /// mysql-error: a table that does not exist.
-    #[traced(kind = client, err, name = "SELECT tracer_demo_missing_table", fields(db.system.name = "mysql", db.query.text = "SELECT id, name FROM tracer_demo_missing_table WHERE id = ?"))]
     pub(crate) async fn mysql_missing_table(&self) -> Result<(), DbError> {
         let mut conn = bounded(self.mysql.get_conn(), DbError::Mysql).await?;
-        bounded(conn.query_drop(MISSING_TABLE_SQL), DbError::Mysql).await
+        bounded(
+            conn.query_drop("SELECT id, name FROM tracer_demo_missing_table WHERE id = 1"),
+            DbError::Mysql,
+        )
+        .await
     }
 
-    /// normal: `INCR tracer-demo:visits`.
-    #[traced(kind = client, err, name = "INCR", fields(db.system.name = "redis", db.query.text = "INCR tracer-demo:visits"))]
+    /// normal: a visit counter.
     pub(crate) async fn redis_visits(&self) -> Result<i64, DbError> {
         let c = self.redis().await?;
         bounded(c.incr(VISITS_KEY), DbError::Redis).await
@@ -115,23 +132,12 @@ impl Db {
 
     /// redis-error: a string under the key, then a list push onto it: WRONGTYPE.
     pub(crate) async fn redis_wrongtype(&self) -> Result<(), DbError> {
-        self.redis_set_greeting().await?;
-        self.redis_push_greeting().await
-    }
-
-    #[traced(kind = client, err, name = "SET", fields(db.system.name = "redis", db.query.text = "SET tracer-demo:greeting ?"))]
-    async fn redis_set_greeting(&self) -> Result<(), DbError> {
         let c = self.redis().await?;
         bounded(
             c.set::<(), _, _>(GREETING_KEY, "hello", None, None, false),
             DbError::Redis,
         )
-        .await
-    }
-
-    #[traced(kind = client, err, name = "LPUSH", fields(db.system.name = "redis", db.query.text = "LPUSH tracer-demo:greeting ?"))]
-    async fn redis_push_greeting(&self) -> Result<(), DbError> {
-        let c = self.redis().await?;
+        .await?;
         bounded(c.lpush::<i64, _, _>(GREETING_KEY, "world"), DbError::Redis)
             .await
             .map(drop)

@@ -30,7 +30,7 @@ pub(crate) async fn main(addrs: &Addrs, args: &ServerArgs) -> Result<(), Error> 
     // The driver waits for this line: the server is ready.
     println!("{SERVICE}: gRPC on {}", addrs.server3_grpc);
     let state = Server3 {
-        db: Db::new(&addrs.mysql_url, &addrs.redis_url)?,
+        db: Db::new(&addrs.mysql_url, &addrs.redis_url).await?,
         server2: Server2Client::new(crate::grpc::channel(addrs.server2_grpc)),
     };
     let state = Arc::new(state);
