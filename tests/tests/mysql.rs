@@ -47,7 +47,9 @@ async fn table(name: &str) -> String {
     let mut c = Conn::new(opts())
         .await
         .unwrap_or_else(|e| panic!("MariaDB on {ADDR}: {e}; {HOW}"));
-    c.query_drop(format!("DROP TABLE IF EXISTS {t}")).await.unwrap();
+    c.query_drop(format!("DROP TABLE IF EXISTS {t}"))
+        .await
+        .unwrap();
     c.query_drop(format!(
         "CREATE TABLE {t} (id INT PRIMARY KEY, name VARCHAR(64), secret VARCHAR(64))"
     ))
@@ -59,7 +61,9 @@ async fn table(name: &str) -> String {
 
 async fn drop_table(t: &str) {
     let mut c = Conn::new(opts()).await.unwrap();
-    c.query_drop(format!("DROP TABLE IF EXISTS {t}")).await.unwrap();
+    c.query_drop(format!("DROP TABLE IF EXISTS {t}"))
+        .await
+        .unwrap();
     c.disconnect().await.unwrap();
 }
 
@@ -76,10 +80,18 @@ fn assert_mysql_span(s: &SpanData, op: &str, text: Option<&str>) {
     assert_eq!(s.span_kind, SpanKind::Client, "{}", s.name);
     assert_eq!(attr_str(s, "db.system.name").as_deref(), Some("mysql"));
     assert_eq!(attr_str(s, "db.namespace").as_deref(), Some("test"));
-    assert_eq!(attr_str(s, "db.operation.name").as_deref(), Some(op), "{}", s.name);
+    assert_eq!(
+        attr_str(s, "db.operation.name").as_deref(),
+        Some(op),
+        "{}",
+        s.name
+    );
     assert_eq!(attr_str(s, "db.query.text").as_deref(), text, "{}", s.name);
     assert_eq!(attr_str(s, "server.address").as_deref(), Some("127.0.0.1"));
-    assert_eq!(attr(s, "server.port").map(|v| v.to_string()), Some("3306".into()));
+    assert_eq!(
+        attr(s, "server.port").map(|v| v.to_string()),
+        Some("3306".into())
+    );
 }
 
 fn int(s: &SpanData, key: &str) -> Option<i64> {
@@ -142,7 +154,12 @@ async fn each_statement_is_a_client_span_under_the_caller() {
             .unwrap();
         assert_eq!(upper, ["BOB"]);
         let n: usize = c
-            .exec_fold(format!("SELECT id FROM {t} WHERE id > ?"), (1,), 0, |n, _: Row| n + 1)
+            .exec_fold(
+                format!("SELECT id FROM {t} WHERE id > ?"),
+                (1,),
+                0,
+                |n, _: Row| n + 1,
+            )
             .await
             .unwrap();
         assert_eq!(n, 3);
@@ -200,7 +217,10 @@ async fn each_statement_is_a_client_span_under_the_caller() {
     assert_mysql_span(client[1], "PING", None);
     let insert = format!("INSERT INTO {t} (id, name) VALUES (?, ?)");
     assert_mysql_span(client[2], "INSERT", Some(&insert));
-    assert_eq!(attr_str(client[2], "db.collection.name").as_deref(), Some(t.as_str()));
+    assert_eq!(
+        attr_str(client[2], "db.collection.name").as_deref(),
+        Some(t.as_str())
+    );
     assert_eq!(int(client[2], "tracer.db.affected_rows"), Some(1));
     assert_mysql_span(client[3], "INSERT", Some(&insert));
     assert_eq!(int(client[3], "db.operation.batch.size"), Some(3));
@@ -213,7 +233,9 @@ async fn each_statement_is_a_client_span_under_the_caller() {
     assert_mysql_span(
         client[5],
         "SELECT",
-        Some(&format!("SELECT id, name FROM {t} WHERE id < ? ORDER BY id")),
+        Some(&format!(
+            "SELECT id, name FROM {t} WHERE id < ? ORDER BY id"
+        )),
     );
     assert_eq!(int(client[5], "db.response.returned_rows"), Some(2));
     assert_eq!(int(client[6], "db.response.returned_rows"), Some(1));
@@ -224,7 +246,12 @@ async fn each_statement_is_a_client_span_under_the_caller() {
     for s in &client[10..13] {
         assert_mysql_span(s, "SELECT", Some(&by_id));
     }
-    assert_eq!(int(client[11], "db.response.returned_rows"), Some(1), "{:?}", client[11].attributes);
+    assert_eq!(
+        int(client[11], "db.response.returned_rows"),
+        Some(1),
+        "{:?}",
+        client[11].attributes
+    );
     assert_mysql_span(client[14], "CLOSE", None);
 }
 
@@ -259,7 +286,10 @@ async fn a_transaction_is_the_parent_of_its_statements() {
     drop_table(&t).await;
 
     let root = root(&spans);
-    let txs: Vec<&SpanData> = spans.iter().filter(|s| s.name == "mysql transaction").collect();
+    let txs: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.name == "mysql transaction")
+        .collect();
     assert_eq!(txs.len(), 2, "{:?}", names(&spans));
     let (committed, rolled_back) = (txs[0], txs[1]);
     for tx in &txs {
@@ -283,9 +313,16 @@ async fn a_transaction_is_the_parent_of_its_statements() {
     };
     assert_eq!(
         children(committed),
-        [format!("INSERT {t}"), format!("SELECT {t}"), "COMMIT".into()]
+        [
+            format!("INSERT {t}"),
+            format!("SELECT {t}"),
+            "COMMIT".into()
+        ]
     );
-    assert_eq!(children(rolled_back), [format!("DELETE {t}"), "ROLLBACK".into()]);
+    assert_eq!(
+        children(rolled_back),
+        [format!("DELETE {t}"), "ROLLBACK".into()]
+    );
     // The transaction spans end after their children.
     assert!(committed.end_time >= named(&spans, "COMMIT").end_time);
 }
@@ -323,12 +360,24 @@ async fn a_syntax_error_records_code_and_sqlstate() {
     assert_child_of(s, root(&spans));
     assert!(is_error(s));
     assert_eq!(attr_str(s, "error.type").as_deref(), Some("1064"));
-    assert_eq!(attr_str(s, "db.response.status_code").as_deref(), Some("1064"));
+    assert_eq!(
+        attr_str(s, "db.response.status_code").as_deref(),
+        Some("1064")
+    );
     assert_eq!(attr_str(s, "tracer.db.sqlstate").as_deref(), Some("42000"));
     let msg = error_message(s).unwrap();
-    assert!(msg.starts_with("ERROR 1064 (42000): You have an error in your SQL syntax"), "{msg}");
-    assert!(!msg.contains("oops"), "the literal in the message is sanitized: {msg}");
-    assert_eq!(attr_str(s, "db.query.text").as_deref(), Some("SELEC ? FROM nowhere"));
+    assert!(
+        msg.starts_with("ERROR 1064 (42000): You have an error in your SQL syntax"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("oops"),
+        "the literal in the message is sanitized: {msg}"
+    );
+    assert_eq!(
+        attr_str(s, "db.query.text").as_deref(),
+        Some("SELEC ? FROM nowhere")
+    );
 }
 
 #[tokio::test]
@@ -336,9 +385,12 @@ async fn a_duplicate_key_records_code_and_sqlstate() {
     let t = table("dup").await;
     let pool = pool();
     let mut c = pool.get_conn().await.unwrap();
-    c.exec_drop(format!("INSERT INTO {t} (id, name) VALUES (?, ?)"), (1, "a"))
-        .await
-        .unwrap();
+    c.exec_drop(
+        format!("INSERT INTO {t} (id, name) VALUES (?, ?)"),
+        (1, "a"),
+    )
+    .await
+    .unwrap();
     let sql = format!("INSERT INTO {t} (id, name) VALUES (1, 'b')");
     let (traced, plain, spans) = same_error_as_plain(&sql).await;
     drop_table(&t).await;
@@ -375,7 +427,7 @@ async fn connect_fails(opts: Opts) -> (mysql_async::Error, Vec<SpanData>) {
         let s = named(&spans, name);
         assert_child_of(s, root(&spans));
         assert!(is_error(s), "{name}");
-        assert_eq!(error_message(s).is_some(), true);
+        assert!(error_message(s).is_some());
     }
     (traced, spans)
 }
@@ -383,12 +435,18 @@ async fn connect_fails(opts: Opts) -> (mysql_async::Error, Vec<SpanData>) {
 #[tokio::test]
 async fn a_wrong_password_fails_get_conn_and_connect() {
     require_mysql();
-    let opts: Opts = OptsBuilder::from_opts(opts()).pass(Some("wrong-password")).into();
+    let opts: Opts = OptsBuilder::from_opts(opts())
+        .pass(Some("wrong-password"))
+        .into();
     let (err, spans) = connect_fails(opts).await;
     assert_eq!(server_error(&err).0, 1045);
     let s = named(&spans, "mysql connect");
     assert_eq!(attr_str(s, "error.type").as_deref(), Some("1045"));
-    assert!(error_message(s).unwrap().contains("Access denied for user 'root'"));
+    assert!(
+        error_message(s)
+            .unwrap()
+            .contains("Access denied for user 'root'")
+    );
 }
 
 #[tokio::test]
@@ -401,7 +459,10 @@ async fn an_unknown_database_fails_get_conn_and_connect() {
     assert_eq!(server_error(&err).0, 1049);
     let s = named(&spans, "mysql get_conn");
     assert_eq!(attr_str(s, "error.type").as_deref(), Some("1049"));
-    assert_eq!(attr_str(s, "db.namespace").as_deref(), Some("no_such_db_tracer"));
+    assert_eq!(
+        attr_str(s, "db.namespace").as_deref(),
+        Some("no_such_db_tracer")
+    );
     assert!(error_message(s).unwrap().contains("Unknown database"));
 }
 
@@ -474,30 +535,37 @@ async fn parameters_literals_and_passwords_are_never_recorded() {
             .await
             .unwrap();
         let stmt = c
-            .prep(format!("SELECT id FROM {t} WHERE secret = ? OR name = '{MARKER}'"))
+            .prep(format!(
+                "SELECT id FROM {t} WHERE secret = ? OR name = '{MARKER}'"
+            ))
             .await
             .unwrap();
         let _: Vec<i32> = c.exec(&stmt, (MARKER,)).await.unwrap();
         // Errors that quote values: a duplicate key and a syntax error.
         let _ = c
-            .exec_drop(format!("INSERT INTO {t} (id, name) VALUES (?, ?)"), (MARKER, 1))
+            .exec_drop(
+                format!("INSERT INTO {t} (id, name) VALUES (?, ?)"),
+                (MARKER, 1),
+            )
             .await
             .unwrap_err();
         let _ = c
-            .query_drop(format!("INSERT INTO {t} (secret) VALUES ('{MARKER}'), ('{MARKER}')"))
+            .query_drop(format!(
+                "INSERT INTO {t} (secret) VALUES ('{MARKER}'), ('{MARKER}')"
+            ))
             .await
             .unwrap_err();
         c.exec_drop(format!("UPDATE {t} SET secret = ? WHERE id = 1"), (MARKER,))
             .await
             .unwrap();
         let _ = c
-            .exec_drop(format!("UPDATE {t} SET id = 2, secret = ? WHERE id = 1"), (MARKER,))
+            .exec_drop(
+                format!("UPDATE {t} SET id = 2, secret = ? WHERE id = 1"),
+                (MARKER,),
+            )
             .await
             .unwrap_err();
-        let _ = c
-            .query_drop(format!("SELEC '{MARKER}'"))
-            .await
-            .unwrap_err();
+        let _ = c.query_drop(format!("SELEC '{MARKER}'")).await.unwrap_err();
         let mut tx = c.start_transaction(TxOpts::default()).await.unwrap();
         tx.exec_drop(format!("UPDATE {t} SET secret = ?"), (MARKER,))
             .await
@@ -524,7 +592,9 @@ async fn nothing_is_recorded_for_a_service_switched_off() {
     // A service of its own, so that switching it off does not touch the other tests.
     let spans = opentelemetry_sdk::trace::InMemorySpanExporter::default();
     let _guard = tracer_runtime::init("mysql-switch")
-        .with_span_processor(opentelemetry_sdk::trace::SimpleSpanProcessor::new(spans.clone()))
+        .with_span_processor(opentelemetry_sdk::trace::SimpleSpanProcessor::new(
+            spans.clone(),
+        ))
         .install()
         .unwrap();
     let pool = TracedPool::new(opts()).for_service("mysql-switch");
@@ -538,7 +608,10 @@ async fn nothing_is_recorded_for_a_service_switched_off() {
     c2.exec_drop(format!("INSERT INTO {t} (id) VALUES (?)"), (1,))
         .await
         .unwrap();
-    let n: Option<i64> = c.query_first(format!("SELECT COUNT(*) FROM {t}")).await.unwrap();
+    let n: Option<i64> = c
+        .query_first(format!("SELECT COUNT(*) FROM {t}"))
+        .await
+        .unwrap();
     let err = c.query_drop("SELEC 1").await.unwrap_err();
     let mut tx = c.start_transaction(TxOpts::default()).await.unwrap();
     tx.query_drop(format!("DELETE FROM {t}")).await.unwrap();
@@ -548,5 +621,9 @@ async fn nothing_is_recorded_for_a_service_switched_off() {
     drop_table(&t).await;
     assert_eq!(n, Some(1));
     assert_eq!(server_error(&err).0, 1064);
-    assert_eq!(spans.get_finished_spans().unwrap().len(), on, "nothing while off");
+    assert_eq!(
+        spans.get_finished_spans().unwrap().len(),
+        on,
+        "nothing while off"
+    );
 }

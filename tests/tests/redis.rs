@@ -43,7 +43,9 @@ fn builder(port: u16, password: Option<&str>) -> Builder {
 async fn plain() -> Client {
     require_redis();
     let c = builder(6379, None).build().unwrap();
-    c.init().await.unwrap_or_else(|e| panic!("Redis on {REDIS}: {e}; {HOW}"));
+    c.init()
+        .await
+        .unwrap_or_else(|e| panic!("Redis on {REDIS}: {e}; {HOW}"));
     c
 }
 
@@ -51,7 +53,9 @@ async fn traced() -> TracedClient {
     require_redis();
     exporter();
     let c = Traced::new(builder(6379, None).build().unwrap());
-    c.init().await.unwrap_or_else(|e| panic!("Redis on {REDIS}: {e}; {HOW}"));
+    c.init()
+        .await
+        .unwrap_or_else(|e| panic!("Redis on {REDIS}: {e}; {HOW}"));
     c
 }
 
@@ -84,9 +88,9 @@ impl OwnServer {
         if let Some(p) = password {
             cmd.args(["--requirepass", p]);
         }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run redis-server ({e}); apt-get install redis-server"));
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot run redis-server ({e}); apt-get install redis-server")
+        });
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -167,7 +171,10 @@ async fn each_command_is_a_client_span_under_the_caller() {
             .unwrap();
         let score: Option<f64> = c.zscore(&z, "member").await.unwrap();
         assert_eq!(score, Some(1.5));
-        let both: Vec<Option<String>> = c.mget(vec![k.as_str(), h.as_str()]).await.unwrap_or_default();
+        let both: Vec<Option<String>> = c
+            .mget(vec![k.as_str(), h.as_str()])
+            .await
+            .unwrap_or_default();
         assert_eq!(both.len(), 2);
         let ttl: i64 = c.ttl(&k).await.unwrap();
         assert!(ttl > 0 && ttl <= 60);
@@ -176,12 +183,22 @@ async fn each_command_is_a_client_span_under_the_caller() {
         let pong: String = c.ping(None).await.unwrap();
         assert_eq!(pong, "PONG");
         let len: i64 = c
-            .custom(CustomCommand::new_static("STRLEN", None, false), vec![k.as_str()])
+            .custom(
+                CustomCommand::new_static("STRLEN", None, false),
+                vec![k.as_str()],
+            )
             .await
             .unwrap();
         assert_eq!(len, 2);
         let deleted: i64 = c
-            .del(vec![k.as_str(), h.as_str(), l.as_str(), s.as_str(), z.as_str(), n.as_str()])
+            .del(vec![
+                k.as_str(),
+                h.as_str(),
+                l.as_str(),
+                s.as_str(),
+                z.as_str(),
+                n.as_str(),
+            ])
             .await
             .unwrap();
         assert_eq!(deleted, 6);
@@ -329,7 +346,9 @@ async fn wrongtype_is_an_error_span_and_the_same_error() {
     assert_child_of(s, root(&spans));
     assert!(is_error(s));
     assert!(
-        error_message(s).unwrap().contains("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        error_message(s)
+            .unwrap()
+            .contains("WRONGTYPE Operation against a key holding the wrong kind of value"),
         "{:?}",
         error_message(s)
     );
@@ -343,7 +362,12 @@ async fn a_port_with_nothing_listening_fails_the_connect_span() {
     let port = free_port();
     let traced = Traced::new(builder(port, None).build().unwrap());
     let (traced_err, spans) = in_root_async(async { traced.init().await.unwrap_err() }).await;
-    let plain_err = builder(port, None).build().unwrap().init().await.unwrap_err();
+    let plain_err = builder(port, None)
+        .build()
+        .unwrap()
+        .init()
+        .await
+        .unwrap_err();
     assert_eq!(traced_err.kind(), plain_err.kind());
     assert_eq!(*traced_err.kind(), ErrorKind::IO);
     let s = named(&spans, "redis connect");
@@ -364,7 +388,11 @@ async fn wrong_password_and_no_password_are_auth_errors() {
     let server = OwnServer::start(free_port(), Some("right-password"));
 
     // A wrong password: the connection is refused by the server.
-    let wrong = Traced::new(builder(server.port, Some("wrong-password")).build().unwrap());
+    let wrong = Traced::new(
+        builder(server.port, Some("wrong-password"))
+            .build()
+            .unwrap(),
+    );
     let (traced_err, spans) = in_root_async(async { wrong.init().await.unwrap_err() }).await;
     let plain_err = builder(server.port, Some("wrong-password"))
         .build()
@@ -420,23 +448,30 @@ async fn a_server_stopped_mid_test_fails_commands_and_reconnects_show() {
     b.set_policy(ReconnectPolicy::new_constant(0, 100));
     let c = Traced::new(b.build().unwrap());
     c.init().await.unwrap();
-    let port_is = |s: &SpanData| {
-        attr(s, "server.port").map(|v| v.to_string()) == Some(port.to_string())
-    };
+    let port_is =
+        |s: &SpanData| attr(s, "server.port").map(|v| v.to_string()) == Some(port.to_string());
     // The first connection is reported too.
-    wait_for_span(|s| s.name == "redis reconnect" && port_is(s), "first connection").await;
+    wait_for_span(
+        |s| s.name == "redis reconnect" && port_is(s),
+        "first connection",
+    )
+    .await;
     let k = key("stopped");
     let _: () = c.set(&k, "before", None, None, false).await.unwrap();
 
     server.stop();
-    let (err, spans) = in_root_async(async { c.get::<Option<String>, _>(&k).await.unwrap_err() }).await;
+    let (err, spans) =
+        in_root_async(async { c.get::<Option<String>, _>(&k).await.unwrap_err() }).await;
     let s = named(&spans, "GET");
     assert_child_of(s, root(&spans));
     assert!(is_error(s), "{s:?}");
     let msg = error_message(s).unwrap();
     assert_eq!(msg, err.to_string());
     assert!(
-        matches!(err.kind(), ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled),
+        matches!(
+            err.kind(),
+            ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled
+        ),
         "{err:?}"
     );
     wait_for_span(
@@ -518,16 +553,25 @@ async fn values_and_passwords_are_never_recorded() {
         let _: () = c.rpush(&l, vec![MARKER, MARKER]).await.unwrap();
         let _: () = c.sadd(&s, MARKER).await.unwrap();
         let _: bool = c.sismember(&s, MARKER).await.unwrap();
-        let _: () = c.zadd(&z, None, None, false, false, (1.0, MARKER)).await.unwrap();
+        let _: () = c
+            .zadd(&z, None, None, false, false, (1.0, MARKER))
+            .await
+            .unwrap();
         let _: i64 = c.publish(key("secret:chan"), MARKER).await.unwrap();
         let _: String = c.ping(Some(MARKER.to_owned())).await.unwrap();
         let _: () = c
-            .custom(CustomCommand::new_static("SET", None, false), vec![k.as_str(), MARKER])
+            .custom(
+                CustomCommand::new_static("SET", None, false),
+                vec![k.as_str(), MARKER],
+            )
             .await
             .unwrap();
         // An unknown command echoes its arguments in the server's error.
         let _ = c
-            .custom::<(), _>(CustomCommand::new_static("NOSUCHCMD", None, false), vec![MARKER])
+            .custom::<(), _>(
+                CustomCommand::new_static("NOSUCHCMD", None, false),
+                vec![MARKER],
+            )
             .await
             .unwrap_err();
         let pipe = c.pipeline();
@@ -541,7 +585,14 @@ async fn values_and_passwords_are_never_recorded() {
         let wrong = Traced::new(builder(server.port, Some(MARKER)).build().unwrap());
         let _ = wrong.init().await.unwrap_err();
         let _: i64 = c
-            .del(vec![k.as_str(), h.as_str(), l.as_str(), s.as_str(), z.as_str(), m.as_str()])
+            .del(vec![
+                k.as_str(),
+                h.as_str(),
+                l.as_str(),
+                s.as_str(),
+                z.as_str(),
+                m.as_str(),
+            ])
             .await
             .unwrap();
         let _: i64 = c.del(key("secret:hnum")).await.unwrap();
@@ -563,7 +614,9 @@ async fn nothing_is_recorded_for_a_service_switched_off() {
     // A service of its own, so that switching it off does not touch the other tests.
     let spans = opentelemetry_sdk::trace::InMemorySpanExporter::default();
     let _guard = tracer_runtime::init("redis-switch")
-        .with_span_processor(opentelemetry_sdk::trace::SimpleSpanProcessor::new(spans.clone()))
+        .with_span_processor(opentelemetry_sdk::trace::SimpleSpanProcessor::new(
+            spans.clone(),
+        ))
         .install()
         .unwrap();
     let c = Traced::for_service(builder(6379, None).build().unwrap(), "redis-switch");
@@ -584,5 +637,9 @@ async fn nothing_is_recorded_for_a_service_switched_off() {
     tracer_runtime::set_enabled("redis-switch", true);
     assert_eq!(v, "off");
     assert!(err.details().starts_with("WRONGTYPE"));
-    assert_eq!(spans.get_finished_spans().unwrap().len(), on, "nothing while off");
+    assert_eq!(
+        spans.get_finished_spans().unwrap().len(),
+        on,
+        "nothing while off"
+    );
 }

@@ -74,6 +74,7 @@ pub(crate) async fn run<F: Future>(
 
 /// Polls `fut` under `cx` (when tracing), leaving the span open: for an operation whose result
 /// is read from elsewhere once it is done (rows affected). Pair with an [`Ending`].
+#[cfg(feature = "mysql")]
 pub(crate) async fn within<F: Future>(cx: Option<&Context>, fut: F) -> F::Output {
     match cx {
         None => fut.await,

@@ -39,8 +39,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use mysql_async::prelude::{AsQuery, FromRow, Queryable, StatementLike};
 use mysql_async::{
-    Conn, Error, Opts, Params, Pool, QueryResult, Statement, TextProtocol,
-    Transaction, TxOpts,
+    Conn, Error, Opts, Params, Pool, QueryResult, Statement, TextProtocol, Transaction, TxOpts,
 };
 use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::{Context, KeyValue};
@@ -186,7 +185,9 @@ pub fn redact_server_message(code: u16, message: &str) -> String {
             .rfind("' at line")
             .or_else(|| rest.rfind('\''))
             .unwrap_or(rest.len());
-        let near = sanitize(&rest[..end]).text.unwrap_or_else(|| "?".to_owned());
+        let near = sanitize(&rest[..end])
+            .text
+            .unwrap_or_else(|| "?".to_owned());
         return format!("{head}{near}{}", &rest[end..]);
     }
     if VALUE_QUOTING_CODES.contains(&code)
@@ -641,7 +642,9 @@ macro_rules! statements {
             T: FromRow + Send + 'static,
         {
             let sql = query_sql(&query);
-            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "QUERY");
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "QUERY");
             db::run(cx, self.inner.query(query), |cx, out| match out {
                 Ok(rows) => returned_rows(cx, rows.len()),
                 Err(e) => record_error(cx, e),
@@ -656,7 +659,9 @@ macro_rules! statements {
             T: FromRow + Send + 'static,
         {
             let sql = query_sql(&query);
-            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "QUERY");
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "QUERY");
             db::run(cx, self.inner.query_first(query), |cx, out| match out {
                 Ok(row) => returned_rows(cx, usize::from(row.is_some())),
                 Err(e) => record_error(cx, e),
@@ -666,11 +671,7 @@ macro_rules! statements {
 
         /// Runs a text query and maps each row of the first result set (as
         /// `Queryable::query_map`).
-        pub async fn query_map<T, F, Q, U>(
-            &mut self,
-            query: Q,
-            f: F,
-        ) -> mysql_async::Result<Vec<U>>
+        pub async fn query_map<T, F, Q, U>(&mut self, query: Q, f: F) -> mysql_async::Result<Vec<U>>
         where
             Q: AsQuery,
             T: FromRow + Send + 'static,
@@ -678,7 +679,9 @@ macro_rules! statements {
             U: Send,
         {
             let sql = query_sql(&query);
-            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "QUERY");
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "QUERY");
             db::run(cx, self.inner.query_map(query, f), |cx, out| match out {
                 Ok(rows) => returned_rows(cx, rows.len()),
                 Err(e) => record_error(cx, e),
@@ -700,7 +703,9 @@ macro_rules! statements {
             U: Send,
         {
             let sql = query_sql(&query);
-            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "QUERY");
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "QUERY");
             db::run(cx, self.inner.query_fold(query, init, f), on_done).await
         }
 
@@ -710,7 +715,9 @@ macro_rules! statements {
             Q: AsQuery,
         {
             let sql = query_sql(&query);
-            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "QUERY");
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "QUERY");
             let ending = cx.clone().map(db::Ending::new);
             let out = db::within(cx.as_ref(), self.inner.query_drop(query)).await;
             if let Some(cx) = &cx {
@@ -735,7 +742,9 @@ macro_rules! statements {
             Q: AsQuery + 'q,
         {
             let sql = query_sql(&query);
-            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "QUERY");
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "QUERY");
             db::run(cx, self.inner.query_iter(query), on_done).await
         }
 
@@ -777,7 +786,9 @@ macro_rules! statements {
             T: FromRow + Send + 'static,
         {
             let sql = stmt_sql(&self.prepared, &stmt);
-            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
             db::run(cx, self.inner.exec(stmt, params), |cx, out| match out {
                 Ok(rows) => returned_rows(cx, rows.len()),
                 Err(e) => record_error(cx, e),
@@ -797,11 +808,17 @@ macro_rules! statements {
             T: FromRow + Send + 'static,
         {
             let sql = stmt_sql(&self.prepared, &stmt);
-            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "EXECUTE");
-            db::run(cx, self.inner.exec_first(stmt, params), |cx, out| match out {
-                Ok(row) => returned_rows(cx, usize::from(row.is_some())),
-                Err(e) => record_error(cx, e),
-            })
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+            db::run(
+                cx,
+                self.inner.exec_first(stmt, params),
+                |cx, out| match out {
+                    Ok(row) => returned_rows(cx, usize::from(row.is_some())),
+                    Err(e) => record_error(cx, e),
+                },
+            )
             .await
         }
 
@@ -821,11 +838,17 @@ macro_rules! statements {
             U: Send,
         {
             let sql = stmt_sql(&self.prepared, &stmt);
-            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "EXECUTE");
-            db::run(cx, self.inner.exec_map(stmt, params, f), |cx, out| match out {
-                Ok(rows) => returned_rows(cx, rows.len()),
-                Err(e) => record_error(cx, e),
-            })
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+            db::run(
+                cx,
+                self.inner.exec_map(stmt, params, f),
+                |cx, out| match out {
+                    Ok(rows) => returned_rows(cx, rows.len()),
+                    Err(e) => record_error(cx, e),
+                },
+            )
             .await
         }
 
@@ -845,7 +868,9 @@ macro_rules! statements {
             U: Send,
         {
             let sql = stmt_sql(&self.prepared, &stmt);
-            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
             db::run(cx, self.inner.exec_fold(stmt, params, init, f), on_done).await
         }
 
@@ -856,7 +881,9 @@ macro_rules! statements {
             P: Into<Params> + Send,
         {
             let sql = stmt_sql(&self.prepared, &stmt);
-            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
             let ending = cx.clone().map(db::Ending::new);
             let out = db::within(cx.as_ref(), self.inner.exec_drop(stmt, params)).await;
             if let Some(cx) = &cx {
@@ -881,7 +908,9 @@ macro_rules! statements {
             P: Into<Params> + Send,
         {
             let sql = stmt_sql(&self.prepared, &stmt);
-            let cx = self.meta.start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
             let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let counted = {
                 let count = std::sync::Arc::clone(&count);
@@ -916,7 +945,6 @@ impl TracedConn {
 impl TracedTransaction<'_> {
     statements!();
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -269,7 +269,10 @@ fn listen_client(client: &Client, meta: &Arc<Meta>) {
                 let mut a = m.attrs(Cow::Borrowed("CONNECT"), None);
                 a.retain(|kv| kv.key.as_str() != semconv::SERVER_ADDRESS);
                 a.retain(|kv| kv.key.as_str() != semconv::SERVER_PORT);
-                a.push(KeyValue::new(semconv::SERVER_ADDRESS, server.host.to_string()));
+                a.push(KeyValue::new(
+                    semconv::SERVER_ADDRESS,
+                    server.host.to_string(),
+                ));
                 a.push(KeyValue::new(semconv::SERVER_PORT, i64::from(server.port)));
                 (Cow::Borrowed("redis reconnect"), a)
             });
@@ -897,4 +900,3 @@ impl TracedTransaction {
     all_commands!(queued);
     pubsub_commands!(queued);
 }
-

@@ -67,7 +67,10 @@ impl Out {
 /// Sanitizes one statement (or several, `;`-separated).
 pub fn sanitize(sql: &str) -> Sanitized {
     let dialect = MySqlDialect {};
-    let tokens = match Tokenizer::new(&dialect, sql).with_unescape(false).tokenize() {
+    let tokens = match Tokenizer::new(&dialect, sql)
+        .with_unescape(false)
+        .tokenize()
+    {
         Ok(t) => t,
         Err(_) => {
             return Sanitized {
@@ -203,8 +206,8 @@ fn word(w: Word) -> Out {
 fn fold_signs(out: &mut Vec<(bool, Out)>) {
     let mut i = 0;
     while i + 1 < out.len() {
-        let signed = matches!(out[i].1, Out::Minus | Out::Plus)
-            && matches!(out[i + 1], (false, Out::Lit));
+        let signed =
+            matches!(out[i].1, Out::Minus | Out::Plus) && matches!(out[i + 1], (false, Out::Lit));
         let value_position = match i.checked_sub(1).map(|p| &out[p].1) {
             None => true,
             Some(Out::Lit | Out::Param | Out::Close) => false,
@@ -360,14 +363,19 @@ fn collection(out: &[(bool, Out)], op: Option<&str>) -> Option<String> {
         "CREATE" | "DROP" | "ALTER" | "TRUNCATE" => &[Keyword::TABLE],
         _ => return None,
     };
-    let start = out.iter().position(|(_, o)| after.iter().any(|k| is_kw(o, *k)))?;
+    let start = out
+        .iter()
+        .position(|(_, o)| after.iter().any(|k| is_kw(o, *k)))?;
     let mut i = start + 1;
     // `UPDATE LOW_PRIORITY t`, `INSERT IGNORE INTO t`, `DROP TABLE IF EXISTS t`.
-    while let Some((_, Out::Word {
-        keyword,
-        quoted: false,
-        ..
-    })) = out.get(i)
+    while let Some((
+        _,
+        Out::Word {
+            keyword,
+            quoted: false,
+            ..
+        },
+    )) = out.get(i)
     {
         if matches!(
             keyword,
@@ -386,9 +394,14 @@ fn collection(out: &[(bool, Out)], op: Option<&str>) -> Option<String> {
     let mut name = String::new();
     loop {
         match out.get(i) {
-            Some((_, Out::Word { text, keyword, quoted }))
-                if *quoted || *keyword == Keyword::NoKeyword || !name.is_empty() =>
-            {
+            Some((
+                _,
+                Out::Word {
+                    text,
+                    keyword,
+                    quoted,
+                },
+            )) if *quoted || *keyword == Keyword::NoKeyword || !name.is_empty() => {
                 name.push_str(text);
             }
             // A keyword that is no table name (`FROM (SELECT ...)`, `SELECT 1 FROM DUAL`).
@@ -442,8 +455,14 @@ mod tests {
     /// (statement, expected text)
     const TABLE: &[(&str, &str)] = &[
         ("SELECT 1", "SELECT ?"),
-        ("SELECT * FROM t WHERE id = 42", "SELECT * FROM t WHERE id = ?"),
-        ("SELECT * FROM t WHERE id = -42", "SELECT * FROM t WHERE id = ?"),
+        (
+            "SELECT * FROM t WHERE id = 42",
+            "SELECT * FROM t WHERE id = ?",
+        ),
+        (
+            "SELECT * FROM t WHERE id = -42",
+            "SELECT * FROM t WHERE id = ?",
+        ),
         ("SELECT a - 1 FROM t", "SELECT a - ? FROM t"),
         ("SELECT a-1 FROM t", "SELECT a-? FROM t"),
         ("SELECT 1.5e10, .5, 3.", "SELECT ?, ?, ?"),
@@ -484,10 +503,7 @@ mod tests {
         ("SELECT /* 'secret' */ 1", "SELECT ?"),
         ("SELECT/*x*/1", "SELECT ?"),
         ("/* lead */ SELECT 1", "SELECT ?"),
-        (
-            "SELECT a,\n\tb\r\nFROM   t",
-            "SELECT a, b FROM t",
-        ),
+        ("SELECT a,\n\tb\r\nFROM   t", "SELECT a, b FROM t"),
         (
             "INSERT INTO users (name, pw) VALUES ('bob', 'hunter2')",
             "INSERT INTO users (name, pw) VALUES (?, ?)",
@@ -538,10 +554,7 @@ mod tests {
             "WITH x AS (SELECT ? AS a) SELECT a FROM x",
         ),
         ("SET @a = 'secret'", "SET @a = ?"),
-        (
-            "CALL proc('secret', 5)",
-            "CALL proc(?, ?)",
-        ),
+        ("CALL proc('secret', 5)", "CALL proc(?, ?)"),
         (
             "SELECT DATE_ADD(NOW(), INTERVAL 1 DAY)",
             "SELECT DATE_ADD(NOW(), INTERVAL ? DAY)",
@@ -569,7 +582,8 @@ mod tests {
             .iter()
             .filter_map(|(sql, want)| {
                 let got = sanitize(sql).text;
-                (got.as_deref() != Some(*want)).then(|| format!("{sql:?} -> {got:?}, want {want:?}"))
+                (got.as_deref() != Some(*want))
+                    .then(|| format!("{sql:?} -> {got:?}, want {want:?}"))
             })
             .collect();
         assert!(wrong.is_empty(), "{}", wrong.join("\n"));
@@ -578,15 +592,27 @@ mod tests {
     #[test]
     fn operation_and_collection() {
         let cases: &[(&str, Option<&str>, Option<&str>)] = &[
-            ("select * from users where id = 1", Some("SELECT"), Some("users")),
-            ("  INSERT IGNORE INTO `orders` VALUES (1)", Some("INSERT"), Some("orders")),
+            (
+                "select * from users where id = 1",
+                Some("SELECT"),
+                Some("users"),
+            ),
+            (
+                "  INSERT IGNORE INTO `orders` VALUES (1)",
+                Some("INSERT"),
+                Some("orders"),
+            ),
             ("UPDATE test.t SET a = 1", Some("UPDATE"), Some("test.t")),
             ("DELETE FROM t", Some("DELETE"), Some("t")),
             ("DROP TABLE IF EXISTS t9", Some("DROP"), Some("t9")),
             ("SELECT 1", Some("SELECT"), None),
             ("SELECT 1 FROM DUAL", Some("SELECT"), None),
             ("(SELECT a FROM t)", Some("SELECT"), Some("t")),
-            ("WITH c AS (SELECT 1) DELETE FROM t", Some("DELETE"), Some("t")),
+            (
+                "WITH c AS (SELECT 1) DELETE FROM t",
+                Some("DELETE"),
+                Some("t"),
+            ),
             ("'just a string'", None, None),
             ("", None, None),
         ];
@@ -625,11 +651,58 @@ mod tests {
     fn random_statements_never_leak_or_panic() {
         const MARK: &str = "Zq7xK";
         let fragments: &[&str] = &[
-            "SELECT", "INSERT INTO t VALUES", "UPDATE t SET a =", "WHERE", "IN", "(", ")", ",",
-            "=", "-", "+", "*", ";", ".", "`col`", "tbl", "@v", "?", ":p", "--", "#", "/*", "*/",
-            "\n", " ", "'", "\"", "\\", "x'", "b'", "0x", "0b", "1", "2.5e3", "N'", "_utf8'",
-            "/*!", "/*+", "$", "$$", "'MARK'", "\"MARK\"", "'a''MARK'", "'\\'MARK'", "0xMARK",
-            "X'MARK'", "b'MARK'", "-- MARK\n", "# MARK\n", "/* MARK */", "'MARK", "\"MARK",
+            "SELECT",
+            "INSERT INTO t VALUES",
+            "UPDATE t SET a =",
+            "WHERE",
+            "IN",
+            "(",
+            ")",
+            ",",
+            "=",
+            "-",
+            "+",
+            "*",
+            ";",
+            ".",
+            "`col`",
+            "tbl",
+            "@v",
+            "?",
+            ":p",
+            "--",
+            "#",
+            "/*",
+            "*/",
+            "\n",
+            " ",
+            "'",
+            "\"",
+            "\\",
+            "x'",
+            "b'",
+            "0x",
+            "0b",
+            "1",
+            "2.5e3",
+            "N'",
+            "_utf8'",
+            "/*!",
+            "/*+",
+            "$",
+            "$$",
+            "'MARK'",
+            "\"MARK\"",
+            "'a''MARK'",
+            "'\\'MARK'",
+            "0xMARK",
+            "X'MARK'",
+            "b'MARK'",
+            "-- MARK\n",
+            "# MARK\n",
+            "/* MARK */",
+            "'MARK",
+            "\"MARK",
         ];
         let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut next = move || {
