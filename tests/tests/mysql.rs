@@ -627,3 +627,33 @@ async fn nothing_is_recorded_for_a_service_switched_off() {
         "nothing while off"
     );
 }
+
+#[tokio::test]
+async fn a_transaction_dropped_unfinished_ends_as_dropped() {
+    let pool = pool();
+    let t = table("txdrop").await;
+    let ((), spans) = in_root_async(async {
+        let mut c = pool.get_conn().await.unwrap();
+        {
+            let mut tx = c.start_transaction(TxOpts::default()).await.unwrap();
+            tx.exec_drop(format!("INSERT INTO {t} (id) VALUES (?)"), (1,))
+                .await
+                .unwrap();
+        }
+        // mysql_async rolls a dropped transaction back.
+        let n: Option<i64> = c
+            .query_first(format!("SELECT COUNT(*) FROM {t}"))
+            .await
+            .unwrap();
+        assert_eq!(n, Some(0));
+    })
+    .await;
+    drop_table(&t).await;
+    let tx = named(&spans, "mysql transaction");
+    assert_child_of(tx, root(&spans));
+    assert_eq!(
+        attr_str(tx, "tracer.db.transaction.outcome").as_deref(),
+        Some("dropped")
+    );
+    assert_child_of(named(&spans, &format!("INSERT {t}")), tx);
+}

@@ -643,3 +643,41 @@ async fn nothing_is_recorded_for_a_service_switched_off() {
         "nothing while off"
     );
 }
+
+#[tokio::test]
+async fn a_timeout_is_an_error_span_and_the_same_error() {
+    require_redis();
+    exporter();
+    let quick = |b: &mut Builder| {
+        b.with_performance_config(|p| p.default_command_timeout = Duration::from_millis(200));
+    };
+    let mut b = builder(6379, None);
+    quick(&mut b);
+    let c = Traced::new(b.build().unwrap());
+    c.init().await.unwrap();
+    let mut b = builder(6379, None);
+    quick(&mut b);
+    let p = b.build().unwrap();
+    p.init().await.unwrap();
+    let k = key("timeout");
+    // A blocking pop on an empty list outlasts the 200 ms command timeout.
+    let blpop = || CustomCommand::new_static("BLPOP", None, true);
+    let (traced_err, spans) = in_root_async(async {
+        c.custom::<(), _>(blpop(), vec![k.as_str(), "5"])
+            .await
+            .unwrap_err()
+    })
+    .await;
+    let plain_err = p
+        .custom::<(), _>(blpop(), vec![k.as_str(), "5"])
+        .await
+        .unwrap_err();
+    assert_eq!(*traced_err.kind(), ErrorKind::Timeout);
+    assert_eq!(traced_err, plain_err);
+    let s = named(&spans, "BLPOP");
+    assert_child_of(s, root(&spans));
+    assert!(is_error(s));
+    assert_eq!(attr_str(s, "error.type").as_deref(), Some("Timeout"));
+    assert_eq!(attr_str(s, "db.query.text").as_deref(), Some("BLPOP ? ?"));
+    assert_eq!(error_message(s).unwrap(), traced_err.to_string());
+}

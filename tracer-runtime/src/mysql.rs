@@ -60,26 +60,49 @@ struct Meta {
     address: String,
     port: u16,
     db: Option<String>,
+    /// The attributes every span has, built once (their strings shared, not copied).
+    base: Vec<KeyValue>,
 }
 
 impl Meta {
     fn of(opts: &Opts, service: Option<Arc<str>>) -> Self {
+        let address = opts.ip_or_hostname().to_owned();
+        let port = opts.tcp_port();
+        let db = opts.db_name().map(str::to_owned);
+        let mut base = vec![KeyValue::new(semconv::DB_SYSTEM_NAME, "mysql")];
+        if let Some(db) = &db {
+            base.push(KeyValue::new(
+                semconv::DB_NAMESPACE,
+                Arc::<str>::from(db.as_str()),
+            ));
+        }
+        base.push(KeyValue::new(
+            semconv::SERVER_ADDRESS,
+            Arc::<str>::from(address.as_str()),
+        ));
+        base.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
         Meta {
             service,
-            address: opts.ip_or_hostname().to_owned(),
-            port: opts.tcp_port(),
-            db: opts.db_name().map(str::to_owned),
+            address,
+            port,
+            db,
+            base,
+        }
+    }
+
+    fn with_service(&self, service: &str) -> Self {
+        Meta {
+            service: Some(Arc::from(service)),
+            address: self.address.clone(),
+            port: self.port,
+            db: self.db.clone(),
+            base: self.base.clone(),
         }
     }
 
     fn base(&self, n: usize) -> Vec<KeyValue> {
-        let mut a = Vec::with_capacity(n + 4);
-        a.push(KeyValue::new(semconv::DB_SYSTEM_NAME, "mysql"));
-        if let Some(db) = &self.db {
-            a.push(KeyValue::new(semconv::DB_NAMESPACE, db.clone()));
-        }
-        a.push(KeyValue::new(semconv::SERVER_ADDRESS, self.address.clone()));
-        a.push(KeyValue::new(semconv::SERVER_PORT, i64::from(self.port)));
+        let mut a = Vec::with_capacity(self.base.len() + n);
+        a.extend_from_slice(&self.base);
         a
     }
 
@@ -374,13 +397,7 @@ impl TracedPool {
 
     /// Records the spans under `service` whatever the context.
     pub fn for_service(mut self, service: &str) -> Self {
-        let m = &self.meta;
-        self.meta = Arc::new(Meta {
-            service: Some(Arc::from(service)),
-            address: m.address.clone(),
-            port: m.port,
-            db: m.db.clone(),
-        });
+        self.meta = Arc::new(self.meta.with_service(service));
         self
     }
 
@@ -462,13 +479,7 @@ impl TracedConn {
 
     /// Records the spans under `service` whatever the context.
     pub fn for_service(mut self, service: &str) -> Self {
-        let m = &self.meta;
-        self.meta = Arc::new(Meta {
-            service: Some(Arc::from(service)),
-            address: m.address.clone(),
-            port: m.port,
-            db: m.db.clone(),
-        });
+        self.meta = Arc::new(self.meta.with_service(service));
         self
     }
 

@@ -71,6 +71,8 @@ struct Meta {
     address: Option<String>,
     port: Option<u16>,
     db: u8,
+    /// The attributes every span has, built once (their strings shared, not copied).
+    base: Vec<KeyValue>,
 }
 
 impl Meta {
@@ -83,27 +85,37 @@ impl Meta {
             #[allow(unreachable_patterns)]
             _ => None,
         };
+        let address = server.map(|s| s.host.to_string());
+        let port = server.map(|s| s.port);
+        let db = config.database.unwrap_or(0);
+        let mut base = vec![
+            KeyValue::new(semconv::DB_SYSTEM_NAME, "redis"),
+            KeyValue::new(semconv::DB_NAMESPACE, Arc::<str>::from(db.to_string())),
+        ];
+        if let Some(h) = &address {
+            base.push(KeyValue::new(
+                semconv::SERVER_ADDRESS,
+                Arc::<str>::from(h.as_str()),
+            ));
+        }
+        if let Some(p) = port {
+            base.push(KeyValue::new(semconv::SERVER_PORT, i64::from(p)));
+        }
         Meta {
             service,
-            address: server.map(|s| s.host.to_string()),
-            port: server.map(|s| s.port),
-            db: config.database.unwrap_or(0),
+            address,
+            port,
+            db,
+            base,
         }
     }
 
     fn attrs(&self, operation: Cow<'static, str>, text: Option<String>) -> Vec<KeyValue> {
-        let mut a = Vec::with_capacity(7);
-        a.push(KeyValue::new(semconv::DB_SYSTEM_NAME, "redis"));
+        let mut a = Vec::with_capacity(self.base.len() + 3);
+        a.extend_from_slice(&self.base);
         a.push(KeyValue::new(semconv::DB_OPERATION_NAME, operation));
-        a.push(KeyValue::new(semconv::DB_NAMESPACE, self.db.to_string()));
         if let Some(t) = text {
             a.push(KeyValue::new(semconv::DB_QUERY_TEXT, t));
-        }
-        if let Some(h) = &self.address {
-            a.push(KeyValue::new(semconv::SERVER_ADDRESS, h.clone()));
-        }
-        if let Some(p) = self.port {
-            a.push(KeyValue::new(semconv::SERVER_PORT, i64::from(p)));
         }
         a
     }
@@ -257,6 +269,19 @@ impl ConnectionEvents for Pool {
     }
 }
 
+/// The next event, skipping over any missed while the listener lagged; `None` once the client
+/// is gone.
+async fn next<T: Clone>(rx: &mut tokio::sync::broadcast::Receiver<T>) -> Option<T> {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match rx.recv().await {
+            Ok(v) => return Some(v),
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return None,
+        }
+    }
+}
+
 fn listen_client(client: &Client, meta: &Arc<Meta>) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
@@ -264,7 +289,7 @@ fn listen_client(client: &Client, meta: &Arc<Meta>) {
     let mut reconnects = client.reconnect_rx();
     let m = Arc::clone(meta);
     rt.spawn(async move {
-        while let Ok(server) = reconnects.recv().await {
+        while let Some(server) = next(&mut reconnects).await {
             let cx = db::start(m.service.as_deref(), Some(&Context::new()), || {
                 let mut a = m.attrs(Cow::Borrowed("CONNECT"), None);
                 a.retain(|kv| kv.key.as_str() != semconv::SERVER_ADDRESS);
@@ -282,7 +307,7 @@ fn listen_client(client: &Client, meta: &Arc<Meta>) {
     let mut errors = client.error_rx();
     let m = Arc::clone(meta);
     rt.spawn(async move {
-        while let Ok((error, _server)) = errors.recv().await {
+        while let Some((error, _server)) = next(&mut errors).await {
             let cx = db::start(m.service.as_deref(), Some(&Context::new()), || {
                 (
                     Cow::Borrowed("redis connection error"),
