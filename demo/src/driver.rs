@@ -500,11 +500,9 @@ pub(crate) async fn serve(addrs: &Addrs) -> Result<(), Error> {
                 }
                 let spans = store.trace(&id);
                 if receiver::is_complete(&spans) {
-                    let root = spans
-                        .iter()
-                        .find(|s| s.parent_id.is_empty())
-                        .map_or("?", |s| s.name.as_str());
-                    println!("\ntrace_id={id} ({} {root})", spans[0].service);
+                    if let Some(root) = spans.iter().find(|s| s.parent_id.is_empty()) {
+                        println!("\ntrace_id={id} ({} {})", root.service, root.name);
+                    }
                     print!("{}", waterfall::render(&spans, style));
                     shown.insert(id);
                 }

@@ -117,18 +117,24 @@ impl Caller {
     }
 }
 
-/// The response of a server that called another one: 200 with the callee's body when it
+/// The answer of a server that called another one: 200 with the callee's body when it
 /// succeeded, else 502 saying what went wrong below.
-pub(crate) fn relay(me: &str, callee: &str, answer: Answer) -> Response<Body> {
+pub(crate) fn relayed(me: &str, callee: &str, answer: Answer) -> (StatusCode, String) {
     match answer {
-        Ok((s, body)) if s.is_success() => text(StatusCode::OK, format!("{me} → {body}")),
-        Ok((s, body)) => text(
+        Ok((s, body)) if s.is_success() => (StatusCode::OK, format!("{me} → {}", body.trim_end())),
+        Ok((s, body)) => (
             StatusCode::BAD_GATEWAY,
             format!("{me}: {callee} answered {s}: {}", body.trim_end()),
         ),
-        Err(e) => text(
+        Err(e) => (
             StatusCode::BAD_GATEWAY,
             format!("{me}: {callee} did not answer: {e}"),
         ),
     }
+}
+
+/// [`relayed`], as a response.
+pub(crate) fn relay(me: &str, callee: &str, answer: Answer) -> Response<Body> {
+    let (status, body) = relayed(me, callee, answer);
+    text(status, body)
 }

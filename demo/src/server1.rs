@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tracer_runtime::http::HttpServerLayer;
 
 use crate::cli::{Addrs, Error, ServerArgs};
-use crate::http::{Body, Caller, relay, text};
+use crate::http::{Body, Caller, relayed, text};
 use crate::scenario::{Depth, Scenario};
 
 pub(crate) const SERVICE: &str = "server1";
@@ -61,18 +61,23 @@ impl Server1 {
         let path = req.uri().path();
         let depth = Depth::from_query(req.uri().query());
         if let Some(name) = path.strip_prefix("/scenario/") {
-            return match Scenario::from_name(name) {
+            let (status, body) = match Scenario::from_name(name) {
                 Some(s) => self.scenario(s, depth).await,
-                None => text(
+                None => (
                     StatusCode::NOT_FOUND,
-                    format!("{SERVICE}: no scenario named {name:?}\n"),
+                    format!("{SERVICE}: no scenario named {name:?}"),
                 ),
             };
+            // The end of the chain: a line for curl.
+            return text(status, format!("{body}\n"));
         }
         match path {
             // nested-http: server2 calls back here.
             "/nested" => text(StatusCode::OK, format!("{SERVICE} (nested)")),
-            "/call-loop" => self.call_loop(depth).await,
+            "/call-loop" => {
+                let (status, body) = self.call_loop(depth).await;
+                text(status, body)
+            }
             _ => text(
                 StatusCode::NOT_FOUND,
                 format!("{SERVICE}: no route {path}\n"),
@@ -80,25 +85,25 @@ impl Server1 {
         }
     }
 
-    async fn scenario(&self, s: Scenario, depth: Depth) -> Response<Body> {
+    async fn scenario(&self, s: Scenario, depth: Depth) -> (StatusCode, String) {
         match s {
             Scenario::CallLoop => self.call_loop(Depth::new(0, depth.max)).await,
             _ => {
                 let url = format!("{}/{}", self.server2, s.name());
-                relay(SERVICE, "server2", self.caller.get(&url).await)
+                relayed(SERVICE, "server2", self.caller.get(&url).await)
             }
         }
     }
 
-    async fn call_loop(&self, depth: Depth) -> Response<Body> {
+    async fn call_loop(&self, depth: Depth) -> (StatusCode, String) {
         if depth.reached() {
-            return text(
+            return (
                 StatusCode::OK,
                 format!("{SERVICE} (max depth {} reached)", depth.max),
             );
         }
         let url = format!("{}/call-loop?{}", self.server2, depth.next().query());
-        relay(SERVICE, "server2", self.caller.get(&url).await)
+        relayed(SERVICE, "server2", self.caller.get(&url).await)
     }
 }
 
