@@ -128,23 +128,18 @@ impl Servers {
         for i in 0..servers.children.len() {
             let name = servers.children[i].0;
             let line = tokio::time::timeout_at(deadline, servers.children[i].2.next_line()).await;
-            match line {
-                Ok(Ok(Some(_))) => {}
-                Ok(_) => {
-                    return Err(format!(
-                        "{name} stopped while starting:\n{}",
-                        servers.log_text(name)
-                    )
-                    .into());
-                }
-                Err(_) => {
-                    return Err(format!(
-                        "{name} did not start within {START_TIMEOUT:?}:\n{}",
-                        servers.log_text(name)
-                    )
-                    .into());
-                }
-            }
+            let why = match line {
+                Ok(Ok(Some(_))) => continue,
+                Ok(_) => "stopped while starting",
+                Err(_) => &format!("did not start within {START_TIMEOUT:?}"),
+            };
+            let message = format!(
+                "{name} {why}:\n{}(another demo running? Each address can be changed: `demo --help`)",
+                servers.log_text(name)
+            );
+            // Dropping the servers kills the others; what they printed is not needed.
+            let _ = std::fs::remove_dir_all(&servers.logs);
+            return Err(message.into());
         }
         Ok(servers)
     }
@@ -442,7 +437,7 @@ pub(crate) async fn run(addrs: &Addrs, max_depth: u32) -> Result<(), Error> {
     println!("stopping the servers ...");
     let clean = servers.stop().await;
     if let Sink::External(endpoint) = &sink {
-        println!("the spans went to {endpoint}; in Jaeger, open:");
+        println!("the spans went to {endpoint}; if that is Jaeger, open:");
         for (s, id) in &ids {
             println!("  {:<12} http://127.0.0.1:16686/trace/{id}", s.name());
         }

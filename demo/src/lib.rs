@@ -2,18 +2,19 @@
 //! that starts them, plays every scenario and draws each scenario's trace in the terminal.
 //!
 //! ```text
-//!   driver ──HTTP──▶ server1 :1323 ──HTTP──▶ server2 :1324 (HTTP) ──gRPC──▶ server3 :9999 ──▶ MySQL :3306
-//!                       ▲                    server2 :8888 (gRPC)              │       └────▶ Redis :6379
-//!                       └──────HTTP (nested)───┘      ▲                        │
-//!                                                     └──────gRPC (nested)─────┘
+//!                  HTTP :1323               HTTP :1324                gRPC :9999
+//!   driver ──GET──▶ server1 ──────HTTP─────▶ server2 ───────gRPC──────▶ server3 ──▶ MySQL :3306
+//!  (demo)           ▲                        │  ▲  gRPC :8888           │    └────▶ Redis :6379
+//!                   └────HTTP (nested)───────┘  └─────gRPC (nested)─────┘
 //! ```
 //!
 //! - `demo` (or `demo run`): starts the three servers as child processes (this same binary),
 //!   plays every scenario, prints `scenario <name> trace_id=<id>` and the trace's waterfall for
-//!   each, stops the servers. With no `OTEL_EXPORTER_OTLP_ENDPOINT`, the spans go to an OTLP
-//!   receiver inside the driver ([`receiver`]); with one, they go there and only the ids print.
+//!   each, and stops the servers. With no `OTEL_EXPORTER_OTLP_ENDPOINT` the spans go to an OTLP
+//!   receiver inside the driver; with one, they go there and only the trace ids are printed.
 //! - `demo serve`: the three servers, until Ctrl-C; `demo server1|server2|server3`: one of them.
 //! - `demo scenario <name>`: plays one scenario against servers already running.
+//! - `demo ping`: checks that the three servers answer.
 //!
 //! Every address is a flag and an environment variable (`demo --help`).
 #![warn(missing_docs, unreachable_pub)]

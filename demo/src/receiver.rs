@@ -15,12 +15,17 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{span, status};
+use opentelemetry_semantic_conventions::attribute as semconv;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 /// How long a trace must go without a new span before it counts as complete. The servers export
 /// every 100 ms (`OTEL_BSP_SCHEDULE_DELAY`, set by the driver).
 const QUIET: Duration = Duration::from_millis(300);
+
+/// `rpc.grpc.status_code`: renamed by the conventions, still what tracer's gRPC layers record.
+#[allow(deprecated)]
+const GRPC_STATUS_CODE: &str = semconv::RPC_GRPC_STATUS_CODE;
 
 /// One received span, decoded.
 #[derive(Clone, Debug)]
@@ -147,8 +152,8 @@ pub(crate) fn is_complete(spans: &[SpanRecord]) -> bool {
         .iter()
         .filter(|s| {
             s.kind == "client"
-                && (s.attr("http.response.status_code").is_some()
-                    || s.attr("rpc.grpc.status_code").is_some())
+                && (s.attr(semconv::HTTP_RESPONSE_STATUS_CODE).is_some()
+                    || s.attr(GRPC_STATUS_CODE).is_some())
         })
         .all(|s| children.contains_key(s.span_id.as_str()));
     has_root && parents_known && answered_calls_have_servers
@@ -234,7 +239,11 @@ fn decode(req: ExportTraceServiceRequest) -> Vec<SpanRecord> {
         let service = rs
             .resource
             .as_ref()
-            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+            .and_then(|r| {
+                r.attributes
+                    .iter()
+                    .find(|kv| kv.key == semconv::SERVICE_NAME)
+            })
             .map(|kv| value(kv.value.as_ref()))
             .unwrap_or_else(|| "unknown_service".to_owned());
         for ss in rs.scope_spans {

@@ -6,6 +6,8 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::IsTerminal as _;
 
+use opentelemetry_semantic_conventions::attribute as semconv;
+
 use crate::receiver::SpanRecord;
 
 /// Width of the time axis, in characters.
@@ -77,13 +79,13 @@ pub(crate) fn duration(ns: u64) -> String {
 
 /// The name shown for a span: a database span says which database, an HTTP call where it goes.
 fn label(s: &SpanRecord) -> String {
-    if let Some(system) = s.attr("db.system.name")
+    if let Some(system) = s.attr(semconv::DB_SYSTEM_NAME)
         && !s.name.starts_with(system)
     {
         return format!("{system} {}", s.name);
     }
     if s.kind == "client"
-        && let Some(url) = s.attr("url.full")
+        && let Some(url) = s.attr(semconv::URL_FULL)
     {
         let target = url.split_once("://").map_or(url, |(_, rest)| rest);
         let target = target.split_once('?').map_or(target, |(path, _)| path);
@@ -200,8 +202,8 @@ pub(crate) fn render(spans: &[SpanRecord], style: Style) -> String {
             let _ = writeln!(out, "  {service}  {name}  {:<6}  {dur}  │{bar}│", s.kind);
         }
         for e in s.events.iter().filter(|e| e.name == "exception") {
-            let kind = e.attr("exception.type").unwrap_or("exception");
-            let message = e.attr("exception.message").unwrap_or("");
+            let kind = e.attr(semconv::EXCEPTION_TYPE).unwrap_or("exception");
+            let message = e.attr(semconv::EXCEPTION_MESSAGE).unwrap_or("");
             let pad = " ".repeat(
                 service_w + 2 + name.chars().count() - name.trim_start().chars().count() + 2,
             );

@@ -679,6 +679,60 @@ fn embedded_default_prints_every_scenario_and_its_waterfall() {
 }
 
 #[test]
+fn without_databases_the_demo_still_runs_to_the_end_and_says_how_to_start_them() {
+    // Nothing listens on these ports.
+    let mut args = address_flags();
+    args.push(format!(
+        "--mysql-url=mysql://root@127.0.0.1:{}/test",
+        free_port()
+    ));
+    args.push(format!("--redis-url=redis://127.0.0.1:{}", free_port()));
+    let out = run_demo(&args, &[], Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(scenario_lines(&stdout).len(), 8, "{stdout}");
+    for hint in [
+        "MySQL is not reachable",
+        "docker run --rm -p 3306:3306",
+        "Redis is not reachable",
+        "docker run --rm -p 6379:6379",
+    ] {
+        assert!(stdout.contains(hint), "{hint}: {stdout}");
+    }
+    // The connection errors, on the spans that tried to connect.
+    let drawn = waterfalls(&stdout);
+    let failed = |w: &str, span: &str| {
+        w.lines()
+            .any(|l| l.contains(span) && l.contains("✗") && l.contains("refused"))
+    };
+    assert!(
+        failed(&drawn["normal"], "mysql get_conn"),
+        "{}",
+        drawn["normal"]
+    );
+    assert!(
+        failed(&drawn["normal"], "redis connect"),
+        "{}",
+        drawn["normal"]
+    );
+    assert!(
+        failed(&drawn["mysql-error"], "mysql get_conn"),
+        "{}",
+        drawn["mysql-error"]
+    );
+    assert!(
+        failed(&drawn["redis-error"], "redis connect"),
+        "{}",
+        drawn["redis-error"]
+    );
+}
+
+#[test]
 fn run_with_an_endpoint_exports_there_and_prints_the_ids() {
     require_mysql();
     require_redis();
