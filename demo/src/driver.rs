@@ -460,7 +460,13 @@ pub(crate) async fn run(addrs: &Addrs, max_depth: u32) -> Result<(), Error> {
 pub(crate) async fn serve(addrs: &Addrs) -> Result<(), Error> {
     let style = Style::detect();
     let sink = Sink::open().await?;
-    println!("{}", style.dim(&sink.describe()));
+    match &sink {
+        Sink::Embedded { .. } => println!("{}", style.dim(&sink.describe())),
+        Sink::External(e) => println!(
+            "{}",
+            style.dim(&format!("spans: to {e} (OTEL_EXPORTER_OTLP_ENDPOINT)"))
+        ),
+    }
     for h in database_hints(addrs) {
         println!("{}", style.red(&format!("note: {h}")));
     }
