@@ -28,8 +28,9 @@
 //! Errors (refused connection, timeout, `WRONGTYPE`, `NOAUTH`, ...) set status Error with the
 //! message, `error.type` (the server's error prefix such as `WRONGTYPE`, else fred's error kind
 //! such as `IO` or `Timeout`) and an `exception` event. [`Traced::init`] and
-//! [`Traced::wait_for_connect`] are `redis connect` spans; each later (re)connection and each connection error
-//! the client reports is a `redis reconnect` / `redis connection error` span of its own.
+//! [`Traced::wait_for_connect`] are `redis connect` spans. Every connection the client makes,
+//! the first one included, is a `redis reconnect` span, and every connection error it reports
+//! a `redis connection error` span (both roots of their own traces: no caller is waiting).
 //!
 //! The wrapper covers the commands listed on [`Traced`]; any other goes through
 //! [`Traced::custom`] (traced, its arguments all `?`) or, untraced, through
