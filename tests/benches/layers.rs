@@ -57,8 +57,12 @@ macro_rules! serve_http {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
-                let svc = tower::ServiceBuilder::new().layer(layer.clone()).service_fn(hello);
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let svc = tower::ServiceBuilder::new()
+                    .layer(layer.clone())
+                    .service_fn(hello);
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
@@ -71,7 +75,11 @@ macro_rules! serve_http {
 }
 
 /// Sends `n` GETs, `CONCURRENCY` at a time.
-async fn http_load(client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>, url: &http::Uri, n: u64) {
+async fn http_load(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    url: &http::Uri,
+    n: u64,
+) {
     let mut left = n;
     while left > 0 {
         let batch = left.min(CONCURRENCY as u64);
@@ -94,12 +102,22 @@ struct Pipelines {
 }
 
 fn pipelines() -> Pipelines {
-    let guard_on = tracer_runtime::init("bench").with_exporter(Discard).set_globals(false).install().unwrap();
+    let guard_on = tracer_runtime::init("bench")
+        .with_exporter(Discard)
+        .set_globals(false)
+        .install()
+        .unwrap();
     // The peer: tracing + tracing-opentelemetry over the same kind of SDK pipeline.
-    let peer = SdkTracerProvider::builder().with_span_processor(BatchSpanProcessor::builder(Discard).build()).build();
-    let subscriber = tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(peer.tracer("peer")));
+    let peer = SdkTracerProvider::builder()
+        .with_span_processor(BatchSpanProcessor::builder(Discard).build())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(peer.tracer("peer")));
     tracing::subscriber::set_global_default(subscriber).unwrap();
-    Pipelines { _guard_on: guard_on, _peer: peer }
+    Pipelines {
+        _guard_on: guard_on,
+        _peer: peer,
+    }
 }
 
 fn bench_http(c: &mut Criterion, rt: &Runtime) {
@@ -140,11 +158,17 @@ struct Echo;
 
 #[tonic::async_trait]
 impl pb::echo_server::Echo for Echo {
-    async fn unary(&self, req: tonic::Request<pb::Msg>) -> Result<tonic::Response<pb::Msg>, tonic::Status> {
+    async fn unary(
+        &self,
+        req: tonic::Request<pb::Msg>,
+    ) -> Result<tonic::Response<pb::Msg>, tonic::Status> {
         Ok(tonic::Response::new(req.into_inner()))
     }
     type ServerStreamStream = tokio_stream::Empty<Result<pb::Msg, tonic::Status>>;
-    async fn server_stream(&self, _: tonic::Request<pb::Msg>) -> Result<tonic::Response<Self::ServerStreamStream>, tonic::Status> {
+    async fn server_stream(
+        &self,
+        _: tonic::Request<pb::Msg>,
+    ) -> Result<tonic::Response<Self::ServerStreamStream>, tonic::Status> {
         Ok(tonic::Response::new(tokio_stream::empty()))
     }
     async fn client_stream(
@@ -172,10 +196,17 @@ fn bench_grpc(c: &mut Criterion, rt: &Runtime) {
     use pb::echo_server::EchoServer;
     let (plain, ours, peer) = rt.block_on(async {
         let (l1, a1) = grpc_listener().await;
-        tokio::spawn(Server::builder().add_service(EchoServer::new(Echo)).serve_with_incoming(l1));
+        tokio::spawn(
+            Server::builder()
+                .add_service(EchoServer::new(Echo))
+                .serve_with_incoming(l1),
+        );
         let (l2, a2) = grpc_listener().await;
         tokio::spawn(
-            Server::builder().layer(GrpcServerLayer::new("bench")).add_service(EchoServer::new(Echo)).serve_with_incoming(l2),
+            Server::builder()
+                .layer(GrpcServerLayer::new("bench"))
+                .add_service(EchoServer::new(Echo))
+                .serve_with_incoming(l2),
         );
         let (l3, a3) = grpc_listener().await;
         tokio::spawn(
@@ -190,8 +221,18 @@ fn bench_grpc(c: &mut Criterion, rt: &Runtime) {
     g.throughput(Throughput::Elements(1));
     g.measurement_time(Duration::from_secs(4));
     g.sample_size(20);
-    let channel = |a: SocketAddr| rt.block_on(Endpoint::from_shared(format!("http://{a}")).unwrap().connect()).unwrap();
-    let msg = pb::Msg { text: "hello".into(), ..Default::default() };
+    let channel = |a: SocketAddr| {
+        rt.block_on(
+            Endpoint::from_shared(format!("http://{a}"))
+                .unwrap()
+                .connect(),
+        )
+        .unwrap()
+    };
+    let msg = pb::Msg {
+        text: "hello".into(),
+        ..Default::default()
+    };
 
     macro_rules! run {
         ($name:expr, $client:expr) => {{
@@ -222,20 +263,37 @@ fn bench_grpc(c: &mut Criterion, rt: &Runtime) {
     tracer_runtime::set_all_enabled(false);
     run!(
         "tracer off (server and client layers)",
-        pb::echo_client::EchoClient::new(tower::ServiceBuilder::new().layer(GrpcClientLayer::new()).service(channel(ours)))
+        pb::echo_client::EchoClient::new(
+            tower::ServiceBuilder::new()
+                .layer(GrpcClientLayer::new())
+                .service(channel(ours))
+        )
     );
     tracer_runtime::set_all_enabled(true);
-    run!("tracer on (server layer)", pb::echo_client::EchoClient::new(channel(ours)));
+    run!(
+        "tracer on (server layer)",
+        pb::echo_client::EchoClient::new(channel(ours))
+    );
     run!(
         "tracer on (server and client layers)",
-        pb::echo_client::EchoClient::new(tower::ServiceBuilder::new().layer(GrpcClientLayer::new()).service(channel(ours)))
+        pb::echo_client::EchoClient::new(
+            tower::ServiceBuilder::new()
+                .layer(GrpcClientLayer::new())
+                .service(channel(ours))
+        )
     );
-    run!("tower-http gRPC TraceLayer + tracing-opentelemetry (server)", pb::echo_client::EchoClient::new(channel(peer)));
+    run!(
+        "tower-http gRPC TraceLayer + tracing-opentelemetry (server)",
+        pb::echo_client::EchoClient::new(channel(peer))
+    );
     g.finish();
 }
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let _p = pipelines();
     bench_http(c, &rt);
     bench_grpc(c, &rt);

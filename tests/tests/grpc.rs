@@ -27,18 +27,31 @@ async fn server() -> (std::net::SocketAddr, TracedClient) {
 async fn server_child(client_span: &SpanData) -> SpanData {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(s) = exporter().get_finished_spans().unwrap().into_iter().find(|s| {
-            s.span_kind == SpanKind::Server && s.parent_span_id == client_span.span_context.span_id()
-        }) {
+        if let Some(s) = exporter()
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .find(|s| {
+                s.span_kind == SpanKind::Server
+                    && s.parent_span_id == client_span.span_context.span_id()
+            })
+        {
             return s;
         }
-        assert!(Instant::now() < deadline, "no server span under {}", client_span.name);
+        assert!(
+            Instant::now() < deadline,
+            "no server span under {}",
+            client_span.name
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 fn client_span(spans: &[SpanData]) -> &SpanData {
-    let c: Vec<_> = spans.iter().filter(|s| s.span_kind == SpanKind::Client).collect();
+    let c: Vec<_> = spans
+        .iter()
+        .filter(|s| s.span_kind == SpanKind::Client)
+        .collect();
     assert_eq!(c.len(), 1, "{:?}", names(spans));
     c[0]
 }
@@ -49,7 +62,12 @@ fn messages(s: &SpanData) -> Vec<(String, i64)> {
         .iter()
         .filter(|e| e.name == "rpc.message")
         .map(|e| {
-            let get = |k: &str| e.attributes.iter().find(|kv| kv.key.as_str() == k).map(|kv| kv.value.clone());
+            let get = |k: &str| {
+                e.attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == k)
+                    .map(|kv| kv.value.clone())
+            };
             let id = match get("rpc.message.id") {
                 Some(Value::I64(i)) => i,
                 other => panic!("rpc.message.id: {other:?}"),
@@ -74,32 +92,54 @@ fn code(s: &SpanData) -> Option<i64> {
 #[tokio::test]
 async fn unary_parent_child_attributes_and_messages() {
     let (addr, mut c) = server().await;
-    let (reply, spans) = in_root_async(async { c.unary(msg("hello", 0)).await.unwrap().into_inner() }).await;
+    let (reply, spans) =
+        in_root_async(async { c.unary(msg("hello", 0)).await.unwrap().into_inner() }).await;
     assert_eq!(reply.text, "HELLO");
     let cs = client_span(&spans);
     assert_child_of(cs, root(&spans));
     assert_eq!(cs.name, "tracer.test.Echo/Unary");
     assert_eq!(attr_str(cs, "rpc.system").as_deref(), Some("grpc"));
-    assert_eq!(attr_str(cs, "rpc.service").as_deref(), Some("tracer.test.Echo"));
+    assert_eq!(
+        attr_str(cs, "rpc.service").as_deref(),
+        Some("tracer.test.Echo")
+    );
     assert_eq!(attr_str(cs, "rpc.method").as_deref(), Some("Unary"));
     assert_eq!(attr_str(cs, "server.address").as_deref(), Some("127.0.0.1"));
-    assert_eq!(attr(cs, "server.port"), Some(&Value::I64(i64::from(addr.port()))));
+    assert_eq!(
+        attr(cs, "server.port"),
+        Some(&Value::I64(i64::from(addr.port())))
+    );
     assert_eq!(code(cs), Some(0));
-    assert_eq!(messages(cs), [("SENT".to_owned(), 1), ("RECEIVED".to_owned(), 1)]);
+    assert_eq!(
+        messages(cs),
+        [("SENT".to_owned(), 1), ("RECEIVED".to_owned(), 1)]
+    );
 
     let ss = server_child(cs).await;
     assert_eq!(ss.name, "tracer.test.Echo/Unary");
     assert_eq!(code(&ss), Some(0));
-    assert_eq!(attr_str(&ss, "network.peer.address").as_deref(), Some("127.0.0.1"));
-    assert_eq!(messages(&ss), [("RECEIVED".to_owned(), 1), ("SENT".to_owned(), 1)]);
+    assert_eq!(
+        attr_str(&ss, "network.peer.address").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        messages(&ss),
+        [("RECEIVED".to_owned(), 1), ("SENT".to_owned(), 1)]
+    );
     assert!(!is_error(&ss) && !is_error(cs));
     assert!(
-        ss.events.iter().chain(cs.events.iter()).all(|e| e.name != "rpc.message.payload"),
+        ss.events
+            .iter()
+            .chain(cs.events.iter())
+            .all(|e| e.name != "rpc.message.payload"),
         "payloads are not recorded by default"
     );
     // The handler's own #[traced] fn nests under the server span.
     let handled = spans_of(ss.span_context.trace_id());
-    let h = handled.iter().find(|s| s.name == "handle_message").expect("handle_message span");
+    let h = handled
+        .iter()
+        .find(|s| s.name == "handle_message")
+        .expect("handle_message span");
     assert_child_of(h, &ss);
 }
 
@@ -123,7 +163,11 @@ async fn server_streaming_status_from_trailers() {
     let ss = server_child(cs).await;
     assert_eq!(count(&ss, "SENT"), 5);
     assert_eq!(code(&ss), Some(0));
-    let ids: Vec<i64> = messages(&ss).into_iter().filter(|(t, _)| t == "SENT").map(|(_, i)| i).collect();
+    let ids: Vec<i64> = messages(&ss)
+        .into_iter()
+        .filter(|(t, _)| t == "SENT")
+        .map(|(_, i)| i)
+        .collect();
     assert_eq!(ids, [1, 2, 3, 4, 5]);
 }
 
@@ -150,7 +194,11 @@ async fn bidirectional_with_one_span_per_message() {
     const N: i32 = 4;
     let (replies, spans) = in_root_async(async {
         let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(8);
-        let mut inbound = c.bidi(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let mut inbound = c
+            .bidi(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
         let mut replies = Vec::new();
         for i in 0..N {
             let mut m = msg(&format!("m{i}"), i);
@@ -169,7 +217,10 @@ async fn bidirectional_with_one_span_per_message() {
     assert_eq!(count(cs, "SENT"), N as usize);
     assert_eq!(count(cs, "RECEIVED"), N as usize);
     let ss = server_child(cs).await;
-    let sends: Vec<&SpanData> = spans.iter().filter(|s| s.name == "Echo/Bidi send").collect();
+    let sends: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.name == "Echo/Bidi send")
+        .collect();
     assert_eq!(sends.len(), N as usize);
     let all = spans_of(cs.span_context.trace_id());
     for send in sends {
@@ -179,12 +230,23 @@ async fn bidirectional_with_one_span_per_message() {
         // handler's work is under it.
         let recv: Vec<&SpanData> = all
             .iter()
-            .filter(|s| s.name == "Echo/Bidi message" && s.parent_span_id == send.span_context.span_id())
+            .filter(|s| {
+                s.name == "Echo/Bidi message" && s.parent_span_id == send.span_context.span_id()
+            })
             .collect();
         assert_eq!(recv.len(), 1, "one receive span per sent message");
         assert_eq!(recv[0].span_kind, SpanKind::Consumer);
-        assert_eq!(recv[0].links.links[0].span_context.span_id(), ss.span_context.span_id(), "linked to the RPC span");
-        let work: Vec<_> = all.iter().filter(|s| s.name == "handle_message" && s.parent_span_id == recv[0].span_context.span_id()).collect();
+        assert_eq!(
+            recv[0].links.links[0].span_context.span_id(),
+            ss.span_context.span_id(),
+            "linked to the RPC span"
+        );
+        let work: Vec<_> = all
+            .iter()
+            .filter(|s| {
+                s.name == "handle_message" && s.parent_span_id == recv[0].span_context.span_id()
+            })
+            .collect();
         assert_eq!(work.len(), 1);
     }
 }
@@ -201,7 +263,8 @@ async fn error_statuses_follow_the_conventions() {
     assert_eq!(code(&ss), Some(3));
     assert!(!is_error(&ss), "INVALID_ARGUMENT is the caller's fault");
 
-    let (err, spans) = in_root_async(async { c.unary(msg("internal", 0)).await.unwrap_err() }).await;
+    let (err, spans) =
+        in_root_async(async { c.unary(msg("internal", 0)).await.unwrap_err() }).await;
     assert_eq!(err.code(), Code::Internal);
     let ss = server_child(client_span(&spans)).await;
     assert!(is_error(&ss));
@@ -213,7 +276,11 @@ async fn error_statuses_follow_the_conventions() {
 async fn an_error_returned_mid_stream() {
     let (_, mut c) = server().await;
     let ((got, err), spans) = in_root_async(async {
-        let mut s = c.server_stream(msg("fail-mid", 0)).await.unwrap().into_inner();
+        let mut s = c
+            .server_stream(msg("fail-mid", 0))
+            .await
+            .unwrap()
+            .into_inner();
         let mut got = 0;
         loop {
             match s.message().await {
@@ -248,7 +315,11 @@ async fn a_client_cancelling_mid_stream() {
     assert_eq!(attr(cs, "tracer.cancelled"), Some(&Value::Bool(true)));
     assert_eq!(count(cs, "RECEIVED"), 2);
     let ss = server_child(cs).await;
-    assert_eq!(attr(&ss, "tracer.cancelled"), Some(&Value::Bool(true)), "the server's stream was cut short");
+    assert_eq!(
+        attr(&ss, "tracer.cancelled"),
+        Some(&Value::Bool(true)),
+        "the server's stream was cut short"
+    );
 }
 
 #[tokio::test]
@@ -264,10 +335,21 @@ async fn a_deadline_exceeded() {
     assert_eq!(err.code(), Code::Cancelled, "{err:?}");
     let cs = client_span(&spans);
     assert!(is_error(cs));
-    assert_eq!(code(cs), Some(4), "the client span says its deadline passed");
-    assert_eq!(attr_str(cs, "error.type").as_deref(), Some("DEADLINE_EXCEEDED"));
+    assert_eq!(
+        code(cs),
+        Some(4),
+        "the client span says its deadline passed"
+    );
+    assert_eq!(
+        attr_str(cs, "error.type").as_deref(),
+        Some("DEADLINE_EXCEEDED")
+    );
     let ss = server_child(cs).await;
-    assert_eq!(code(&ss), Some(4), "the server span says the deadline passed");
+    assert_eq!(
+        code(&ss),
+        Some(4),
+        "the server span says the deadline passed"
+    );
     assert!(is_error(&ss));
     assert_eq!(error_message(&ss).as_deref(), Some("deadline exceeded"));
 }
@@ -280,13 +362,26 @@ async fn panics_reach_the_caller_as_internal_and_the_server_keeps_serving() {
     assert_eq!(err.message(), "unary handler exploded");
     let ss = server_child(client_span(&spans)).await;
     assert!(is_error(&ss));
-    assert_eq!(error_message(&ss).as_deref(), Some("unary handler exploded"));
-    assert_eq!(event_attr(&ss, "exception", "exception.message"), Some(Value::from("unary handler exploded")));
+    assert_eq!(
+        error_message(&ss).as_deref(),
+        Some("unary handler exploded")
+    );
+    assert_eq!(
+        event_attr(&ss, "exception", "exception.message"),
+        Some(Value::from("unary handler exploded"))
+    );
     assert_eq!(code(&ss), Some(13));
-    assert_eq!(c.unary(msg("again", 0)).await.unwrap().into_inner().text, "AGAIN");
+    assert_eq!(
+        c.unary(msg("again", 0)).await.unwrap().into_inner().text,
+        "AGAIN"
+    );
 
     let ((got, err), spans) = in_root_async(async {
-        let mut s = c.server_stream(msg("panic", 10)).await.unwrap().into_inner();
+        let mut s = c
+            .server_stream(msg("panic", 10))
+            .await
+            .unwrap()
+            .into_inner();
         let mut got = 0;
         loop {
             match s.message().await {
@@ -303,9 +398,18 @@ async fn panics_reach_the_caller_as_internal_and_the_server_keeps_serving() {
     assert_eq!(err.code(), Code::Internal);
     assert_eq!(err.message(), "stream producer exploded");
     let ss = server_child(client_span(&spans)).await;
-    assert_eq!(error_message(&ss).as_deref(), Some("stream producer exploded"));
-    assert_eq!(event_attr(&ss, "exception", "exception.type"), Some(Value::from("panic")));
-    assert_eq!(c.unary(msg("still", 0)).await.unwrap().into_inner().text, "STILL");
+    assert_eq!(
+        error_message(&ss).as_deref(),
+        Some("stream producer exploded")
+    );
+    assert_eq!(
+        event_attr(&ss, "exception", "exception.type"),
+        Some(Value::from("panic"))
+    );
+    assert_eq!(
+        c.unary(msg("still", 0)).await.unwrap().into_inner().text,
+        "STILL"
+    );
 }
 
 #[tokio::test]
@@ -323,7 +427,10 @@ async fn message_events_are_capped() {
     assert_eq!(attr(cs, "rpc.message.events_dropped"), Some(&Value::I64(9)));
     let ss = server_child(cs).await;
     assert_eq!(messages(&ss).len(), 3);
-    assert_eq!(attr(&ss, "rpc.message.events_dropped"), Some(&Value::I64(8)));
+    assert_eq!(
+        attr(&ss, "rpc.message.events_dropped"),
+        Some(&Value::I64(8))
+    );
 }
 
 #[tokio::test]
@@ -333,18 +440,30 @@ async fn payloads_are_recorded_when_asked() {
     let payloads = || Payloads::new().method::<Msg, Msg>("/tracer.test.Echo/Unary");
     let addr = serve(GrpcServerLayer::new(SERVICE).record_payloads(payloads())).await;
     let mut c = client(addr, GrpcClientLayer::new().record_payloads(payloads()));
-    let (_, spans) = in_root_async(async { c.unary(msg("payload please", 7)).await.unwrap() }).await;
+    let (_, spans) =
+        in_root_async(async { c.unary(msg("payload please", 7)).await.unwrap() }).await;
     let payload = |s: &SpanData, kind: &str| -> Option<String> {
         s.events
             .iter()
             .filter(|e| e.name == "rpc.message.payload")
-            .find(|e| e.attributes.iter().any(|kv| kv.key.as_str() == "rpc.message.type" && kv.value.as_str() == kind))
-            .and_then(|e| e.attributes.iter().find(|kv| kv.key.as_str() == "rpc.message.payload"))
+            .find(|e| {
+                e.attributes
+                    .iter()
+                    .any(|kv| kv.key.as_str() == "rpc.message.type" && kv.value.as_str() == kind)
+            })
+            .and_then(|e| {
+                e.attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == "rpc.message.payload")
+            })
             .map(|kv| kv.value.as_str().into_owned())
     };
     let cs = client_span(&spans);
     let sent = payload(cs, "SENT").expect("the request payload on the client span");
-    assert!(sent.contains("text: \"payload please\"") && sent.contains("count: 7"), "{sent}");
+    assert!(
+        sent.contains("text: \"payload please\"") && sent.contains("count: 7"),
+        "{sent}"
+    );
     let got = payload(cs, "RECEIVED").expect("the response payload");
     assert!(got.contains("PAYLOAD PLEASE"), "{got}");
     let ss = server_child(cs).await;

@@ -18,17 +18,31 @@ async fn switch_off_means_no_spans_and_no_metadata() {
 
     tracer_runtime::set_enabled(SERVICE, false);
     let before = total();
-    assert_eq!(c.unary(msg("headers", 0)).await.unwrap().into_inner().text, "traceparent=false");
+    assert_eq!(
+        c.unary(msg("headers", 0)).await.unwrap().into_inner().text,
+        "traceparent=false"
+    );
     let err = c.unary(msg("panic", 0)).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Internal, "panics still become INTERNAL");
+    assert_eq!(
+        err.code(),
+        tonic::Code::Internal,
+        "panics still become INTERNAL"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert_eq!(total(), before, "no span while off");
 
     tracer_runtime::set_enabled(SERVICE, true);
-    assert_eq!(c.unary(msg("headers", 0)).await.unwrap().into_inner().text, "traceparent=true");
+    assert_eq!(
+        c.unary(msg("headers", 0)).await.unwrap().into_inner().text,
+        "traceparent=true"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while total() < before + 2 && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert_eq!(total(), before + 2, "a client and a server span once back on");
+    assert_eq!(
+        total(),
+        before + 2,
+        "a client and a server span once back on"
+    );
 }

@@ -29,7 +29,9 @@ async fn spans_for(path: &str) -> SpanData {
             .get_finished_spans()
             .unwrap()
             .into_iter()
-            .rfind(|s| s.span_kind == SpanKind::Server && attr_str(s, "url.path").as_deref() == Some(path))
+            .rfind(|s| {
+                s.span_kind == SpanKind::Server && attr_str(s, "url.path").as_deref() == Some(path)
+            })
         {
             return s;
         }
@@ -43,7 +45,10 @@ async fn axum_router_with_matched_path() {
     exporter();
     let layer = HttpServerLayer::new(SERVICE)
         .with_route(|_, _, ext| ext.get::<MatchedPath>().map(|p| p.as_str().to_owned()));
-    let app = Router::new().route("/users/{id}", get(user)).route("/explode", get(explode)).layer(layer);
+    let app = Router::new()
+        .route("/users/{id}", get(user))
+        .route("/explode", get(explode))
+        .layer(layer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -53,13 +58,20 @@ async fn axum_router_with_matched_path() {
     let s = spans_for("/users/42").await;
     assert_eq!(s.name, "GET /users/{id}");
     assert_eq!(attr_str(&s, "http.route").as_deref(), Some("/users/{id}"));
-    assert_eq!(attr(&s, "http.response.status_code"), Some(&Value::I64(200)));
+    assert_eq!(
+        attr(&s, "http.response.status_code"),
+        Some(&Value::I64(200))
+    );
 
     let (status, _, _) = http_get(&format!("http://{addr}/explode")).await;
     assert_eq!(status, 500);
     let s = spans_for("/explode").await;
     assert_eq!(error_message(&s).as_deref(), Some("axum handler exploded"));
-    assert_eq!(http_get(&format!("http://{addr}/users/1")).await.0, 200, "still serving");
+    assert_eq!(
+        http_get(&format!("http://{addr}/users/1")).await.0,
+        200,
+        "still serving"
+    );
 }
 
 async fn http_get(url: &str) -> (u16, String, http::HeaderMap) {

@@ -146,9 +146,10 @@ async fn a_panic_is_a_500_and_the_server_keeps_serving() {
     );
     assert_eq!(
         attr(&s, "http.response.status_code"),
-        None,
-        "the handler never answered"
+        Some(&Value::I64(500)),
+        "the 500 the layer sent"
     );
+    assert_eq!(attr_str(&s, "error.type").as_deref(), Some("panic"));
     // Same server, next request.
     assert_eq!(
         get_plain(&format!("http://{addr}/ok/after-panic"), &[])

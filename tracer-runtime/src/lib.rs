@@ -66,10 +66,10 @@ mod db;
 mod error;
 #[cfg(feature = "otlp")]
 mod export;
-#[cfg(feature = "http")]
-pub mod http;
 #[cfg(feature = "grpc")]
 pub mod grpc;
+#[cfg(feature = "http")]
+pub mod http;
 mod init;
 #[cfg(feature = "mysql")]
 pub mod mysql;

@@ -20,7 +20,11 @@ use pb::echo_client::EchoClient;
 use pb::echo_server::{Echo, EchoServer};
 
 pub fn msg(text: &str, count: i32) -> Msg {
-    Msg { text: text.to_owned(), count, ..Default::default() }
+    Msg {
+        text: text.to_owned(),
+        count,
+        ..Default::default()
+    }
 }
 
 type MsgStream = Pin<Box<dyn Stream<Item = Result<Msg, Status>> + Send>>;
@@ -47,7 +51,10 @@ impl Echo for Svc {
                 Ok(Response::new(m))
             }
             "headers" => Ok(Response::new(msg(&format!("traceparent={traceparent}"), 0))),
-            _ => Ok(Response::new(Msg { text: handle_message(&m.text), ..m })),
+            _ => Ok(Response::new(Msg {
+                text: handle_message(&m.text),
+                ..m
+            })),
         }
     }
 
@@ -67,7 +74,9 @@ impl Echo for Svc {
                         }
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    "fail-mid" if i == 2 => return Some((Err(Status::internal("broke mid-stream")), 99)),
+                    "fail-mid" if i == 2 => {
+                        return Some((Err(Status::internal("broke mid-stream")), 99));
+                    }
                     "fail-mid" if i > 2 => return None,
                     "panic" if i == 1 => panic!("stream producer exploded"),
                     _ if mode != "fail-mid" && i >= n => return None,
@@ -104,7 +113,9 @@ impl Echo for Svc {
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }
 
@@ -128,5 +139,9 @@ pub type TracedClient = EchoClient<GrpcClient<Channel>>;
 pub fn client(addr: SocketAddr, layer: GrpcClientLayer) -> TracedClient {
     let uri: http::Uri = format!("http://{addr}").parse().unwrap();
     let channel = Endpoint::from(uri.clone()).connect_lazy();
-    EchoClient::new(tower::ServiceBuilder::new().layer(layer.with_server_uri(&uri)).service(channel))
+    EchoClient::new(
+        tower::ServiceBuilder::new()
+            .layer(layer.with_server_uri(&uri))
+            .service(channel),
+    )
 }

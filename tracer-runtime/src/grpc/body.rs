@@ -70,13 +70,20 @@ pin_project_lite::pin_project! {
 
 impl<B> fmt::Debug for GrpcBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GrpcBody").field("traced", &self.state.is_some()).finish_non_exhaustive()
+        f.debug_struct("GrpcBody")
+            .field("traced", &self.state.is_some())
+            .finish_non_exhaustive()
     }
 }
 
 impl<B: Body> GrpcBody<B> {
     pub(crate) fn new(inner: B, state: Option<RpcState>, catch_panics: bool) -> Self {
-        let mut b = GrpcBody { inner: Some(inner), state, catch_panics, done: false };
+        let mut b = GrpcBody {
+            inner: Some(inner),
+            state,
+            catch_panics,
+            done: false,
+        };
         if b.inner.as_ref().is_some_and(Body::is_end_stream)
             && let Some(s) = b.state.take()
         {
@@ -90,7 +97,12 @@ impl<B: Body> GrpcBody<B> {
         if let Some(s) = state {
             s.finish(true);
         }
-        GrpcBody { inner: None, state: None, catch_panics: false, done: true }
+        GrpcBody {
+            inner: None,
+            state: None,
+            catch_panics: false,
+            done: true,
+        }
     }
 }
 
@@ -102,7 +114,10 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
         if *this.done {
             return Poll::Ready(None);
@@ -178,7 +193,9 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
@@ -201,8 +218,18 @@ impl<B> fmt::Debug for GrpcRequestBody<B> {
 }
 
 impl<B> GrpcRequestBody<B> {
-    pub(crate) fn new(inner: B, cx: Context, messages: Arc<Messages>, reader: MessageReader) -> Self {
-        GrpcRequestBody { inner, cx, messages, reader }
+    pub(crate) fn new(
+        inner: B,
+        cx: Context,
+        messages: Arc<Messages>,
+        reader: MessageReader,
+    ) -> Self {
+        GrpcRequestBody {
+            inner,
+            cx,
+            messages,
+            reader,
+        }
     }
 }
 
@@ -210,7 +237,10 @@ impl<B: Body<Data = Bytes>> Body for GrpcRequestBody<B> {
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled

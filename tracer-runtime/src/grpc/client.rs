@@ -98,7 +98,10 @@ impl<S> Layer<S> for GrpcClientLayer {
     type Service = GrpcClient<S>;
 
     fn layer(&self, inner: S) -> GrpcClient<S> {
-        GrpcClient { inner, layer: self.clone() }
+        GrpcClient {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
@@ -126,7 +129,10 @@ where
 
     fn call(&mut self, mut req: Request<tonic::body::Body>) -> Self::Future {
         let Some(svc) = service::recording(self.layer.service.as_deref()) else {
-            return GrpcClientResponseFuture { inner: self.inner.call(req), state: None };
+            return GrpcClientResponseFuture {
+                inner: self.inner.call(req),
+                state: None,
+            };
         };
         let (name, mut attrs) = super::rpc_attrs(req.uri().path());
         let scheme = req.uri().scheme_str().unwrap_or("http").to_owned();
@@ -139,9 +145,15 @@ where
             }
             _ => crate::http::push_server_address(&mut attrs, req.uri(), req.headers(), &scheme),
         }
-        let builder = SpanBuilder::from_name(name).with_kind(SpanKind::Client).with_attributes(attrs);
+        let builder = SpanBuilder::from_name(name)
+            .with_kind(SpanKind::Client)
+            .with_attributes(attrs);
         let cx = service::start_span(&svc, builder, &Context::current());
-        let propagator = self.layer.propagator.clone().unwrap_or_else(crate::propagation::propagator);
+        let propagator = self
+            .layer
+            .propagator
+            .clone()
+            .unwrap_or_else(crate::propagation::propagator);
         propagator.inject_context(&cx, &mut HeaderInjector(req.headers_mut()));
         let messages = Arc::new(Messages::new(self.layer.max_events));
         let (req_tap, resp_tap) = match &self.layer.payloads {
@@ -150,13 +162,28 @@ where
         };
         let req = {
             let (cx, messages) = (cx.clone(), Arc::clone(&messages));
-            req.map(move |b| tonic::body::Body::new(GrpcRequestBody::new(b, cx, messages, MessageReader::new(true, req_tap))))
+            req.map(move |b| {
+                tonic::body::Body::new(GrpcRequestBody::new(
+                    b,
+                    cx,
+                    messages,
+                    MessageReader::new(true, req_tap),
+                ))
+            })
         };
         let inner = {
             let _attached = cx.clone().attach();
             self.inner.call(req)
         };
-        GrpcClientResponseFuture { inner, state: Some(RpcState { cx, server: false, messages, reader: MessageReader::new(false, resp_tap) }) }
+        GrpcClientResponseFuture {
+            inner,
+            state: Some(RpcState {
+                cx,
+                server: false,
+                messages,
+                reader: MessageReader::new(false, resp_tap),
+            }),
+        }
     }
 }
 
@@ -181,7 +208,9 @@ pin_project_lite::pin_project! {
 
 impl<F> fmt::Debug for GrpcClientResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GrpcClientResponseFuture").field("traced", &self.state.is_some()).finish_non_exhaustive()
+        f.debug_struct("GrpcClientResponseFuture")
+            .field("traced", &self.state.is_some())
+            .finish_non_exhaustive()
     }
 }
 

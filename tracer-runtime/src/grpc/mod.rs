@@ -1,17 +1,20 @@
 //! gRPC tracing for tonic: a server layer (`Server::builder().layer(GrpcServerLayer::new(..))`)
 //! and a client layer over a `Channel`, for unary calls and every streaming kind.
 //!
-//! ```no_run
-//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-//! use tracer_runtime::grpc::{GrpcClientLayer, GrpcServerLayer};
+//! ```
+//! use tower_layer::Layer as _;
+//! use tracer_runtime::grpc::{GrpcClient, GrpcClientLayer, GrpcServerLayer};
 //!
 //! // Server: one SERVER span per RPC, `package.Service/Method`.
 //! let server = tonic::transport::Server::builder().layer(GrpcServerLayer::new("server3"));
-//! // Client: one CLIENT span per RPC, the context injected into the metadata.
-//! let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9999").connect_lazy();
-//! let channel = tower::ServiceBuilder::new().layer(GrpcClientLayer::new()).service(channel);
-//! // let client = EchoClient::new(channel);
-//! # let _ = (server, channel); Ok(()) }
+//!
+//! // Client: one CLIENT span per RPC, the context injected into the metadata. `channel` is a
+//! // tonic `Channel`; the generated client takes the layered service: `EchoClient::new(traced)`.
+//! fn traced<C>(channel: C) -> GrpcClient<C> {
+//!     let uri: http::Uri = "http://127.0.0.1:9999".parse().unwrap();
+//!     GrpcClientLayer::new().with_server_uri(&uri).layer(channel)
+//! }
+//! # let _ = (server, traced::<()>);
 //! ```
 //!
 //! Each message sent or received on the RPC is an `rpc.message` event on its span
@@ -59,12 +62,11 @@ pub use body::{GrpcBody, GrpcRequestBody};
 pub use client::{GrpcClient, GrpcClientLayer, GrpcClientResponseFuture};
 pub use server::{GrpcServer, GrpcServerLayer, GrpcServerResponseFuture};
 
-
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use http::HeaderMap;
@@ -80,10 +82,18 @@ pub const DEFAULT_MAX_MESSAGE_EVENTS: usize = 128;
 fn rpc_names(path: &str) -> (String, Option<(String, String)>) {
     let trimmed = path.trim_start_matches('/');
     match trimmed.split_once('/') {
-        Some((svc, method)) if !svc.is_empty() && !method.is_empty() && !method.contains('/') => {
-            (trimmed.to_owned(), Some((svc.to_owned(), method.to_owned())))
-        }
-        _ => (if trimmed.is_empty() { "grpc".to_owned() } else { trimmed.to_owned() }, None),
+        Some((svc, method)) if !svc.is_empty() && !method.is_empty() && !method.contains('/') => (
+            trimmed.to_owned(),
+            Some((svc.to_owned(), method.to_owned())),
+        ),
+        _ => (
+            if trimmed.is_empty() {
+                "grpc".to_owned()
+            } else {
+                trimmed.to_owned()
+            },
+            None,
+        ),
     }
 }
 
@@ -108,7 +118,13 @@ fn is_server_fault(code: i32) -> bool {
 
 /// `grpc-status` (and `grpc-message`) in a header map.
 fn grpc_status(headers: &HeaderMap) -> Option<(i32, String)> {
-    let code: i32 = headers.get("grpc-status")?.to_str().ok()?.trim().parse().ok()?;
+    let code: i32 = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let message = headers
         .get("grpc-message")
         .and_then(|v| v.to_str().ok())
@@ -144,7 +160,10 @@ fn percent_decode(s: &str) -> String {
     while i < b.len() {
         if b[i] == b'%'
             && i + 2 < b.len()
-            && let (Some(h), Some(l)) = ((b[i + 1] as char).to_digit(16), (b[i + 2] as char).to_digit(16))
+            && let (Some(h), Some(l)) = (
+                (b[i + 1] as char).to_digit(16),
+                (b[i + 2] as char).to_digit(16),
+            )
         {
             out.push((h * 16 + l) as u8);
             i += 3;
@@ -193,12 +212,27 @@ const CODE_NAMES: [&str; 17] = [
 /// Records a final gRPC status on the span of `cx`. `server`: only server-fault codes are Error.
 fn record_status(cx: &Context, code: i32, message: &str, server: bool) {
     let span = cx.span();
-    span.set_attribute(KeyValue::new(semconv::RPC_GRPC_STATUS_CODE, i64::from(code)));
-    let is_error = if server { is_server_fault(code) } else { code != 0 };
+    span.set_attribute(KeyValue::new(
+        semconv::RPC_GRPC_STATUS_CODE,
+        i64::from(code),
+    ));
+    let is_error = if server {
+        is_server_fault(code)
+    } else {
+        code != 0
+    };
     if is_error {
-        let name = usize::try_from(code).ok().and_then(|c| CODE_NAMES.get(c)).copied().unwrap_or("UNKNOWN");
+        let name = usize::try_from(code)
+            .ok()
+            .and_then(|c| CODE_NAMES.get(c))
+            .copied()
+            .unwrap_or("UNKNOWN");
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, name));
-        span.set_status(Status::error(if message.is_empty() { name.to_owned() } else { message.to_owned() }));
+        span.set_status(Status::error(if message.is_empty() {
+            name.to_owned()
+        } else {
+            message.to_owned()
+        }));
     }
 }
 
@@ -229,7 +263,11 @@ impl Messages {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return id;
         }
-        let size_key = if compressed { "rpc.message.compressed_size" } else { "rpc.message.uncompressed_size" };
+        let size_key = if compressed {
+            "rpc.message.compressed_size"
+        } else {
+            "rpc.message.uncompressed_size"
+        };
         cx.span().add_event(
             "rpc.message",
             vec![
@@ -259,7 +297,8 @@ impl Messages {
     fn finish(&self, cx: &Context) {
         let dropped = self.dropped.load(Ordering::Relaxed);
         if dropped > 0 {
-            cx.span().set_attribute(KeyValue::new("rpc.message.events_dropped", dropped as i64));
+            cx.span()
+                .set_attribute(KeyValue::new("rpc.message.events_dropped", dropped as i64));
         }
     }
 }
@@ -288,7 +327,9 @@ impl Frames {
     pub(crate) fn feed(&mut self, mut data: &[u8], mut on: impl FnMut(FrameEvent<'_>)) {
         while !data.is_empty() {
             if self.remaining > 0 {
-                let n = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(data.len());
+                let n = usize::try_from(self.remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(data.len());
                 on(FrameEvent::Bytes(&data[..n]));
                 self.remaining -= n as u64;
                 data = &data[n..];
@@ -302,8 +343,16 @@ impl Frames {
             self.header_len += n;
             data = &data[n..];
             if self.header_len == 5 {
-                let len = u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]);
-                on(FrameEvent::Start { compressed: self.header[0] & 1 == 1, len });
+                let len = u32::from_be_bytes([
+                    self.header[1],
+                    self.header[2],
+                    self.header[3],
+                    self.header[4],
+                ]);
+                on(FrameEvent::Start {
+                    compressed: self.header[0] & 1 == 1,
+                    len,
+                });
                 self.remaining = u64::from(len);
                 self.header_len = 0;
                 if len == 0 {
@@ -333,7 +382,9 @@ pub struct Payloads {
 
 impl fmt::Debug for Payloads {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Payloads").field("methods", &self.methods.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Payloads")
+            .field("methods", &self.methods.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -346,7 +397,10 @@ impl Default for Payloads {
 impl Payloads {
     /// No method recorded yet; messages over 64 KiB are never decoded.
     pub fn new() -> Self {
-        Payloads { methods: HashMap::new(), max_bytes: 64 * 1024 }
+        Payloads {
+            methods: HashMap::new(),
+            max_bytes: 64 * 1024,
+        }
     }
 
     /// Records the payloads of the method at `path` (`/package.Service/Method`), decoding its
@@ -357,9 +411,14 @@ impl Payloads {
         Resp: prost::Message + Default + fmt::Debug + 'static,
     {
         fn decoder<M: prost::Message + Default + fmt::Debug>() -> Decode {
-            Arc::new(|b: &[u8]| M::decode(b).ok().map(|m| crate::__private::capped(format_args!("{m:?}"))))
+            Arc::new(|b: &[u8]| {
+                M::decode(b)
+                    .ok()
+                    .map(|m| crate::__private::capped(format_args!("{m:?}")))
+            })
         }
-        self.methods.insert(path.to_owned(), (decoder::<Req>(), decoder::<Resp>()));
+        self.methods
+            .insert(path.to_owned(), (decoder::<Req>(), decoder::<Resp>()));
         self
     }
 
@@ -372,8 +431,14 @@ impl Payloads {
     fn for_path(&self, path: &str) -> (Option<Tap>, Option<Tap>) {
         match self.methods.get(path) {
             Some((req, resp)) => (
-                Some(Tap { decode: Arc::clone(req), max_bytes: self.max_bytes }),
-                Some(Tap { decode: Arc::clone(resp), max_bytes: self.max_bytes }),
+                Some(Tap {
+                    decode: Arc::clone(req),
+                    max_bytes: self.max_bytes,
+                }),
+                Some(Tap {
+                    decode: Arc::clone(resp),
+                    max_bytes: self.max_bytes,
+                }),
             ),
             None => (None, None),
         }
@@ -398,11 +463,23 @@ pub(crate) struct MessageReader {
 
 impl MessageReader {
     pub(crate) fn new(sent: bool, tap: Option<Tap>) -> Self {
-        MessageReader { frames: Frames::default(), sent, tap, buf: None, id: 0 }
+        MessageReader {
+            frames: Frames::default(),
+            sent,
+            tap,
+            buf: None,
+            id: 0,
+        }
     }
 
     pub(crate) fn feed(&mut self, cx: &Context, messages: &Messages, data: &[u8]) {
-        let MessageReader { frames, sent, tap, buf, id } = self;
+        let MessageReader {
+            frames,
+            sent,
+            tap,
+            buf,
+            id,
+        } = self;
         frames.feed(data, |ev| match ev {
             FrameEvent::Start { compressed, len } => {
                 *id = messages.message(cx, *sent, compressed, len);
@@ -436,21 +513,34 @@ pub struct MessageSpan {
 
 impl fmt::Debug for MessageSpan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MessageSpan").field("span", self.cx.span().span_context()).finish()
+        f.debug_struct("MessageSpan")
+            .field("span", self.cx.span().span_context())
+            .finish()
     }
 }
 
 impl MessageSpan {
-    fn start(name: Cow<'static, str>, kind: SpanKind, parent: &Context, link: Option<Link>) -> MessageSpan {
+    fn start(
+        name: Cow<'static, str>,
+        kind: SpanKind,
+        parent: &Context,
+        link: Option<Link>,
+    ) -> MessageSpan {
         match crate::service::recording(None) {
             Some(svc) => {
                 let mut b = SpanBuilder::from_name(name).with_kind(kind);
                 if let Some(l) = link {
                     b = b.with_links(vec![l]);
                 }
-                MessageSpan { cx: crate::service::start_span(&svc, b, parent), owned: true }
+                MessageSpan {
+                    cx: crate::service::start_span(&svc, b, parent),
+                    owned: true,
+                }
             }
-            None => MessageSpan { cx: parent.clone(), owned: false },
+            None => MessageSpan {
+                cx: parent.clone(),
+                owned: false,
+            },
         }
     }
 
@@ -490,7 +580,10 @@ impl Drop for MessageSpan {
 /// Sender side: starts a PRODUCER span for one message, child of the current context, and puts
 /// its context into the message's carrier (a `map<string, string>` field). Drop the returned
 /// span once the message is sent.
-pub fn send_message_span(name: impl Into<Cow<'static, str>>, carrier: &mut dyn Injector) -> MessageSpan {
+pub fn send_message_span(
+    name: impl Into<Cow<'static, str>>,
+    carrier: &mut dyn Injector,
+) -> MessageSpan {
     let span = MessageSpan::start(name.into(), SpanKind::Producer, &Context::current(), None);
     crate::propagation::propagator().inject_context(&span.cx, carrier);
     span
@@ -498,7 +591,10 @@ pub fn send_message_span(name: impl Into<Cow<'static, str>>, carrier: &mut dyn I
 
 /// Receiver side: starts a CONSUMER span for one message, child of the context its sender put in
 /// the carrier (else of the current context), linked to the current span (the RPC's).
-pub fn receive_message_span(name: impl Into<Cow<'static, str>>, carrier: &dyn Extractor) -> MessageSpan {
+pub fn receive_message_span(
+    name: impl Into<Cow<'static, str>>,
+    carrier: &dyn Extractor,
+) -> MessageSpan {
     let current = Context::current();
     let carried = crate::propagation::propagator().extract_with_context(&current, carrier);
     let rpc = current.span().span_context().clone();
@@ -531,18 +627,36 @@ mod tests {
                 });
             }
             assert_eq!((bytes, ends), (303, 3), "chunks of {chunk}");
-            assert_eq!(seen, [(false, 3), (true, 0), (false, 300)], "chunks of {chunk}");
+            assert_eq!(
+                seen,
+                [(false, 3), (true, 0), (false, 300)],
+                "chunks of {chunk}"
+            );
         }
     }
 
     #[test]
     fn names_and_codes() {
-        assert_eq!(rpc_names("/tracer.test.Echo/Unary").1, Some(("tracer.test.Echo".into(), "Unary".into())));
-        assert_eq!(rpc_names("/tracer.test.Echo/Unary").0, "tracer.test.Echo/Unary");
+        assert_eq!(
+            rpc_names("/tracer.test.Echo/Unary").1,
+            Some(("tracer.test.Echo".into(), "Unary".into()))
+        );
+        assert_eq!(
+            rpc_names("/tracer.test.Echo/Unary").0,
+            "tracer.test.Echo/Unary"
+        );
         assert_eq!(rpc_names("/").0, "grpc");
-        assert!(is_server_fault(13) && is_server_fault(4) && !is_server_fault(3) && !is_server_fault(5));
-        assert_eq!(percent_decode(&percent_encode("bad % thing\nhere é")), "bad % thing\nhere é");
-        assert_eq!(parse_timeout("100m"), Some(std::time::Duration::from_millis(100)));
+        assert!(
+            is_server_fault(13) && is_server_fault(4) && !is_server_fault(3) && !is_server_fault(5)
+        );
+        assert_eq!(
+            percent_decode(&percent_encode("bad % thing\nhere é")),
+            "bad % thing\nhere é"
+        );
+        assert_eq!(
+            parse_timeout("100m"),
+            Some(std::time::Duration::from_millis(100))
+        );
         assert_eq!(parse_timeout("2S"), Some(std::time::Duration::from_secs(2)));
         assert_eq!(parse_timeout("123456789m"), None);
         assert_eq!(parse_timeout("5x"), None);

@@ -80,7 +80,10 @@ impl<S> Layer<S> for GrpcServerLayer {
     type Service = GrpcServer<S>;
 
     fn layer(&self, inner: S) -> GrpcServer<S> {
-        GrpcServer { inner, layer: self.clone() }
+        GrpcServer {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
@@ -92,10 +95,17 @@ pub struct GrpcServer<S> {
 }
 
 /// A trailers-only response carrying `code`.
-fn status_response<B: Body>(code: i32, message: &str, state: Option<RpcState>) -> Response<GrpcBody<B>> {
+fn status_response<B: Body>(
+    code: i32,
+    message: &str,
+    state: Option<RpcState>,
+) -> Response<GrpcBody<B>> {
     let mut r = Response::new(GrpcBody::empty(state));
     let h = r.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
     for (k, v) in &super::body::status_trailers(code, message) {
         h.insert(k, v.clone());
     }
@@ -126,11 +136,19 @@ where
         let (name, mut attrs) = super::rpc_attrs(req.uri().path());
         let scheme = req.uri().scheme_str().unwrap_or("http").to_owned();
         crate::http::push_server_address(&mut attrs, req.uri(), req.headers(), &scheme);
-        if let Some(peer) =
-            req.extensions().get::<tonic::transport::server::TcpConnectInfo>().and_then(|i| i.remote_addr())
+        if let Some(peer) = req
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|i| i.remote_addr())
         {
-            attrs.push(KeyValue::new(semconv::NETWORK_PEER_ADDRESS, peer.ip().to_string()));
-            attrs.push(KeyValue::new(semconv::NETWORK_PEER_PORT, i64::from(peer.port())));
+            attrs.push(KeyValue::new(
+                semconv::NETWORK_PEER_ADDRESS,
+                peer.ip().to_string(),
+            ));
+            attrs.push(KeyValue::new(
+                semconv::NETWORK_PEER_PORT,
+                i64::from(peer.port()),
+            ));
         }
         let req_deadline = req
             .headers()
@@ -138,9 +156,16 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(super::parse_timeout)
             .map(|t| std::time::Instant::now() + t);
-        let propagator = self.layer.propagator.clone().unwrap_or_else(crate::propagation::propagator);
-        let parent = propagator.extract_with_context(&Context::new(), &HeaderExtractor(req.headers()));
-        let builder = SpanBuilder::from_name(name).with_kind(SpanKind::Server).with_attributes(attrs);
+        let propagator = self
+            .layer
+            .propagator
+            .clone()
+            .unwrap_or_else(crate::propagation::propagator);
+        let parent =
+            propagator.extract_with_context(&Context::new(), &HeaderExtractor(req.headers()));
+        let builder = SpanBuilder::from_name(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes(attrs);
         let cx = service::start_span(&svc, builder, &parent);
         let messages = Arc::new(Messages::new(self.layer.max_events));
         let (req_tap, resp_tap) = match &self.layer.payloads {
@@ -149,14 +174,26 @@ where
         };
         let req = {
             let (cx, messages) = (cx.clone(), Arc::clone(&messages));
-            req.map(move |b| tonic::body::Body::new(GrpcRequestBody::new(b, cx, messages, MessageReader::new(false, req_tap))))
+            req.map(move |b| {
+                tonic::body::Body::new(GrpcRequestBody::new(
+                    b,
+                    cx,
+                    messages,
+                    MessageReader::new(false, req_tap),
+                ))
+            })
         };
         let called = {
             let _attached = cx.clone().attach();
             catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
         };
         let deadline = req_deadline;
-        let state = RpcState { cx, server: true, messages, reader: MessageReader::new(true, resp_tap) };
+        let state = RpcState {
+            cx,
+            server: true,
+            messages,
+            reader: MessageReader::new(true, resp_tap),
+        };
         let mut fut = GrpcServerResponseFuture::new(called, Some(state), catch);
         fut.deadline = deadline;
         fut
@@ -194,15 +231,29 @@ pin_project_lite::pin_project! {
 
 impl<F> fmt::Debug for GrpcServerResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GrpcServerResponseFuture").field("traced", &self.state.is_some()).finish_non_exhaustive()
+        f.debug_struct("GrpcServerResponseFuture")
+            .field("traced", &self.state.is_some())
+            .finish_non_exhaustive()
     }
 }
 
 impl<F> GrpcServerResponseFuture<F> {
     fn new(called: std::thread::Result<F>, state: Option<RpcState>, catch: bool) -> Self {
         match called {
-            Ok(f) => GrpcServerResponseFuture { inner: Some(f), panic: None, state, catch, deadline: None },
-            Err(p) => GrpcServerResponseFuture { inner: None, panic: Some(p), state, catch, deadline: None },
+            Ok(f) => GrpcServerResponseFuture {
+                inner: Some(f),
+                panic: None,
+                state,
+                catch,
+                deadline: None,
+            },
+            Err(p) => GrpcServerResponseFuture {
+                inner: None,
+                panic: Some(p),
+                state,
+                catch,
+                deadline: None,
+            },
         }
     }
 }
@@ -219,7 +270,10 @@ where
     fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let polled = match this.inner.as_pin_mut() {
-            None => Err(this.panic.take().unwrap_or_else(|| Box::new("handler panicked"))),
+            None => Err(this
+                .panic
+                .take()
+                .unwrap_or_else(|| Box::new("handler panicked"))),
             Some(inner) => {
                 let _attached = this.state.as_ref().map(|s| s.cx.clone().attach());
                 catch_unwind(AssertUnwindSafe(|| inner.poll(task)))

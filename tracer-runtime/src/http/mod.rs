@@ -104,7 +104,12 @@ fn server_host_port(uri: &Uri, headers: &HeaderMap, scheme: &str) -> Option<(Str
     ))
 }
 
-pub(crate) fn push_server_address(attrs: &mut Vec<KeyValue>, uri: &Uri, headers: &HeaderMap, scheme: &str) {
+pub(crate) fn push_server_address(
+    attrs: &mut Vec<KeyValue>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    scheme: &str,
+) {
     if let Some((host, port)) = server_host_port(uri, headers, scheme) {
         attrs.push(KeyValue::new(semconv::SERVER_ADDRESS, host));
         if let Some(p) = port {

@@ -169,6 +169,10 @@ fn panic_response<B>(end: Option<SpanEnd>) -> Response<TracedBody<B>>
 where
     B: Body<Data = Bytes>,
 {
+    if let Some(e) = &end {
+        e.cx.span()
+            .set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 500_i64));
+    }
     let mut r = Response::new(TracedBody::full(Bytes::from_static(PANIC_BODY), end));
     *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     r.headers_mut().insert(
