@@ -186,10 +186,20 @@ impl pb::echo_server::Echo for Echo {
     }
 }
 
-async fn grpc_listener() -> (tokio_stream::wrappers::TcpListenerStream, SocketAddr) {
+async fn grpc_listener() -> (
+    impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>>,
+    SocketAddr,
+) {
+    use tokio_stream::StreamExt as _;
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
-    (tokio_stream::wrappers::TcpListenerStream::new(l), a)
+    // No Nagle: a unary call is a few small writes each way.
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(l).map(|s| {
+        let s = s?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    });
+    (incoming, a)
 }
 
 fn bench_grpc(c: &mut Criterion, rt: &Runtime) {
@@ -225,6 +235,7 @@ fn bench_grpc(c: &mut Criterion, rt: &Runtime) {
         rt.block_on(
             Endpoint::from_shared(format!("http://{a}"))
                 .unwrap()
+                .tcp_nodelay(true)
                 .connect(),
         )
         .unwrap()
