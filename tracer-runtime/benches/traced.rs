@@ -8,12 +8,17 @@
 //! ```
 //!
 //! Criterion times every case (ns/call). Then, outside any timed loop, every case runs 10 000
-//! more calls under a counting global allocator (`stats_alloc`, which counts all threads) and the
-//! run ends with one table per shape: ns/call, the ratios to the plain fn and to raw `in_span`,
-//! allocations and bytes per call, and how many of the spans made while timing were exported.
+//! more calls with allocation counting switched on, and the run ends with one table per shape:
+//! ns/call, the ratios to the plain fn and to raw `in_span`, allocations and bytes per call, and
+//! how many of the spans made while timing were exported.
 //!
-//! The counting allocator stays installed while criterion times (one binary), so every
-//! allocation also pays its counter updates; the `calibration` group measures that.
+//! Allocations are counted by `tracking-allocator`'s global allocator over every thread, the
+//! export side included. Its counting is switched off while criterion times, so a timed
+//! allocation pays only the wrapper (a header of at least 8 bytes and one relaxed load; a
+//! `realloc` becomes alloc, copy and free); the `calibration` group times one `Box` allocation
+//! and free under it. (`stats_alloc` was not used: its counters
+//! are always on, two SeqCst read-modify-writes per alloc and per free, shared by all threads,
+//! which would have weighed on the timings of the cases that allocate most.)
 
 use std::alloc::System;
 use std::borrow::Cow;
@@ -23,7 +28,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -39,12 +44,44 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
     BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
 };
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tracer_runtime::{Guard, ServiceHandle, traced};
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracking_allocator::{AllocationGroupId, AllocationRegistry, AllocationTracker, Allocator};
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: Allocator<System> = Allocator::system();
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Counts every allocation of every thread while tracking is enabled (`realloc` reaches the
+/// allocator as an alloc and a free, so it counts as one allocation).
+struct Counter;
+
+impl AllocationTracker for Counter {
+    fn allocated(&self, _addr: usize, size: usize, _wrapped: usize, _group: AllocationGroupId) {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        ALLOC_BYTES.fetch_add(size as u64, Ordering::Relaxed);
+    }
+
+    fn deallocated(
+        &self,
+        _addr: usize,
+        _size: usize,
+        _wrapped: usize,
+        _source: AllocationGroupId,
+        _current: AllocationGroupId,
+    ) {
+    }
+}
+
+/// Allocations and bytes counted so far.
+fn counted() -> (u64, u64) {
+    (
+        ALLOCS.load(Ordering::Relaxed),
+        ALLOC_BYTES.load(Ordering::Relaxed),
+    )
+}
 
 // ---------------------------------------------------------------------------------------------
 // The functions measured: the same trivial body everywhere.
@@ -246,6 +283,24 @@ impl Pipelines {
         self.raw.force_flush().expect("flush");
         fastrace::flush();
     }
+
+    /// `flush`, and also fastrace's backlog: when its collector falls behind, a thread's commands
+    /// wait in that thread's own queue and move on only when the thread sends another one. Sends
+    /// one root span at a time (made and exported here too) until a round exports nothing else.
+    /// Returns how many such spans it made.
+    fn settle(&self) -> u64 {
+        self.flush();
+        let mut made = 0;
+        loop {
+            let before = self.exported.load(Ordering::Relaxed);
+            drop(FtSpan::root("settle", FtSpanContext::random()));
+            made += 1;
+            fastrace::flush();
+            if self.exported.load(Ordering::Relaxed) - before <= 1 {
+                return made;
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,46 +384,93 @@ struct Row {
     timed_calls: u64,
     /// Spans exported during the criterion run of this case (after a flush).
     timed_exported: u64,
+    /// Of those, how many the exporters had got when the timing ended (before any flush).
+    exported_at_end: u64,
+    /// CPU the rest of the machine used while this case was timed, in % of one core.
+    others_cpu: Option<f64>,
     allocs: Option<Allocs>,
 }
 
 #[derive(Clone, Copy, Default)]
 struct Allocs {
-    /// Allocations (alloc + realloc) per call seen while the calls ran, before any flush.
+    /// Allocations per call seen while the calls ran, before any flush.
     during: f64,
     /// The same after flushing every pipeline (the export side included), less a flush's own.
     total: f64,
     bytes_total: f64,
 }
 
+/// What the rest of the machine did while a case was timed (Linux `/proc`; `None` elsewhere): the
+/// CPU time of every process but this one, steal time included, over the wall time, so that a
+/// timing taken while something else was busy can be told apart.
+struct CpuWatch {
+    wall: Instant,
+    ticks: Option<(u64, u64)>,
+}
+
+/// Busy ticks of the whole machine and of this process (USER_HZ, 100 a second on Linux).
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let all: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy = all.get(..8)?.iter().sum::<u64>() - all[3] - all[4];
+    let me = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_comm: Vec<&str> = me.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime: fields 14 and 15, 11 and 12 after the command name
+    let mine =
+        after_comm.get(11)?.parse::<u64>().ok()? + after_comm.get(12)?.parse::<u64>().ok()?;
+    Some((busy, mine))
+}
+
+impl CpuWatch {
+    fn start() -> CpuWatch {
+        CpuWatch {
+            wall: Instant::now(),
+            ticks: cpu_ticks(),
+        }
+    }
+
+    fn others(&self) -> Option<f64> {
+        let (busy0, mine0) = self.ticks?;
+        let (busy1, mine1) = cpu_ticks()?;
+        let others = (busy1 - busy0).saturating_sub(mine1 - mine0) as f64;
+        Some(others / (self.wall.elapsed().as_secs_f64() * 100.0) * 100.0)
+    }
+}
+
 const ALLOC_WINDOW: u64 = 400; // < the batch processor's export batch of 512: it stays asleep
 const ALLOC_WINDOWS: u64 = 25; // 10 000 calls
-
-fn allocations(s: &stats_alloc::Stats) -> u64 {
-    (s.allocations + s.reallocations) as u64
-}
 
 /// Allocations per call, outside criterion: `ALLOC_WINDOWS` windows of `ALLOC_WINDOW` calls,
 /// each read once right after the calls and once more after a flush of every pipeline.
 fn count_allocs(p: &Pipelines, run: &mut dyn FnMut(u64)) -> Allocs {
     run(1_000); // warm-up: thread-locals, lazy statics, channel blocks
     p.flush();
+    AllocationRegistry::enable_tracking();
     let flush_only = {
-        let r = Region::new(GLOBAL);
+        let start = counted();
         p.flush();
-        r.change()
+        let end = counted();
+        (end.0 - start.0, end.1 - start.1)
     };
     let (mut during, mut total, mut bytes) = (0u64, 0u64, 0u64);
     for _ in 0..ALLOC_WINDOWS {
-        let r = Region::new(GLOBAL);
+        let start = counted();
         run(ALLOC_WINDOW);
-        let d = r.change();
+        let ran = counted();
         p.flush();
-        let t = r.change();
-        during += allocations(&d);
-        total += allocations(&t).saturating_sub(allocations(&flush_only));
-        bytes += (t.bytes_allocated as u64).saturating_sub(flush_only.bytes_allocated as u64);
+        let flushed = counted();
+        during += ran.0 - start.0;
+        total += (flushed.0 - start.0).saturating_sub(flush_only.0);
+        bytes += (flushed.1 - start.1).saturating_sub(flush_only.1);
     }
+    AllocationRegistry::disable_tracking();
     let n = (ALLOC_WINDOW * ALLOC_WINDOWS) as f64;
     Allocs {
         during: during as f64 / n,
@@ -394,8 +496,9 @@ impl Bench<'_> {
     ) {
         let p = self.p;
         let calls = AtomicU64::new(0);
-        p.flush();
+        p.settle();
         let before = p.exported.load(Ordering::Relaxed);
+        let cpu = CpuWatch::start();
         {
             let _m = mode.enter(p);
             g.bench_function(name, |b| {
@@ -407,8 +510,10 @@ impl Bench<'_> {
                 })
             });
         }
-        p.flush();
-        let timed_exported = p.exported.load(Ordering::Relaxed) - before;
+        let others_cpu = cpu.others();
+        let exported_at_end = p.exported.load(Ordering::Relaxed) - before;
+        let settled = p.settle();
+        let timed_exported = p.exported.load(Ordering::Relaxed) - before - settled;
         let timed_calls = calls.load(Ordering::Relaxed);
         let allocs = (timed_calls > 0).then(|| {
             let _m = mode.enter(p);
@@ -421,6 +526,8 @@ impl Bench<'_> {
             spans_per_call,
             timed_calls,
             timed_exported,
+            exported_at_end,
+            others_cpu,
             allocs,
         });
     }
@@ -437,8 +544,9 @@ impl Bench<'_> {
     ) {
         let p = self.p;
         let calls = AtomicU64::new(0);
-        p.flush();
+        p.settle();
         let before = p.exported.load(Ordering::Relaxed);
+        let cpu = CpuWatch::start();
         {
             let _m = mode.enter(p);
             g.bench_function(name, |b| {
@@ -450,8 +558,10 @@ impl Bench<'_> {
                 })
             });
         }
-        p.flush();
-        let timed_exported = p.exported.load(Ordering::Relaxed) - before;
+        let others_cpu = cpu.others();
+        let exported_at_end = p.exported.load(Ordering::Relaxed) - before;
+        let settled = p.settle();
+        let timed_exported = p.exported.load(Ordering::Relaxed) - before - settled;
         let timed_calls = calls.load(Ordering::Relaxed);
         let allocs = (timed_calls > 0).then(|| {
             let _m = mode.enter(p);
@@ -464,6 +574,8 @@ impl Bench<'_> {
             spans_per_call,
             timed_calls,
             timed_exported,
+            exported_at_end,
+            others_cpu,
             allocs,
         });
     }
@@ -644,22 +756,11 @@ fn async_cases(c: &mut Criterion, bench: &mut Bench<'_>) {
     g.finish();
 }
 
-/// What the counting allocator adds to every allocation: `stats_alloc` does two SeqCst
-/// read-modify-writes on `alloc` and two on `dealloc`.
+/// One heap allocation and free under the wrapping allocator, counting off (as while timing).
 fn calibration(c: &mut Criterion) {
-    static A: AtomicUsize = AtomicUsize::new(0);
-    static B: AtomicUsize = AtomicUsize::new(0);
     let mut g = c.benchmark_group("calibration");
     g.bench_function("box_alloc_free", |b| {
         b.iter(|| drop(black_box(Box::new(black_box(1u64)))))
-    });
-    g.bench_function("four_seqcst_rmw", |b| {
-        b.iter(|| {
-            A.fetch_add(1, Ordering::SeqCst);
-            B.fetch_add(black_box(8), Ordering::SeqCst);
-            A.fetch_add(1, Ordering::SeqCst);
-            B.fetch_add(black_box(8), Ordering::SeqCst);
-        })
     });
     g.finish();
 }
@@ -682,8 +783,16 @@ fn criterion_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/criterion"))
 }
 
-/// Criterion's typical time per iteration (the slope, else the mean) and its 95% interval, in ns.
-fn estimate(group: &str, name: &str) -> Option<(f64, f64, f64)> {
+/// Criterion's time per iteration, in ns: the typical one (the slope, else the mean, as criterion
+/// prints it) with its 95% interval, and the median of the samples.
+struct Estimate {
+    typical: f64,
+    lower: f64,
+    upper: f64,
+    median: f64,
+}
+
+fn estimate(group: &str, name: &str) -> Option<Estimate> {
     let path = criterion_dir()
         .join(group)
         .join(name)
@@ -696,11 +805,12 @@ fn estimate(group: &str, name: &str) -> Option<(f64, f64, f64)> {
         &json["mean"]
     };
     let ci = &e["confidence_interval"];
-    Some((
-        e["point_estimate"].as_f64()?,
-        ci["lower_bound"].as_f64()?,
-        ci["upper_bound"].as_f64()?,
-    ))
+    Some(Estimate {
+        typical: e["point_estimate"].as_f64()?,
+        lower: ci["lower_bound"].as_f64()?,
+        upper: ci["upper_bound"].as_f64()?,
+        median: json["median"]["point_estimate"].as_f64()?,
+    })
 }
 
 fn print_report(rows: &[Row], timed: bool) {
@@ -712,45 +822,67 @@ fn print_report(rows: &[Row], timed: bool) {
     };
     println!();
     println!(
-        "allocations: {} calls per case, {} windows of {}, counted by stats_alloc over all threads",
+        "allocations: {} calls per case, {} windows of {}, counted over all threads",
         ALLOC_WINDOW * ALLOC_WINDOWS,
         ALLOC_WINDOWS,
         ALLOC_WINDOW
     );
     println!("  during = allocs per call counted right after the calls, before any flush");
     println!("  total  = after flushing every pipeline (export side included), less a flush's own");
+    println!("exported/made: spans the exporters got over spans made while the case was timed");
+    println!("backlog at end: of those, the share still waiting for export when the timing ended");
+    println!(
+        "others cpu%: CPU used by the rest of the machine while the case was timed (100 = a core)"
+    );
     for shape in [Shape::Sync, Shape::Async] {
         let of = |name: &str| {
             rows.iter()
                 .find(|r| r.shape == shape && r.name == name)
                 .and_then(ns)
-                .map(|t| t.0)
+                .map(|t| t.typical)
         };
         let (plain, raw) = (of("plain"), of("raw_in_span"));
         println!();
         println!("== {shape}");
         println!(
-            "{:<24} {:>9} {:>19} {:>9} {:>8} {:>8} {:>8} {:>8} {:>11}  what",
+            "{:<24} {:>9} {:>19} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8} {:>7}  what",
             "case",
             "ns/call",
             "95% CI",
+            "median",
             "x plain",
             "x raw",
             "alloc/c",
             "alloc/c",
             "bytes/c",
-            "exported"
+            "exported",
+            "backlog",
+            "others"
         );
         println!(
-            "{:<24} {:>9} {:>19} {:>9} {:>8} {:>8} {:>8} {:>8} {:>11}",
-            "", "", "", "", "", "during", "total", "total", "/made"
+            "{:<24} {:>9} {:>19} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8} {:>7}",
+            "", "", "", "", "", "", "during", "total", "total", "/made", "at end", "cpu%"
         );
         for r in rows.iter().filter(|r| r.shape == shape) {
             let t = ns(r);
             let cell = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
-            let ratio =
-                |base: Option<f64>| cell(t.zip(base).map(|((v, _, _), b)| format!("{:.2}", v / b)));
+            let ratio = |base: Option<f64>| {
+                cell(
+                    t.as_ref()
+                        .zip(base)
+                        .map(|(t, b)| format!("{:.2}", t.typical / b)),
+                )
+            };
             let made = r.timed_calls * r.spans_per_call;
+            // Spans still waiting for export when the timing ended, in % of the spans made.
+            let backlog = if made == 0 {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{:.1}%",
+                    100.0 * (r.timed_exported - r.exported_at_end) as f64 / made as f64
+                )
+            };
             let exported = if r.timed_calls == 0 {
                 "-".to_owned()
             } else if made == 0 {
@@ -759,25 +891,34 @@ fn print_report(rows: &[Row], timed: bool) {
                 format!("{:.1}%", 100.0 * r.timed_exported as f64 / made as f64)
             };
             println!(
-                "{:<24} {:>9} {:>19} {:>9} {:>8} {:>8} {:>8} {:>8} {:>11}  {}",
+                "{:<24} {:>9} {:>19} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8} {:>7}  {}",
                 r.name,
-                cell(t.map(|t| format!("{:.2}", t.0))),
-                cell(t.map(|t| format!("[{:.2}, {:.2}]", t.1, t.2))),
+                cell(t.as_ref().map(|t| format!("{:.2}", t.typical))),
+                cell(
+                    t.as_ref()
+                        .map(|t| format!("[{:.2}, {:.2}]", t.lower, t.upper))
+                ),
+                cell(t.as_ref().map(|t| format!("{:.2}", t.median))),
                 ratio(plain),
                 ratio(raw),
                 cell(r.allocs.map(|a| format!("{:.2}", a.during))),
                 cell(r.allocs.map(|a| format!("{:.2}", a.total))),
                 cell(r.allocs.map(|a| format!("{:.0}", a.bytes_total))),
                 exported,
+                backlog,
+                cell(r.others_cpu.map(|c| format!("{c:.0}"))),
                 r.what,
             );
         }
     }
     if timed {
         println!();
-        for name in ["box_alloc_free", "four_seqcst_rmw"] {
-            if let Some((v, lo, hi)) = estimate("calibration", name) {
-                println!("calibration {name}: {v:.2} ns [{lo:.2}, {hi:.2}]");
+        for name in ["box_alloc_free"] {
+            if let Some(e) = estimate("calibration", name) {
+                println!(
+                    "calibration {name}: {:.2} ns [{:.2}, {:.2}], median {:.2}",
+                    e.typical, e.lower, e.upper, e.median
+                );
             }
         }
     }
@@ -793,6 +934,7 @@ fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` runs each case once, untimed.
     let timed = std::env::args().any(|a| a == "--bench");
 
+    AllocationRegistry::set_global_tracker(Counter).expect("the only tracker");
     let p = Pipelines::install();
     let mut bench = Bench {
         p: &p,
