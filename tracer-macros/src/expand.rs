@@ -298,9 +298,14 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
                 }
             };
             let fut = quote_spanned!(block.span()=> async move { #fake_return #(#stmts)* });
+            // Off: the body's future is awaited bare, without the wrapper.
             quote! {
                 #prelude
-                #p::Instrumented::new(#n_span, #fut, #done).await
+                let #n_fut = #fut;
+                if #n_span.is_none() {
+                    return #n_fut.await;
+                }
+                #p::Instrumented::new(#n_span, #n_fut, #done).await
             }
         }
         Shape::ImplFuture => {
