@@ -78,6 +78,18 @@ fn messages(s: &SpanData) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// Reads a response stream to its end: the messages read, and the error that ended it if any.
+async fn drain(s: &mut tonic::Streaming<Msg>) -> (usize, Option<tonic::Status>) {
+    let mut got = 0;
+    loop {
+        match s.message().await {
+            Ok(Some(_)) => got += 1,
+            Ok(None) => return (got, None),
+            Err(e) => return (got, Some(e)),
+        }
+    }
+}
+
 fn count(s: &SpanData, kind: &str) -> usize {
     messages(s).iter().filter(|(t, _)| t == kind).count()
 }
@@ -281,14 +293,7 @@ async fn an_error_returned_mid_stream() {
             .await
             .unwrap()
             .into_inner();
-        let mut got = 0;
-        loop {
-            match s.message().await {
-                Ok(Some(_)) => got += 1,
-                Ok(None) => break (got, None),
-                Err(e) => break (got, Some(e)),
-            }
-        }
+        drain(&mut s).await
     })
     .await;
     assert_eq!(got, 2);
@@ -382,14 +387,7 @@ async fn panics_reach_the_caller_as_internal_and_the_server_keeps_serving() {
             .await
             .unwrap()
             .into_inner();
-        let mut got = 0;
-        loop {
-            match s.message().await {
-                Ok(Some(_)) => got += 1,
-                Ok(None) => break (got, None),
-                Err(e) => break (got, Some(e)),
-            }
-        }
+        drain(&mut s).await
     })
     .await;
     // The message before the panic may die with tonic's encoder buffer; never more than one.
