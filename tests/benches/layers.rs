@@ -27,6 +27,7 @@ use tokio::runtime::Runtime;
 use tonic::transport::{Endpoint, Server};
 use tracer_runtime::grpc::{GrpcClientLayer, GrpcServerLayer};
 use tracer_runtime::http::HttpServerLayer;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
 mod pb {
@@ -111,8 +112,16 @@ fn pipelines() -> Pipelines {
     let peer = SdkTracerProvider::builder()
         .with_span_processor(BatchSpanProcessor::builder(Discard).build())
         .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(peer.tracer("peer")));
+    // Only tower-http's spans: hyper and h2 emit `tracing` spans of their own, which would
+    // otherwise become OpenTelemetry spans too and slow every case down, the untraced ones
+    // included.
+    let only_tower_http =
+        tracing_subscriber::filter::Targets::new().with_target("tower_http", tracing::Level::DEBUG);
+    let subscriber = tracing_subscriber::registry().with(
+        tracing_opentelemetry::layer()
+            .with_tracer(peer.tracer("peer"))
+            .with_filter(only_tower_http),
+    );
     tracing::subscriber::set_global_default(subscriber).unwrap();
     Pipelines {
         _guard_on: guard_on,
@@ -291,6 +300,14 @@ fn bench_grpc(c: &mut Criterion, rt: &Runtime) {
             tower::ServiceBuilder::new()
                 .layer(GrpcClientLayer::new())
                 .service(channel(ours))
+        )
+    );
+    run!(
+        "tracer on (client layer only)",
+        pb::echo_client::EchoClient::new(
+            tower::ServiceBuilder::new()
+                .layer(GrpcClientLayer::new())
+                .service(channel(plain))
         )
     );
     run!(
