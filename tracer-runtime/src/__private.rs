@@ -160,10 +160,7 @@ impl<T: IntoAttrValue> IntoAttrValue for Option<T> {
 /// Starts the span of a call site, or `None` when the service the work belongs to is off.
 pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live> {
     let parent = Context::current();
-    let svc = crate::service::resolve(&parent)?;
-    if !svc.is_on() {
-        return None;
-    }
+    let svc = crate::service::resolve_recording(&parent)?;
     let mut attrs = Attrs::default();
     fill(&mut attrs);
     let mut builder = SpanBuilder::from_name(meta.name).with_kind(meta.kind.clone());

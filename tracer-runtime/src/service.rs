@@ -67,6 +67,21 @@ pub(crate) fn is_registered(name: &str) -> bool {
         .any(|s| s.name == name)
 }
 
+/// The service `cx` belongs to if it records now: checked before the `Arc` is cloned, so a
+/// service switched off costs a lookup and no reference-count traffic.
+#[inline]
+pub(crate) fn resolve_recording(cx: &Context) -> Option<Arc<Service>> {
+    match cx.get::<InService>() {
+        Some(s) => s.0.is_on().then(|| Arc::clone(&s.0)),
+        None => DEFAULT
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|s| s.is_on())
+            .cloned(),
+    }
+}
+
 /// The service `cx` belongs to: the one it carries, else the default one.
 #[inline]
 pub(crate) fn resolve(cx: &Context) -> Option<Arc<Service>> {
@@ -91,16 +106,15 @@ pub(crate) fn recording(name: Option<&str>) -> Option<Arc<Service>> {
     if !crate::__private::on() {
         return None;
     }
-    let svc = match name {
+    match name {
         Some(n) => SERVICES
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .find(|s| s.name == n)
+            .find(|s| s.name == n && s.is_on())
             .cloned(),
-        None => resolve(&Context::current()),
-    }?;
-    svc.is_on().then_some(svc)
+        None => resolve_recording(&Context::current()),
+    }
 }
 
 /// A handle on an installed service: run work under it, ask whether it is switched on.

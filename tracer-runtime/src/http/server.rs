@@ -321,7 +321,6 @@ pin_project_lite::pin_project! {
     pub struct HttpServerResponseFuture<F> {
         #[pin]
         inner: Option<F>,
-        panicked: bool,
         traced: Option<Traced>,
         catch: bool,
     }
@@ -348,22 +347,21 @@ impl<F> fmt::Debug for HttpServerResponseFuture<F> {
 
 impl<F> HttpServerResponseFuture<F> {
     fn new(called: std::thread::Result<F>, traced: Option<Traced>, catch: bool) -> Self {
-        let mut this = HttpServerResponseFuture {
-            inner: None,
-            panicked: false,
-            traced,
-            catch,
-        };
-        match called {
-            Ok(f) => this.inner = Some(f),
+        // A panic in `call` leaves no inner future: `poll` answers the 500.
+        let inner = match called {
+            Ok(f) => Some(f),
             Err(payload) => {
-                if let Some(t) = &this.traced {
+                if let Some(t) = &traced {
                     record_panic(&t.cx, &*payload);
                 }
-                this.panicked = true;
+                None
             }
+        };
+        HttpServerResponseFuture {
+            inner,
+            traced,
+            catch,
         }
-        this
     }
 }
 
