@@ -129,7 +129,8 @@ fn content_length(headers: &HeaderMap) -> Option<i64> {
 }
 
 /// `url.full` without secrets: credentials replaced by `REDACTED`, every query value by
-/// `REDACTED` (keys kept), the fragment dropped.
+/// `REDACTED` (keys kept), a query item without `=` (which may itself be a secret, `?S3KR1T`)
+/// replaced whole, the fragment dropped.
 pub fn redacted_url(uri: &Uri) -> String {
     let mut out = String::new();
     if let Some(s) = uri.scheme_str() {
@@ -158,7 +159,7 @@ pub fn redacted_url(uri: &Uri) -> String {
             .filter(|p| !p.is_empty())
             .map(|p| match p.split_once('=') {
                 Some((k, _)) => format!("{k}=REDACTED"),
-                None => p.to_owned(),
+                None => "REDACTED".to_owned(),
             })
             .collect();
         out.push_str(&parts.join("&"));
@@ -177,8 +178,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             redacted_url(&u),
-            "https://REDACTED:REDACTED@api.example.com:8443/v1/users/7?token=REDACTED&page=REDACTED&flag"
+            "https://REDACTED:REDACTED@api.example.com:8443/v1/users/7?token=REDACTED&page=REDACTED&REDACTED"
         );
+        let u: Uri = "http://127.0.0.1:8080/x?S3KR1T".parse().unwrap();
+        assert_eq!(redacted_url(&u), "http://127.0.0.1:8080/x?REDACTED");
         let u: Uri = "http://127.0.0.1:8080/x".parse().unwrap();
         assert_eq!(redacted_url(&u), "http://127.0.0.1:8080/x");
     }

@@ -432,13 +432,7 @@ where
                     span.update_name(format!("{} {}", t.method, route.0));
                 }
                 if t.trace_response {
-                    let sc = span.span_context();
-                    let v = format!(
-                        "00-{}-{}-{:02x}",
-                        sc.trace_id(),
-                        sc.span_id(),
-                        sc.trace_flags().to_u8()
-                    );
+                    let v = crate::propagation::trace_response_value(span.span_context());
                     if let Ok(v) = HeaderValue::from_str(&v) {
                         resp.headers_mut().insert("traceresponse", v);
                     }

@@ -6,18 +6,22 @@
 //! because its releases keep `uberctx-*` out of the baggage (they land in the trace state).
 //! Format: <https://www.jaegertracing.io/docs/1.18/client-libraries/#propagation-format>.
 
-use opentelemetry::baggage::BaggageExt as _;
+use opentelemetry::Context;
+use opentelemetry::baggage::{BaggageExt as _, KeyValueMetadata};
 use opentelemetry::propagation::text_map_propagator::FieldIter;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{
     SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
 };
-use opentelemetry::{Context, KeyValue};
+use percent_encoding::{percent_decode_str, utf8_percent_encode};
+
+use super::{Hint, parse_lower_hex_u64, parse_lower_hex_u128};
 
 const HEADER: &str = "uber-trace-id";
 const BAGGAGE_PREFIX: &str = "uberctx-";
-/// Jaeger's debug flag (bit 2), carried in OpenTelemetry's trace flags.
-const DEBUG: TraceFlags = TraceFlags::new(0x02);
+/// Jaeger's flag bits: sampled and debug (debug is only ever sent with sampled).
+const FLAG_SAMPLED: u8 = 0x01;
+const FLAG_DEBUG: u8 = 0x02;
 /// More `uberctx-*` headers than this are ignored, so a hostile request cannot grow a context
 /// without bound.
 const MAX_BAGGAGE_ITEMS: usize = 64;
@@ -44,7 +48,15 @@ impl JaegerPropagator {
     }
 }
 
-fn parse_header(value: &str) -> Option<SpanContext> {
+/// 1 to `max` hex digits (either case, as Jaeger clients write them), nothing else.
+fn hex_field(s: &str, max: usize) -> Option<&str> {
+    (!s.is_empty() && s.len() <= max && s.bytes().all(|c| c.is_ascii_hexdigit())).then_some(s)
+}
+
+/// `{trace-id}:{span-id}:{parent-id}:{flags}`: ids of 1-32 and 1-16 hex digits (Jaeger drops
+/// leading zeros), not zero; the deprecated parent id hex too; flags one or two hex digits. The
+/// debug bit means sampled and forced, kept as a [`Hint::Debug`] on the context.
+fn parse_header(value: &str) -> Option<(SpanContext, Hint)> {
     // Some clients url-encode the colons.
     let decoded;
     let value = if value.contains(':') {
@@ -54,40 +66,34 @@ fn parse_header(value: &str) -> Option<SpanContext> {
         &decoded
     };
     let mut parts = value.trim().split(':');
-    let (trace, span, _parent, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some()
-        || trace.is_empty()
-        || trace.len() > 32
-        || span.is_empty()
-        || span.len() > 16
-    {
+    let (trace, span, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
         return None;
     }
-    if flags.is_empty() || flags.len() > 2 {
+    let trace = hex_field(trace, 32)?.to_ascii_lowercase();
+    let span = hex_field(span, 16)?.to_ascii_lowercase();
+    hex_field(parent, 16)?;
+    let flags = u8::from_str_radix(hex_field(flags, 2)?, 16).ok()?;
+    let trace_id = parse_lower_hex_u128(&format!("{trace:0>32}"))?;
+    let span_id = parse_lower_hex_u64(&format!("{span:0>16}"))?;
+    if trace_id == 0 || span_id == 0 {
         return None;
     }
-    // Jaeger ids are hex without leading zeros; OpenTelemetry's parsers accept short input.
-    let trace_id = TraceId::from_hex(trace).ok()?;
-    let span_id = SpanId::from_hex(span).ok()?;
-    let flags = u8::from_str_radix(flags, 16).ok()?;
-    if trace_id == TraceId::INVALID || span_id == SpanId::INVALID {
-        return None;
-    }
-    let mut trace_flags = TraceFlags::default();
-    if flags & 0x01 != 0 {
-        trace_flags = TraceFlags::SAMPLED;
-        if flags & 0x02 != 0 {
-            trace_flags = trace_flags | DEBUG;
-        }
-    }
-    Some(SpanContext::new(
-        trace_id,
-        span_id,
+    let debug = flags & FLAG_DEBUG != 0;
+    let sampled = flags & FLAG_SAMPLED != 0 || debug;
+    let trace_flags = if sampled {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    };
+    let sc = SpanContext::new(
+        TraceId::from(trace_id),
+        SpanId::from(span_id),
         trace_flags,
         true,
         TraceState::default(),
-    ))
+    );
+    Some((sc, if debug { Hint::Debug } else { Hint::Normal }))
 }
 
 impl TextMapPropagator for JaegerPropagator {
@@ -95,49 +101,50 @@ impl TextMapPropagator for JaegerPropagator {
         let span = cx.span();
         let sc = span.span_context();
         if sc.is_valid() {
-            let mut flags = 0u8;
-            if sc.is_sampled() {
-                flags |= 0x01;
-                if sc.trace_flags() & DEBUG == DEBUG {
-                    flags |= 0x02;
-                }
-            }
+            // Jaeger has no deferred state: a B3 caller's deferral is sent as not sampled.
+            let flags = if Hint::of(cx) == Hint::Debug {
+                FLAG_SAMPLED | FLAG_DEBUG
+            } else if sc.is_sampled() {
+                FLAG_SAMPLED
+            } else {
+                0
+            };
             injector.set(
                 HEADER,
                 format!("{}:{}:0:{:x}", sc.trace_id(), sc.span_id(), flags),
             );
         }
+        // jaeger-client and OpenTelemetry's Jaeger propagators url-encode baggage values.
         for (key, (value, _)) in cx.baggage() {
-            injector.set(&format!("{BAGGAGE_PREFIX}{key}"), value.to_string());
+            // An empty value would be an empty header: left out.
+            if super::w3c::is_token(key.as_str()) && !value.as_str().is_empty() {
+                injector.set(
+                    &format!("{BAGGAGE_PREFIX}{}", key.as_str()),
+                    utf8_percent_encode(value.as_str(), super::w3c::VALUE_ENCODE).to_string(),
+                );
+            }
         }
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        let mut out = match extractor.get(HEADER).and_then(parse_header) {
-            Some(sc) => cx.with_remote_span_context(sc),
+        let out = match extractor.get(HEADER).and_then(parse_header) {
+            Some((sc, hint)) => cx.with_remote_span_context(sc).with_value(hint),
             None => cx.clone(),
         };
-        let items: Vec<KeyValue> = extractor
+        let items: Vec<KeyValueMetadata> = extractor
             .keys()
             .into_iter()
             .filter_map(|k| {
                 let key = k.strip_prefix(BAGGAGE_PREFIX)?;
                 let value = extractor.get(k)?;
-                (!key.is_empty() && value.len() <= MAX_BAGGAGE_VALUE)
-                    .then(|| KeyValue::new(key.to_owned(), value.to_owned()))
+                (super::w3c::is_token(key) && value.len() <= MAX_BAGGAGE_VALUE).then(|| {
+                    let value = percent_decode_str(value.trim()).decode_utf8_lossy();
+                    KeyValueMetadata::new(key.to_owned(), value.into_owned(), "")
+                })
             })
             .take(MAX_BAGGAGE_ITEMS)
             .collect();
-        if !items.is_empty() {
-            let mut merged: Vec<KeyValue> = out
-                .baggage()
-                .iter()
-                .map(|(k, (v, _))| KeyValue::new(k.clone(), v.clone()))
-                .collect();
-            merged.extend(items);
-            out = out.with_baggage(merged);
-        }
-        out
+        super::w3c::merge_baggage(&out, items)
     }
 
     fn fields(&self) -> FieldIter<'_> {
@@ -148,6 +155,7 @@ impl TextMapPropagator for JaegerPropagator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::KeyValue;
     use std::collections::HashMap;
 
     fn extract(headers: &[(&str, &str)]) -> Context {
@@ -191,6 +199,7 @@ mod tests {
     #[test]
     fn short_ids_and_url_encoding() {
         let cx = extract(&[("uber-trace-id", "a3ce929d0e0e4736%3Aaba902b7%3A0%3A3")]);
+        assert_eq!(Hint::of(&cx), Hint::Debug);
         let sc = cx.span().span_context().clone();
         assert_eq!(
             sc.trace_id(),
@@ -213,6 +222,11 @@ mod tests {
             "4bf92f3577b34da6a3ce929d0e0e47361:1:0:1",
             "1:00f067aa0ba902b71:0:1",
             "1:1:0:100",
+            "+bf92f3577b34da6:+0f067aa0ba902b7:0:+1",
+            "4bf92f3577b34da6:-0f067aa0ba902b7:0:1",
+            "4bf92f3577b34da6:0f067aa0ba902b7:zz:1",
+            "4bf92f3577b34da6:0f067aa0ba902b7:0:",
+            "4bf92f35 77b34da6:0f067aa0ba902b7:0:1",
         ] {
             let cx = extract(&[("uber-trace-id", bad)]);
             assert!(!cx.span().span_context().is_valid(), "{bad:?} was accepted");

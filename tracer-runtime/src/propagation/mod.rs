@@ -1,9 +1,20 @@
 //! Context propagation formats: W3C tracecontext and baggage (the default), Jaeger's
 //! `uber-trace-id`, and Zipkin's B3 (single and multi header).
+//!
+//! Every parser is strict (ids of the exact length, hex digits only, no signs, no zero ids) and
+//! never panics; a header that does not parse is ignored, as if absent. Debug flags (Jaeger's
+//! flag `2`, B3's `d` / `X-B3-Flags: 1`) mean *sampled, and forced*: the extracted parent is
+//! sampled and the debug flag is sent on in every format that has one. A B3 deferred decision is
+//! taken as not sampled and passed on deferred; Jaeger and W3C have no deferred state.
 
+mod b3;
 mod jaeger;
+mod w3c;
 
+pub use b3::{B3Encoding, B3Propagator};
 pub use jaeger::JaegerPropagator;
+pub(crate) use w3c::format_traceparent;
+pub use w3c::{BaggagePropagator, TraceContextPropagator};
 
 use std::fmt;
 
@@ -11,11 +22,6 @@ use opentelemetry::Context;
 use opentelemetry::propagation::text_map_propagator::FieldIter;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, TraceContextExt as _};
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-// The zipkin crate marks its whole API deprecated (its exporter is); its B3 propagator is the
-// maintained one of the 0.33 family.
-#[allow(deprecated)]
-use opentelemetry_zipkin::{B3Encoding, Propagator as B3Propagator};
 
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -50,16 +56,52 @@ impl Format {
         }
     }
 
-    #[allow(deprecated)]
     fn propagator(self) -> Box<dyn TextMapPropagator + Send + Sync> {
         match self {
             Format::TraceContext => Box::new(TraceContextPropagator::new()),
             Format::Baggage => Box::new(BaggagePropagator::new()),
             Format::Jaeger => Box::new(JaegerPropagator::new()),
-            Format::B3 => Box::new(B3Propagator::with_encoding(B3Encoding::SingleHeader)),
-            Format::B3Multi => Box::new(B3Propagator::with_encoding(B3Encoding::MultipleHeader)),
+            Format::B3 => Box::new(B3Propagator::new(B3Encoding::SingleHeader)),
+            Format::B3Multi => Box::new(B3Propagator::new(B3Encoding::MultipleHeader)),
         }
     }
+}
+
+/// What an incoming sampling decision said beyond the `sampled` flag, kept in the context so that
+/// injection passes it on: a debug (forced) trace, or a B3 decision deferred to the receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hint {
+    Normal,
+    Debug,
+    Deferred,
+}
+
+impl Hint {
+    pub(crate) fn of(cx: &Context) -> Hint {
+        cx.get::<Hint>().copied().unwrap_or(Hint::Normal)
+    }
+}
+
+/// Exactly 16 lower-case hex digits (no sign, no upper case, no spaces).
+pub(crate) fn parse_lower_hex_u64(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 || !s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok()
+}
+
+/// 1 to 32 lower-case hex digits (no sign, no upper case, no spaces).
+pub(crate) fn parse_lower_hex_u128(s: &str) -> Option<u128> {
+    if s.is_empty() || s.len() > 32 || !s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u128::from_str_radix(s, 16).ok()
+}
+
+/// The W3C `traceresponse` value for a span: its trace and span ids and the `sampled` flag only
+/// (Trace Context level 2 defines no other flag that tracer could vouch for).
+pub fn trace_response_value(sc: &SpanContext) -> String {
+    format_traceparent(sc)
 }
 
 /// The default formats: `tracecontext,baggage`.
@@ -117,10 +159,12 @@ impl Propagator {
     /// A propagator for `formats`, in order of preference.
     pub fn new(formats: &[Format]) -> Self {
         let props: Vec<_> = formats.iter().map(|f| f.propagator()).collect();
-        let fields = props
-            .iter()
-            .flat_map(|p| p.fields().map(str::to_owned).collect::<Vec<_>>())
-            .collect();
+        let mut fields: Vec<String> = Vec::new();
+        for f in props.iter().flat_map(|p| p.fields()) {
+            if !fields.iter().any(|x| x == f) {
+                fields.push(f.to_owned());
+            }
+        }
         Propagator {
             formats: formats.to_vec(),
             props,
@@ -142,19 +186,25 @@ impl TextMapPropagator for Propagator {
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        let mut first_valid: Option<SpanContext> = None;
+        let mut first_valid: Option<(SpanContext, Hint)> = None;
         let mut out = cx.clone();
         for p in &self.props {
             // Each format sees what the previous ones left, so baggage accumulates; a span
             // context found by a later format does not replace the first one.
-            out = p.extract_with_context(&out, extractor);
-            let sc = out.span().span_context().clone();
-            if first_valid.is_none() && sc.is_valid() && sc.is_remote() {
-                first_valid = Some(sc);
+            let next = p.extract_with_context(&out, extractor);
+            if first_valid.is_none() {
+                let span = next.span();
+                let sc = span.span_context();
+                let prev = out.span();
+                let found = sc.is_valid() && sc.is_remote() && sc != prev.span_context();
+                if found {
+                    first_valid = Some((sc.clone(), Hint::of(&next)));
+                }
             }
+            out = next;
         }
         match first_valid {
-            Some(sc) => out.with_remote_span_context(sc),
+            Some((sc, hint)) => out.with_remote_span_context(sc).with_value(hint),
             None => out,
         }
     }
@@ -194,7 +244,7 @@ pub fn propagator() -> Arc<Propagator> {
 }
 
 #[cfg(test)]
-mod tests {
+mod parse_tests {
     use super::*;
 
     #[test]
@@ -273,3 +323,6 @@ mod extract_tests {
         assert_eq!(trace_of(&cx), "4bf92f3577b34da6a3ce929d0e0e4736");
     }
 }
+
+#[cfg(test)]
+mod table_tests;
