@@ -87,6 +87,14 @@ fn assert_mysql_span(s: &SpanData, op: &str, text: Option<&str>) {
         s.name
     );
     assert_eq!(attr_str(s, "db.query.text").as_deref(), text, "{}", s.name);
+    if text.is_some() && op != "PREPARE" {
+        // The summary is the span name: `SELECT users`.
+        assert_eq!(
+            attr_str(s, "db.query.summary").as_deref(),
+            Some(s.name.as_ref())
+        );
+        assert!(s.name.starts_with(op), "{}", s.name);
+    }
     assert_eq!(attr_str(s, "server.address").as_deref(), Some("127.0.0.1"));
     assert_eq!(
         attr(s, "server.port").map(|v| v.to_string()),

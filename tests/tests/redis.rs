@@ -353,6 +353,10 @@ async fn wrongtype_is_an_error_span_and_the_same_error() {
         error_message(s)
     );
     assert_eq!(attr_str(s, "error.type").as_deref(), Some("WRONGTYPE"));
+    assert_eq!(
+        attr_str(s, "db.response.status_code").as_deref(),
+        Some("WRONGTYPE")
+    );
     assert!(event_attr(s, "exception", "exception.message").is_some());
 }
 

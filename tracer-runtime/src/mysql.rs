@@ -115,13 +115,16 @@ impl Meta {
         fallback: &'static str,
     ) -> Option<Context> {
         db::start(self.service.as_deref(), parent, || {
-            let mut a = self.base(4);
+            let mut a = self.base(5);
             let op = sql.and_then(|s| s.operation.clone());
-            let name = match (&op, sql.and_then(|s| s.collection.as_ref())) {
-                (Some(op), Some(t)) => Cow::Owned(format!("{op} {t}")),
-                (Some(op), None) => Cow::Owned(op.clone()),
-                (None, _) => Cow::Borrowed(fallback),
+            let summary = sql.and_then(|s| s.summary.clone());
+            let name = match &summary {
+                Some(s) => Cow::Owned(s.clone()),
+                None => Cow::Borrowed(fallback),
             };
+            if let Some(s) = summary {
+                a.push(KeyValue::new(semconv::DB_QUERY_SUMMARY, s));
+            }
             a.push(KeyValue::new(
                 semconv::DB_OPERATION_NAME,
                 op.unwrap_or_else(|| fallback.to_owned()),

@@ -199,8 +199,17 @@ fn record_error(cx: &Context, e: &Error) {
         .split_whitespace()
         .next()
         .filter(|w| w.len() >= 2 && w.chars().all(|c| c.is_ascii_uppercase()));
+    let mut extra = vec![KeyValue::new(
+        "tracer.redis.error_kind",
+        format!("{:?}", e.kind()),
+    )];
     let kind: Cow<'static, str> = match prefix {
         Some(p) if !matches!(e.kind(), ErrorKind::IO | ErrorKind::Timeout) => {
+            // The server's error prefix is its status code (semantic conventions for Redis).
+            extra.push(KeyValue::new(
+                semconv::DB_RESPONSE_STATUS_CODE,
+                p.to_owned(),
+            ));
             Cow::Owned(p.to_owned())
         }
         _ => Cow::Owned(format!("{:?}", e.kind())),
@@ -209,15 +218,7 @@ fn record_error(cx: &Context, e: &Error) {
     if let Some(at) = message.find(", with args beginning with") {
         message.truncate(at);
     }
-    db::fail(
-        cx,
-        kind,
-        message,
-        vec![KeyValue::new(
-            "tracer.redis.error_kind",
-            format!("{:?}", e.kind()),
-        )],
-    );
+    db::fail(cx, kind, message, extra);
 }
 
 fn on_done<T>(cx: &Context, out: &FredResult<T>) {

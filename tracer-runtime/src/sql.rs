@@ -34,6 +34,17 @@ pub struct Sanitized {
     /// The first table the statement names after `FROM`, `INTO`, `UPDATE` or `TABLE`, as
     /// written, without quotes (`db.collection.name`).
     pub collection: Option<String>,
+    /// `{operation} {collection}` (`SELECT users`), or the operation alone: `db.query.summary`,
+    /// and the span name, as the semantic conventions ask.
+    pub summary: Option<String>,
+}
+
+fn summary(operation: Option<&str>, collection: Option<&str>) -> Option<String> {
+    match (operation, collection) {
+        (Some(op), Some(t)) => Some(format!("{op} {t}")),
+        (Some(op), None) => Some(op.to_owned()),
+        (None, _) => None,
+    }
 }
 
 /// One output token.
@@ -73,9 +84,11 @@ pub fn sanitize(sql: &str) -> Sanitized {
     {
         Ok(t) => t,
         Err(_) => {
+            let operation = leading_keyword(sql);
             return Sanitized {
                 text: None,
-                operation: leading_keyword(sql),
+                summary: summary(operation.as_deref(), None),
+                operation,
                 collection: None,
             };
         }
@@ -176,6 +189,7 @@ pub fn sanitize(sql: &str) -> Sanitized {
     let collection = collection(&out, operation.as_deref());
     Sanitized {
         text: Some(render(&out)),
+        summary: summary(operation.as_deref(), collection.as_deref()),
         operation,
         collection,
     }
@@ -620,6 +634,12 @@ mod tests {
             let s = sanitize(sql);
             assert_eq!(s.operation.as_deref(), *op, "{sql:?}");
             assert_eq!(s.collection.as_deref(), *coll, "{sql:?}");
+            let summary = match (op, coll) {
+                (Some(op), Some(t)) => Some(format!("{op} {t}")),
+                (Some(op), None) => Some((*op).to_owned()),
+                _ => None,
+            };
+            assert_eq!(s.summary, summary, "{sql:?}");
         }
     }
 
