@@ -15,7 +15,7 @@ use opentelemetry::Value;
 use opentelemetry::trace::SpanKind;
 use opentelemetry_sdk::trace::SpanData;
 use tonic::Code;
-use tracer_runtime::grpc::{GrpcClientLayer, GrpcServerLayer, send_message_span};
+use tracer_runtime::grpc::{GrpcClientLayer, GrpcServerLayer, MessageEvents, send_message_span};
 
 async fn server() -> (std::net::SocketAddr, TracedClient) {
     exporter();
@@ -122,10 +122,8 @@ async fn unary_parent_child_attributes_and_messages() {
         Some(&Value::I64(i64::from(addr.port())))
     );
     assert_eq!(code(cs), Some(0));
-    assert_eq!(
-        messages(cs),
-        [("SENT".to_owned(), 1), ("RECEIVED".to_owned(), 1)]
-    );
+    // A unary call gets no `rpc.message` events by default (the span says it all).
+    assert_eq!(messages(cs), []);
 
     let ss = server_child(cs).await;
     assert_eq!(ss.name, "tracer.test.Echo/Unary");
@@ -134,10 +132,7 @@ async fn unary_parent_child_attributes_and_messages() {
         attr_str(&ss, "network.peer.address").as_deref(),
         Some("127.0.0.1")
     );
-    assert_eq!(
-        messages(&ss),
-        [("RECEIVED".to_owned(), 1), ("SENT".to_owned(), 1)]
-    );
+    assert_eq!(messages(&ss), []);
     assert!(!is_error(&ss) && !is_error(cs));
     assert!(
         ss.events
@@ -467,4 +462,62 @@ async fn payloads_are_recorded_when_asked() {
     let ss = server_child(cs).await;
     assert!(payload(&ss, "RECEIVED").unwrap().contains("payload please"));
     assert!(payload(&ss, "SENT").unwrap().contains("PAYLOAD PLEASE"));
+}
+
+#[tokio::test]
+async fn unary_message_events_when_asked_for_and_none_when_not() {
+    exporter();
+    let addr = serve(GrpcServerLayer::new(SERVICE).message_events(MessageEvents::All)).await;
+    let mut c = client(
+        addr,
+        GrpcClientLayer::new().message_events(MessageEvents::All),
+    );
+    let (_, spans) = in_root_async(async { c.unary(msg("hi", 0)).await.unwrap() }).await;
+    let cs = client_span(&spans);
+    assert_eq!(
+        messages(cs),
+        [("SENT".to_owned(), 1), ("RECEIVED".to_owned(), 1)]
+    );
+    let ss = server_child(cs).await;
+    assert_eq!(
+        messages(&ss),
+        [("RECEIVED".to_owned(), 1), ("SENT".to_owned(), 1)]
+    );
+
+    let addr = serve(GrpcServerLayer::new(SERVICE).message_events(MessageEvents::None)).await;
+    let mut c = client(
+        addr,
+        GrpcClientLayer::new().message_events(MessageEvents::None),
+    );
+    let (_, spans) = in_root_async(async {
+        let mut s = c.server_stream(msg("", 3)).await.unwrap().into_inner();
+        while s.message().await.unwrap().is_some() {}
+    })
+    .await;
+    let cs = client_span(&spans);
+    assert_eq!(messages(cs), []);
+    assert_eq!(messages(&server_child(cs).await), []);
+}
+
+#[tokio::test]
+async fn held_back_messages_keep_their_own_times() {
+    let (_, mut c) = server().await;
+    let (_, spans) = in_root_async(async {
+        let mut s = c.server_stream(msg("", 3)).await.unwrap().into_inner();
+        while s.message().await.unwrap().is_some() {}
+    })
+    .await;
+    let cs = client_span(&spans);
+    let times: Vec<_> = cs
+        .events
+        .iter()
+        .filter(|e| e.name == "rpc.message")
+        .map(|e| e.timestamp)
+        .collect();
+    assert_eq!(times.len(), 4, "{:?}", messages(cs));
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "out of order: {times:?}"
+    );
+    assert!(times[0] >= cs.start_time && times[3] <= cs.end_time);
 }

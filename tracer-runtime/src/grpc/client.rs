@@ -31,6 +31,7 @@ pub struct GrpcClientLayer {
     service: Option<Arc<str>>,
     server: Option<(Arc<str>, Option<u16>)>,
     max_events: usize,
+    message_events: super::MessageEvents,
     payloads: Option<Arc<Payloads>>,
     propagator: Option<Arc<Propagator>>,
 }
@@ -41,6 +42,7 @@ impl Default for GrpcClientLayer {
             service: None,
             server: None,
             max_events: DEFAULT_MAX_MESSAGE_EVENTS,
+            message_events: super::MessageEvents::default(),
             payloads: None,
             propagator: None,
         }
@@ -84,6 +86,13 @@ impl GrpcClientLayer {
     /// At most `n` `rpc.message` events per span (default 128).
     pub fn max_message_events(mut self, n: usize) -> Self {
         self.max_events = n;
+        self
+    }
+
+    /// Which calls get `rpc.message` events: streaming ones only (the default), all, or none.
+    /// See [`MessageEvents`](super::MessageEvents).
+    pub fn message_events(mut self, which: super::MessageEvents) -> Self {
+        self.message_events = which;
         self
     }
 
@@ -155,7 +164,10 @@ where
             .clone()
             .unwrap_or_else(crate::propagation::propagator);
         propagator.inject_context(&cx, &mut HeaderInjector(req.headers_mut()));
-        let messages = Arc::new(Messages::new(self.layer.max_events));
+        let messages = Arc::new(Messages::new(
+            self.layer.max_events,
+            self.layer.message_events,
+        ));
         let (req_tap, resp_tap) = match &self.layer.payloads {
             Some(p) => p.for_path(req.uri().path()),
             None => (None, None),

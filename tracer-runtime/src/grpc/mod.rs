@@ -17,9 +17,10 @@
 //! # let _ = (server, traced::<()>);
 //! ```
 //!
-//! Each message sent or received on the RPC is an `rpc.message` event on its span
+//! On a streaming call, each message sent or received is an `rpc.message` event on its span
 //! (`rpc.message.type` SENT / RECEIVED, `rpc.message.id`, `rpc.message.uncompressed_size`, or
-//! `rpc.message.compressed_size` for a compressed message), up to
+//! `rpc.message.compressed_size` for a compressed message); unary calls get none by default
+//! ([`MessageEvents`], `message_events(..)` on the layers). At most
 //! [`GrpcServerLayer::max_message_events`] per span; the number left out is recorded as
 //! `rpc.message.events_dropped`. The span ends when the response stream ends, with the status of
 //! the trailers.
@@ -97,14 +98,33 @@ fn rpc_names(path: &str) -> (String, Option<(String, String)>) {
     }
 }
 
-// `rpc.system`, `rpc.service`, `rpc.grpc.status_code`: the semantic conventions renamed them, but
-// Jaeger and most backends still key on these names, and the issue asks for them.
+/// The span name and the RPC attributes of a call, in the names `OTEL_SEMCONV_STABILITY_OPT_IN`
+/// asks for (see the crate's `semconv` module: the old names by default, as `otelgrpc` does).
 #[allow(deprecated)]
 fn rpc_attrs(path: &str) -> (String, Vec<KeyValue>) {
+    let conv = crate::semconv::rpc();
     let (name, parts) = rpc_names(path);
-    let mut attrs = vec![KeyValue::new(semconv::RPC_SYSTEM, "grpc")];
-    if let Some((svc, method)) = parts {
-        attrs.push(KeyValue::new(semconv::RPC_SERVICE, svc));
+    let mut attrs = Vec::with_capacity(4);
+    if conv.old {
+        attrs.push(KeyValue::new(semconv::RPC_SYSTEM, "grpc"));
+        if let Some((svc, _)) = &parts {
+            attrs.push(KeyValue::new(semconv::RPC_SERVICE, svc.clone()));
+        }
+    }
+    if conv.new {
+        attrs.push(KeyValue::new(semconv::RPC_SYSTEM_NAME, "grpc"));
+        attrs.push(KeyValue::new(
+            semconv::RPC_METHOD,
+            if parts.is_some() {
+                name.clone()
+            } else {
+                "_OTHER".to_owned()
+            },
+        ));
+        if parts.is_none() {
+            attrs.push(KeyValue::new(semconv::RPC_METHOD_ORIGINAL, path.to_owned()));
+        }
+    } else if let Some((_, method)) = parts {
         attrs.push(KeyValue::new(semconv::RPC_METHOD, method));
     }
     (name, attrs)
@@ -212,21 +232,30 @@ const CODE_NAMES: [&str; 17] = [
 /// Records a final gRPC status on the span of `cx`. `server`: only server-fault codes are Error.
 fn record_status(cx: &Context, code: i32, message: &str, server: bool) {
     let span = cx.span();
-    span.set_attribute(KeyValue::new(
-        semconv::RPC_GRPC_STATUS_CODE,
-        i64::from(code),
-    ));
+    let conv = crate::semconv::rpc();
+    let name = usize::try_from(code)
+        .ok()
+        .and_then(|c| CODE_NAMES.get(c))
+        .copied();
+    if conv.old {
+        span.set_attribute(KeyValue::new(
+            semconv::RPC_GRPC_STATUS_CODE,
+            i64::from(code),
+        ));
+    }
+    if conv.new {
+        span.set_attribute(KeyValue::new(
+            semconv::RPC_RESPONSE_STATUS_CODE,
+            name.map_or_else(|| code.to_string(), str::to_owned),
+        ));
+    }
     let is_error = if server {
         is_server_fault(code)
     } else {
         code != 0
     };
     if is_error {
-        let name = usize::try_from(code)
-            .ok()
-            .and_then(|c| CODE_NAMES.get(c))
-            .copied()
-            .unwrap_or("UNKNOWN");
+        let name = name.unwrap_or("UNKNOWN");
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, name));
         span.set_status(Status::error(if message.is_empty() {
             name.to_owned()
@@ -236,47 +265,121 @@ fn record_status(cx: &Context, code: i32, message: &str, server: bool) {
     }
 }
 
+/// Which messages become `rpc.message` events.
+///
+/// The semantic conventions deprecated the `rpc.message` event and Go's `otelgrpc` dropped it;
+/// for a unary call it repeats what the span already says. For streams, per-message timing is
+/// what users of tracer asked for. So by default ([`MessageEvents::Streaming`]) a call's events
+/// are recorded once it turns out to be a stream: a call that carries a second message in either
+/// direction gets every message as an event (the first ones with their own times); a call that
+/// ends with at most one message each way, as a unary call does, gets none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MessageEvents {
+    /// Events for streaming calls only (the default).
+    #[default]
+    Streaming,
+    /// Events for every call, unary too.
+    All,
+    /// No `rpc.message` events (payload events asked for with `record_payloads` still are).
+    None,
+}
+
+/// A message seen before the call was known to be a stream.
+#[derive(Debug)]
+struct Pending {
+    at: std::time::SystemTime,
+    sent: bool,
+    compressed: bool,
+    len: u32,
+    id: u64,
+}
+
 /// Per-span message-event accounting, shared by the request and response bodies of one RPC.
 #[derive(Debug)]
 pub(crate) struct Messages {
     cap: usize,
+    mode: MessageEvents,
     recorded: AtomicUsize,
     dropped: AtomicUsize,
     sent: AtomicU64,
     received: AtomicU64,
+    /// `Streaming` mode: the messages held back until a second one in a direction shows a stream.
+    pending: std::sync::Mutex<Option<Vec<Pending>>>,
 }
 
 impl Messages {
-    pub(crate) fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize, mode: MessageEvents) -> Self {
         Messages {
             cap,
+            mode,
             recorded: AtomicUsize::new(0),
             dropped: AtomicUsize::new(0),
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
+            pending: std::sync::Mutex::new((mode == MessageEvents::Streaming).then(Vec::new)),
         }
     }
 
     fn message(&self, cx: &Context, sent: bool, compressed: bool, len: u32) -> u64 {
         let id = if sent { &self.sent } else { &self.received }.fetch_add(1, Ordering::Relaxed) + 1;
+        match self.mode {
+            MessageEvents::None => return id,
+            MessageEvents::All => {}
+            MessageEvents::Streaming => {
+                let mut pending = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(held) = pending.as_mut() {
+                    if id < 2 {
+                        held.push(Pending {
+                            at: std::time::SystemTime::now(),
+                            sent,
+                            compressed,
+                            len,
+                            id,
+                        });
+                        return id;
+                    }
+                    // A stream: the held messages first, at their own times.
+                    for p in pending.take().unwrap_or_default() {
+                        self.event(cx, Some(p.at), p.sent, p.compressed, p.len, p.id);
+                    }
+                }
+            }
+        }
+        self.event(cx, None, sent, compressed, len, id);
+        id
+    }
+
+    fn event(
+        &self,
+        cx: &Context,
+        at: Option<std::time::SystemTime>,
+        sent: bool,
+        compressed: bool,
+        len: u32,
+        id: u64,
+    ) {
         if self.recorded.fetch_add(1, Ordering::Relaxed) >= self.cap {
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            return id;
+            return;
         }
         let size_key = if compressed {
             "rpc.message.compressed_size"
         } else {
             "rpc.message.uncompressed_size"
         };
-        cx.span().add_event(
-            "rpc.message",
-            vec![
-                KeyValue::new("rpc.message.type", if sent { "SENT" } else { "RECEIVED" }),
-                KeyValue::new("rpc.message.id", id as i64),
-                KeyValue::new(size_key, i64::from(len)),
-            ],
-        );
-        id
+        let attrs = vec![
+            KeyValue::new("rpc.message.type", if sent { "SENT" } else { "RECEIVED" }),
+            KeyValue::new("rpc.message.id", id as i64),
+            KeyValue::new(size_key, i64::from(len)),
+        ];
+        match at {
+            Some(at) => cx.span().add_event_with_timestamp("rpc.message", at, attrs),
+            None => cx.span().add_event("rpc.message", attrs),
+        }
     }
 
     fn payload(&self, cx: &Context, sent: bool, id: u64, text: String) {

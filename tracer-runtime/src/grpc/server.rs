@@ -32,6 +32,7 @@ use crate::service;
 pub struct GrpcServerLayer {
     service: Arc<str>,
     max_events: usize,
+    message_events: super::MessageEvents,
     payloads: Option<Arc<Payloads>>,
     catch_panics: bool,
     propagator: Option<Arc<Propagator>>,
@@ -43,6 +44,7 @@ impl GrpcServerLayer {
         GrpcServerLayer {
             service: Arc::from(service),
             max_events: DEFAULT_MAX_MESSAGE_EVENTS,
+            message_events: super::MessageEvents::default(),
             payloads: None,
             catch_panics: true,
             propagator: None,
@@ -60,6 +62,13 @@ impl GrpcServerLayer {
     /// `rpc.message.events_dropped`.
     pub fn max_message_events(mut self, n: usize) -> Self {
         self.max_events = n;
+        self
+    }
+
+    /// Which calls get `rpc.message` events: streaming ones only (the default), all, or none.
+    /// See [`MessageEvents`](super::MessageEvents).
+    pub fn message_events(mut self, which: super::MessageEvents) -> Self {
+        self.message_events = which;
         self
     }
 
@@ -167,7 +176,10 @@ where
             .with_kind(SpanKind::Server)
             .with_attributes(attrs);
         let cx = service::start_span(&svc, builder, &parent);
-        let messages = Arc::new(Messages::new(self.layer.max_events));
+        let messages = Arc::new(Messages::new(
+            self.layer.max_events,
+            self.layer.message_events,
+        ));
         let (req_tap, resp_tap) = match &self.layer.payloads {
             Some(p) => p.for_path(req.uri().path()),
             None => (None, None),
