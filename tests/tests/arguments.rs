@@ -194,6 +194,13 @@ fn err_sets_status_and_an_exception_event_with_the_source_chain() {
             .as_str()
             .ends_with("Outer")
     );
+    // error.type on the span says the same as the exception event, so errors can be counted.
+    let typed = named(&spans, "fails_typed");
+    assert_eq!(
+        attr(typed, "error.type").map(|v| v.as_str().into_owned()),
+        event_attr(typed, "exception", "exception.type").map(|v| v.as_str().into_owned())
+    );
+    assert!(attr(named(&spans, "succeeds"), "error.type").is_none());
     let s = named(&spans, "fails_display_only");
     assert_eq!(error_message(s).as_deref(), Some("plain string"));
     assert!(event_attr(s, "exception", "exception.source_chain").is_none());

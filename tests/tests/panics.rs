@@ -42,6 +42,7 @@ fn sync_panic_is_recorded_then_resumes_with_the_same_payload() {
     assert_child_of(inner, outer);
     for s in [inner, outer] {
         assert_eq!(error_message(s).as_deref(), Some("boom at 3"));
+        assert_eq!(attr_str(s, "error.type").as_deref(), Some("panic"));
         assert_eq!(
             event_attr(s, "exception", "exception.type"),
             Some(Value::from("panic"))

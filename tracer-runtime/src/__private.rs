@@ -230,13 +230,16 @@ impl Live {
             ));
         }
         span.add_event("exception", attrs);
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, ty.to_owned()));
         span.set_status(Status::error(message));
     }
 
     /// Records a panic payload (status Error and an `exception` event).
     pub fn record_panic(&self, payload: &(dyn Any + Send)) {
         let message = crate::panic::record_exception(&self.cx, payload);
-        self.cx.span().set_status(Status::error(message));
+        let span = self.cx.span();
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "panic"));
+        span.set_status(Status::error(message));
     }
 
     /// Marks the span as cancelled (its future was dropped before completing) and ends it.
