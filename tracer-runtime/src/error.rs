@@ -23,6 +23,15 @@ pub enum InitError {
         "unknown propagator `{0}` in OTEL_PROPAGATORS; expected tracecontext, baggage, jaeger, b3, b3multi or none"
     )]
     UnknownPropagator(String),
+    /// `OTEL_TRACES_EXPORTER` names an exporter tracer does not have (or one whose cargo feature
+    /// is off).
+    #[error(
+        "unknown exporter `{0}` in OTEL_TRACES_EXPORTER; expected otlp, zipkin (feature `zipkin`), console or none"
+    )]
+    UnknownExporter(String),
+    /// A configuration value (named in the message, with the value) is invalid.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
     /// The OTLP exporter could not be built (a malformed endpoint or header, say).
     #[cfg(feature = "otlp")]
     #[error("cannot build the OTLP exporter: {0}")]

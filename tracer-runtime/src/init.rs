@@ -52,6 +52,50 @@ impl Protocol {
     }
 }
 
+/// Where a service's spans go (`OTEL_TRACES_EXPORTER`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TracesExporter {
+    /// OTLP over gRPC or HTTP (`otlp`, the default).
+    Otlp,
+    /// Zipkin v2 JSON over HTTP (`zipkin`; cargo feature `zipkin`).
+    Zipkin,
+    /// Every span printed on stdout, for local work (`console`).
+    Console,
+    /// Nowhere (`none`): spans are still created and propagated, and not exported.
+    None,
+}
+
+impl TracesExporter {
+    /// Parses an `OTEL_TRACES_EXPORTER` value: a comma-separated list; `none` alone means none.
+    pub fn parse_list(value: &str) -> Result<Vec<TracesExporter>, InitError> {
+        let mut out = Vec::new();
+        for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let e = match name.to_ascii_lowercase().as_str() {
+                "otlp" => TracesExporter::Otlp,
+                "zipkin" if cfg!(feature = "zipkin") => TracesExporter::Zipkin,
+                "console" | "logging" => TracesExporter::Console,
+                "none" => TracesExporter::None,
+                _ => return Err(InitError::UnknownExporter(name.to_owned())),
+            };
+            if !out.contains(&e) {
+                out.push(e);
+            }
+        }
+        if out.is_empty() {
+            out.push(TracesExporter::Otlp);
+        }
+        if out.len() > 1 {
+            out.retain(|e| *e != TracesExporter::None);
+        }
+        Ok(out)
+    }
+
+    fn from_env() -> Result<Vec<TracesExporter>, InitError> {
+        TracesExporter::parse_list(&std::env::var("OTEL_TRACES_EXPORTER").unwrap_or_default())
+    }
+}
+
 type AddProcessor = Box<dyn FnOnce(TracerProviderBuilder) -> TracerProviderBuilder + Send>;
 
 /// Starts setting up tracing for the service `service_name`: returns a [`Builder`]; its
@@ -74,6 +118,8 @@ pub fn init(service_name: impl Into<String>) -> Builder {
     Builder {
         name: service_name.into(),
         otlp: true,
+        exporters: None,
+        zipkin_endpoint: None,
         protocol: None,
         endpoint: None,
         sampler: None,
@@ -90,6 +136,8 @@ pub fn init(service_name: impl Into<String>) -> Builder {
 pub struct Builder {
     name: String,
     otlp: bool,
+    exporters: Option<Vec<TracesExporter>>,
+    zipkin_endpoint: Option<String>,
     protocol: Option<Protocol>,
     endpoint: Option<String>,
     sampler: Option<Sampler>,
@@ -105,6 +153,7 @@ impl fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("name", &self.name)
             .field("otlp", &self.otlp)
+            .field("exporters", &self.exporters)
             .field("protocol", &self.protocol)
             .field("endpoint", &self.endpoint)
             .field("sampler", &self.sampler)
@@ -127,6 +176,22 @@ impl Builder {
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT`, then localhost.
     pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = Some(endpoint.into());
+        self.otlp = true;
+        self
+    }
+
+    /// Where the spans go (default: `OTEL_TRACES_EXPORTER`, else OTLP). Several may be given.
+    pub fn with_traces_exporters(mut self, exporters: &[TracesExporter]) -> Self {
+        self.exporters = Some(exporters.to_vec());
+        self.otlp = true;
+        self
+    }
+
+    /// Exports to Zipkin at `url` (e.g. `http://127.0.0.1:9411/api/v2/spans`) instead of OTLP.
+    #[cfg(feature = "zipkin")]
+    pub fn with_zipkin_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.zipkin_endpoint = Some(url.into());
+        self.exporters = Some(vec![TracesExporter::Zipkin]);
         self.otlp = true;
         self
     }
@@ -212,19 +277,58 @@ impl Builder {
         for add in self.processors {
             builder = add(builder);
         }
-        #[allow(unused_mut)]
-        let mut runtime = None;
+        let mut runtimes = Vec::new();
         if self.otlp {
-            #[cfg(feature = "otlp")]
-            {
-                let protocol = match self.protocol {
-                    Some(p) => p,
-                    None => Protocol::from_env()?,
-                };
-                let (exporter, rt) = crate::export::otlp(protocol, self.endpoint.as_deref())?;
-                builder =
-                    builder.with_span_processor(BatchSpanProcessor::builder(exporter).build());
-                runtime = Some(rt);
+            let exporters = match self.exporters {
+                Some(e) => e,
+                None => TracesExporter::from_env()?,
+            };
+            for exporter in exporters {
+                match exporter {
+                    TracesExporter::Otlp => {
+                        #[cfg(feature = "otlp")]
+                        {
+                            let protocol = match self.protocol {
+                                Some(p) => p,
+                                None => Protocol::from_env()?,
+                            };
+                            let (exporter, rt) =
+                                crate::export::otlp(protocol, self.endpoint.as_deref())?;
+                            builder = builder
+                                .with_span_processor(BatchSpanProcessor::builder(exporter).build());
+                            runtimes.push(rt);
+                        }
+                        #[cfg(not(feature = "otlp"))]
+                        return Err(InitError::UnknownExporter("otlp".to_owned()));
+                    }
+                    TracesExporter::Zipkin => {
+                        #[cfg(feature = "zipkin")]
+                        {
+                            let (uri, timeout) =
+                                crate::zipkin::config(self.zipkin_endpoint.as_deref())?;
+                            let rt = export_runtime()?;
+                            let exporter = crate::zipkin::ZipkinExporter::new(
+                                uri,
+                                timeout,
+                                rt.handle().clone(),
+                            );
+                            builder = builder
+                                .with_span_processor(BatchSpanProcessor::builder(exporter).build());
+                            runtimes.push(rt);
+                        }
+                        #[cfg(not(feature = "zipkin"))]
+                        return Err(InitError::UnknownExporter("zipkin".to_owned()));
+                    }
+                    TracesExporter::Console => {
+                        builder = builder.with_span_processor(
+                            BatchSpanProcessor::builder(
+                                opentelemetry_stdout::SpanExporter::default(),
+                            )
+                            .build(),
+                        );
+                    }
+                    TracesExporter::None => {}
+                }
             }
         }
         let provider = builder.build();
@@ -255,10 +359,21 @@ impl Builder {
             inner: Some(GuardInner {
                 svc,
                 provider,
-                runtime,
+                runtimes,
             }),
         })
     }
+}
+
+/// A one-thread runtime for an exporter, owned by the guard (see `export.rs`).
+#[cfg(feature = "zipkin")]
+fn export_runtime() -> Result<tokio::runtime::Runtime, InitError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("tracer-export")
+        .enable_all()
+        .build()
+        .map_err(InitError::Runtime)
 }
 
 /// Parses `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (unlike the SDK, which falls back
@@ -310,7 +425,7 @@ pub struct Guard {
 struct GuardInner {
     svc: Arc<Service>,
     provider: SdkTracerProvider,
-    runtime: Option<tokio::runtime::Runtime>,
+    runtimes: Vec<tokio::runtime::Runtime>,
 }
 
 impl fmt::Debug for Guard {
@@ -365,7 +480,7 @@ impl GuardInner {
         switch::uninstalled(&self.svc.name);
         let flushed = self.provider.force_flush();
         let shut = self.provider.shutdown();
-        if let Some(rt) = self.runtime {
+        for rt in self.runtimes {
             // Never blocks, so it is safe inside an async context.
             rt.shutdown_background();
         }
@@ -408,6 +523,21 @@ mod tests {
         assert!(e.to_string().contains("`1.5`"), "{e}");
         let e = parse_sampler("alwayson", None).unwrap_err();
         assert!(e.to_string().contains("`alwayson`"), "{e}");
+    }
+
+    #[test]
+    fn exporters_parse() {
+        use TracesExporter::*;
+        assert_eq!(TracesExporter::parse_list("").unwrap(), [Otlp]);
+        assert_eq!(TracesExporter::parse_list("none").unwrap(), [None]);
+        assert_eq!(
+            TracesExporter::parse_list("console, otlp,none").unwrap(),
+            [Console, Otlp]
+        );
+        let e = TracesExporter::parse_list("otlp,jaeger").unwrap_err();
+        assert!(e.to_string().contains("`jaeger`"), "{e}");
+        #[cfg(feature = "zipkin")]
+        assert_eq!(TracesExporter::parse_list("zipkin").unwrap(), [Zipkin]);
     }
 
     #[test]

@@ -83,10 +83,12 @@ mod service;
 #[cfg(feature = "mysql")]
 pub mod sql;
 mod switch;
+#[cfg(feature = "zipkin")]
+pub mod zipkin;
 
 pub use context::{in_current_context, spawn, spawn_blocking};
 pub use error::{InitError, ShutdownError};
-pub use init::{Builder, Guard, Protocol, init, sampler_from_env};
+pub use init::{Builder, Guard, Protocol, TracesExporter, init, sampler_from_env};
 pub use service::{ServiceHandle, current_service, service};
 pub use switch::{is_all_enabled, is_enabled, set_all_enabled, set_enabled};
 pub use tracer_macros::traced;
