@@ -5,116 +5,17 @@
 mod common;
 #[path = "support/http.rs"]
 mod http_support;
+#[path = "support/relay.rs"]
+mod relay_support;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-
-use bytes::Bytes;
 use common::*;
-use http::{Request, Response};
-use http_body_util::{BodyExt as _, Full};
-use http_support::{get_plain, plain_client, text};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
+use http_support::get_plain;
 use opentelemetry::trace::SpanKind;
-use tokio::net::TcpListener;
-use tower::ServiceExt as _;
-use tracer_runtime::http::{HttpClientLayer, HttpServerLayer};
+use relay_support::{echo, header, relay};
 use tracer_runtime::propagation::Format;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const SPAN: &str = "00f067aa0ba902b7";
-
-async fn listen<S, B>(make: impl Fn() -> S + Send + 'static) -> SocketAddr
-where
-    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let svc = make();
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-/// A plain server answering with the propagation headers it got, `name=value` per line.
-async fn echo() -> SocketAddr {
-    listen(|| {
-        tower::service_fn(|req: Request<hyper::body::Incoming>| async move {
-            let mut lines: Vec<String> = req
-                .headers()
-                .iter()
-                .filter(|(k, _)| {
-                    let k = k.as_str();
-                    k.starts_with("x-b3")
-                        || k == "b3"
-                        || k == "uber-trace-id"
-                        || k == "traceparent"
-                        || k.starts_with("uberctx-")
-                        || k == "baggage"
-                        || k == "tracestate"
-                })
-                .map(|(k, v)| format!("{k}={}", v.to_str().unwrap_or("?")))
-                .collect();
-            lines.sort();
-            Ok::<_, Infallible>(Response::new(text(lines.join("\n"))))
-        })
-    })
-    .await
-}
-
-/// A traced server (extracting `extract`) whose handler calls `downstream` through a traced
-/// client injecting `inject`, and answers with what the downstream answered.
-async fn relay(
-    extract: &'static [Format],
-    inject: &'static [Format],
-    downstream: SocketAddr,
-) -> SocketAddr {
-    exporter();
-    listen(move || {
-        let client = HttpClientLayer::new().with_propagators(inject);
-        tower::ServiceBuilder::new()
-            .layer(
-                HttpServerLayer::new(SERVICE)
-                    .with_propagators(extract)
-                    .trace_response_header(true),
-            )
-            .service_fn(move |_req: Request<hyper::body::Incoming>| {
-                let client = client.clone();
-                async move {
-                    let req = Request::get(format!("http://{downstream}/"))
-                        .body(Full::new(Bytes::new()))
-                        .unwrap();
-                    let svc = tower::ServiceBuilder::new()
-                        .layer(client)
-                        .service(plain_client());
-                    let resp = svc.oneshot(req).await.expect("downstream answers");
-                    let body = resp.into_body().collect().await.unwrap().to_bytes();
-                    Ok::<_, Infallible>(Response::new(text(body)))
-                }
-            })
-    })
-    .await
-}
-
-fn header<'a>(body: &'a str, name: &str) -> Option<&'a str> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}=")))
-}
 
 #[tokio::test]
 async fn a_jaeger_debug_caller_stays_sampled_and_debug_in_b3_downstream() {
