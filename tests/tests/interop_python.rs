@@ -147,7 +147,7 @@ async fn every_format_joins_both_ways_with_real_peers() {
             }
             n += 1;
             // 64-bit trace ids (as jaeger-client makes them) and 128-bit ones.
-            let trace = if n % 2 == 0 {
+            let trace = if n.is_multiple_of(2) {
                 format!(
                     "{:016x}{:016x}",
                     0,

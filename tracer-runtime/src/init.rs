@@ -137,6 +137,7 @@ pub struct Builder {
     name: String,
     otlp: bool,
     exporters: Option<Vec<TracesExporter>>,
+    #[cfg_attr(not(feature = "zipkin"), allow(dead_code))]
     zipkin_endpoint: Option<String>,
     protocol: Option<Protocol>,
     endpoint: Option<String>,
@@ -277,6 +278,7 @@ impl Builder {
         for add in self.processors {
             builder = add(builder);
         }
+        #[allow(unused_mut)]
         let mut runtimes = Vec::new();
         if self.otlp {
             let exporters = match self.exporters {

@@ -78,6 +78,7 @@ mod panic;
 pub mod propagation;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "grpc")]
 mod semconv;
 mod service;
 #[cfg(feature = "mysql")]
