@@ -2,30 +2,16 @@
 //! unknown name is an `InitError` naming it. Each value runs in a child process, since the
 //! variable is read at install time.
 
+mod common;
+
+use common::run_probe;
 use tracer_runtime::traced;
 
 #[traced]
 fn console_probe_work() {}
 
 fn probe(value: &str) -> String {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "exporter_probe",
-            "--ignored",
-            "--test-threads=1",
-            "--nocapture",
-        ])
-        .env("OTEL_TRACES_EXPORTER", value)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.contains("1 passed"),
-        "OTEL_TRACES_EXPORTER={value}:\n{text}"
-    );
-    text
+    run_probe("exporter_probe", &[("OTEL_TRACES_EXPORTER", Some(value))])
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod common;
 #[path = "support/grpc.rs"]
 mod grpc_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use grpc_support::pb::Msg;
@@ -21,30 +21,6 @@ async fn server() -> (std::net::SocketAddr, TracedClient) {
     exporter();
     let addr = serve(GrpcServerLayer::new(SERVICE)).await;
     (addr, client(addr, GrpcClientLayer::new()))
-}
-
-/// The server span that is the child of `client_span` (waits for the server to end it).
-async fn server_child(client_span: &SpanData) -> SpanData {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(s) = exporter()
-            .get_finished_spans()
-            .unwrap()
-            .into_iter()
-            .find(|s| {
-                s.span_kind == SpanKind::Server
-                    && s.parent_span_id == client_span.span_context.span_id()
-            })
-        {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no server span under {}",
-            client_span.name
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn client_span(spans: &[SpanData]) -> &SpanData {

@@ -6,29 +6,14 @@ mod common;
 #[path = "support/grpc.rs"]
 mod grpc_support;
 
-use std::time::{Duration, Instant};
-
 use common::*;
 use grpc_support::*;
 use opentelemetry::Value;
 use opentelemetry::trace::SpanKind;
-use opentelemetry_sdk::trace::SpanData;
 use tracer_runtime::grpc::{GrpcClientLayer, GrpcServerLayer};
 
 fn probe(value: Option<&str>) {
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "semconv_probe", "--ignored", "--test-threads=1"]);
-    match value {
-        Some(v) => cmd.env("OTEL_SEMCONV_STABILITY_OPT_IN", v),
-        None => cmd.env_remove("OTEL_SEMCONV_STABILITY_OPT_IN"),
-    };
-    let out = cmd.output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.contains("1 passed"),
-        "OTEL_SEMCONV_STABILITY_OPT_IN={value:?}:\n{text}"
-    );
+    run_probe("semconv_probe", &[("OTEL_SEMCONV_STABILITY_OPT_IN", value)]);
 }
 
 #[test]
@@ -36,25 +21,6 @@ fn each_opt_in_value() {
     probe(None);
     probe(Some("rpc"));
     probe(Some("http,rpc/dup"));
-}
-
-async fn server_child(client_span: &SpanData) -> SpanData {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(s) = exporter()
-            .get_finished_spans()
-            .unwrap()
-            .into_iter()
-            .find(|s| {
-                s.span_kind == SpanKind::Server
-                    && s.parent_span_id == client_span.span_context.span_id()
-            })
-        {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "no server span");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test]

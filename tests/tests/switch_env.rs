@@ -1,6 +1,9 @@
 //! `TRACER_ENABLED=false` / `OTEL_SDK_DISABLED=true` install with tracing off. Run in child
 //! processes, since the environment is read at install time.
 
+mod common;
+
+use common::run_probe;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SimpleSpanProcessor};
 use tracer_runtime::traced;
 
@@ -8,17 +11,10 @@ use tracer_runtime::traced;
 fn work() {}
 
 fn probe(var: &str, value: &str, expect_spans: usize) {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "env_probe", "--ignored", "--test-threads=1"])
-        .env(var, value)
-        .env("PROBE_EXPECT", expect_spans.to_string())
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.contains("1 passed"),
-        "{var}={value}:\n{text}"
+    let expect = expect_spans.to_string();
+    run_probe(
+        "env_probe",
+        &[(var, Some(value)), ("PROBE_EXPECT", Some(&expect))],
     );
 }
 

@@ -141,3 +141,56 @@ pub fn error_message(span: &SpanData) -> Option<String> {
 pub fn kind(span: &SpanData) -> SpanKind {
     span.span_kind.clone()
 }
+
+/// The finished SERVER span whose parent is `client_span` (waits up to 10 s for the server to
+/// end it).
+pub async fn server_child(client_span: &SpanData) -> SpanData {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(s) = exporter()
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .find(|s| {
+                s.span_kind == SpanKind::Server
+                    && s.parent_span_id == client_span.span_context.span_id()
+            })
+        {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no server span under {}",
+            client_span.name
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Runs this test binary's ignored test `name` alone in a child process, with `env` set (`None`
+/// removes a variable): for what is read once per process. Asserts that it passed; returns its
+/// output (stdout, then stderr).
+pub fn run_probe(name: &str, env: &[(&str, Option<&str>)]) -> String {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        name,
+        "--ignored",
+        "--test-threads=1",
+        "--nocapture",
+    ]);
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd.output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{name} with {env:?}:\n{text}"
+    );
+    text
+}
