@@ -19,6 +19,7 @@ use tower_service::Service;
 
 use super::body::{GrpcBody, GrpcRequestBody, RpcState};
 use super::{DEFAULT_MAX_MESSAGE_EVENTS, MessageReader, Messages, Payloads};
+use crate::loop_guard::{self, LoopGuard};
 use crate::propagation::{Format, Propagator};
 use crate::service;
 
@@ -33,6 +34,7 @@ pub struct GrpcClientLayer {
     max_events: usize,
     payloads: Option<Arc<Payloads>>,
     propagator: Option<Arc<Propagator>>,
+    guard: LoopGuard,
 }
 
 impl Default for GrpcClientLayer {
@@ -43,6 +45,7 @@ impl Default for GrpcClientLayer {
             max_events: DEFAULT_MAX_MESSAGE_EVENTS,
             payloads: None,
             propagator: None,
+            guard: LoopGuard::new(),
         }
     }
 }
@@ -92,6 +95,15 @@ impl GrpcClientLayer {
         self.propagator = Some(Arc::new(Propagator::new(formats)));
         self
     }
+
+    /// The call-loop guard (default [`LoopGuard::new`]: the process-wide settings): when on, each
+    /// RPC carries the call path, this service added, in the `tracer.path` baggage member, also
+    /// with tracing switched off. [`LoopGuard::off`] sends no path. See
+    /// [`loop_guard`](crate::loop_guard).
+    pub fn loop_guard(mut self, guard: LoopGuard) -> Self {
+        self.guard = guard;
+        self
+    }
 }
 
 impl<S> Layer<S> for GrpcClientLayer {
@@ -129,6 +141,14 @@ where
 
     fn call(&mut self, mut req: Request<tonic::body::Body>) -> Self::Future {
         let Some(svc) = service::recording(self.layer.service.as_deref()) else {
+            if self.layer.guard.is_on() {
+                loop_guard::inject(
+                    &Context::current(),
+                    self.layer.service.as_deref(),
+                    None,
+                    req.headers_mut(),
+                );
+            }
             return GrpcClientResponseFuture {
                 inner: self.inner.call(req),
                 state: None,
@@ -155,6 +175,10 @@ where
             .clone()
             .unwrap_or_else(crate::propagation::propagator);
         propagator.inject_context(&cx, &mut HeaderInjector(req.headers_mut()));
+        if self.layer.guard.is_on() {
+            let caller = self.layer.service.as_deref();
+            loop_guard::inject(&cx, caller, Some(&svc.name), req.headers_mut());
+        }
         let messages = Arc::new(Messages::new(self.layer.max_events));
         let (req_tap, resp_tap) = match &self.layer.payloads {
             Some(p) => p.for_path(req.uri().path()),
