@@ -598,7 +598,11 @@ server1 SERVER GET /scenario/call-loop ERROR
         .collect();
     assert_eq!(refused.len(), 1, "one span refused by the guard");
     let s = refused[0];
-    assert_eq!((service(s), s["kind"].as_str()), ("server2", Some("server")), "{s}");
+    assert_eq!(
+        (service(s), s["kind"].as_str()),
+        ("server2", Some("server")),
+        "{s}"
+    );
     assert_eq!(s["name"], "demo.Server2/Callback");
     assert_eq!(s["status"]["code"], "Error");
     let cycle = "call loop: server2 > server1 > server2 > server3 > server2 > …";
@@ -715,7 +719,10 @@ fn embedded_default_prints_every_scenario_and_its_waterfall() {
         "{w}"
     );
     assert!(
-        w.lines().skip(1).filter(|l| !l.contains('↳')).all(|l| l.contains('✗')),
+        w.lines()
+            .skip(1)
+            .filter(|l| !l.contains('↳'))
+            .all(|l| l.contains('✗')),
         "every span on the way back is an error: {w}"
     );
     assert!(stdout.contains("done: 8 scenarios played"), "{stdout}");

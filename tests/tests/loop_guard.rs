@@ -67,10 +67,7 @@ async fn cycle(nodes: &[(&str, Proto)], guard: LoopGuard, max_repeats: usize) {
     assert_eq!(exception_message(s).as_deref(), Some(message.as_str()));
     match nodes[0].1 {
         Proto::Http => {
-            assert_eq!(
-                attr(s, "http.response.status_code"),
-                Some(Value::I64(508))
-            );
+            assert_eq!(attr(s, "http.response.status_code"), Some(Value::I64(508)));
             assert!(err.contains("answered 508"), "{err}");
         }
         Proto::Grpc => {
@@ -123,7 +120,12 @@ async fn cycle_of_three_grpc_http_grpc_is_stopped_at_max_repeats() {
 
 #[tokio::test]
 async fn cycle_of_one_with_no_repeats_allowed() {
-    cycle(&[("self-a", Proto::Http)], LoopGuard::new().max_repeats(0), 0).await;
+    cycle(
+        &[("self-a", Proto::Http)],
+        LoopGuard::new().max_repeats(0),
+        0,
+    )
+    .await;
 }
 
 /// A chain of distinct services, `max_hops` 3: the fifth node, four calls in, refuses.
@@ -245,10 +247,7 @@ async fn malformed_or_oversized_paths_are_ignored_and_a_fresh_path_starts() {
     )
     .await;
     let long = format!("tracer.path=1:{}", "a".repeat(3000));
-    let too_many = format!(
-        "tracer.path=40:{}",
-        vec!["bad-h"; 33].join(">")
-    );
+    let too_many = format!("tracer.path=40:{}", vec!["bad-h"; 33].join(">"));
     let huge = format!("tracer.path=3:bad-h>bad-h>bad-h,{}", "k=v,".repeat(2100));
     for node in ["bad-h", "bad-g"] {
         for bag in [
@@ -303,19 +302,30 @@ async fn the_guard_works_with_tracing_switched_off() {
     );
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     for e in &exporters {
-        assert_eq!(e.get_finished_spans().unwrap().len(), 0, "no span while off");
+        assert_eq!(
+            e.get_finished_spans().unwrap().len(),
+            0,
+            "no span while off"
+        );
     }
 }
 
 #[tokio::test]
 async fn the_guard_can_be_switched_off_per_layer() {
-    let e = network(&[("lo-a", Proto::Http), ("lo-b", Proto::Grpc)], LoopGuard::off()).await;
+    let e = network(
+        &[("lo-a", Proto::Http), ("lo-b", Proto::Grpc)],
+        LoopGuard::off(),
+    )
+    .await;
     // Nine times round already, and served; the clients (guard on) still carry the path.
     let answer = call_with(
         "lo-a",
         "lo-b",
         false,
-        &[("baggage", "tracer.path=9:lo-a>lo-a>lo-a>lo-a>lo-a>lo-a>lo-a>lo-a>lo-a")],
+        &[(
+            "baggage",
+            "tracer.path=9:lo-a>lo-a>lo-a>lo-a>lo-a>lo-a>lo-a>lo-a>lo-a",
+        )],
     )
     .await
     .unwrap();
@@ -363,7 +373,10 @@ mod grpc_parity {
             md.get("traceresponse").unwrap().to_str().unwrap(),
             format!("00-{}-{}-01", sc.trace_id(), sc.span_id())
         );
-        assert_eq!(sc.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         // Also on a refused call (trailers-only response).
         let (md, answer) = unary(addr, &[("baggage", "tracer.path=1:tr-g")]).await;
         assert_eq!(answer.unwrap_err().code(), tonic::Code::FailedPrecondition);
@@ -418,9 +431,8 @@ mod grpc_parity {
     /// Answers with the baggage its handler sees.
     struct Baggage;
 
-    type MsgStream = std::pin::Pin<
-        Box<dyn futures_util::Stream<Item = Result<pb::Msg, tonic::Status>> + Send>,
-    >;
+    type MsgStream =
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::Msg, tonic::Status>> + Send>>;
 
     #[tonic::async_trait]
     impl pb::echo_server::Echo for Baggage {

@@ -10,8 +10,14 @@ use tracer_runtime::LoopGuard;
 /// Runs `env_probe` in a child process with `vars` and `PROBE_CASE=case`.
 fn probe(case: &str, vars: &[(&str, &str)]) -> String {
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "env_probe", "--ignored", "--test-threads=1", "--nocapture"])
-        .env("PROBE_CASE", case);
+    cmd.args([
+        "--exact",
+        "env_probe",
+        "--ignored",
+        "--test-threads=1",
+        "--nocapture",
+    ])
+    .env("PROBE_CASE", case);
     for v in [
         "TRACER_LOOP_MAX_HOPS",
         "TRACER_LOOP_MAX_REPEATS",
@@ -82,7 +88,10 @@ async fn env_probe() {
                 let err = ask(n, with_path(&format!("4:{n}>x>{n}>x")))
                     .await
                     .unwrap_err();
-                assert!(err.contains(&format!("call loop: {n} > x > {n} > …")), "{err}");
+                assert!(
+                    err.contains(&format!("call loop: {n} > x > {n} > …")),
+                    "{err}"
+                );
             }
         }
         "hops-2" => {
@@ -99,7 +108,7 @@ async fn env_probe() {
         }
         "off" => {
             assert!(!LoopGuard::new().is_on());
-            let many = vec!["env-a"; 20].join(">");
+            let many = ["env-a"; 20].join(">");
             for n in ["env-a", "env-g"] {
                 assert!(ask(n, with_path(&format!("40:{many}"))).await.is_ok());
             }
@@ -108,9 +117,9 @@ async fn env_probe() {
         }
         "defaults" => {
             assert_eq!(LoopGuard::new(), LoopGuard::BUILT_IN);
-            let p5 = vec!["env-a"; 5].join(">");
+            let p5 = ["env-a"; 5].join(">");
             assert!(ask("env-a", with_path(&format!("9:{p5}"))).await.is_err());
-            let p4 = vec!["env-a"; 4].join(">");
+            let p4 = ["env-a"; 4].join(">");
             assert!(ask("env-a", with_path(&format!("9:{p4}"))).await.is_ok());
         }
         other => panic!("unknown case {other}"),

@@ -333,7 +333,8 @@ impl Path {
     fn cycle(&self, me: &str) -> String {
         let seq: Vec<&str> = self.names().chain(std::iter::once(me)).collect();
         let len = seq.len();
-        let period = (1..=(len - 1) / 2).find(|&p| (0..p).all(|i| seq[len - 1 - i] == seq[len - 1 - i - p]));
+        let period =
+            (1..=(len - 1) / 2).find(|&p| (0..p).all(|i| seq[len - 1 - i] == seq[len - 1 - i - p]));
         let start = match period {
             Some(p) => len - 1 - p,
             None => seq[..len - 1].iter().rposition(|n| *n == me).unwrap_or(0),
@@ -511,19 +512,24 @@ pub(crate) fn inject(
             Cow::Owned(
                 cx.baggage()
                     .get(PATH_KEY)
-                    .and_then(|v| Path::parse(v.as_str().as_ref()))
+                    .and_then(|v| Path::parse(v.as_str()))
                     .unwrap_or_default(),
             ),
             None,
         ),
     };
     let resolved;
-    let caller: Option<Cow<'_, str>> = match (caller.or(fallback.filter(|_| hop_service.is_none())), hop_service) {
+    let caller: Option<Cow<'_, str>> = match (
+        caller.or(fallback.filter(|_| hop_service.is_none())),
+        hop_service,
+    ) {
         (Some(c), _) => Some(path_name(c).to_string().into()),
         (None, Some(s)) => Some(Cow::Borrowed(&**s)),
         (None, None) => {
             resolved = crate::service::resolve(cx);
-            resolved.as_ref().map(|s| path_name(&s.name).to_string().into())
+            resolved
+                .as_ref()
+                .map(|s| path_name(&s.name).to_string().into())
         }
     };
     let value = path.next(caller.as_deref());
@@ -553,7 +559,11 @@ fn set_member(headers: &mut HeaderMap, value: &str) {
         return;
     }
     members.push(&ours);
-    let joined = members.iter().map(|m| m.trim()).collect::<Vec<_>>().join(",");
+    let joined = members
+        .iter()
+        .map(|m| m.trim())
+        .collect::<Vec<_>>()
+        .join(",");
     if joined.len() > MAX_BAGGAGE_LEN {
         return;
     }
@@ -633,7 +643,10 @@ mod tests {
         let l = g.judge(&path, "s2").unwrap();
         assert_eq!(l.message, "call loop: s2 > s1 > s2 > s3 > s2 > …");
         assert_eq!(l.hops, 11);
-        assert_eq!(l.path, "s1 > s2 > s3 > s2 > s1 > s2 > s3 > s2 > s1 > s2 > s3 > s2");
+        assert_eq!(
+            l.path,
+            "s1 > s2 > s3 > s2 > s1 > s2 > s3 > s2 > s1 > s2 > s3 > s2"
+        );
         assert!(g.max_repeats(5).judge(&path, "s2").is_none());
         // A cycle of two.
         assert!(g.max_repeats(1).judge(&p("3:a>b>a"), "b").is_none());
@@ -689,7 +702,10 @@ mod tests {
         let mut h = HeaderMap::new();
         set_member(&mut h, "1:a");
         assert_eq!(h["baggage"], "tracer.path=1:a");
-        h.insert("baggage", HeaderValue::from_static("k=v, tracer.path=9:x;p=1 ,z=1"));
+        h.insert(
+            "baggage",
+            HeaderValue::from_static("k=v, tracer.path=9:x;p=1 ,z=1"),
+        );
         assert_eq!(find_member(&h).as_deref(), Some("9:x"));
         set_member(&mut h, "2:a>b");
         assert_eq!(h["baggage"], "k=v,z=1,tracer.path=2:a>b");

@@ -188,8 +188,9 @@ pub async fn node(name: &str, proto: Proto, guard: LoopGuard) -> SocketAddr {
                         return;
                     };
                     let me = Arc::clone(&me);
-                    let svc = tower::ServiceBuilder::new().layer(layer.clone()).service_fn(
-                        move |req: Request<Incoming>| {
+                    let svc = tower::ServiceBuilder::new()
+                        .layer(layer.clone())
+                        .service_fn(move |req: Request<Incoming>| {
                             let me = Arc::clone(&me);
                             async move {
                                 let baggage = req
@@ -203,16 +204,16 @@ pub async fn node(name: &str, proto: Proto, guard: LoopGuard) -> SocketAddr {
                                     .and_then(|q| q.strip_prefix("plan="))
                                     .unwrap_or("")
                                     .to_owned();
-                                let (status, body) = match handle(&me, &plan, baggage.as_deref()).await {
-                                    Ok(b) => (StatusCode::OK, b),
-                                    Err(e) => (StatusCode::BAD_GATEWAY, e),
-                                };
+                                let (status, body) =
+                                    match handle(&me, &plan, baggage.as_deref()).await {
+                                        Ok(b) => (StatusCode::OK, b),
+                                        Err(e) => (StatusCode::BAD_GATEWAY, e),
+                                    };
                                 let mut r = Response::new(Full::new(Bytes::from(body)));
                                 *r.status_mut() = status;
                                 Ok::<_, Infallible>(r)
                             }
-                        },
-                    );
+                        });
                     tokio::spawn(async move {
                         let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
