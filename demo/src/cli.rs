@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::scenario::{DEFAULT_MAX_DEPTH, Scenario};
+use crate::scenario::Scenario;
 
 /// tracer's demo: three services and the scenarios that show their traces.
 ///
@@ -92,11 +92,7 @@ impl Addrs {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start the three servers, play every scenario, draw each trace, stop them (the default).
-    Run {
-        /// How many hops the call loop makes before it stops.
-        #[arg(long, env = "DEMO_MAX_DEPTH", default_value_t = DEFAULT_MAX_DEPTH)]
-        max_depth: u32,
-    },
+    Run,
     /// Start the three servers and keep them running until Ctrl-C. With no
     /// OTEL_EXPORTER_OTLP_ENDPOINT, draws each trace as it arrives.
     Serve,
@@ -111,9 +107,6 @@ enum Command {
         /// The scenario.
         #[arg(value_enum)]
         name: Scenario,
-        /// How many hops the call loop makes before it stops.
-        #[arg(long, env = "DEMO_MAX_DEPTH", default_value_t = DEFAULT_MAX_DEPTH)]
-        max_depth: u32,
     },
     /// Check that the three servers answer (HTTP and gRPC).
     Ping,
@@ -142,17 +135,13 @@ pub fn main() -> ExitCode {
     };
     let addrs = cli.addrs;
     let result = rt.block_on(async move {
-        match cli.command.unwrap_or(Command::Run {
-            max_depth: max_depth_from_env(),
-        }) {
-            Command::Run { max_depth } => crate::driver::run(&addrs, max_depth).await,
+        match cli.command.unwrap_or(Command::Run) {
+            Command::Run => crate::driver::run(&addrs).await,
             Command::Serve => crate::driver::serve(&addrs).await,
             Command::Server1(a) => crate::server1::main(&addrs, &a).await,
             Command::Server2(a) => crate::server2::main(&addrs, &a).await,
             Command::Server3(a) => crate::server3::main(&addrs, &a).await,
-            Command::Scenario { name, max_depth } => {
-                crate::driver::play_one(&addrs, name, max_depth).await
-            }
+            Command::Scenario { name } => crate::driver::play_one(&addrs, name).await,
             Command::Ping => crate::driver::ping(&addrs).await,
         }
     });
@@ -165,14 +154,6 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `DEMO_MAX_DEPTH` for the default command (clap reads it for `demo run`).
-fn max_depth_from_env() -> u32 {
-    std::env::var("DEMO_MAX_DEPTH")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(DEFAULT_MAX_DEPTH)
 }
 
 /// The error type of the commands: a message for the user.

@@ -264,12 +264,8 @@ struct Played {
 }
 
 /// The URL that starts scenario `s` at server1.
-fn scenario_url(addrs: &Addrs, s: Scenario, max_depth: u32) -> String {
-    let mut url = format!("http://{}/scenario/{}", addrs.server1_http, s.name());
-    if s == Scenario::CallLoop {
-        url.push_str(&format!("?max_depth={max_depth}"));
-    }
-    url
+fn scenario_url(addrs: &Addrs, s: Scenario) -> String {
+    format!("http://{}/scenario/{}", addrs.server1_http, s.name())
 }
 
 /// The trace id of a `traceresponse: 00-<trace id>-<span id>-<flags>` header.
@@ -337,11 +333,10 @@ async fn play_and_print(
     client: &PlainClient,
     addrs: &Addrs,
     s: Scenario,
-    max_depth: u32,
     progress: &str,
     style: Style,
 ) -> Result<String, String> {
-    let url = scenario_url(addrs, s, max_depth);
+    let url = scenario_url(addrs, s);
     println!(
         "{} {} — {}",
         style.dim(progress),
@@ -390,7 +385,7 @@ async fn print_trace(store: &Store, trace_id: &str, style: Style) {
 }
 
 /// `demo` / `demo run`.
-pub(crate) async fn run(addrs: &Addrs, max_depth: u32) -> Result<(), Error> {
+pub(crate) async fn run(addrs: &Addrs) -> Result<(), Error> {
     let style = Style::detect();
     let sink = Sink::open().await?;
     println!(
@@ -418,7 +413,7 @@ pub(crate) async fn run(addrs: &Addrs, max_depth: u32) -> Result<(), Error> {
     let mut ids = Vec::new();
     for (i, s) in Scenario::ALL.into_iter().enumerate() {
         let progress = format!("[{}/{}]", i + 1, Scenario::ALL.len());
-        match play_and_print(&client, addrs, s, max_depth, &progress, style).await {
+        match play_and_print(&client, addrs, s, &progress, style).await {
             Ok(id) => {
                 if let Sink::Embedded { store, .. } = &sink {
                     print_trace(store, &id, style).await;
@@ -520,9 +515,9 @@ fn names() -> String {
 }
 
 /// `demo scenario <name>`: one scenario against running servers.
-pub(crate) async fn play_one(addrs: &Addrs, s: Scenario, max_depth: u32) -> Result<(), Error> {
+pub(crate) async fn play_one(addrs: &Addrs, s: Scenario) -> Result<(), Error> {
     let style = Style::detect();
-    play_and_print(&plain_client(), addrs, s, max_depth, "[1/1]", style).await?;
+    play_and_print(&plain_client(), addrs, s, "[1/1]", style).await?;
     Ok(())
 }
 

@@ -2,11 +2,6 @@
 
 use clap::ValueEnum;
 
-/// Hops the call loop makes by default: twice round server1 → server2 → server3 → server2.
-pub(crate) const DEFAULT_MAX_DEPTH: u32 = 8;
-/// The servers clamp a requested maximum depth to this, so no request can make them loop long.
-pub(crate) const MAX_DEPTH_LIMIT: u32 = 32;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Scenario {
     /// server1 → server2 → server3 → MySQL and Redis, and server3 → server2 over gRPC.
@@ -23,8 +18,8 @@ pub(crate) enum Scenario {
     MysqlError,
     /// server3 pushes onto a Redis key that holds a string (WRONGTYPE).
     RedisError,
-    /// server1 → server2 → server3 → server2 → server1 → ..., until the depth the request
-    /// carries reaches its maximum.
+    /// server1 → server2 → server3 → server2 → server1 → ..., with nothing to stop it but
+    /// tracer's loop guard.
     CallLoop,
 }
 
@@ -70,7 +65,7 @@ impl Scenario {
             Scenario::MysqlError => "server3 queries a missing table",
             Scenario::RedisError => "server3 pushes onto a string key: WRONGTYPE",
             Scenario::CallLoop => {
-                "server1 → server2 → server3 → server2 → server1 → ... to the max depth"
+                "server1 → server2 → server3 → server2 → server1 → ... until the loop guard stops it"
             }
         }
     }
@@ -82,51 +77,10 @@ impl Scenario {
             Scenario::HttpPanic
             | Scenario::GrpcPanic
             | Scenario::MysqlError
-            | Scenario::RedisError => 502,
+            | Scenario::RedisError
+            | Scenario::CallLoop => 502,
             _ => 200,
         }
-    }
-}
-
-/// A hop's place in the call loop, carried in the query string (HTTP) or the message (gRPC).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Depth {
-    pub(crate) depth: u32,
-    pub(crate) max: u32,
-}
-
-impl Depth {
-    pub(crate) fn new(depth: u32, max: u32) -> Depth {
-        Depth {
-            depth,
-            max: max.min(MAX_DEPTH_LIMIT),
-        }
-    }
-
-    pub(crate) fn reached(self) -> bool {
-        self.depth >= self.max
-    }
-
-    pub(crate) fn next(self) -> Depth {
-        Depth::new(self.depth + 1, self.max)
-    }
-
-    /// From `depth=..&max_depth=..` (missing values: depth 0, the default maximum).
-    pub(crate) fn from_query(query: Option<&str>) -> Depth {
-        let mut depth = 0;
-        let mut max = DEFAULT_MAX_DEPTH;
-        for pair in query.unwrap_or("").split('&') {
-            match pair.split_once('=') {
-                Some(("depth", v)) => depth = v.parse().unwrap_or(0),
-                Some(("max_depth", v)) => max = v.parse().unwrap_or(DEFAULT_MAX_DEPTH),
-                _ => {}
-            }
-        }
-        Depth::new(depth, max)
-    }
-
-    pub(crate) fn query(self) -> String {
-        format!("depth={}&max_depth={}", self.depth, self.max)
     }
 }
 
@@ -143,17 +97,5 @@ mod tests {
                 Some(s.name().to_owned())
             );
         }
-    }
-
-    #[test]
-    fn depth_is_bounded() {
-        let d = Depth::from_query(Some("depth=3&max_depth=1000000"));
-        assert_eq!(d, Depth::new(3, MAX_DEPTH_LIMIT));
-        assert_eq!(Depth::from_query(None), Depth::new(0, DEFAULT_MAX_DEPTH));
-        assert!(Depth::new(8, 8).reached() && !Depth::new(7, 8).reached());
-        assert_eq!(
-            Depth::from_query(Some(&Depth::new(2, 5).query())),
-            Depth::new(2, 5)
-        );
     }
 }

@@ -10,7 +10,7 @@ use tracer_runtime::http::HttpServerLayer;
 
 use crate::cli::{Addrs, Error, ServerArgs};
 use crate::http::{Body, Caller, relayed, text};
-use crate::scenario::{Depth, Scenario};
+use crate::scenario::Scenario;
 
 pub(crate) const SERVICE: &str = "server1";
 
@@ -59,10 +59,9 @@ fn route(path: &str) -> Option<String> {
 impl Server1 {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path();
-        let depth = Depth::from_query(req.uri().query());
         if let Some(name) = path.strip_prefix("/scenario/") {
             let (status, body) = match Scenario::from_name(name) {
-                Some(s) => self.scenario(s, depth).await,
+                Some(s) => self.scenario(s).await,
                 None => (
                     StatusCode::NOT_FOUND,
                     format!("{SERVICE}: no scenario named {name:?}"),
@@ -75,7 +74,7 @@ impl Server1 {
             // nested-http: server2 calls back here.
             "/nested" => text(StatusCode::OK, format!("{SERVICE} (nested)")),
             "/call-loop" => {
-                let (status, body) = self.call_loop(depth).await;
+                let (status, body) = self.call_loop().await;
                 text(status, body)
             }
             _ => text(
@@ -85,9 +84,9 @@ impl Server1 {
         }
     }
 
-    async fn scenario(&self, s: Scenario, depth: Depth) -> (StatusCode, String) {
+    async fn scenario(&self, s: Scenario) -> (StatusCode, String) {
         match s {
-            Scenario::CallLoop => self.call_loop(Depth::new(0, depth.max)).await,
+            Scenario::CallLoop => self.call_loop().await,
             _ => {
                 let url = format!("{}/{}", self.server2, s.name());
                 relayed(SERVICE, "server2", self.caller.get(&url).await)
@@ -95,14 +94,9 @@ impl Server1 {
         }
     }
 
-    async fn call_loop(&self, depth: Depth) -> (StatusCode, String) {
-        if depth.reached() {
-            return (
-                StatusCode::OK,
-                format!("{SERVICE} (max depth {} reached)", depth.max),
-            );
-        }
-        let url = format!("{}/call-loop?{}", self.server2, depth.next().query());
+    /// A hop of the call loop: on to server2, unconditionally (tracer's loop guard ends it).
+    async fn call_loop(&self) -> (StatusCode, String) {
+        let url = format!("{}/call-loop", self.server2);
         relayed(SERVICE, "server2", self.caller.get(&url).await)
     }
 }

@@ -17,7 +17,7 @@ use crate::http::{Body, Caller, relay, text};
 use crate::pb::server2_server::{Server2 as Server2Rpc, Server2Server};
 use crate::pb::server3_client::Server3Client;
 use crate::pb::{Hop, PingRequest, Reply};
-use crate::scenario::{Depth, Scenario};
+use crate::scenario::Scenario;
 
 pub(crate) const SERVICE: &str = "server2";
 
@@ -75,7 +75,6 @@ fn route(path: &str) -> Option<String> {
 impl Server2 {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path();
-        let depth = Depth::from_query(req.uri().query());
         let Some(s) = path.strip_prefix('/').and_then(Scenario::from_name) else {
             return text(
                 StatusCode::NOT_FOUND,
@@ -88,21 +87,14 @@ impl Server2 {
                 relay(SERVICE, "server1", self.caller.get(&url).await)
             }
             Scenario::HttpPanic => panic!("http-panic: server2's handler panicked on purpose"),
-            Scenario::CallLoop if depth.reached() => text(
-                StatusCode::OK,
-                format!("{SERVICE} (max depth {} reached)", depth.max),
-            ),
-            Scenario::CallLoop => self.work(s, depth.next()).await,
-            _ => self.work(s, Depth::new(0, 0)).await,
+            _ => self.work(s).await,
         }
     }
 
     /// Asks server3 to do its part of scenario `s`.
-    async fn work(&self, s: Scenario, depth: Depth) -> Response<Body> {
+    async fn work(&self, s: Scenario) -> Response<Body> {
         let hop = Hop {
             scenario: s.name().to_owned(),
-            depth: depth.depth,
-            max_depth: depth.max,
         };
         match self.server3.clone().work(hop).await {
             Ok(r) => text(
@@ -126,14 +118,8 @@ impl Server2Rpc for Rpc {
         let hop = req.into_inner();
         match Scenario::from_name(&hop.scenario) {
             Some(Scenario::CallLoop) => {
-                let depth = Depth::new(hop.depth, hop.max_depth);
-                if depth.reached() {
-                    return Ok(reply(format!(
-                        "{SERVICE} (max depth {} reached)",
-                        depth.max
-                    )));
-                }
-                let url = format!("{}/call-loop?{}", self.0.server1, depth.next().query());
+                // On round the loop, unconditionally: tracer's loop guard ends it.
+                let url = format!("{}/call-loop", self.0.server1);
                 match self.0.caller.get(&url).await {
                     Ok((s, body)) if s.is_success() => Ok(reply(format!("{SERVICE} → {body}"))),
                     Ok((s, body)) => Err(Status::internal(format!(

@@ -13,7 +13,7 @@ use crate::grpc::{describe, reply};
 use crate::pb::server2_client::Server2Client;
 use crate::pb::server3_server::{Server3 as Server3Rpc, Server3Server};
 use crate::pb::{Hop, PingRequest, Reply};
-use crate::scenario::{Depth, Scenario};
+use crate::scenario::Scenario;
 
 pub(crate) const SERVICE: &str = "server3";
 
@@ -48,11 +48,9 @@ pub(crate) async fn main(addrs: &Addrs, args: &ServerArgs) -> Result<(), Error> 
 }
 
 impl Server3 {
-    async fn callback(&self, scenario: Scenario, depth: Depth) -> Result<String, Status> {
+    async fn callback(&self, scenario: Scenario) -> Result<String, Status> {
         let hop = Hop {
             scenario: scenario.name().to_owned(),
-            depth: depth.depth,
-            max_depth: depth.max,
         };
         match self.server2.clone().callback(hop).await {
             Ok(r) => Ok(r.into_inner().text),
@@ -76,7 +74,7 @@ impl Server3 {
             Ok(n) => done.push(format!("Redis visits={n}")),
             Err(e) => failed.push(format!("redis: {e}")),
         }
-        match self.callback(Scenario::Normal, Depth::new(0, 0)).await {
+        match self.callback(Scenario::Normal).await {
             Ok(text) => done.push(format!("→ {text}")),
             Err(status) => failed.push(status.message().to_owned()),
         }
@@ -98,7 +96,7 @@ impl Server3Rpc for Rpc {
         let text = match Scenario::from_name(&hop.scenario) {
             Some(Scenario::Normal) => s.normal().await?,
             Some(Scenario::NestedGrpc) => {
-                let text = s.callback(Scenario::NestedGrpc, Depth::new(0, 0)).await?;
+                let text = s.callback(Scenario::NestedGrpc).await?;
                 format!("{SERVICE} → {text}")
             }
             Some(Scenario::GrpcPanic) => {
@@ -117,13 +115,9 @@ impl Server3Rpc for Rpc {
                 format!("{SERVICE}: Redis accepted a list push onto a string")
             }
             Some(Scenario::CallLoop) => {
-                let depth = Depth::new(hop.depth, hop.max_depth);
-                if depth.reached() {
-                    format!("{SERVICE} (max depth {} reached)", depth.max)
-                } else {
-                    let text = s.callback(Scenario::CallLoop, depth.next()).await?;
-                    format!("{SERVICE} → {text}")
-                }
+                // On round the loop, unconditionally: tracer's loop guard ends it.
+                let text = s.callback(Scenario::CallLoop).await?;
+                format!("{SERVICE} → {text}")
             }
             _ => {
                 return Err(Status::invalid_argument(format!(

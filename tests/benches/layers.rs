@@ -6,14 +6,31 @@
 //! (tower-http's gRPC `TraceLayer` as the peer). Each iteration sends `CONCURRENCY` requests at
 //! once over keep-alive connections; criterion reports requests (calls) per second.
 //!
-//! `cargo bench -p tracer-tests --bench layers`
+//! The call-loop guard: the server layer called in-process (no network, a handler that answers
+//! at once), with the guard off and on, tracing off and on, with and without an 8-hop path; and
+//! the same with a handler calling out through the client layer. The difference between "guard
+//! off" and "guard on" is the guard's cost per request.
+//!
+//! `cargo bench -p tracer-tests --bench layers` (criterion, ns);
+//! `cargo bench -p tracer-tests --bench layers -- "loop guard"` (only the guard's cases).
+//!
+//! Instructions per request, with callgrind: each guard case also runs on its own, `N` times,
+//! when `LAYERS_CALLGRIND=<case>` is set (the case's name as criterion prints it). Run it for two
+//! values of `N`; the difference in instructions, divided by the difference in `N`, is the cost
+//! of one request, the set-up cancelled out:
+//!
+//! ```sh
+//! B=$(ls -t target/release/deps/layers-* | grep -v '\.d$' | head -1)
+//! for n in 1000 11000; do LAYERS_CALLGRIND="server, tracing off, guard on, 8-hop path" \
+//!   LAYERS_CALLGRIND_N=$n valgrind --tool=callgrind --callgrind-out-file=/dev/null $B 2>&1 | grep Collected; done
+//! ```
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use http::{Request, Response};
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Incoming;
@@ -25,8 +42,9 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
 use tokio::runtime::Runtime;
 use tonic::transport::{Endpoint, Server};
+use tracer_runtime::LoopGuard;
 use tracer_runtime::grpc::{GrpcClientLayer, GrpcServerLayer};
-use tracer_runtime::http::HttpServerLayer;
+use tracer_runtime::http::{HttpClientLayer, HttpServerLayer};
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -317,15 +335,143 @@ fn bench_grpc(c: &mut Criterion, rt: &Runtime) {
     g.finish();
 }
 
+/// A request as the layers see it: an empty body, and maybe a call path.
+fn guard_request(path: bool) -> Request<Empty<Bytes>> {
+    let mut r = Request::get("http://127.0.0.1/x");
+    if path {
+        r = r.header("baggage", "tracer.path=8:s1>s2>s3>s4>s5>s6>s7>s8");
+    }
+    r.body(Empty::new()).unwrap()
+}
+
+fn answer() -> Response<Full<Bytes>> {
+    Response::new(Full::new(Bytes::from_static(b"hello world")))
+}
+
+type BoxedServer = Box<
+    dyn FnMut(Request<Empty<Bytes>>) -> Response<tracer_runtime::http::TracedBody<Full<Bytes>>>,
+>;
+
+/// The server layer over a handler that answers at once (or first calls out through the client
+/// layer, itself over a service that answers at once); the request served to the end in-process.
+fn guard_server(guard: LoopGuard, call_out: bool) -> BoxedServer {
+    use futures_util::FutureExt as _;
+    use tower::Layer as _;
+    use tower::Service as _;
+    let layer = HttpServerLayer::new("bench").loop_guard(guard);
+    if call_out {
+        let mut client = HttpClientLayer::new()
+            .loop_guard(guard)
+            .layer(tower::service_fn(|_req: Request<Empty<Bytes>>| {
+                std::future::ready(Ok::<_, Infallible>(answer()))
+            }));
+        let mut svc = layer.layer(tower::service_fn(move |_req: Request<Empty<Bytes>>| {
+            let out = client.call(Request::new(Empty::new()));
+            async move {
+                drop(out.await?);
+                Ok::<_, Infallible>(answer())
+            }
+        }));
+        Box::new(move |req| svc.call(req).now_or_never().unwrap().unwrap())
+    } else {
+        let mut svc = layer.layer(tower::service_fn(|_req: Request<Empty<Bytes>>| {
+            std::future::ready(Ok::<_, Infallible>(answer()))
+        }));
+        Box::new(move |req| svc.call(req).now_or_never().unwrap().unwrap())
+    }
+}
+
+/// The loop guard's cases: name, tracing on, guard, the handler calls out, the request has a path.
+fn guard_cases() -> Vec<(String, bool, LoopGuard, bool, bool)> {
+    let mut out = Vec::new();
+    for call_out in [false, true] {
+        for tracing in [false, true] {
+            for (g, path) in [
+                ("guard off", false),
+                ("guard on", false),
+                ("guard off", true),
+                ("guard on", true),
+            ] {
+                let name = format!(
+                    "{}, tracing {}, {g}, {}",
+                    if call_out { "server+client" } else { "server" },
+                    if tracing { "on" } else { "off" },
+                    if path { "8-hop path" } else { "no path" }
+                );
+                let guard = if g == "guard on" {
+                    LoopGuard::BUILT_IN
+                } else {
+                    LoopGuard::off()
+                };
+                out.push((name, tracing, guard, call_out, path));
+            }
+        }
+    }
+    out
+}
+
+fn bench_guard(c: &mut Criterion) {
+    let mut g = c.benchmark_group("loop guard");
+    g.measurement_time(Duration::from_secs(3));
+    for (name, tracing, guard, call_out, path) in guard_cases() {
+        tracer_runtime::set_all_enabled(tracing);
+        let mut serve = guard_server(guard, call_out);
+        g.bench_function(&name, |b| {
+            b.iter_batched(
+                || guard_request(path),
+                |req| drop(serve(req)),
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    tracer_runtime::set_all_enabled(true);
+    g.finish();
+}
+
+/// `LAYERS_CALLGRIND=<case>`: that guard case alone, `LAYERS_CALLGRIND_N` times.
+fn callgrind(case: &str) {
+    let n: usize = std::env::var("LAYERS_CALLGRIND_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let Some((_, tracing, guard, call_out, path)) =
+        guard_cases().into_iter().find(|(name, ..)| name == case)
+    else {
+        panic!(
+            "no case {case:?}: one of {:#?}",
+            guard_cases().into_iter().map(|c| c.0).collect::<Vec<_>>()
+        );
+    };
+    let _p = tracer_runtime::init("bench")
+        .with_exporter(Discard)
+        .set_globals(false)
+        .install()
+        .unwrap();
+    tracer_runtime::set_all_enabled(tracing);
+    let mut serve = guard_server(guard, call_out);
+    for _ in 0..n {
+        drop(std::hint::black_box(serve(guard_request(path))));
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let _p = pipelines();
+    bench_guard(c);
     bench_http(c, &rt);
     bench_grpc(c, &rt);
 }
 
 criterion_group!(layers, benches);
-criterion_main!(layers);
+
+fn main() {
+    if let Ok(case) = std::env::var("LAYERS_CALLGRIND") {
+        callgrind(&case);
+        return;
+    }
+    layers();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -560,29 +560,69 @@ server1 SERVER GET /scenario/redis-error ERROR
 
 #[test]
 fn call_loop() {
-    // Twice round server1 → server2 → server3 → server2 → server1: the default maximum depth of
-    // 8 hops, carried with the request.
-    check(
+    // server1 → server2 → server3 → server2 → server1 → … with nothing to stop it but the loop
+    // guard: server2's fifth call back, eleven calls in (its name four times on the path
+    // already, the default `max_repeats`), is answered FAILED_PRECONDITION without reaching the
+    // handler; every span above it is Error. Bounded: 23 spans, and no more arrive.
+    let spans = check(
         "call-loop",
         "
-server1 SERVER GET /scenario/call-loop
-  server1 CLIENT GET
-    server2 SERVER GET /call-loop
-      server2 CLIENT demo.Server3/Work
-        server3 SERVER demo.Server3/Work
-          server3 CLIENT demo.Server2/Callback
-            server2 SERVER demo.Server2/Callback
-              server2 CLIENT GET
-                server1 SERVER GET /call-loop
-                  server1 CLIENT GET
-                    server2 SERVER GET /call-loop
-                      server2 CLIENT demo.Server3/Work
-                        server3 SERVER demo.Server3/Work
-                          server3 CLIENT demo.Server2/Callback
-                            server2 SERVER demo.Server2/Callback
-                              server2 CLIENT GET
-                                server1 SERVER GET /call-loop
+server1 SERVER GET /scenario/call-loop ERROR
+  server1 CLIENT GET ERROR
+    server2 SERVER GET /call-loop ERROR
+      server2 CLIENT demo.Server3/Work ERROR
+        server3 SERVER demo.Server3/Work ERROR
+          server3 CLIENT demo.Server2/Callback ERROR
+            server2 SERVER demo.Server2/Callback ERROR
+              server2 CLIENT GET ERROR
+                server1 SERVER GET /call-loop ERROR
+                  server1 CLIENT GET ERROR
+                    server2 SERVER GET /call-loop ERROR
+                      server2 CLIENT demo.Server3/Work ERROR
+                        server3 SERVER demo.Server3/Work ERROR
+                          server3 CLIENT demo.Server2/Callback ERROR
+                            server2 SERVER demo.Server2/Callback ERROR
+                              server2 CLIENT GET ERROR
+                                server1 SERVER GET /call-loop ERROR
+                                  server1 CLIENT GET ERROR
+                                    server2 SERVER GET /call-loop ERROR
+                                      server2 CLIENT demo.Server3/Work ERROR
+                                        server3 SERVER demo.Server3/Work ERROR
+                                          server3 CLIENT demo.Server2/Callback ERROR
+                                            server2 SERVER demo.Server2/Callback ERROR +exception
 ",
+    );
+    let refused: Vec<&Value> = spans
+        .iter()
+        .filter(|s| !s["attributes"]["tracer.loop.path"].is_null())
+        .collect();
+    assert_eq!(refused.len(), 1, "one span refused by the guard");
+    let s = refused[0];
+    assert_eq!(
+        (service(s), s["kind"].as_str()),
+        ("server2", Some("server")),
+        "{s}"
+    );
+    assert_eq!(s["name"], "demo.Server2/Callback");
+    assert_eq!(s["status"]["code"], "Error");
+    let cycle = "call loop: server2 > server1 > server2 > server3 > server2 > …";
+    assert_eq!(exception_message(s), cycle);
+    assert_eq!(
+        s["attributes"]["tracer.loop.path"],
+        "server1 > server2 > server3 > server2 > server1 > server2 > server3 > server2 > \
+         server1 > server2 > server3 > server2"
+    );
+    let hops = &s["attributes"]["tracer.loop.hops"];
+    assert_eq!(
+        hops.as_i64().or_else(|| hops.as_str()?.parse().ok()),
+        Some(11),
+        "{s}"
+    );
+    let code = &s["attributes"]["rpc.grpc.status_code"];
+    assert_eq!(
+        code.as_i64().or_else(|| code.as_str()?.parse().ok()),
+        Some(9),
+        "FAILED_PRECONDITION: {s}"
     );
 }
 
@@ -668,12 +708,22 @@ fn embedded_default_prints_every_scenario_and_its_waterfall() {
         "{}",
         drawn["nested-grpc"]
     );
-    // One line per span: 17 for the call loop (a header, then the root and 8 hops of 2).
-    assert_eq!(
-        drawn["call-loop"].lines().count(),
-        1 + 17,
-        "{}",
-        drawn["call-loop"]
+    // One line per span, 23 for the call loop (the root and 11 hops of 2, the guard stopping
+    // the twelfth), and one for the exception of the refused call.
+    let w = &drawn["call-loop"];
+    assert_eq!(w.lines().count(), 1 + 23 + 1, "{w}");
+    assert!(
+        w.contains(
+            "↳ exception (call loop): call loop: server2 > server1 > server2 > server3 > server2 > …"
+        ),
+        "{w}"
+    );
+    assert!(
+        w.lines()
+            .skip(1)
+            .filter(|l| !l.contains('↳'))
+            .all(|l| l.contains('✗')),
+        "every span on the way back is an error: {w}"
     );
     assert!(stdout.contains("done: 8 scenarios played"), "{stdout}");
 }
@@ -750,7 +800,7 @@ fn run_with_an_endpoint_exports_there_and_prints_the_ids() {
     );
     let lines = scenario_lines(&stdout);
     assert_eq!(lines.len(), 8, "{stdout}");
-    let counts = [10, 5, 7, 3, 5, 7, 7, 17];
+    let counts = [10, 5, 7, 3, 5, 7, 7, 23];
     for ((name, id), n) in lines.iter().zip(counts) {
         let spans = otelite::spans(&o.trace(id, n));
         assert_eq!(spans.len(), n, "{name}: {id}");

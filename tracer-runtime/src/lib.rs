@@ -72,6 +72,8 @@ pub mod grpc;
 #[cfg(feature = "http")]
 pub mod http;
 mod init;
+#[cfg(feature = "http")]
+pub mod loop_guard;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 mod panic;
@@ -90,6 +92,8 @@ pub mod zipkin;
 pub use context::{in_current_context, spawn, spawn_blocking};
 pub use error::{InitError, ShutdownError};
 pub use init::{Builder, Guard, Protocol, TracesExporter, init, sampler_from_env};
+#[cfg(feature = "http")]
+pub use loop_guard::LoopGuard;
 pub use service::{ServiceHandle, current_service, service};
 pub use switch::{is_all_enabled, is_enabled, set_all_enabled, set_enabled};
 pub use tracer_macros::traced;

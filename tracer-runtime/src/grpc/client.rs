@@ -19,6 +19,7 @@ use tower_service::Service;
 
 use super::body::{GrpcBody, GrpcRequestBody, RpcState};
 use super::{DEFAULT_MAX_MESSAGE_EVENTS, MessageReader, Messages, Payloads};
+use crate::loop_guard::{self, LoopGuard};
 use crate::propagation::{Format, Propagator};
 use crate::service;
 
@@ -34,6 +35,7 @@ pub struct GrpcClientLayer {
     message_events: super::MessageEvents,
     payloads: Option<Arc<Payloads>>,
     propagator: Option<Arc<Propagator>>,
+    guard: LoopGuard,
 }
 
 impl Default for GrpcClientLayer {
@@ -45,6 +47,7 @@ impl Default for GrpcClientLayer {
             message_events: super::MessageEvents::default(),
             payloads: None,
             propagator: None,
+            guard: LoopGuard::new(),
         }
     }
 }
@@ -101,6 +104,15 @@ impl GrpcClientLayer {
         self.propagator = Some(Arc::new(Propagator::new(formats)));
         self
     }
+
+    /// The call-loop guard (default [`LoopGuard::new`]: the process-wide settings): when on, each
+    /// RPC carries the call path, this service added, in the `tracer.path` baggage member, also
+    /// with tracing switched off. [`LoopGuard::off`] sends no path. See
+    /// [`loop_guard`](crate::loop_guard).
+    pub fn loop_guard(mut self, guard: LoopGuard) -> Self {
+        self.guard = guard;
+        self
+    }
 }
 
 impl<S> Layer<S> for GrpcClientLayer {
@@ -138,6 +150,14 @@ where
 
     fn call(&mut self, mut req: Request<tonic::body::Body>) -> Self::Future {
         let Some(svc) = service::recording(self.layer.service.as_deref()) else {
+            if self.layer.guard.is_on() {
+                loop_guard::inject(
+                    &Context::current(),
+                    self.layer.service.as_deref(),
+                    None,
+                    req.headers_mut(),
+                );
+            }
             return GrpcClientResponseFuture {
                 inner: self.inner.call(req),
                 state: None,
@@ -164,6 +184,10 @@ where
             .clone()
             .unwrap_or_else(crate::propagation::propagator);
         propagator.inject_context(&cx, &mut HeaderInjector(req.headers_mut()));
+        if self.layer.guard.is_on() {
+            let caller = self.layer.service.as_deref();
+            loop_guard::inject(&cx, caller, Some(&svc.name), req.headers_mut());
+        }
         let messages = Arc::new(Messages::new(
             self.layer.max_events,
             self.layer.message_events,

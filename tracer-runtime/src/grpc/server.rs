@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use opentelemetry::propagation::TextMapPropagator as _;
-use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt as _};
+use opentelemetry::trace::{Link, SpanBuilder, SpanKind, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_semantic_conventions::attribute as semconv;
@@ -20,6 +20,7 @@ use tower_service::Service;
 
 use super::body::{GrpcBody, GrpcRequestBody, RpcState, record_panic};
 use super::{DEFAULT_MAX_MESSAGE_EVENTS, MessageReader, Messages, Payloads};
+use crate::loop_guard::{Loop, LoopGuard, ServerGuard};
 use crate::propagation::{Format, Propagator};
 use crate::service;
 
@@ -28,6 +29,8 @@ use crate::service;
 /// `rpc.grpc.status_code`, `server.address`, `server.port`, `network.peer.address`), child of the
 /// context in the metadata, ending when the response stream ends. A handler panic (in the call,
 /// or while producing a stream) reaches the caller as INTERNAL and the server keeps serving.
+/// An RPC whose call path shows a loop is answered FAILED_PRECONDITION without reaching the
+/// handler ([`loop_guard`](Self::loop_guard)).
 #[derive(Clone, Debug)]
 pub struct GrpcServerLayer {
     service: Arc<str>,
@@ -36,6 +39,9 @@ pub struct GrpcServerLayer {
     payloads: Option<Arc<Payloads>>,
     catch_panics: bool,
     propagator: Option<Arc<Propagator>>,
+    public: bool,
+    trace_response: bool,
+    guard: ServerGuard,
 }
 
 impl GrpcServerLayer {
@@ -48,6 +54,9 @@ impl GrpcServerLayer {
             payloads: None,
             catch_panics: true,
             propagator: None,
+            public: false,
+            trace_response: false,
+            guard: ServerGuard::new(service, LoopGuard::new()),
         }
     }
 
@@ -81,6 +90,31 @@ impl GrpcServerLayer {
     /// The formats to extract, first valid wins (default: the process's).
     pub fn with_propagators(mut self, formats: &[Format]) -> Self {
         self.propagator = Some(Arc::new(Propagator::new(formats)));
+        self
+    }
+
+    /// For servers facing untrusted clients: the incoming context becomes a span link instead of
+    /// the parent (every RPC starts a trace of its own), and incoming baggage is dropped — with
+    /// it the call path, so the [loop guard](crate::loop_guard) starts a fresh one here.
+    pub fn public_endpoint(mut self, yes: bool) -> Self {
+        self.public = yes;
+        self
+    }
+
+    /// Returns the trace id to the caller in the `traceresponse` response metadata (W3C Trace
+    /// Context level 2, as [`HttpServerLayer::trace_response_header`](
+    /// crate::http::HttpServerLayer::trace_response_header)). Default: no.
+    pub fn trace_response(mut self, yes: bool) -> Self {
+        self.trace_response = yes;
+        self
+    }
+
+    /// The call-loop guard (default [`LoopGuard::new`]: the process-wide settings): an RPC whose
+    /// call path shows a loop is answered FAILED_PRECONDITION, the loop named in its message,
+    /// without calling the handler. It works with tracing switched off too. See
+    /// [`loop_guard`](crate::loop_guard).
+    pub fn loop_guard(mut self, guard: LoopGuard) -> Self {
+        self.guard = ServerGuard::new(&self.service, guard);
         self
     }
 }
@@ -138,9 +172,23 @@ where
 
     fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
         let catch = self.layer.catch_panics;
+        let verdict = self.layer.guard.check(req.headers(), self.layer.public);
         let Some(svc) = service::recording(Some(&self.layer.service)) else {
-            let called = catch_unwind(AssertUnwindSafe(|| self.inner.call(req)));
-            return GrpcServerResponseFuture::new(called, None, catch);
+            let path_cx = match verdict.untraced() {
+                Ok(cx) => cx,
+                Err(l) => {
+                    let mut fut = GrpcServerResponseFuture::new(Err(Box::new(())), None, catch);
+                    fut.refused = Some(l);
+                    return fut;
+                }
+            };
+            let called = {
+                let _attached = path_cx.as_ref().map(|cx| cx.clone().attach());
+                catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
+            };
+            let mut fut = GrpcServerResponseFuture::new(called, None, catch);
+            fut.path_cx = path_cx;
+            return fut;
         };
         let (name, mut attrs) = super::rpc_attrs(req.uri().path());
         let scheme = req.uri().scheme_str().unwrap_or("http").to_owned();
@@ -170,16 +218,44 @@ where
             .propagator
             .clone()
             .unwrap_or_else(crate::propagation::propagator);
-        let parent =
+        let extracted =
             propagator.extract_with_context(&Context::new(), &HeaderExtractor(req.headers()));
-        let builder = SpanBuilder::from_name(name)
+        let mut builder = SpanBuilder::from_name(name)
             .with_kind(SpanKind::Server)
             .with_attributes(attrs);
+        let parent = if self.layer.public {
+            let sc = extracted.span().span_context().clone();
+            if sc.is_valid() {
+                builder = builder.with_links(vec![Link::with_context(sc)]);
+            }
+            Context::new()
+        } else {
+            extracted
+        };
+        let (parent, refused) = verdict.traced(parent);
         let cx = service::start_span(&svc, builder, &parent);
+        let trace_response = self.layer.trace_response.then(|| {
+            let v = crate::propagation::trace_response_value(cx.span().span_context());
+            HeaderValue::from_str(&v).ok()
+        });
         let messages = Arc::new(Messages::new(
             self.layer.max_events,
             self.layer.message_events,
         ));
+        if let Some(l) = refused {
+            super::record_status(&cx, 9, &l.message, true);
+            l.record(&cx, "FAILED_PRECONDITION");
+            let state = RpcState {
+                cx,
+                server: true,
+                messages,
+                reader: MessageReader::new(true, None),
+            };
+            let mut fut = GrpcServerResponseFuture::new(Err(Box::new(())), Some(state), catch);
+            fut.refused = Some(l);
+            fut.trace_response = trace_response.flatten();
+            return fut;
+        }
         let (req_tap, resp_tap) = match &self.layer.payloads {
             Some(p) => p.for_path(req.uri().path()),
             None => (None, None),
@@ -208,8 +284,17 @@ where
         };
         let mut fut = GrpcServerResponseFuture::new(called, Some(state), catch);
         fut.deadline = deadline;
+        fut.trace_response = trace_response.flatten();
         fut
     }
+}
+
+/// `r` with the `traceresponse` metadata, when there is one.
+fn with_id<B>(mut r: Response<B>, v: &mut Option<HeaderValue>) -> Response<B> {
+    if let Some(v) = v.take() {
+        r.headers_mut().insert("traceresponse", v);
+    }
+    r
 }
 
 pin_project_lite::pin_project! {
@@ -221,6 +306,12 @@ pin_project_lite::pin_project! {
         state: Option<RpcState>,
         catch: bool,
         deadline: Option<std::time::Instant>,
+        // `traceresponse`, when the layer returns it.
+        trace_response: Option<HeaderValue>,
+        // Tracing off, loop guard on: the RPC's call path, attached while the handler runs.
+        path_cx: Option<opentelemetry::Context>,
+        // Refused by the loop guard: answered without a handler.
+        refused: Option<Loop>,
     }
 
     impl<F> PinnedDrop for GrpcServerResponseFuture<F> {
@@ -258,6 +349,9 @@ impl<F> GrpcServerResponseFuture<F> {
                 state,
                 catch,
                 deadline: None,
+                trace_response: None,
+                path_cx: None,
+                refused: None,
             },
             Err(p) => GrpcServerResponseFuture {
                 inner: None,
@@ -265,6 +359,9 @@ impl<F> GrpcServerResponseFuture<F> {
                 state,
                 catch,
                 deadline: None,
+                trace_response: None,
+                path_cx: None,
+                refused: None,
             },
         }
     }
@@ -281,13 +378,22 @@ where
 
     fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        if let Some(l) = this.refused.take() {
+            let r = status_response(9, &l.message, this.state.take());
+            return Poll::Ready(Ok(with_id(r, this.trace_response)));
+        }
         let polled = match this.inner.as_pin_mut() {
             None => Err(this
                 .panic
                 .take()
                 .unwrap_or_else(|| Box::new("handler panicked"))),
             Some(inner) => {
-                let _attached = this.state.as_ref().map(|s| s.cx.clone().attach());
+                let _attached = this
+                    .state
+                    .as_ref()
+                    .map(|s| &s.cx)
+                    .or(this.path_cx.as_ref())
+                    .map(|cx| cx.clone().attach());
                 catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
             }
         };
@@ -310,7 +416,8 @@ where
                     }
                     resume_unwind(payload);
                 }
-                return Poll::Ready(Ok(status_response(13, &message, state)));
+                let r = status_response(13, &message, state);
+                return Poll::Ready(Ok(with_id(r, this.trace_response)));
             }
             Ok(Poll::Ready(res)) => match res {
                 Ok(resp) => (resp, this.state.take()),
@@ -332,6 +439,7 @@ where
             super::record_status(&s.cx, code, &msg, true);
         }
         let catch = *this.catch;
-        Poll::Ready(Ok(resp.map(|b| GrpcBody::new(b, state, catch))))
+        let r = resp.map(|b| GrpcBody::new(b, state, catch));
+        Poll::Ready(Ok(with_id(r, this.trace_response)))
     }
 }

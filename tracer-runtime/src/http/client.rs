@@ -18,6 +18,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::body::{SpanEnd, TracedBody};
+use crate::loop_guard::{self, LoopGuard};
 use crate::propagation::{Format, Propagator};
 use crate::service;
 
@@ -28,11 +29,13 @@ use crate::service;
 ///
 /// The spans belong to the service of the current context (as `#[traced]` spans do), or to the
 /// service given with [`for_service`](Self::for_service). When that service is switched off,
-/// requests pass through with no span and no header injected.
+/// requests pass through with no span and no trace header injected; the call path of the
+/// [loop guard](crate::loop_guard) is carried either way.
 #[derive(Clone, Debug, Default)]
 pub struct HttpClientLayer {
     service: Option<Arc<str>>,
     propagator: Option<Arc<Propagator>>,
+    guard: LoopGuard,
 }
 
 impl HttpClientLayer {
@@ -50,6 +53,14 @@ impl HttpClientLayer {
     /// The formats to inject (default: the process's formats, `OTEL_PROPAGATORS`).
     pub fn with_propagators(mut self, formats: &[Format]) -> Self {
         self.propagator = Some(Arc::new(Propagator::new(formats)));
+        self
+    }
+
+    /// The call-loop guard (default [`LoopGuard::new`]: the process-wide settings): when on, each
+    /// request carries the call path, this service added, in the `tracer.path` baggage member.
+    /// [`LoopGuard::off`] sends no path. See [`loop_guard`](crate::loop_guard).
+    pub fn loop_guard(mut self, guard: LoopGuard) -> Self {
+        self.guard = guard;
         self
     }
 }
@@ -89,6 +100,14 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let Some(svc) = service::recording(self.layer.service.as_deref()) else {
+            if self.layer.guard.is_on() {
+                loop_guard::inject(
+                    &Context::current(),
+                    self.layer.service.as_deref(),
+                    None,
+                    req.headers_mut(),
+                );
+            }
             return HttpClientResponseFuture {
                 inner: self.inner.call(req),
                 cx: None,
@@ -118,6 +137,10 @@ where
             .clone()
             .unwrap_or_else(crate::propagation::propagator);
         propagator.inject_context(&cx, &mut HeaderInjector(req.headers_mut()));
+        if self.layer.guard.is_on() {
+            let caller = self.layer.service.as_deref();
+            loop_guard::inject(&cx, caller, Some(&svc.name), req.headers_mut());
+        }
         let inner = {
             let _attached = cx.clone().attach();
             self.inner.call(req)

@@ -21,6 +21,7 @@ use tower_service::Service;
 
 use super::body::{SpanEnd, TracedBody};
 use super::{ClientAddr, Route};
+use crate::loop_guard::{Loop, LoopGuard, ServerGuard};
 use crate::propagation::{Format, Propagator};
 use crate::service;
 
@@ -35,6 +36,7 @@ struct Config {
     trace_response: bool,
     scheme: &'static str,
     route: Option<Arc<RouteFn>>,
+    guard: ServerGuard,
 }
 
 /// A tower layer tracing an HTTP server: one SERVER span per request, named `METHOD route`,
@@ -63,9 +65,11 @@ impl fmt::Debug for HttpServerLayer {
 impl HttpServerLayer {
     /// A layer for the server of `service`.
     pub fn new(service: impl Into<String>) -> Self {
+        let service = service.into();
         HttpServerLayer {
             cfg: Arc::new(Config {
-                service: service.into(),
+                guard: ServerGuard::new(&service, LoopGuard::new()),
+                service,
                 propagator: None,
                 public: false,
                 catch_panics: true,
@@ -89,7 +93,8 @@ impl HttpServerLayer {
     }
 
     /// For servers facing untrusted clients: the incoming context becomes a span link instead of
-    /// the parent (every request starts a trace of its own), and incoming baggage is dropped.
+    /// the parent (every request starts a trace of its own), and incoming baggage is dropped —
+    /// with it the call path, so the [loop guard](crate::loop_guard) starts a fresh one here.
     pub fn public_endpoint(mut self, yes: bool) -> Self {
         self.cfg_mut().public = yes;
         self
@@ -123,6 +128,15 @@ impl HttpServerLayer {
         f: impl Fn(&Method, &Uri, &http::Extensions) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         self.cfg_mut().route = Some(Arc::new(f));
+        self
+    }
+
+    /// The call-loop guard (default [`LoopGuard::new`]: the process-wide settings): a request
+    /// whose call path shows a loop is answered `508 Loop Detected` without calling the handler.
+    /// It works with tracing switched off too. See [`loop_guard`](crate::loop_guard).
+    pub fn loop_guard(mut self, guard: LoopGuard) -> Self {
+        let cfg = self.cfg_mut();
+        cfg.guard = ServerGuard::new(&cfg.service, guard);
         self
     }
 
@@ -199,15 +213,25 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let catch = self.cfg.catch_panics;
+        let verdict = self.cfg.guard.check(req.headers(), self.cfg.public);
         let Some(svc) = service::recording(Some(&self.cfg.service)) else {
-            // Off: no span, no extraction; panics still become 500s, so behaviour does not
-            // depend on the switch.
-            let called = if catch {
-                catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
-            } else {
-                Ok(self.inner.call(req))
+            // Off: no span, no extraction; panics still become 500s and loops 508s, so
+            // behaviour does not depend on the switch.
+            let path_cx = match verdict.untraced() {
+                Ok(cx) => cx,
+                Err(l) => return HttpServerResponseFuture::refused(l, None, catch),
             };
-            return HttpServerResponseFuture::new(called, None, catch);
+            let called = {
+                let _attached = path_cx.as_ref().map(|cx| cx.clone().attach());
+                if catch {
+                    catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
+                } else {
+                    Ok(self.inner.call(req))
+                }
+            };
+            let mut fut = HttpServerResponseFuture::new(called, None, catch);
+            fut.path_cx = path_cx;
+            return fut;
         };
 
         let cfg = &*self.cfg;
@@ -276,7 +300,17 @@ where
         } else {
             extracted
         };
+        let (parent, refused) = verdict.traced(parent);
         let cx = service::start_span(&svc, builder, &parent);
+        if let Some(l) = refused {
+            l.record(&cx, "508");
+            let traced = Traced {
+                cx,
+                trace_response: cfg.trace_response,
+                method,
+            };
+            return HttpServerResponseFuture::refused(l, Some(traced), catch);
+        }
 
         let called = {
             let _attached = cx.clone().attach();
@@ -303,6 +337,39 @@ where
     }
 }
 
+/// The answer to a request the loop guard refused: 508, the loop named in the body.
+fn loop_response<B>(l: &Loop, t: Option<Traced>) -> Response<TracedBody<B>>
+where
+    B: Body<Data = Bytes>,
+{
+    let mut body = l.message.clone();
+    body.push('\n');
+    let trace_response = t
+        .as_ref()
+        .filter(|t| t.trace_response)
+        .map(|t| crate::propagation::trace_response_value(t.cx.span().span_context()));
+    let end = t.map(|t| {
+        t.cx.span()
+            .set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 508_i64));
+        SpanEnd {
+            cx: t.cx,
+            bytes: 0,
+            mark_abort: true,
+            on_trailers: None,
+        }
+    });
+    let mut r = Response::new(TracedBody::full(Bytes::from(body), end));
+    *r.status_mut() = StatusCode::LOOP_DETECTED;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(v) = trace_response.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        r.headers_mut().insert("traceresponse", v);
+    }
+    r
+}
+
 fn record_panic(cx: &Context, payload: &(dyn std::any::Any + Send)) {
     let message = crate::panic::record_exception(cx, payload);
     let span = cx.span();
@@ -323,6 +390,10 @@ pin_project_lite::pin_project! {
         inner: Option<F>,
         traced: Option<Traced>,
         catch: bool,
+        // Tracing off, loop guard on: the request's call path, attached while the handler runs.
+        path_cx: Option<Context>,
+        // Refused by the loop guard: answered without a handler.
+        refused: Option<Loop>,
     }
 
     impl<F> PinnedDrop for HttpServerResponseFuture<F> {
@@ -361,6 +432,18 @@ impl<F> HttpServerResponseFuture<F> {
             inner,
             traced,
             catch,
+            path_cx: None,
+            refused: None,
+        }
+    }
+
+    fn refused(l: Loop, traced: Option<Traced>, catch: bool) -> Self {
+        HttpServerResponseFuture {
+            inner: None,
+            traced,
+            catch,
+            path_cx: None,
+            refused: Some(l),
         }
     }
 }
@@ -382,12 +465,20 @@ where
             mark_abort: true,
             on_trailers: None,
         };
+        if let Some(l) = this.refused.take() {
+            return Poll::Ready(Ok(loop_response(&l, this.traced.take())));
+        }
         let Some(inner) = this.inner.as_pin_mut() else {
             // The handler panicked in `call`.
             return Poll::Ready(Ok(panic_response(this.traced.take().map(end))));
         };
         let polled = {
-            let _attached = this.traced.as_ref().map(|t| t.cx.clone().attach());
+            let _attached = this
+                .traced
+                .as_ref()
+                .map(|t| &t.cx)
+                .or(this.path_cx.as_ref())
+                .map(|cx| cx.clone().attach());
             if *this.catch {
                 catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
             } else {

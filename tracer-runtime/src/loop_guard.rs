@@ -1,0 +1,719 @@
+//! The call-loop guard: every outgoing call carries the path of services it went through, and a
+//! server refuses a request whose path shows it is part of a loop.
+//!
+//! The path travels as the W3C baggage member `tracer.path`, so it crosses services that are not
+//! tracer but forward baggage. Its value is compact: the number of calls made so far and the
+//! last [`MAX_NAMES`] calling services, oldest first: `tracer.path=4:server1>server2>server3>server2`.
+//!
+//! - The client layers ([`HttpClientLayer`](crate::http::HttpClientLayer),
+//!   [`GrpcClientLayer`](crate::grpc::GrpcClientLayer)) add the calling service to the path of
+//!   the request being served (or start one) and write it into the `baggage` header, whatever
+//!   the propagation formats.
+//! - The server layers ([`HttpServerLayer`](crate::http::HttpServerLayer),
+//!   [`GrpcServerLayer`](crate::grpc::GrpcServerLayer)) read it. A request whose path already
+//!   holds the receiving service more than [`LoopGuard::max_repeats`] times (default 4), or more
+//!   than [`LoopGuard::max_hops`] calls (default 32), never reaches the handler: HTTP answers
+//!   `508 Loop Detected`, gRPC `FAILED_PRECONDITION`, with a message naming the cycle
+//!   (`call loop: server2 > server1 > server2 > server3 > server2 > …`). Its SERVER span gets
+//!   status Error, an `exception` event with that message, and the attributes
+//!   `tracer.loop.path` and `tracer.loop.hops`.
+//!
+//! A service called back once or twice on one path (server1 → server2 → server1) is legitimate
+//! nesting and passes.
+//!
+//! **Tracing switched off.** A loop does not stop being one when tracing is off, so the guard
+//! keeps working: the server layers still read and check the path and the client layers still
+//! carry it (only the `baggage` member `tracer.path`: no span, no other header). Its cost, per
+//! request, is in the layers benchmark (`tests/benches/layers.rs`). [`LoopGuard::off`] or
+//! `TRACER_LOOP_GUARD=off` turn it off.
+//!
+//! **Public endpoints.** A server layer with `public_endpoint(true)` drops incoming baggage, so
+//! it has no path to guard on: every request there starts a fresh path. Loops through it are
+//! still caught by the next tracer service on the cycle.
+//!
+//! **Bad values.** A `tracer.path` that is not `<hops>:<name>>…` (names of at most 64 of
+//! `A-Z a-z 0-9 - _ . ~`, at most [`MAX_NAMES`] of them, no more names than hops) or longer than
+//! 1 024 bytes is ignored: the request is served and a fresh path starts there.
+//!
+//! Service names are written with every other character replaced by `_` and cut at 64 bytes.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use http::{HeaderMap, HeaderValue};
+use opentelemetry::baggage::BaggageExt as _;
+use opentelemetry::trace::{Status, TraceContextExt as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
+
+/// The baggage member carrying the path.
+pub const PATH_KEY: &str = "tracer.path";
+/// Default for [`LoopGuard::max_hops`].
+pub const DEFAULT_MAX_HOPS: u32 = 32;
+/// Default for [`LoopGuard::max_repeats`].
+pub const DEFAULT_MAX_REPEATS: u32 = 4;
+/// How many service names the path keeps (the most recent ones); older hops are only counted.
+pub const MAX_NAMES: usize = 32;
+
+const MAX_NAME_LEN: usize = 64;
+const MAX_VALUE_LEN: usize = 1024;
+/// W3C baggage limits: the whole header, and its members.
+const MAX_BAGGAGE_LEN: usize = 8192;
+const MAX_BAGGAGE_MEMBERS: usize = 64;
+const BAGGAGE: &str = "baggage";
+
+/// The span attribute holding the path of a refused request (`server1 > server2 > …`).
+pub const LOOP_PATH: &str = "tracer.loop.path";
+/// The span attribute holding the number of calls on the path of a refused request.
+pub const LOOP_HOPS: &str = "tracer.loop.hops";
+
+/// The call-loop guard's settings for one server or client layer: `.loop_guard(LoopGuard::new()
+/// .max_hops(16))`, `.loop_guard(LoopGuard::off())`. See [the module docs](self).
+///
+/// A layer given none uses [`LoopGuard::new`]: the process-wide defaults, which come from
+/// `TRACER_LOOP_MAX_HOPS`, `TRACER_LOOP_MAX_REPEATS` and `TRACER_LOOP_GUARD=off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoopGuard {
+    on: bool,
+    max_hops: u32,
+    max_repeats: u32,
+}
+
+/// An environment variable of the loop guard with a value it cannot use.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{var}={value:?}: {expected}")]
+pub struct LoopGuardEnvError {
+    /// The variable.
+    pub var: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What it should be.
+    pub expected: &'static str,
+}
+
+impl LoopGuard {
+    /// Built-in defaults: on, 32 hops, 4 repeats; the environment is not read.
+    pub const BUILT_IN: LoopGuard = LoopGuard {
+        on: true,
+        max_hops: DEFAULT_MAX_HOPS,
+        max_repeats: DEFAULT_MAX_REPEATS,
+    };
+
+    /// The process-wide defaults: [`BUILT_IN`](Self::BUILT_IN) changed by
+    /// `TRACER_LOOP_MAX_HOPS`, `TRACER_LOOP_MAX_REPEATS` and `TRACER_LOOP_GUARD=off`, read once.
+    /// An unusable value is reported once on stderr and the built-in value kept; call
+    /// [`from_env`](Self::from_env) to get it as an error.
+    pub fn new() -> Self {
+        static DEFAULTS: OnceLock<LoopGuard> = OnceLock::new();
+        *DEFAULTS.get_or_init(|| {
+            Self::from_env().unwrap_or_else(|e| {
+                eprintln!("tracer: the call-loop guard ignores {e}");
+                Self::BUILT_IN
+            })
+        })
+    }
+
+    /// No guard: servers do not check, clients do not carry the path.
+    pub const fn off() -> Self {
+        LoopGuard {
+            on: false,
+            ..Self::BUILT_IN
+        }
+    }
+
+    /// The guard from the environment as it is now (`TRACER_LOOP_MAX_HOPS`,
+    /// `TRACER_LOOP_MAX_REPEATS`: non-negative integers; `TRACER_LOOP_GUARD`: `on` or `off`).
+    pub fn from_env() -> Result<Self, LoopGuardEnvError> {
+        Self::from_vars(|k| std::env::var(k).ok())
+    }
+
+    fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, LoopGuardEnvError> {
+        let mut g = Self::BUILT_IN;
+        let number = |var: &'static str| -> Result<Option<u32>, LoopGuardEnvError> {
+            match get(var) {
+                None => Ok(None),
+                Some(v) => v.trim().parse().map(Some).map_err(|_| LoopGuardEnvError {
+                    var,
+                    value: v,
+                    expected: "a non-negative integer",
+                }),
+            }
+        };
+        if let Some(n) = number("TRACER_LOOP_MAX_HOPS")? {
+            g.max_hops = n;
+        }
+        if let Some(n) = number("TRACER_LOOP_MAX_REPEATS")? {
+            g.max_repeats = n;
+        }
+        if let Some(v) = get("TRACER_LOOP_GUARD") {
+            g.on = match v.trim().to_ascii_lowercase().as_str() {
+                "off" | "false" | "0" | "no" => false,
+                "on" | "true" | "1" | "yes" | "" => true,
+                _ => {
+                    return Err(LoopGuardEnvError {
+                        var: "TRACER_LOOP_GUARD",
+                        value: v,
+                        expected: "`on` or `off`",
+                    });
+                }
+            };
+        }
+        Ok(g)
+    }
+
+    /// At most `n` calls on one path (default 32): a request arriving after more is refused.
+    pub const fn max_hops(mut self, n: u32) -> Self {
+        self.max_hops = n;
+        self
+    }
+
+    /// How many times a service may be called again on one path (default 4): a request whose
+    /// path already holds the receiving service more often is refused.
+    pub const fn max_repeats(mut self, n: u32) -> Self {
+        self.max_repeats = n;
+        self
+    }
+
+    /// Whether the guard is on.
+    pub const fn is_on(&self) -> bool {
+        self.on
+    }
+
+    /// The verdict on a request to `me` carrying `path`.
+    fn judge(&self, path: &Path, me: &str) -> Option<Loop> {
+        let repeats = path.names().filter(|n| *n == me).count();
+        if repeats > self.max_repeats as usize {
+            return Some(Loop::new(
+                path,
+                me,
+                format!("call loop: {} > …", path.cycle(me)),
+            ));
+        }
+        if path.hops > self.max_hops {
+            return Some(Loop::new(
+                path,
+                me,
+                format!(
+                    "call chain too long: {} calls (at most {}): {}",
+                    path.hops,
+                    self.max_hops,
+                    path.display(me)
+                ),
+            ));
+        }
+        None
+    }
+}
+
+impl Default for LoopGuard {
+    /// [`LoopGuard::new`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A service name as it is written in a path.
+pub(crate) fn path_name(service: &str) -> Arc<str> {
+    let mut s: String = service
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    s.truncate(MAX_NAME_LEN);
+    if s.is_empty() {
+        s.push('_');
+    }
+    Arc::from(s)
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= MAX_NAME_LEN
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+}
+
+/// A parsed `tracer.path` value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Path {
+    hops: u32,
+    /// The names, `>`-separated (empty: none).
+    names: String,
+}
+
+impl Path {
+    pub(crate) fn parse(value: &str) -> Option<Path> {
+        if value.len() > MAX_VALUE_LEN {
+            return None;
+        }
+        let decoded: Cow<'_, str> = if value.contains('%') {
+            Cow::Owned(percent_decode(value)?)
+        } else {
+            Cow::Borrowed(value)
+        };
+        let (hops, names) = decoded.trim().split_once(':')?;
+        if hops.is_empty() || hops.len() > 10 || !hops.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let hops: u32 = hops.parse().ok()?;
+        let mut count = 0usize;
+        if !names.is_empty() {
+            for n in names.split('>') {
+                if !valid_name(n) {
+                    return None;
+                }
+                count += 1;
+            }
+        }
+        if count > MAX_NAMES || count as u64 > u64::from(hops) {
+            return None;
+        }
+        Some(Path {
+            hops,
+            names: names.to_owned(),
+        })
+    }
+
+    fn names(&self) -> impl DoubleEndedIterator<Item = &str> + Clone {
+        self.names.split('>').filter(|n| !n.is_empty())
+    }
+
+    /// The value of the path one call further, made by `caller` (unknown: counted, not named).
+    pub(crate) fn next(&self, caller: Option<&str>) -> String {
+        let hops = self.hops.saturating_add(1);
+        let mut out = String::with_capacity(12 + self.names.len() + caller.map_or(0, str::len));
+        out.push_str(&hops.to_string());
+        out.push(':');
+        let keep = if caller.is_some() {
+            MAX_NAMES - 1
+        } else {
+            MAX_NAMES
+        };
+        let n = self.names().count();
+        let mut first = true;
+        for name in self.names().skip(n.saturating_sub(keep)) {
+            if !first {
+                out.push('>');
+            }
+            out.push_str(name);
+            first = false;
+        }
+        if let Some(c) = caller {
+            if !first {
+                out.push('>');
+            }
+            out.push_str(c);
+        }
+        out
+    }
+
+    /// `server1 > server2 > me`, with `… > ` in front when older hops are not named.
+    fn display(&self, me: &str) -> String {
+        let named = self.names().count();
+        let mut out = String::new();
+        if (named as u64) < u64::from(self.hops) {
+            out.push_str("… > ");
+        }
+        for n in self.names() {
+            out.push_str(n);
+            out.push_str(" > ");
+        }
+        out.push_str(me);
+        out
+    }
+
+    /// The cycle that brings the path back to `me`: the shortest period the end of the path
+    /// repeats with, else from `me`'s previous visit.
+    fn cycle(&self, me: &str) -> String {
+        let seq: Vec<&str> = self.names().chain(std::iter::once(me)).collect();
+        let len = seq.len();
+        let period =
+            (1..=(len - 1) / 2).find(|&p| (0..p).all(|i| seq[len - 1 - i] == seq[len - 1 - i - p]));
+        let start = match period {
+            Some(p) => len - 1 - p,
+            None => seq[..len - 1].iter().rposition(|n| *n == me).unwrap_or(0),
+        };
+        seq[start..].join(" > ")
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = |c: u8| (c as char).to_digit(16);
+            let (h, l) = (hex(*b.get(i + 1)?)?, hex(*b.get(i + 2)?)?);
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A request the guard refused.
+#[derive(Clone, Debug)]
+pub(crate) struct Loop {
+    pub(crate) message: String,
+    path: String,
+    hops: u32,
+}
+
+impl Loop {
+    fn new(path: &Path, me: &str, message: String) -> Loop {
+        Loop {
+            message,
+            path: path.display(me),
+            hops: path.hops,
+        }
+    }
+
+    /// Records the refusal on the SERVER span of `cx`: status Error, an `exception` event, the
+    /// path and its length; `error.type` is the layer's (the HTTP or gRPC status).
+    pub(crate) fn record(&self, cx: &Context, error_type: &'static str) {
+        let span = cx.span();
+        if !span.is_recording() {
+            return;
+        }
+        span.set_attribute(KeyValue::new(LOOP_PATH, self.path.clone()));
+        span.set_attribute(KeyValue::new(LOOP_HOPS, i64::from(self.hops)));
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
+        span.add_event(
+            "exception",
+            vec![
+                KeyValue::new(semconv::EXCEPTION_TYPE, "call loop"),
+                KeyValue::new(semconv::EXCEPTION_MESSAGE, self.message.clone()),
+            ],
+        );
+        span.set_status(Status::error(self.message.clone()));
+    }
+}
+
+/// What the server layer carries into the handler's context: the path the request came with,
+/// and who received it (the caller of whatever the handler calls).
+#[derive(Debug)]
+pub(crate) struct Hop {
+    path: Path,
+    service: Arc<str>,
+}
+
+/// A server layer's guard: its settings and its service's name as written in paths.
+#[derive(Clone, Debug)]
+pub(crate) struct ServerGuard {
+    pub(crate) guard: LoopGuard,
+    me: Arc<str>,
+}
+
+/// What a server layer does with a request.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Serve it, with this to put in the handler's context (none: the guard is off).
+    Pass(Option<Hop>),
+    /// Answer it with this loop, without calling the handler.
+    Refuse(Loop),
+}
+
+impl ServerGuard {
+    pub(crate) fn new(service: &str, guard: LoopGuard) -> Self {
+        ServerGuard {
+            guard,
+            me: path_name(service),
+        }
+    }
+
+    /// The verdict on a request with these headers (`public`: its baggage is not trusted).
+    pub(crate) fn check(&self, headers: &HeaderMap, public: bool) -> Verdict {
+        if !self.guard.on {
+            return Verdict::Pass(None);
+        }
+        let path = if public {
+            Path::default()
+        } else {
+            find_member(headers)
+                .and_then(|v| Path::parse(&v))
+                .unwrap_or_default()
+        };
+        match self.guard.judge(&path, &self.me) {
+            Some(l) => Verdict::Refuse(l),
+            None => Verdict::Pass(Some(Hop {
+                path,
+                service: Arc::clone(&self.me),
+            })),
+        }
+    }
+}
+
+impl Verdict {
+    /// For a request served with tracing off: the context to attach while the handler runs (the
+    /// hop, so that its calls carry the path), or the loop to answer with.
+    pub(crate) fn untraced(self) -> Result<Option<Context>, Loop> {
+        match self {
+            Verdict::Pass(hop) => Ok(hop.map(|h| Context::current().with_value(h))),
+            Verdict::Refuse(l) => Err(l),
+        }
+    }
+
+    /// For a traced request: the span's parent, with the hop when the request came with a path
+    /// (without one, the service the context carries is the caller of the handler's calls), and
+    /// the loop to answer with, if any.
+    pub(crate) fn traced(self, parent: Context) -> (Context, Option<Loop>) {
+        match self {
+            Verdict::Pass(Some(h)) if h.path.hops > 0 => (parent.with_value(h), None),
+            Verdict::Pass(_) => (parent, None),
+            Verdict::Refuse(l) => (parent, Some(l)),
+        }
+    }
+}
+
+/// The `tracer.path` member of the `baggage` headers, if any.
+fn find_member(headers: &HeaderMap) -> Option<String> {
+    let mut total = 0;
+    for v in headers.get_all(BAGGAGE) {
+        total += v.len();
+        if total > MAX_BAGGAGE_LEN {
+            return None;
+        }
+        let Ok(s) = v.to_str() else { continue };
+        for member in s.split(',') {
+            let kv = member.split(';').next().unwrap_or("");
+            if let Some((k, v)) = kv.split_once('=')
+                && k.trim() == PATH_KEY
+            {
+                return Some(v.trim().to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// Writes the path of an outgoing call into `headers`' `baggage`: the path of the request being
+/// served (from `cx`) one call further, made by `caller` (the client layer's own service), else
+/// by the service that received that request, else by `fallback` (the service the span is
+/// recorded under), else by the service `cx` belongs to.
+pub(crate) fn inject(
+    cx: &Context,
+    caller: Option<&str>,
+    fallback: Option<&str>,
+    headers: &mut HeaderMap,
+) {
+    let (path, hop_service) = match cx.get::<Hop>() {
+        Some(h) => (Cow::Borrowed(&h.path), Some(&h.service)),
+        None => (
+            Cow::Owned(
+                cx.baggage()
+                    .get(PATH_KEY)
+                    .and_then(|v| Path::parse(v.as_str()))
+                    .unwrap_or_default(),
+            ),
+            None,
+        ),
+    };
+    let resolved;
+    let caller: Option<Cow<'_, str>> = match (
+        caller.or(fallback.filter(|_| hop_service.is_none())),
+        hop_service,
+    ) {
+        (Some(c), _) => Some(path_name(c).to_string().into()),
+        (None, Some(s)) => Some(Cow::Borrowed(&**s)),
+        (None, None) => {
+            resolved = crate::service::resolve(cx);
+            resolved
+                .as_ref()
+                .map(|s| path_name(&s.name).to_string().into())
+        }
+    };
+    let value = path.next(caller.as_deref());
+    set_member(headers, &value);
+}
+
+/// Sets `tracer.path=value` in the `baggage` headers, replacing any earlier one; left out when
+/// it would take the header past the W3C limits.
+fn set_member(headers: &mut HeaderMap, value: &str) {
+    let ours = format!("{PATH_KEY}={value}");
+    if !headers.contains_key(BAGGAGE) {
+        if let Ok(v) = HeaderValue::from_str(&ours) {
+            headers.insert(BAGGAGE, v);
+        }
+        return;
+    }
+    let mut members: Vec<&str> = Vec::new();
+    let existing: Vec<HeaderValue> = headers.get_all(BAGGAGE).iter().cloned().collect();
+    for v in &existing {
+        let Ok(s) = v.to_str() else { continue };
+        members.extend(s.split(',').filter(|m| {
+            let key = m.split(['=', ';']).next().unwrap_or("").trim();
+            !key.is_empty() && key != PATH_KEY
+        }));
+    }
+    if members.len() >= MAX_BAGGAGE_MEMBERS {
+        return;
+    }
+    members.push(&ours);
+    let joined = members
+        .iter()
+        .map(|m| m.trim())
+        .collect::<Vec<_>>()
+        .join(",");
+    if joined.len() > MAX_BAGGAGE_LEN {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(BAGGAGE, v);
+    }
+}
+
+impl fmt::Display for Loop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Path {
+        Path::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parses_and_extends() {
+        assert_eq!(p("2:a>b").next(Some("c")), "3:a>b>c");
+        assert_eq!(Path::default().next(Some("a")), "1:a");
+        assert_eq!(Path::default().next(None), "1:");
+        assert_eq!(p("7:a%3Eb").names, "a>b");
+        assert_eq!(p("5:").next(Some("x")), "6:x");
+        // At most MAX_NAMES names, the oldest dropped; hops still counted.
+        let long: Vec<String> = (0..MAX_NAMES).map(|i| format!("s{i}")).collect();
+        let next = p(&format!("40:{}", long.join(">"))).next(Some("z"));
+        assert!(next.starts_with("41:s1>s2>"), "{next}");
+        assert!(next.ends_with(">s31>z"), "{next}");
+        assert_eq!(Path::parse(&next).unwrap().names().count(), MAX_NAMES);
+    }
+
+    #[test]
+    fn bad_values_are_none() {
+        for bad in [
+            "",
+            "a>b",
+            ":a",
+            "x:a",
+            "-1:a",
+            "1:a>b",
+            "3:a>>b",
+            "3:a b",
+            "3:a%zz",
+            "3:a%",
+            "99999999999:a",
+            "2:a>%FF",
+        ] {
+            assert_eq!(Path::parse(bad), None, "{bad:?}");
+        }
+        let long_name = format!("1:{}", "n".repeat(65));
+        assert_eq!(Path::parse(&long_name), None);
+        let many: Vec<&str> = vec!["a"; MAX_NAMES + 1];
+        assert_eq!(Path::parse(&format!("99:{}", many.join(">"))), None);
+        assert_eq!(Path::parse(&format!("1:{}", "a".repeat(2000))), None);
+    }
+
+    #[test]
+    fn names_are_sanitized() {
+        assert_eq!(&*path_name("my service>1"), "my_service_1");
+        assert_eq!(&*path_name(""), "_");
+        assert_eq!(path_name(&"x".repeat(100)).len(), MAX_NAME_LEN);
+    }
+
+    #[test]
+    fn judges() {
+        let g = LoopGuard::BUILT_IN;
+        // Nesting passes.
+        assert!(g.judge(&p("3:s1>s2>s3"), "s2").is_none());
+        // The demo's loop: server2 holds 5 times.
+        let path = p("11:s1>s2>s3>s2>s1>s2>s3>s2>s1>s2>s3");
+        let l = g.judge(&path, "s2").unwrap();
+        assert_eq!(l.message, "call loop: s2 > s1 > s2 > s3 > s2 > …");
+        assert_eq!(l.hops, 11);
+        assert_eq!(
+            l.path,
+            "s1 > s2 > s3 > s2 > s1 > s2 > s3 > s2 > s1 > s2 > s3 > s2"
+        );
+        assert!(g.max_repeats(5).judge(&path, "s2").is_none());
+        // A cycle of two.
+        assert!(g.max_repeats(1).judge(&p("3:a>b>a"), "b").is_none());
+        let l = g.max_repeats(1).judge(&p("4:a>b>a>b"), "a").unwrap();
+        assert_eq!(l.message, "call loop: a > b > a > …");
+        // Hops.
+        let l = g.max_hops(3).judge(&p("4:a>b>c>d"), "e").unwrap();
+        assert_eq!(
+            l.message,
+            "call chain too long: 4 calls (at most 3): a > b > c > d > e"
+        );
+        assert!(g.max_hops(4).judge(&p("4:a>b>c>d"), "e").is_none());
+        // No period: from the previous visit.
+        let l = g.max_repeats(1).judge(&p("5:x>a>y>a>z"), "a").unwrap();
+        assert_eq!(l.message, "call loop: a > z > a > …");
+        assert_eq!(l.path, "x > a > y > a > z > a");
+        // Older hops unnamed.
+        assert_eq!(p("9:a").display("b"), "… > a > b");
+    }
+
+    #[test]
+    fn env() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(LoopGuard::from_vars(vars(&[])), Ok(LoopGuard::BUILT_IN));
+        assert_eq!(
+            LoopGuard::from_vars(vars(&[
+                ("TRACER_LOOP_MAX_HOPS", "7"),
+                ("TRACER_LOOP_MAX_REPEATS", " 2 ")
+            ])),
+            Ok(LoopGuard::BUILT_IN.max_hops(7).max_repeats(2))
+        );
+        assert_eq!(
+            LoopGuard::from_vars(vars(&[("TRACER_LOOP_GUARD", "OFF")])),
+            Ok(LoopGuard::off())
+        );
+        let e = LoopGuard::from_vars(vars(&[("TRACER_LOOP_MAX_HOPS", "many")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "TRACER_LOOP_MAX_HOPS=\"many\": a non-negative integer"
+        );
+        assert!(LoopGuard::from_vars(vars(&[("TRACER_LOOP_GUARD", "maybe")])).is_err());
+    }
+
+    #[test]
+    fn headers() {
+        let mut h = HeaderMap::new();
+        set_member(&mut h, "1:a");
+        assert_eq!(h["baggage"], "tracer.path=1:a");
+        h.insert(
+            "baggage",
+            HeaderValue::from_static("k=v, tracer.path=9:x;p=1 ,z=1"),
+        );
+        assert_eq!(find_member(&h).as_deref(), Some("9:x"));
+        set_member(&mut h, "2:a>b");
+        assert_eq!(h["baggage"], "k=v,z=1,tracer.path=2:a>b");
+        assert_eq!(find_member(&h).as_deref(), Some("2:a>b"));
+        // Full: left out.
+        let full: Vec<String> = (0..64).map(|i| format!("k{i}=v")).collect();
+        h.insert("baggage", HeaderValue::from_str(&full.join(",")).unwrap());
+        set_member(&mut h, "1:a");
+        assert_eq!(find_member(&h), None);
+    }
+}
