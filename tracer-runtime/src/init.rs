@@ -14,6 +14,7 @@ use opentelemetry_sdk::trace::{
 use crate::error::{InitError, ShutdownError};
 use crate::propagation::{self, Format};
 use crate::service::{self, Service, ServiceHandle};
+use crate::stats::Counted;
 use crate::switch;
 
 /// The OTLP transport.
@@ -29,14 +30,21 @@ pub enum Protocol {
 impl Protocol {
     /// Parses an `OTEL_EXPORTER_OTLP_PROTOCOL` value.
     pub fn parse(value: &str) -> Result<Protocol, InitError> {
+        Protocol::parse_var("OTEL_EXPORTER_OTLP_PROTOCOL", value)
+    }
+
+    fn parse_var(var: &'static str, value: &str) -> Result<Protocol, InitError> {
         match value.trim() {
             "grpc" => Ok(Protocol::Grpc),
             "http/protobuf" => Ok(Protocol::HttpProtobuf),
-            other => Err(InitError::UnsupportedProtocol(other.to_owned())),
+            other => Err(InitError::UnsupportedProtocol {
+                var,
+                value: other.to_owned(),
+            }),
         }
     }
 
-    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    #[cfg_attr(not(feature = "_otlp"), allow(dead_code))]
     fn from_env() -> Result<Protocol, InitError> {
         for var in [
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
@@ -45,7 +53,7 @@ impl Protocol {
             if let Ok(v) = std::env::var(var)
                 && !v.trim().is_empty()
             {
-                return Protocol::parse(&v);
+                return Protocol::parse_var(var, &v);
             }
         }
         Ok(Protocol::Grpc)
@@ -138,7 +146,7 @@ impl Builder {
         self.otlp = false;
         self.processors
             .push(Box::new(move |b: TracerProviderBuilder| {
-                b.with_span_processor(BatchSpanProcessor::builder(exporter).build())
+                b.with_span_processor(BatchSpanProcessor::builder(Counted(exporter)).build())
             }));
         self
     }
@@ -215,7 +223,7 @@ impl Builder {
         #[allow(unused_mut)]
         let mut runtime = None;
         if self.otlp {
-            #[cfg(feature = "otlp")]
+            #[cfg(feature = "_otlp")]
             {
                 let protocol = match self.protocol {
                     Some(p) => p,
@@ -223,7 +231,7 @@ impl Builder {
                 };
                 let (exporter, rt) = crate::export::otlp(protocol, self.endpoint.as_deref())?;
                 builder =
-                    builder.with_span_processor(BatchSpanProcessor::builder(exporter).build());
+                    builder.with_span_processor(BatchSpanProcessor::builder(Counted(exporter)).build());
                 runtime = Some(rt);
             }
         }
@@ -418,7 +426,7 @@ mod tests {
             Protocol::HttpProtobuf
         );
         assert!(
-            matches!(Protocol::parse("http/json"), Err(InitError::UnsupportedProtocol(p)) if p == "http/json")
+            matches!(Protocol::parse("http/json"), Err(InitError::UnsupportedProtocol { value, .. }) if value == "http/json")
         );
     }
 

@@ -65,7 +65,7 @@ mod context;
 #[cfg(any(feature = "redis", feature = "mysql"))]
 mod db;
 mod error;
-#[cfg(feature = "otlp")]
+#[cfg(feature = "_otlp")]
 mod export;
 #[cfg(feature = "grpc")]
 pub mod grpc;
@@ -81,13 +81,17 @@ pub mod redis;
 mod service;
 #[cfg(feature = "mysql")]
 pub mod sql;
+pub mod stats;
 mod switch;
+mod warn;
 
-pub use context::{in_current_context, spawn, spawn_blocking};
+pub use context::{current_span_id, current_trace_id, in_current_context, spawn, spawn_blocking};
 pub use error::{InitError, ShutdownError};
 pub use init::{Builder, Guard, Protocol, init, sampler_from_env};
 pub use service::{ServiceHandle, current_service, service};
+pub use stats::{Stats, stats};
 pub use switch::{is_all_enabled, is_enabled, set_all_enabled, set_enabled};
+pub use warn::{Warning, set_warning_handler};
 pub use tracer_macros::traced;
 
 /// The OpenTelemetry API crate tracer is built on, for spans of your own and context access.

@@ -35,6 +35,7 @@ pub struct GrpcServerLayer {
     payloads: Option<Arc<Payloads>>,
     catch_panics: bool,
     propagator: Option<Arc<Propagator>>,
+    hooks: crate::http::Hooks,
 }
 
 impl GrpcServerLayer {
@@ -46,7 +47,35 @@ impl GrpcServerLayer {
             payloads: None,
             catch_panics: true,
             propagator: None,
+            hooks: crate::http::Hooks::default(),
         }
+    }
+
+    /// Calls `f` on each traced call, once its span has started and before the handler runs:
+    /// to add attributes or rename the span (as tower-http's `make_span_with`).
+    pub fn on_request(
+        mut self,
+        f: impl Fn(&crate::http::RequestView<'_>, &opentelemetry::trace::SpanRef<'_>)
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.hooks.set_request(f);
+        self
+    }
+
+    /// Calls `f` when the handler answers (its response headers; a panic's INTERNAL included),
+    /// before the response stream is sent. The final status, in the trailers, is recorded on the
+    /// span later as `rpc.grpc.status_code`.
+    pub fn on_response(
+        mut self,
+        f: impl Fn(&crate::http::ResponseView<'_>, &opentelemetry::trace::SpanRef<'_>)
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.hooks.set_response(f);
+        self
     }
 
     /// Records the payloads of the methods `payloads` names (off by default: payloads often
@@ -167,6 +196,7 @@ where
             .with_kind(SpanKind::Server)
             .with_attributes(attrs);
         let cx = service::start_span(&svc, builder, &parent);
+        self.layer.hooks.request(&req, &cx);
         let messages = Arc::new(Messages::new(self.layer.max_events));
         let (req_tap, resp_tap) = match &self.layer.payloads {
             Some(p) => p.for_path(req.uri().path()),
@@ -196,6 +226,9 @@ where
         };
         let mut fut = GrpcServerResponseFuture::new(called, Some(state), catch);
         fut.deadline = deadline;
+        if self.layer.hooks.on_response.is_some() {
+            fut.hooks = Some(self.layer.hooks.clone());
+        }
         fut
     }
 }
@@ -209,6 +242,7 @@ pin_project_lite::pin_project! {
         state: Option<RpcState>,
         catch: bool,
         deadline: Option<std::time::Instant>,
+        hooks: Option<crate::http::Hooks>,
     }
 
     impl<F> PinnedDrop for GrpcServerResponseFuture<F> {
@@ -246,6 +280,7 @@ impl<F> GrpcServerResponseFuture<F> {
                 state,
                 catch,
                 deadline: None,
+                hooks: None,
             },
             Err(p) => GrpcServerResponseFuture {
                 inner: None,
@@ -253,6 +288,7 @@ impl<F> GrpcServerResponseFuture<F> {
                 state,
                 catch,
                 deadline: None,
+                hooks: None,
             },
         }
     }
@@ -298,7 +334,12 @@ where
                     }
                     resume_unwind(payload);
                 }
-                return Poll::Ready(Ok(status_response(13, &message, state)));
+                let cx = state.as_ref().map(|s| s.cx.clone());
+                let resp = status_response(13, &message, state);
+                if let (Some(h), Some(cx)) = (this.hooks.as_ref(), &cx) {
+                    h.response(&resp, cx);
+                }
+                return Poll::Ready(Ok(resp));
             }
             Ok(Poll::Ready(res)) => match res {
                 Ok(resp) => (resp, this.state.take()),
@@ -318,6 +359,9 @@ where
         {
             // A trailers-only response: the status is in the headers.
             super::record_status(&s.cx, code, &msg, true);
+        }
+        if let (Some(h), Some(s)) = (this.hooks.as_ref(), &state) {
+            h.response(&resp, &s.cx);
         }
         let catch = *this.catch;
         Poll::Ready(Ok(resp.map(|b| GrpcBody::new(b, state, catch))))

@@ -20,10 +20,13 @@
 
 mod body;
 mod client;
+mod hooks;
 mod server;
 
 pub use body::TracedBody;
 pub use client::{HttpClient, HttpClientLayer, HttpClientResponseFuture};
+pub(crate) use hooks::Hooks;
+pub use hooks::{RequestView, ResponseView};
 pub use server::{HttpServer, HttpServerLayer, HttpServerResponseFuture};
 
 use std::borrow::Cow;

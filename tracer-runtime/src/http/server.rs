@@ -35,6 +35,7 @@ struct Config {
     trace_response: bool,
     scheme: &'static str,
     route: Option<Arc<RouteFn>>,
+    hooks: super::Hooks,
 }
 
 /// A tower layer tracing an HTTP server: one SERVER span per request, named `METHOD route`,
@@ -72,6 +73,7 @@ impl HttpServerLayer {
                 trace_response: false,
                 scheme: "http",
                 route: None,
+                hooks: super::Hooks::default(),
             }),
             client_addr: None,
         }
@@ -126,6 +128,44 @@ impl HttpServerLayer {
         self
     }
 
+    /// Calls `f` on each traced request, once its span has started and before the handler
+    /// runs: to add attributes (`span.set_attribute(..)`) or rename the span
+    /// (`span.update_name(..)`), as tower-http's `make_span_with` does.
+    ///
+    /// ```
+    /// use opentelemetry::KeyValue;
+    /// use tracer_runtime::http::HttpServerLayer;
+    ///
+    /// let layer = HttpServerLayer::new("orders").on_request(|req, span| {
+    ///     if let Some(tenant) = req.headers.get("x-tenant").and_then(|v| v.to_str().ok()) {
+    ///         span.set_attribute(KeyValue::new("app.tenant", tenant.to_owned()));
+    ///     }
+    /// });
+    /// ```
+    pub fn on_request(
+        mut self,
+        f: impl Fn(&super::RequestView<'_>, &opentelemetry::trace::SpanRef<'_>)
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.cfg_mut().hooks.set_request(f);
+        self
+    }
+
+    /// Calls `f` on each traced response when the handler answers (a panic's 500 included),
+    /// before its body is sent, as tower-http's `on_response` does.
+    pub fn on_response(
+        mut self,
+        f: impl Fn(&super::ResponseView<'_>, &opentelemetry::trace::SpanRef<'_>)
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.cfg_mut().hooks.set_response(f);
+        self
+    }
+
     /// The peer address of the connection this layer serves (for a hyper accept loop that builds
     /// a service per connection); recorded as `client.address`. A [`ClientAddr`] request
     /// extension does the same.
@@ -165,21 +205,47 @@ impl<S> fmt::Debug for HttpServer<S> {
 
 const PANIC_BODY: &[u8] = b"internal server error\n";
 
-fn panic_response<B>(end: Option<SpanEnd>) -> Response<TracedBody<B>>
+/// The 500 answered for a handler panic; with the `traceresponse` header when asked, as any
+/// other response.
+fn panic_response<B>(end: Option<SpanEnd>, cfg: Option<&Config>) -> Response<TracedBody<B>>
 where
     B: Body<Data = Bytes>,
 {
-    if let Some(e) = &end {
-        e.cx.span()
-            .set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 500_i64));
-    }
+    let cx = end.as_ref().map(|e| e.cx.clone());
+    let header = match (&cx, cfg) {
+        (Some(cx), Some(cfg)) => {
+            cx.span()
+                .set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 500_i64));
+            cfg.trace_response.then(|| traceresponse(cx)).flatten()
+        }
+        _ => None,
+    };
     let mut r = Response::new(TracedBody::full(Bytes::from_static(PANIC_BODY), end));
     *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if let Some(v) = header {
+        r.headers_mut().insert("traceresponse", v);
+    }
+    if let (Some(cx), Some(cfg)) = (&cx, cfg) {
+        cfg.hooks.response(&r, cx);
+    }
     r
+}
+
+/// The W3C `traceresponse` header value of the span of `cx`.
+fn traceresponse(cx: &Context) -> Option<HeaderValue> {
+    let span = cx.span();
+    let sc = span.span_context();
+    HeaderValue::from_str(&format!(
+        "00-{}-{}-{:02x}",
+        sc.trace_id(),
+        sc.span_id(),
+        sc.trace_flags().to_u8()
+    ))
+    .ok()
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for HttpServer<S>
@@ -277,6 +343,7 @@ where
             extracted
         };
         let cx = service::start_span(&svc, builder, &parent);
+        cfg.hooks.request(&req, &cx);
 
         let called = {
             let _attached = cx.clone().attach();
@@ -297,6 +364,7 @@ where
                 cx,
                 trace_response: cfg.trace_response,
                 method,
+                cfg: Arc::clone(&self.cfg),
             }),
             catch,
         )
@@ -314,6 +382,7 @@ struct Traced {
     cx: Context,
     trace_response: bool,
     method: &'static str,
+    cfg: Arc<Config>,
 }
 
 pin_project_lite::pin_project! {
@@ -384,7 +453,11 @@ where
         };
         let Some(inner) = this.inner.as_pin_mut() else {
             // The handler panicked in `call`.
-            return Poll::Ready(Ok(panic_response(this.traced.take().map(end))));
+            let cfg = this.traced.as_ref().map(|t| Arc::clone(&t.cfg));
+            return Poll::Ready(Ok(panic_response(
+                this.traced.take().map(end),
+                cfg.as_deref(),
+            )));
         };
         let polled = {
             let _attached = this.traced.as_ref().map(|t| t.cx.clone().attach());
@@ -404,12 +477,13 @@ where
                         t.cx.span().end();
                         resume_unwind(payload);
                     }
-                    return Poll::Ready(Ok(panic_response(Some(end(t)))));
+                    let cfg = Arc::clone(&t.cfg);
+                    return Poll::Ready(Ok(panic_response(Some(end(t)), Some(&cfg))));
                 }
                 if !*this.catch {
                     resume_unwind(payload);
                 }
-                return Poll::Ready(Ok(panic_response(None)));
+                return Poll::Ready(Ok(panic_response(None, None)));
             }
         };
         let Some(t) = this.traced.take() else {
@@ -431,18 +505,12 @@ where
                     span.set_attribute(KeyValue::new(semconv::HTTP_ROUTE, route.0.to_string()));
                     span.update_name(format!("{} {}", t.method, route.0));
                 }
-                if t.trace_response {
-                    let sc = span.span_context();
-                    let v = format!(
-                        "00-{}-{}-{:02x}",
-                        sc.trace_id(),
-                        sc.span_id(),
-                        sc.trace_flags().to_u8()
-                    );
-                    if let Ok(v) = HeaderValue::from_str(&v) {
-                        resp.headers_mut().insert("traceresponse", v);
-                    }
+                if t.trace_response
+                    && let Some(v) = traceresponse(&t.cx)
+                {
+                    resp.headers_mut().insert("traceresponse", v);
                 }
+                t.cfg.hooks.response(&resp, &t.cx);
                 Poll::Ready(Ok(resp.map(|b| TracedBody::traced(b, end(t)))))
             }
             Err(e) => {
