@@ -123,13 +123,9 @@ pub struct GrpcServer<S> {
     layer: GrpcServerLayer,
 }
 
-/// A trailers-only response carrying `code`.
-fn status_response<B: Body>(
-    code: i32,
-    message: &str,
-    state: Option<RpcState>,
-) -> Response<GrpcBody<B>> {
-    let mut r = Response::new(GrpcBody::empty(state));
+/// The head of a trailers-only response carrying `code`.
+fn status_head(code: i32, message: &str) -> Response<()> {
+    let mut r = Response::new(());
     let h = r.headers_mut();
     h.insert(
         http::header::CONTENT_TYPE,
@@ -334,12 +330,12 @@ where
                     }
                     resume_unwind(payload);
                 }
-                let cx = state.as_ref().map(|s| s.cx.clone());
-                let resp = status_response(13, &message, state);
-                if let (Some(h), Some(cx)) = (this.hooks.as_ref(), &cx) {
-                    h.response(&resp, cx);
+                let head = status_head(13, &message);
+                if let (Some(h), Some(s)) = (this.hooks.as_ref(), &state) {
+                    // Before the body is made: an empty body ends the span.
+                    h.response(&head, &s.cx);
                 }
-                return Poll::Ready(Ok(resp));
+                return Poll::Ready(Ok(head.map(|()| GrpcBody::empty(state))));
             }
             Ok(Poll::Ready(res)) => match res {
                 Ok(resp) => (resp, this.state.take()),

@@ -220,7 +220,7 @@ where
         }
         _ => None,
     };
-    let mut r = Response::new(TracedBody::full(Bytes::from_static(PANIC_BODY), end));
+    let mut r = Response::new(());
     *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -230,9 +230,10 @@ where
         r.headers_mut().insert("traceresponse", v);
     }
     if let (Some(cx), Some(cfg)) = (&cx, cfg) {
+        // Before the body is made: a full body ends the span.
         cfg.hooks.response(&r, cx);
     }
-    r
+    r.map(|()| TracedBody::full(Bytes::from_static(PANIC_BODY), end))
 }
 
 /// The W3C `traceresponse` header value of the span of `cx`.
