@@ -18,6 +18,8 @@
 //! known (see [`HttpServerLayer::with_route`] and [`Route`]), else the method alone, never a raw
 //! path full of ids.
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod body;
 mod client;
 mod hooks;

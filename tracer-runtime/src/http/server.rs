@@ -285,6 +285,8 @@ where
             .as_ref()
             .and_then(|f| f(req.method(), req.uri(), req.extensions()))
             .or_else(|| req.extensions().get::<Route>().map(|r| r.0.to_string()));
+        #[cfg(feature = "axum")]
+        let route = route.or_else(|| super::axum::matched_path(req.extensions()));
         let name = match &route {
             Some(r) => format!("{method} {r}"),
             None => method.to_owned(),
