@@ -66,6 +66,27 @@ pub enum InitError {
         /// The feature that compiles it in.
         feature: &'static str,
     },
+    /// The CA certificate to verify the collector with could not be read (from
+    /// `OTEL_EXPORTER_OTLP_CERTIFICATE` or `..._TRACES_CERTIFICATE`, a file path).
+    #[error("{var}: cannot read the CA certificate `{path}`: {source}")]
+    Certificate {
+        /// The variable read.
+        var: &'static str,
+        /// The path it gives.
+        path: String,
+        /// Why it could not be read.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An `https://` endpoint, but this build has no TLS (the `tls` cargo feature of
+    /// tracer-runtime, on by default).
+    #[error("{var}: `{value}` is an https endpoint, but tracer-runtime was built without its `tls` feature")]
+    TlsNotCompiled {
+        /// Where the endpoint came from.
+        var: &'static str,
+        /// The endpoint.
+        value: String,
+    },
     /// The exporter's runtime thread could not be started.
     #[error("cannot start the export runtime: {0}")]
     Runtime(#[source] std::io::Error),

@@ -21,6 +21,7 @@ use crate::init::Protocol;
 pub(crate) fn otlp(
     protocol: Protocol,
     endpoint: Option<&str>,
+    #[cfg_attr(not(feature = "tls"), allow(unused_variables))] ca_certificate: Option<Vec<u8>>,
 ) -> Result<
     (
         OnRuntime<opentelemetry_otlp::SpanExporter>,
@@ -30,7 +31,16 @@ pub(crate) fn otlp(
 > {
     // Checked before the runtime exists: nothing to tear down on a bad value.
     compiled(protocol)?;
-    check_config(endpoint)?;
+    let https = check_config(endpoint)?;
+    #[cfg(feature = "tls")]
+    let tls = match https {
+        Some(_) => Some(crate::tls::Tls::new(ca_certificate)?),
+        None => None,
+    };
+    #[cfg(not(feature = "tls"))]
+    if let Some((var, value)) = https {
+        return Err(InitError::TlsNotCompiled { var, value });
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("tracer-export")
@@ -46,6 +56,11 @@ pub(crate) fn otlp(
                 let mut b = builder.with_tonic();
                 if let Some(e) = endpoint {
                     b = b.with_endpoint(e);
+                }
+                #[cfg(feature = "tls")]
+                if let Some(tls) = &tls {
+                    use opentelemetry_otlp::WithTonicConfig as _;
+                    b = b.with_tls_config(tls.grpc());
                 }
                 b.build()
             }
@@ -110,8 +125,9 @@ fn env_first(vars: &[&'static str]) -> Option<(&'static str, String)> {
 }
 
 /// Checks the endpoint and headers the exporter is about to use (the SDK would panic, take a
-/// host without a scheme for `https`, or skip a malformed header without a word).
-fn check_config(endpoint: Option<&str>) -> Result<(), InitError> {
+/// host without a scheme for `https`, or skip a malformed header without a word). Returns where
+/// the endpoint came from and the endpoint when it is `https`.
+fn check_config(endpoint: Option<&str>) -> Result<Option<(&'static str, String)>, InitError> {
     let endpoint = match endpoint {
         Some(e) => Some(("with_endpoint", e.to_owned())),
         None => env_first(&[
@@ -119,8 +135,8 @@ fn check_config(endpoint: Option<&str>) -> Result<(), InitError> {
             "OTEL_EXPORTER_OTLP_ENDPOINT",
         ]),
     };
-    if let Some((var, value)) = endpoint {
-        check_endpoint(var, &value)?;
+    if let Some((var, value)) = &endpoint {
+        check_endpoint(var, value)?;
     }
     if let Some((var, value)) = env_first(&[
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
@@ -128,7 +144,11 @@ fn check_config(endpoint: Option<&str>) -> Result<(), InitError> {
     ]) {
         check_headers(var, &value)?;
     }
-    Ok(())
+    Ok(endpoint.filter(|(_, v)| {
+        v.trim()
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    }))
 }
 
 pub(crate) fn check_endpoint(var: &'static str, value: &str) -> Result<(), InitError> {

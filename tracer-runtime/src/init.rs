@@ -84,6 +84,7 @@ pub fn init(service_name: impl Into<String>) -> Builder {
         otlp: true,
         protocol: None,
         endpoint: None,
+        ca_certificate: None,
         sampler: None,
         formats: None,
         resource: Vec::new(),
@@ -100,6 +101,7 @@ pub struct Builder {
     otlp: bool,
     protocol: Option<Protocol>,
     endpoint: Option<String>,
+    ca_certificate: Option<Vec<u8>>,
     sampler: Option<Sampler>,
     formats: Option<Vec<Format>>,
     resource: Vec<KeyValue>,
@@ -136,6 +138,15 @@ impl Builder {
     pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = Some(endpoint.into());
         self.otlp = true;
+        self
+    }
+
+    /// The CA certificate (PEM) that an `https://` collector's certificate must chain to,
+    /// instead of the platform's root certificates (default: the file named by
+    /// `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE` or `OTEL_EXPORTER_OTLP_CERTIFICATE`, else the
+    /// platform's roots). Needs the `tls` feature (on by default).
+    pub fn with_ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_certificate = Some(pem.into());
         self
     }
 
@@ -229,7 +240,11 @@ impl Builder {
                     Some(p) => p,
                     None => Protocol::from_env()?,
                 };
-                let (exporter, rt) = crate::export::otlp(protocol, self.endpoint.as_deref())?;
+                let (exporter, rt) = crate::export::otlp(
+                    protocol,
+                    self.endpoint.as_deref(),
+                    self.ca_certificate,
+                )?;
                 builder =
                     builder.with_span_processor(BatchSpanProcessor::builder(Counted(exporter)).build());
                 runtime = Some(rt);

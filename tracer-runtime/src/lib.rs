@@ -83,6 +83,8 @@ mod service;
 pub mod sql;
 pub mod stats;
 mod switch;
+#[cfg(feature = "tls")]
+mod tls;
 mod warn;
 
 pub use context::{current_span_id, current_trace_id, in_current_context, spawn, spawn_blocking};
