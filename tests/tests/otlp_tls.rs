@@ -1,6 +1,6 @@
-//! OTLP over TLS: spans exported over gRPC to an `https://` collector (a receiver of our own,
-//! behind rustls, with a certificate signed by a CA the test creates), verified against the CA
-//! given to `init`; the same collector is refused without it.
+//! OTLP over TLS: spans exported over gRPC and over HTTP/protobuf to an `https://` collector (a
+//! receiver of our own, behind rustls, with a certificate signed by a CA the test creates),
+//! verified against the CA given to `init`; the same collector is refused without it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -116,6 +116,112 @@ async fn a_collector_whose_certificate_does_not_verify_gets_nothing() {
         .install()
         .unwrap();
     tracer_runtime::service("tls-untrusted")
+        .unwrap()
+        .in_scope(over_tls);
+    let shut = tokio::task::spawn_blocking(move || guard.shutdown())
+        .await
+        .unwrap();
+    assert!(shut.is_err(), "the export to an unverified collector fails");
+    assert!(rx.try_recv().is_err(), "nothing was received");
+}
+
+/// Starts an OTLP/HTTP receiver behind rustls (hyper + tokio-rustls) on 127.0.0.1.
+async fn http_receiver(
+    cert: &str,
+    key: &str,
+) -> (SocketAddr, mpsc::UnboundedReceiver<(String, String)>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+    use prost::Message as _;
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let certs = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: bytes::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let req = ExportTraceServiceRequest::decode(body).unwrap();
+                for rs in req.resource_spans {
+                    for ss in rs.scope_spans {
+                        for s in ss.spans {
+                            let _ = tx.send(("http".to_owned(), s.name));
+                        }
+                    }
+                }
+                ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app))
+                    .await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_reach_an_https_collector_over_http_protobuf() {
+    let (ca, cert, key) = certificates();
+    let (addr, mut rx) = http_receiver(&cert, &key).await;
+    let guard = tracer_runtime::init("tls-http-client")
+        .with_protocol(Protocol::HttpProtobuf)
+        .with_endpoint(format!("https://127.0.0.1:{}", addr.port()))
+        .with_ca_certificate(ca)
+        .install()
+        .expect("an https endpoint installs");
+    tracer_runtime::service("tls-http-client")
+        .unwrap()
+        .in_scope(over_tls);
+    let shut = tokio::task::spawn_blocking(move || guard.shutdown())
+        .await
+        .unwrap();
+    shut.expect("the export over TLS succeeds");
+    let (_, name) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the receiver got a span")
+        .unwrap();
+    assert_eq!(name, "over_tls");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_collector_with_an_untrusted_certificate_gets_nothing_over_http() {
+    let (_, cert, key) = certificates();
+    let (other_ca, _, _) = certificates();
+    let (addr, mut rx) = http_receiver(&cert, &key).await;
+    let guard = tracer_runtime::init("tls-http-untrusted")
+        .with_protocol(Protocol::HttpProtobuf)
+        .with_endpoint(format!("https://127.0.0.1:{}", addr.port()))
+        .with_ca_certificate(other_ca)
+        .install()
+        .unwrap();
+    tracer_runtime::service("tls-http-untrusted")
         .unwrap()
         .in_scope(over_tls);
     let shut = tokio::task::spawn_blocking(move || guard.shutdown())

@@ -87,6 +87,9 @@ pub enum InitError {
         /// The endpoint.
         value: String,
     },
+    /// TLS could not be set up (a CA certificate that is no PEM certificate, say).
+    #[error("cannot set up TLS for the OTLP exporter: {0}")]
+    Tls(String),
     /// The exporter's runtime thread could not be started.
     #[error("cannot start the export runtime: {0}")]
     Runtime(#[source] std::io::Error),

@@ -37,6 +37,11 @@ pub(crate) fn otlp(
         Some(_) => Some(crate::tls::Tls::new(ca_certificate)?),
         None => None,
     };
+    #[cfg(all(feature = "tls", feature = "otlp-http"))]
+    let https_client = match (&tls, protocol) {
+        (Some(tls), Protocol::HttpProtobuf) => Some(tls.http()?),
+        _ => None,
+    };
     #[cfg(not(feature = "tls"))]
     if let Some((var, value)) = https {
         return Err(InitError::TlsNotCompiled { var, value });
@@ -71,6 +76,11 @@ pub(crate) fn otlp(
                     .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
                 if let Some(e) = endpoint {
                     b = b.with_endpoint(http_traces_url(e));
+                }
+                #[cfg(feature = "tls")]
+                if let Some(client) = https_client {
+                    use opentelemetry_otlp::WithHttpConfig as _;
+                    b = b.with_http_client(client);
                 }
                 b.build()
             }
