@@ -67,7 +67,10 @@ async fn a_panic_in_call_is_a_500_with_traceresponse() {
         .trace_response_header(true)
         .layer(tower::service_fn(
             |_req: http::Request<http_body_util::Empty<bytes::Bytes>>| -> std::future::Ready<
-                Result<http::Response<http_body_util::Empty<bytes::Bytes>>, std::convert::Infallible>,
+                Result<
+                    http::Response<http_body_util::Empty<bytes::Bytes>>,
+                    std::convert::Infallible,
+                >,
             > { panic!("panicked in call") },
         ));
     let req = http::Request::get("/in-call")
@@ -100,7 +103,10 @@ async fn a_layer_named_after_no_installed_service_still_traces() {
         "the incoming traceparent is the parent"
     );
     assert_eq!(s.parent_span_id.to_string(), "00f067aa0ba902b7");
-    assert_eq!(trace_response(&headers).0, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        trace_response(&headers).0,
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
 }
 
 const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -141,7 +147,9 @@ async fn mysql_start_up_leaves_no_root_traces_but_requests_keep_their_children()
     // In a request: traced, as children.
     let (_, spans) = in_root_async(async {
         let mut conn = pool.get_conn().await.unwrap();
-        conn.query_drop(format!("DROP TABLE {table}")).await.unwrap();
+        conn.query_drop(format!("DROP TABLE {table}"))
+            .await
+            .unwrap();
     })
     .await;
     let root = root(&spans);
@@ -237,20 +245,21 @@ fn panic_stack_trace_starts_at_the_panic_site() {
         .unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.contains("1 passed"),
-        "{text}"
-    );
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
 }
 
 #[test]
 #[ignore = "run in a child process with RUST_BACKTRACE=1 by panic_stack_trace_starts_at_the_panic_site"]
 fn stack_probe() {
     let (_, spans) = in_root(|| std::panic::catch_unwind(explode_here));
-    let bt = event_attr(named(&spans, "explode_here"), "exception", "exception.stacktrace")
-        .expect("a stack trace")
-        .as_str()
-        .into_owned();
+    let bt = event_attr(
+        named(&spans, "explode_here"),
+        "exception",
+        "exception.stacktrace",
+    )
+    .expect("a stack trace")
+    .as_str()
+    .into_owned();
     let first = bt.lines().next().unwrap_or_default();
     assert!(
         first.contains("first_hour::explode_here"),

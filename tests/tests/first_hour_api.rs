@@ -63,7 +63,9 @@ async fn a_layer_for_a_service_not_installed_warns_once_naming_both() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|w| matches!(w, Warning::ServiceNotInstalled { service, .. } if service == "srv-typo"))
+        .filter(
+            |w| matches!(w, Warning::ServiceNotInstalled { service, .. } if service == "srv-typo"),
+        )
         .cloned()
         .collect();
     assert_eq!(
@@ -135,7 +137,9 @@ fn failed_exports_warn_with_a_count_and_are_counted() {
     assert_eq!((*failures, *spans_lost), (1, 2));
     assert!(error.contains("connection refused"), "{error}");
     assert!(
-        failed[0].to_string().starts_with("1 span export(s) failed, 2 span(s) lost"),
+        failed[0]
+            .to_string()
+            .starts_with("1 span export(s) failed, 2 span(s) lost"),
         "{}",
         failed[0]
     );
@@ -209,8 +213,7 @@ async fn grpc_hooks_add_attributes_and_rename_the_span() {
     let addr = grpc_support::serve(layer).await;
     let mut client = grpc_support::client(addr, GrpcClientLayer::new());
     let mut req = tonic::Request::new(grpc_support::msg("hooks", 1));
-    req.metadata_mut()
-        .insert("x-rename", "1".parse().unwrap());
+    req.metadata_mut().insert("x-rename", "1".parse().unwrap());
     client.unary(req).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let s = loop {
@@ -229,7 +232,10 @@ async fn grpc_hooks_add_attributes_and_rename_the_span() {
         attr_str(&s, "app.path").as_deref(),
         Some("/tracer.test.Echo/Unary")
     );
-    assert_eq!(attr(&s, "app.http_status"), Some(&opentelemetry::Value::I64(200)));
+    assert_eq!(
+        attr(&s, "app.http_status"),
+        Some(&opentelemetry::Value::I64(200))
+    );
 
     // A handler panic (INTERNAL) goes through on_response too.
     let status = client
@@ -239,17 +245,25 @@ async fn grpc_hooks_add_attributes_and_rename_the_span() {
     assert_eq!(status.code(), tonic::Code::Internal);
     let deadline = Instant::now() + Duration::from_secs(10);
     let s = loop {
-        if let Some(s) = exporter().get_finished_spans().unwrap().into_iter().find(|s| {
-            s.span_kind == SpanKind::Server
-                && attr_str(s, "app.path").is_some()
-                && error_message(s).is_some()
-        }) {
+        if let Some(s) = exporter()
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .find(|s| {
+                s.span_kind == SpanKind::Server
+                    && attr_str(s, "app.path").is_some()
+                    && error_message(s).is_some()
+            })
+        {
             break s;
         }
         assert!(Instant::now() < deadline, "no server span for the panic");
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    assert_eq!(attr(&s, "app.http_status"), Some(&opentelemetry::Value::I64(200)));
+    assert_eq!(
+        attr(&s, "app.http_status"),
+        Some(&opentelemetry::Value::I64(200))
+    );
 }
 
 #[traced]

@@ -61,7 +61,10 @@ fn certificates() -> (String, String, String) {
 }
 
 /// Starts the TLS receiver on a free port of 127.0.0.1.
-async fn receiver(cert: &str, key: &str) -> (SocketAddr, mpsc::UnboundedReceiver<(String, String)>) {
+async fn receiver(
+    cert: &str,
+    key: &str,
+) -> (SocketAddr, mpsc::UnboundedReceiver<(String, String)>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -163,7 +166,10 @@ async fn http_receiver(
                         }
                     }
                 }
-                ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
             }
         }),
     );

@@ -533,7 +533,10 @@ mod type_name_tests {
         );
         let boxed: Box<dyn std::error::Error + Send + Sync> = "plain".into();
         assert_eq!(
-            dyn_type_name(std::any::type_name::<Box<dyn std::error::Error + Send + Sync>>(), &*boxed),
+            dyn_type_name(
+                std::any::type_name::<Box<dyn std::error::Error + Send + Sync>>(),
+                &*boxed
+            ),
             "Box<dyn Error>"
         );
         let io: Box<dyn std::error::Error> = Box::new(std::io::Error::other("x"));

@@ -80,7 +80,9 @@ pub enum InitError {
     },
     /// An `https://` endpoint, but this build has no TLS (the `tls` cargo feature of
     /// tracer-runtime, on by default).
-    #[error("{var}: `{value}` is an https endpoint, but tracer-runtime was built without its `tls` feature")]
+    #[error(
+        "{var}: `{value}` is an https endpoint, but tracer-runtime was built without its `tls` feature"
+    )]
     TlsNotCompiled {
         /// Where the endpoint came from.
         var: &'static str,

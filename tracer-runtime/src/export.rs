@@ -271,7 +271,11 @@ mod tests {
 
     #[test]
     fn endpoints_are_checked() {
-        for ok in ["http://127.0.0.1:4317", "https://collector.example/otlp", "HTTP://a:1"] {
+        for ok in [
+            "http://127.0.0.1:4317",
+            "https://collector.example/otlp",
+            "HTTP://a:1",
+        ] {
             super::check_endpoint("E", ok).unwrap();
         }
         for (bad, why) in [
@@ -283,7 +287,10 @@ mod tests {
             match super::check_endpoint("E", bad) {
                 Err(e @ InitError::InvalidEndpoint { .. }) => {
                     let msg = e.to_string();
-                    assert!(msg.starts_with("E: ") && msg.contains(bad) && msg.contains(why), "{msg}");
+                    assert!(
+                        msg.starts_with("E: ") && msg.contains(bad) && msg.contains(why),
+                        "{msg}"
+                    );
                 }
                 other => panic!("{bad}: {other:?}"),
             }

@@ -240,13 +240,10 @@ impl Builder {
                     Some(p) => p,
                     None => Protocol::from_env()?,
                 };
-                let (exporter, rt) = crate::export::otlp(
-                    protocol,
-                    self.endpoint.as_deref(),
-                    self.ca_certificate,
-                )?;
-                builder =
-                    builder.with_span_processor(BatchSpanProcessor::builder(Counted(exporter)).build());
+                let (exporter, rt) =
+                    crate::export::otlp(protocol, self.endpoint.as_deref(), self.ca_certificate)?;
+                builder = builder
+                    .with_span_processor(BatchSpanProcessor::builder(Counted(exporter)).build());
                 runtime = Some(rt);
             }
         }

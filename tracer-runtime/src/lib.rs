@@ -93,8 +93,8 @@ pub use init::{Builder, Guard, Protocol, init, sampler_from_env};
 pub use service::{ServiceHandle, current_service, service};
 pub use stats::{Stats, stats};
 pub use switch::{is_all_enabled, is_enabled, set_all_enabled, set_enabled};
-pub use warn::{Warning, set_warning_handler};
 pub use tracer_macros::traced;
+pub use warn::{Warning, set_warning_handler};
 
 /// The OpenTelemetry API crate tracer is built on, for spans of your own and context access.
 pub use opentelemetry;

@@ -194,6 +194,9 @@ mod tests {
    2: std::panicking::try
 "
         );
-        assert_eq!(super::trim_backtrace("disabled backtrace"), "disabled backtrace");
+        assert_eq!(
+            super::trim_backtrace("disabled backtrace"),
+            "disabled backtrace"
+        );
     }
 }

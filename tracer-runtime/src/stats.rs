@@ -72,8 +72,7 @@ fn export_failed(spans: u64, error: &str, now: Instant) -> Option<Warning> {
     let mut p = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
     p.failures += 1;
     p.spans += spans;
-    if p
-        .last_warned
+    if p.last_warned
         .is_some_and(|t| now.saturating_duration_since(t) < WARN_EVERY)
     {
         return None;
@@ -136,8 +135,14 @@ mod tests {
             matches!(&first, Some(Warning::ExportFailed { failures: 1, spans_lost: 5, error }) if error == "refused"),
             "{first:?}"
         );
-        assert_eq!(export_failed(2, "refused", t0 + Duration::from_secs(1)), None);
-        assert_eq!(export_failed(3, "timeout", t0 + Duration::from_secs(2)), None);
+        assert_eq!(
+            export_failed(2, "refused", t0 + Duration::from_secs(1)),
+            None
+        );
+        assert_eq!(
+            export_failed(3, "timeout", t0 + Duration::from_secs(2)),
+            None
+        );
         let later = export_failed(1, "timeout", t0 + WARN_EVERY + Duration::from_secs(1));
         assert!(
             matches!(&later, Some(Warning::ExportFailed { failures: 3, spans_lost: 6, error }) if error == "timeout"),

@@ -144,10 +144,7 @@ impl HttpServerLayer {
     /// ```
     pub fn on_request(
         mut self,
-        f: impl Fn(&super::RequestView<'_>, &opentelemetry::trace::SpanRef<'_>)
-        + Send
-        + Sync
-        + 'static,
+        f: impl Fn(&super::RequestView<'_>, &opentelemetry::trace::SpanRef<'_>) + Send + Sync + 'static,
     ) -> Self {
         self.cfg_mut().hooks.set_request(f);
         self
@@ -157,10 +154,7 @@ impl HttpServerLayer {
     /// before its body is sent, as tower-http's `on_response` does.
     pub fn on_response(
         mut self,
-        f: impl Fn(&super::ResponseView<'_>, &opentelemetry::trace::SpanRef<'_>)
-        + Send
-        + Sync
-        + 'static,
+        f: impl Fn(&super::ResponseView<'_>, &opentelemetry::trace::SpanRef<'_>) + Send + Sync + 'static,
     ) -> Self {
         self.cfg_mut().hooks.set_response(f);
         self
