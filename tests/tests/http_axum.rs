@@ -84,3 +84,46 @@ async fn http_get(url: &str) -> (u16, String, http::HeaderMap) {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned(), headers)
 }
+
+/// Serves `app` and returns the span name of `GET /users/7`.
+async fn name_of_users_route(app: Router, tag: &str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let path = format!("/users/{tag}");
+    let (status, _, _) = http_get(&format!("http://{addr}/users/{tag}")).await;
+    assert_eq!(status, 200);
+    let s = spans_for(&path).await;
+    assert_eq!(attr_str(&s, "http.route").as_deref(), Some("/users/{id}"));
+    s.name.to_string()
+}
+
+fn users() -> Router {
+    Router::new().route("/users/{id}", get(user))
+}
+
+#[tokio::test]
+async fn axum_routes_are_named_with_the_layer_inside_the_router() {
+    exporter();
+    // No `with_route`: the `axum` feature reads `MatchedPath` itself.
+    let app = users().layer(HttpServerLayer::new(SERVICE));
+    assert_eq!(name_of_users_route(app, "101").await, "GET /users/{id}");
+}
+
+#[tokio::test]
+async fn axum_routes_are_named_with_the_layer_around_the_router() {
+    exporter();
+    let app = tracer_runtime::http::axum::wrap_router(users(), HttpServerLayer::new(SERVICE));
+    assert_eq!(name_of_users_route(app, "102").await, "GET /users/{id}");
+}
+
+#[tokio::test]
+async fn axum_service_builder_form_serves_with_axum_serve() {
+    exporter();
+    // The README's form: a ServiceBuilder stack in `Router::layer`, served by `axum::serve`.
+    let app = users().layer(
+        tower::ServiceBuilder::new()
+            .layer(HttpServerLayer::new(SERVICE).trace_response_header(true)),
+    );
+    assert_eq!(name_of_users_route(app, "103").await, "GET /users/{id}");
+}

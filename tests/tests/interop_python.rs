@@ -108,7 +108,10 @@ async fn round_trip(fmt: &'static str, trace: &str, sampled: bool, debug: bool) 
     if fmt == "jaeger-client" {
         assert_eq!(got["debug"], debug, "{case}");
     }
-    assert_eq!(got["baggage"], bag, "{case}");
+    // tracer's own member (the call path of the loop guard) rides along; the rest is the peer's.
+    let mut back = got["baggage"].clone();
+    back.as_object_mut().unwrap().remove("tracer.path");
+    assert_eq!(back, bag, "{case}");
 
     if sampled || debug {
         // Inbound joined: our server span's parent is the peer's span; outbound: the id the peer

@@ -161,6 +161,7 @@ impl<T: IntoAttrValue> IntoAttrValue for Option<T> {
 pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live> {
     let parent = Context::current();
     let svc = crate::service::resolve_recording(&parent)?;
+    crate::stats::span_started();
     let mut attrs = Attrs::default();
     fill(&mut attrs);
     let mut builder = SpanBuilder::from_name(meta.name).with_kind(meta.kind.clone());
@@ -187,6 +188,7 @@ pub(crate) fn start_span(
     parent: &Context,
 ) -> Context {
     use crate::service::InService;
+    crate::stats::span_started();
     let span = svc.tracer.build_with_context(builder, parent);
     let cx = match parent.get::<InService>() {
         Some(s) if std::sync::Arc::ptr_eq(&s.0, svc) => parent.clone(),
@@ -388,6 +390,64 @@ fn source_chain(mut next: Option<&(dyn std::error::Error + 'static)>) -> Vec<Str
     chain
 }
 
+/// A type's name without its module paths, as written in code: `alloc::boxed::Box<dyn
+/// core::error::Error + core::marker::Send>` -> `Box<dyn Error + Send>`. A few std types whose
+/// last segment says too little keep their module (`io::Error`, `fmt::Error`).
+pub(crate) fn short_type_name(full: &str) -> String {
+    const KEEP_MODULE: &[(&str, &str)] = &[
+        ("std::io::error::Error", "io::Error"),
+        ("core::fmt::Error", "fmt::Error"),
+    ];
+    let mut out = String::with_capacity(full.len());
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String| {
+        match KEEP_MODULE.iter().find(|(long, _)| long == token) {
+            Some((_, short)) => out.push_str(short),
+            None => out.push_str(token.rsplit("::").next().unwrap_or(token)),
+        }
+        token.clear();
+    };
+    for c in full.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            token.push(c);
+        } else {
+            flush(&mut token, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut token, &mut out);
+    out
+}
+
+/// The type to record for an error reached through a pointer to `dyn Error` (`Box<dyn Error>`,
+/// `anyhow::Error`): the concrete type when it is one of std's common errors, else
+/// `Box<dyn Error>` for a box (its concrete type cannot be known), else the pointer's own type.
+fn dyn_type_name(pointer: &str, e: &(dyn std::error::Error + 'static)) -> String {
+    macro_rules! known {
+        ($($t:ty => $name:literal),* $(,)?) => {
+            $(if e.is::<$t>() { return $name.to_owned(); })*
+        };
+    }
+    known!(
+        std::io::Error => "io::Error",
+        std::fmt::Error => "fmt::Error",
+        std::num::ParseIntError => "ParseIntError",
+        std::num::ParseFloatError => "ParseFloatError",
+        std::num::TryFromIntError => "TryFromIntError",
+        std::str::ParseBoolError => "ParseBoolError",
+        std::str::Utf8Error => "Utf8Error",
+        std::string::FromUtf8Error => "FromUtf8Error",
+        std::net::AddrParseError => "AddrParseError",
+        std::time::SystemTimeError => "SystemTimeError",
+        std::env::VarError => "VarError",
+    );
+    if pointer.starts_with("alloc::boxed::Box<dyn ") {
+        "Box<dyn Error>".to_owned()
+    } else {
+        short_type_name(pointer)
+    }
+}
+
 /// `E: Error`: message and `source()` chain.
 pub trait ViaError {
     /// Records the error on the span.
@@ -397,7 +457,7 @@ impl<E: std::error::Error + ?Sized> ViaError for &&&ErrRef<'_, E> {
     fn __tracer_record_err(&self, live: &Live) {
         let e = self.0;
         live.record_error(
-            std::any::type_name::<E>(),
+            &short_type_name(std::any::type_name::<E>()),
             e.to_string(),
             source_chain(e.source()),
         );
@@ -416,7 +476,7 @@ where
     fn __tracer_record_err(&self, live: &Live) {
         let e: &(dyn std::error::Error + Send + Sync) = &**self.0;
         live.record_error(
-            std::any::type_name::<E>(),
+            &dyn_type_name(std::any::type_name::<E>(), e),
             e.to_string(),
             source_chain(e.source()),
         );
@@ -435,7 +495,7 @@ where
     fn __tracer_record_err(&self, live: &Live) {
         let e: &dyn std::error::Error = &**self.0;
         live.record_error(
-            std::any::type_name::<E>(),
+            &dyn_type_name(std::any::type_name::<E>(), e),
             e.to_string(),
             source_chain(e.source()),
         );
@@ -449,6 +509,43 @@ pub trait ViaDisplay {
 }
 impl<E: Display + ?Sized> ViaDisplay for ErrRef<'_, E> {
     fn __tracer_record_err(&self, live: &Live) {
-        live.record_error(std::any::type_name::<E>(), self.0.to_string(), Vec::new());
+        live.record_error(
+            &short_type_name(std::any::type_name::<E>()),
+            self.0.to_string(),
+            Vec::new(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod type_name_tests {
+    use super::{dyn_type_name, short_type_name};
+
+    #[test]
+    fn type_names_are_short() {
+        assert_eq!(
+            short_type_name(
+                "alloc::boxed::Box<dyn core::error::Error + core::marker::Send + core::marker::Sync>"
+            ),
+            "Box<dyn Error + Send + Sync>"
+        );
+        assert_eq!(short_type_name("std::io::error::Error"), "io::Error");
+        assert_eq!(
+            short_type_name("my_app::db::Error<alloc::string::String, (u8, &str)>"),
+            "Error<String, (u8, &str)>"
+        );
+        let boxed: Box<dyn std::error::Error + Send + Sync> = "plain".into();
+        assert_eq!(
+            dyn_type_name(
+                std::any::type_name::<Box<dyn std::error::Error + Send + Sync>>(),
+                &*boxed
+            ),
+            "Box<dyn Error>"
+        );
+        let io: Box<dyn std::error::Error> = Box::new(std::io::Error::other("x"));
+        assert_eq!(
+            dyn_type_name(std::any::type_name::<Box<dyn std::error::Error>>(), &*io),
+            "io::Error"
+        );
     }
 }

@@ -47,3 +47,38 @@ where
         f()
     }
 }
+
+/// The trace id of the current span (32 lowercase hex digits when displayed), to put in log lines
+/// and error pages; `None` outside any span (or when the current span is not recorded and has
+/// no trace, as when tracing is off).
+///
+/// ```
+/// # use opentelemetry_sdk::trace::{InMemorySpanExporter, SimpleSpanProcessor};
+/// #[tracer_runtime::traced]
+/// fn handler() -> String {
+///     let id = tracer_runtime::current_trace_id().expect("inside a traced fn");
+///     format!("something went wrong; quote {id} in your report")
+/// }
+/// # let _g = tracer_runtime::init("ids")
+/// #     .with_span_processor(SimpleSpanProcessor::new(InMemorySpanExporter::default()))
+/// #     .install().unwrap();
+/// assert!(tracer_runtime::current_trace_id().is_none());
+/// assert_eq!(handler().len(), "something went wrong; quote  in your report".len() + 32);
+/// ```
+pub fn current_trace_id() -> Option<opentelemetry::trace::TraceId> {
+    use opentelemetry::trace::TraceContextExt as _;
+    let cx = Context::current();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| sc.trace_id())
+}
+
+/// The span id of the current span (16 lowercase hex digits when displayed); `None` outside
+/// any span. See [`current_trace_id`].
+pub fn current_span_id() -> Option<opentelemetry::trace::SpanId> {
+    use opentelemetry::trace::TraceContextExt as _;
+    let cx = Context::current();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| sc.span_id())
+}

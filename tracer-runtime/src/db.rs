@@ -29,6 +29,16 @@ pub(crate) fn start(
     })
 }
 
+/// Whether an operation runs outside any request: no span is current in `parent` (or, without
+/// one, in the current context). Start-up work there (connecting, reconnects, pool waits, DDL)
+/// is not traced unless asked, so that it does not litter the backend with one-span traces.
+pub(crate) fn outside_request(parent: Option<&Context>) -> bool {
+    match parent {
+        Some(p) => !p.has_active_span(),
+        None => !Context::current().has_active_span(),
+    }
+}
+
 /// Ends the span of an operation; when dropped before [`Ending::finish`] (the operation's future
 /// was dropped), marks it cancelled first.
 pub(crate) struct Ending(Option<Context>);

@@ -13,8 +13,38 @@ pub enum InitError {
     )]
     AlreadyInstalled(String),
     /// `OTEL_EXPORTER_OTLP_PROTOCOL` (or `..._TRACES_PROTOCOL`) names a protocol tracer does not speak.
-    #[error("unsupported OTLP protocol `{0}`; expected `grpc` or `http/protobuf`")]
-    UnsupportedProtocol(String),
+    #[error("{var}: unsupported OTLP protocol `{value}`; expected `grpc` or `http/protobuf`")]
+    UnsupportedProtocol {
+        /// The variable read (`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or `OTEL_EXPORTER_OTLP_PROTOCOL`).
+        var: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// The collector's endpoint is not an `http://` or `https://` URL (from
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT` or
+    /// [`Builder::with_endpoint`](crate::Builder::with_endpoint)).
+    #[error("{var}: invalid OTLP endpoint `{value}`: {reason}")]
+    InvalidEndpoint {
+        /// Where the endpoint came from: the variable, or `with_endpoint`.
+        var: &'static str,
+        /// The endpoint as given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `OTEL_EXPORTER_OTLP_HEADERS` (or `..._TRACES_HEADERS`) is not a list of `key=value`.
+    /// The value is not repeated in the message: headers often carry an API key.
+    #[error(
+        "{var}: entry {entry} {reason}; expected `key=value,key2=value2` (the value is not shown, it may hold a secret)"
+    )]
+    InvalidHeaders {
+        /// The variable read.
+        var: &'static str,
+        /// The position (from 1) of the malformed entry.
+        entry: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` are invalid.
     #[error("invalid sampler configuration: {0}")]
     InvalidSampler(String),
@@ -33,9 +63,44 @@ pub enum InitError {
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     /// The OTLP exporter could not be built (a malformed endpoint or header, say).
-    #[cfg(feature = "otlp")]
+    #[cfg(feature = "_otlp")]
     #[error("cannot build the OTLP exporter: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    /// The OTLP protocol asked for was left out of this build (a cargo feature of
+    /// `tracer-runtime`).
+    #[error("OTLP protocol `{protocol}` needs the cargo feature `{feature}` of tracer-runtime")]
+    ProtocolNotCompiled {
+        /// The protocol (`grpc`, `http/protobuf`).
+        protocol: &'static str,
+        /// The feature that compiles it in.
+        feature: &'static str,
+    },
+    /// The CA certificate to verify the collector with could not be read (from
+    /// `OTEL_EXPORTER_OTLP_CERTIFICATE` or `..._TRACES_CERTIFICATE`, a file path).
+    #[error("{var}: cannot read the CA certificate `{path}`: {source}")]
+    Certificate {
+        /// The variable read.
+        var: &'static str,
+        /// The path it gives.
+        path: String,
+        /// Why it could not be read.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An `https://` endpoint, but this build has no TLS (the `tls` cargo feature of
+    /// tracer-runtime, on by default).
+    #[error(
+        "{var}: `{value}` is an https endpoint, but tracer-runtime was built without its `tls` feature"
+    )]
+    TlsNotCompiled {
+        /// Where the endpoint came from.
+        var: &'static str,
+        /// The endpoint.
+        value: String,
+    },
+    /// TLS could not be set up (a CA certificate that is no PEM certificate, say).
+    #[error("cannot set up TLS for the OTLP exporter: {0}")]
+    Tls(String),
     /// The exporter's runtime thread could not be started.
     #[error("cannot start the export runtime: {0}")]
     Runtime(#[source] std::io::Error),

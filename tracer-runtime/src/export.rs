@@ -21,6 +21,7 @@ use crate::init::Protocol;
 pub(crate) fn otlp(
     protocol: Protocol,
     endpoint: Option<&str>,
+    #[cfg_attr(not(feature = "tls"), allow(unused_variables))] ca_certificate: Option<Vec<u8>>,
 ) -> Result<
     (
         OnRuntime<opentelemetry_otlp::SpanExporter>,
@@ -28,23 +29,47 @@ pub(crate) fn otlp(
     ),
     InitError,
 > {
+    // Checked before the runtime exists: nothing to tear down on a bad value.
+    compiled(protocol)?;
+    let https = check_config(endpoint)?;
+    #[cfg(feature = "tls")]
+    let tls = match https {
+        Some(_) => Some(crate::tls::Tls::new(ca_certificate)?),
+        None => None,
+    };
+    #[cfg(all(feature = "tls", feature = "otlp-http"))]
+    let https_client = match (&tls, protocol) {
+        (Some(tls), Protocol::HttpProtobuf) => Some(tls.http()?),
+        _ => None,
+    };
+    #[cfg(not(feature = "tls"))]
+    if let Some((var, value)) = https {
+        return Err(InitError::TlsNotCompiled { var, value });
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("tracer-export")
         .enable_all()
         .build()
         .map_err(InitError::Runtime)?;
-    let exporter = {
+    let built = {
         let _entered = rt.enter();
         let builder = opentelemetry_otlp::SpanExporter::builder();
         match protocol {
+            #[cfg(feature = "otlp-grpc")]
             Protocol::Grpc => {
                 let mut b = builder.with_tonic();
                 if let Some(e) = endpoint {
                     b = b.with_endpoint(e);
                 }
-                b.build()?
+                #[cfg(feature = "tls")]
+                if let Some(tls) = &tls {
+                    use opentelemetry_otlp::WithTonicConfig as _;
+                    b = b.with_tls_config(tls.grpc());
+                }
+                b.build()
             }
+            #[cfg(feature = "otlp-http")]
             Protocol::HttpProtobuf => {
                 let mut b = builder
                     .with_http()
@@ -52,8 +77,25 @@ pub(crate) fn otlp(
                 if let Some(e) = endpoint {
                     b = b.with_endpoint(http_traces_url(e));
                 }
-                b.build()?
+                #[cfg(feature = "tls")]
+                if let Some(client) = https_client {
+                    use opentelemetry_otlp::WithHttpConfig as _;
+                    b = b.with_http_client(client);
+                }
+                b.build()
             }
+            #[allow(unreachable_patterns)]
+            _ => Err(opentelemetry_otlp::ExporterBuildError::InternalFailure(
+                "protocol not compiled in".to_owned(),
+            )),
+        }
+    };
+    let exporter = match built {
+        Ok(e) => e,
+        Err(e) => {
+            // Dropping a runtime inside an async context panics; this never blocks.
+            rt.shutdown_background();
+            return Err(e.into());
         }
     };
     let handle = rt.handle().clone();
@@ -66,6 +108,107 @@ pub(crate) fn otlp(
     ))
 }
 
+/// Whether `protocol`'s transport is compiled in (features `otlp-grpc`, `otlp-http`).
+fn compiled(protocol: Protocol) -> Result<(), InitError> {
+    let (on, name, feature) = match protocol {
+        Protocol::Grpc => (cfg!(feature = "otlp-grpc"), "grpc", "otlp-grpc"),
+        Protocol::HttpProtobuf => (cfg!(feature = "otlp-http"), "http/protobuf", "otlp-http"),
+    };
+    if on {
+        Ok(())
+    } else {
+        Err(InitError::ProtocolNotCompiled {
+            protocol: name,
+            feature,
+        })
+    }
+}
+
+/// The first of `vars` that is set to a non-blank value.
+fn env_first(vars: &[&'static str]) -> Option<(&'static str, String)> {
+    vars.iter().find_map(|&var| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (var, v))
+    })
+}
+
+/// Checks the endpoint and headers the exporter is about to use (the SDK would panic, take a
+/// host without a scheme for `https`, or skip a malformed header without a word). Returns where
+/// the endpoint came from and the endpoint when it is `https`.
+fn check_config(endpoint: Option<&str>) -> Result<Option<(&'static str, String)>, InitError> {
+    let endpoint = match endpoint {
+        Some(e) => Some(("with_endpoint", e.to_owned())),
+        None => env_first(&[
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ]),
+    };
+    if let Some((var, value)) = &endpoint {
+        check_endpoint(var, value)?;
+    }
+    if let Some((var, value)) = env_first(&[
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+    ]) {
+        check_headers(var, &value)?;
+    }
+    Ok(endpoint.filter(|(_, v)| {
+        v.trim()
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    }))
+}
+
+pub(crate) fn check_endpoint(var: &'static str, value: &str) -> Result<(), InitError> {
+    let bad = |reason: String| InitError::InvalidEndpoint {
+        var,
+        value: value.to_owned(),
+        reason,
+    };
+    let v = value.trim();
+    let Some((scheme, _)) = v.split_once("://") else {
+        return Err(bad(
+            "no scheme; write `http://HOST:PORT` (or `https://HOST:PORT` for TLS)".to_owned(),
+        ));
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(bad(format!(
+            "scheme `{scheme}` is neither `http` nor `https`"
+        )));
+    }
+    let uri: http::Uri = v.parse().map_err(|e| bad(format!("not a URL: {e}")))?;
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("no host".to_owned()));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_headers(var: &'static str, value: &str) -> Result<(), InitError> {
+    for (i, entry) in value.split(',').enumerate() {
+        if entry.trim().is_empty() {
+            continue;
+        }
+        let bad = |reason| InitError::InvalidHeaders {
+            var,
+            entry: i + 1,
+            reason,
+        };
+        let Some((key, _)) = entry.split_once('=') else {
+            return Err(bad("has no `=`"));
+        };
+        if key.trim().is_empty() {
+            return Err(bad("has an empty key"));
+        }
+        if http::HeaderName::from_bytes(key.trim().as_bytes()).is_err() {
+            return Err(bad("has a key that is not a valid header name"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg_attr(not(feature = "otlp-http"), allow(dead_code))]
 /// `http://host:4318` -> `http://host:4318/v1/traces`; a URL with a path is kept.
 fn http_traces_url(endpoint: &str) -> String {
     let trimmed = endpoint.trim_end_matches('/');
@@ -124,6 +267,47 @@ impl<E: SpanExporter + 'static> SpanExporter for OnRuntime<E> {
 
 #[cfg(test)]
 mod tests {
+    use crate::InitError;
+
+    #[test]
+    fn endpoints_are_checked() {
+        for ok in [
+            "http://127.0.0.1:4317",
+            "https://collector.example/otlp",
+            "HTTP://a:1",
+        ] {
+            super::check_endpoint("E", ok).unwrap();
+        }
+        for (bad, why) in [
+            ("127.0.0.1:44317", "no scheme"),
+            ("http://[bad", "not a URL"),
+            ("grpc://a:1", "neither"),
+            ("http://", "not a URL"),
+        ] {
+            match super::check_endpoint("E", bad) {
+                Err(e @ InitError::InvalidEndpoint { .. }) => {
+                    let msg = e.to_string();
+                    assert!(
+                        msg.starts_with("E: ") && msg.contains(bad) && msg.contains(why),
+                        "{msg}"
+                    );
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn headers_are_checked() {
+        super::check_headers("H", "a=1, b = 2,,").unwrap();
+        let e = super::check_headers("H", "a=1,secret-token").unwrap_err();
+        assert!(
+            matches!(e, InitError::InvalidHeaders { var: "H", entry: 2, reason } if reason.contains("no `=`"))
+        );
+        assert!(!e.to_string().contains("secret-token"), "{e}");
+        assert!(super::check_headers("H", "=1").is_err());
+        assert!(super::check_headers("H", "a b=1").is_err());
+    }
     #[test]
     fn http_urls_get_the_traces_path() {
         assert_eq!(

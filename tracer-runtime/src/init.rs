@@ -14,6 +14,7 @@ use opentelemetry_sdk::trace::{
 use crate::error::{InitError, ShutdownError};
 use crate::propagation::{self, Format};
 use crate::service::{self, Service, ServiceHandle};
+use crate::stats::Counted;
 use crate::switch;
 
 /// The OTLP transport.
@@ -29,14 +30,21 @@ pub enum Protocol {
 impl Protocol {
     /// Parses an `OTEL_EXPORTER_OTLP_PROTOCOL` value.
     pub fn parse(value: &str) -> Result<Protocol, InitError> {
+        Protocol::parse_var("OTEL_EXPORTER_OTLP_PROTOCOL", value)
+    }
+
+    fn parse_var(var: &'static str, value: &str) -> Result<Protocol, InitError> {
         match value.trim() {
             "grpc" => Ok(Protocol::Grpc),
             "http/protobuf" => Ok(Protocol::HttpProtobuf),
-            other => Err(InitError::UnsupportedProtocol(other.to_owned())),
+            other => Err(InitError::UnsupportedProtocol {
+                var,
+                value: other.to_owned(),
+            }),
         }
     }
 
-    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    #[cfg_attr(not(feature = "_otlp"), allow(dead_code))]
     fn from_env() -> Result<Protocol, InitError> {
         for var in [
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
@@ -45,7 +53,7 @@ impl Protocol {
             if let Ok(v) = std::env::var(var)
                 && !v.trim().is_empty()
             {
-                return Protocol::parse(&v);
+                return Protocol::parse_var(var, &v);
             }
         }
         Ok(Protocol::Grpc)
@@ -122,6 +130,7 @@ pub fn init(service_name: impl Into<String>) -> Builder {
         zipkin_endpoint: None,
         protocol: None,
         endpoint: None,
+        ca_certificate: None,
         sampler: None,
         formats: None,
         resource: Vec::new(),
@@ -141,6 +150,7 @@ pub struct Builder {
     zipkin_endpoint: Option<String>,
     protocol: Option<Protocol>,
     endpoint: Option<String>,
+    ca_certificate: Option<Vec<u8>>,
     sampler: Option<Sampler>,
     formats: Option<Vec<Format>>,
     resource: Vec<KeyValue>,
@@ -197,6 +207,15 @@ impl Builder {
         self
     }
 
+    /// The CA certificate (PEM) that an `https://` collector's certificate must chain to,
+    /// instead of the platform's root certificates (default: the file named by
+    /// `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE` or `OTEL_EXPORTER_OTLP_CERTIFICATE`, else the
+    /// platform's roots). Needs the `tls` feature (on by default).
+    pub fn with_ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_certificate = Some(pem.into());
+        self
+    }
+
     /// Sends the spans to `exporter` through a batch processor. Replaces the default OTLP
     /// exporter; call [`with_protocol`](Self::with_protocol) or
     /// [`with_endpoint`](Self::with_endpoint) afterwards to keep OTLP too.
@@ -204,7 +223,7 @@ impl Builder {
         self.otlp = false;
         self.processors
             .push(Box::new(move |b: TracerProviderBuilder| {
-                b.with_span_processor(BatchSpanProcessor::builder(exporter).build())
+                b.with_span_processor(BatchSpanProcessor::builder(Counted(exporter)).build())
             }));
         self
     }
@@ -288,19 +307,23 @@ impl Builder {
             for exporter in exporters {
                 match exporter {
                     TracesExporter::Otlp => {
-                        #[cfg(feature = "otlp")]
+                        #[cfg(feature = "_otlp")]
                         {
                             let protocol = match self.protocol {
                                 Some(p) => p,
                                 None => Protocol::from_env()?,
                             };
-                            let (exporter, rt) =
-                                crate::export::otlp(protocol, self.endpoint.as_deref())?;
-                            builder = builder
-                                .with_span_processor(BatchSpanProcessor::builder(exporter).build());
+                            let (exporter, rt) = crate::export::otlp(
+                                protocol,
+                                self.endpoint.as_deref(),
+                                self.ca_certificate.clone(),
+                            )?;
+                            builder = builder.with_span_processor(
+                                BatchSpanProcessor::builder(Counted(exporter)).build(),
+                            );
                             runtimes.push(rt);
                         }
-                        #[cfg(not(feature = "otlp"))]
+                        #[cfg(not(feature = "_otlp"))]
                         return Err(InitError::UnknownExporter("otlp".to_owned()));
                     }
                     TracesExporter::Zipkin => {
@@ -314,8 +337,9 @@ impl Builder {
                                 timeout,
                                 rt.handle().clone(),
                             );
-                            builder = builder
-                                .with_span_processor(BatchSpanProcessor::builder(exporter).build());
+                            builder = builder.with_span_processor(
+                                BatchSpanProcessor::builder(Counted(exporter)).build(),
+                            );
                             runtimes.push(rt);
                         }
                         #[cfg(not(feature = "zipkin"))]
@@ -323,9 +347,9 @@ impl Builder {
                     }
                     TracesExporter::Console => {
                         builder = builder.with_span_processor(
-                            BatchSpanProcessor::builder(
+                            BatchSpanProcessor::builder(Counted(
                                 opentelemetry_stdout::SpanExporter::default(),
-                            )
+                            ))
                             .build(),
                         );
                     }
@@ -550,7 +574,7 @@ mod tests {
             Protocol::HttpProtobuf
         );
         assert!(
-            matches!(Protocol::parse("http/json"), Err(InitError::UnsupportedProtocol(p)) if p == "http/json")
+            matches!(Protocol::parse("http/json"), Err(InitError::UnsupportedProtocol { value, .. }) if value == "http/json")
         );
     }
 

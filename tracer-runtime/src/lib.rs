@@ -65,7 +65,7 @@ mod context;
 #[cfg(any(feature = "redis", feature = "mysql"))]
 mod db;
 mod error;
-#[cfg(feature = "otlp")]
+#[cfg(feature = "_otlp")]
 mod export;
 #[cfg(feature = "grpc")]
 pub mod grpc;
@@ -85,18 +85,24 @@ mod semconv;
 mod service;
 #[cfg(feature = "mysql")]
 pub mod sql;
+pub mod stats;
 mod switch;
+#[cfg(feature = "tls")]
+mod tls;
+mod warn;
 #[cfg(feature = "zipkin")]
 pub mod zipkin;
 
-pub use context::{in_current_context, spawn, spawn_blocking};
+pub use context::{current_span_id, current_trace_id, in_current_context, spawn, spawn_blocking};
 pub use error::{InitError, ShutdownError};
 pub use init::{Builder, Guard, Protocol, TracesExporter, init, sampler_from_env};
 #[cfg(feature = "http")]
 pub use loop_guard::LoopGuard;
 pub use service::{ServiceHandle, current_service, service};
+pub use stats::{Stats, stats};
 pub use switch::{is_all_enabled, is_enabled, set_all_enabled, set_enabled};
 pub use tracer_macros::traced;
+pub use warn::{Warning, set_warning_handler};
 
 /// The OpenTelemetry API crate tracer is built on, for spans of your own and context access.
 pub use opentelemetry;

@@ -54,8 +54,10 @@ pub const AFFECTED_ROWS: &str = "tracer.db.affected_rows";
 pub const SQLSTATE: &str = "tracer.db.sqlstate";
 
 /// Where the statements go: recorded on every span.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Meta {
+    /// Trace set-up (connect, pool waits, DDL) outside any request too.
+    setup: bool,
     service: Option<Arc<str>>,
     address: String,
     port: u16,
@@ -82,6 +84,7 @@ impl Meta {
         ));
         base.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
         Meta {
+            setup: false,
             service,
             address,
             port,
@@ -93,11 +96,14 @@ impl Meta {
     fn with_service(&self, service: &str) -> Self {
         Meta {
             service: Some(Arc::from(service)),
-            address: self.address.clone(),
-            port: self.port,
-            db: self.db.clone(),
-            base: self.base.clone(),
+            ..self.clone()
         }
+    }
+
+    /// Whether set-up work (a connect, a pool wait, DDL) is left untraced here: outside any
+    /// request, unless [`TracedPool::trace_setup`] asked for it.
+    fn skip_setup(&self, parent: Option<&Context>) -> bool {
+        !self.setup && db::outside_request(parent)
     }
 
     fn base(&self, n: usize) -> Vec<KeyValue> {
@@ -114,6 +120,9 @@ impl Meta {
         sql: Option<&Arc<Sanitized>>,
         fallback: &'static str,
     ) -> Option<Context> {
+        if sql.is_some_and(|s| is_ddl(s.operation.as_deref())) && self.skip_setup(parent) {
+            return None;
+        }
         db::start(self.service.as_deref(), parent, || {
             let mut a = self.base(5);
             let op = sql.and_then(|s| s.operation.clone());
@@ -156,6 +165,15 @@ impl Meta {
             (Cow::Borrowed(name), a)
         })
     }
+}
+
+/// Schema changes: at start-up (migrations) they are set-up work, not requests.
+fn is_ddl(operation: Option<&str>) -> bool {
+    operation.is_some_and(|op| {
+        ["CREATE", "ALTER", "DROP", "TRUNCATE", "RENAME"]
+            .iter()
+            .any(|d| op.eq_ignore_ascii_case(d))
+    })
 }
 
 /// Sanitized statements by their text, so that a statement run again is not tokenized again.
@@ -404,10 +422,23 @@ impl TracedPool {
         self
     }
 
+    /// Whether to trace set-up work outside any request: `mysql get_conn` and `mysql connect`
+    /// with no span current, and DDL (`CREATE`, `ALTER`, `DROP`, `TRUNCATE`, `RENAME`) run outside
+    /// a request, as at start-up. Default: no, so start-up does not leave one-span traces; inside
+    /// a request they are always traced, as children of its span.
+    pub fn trace_setup(mut self, yes: bool) -> Self {
+        Arc::make_mut(&mut self.meta).setup = yes;
+        self
+    }
+
     /// Takes a connection from the pool (connecting when none is idle), in a `mysql get_conn`
     /// span whose duration is the pool wait.
     pub async fn get_conn(&self) -> mysql_async::Result<TracedConn> {
-        let cx = self.meta.start_op(None, "mysql get_conn", None);
+        let cx = if self.meta.skip_setup(None) {
+            None
+        } else {
+            self.meta.start_op(None, "mysql get_conn", None)
+        };
         let conn = db::run(cx, self.inner.get_conn(), on_done).await?;
         Ok(TracedConn {
             inner: conn,
@@ -457,11 +488,16 @@ impl fmt::Debug for TracedConn {
 }
 
 impl TracedConn {
-    /// Connects (as [`Conn::new`]) in a `mysql connect` span.
+    /// Connects (as [`Conn::new`]) in a `mysql connect` span: inside a request only (outside
+    /// one, connecting is start-up work and untraced).
     pub async fn new(opts: impl Into<Opts>) -> mysql_async::Result<Self> {
         let opts = opts.into();
         let meta = Arc::new(Meta::of(&opts, None));
-        let cx = meta.start_op(None, "mysql connect", None);
+        let cx = if meta.skip_setup(None) {
+            None
+        } else {
+            meta.start_op(None, "mysql connect", None)
+        };
         let conn = db::run(cx, Conn::new(opts), on_done).await?;
         Ok(TracedConn {
             inner: conn,
@@ -483,6 +519,12 @@ impl TracedConn {
     /// Records the spans under `service` whatever the context.
     pub fn for_service(mut self, service: &str) -> Self {
         self.meta = Arc::new(self.meta.with_service(service));
+        self
+    }
+
+    /// Whether to trace DDL run outside any request (see [`TracedPool::trace_setup`]).
+    pub fn trace_setup(mut self, yes: bool) -> Self {
+        Arc::make_mut(&mut self.meta).setup = yes;
         self
     }
 

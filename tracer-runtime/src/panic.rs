@@ -9,11 +9,12 @@
 use std::any::Any;
 use std::backtrace::{Backtrace, BacktraceStatus};
 use std::cell::RefCell;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 thread_local! {
-    /// The message and backtrace of this thread's latest panic.
-    static LAST: RefCell<Option<(String, String)>> = const { RefCell::new(None) };
+    /// The message and backtrace of this thread's latest panic. The backtrace is kept
+    /// unresolved: symbols are looked up only if a traced fn records it.
+    static LAST: RefCell<Option<(String, Arc<Backtrace>)>> = const { RefCell::new(None) };
 }
 
 /// The message of a panic payload, as the default hook prints it.
@@ -45,12 +46,98 @@ pub(crate) fn record_exception(cx: &opentelemetry::Context, payload: &(dyn Any +
     message
 }
 
-/// The backtrace captured at the site of the panic whose message is `message`, if any.
+/// The backtrace captured at the site of the panic whose message is `message`, if any, from
+/// the panic site down (see [`trim_backtrace`]).
 pub(crate) fn backtrace_for(message: &str) -> Option<String> {
-    LAST.with(|l| match &*l.borrow() {
-        Some((m, bt)) if m == message => Some(bt.clone()),
+    let bt = LAST.with(|l| match &*l.borrow() {
+        Some((m, bt)) if m == message => Some(Arc::clone(bt)),
         _ => None,
-    })
+    })?;
+    Some(trim_backtrace(&bt.to_string()))
+}
+
+/// Frames of the panic machinery (the hook, std's and core's panicking, `unwrap`'s failure
+/// paths): everything up to the last of them is cut, so the trace starts at the panic site.
+const MACHINERY: &[&str] = &[
+    "std::backtrace::",
+    "std::backtrace_rs::",
+    "std::panicking::",
+    "std::panic::",
+    "core::panicking::",
+    "core::panic::",
+    "core::result::unwrap_failed",
+    "core::option::unwrap_failed",
+    "core::option::expect_failed",
+    "std::sys::backtrace::__rust_end_short_backtrace",
+    "std::sys_common::backtrace::__rust_end_short_backtrace",
+    "rust_begin_unwind",
+    "__rustc::rust_begin_unwind",
+    "tracer_runtime::panic::",
+    "<alloc::boxed::Box<F,A> as core::ops::function::Fn<Args>>::call",
+];
+
+/// Frames through which every panic enters std's panicking.
+const ENTRY: &[&str] = &[
+    "rust_begin_unwind",
+    "__rust_end_short_backtrace",
+    "core::panicking::",
+    "std::panicking::begin_panic",
+];
+
+/// The frame below which std's own short backtraces stop (thread and runtime start-up).
+const BOTTOM: &str = "__rust_begin_short_backtrace";
+
+/// A backtrace as `std` prints it, without the frames above the panic site (the panic hook,
+/// std's panicking) and below the thread's entry point (`__rust_begin_short_backtrace`, as
+/// std's short backtraces do); frames renumbered from 0.
+pub(crate) fn trim_backtrace(full: &str) -> String {
+    // Frames: a `  N: function` line, then its `at file:line` lines.
+    let mut frames: Vec<(String, Vec<&str>)> = Vec::new();
+    for line in full.lines() {
+        let t = line.trim_start();
+        match t.split_once(": ") {
+            Some((n, f)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                frames.push((f.to_owned(), Vec::new()));
+            }
+            _ => {
+                if let Some(last) = frames.last_mut() {
+                    last.1.push(line);
+                }
+            }
+        }
+    }
+    if frames.is_empty() {
+        return full.to_owned();
+    }
+    // The panic site: the first frame past the panic's entry into std that is no machinery
+    // (frames further down, such as a `catch_unwind` of the caller, are kept).
+    let machinery = |f: &str| MACHINERY.iter().any(|m| f.contains(m));
+    let entry = |f: &str| ENTRY.iter().any(|m| f.contains(m));
+    let start = frames
+        .iter()
+        .position(|(f, _)| entry(f))
+        .and_then(|e| {
+            frames
+                .iter()
+                .skip(e)
+                .position(|(f, _)| !machinery(f))
+                .map(|i| e + i)
+        })
+        .unwrap_or(0);
+    let end = frames
+        .iter()
+        .skip(start)
+        .position(|(f, _)| f.contains(BOTTOM))
+        .map_or(frames.len(), |i| start + i);
+    let mut out = String::new();
+    for (i, (f, at)) in frames[start..end].iter().enumerate() {
+        out.push_str(&format!("{i:4}: {f}\n"));
+        for a in at {
+            out.push_str(a);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Installs the chained hook, once per process.
@@ -67,7 +154,7 @@ pub(crate) fn install_hook() {
                         .map_or_else(|| payload_message(info.payload()), str::to_owned);
                     let _ = LAST.try_with(|l| {
                         if let Ok(mut l) = l.try_borrow_mut() {
-                            *l = Some((message, bt.to_string()));
+                            *l = Some((message, Arc::new(bt)));
                         }
                     });
                 }
@@ -75,4 +162,41 @@ pub(crate) fn install_hook() {
             previous(info);
         }));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backtraces_start_at_the_panic_site() {
+        let full = "   0: tracer_runtime::panic::install_hook::{{closure}}
+             at ./src/panic.rs:60:26
+   1: std::panicking::rust_panic_with_hook
+             at /rustc/x/library/std/src/panicking.rs:841:13
+   2: std::panicking::begin_panic_handler::{{closure}}
+   3: std::sys::backtrace::__rust_end_short_backtrace
+   4: __rustc::rust_begin_unwind
+   5: core::panicking::panic_fmt
+   6: core::result::unwrap_failed
+   7: app::load
+             at ./src/main.rs:7:5
+   8: app::main
+             at ./src/main.rs:3:5
+   9: std::panicking::try
+  10: std::sys::backtrace::__rust_begin_short_backtrace
+  11: std::rt::lang_start
+";
+        assert_eq!(
+            super::trim_backtrace(full),
+            "   0: app::load
+             at ./src/main.rs:7:5
+   1: app::main
+             at ./src/main.rs:3:5
+   2: std::panicking::try
+"
+        );
+        assert_eq!(
+            super::trim_backtrace("disabled backtrace"),
+            "disabled backtrace"
+        );
+    }
 }

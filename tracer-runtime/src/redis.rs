@@ -28,9 +28,11 @@
 //! Errors (refused connection, timeout, `WRONGTYPE`, `NOAUTH`, ...) set status Error with the
 //! message, `error.type` (the server's error prefix such as `WRONGTYPE`, else fred's error kind
 //! such as `IO` or `Timeout`) and an `exception` event. [`Traced::init`] and
-//! [`Traced::wait_for_connect`] are `redis connect` spans. Every connection the client makes,
-//! the first one included, is a `redis reconnect` span, and every connection error it reports
-//! a `redis connection error` span (both roots of their own traces: no caller is waiting).
+//! [`Traced::wait_for_connect`] are `redis connect` spans when called inside a request (a span is
+//! current). Every connection error the client reports is a `redis connection error` span (a
+//! root of its own trace: no caller is waiting). Set-up outside requests — connecting at
+//! start-up, and each connection the client (re)makes, as `redis reconnect` spans — is traced
+//! only after [`Traced::trace_setup`]`(true)`.
 //!
 //! The wrapper covers the commands listed on [`Traced`]; any other goes through
 //! [`Traced::custom`] (traced, its arguments all `?`) or, untraced, through
@@ -40,7 +42,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use fred::clients::{Client, Pipeline, Pool, Transaction};
@@ -68,6 +70,8 @@ const KEY_CAP: usize = 128;
 /// Where the commands go: recorded on every span.
 #[derive(Debug)]
 struct Meta {
+    /// Trace connecting and reconnects outside any request too.
+    setup: AtomicBool,
     service: Option<Arc<str>>,
     address: Option<String>,
     port: Option<u16>,
@@ -103,6 +107,7 @@ impl Meta {
             base.push(KeyValue::new(semconv::SERVER_PORT, i64::from(p)));
         }
         Meta {
+            setup: AtomicBool::new(false),
             service,
             address,
             port,
@@ -121,8 +126,16 @@ impl Meta {
         a
     }
 
-    /// A span that is no command of its own (connecting).
+    fn setup(&self) -> bool {
+        self.setup.load(Ordering::Relaxed)
+    }
+
+    /// A span that is no command of its own (connecting): inside a request only, unless
+    /// [`Traced::trace_setup`] asked for set-up work outside requests too.
     fn start_named(&self, name: &'static str, operation: &'static str) -> Option<Context> {
+        if !self.setup() && db::outside_request(None) {
+            return None;
+        }
         db::start(self.service.as_deref(), None, || {
             (
                 Cow::Borrowed(name),
@@ -292,6 +305,9 @@ fn listen_client(client: &Client, meta: &Arc<Meta>) {
     let m = Arc::clone(meta);
     rt.spawn(async move {
         while let Some(server) = next(&mut reconnects).await {
+            if !m.setup() {
+                continue;
+            }
             let cx = db::start(m.service.as_deref(), Some(&Context::new()), || {
                 let mut a = m.attrs(Cow::Borrowed("CONNECT"), None);
                 a.retain(|kv| kv.key.as_str() != semconv::SERVER_ADDRESS);
@@ -346,6 +362,15 @@ impl<C: ClientLike + ConnectionEvents> Traced<C> {
 }
 
 impl<C: ClientLike> Traced<C> {
+    /// Whether to trace connection set-up outside any request: `redis connect` with no span
+    /// current, and every `redis reconnect` (the first connection included). Default: no, so
+    /// start-up does not leave one-span traces; `redis connect` inside a request is always
+    /// traced, and connection errors always are.
+    pub fn trace_setup(self, yes: bool) -> Self {
+        self.meta.setup.store(yes, Ordering::Relaxed);
+        self
+    }
+
     /// The wrapped client, for what the wrapper does not cover (untraced).
     pub fn inner(&self) -> &C {
         &self.inner

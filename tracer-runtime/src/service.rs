@@ -98,23 +98,55 @@ pub(crate) fn resolve(cx: &Context) -> Option<Arc<Service>> {
 #[cfg_attr(not(feature = "http"), allow(unused_imports))]
 pub(crate) use crate::__private::start_span;
 
-/// The service named `name` if tracing records for it now (`None` when it is off or not
-/// installed). Checks the global switch first: one relaxed load when everything is off.
+/// The service named `name` if tracing records for it now (`None` when it is off). A name that is
+/// not installed falls back to the current context's service (else the default one), with one
+/// [`Warning`](crate::Warning) per name. Checks the global switch first: one relaxed load when
+/// everything is off.
 #[inline]
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) fn recording(name: Option<&str>) -> Option<Arc<Service>> {
     if !crate::__private::on() {
         return None;
     }
-    match name {
-        Some(n) => SERVICES
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .find(|s| s.name == n && s.is_on())
-            .cloned(),
-        None => resolve_recording(&Context::current()),
+    let Some(n) = name else {
+        return resolve_recording(&Context::current());
+    };
+    let found = SERVICES
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .find(|s| s.name == n)
+        .map(|s| s.is_on().then(|| Arc::clone(s)));
+    match found {
+        Some(svc) => svc,
+        None => not_installed(n),
     }
+}
+
+/// A layer names a service that is not installed: its spans go to the current context's (or
+/// the default) service, with one warning per name.
+#[cold]
+fn not_installed(name: &str) -> Option<Arc<Service>> {
+    static WARNED: RwLock<Vec<String>> = RwLock::new(Vec::new());
+    let cx = Context::current();
+    let fallback = resolve(&cx)?;
+    let known = WARNED
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .any(|w| w == name);
+    if !known {
+        let mut w = WARNED.write().unwrap_or_else(PoisonError::into_inner);
+        if !w.iter().any(|w| w == name) {
+            w.push(name.to_owned());
+            drop(w);
+            crate::warn::warn(crate::warn::Warning::ServiceNotInstalled {
+                service: name.to_owned(),
+                fallback: fallback.name.clone(),
+            });
+        }
+    }
+    fallback.is_on().then_some(fallback)
 }
 
 /// A handle on an installed service: run work under it, ask whether it is switched on.

@@ -42,6 +42,7 @@ pub struct GrpcServerLayer {
     public: bool,
     trace_response: bool,
     guard: ServerGuard,
+    hooks: crate::http::Hooks,
 }
 
 impl GrpcServerLayer {
@@ -57,7 +58,35 @@ impl GrpcServerLayer {
             public: false,
             trace_response: false,
             guard: ServerGuard::new(service, LoopGuard::new()),
+            hooks: crate::http::Hooks::default(),
         }
+    }
+
+    /// Calls `f` on each traced call, once its span has started and before the handler runs:
+    /// to add attributes or rename the span (as tower-http's `make_span_with`).
+    pub fn on_request(
+        mut self,
+        f: impl Fn(&crate::http::RequestView<'_>, &opentelemetry::trace::SpanRef<'_>)
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.hooks.set_request(f);
+        self
+    }
+
+    /// Calls `f` when the handler answers (its response headers; a panic's INTERNAL included),
+    /// before the response stream is sent. The final status, in the trailers, is recorded on the
+    /// span later as `rpc.grpc.status_code`.
+    pub fn on_response(
+        mut self,
+        f: impl Fn(&crate::http::ResponseView<'_>, &opentelemetry::trace::SpanRef<'_>)
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.hooks.set_response(f);
+        self
     }
 
     /// Records the payloads of the methods `payloads` names (off by default: payloads often
@@ -137,13 +166,9 @@ pub struct GrpcServer<S> {
     layer: GrpcServerLayer,
 }
 
-/// A trailers-only response carrying `code`.
-fn status_response<B: Body>(
-    code: i32,
-    message: &str,
-    state: Option<RpcState>,
-) -> Response<GrpcBody<B>> {
-    let mut r = Response::new(GrpcBody::empty(state));
+/// The head of a trailers-only response carrying `code`.
+fn status_head(code: i32, message: &str) -> Response<()> {
+    let mut r = Response::new(());
     let h = r.headers_mut();
     h.insert(
         http::header::CONTENT_TYPE,
@@ -234,6 +259,7 @@ where
         };
         let (parent, refused) = verdict.traced(parent);
         let cx = service::start_span(&svc, builder, &parent);
+        self.layer.hooks.request(&req, &cx);
         let trace_response = self.layer.trace_response.then(|| {
             let v = crate::propagation::trace_response_value(cx.span().span_context());
             HeaderValue::from_str(&v).ok()
@@ -285,6 +311,9 @@ where
         let mut fut = GrpcServerResponseFuture::new(called, Some(state), catch);
         fut.deadline = deadline;
         fut.trace_response = trace_response.flatten();
+        if self.layer.hooks.on_response.is_some() {
+            fut.hooks = Some(self.layer.hooks.clone());
+        }
         fut
     }
 }
@@ -312,6 +341,7 @@ pin_project_lite::pin_project! {
         path_cx: Option<opentelemetry::Context>,
         // Refused by the loop guard: answered without a handler.
         refused: Option<Loop>,
+        hooks: Option<crate::http::Hooks>,
     }
 
     impl<F> PinnedDrop for GrpcServerResponseFuture<F> {
@@ -352,6 +382,7 @@ impl<F> GrpcServerResponseFuture<F> {
                 trace_response: None,
                 path_cx: None,
                 refused: None,
+                hooks: None,
             },
             Err(p) => GrpcServerResponseFuture {
                 inner: None,
@@ -362,6 +393,7 @@ impl<F> GrpcServerResponseFuture<F> {
                 trace_response: None,
                 path_cx: None,
                 refused: None,
+                hooks: None,
             },
         }
     }
@@ -379,7 +411,12 @@ where
     fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
         if let Some(l) = this.refused.take() {
-            let r = status_response(9, &l.message, this.state.take());
+            let state = this.state.take();
+            let head = status_head(9, &l.message);
+            if let (Some(h), Some(s)) = (this.hooks.as_ref(), &state) {
+                h.response(&head, &s.cx);
+            }
+            let r = head.map(|()| GrpcBody::empty(state));
             return Poll::Ready(Ok(with_id(r, this.trace_response)));
         }
         let polled = match this.inner.as_pin_mut() {
@@ -416,7 +453,12 @@ where
                     }
                     resume_unwind(payload);
                 }
-                let r = status_response(13, &message, state);
+                let head = status_head(13, &message);
+                if let (Some(h), Some(s)) = (this.hooks.as_ref(), &state) {
+                    // Before the body is made: an empty body ends the span.
+                    h.response(&head, &s.cx);
+                }
+                let r = head.map(|()| GrpcBody::empty(state));
                 return Poll::Ready(Ok(with_id(r, this.trace_response)));
             }
             Ok(Poll::Ready(res)) => match res {
@@ -437,6 +479,9 @@ where
         {
             // A trailers-only response: the status is in the headers.
             super::record_status(&s.cx, code, &msg, true);
+        }
+        if let (Some(h), Some(s)) = (this.hooks.as_ref(), &state) {
+            h.response(&resp, &s.cx);
         }
         let catch = *this.catch;
         let r = resp.map(|b| GrpcBody::new(b, state, catch));

@@ -18,12 +18,17 @@
 //! known (see [`HttpServerLayer::with_route`] and [`Route`]), else the method alone, never a raw
 //! path full of ids.
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod body;
 mod client;
+mod hooks;
 mod server;
 
 pub use body::TracedBody;
 pub use client::{HttpClient, HttpClientLayer, HttpClientResponseFuture};
+pub(crate) use hooks::Hooks;
+pub use hooks::{RequestView, ResponseView};
 pub use server::{HttpServer, HttpServerLayer, HttpServerResponseFuture};
 
 use std::borrow::Cow;

@@ -37,6 +37,7 @@ struct Config {
     scheme: &'static str,
     route: Option<Arc<RouteFn>>,
     guard: ServerGuard,
+    hooks: super::Hooks,
 }
 
 /// A tower layer tracing an HTTP server: one SERVER span per request, named `METHOD route`,
@@ -76,6 +77,7 @@ impl HttpServerLayer {
                 trace_response: false,
                 scheme: "http",
                 route: None,
+                hooks: super::Hooks::default(),
             }),
             client_addr: None,
         }
@@ -140,6 +142,38 @@ impl HttpServerLayer {
         self
     }
 
+    /// Calls `f` on each traced request, once its span has started and before the handler
+    /// runs: to add attributes (`span.set_attribute(..)`) or rename the span
+    /// (`span.update_name(..)`), as tower-http's `make_span_with` does.
+    ///
+    /// ```
+    /// use opentelemetry::KeyValue;
+    /// use tracer_runtime::http::HttpServerLayer;
+    ///
+    /// let layer = HttpServerLayer::new("orders").on_request(|req, span| {
+    ///     if let Some(tenant) = req.headers.get("x-tenant").and_then(|v| v.to_str().ok()) {
+    ///         span.set_attribute(KeyValue::new("app.tenant", tenant.to_owned()));
+    ///     }
+    /// });
+    /// ```
+    pub fn on_request(
+        mut self,
+        f: impl Fn(&super::RequestView<'_>, &opentelemetry::trace::SpanRef<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.cfg_mut().hooks.set_request(f);
+        self
+    }
+
+    /// Calls `f` on each traced response when the handler answers (a panic's 500 included),
+    /// before its body is sent, as tower-http's `on_response` does.
+    pub fn on_response(
+        mut self,
+        f: impl Fn(&super::ResponseView<'_>, &opentelemetry::trace::SpanRef<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.cfg_mut().hooks.set_response(f);
+        self
+    }
+
     /// The peer address of the connection this layer serves (for a hyper accept loop that builds
     /// a service per connection); recorded as `client.address`. A [`ClientAddr`] request
     /// extension does the same.
@@ -179,21 +213,43 @@ impl<S> fmt::Debug for HttpServer<S> {
 
 const PANIC_BODY: &[u8] = b"internal server error\n";
 
-fn panic_response<B>(end: Option<SpanEnd>) -> Response<TracedBody<B>>
+/// The 500 answered for a handler panic; with the `traceresponse` header when asked, as any
+/// other response.
+fn panic_response<B>(end: Option<SpanEnd>, cfg: Option<&Config>) -> Response<TracedBody<B>>
 where
     B: Body<Data = Bytes>,
 {
-    if let Some(e) = &end {
-        e.cx.span()
-            .set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 500_i64));
-    }
-    let mut r = Response::new(TracedBody::full(Bytes::from_static(PANIC_BODY), end));
+    let cx = end.as_ref().map(|e| e.cx.clone());
+    let header = match (&cx, cfg) {
+        (Some(cx), Some(cfg)) => {
+            cx.span()
+                .set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 500_i64));
+            cfg.trace_response.then(|| traceresponse(cx)).flatten()
+        }
+        _ => None,
+    };
+    let mut r = Response::new(());
     *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    r
+    if let Some(v) = header {
+        r.headers_mut().insert("traceresponse", v);
+    }
+    if let (Some(cx), Some(cfg)) = (&cx, cfg) {
+        // Before the body is made: a full body ends the span.
+        cfg.hooks.response(&r, cx);
+    }
+    r.map(|()| TracedBody::full(Bytes::from_static(PANIC_BODY), end))
+}
+
+/// The W3C `traceresponse` header value of the span of `cx`.
+fn traceresponse(cx: &Context) -> Option<HeaderValue> {
+    HeaderValue::from_str(&crate::propagation::trace_response_value(
+        cx.span().span_context(),
+    ))
+    .ok()
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for HttpServer<S>
@@ -242,6 +298,8 @@ where
             .as_ref()
             .and_then(|f| f(req.method(), req.uri(), req.extensions()))
             .or_else(|| req.extensions().get::<Route>().map(|r| r.0.to_string()));
+        #[cfg(feature = "axum")]
+        let route = route.or_else(|| super::axum::matched_path(req.extensions()));
         let name = match &route {
             Some(r) => format!("{method} {r}"),
             None => method.to_owned(),
@@ -302,12 +360,14 @@ where
         };
         let (parent, refused) = verdict.traced(parent);
         let cx = service::start_span(&svc, builder, &parent);
+        cfg.hooks.request(&req, &cx);
         if let Some(l) = refused {
             l.record(&cx, "508");
             let traced = Traced {
                 cx,
                 trace_response: cfg.trace_response,
                 method,
+                cfg: Arc::clone(&self.cfg),
             };
             return HttpServerResponseFuture::refused(l, Some(traced), catch);
         }
@@ -331,6 +391,7 @@ where
                 cx,
                 trace_response: cfg.trace_response,
                 method,
+                cfg: Arc::clone(&self.cfg),
             }),
             catch,
         )
@@ -381,6 +442,7 @@ struct Traced {
     cx: Context,
     trace_response: bool,
     method: &'static str,
+    cfg: Arc<Config>,
 }
 
 pin_project_lite::pin_project! {
@@ -470,7 +532,11 @@ where
         }
         let Some(inner) = this.inner.as_pin_mut() else {
             // The handler panicked in `call`.
-            return Poll::Ready(Ok(panic_response(this.traced.take().map(end))));
+            let cfg = this.traced.as_ref().map(|t| Arc::clone(&t.cfg));
+            return Poll::Ready(Ok(panic_response(
+                this.traced.take().map(end),
+                cfg.as_deref(),
+            )));
         };
         let polled = {
             let _attached = this
@@ -495,12 +561,13 @@ where
                         t.cx.span().end();
                         resume_unwind(payload);
                     }
-                    return Poll::Ready(Ok(panic_response(Some(end(t)))));
+                    let cfg = Arc::clone(&t.cfg);
+                    return Poll::Ready(Ok(panic_response(Some(end(t)), Some(&cfg))));
                 }
                 if !*this.catch {
                     resume_unwind(payload);
                 }
-                return Poll::Ready(Ok(panic_response(None)));
+                return Poll::Ready(Ok(panic_response(None, None)));
             }
         };
         let Some(t) = this.traced.take() else {
@@ -522,12 +589,12 @@ where
                     span.set_attribute(KeyValue::new(semconv::HTTP_ROUTE, route.0.to_string()));
                     span.update_name(format!("{} {}", t.method, route.0));
                 }
-                if t.trace_response {
-                    let v = crate::propagation::trace_response_value(span.span_context());
-                    if let Ok(v) = HeaderValue::from_str(&v) {
-                        resp.headers_mut().insert("traceresponse", v);
-                    }
+                if t.trace_response
+                    && let Some(v) = traceresponse(&t.cx)
+                {
+                    resp.headers_mut().insert("traceresponse", v);
                 }
+                t.cfg.hooks.response(&resp, &t.cx);
                 Poll::Ready(Ok(resp.map(|b| TracedBody::traced(b, end(t)))))
             }
             Err(e) => {

@@ -1,0 +1,155 @@
+//! Process-wide counters of the span pipeline: what was started, exported, lost.
+//!
+//! Counted over every service of the process. `exported`, `dropped` and `export_failures` count
+//! what goes through an exporter tracer set up (OTLP, or one given to
+//! [`Builder::with_exporter`](crate::Builder::with_exporter)); a span processor given to
+//! [`Builder::with_span_processor`](crate::Builder::with_span_processor) is not seen.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+
+use crate::warn::{Warning, warn};
+
+static STARTED: AtomicU64 = AtomicU64::new(0);
+static EXPORTED: AtomicU64 = AtomicU64::new(0);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+static EXPORT_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// A snapshot of the pipeline's counters (see [`stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Spans started by tracer (`#[traced]` and the integrations).
+    pub started: u64,
+    /// Spans the exporter accepted.
+    pub exported: u64,
+    /// Spans lost: in a batch whose export failed.
+    pub dropped: u64,
+    /// Exports (batches) that failed.
+    pub export_failures: u64,
+}
+
+/// The pipeline's counters since the process started, over every service.
+pub fn stats() -> Stats {
+    Stats {
+        started: STARTED.load(Ordering::Relaxed),
+        exported: EXPORTED.load(Ordering::Relaxed),
+        dropped: DROPPED.load(Ordering::Relaxed),
+        export_failures: EXPORT_FAILURES.load(Ordering::Relaxed),
+    }
+}
+
+#[inline]
+pub(crate) fn span_started() {
+    STARTED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// At most one export-failure warning per this interval; the next one gives the count since.
+const WARN_EVERY: Duration = Duration::from_secs(30);
+
+struct Pending {
+    last_warned: Option<Instant>,
+    failures: u64,
+    spans: u64,
+}
+
+static PENDING: Mutex<Pending> = Mutex::new(Pending {
+    last_warned: None,
+    failures: 0,
+    spans: 0,
+});
+
+/// Counts a failed export of `spans` spans; returns the warning to give now, if any (the first
+/// failure at once, then at most one per [`WARN_EVERY`], with the count since the last one).
+fn export_failed(spans: u64, error: &str, now: Instant) -> Option<Warning> {
+    EXPORT_FAILURES.fetch_add(1, Ordering::Relaxed);
+    DROPPED.fetch_add(spans, Ordering::Relaxed);
+    let mut p = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
+    p.failures += 1;
+    p.spans += spans;
+    if p.last_warned
+        .is_some_and(|t| now.saturating_duration_since(t) < WARN_EVERY)
+    {
+        return None;
+    }
+    p.last_warned = Some(now);
+    let w = Warning::ExportFailed {
+        failures: p.failures,
+        spans_lost: p.spans,
+        error: error.to_owned(),
+    };
+    p.failures = 0;
+    p.spans = 0;
+    Some(w)
+}
+
+/// A span exporter that counts what it exports and warns (rate-limited) when exports fail.
+#[derive(Debug)]
+pub(crate) struct Counted<E>(pub(crate) E);
+
+impl<E: SpanExporter> SpanExporter for Counted<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len() as u64;
+        let res = self.0.export(batch).await;
+        match &res {
+            Ok(()) => {
+                EXPORTED.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                if let Some(w) = export_failed(n, &e.to_string(), Instant::now()) {
+                    warn(w);
+                }
+            }
+        }
+        res
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_failures_are_counted_and_warned_at_most_every_interval() {
+        let before = stats();
+        let t0 = Instant::now();
+        let first = export_failed(5, "refused", t0);
+        assert!(
+            matches!(&first, Some(Warning::ExportFailed { failures: 1, spans_lost: 5, error }) if error == "refused"),
+            "{first:?}"
+        );
+        assert_eq!(
+            export_failed(2, "refused", t0 + Duration::from_secs(1)),
+            None
+        );
+        assert_eq!(
+            export_failed(3, "timeout", t0 + Duration::from_secs(2)),
+            None
+        );
+        let later = export_failed(1, "timeout", t0 + WARN_EVERY + Duration::from_secs(1));
+        assert!(
+            matches!(&later, Some(Warning::ExportFailed { failures: 3, spans_lost: 6, error }) if error == "timeout"),
+            "{later:?}"
+        );
+        let after = stats();
+        assert!(after.export_failures >= before.export_failures + 4);
+        assert!(after.dropped >= before.dropped + 11);
+    }
+}

@@ -1,0 +1,78 @@
+//! Warnings: what tracer could not do, said once (or rate-limited) instead of failing silently.
+//!
+//! tracer never breaks the traced program, so a misconfiguration that is not an
+//! [`InitError`](crate::InitError) (a layer naming a service that is not installed, a collector
+//! that does not answer) is a [`Warning`]. By default a warning is printed to stderr, as
+//! `tracer: warning: ...`; [`set_warning_handler`] sends it elsewhere (a logger, a test).
+
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+
+/// Something tracer could not do. Each kind is reported once, or at most every few seconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Warning {
+    /// A layer or wrapper names a service that is not installed; its spans go to `fallback`
+    /// instead (the service of the current context, else the default one).
+    ServiceNotInstalled {
+        /// The name the layer was given.
+        service: String,
+        /// The installed service used instead.
+        fallback: String,
+    },
+    /// Exports to the collector failed: `failures` exports since the previous warning of this
+    /// kind, `spans_lost` spans in them, the latest error.
+    ExportFailed {
+        /// Failed exports since the previous warning.
+        failures: u64,
+        /// Spans in those exports, lost.
+        spans_lost: u64,
+        /// The latest export error.
+        error: String,
+    },
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::ServiceNotInstalled { service, fallback } => write!(
+                f,
+                "a layer is built for service `{service}`, which is not installed; its spans go to \
+                 `{fallback}` (give the layer the name passed to `tracer_runtime::init`)"
+            ),
+            Warning::ExportFailed {
+                failures,
+                spans_lost,
+                error,
+            } => write!(
+                f,
+                "{failures} span export(s) failed, {spans_lost} span(s) lost (is the collector \
+                 running and is OTEL_EXPORTER_OTLP_ENDPOINT right?): {error}"
+            ),
+        }
+    }
+}
+
+type Handler = Arc<dyn Fn(&Warning) + Send + Sync>;
+
+static HANDLER: RwLock<Option<Handler>> = RwLock::new(None);
+
+/// Sends tracer's warnings to `handler` instead of stderr (for the whole process).
+///
+/// ```
+/// tracer_runtime::set_warning_handler(|w| eprintln!("[tracing] {w}"));
+/// ```
+pub fn set_warning_handler(handler: impl Fn(&Warning) + Send + Sync + 'static) {
+    *HANDLER.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(handler));
+}
+
+pub(crate) fn warn(w: Warning) {
+    let handler = HANDLER
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    match handler {
+        Some(h) => h(&w),
+        None => eprintln!("tracer: warning: {w}"),
+    }
+}
