@@ -605,7 +605,9 @@ async fn nothing_is_recorded_for_a_service_switched_off() {
         ))
         .install()
         .unwrap();
-    let pool = TracedPool::new(opts()).for_service("mysql-switch");
+    let pool = TracedPool::new(opts())
+        .for_service("mysql-switch")
+        .trace_setup(true);
     let mut c = pool.get_conn().await.unwrap();
     c.ping().await.unwrap();
     let on = spans.get_finished_spans().unwrap().len();

@@ -450,7 +450,8 @@ async fn a_server_stopped_mid_test_fails_commands_and_reconnects_show() {
     let mut server = OwnServer::start(port, None);
     let mut b = builder(port, None);
     b.set_policy(ReconnectPolicy::new_constant(0, 100));
-    let c = Traced::new(b.build().unwrap());
+    // Reconnections are set-up work: traced when asked for.
+    let c = Traced::new(b.build().unwrap()).trace_setup(true);
     c.init().await.unwrap();
     let port_is =
         |s: &SpanData| attr(s, "server.port").map(|v| v.to_string()) == Some(port.to_string());
@@ -623,7 +624,8 @@ async fn nothing_is_recorded_for_a_service_switched_off() {
         ))
         .install()
         .unwrap();
-    let c = Traced::for_service(builder(6379, None).build().unwrap(), "redis-switch");
+    let c =
+        Traced::for_service(builder(6379, None).build().unwrap(), "redis-switch").trace_setup(true);
     c.init().await.unwrap();
     let k = key("switch");
     let _: () = c.set(&k, "on", None, None, false).await.unwrap();
