@@ -56,6 +56,9 @@
 //! - [`set_enabled`] / [`set_all_enabled`]: the run-time switch, per service and global.
 //! - [`spawn`], [`spawn_blocking`], [`in_current_context`]: carry the context into other tasks.
 //! - [`service`]: several services in one process, each exported under its own name.
+//! - [`logs`]: log records as events on their span (features `log`, `tracing`), trace ids in
+//!   log lines.
+//! - [`sync`]: named `Mutex` and `RwLock` whose long waits are spans (feature `sync`).
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
@@ -72,6 +75,9 @@ pub mod grpc;
 #[cfg(feature = "http")]
 pub mod http;
 mod init;
+#[cfg(feature = "log")]
+pub mod log_bridge;
+pub mod logs;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 mod panic;
@@ -82,6 +88,10 @@ mod service;
 #[cfg(feature = "mysql")]
 pub mod sql;
 mod switch;
+#[cfg(feature = "sync")]
+pub mod sync;
+#[cfg(feature = "tracing")]
+pub mod tracing_bridge;
 
 pub use context::{in_current_context, spawn, spawn_blocking};
 pub use error::{InitError, ShutdownError};
