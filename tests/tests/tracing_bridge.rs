@@ -225,3 +225,137 @@ async fn events_stay_on_their_span_across_awaits() {
         assert_eq!(messages, [&Value::from("before"), &Value::from("after")]);
     }
 }
+
+// ---- `tracing` spans bridged into tracer spans ----
+
+/// The bridge with `tracing` spans of target `app` (and its modules) at INFO and above.
+fn subscribe_spans() -> DefaultGuard {
+    exporter();
+    let subscriber = tracing_subscriber::registry().with(
+        TracingBridge::new()
+            .with_spans(Level::INFO)
+            .span_targets(["app"]),
+    );
+    tracing::subscriber::set_default(subscriber)
+}
+
+#[tracing::instrument(target = "app", skip_all, fields(order = 7, customer = "ada"))]
+async fn outer_instrumented() -> u32 {
+    traced_middle().await
+}
+
+#[traced]
+async fn traced_middle() -> u32 {
+    inner_instrumented(2).await
+}
+
+#[tracing::instrument(target = "app::db", level = "info")]
+async fn inner_instrumented(n: u32) -> u32 {
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    tracing::info!("inside the instrumented fn");
+    traced_leaf() + n
+}
+
+#[traced]
+fn traced_leaf() -> u32 {
+    40
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tracing_spans_nest_with_traced_both_ways_across_awaits() {
+    let _sub = subscribe_spans();
+    let (n, spans) = in_root_async(outer_instrumented()).await;
+    assert_eq!(n, 42);
+    let outer = named(&spans, "outer_instrumented");
+    let middle = named(&spans, "traced_middle");
+    let inner = named(&spans, "inner_instrumented");
+    let leaf = named(&spans, "traced_leaf");
+    assert_child_of(outer, root(&spans));
+    assert_child_of(middle, outer);
+    assert_child_of(inner, middle);
+    assert_child_of(leaf, inner);
+    assert_eq!(outer.span_kind, opentelemetry::trace::SpanKind::Internal);
+    assert_eq!(attr(outer, "order"), Some(&Value::I64(7)));
+    assert_eq!(attr_str(outer, "customer").as_deref(), Some("ada"));
+    assert_eq!(
+        attr(inner, "n"),
+        Some(&Value::I64(2)),
+        "#[instrument] records its args"
+    );
+    let events = log_events(inner);
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        ev_attr(events[0], "message"),
+        Some(&Value::from("inside the instrumented fn"))
+    );
+    assert!(log_events(outer).is_empty());
+}
+
+#[traced]
+fn under_filtered_spans() {
+    let lib = tracing::info_span!(target: "app_v2", "other crate");
+    let _lib = lib.enter();
+    let debug = tracing::debug_span!(target: "app", "too verbose");
+    let _debug = debug.enter();
+    let kept = tracing::info_span!(target: "app", "kept", step = tracing::field::Empty);
+    let _kept = kept.enter();
+    kept.record("step", 3_u64);
+    traced_leaf();
+}
+
+#[test]
+fn filtered_spans_are_left_out_and_fields_recorded_later_are_kept() {
+    let _sub = subscribe_spans();
+    let ((), spans) = in_root(under_filtered_spans);
+    assert_eq!(
+        names(&spans),
+        ["traced_leaf", "kept", "under_filtered_spans", "test-root"]
+    );
+    let kept = named(&spans, "kept");
+    assert_child_of(kept, named(&spans, "under_filtered_spans"));
+    assert_child_of(named(&spans, "traced_leaf"), kept);
+    assert_eq!(attr(kept, "step"), Some(&Value::I64(3)));
+}
+
+#[test]
+fn spans_are_bridged_only_when_asked() {
+    let (_lines, _sub) = subscribe(Level::INFO);
+    let ((), spans) = in_root(|| {
+        let s = tracing::info_span!(target: "app", "not bridged");
+        let _g = s.enter();
+        traced_leaf();
+    });
+    assert_eq!(names(&spans), ["traced_leaf", "test-root"]);
+}
+
+#[test]
+fn an_explicit_parent_and_follows_from_are_kept() {
+    let _sub = subscribe_spans();
+    let ((), spans) = in_root(|| {
+        let first = tracing::info_span!(target: "app", "first");
+        let second = tracing::info_span!(target: "app", parent: &first, "second");
+        let third = tracing::info_span!(target: "app", parent: None, "third");
+        third.follows_from(&second);
+        drop((second, third));
+    });
+    let first = named(&spans, "first");
+    let second = named(&spans, "second");
+    assert_child_of(first, root(&spans));
+    assert_child_of(second, first);
+    let third = exporter()
+        .get_finished_spans()
+        .unwrap()
+        .into_iter()
+        .find(|s| {
+            s.name == "third"
+                && s.links
+                    .iter()
+                    .any(|l| l.span_context == second.span_context)
+        })
+        .expect("`third` starts its own trace, linked to `second`");
+    assert_eq!(third.parent_span_id, opentelemetry::trace::SpanId::INVALID);
+    assert_ne!(
+        third.span_context.trace_id(),
+        second.span_context.trace_id()
+    );
+}
