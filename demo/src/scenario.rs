@@ -26,10 +26,12 @@ pub(crate) enum Scenario {
     /// server1 → server2 → server3 → server2 → server1 → ..., until the depth the request
     /// carries reaches its maximum.
     CallLoop,
+    /// server1 fans out into concurrent calls that queue for server3's one connection slot.
+    LockContention,
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Scenario; 8] = [
+    pub(crate) const ALL: [Scenario; 9] = [
         Scenario::Normal,
         Scenario::NestedHttp,
         Scenario::NestedGrpc,
@@ -38,6 +40,7 @@ impl Scenario {
         Scenario::MysqlError,
         Scenario::RedisError,
         Scenario::CallLoop,
+        Scenario::LockContention,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Scenario {
             Scenario::MysqlError => "mysql-error",
             Scenario::RedisError => "redis-error",
             Scenario::CallLoop => "call-loop",
+            Scenario::LockContention => "lock-contention",
         }
     }
 
@@ -71,6 +75,9 @@ impl Scenario {
             Scenario::RedisError => "server3 pushes onto a string key: WRONGTYPE",
             Scenario::CallLoop => {
                 "server1 → server2 → server3 → server2 → server1 → ... to the max depth"
+            }
+            Scenario::LockContention => {
+                "server1 → 3 concurrent calls → server3, which serializes them on one slot"
             }
         }
     }
