@@ -18,7 +18,7 @@ use crate::scenario::{Depth, Scenario};
 pub(crate) const SERVICE: &str = "server3";
 
 /// lock-contention: how long a request holds the connection slot.
-const SLOT_HOLD: std::time::Duration = std::time::Duration::from_millis(20);
+const SLOT_HOLD: std::time::Duration = std::time::Duration::from_millis(50);
 
 struct Server3 {
     db: Db,
