@@ -107,7 +107,10 @@ pub fn record_on_span(record: &Record<'_>) {
     let Some(cx) = logs::recording_context() else {
         return;
     };
-    let mut event = logs::Record::new(record.level().as_str(), record.target());
+    let mut event = logs::Record::new(
+        record.level().as_str(),
+        Value::from(record.target().to_owned()),
+    );
     event.message(*record.args());
     let _ = record.key_values().visit(&mut KeyValues(&mut event.attrs));
     event.add_to(&cx);

@@ -74,10 +74,10 @@ pub(crate) struct Record {
 #[cfg_attr(not(any(feature = "log", feature = "tracing")), allow(dead_code))]
 impl Record {
     /// `level`, `target` and room for the message and a few key-values.
-    pub(crate) fn new(level: &'static str, target: &str) -> Self {
+    pub(crate) fn new(level: &'static str, target: opentelemetry::Value) -> Self {
         let mut attrs = Vec::with_capacity(5);
         attrs.push(KeyValue::new("level", level));
-        attrs.push(KeyValue::new("target", target.to_owned()));
+        attrs.push(KeyValue::new("target", target));
         Record { attrs }
     }
 

@@ -258,10 +258,11 @@ where
         };
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let mut record = logs::Record::new(
-            meta.level().as_str(),
-            fields.log_target.as_deref().unwrap_or(meta.target()),
-        );
+        let target = match fields.log_target.take() {
+            Some(t) => Value::from(t),
+            None => Value::from(meta.target()), // 'static: no copy
+        };
+        let mut record = logs::Record::new(meta.level().as_str(), target);
         if let Some(message) = fields.message {
             record.attrs.push(KeyValue::new("message", message));
         }
