@@ -109,6 +109,7 @@ impl Db {
     /// normal: the server's version.
     pub(crate) async fn mysql_version(&self) -> Result<String, DbError> {
         let mut conn = bounded(self.mysql.get_conn(), DbError::Mysql).await?;
+        log::info!(target: "server3", "mysql: SELECT VERSION()");
         let v: Option<String> =
             bounded(conn.query_first("SELECT VERSION()"), DbError::Mysql).await?;
         Ok(v.unwrap_or_default())
@@ -117,6 +118,7 @@ impl Db {
     /// mysql-error: a table that does not exist.
     pub(crate) async fn mysql_missing_table(&self) -> Result<(), DbError> {
         let mut conn = bounded(self.mysql.get_conn(), DbError::Mysql).await?;
+        log::info!(target: "server3", "mysql: SELECT id, name FROM tracer_demo_missing_table WHERE id = ?");
         bounded(
             conn.query_drop("SELECT id, name FROM tracer_demo_missing_table WHERE id = 1"),
             DbError::Mysql,
@@ -127,17 +129,20 @@ impl Db {
     /// normal: a visit counter.
     pub(crate) async fn redis_visits(&self) -> Result<i64, DbError> {
         let c = self.redis().await?;
+        log::info!(target: "server3", "redis: INCR {VISITS_KEY}");
         bounded(c.incr(VISITS_KEY), DbError::Redis).await
     }
 
     /// redis-error: a string under the key, then a list push onto it: WRONGTYPE.
     pub(crate) async fn redis_wrongtype(&self) -> Result<(), DbError> {
         let c = self.redis().await?;
+        log::info!(target: "server3", "redis: SET {GREETING_KEY} ?");
         bounded(
             c.set::<(), _, _>(GREETING_KEY, "hello", None, None, false),
             DbError::Redis,
         )
         .await?;
+        log::info!(target: "server3", "redis: LPUSH {GREETING_KEY} ?");
         bounded(c.lpush::<i64, _, _>(GREETING_KEY, "world"), DbError::Redis)
             .await
             .map(drop)

@@ -158,6 +158,23 @@ impl Servers {
         }
     }
 
+    /// After a blank line, the lines the servers logged in trace `trace_id` (a few per server):
+    /// each ends with the ids of the span it was written in.
+    fn print_log_lines(&self, trace_id: &str, style: Style) {
+        let needle = format!("trace_id={trace_id}");
+        let mut header = false;
+        for name in SERVERS {
+            let text = std::fs::read_to_string(self.log(name)).unwrap_or_default();
+            for line in text.lines().filter(|l| l.contains(&needle)).take(6) {
+                if !header {
+                    println!("\n  {}", style.dim("logged in this trace:"));
+                    header = true;
+                }
+                println!("    {}", style.dim(&format!("[{name}] {line}")));
+            }
+        }
+    }
+
     /// The first server found stopped, if any.
     fn exited(&mut self) -> Option<&'static str> {
         self.children
@@ -390,7 +407,7 @@ pub(crate) async fn run(addrs: &Addrs) -> Result<(), Error> {
     let sink = Sink::open().await?;
     println!(
         "{}",
-        style.bold("tracer demo: three services, eight scenarios, one trace each")
+        style.bold("tracer demo: three services, nine scenarios, one trace each")
     );
     println!("{}", style.dim(&sink.describe()));
     let hints = database_hints(addrs);
@@ -418,6 +435,7 @@ pub(crate) async fn run(addrs: &Addrs) -> Result<(), Error> {
                 if let Sink::Embedded { store, .. } = &sink {
                     print_trace(store, &id, style).await;
                 }
+                servers.print_log_lines(&id, style);
                 ids.push((s, id));
             }
             Err(e) => failures.push(e),
@@ -500,6 +518,7 @@ pub(crate) async fn serve(addrs: &Addrs) -> Result<(), Error> {
                         println!("\ntrace_id={id} ({} {})", root.service, root.name);
                     }
                     print!("{}", waterfall::render(&spans, style));
+                    servers.print_log_lines(&id, style);
                     shown.insert(id);
                 }
             }

@@ -25,6 +25,7 @@ mod db;
 mod driver;
 mod grpc;
 mod http;
+mod logging;
 mod receiver;
 mod scenario;
 mod server1;

@@ -43,6 +43,8 @@ pub(crate) struct SpanRecord {
     pub(crate) status_message: String,
     pub(crate) attributes: Vec<(String, String)>,
     pub(crate) events: Vec<EventRecord>,
+    /// The span ids this span links to.
+    pub(crate) links: Vec<String>,
     arrived: Instant,
 }
 
@@ -269,6 +271,7 @@ fn decode(req: ExportTraceServiceRequest) -> Vec<SpanRecord> {
                             attributes: pairs(&e.attributes),
                         })
                         .collect(),
+                    links: s.links.iter().map(|l| hex(&l.span_id)).collect(),
                     arrived,
                 });
             }
@@ -299,6 +302,7 @@ pub(crate) fn record(
         status_message: String::new(),
         attributes: Vec::new(),
         events: Vec::new(),
+        links: Vec::new(),
         arrived: Instant::now() - QUIET,
     }
 }

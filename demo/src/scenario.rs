@@ -21,10 +21,12 @@ pub(crate) enum Scenario {
     /// server1 → server2 → server3 → server2 → server1 → ..., with nothing to stop it but
     /// tracer's loop guard.
     CallLoop,
+    /// server1 fans out into concurrent calls that queue for server3's one connection slot.
+    LockContention,
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Scenario; 8] = [
+    pub(crate) const ALL: [Scenario; 9] = [
         Scenario::Normal,
         Scenario::NestedHttp,
         Scenario::NestedGrpc,
@@ -33,6 +35,7 @@ impl Scenario {
         Scenario::MysqlError,
         Scenario::RedisError,
         Scenario::CallLoop,
+        Scenario::LockContention,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -45,6 +48,7 @@ impl Scenario {
             Scenario::MysqlError => "mysql-error",
             Scenario::RedisError => "redis-error",
             Scenario::CallLoop => "call-loop",
+            Scenario::LockContention => "lock-contention",
         }
     }
 
@@ -66,6 +70,9 @@ impl Scenario {
             Scenario::RedisError => "server3 pushes onto a string key: WRONGTYPE",
             Scenario::CallLoop => {
                 "server1 → server2 → server3 → server2 → server1 → ... until the loop guard stops it"
+            }
+            Scenario::LockContention => {
+                "server1 → 3 concurrent calls → server3, which serializes them on one slot"
             }
         }
     }

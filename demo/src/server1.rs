@@ -22,6 +22,7 @@ struct Server1 {
 
 pub(crate) async fn main(addrs: &Addrs, args: &ServerArgs) -> Result<(), Error> {
     let guard = tracer_runtime::init(SERVICE).install()?;
+    crate::logging::install();
     let listener = TcpListener::bind(addrs.server1_http)
         .await
         .map_err(|e| format!("{SERVICE}: cannot listen on {}: {e}", addrs.server1_http))?;
@@ -87,10 +88,26 @@ impl Server1 {
     async fn scenario(&self, s: Scenario) -> (StatusCode, String) {
         match s {
             Scenario::CallLoop => self.call_loop().await,
+            Scenario::LockContention => self.fan_out(s).await,
             _ => {
                 let url = format!("{}/{}", self.server2, s.name());
                 relayed(SERVICE, "server2", self.caller.get(&url).await)
             }
+        }
+    }
+
+    /// lock-contention: three concurrent calls down to server3, which serializes them.
+    async fn fan_out(&self, s: Scenario) -> (StatusCode, String) {
+        let url = format!("{}/{}", self.server2, s.name());
+        let (a, b, c) = tokio::join!(
+            self.caller.get(&url),
+            self.caller.get(&url),
+            self.caller.get(&url)
+        );
+        let answers = [a, b, c].map(|r| relayed(SERVICE, "server2", r));
+        match answers.iter().find(|(status, _)| !status.is_success()) {
+            Some(failed) => failed.clone(),
+            None => (StatusCode::OK, answers.map(|(_, body)| body).join(" | ")),
         }
     }
 

@@ -30,6 +30,7 @@ struct Server2 {
 
 pub(crate) async fn main(addrs: &Addrs, args: &ServerArgs) -> Result<(), Error> {
     let guard = tracer_runtime::init(SERVICE).install()?;
+    crate::logging::install();
     let http_listener = TcpListener::bind(addrs.server2_http)
         .await
         .map_err(|e| format!("{SERVICE}: cannot listen on {}: {e}", addrs.server2_http))?;

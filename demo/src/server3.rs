@@ -17,13 +17,20 @@ use crate::scenario::Scenario;
 
 pub(crate) const SERVICE: &str = "server3";
 
+/// lock-contention: how long a request holds the connection slot.
+const SLOT_HOLD: std::time::Duration = std::time::Duration::from_millis(50);
+
 struct Server3 {
     db: Db,
+    /// lock-contention: one "connection slot" (as HotROD simulates its MySQL), a traced lock:
+    /// a request that waits for it gets a `lock connection-slot` span.
+    slot: tracer_runtime::sync::Mutex<()>,
     server2: Server2Client<crate::grpc::Traced>,
 }
 
 pub(crate) async fn main(addrs: &Addrs, args: &ServerArgs) -> Result<(), Error> {
     let guard = tracer_runtime::init(SERVICE).install()?;
+    crate::logging::install();
     let listener = TcpListener::bind(addrs.server3_grpc)
         .await
         .map_err(|e| format!("{SERVICE}: cannot listen on {}: {e}", addrs.server3_grpc))?;
@@ -31,6 +38,7 @@ pub(crate) async fn main(addrs: &Addrs, args: &ServerArgs) -> Result<(), Error> 
     println!("{SERVICE}: gRPC on {}", addrs.server3_grpc);
     let state = Server3 {
         db: Db::new(&addrs.mysql_url, &addrs.redis_url).await?,
+        slot: tracer_runtime::sync::Mutex::new("connection-slot", ()),
         server2: Server2Client::new(crate::grpc::channel(addrs.server2_grpc)),
     };
     let state = Arc::new(state);
@@ -61,6 +69,14 @@ impl Server3 {
         }
     }
 
+    /// lock-contention: the work done holding the one connection slot.
+    async fn with_slot(&self) -> String {
+        let _slot = self.slot.lock().await;
+        log::info!(target: SERVICE, "holding the connection slot for {SLOT_HOLD:?}");
+        tokio::time::sleep(SLOT_HOLD).await;
+        format!("{SERVICE} (held the connection slot)")
+    }
+
     /// normal: one MySQL query, one Redis command, one call back to server2; every step runs
     /// even when one before it failed, so each shows in the trace.
     async fn normal(&self) -> Result<String, Status> {
@@ -81,6 +97,7 @@ impl Server3 {
         if failed.is_empty() {
             Ok(format!("{SERVICE}: {}", done.join(", ")))
         } else {
+            log::warn!(target: SERVICE, "normal: {}", failed.join("; "));
             Err(Status::internal(failed.join("; ")))
         }
     }
@@ -103,17 +120,20 @@ impl Server3Rpc for Rpc {
                 panic!("grpc-panic: server3's handler panicked on purpose")
             }
             Some(Scenario::MysqlError) => {
-                s.db.mysql_missing_table()
-                    .await
-                    .map_err(|e| Status::internal(format!("mysql: {e}")))?;
+                s.db.mysql_missing_table().await.map_err(|e| {
+                    log::error!(target: SERVICE, "mysql-error: {e}");
+                    Status::internal(format!("mysql: {e}"))
+                })?;
                 format!("{SERVICE}: the missing table was found")
             }
             Some(Scenario::RedisError) => {
-                s.db.redis_wrongtype()
-                    .await
-                    .map_err(|e| Status::internal(format!("redis: {e}")))?;
+                s.db.redis_wrongtype().await.map_err(|e| {
+                    log::error!(target: SERVICE, "redis-error: {e}");
+                    Status::internal(format!("redis: {e}"))
+                })?;
                 format!("{SERVICE}: Redis accepted a list push onto a string")
             }
+            Some(Scenario::LockContention) => s.with_slot().await,
             Some(Scenario::CallLoop) => {
                 // On round the loop, unconditionally: tracer's loop guard ends it.
                 let text = s.callback(Scenario::CallLoop).await?;

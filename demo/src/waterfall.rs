@@ -1,6 +1,6 @@
 //! A trace drawn in the terminal: one line per span, indented by depth, with its service, name,
-//! kind, duration and a bar on the trace's time axis; errors highlighted, exception messages
-//! shown under their span.
+//! kind, duration and a bar on the trace's time axis; errors highlighted, exception messages,
+//! log records (a few per span) and links shown under their span.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -14,6 +14,8 @@ use crate::receiver::SpanRecord;
 const BAR: usize = 40;
 /// Widest span column (indentation and name), in characters.
 const NAME_MAX: usize = 64;
+/// Log records drawn under a span; the rest are counted.
+const LOGS_SHOWN: usize = 3;
 
 /// ANSI colours, or none.
 #[derive(Clone, Copy, Debug)]
@@ -213,6 +215,32 @@ pub(crate) fn render(spans: &[SpanRecord], style: Style) -> String {
                 style.red(&format!("↳ exception ({kind}): {}", clip(message, 160)))
             );
         }
+        let pad = " "
+            .repeat(service_w + 2 + name.chars().count() - name.trim_start().chars().count() + 2);
+        let logs: Vec<_> = s.events.iter().filter(|e| e.name == "log").collect();
+        for e in logs.iter().take(LOGS_SHOWN) {
+            let level = e.attr("level").unwrap_or("LOG");
+            let line = format!(
+                "↳ log {level}: {}",
+                clip(e.attr("message").unwrap_or(""), 120)
+            );
+            let line = match level {
+                "ERROR" => style.red(&line),
+                _ => style.dim(&line),
+            };
+            let _ = writeln!(out, "  {pad}{line}");
+        }
+        if logs.len() > LOGS_SHOWN {
+            let more = format!("↳ … {} more log records", logs.len() - LOGS_SHOWN);
+            let _ = writeln!(out, "  {pad}{}", style.dim(&more));
+        }
+        for link in &s.links {
+            let to = match spans.iter().find(|o| &o.span_id == link) {
+                Some(o) => format!("{} {}", o.service, label(o)),
+                None => format!("span {link}"),
+            };
+            let _ = writeln!(out, "  {pad}{}", style.dim(&format!("↳ link → {to}")));
+        }
     }
     out
 }
@@ -297,5 +325,48 @@ mod tests {
         assert_eq!(duration(420_000), "0.42 ms");
         assert_eq!(duration(12_340_000), "12.3 ms");
         assert_eq!(duration(1_250_000_000), "1.25 s");
+    }
+
+    #[test]
+    fn draws_log_records_capped_and_links() {
+        let root = record("a", "", "server3", "demo.Server3/Work", "server", (0, 10));
+        let mut waiter = record(
+            "b",
+            "a",
+            "server3",
+            "lock connection-slot",
+            "internal",
+            (1, 9),
+        );
+        waiter.links.push("a".into());
+        waiter.links.push("zz".into());
+        let log = |level: &str, message: &str| EventRecord {
+            name: "log".into(),
+            attributes: vec![
+                ("level".into(), level.into()),
+                ("message".into(), message.into()),
+            ],
+        };
+        waiter.events = vec![
+            log("INFO", "one"),
+            log("WARN", "two"),
+            log("ERROR", "three"),
+            log("INFO", "four"),
+            log("INFO", "five"),
+        ];
+        let drawn = render(&[root, waiter], Style::plain());
+        let under: Vec<&str> = drawn.lines().skip(3).map(str::trim).collect();
+        assert_eq!(
+            under,
+            [
+                "↳ log INFO: one",
+                "↳ log WARN: two",
+                "↳ log ERROR: three",
+                "↳ … 2 more log records",
+                "↳ link → server3 demo.Server3/Work",
+                "↳ link → span zz",
+            ],
+            "{drawn}"
+        );
     }
 }

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 const DEMO: &str = env!("CARGO_BIN_EXE_tracer-demo");
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "normal",
     "nested-http",
     "nested-grpc",
@@ -28,6 +28,7 @@ const SCENARIOS: [&str; 8] = [
     "mysql-error",
     "redis-error",
     "call-loop",
+    "lock-contention",
 ];
 
 fn free_port() -> u16 {
@@ -439,6 +440,80 @@ server1 SERVER GET /scenario/normal
     assert_eq!(select["attributes"]["db.query.text"], "SELECT VERSION()");
     let incr = span(&spans, "server3", "INCR");
     assert_eq!(incr["attributes"]["db.system.name"], "redis");
+    // server3 logs each query and command through the bridge: `log` events on its span.
+    let work = span(&spans, "server3", "demo.Server3/Work");
+    let logs: Vec<(&str, &str, &str)> = work["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["name"] == "log")
+        .map(|e| {
+            let a = &e["attributes"];
+            (
+                a["level"].as_str().unwrap_or("?"),
+                a["target"].as_str().unwrap_or("?"),
+                a["message"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        logs,
+        [
+            ("INFO", "server3", "mysql: SELECT VERSION()"),
+            ("INFO", "server3", "redis: INCR tracer-demo:visits"),
+        ]
+    );
+}
+
+#[test]
+fn lock_contention() {
+    // Three concurrent requests reach server3, which holds its one connection slot 50 ms for
+    // each: the second and third wait, each in a `lock connection-slot` span.
+    let servers = Servers::start();
+    let id = servers.play("lock-contention");
+    let spans = servers.trace(&id, 15);
+    assert_eq!(spans.len(), 15, "{}", tree(&spans));
+    let works: Vec<&Value> = spans
+        .iter()
+        .filter(|s| service(s) == "server3" && s["name"] == "demo.Server3/Work")
+        .collect();
+    assert_eq!(works.len(), 3, "{}", tree(&spans));
+    let waits: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["name"] == "lock connection-slot")
+        .collect();
+    assert_eq!(waits.len(), 2, "{}", tree(&spans));
+    let mut waiters = Vec::new();
+    for w in &waits {
+        assert_eq!(service(w), "server3");
+        assert_eq!(
+            w["kind"].as_str().map(str::to_uppercase).as_deref(),
+            Some("INTERNAL")
+        );
+        assert_eq!(w["attributes"]["tracer.lock.name"], "connection-slot");
+        assert!(
+            works.iter().any(|p| p["span_id"] == w["parent_span_id"]),
+            "a wait is the child of the waiting request's server3 span: {w}"
+        );
+        waiters.push(
+            w["attributes"]["tracer.lock.waiters"]
+                .as_str()
+                .unwrap_or("?")
+                .to_owned(),
+        );
+    }
+    waiters.sort();
+    assert_eq!(waiters, ["0", "1"], "the last waiter had one ahead of it");
+    // Each request's work logged on its own span.
+    for work in &works {
+        let logged = work["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["name"] == "log")
+            .count();
+        assert_eq!(logged, 1, "{work}");
+    }
 }
 
 #[test]
@@ -673,7 +748,7 @@ fn embedded_default_prints_every_scenario_and_its_waterfall() {
     let names: Vec<&str> = lines.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, SCENARIOS, "{stdout}");
     let ids: HashSet<&str> = lines.iter().map(|(_, id)| id.as_str()).collect();
-    assert_eq!(ids.len(), 8, "distinct trace ids: {stdout}");
+    assert_eq!(ids.len(), 9, "distinct trace ids: {stdout}");
     assert!(
         stdout.contains(&format!("http://{}/scenario/normal", ports[0])),
         "{stdout}"
@@ -725,7 +800,25 @@ fn embedded_default_prints_every_scenario_and_its_waterfall() {
             .all(|l| l.contains('✗')),
         "every span on the way back is an error: {w}"
     );
-    assert!(stdout.contains("done: 8 scenarios played"), "{stdout}");
+    // server3's records: `log` events under its span, and lines with the trace's ids.
+    assert!(
+        drawn["normal"].contains("↳ log INFO: mysql: SELECT VERSION()"),
+        "{}",
+        drawn["normal"]
+    );
+    let normal_id = &lines[0].1;
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("[server3] INFO  server3: redis: INCR")
+                && l.contains(&format!("trace_id={normal_id} span_id="))),
+        "{stdout}"
+    );
+    // Lock waits, linked to the request holding the slot.
+    let w = &drawn["lock-contention"];
+    assert!(w.contains("lock connection-slot"), "{w}");
+    assert!(w.contains("↳ link → server3 demo.Server3/Work"), "{w}");
+    assert!(stdout.contains("done: 9 scenarios played"), "{stdout}");
 }
 
 #[test]
@@ -745,7 +838,7 @@ fn without_databases_the_demo_still_runs_to_the_end_and_says_how_to_start_them()
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(scenario_lines(&stdout).len(), 8, "{stdout}");
+    assert_eq!(scenario_lines(&stdout).len(), 9, "{stdout}");
     for hint in [
         "MySQL is not reachable",
         "docker run --rm -p 3306:3306",
@@ -799,8 +892,8 @@ fn run_with_an_endpoint_exports_there_and_prints_the_ids() {
         "{stdout}"
     );
     let lines = scenario_lines(&stdout);
-    assert_eq!(lines.len(), 8, "{stdout}");
-    let counts = [10, 5, 7, 3, 5, 7, 7, 23];
+    assert_eq!(lines.len(), 9, "{stdout}");
+    let counts = [10, 5, 7, 3, 5, 7, 7, 23, 15];
     for ((name, id), n) in lines.iter().zip(counts) {
         let spans = otelite::spans(&o.trace(id, n));
         assert_eq!(spans.len(), n, "{name}: {id}");

@@ -84,13 +84,19 @@ pub fn no_record<T: ?Sized>(_: &Live, _: &T) {}
 /// Formats into a string of at most [`VALUE_CAP`] bytes (plus `…`), stopping the formatting
 /// early rather than formatting a huge value whole.
 pub(crate) fn capped(args: fmt::Arguments<'_>) -> String {
+    capped_to(VALUE_CAP, args)
+}
+
+/// [`capped`] at `cap` bytes.
+pub(crate) fn capped_to(cap: usize, args: fmt::Arguments<'_>) -> String {
     struct Capped {
         s: String,
+        cap: usize,
         full: bool,
     }
     impl fmt::Write for Capped {
         fn write_str(&mut self, part: &str) -> fmt::Result {
-            let room = VALUE_CAP - self.s.len();
+            let room = self.cap - self.s.len();
             if part.len() <= room {
                 self.s.push_str(part);
                 return Ok(());
@@ -106,6 +112,7 @@ pub(crate) fn capped(args: fmt::Arguments<'_>) -> String {
     }
     let mut c = Capped {
         s: String::new(),
+        cap,
         full: false,
     };
     let _ = c.write_fmt(args);
@@ -174,7 +181,7 @@ pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live>
         svc.tracer.build_with_context(builder, &parent)
     };
     Some(Live {
-        cx: parent.with_span(span),
+        cx: parent.with_span(TracerSpan::new(span)),
     })
 }
 
@@ -194,7 +201,111 @@ pub(crate) fn start_span(
         Some(s) if std::sync::Arc::ptr_eq(&s.0, svc) => parent.clone(),
         _ => parent.with_value(InService(std::sync::Arc::clone(svc))),
     };
-    cx.with_span(span)
+    cx.with_span(TracerSpan::new(span))
+}
+
+/// Every span tracer starts: the SDK's span, plus its count of `log` events, capped at
+/// [`crate::logs::max_events_per_span`] with the overflow recorded as
+/// `tracer.log.events_dropped` when the span ends. No allocation of its own: the context boxes
+/// the span either way.
+#[derive(Debug)]
+pub(crate) struct TracerSpan {
+    inner: opentelemetry_sdk::trace::Span,
+    logs: u32,
+    logs_dropped: u32,
+}
+
+impl TracerSpan {
+    #[inline]
+    pub(crate) fn new(inner: opentelemetry_sdk::trace::Span) -> Self {
+        TracerSpan {
+            inner,
+            logs: 0,
+            logs_dropped: 0,
+        }
+    }
+
+    fn record_dropped_logs(&mut self) {
+        if self.logs_dropped > 0 {
+            use opentelemetry::trace::Span as _;
+            self.inner.set_attribute(KeyValue::new(
+                crate::logs::EVENTS_DROPPED,
+                i64::from(self.logs_dropped),
+            ));
+            self.logs_dropped = 0;
+        }
+    }
+}
+
+impl opentelemetry::trace::Span for TracerSpan {
+    fn add_event_with_timestamp<T>(
+        &mut self,
+        name: T,
+        timestamp: std::time::SystemTime,
+        attributes: Vec<KeyValue>,
+    ) where
+        T: Into<Cow<'static, str>>,
+    {
+        let name = name.into();
+        if name == crate::logs::EVENT_NAME {
+            if self.logs >= crate::logs::max_events_per_span() {
+                self.logs_dropped = self.logs_dropped.saturating_add(1);
+                return;
+            }
+            self.logs += 1;
+        }
+        self.inner
+            .add_event_with_timestamp(name, timestamp, attributes);
+    }
+
+    #[inline]
+    fn span_context(&self) -> &opentelemetry::trace::SpanContext {
+        self.inner.span_context()
+    }
+
+    #[inline]
+    fn is_recording(&self) -> bool {
+        self.inner.is_recording()
+    }
+
+    #[inline]
+    fn set_attribute(&mut self, attribute: KeyValue) {
+        self.inner.set_attribute(attribute);
+    }
+
+    #[inline]
+    fn set_status(&mut self, status: Status) {
+        self.inner.set_status(status);
+    }
+
+    #[inline]
+    fn update_name<T>(&mut self, new_name: T)
+    where
+        T: Into<Cow<'static, str>>,
+    {
+        self.inner.update_name(new_name);
+    }
+
+    #[inline]
+    fn add_link(
+        &mut self,
+        span_context: opentelemetry::trace::SpanContext,
+        attributes: Vec<KeyValue>,
+    ) {
+        self.inner.add_link(span_context, attributes);
+    }
+
+    fn end_with_timestamp(&mut self, timestamp: std::time::SystemTime) {
+        self.record_dropped_logs();
+        self.inner.end_with_timestamp(timestamp);
+    }
+}
+
+impl Drop for TracerSpan {
+    fn drop(&mut self) {
+        // A span dropped without `end` is ended by the SDK's own `Drop`, after this one.
+        self.record_dropped_logs();
+    }
 }
 
 /// A started span, and the context that has it as current span.

@@ -56,6 +56,9 @@
 //! - [`set_enabled`] / [`set_all_enabled`]: the run-time switch, per service and global.
 //! - [`spawn`], [`spawn_blocking`], [`in_current_context`]: carry the context into other tasks.
 //! - [`service`]: several services in one process, each exported under its own name.
+//! - [`logs`]: log records as events on their span (features `log`, `tracing`), trace ids in
+//!   log lines.
+//! - [`sync`]: named `Mutex` and `RwLock` whose long waits are spans (feature `sync`).
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
@@ -74,6 +77,9 @@ pub mod http;
 mod init;
 #[cfg(feature = "http")]
 pub mod loop_guard;
+#[cfg(feature = "log")]
+pub mod log_bridge;
+pub mod logs;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 mod panic;
@@ -92,6 +98,10 @@ mod tls;
 mod warn;
 #[cfg(feature = "zipkin")]
 pub mod zipkin;
+#[cfg(feature = "sync")]
+pub mod sync;
+#[cfg(feature = "tracing")]
+pub mod tracing_bridge;
 
 pub use context::{current_span_id, current_trace_id, in_current_context, spawn, spawn_blocking};
 pub use error::{InitError, ShutdownError};

@@ -1,0 +1,137 @@
+//! Log records on their span, and trace ids in log lines.
+//!
+//! A record written while a span tracer started is current becomes an event named `log` on that
+//! span, with the attributes `level` (`TRACE` … `ERROR`), `target`, `message` and the record's
+//! key-values (or `tracing` fields), each value capped like `args` (256 bytes; the message at
+//! 1 KiB). Two bridges feed it, one per logging library:
+//!
+//! - [`LogBridge`](crate::log_bridge::LogBridge) (feature `log`): a `log::Log` that wraps the
+//!   logger you already use (`env_logger`, …), records on the span, then hands every record on.
+//! - [`TracingBridge`](crate::tracing_bridge::TracingBridge) (feature `tracing`): a
+//!   `tracing_subscriber::Layer` for `tracing`'s events.
+//!
+//! Each keeps debug noise out with a minimum level, `INFO` by default. A span keeps at most
+//! [`max_events_per_span`] `log` events (128 unless [`set_max_events_per_span`] says otherwise);
+//! the ones over the cap are counted in the span's `tracer.log.events_dropped` attribute.
+//!
+//! An `ERROR` record does **not** set the span's status: a span fails by what its code returns
+//! (`#[traced(err)]`, an HTTP 5xx, a gRPC error), not by what it logs — code that logs an error
+//! and recovers has not failed.
+//!
+//! [`TraceIds`] goes the other way: it puts `trace_id=<32 hex> span_id=<16 hex>` in a log line,
+//! so a line leads to its trace. [`log_bridge::write_record`](crate::log_bridge::write_record)
+//! (an `env_logger` format) and
+//! [`tracing_bridge::WithTraceIds`](crate::tracing_bridge::WithTraceIds) (a `tracing-subscriber`
+//! `fmt` format) use it.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use opentelemetry::trace::{SpanId, TraceContextExt as _, TraceId};
+use opentelemetry::{Context, KeyValue};
+
+/// The name of the event a log record becomes.
+pub const EVENT_NAME: &str = "log";
+
+/// The span attribute counting the `log` events dropped over the cap.
+pub const EVENTS_DROPPED: &str = "tracer.log.events_dropped";
+
+/// Cap, in bytes, of a recorded log message.
+pub const MESSAGE_CAP: usize = 1024;
+
+static MAX_EVENTS_PER_SPAN: AtomicU32 = AtomicU32::new(128);
+
+/// How many `log` events a span keeps at most (default 128).
+pub fn max_events_per_span() -> u32 {
+    MAX_EVENTS_PER_SPAN.load(Ordering::Relaxed)
+}
+
+/// Sets how many `log` events a span keeps at most, for every span of the process (0 keeps
+/// none: every record is only counted). Spans already started keep what they hold.
+pub fn set_max_events_per_span(max: u32) {
+    MAX_EVENTS_PER_SPAN.store(max, Ordering::Relaxed);
+}
+
+/// The current context if its span records; one thread-local read (and no clone) when there is
+/// no span, one relaxed load when tracing is off everywhere.
+#[cfg_attr(not(any(feature = "log", feature = "tracing")), allow(dead_code))]
+#[inline]
+pub(crate) fn recording_context() -> Option<Context> {
+    if !crate::__private::on() {
+        return None;
+    }
+    Context::map_current(|cx| {
+        (cx.has_active_span() && cx.span().is_recording()).then(|| cx.clone())
+    })
+}
+
+/// A record's attributes, in the order the event shows them.
+#[cfg_attr(not(any(feature = "log", feature = "tracing")), allow(dead_code))]
+pub(crate) struct Record {
+    pub(crate) attrs: Vec<KeyValue>,
+}
+
+#[cfg_attr(not(any(feature = "log", feature = "tracing")), allow(dead_code))]
+impl Record {
+    /// `level`, `target` and room for the message and a few key-values.
+    pub(crate) fn new(level: &'static str, target: opentelemetry::Value) -> Self {
+        let mut attrs = Vec::with_capacity(5);
+        attrs.push(KeyValue::new("level", level));
+        attrs.push(KeyValue::new("target", target));
+        Record { attrs }
+    }
+
+    #[cfg_attr(not(feature = "log"), allow(dead_code))]
+    pub(crate) fn message(&mut self, message: fmt::Arguments<'_>) {
+        let message = match message.as_str() {
+            Some(s) if s.len() <= MESSAGE_CAP => s.to_owned(),
+            _ => crate::__private::capped_to(MESSAGE_CAP, message),
+        };
+        self.attrs.push(KeyValue::new("message", message));
+    }
+
+    /// Adds the event to `cx`'s span (over the cap, the span only counts it).
+    pub(crate) fn add_to(self, cx: &Context) {
+        cx.span().add_event(EVENT_NAME, self.attrs);
+    }
+}
+
+/// The trace and span ids of a span, written `trace_id=<32 hex> span_id=<16 hex>`: the form
+/// Jaeger, Tempo and most log search tools link from a log line to its trace.
+///
+/// ```
+/// use tracer_runtime::logs::TraceIds;
+/// use tracer_runtime::opentelemetry::trace::{SpanId, TraceId};
+///
+/// let ids = TraceIds { trace_id: TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736), span_id: SpanId::from(0x00f0_67aa_0ba9_02b7) };
+/// assert_eq!(ids.to_string(), "trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7");
+/// assert_eq!(TraceIds::current(), None); // no span here
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TraceIds {
+    /// The trace the span belongs to.
+    pub trace_id: TraceId,
+    /// The span.
+    pub span_id: SpanId,
+}
+
+impl TraceIds {
+    /// The ids of the current span, if there is a valid one (a span tracer started, or one
+    /// extracted from a request).
+    pub fn current() -> Option<Self> {
+        Context::map_current(|cx| {
+            let span = cx.span();
+            let sc = span.span_context();
+            sc.is_valid().then(|| TraceIds {
+                trace_id: sc.trace_id(),
+                span_id: sc.span_id(),
+            })
+        })
+    }
+}
+
+impl fmt::Display for TraceIds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "trace_id={} span_id={}", self.trace_id, self.span_id)
+    }
+}
