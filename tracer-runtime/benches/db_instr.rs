@@ -194,7 +194,9 @@ async fn run(case: &str, mode: &str, n: u64) {
                 black_box(v);
             }
             count(false);
-            let _ = plain.query_drop(format!("DROP TABLE IF EXISTS {table}")).await;
+            let _ = plain
+                .query_drop(format!("DROP TABLE IF EXISTS {table}"))
+                .await;
         }
         "traced" => {
             for i in 0..warm + n {
@@ -263,7 +265,10 @@ fn measure(case: &str, mode: &str, n: u64) -> (u64, u64) {
     let _ = std::fs::remove_file(&out);
     let total = profile
         .lines()
-        .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .expect("callgrind's total");
     (total, allocs)
@@ -278,7 +283,9 @@ fn main() {
     }
     let only: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let cases = ["redis-get", "redis-set", "mysql-select", "traced"];
-    println!("instructions per command (callgrind, (N=2000 − N=1000) / 1000), allocations per command");
+    println!(
+        "instructions per command (callgrind, (N=2000 − N=1000) / 1000), allocations per command"
+    );
     println!(
         "{:<14} {:>8} {:>8} {:>7} {:>8} {:>7}   {:>7} {:>7} {:>7}",
         "", "plain", "off", "+", "on", "+", "a.plain", "a.off", "a.on"
