@@ -25,6 +25,17 @@
 //! every span exported). Commands run one at a time on a current-thread runtime, outside any
 //! traced parent (so each span is a root, as in a background job). Allocations per command are
 //! counted by a counting global allocator over the loop (every thread).
+//!
+//! After the in-place future, the statement cache and the context change (2 shared cores,
+//! callgrind 3.x, fred 10.1, mysql_async 0.37, MariaDB, Redis on loopback):
+//!
+//! ```text
+//!                   plain      off       +       on       +   a.plain   a.off    a.on
+//! redis-get         18902    20061   +1159    26817   +7915       9.0     9.0    13.0
+//! redis-set         19877    21028   +1151    27783   +7906      10.0    10.0    14.0
+//! mysql-select      16517    16858    +341    23092   +6575      15.0    15.0    18.0
+//! traced               32       80     +48     3607   +3575       0.0     0.0     2.0
+//! ```
 
 use std::alloc::System;
 use std::future::Future;
