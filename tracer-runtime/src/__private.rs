@@ -308,6 +308,17 @@ impl Drop for TracerSpan {
     }
 }
 
+/// [`start_span`] for a `parent` that already resolves to `svc` (the service was found from it):
+/// the span is added to `parent` and nothing else, no service entry inserted per span.
+#[cfg(any(feature = "redis", feature = "mysql"))]
+pub(crate) fn start_span_inherited(
+    svc: &crate::service::Service,
+    builder: SpanBuilder,
+    parent: &Context,
+) -> Context {
+    parent.with_span(svc.tracer.build_with_context(builder, parent))
+}
+
 /// A started span, and the context that has it as current span.
 #[derive(Debug)]
 pub struct Live {

@@ -3,6 +3,8 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt as _};
@@ -12,20 +14,38 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 /// Starts a CLIENT span when tracing records for `service` (else `None`, at the cost of one
 /// relaxed load when everything is off). `make` builds the name and attributes only then. The
 /// parent is `parent` (a transaction's span) or the current context.
+///
+/// With no `service` named, the span belongs to the service the parent resolves to, so the
+/// returned context is the parent's plus the span: no service entry is added to it.
 #[inline]
 pub(crate) fn start(
     service: Option<&str>,
     parent: Option<&Context>,
     make: impl FnOnce() -> (Cow<'static, str>, Vec<KeyValue>),
 ) -> Option<Context> {
-    let svc = crate::service::recording(service)?;
+    if !crate::__private::on() {
+        return None;
+    }
+    let current;
+    let parent = match parent {
+        Some(p) => p,
+        None => {
+            current = Context::current();
+            &current
+        }
+    };
+    let (svc, inherited) = match service {
+        None => (crate::service::resolve_recording(parent)?, true),
+        Some(_) => (crate::service::recording(service)?, false),
+    };
     let (name, attrs) = make();
     let builder = SpanBuilder::from_name(name)
         .with_kind(SpanKind::Client)
         .with_attributes(attrs);
-    Some(match parent {
-        Some(p) => crate::service::start_span(&svc, builder, p),
-        None => crate::service::start_span(&svc, builder, &Context::current()),
+    Some(if inherited {
+        crate::__private::start_span_inherited(&svc, builder, parent)
+    } else {
+        crate::service::start_span(&svc, builder, parent)
     })
 }
 
@@ -66,20 +86,95 @@ impl Drop for Ending {
 }
 
 /// Runs `fut` under `cx` (when tracing), calls `done` with its output, then ends the span. The
-/// output is returned untouched.
-pub(crate) async fn run<F: Future>(
+/// output is returned untouched. The future is polled in place: with tracing off it costs one
+/// branch per poll and a few words of size over `fut`.
+#[inline]
+pub(crate) fn run<F: Future, D: FnOnce(&Context, &F::Output)>(
     cx: Option<Context>,
     fut: F,
-    done: impl FnOnce(&Context, &F::Output),
-) -> F::Output {
-    let Some(cx) = cx else {
-        return fut.await;
-    };
-    let ending = Ending::new(cx.clone());
-    let out = fut.with_context(cx.clone()).await;
-    done(&cx, &out);
-    ending.finish();
-    out
+    done: D,
+) -> Instrumented<F, D> {
+    Instrumented {
+        inner: fut,
+        cx,
+        done: Some(done),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An operation's future under its span (see [`run`]): the span's context is current while
+    /// it is polled; when it completes, `done` sees the output and the span ends; when dropped
+    /// before, the span ends marked cancelled.
+    #[must_use = "futures do nothing unless polled"]
+    pub(crate) struct Instrumented<F, D> {
+        #[pin]
+        inner: F,
+        cx: Option<Context>,
+        done: Option<D>,
+    }
+
+    impl<F, D> PinnedDrop for Instrumented<F, D> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(cx) = this.project().cx.take() {
+                drop(Ending::new(cx));
+            }
+        }
+    }
+}
+
+impl<F: Future, D: FnOnce(&Context, &F::Output)> Future for Instrumented<F, D> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let Some(cx) = this.cx.as_ref() else {
+            return this.inner.poll(task);
+        };
+        let guard = cx.clone().attach();
+        let out = this.inner.poll(task);
+        drop(guard);
+        let Poll::Ready(out) = out else {
+            return Poll::Pending;
+        };
+        if let Some(done) = this.done.take() {
+            done(cx, &out);
+        }
+        if let Some(cx) = this.cx.take() {
+            Ending::new(cx).finish();
+        }
+        Poll::Ready(out)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An operation whose arguments could not be converted (its error returned without a
+    /// span), else the operation under its span.
+    #[project = CommandProj]
+    #[must_use = "futures do nothing unless polled"]
+    pub(crate) enum Command<F, D, E> {
+        Run { #[pin] fut: Instrumented<F, D> },
+        Failed { err: Option<E> },
+    }
+}
+
+impl<T, E, F, D> Future for Command<F, D, E>
+where
+    F: Future<Output = Result<T, E>>,
+    D: FnOnce(&Context, &F::Output),
+{
+    type Output = Result<T, E>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Result<T, E>> {
+        match self.project() {
+            CommandProj::Run { fut } => fut.poll(task),
+            CommandProj::Failed { err } => match err.take() {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            },
+        }
+    }
 }
 
 /// Polls `fut` under `cx` (when tracing), leaving the span open: for an operation whose result

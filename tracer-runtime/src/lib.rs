@@ -75,11 +75,11 @@ pub mod grpc;
 #[cfg(feature = "http")]
 pub mod http;
 mod init;
-#[cfg(feature = "http")]
-pub mod loop_guard;
 #[cfg(feature = "log")]
 pub mod log_bridge;
 pub mod logs;
+#[cfg(feature = "http")]
+pub mod loop_guard;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 mod panic;
@@ -93,15 +93,15 @@ mod service;
 pub mod sql;
 pub mod stats;
 mod switch;
+#[cfg(feature = "sync")]
+pub mod sync;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tracing")]
+pub mod tracing_bridge;
 mod warn;
 #[cfg(feature = "zipkin")]
 pub mod zipkin;
-#[cfg(feature = "sync")]
-pub mod sync;
-#[cfg(feature = "tracing")]
-pub mod tracing_bridge;
 
 pub use context::{current_span_id, current_trace_id, in_current_context, spawn, spawn_blocking};
 pub use error::{InitError, ShutdownError};

@@ -35,7 +35,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use mysql_async::prelude::{AsQuery, FromRow, Queryable, StatementLike};
 use mysql_async::{
@@ -46,7 +46,7 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use crate::db;
-use crate::sql::{Sanitized, sanitize};
+use crate::sql::{Statement as StatementRecord, sanitize, statement};
 
 /// Rows changed by a write (`INSERT`, `UPDATE`, `DELETE`, ...).
 pub const AFFECTED_ROWS: &str = "tracer.db.affected_rows";
@@ -112,40 +112,31 @@ impl Meta {
         a
     }
 
-    /// A span for a statement (`sql` sanitized, `None` when unknown), named
-    /// `{operation} {table}` as the conventions suggest.
+    /// A span for a statement (`sql` its record, `None` when unknown), named
+    /// `{operation} {table}` as the conventions suggest. What depends on the statement alone
+    /// comes from its record: copies of `Arc`s, no allocation but the span's attribute list.
     fn start_statement(
         &self,
         parent: Option<&Context>,
-        sql: Option<&Arc<Sanitized>>,
+        sql: Option<&Arc<StatementRecord>>,
         fallback: &'static str,
     ) -> Option<Context> {
-        if sql.is_some_and(|s| is_ddl(s.operation.as_deref())) && self.skip_setup(parent) {
+        if sql.is_some_and(|s| is_ddl(s.sanitized.operation.as_deref())) && self.skip_setup(parent)
+        {
             return None;
         }
         db::start(self.service.as_deref(), parent, || {
-            let mut a = self.base(5);
-            let op = sql.and_then(|s| s.operation.clone());
-            let summary = sql.and_then(|s| s.summary.clone());
-            let name = match &summary {
-                Some(s) => Cow::Owned(s.clone()),
-                None => Cow::Borrowed(fallback),
-            };
-            if let Some(s) = summary {
-                a.push(KeyValue::new(semconv::DB_QUERY_SUMMARY, s));
+            let stmt: &[KeyValue] = sql.map_or(&[], |s| &s.attrs);
+            // Room for what the span gets when done: rows, or an error's three attributes.
+            let mut a = Vec::with_capacity(self.base.len() + stmt.len() + 4);
+            a.extend_from_slice(&self.base);
+            if sql.is_none_or(|s| s.sanitized.operation.is_none()) {
+                a.push(KeyValue::new(semconv::DB_OPERATION_NAME, fallback));
             }
-            a.push(KeyValue::new(
-                semconv::DB_OPERATION_NAME,
-                op.unwrap_or_else(|| fallback.to_owned()),
-            ));
-            if let Some(s) = sql {
-                if let Some(t) = &s.collection {
-                    a.push(KeyValue::new(semconv::DB_COLLECTION_NAME, t.clone()));
-                }
-                if let Some(t) = &s.text {
-                    a.push(KeyValue::new(semconv::DB_QUERY_TEXT, t.clone()));
-                }
-            }
+            a.extend_from_slice(stmt);
+            let name = sql
+                .and_then(|s| s.name.clone())
+                .unwrap_or(Cow::Borrowed(fallback));
             (name, a)
         })
     }
@@ -174,35 +165,6 @@ fn is_ddl(operation: Option<&str>) -> bool {
             .iter()
             .any(|d| op.eq_ignore_ascii_case(d))
     })
-}
-
-/// Sanitized statements by their text, so that a statement run again is not tokenized again.
-static SANITIZED: Mutex<Option<HashMap<Box<str>, Arc<Sanitized>>>> = Mutex::new(None);
-const CACHE_ENTRIES: usize = 512;
-const CACHE_MAX_LEN: usize = 1024;
-
-fn sanitized(sql: &[u8]) -> Arc<Sanitized> {
-    let sql = String::from_utf8_lossy(sql);
-    if sql.len() > CACHE_MAX_LEN {
-        return Arc::new(sanitize(&sql));
-    }
-    if let Some(s) = SANITIZED
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-        .and_then(|m| m.get(sql.as_ref()))
-    {
-        return Arc::clone(s);
-    }
-    let s = Arc::new(sanitize(&sql));
-    let mut cache = SANITIZED.lock().unwrap_or_else(PoisonError::into_inner);
-    let map = cache.get_or_insert_with(HashMap::new);
-    if map.len() >= CACHE_ENTRIES {
-        // Statements with literals inlined are all different: start over rather than grow.
-        map.clear();
-    }
-    map.insert(sql.into(), Arc::clone(&s));
-    s
 }
 
 /// The MySQL codes whose message quotes a value from the statement or the row.
@@ -336,21 +298,21 @@ impl Stmt for &Statement {
 /// The texts of the statements prepared on one connection, by statement id.
 type Prepared = HashMap<u32, Arc<str>>;
 
-fn stmt_sql(prepared: &Prepared, stmt: &impl Stmt) -> Option<Arc<Sanitized>> {
+fn stmt_sql(prepared: &Prepared, stmt: &impl Stmt) -> Option<Arc<StatementRecord>> {
     if !crate::__private::on() {
         return None;
     }
     match stmt.text() {
-        Some(t) => Some(sanitized(t.as_bytes())),
+        Some(t) => Some(statement(t.as_bytes())),
         None => stmt
             .prepared_id()
             .and_then(|id| prepared.get(&id))
-            .map(|t| sanitized(t.as_bytes())),
+            .map(|t| statement(t.as_bytes())),
     }
 }
 
-fn query_sql(q: &impl AsQuery) -> Option<Arc<Sanitized>> {
-    crate::__private::on().then(|| sanitized(&q.as_query()))
+fn query_sql(q: &impl AsQuery) -> Option<Arc<StatementRecord>> {
+    crate::__private::on().then(|| statement(&q.as_query()))
 }
 
 fn returned_rows(cx: &Context, n: usize) {
@@ -360,13 +322,15 @@ fn returned_rows(cx: &Context, n: usize) {
     ));
 }
 
-fn affected_rows(cx: &Context, sql: Option<&Sanitized>, n: u64) {
-    let write = sql.and_then(|s| s.operation.as_deref()).is_some_and(|op| {
-        matches!(
-            op,
-            "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "LOAD" | "CALL"
-        )
-    });
+fn affected_rows(cx: &Context, sql: Option<&StatementRecord>, n: u64) {
+    let write = sql
+        .and_then(|s| s.sanitized.operation.as_deref())
+        .is_some_and(|op| {
+            matches!(
+                op,
+                "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "LOAD" | "CALL"
+            )
+        });
     if write || n > 0 {
         cx.span().set_attribute(KeyValue::new(
             AFFECTED_ROWS,
@@ -686,43 +650,55 @@ impl<'a> TracedTransaction<'a> {
 macro_rules! statements {
     () => {
         /// `PING`, traced (as `Queryable::ping`).
-        pub async fn ping(&mut self) -> mysql_async::Result<()> {
+        pub fn ping(&mut self) -> impl Future<Output = mysql_async::Result<()>> + '_ {
             let cx = self.meta.start_op(self.parent(), "PING", Some("PING"));
-            db::run(cx, self.inner.ping(), on_done).await
+            db::run(cx, self.inner.ping(), on_done)
         }
 
         /// Runs a text query and collects the first result set (as `Queryable::query`).
-        pub async fn query<T, Q>(&mut self, query: Q) -> mysql_async::Result<Vec<T>>
+        pub fn query<'a, T, Q>(
+            &'a mut self,
+            query: Q,
+        ) -> impl Future<Output = mysql_async::Result<Vec<T>>> + 'a
         where
-            Q: AsQuery,
+            Q: AsQuery + 'a,
             T: FromRow + Send + 'static,
         {
             let sql = query_sql(&query);
             let cx = self
                 .meta
                 .start_statement(self.parent(), sql.as_ref(), "QUERY");
-            db::run(cx, self.inner.query(query), |cx, out| match out {
-                Ok(rows) => returned_rows(cx, rows.len()),
-                Err(e) => record_error(cx, e),
-            })
-            .await
+            db::run(
+                cx,
+                self.inner.query(query),
+                |cx, out: &mysql_async::Result<Vec<T>>| match out {
+                    Ok(rows) => returned_rows(cx, rows.len()),
+                    Err(e) => record_error(cx, e),
+                },
+            )
         }
 
         /// Runs a text query and returns its first row (as `Queryable::query_first`).
-        pub async fn query_first<T, Q>(&mut self, query: Q) -> mysql_async::Result<Option<T>>
+        pub fn query_first<'a, T, Q>(
+            &'a mut self,
+            query: Q,
+        ) -> impl Future<Output = mysql_async::Result<Option<T>>> + 'a
         where
-            Q: AsQuery,
+            Q: AsQuery + 'a,
             T: FromRow + Send + 'static,
         {
             let sql = query_sql(&query);
             let cx = self
                 .meta
                 .start_statement(self.parent(), sql.as_ref(), "QUERY");
-            db::run(cx, self.inner.query_first(query), |cx, out| match out {
-                Ok(row) => returned_rows(cx, usize::from(row.is_some())),
-                Err(e) => record_error(cx, e),
-            })
-            .await
+            db::run(
+                cx,
+                self.inner.query_first(query),
+                |cx, out: &mysql_async::Result<Option<T>>| match out {
+                    Ok(row) => returned_rows(cx, usize::from(row.is_some())),
+                    Err(e) => record_error(cx, e),
+                },
+            )
         }
 
         /// Runs a text query and maps each row of the first result set (as
@@ -810,11 +786,11 @@ macro_rules! statements {
             Q: AsQuery,
         {
             let text: Arc<str> = String::from_utf8_lossy(&query.as_query()).into();
-            let sql = crate::__private::on().then(|| sanitized(text.as_bytes()));
+            let sql = crate::__private::on().then(|| statement(text.as_bytes()));
             let cx = db::start(self.meta.service.as_deref(), self.parent(), || {
                 let mut a = self.meta.base(3);
                 a.push(KeyValue::new(semconv::DB_OPERATION_NAME, "PREPARE"));
-                if let Some(t) = sql.as_ref().and_then(|s| s.text.clone()) {
+                if let Some(t) = sql.as_ref().and_then(|s| s.sanitized.text.clone()) {
                     a.push(KeyValue::new(semconv::DB_QUERY_TEXT, t));
                 }
                 (Cow::Borrowed("PREPARE"), a)
@@ -835,32 +811,39 @@ macro_rules! statements {
         }
 
         /// Executes a statement and collects the first result set (as `Queryable::exec`).
-        pub async fn exec<T, S, P>(&mut self, stmt: S, params: P) -> mysql_async::Result<Vec<T>>
+        pub fn exec<'a, T, S, P>(
+            &'a mut self,
+            stmt: S,
+            params: P,
+        ) -> impl Future<Output = mysql_async::Result<Vec<T>>> + 'a
         where
-            S: Stmt,
-            P: Into<Params> + Send,
+            S: Stmt + 'a,
+            P: Into<Params> + Send + 'a,
             T: FromRow + Send + 'static,
         {
             let sql = stmt_sql(&self.prepared, &stmt);
             let cx = self
                 .meta
                 .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
-            db::run(cx, self.inner.exec(stmt, params), |cx, out| match out {
-                Ok(rows) => returned_rows(cx, rows.len()),
-                Err(e) => record_error(cx, e),
-            })
-            .await
+            db::run(
+                cx,
+                self.inner.exec(stmt, params),
+                |cx, out: &mysql_async::Result<Vec<T>>| match out {
+                    Ok(rows) => returned_rows(cx, rows.len()),
+                    Err(e) => record_error(cx, e),
+                },
+            )
         }
 
         /// Executes a statement and returns its first row (as `Queryable::exec_first`).
-        pub async fn exec_first<T, S, P>(
-            &mut self,
+        pub fn exec_first<'a, T, S, P>(
+            &'a mut self,
             stmt: S,
             params: P,
-        ) -> mysql_async::Result<Option<T>>
+        ) -> impl Future<Output = mysql_async::Result<Option<T>>> + 'a
         where
-            S: Stmt,
-            P: Into<Params> + Send,
+            S: Stmt + 'a,
+            P: Into<Params> + Send + 'a,
             T: FromRow + Send + 'static,
         {
             let sql = stmt_sql(&self.prepared, &stmt);
@@ -870,12 +853,11 @@ macro_rules! statements {
             db::run(
                 cx,
                 self.inner.exec_first(stmt, params),
-                |cx, out| match out {
+                |cx, out: &mysql_async::Result<Option<T>>| match out {
                     Ok(row) => returned_rows(cx, usize::from(row.is_some())),
                     Err(e) => record_error(cx, e),
                 },
             )
-            .await
         }
 
         /// Executes a statement and maps each row of the first result set (as

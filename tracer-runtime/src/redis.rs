@@ -41,6 +41,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -146,11 +147,10 @@ impl Meta {
 
     fn start(&self, operation: &'static str, text: impl FnOnce(&mut Text)) -> Option<Context> {
         db::start(self.service.as_deref(), None, || {
-            let mut t = Text::new(operation);
-            text(&mut t);
+            let text = Text::build(operation, text);
             (
                 Cow::Borrowed(operation),
-                self.attrs(Cow::Borrowed(operation), Some(t.0)),
+                self.attrs(Cow::Borrowed(operation), Some(text)),
             )
         })
     }
@@ -159,7 +159,26 @@ impl Meta {
 /// The command text: command name, key names, `?` for every value.
 struct Text(String);
 
+thread_local! {
+    /// The buffer a command's text is built in (kept between commands).
+    static TEXT_BUF: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
+}
+
 impl Text {
+    /// The text of `command` as `fill` writes it, in a string of its exact length: built in a
+    /// per-thread buffer, so that the text costs one allocation (the attribute's own).
+    fn build(command: &str, fill: impl FnOnce(&mut Text)) -> String {
+        let mut t = Text(TEXT_BUF.take());
+        t.0.clear();
+        t.0.push_str(command);
+        fill(&mut t);
+        let out = String::from(t.0.as_str());
+        if t.0.capacity() <= 4 * TEXT_CAP {
+            TEXT_BUF.set(t.0);
+        }
+        out
+    }
+
     fn new(command: &str) -> Self {
         let mut s = String::with_capacity(48);
         s.push_str(command);
@@ -603,14 +622,25 @@ macro_rules! commands {
         $(
             #[doc = concat!("`", $cmd, "`, traced; as fred's method of the same name.")]
             $(#[$doc])*
-            #[allow(clippy::too_many_arguments, clippy::unit_arg)]
-            pub async fn $m<$($g),*>(&self $(, $a: $t)*) -> FredResult<$r>
+            #[allow(clippy::too_many_arguments, clippy::unit_arg, clippy::unused_unit)]
+            pub fn $m<$($g),*>(&self $(, $a: $t)*) -> impl Future<Output = FredResult<$r>>
             where
                 $($w)*
             {
-                $($(let $k: $kt = $kconv;)*)?
-                let cx = self.$dispatch($cmd, |$tx: &mut Text| { $text; });
-                db::run(cx, self.inner.$m($($a),*), on_done).await
+                // The arguments whose names the text shows are converted first (as fred would);
+                // a conversion error is returned as fred returns it, without a span.
+                #[allow(clippy::redundant_closure_call)]
+                let converted = (move || -> FredResult<_> {
+                    $($(let $k: $kt = $kconv;)*)?
+                    Ok(($($a,)*))
+                })();
+                match converted {
+                    Ok(($($a,)*)) => {
+                        let cx = self.$dispatch($cmd, |$tx: &mut Text| { $text; });
+                        db::Command::Run { fut: db::run(cx, self.inner.$m($($a),*), on_done) }
+                    }
+                    Err(err) => db::Command::Failed { err: Some(err) },
+                }
             }
         )*
     };

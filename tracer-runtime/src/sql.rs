@@ -13,7 +13,13 @@
 //! A statement the tokenizer cannot read (an unterminated string, say) gives no text at all rather
 //! than a guess that might carry a literal: only its leading keyword is kept, as the operation.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use opentelemetry::KeyValue;
+use opentelemetry_semantic_conventions::attribute as semconv;
 
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::keywords::Keyword;
@@ -459,6 +465,123 @@ fn render(out: &[(bool, Out)]) -> String {
             break;
         }
     }
+    s
+}
+
+/// What a statement's spans record that depends on its text only, computed once per distinct
+/// statement and shared: the span name and the statement's attributes (`db.query.summary`,
+/// `db.operation.name`, `db.collection.name`, `db.query.text`), their strings behind `Arc`s so
+/// that a span's copy costs reference counts, not allocations.
+#[derive(Debug)]
+pub(crate) struct Statement {
+    /// The statement as sent (for the cache's comparison).
+    raw: Box<[u8]>,
+    pub(crate) sanitized: Sanitized,
+    /// `db.query.summary`, else `None` (the caller's fallback names the span).
+    pub(crate) name: Option<Cow<'static, str>>,
+    pub(crate) attrs: Vec<KeyValue>,
+}
+
+impl Statement {
+    fn new(raw: &[u8]) -> Self {
+        let sanitized = sanitize(&String::from_utf8_lossy(raw));
+        let name = sanitized.summary.as_deref().map(intern);
+        let mut attrs = Vec::with_capacity(4);
+        if let Some(n) = &name {
+            attrs.push(KeyValue::new(semconv::DB_QUERY_SUMMARY, n.clone()));
+        }
+        if let Some(op) = &sanitized.operation {
+            attrs.push(KeyValue::new(semconv::DB_OPERATION_NAME, intern(op)));
+        }
+        if let Some(t) = &sanitized.collection {
+            attrs.push(KeyValue::new(
+                semconv::DB_COLLECTION_NAME,
+                Arc::<str>::from(t.as_str()),
+            ));
+        }
+        if let Some(t) = &sanitized.text {
+            attrs.push(KeyValue::new(
+                semconv::DB_QUERY_TEXT,
+                Arc::<str>::from(t.as_str()),
+            ));
+        }
+        Statement {
+            raw: raw.into(),
+            sanitized,
+            name,
+            attrs,
+        }
+    }
+}
+
+/// Span names and operations made `'static` once (they are few: operation × table), so that a
+/// span's name is no allocation. Past [`INTERNED_MAX`] distinct ones, new ones are copied.
+static INTERNED: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+const INTERNED_MAX: usize = 4096;
+
+fn intern(s: &str) -> Cow<'static, str> {
+    let mut set = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
+    let set = set.get_or_insert_with(HashSet::new);
+    if let Some(&k) = set.get(s) {
+        return Cow::Borrowed(k);
+    }
+    if set.len() >= INTERNED_MAX {
+        return Cow::Owned(s.to_owned());
+    }
+    let k: &'static str = Box::leak(s.into());
+    set.insert(k);
+    Cow::Borrowed(k)
+}
+
+/// The statement cache: direct-mapped slots chosen by a cheap hash of the text, each behind its
+/// own lock (held for a compare and a reference-count increment), so a statement run again is
+/// neither tokenized nor hashed with SipHash nor serialized behind one global lock. A statement
+/// evicted by another that maps to its slot is sanitized again when it comes back.
+const SLOTS: usize = 512;
+/// Longer statements are not cached (they are mostly generated, with literals inlined).
+const CACHE_MAX_LEN: usize = 4096;
+
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY: Mutex<Option<Arc<Statement>>> = Mutex::new(None);
+static CACHE: [Mutex<Option<Arc<Statement>>>; SLOTS] = [EMPTY; SLOTS];
+
+/// A multiplicative hash over 8-byte words (FxHash's step): a few instructions per word.
+#[inline]
+fn quick_hash(b: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = b.len() as u64;
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(a)).wrapping_mul(K);
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut a = [0u8; 8];
+        a[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(a)).wrapping_mul(K);
+    }
+    h
+}
+
+/// The record of the statement `sql` (as sent), from the cache or made now.
+pub(crate) fn statement(sql: &[u8]) -> Arc<Statement> {
+    if sql.len() > CACHE_MAX_LEN {
+        return Arc::new(Statement::new(sql));
+    }
+    let h = quick_hash(sql);
+    let slot = &CACHE[(h ^ (h >> 32)) as usize % SLOTS];
+    if let Some(s) = slot
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .filter(|s| *s.raw == *sql)
+    {
+        return Arc::clone(s);
+    }
+    let s = Arc::new(Statement::new(sql));
+    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&s));
     s
 }
 

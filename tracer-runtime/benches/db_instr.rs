@@ -1,0 +1,342 @@
+//! Instructions and allocations per command of the Redis and MySQL wrappers, counted by
+//! callgrind (deterministic enough to resolve a few hundred instructions, where wall-clock time
+//! over loopback on shared cores cannot), against the real local servers (Redis on
+//! 127.0.0.1:6379, MariaDB/MySQL on 127.0.0.1:3306, root, no password, database `test`).
+//!
+//! ```text
+//! CARGO_TARGET_DIR=/work/target-db cargo bench -p tracer-runtime --features redis,mysql --bench db_instr
+//! ```
+//!
+//! Run by `cargo bench` (argument `--bench`, or no argument), the binary runs itself under
+//! `valgrind --tool=callgrind` once per case, mode and N (1 000 and 2 000 commands) and prints a
+//! table of instructions per command, `(total at N=2000 − total at N=1000) / 1000`, so that
+//! start-up, connecting and installing cancel out. Every thread counts, the batch processor's
+//! (in front of an exporter that discards) included. One run by hand:
+//!
+//! ```text
+//! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out \
+//!     target/release/deps/db_instr-<hash> run redis-get on 2000
+//! ```
+//!
+//! Cases: `redis-get`, `redis-set` (fred), `mysql-select` (a point `SELECT` through
+//! `exec_first`, the statement cached by the connection), and `traced` (an empty
+//! `#[traced] async fn`, the cost of the span path alone). Modes: `plain` (the unwrapped client,
+//! or an untraced fn), `off` (the wrapper with its service switched off), `on` (the wrapper,
+//! every span exported). Commands run one at a time on a current-thread runtime, outside any
+//! traced parent (so each span is a root, as in a background job). Allocations per command are
+//! counted by a counting global allocator over the loop (every thread).
+//!
+//! Before (060b23e), same binary and machine:
+//!
+//! ```text
+//!                   plain      off       +       on       +   a.plain   a.off    a.on
+//! redis-get         18907    20075   +1168    28667   +9760       9.0     9.0    17.0
+//! redis-set         19875    21052   +1177    29683   +9808      10.0    10.0    18.0
+//! mysql-select      17397    17403      +6    28525  +11128      15.0    15.0    26.0
+//! traced               31       81     +50     3608   +3577       0.0     0.0     2.0
+//! ```
+//!
+//! (The MySQL plain client itself varies by ~900 instructions between runs: its off and on
+//! deltas are that noisy.)
+//!
+//! After the in-place future, the statement cache and the context change (2 shared cores,
+//! callgrind 3.x, fred 10.1, mysql_async 0.37, MariaDB, Redis on loopback):
+//!
+//! ```text
+//!                   plain      off       +       on       +   a.plain   a.off    a.on
+//! redis-get         18902    20061   +1159    26817   +7915       9.0     9.0    13.0
+//! redis-set         19877    21028   +1151    27783   +7906      10.0    10.0    14.0
+//! mysql-select      16517    16858    +341    23092   +6575      15.0    15.0    18.0
+//! traced               32       80     +48     3607   +3575       0.0     0.0     2.0
+//! ```
+
+use std::alloc::System;
+use std::future::Future;
+use std::hint::black_box;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fred::prelude::*;
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts, OptsBuilder};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use tracer_runtime::mysql::TracedConn;
+use tracer_runtime::redis::{Traced, TracedClient};
+use tracer_runtime::traced;
+use tracking_allocator::{AllocationGroupId, AllocationRegistry, AllocationTracker, Allocator};
+
+#[global_allocator]
+static GLOBAL: Allocator<System> = Allocator::system();
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts every allocation of every thread while tracking is enabled (`realloc` reaches the
+/// allocator as an alloc and a free, so it counts as one).
+struct Counter;
+
+impl AllocationTracker for Counter {
+    fn allocated(&self, _addr: usize, _size: usize, _wrapped: usize, _group: AllocationGroupId) {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn deallocated(
+        &self,
+        _addr: usize,
+        _size: usize,
+        _wrapped: usize,
+        _source: AllocationGroupId,
+        _current: AllocationGroupId,
+    ) {
+    }
+}
+
+const SERVICE: &str = "bench-db-instr";
+const KEY: &str = "tracer-bench-instr:key";
+
+#[derive(Debug)]
+struct Discard;
+
+impl SpanExporter for Discard {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        black_box(batch);
+        std::future::ready(Ok(()))
+    }
+}
+
+#[traced]
+#[inline(never)]
+async fn traced_empty(x: u64) -> u64 {
+    black_box(x)
+}
+
+#[inline(never)]
+async fn plain_empty(x: u64) -> u64 {
+    black_box(x)
+}
+
+fn mysql_opts() -> Opts {
+    OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(3306)
+        .user(Some("root"))
+        .db_name(Some("test"))
+        .into()
+}
+
+fn redis_client() -> Client {
+    Builder::from_config(Config::from_url("redis://127.0.0.1:6379/0").expect("redis url"))
+        .build()
+        .expect("build a redis client")
+}
+
+const REDIS_HELP: &str = "start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no";
+const MYSQL_HELP: &str =
+    "start it with: start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd";
+
+/// Runs `n` commands of `case` in `mode` (after a few to warm up) and prints the allocations
+/// made while they ran.
+async fn run(case: &str, mode: &str, n: u64) {
+    let wrapped = mode != "plain";
+    let warm = 20;
+    let count = |start: bool| {
+        if start {
+            ALLOCS.store(0, Ordering::Relaxed);
+            AllocationRegistry::enable_tracking();
+        } else {
+            AllocationRegistry::disable_tracking();
+        }
+    };
+    match case {
+        "redis-get" | "redis-set" => {
+            let plain = redis_client();
+            plain
+                .init()
+                .await
+                .unwrap_or_else(|e| panic!("Redis on 127.0.0.1:6379: {e}; {REDIS_HELP}"));
+            let traced: TracedClient = Traced::new(redis_client());
+            traced.init().await.expect("redis");
+            let _: () = plain
+                .set(KEY, "value", None, None, false)
+                .await
+                .expect("SET");
+            let get = case == "redis-get";
+            for i in 0..warm + n {
+                if i == warm {
+                    count(true);
+                }
+                if get {
+                    let v: Option<String> = if wrapped {
+                        traced.get(KEY).await
+                    } else {
+                        plain.get(KEY).await
+                    }
+                    .expect("GET");
+                    black_box(v);
+                } else {
+                    let _: () = if wrapped {
+                        traced.set(KEY, "value", None, None, false).await
+                    } else {
+                        plain.set(KEY, "value", None, None, false).await
+                    }
+                    .expect("SET");
+                }
+            }
+            count(false);
+        }
+        "mysql-select" => {
+            let table = format!("tracer_bench_instr_{}", std::process::id());
+            let mut plain = Conn::new(mysql_opts())
+                .await
+                .unwrap_or_else(|e| panic!("MariaDB on 127.0.0.1:3306: {e}; {MYSQL_HELP}"));
+            plain
+                .query_drop(format!(
+                    "CREATE TABLE IF NOT EXISTS {table} (id INT PRIMARY KEY, name VARCHAR(64))"
+                ))
+                .await
+                .expect("create the bench table");
+            plain
+                .exec_batch(
+                    format!("INSERT IGNORE INTO {table} (id, name) VALUES (?, ?)"),
+                    (0..100).map(|i| (i, format!("name-{i}"))),
+                )
+                .await
+                .expect("fill the bench table");
+            let mut traced = TracedConn::new(mysql_opts()).await.expect("mysql");
+            let select = format!("SELECT name FROM {table} WHERE id = ?");
+            for i in 0..warm + n {
+                if i == warm {
+                    count(true);
+                }
+                let id = (i % 100) as i32;
+                let v: Option<String> = if wrapped {
+                    traced.exec_first(select.as_str(), (id,)).await
+                } else {
+                    plain.exec_first(select.as_str(), (id,)).await
+                }
+                .expect("SELECT");
+                black_box(v);
+            }
+            count(false);
+            let _ = plain
+                .query_drop(format!("DROP TABLE IF EXISTS {table}"))
+                .await;
+        }
+        "traced" => {
+            for i in 0..warm + n {
+                if i == warm {
+                    count(true);
+                }
+                let v = if wrapped {
+                    traced_empty(i).await
+                } else {
+                    plain_empty(i).await
+                };
+                black_box(v);
+            }
+            count(false);
+        }
+        other => panic!("unknown case {other}: redis-get, redis-set, mysql-select or traced"),
+    }
+    println!("allocs {}", ALLOCS.load(Ordering::Relaxed));
+}
+
+fn child(case: &str, mode: &str, n: u64) {
+    AllocationRegistry::set_global_tracker(Counter).expect("the only tracker");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let guard = {
+        let _rt = rt.enter();
+        tracer_runtime::init(SERVICE)
+            .with_exporter(Discard)
+            .install()
+            .expect("install the bench service")
+    };
+    tracer_runtime::set_enabled(SERVICE, mode != "off");
+    rt.block_on(run(case, mode, n));
+    tracer_runtime::set_enabled(SERVICE, true);
+    drop(guard);
+}
+
+/// Runs one case under callgrind: total instructions and allocations counted in the loop.
+fn measure(case: &str, mode: &str, n: u64) -> (u64, u64) {
+    let exe = std::env::current_exe().expect("this binary's path");
+    let out = std::env::temp_dir().join(format!(
+        "db_instr.{}.{case}.{mode}.{n}.out",
+        std::process::id()
+    ));
+    let run = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(&exe)
+        .args(["run", case, mode, &n.to_string()])
+        .output()
+        .expect("valgrind (apt-get install valgrind)");
+    assert!(
+        run.status.success(),
+        "{case} {mode} {n} failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let allocs = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("allocs "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the child's allocation count");
+    let profile = std::fs::read_to_string(&out).expect("callgrind's output");
+    let _ = std::fs::remove_file(&out);
+    let total = profile
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("callgrind's total");
+    (total, allocs)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("run") {
+        let n = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(1000);
+        child(&args[1], &args[2], n);
+        return;
+    }
+    let only: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let cases = ["redis-get", "redis-set", "mysql-select", "traced"];
+    println!(
+        "instructions per command (callgrind, (N=2000 − N=1000) / 1000), allocations per command"
+    );
+    println!(
+        "{:<14} {:>8} {:>8} {:>7} {:>8} {:>7}   {:>7} {:>7} {:>7}",
+        "", "plain", "off", "+", "on", "+", "a.plain", "a.off", "a.on"
+    );
+    for case in cases {
+        if !only.is_empty() && !only.iter().any(|o| o.as_str() == case) {
+            continue;
+        }
+        let mut instr = [0i64; 3];
+        let mut allocs = [0f64; 3];
+        for (i, mode) in ["plain", "off", "on"].into_iter().enumerate() {
+            let (t1, _) = measure(case, mode, 1000);
+            let (t2, a2) = measure(case, mode, 2000);
+            instr[i] = (t2 as i64 - t1 as i64) / 1000;
+            allocs[i] = a2 as f64 / 2000.0;
+        }
+        println!(
+            "{:<14} {:>8} {:>8} {:>+7} {:>8} {:>+7}   {:>7.1} {:>7.1} {:>7.1}",
+            case,
+            instr[0],
+            instr[1],
+            instr[1] - instr[0],
+            instr[2],
+            instr[2] - instr[0],
+            allocs[0],
+            allocs[1],
+            allocs[2]
+        );
+    }
+}
