@@ -92,7 +92,12 @@ async fn a_b3_debug_caller_is_sampled_and_debug_in_jaeger_and_w3c_downstream() {
         "an empty tracestate went out: {body}"
     );
     assert_eq!(header(&body, "uberctx-city"), Some("Z%C3%BCrich"));
-    assert_eq!(header(&body, "baggage"), Some("city=Z%C3%BCrich"));
+    // The peer's member, beside tracer's own call path (the loop guard's `tracer.path`).
+    let baggage = header(&body, "baggage").unwrap_or_default();
+    assert!(
+        baggage.split(',').any(|m| m == "city=Z%C3%BCrich"),
+        "{baggage}"
+    );
     assert!(headers["traceresponse"].to_str().unwrap().ends_with("-01"));
     let spans = spans_of(opentelemetry::trace::TraceId::from_hex(trace).unwrap());
     assert_eq!(
