@@ -303,7 +303,7 @@ async fn a_deadline_exceeded() {
     let (_, mut c) = server().await;
     let (err, spans) = in_root_async(async {
         let mut req = tonic::Request::new(msg("slow", 0));
-        req.set_timeout(Duration::from_millis(100));
+        req.set_timeout(Duration::from_millis(300));
         c.unary(req).await.unwrap_err()
     })
     .await;
@@ -328,6 +328,28 @@ async fn a_deadline_exceeded() {
     );
     assert!(is_error(&ss));
     assert_eq!(error_message(&ss).as_deref(), Some("deadline exceeded"));
+}
+
+#[tokio::test]
+async fn a_caller_giving_up_before_its_deadline_is_a_cancellation() {
+    let (_, mut c) = server().await;
+    let ((), spans) = in_root_async(async {
+        let mut req = tonic::Request::new(msg("slow", 0));
+        req.set_timeout(Duration::from_millis(900));
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), c.unary(req)).await;
+        assert!(gave_up.is_err(), "the slow handler answered within 100 ms");
+    })
+    .await;
+    let cs = client_span(&spans);
+    assert_eq!(attr(cs, "tracer.cancelled"), Some(&Value::Bool(true)));
+    let ss = server_child(cs).await;
+    assert_eq!(
+        attr(&ss, "tracer.cancelled"),
+        Some(&Value::Bool(true)),
+        "cut at 100 ms of 900: the caller cancelled, the deadline had not passed"
+    );
+    assert_eq!(code(&ss), None);
+    assert!(!is_error(&ss));
 }
 
 #[tokio::test]
