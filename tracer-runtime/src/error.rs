@@ -120,4 +120,21 @@ pub enum ShutdownError {
         #[source]
         source: opentelemetry_sdk::error::OTelSdkError,
     },
+    /// Spans were lost over the pipeline's life: `dropped` before export (the queue full, or
+    /// still queued when the export timeout passed at shutdown), `failed` in exports that failed.
+    #[error(
+        "the span pipeline of `{service}` lost {} span(s): {dropped} dropped before export (queue \
+         bound {max_queue_bytes} bytes, or the exporter too slow at shutdown), {failed} in failed \
+         exports", dropped + failed
+    )]
+    SpansLost {
+        /// The service.
+        service: String,
+        /// Spans dropped before export.
+        dropped: u64,
+        /// Spans in failed exports.
+        failed: u64,
+        /// The queue's bound.
+        max_queue_bytes: usize,
+    },
 }

@@ -7,14 +7,13 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, Sampler, SdkTracerProvider, SpanExporter, SpanProcessor,
-    TracerProviderBuilder,
+    Sampler, SdkTracerProvider, SpanExporter, SpanProcessor, TracerProviderBuilder,
 };
 
 use crate::error::{InitError, ShutdownError};
+use crate::pipeline;
 use crate::propagation::{self, Format};
 use crate::service::{self, Service, ServiceHandle};
-use crate::stats::Counted;
 use crate::switch;
 
 /// The OTLP transport.
@@ -104,7 +103,26 @@ impl TracesExporter {
     }
 }
 
-type AddProcessor = Box<dyn FnOnce(TracerProviderBuilder) -> TracerProviderBuilder + Send>;
+type AddProcessor = Box<
+    dyn FnOnce(
+            TracerProviderBuilder,
+            &pipeline::Config,
+            &mut Vec<pipeline::Handle>,
+        ) -> Result<TracerProviderBuilder, InitError>
+        + Send,
+>;
+
+/// `b` with a [`pipeline::Batcher`] to `exporter`, its handle kept for the guard's report.
+fn batched<E: SpanExporter + 'static>(
+    b: TracerProviderBuilder,
+    exporter: E,
+    config: &pipeline::Config,
+    handles: &mut Vec<pipeline::Handle>,
+) -> Result<TracerProviderBuilder, InitError> {
+    let (p, h) = pipeline::Batcher::new(exporter, config.clone()).map_err(InitError::Runtime)?;
+    handles.push(h);
+    Ok(b.with_span_processor(p))
+}
 
 /// Starts setting up tracing for the service `service_name`: returns a [`Builder`]; its
 /// [`install`](Builder::install) returns the [`Guard`] that keeps the pipeline alive.
@@ -137,6 +155,7 @@ pub fn init(service_name: impl Into<String>) -> Builder {
         make_default: None,
         set_globals: true,
         processors: Vec::new(),
+        max_queue_bytes: None,
     }
 }
 
@@ -157,6 +176,7 @@ pub struct Builder {
     make_default: Option<bool>,
     set_globals: bool,
     processors: Vec<AddProcessor>,
+    max_queue_bytes: Option<usize>,
 }
 
 impl fmt::Debug for Builder {
@@ -221,10 +241,19 @@ impl Builder {
     /// [`with_endpoint`](Self::with_endpoint) afterwards to keep OTLP too.
     pub fn with_exporter<E: SpanExporter + 'static>(mut self, exporter: E) -> Self {
         self.otlp = false;
-        self.processors
-            .push(Box::new(move |b: TracerProviderBuilder| {
-                b.with_span_processor(BatchSpanProcessor::builder(Counted(exporter)).build())
-            }));
+        self.processors.push(Box::new(move |b, config, handles| {
+            batched(b, exporter, config, handles)
+        }));
+        self
+    }
+
+    /// The bound of each export queue, in bytes of finished spans waiting for the exporter
+    /// (an estimate of their memory; default 128 MiB, about 200 000 `#[traced]` spans). A span
+    /// that does not fit is dropped and counted (see [`stats`](crate::stats) and
+    /// [`Warning::SpansDropped`](crate::Warning::SpansDropped)). `OTEL_BSP_MAX_QUEUE_SIZE`, when
+    /// set, bounds the count of spans as well.
+    pub fn with_max_queue_bytes(mut self, bytes: usize) -> Self {
+        self.max_queue_bytes = Some(bytes);
         self
     }
 
@@ -232,10 +261,9 @@ impl Builder {
     /// tests). Replaces the default OTLP exporter, as [`with_exporter`](Self::with_exporter) does.
     pub fn with_span_processor<P: SpanProcessor + 'static>(mut self, processor: P) -> Self {
         self.otlp = false;
-        self.processors
-            .push(Box::new(move |b: TracerProviderBuilder| {
-                b.with_span_processor(processor)
-            }));
+        self.processors.push(Box::new(
+            move |b, _, _| Ok(b.with_span_processor(processor)),
+        ));
         self
     }
 
@@ -294,11 +322,13 @@ impl Builder {
         let mut builder = SdkTracerProvider::builder()
             .with_resource(resource)
             .with_sampler(sampler);
+        let batch = pipeline::Config::from_env(self.max_queue_bytes);
+        let mut pipelines = Vec::new();
         for add in self.processors {
-            builder = add(builder);
+            builder = add(builder, &batch, &mut pipelines)?;
         }
         #[allow(unused_mut)]
-        let mut runtimes = Vec::new();
+        let mut runtimes: Vec<ExportRuntime> = Vec::new();
         if self.otlp {
             let exporters = match self.exporters {
                 Some(e) => e,
@@ -318,10 +348,8 @@ impl Builder {
                                 self.endpoint.as_deref(),
                                 self.ca_certificate.clone(),
                             )?;
-                            builder = builder.with_span_processor(
-                                BatchSpanProcessor::builder(Counted(exporter)).build(),
-                            );
-                            runtimes.push(rt);
+                            runtimes.push(ExportRuntime(Some(rt)));
+                            builder = batched(builder, exporter, &batch, &mut pipelines)?;
                         }
                         #[cfg(not(feature = "_otlp"))]
                         return Err(InitError::UnknownExporter("otlp".to_owned()));
@@ -337,21 +365,19 @@ impl Builder {
                                 timeout,
                                 rt.handle().clone(),
                             );
-                            builder = builder.with_span_processor(
-                                BatchSpanProcessor::builder(Counted(exporter)).build(),
-                            );
-                            runtimes.push(rt);
+                            runtimes.push(ExportRuntime(Some(rt)));
+                            builder = batched(builder, exporter, &batch, &mut pipelines)?;
                         }
                         #[cfg(not(feature = "zipkin"))]
                         return Err(InitError::UnknownExporter("zipkin".to_owned()));
                     }
                     TracesExporter::Console => {
-                        builder = builder.with_span_processor(
-                            BatchSpanProcessor::builder(Counted(
-                                opentelemetry_stdout::SpanExporter::default(),
-                            ))
-                            .build(),
-                        );
+                        builder = batched(
+                            builder,
+                            opentelemetry_stdout::SpanExporter::default(),
+                            &batch,
+                            &mut pipelines,
+                        )?;
                     }
                     TracesExporter::None => {}
                 }
@@ -386,8 +412,22 @@ impl Builder {
                 svc,
                 provider,
                 runtimes,
+                pipelines,
+                timeout: batch.timeout,
             }),
         })
+    }
+}
+
+/// An exporter's runtime, shut down in the background when dropped: that never blocks, so it is
+/// safe inside an async context (dropping a `Runtime` there panics).
+struct ExportRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for ExportRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
@@ -451,7 +491,10 @@ pub struct Guard {
 struct GuardInner {
     svc: Arc<Service>,
     provider: SdkTracerProvider,
-    runtimes: Vec<tokio::runtime::Runtime>,
+    runtimes: Vec<ExportRuntime>,
+    pipelines: Vec<pipeline::Handle>,
+    /// The export timeout: the longest a shutdown waits for each pipeline.
+    timeout: std::time::Duration,
 }
 
 impl fmt::Debug for Guard {
@@ -504,13 +547,25 @@ impl GuardInner {
         // Uninstall first: no new span starts on a provider being shut down.
         service::unregister(&self.svc);
         switch::uninstalled(&self.svc.name);
-        let flushed = self.provider.force_flush();
-        let shut = self.provider.shutdown();
-        for rt in self.runtimes {
-            // Never blocks, so it is safe inside an async context.
-            rt.shutdown_background();
+        // Each pipeline exports what it holds, waiting one export timeout at most.
+        let shut = self.provider.shutdown_with_timeout(self.timeout);
+        drop(self.runtimes);
+        let (dropped, failed) = self
+            .pipelines
+            .iter()
+            .fold((0, 0), |(d, f), p| (d + p.dropped(), f + p.failed()));
+        if dropped + failed > 0 {
+            return Err(ShutdownError::SpansLost {
+                service: self.svc.name.clone(),
+                dropped,
+                failed,
+                max_queue_bytes: self.pipelines.first().map_or(
+                    pipeline::DEFAULT_QUEUE_BYTES,
+                    pipeline::Handle::max_queue_bytes,
+                ),
+            });
         }
-        flushed.and(shut).map_err(|source| ShutdownError::Pipeline {
+        shut.map_err(|source| ShutdownError::Pipeline {
             service: self.svc.name.clone(),
             source,
         })

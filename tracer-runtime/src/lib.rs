@@ -83,6 +83,7 @@ pub mod loop_guard;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 mod panic;
+mod pipeline;
 pub mod propagation;
 #[cfg(feature = "redis")]
 pub mod redis;

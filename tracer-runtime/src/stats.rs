@@ -1,17 +1,13 @@
 //! Process-wide counters of the span pipeline: what was started, exported, lost.
 //!
 //! Counted over every service of the process. `exported`, `dropped` and `export_failures` count
-//! what goes through an exporter tracer set up (OTLP, or one given to
+//! what goes through a pipeline tracer set up (OTLP, Zipkin, console, or an exporter given to
 //! [`Builder::with_exporter`](crate::Builder::with_exporter)); a span processor given to
 //! [`Builder::with_span_processor`](crate::Builder::with_span_processor) is not seen.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
-
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 use crate::warn::{Warning, warn};
 
@@ -28,7 +24,8 @@ pub struct Stats {
     pub started: u64,
     /// Spans the exporter accepted.
     pub exported: u64,
-    /// Spans lost: in a batch whose export failed.
+    /// Spans lost: dropped because the export queue was full (or the pipeline shut down or timed
+    /// out with spans in it), or in a batch whose export failed.
     pub dropped: u64,
     /// Exports (batches) that failed.
     pub export_failures: u64,
@@ -66,7 +63,7 @@ static PENDING: Mutex<Pending> = Mutex::new(Pending {
 
 /// Counts a failed export of `spans` spans; returns the warning to give now, if any (the first
 /// failure at once, then at most one per [`WARN_EVERY`], with the count since the last one).
-fn export_failed(spans: u64, error: &str, now: Instant) -> Option<Warning> {
+fn failed_now(spans: u64, error: &str, now: Instant) -> Option<Warning> {
     EXPORT_FAILURES.fetch_add(1, Ordering::Relaxed);
     DROPPED.fetch_add(spans, Ordering::Relaxed);
     let mut p = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
@@ -88,37 +85,21 @@ fn export_failed(spans: u64, error: &str, now: Instant) -> Option<Warning> {
     Some(w)
 }
 
-/// A span exporter that counts what it exports and warns (rate-limited) when exports fail.
-#[derive(Debug)]
-pub(crate) struct Counted<E>(pub(crate) E);
+/// Counts `n` spans exported.
+pub(crate) fn exported(n: u64) {
+    EXPORTED.fetch_add(n, Ordering::Relaxed);
+}
 
-impl<E: SpanExporter> SpanExporter for Counted<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let n = batch.len() as u64;
-        let res = self.0.export(batch).await;
-        match &res {
-            Ok(()) => {
-                EXPORTED.fetch_add(n, Ordering::Relaxed);
-            }
-            Err(e) => {
-                if let Some(w) = export_failed(n, &e.to_string(), Instant::now()) {
-                    warn(w);
-                }
-            }
-        }
-        res
-    }
+/// Counts `n` spans lost before an export (the queue full, the pipeline shut down or timed out);
+/// the pipeline warns.
+pub(crate) fn spans_dropped(n: u64) {
+    DROPPED.fetch_add(n, Ordering::Relaxed);
+}
 
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.0.set_resource(resource);
+/// Counts a failed export of `n` spans, and warns (rate-limited).
+pub(crate) fn export_failed(n: u64, error: &opentelemetry_sdk::error::OTelSdkError) {
+    if let Some(w) = failed_now(n, &error.to_string(), Instant::now()) {
+        warn(w);
     }
 }
 
@@ -130,20 +111,14 @@ mod tests {
     fn export_failures_are_counted_and_warned_at_most_every_interval() {
         let before = stats();
         let t0 = Instant::now();
-        let first = export_failed(5, "refused", t0);
+        let first = failed_now(5, "refused", t0);
         assert!(
             matches!(&first, Some(Warning::ExportFailed { failures: 1, spans_lost: 5, error }) if error == "refused"),
             "{first:?}"
         );
-        assert_eq!(
-            export_failed(2, "refused", t0 + Duration::from_secs(1)),
-            None
-        );
-        assert_eq!(
-            export_failed(3, "timeout", t0 + Duration::from_secs(2)),
-            None
-        );
-        let later = export_failed(1, "timeout", t0 + WARN_EVERY + Duration::from_secs(1));
+        assert_eq!(failed_now(2, "refused", t0 + Duration::from_secs(1)), None);
+        assert_eq!(failed_now(3, "timeout", t0 + Duration::from_secs(2)), None);
+        let later = failed_now(1, "timeout", t0 + WARN_EVERY + Duration::from_secs(1));
         assert!(
             matches!(&later, Some(Warning::ExportFailed { failures: 3, spans_lost: 6, error }) if error == "timeout"),
             "{later:?}"

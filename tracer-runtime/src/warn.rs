@@ -30,6 +30,17 @@ pub enum Warning {
         /// The latest export error.
         error: String,
     },
+    /// Finished spans were dropped before export: `dropped` since the previous warning of this
+    /// kind, `total` by this pipeline so far.
+    SpansDropped {
+        /// Spans dropped since the previous warning.
+        dropped: u64,
+        /// Spans this pipeline has dropped in all.
+        total: u64,
+        /// Why: the export queue was full, the pipeline was shut down, or the exporter did not
+        /// finish within the export timeout.
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for Warning {
@@ -48,6 +59,16 @@ impl fmt::Display for Warning {
                 f,
                 "{failures} span export(s) failed, {spans_lost} span(s) lost (is the collector \
                  running and is OTEL_EXPORTER_OTLP_ENDPOINT right?): {error}"
+            ),
+            Warning::SpansDropped {
+                dropped,
+                total,
+                reason,
+            } => write!(
+                f,
+                "{dropped} span(s) dropped, {total} in all: {reason} (a larger queue: \
+                 `Builder::with_max_queue_bytes`; a faster collector; fewer spans: \
+                 OTEL_TRACES_SAMPLER)"
             ),
         }
     }

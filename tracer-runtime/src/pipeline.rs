@@ -1,0 +1,527 @@
+//! The queue between finished spans and the exporter: bounded by bytes, every drop counted.
+//!
+//! The SDK's `BatchSpanProcessor` holds 2 048 spans, drops the rest without a word when a burst
+//! outruns the exporter, and on shutdown waits one export timeout to flush and another to shut
+//! down. [`Batcher`] replaces it for every exporter tracer sets up:
+//!
+//! - the queue is bounded by an estimate of the spans' memory (default [`DEFAULT_QUEUE_BYTES`],
+//!   [`Builder::with_max_queue_bytes`](crate::Builder::with_max_queue_bytes)), and by a count
+//!   only when `OTEL_BSP_MAX_QUEUE_SIZE` is set;
+//! - a span that does not fit is dropped and counted ([`stats`](crate::stats)`().dropped`), with a
+//!   [`Warning::SpansDropped`] at once and then at most one per [`WARN_EVERY`], with the total;
+//! - a worker thread of its own exports batches of `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` (512) as
+//!   soon as one is full, and whatever is queued every `OTEL_BSP_SCHEDULE_DELAY` (5 s); it needs
+//!   no tokio runtime (the OTLP and Zipkin exporters run on one of their own, see `export.rs`);
+//! - flushing and shutting down wait at most one export timeout (`OTEL_BSP_EXPORT_TIMEOUT`, else
+//!   `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` / `OTEL_EXPORTER_OTLP_TIMEOUT`, else 5 s) in all; what
+//!   is still queued then is counted as dropped, and the guard's `shutdown()` reports it.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use opentelemetry::{Context, KeyValue, Value};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+
+use crate::stats;
+use crate::warn::{Warning, warn};
+
+/// The default bound of a pipeline's queue: 128 MiB of spans (about 200 000 `#[traced]` spans).
+pub(crate) const DEFAULT_QUEUE_BYTES: usize = 128 << 20;
+
+/// At most one [`Warning::SpansDropped`] per this interval (the first one at once).
+pub(crate) const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// The batch settings, from the builder and the `OTEL_BSP_*` variables.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) max_queue_bytes: usize,
+    pub(crate) max_queue_spans: Option<usize>,
+    pub(crate) max_batch: usize,
+    pub(crate) delay: Duration,
+    pub(crate) timeout: Duration,
+}
+
+impl Config {
+    /// The settings from the environment, `max_queue_bytes` from the builder if it was given.
+    /// A malformed value is reported by [`Config::check_env`] at install; here it is ignored.
+    pub(crate) fn from_env(max_queue_bytes: Option<usize>) -> Config {
+        let num = |var: &str| {
+            std::env::var(var)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let timeout = num("OTEL_BSP_EXPORT_TIMEOUT")
+            .or_else(|| num("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"))
+            .or_else(|| num("OTEL_EXPORTER_OTLP_TIMEOUT"))
+            .map_or(Duration::from_secs(5), Duration::from_millis);
+        Config {
+            max_queue_bytes: max_queue_bytes.unwrap_or(DEFAULT_QUEUE_BYTES).max(1),
+            max_queue_spans: num("OTEL_BSP_MAX_QUEUE_SIZE").map(|n| n.max(1) as usize),
+            max_batch: num("OTEL_BSP_MAX_EXPORT_BATCH_SIZE").map_or(512, |n| n.max(1) as usize),
+            delay: num("OTEL_BSP_SCHEDULE_DELAY")
+                .map_or(Duration::from_secs(5), Duration::from_millis),
+            timeout,
+        }
+    }
+}
+
+/// A span processor that queues finished spans for an exporter on a thread of its own.
+pub(crate) struct Batcher {
+    shared: Arc<Shared>,
+}
+
+/// What the guard keeps of a pipeline: its drop count, for `shutdown()`'s report.
+#[derive(Clone)]
+pub(crate) struct Handle(Arc<Shared>);
+
+impl Handle {
+    /// Spans this pipeline dropped so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.0.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Spans of this pipeline in exports that failed.
+    pub(crate) fn failed(&self) -> u64 {
+        self.0.failed.load(Ordering::Relaxed)
+    }
+
+    /// The queue's bound, for the report.
+    pub(crate) fn max_queue_bytes(&self) -> usize {
+        self.0.config.max_queue_bytes
+    }
+}
+
+struct Shared {
+    config: Config,
+    queue: Mutex<Queue>,
+    /// The worker waits on it for spans, a flush or the shutdown.
+    wake: Condvar,
+    /// Flushes and the shutdown wait on it for the worker's progress.
+    progress: Condvar,
+    dropped: AtomicU64,
+    /// Spans in exports that failed.
+    failed: AtomicU64,
+    /// A shutdown gave up waiting and counted what was left as dropped.
+    abandoned: std::sync::atomic::AtomicBool,
+    warned: Mutex<WarnState>,
+}
+
+#[derive(Default)]
+struct Queue {
+    spans: VecDeque<SpanData>,
+    bytes: usize,
+    /// Spans accepted since the start.
+    pushed: u64,
+    /// Spans the worker took from the queue.
+    taken: u64,
+    /// Spans whose export finished (exported or failed).
+    settled: u64,
+    /// A flush wants every span up to here taken.
+    flush_to: u64,
+    shutdown: bool,
+    /// The worker has exported everything and stopped.
+    finished: bool,
+    resource: Option<Resource>,
+}
+
+#[derive(Default)]
+struct WarnState {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl fmt::Debug for Batcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batcher")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Batcher {
+    /// A pipeline to `exporter`, its worker thread started. Fails only if the thread cannot be
+    /// spawned.
+    pub(crate) fn new<E: SpanExporter + 'static>(
+        exporter: E,
+        config: Config,
+    ) -> std::io::Result<(Batcher, Handle)> {
+        let shared = Arc::new(Shared {
+            config,
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            progress: Condvar::new(),
+            dropped: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            abandoned: std::sync::atomic::AtomicBool::new(false),
+            warned: Mutex::new(WarnState::default()),
+        });
+        let worker = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("tracer-batch".to_owned())
+            .spawn(move || worker.run(exporter))?;
+        Ok((
+            Batcher {
+                shared: Arc::clone(&shared),
+            },
+            Handle(shared),
+        ))
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts `n` spans lost and warns, at most once per [`WARN_EVERY`].
+    fn dropped(&self, n: u64, why: &'static str) {
+        if n == 0 {
+            return;
+        }
+        stats::spans_dropped(n);
+        let total = self.dropped.fetch_add(n, Ordering::Relaxed) + n;
+        let now = Instant::now();
+        let mut w = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+        w.since += n;
+        if w.last
+            .is_some_and(|t| now.saturating_duration_since(t) < WARN_EVERY)
+        {
+            return;
+        }
+        w.last = Some(now);
+        let dropped = std::mem::take(&mut w.since);
+        drop(w);
+        warn(Warning::SpansDropped {
+            dropped,
+            total,
+            reason: why,
+        });
+    }
+
+    /// The worker: exports full batches at once, the rest every `delay`, everything on a flush
+    /// or the shutdown; then stops.
+    fn run<E: SpanExporter>(&self, mut exporter: E) {
+        let mut last_export = Instant::now();
+        let mut q = self.lock();
+        loop {
+            if let Some(r) = q.resource.take() {
+                exporter.set_resource(&r);
+            }
+            let due = |q: &Queue| {
+                q.spans.len() >= self.config.max_batch || q.taken < q.flush_to || q.shutdown
+            };
+            let timer = last_export.elapsed() >= self.config.delay;
+            if !(due(&q) || timer && !q.spans.is_empty()) {
+                if timer {
+                    last_export = Instant::now();
+                }
+                let wait = self
+                    .config
+                    .delay
+                    .saturating_sub(last_export.elapsed())
+                    .max(Duration::from_millis(1));
+                q = self
+                    .wake
+                    .wait_timeout(q, wait)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                continue;
+            }
+            if q.spans.is_empty() {
+                if q.shutdown {
+                    drop(q);
+                    let _ = exporter.shutdown_with_timeout(self.config.timeout);
+                    let mut q = self.lock();
+                    q.finished = true;
+                    self.progress.notify_all();
+                    return;
+                }
+                q.flush_to = q.flush_to.min(q.taken);
+                self.progress.notify_all();
+                continue;
+            }
+            let n = q.spans.len().min(self.config.max_batch);
+            let batch: Vec<SpanData> = q.spans.drain(..n).collect();
+            q.bytes -= batch.iter().map(weight).sum::<usize>();
+            q.taken += n as u64;
+            drop(q);
+            last_export = Instant::now();
+            let result = futures_executor::block_on(exporter.export(batch));
+            if self.abandoned.load(Ordering::Relaxed) {
+                // Counted as dropped by the shutdown that gave up on this export.
+            } else if let Err(e) = &result {
+                self.failed.fetch_add(n as u64, Ordering::Relaxed);
+                stats::export_failed(n as u64, e);
+            } else {
+                stats::exported(n as u64);
+            }
+            q = self.lock();
+            q.settled += n as u64;
+            self.progress.notify_all();
+        }
+    }
+
+    /// Waits until every span accepted before the call has been exported, or until the exporter
+    /// has made no progress for one export timeout.
+    fn flush(&self) -> OTelSdkResult {
+        let mut q = self.lock();
+        let target = q.pushed;
+        q.flush_to = q.flush_to.max(target);
+        self.wake.notify_one();
+        let mut stalled = Stall::new(self.config.timeout, q.settled);
+        while q.settled < target && !q.finished {
+            let Some(left) = stalled.left(q.settled) else {
+                return Err(OTelSdkError::Timeout(self.config.timeout));
+            };
+            q = self
+                .progress
+                .wait_timeout(q, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        Ok(())
+    }
+}
+
+/// The export timeout, counted from the exporter's latest progress: a backlog drains whole
+/// from a collector that answers, and one that does not answer is given up on after one timeout.
+struct Stall {
+    timeout: Duration,
+    since: Instant,
+    settled: u64,
+}
+
+impl Stall {
+    fn new(timeout: Duration, settled: u64) -> Stall {
+        Stall {
+            timeout,
+            since: Instant::now(),
+            settled,
+        }
+    }
+
+    /// The time left to wait, `None` when the exporter has stalled for the whole timeout.
+    fn left(&mut self, settled: u64) -> Option<Duration> {
+        if settled != self.settled {
+            self.settled = settled;
+            self.since = Instant::now();
+        }
+        let left = self.timeout.saturating_sub(self.since.elapsed());
+        (!left.is_zero()).then_some(left)
+    }
+}
+
+impl SpanProcessor for Batcher {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        let s = &self.shared;
+        let w = weight(&span);
+        let mut q = s.lock();
+        let full = q.bytes + w > s.config.max_queue_bytes
+            || s.config
+                .max_queue_spans
+                .is_some_and(|max| q.spans.len() >= max);
+        if q.shutdown || full {
+            drop(q);
+            s.dropped(
+                1,
+                if full {
+                    "the export queue is full"
+                } else {
+                    "the pipeline is shut down"
+                },
+            );
+            return;
+        }
+        q.spans.push_back(span);
+        q.bytes += w;
+        q.pushed += 1;
+        let wake = q.spans.len() == s.config.max_batch;
+        drop(q);
+        if wake {
+            s.wake.notify_one();
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.shared.flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let s = &self.shared;
+        let timeout = timeout.min(s.config.timeout);
+        let mut q = s.lock();
+        if q.shutdown {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        q.shutdown = true;
+        s.wake.notify_one();
+        let mut stalled = Stall::new(timeout, q.settled);
+        while !q.finished {
+            let Some(left) = stalled.left(q.settled) else {
+                // The exporter does not answer: what it has not taken is lost, and what it holds
+                // is lost with it when its runtime goes.
+                let lost = q.pushed.saturating_sub(q.settled);
+                q.bytes = 0;
+                q.spans.clear();
+                q.settled = q.pushed;
+                s.abandoned.store(true, Ordering::Relaxed);
+                drop(q);
+                s.dropped(
+                    lost,
+                    "the exporter did not answer within the export timeout",
+                );
+                return Err(OTelSdkError::Timeout(timeout));
+            };
+            q = s
+                .progress
+                .wait_timeout(q, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        Ok(())
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.shared.lock().resource = Some(resource.clone());
+        self.shared.wake.notify_one();
+    }
+}
+
+/// An estimate of the memory a queued span holds: the struct and what its attributes, events
+/// and links point to.
+fn weight(s: &SpanData) -> usize {
+    use std::mem::size_of;
+    let attrs = |a: &[KeyValue]| -> usize {
+        a.iter()
+            .map(|kv| {
+                size_of::<KeyValue>()
+                    + kv.key.as_str().len()
+                    + match &kv.value {
+                        Value::String(v) => v.as_str().len(),
+                        Value::Array(_) => 64,
+                        _ => 0,
+                    }
+            })
+            .sum()
+    };
+    let name = match &s.name {
+        std::borrow::Cow::Owned(n) => n.len(),
+        std::borrow::Cow::Borrowed(_) => 0,
+    };
+    size_of::<SpanData>()
+        + name
+        + attrs(&s.attributes)
+        + s.events
+            .events
+            .iter()
+            .map(|e| size_of::<opentelemetry::trace::Event>() + e.name.len() + attrs(&e.attributes))
+            .sum::<usize>()
+        + s.links
+            .links
+            .iter()
+            .map(|l| size_of::<opentelemetry::trace::Link>() + attrs(&l.attributes))
+            .sum::<usize>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{SpanContext, SpanKind, Status};
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use std::sync::atomic::AtomicUsize;
+
+    fn span(i: u64) -> SpanData {
+        SpanData {
+            span_context: SpanContext::empty_context(),
+            parent_span_id: opentelemetry::trace::SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: format!("span {i}").into(),
+            start_time: std::time::SystemTime::now(),
+            end_time: std::time::SystemTime::now(),
+            attributes: vec![KeyValue::new("i", i as i64)],
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: Default::default(),
+        }
+    }
+
+    #[derive(Debug, Clone, Default)]
+    struct Count(Arc<AtomicUsize>);
+
+    impl SpanExporter for Count {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            self.0.fetch_add(batch.len(), Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn config(bytes: usize) -> Config {
+        Config {
+            max_queue_bytes: bytes,
+            max_queue_spans: None,
+            max_batch: 512,
+            delay: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn everything_accepted_is_exported_by_a_flush_and_by_the_shutdown() {
+        let count = Count::default();
+        let (b, h) = Batcher::new(count.clone(), config(DEFAULT_QUEUE_BYTES)).unwrap();
+        for i in 0..1500 {
+            b.on_end(span(i));
+        }
+        b.force_flush().unwrap();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1500);
+        for i in 0..10 {
+            b.on_end(span(i));
+        }
+        b.shutdown_with_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1510);
+        assert_eq!(h.dropped(), 0);
+        b.on_end(span(0));
+        assert_eq!(h.dropped(), 1, "a span after the shutdown is counted");
+    }
+
+    #[test]
+    fn spans_past_the_byte_bound_are_dropped_and_counted() {
+        #[derive(Debug)]
+        struct Stuck(Arc<(Mutex<bool>, Condvar)>);
+        impl SpanExporter for Stuck {
+            async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+                let (m, c) = &*self.0;
+                let mut go = m.lock().unwrap();
+                while !*go {
+                    go = c.wait(go).unwrap();
+                }
+                Ok(())
+            }
+        }
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let w = weight(&span(100));
+        let mut c = config(10 * w);
+        c.max_batch = 1;
+        let (b, h) = Batcher::new(Stuck(Arc::clone(&gate)), c).unwrap();
+        for i in 100..200 {
+            b.on_end(span(i));
+        }
+        // One span may be in the exporter's hands, ten queued: the rest dropped.
+        let dropped = h.dropped();
+        assert!((89..=90).contains(&dropped), "{dropped}");
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        b.shutdown_with_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(h.dropped(), dropped);
+    }
+}
