@@ -16,24 +16,6 @@ use opentelemetry_sdk::trace::SpanData;
 use tracer_runtime::http::HttpServerLayer;
 use tracer_runtime::traced;
 
-async fn server_span(path: &str) -> SpanData {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(s) = exporter()
-            .get_finished_spans()
-            .unwrap()
-            .into_iter()
-            .rfind(|s| {
-                s.span_kind == SpanKind::Server && attr_str(s, "url.path").as_deref() == Some(path)
-            })
-        {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "no server span for {path}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// `traceresponse`'s trace id and span id.
 fn trace_response(headers: &http::HeaderMap) -> (String, String) {
     let v = headers

@@ -30,24 +30,6 @@ fn warnings() -> &'static Mutex<Vec<Warning>> {
     })
 }
 
-async fn server_span(path: &str) -> SpanData {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(s) = exporter()
-            .get_finished_spans()
-            .unwrap()
-            .into_iter()
-            .rfind(|s| {
-                s.span_kind == SpanKind::Server && attr_str(s, "url.path").as_deref() == Some(path)
-            })
-        {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "no server span for {path}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_layer_for_a_service_not_installed_warns_once_naming_both() {
     exporter();
@@ -215,19 +197,10 @@ async fn grpc_hooks_add_attributes_and_rename_the_span() {
     let mut req = tonic::Request::new(grpc_support::msg("hooks", 1));
     req.metadata_mut().insert("x-rename", "1".parse().unwrap());
     client.unary(req).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let s = loop {
-        if let Some(s) = exporter()
-            .get_finished_spans()
-            .unwrap()
-            .into_iter()
-            .find(|s| s.span_kind == SpanKind::Server && s.name == "renamed")
-        {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no renamed server span");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let s = wait_for_span("renamed server span", |s| {
+        s.span_kind == SpanKind::Server && s.name == "renamed"
+    })
+    .await;
     assert_eq!(
         attr_str(&s, "app.path").as_deref(),
         Some("/tracer.test.Echo/Unary")
@@ -243,23 +216,12 @@ async fn grpc_hooks_add_attributes_and_rename_the_span() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Internal);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let s = loop {
-        if let Some(s) = exporter()
-            .get_finished_spans()
-            .unwrap()
-            .into_iter()
-            .find(|s| {
-                s.span_kind == SpanKind::Server
-                    && attr_str(s, "app.path").is_some()
-                    && error_message(s).is_some()
-            })
-        {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no server span for the panic");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let s = wait_for_span("server span for the panic", |s| {
+        s.span_kind == SpanKind::Server
+            && attr_str(s, "app.path").is_some()
+            && error_message(s).is_some()
+    })
+    .await;
     assert_eq!(
         attr(&s, "app.http_status"),
         Some(&opentelemetry::Value::I64(200))

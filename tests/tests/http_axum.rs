@@ -22,24 +22,6 @@ async fn explode() -> &'static str {
     panic!("axum handler exploded")
 }
 
-async fn spans_for(path: &str) -> SpanData {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(s) = exporter()
-            .get_finished_spans()
-            .unwrap()
-            .into_iter()
-            .rfind(|s| {
-                s.span_kind == SpanKind::Server && attr_str(s, "url.path").as_deref() == Some(path)
-            })
-        {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "no server span for {path}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test]
 async fn axum_router_with_matched_path() {
     exporter();
@@ -55,7 +37,7 @@ async fn axum_router_with_matched_path() {
 
     let (status, body, _) = http_get(&format!("http://{addr}/users/42")).await;
     assert_eq!((status, body.as_str()), (200, "user 42"));
-    let s = spans_for("/users/42").await;
+    let s = server_span("/users/42").await;
     assert_eq!(s.name, "GET /users/{id}");
     assert_eq!(attr_str(&s, "http.route").as_deref(), Some("/users/{id}"));
     assert_eq!(
@@ -65,7 +47,7 @@ async fn axum_router_with_matched_path() {
 
     let (status, _, _) = http_get(&format!("http://{addr}/explode")).await;
     assert_eq!(status, 500);
-    let s = spans_for("/explode").await;
+    let s = server_span("/explode").await;
     assert_eq!(error_message(&s).as_deref(), Some("axum handler exploded"));
     assert_eq!(
         http_get(&format!("http://{addr}/users/1")).await.0,
@@ -93,7 +75,7 @@ async fn name_of_users_route(app: Router, tag: &str) -> String {
     let path = format!("/users/{tag}");
     let (status, _, _) = http_get(&format!("http://{addr}/users/{tag}")).await;
     assert_eq!(status, 200);
-    let s = spans_for(&path).await;
+    let s = server_span(&path).await;
     assert_eq!(attr_str(&s, "http.route").as_deref(), Some("/users/{id}"));
     s.name.to_string()
 }

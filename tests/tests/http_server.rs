@@ -15,27 +15,6 @@ use opentelemetry::trace::{SpanId, SpanKind};
 use opentelemetry_sdk::trace::SpanData;
 use tracer_runtime::http::HttpServerLayer;
 
-/// Waits for the server span of `path` (the server ends it after the body is sent, which may be
-/// just after the client has the response).
-async fn server_span(path: &str) -> SpanData {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found: Vec<SpanData> = exporter()
-            .get_finished_spans()
-            .unwrap()
-            .into_iter()
-            .filter(|s| {
-                s.span_kind == SpanKind::Server && attr_str(s, "url.path").as_deref() == Some(path)
-            })
-            .collect();
-        if let Some(s) = found.last() {
-            return s.clone();
-        }
-        assert!(Instant::now() < deadline, "no server span for {path}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn server() -> std::net::SocketAddr {
     exporter();
     serve(HttpServerLayer::new(SERVICE)).await

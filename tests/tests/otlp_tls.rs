@@ -81,23 +81,32 @@ async fn receiver(
 #[traced]
 fn over_tls() {}
 
-#[tokio::test(flavor = "multi_thread")]
-async fn spans_reach_an_https_collector_verified_against_the_given_ca() {
-    let (ca, cert, key) = certificates();
-    let (addr, mut rx) = receiver(&cert, &key).await;
-    let guard = tracer_runtime::init("tls-client")
-        .with_protocol(Protocol::Grpc)
+/// Installs `service` exporting to `https://127.0.0.1:<port>` over `protocol`, verified against
+/// `ca`, records one span and shuts the pipeline down: what the shutdown reports.
+async fn export_one(
+    service: &'static str,
+    protocol: Protocol,
+    addr: SocketAddr,
+    ca: String,
+) -> Result<(), tracer_runtime::ShutdownError> {
+    let guard = tracer_runtime::init(service)
+        .with_protocol(protocol)
         .with_endpoint(format!("https://127.0.0.1:{}", addr.port()))
         .with_ca_certificate(ca)
         .install()
         .expect("an https endpoint installs");
     // The tests of this file run side by side: say which service the span is for.
-    tracer_runtime::service("tls-client")
-        .unwrap()
-        .in_scope(over_tls);
-    let shut = tokio::task::spawn_blocking(move || guard.shutdown())
+    tracer_runtime::service(service).unwrap().in_scope(over_tls);
+    tokio::task::spawn_blocking(move || guard.shutdown())
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_reach_an_https_collector_verified_against_the_given_ca() {
+    let (ca, cert, key) = certificates();
+    let (addr, mut rx) = receiver(&cert, &key).await;
+    let shut = export_one("tls-client", Protocol::Grpc, addr, ca).await;
     shut.expect("the export over TLS succeeds");
     let (service, name) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
@@ -112,19 +121,18 @@ async fn a_collector_whose_certificate_does_not_verify_gets_nothing() {
     let (_, cert, key) = certificates();
     let (other_ca, _, _) = certificates();
     let (addr, mut rx) = receiver(&cert, &key).await;
-    let guard = tracer_runtime::init("tls-untrusted")
-        .with_protocol(Protocol::Grpc)
-        .with_endpoint(format!("https://127.0.0.1:{}", addr.port()))
-        .with_ca_certificate(other_ca)
-        .install()
-        .unwrap();
-    tracer_runtime::service("tls-untrusted")
-        .unwrap()
-        .in_scope(over_tls);
-    let shut = tokio::task::spawn_blocking(move || guard.shutdown())
-        .await
-        .unwrap();
-    assert!(shut.is_err(), "the export to an unverified collector fails");
+    let shut = export_one("tls-untrusted", Protocol::Grpc, addr, other_ca).await;
+    assert!(
+        matches!(
+            shut,
+            Err(tracer_runtime::ShutdownError::SpansLost {
+                failed: 1,
+                dropped: 0,
+                ..
+            })
+        ),
+        "the export to an unverified collector fails, its span counted: {shut:?}"
+    );
     assert!(rx.try_recv().is_err(), "nothing was received");
 }
 
@@ -196,18 +204,7 @@ async fn http_receiver(
 async fn spans_reach_an_https_collector_over_http_protobuf() {
     let (ca, cert, key) = certificates();
     let (addr, mut rx) = http_receiver(&cert, &key).await;
-    let guard = tracer_runtime::init("tls-http-client")
-        .with_protocol(Protocol::HttpProtobuf)
-        .with_endpoint(format!("https://127.0.0.1:{}", addr.port()))
-        .with_ca_certificate(ca)
-        .install()
-        .expect("an https endpoint installs");
-    tracer_runtime::service("tls-http-client")
-        .unwrap()
-        .in_scope(over_tls);
-    let shut = tokio::task::spawn_blocking(move || guard.shutdown())
-        .await
-        .unwrap();
+    let shut = export_one("tls-http-client", Protocol::HttpProtobuf, addr, ca).await;
     shut.expect("the export over TLS succeeds");
     let (_, name) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
@@ -221,18 +218,17 @@ async fn an_https_collector_with_an_untrusted_certificate_gets_nothing_over_http
     let (_, cert, key) = certificates();
     let (other_ca, _, _) = certificates();
     let (addr, mut rx) = http_receiver(&cert, &key).await;
-    let guard = tracer_runtime::init("tls-http-untrusted")
-        .with_protocol(Protocol::HttpProtobuf)
-        .with_endpoint(format!("https://127.0.0.1:{}", addr.port()))
-        .with_ca_certificate(other_ca)
-        .install()
-        .unwrap();
-    tracer_runtime::service("tls-http-untrusted")
-        .unwrap()
-        .in_scope(over_tls);
-    let shut = tokio::task::spawn_blocking(move || guard.shutdown())
-        .await
-        .unwrap();
-    assert!(shut.is_err(), "the export to an unverified collector fails");
+    let shut = export_one("tls-http-untrusted", Protocol::HttpProtobuf, addr, other_ca).await;
+    assert!(
+        matches!(
+            shut,
+            Err(tracer_runtime::ShutdownError::SpansLost {
+                failed: 1,
+                dropped: 0,
+                ..
+            })
+        ),
+        "the export to an unverified collector fails, its span counted: {shut:?}"
+    );
     assert!(rx.try_recv().is_err(), "nothing was received");
 }

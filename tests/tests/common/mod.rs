@@ -142,29 +142,41 @@ pub fn kind(span: &SpanData) -> SpanKind {
     span.span_kind.clone()
 }
 
-/// The finished SERVER span whose parent is `client_span` (waits up to 10 s for the server to
-/// end it).
-pub async fn server_child(client_span: &SpanData) -> SpanData {
+/// The latest finished span that `matches`, waited for up to 10 s (a server ends its span after
+/// the response has left, which may be just after the client has it); `what` names it in the
+/// failure.
+pub async fn wait_for_span(what: &str, matches: impl Fn(&SpanData) -> bool) -> SpanData {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         if let Some(s) = exporter()
             .get_finished_spans()
             .unwrap()
             .into_iter()
-            .find(|s| {
-                s.span_kind == SpanKind::Server
-                    && s.parent_span_id == client_span.span_context.span_id()
-            })
+            .rfind(|s| matches(s))
         {
             return s;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no server span under {}",
-            client_span.name
-        );
+        assert!(std::time::Instant::now() < deadline, "no {what}");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+}
+
+/// The finished SERVER span whose parent is `client_span` (waits up to 10 s for the server to
+/// end it).
+pub async fn server_child(client_span: &SpanData) -> SpanData {
+    let parent = client_span.span_context.span_id();
+    wait_for_span(&format!("server span under {}", client_span.name), |s| {
+        s.span_kind == SpanKind::Server && s.parent_span_id == parent
+    })
+    .await
+}
+
+/// The latest finished SERVER span whose `url.path` is `path` (waits up to 10 s).
+pub async fn server_span(path: &str) -> SpanData {
+    wait_for_span(&format!("server span for {path}"), |s| {
+        s.span_kind == SpanKind::Server && attr_str(s, "url.path").as_deref() == Some(path)
+    })
+    .await
 }
 
 /// Runs this test binary's ignored test `name` alone in a child process, with `env` set (`None`
