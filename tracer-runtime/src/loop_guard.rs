@@ -182,7 +182,12 @@ impl LoopGuard {
 
     /// The verdict on a request to `me` carrying `path`.
     fn judge(&self, path: &Path, me: &str) -> Option<Loop> {
-        let repeats = path.names().filter(|n| *n == me).count();
+        let repeats = path
+            .names
+            .as_bytes()
+            .split(|&b| b == b'>')
+            .filter(|n| *n == me.as_bytes())
+            .count();
         if repeats > self.max_repeats as usize {
             return Some(Loop::new(
                 path,
@@ -232,10 +237,10 @@ pub(crate) fn path_name(service: &str) -> Arc<str> {
     Arc::from(s)
 }
 
-fn valid_name(n: &str) -> bool {
+fn valid_name_bytes(n: &[u8]) -> bool {
     !n.is_empty()
         && n.len() <= MAX_NAME_LEN
-        && n.bytes()
+        && n.iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
 }
 
@@ -264,8 +269,8 @@ impl Path {
         let hops: u32 = hops.parse().ok()?;
         let mut count = 0usize;
         if !names.is_empty() {
-            for n in names.split('>') {
-                if !valid_name(n) {
+            for n in names.as_bytes().split(|&b| b == b'>') {
+                if !valid_name_bytes(n) {
                     return None;
                 }
                 count += 1;
@@ -440,7 +445,7 @@ impl ServerGuard {
             Path::default()
         } else {
             find_member(headers)
-                .and_then(|v| Path::parse(&v))
+                .and_then(Path::parse)
                 .unwrap_or_default()
         };
         match self.guard.judge(&path, &self.me) {
@@ -476,7 +481,7 @@ impl Verdict {
 }
 
 /// The `tracer.path` member of the `baggage` headers, if any.
-fn find_member(headers: &HeaderMap) -> Option<String> {
+fn find_member(headers: &HeaderMap) -> Option<&str> {
     let mut total = 0;
     for v in headers.get_all(BAGGAGE) {
         total += v.len();
@@ -484,12 +489,15 @@ fn find_member(headers: &HeaderMap) -> Option<String> {
             return None;
         }
         let Ok(s) = v.to_str() else { continue };
+        if !s.contains(PATH_KEY) {
+            continue;
+        }
         for member in s.split(',') {
-            let kv = member.split(';').next().unwrap_or("");
+            let kv = member.split_once(';').map_or(member, |(kv, _)| kv);
             if let Some((k, v)) = kv.split_once('=')
                 && k.trim() == PATH_KEY
             {
-                return Some(v.trim().to_owned());
+                return Some(v.trim());
             }
         }
     }
