@@ -924,7 +924,46 @@ fn print_report(rows: &[Row], timed: bool) {
     }
 }
 
+/// `TRACED_CALLGRIND=<case>` (`plain`, `traced_sampled`, `traced_sampled_out`, `raw_in_span`,
+/// `tracing_otel`): that sync case alone, `TRACED_CALLGRIND_N` calls (default 1000), then every
+/// pipeline flushed, for instruction counts under callgrind. Run it for two values of `N`; the
+/// difference in instructions over the difference in `N` is one call, export included:
+///
+/// ```text
+/// B=$(ls -t target/release/deps/traced-* | grep -v '\.d$' | head -1)
+/// for n in 1000 3000; do TRACED_CALLGRIND=traced_sampled TRACED_CALLGRIND_N=$n \
+///   valgrind --tool=callgrind --callgrind-out-file=/dev/null $B 2>&1 | grep Collected; done
+/// ```
+fn callgrind(case: &str) {
+    let n: u64 = std::env::var("TRACED_CALLGRIND_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    AllocationRegistry::set_global_tracker(Counter).expect("the only tracker");
+    let p = Pipelines::install();
+    let tracer = &p.raw_tracer;
+    let (mode, f): (Mode, &dyn Fn(u64) -> u64) = match case {
+        "plain" => (Mode::Plain, &plain_sync),
+        "traced_sampled" => (Mode::Plain, &traced_sync),
+        "traced_sampled_out" => (Mode::SampledOut, &traced_sync),
+        "raw_in_span" => (Mode::Plain, &|x| raw_sync(tracer, x)),
+        "tracing_otel" => (Mode::Plain, &tracing_sync),
+        other => panic!("no callgrind case {other:?}"),
+    };
+    {
+        let _m = mode.enter(&p);
+        for i in 0..n {
+            black_box(f(black_box(i)));
+        }
+    }
+    p.flush();
+}
+
 fn main() {
+    if let Ok(case) = std::env::var("TRACED_CALLGRIND") {
+        callgrind(&case);
+        return;
+    }
     let mut c = Criterion::default()
         .sample_size(50)
         .warm_up_time(Duration::from_secs(1))

@@ -245,11 +245,22 @@ impl Shared {
                 self.progress.notify_all();
                 continue;
             }
+            // Little work under the lock: the recording threads wait for it.
             let n = q.spans.len().min(self.config.max_batch);
-            let batch: Vec<SpanData> = q.spans.drain(..n).collect();
-            q.bytes -= batch.iter().map(weight).sum::<usize>();
+            let batch = if n == q.spans.len() {
+                std::mem::take(&mut q.spans)
+            } else {
+                let rest = q.spans.split_off(n);
+                std::mem::replace(&mut q.spans, rest)
+            };
             q.taken += n as u64;
             drop(q);
+            let batch = Vec::from(batch);
+            let bytes: usize = batch.iter().map(weight).sum();
+            {
+                let mut q = self.lock();
+                q.bytes = q.bytes.saturating_sub(bytes);
+            }
             last_export = Instant::now();
             let result = futures_executor::block_on(exporter.export(batch));
             if self.abandoned.load(Ordering::Relaxed) {
