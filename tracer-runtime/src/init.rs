@@ -249,7 +249,7 @@ impl Builder {
 
     /// The bound of each export queue, in bytes of finished spans waiting for the exporter
     /// (an estimate of their memory; default 128 MiB, about 200 000 `#[traced]` spans). A span
-    /// that does not fit is dropped and counted (see [`stats`](crate::stats) and
+    /// that does not fit is dropped and counted (see [`stats()`](crate::stats()) and
     /// [`Warning::SpansDropped`](crate::Warning::SpansDropped)). `OTEL_BSP_MAX_QUEUE_SIZE`, when
     /// set, bounds the count of spans as well.
     pub fn with_max_queue_bytes(mut self, bytes: usize) -> Self {
