@@ -94,27 +94,27 @@ impl Kind {
         match self {
             Kind::HttpServer => (
                 "http_server_request_duration",
-                "Duration of HTTP server requests (http.server.request.duration).",
+                "Duration of HTTP server requests (http.server.request.duration)",
             ),
             Kind::HttpClient => (
                 "http_client_request_duration",
-                "Duration of HTTP client requests (http.client.request.duration).",
+                "Duration of HTTP client requests (http.client.request.duration)",
             ),
             Kind::RpcServer => (
                 "rpc_server_call_duration",
-                "Duration of RPCs served (rpc.server.call.duration).",
+                "Duration of RPCs served (rpc.server.call.duration)",
             ),
             Kind::RpcClient => (
                 "rpc_client_call_duration",
-                "Duration of RPCs made (rpc.client.call.duration).",
+                "Duration of RPCs made (rpc.client.call.duration)",
             ),
             Kind::Db => (
                 "db_client_operation_duration",
-                "Duration of database client operations (db.client.operation.duration).",
+                "Duration of database client operations (db.client.operation.duration)",
             ),
             Kind::Fn => (
                 "tracer_function_duration",
-                "Duration of #[traced(metrics)] functions, by span name.",
+                "Duration of #[traced(metrics)] functions, by span name",
             ),
         }
     }
@@ -436,7 +436,7 @@ impl Metrics {
             .collect();
         registry.register(
             "target",
-            "Target metadata (the OpenTelemetry resource).",
+            "Target metadata (the OpenTelemetry resource)",
             Info::new(info),
         );
         for (k, fam) in KINDS.iter().zip(&families) {
@@ -500,14 +500,14 @@ impl Collector for SdkCounters {
         let started = ConstCounter::new(s.started);
         started.encode(encoder.encode_descriptor(
             "otel_sdk_span_started",
-            "Spans started by tracer (otel.sdk.span.started).",
+            "Spans started by tracer (otel.sdk.span.started)",
             None,
             started.metric_type(),
         )?)?;
         let exported = ConstCounter::new(s.exported);
         let mut family = encoder.encode_descriptor(
             "otel_sdk_exporter_span_exported",
-            "Spans whose export finished (otel.sdk.exporter.span.exported); error_type set for the spans lost in a failed export.",
+            "Spans whose export finished (otel.sdk.exporter.span.exported); error_type set for the spans lost in a failed export",
             None,
             exported.metric_type(),
         )?;
@@ -518,7 +518,7 @@ impl Collector for SdkCounters {
         let failures = ConstCounter::new(s.export_failures);
         failures.encode(encoder.encode_descriptor(
             "otel_sdk_exporter_operation_failed",
-            "Export batches that failed.",
+            "Export batches that failed",
             None,
             failures.metric_type(),
         )?)?;
