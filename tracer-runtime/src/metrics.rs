@@ -23,7 +23,7 @@
 //! records no metric either. A span the sampler drops is still counted: metrics see every
 //! request even under a 1 % head sampler.
 //!
-//! The process's span pipeline is counted too (the counters of [`stats`](crate::stats)):
+//! The process's span pipeline is counted too (the counters of [`stats`](crate::stats())):
 //! `otel_sdk_span_started_total`, `otel_sdk_exporter_span_exported_total` (with
 //! `error_type="export_failed"` for the spans lost in a failed export) and
 //! `otel_sdk_exporter_operation_failed_total` (failed export batches).
