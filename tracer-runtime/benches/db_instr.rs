@@ -110,6 +110,14 @@ async fn traced_empty(x: u64) -> u64 {
     black_box(x)
 }
 
+/// `traced` plus the `tracer_function_duration_seconds` histogram (feature `metrics`; without
+/// it the argument records nothing and this case measures the same as `traced`).
+#[traced(metrics)]
+#[inline(never)]
+async fn traced_metrics_empty(x: u64) -> u64 {
+    black_box(x)
+}
+
 #[inline(never)]
 async fn plain_empty(x: u64) -> u64 {
     black_box(x)
@@ -222,12 +230,15 @@ async fn run(case: &str, mode: &str, n: u64) {
                 .query_drop(format!("DROP TABLE IF EXISTS {table}"))
                 .await;
         }
-        "traced" => {
+        "traced" | "traced-metrics" => {
+            let metrics = case == "traced-metrics";
             for i in 0..warm + n {
                 if i == warm {
                     count(true);
                 }
-                let v = if wrapped {
+                let v = if wrapped && metrics {
+                    traced_metrics_empty(i).await
+                } else if wrapped {
                     traced_empty(i).await
                 } else {
                     plain_empty(i).await
@@ -236,7 +247,9 @@ async fn run(case: &str, mode: &str, n: u64) {
             }
             count(false);
         }
-        other => panic!("unknown case {other}: redis-get, redis-set, mysql-select or traced"),
+        other => panic!(
+            "unknown case {other}: redis-get, redis-set, mysql-select, traced or traced-metrics"
+        ),
     }
     println!("allocs {}", ALLOCS.load(Ordering::Relaxed));
 }
@@ -306,7 +319,13 @@ fn main() {
         return;
     }
     let only: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
-    let cases = ["redis-get", "redis-set", "mysql-select", "traced"];
+    let cases = [
+        "redis-get",
+        "redis-set",
+        "mysql-select",
+        "traced",
+        "traced-metrics",
+    ];
     println!(
         "instructions per command (callgrind, (N=2000 − N=1000) / 1000), allocations per command"
     );
