@@ -32,6 +32,8 @@ pub struct Meta {
     kind: SpanKind,
     root: bool,
     metrics: bool,
+    #[cfg(feature = "metrics")]
+    series: crate::metrics::FnSeries,
 }
 
 impl Meta {
@@ -42,6 +44,8 @@ impl Meta {
             kind,
             root,
             metrics: false,
+            #[cfg(feature = "metrics")]
+            series: crate::metrics::FnSeries::new(),
         }
     }
 
@@ -190,7 +194,7 @@ pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live>
     }
     #[cfg(feature = "metrics")]
     let metric = if meta.metrics {
-        crate::metrics::Pending::function(svc.metrics.as_ref(), meta.name)
+        crate::metrics::Pending::function(svc.metrics.as_ref(), meta.name, &meta.series)
     } else {
         None
     };

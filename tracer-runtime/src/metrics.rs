@@ -31,8 +31,8 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Instant;
 
 use opentelemetry::trace::SpanKind;
@@ -259,25 +259,51 @@ impl PartialEq for Lv {
         match (self, other) {
             (Lv::Absent, Lv::Absent) | (Lv::TooMany, Lv::TooMany) => true,
             (Lv::Int(a), Lv::Int(b)) => a == b,
+            // Interned: the same value is the same allocation.
+            (Lv::Shared(a), Lv::Shared(b)) if Arc::ptr_eq(a, b) => true,
             (a, b) => matches!((a.str(), b.str()), (Some(a), Some(b)) if a == b),
         }
     }
 }
 impl Eq for Lv {}
 
-impl Hash for Lv {
-    fn hash<H: Hasher>(&self, h: &mut H) {
+/// FxHash's multiplier: a fast, non-cryptographic mix. The label values are the program's own
+/// (routes, methods, table names), not chosen by remote users, so flooding is no concern, and
+/// the map only ever sees the one `u64` it produces.
+const K: u64 = 0x517c_c1b7_2722_0a95;
+
+#[inline]
+fn mix(h: u64, v: u64) -> u64 {
+    (h.rotate_left(5) ^ v).wrapping_mul(K)
+}
+
+impl Lv {
+    /// A hash of the content: equal values (however held) hash equal.
+    #[inline]
+    fn fx(&self) -> u64 {
         match self {
-            Lv::Absent => h.write_u8(0),
-            Lv::Static(s) => s.hash(h),
-            Lv::Shared(s) => (**s).hash(h),
-            Lv::Int(i) => {
-                h.write_u8(2);
-                h.write_i64(*i);
-            }
-            Lv::TooMany => h.write_u8(3),
+            Lv::Absent => 0,
+            Lv::TooMany => 1,
+            Lv::Int(i) => mix(2, *i as u64),
+            Lv::Static(s) => fx_str(s),
+            Lv::Shared(s) => fx_str(s),
         }
     }
+}
+
+#[inline]
+fn fx_str(s: &str) -> u64 {
+    let mut h = mix(3, s.len() as u64);
+    let mut chunks = s.as_bytes().chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = mix(h, u64::from_le_bytes(w));
+    }
+    let mut w = [0u8; 8];
+    let rest = chunks.remainder();
+    w[..rest.len()].copy_from_slice(rest);
+    mix(h, u64::from_le_bytes(w))
 }
 
 static INTERNED: RwLock<Option<HashSet<Arc<str>>>> = RwLock::new(None);
@@ -327,7 +353,7 @@ const GRPC_CODES: [&str; 17] = [
 ];
 
 /// A series' labels: the instrument's slots, or the overflow series.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct LabelSet {
     kind: Kind,
     overflow: bool,
@@ -369,6 +395,18 @@ impl LabelSet {
     }
 }
 
+impl Hash for LabelSet {
+    /// One `u64` for the map's hasher: hashing the strings with SipHash cost ~400 instructions
+    /// per span.
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let mut x = mix(self.kind as u64, u64::from(self.overflow));
+        for v in &self.v {
+            x = mix(x, v.fx());
+        }
+        h.write_u64(x);
+    }
+}
+
 impl EncodeLabelSet for LabelSet {
     fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), fmt::Error> {
         if self.overflow {
@@ -403,6 +441,8 @@ fn db_histogram() -> Histogram {
 
 /// One service's instruments and their registry.
 pub(crate) struct Metrics {
+    /// Unique per instance, for the call-site caches ([`FnSeries`]).
+    id: u64,
     families: [Hist; 6],
     /// Label sets in each family.
     sizes: [AtomicUsize; 6],
@@ -444,7 +484,9 @@ impl Metrics {
             registry.register_with_unit(name, help, Unit::Seconds, fam.clone());
         }
         registry.register_collector(Box::new(SdkCounters));
+        static IDS: AtomicU64 = AtomicU64::new(1);
         Metrics {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
             families,
             sizes: Default::default(),
             cap: cap.max(1),
@@ -459,17 +501,39 @@ impl Metrics {
                 h.observe(seconds);
                 return;
             }
-            let size = &self.sizes[labels.kind as usize];
-            if size.load(Ordering::Relaxed) < self.cap {
+            if self.room(labels.kind) {
                 fam.get_or_create(labels).observe(seconds);
-                // Two threads adding the same new set both count it: the cap is then reached a
-                // little early, never exceeded.
-                size.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         }
         fam.get_or_create(&LabelSet::overflow(labels.kind))
             .observe(seconds);
+    }
+
+    /// Whether `kind` may take one more label set; counts it if so. Two threads adding the same
+    /// new set both count it: the cap is then reached a little early, never exceeded.
+    fn room(&self, kind: Kind) -> bool {
+        let size = &self.sizes[kind as usize];
+        if size.load(Ordering::Relaxed) < self.cap {
+            size.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The series of `labels` (or the overflow one), shared with the family.
+    fn series(&self, labels: &LabelSet) -> Histogram {
+        let fam = &self.families[labels.kind as usize];
+        if !labels.is_overflow() {
+            if let Some(h) = fam.get(labels) {
+                return h.clone();
+            }
+            if self.room(labels.kind) {
+                return fam.get_or_create_owned(labels);
+            }
+        }
+        fam.get_or_create_owned(&LabelSet::overflow(labels.kind))
     }
 
     /// The Prometheus (OpenMetrics) text of every instrument.
@@ -526,12 +590,24 @@ impl Collector for SdkCounters {
     }
 }
 
+/// A `#[traced(metrics)]` call site's series without error, for the first service that used
+/// it: found once, then observed without a lookup.
+#[derive(Debug, Default)]
+pub(crate) struct FnSeries(OnceLock<(u64, Histogram)>);
+
+impl FnSeries {
+    pub(crate) const fn new() -> Self {
+        FnSeries(OnceLock::new())
+    }
+}
+
 /// A span being measured: carried by the span from its start to its end.
 #[derive(Debug)]
 pub(crate) struct Pending {
     metrics: Arc<Metrics>,
     start: Instant,
     labels: LabelSet,
+    site: Option<&'static FnSeries>,
 }
 
 impl Pending {
@@ -553,18 +629,24 @@ impl Pending {
             metrics: Arc::clone(metrics),
             start: Instant::now(),
             labels,
+            site: None,
         })
     }
 
     /// For a `#[traced(metrics)]` fn's span.
     #[inline]
-    pub(crate) fn function(metrics: Option<&Arc<Metrics>>, name: &'static str) -> Option<Pending> {
+    pub(crate) fn function(
+        metrics: Option<&Arc<Metrics>>,
+        name: &'static str,
+        site: &'static FnSeries,
+    ) -> Option<Pending> {
         let mut labels = LabelSet::new(Kind::Fn);
         labels.v[0] = Lv::Static(name);
         Some(Pending {
             metrics: Arc::clone(metrics?),
             start: Instant::now(),
             labels,
+            site: Some(site),
         })
     }
 
@@ -578,6 +660,21 @@ impl Pending {
     #[inline]
     pub(crate) fn end(self) {
         let seconds = self.start.elapsed().as_secs_f64();
+        if let Some(site) = self.site
+            && matches!(self.labels.v[1], Lv::Absent)
+        {
+            match site.0.get() {
+                Some((id, h)) if *id == self.metrics.id => h.observe(seconds),
+                cached => {
+                    let h = self.metrics.series(&self.labels);
+                    h.observe(seconds);
+                    if cached.is_none() {
+                        let _ = site.0.set((self.metrics.id, h));
+                    }
+                }
+            }
+            return;
+        }
         self.metrics.record(&self.labels, seconds);
     }
 }
