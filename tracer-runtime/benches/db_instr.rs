@@ -20,7 +20,8 @@
 //!
 //! Cases: `redis-get`, `redis-set` (fred), `mysql-select` (a point `SELECT` through
 //! `exec_first`, the statement cached by the connection), and `traced` (an empty
-//! `#[traced] async fn`, the cost of the span path alone). Modes: `plain` (the unwrapped client,
+//! `#[traced] async fn`, the cost of the span path alone), `traced-metrics` (the same with
+//! `#[traced(metrics)]`: the span plus its duration histogram, feature `metrics`). Modes: `plain` (the unwrapped client,
 //! or an untraced fn), `off` (the wrapper with its service switched off), `on` (the wrapper,
 //! every span exported). Commands run one at a time on a current-thread runtime, outside any
 //! traced parent (so each span is a root, as in a background job). Allocations per command are
@@ -35,6 +36,17 @@
 //! mysql-select      17397    17403      +6    28525  +11128      15.0    15.0    26.0
 //! traced               31       81     +50     3608   +3577       0.0     0.0     2.0
 //! ```
+//!
+//! With the `metrics` feature (d937551; `--features redis,mysql,metrics`), the RED histogram
+//! of an existing label set costs ~330 instructions per span and no allocation:
+//!
+//! ```text
+//!                   plain      off       +       on       +   a.plain   a.off    a.on
+//! traced               30       84     +54     3909   +3879       0.0     0.0     2.0
+//! traced-metrics       31       84     +53     4239   +4208       0.0     0.0     2.0
+//! ```
+//!
+//! (Before the precomputed series hash and the call-site cache, 161fe2f: 4990, i.e. ~1180.)
 //!
 //! (The MySQL plain client itself varies by ~900 instructions between runs: its off and on
 //! deltas are that noisy.)
