@@ -470,10 +470,11 @@ impl Metrics {
             Family::new_with_constructor(make)
         });
         let mut registry = Registry::default();
-        let info: Vec<(String, String)> = resource
+        let mut info: Vec<(String, String)> = resource
             .iter()
             .map(|(k, v)| (prometheus_name(k.as_str()), v.to_string()))
             .collect();
+        info.sort();
         registry.register(
             "target",
             "Target metadata (the OpenTelemetry resource)",
@@ -688,7 +689,8 @@ impl Pending {
 ///     .install()
 ///     .unwrap();
 /// let text = tracer_runtime::metrics::text("doc-metrics").unwrap();
-/// assert!(text.contains(r#"target_info{service_name="doc-metrics""#));
+/// let target = text.lines().find(|l| l.starts_with("target_info{")).unwrap();
+/// assert!(target.contains(r#"service_name="doc-metrics""#), "{target}");
 /// ```
 pub fn text(service: &str) -> Option<String> {
     let svc = crate::service::service(service)?;
