@@ -57,6 +57,30 @@ pub(crate) struct Addrs {
         global = true
     )]
     pub(crate) server3_grpc: SocketAddr,
+    /// server1's metrics address: Prometheus text at /metrics, the switch at /tracer.
+    #[arg(
+        long,
+        env = "DEMO_SERVER1_METRICS",
+        default_value = "127.0.0.1:9464",
+        global = true
+    )]
+    pub(crate) server1_metrics: SocketAddr,
+    /// server2's metrics address.
+    #[arg(
+        long,
+        env = "DEMO_SERVER2_METRICS",
+        default_value = "127.0.0.1:9465",
+        global = true
+    )]
+    pub(crate) server2_metrics: SocketAddr,
+    /// server3's metrics address.
+    #[arg(
+        long,
+        env = "DEMO_SERVER3_METRICS",
+        default_value = "127.0.0.1:9466",
+        global = true
+    )]
+    pub(crate) server3_metrics: SocketAddr,
     /// The MySQL (or MariaDB) server3 uses.
     #[arg(
         long,
@@ -76,6 +100,15 @@ pub(crate) struct Addrs {
 }
 
 impl Addrs {
+    /// Each server's metrics address, by service name.
+    pub(crate) fn metrics(&self) -> [(&'static str, SocketAddr); 3] {
+        [
+            ("server1", self.server1_metrics),
+            ("server2", self.server2_metrics),
+            ("server3", self.server3_metrics),
+        ]
+    }
+
     /// The flags that give a child process these same addresses.
     pub(crate) fn to_args(&self) -> Vec<String> {
         vec![
@@ -83,6 +116,9 @@ impl Addrs {
             format!("--server2-http={}", self.server2_http),
             format!("--server2-grpc={}", self.server2_grpc),
             format!("--server3-grpc={}", self.server3_grpc),
+            format!("--server1-metrics={}", self.server1_metrics),
+            format!("--server2-metrics={}", self.server2_metrics),
+            format!("--server3-metrics={}", self.server3_metrics),
             format!("--mysql-url={}", self.mysql_url),
             format!("--redis-url={}", self.redis_url),
         ]
@@ -95,7 +131,15 @@ enum Command {
     Run,
     /// Start the three servers and keep them running until Ctrl-C. With no
     /// OTEL_EXPORTER_OTLP_ENDPOINT, draws each trace as it arrives.
-    Serve,
+    Serve {
+        /// Also start Debian's `prometheus` (from PATH) scraping the three servers every second
+        /// with the shipped alert rules (prometheus/alerts.yml); see its /alerts page.
+        #[arg(long)]
+        prometheus: bool,
+        /// Where that Prometheus listens.
+        #[arg(long, env = "DEMO_PROMETHEUS", default_value = "127.0.0.1:9090")]
+        prometheus_addr: SocketAddr,
+    },
     /// Run server1 only (HTTP).
     Server1(ServerArgs),
     /// Run server2 only (HTTP and gRPC).
@@ -137,7 +181,19 @@ pub fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match cli.command.unwrap_or(Command::Run) {
             Command::Run => crate::driver::run(&addrs).await,
-            Command::Serve => crate::driver::serve(&addrs).await,
+            Command::Serve {
+                prometheus,
+                prometheus_addr,
+            } => {
+                let prom = if prometheus {
+                    Some(crate::metrics::Prometheus::start(&addrs, prometheus_addr).await?)
+                } else {
+                    None
+                };
+                let r = crate::driver::serve(&addrs).await;
+                drop(prom);
+                r
+            }
             Command::Server1(a) => crate::server1::main(&addrs, &a).await,
             Command::Server2(a) => crate::server2::main(&addrs, &a).await,
             Command::Server3(a) => crate::server3::main(&addrs, &a).await,

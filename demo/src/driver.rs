@@ -447,6 +447,7 @@ pub(crate) async fn run(addrs: &Addrs) -> Result<(), Error> {
         }
     }
 
+    crate::metrics::print_report(addrs, style).await;
     println!("stopping the servers ...");
     let clean = servers.stop().await;
     if let Sink::External(endpoint) = &sink {
@@ -494,6 +495,14 @@ pub(crate) async fn serve(addrs: &Addrs) -> Result<(), Error> {
         addrs.server1_http
     );
     println!("      demo scenario <name>   (one of: {})", names());
+    println!(
+        "metrics: http://{}/metrics, http://{}/metrics, http://{}/metrics",
+        addrs.server1_metrics, addrs.server2_metrics, addrs.server3_metrics
+    );
+    println!(
+        "switch server3's tracing off (and on):  curl -X PUT --data off http://{}/tracer/server3",
+        addrs.server3_metrics
+    );
 
     let mut shown = HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(200));

@@ -26,6 +26,7 @@ mod driver;
 mod grpc;
 mod http;
 mod logging;
+mod metrics;
 mod receiver;
 mod scenario;
 mod server1;

@@ -21,7 +21,10 @@ struct Server1 {
 }
 
 pub(crate) async fn main(addrs: &Addrs, args: &ServerArgs) -> Result<(), Error> {
-    let guard = tracer_runtime::init(SERVICE).install()?;
+    let guard = tracer_runtime::init(SERVICE)
+        .with_prometheus(addrs.server1_metrics.to_string())
+        .with_switch_endpoint(std::env::var("TRACER_SWITCH_TOKEN").ok())
+        .install()?;
     crate::logging::install();
     let listener = TcpListener::bind(addrs.server1_http)
         .await

@@ -29,7 +29,10 @@ struct Server2 {
 }
 
 pub(crate) async fn main(addrs: &Addrs, args: &ServerArgs) -> Result<(), Error> {
-    let guard = tracer_runtime::init(SERVICE).install()?;
+    let guard = tracer_runtime::init(SERVICE)
+        .with_prometheus(addrs.server2_metrics.to_string())
+        .with_switch_endpoint(std::env::var("TRACER_SWITCH_TOKEN").ok())
+        .install()?;
     crate::logging::install();
     let http_listener = TcpListener::bind(addrs.server2_http)
         .await

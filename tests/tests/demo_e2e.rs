@@ -88,6 +88,9 @@ fn address_flags() -> Vec<String> {
         format!("--server2-http=127.0.0.1:{}", free_port()),
         format!("--server2-grpc=127.0.0.1:{}", free_port()),
         format!("--server3-grpc=127.0.0.1:{}", free_port()),
+        format!("--server1-metrics=127.0.0.1:{}", free_port()),
+        format!("--server2-metrics=127.0.0.1:{}", free_port()),
+        format!("--server3-metrics=127.0.0.1:{}", free_port()),
     ]
 }
 
@@ -730,7 +733,7 @@ fn waterfall_services(w: &str) -> HashSet<&str> {
 #[test]
 fn embedded_default_prints_every_scenario_and_its_waterfall() {
     // No collector configured: the driver's own receiver gets the spans. Addresses by variable.
-    let ports: Vec<String> = (0..4)
+    let ports: Vec<String> = (0..7)
         .map(|_| format!("127.0.0.1:{}", free_port()))
         .collect();
     let env = [
@@ -738,6 +741,9 @@ fn embedded_default_prints_every_scenario_and_its_waterfall() {
         ("DEMO_SERVER2_HTTP", ports[1].clone()),
         ("DEMO_SERVER2_GRPC", ports[2].clone()),
         ("DEMO_SERVER3_GRPC", ports[3].clone()),
+        ("DEMO_SERVER1_METRICS", ports[4].clone()),
+        ("DEMO_SERVER2_METRICS", ports[5].clone()),
+        ("DEMO_SERVER3_METRICS", ports[6].clone()),
     ];
     let out = run_demo(&[], &env, Duration::from_secs(120));
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -7,12 +7,10 @@ mod common;
 #[path = "support/http.rs"]
 mod http_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use http_support::*;
-use opentelemetry::trace::SpanKind;
-use opentelemetry_sdk::trace::SpanData;
 use tracer_runtime::http::HttpServerLayer;
 use tracer_runtime::traced;
 

@@ -9,7 +9,6 @@ mod grpc_support;
 mod http_support;
 
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use common::*;
 use opentelemetry::KeyValue;

@@ -3,15 +3,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use axum::Router;
 use axum::extract::{MatchedPath, Path};
 use axum::routing::get;
 use common::*;
 use opentelemetry::Value;
-use opentelemetry::trace::SpanKind;
-use opentelemetry_sdk::trace::SpanData;
 use tracer_runtime::http::HttpServerLayer;
 
 async fn user(Path(id): Path<u32>) -> String {

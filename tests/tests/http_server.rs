@@ -6,13 +6,12 @@ mod common;
 mod http_support;
 
 use std::io::{Read as _, Write as _};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use http_support::*;
 use opentelemetry::Value;
 use opentelemetry::trace::{SpanId, SpanKind};
-use opentelemetry_sdk::trace::SpanData;
 use tracer_runtime::http::HttpServerLayer;
 
 async fn server() -> std::net::SocketAddr {

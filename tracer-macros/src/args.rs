@@ -15,10 +15,11 @@ pub(crate) mod kw {
     syn::custom_keyword!(ret);
     syn::custom_keyword!(root);
     syn::custom_keyword!(skip);
+    syn::custom_keyword!(metrics);
 }
 
 /// Every argument `#[traced]` accepts, in the order the docs present them.
-pub(crate) const ACCEPTED: &str = "name, kind, args, fields, err, ret, root, skip, crate";
+pub(crate) const ACCEPTED: &str = "name, kind, args, fields, err, ret, root, metrics, skip, crate";
 
 /// The span kinds `kind = ...` accepts.
 pub(crate) const KINDS: [&str; 5] = ["server", "client", "producer", "consumer", "internal"];
@@ -54,6 +55,7 @@ pub(crate) struct TracedArgs {
     pub(crate) ret: Option<kw::ret>,
     pub(crate) root: Option<kw::root>,
     pub(crate) skip: Option<kw::skip>,
+    pub(crate) metrics: Option<kw::metrics>,
     pub(crate) krate: Option<(Token![crate], Path)>,
 }
 
@@ -152,6 +154,12 @@ impl Parse for TracedArgs {
                     return Err(duplicate(&k, "root"));
                 }
                 out.root = Some(k);
+            } else if lookahead.peek(kw::metrics) {
+                let k: kw::metrics = input.parse()?;
+                if out.metrics.is_some() {
+                    return Err(duplicate(&k, "metrics"));
+                }
+                out.metrics = Some(k);
             } else if lookahead.peek(kw::skip) {
                 let k: kw::skip = input.parse()?;
                 if out.skip.is_some() {
@@ -240,6 +248,9 @@ impl TracedArgs {
         }
         if self.root.is_none() {
             self.root = outer.root;
+        }
+        if self.metrics.is_none() {
+            self.metrics = outer.metrics;
         }
         if self.krate.is_none() {
             self.krate.clone_from(&outer.krate);

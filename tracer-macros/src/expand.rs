@@ -149,6 +149,7 @@ fn prelude(p: &TokenStream, args: &TracedArgs, name: &str) -> TokenStream {
     let (n_span, n_attrs) = (local("__tracer_span"), local("__tracer_attrs"));
     let kind = args.kind_variant();
     let root = args.root.is_some();
+    let with_metrics = args.metrics.map(|_| quote!(.with_metrics()));
     let mut stmts = Vec::new();
     if let Some((_, names)) = &args.args {
         for n in names {
@@ -173,7 +174,7 @@ fn prelude(p: &TokenStream, args: &TracedArgs, name: &str) -> TokenStream {
         quote!(|#n_attrs: &mut #p::Attrs| { #(#stmts)* })
     };
     quote! {
-        static __TRACER_META: #p::Meta = #p::Meta::new(#name, #p::SpanKind::#kind, #root);
+        static __TRACER_META: #p::Meta = #p::Meta::new(#name, #p::SpanKind::#kind, #root)#with_metrics;
         let #n_span: ::core::option::Option<#p::Live> = if #p::on() {
             #p::start(&__TRACER_META, #fill)
         } else {

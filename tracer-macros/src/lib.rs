@@ -52,6 +52,7 @@ use proc_macro::TokenStream;
 /// | `err` | an `Err` return sets status Error and adds an `exception` event |
 /// | `ret` | record the return value (`Debug`, capped) as `return`; with `err`, the `Ok` value |
 /// | `root` | start a new trace whatever the current context |
+/// | `metrics` | also record the duration in the `tracer_function_duration_seconds` histogram, by span name and `error_type` (feature `metrics` of `tracer-runtime`) |
 /// | `skip` | on a method of a `#[traced]` impl block: leave this method alone |
 /// | `crate = path` | where `tracer_runtime` is, when it is re-exported under another path |
 ///
@@ -77,7 +78,7 @@ use proc_macro::TokenStream;
 ///
 /// Every fn of the block is traced and its span named `Type::method`. A method's own
 /// `#[traced(...)]` adds to (and overrides) the block's arguments; `#[traced(skip)]` leaves it
-/// untraced. `const fn`s are left alone. The block itself accepts `kind`, `root` and `crate`.
+/// untraced. `const fn`s are left alone. The block itself accepts `kind`, `root`, `metrics` and `crate`.
 ///
 /// ```
 /// use tracer_runtime::traced;

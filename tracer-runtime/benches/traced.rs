@@ -102,6 +102,14 @@ fn traced_sync(x: u64) -> u64 {
     body(x)
 }
 
+/// `#[traced(metrics)]`: the span plus the `tracer_function_duration_seconds` histogram
+/// (feature `metrics`; without it, the same as `traced_sync`).
+#[traced(metrics)]
+#[inline(never)]
+fn traced_metrics_sync(x: u64) -> u64 {
+    body(x)
+}
+
 #[tracing::instrument(skip_all)]
 #[inline(never)]
 fn tracing_sync(x: u64) -> u64 {
@@ -617,6 +625,22 @@ fn sync_cases(c: &mut Criterion, bench: &mut Bench<'_>) {
         Mode::Plain,
         1,
         traced_sync,
+    );
+    bench.sync_case(
+        &mut g,
+        "traced_metrics_sampled_out",
+        "#[traced(metrics)], AlwaysOff service attached",
+        Mode::SampledOut,
+        0,
+        traced_metrics_sync,
+    );
+    bench.sync_case(
+        &mut g,
+        "traced_metrics_sampled",
+        "#[traced(metrics)], sampled, default service",
+        Mode::Plain,
+        1,
+        traced_metrics_sync,
     );
     bench.sync_case(
         &mut g,

@@ -31,12 +31,29 @@ pub struct Meta {
     name: &'static str,
     kind: SpanKind,
     root: bool,
+    metrics: bool,
+    #[cfg(feature = "metrics")]
+    series: crate::metrics::FnSeries,
 }
 
 impl Meta {
     /// Called by the macro in a `static`.
     pub const fn new(name: &'static str, kind: SpanKind, root: bool) -> Self {
-        Meta { name, kind, root }
+        Meta {
+            name,
+            kind,
+            root,
+            metrics: false,
+            #[cfg(feature = "metrics")]
+            series: crate::metrics::FnSeries::new(),
+        }
+    }
+
+    /// `#[traced(metrics)]`: the span's duration is also recorded in the
+    /// `tracer.function.duration` histogram (feature `metrics`; without it, nothing).
+    pub const fn with_metrics(mut self) -> Self {
+        self.metrics = true;
+        self
     }
 }
 
@@ -175,13 +192,24 @@ pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live>
     if !attrs.0.is_empty() {
         builder = builder.with_attributes(attrs.0);
     }
+    #[cfg(feature = "metrics")]
+    let metric = if meta.metrics {
+        crate::metrics::Pending::function(svc.metrics.as_ref(), meta.name, &meta.series)
+    } else {
+        None
+    };
+    #[cfg(not(feature = "metrics"))]
+    let _ = meta.metrics;
     let span = if meta.root {
         svc.tracer.build_with_context(builder, &Context::new())
     } else {
         svc.tracer.build_with_context(builder, &parent)
     };
+    let span = TracerSpan::new(span);
+    #[cfg(feature = "metrics")]
+    let span = span.with_metric(metric);
     Some(Live {
-        cx: parent.with_span(TracerSpan::new(span)),
+        cx: parent.with_span(span),
     })
 }
 
@@ -196,12 +224,20 @@ pub(crate) fn start_span(
 ) -> Context {
     use crate::service::InService;
     crate::stats::span_started();
-    let span = svc.tracer.build_with_context(builder, parent);
+    #[cfg(feature = "metrics")]
+    let metric = crate::metrics::Pending::integration(
+        svc.metrics.as_ref(),
+        builder.span_kind.as_ref(),
+        builder.attributes.as_deref(),
+    );
+    let span = TracerSpan::new(svc.tracer.build_with_context(builder, parent));
+    #[cfg(feature = "metrics")]
+    let span = span.with_metric(metric);
     let cx = match parent.get::<InService>() {
         Some(s) if std::sync::Arc::ptr_eq(&s.0, svc) => parent.clone(),
         _ => parent.with_value(InService(std::sync::Arc::clone(svc))),
     };
-    cx.with_span(TracerSpan::new(span))
+    cx.with_span(span)
 }
 
 /// Every span tracer starts: the SDK's span, plus its count of `log` events, capped at
@@ -213,6 +249,10 @@ pub(crate) struct TracerSpan {
     inner: opentelemetry_sdk::trace::Span,
     logs: u32,
     logs_dropped: u32,
+    /// The span's RED measurement: its labels follow the attributes set on the span, and it is
+    /// recorded when the span ends, sampled or not.
+    #[cfg(feature = "metrics")]
+    metric: Option<crate::metrics::Pending>,
 }
 
 impl TracerSpan {
@@ -222,6 +262,23 @@ impl TracerSpan {
             inner,
             logs: 0,
             logs_dropped: 0,
+            #[cfg(feature = "metrics")]
+            metric: None,
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    #[inline]
+    pub(crate) fn with_metric(mut self, metric: Option<crate::metrics::Pending>) -> Self {
+        self.metric = metric;
+        self
+    }
+
+    #[inline]
+    fn record_metric(&mut self) {
+        #[cfg(feature = "metrics")]
+        if let Some(m) = self.metric.take() {
+            m.end();
         }
     }
 
@@ -270,6 +327,10 @@ impl opentelemetry::trace::Span for TracerSpan {
 
     #[inline]
     fn set_attribute(&mut self, attribute: KeyValue) {
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &mut self.metric {
+            m.set(&attribute);
+        }
         self.inner.set_attribute(attribute);
     }
 
@@ -297,6 +358,7 @@ impl opentelemetry::trace::Span for TracerSpan {
 
     fn end_with_timestamp(&mut self, timestamp: std::time::SystemTime) {
         self.record_dropped_logs();
+        self.record_metric();
         self.inner.end_with_timestamp(timestamp);
     }
 }
@@ -305,6 +367,7 @@ impl Drop for TracerSpan {
     fn drop(&mut self) {
         // A span dropped without `end` is ended by the SDK's own `Drop`, after this one.
         self.record_dropped_logs();
+        self.record_metric();
     }
 }
 
@@ -316,7 +379,16 @@ pub(crate) fn start_span_inherited(
     builder: SpanBuilder,
     parent: &Context,
 ) -> Context {
-    parent.with_span(svc.tracer.build_with_context(builder, parent))
+    #[cfg(feature = "metrics")]
+    let metric = crate::metrics::Pending::integration(
+        svc.metrics.as_ref(),
+        builder.span_kind.as_ref(),
+        builder.attributes.as_deref(),
+    );
+    let span = TracerSpan::new(svc.tracer.build_with_context(builder, parent));
+    #[cfg(feature = "metrics")]
+    let span = span.with_metric(metric);
+    parent.with_span(span)
 }
 
 /// A started span, and the context that has it as current span.

@@ -45,6 +45,21 @@ pub enum InitError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The address of [`Builder::with_prometheus`](crate::Builder::with_prometheus) could not
+    /// be resolved or bound.
+    #[error("cannot serve metrics on `{addr}`: {source}")]
+    MetricsEndpoint {
+        /// The address as given.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The switch endpoint was asked for on a non-loopback address without a bearer token.
+    #[error(
+        "the switch endpoint on `{0}` would let anyone on the network turn tracing off; bind it to 127.0.0.1 or set a token (`with_switch_endpoint(Some(token))`)"
+    )]
+    SwitchNotLoopback(String),
     /// `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` are invalid.
     #[error("invalid sampler configuration: {0}")]
     InvalidSampler(String),

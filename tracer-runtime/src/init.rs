@@ -156,6 +156,30 @@ pub fn init(service_name: impl Into<String>) -> Builder {
         set_globals: true,
         processors: Vec::new(),
         max_queue_bytes: None,
+        #[cfg(feature = "metrics")]
+        metrics: MetricsConfig::default(),
+    }
+}
+
+/// What [`Builder::with_prometheus`] and its companions asked for.
+#[cfg(feature = "metrics")]
+#[derive(Debug)]
+struct MetricsConfig {
+    endpoint: Option<String>,
+    switch: bool,
+    token: Option<String>,
+    cap: usize,
+}
+
+#[cfg(feature = "metrics")]
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            endpoint: None,
+            switch: false,
+            token: None,
+            cap: crate::metrics::DEFAULT_CARDINALITY_LIMIT,
+        }
     }
 }
 
@@ -177,6 +201,8 @@ pub struct Builder {
     set_globals: bool,
     processors: Vec<AddProcessor>,
     max_queue_bytes: Option<usize>,
+    #[cfg(feature = "metrics")]
+    metrics: MetricsConfig,
 }
 
 impl fmt::Debug for Builder {
@@ -299,6 +325,38 @@ impl Builder {
         self
     }
 
+    /// Serves this service's metrics (see [`metrics`](crate::metrics)) as Prometheus text at
+    /// `GET /metrics` on `addr` (e.g. `127.0.0.1:9464`; port 0 picks a free port, see
+    /// [`Guard::metrics_addr`]), from a thread of its own. The endpoint's own requests are
+    /// neither traced nor counted. A bind failure makes [`install`](Self::install) fail.
+    #[cfg(feature = "metrics")]
+    pub fn with_prometheus(mut self, addr: impl Into<String>) -> Self {
+        self.metrics.endpoint = Some(addr.into());
+        self
+    }
+
+    /// Also serves the run-time switch on the [`with_prometheus`](Self::with_prometheus)
+    /// address, for an operator: `GET /tracer` lists the services and their switches,
+    /// `PUT /tracer/<service>` with the body `on` or `off` flips one, `PUT /tracer/*` the global
+    /// switch. With a `token`, every `/tracer` request must carry `Authorization: Bearer
+    /// <token>` (else `401`, and nothing changes). Without one, the address must be a loopback
+    /// one ([`install`](Self::install) fails otherwise). Off unless called.
+    #[cfg(feature = "metrics")]
+    pub fn with_switch_endpoint(mut self, token: Option<String>) -> Self {
+        self.metrics.switch = true;
+        self.metrics.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// The most label sets each instrument keeps for this service (default
+    /// [`DEFAULT_CARDINALITY_LIMIT`](crate::metrics::DEFAULT_CARDINALITY_LIMIT)); further ones
+    /// are counted in the series labelled `otel_metric_overflow="true"`.
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics_cardinality_limit(mut self, limit: usize) -> Self {
+        self.metrics.cap = limit;
+        self
+    }
+
     /// Installs the pipeline. Spans are recorded from now until the guard is dropped.
     pub fn install(self) -> Result<Guard, InitError> {
         if self.name.trim().is_empty() {
@@ -319,6 +377,20 @@ impl Builder {
             .with_service_name(self.name.clone())
             .with_attributes(self.resource)
             .build();
+        #[cfg(feature = "metrics")]
+        let metrics = Arc::new(crate::metrics::Metrics::new(&resource, self.metrics.cap));
+        #[cfg(feature = "metrics")]
+        let endpoint = match self.metrics.endpoint {
+            Some(addr) => Some(crate::metrics::Endpoint::start(
+                crate::metrics::EndpointConfig {
+                    addr,
+                    switch: self.metrics.switch,
+                    token: self.metrics.token,
+                },
+                Arc::clone(&metrics),
+            )?),
+            None => None,
+        };
         let mut builder = SdkTracerProvider::builder()
             .with_resource(resource)
             .with_sampler(sampler);
@@ -398,6 +470,8 @@ impl Builder {
             name: self.name,
             on,
             tracer,
+            #[cfg(feature = "metrics")]
+            metrics: Some(metrics),
         });
         service::register(Arc::clone(&svc), self.make_default);
         let is_default = service::is_default(&svc);
@@ -414,6 +488,8 @@ impl Builder {
                 runtimes,
                 pipelines,
                 timeout: batch.timeout,
+                #[cfg(feature = "metrics")]
+                endpoint,
             }),
         })
     }
@@ -495,6 +571,8 @@ struct GuardInner {
     pipelines: Vec<pipeline::Handle>,
     /// The export timeout: the longest a shutdown waits for each pipeline.
     timeout: std::time::Duration,
+    #[cfg(feature = "metrics")]
+    endpoint: Option<crate::metrics::Endpoint>,
 }
 
 impl fmt::Debug for Guard {
@@ -516,6 +594,15 @@ impl Guard {
     /// The service's tracer provider (to flush it, or to hand it to another library).
     pub fn provider(&self) -> Option<&SdkTracerProvider> {
         self.inner.as_ref().map(|i| &i.provider)
+    }
+
+    /// The address the [`with_prometheus`](Builder::with_prometheus) endpoint listens on.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner
+            .as_ref()
+            .and_then(|i| i.endpoint.as_ref())
+            .map(|e| e.addr)
     }
 
     /// Exports every span finished so far, and waits for it.
@@ -549,6 +636,8 @@ impl GuardInner {
         switch::uninstalled(&self.svc.name);
         // Each pipeline exports what it holds, waiting one export timeout at most.
         let shut = self.provider.shutdown_with_timeout(self.timeout);
+        #[cfg(feature = "metrics")]
+        drop(self.endpoint);
         drop(self.runtimes);
         let (dropped, failed) = self
             .pipelines

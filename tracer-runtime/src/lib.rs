@@ -58,6 +58,8 @@
 //! - [`service`]: several services in one process, each exported under its own name.
 //! - [`logs`]: log records as events on their span (features `log`, `tracing`), trace ids in
 //!   log lines.
+//! - [`metrics`]: RED metrics from every span, before sampling, served to Prometheus by
+//!   [`Builder::with_prometheus`] (feature `metrics`).
 //! - [`sync`]: named `Mutex` and `RwLock` whose long waits are spans (feature `sync`).
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
@@ -80,6 +82,8 @@ pub mod log_bridge;
 pub mod logs;
 #[cfg(feature = "http")]
 pub mod loop_guard;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 mod panic;

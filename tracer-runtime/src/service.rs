@@ -16,6 +16,9 @@ pub(crate) struct Service {
     pub(crate) name: String,
     pub(crate) on: Arc<AtomicBool>,
     pub(crate) tracer: SdkTracer,
+    /// Its RED metrics (`None` in unit tests that need none).
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Service {

@@ -14,6 +14,7 @@ use crate::warn::{Warning, warn};
 static STARTED: AtomicU64 = AtomicU64::new(0);
 static EXPORTED: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+static DROPPED_BEFORE_EXPORT: AtomicU64 = AtomicU64::new(0);
 static EXPORT_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the pipeline's counters (see [`stats`]).
@@ -29,6 +30,9 @@ pub struct Stats {
     pub dropped: u64,
     /// Exports (batches) that failed.
     pub export_failures: u64,
+    /// Of `dropped`, the spans that never reached the exporter: the queue was full, or the
+    /// pipeline was shut down (or gave up on a collector that did not answer) with them in it.
+    pub dropped_before_export: u64,
 }
 
 /// The pipeline's counters since the process started, over every service.
@@ -38,6 +42,7 @@ pub fn stats() -> Stats {
         exported: EXPORTED.load(Ordering::Relaxed),
         dropped: DROPPED.load(Ordering::Relaxed),
         export_failures: EXPORT_FAILURES.load(Ordering::Relaxed),
+        dropped_before_export: DROPPED_BEFORE_EXPORT.load(Ordering::Relaxed),
     }
 }
 
@@ -94,6 +99,7 @@ pub(crate) fn exported(n: u64) {
 /// the pipeline warns.
 pub(crate) fn spans_dropped(n: u64) {
     DROPPED.fetch_add(n, Ordering::Relaxed);
+    DROPPED_BEFORE_EXPORT.fetch_add(n, Ordering::Relaxed);
 }
 
 /// Counts a failed export of `n` spans, and warns (rate-limited).

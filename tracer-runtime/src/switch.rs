@@ -94,6 +94,17 @@ pub fn is_all_enabled() -> bool {
     GLOBAL.load(Ordering::Relaxed)
 }
 
+/// The installed services and whether each one's own switch is on, by name.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) fn list() -> Vec<(String, bool)> {
+    lock()
+        .by_name
+        .iter()
+        .filter(|(_, e)| e.installed > 0)
+        .map(|(n, e)| (n.clone(), e.on.load(Ordering::Relaxed)))
+        .collect()
+}
+
 /// Registers an install of `service` and returns its switch.
 pub(crate) fn installed(service: &str) -> Arc<AtomicBool> {
     let mut s = lock();

@@ -1,0 +1,791 @@
+//! RED metrics from spans (feature `metrics`): a duration histogram per kind of operation,
+//! recorded when a span ends, whatever the sampler decided; tracer's own `otel.sdk.*` counters;
+//! and [`Builder::with_prometheus`](crate::Builder::with_prometheus), which serves them as
+//! Prometheus text at `GET /metrics`.
+//!
+//! | Instrument (Prometheus name)                  | Spans                        | Labels |
+//! |-----------------------------------------------|------------------------------|--------|
+//! | `http.server.request.duration` (`http_server_request_duration_seconds`) | HTTP server | `http_request_method`, `http_route`, `http_response_status_code`, `error_type` |
+//! | `http.client.request.duration` (`http_client_request_duration_seconds`) | HTTP client | `http_request_method`, `server_address`, `http_response_status_code`, `error_type` |
+//! | `rpc.server.call.duration` (`rpc_server_call_duration_seconds`) | gRPC server | `rpc_system`, `rpc_service`, `rpc_method`, `rpc_response_status_code`, `error_type` |
+//! | `rpc.client.call.duration` (`rpc_client_call_duration_seconds`) | gRPC client | as the server's |
+//! | `db.client.operation.duration` (`db_client_operation_duration_seconds`) | Redis, MySQL | `db_system_name`, `db_operation_name`, `db_collection_name`, `error_type` |
+//! | `tracer.function.duration` (`tracer_function_duration_seconds`) | `#[traced(metrics)]` fns | `span_name`, `error_type` |
+//!
+//! Durations are in seconds, in the explicit buckets the semantic conventions recommend.
+//! `error_type` is present exactly when the operation failed (the span's `error.type`), so an
+//! error ratio is `count{error_type!=""} / count`. Labels come only from low-cardinality
+//! attributes: route templates, never raw paths; table names, never SQL values. Each
+//! instrument holds at most [`DEFAULT_CARDINALITY_LIMIT`] label sets per service; past it, new
+//! sets are counted in one series labelled `otel_metric_overflow="true"`.
+//!
+//! A service switched off (see [`set_enabled`](crate::set_enabled)) starts no span, so it
+//! records no metric either. A span the sampler drops is still counted: metrics see every
+//! request even under a 1 % head sampler.
+//!
+//! The process's span pipeline is counted too (the counters of [`stats`](crate::stats())):
+//! `otel_sdk_span_started_total`, `otel_sdk_exporter_span_exported_total` (with
+//! `error_type="export_failed"` for the spans lost in a failed export),
+//! `otel_sdk_processor_span_processed_total{error_type="queue_full"}` (spans dropped before
+//! export) and `otel_sdk_exporter_operation_failed_total` (failed export batches).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::time::Instant;
+
+use opentelemetry::trace::SpanKind;
+use opentelemetry::{KeyValue, Value};
+use opentelemetry_semantic_conventions::attribute as semconv;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder,
+};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+mod server;
+pub(crate) use server::{Endpoint, EndpointConfig};
+
+/// Label sets per instrument and service before new ones go to the overflow series.
+pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
+
+/// Distinct label values remembered process-wide (their strings are shared by every series
+/// that uses them); past this, a span with a new value is counted in the overflow series.
+const INTERNED_LIMIT: usize = 64 * 1024;
+
+/// `http.server.request.duration`'s recommended boundaries (also used for RPC and functions).
+const HTTP_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+/// `db.client.operation.duration`'s recommended boundaries.
+const DB_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+
+/// The kinds of operation measured, one histogram each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    HttpServer = 0,
+    HttpClient = 1,
+    RpcServer = 2,
+    RpcClient = 3,
+    Db = 4,
+    Fn = 5,
+}
+
+const KINDS: [Kind; 6] = [
+    Kind::HttpServer,
+    Kind::HttpClient,
+    Kind::RpcServer,
+    Kind::RpcClient,
+    Kind::Db,
+    Kind::Fn,
+];
+
+/// Label slots per set.
+const SLOTS: usize = 5;
+
+impl Kind {
+    /// Prometheus name (without the unit), help.
+    fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::HttpServer => (
+                "http_server_request_duration",
+                "Duration of HTTP server requests (http.server.request.duration)",
+            ),
+            Kind::HttpClient => (
+                "http_client_request_duration",
+                "Duration of HTTP client requests (http.client.request.duration)",
+            ),
+            Kind::RpcServer => (
+                "rpc_server_call_duration",
+                "Duration of RPCs served (rpc.server.call.duration)",
+            ),
+            Kind::RpcClient => (
+                "rpc_client_call_duration",
+                "Duration of RPCs made (rpc.client.call.duration)",
+            ),
+            Kind::Db => (
+                "db_client_operation_duration",
+                "Duration of database client operations (db.client.operation.duration)",
+            ),
+            Kind::Fn => (
+                "tracer_function_duration",
+                "Duration of #[traced(metrics)] functions, by span name",
+            ),
+        }
+    }
+
+    /// The Prometheus label name of each slot ("" = unused).
+    fn labels(self) -> &'static [&'static str; SLOTS] {
+        match self {
+            Kind::HttpServer => &[
+                "http_request_method",
+                "http_route",
+                "http_response_status_code",
+                "error_type",
+                "",
+            ],
+            Kind::HttpClient => &[
+                "http_request_method",
+                "server_address",
+                "http_response_status_code",
+                "error_type",
+                "",
+            ],
+            Kind::RpcServer | Kind::RpcClient => &[
+                "rpc_system",
+                "rpc_service",
+                "rpc_method",
+                "rpc_response_status_code",
+                "error_type",
+            ],
+            Kind::Db => &[
+                "db_system_name",
+                "db_operation_name",
+                "db_collection_name",
+                "error_type",
+                "",
+            ],
+            Kind::Fn => &["span_name", "error_type", "", "", ""],
+        }
+    }
+
+    /// The slot a span attribute fills, if any.
+    #[allow(deprecated)]
+    fn slot(self, key: &str) -> Option<usize> {
+        match self {
+            Kind::HttpServer => match key {
+                semconv::HTTP_REQUEST_METHOD => Some(0),
+                semconv::HTTP_ROUTE => Some(1),
+                semconv::HTTP_RESPONSE_STATUS_CODE => Some(2),
+                semconv::ERROR_TYPE => Some(3),
+                _ => None,
+            },
+            Kind::HttpClient => match key {
+                semconv::HTTP_REQUEST_METHOD => Some(0),
+                semconv::SERVER_ADDRESS => Some(1),
+                semconv::HTTP_RESPONSE_STATUS_CODE => Some(2),
+                semconv::ERROR_TYPE => Some(3),
+                _ => None,
+            },
+            Kind::RpcServer | Kind::RpcClient => match key {
+                semconv::RPC_SYSTEM | semconv::RPC_SYSTEM_NAME => Some(0),
+                semconv::RPC_SERVICE => Some(1),
+                semconv::RPC_METHOD => Some(2),
+                semconv::RPC_GRPC_STATUS_CODE | semconv::RPC_RESPONSE_STATUS_CODE => Some(3),
+                semconv::ERROR_TYPE => Some(4),
+                _ => None,
+            },
+            Kind::Db => match key {
+                semconv::DB_SYSTEM_NAME => Some(0),
+                semconv::DB_OPERATION_NAME => Some(1),
+                semconv::DB_COLLECTION_NAME => Some(2),
+                semconv::ERROR_TYPE => Some(3),
+                _ => None,
+            },
+            Kind::Fn => match key {
+                semconv::ERROR_TYPE => Some(1),
+                _ => None,
+            },
+        }
+    }
+
+    /// The kind of an integration's span, from its kind and attributes at start.
+    #[allow(deprecated)]
+    fn of(kind: &SpanKind, attrs: &[KeyValue]) -> Option<Kind> {
+        let server = match kind {
+            SpanKind::Server => true,
+            SpanKind::Client => false,
+            _ => return None,
+        };
+        let has = |k: &str| attrs.iter().any(|kv| kv.key.as_str() == k);
+        if has(semconv::RPC_SYSTEM) || has(semconv::RPC_SYSTEM_NAME) {
+            Some(if server {
+                Kind::RpcServer
+            } else {
+                Kind::RpcClient
+            })
+        } else if has(semconv::DB_SYSTEM_NAME) {
+            (!server).then_some(Kind::Db)
+        } else if has(semconv::HTTP_REQUEST_METHOD) {
+            Some(if server {
+                Kind::HttpServer
+            } else {
+                Kind::HttpClient
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// One label value. Strings compare and hash by content, whichever way they are held.
+#[derive(Clone, Debug, Default)]
+enum Lv {
+    #[default]
+    Absent,
+    Static(&'static str),
+    Shared(Arc<str>),
+    Int(i64),
+    /// The interner is full: the span goes to the overflow series.
+    TooMany,
+}
+
+impl Lv {
+    fn of(v: &Value) -> Lv {
+        match v {
+            Value::I64(i) => Lv::Int(*i),
+            Value::String(s) => intern(s.as_str()),
+            Value::Bool(b) => Lv::Static(if *b { "true" } else { "false" }),
+            _ => Lv::Absent,
+        }
+    }
+
+    fn str(&self) -> Option<&str> {
+        match self {
+            Lv::Static(s) => Some(s),
+            Lv::Shared(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq for Lv {
+    fn eq(&self, other: &Lv) -> bool {
+        match (self, other) {
+            (Lv::Absent, Lv::Absent) | (Lv::TooMany, Lv::TooMany) => true,
+            (Lv::Int(a), Lv::Int(b)) => a == b,
+            // Interned: the same value is the same allocation.
+            (Lv::Shared(a), Lv::Shared(b)) if Arc::ptr_eq(a, b) => true,
+            (a, b) => matches!((a.str(), b.str()), (Some(a), Some(b)) if a == b),
+        }
+    }
+}
+impl Eq for Lv {}
+
+/// FxHash's multiplier: a fast, non-cryptographic mix. The label values are the program's own
+/// (routes, methods, table names), not chosen by remote users, so flooding is no concern, and
+/// the map only ever sees the one `u64` it produces.
+const K: u64 = 0x517c_c1b7_2722_0a95;
+
+#[inline]
+fn mix(h: u64, v: u64) -> u64 {
+    (h.rotate_left(5) ^ v).wrapping_mul(K)
+}
+
+impl Lv {
+    /// A hash of the content: equal values (however held) hash equal.
+    #[inline]
+    fn fx(&self) -> u64 {
+        match self {
+            Lv::Absent => 0,
+            Lv::TooMany => 1,
+            Lv::Int(i) => mix(2, *i as u64),
+            Lv::Static(s) => fx_str(s),
+            Lv::Shared(s) => fx_str(s),
+        }
+    }
+}
+
+#[inline]
+fn fx_str(s: &str) -> u64 {
+    let mut h = mix(3, s.len() as u64);
+    let mut chunks = s.as_bytes().chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = mix(h, u64::from_le_bytes(w));
+    }
+    let mut w = [0u8; 8];
+    let rest = chunks.remainder();
+    w[..rest.len()].copy_from_slice(rest);
+    mix(h, u64::from_le_bytes(w))
+}
+
+static INTERNED: RwLock<Option<HashSet<Arc<str>>>> = RwLock::new(None);
+
+/// The shared copy of `s`: allocates only the first time a value is seen.
+fn intern(s: &str) -> Lv {
+    if let Some(found) = INTERNED
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .and_then(|set| set.get(s))
+    {
+        return Lv::Shared(Arc::clone(found));
+    }
+    let mut w = INTERNED.write().unwrap_or_else(PoisonError::into_inner);
+    let set = w.get_or_insert_with(HashSet::new);
+    if let Some(found) = set.get(s) {
+        return Lv::Shared(Arc::clone(found));
+    }
+    if set.len() >= INTERNED_LIMIT {
+        return Lv::TooMany;
+    }
+    let shared: Arc<str> = Arc::from(s);
+    set.insert(Arc::clone(&shared));
+    Lv::Shared(shared)
+}
+
+/// gRPC status names by code.
+const GRPC_CODES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// A series' labels: the instrument's slots, or the overflow series.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LabelSet {
+    kind: Kind,
+    overflow: bool,
+    v: [Lv; SLOTS],
+}
+
+impl LabelSet {
+    fn new(kind: Kind) -> Self {
+        LabelSet {
+            kind,
+            overflow: false,
+            v: Default::default(),
+        }
+    }
+
+    fn overflow(kind: Kind) -> Self {
+        LabelSet {
+            overflow: true,
+            ..LabelSet::new(kind)
+        }
+    }
+
+    fn set(&mut self, kv: &KeyValue) {
+        if let Some(i) = self.kind.slot(kv.key.as_str()) {
+            let lv = match (self.kind, i, &kv.value) {
+                // The gRPC status by name, whichever convention recorded it.
+                (Kind::RpcServer | Kind::RpcClient, 3, Value::I64(c)) => usize::try_from(*c)
+                    .ok()
+                    .and_then(|c| GRPC_CODES.get(c))
+                    .map_or(Lv::Int(*c), |n| Lv::Static(n)),
+                _ => Lv::of(&kv.value),
+            };
+            self.v[i] = lv;
+        }
+    }
+
+    fn is_overflow(&self) -> bool {
+        self.overflow || self.v.iter().any(|v| matches!(v, Lv::TooMany))
+    }
+}
+
+impl Hash for LabelSet {
+    /// One `u64` for the map's hasher: hashing the strings with SipHash cost ~400 instructions
+    /// per span.
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let mut x = mix(self.kind as u64, u64::from(self.overflow));
+        for v in &self.v {
+            x = mix(x, v.fx());
+        }
+        h.write_u64(x);
+    }
+}
+
+impl EncodeLabelSet for LabelSet {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), fmt::Error> {
+        if self.overflow {
+            return ("otel_metric_overflow", "true").encode(encoder.encode_label());
+        }
+        for (name, v) in self.kind.labels().iter().zip(&self.v) {
+            if name.is_empty() {
+                continue;
+            }
+            match v {
+                Lv::Int(i) => (*name, *i).encode(encoder.encode_label())?,
+                v => {
+                    if let Some(s) = v.str() {
+                        (*name, s).encode(encoder.encode_label())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+type Hist = Family<LabelSet, Histogram, fn() -> Histogram>;
+
+fn http_histogram() -> Histogram {
+    Histogram::new(HTTP_BUCKETS.iter().copied())
+}
+
+fn db_histogram() -> Histogram {
+    Histogram::new(DB_BUCKETS.iter().copied())
+}
+
+/// One service's instruments and their registry.
+pub(crate) struct Metrics {
+    /// Unique per instance, for the call-site caches ([`FnSeries`]).
+    id: u64,
+    families: [Hist; 6],
+    /// Label sets in each family.
+    sizes: [AtomicUsize; 6],
+    cap: usize,
+    registry: Registry,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field("cap", &self.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// The instruments of a service whose resource is `resource` (exposed as `target_info`).
+    pub(crate) fn new(resource: &opentelemetry_sdk::Resource, cap: usize) -> Metrics {
+        let families = KINDS.map(|k| {
+            let make: fn() -> Histogram = if k == Kind::Db {
+                db_histogram
+            } else {
+                http_histogram
+            };
+            Family::new_with_constructor(make)
+        });
+        let mut registry = Registry::default();
+        let mut info: Vec<(String, String)> = resource
+            .iter()
+            .map(|(k, v)| (prometheus_name(k.as_str()), v.to_string()))
+            .collect();
+        info.sort();
+        registry.register(
+            "target",
+            "Target metadata (the OpenTelemetry resource)",
+            Info::new(info),
+        );
+        for (k, fam) in KINDS.iter().zip(&families) {
+            let (name, help) = k.describe();
+            registry.register_with_unit(name, help, Unit::Seconds, fam.clone());
+        }
+        registry.register_collector(Box::new(SdkCounters));
+        static IDS: AtomicU64 = AtomicU64::new(1);
+        Metrics {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            families,
+            sizes: Default::default(),
+            cap: cap.max(1),
+            registry,
+        }
+    }
+
+    fn record(&self, labels: &LabelSet, seconds: f64) {
+        let fam = &self.families[labels.kind as usize];
+        if !labels.is_overflow() {
+            if let Some(h) = fam.get(labels) {
+                h.observe(seconds);
+                return;
+            }
+            if self.room(labels.kind) {
+                fam.get_or_create(labels).observe(seconds);
+                return;
+            }
+        }
+        fam.get_or_create(&LabelSet::overflow(labels.kind))
+            .observe(seconds);
+    }
+
+    /// Whether `kind` may take one more label set; counts it if so. Two threads adding the same
+    /// new set both count it: the cap is then reached a little early, never exceeded.
+    fn room(&self, kind: Kind) -> bool {
+        let size = &self.sizes[kind as usize];
+        if size.load(Ordering::Relaxed) < self.cap {
+            size.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The series of `labels` (or the overflow one), shared with the family.
+    fn series(&self, labels: &LabelSet) -> Histogram {
+        let fam = &self.families[labels.kind as usize];
+        if !labels.is_overflow() {
+            if let Some(h) = fam.get(labels) {
+                return h.clone();
+            }
+            if self.room(labels.kind) {
+                return fam.get_or_create_owned(labels);
+            }
+        }
+        fam.get_or_create_owned(&LabelSet::overflow(labels.kind))
+    }
+
+    /// The Prometheus (OpenMetrics) text of every instrument.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            // Writing into a String cannot fail; a label that cannot be encoded is dropped.
+            out.clear();
+        }
+        out
+    }
+}
+
+/// `service.name` -> `service_name`: a Prometheus label name.
+fn prometheus_name(key: &str) -> String {
+    key.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// tracer's own pipeline counters (see [`crate::stats`]), read at each scrape.
+#[derive(Debug)]
+struct SdkCounters;
+
+impl Collector for SdkCounters {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        let s = crate::stats();
+        let started = ConstCounter::new(s.started);
+        started.encode(encoder.encode_descriptor(
+            "otel_sdk_span_started",
+            "Spans started by tracer (otel.sdk.span.started)",
+            None,
+            started.metric_type(),
+        )?)?;
+        let exported = ConstCounter::new(s.exported);
+        let mut family = encoder.encode_descriptor(
+            "otel_sdk_exporter_span_exported",
+            "Spans whose export finished (otel.sdk.exporter.span.exported); error_type set for the spans lost in a failed export",
+            None,
+            exported.metric_type(),
+        )?;
+        let none: [(&str, &str); 0] = [];
+        exported.encode(family.encode_family(&none)?)?;
+        ConstCounter::new(s.dropped.saturating_sub(s.dropped_before_export))
+            .encode(family.encode_family(&[("error_type", "export_failed")])?)?;
+        let queue_full = ConstCounter::new(s.dropped_before_export);
+        let mut family = encoder.encode_descriptor(
+            "otel_sdk_processor_span_processed",
+            "Spans the export queue could not take (otel.sdk.processor.span.processed, error_type=queue_full): the queue full, or the pipeline shut down with them in it",
+            None,
+            queue_full.metric_type(),
+        )?;
+        queue_full.encode(family.encode_family(&[("error_type", "queue_full")])?)?;
+        let failures = ConstCounter::new(s.export_failures);
+        failures.encode(encoder.encode_descriptor(
+            "otel_sdk_exporter_operation_failed",
+            "Export batches that failed",
+            None,
+            failures.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+/// A `#[traced(metrics)]` call site's series without error, for the first service that used
+/// it: found once, then observed without a lookup.
+#[derive(Debug, Default)]
+pub(crate) struct FnSeries(OnceLock<(u64, Histogram)>);
+
+impl FnSeries {
+    pub(crate) const fn new() -> Self {
+        FnSeries(OnceLock::new())
+    }
+}
+
+/// A span being measured: carried by the span from its start to its end.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    metrics: Arc<Metrics>,
+    start: Instant,
+    labels: LabelSet,
+    site: Option<&'static FnSeries>,
+}
+
+impl Pending {
+    /// For an integration's span about to start, if its kind is measured.
+    #[inline]
+    pub(crate) fn integration(
+        metrics: Option<&Arc<Metrics>>,
+        kind: Option<&SpanKind>,
+        attrs: Option<&[KeyValue]>,
+    ) -> Option<Pending> {
+        let metrics = metrics?;
+        let attrs = attrs.unwrap_or(&[]);
+        let kind = Kind::of(kind?, attrs)?;
+        let mut labels = LabelSet::new(kind);
+        for kv in attrs {
+            labels.set(kv);
+        }
+        Some(Pending {
+            metrics: Arc::clone(metrics),
+            start: Instant::now(),
+            labels,
+            site: None,
+        })
+    }
+
+    /// For a `#[traced(metrics)]` fn's span.
+    #[inline]
+    pub(crate) fn function(
+        metrics: Option<&Arc<Metrics>>,
+        name: &'static str,
+        site: &'static FnSeries,
+    ) -> Option<Pending> {
+        let mut labels = LabelSet::new(Kind::Fn);
+        labels.v[0] = Lv::Static(name);
+        Some(Pending {
+            metrics: Arc::clone(metrics?),
+            start: Instant::now(),
+            labels,
+            site: Some(site),
+        })
+    }
+
+    /// An attribute set on the span after its start (status code, `error.type`).
+    #[inline]
+    pub(crate) fn set(&mut self, kv: &KeyValue) {
+        self.labels.set(kv);
+    }
+
+    /// The span ended.
+    #[inline]
+    pub(crate) fn end(self) {
+        let seconds = self.start.elapsed().as_secs_f64();
+        if let Some(site) = self.site
+            && matches!(self.labels.v[1], Lv::Absent)
+        {
+            match site.0.get() {
+                Some((id, h)) if *id == self.metrics.id => h.observe(seconds),
+                cached => {
+                    let h = self.metrics.series(&self.labels);
+                    h.observe(seconds);
+                    if cached.is_none() {
+                        let _ = site.0.set((self.metrics.id, h));
+                    }
+                }
+            }
+            return;
+        }
+        self.metrics.record(&self.labels, seconds);
+    }
+}
+
+/// The Prometheus text of the installed service `service`, as its `/metrics` endpoint serves
+/// it; `None` when no such service is installed.
+///
+/// ```
+/// let _guard = tracer_runtime::init("doc-metrics")
+///     .with_traces_exporters(&[tracer_runtime::TracesExporter::None])
+///     .install()
+///     .unwrap();
+/// let text = tracer_runtime::metrics::text("doc-metrics").unwrap();
+/// let target = text.lines().find(|l| l.starts_with("target_info{")).unwrap();
+/// assert!(target.contains(r#"service_name="doc-metrics""#), "{target}");
+/// ```
+pub fn text(service: &str) -> Option<String> {
+    let svc = crate::service::service(service)?;
+    svc.0.metrics.as_ref().map(|m| m.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics(cap: usize) -> Metrics {
+        Metrics::new(
+            &opentelemetry_sdk::Resource::builder()
+                .with_service_name("unit")
+                .build(),
+            cap,
+        )
+    }
+
+    #[test]
+    fn label_sets_past_the_cap_go_to_the_overflow_series() {
+        let m = Arc::new(metrics(2));
+        for route in ["/a", "/b", "/c", "/d"] {
+            let attrs = [
+                KeyValue::new(semconv::HTTP_REQUEST_METHOD, "GET"),
+                KeyValue::new(semconv::HTTP_ROUTE, route.to_owned()),
+            ];
+            let mut p =
+                Pending::integration(Some(&m), Some(&SpanKind::Server), Some(&attrs)).unwrap();
+            p.set(&KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 200_i64));
+            p.end();
+        }
+        let text = m.encode();
+        assert!(text.contains(r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/a",http_response_status_code="200"} 1"#), "{text}");
+        assert!(text.contains(r#"http_route="/b""#), "{text}");
+        assert!(!text.contains(r#"http_route="/c""#), "{text}");
+        assert!(
+            text.contains(
+                r#"http_server_request_duration_seconds_count{otel_metric_overflow="true"} 2"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn strings_held_either_way_are_one_series() {
+        let a = LabelSet {
+            v: [
+                Lv::Static("GET"),
+                intern("/x"),
+                Lv::Int(500),
+                intern("500"),
+                Lv::Absent,
+            ],
+            ..LabelSet::new(Kind::HttpServer)
+        };
+        let b = LabelSet {
+            v: [
+                intern("GET"),
+                intern("/x"),
+                Lv::Int(500),
+                Lv::Static("500"),
+                Lv::Absent,
+            ],
+            ..LabelSet::new(Kind::HttpServer)
+        };
+        assert_eq!(a, b);
+        let h = |s: &LabelSet| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            s.hash(&mut h);
+            h.finish()
+        };
+        assert_eq!(h(&a), h(&b));
+    }
+
+    #[test]
+    fn grpc_status_codes_are_named_and_kinds_found() {
+        let attrs = [
+            KeyValue::new(semconv::RPC_SYSTEM_NAME, "grpc"),
+            KeyValue::new(semconv::RPC_METHOD, "demo.Echo/Say"),
+        ];
+        assert_eq!(Kind::of(&SpanKind::Client, &attrs), Some(Kind::RpcClient));
+        let mut l = LabelSet::new(Kind::RpcClient);
+        #[allow(deprecated)]
+        l.set(&KeyValue::new(semconv::RPC_GRPC_STATUS_CODE, 14_i64));
+        assert_eq!(l.v[3], Lv::Static("UNAVAILABLE"));
+        assert_eq!(Kind::of(&SpanKind::Internal, &attrs), None);
+    }
+}

@@ -1,0 +1,195 @@
+//! The endpoint of [`Builder::with_prometheus`](crate::Builder::with_prometheus): `GET /metrics`
+//! and, when enabled, the operator's switch at `/tracer`. Served on a thread of its own, so it
+//! needs no runtime from the application; none of its requests is traced or counted.
+
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+use super::Metrics;
+use crate::error::InitError;
+
+/// What the builder asked for.
+#[derive(Clone, Debug)]
+pub(crate) struct EndpointConfig {
+    pub(crate) addr: String,
+    pub(crate) switch: bool,
+    pub(crate) token: Option<String>,
+}
+
+/// A running endpoint; dropping it stops it.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pub(crate) addr: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            // Never blocks, so it is safe inside an async context.
+            rt.shutdown_background();
+        }
+    }
+}
+
+struct Shared {
+    metrics: Arc<Metrics>,
+    switch: bool,
+    token: Option<String>,
+}
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+impl Endpoint {
+    /// Binds `cfg.addr` (errors are the caller's, at install) and starts serving.
+    pub(crate) fn start(cfg: EndpointConfig, metrics: Arc<Metrics>) -> Result<Endpoint, InitError> {
+        let bind_err = |source: std::io::Error| InitError::MetricsEndpoint {
+            addr: cfg.addr.clone(),
+            source,
+        };
+        let addrs: Vec<SocketAddr> = cfg.addr.to_socket_addrs().map_err(bind_err)?.collect();
+        if cfg.switch && cfg.token.is_none() && addrs.iter().any(|a| !a.ip().is_loopback()) {
+            return Err(InitError::SwitchNotLoopback(cfg.addr.clone()));
+        }
+        let listener = StdListener::bind(&addrs[..]).map_err(bind_err)?;
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let addr = listener.local_addr().map_err(bind_err)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("tracer-metrics")
+            .enable_all()
+            .build()
+            .map_err(InitError::Runtime)?;
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(bind_err)?
+        };
+        let shared = Arc::new(Shared {
+            metrics,
+            switch: cfg.switch,
+            token: cfg.token,
+        });
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    // Out of file descriptors and the like: try again shortly.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                };
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let shared = Arc::clone(&shared);
+                        async move { Ok::<_, Infallible>(handle(req, &shared).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(Endpoint {
+            addr,
+            runtime: Some(runtime),
+        })
+    }
+}
+
+fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Compares in time independent of where the first difference is.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorized(req: &Request<Incoming>, token: Option<&str>) -> bool {
+    let Some(token) = token else { return true };
+    req.headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| same(given.trim().as_bytes(), token.as_bytes()))
+}
+
+async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    if path == "/metrics" {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return reply(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+        }
+        let mut r = reply(StatusCode::OK, shared.metrics.encode());
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
+        return r;
+    }
+    if !shared.switch || !(path == "/tracer" || path.starts_with("/tracer/")) {
+        return reply(StatusCode::NOT_FOUND, "not found: GET /metrics\n");
+    }
+    if !authorized(&req, shared.token.as_deref()) {
+        let mut r = reply(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
+        r.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    match (req.method().clone(), path.strip_prefix("/tracer/")) {
+        (Method::GET, None) => reply(StatusCode::OK, list()),
+        (Method::PUT, Some(name)) if !name.is_empty() => {
+            let on = match Limited::new(req.into_body(), 64).collect().await {
+                Ok(b) => match String::from_utf8_lossy(&b.to_bytes()).trim() {
+                    "on" => true,
+                    "off" => false,
+                    _ => return reply(StatusCode::BAD_REQUEST, "the body must be `on` or `off`\n"),
+                },
+                Err(_) => {
+                    return reply(StatusCode::BAD_REQUEST, "the body must be `on` or `off`\n");
+                }
+            };
+            let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            if name == "*" {
+                crate::switch::set_all_enabled(on);
+            } else if crate::switch::list().iter().any(|(n, _)| *n == name) {
+                crate::switch::set_enabled(&name, on);
+            } else {
+                return reply(
+                    StatusCode::NOT_FOUND,
+                    format!("no service `{name}`; GET /tracer lists them\n"),
+                );
+            }
+            reply(StatusCode::OK, list())
+        }
+        _ => reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET /tracer, or PUT /tracer/<service> (or /tracer/*) with `on` or `off`\n",
+        ),
+    }
+}
+
+/// `* on` (the global switch), then one `service on|off` line per service.
+fn list() -> String {
+    let onoff = |b: bool| if b { "on" } else { "off" };
+    let mut out = format!("* {}\n", onoff(crate::switch::is_all_enabled()));
+    for (name, on) in crate::switch::list() {
+        out.push_str(&name);
+        out.push(' ');
+        out.push_str(onoff(on));
+        out.push('\n');
+    }
+    out
+}
