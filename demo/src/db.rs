@@ -1,5 +1,6 @@
 //! server3's MySQL and Redis calls, through tracer's traced wrappers: a CLIENT span per
-//! statement, command and connection attempt.
+//! statement, command and connection attempt. Each helper is `#[traced(err)]`: an INTERNAL span
+//! that groups the calls of one step and records the error the step returns.
 
 use std::fmt;
 use std::time::Duration;
@@ -8,12 +9,15 @@ use fred::prelude::{Builder, ClientLike as _, Config};
 use tokio::sync::Mutex;
 use tracer_runtime::mysql::TracedPool;
 use tracer_runtime::redis::TracedClient;
+use tracer_runtime::traced;
 
 /// How long one database call may take, connecting included.
 const DB_TIMEOUT: Duration = Duration::from_secs(3);
 
-const VISITS_KEY: &str = "tracer-demo:visits";
-const GREETING_KEY: &str = "tracer-demo:greeting";
+/// The key of `normal`'s visit counter.
+pub(crate) const VISITS_KEY: &str = "tracer-demo:visits";
+/// The key `redis-error` writes a string under, then pushes onto as a list.
+pub(crate) const GREETING_KEY: &str = "tracer-demo:greeting";
 
 /// A database call's failure.
 #[derive(Debug)]
@@ -107,6 +111,7 @@ impl Db {
     }
 
     /// normal: the server's version.
+    #[traced(err)]
     pub(crate) async fn mysql_version(&self) -> Result<String, DbError> {
         let mut conn = bounded(self.mysql.get_conn(), DbError::Mysql).await?;
         log::info!(target: "server3", "mysql: SELECT VERSION()");
@@ -116,6 +121,7 @@ impl Db {
     }
 
     /// mysql-error: a table that does not exist.
+    #[traced(err)]
     pub(crate) async fn mysql_missing_table(&self) -> Result<(), DbError> {
         let mut conn = bounded(self.mysql.get_conn(), DbError::Mysql).await?;
         log::info!(target: "server3", "mysql: SELECT id, name FROM tracer_demo_missing_table WHERE id = ?");
@@ -126,24 +132,26 @@ impl Db {
         .await
     }
 
-    /// normal: a visit counter.
-    pub(crate) async fn redis_visits(&self) -> Result<i64, DbError> {
+    /// normal: a visit counter under `key` (recorded on the span: `args(key)`).
+    #[traced(err, args(key))]
+    pub(crate) async fn redis_visits(&self, key: &str) -> Result<i64, DbError> {
         let c = self.redis().await?;
-        log::info!(target: "server3", "redis: INCR {VISITS_KEY}");
-        bounded(c.incr(VISITS_KEY), DbError::Redis).await
+        log::info!(target: "server3", "redis: INCR {key}");
+        bounded(c.incr(key), DbError::Redis).await
     }
 
-    /// redis-error: a string under the key, then a list push onto it: WRONGTYPE.
-    pub(crate) async fn redis_wrongtype(&self) -> Result<(), DbError> {
+    /// redis-error: a string under `key`, then a list push onto it: WRONGTYPE.
+    #[traced(err, args(key))]
+    pub(crate) async fn redis_wrongtype(&self, key: &str) -> Result<(), DbError> {
         let c = self.redis().await?;
-        log::info!(target: "server3", "redis: SET {GREETING_KEY} ?");
+        log::info!(target: "server3", "redis: SET {key} ?");
         bounded(
-            c.set::<(), _, _>(GREETING_KEY, "hello", None, None, false),
+            c.set::<(), _, _>(key, "hello", None, None, false),
             DbError::Redis,
         )
         .await?;
-        log::info!(target: "server3", "redis: LPUSH {GREETING_KEY} ?");
-        bounded(c.lpush::<i64, _, _>(GREETING_KEY, "world"), DbError::Redis)
+        log::info!(target: "server3", "redis: LPUSH {key} ?");
+        bounded(c.lpush::<i64, _, _>(key, "world"), DbError::Redis)
             .await
             .map(drop)
     }

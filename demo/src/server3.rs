@@ -89,7 +89,7 @@ impl Server3 {
             Ok(v) => done.push(format!("MySQL {v}")),
             Err(e) => failed.push(format!("mysql: {e}")),
         }
-        match self.db.redis_visits().await {
+        match self.db.redis_visits(crate::db::VISITS_KEY).await {
             Ok(n) => done.push(format!("Redis visits={n}")),
             Err(e) => failed.push(format!("redis: {e}")),
         }
@@ -130,10 +130,12 @@ impl Server3Rpc for Rpc {
                 format!("{SERVICE}: the missing table was found")
             }
             Some(Scenario::RedisError) => {
-                s.db.redis_wrongtype().await.map_err(|e| {
-                    log::error!(target: SERVICE, "redis-error: {e}");
-                    Status::internal(format!("redis: {e}"))
-                })?;
+                s.db.redis_wrongtype(crate::db::GREETING_KEY)
+                    .await
+                    .map_err(|e| {
+                        log::error!(target: SERVICE, "redis-error: {e}");
+                        Status::internal(format!("redis: {e}"))
+                    })?;
                 format!("{SERVICE}: Redis accepted a list push onto a string")
             }
             Some(Scenario::LockContention) => s.with_slot().await,

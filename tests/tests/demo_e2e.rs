@@ -431,9 +431,11 @@ server1 SERVER GET /scenario/normal
     server2 SERVER GET /normal
       server2 CLIENT demo.Server3/Work
         server3 SERVER demo.Server3/Work
-          server3 CLIENT mysql get_conn
-          server3 CLIENT SELECT
-          server3 CLIENT INCR
+          server3 INTERNAL mysql_version
+            server3 CLIENT mysql get_conn
+            server3 CLIENT SELECT
+          server3 INTERNAL redis_visits
+            server3 CLIENT INCR
           server3 CLIENT demo.Server2/Callback
             server2 SERVER demo.Server2/Callback
 ",
@@ -443,28 +445,29 @@ server1 SERVER GET /scenario/normal
     assert_eq!(select["attributes"]["db.query.text"], "SELECT VERSION()");
     let incr = span(&spans, "server3", "INCR");
     assert_eq!(incr["attributes"]["db.system.name"], "redis");
-    // server3 logs each query and command through the bridge: `log` events on its span.
-    let work = span(&spans, "server3", "demo.Server3/Work");
-    let logs: Vec<(&str, &str, &str)> = work["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter(|e| e["name"] == "log")
-        .map(|e| {
-            let a = &e["attributes"];
-            (
-                a["level"].as_str().unwrap_or("?"),
-                a["target"].as_str().unwrap_or("?"),
-                a["message"].as_str().unwrap_or("?"),
-            )
-        })
-        .collect();
+    // server3's DB helpers are #[traced(err, args(...))]: `args(key)` records the Redis key.
+    let visits = span(&spans, "server3", "redis_visits");
+    assert_eq!(visits["attributes"]["key"], "\"tracer-demo:visits\"");
+    // server3 logs each query and command through the bridge: `log` events on the span of the
+    // helper that makes it.
+    let logs = |name: &str| -> Vec<(String, String, String)> {
+        span(&spans, "server3", name)["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["name"] == "log")
+            .map(|e| {
+                let a = &e["attributes"];
+                let field = |k: &str| a[k].as_str().unwrap_or("?").to_owned();
+                (field("level"), field("target"), field("message"))
+            })
+            .collect()
+    };
+    let log = |m: &str| ("INFO".to_owned(), "server3".to_owned(), m.to_owned());
+    assert_eq!(logs("mysql_version"), [log("mysql: SELECT VERSION()")]);
     assert_eq!(
-        logs,
-        [
-            ("INFO", "server3", "mysql: SELECT VERSION()"),
-            ("INFO", "server3", "redis: INCR tracer-demo:visits"),
-        ]
+        logs("redis_visits"),
+        [log("redis: INCR tracer-demo:visits")]
     );
 }
 
@@ -603,8 +606,9 @@ server1 SERVER GET /scenario/mysql-error ERROR
     server2 SERVER GET /mysql-error ERROR
       server2 CLIENT demo.Server3/Work ERROR
         server3 SERVER demo.Server3/Work ERROR
-          server3 CLIENT mysql get_conn
-          server3 CLIENT SELECT tracer_demo_missing_table ERROR +exception
+          server3 INTERNAL mysql_missing_table ERROR +exception
+            server3 CLIENT mysql get_conn
+            server3 CLIENT SELECT tracer_demo_missing_table ERROR +exception
 ",
     );
     let s = span(&spans, "server3", "SELECT tracer_demo_missing_table");
@@ -627,8 +631,9 @@ server1 SERVER GET /scenario/redis-error ERROR
     server2 SERVER GET /redis-error ERROR
       server2 CLIENT demo.Server3/Work ERROR
         server3 SERVER demo.Server3/Work ERROR
-          server3 CLIENT SET
-          server3 CLIENT LPUSH ERROR +exception
+          server3 INTERNAL redis_wrongtype ERROR +exception
+            server3 CLIENT SET
+            server3 CLIENT LPUSH ERROR +exception
 ",
     );
     let s = span(&spans, "server3", "LPUSH");
@@ -902,7 +907,7 @@ fn run_with_an_endpoint_exports_there_and_prints_the_ids() {
     );
     let lines = scenario_lines(&stdout);
     assert_eq!(lines.len(), 9, "{stdout}");
-    let counts = [10, 5, 7, 3, 5, 7, 7, 23, 15];
+    let counts = [12, 5, 7, 3, 5, 8, 8, 23, 15];
     for ((name, id), n) in lines.iter().zip(counts) {
         let spans = otelite::spans(&o.trace(id, n));
         assert_eq!(spans.len(), n, "{name}: {id}");

@@ -15,6 +15,51 @@ fn work(i: usize) -> usize {
     i
 }
 
+/// Records at entry (`args`), in the body (an event), and at exit (`ret`, `err`): a span cut by a
+/// flip would miss one of them.
+#[traced(args(i), err, ret)]
+fn step(i: usize) -> Result<usize, String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    opentelemetry::Context::current().span().add_event(
+        "step.body",
+        vec![opentelemetry::KeyValue::new("i", i as i64)],
+    );
+    // Long enough for flips to land inside calls.
+    std::thread::sleep(Duration::from_micros(50));
+    if i.is_multiple_of(2) {
+        Ok(i)
+    } else {
+        Err(format!("odd {i}"))
+    }
+}
+
+/// Asserts that a recorded `step` span is whole; returns its `i`.
+fn assert_whole(s: &opentelemetry_sdk::trace::SpanData) -> usize {
+    let i: usize = attr_str(s, "i")
+        .unwrap_or_else(|| panic!("no `i` recorded at entry: {s:?}"))
+        .parse()
+        .unwrap();
+    assert_eq!(
+        event_attr(s, "step.body", "i"),
+        Some(opentelemetry::Value::I64(i as i64)),
+        "the body's event of call {i}: {s:?}"
+    );
+    if i.is_multiple_of(2) {
+        assert_eq!(attr_str(s, "return"), Some(i.to_string()), "{s:?}");
+        assert!(!is_error(s), "{s:?}");
+    } else {
+        assert!(attr(s, "return").is_none(), "{s:?}");
+        assert_eq!(error_message(s), Some(format!("odd {i}")), "{s:?}");
+        assert_eq!(
+            event_attr(s, "exception", "exception.message"),
+            Some(opentelemetry::Value::from(format!("odd {i}"))),
+            "{s:?}"
+        );
+    }
+    assert!(s.end_time >= s.start_time, "{s:?}");
+    i
+}
+
 #[test]
 fn switch_flips_at_run_time_from_another_thread() {
     exporter();
@@ -64,18 +109,35 @@ fn switch_flips_at_run_time_from_another_thread() {
             tracer_runtime::set_enabled(SERVICE, true);
         })
     };
-    let before = count();
-    let mut calls = 0;
+    let mut calls: usize = 0;
     while flips.load(Ordering::Relaxed) < 50 {
-        assert_eq!(work(calls), calls, "behaviour unchanged while flipping");
+        let expected = if calls.is_multiple_of(2) {
+            Ok(calls)
+        } else {
+            Err(format!("odd {calls}"))
+        };
+        assert_eq!(step(calls), expected, "behaviour unchanged while flipping");
         calls += 1;
     }
     stop.store(true, Ordering::Relaxed);
     flipper.join().unwrap();
-    let recorded = count() - before;
+    let recorded: Vec<usize> = exporter()
+        .get_finished_spans()
+        .unwrap()
+        .iter()
+        .filter(|s| s.name == "step")
+        .map(assert_whole)
+        .collect();
+    let mut distinct = recorded.clone();
+    distinct.dedup();
+    assert_eq!(
+        distinct, recorded,
+        "each call recorded at most once, in order"
+    );
     assert!(
-        recorded > 0 && recorded < calls,
-        "recorded {recorded} of {calls} calls while flipping"
+        !recorded.is_empty() && recorded.len() < calls,
+        "recorded {} of {calls} calls while flipping",
+        recorded.len()
     );
     let after = count();
     for i in 0..10 {

@@ -1,7 +1,9 @@
-//! `TracedArgs`: what `#[traced(...)]` accepts, and its parser.
+//! `TracedArgs`: what `#[traced(...)]` accepts, and its parser. The parser checks only syntax
+//! and that each argument is given once; every other rule is in `diagnostics`.
 
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
+use syn::ext::IdentExt as _;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Expr, Ident, LitStr, Path, Token};
@@ -59,8 +61,44 @@ pub(crate) struct TracedArgs {
     pub(crate) krate: Option<(Token![crate], Path)>,
 }
 
-fn duplicate(token: &impl ToTokens, what: &str) -> syn::Error {
-    syn::Error::new_spanned(token, format!("duplicate argument `{what}`"))
+/// Parses one argument into `slot`, with `parse`; the one check that an argument is given once.
+/// A repeated argument is an error at its second keyword.
+fn once<T>(
+    input: ParseStream<'_>,
+    slot: &mut Option<T>,
+    what: &str,
+    parse: impl FnOnce(ParseStream<'_>) -> syn::Result<T>,
+) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(syn::Error::new(
+            input.span(),
+            format!("duplicate argument `{what}`"),
+        ));
+    }
+    *slot = Some(parse(input)?);
+    Ok(())
+}
+
+/// `kw = value`
+fn kw_value<K: Parse, V>(
+    input: ParseStream<'_>,
+    value: impl FnOnce(ParseStream<'_>) -> syn::Result<V>,
+) -> syn::Result<(K, V)> {
+    let k = input.parse()?;
+    input.parse::<Token![=]>()?;
+    Ok((k, value(input)?))
+}
+
+/// `kw(item, item, ...)`
+fn kw_list<K: Parse, V>(
+    input: ParseStream<'_>,
+    item: fn(ParseStream<'_>) -> syn::Result<V>,
+) -> syn::Result<(K, Vec<V>)> {
+    let k = input.parse()?;
+    let content;
+    syn::parenthesized!(content in input);
+    let items: Punctuated<V, Token![,]> = content.parse_terminated(item, Token![,])?;
+    Ok((k, items.into_iter().collect()))
 }
 
 impl Parse for TracedArgs {
@@ -69,111 +107,35 @@ impl Parse for TracedArgs {
         while !input.is_empty() {
             let lookahead = input.lookahead1();
             if lookahead.peek(kw::name) {
-                let k: kw::name = input.parse()?;
-                if out.name.is_some() {
-                    return Err(duplicate(&k, "name"));
-                }
-                input.parse::<Token![=]>()?;
-                let lit: LitStr = input.parse()?;
-                if lit.value().is_empty() {
-                    return Err(syn::Error::new_spanned(&lit, "a span name cannot be empty"));
-                }
-                out.name = Some((k, lit));
+                once(input, &mut out.name, "name", |i| {
+                    kw_value(i, <LitStr as Parse>::parse)
+                })?;
             } else if lookahead.peek(kw::kind) {
-                let k: kw::kind = input.parse()?;
-                if out.kind.is_some() {
-                    return Err(duplicate(&k, "kind"));
-                }
-                input.parse::<Token![=]>()?;
-                let v: Ident = input.parse()?;
-                if !KINDS.contains(&v.to_string().as_str()) {
-                    return Err(syn::Error::new_spanned(
-                        &v,
-                        format!(
-                            "unknown span kind `{v}`; expected one of: {}",
-                            KINDS.join(", ")
-                        ),
-                    ));
-                }
-                out.kind = Some((k, v));
+                once(input, &mut out.kind, "kind", |i| {
+                    kw_value(i, <Ident as Parse>::parse)
+                })?;
             } else if lookahead.peek(kw::args) {
-                let k: kw::args = input.parse()?;
-                if out.args.is_some() {
-                    return Err(duplicate(&k, "args"));
-                }
-                let content;
-                syn::parenthesized!(content in input);
-                let names: Punctuated<Ident, Token![,]> =
-                    content.parse_terminated(Ident::parse_any, Token![,])?;
-                let mut seen: Vec<Ident> = Vec::new();
-                for n in names {
-                    if seen.iter().any(|s| s == &n) {
-                        return Err(syn::Error::new_spanned(
-                            &n,
-                            format!("`{n}` is listed twice in args(...)"),
-                        ));
-                    }
-                    seen.push(n);
-                }
-                out.args = Some((k, seen));
+                once(input, &mut out.args, "args", |i| {
+                    kw_list(i, Ident::parse_any)
+                })?;
             } else if lookahead.peek(kw::fields) {
-                let k: kw::fields = input.parse()?;
-                if out.fields.is_some() {
-                    return Err(duplicate(&k, "fields"));
-                }
-                let content;
-                syn::parenthesized!(content in input);
-                let list: Punctuated<Field, Token![,]> =
-                    content.parse_terminated(Field::parse, Token![,])?;
-                let mut seen: Vec<Field> = Vec::new();
-                for f in list {
-                    if seen.iter().any(|s| s.key == f.key) {
-                        return Err(syn::Error::new_spanned(
-                            &f.key_tokens,
-                            format!("field `{}` is given twice", f.key),
-                        ));
-                    }
-                    seen.push(f);
-                }
-                out.fields = Some((k, seen));
+                once(input, &mut out.fields, "fields", |i| {
+                    kw_list(i, Field::parse)
+                })?;
             } else if lookahead.peek(kw::err) {
-                let k: kw::err = input.parse()?;
-                if out.err.is_some() {
-                    return Err(duplicate(&k, "err"));
-                }
-                out.err = Some(k);
+                once(input, &mut out.err, "err", kw::err::parse)?;
             } else if lookahead.peek(kw::ret) {
-                let k: kw::ret = input.parse()?;
-                if out.ret.is_some() {
-                    return Err(duplicate(&k, "ret"));
-                }
-                out.ret = Some(k);
+                once(input, &mut out.ret, "ret", kw::ret::parse)?;
             } else if lookahead.peek(kw::root) {
-                let k: kw::root = input.parse()?;
-                if out.root.is_some() {
-                    return Err(duplicate(&k, "root"));
-                }
-                out.root = Some(k);
+                once(input, &mut out.root, "root", kw::root::parse)?;
             } else if lookahead.peek(kw::metrics) {
-                let k: kw::metrics = input.parse()?;
-                if out.metrics.is_some() {
-                    return Err(duplicate(&k, "metrics"));
-                }
-                out.metrics = Some(k);
+                once(input, &mut out.metrics, "metrics", kw::metrics::parse)?;
             } else if lookahead.peek(kw::skip) {
-                let k: kw::skip = input.parse()?;
-                if out.skip.is_some() {
-                    return Err(duplicate(&k, "skip"));
-                }
-                out.skip = Some(k);
+                once(input, &mut out.skip, "skip", kw::skip::parse)?;
             } else if lookahead.peek(Token![crate]) {
-                let k: Token![crate] = input.parse()?;
-                if out.krate.is_some() {
-                    return Err(duplicate(&k, "crate"));
-                }
-                input.parse::<Token![=]>()?;
-                let path: Path = input.call(Path::parse_mod_style)?;
-                out.krate = Some((k, path));
+                once(input, &mut out.krate, "crate", |i| {
+                    kw_value(i, Path::parse_mod_style)
+                })?;
             } else if input.peek(Ident::peek_any) {
                 let unknown: Ident = input.call(Ident::parse_any)?;
                 return Err(syn::Error::new_spanned(
@@ -192,19 +154,11 @@ impl Parse for TracedArgs {
     }
 }
 
-use syn::ext::IdentExt as _;
-
 impl Field {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+    pub(crate) fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         // key: `"any.string"` or `ident(.ident)*`
         let (key, key_tokens) = if input.peek(LitStr) {
             let lit: LitStr = input.parse()?;
-            if lit.value().is_empty() {
-                return Err(syn::Error::new_spanned(
-                    &lit,
-                    "a field name cannot be empty",
-                ));
-            }
             (lit.value(), lit.to_token_stream())
         } else {
             let first: Ident = input.call(Ident::parse_any)?;
@@ -256,37 +210,6 @@ impl TracedArgs {
             self.krate.clone_from(&outer.krate);
         }
         self
-    }
-
-    /// The first argument that makes no sense on an `impl` block, if any.
-    pub(crate) fn impl_level_misuse(&self) -> Option<syn::Error> {
-        let msg = |what: &str| {
-            format!(
-                "`{what}` cannot be given on an impl block: put #[traced({what} ...)] on the method"
-            )
-        };
-        if let Some((k, _)) = &self.name {
-            return Some(syn::Error::new_spanned(k, msg("name")));
-        }
-        if let Some((k, _)) = &self.args {
-            return Some(syn::Error::new_spanned(k, msg("args")));
-        }
-        if let Some((k, _)) = &self.fields {
-            return Some(syn::Error::new_spanned(k, msg("fields")));
-        }
-        if let Some(k) = &self.err {
-            return Some(syn::Error::new_spanned(k, msg("err")));
-        }
-        if let Some(k) = &self.ret {
-            return Some(syn::Error::new_spanned(k, msg("ret")));
-        }
-        if let Some(k) = &self.skip {
-            return Some(syn::Error::new_spanned(
-                k,
-                "`skip` belongs on a method inside a #[traced] impl block, not on the block",
-            ));
-        }
-        None
     }
 
     pub(crate) fn kind_variant(&self) -> Ident {

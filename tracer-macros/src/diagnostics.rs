@@ -1,11 +1,12 @@
-//! Validation, and the fallback that keeps one error from becoming many.
+//! Every rule `#[traced]` checks beyond syntax, and the fallback that keeps one error from
+//! becoming many. Each error points at the offending token.
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
 use syn::visit::Visit;
-use syn::{FnArg, Ident, Signature};
+use syn::{Attribute, FnArg, Ident, Signature};
 
-use crate::args::TracedArgs;
+use crate::args::{KINDS, TracedArgs};
 
 /// On error, emit the error AND the item unchanged: the user sees the one error the macro found,
 /// not a cascade of "cannot find function" errors at every call site (thiserror's `fallback.rs`).
@@ -15,12 +16,162 @@ pub(crate) fn fallback(err: syn::Error, item: TokenStream) -> TokenStream {
     out
 }
 
-/// Checks a fn's signature against its arguments.
-pub(crate) fn check_fn(sig: &Signature, args: &TracedArgs) -> syn::Result<()> {
+/// Checks arguments on their own, wherever they are given.
+pub(crate) fn check_args(args: &TracedArgs) -> syn::Result<()> {
+    if let Some((_, lit)) = &args.name
+        && lit.value().is_empty()
+    {
+        return Err(syn::Error::new_spanned(lit, "a span name cannot be empty"));
+    }
+    if let Some((_, v)) = &args.kind
+        && !KINDS.contains(&v.to_string().as_str())
+    {
+        return Err(syn::Error::new_spanned(
+            v,
+            format!(
+                "unknown span kind `{v}`; expected one of: {}",
+                KINDS.join(", ")
+            ),
+        ));
+    }
+    if let Some((_, names)) = &args.args {
+        for (i, n) in names.iter().enumerate() {
+            if names[..i].contains(n) {
+                return Err(syn::Error::new_spanned(
+                    n,
+                    format!("`{n}` is listed twice in args(...)"),
+                ));
+            }
+        }
+    }
+    if let Some((_, fields)) = &args.fields {
+        for (i, f) in fields.iter().enumerate() {
+            if f.key.is_empty() {
+                return Err(syn::Error::new_spanned(
+                    &f.key_tokens,
+                    "a field name cannot be empty",
+                ));
+            }
+            if fields[..i].iter().any(|g| g.key == f.key) {
+                return Err(syn::Error::new_spanned(
+                    &f.key_tokens,
+                    format!("field `{}` is given twice", f.key),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the arguments of an `impl` block: only those that apply to every method.
+pub(crate) fn check_impl_args(args: &TracedArgs) -> syn::Result<()> {
+    let misuse = |k: &dyn ToTokens, what: &str| {
+        Err(syn::Error::new_spanned(
+            k,
+            format!(
+                "`{what}` cannot be given on an impl block: put #[traced({what} ...)] on the method"
+            ),
+        ))
+    };
+    if let Some((k, _)) = &args.name {
+        return misuse(k, "name");
+    }
+    if let Some((k, _)) = &args.args {
+        return misuse(k, "args");
+    }
+    if let Some((k, _)) = &args.fields {
+        return misuse(k, "fields");
+    }
+    if let Some(k) = &args.err {
+        return misuse(k, "err");
+    }
+    if let Some(k) = &args.ret {
+        return misuse(k, "ret");
+    }
+    if let Some(k) = &args.skip {
+        return Err(syn::Error::new_spanned(
+            k,
+            "`skip` belongs on a method inside a #[traced] impl block, not on the block",
+        ));
+    }
+    Ok(())
+}
+
+/// `true` for `#[traced]` or `#[some::path::traced(...)]`.
+pub(crate) fn is_traced_attr(a: &Attribute) -> bool {
+    a.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "traced")
+}
+
+/// A second `#[traced]` among the attributes left on an item that one `#[traced]` expands.
+pub(crate) fn check_not_twice(attrs: &[Attribute]) -> syn::Result<()> {
+    match attrs.iter().find(|a| is_traced_attr(a)) {
+        Some(a) => Err(syn::Error::new_spanned(
+            a,
+            "#[traced] is given twice on this item: one span per call is all it records",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Checks a free fn: `skip` only makes sense inside an impl block.
+pub(crate) fn check_free_fn(args: &TracedArgs) -> syn::Result<()> {
+    match &args.skip {
+        Some(k) => Err(syn::Error::new_spanned(
+            k,
+            "`skip` only makes sense on a method inside a #[traced] impl block; \
+             to leave this fn untraced, remove #[traced]",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Checks a fn's signature and attributes against its arguments.
+pub(crate) fn check_fn(sig: &Signature, attrs: &[Attribute], args: &TracedArgs) -> syn::Result<()> {
     if let Some(c) = &sig.constness {
         return Err(syn::Error::new_spanned(
             c,
             "#[traced] cannot be used on a `const fn`: a span is a run-time effect",
+        ));
+    }
+    if let Some(k) = &args.err {
+        let not_a_result = match &sig.output {
+            syn::ReturnType::Default => Some("nothing".to_owned()),
+            syn::ReturnType::Type(_, ty) => match &**ty {
+                syn::Type::Tuple(t) if t.elems.is_empty() => Some("`()`".to_owned()),
+                syn::Type::ImplTrait(_) if returns_impl_future(sig) => None,
+                syn::Type::ImplTrait(_) | syn::Type::Never(_) => {
+                    Some(format!("`{}`", ty.to_token_stream()))
+                }
+                _ => None, // checked by type: an alias of `Result` has any name
+            },
+        };
+        if let Some(what) = not_a_result {
+            return Err(syn::Error::new_spanned(
+                k,
+                format!(
+                    "`err` needs a fn that returns a `Result`; `{}` returns {what}",
+                    sig.ident
+                ),
+            ));
+        }
+    }
+    let track_caller = attrs.iter().find(|a| a.path().is_ident("track_caller"));
+    let inspect = args
+        .err
+        .as_ref()
+        .map(|k| (k.span, "err"))
+        .or(args.ret.as_ref().map(|k| (k.span, "ret")));
+    let sync = sig.asyncness.is_none() && !returns_impl_future(sig);
+    if let (true, Some(_), Some((span, what))) = (sync, track_caller, inspect) {
+        return Err(syn::Error::new(
+            span,
+            format!(
+                "`{what}` cannot be used on a `#[track_caller]` fn: it inspects the return value \
+                 through a closure, in which `Location::caller()` would no longer be the caller's"
+            ),
         ));
     }
     if let Some((_, names)) = &args.args {
@@ -69,22 +220,6 @@ pub(crate) fn param_idents(sig: &Signature) -> Vec<Ident> {
         }
     }
     b.0
-}
-
-/// `true` when the return type mentions `impl Trait`, which cannot be written on a closure or a
-/// `let`.
-pub(crate) fn returns_impl_trait(sig: &Signature) -> bool {
-    struct Finder(bool);
-    impl<'ast> Visit<'ast> for Finder {
-        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
-            self.0 = true;
-        }
-    }
-    let mut f = Finder(false);
-    if let syn::ReturnType::Type(_, ty) = &sig.output {
-        f.visit_type(ty);
-    }
-    f.0
 }
 
 /// `true` for `-> impl Future<...>` (possibly with `+ Send + 'a`).

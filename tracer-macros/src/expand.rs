@@ -6,13 +6,17 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
 use syn::{Block, Expr, ImplItem, Item, ItemFn, ItemImpl, ReturnType, Signature, Stmt};
 
 use crate::args::{Sigil, TracedArgs};
 use crate::diagnostics::{self, fallback};
 
 pub(crate) fn traced(args: TokenStream, item: TokenStream) -> TokenStream {
-    let args: TracedArgs = match syn::parse2(args) {
+    let args: TracedArgs = match syn::parse2(args).and_then(|a| {
+        diagnostics::check_args(&a)?;
+        Ok(a)
+    }) {
         Ok(a) => a,
         Err(e) => return fallback(e, item),
     };
@@ -53,13 +57,9 @@ fn not_a_fn(item: &Item) -> syn::Error {
 }
 
 fn traced_fn(mut f: ItemFn, args: &TracedArgs) -> syn::Result<TokenStream> {
-    if let Some(k) = &args.skip {
-        return Err(syn::Error::new_spanned(
-            k,
-            "`skip` only makes sense on a method inside a #[traced] impl block",
-        ));
-    }
-    diagnostics::check_fn(&f.sig, args)?;
+    diagnostics::check_not_twice(&f.attrs)?;
+    diagnostics::check_free_fn(args)?;
+    diagnostics::check_fn(&f.sig, &f.attrs, args)?;
     let name = args
         .name
         .as_ref()
@@ -68,17 +68,9 @@ fn traced_fn(mut f: ItemFn, args: &TracedArgs) -> syn::Result<TokenStream> {
     Ok(quote!(#f))
 }
 
-fn is_traced_attr(a: &syn::Attribute) -> bool {
-    a.path()
-        .segments
-        .last()
-        .is_some_and(|s| s.ident == "traced")
-}
-
 fn traced_impl(mut imp: ItemImpl, outer: &TracedArgs) -> syn::Result<TokenStream> {
-    if let Some(e) = outer.impl_level_misuse() {
-        return Err(e);
-    }
+    diagnostics::check_not_twice(&imp.attrs)?;
+    diagnostics::check_impl_args(outer)?;
     let ty_name = diagnostics::type_display_name(&imp.self_ty);
     for item in &mut imp.items {
         let ImplItem::Fn(m) = item else { continue };
@@ -86,7 +78,7 @@ fn traced_impl(mut imp: ItemImpl, outer: &TracedArgs) -> syn::Result<TokenStream
         let mut own: Option<TracedArgs> = None;
         let mut kept = Vec::with_capacity(m.attrs.len());
         for a in std::mem::take(&mut m.attrs) {
-            if is_traced_attr(&a) {
+            if diagnostics::is_traced_attr(&a) {
                 if own.is_some() {
                     return Err(syn::Error::new_spanned(
                         &a,
@@ -95,7 +87,11 @@ fn traced_impl(mut imp: ItemImpl, outer: &TracedArgs) -> syn::Result<TokenStream
                 }
                 let parsed = match &a.meta {
                     syn::Meta::Path(_) => TracedArgs::default(),
-                    syn::Meta::List(l) => syn::parse2::<TracedArgs>(l.tokens.clone())?,
+                    syn::Meta::List(l) => {
+                        let args = syn::parse2::<TracedArgs>(l.tokens.clone())?;
+                        diagnostics::check_args(&args)?;
+                        args
+                    }
                     syn::Meta::NameValue(nv) => {
                         return Err(syn::Error::new_spanned(
                             nv,
@@ -119,7 +115,7 @@ fn traced_impl(mut imp: ItemImpl, outer: &TracedArgs) -> syn::Result<TokenStream
             continue;
         }
         let args = args.merged_over(outer);
-        diagnostics::check_fn(&m.sig, &args)?;
+        diagnostics::check_fn(&m.sig, &m.attrs, &args)?;
         let name = args
             .name
             .as_ref()
@@ -133,6 +129,29 @@ fn traced_impl(mut imp: ItemImpl, outer: &TracedArgs) -> syn::Result<TokenStream
 /// means the user's parameter.
 fn local(name: &str) -> proc_macro2::Ident {
     proc_macro2::Ident::new(name, Span::mixed_site())
+}
+
+/// [`local`], reported at `at` in diagnostics.
+fn local_at(name: &str, at: Span) -> proc_macro2::Ident {
+    proc_macro2::Ident::new(name, Span::mixed_site().located_at(at))
+}
+
+/// `tokens` with every span set to `span`: generated code that a diagnostic reports at a token
+/// of the user's.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tt = proc_macro2::TokenTree::Group(group);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
 }
 
 /// The path to the runtime's seam.
@@ -201,16 +220,18 @@ fn on_done(p: &TokenStream, args: &TracedArgs) -> TokenStream {
         (None, None) => return quote!(#p::no_record),
         (Some(e), None) => {
             let rec = record_err(e.span);
+            let res = as_result(p, e.span);
             quote! {
-                if let ::core::result::Result::Err(#n_e) = #n_out #rec
+                if let ::core::result::Result::Err(#n_e) = #res #rec
             }
         }
         (None, Some(r)) => quote_spanned! {r.span=> #n_live.record_return(#n_out); },
         (Some(e), Some(r)) => {
             let rec = record_err(e.span);
+            let res = as_result(p, e.span);
             let ok = quote_spanned! {r.span=> #n_live.record_return(#n_v) };
             quote! {
-                match #n_out {
+                match #res {
                     ::core::result::Result::Ok(#n_v) => { #ok; }
                     ::core::result::Result::Err(#n_e) => #rec
                 }
@@ -218,6 +239,13 @@ fn on_done(p: &TokenStream, args: &TracedArgs) -> TokenStream {
         }
     };
     quote!(|#n_live: &#p::Live, #n_out: &_| { #body })
+}
+
+/// The output seen as a `Result`: a type error here is reported at the `err` keyword.
+fn as_result(p: &TokenStream, err_span: Span) -> TokenStream {
+    let p = respan(p.clone(), err_span);
+    let n_out = local_at("__tracer_out", err_span);
+    quote_spanned!(err_span=> #p::as_result(#n_out))
 }
 
 enum Shape<'a> {
@@ -256,48 +284,76 @@ fn shape<'a>(sig: &Signature, block: &'a Block) -> Shape<'a> {
     Shape::Sync
 }
 
+/// `if false { return <a value of the declared return type>; }`, spanned at the return type: it
+/// pins the type of a body moved into an async block or closure before the body is checked, so
+/// `?` and `return` infer as in the original fn and a type error's "return type inferred" note
+/// points at the user's return type (tracing-attributes' trick). `impl Trait` is erased to `_`.
+fn fake_return(sig: &Signature) -> TokenStream {
+    let (ty, span) = match &sig.output {
+        ReturnType::Default => (quote!(()), sig.ident.span()),
+        ReturnType::Type(_, ty) => {
+            let mut ty = (**ty).clone();
+            ImplTraitEraser.visit_type_mut(&mut ty);
+            (quote!(#ty), ty.span())
+        }
+    };
+    let n_fake_return = local_at("__tracer_fake_return", span);
+    quote_spanned! {span=>
+        #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::let_unit_value, clippy::needless_return, clippy::empty_loop)]
+        if false {
+            let #n_fake_return: #ty = loop {};
+            return #n_fake_return;
+        }
+    }
+}
+
+/// Replaces every `impl Trait` with `_`, which a `let` accepts.
+struct ImplTraitEraser;
+
+impl VisitMut for ImplTraitEraser {
+    fn visit_type_mut(&mut self, t: &mut syn::Type) {
+        if let syn::Type::ImplTrait(it) = t {
+            *t = syn::Type::Infer(syn::TypeInfer {
+                underscore_token: syn::Token![_](it.span()),
+            });
+        } else {
+            syn::visit_mut::visit_type_mut(self, t);
+        }
+    }
+}
+
 fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn::Result<Block> {
-    let (n_span, n_fut, n_fake_return) = (
+    let (n_span, n_fut, n_guard) = (
         local("__tracer_span"),
         local("__tracer_fut"),
-        local("__tracer_fake_return"),
+        local("__tracer_guard"),
     );
     let p = private_path(args);
     let prelude = prelude(&p, args, name);
     let done = on_done(&p, args);
-    let impl_trait = diagnostics::returns_impl_trait(sig);
-    let ret_ty = match &sig.output {
-        ReturnType::Default => quote!(()),
-        ReturnType::Type(_, ty) => quote!(#ty),
-    };
+    let inspects_output = args.err.is_some() || args.ret.is_some();
     let body = match shape(sig, block) {
+        // No closure: the body runs as written, and a drop guard ends the span on every way out
+        // (`return`, `?`, the tail, a panic).
+        Shape::Sync if !inspects_output => quote! {
+            #prelude
+            let #n_guard = #n_span.map(#p::SyncGuard::enter);
+            #block
+        },
+        // `err` and `ret` need the returned value: the body runs in a closure, as in
+        // tracing-attributes. `check_fn` rejects them on a `#[track_caller]` fn.
         Shape::Sync => {
-            let anno = if impl_trait {
-                quote!()
-            } else {
-                quote!(-> #ret_ty)
-            };
-            let closure = quote_spanned!(block.span()=> move || #anno #block);
+            let fake_return = fake_return(sig);
+            let stmts = &block.stmts;
+            let closure = quote_spanned!(block.span()=> move || { #fake_return #(#stmts)* });
             quote! {
                 #prelude
                 #p::run_sync(#n_span, #closure, #done)
             }
         }
         Shape::Async => {
+            let fake_return = fake_return(sig);
             let stmts = &block.stmts;
-            // Pins the async block's output type before the body is checked, so that `?` and
-            // `return` in the body infer as they did in the original fn (tracing-attributes' trick).
-            let fake_return = if impl_trait {
-                quote!()
-            } else {
-                quote! {
-                    #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::let_unit_value, clippy::needless_return)]
-                    if false {
-                        let #n_fake_return: #ret_ty = loop {};
-                        return #n_fake_return;
-                    }
-                }
-            };
             let fut = quote_spanned!(block.span()=> async move { #fake_return #(#stmts)* });
             // Off: the body's future is awaited bare, without the wrapper.
             quote! {

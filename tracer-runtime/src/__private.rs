@@ -438,6 +438,14 @@ impl Live {
         span.set_status(Status::error(message));
     }
 
+    /// Records the panic unwinding through the caller (status Error and an `exception` event).
+    fn record_unwinding_panic(&self) {
+        let message = crate::panic::record_unwinding(&self.cx);
+        let span = self.cx.span();
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "panic"));
+        span.set_status(Status::error(message));
+    }
+
     /// Marks the span as cancelled (its future was dropped before completing) and ends it.
     fn cancel(self) {
         let span = self.cx.span();
@@ -452,8 +460,44 @@ impl Live {
     }
 }
 
-/// Runs a sync body under its span: the span is current while it runs; a panic is recorded and
-/// then resumes unchanged.
+/// The span of a sync fn while its body runs: current until dropped; when dropped, a panic
+/// unwinding through it is recorded and the span ends.
+///
+/// A drop guard and not a closure, so that the body runs as written: `Location::caller()` in a
+/// `#[track_caller]` fn, `return`, and borrows behave as without `#[traced]`.
+#[derive(Debug)]
+pub struct SyncGuard {
+    attached: Option<ContextGuard>,
+    live: Live,
+    /// A fn called while a panic unwinds (from a `Drop`) did not panic itself.
+    panicking_at_entry: bool,
+}
+
+impl SyncGuard {
+    /// Makes `live` current until the guard is dropped.
+    #[inline]
+    pub fn enter(live: Live) -> Self {
+        SyncGuard {
+            attached: Some(live.attach()),
+            live,
+            panicking_at_entry: std::thread::panicking(),
+        }
+    }
+}
+
+impl Drop for SyncGuard {
+    #[inline]
+    fn drop(&mut self) {
+        drop(self.attached.take());
+        if std::thread::panicking() && !self.panicking_at_entry {
+            self.live.record_unwinding_panic();
+        }
+        self.live.cx.span().end();
+    }
+}
+
+/// Runs a sync body that `err` or `ret` inspects under its span: the span is current while it
+/// runs; a panic is recorded and then resumes unchanged.
 #[inline(always)]
 pub fn run_sync<R>(
     span: Option<Live>,
@@ -565,6 +609,38 @@ impl<F: Future, C: FnOnce(&Live, &F::Output)> Future for Instrumented<F, C> {
             }
         }
     }
+}
+
+/// What `err` accepts: a `Result`, seen as `Result<&T, &E>`.
+#[diagnostic::on_unimplemented(
+    message = "`#[traced(err)]` needs a fn that returns a `Result`, not `{Self}`",
+    label = "`err` inspects the returned `Result`"
+)]
+pub trait TracedResult {
+    /// The `Ok` type.
+    type Ok;
+    /// The `Err` type.
+    type Err;
+    /// The returned value, by reference.
+    fn as_result(&self) -> Result<&Self::Ok, &Self::Err>;
+}
+
+impl<T, E> TracedResult for Result<T, E> {
+    type Ok = T;
+    type Err = E;
+    #[inline]
+    fn as_result(&self) -> Result<&T, &E> {
+        self.as_ref()
+    }
+}
+
+/// `err`'s view of the output: a fn, so that a non-`Result` output is one error.
+#[inline]
+pub fn as_result<R, T, E>(out: &R) -> Result<&T, &E>
+where
+    R: TracedResult<Ok = T, Err = E>,
+{
+    out.as_result()
 }
 
 /// `err`'s argument: the error of an `Err` return, recorded by the most specific of the `Via*`

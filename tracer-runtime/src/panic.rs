@@ -1,10 +1,11 @@
 //! Panic capture support: the payload's message, and the backtrace of the panic site.
 //!
 //! A traced fn sees a panic only after unwinding reached it, too late to capture where it
-//! happened. So [`install_hook`] chains a panic hook that, when tracing is on and the standard
-//! `RUST_BACKTRACE` / `RUST_LIB_BACKTRACE` ask for backtraces, keeps the panic site's backtrace in
-//! a thread-local for the traced fns that unwind through. The previous hook still runs: what the
-//! program prints on a panic does not change.
+//! happened; a sync traced fn, which ends its span in a drop guard rather than a `catch_unwind`,
+//! does not see the payload at all. So [`install_hook`] chains a panic hook that, when tracing is
+//! on, keeps the payload's message in a thread-local for the traced fns that unwind through, with
+//! the panic site's backtrace when the standard `RUST_BACKTRACE` / `RUST_LIB_BACKTRACE` ask for
+//! one. The previous hook still runs: what the program prints on a panic does not change.
 
 use std::any::Any;
 use std::backtrace::{Backtrace, BacktraceStatus};
@@ -12,9 +13,9 @@ use std::cell::RefCell;
 use std::sync::{Arc, Once};
 
 thread_local! {
-    /// The message and backtrace of this thread's latest panic. The backtrace is kept
-    /// unresolved: symbols are looked up only if a traced fn records it.
-    static LAST: RefCell<Option<(String, Arc<Backtrace>)>> = const { RefCell::new(None) };
+    /// The message and backtrace of this thread's latest panic while tracing was on. The
+    /// backtrace is kept unresolved: symbols are looked up only if a traced fn records it.
+    static LAST: RefCell<Option<(String, Option<Arc<Backtrace>>)>> = const { RefCell::new(None) };
 }
 
 /// The message of a panic payload, as the default hook prints it.
@@ -31,10 +32,29 @@ pub(crate) fn payload_message(payload: &(dyn Any + Send)) -> String {
 /// Adds the `exception` event of a panic (`exception.type = "panic"`, the payload's message,
 /// the panic site's stacktrace when captured) to the span of `cx`; returns the message.
 pub(crate) fn record_exception(cx: &opentelemetry::Context, payload: &(dyn Any + Send)) -> String {
+    record_exception_message(cx, payload_message(payload))
+}
+
+/// [`record_exception`] for the panic unwinding through the caller now, whose payload only the
+/// hook saw (a drop guard during unwinding).
+pub(crate) fn record_unwinding(cx: &opentelemetry::Context) -> String {
+    let message = LAST
+        .try_with(|l| {
+            l.try_borrow()
+                .ok()
+                .and_then(|l| l.as_ref().map(|(m, _)| m.clone()))
+        })
+        .ok()
+        .flatten()
+        // The hook did not see it: replaced by another after `init`, or tracing was off.
+        .unwrap_or_else(|| "panic (message not captured)".to_owned());
+    record_exception_message(cx, message)
+}
+
+fn record_exception_message(cx: &opentelemetry::Context, message: String) -> String {
     use opentelemetry::KeyValue;
     use opentelemetry::trace::TraceContextExt as _;
     use opentelemetry_semantic_conventions::attribute as semconv;
-    let message = payload_message(payload);
     let mut attrs = vec![
         KeyValue::new(semconv::EXCEPTION_TYPE, "panic"),
         KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
@@ -50,7 +70,7 @@ pub(crate) fn record_exception(cx: &opentelemetry::Context, payload: &(dyn Any +
 /// the panic site down (see [`trim_backtrace`]).
 pub(crate) fn backtrace_for(message: &str) -> Option<String> {
     let bt = LAST.with(|l| match &*l.borrow() {
-        Some((m, bt)) if m == message => Some(Arc::clone(bt)),
+        Some((m, Some(bt))) if m == message => Some(Arc::clone(bt)),
         _ => None,
     })?;
     Some(trim_backtrace(&bt.to_string()))
@@ -146,19 +166,21 @@ pub(crate) fn install_hook() {
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if crate::__private::on() {
+            let last = crate::__private::on().then(|| {
+                let message = info
+                    .payload_as_str()
+                    .map_or_else(|| payload_message(info.payload()), str::to_owned);
                 let bt = Backtrace::capture();
-                if bt.status() == BacktraceStatus::Captured {
-                    let message = info
-                        .payload_as_str()
-                        .map_or_else(|| payload_message(info.payload()), str::to_owned);
-                    let _ = LAST.try_with(|l| {
-                        if let Ok(mut l) = l.try_borrow_mut() {
-                            *l = Some((message, Arc::new(bt)));
-                        }
-                    });
+                (
+                    message,
+                    (bt.status() == BacktraceStatus::Captured).then(|| Arc::new(bt)),
+                )
+            });
+            let _ = LAST.try_with(|l| {
+                if let Ok(mut l) = l.try_borrow_mut() {
+                    *l = last;
                 }
-            }
+            });
             previous(info);
         }));
     });

@@ -1,0 +1,77 @@
+//! `fields(key = expr, k2 = ?expr, k3 = %expr)`: extra attributes computed at entry.
+
+mod common;
+
+use std::fmt;
+
+use common::*;
+use opentelemetry::Value;
+use tracer_runtime::traced;
+
+struct Id(u32);
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "id-{}", self.0)
+    }
+}
+
+#[traced(fields(db.system.name = "mysql", shard = n % 4, ratio = 0.5, flag = true, label = format!("n={n}"), "odd key" = ?Some(n), id = %Id(n), missing = None::<i64>))]
+fn with_fields(n: u32) -> u32 {
+    n
+}
+
+#[test]
+fn fields_record_a_value_its_debug_or_its_display() {
+    let (_, spans) = in_root(|| with_fields(7));
+    let s = named(&spans, "with_fields");
+    assert_eq!(attr(s, "db.system.name"), Some(&Value::from("mysql")));
+    assert_eq!(attr(s, "shard"), Some(&Value::I64(3)));
+    assert_eq!(attr(s, "ratio"), Some(&Value::F64(0.5)));
+    assert_eq!(attr(s, "flag"), Some(&Value::Bool(true)));
+    assert_eq!(attr_str(s, "label").as_deref(), Some("n=7"));
+    assert_eq!(attr_str(s, "odd key").as_deref(), Some("Some(7)"));
+    assert_eq!(attr_str(s, "id").as_deref(), Some("id-7"));
+    assert!(attr(s, "missing").is_none());
+    assert!(
+        attr(s, "n").is_none(),
+        "fields must not record the argument itself"
+    );
+}
+
+#[traced(fields(at_entry = *counter, twice = *counter * 2))]
+fn bump(counter: &mut i64) -> i64 {
+    *counter += 10;
+    *counter
+}
+
+#[traced(fields(at_entry = *counter))]
+async fn bump_async(counter: &mut i64) -> i64 {
+    tokio::task::yield_now().await;
+    *counter += 10;
+    *counter
+}
+
+#[test]
+fn fields_are_computed_at_entry_before_the_body_runs() {
+    let mut counter = 1;
+    let (after, spans) = in_root(|| bump(&mut counter));
+    assert_eq!(after, 11);
+    let s = named(&spans, "bump");
+    assert_eq!(
+        attr(s, "at_entry"),
+        Some(&Value::I64(1)),
+        "the value at entry"
+    );
+    assert_eq!(attr(s, "twice"), Some(&Value::I64(2)));
+}
+
+#[tokio::test]
+async fn fields_of_an_async_fn_are_computed_when_it_is_called() {
+    let mut counter = 5;
+    let (after, spans) = in_root_async(bump_async(&mut counter)).await;
+    assert_eq!(after, 15);
+    assert_eq!(
+        attr(named(&spans, "bump_async"), "at_entry"),
+        Some(&Value::I64(5))
+    );
+}

@@ -1,0 +1,8 @@
+use tracer_runtime::traced;
+
+#[traced(skip)]
+fn f() {}
+
+fn main() {
+    f();
+}
