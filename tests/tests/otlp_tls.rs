@@ -102,6 +102,26 @@ async fn export_one(
         .unwrap()
 }
 
+/// The export to a collector whose certificate does not verify failed, its span counted as
+/// lost, and the collector got nothing.
+fn assert_refused(
+    shut: Result<(), tracer_runtime::ShutdownError>,
+    rx: &mut mpsc::UnboundedReceiver<(String, String)>,
+) {
+    assert!(
+        matches!(
+            shut,
+            Err(tracer_runtime::ShutdownError::SpansLost {
+                failed: 1,
+                dropped: 0,
+                ..
+            })
+        ),
+        "the export to an unverified collector fails, its span counted: {shut:?}"
+    );
+    assert!(rx.try_recv().is_err(), "nothing was received");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn spans_reach_an_https_collector_verified_against_the_given_ca() {
     let (ca, cert, key) = certificates();
@@ -122,18 +142,7 @@ async fn a_collector_whose_certificate_does_not_verify_gets_nothing() {
     let (other_ca, _, _) = certificates();
     let (addr, mut rx) = receiver(&cert, &key).await;
     let shut = export_one("tls-untrusted", Protocol::Grpc, addr, other_ca).await;
-    assert!(
-        matches!(
-            shut,
-            Err(tracer_runtime::ShutdownError::SpansLost {
-                failed: 1,
-                dropped: 0,
-                ..
-            })
-        ),
-        "the export to an unverified collector fails, its span counted: {shut:?}"
-    );
-    assert!(rx.try_recv().is_err(), "nothing was received");
+    assert_refused(shut, &mut rx);
 }
 
 /// Starts an OTLP/HTTP receiver behind rustls (hyper + tokio-rustls) on 127.0.0.1.
@@ -219,16 +228,5 @@ async fn an_https_collector_with_an_untrusted_certificate_gets_nothing_over_http
     let (other_ca, _, _) = certificates();
     let (addr, mut rx) = http_receiver(&cert, &key).await;
     let shut = export_one("tls-http-untrusted", Protocol::HttpProtobuf, addr, other_ca).await;
-    assert!(
-        matches!(
-            shut,
-            Err(tracer_runtime::ShutdownError::SpansLost {
-                failed: 1,
-                dropped: 0,
-                ..
-            })
-        ),
-        "the export to an unverified collector fails, its span counted: {shut:?}"
-    );
-    assert!(rx.try_recv().is_err(), "nothing was received");
+    assert_refused(shut, &mut rx);
 }
