@@ -413,19 +413,12 @@ impl Live {
 
     fn record_error(&self, ty: &str, message: String, chain: Vec<String>) {
         let span = self.cx.span();
-        let mut attrs = vec![
-            KeyValue::new(semconv::EXCEPTION_TYPE, ty.to_owned()),
-            KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
-        ];
-        if !chain.is_empty() {
+        let chain = (!chain.is_empty()).then(|| {
             let chain: Vec<opentelemetry::StringValue> =
                 chain.into_iter().map(Into::into).collect();
-            attrs.push(KeyValue::new(
-                "exception.source_chain",
-                Value::Array(chain.into()),
-            ));
-        }
-        span.add_event("exception", attrs);
+            KeyValue::new("exception.source_chain", Value::Array(chain.into()))
+        });
+        crate::exception::record(&span, ty.to_owned(), message.clone(), chain);
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, ty.to_owned()));
         span.set_status(Status::error(message));
     }

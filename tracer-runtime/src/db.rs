@@ -195,12 +195,6 @@ pub(crate) fn fail(cx: &Context, kind: Cow<'static, str>, message: String, extra
     for kv in extra {
         span.set_attribute(kv);
     }
-    span.add_event(
-        "exception",
-        vec![
-            KeyValue::new(semconv::EXCEPTION_TYPE, kind),
-            KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
-        ],
-    );
+    crate::exception::record(&span, kind, message.clone(), []);
     span.set_status(Status::error(message));
 }

@@ -70,6 +70,7 @@ mod context;
 #[cfg(any(feature = "redis", feature = "mysql"))]
 mod db;
 mod error;
+mod exception;
 #[cfg(feature = "_otlp")]
 mod export;
 #[cfg(feature = "grpc")]

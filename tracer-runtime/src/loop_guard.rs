@@ -393,13 +393,7 @@ impl Loop {
         span.set_attribute(KeyValue::new(LOOP_PATH, self.path.clone()));
         span.set_attribute(KeyValue::new(LOOP_HOPS, i64::from(self.hops)));
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
-        span.add_event(
-            "exception",
-            vec![
-                KeyValue::new(semconv::EXCEPTION_TYPE, "call loop"),
-                KeyValue::new(semconv::EXCEPTION_MESSAGE, self.message.clone()),
-            ],
-        );
+        crate::exception::record(&span, "call loop", self.message.clone(), []);
         span.set_status(Status::error(self.message.clone()));
     }
 }

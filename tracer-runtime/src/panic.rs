@@ -55,14 +55,9 @@ fn record_exception_message(cx: &opentelemetry::Context, message: String) -> Str
     use opentelemetry::KeyValue;
     use opentelemetry::trace::TraceContextExt as _;
     use opentelemetry_semantic_conventions::attribute as semconv;
-    let mut attrs = vec![
-        KeyValue::new(semconv::EXCEPTION_TYPE, "panic"),
-        KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
-    ];
-    if let Some(bt) = backtrace_for(&message) {
-        attrs.push(KeyValue::new(semconv::EXCEPTION_STACKTRACE, bt));
-    }
-    cx.span().add_event("exception", attrs);
+    let stacktrace =
+        backtrace_for(&message).map(|bt| KeyValue::new(semconv::EXCEPTION_STACKTRACE, bt));
+    crate::exception::record(&cx.span(), "panic", message.clone(), stacktrace);
     message
 }
 
