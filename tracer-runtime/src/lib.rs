@@ -75,6 +75,8 @@ mod exception;
 mod export;
 #[cfg(feature = "grpc")]
 pub mod grpc;
+#[cfg(any(feature = "grpc", feature = "metrics"))]
+mod grpc_codes;
 #[cfg(feature = "http")]
 pub mod http;
 mod init;

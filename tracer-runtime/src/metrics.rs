@@ -332,27 +332,6 @@ fn intern(s: &str) -> Lv {
     Lv::Shared(shared)
 }
 
-/// gRPC status names by code.
-const GRPC_CODES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
 /// A series' labels: the instrument's slots, or the overflow series.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct LabelSet {
@@ -381,10 +360,9 @@ impl LabelSet {
         if let Some(i) = self.kind.slot(kv.key.as_str()) {
             let lv = match (self.kind, i, &kv.value) {
                 // The gRPC status by name, whichever convention recorded it.
-                (Kind::RpcServer | Kind::RpcClient, 3, Value::I64(c)) => usize::try_from(*c)
-                    .ok()
-                    .and_then(|c| GRPC_CODES.get(c))
-                    .map_or(Lv::Int(*c), |n| Lv::Static(n)),
+                (Kind::RpcServer | Kind::RpcClient, 3, Value::I64(c)) => {
+                    crate::grpc_codes::name(*c).map_or(Lv::Int(*c), Lv::Static)
+                }
                 _ => Lv::of(&kv.value),
             };
             self.v[i] = lv;

@@ -28,7 +28,7 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 
 use crate::stats;
-use crate::warn::{Warning, warn};
+use crate::warn::{Throttle, Warning, warn};
 
 /// The default bound of a pipeline's queue: 128 MiB of spans (about 200 000 `#[traced]` spans).
 pub(crate) const DEFAULT_QUEUE_BYTES: usize = 128 << 20;
@@ -108,12 +108,14 @@ struct Shared {
     failed: AtomicU64,
     /// A shutdown gave up waiting and counted what was left as dropped.
     abandoned: std::sync::atomic::AtomicBool,
-    warned: Mutex<WarnState>,
+    warned: Mutex<Throttle<u64>>,
 }
 
 #[derive(Default)]
 struct Queue {
     spans: VecDeque<SpanData>,
+    /// Each queued span's weight (see [`weight`]), in the same order.
+    weights: VecDeque<u32>,
     bytes: usize,
     /// Spans accepted since the start.
     pushed: u64,
@@ -127,12 +129,6 @@ struct Queue {
     /// The worker has exported everything and stopped.
     finished: bool,
     resource: Option<Resource>,
-}
-
-#[derive(Default)]
-struct WarnState {
-    last: Option<Instant>,
-    since: u64,
 }
 
 impl fmt::Debug for Batcher {
@@ -158,7 +154,7 @@ impl Batcher {
             dropped: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             abandoned: std::sync::atomic::AtomicBool::new(false),
-            warned: Mutex::new(WarnState::default()),
+            warned: Mutex::new(Throttle::new(WARN_EVERY, 0)),
         });
         let worker = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -185,17 +181,12 @@ impl Shared {
         }
         stats::spans_dropped(n);
         let total = self.dropped.fetch_add(n, Ordering::Relaxed) + n;
-        let now = Instant::now();
-        let mut w = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
-        w.since += n;
-        if w.last
-            .is_some_and(|t| now.saturating_duration_since(t) < WARN_EVERY)
-        {
-            return;
-        }
-        w.last = Some(now);
-        let dropped = std::mem::take(&mut w.since);
-        drop(w);
+        let due = self
+            .warned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .note(Instant::now(), |since| *since += n);
+        let Some(dropped) = due else { return };
         warn(Warning::SpansDropped {
             dropped,
             total,
@@ -248,19 +239,18 @@ impl Shared {
             // Little work under the lock: the recording threads wait for it.
             let n = q.spans.len().min(self.config.max_batch);
             let batch = if n == q.spans.len() {
+                q.bytes = 0;
+                q.weights.clear();
                 std::mem::take(&mut q.spans)
             } else {
+                let bytes: usize = q.weights.drain(..n).map(|w| w as usize).sum();
+                q.bytes -= bytes;
                 let rest = q.spans.split_off(n);
                 std::mem::replace(&mut q.spans, rest)
             };
             q.taken += n as u64;
             drop(q);
             let batch = Vec::from(batch);
-            let bytes: usize = batch.iter().map(weight).sum();
-            {
-                let mut q = self.lock();
-                q.bytes = q.bytes.saturating_sub(bytes);
-            }
             last_export = Instant::now();
             let result = futures_executor::block_on(exporter.export(batch));
             if self.abandoned.load(Ordering::Relaxed) {
@@ -334,7 +324,7 @@ impl SpanProcessor for Batcher {
         let s = &self.shared;
         let w = weight(&span);
         let mut q = s.lock();
-        let full = q.bytes + w > s.config.max_queue_bytes
+        let full = q.bytes + w as usize > s.config.max_queue_bytes
             || s.config
                 .max_queue_spans
                 .is_some_and(|max| q.spans.len() >= max);
@@ -351,7 +341,8 @@ impl SpanProcessor for Batcher {
             return;
         }
         q.spans.push_back(span);
-        q.bytes += w;
+        q.weights.push_back(w);
+        q.bytes += w as usize;
         q.pushed += 1;
         let wake = q.spans.len() == s.config.max_batch;
         drop(q);
@@ -381,6 +372,7 @@ impl SpanProcessor for Batcher {
                 let lost = q.pushed.saturating_sub(q.settled);
                 q.bytes = 0;
                 q.spans.clear();
+                q.weights.clear();
                 q.settled = q.pushed;
                 s.abandoned.store(true, Ordering::Relaxed);
                 drop(q);
@@ -405,9 +397,9 @@ impl SpanProcessor for Batcher {
     }
 }
 
-/// An estimate of the memory a queued span holds: the struct and what its attributes, events
+/// An estimate of the memory a queued span holds (saturating at 4 GiB): the struct and what its attributes, events
 /// and links point to.
-fn weight(s: &SpanData) -> usize {
+fn weight(s: &SpanData) -> u32 {
     use std::mem::size_of;
     let attrs = |a: &[KeyValue]| -> usize {
         a.iter()
@@ -426,7 +418,7 @@ fn weight(s: &SpanData) -> usize {
         std::borrow::Cow::Owned(n) => n.len(),
         std::borrow::Cow::Borrowed(_) => 0,
     };
-    size_of::<SpanData>()
+    let bytes = size_of::<SpanData>()
         + name
         + attrs(&s.attributes)
         + s.events
@@ -438,7 +430,8 @@ fn weight(s: &SpanData) -> usize {
             .links
             .iter()
             .map(|l| size_of::<opentelemetry::trace::Link>() + attrs(&l.attributes))
-            .sum::<usize>()
+            .sum::<usize>();
+    u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -521,7 +514,7 @@ mod tests {
         }
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
         let w = weight(&span(100));
-        let mut c = config(10 * w);
+        let mut c = config(10 * w as usize);
         c.max_batch = 1;
         let (b, h) = Batcher::new(Stuck(Arc::clone(&gate)), c).unwrap();
         for i in 100..200 {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::warn::{Warning, warn};
+use crate::warn::{Throttle, Warning, warn};
 
 static STARTED: AtomicU64 = AtomicU64::new(0);
 static EXPORTED: AtomicU64 = AtomicU64::new(0);
@@ -54,40 +54,38 @@ pub(crate) fn span_started() {
 /// At most one export-failure warning per this interval; the next one gives the count since.
 const WARN_EVERY: Duration = Duration::from_secs(30);
 
-struct Pending {
-    last_warned: Option<Instant>,
+/// Failed exports and their spans since the previous warning.
+#[derive(Default)]
+struct Failed {
     failures: u64,
     spans: u64,
 }
 
-static PENDING: Mutex<Pending> = Mutex::new(Pending {
-    last_warned: None,
-    failures: 0,
-    spans: 0,
-});
+static PENDING: Mutex<Throttle<Failed>> = Mutex::new(Throttle::new(
+    WARN_EVERY,
+    Failed {
+        failures: 0,
+        spans: 0,
+    },
+));
 
 /// Counts a failed export of `spans` spans; returns the warning to give now, if any (the first
 /// failure at once, then at most one per [`WARN_EVERY`], with the count since the last one).
 fn failed_now(spans: u64, error: &str, now: Instant) -> Option<Warning> {
     EXPORT_FAILURES.fetch_add(1, Ordering::Relaxed);
     DROPPED.fetch_add(spans, Ordering::Relaxed);
-    let mut p = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
-    p.failures += 1;
-    p.spans += spans;
-    if p.last_warned
-        .is_some_and(|t| now.saturating_duration_since(t) < WARN_EVERY)
-    {
-        return None;
-    }
-    p.last_warned = Some(now);
-    let w = Warning::ExportFailed {
-        failures: p.failures,
-        spans_lost: p.spans,
+    let due = PENDING
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .note(now, |p| {
+            p.failures += 1;
+            p.spans += spans;
+        })?;
+    Some(Warning::ExportFailed {
+        failures: due.failures,
+        spans_lost: due.spans,
         error: error.to_owned(),
-    };
-    p.failures = 0;
-    p.spans = 0;
-    Some(w)
+    })
 }
 
 /// Counts `n` spans exported.

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 /// Something tracer could not do. Each kind is reported once, or at most every few seconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,5 +96,37 @@ pub(crate) fn warn(w: Warning) {
     match handler {
         Some(h) => h(&w),
         None => eprintln!("tracer: warning: {w}"),
+    }
+}
+
+/// A rate limit for a kind of warning: the first at once, then at most one per `every`; what
+/// happened in between is accumulated in `T` and handed to the next warning.
+pub(crate) struct Throttle<T> {
+    every: Duration,
+    last: Option<Instant>,
+    pending: T,
+}
+
+impl<T: Default> Throttle<T> {
+    pub(crate) const fn new(every: Duration, pending: T) -> Self {
+        Throttle {
+            every,
+            last: None,
+            pending,
+        }
+    }
+
+    /// Adds to what is pending with `add`; returns it (and starts a new interval) when a
+    /// warning is due at `now`.
+    pub(crate) fn note(&mut self, now: Instant, add: impl FnOnce(&mut T)) -> Option<T> {
+        add(&mut self.pending);
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < self.every)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.pending))
     }
 }

@@ -208,35 +208,12 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-const CODE_NAMES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
 #[allow(deprecated)]
 /// Records a final gRPC status on the span of `cx`. `server`: only server-fault codes are Error.
 fn record_status(cx: &Context, code: i32, message: &str, server: bool) {
     let span = cx.span();
     let conv = crate::semconv::rpc();
-    let name = usize::try_from(code)
-        .ok()
-        .and_then(|c| CODE_NAMES.get(c))
-        .copied();
+    let name = crate::grpc_codes::name(i64::from(code));
     if conv.old {
         span.set_attribute(KeyValue::new(
             semconv::RPC_GRPC_STATUS_CODE,
