@@ -425,15 +425,16 @@ impl Live {
 
     /// Records a panic payload (status Error and an `exception` event).
     pub fn record_panic(&self, payload: &(dyn Any + Send)) {
-        let message = crate::panic::record_exception(&self.cx, payload);
-        let span = self.cx.span();
-        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "panic"));
-        span.set_status(Status::error(message));
+        self.panicked(crate::panic::record_exception(&self.cx, payload));
     }
 
     /// Records the panic unwinding through the caller (status Error and an `exception` event).
     fn record_unwinding_panic(&self) {
-        let message = crate::panic::record_unwinding(&self.cx);
+        self.panicked(crate::panic::record_unwinding(&self.cx));
+    }
+
+    /// `error.type = panic` and status Error with `message` (the `exception` event is recorded).
+    fn panicked(&self, message: String) {
         let span = self.cx.span();
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "panic"));
         span.set_status(Status::error(message));
