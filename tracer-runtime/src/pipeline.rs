@@ -113,9 +113,11 @@ struct Shared {
 
 #[derive(Default)]
 struct Queue {
-    spans: VecDeque<SpanData>,
-    /// Each queued span's weight (see [`weight`]), in the same order.
-    weights: VecDeque<u32>,
+    /// The queued spans in batches of at most `max_batch`, each allocated at its full size once:
+    /// no span is moved again until the exporter gets its batch.
+    batches: VecDeque<Batch>,
+    /// Spans queued.
+    len: usize,
     bytes: usize,
     /// Spans accepted since the start.
     pushed: u64,
@@ -129,6 +131,12 @@ struct Queue {
     /// The worker has exported everything and stopped.
     finished: bool,
     resource: Option<Resource>,
+}
+
+/// Queued spans that leave together, and their weight (see [`weight`]).
+struct Batch {
+    spans: Vec<SpanData>,
+    bytes: usize,
 }
 
 impl fmt::Debug for Batcher {
@@ -204,10 +212,13 @@ impl Shared {
                 exporter.set_resource(&r);
             }
             let due = |q: &Queue| {
-                q.spans.len() >= self.config.max_batch || q.taken < q.flush_to || q.shutdown
+                q.batches.len() > 1
+                    || q.len >= self.config.max_batch
+                    || q.taken < q.flush_to
+                    || q.shutdown
             };
             let timer = last_export.elapsed() >= self.config.delay;
-            if !(due(&q) || timer && !q.spans.is_empty()) {
+            if !(due(&q) || timer && q.len > 0) {
                 if timer {
                     last_export = Instant::now();
                 }
@@ -223,7 +234,7 @@ impl Shared {
                     .0;
                 continue;
             }
-            if q.spans.is_empty() {
+            let Some(batch) = q.batches.pop_front() else {
                 if q.shutdown {
                     drop(q);
                     let _ = exporter.shutdown_with_timeout(self.config.timeout);
@@ -235,24 +246,14 @@ impl Shared {
                 q.flush_to = q.flush_to.min(q.taken);
                 self.progress.notify_all();
                 continue;
-            }
-            // Little work under the lock: the recording threads wait for it.
-            let n = q.spans.len().min(self.config.max_batch);
-            let batch = if n == q.spans.len() {
-                q.bytes = 0;
-                q.weights.clear();
-                std::mem::take(&mut q.spans)
-            } else {
-                let bytes: usize = q.weights.drain(..n).map(|w| w as usize).sum();
-                q.bytes -= bytes;
-                let rest = q.spans.split_off(n);
-                std::mem::replace(&mut q.spans, rest)
             };
+            let n = batch.spans.len();
+            q.len -= n;
+            q.bytes -= batch.bytes;
             q.taken += n as u64;
             drop(q);
-            let batch = Vec::from(batch);
             last_export = Instant::now();
-            let result = futures_executor::block_on(exporter.export(batch));
+            let result = futures_executor::block_on(exporter.export(batch.spans));
             if self.abandoned.load(Ordering::Relaxed) {
                 // Counted as dropped by the shutdown that gave up on this export.
             } else if let Err(e) = &result {
@@ -325,9 +326,7 @@ impl SpanProcessor for Batcher {
         let w = weight(&span);
         let mut q = s.lock();
         let full = q.bytes + w as usize > s.config.max_queue_bytes
-            || s.config
-                .max_queue_spans
-                .is_some_and(|max| q.spans.len() >= max);
+            || s.config.max_queue_spans.is_some_and(|max| q.len >= max);
         if q.shutdown || full {
             drop(q);
             s.dropped(
@@ -340,11 +339,22 @@ impl SpanProcessor for Batcher {
             );
             return;
         }
-        q.spans.push_back(span);
-        q.weights.push_back(w);
+        let max_batch = s.config.max_batch;
+        if q.batches.back().is_none_or(|b| b.spans.len() >= max_batch) {
+            q.batches.push_back(Batch {
+                spans: Vec::with_capacity(max_batch),
+                bytes: 0,
+            });
+        }
+        let mut wake = false;
+        if let Some(open) = q.batches.back_mut() {
+            open.spans.push(span);
+            open.bytes += w as usize;
+            wake = open.spans.len() == max_batch;
+        }
+        q.len += 1;
         q.bytes += w as usize;
         q.pushed += 1;
-        let wake = q.spans.len() == s.config.max_batch;
         drop(q);
         if wake {
             s.wake.notify_one();
@@ -371,8 +381,8 @@ impl SpanProcessor for Batcher {
                 // is lost with it when its runtime goes.
                 let lost = q.pushed.saturating_sub(q.settled);
                 q.bytes = 0;
-                q.spans.clear();
-                q.weights.clear();
+                q.batches.clear();
+                q.len = 0;
                 q.settled = q.pushed;
                 s.abandoned.store(true, Ordering::Relaxed);
                 drop(q);
