@@ -5,8 +5,7 @@
 
 use std::future::Future;
 
-use opentelemetry::Context;
-use opentelemetry::context::FutureExt as _;
+use crate::recorder;
 
 /// `tokio::spawn`, with the current context attached to the task on every poll.
 ///
@@ -22,7 +21,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    tokio::spawn(fut.with_current_context())
+    tokio::spawn(recorder::with_context(fut, recorder::current_context()))
 }
 
 /// `tokio::task::spawn_blocking`, with the current context attached while `f` runs.
@@ -41,9 +40,9 @@ pub fn in_current_context<F, R>(f: F) -> impl FnOnce() -> R + Send + 'static
 where
     F: FnOnce() -> R + Send + 'static,
 {
-    let cx = Context::current();
+    let cx = recorder::current_context();
     move || {
-        let _guard = cx.attach();
+        let _guard = recorder::attach(&cx);
         f()
     }
 }
@@ -66,19 +65,11 @@ where
 /// assert_eq!(handler().len(), "something went wrong; quote  in your report".len() + 32);
 /// ```
 pub fn current_trace_id() -> Option<opentelemetry::trace::TraceId> {
-    use opentelemetry::trace::TraceContextExt as _;
-    let cx = Context::current();
-    let span = cx.span();
-    let sc = span.span_context();
-    sc.is_valid().then(|| sc.trace_id())
+    recorder::current_span_context().map(|sc| sc.trace_id())
 }
 
 /// The span id of the current span (16 lowercase hex digits when displayed); `None` outside
 /// any span. See [`current_trace_id`].
 pub fn current_span_id() -> Option<opentelemetry::trace::SpanId> {
-    use opentelemetry::trace::TraceContextExt as _;
-    let cx = Context::current();
-    let span = cx.span();
-    let sc = span.span_context();
-    sc.is_valid().then(|| sc.span_id())
+    recorder::current_span_context().map(|sc| sc.span_id())
 }
