@@ -73,3 +73,39 @@ pub fn current_trace_id() -> Option<opentelemetry::trace::TraceId> {
 pub fn current_span_id() -> Option<opentelemetry::trace::SpanId> {
     recorder::current_span_context().map(|sc| sc.span_id())
 }
+
+/// Adds an event to the current span (a `#[traced]` fn's, or an integration's), if it records.
+///
+/// ```
+/// # use opentelemetry_sdk::trace::{InMemorySpanExporter, SimpleSpanProcessor};
+/// #[tracer_runtime::traced]
+/// fn charge(cents: u64) {
+///     tracer_runtime::add_event("card.charged", vec![tracer_runtime::opentelemetry::KeyValue::new("cents", cents as i64)]);
+/// }
+/// # let spans = InMemorySpanExporter::default();
+/// # let _g = tracer_runtime::init("events")
+/// #     .with_span_processor(SimpleSpanProcessor::new(spans.clone()))
+/// #     .install().unwrap();
+/// charge(250);
+/// # let s = spans.get_finished_spans().unwrap();
+/// # assert_eq!(s[0].events.events[0].name, "card.charged");
+/// ```
+pub fn add_event(
+    name: impl Into<std::borrow::Cow<'static, str>>,
+    attributes: Vec<opentelemetry::KeyValue>,
+) {
+    if !crate::__private::on() {
+        return;
+    }
+    let name = name.into();
+    recorder::with_recording_span(|s| s.add_event(name, attributes));
+}
+
+/// Sets an attribute on the current span (a `#[traced]` fn's, or an integration's), if it
+/// records.
+pub fn set_attribute(attribute: opentelemetry::KeyValue) {
+    if !crate::__private::on() {
+        return;
+    }
+    recorder::with_recording_span(|s| s.set_attribute(attribute));
+}

@@ -115,7 +115,10 @@ mod warn;
 #[cfg(feature = "zipkin")]
 pub mod zipkin;
 
-pub use context::{current_span_id, current_trace_id, in_current_context, spawn, spawn_blocking};
+pub use context::{
+    add_event, current_span_id, current_trace_id, in_current_context, set_attribute, spawn,
+    spawn_blocking,
+};
 pub use error::{InitError, ShutdownError};
 pub use init::{Builder, Guard, Protocol, TracesExporter, init, sampler_from_env};
 #[cfg(feature = "http")]

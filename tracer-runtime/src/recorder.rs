@@ -295,6 +295,10 @@ pub(crate) struct Start {
 }
 
 impl Start {
+    #[cfg_attr(
+        not(any(feature = "http", feature = "redis", feature = "mysql", feature = "tracing", feature = "sync")),
+        allow(dead_code)
+    )]
     fn from_builder(b: SpanBuilder) -> Self {
         Start {
             name: b.name,
@@ -710,6 +714,10 @@ pub(crate) fn current_span_context() -> Option<SpanContext> {
 
 /// Whether a span is current (work inside a request or a traced fn).
 #[inline]
+#[cfg_attr(
+    not(any(feature = "http", feature = "redis", feature = "mysql", feature = "tracing", feature = "sync")),
+    allow(dead_code)
+)]
 pub(crate) fn in_span() -> bool {
     match current() {
         Current::Local { .. } => true,
@@ -838,6 +846,10 @@ impl<F: Future> Future for WithContext<F> {
 /// Starts an integration's span (HTTP, gRPC, Redis, MySQL, lock waits, `tracing` spans) of
 /// `svc`, child of `parent`'s span; returns `parent` with the span current and `svc` as its
 /// service.
+#[cfg_attr(
+    not(any(feature = "http", feature = "redis", feature = "mysql", feature = "tracing", feature = "sync")),
+    allow(dead_code)
+)]
 pub(crate) fn start_span(svc: &Arc<Service>, builder: SpanBuilder, parent: &Context) -> Context {
     let sc = parent_of(parent);
     into_context(parent, start_in(svc, builder, sc.as_ref()))
@@ -857,6 +869,10 @@ pub(crate) fn start_span_inherited(
 
 /// [`start_span`] under the current span (a `#[traced]` fn's, else OpenTelemetry's current
 /// context's).
+#[cfg_attr(
+    not(any(feature = "http", feature = "redis", feature = "mysql", feature = "tracing", feature = "sync")),
+    allow(dead_code)
+)]
 pub(crate) fn start_child(svc: &Arc<Service>, builder: SpanBuilder) -> Context {
     match current() {
         Current::Local { sc, .. } => {
@@ -867,6 +883,10 @@ pub(crate) fn start_child(svc: &Arc<Service>, builder: SpanBuilder) -> Context {
     }
 }
 
+#[cfg_attr(
+    not(any(feature = "http", feature = "redis", feature = "mysql", feature = "tracing", feature = "sync")),
+    allow(dead_code)
+)]
 fn start_in(svc: &Arc<Service>, builder: SpanBuilder, parent: Option<&SpanContext>) -> Span {
     #[cfg(feature = "metrics")]
     let metric = crate::metrics::Pending::integration(
@@ -895,12 +915,17 @@ mod tests {
 
     #[test]
     fn ratio_matches_the_sdk() {
-        let id = TraceId::from(0x0000_0000_0000_0000_7fff_ffff_ffff_fffe_u128);
-        assert!(!by_ratio(0.0, id));
-        assert!(by_ratio(1.0, id));
-        let small = TraceId::from(2_u128);
-        assert!(by_ratio(0.5, small));
-        assert!(!by_ratio(0.5, id));
+        for ratio in [0.0, 0.001, 0.1, 0.5, 0.9, 1.0] {
+            let sdk = Sampler::TraceIdRatioBased(ratio);
+            for _ in 0..2000 {
+                let id = new_trace_id();
+                let theirs = sdk
+                    .should_sample(None, id, "x", &SpanKind::Internal, &[], &[])
+                    .decision
+                    == SamplingDecision::RecordAndSample;
+                assert_eq!(by_ratio(ratio, id), theirs, "ratio {ratio}, trace {id}");
+            }
+        }
     }
 
     #[test]
