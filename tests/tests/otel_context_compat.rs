@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use opentelemetry::trace::{TraceContextExt as _, Tracer as _};
+use opentelemetry::trace::Tracer as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SimpleSpanProcessor, SpanData};
 use tracer_runtime::traced;
 

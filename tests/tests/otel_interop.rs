@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use opentelemetry::trace::{TraceContextExt as _, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _, TracerProvider as _};
 use tracer_runtime::traced;
 
 /// Third-party code using the `opentelemetry` API under tracer's current context.
