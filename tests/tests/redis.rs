@@ -687,3 +687,20 @@ async fn a_timeout_is_an_error_span_and_the_same_error() {
     assert_eq!(attr_str(s, "db.query.text").as_deref(), Some("BLPOP ? ?"));
     assert_eq!(error_message(s).unwrap(), traced_err.to_string());
 }
+
+/// A wrapped command's future holds fred's in place: no larger than fred's future plus a few
+/// words (the span's context, the converted arguments), so awaiting it copies no second
+/// kilobyte-sized future and the wrapper costs next to nothing with tracing off.
+#[tokio::test]
+async fn a_wrapped_future_is_the_inner_one_plus_a_few_words() {
+    let plain = builder(6379, None).build().unwrap();
+    let traced = Traced::new(builder(6379, None).build().unwrap());
+    let k = key("size");
+    let inner = std::mem::size_of_val(&plain.get::<Option<String>, _>(k.as_str()));
+    let outer = std::mem::size_of_val(&traced.get::<Option<String>, _>(k.as_str()));
+    assert!(inner > 1024, "fred's GET future: {inner} bytes");
+    assert!(outer <= inner + 256, "GET: wrapper {outer} bytes, fred {inner}");
+    let inner = std::mem::size_of_val(&plain.set::<(), _, _>(k.as_str(), "v", None, None, false));
+    let outer = std::mem::size_of_val(&traced.set::<(), _, _>(k.as_str(), "v", None, None, false));
+    assert!(outer <= inner + 256, "SET: wrapper {outer} bytes, fred {inner}");
+}

@@ -147,36 +147,6 @@ impl<F: Future, D: FnOnce(&Context, &F::Output)> Future for Instrumented<F, D> {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// An operation whose arguments could not be converted (its error returned without a
-    /// span), else the operation under its span.
-    #[project = CommandProj]
-    #[must_use = "futures do nothing unless polled"]
-    pub(crate) enum Command<F, D, E> {
-        Run { #[pin] fut: Instrumented<F, D> },
-        Failed { err: Option<E> },
-    }
-}
-
-impl<T, E, F, D> Future for Command<F, D, E>
-where
-    F: Future<Output = Result<T, E>>,
-    D: FnOnce(&Context, &F::Output),
-{
-    type Output = Result<T, E>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Result<T, E>> {
-        match self.project() {
-            CommandProj::Run { fut } => fut.poll(task),
-            CommandProj::Failed { err } => match err.take() {
-                Some(e) => Poll::Ready(Err(e)),
-                None => Poll::Pending,
-            },
-        }
-    }
-}
-
 /// Polls `fut` under `cx` (when tracing), leaving the span open: for an operation whose result
 /// is read from elsewhere once it is done (rows affected). Pair with an [`Ending`].
 #[cfg(feature = "mysql")]

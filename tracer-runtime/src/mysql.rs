@@ -651,8 +651,10 @@ macro_rules! statements {
     () => {
         /// `PING`, traced (as `Queryable::ping`).
         pub fn ping(&mut self) -> impl Future<Output = mysql_async::Result<()>> + '_ {
-            let cx = self.meta.start_op(self.parent(), "PING", Some("PING"));
-            db::run(cx, self.inner.ping(), on_done)
+            async move {
+                let cx = self.meta.start_op(self.parent(), "PING", Some("PING"));
+                db::run(cx, self.inner.ping(), on_done).await
+            }
         }
 
         /// Runs a text query and collects the first result set (as `Queryable::query`).
@@ -664,18 +666,21 @@ macro_rules! statements {
             Q: AsQuery + 'a,
             T: FromRow + Send + 'static,
         {
-            let sql = query_sql(&query);
-            let cx = self
-                .meta
-                .start_statement(self.parent(), sql.as_ref(), "QUERY");
-            db::run(
-                cx,
-                self.inner.query(query),
-                |cx, out: &mysql_async::Result<Vec<T>>| match out {
-                    Ok(rows) => returned_rows(cx, rows.len()),
-                    Err(e) => record_error(cx, e),
-                },
-            )
+            async move {
+                let sql = query_sql(&query);
+                let cx = self
+                    .meta
+                    .start_statement(self.parent(), sql.as_ref(), "QUERY");
+                db::run(
+                    cx,
+                    self.inner.query(query),
+                    |cx, out: &mysql_async::Result<Vec<T>>| match out {
+                        Ok(rows) => returned_rows(cx, rows.len()),
+                        Err(e) => record_error(cx, e),
+                    },
+                )
+                .await
+            }
         }
 
         /// Runs a text query and returns its first row (as `Queryable::query_first`).
@@ -687,18 +692,21 @@ macro_rules! statements {
             Q: AsQuery + 'a,
             T: FromRow + Send + 'static,
         {
-            let sql = query_sql(&query);
-            let cx = self
-                .meta
-                .start_statement(self.parent(), sql.as_ref(), "QUERY");
-            db::run(
-                cx,
-                self.inner.query_first(query),
-                |cx, out: &mysql_async::Result<Option<T>>| match out {
-                    Ok(row) => returned_rows(cx, usize::from(row.is_some())),
-                    Err(e) => record_error(cx, e),
-                },
-            )
+            async move {
+                let sql = query_sql(&query);
+                let cx = self
+                    .meta
+                    .start_statement(self.parent(), sql.as_ref(), "QUERY");
+                db::run(
+                    cx,
+                    self.inner.query_first(query),
+                    |cx, out: &mysql_async::Result<Option<T>>| match out {
+                        Ok(row) => returned_rows(cx, usize::from(row.is_some())),
+                        Err(e) => record_error(cx, e),
+                    },
+                )
+                .await
+            }
         }
 
         /// Runs a text query and maps each row of the first result set (as
@@ -821,18 +829,21 @@ macro_rules! statements {
             P: Into<Params> + Send + 'a,
             T: FromRow + Send + 'static,
         {
-            let sql = stmt_sql(&self.prepared, &stmt);
-            let cx = self
-                .meta
-                .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
-            db::run(
-                cx,
-                self.inner.exec(stmt, params),
-                |cx, out: &mysql_async::Result<Vec<T>>| match out {
-                    Ok(rows) => returned_rows(cx, rows.len()),
-                    Err(e) => record_error(cx, e),
-                },
-            )
+            async move {
+                let sql = stmt_sql(&self.prepared, &stmt);
+                let cx = self
+                    .meta
+                    .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+                db::run(
+                    cx,
+                    self.inner.exec(stmt, params),
+                    |cx, out: &mysql_async::Result<Vec<T>>| match out {
+                        Ok(rows) => returned_rows(cx, rows.len()),
+                        Err(e) => record_error(cx, e),
+                    },
+                )
+                .await
+            }
         }
 
         /// Executes a statement and returns its first row (as `Queryable::exec_first`).
@@ -846,18 +857,21 @@ macro_rules! statements {
             P: Into<Params> + Send + 'a,
             T: FromRow + Send + 'static,
         {
-            let sql = stmt_sql(&self.prepared, &stmt);
-            let cx = self
-                .meta
-                .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
-            db::run(
-                cx,
-                self.inner.exec_first(stmt, params),
-                |cx, out: &mysql_async::Result<Option<T>>| match out {
-                    Ok(row) => returned_rows(cx, usize::from(row.is_some())),
-                    Err(e) => record_error(cx, e),
-                },
-            )
+            async move {
+                let sql = stmt_sql(&self.prepared, &stmt);
+                let cx = self
+                    .meta
+                    .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+                db::run(
+                    cx,
+                    self.inner.exec_first(stmt, params),
+                    |cx, out: &mysql_async::Result<Option<T>>| match out {
+                        Ok(row) => returned_rows(cx, usize::from(row.is_some())),
+                        Err(e) => record_error(cx, e),
+                    },
+                )
+                .await
+            }
         }
 
         /// Executes a statement and maps each row of the first result set (as

@@ -627,19 +627,19 @@ macro_rules! commands {
             where
                 $($w)*
             {
-                // The arguments whose names the text shows are converted first (as fred would);
-                // a conversion error is returned as fred returns it, without a span.
-                #[allow(clippy::redundant_closure_call)]
-                let converted = (move || -> FredResult<_> {
-                    $($(let $k: $kt = $kconv;)*)?
-                    Ok(($($a,)*))
-                })();
-                match converted {
-                    Ok(($($a,)*)) => {
-                        let cx = self.$dispatch($cmd, |$tx: &mut Text| { $text; });
-                        db::Command::Run { fut: db::run(cx, self.inner.$m($($a),*), on_done) }
-                    }
-                    Err(err) => db::Command::Failed { err: Some(err) },
+                // An async block, as fred's own methods are: nothing runs before the first poll,
+                // and fred's future is built in place inside this one's state (no copy of it,
+                // whose size runs to kilobytes, when the caller awaits).
+                async move {
+                    // The arguments whose names the text shows are converted first (as fred
+                    // would); a conversion error is returned as fred returns it, without a span.
+                    #[allow(clippy::redundant_closure_call)]
+                    let ($($a,)*) = (move || -> FredResult<_> {
+                        $($(let $k: $kt = $kconv;)*)?
+                        Ok(($($a,)*))
+                    })()?;
+                    let cx = self.$dispatch($cmd, |$tx: &mut Text| { $text; });
+                    db::run(cx, self.inner.$m($($a),*), on_done).await
                 }
             }
         )*
