@@ -698,9 +698,50 @@ async fn a_wrapped_future_is_the_inner_one_plus_a_few_words() {
     let k = key("size");
     let inner = std::mem::size_of_val(&plain.get::<Option<String>, _>(k.as_str()));
     let outer = std::mem::size_of_val(&traced.get::<Option<String>, _>(k.as_str()));
+    println!("GET future: fred {inner} bytes, wrapper {outer} bytes");
     assert!(inner > 1024, "fred's GET future: {inner} bytes");
-    assert!(outer <= inner + 256, "GET: wrapper {outer} bytes, fred {inner}");
+    assert!(
+        outer <= inner + 256,
+        "GET: wrapper {outer} bytes, fred {inner}"
+    );
     let inner = std::mem::size_of_val(&plain.set::<(), _, _>(k.as_str(), "v", None, None, false));
     let outer = std::mem::size_of_val(&traced.set::<(), _, _>(k.as_str(), "v", None, None, false));
-    assert!(outer <= inner + 256, "SET: wrapper {outer} bytes, fred {inner}");
+    println!("SET future: fred {inner} bytes, wrapper {outer} bytes");
+    assert!(
+        outer <= inner + 256,
+        "SET: wrapper {outer} bytes, fred {inner}"
+    );
+}
+
+/// A command seen before (same command, same key) gives a span with the same name and
+/// attributes as the first one: its text is shared, not rebuilt differently.
+#[tokio::test]
+async fn the_same_command_twice_gives_the_same_span() {
+    let c = traced().await;
+    let k = key("twice");
+    let ((), spans) = in_root_async(async {
+        for _ in 0..3 {
+            let _: () = c.set(&k, "v", None, None, false).await.unwrap();
+            let _: Option<String> = c.get(&k).await.unwrap();
+        }
+        let _: i64 = c.del(&k).await.unwrap();
+    })
+    .await;
+    let shape = |s: &SpanData| {
+        let mut a: Vec<(String, String)> = s
+            .attributes
+            .iter()
+            .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+            .collect();
+        a.sort();
+        (s.name.to_string(), a)
+    };
+    for (cmd, text) in [("SET", format!("SET {k} ?")), ("GET", format!("GET {k}"))] {
+        let same: Vec<&SpanData> = spans.iter().filter(|s| s.name == cmd).collect();
+        assert_eq!(same.len(), 3, "{cmd}");
+        for s in &same {
+            assert_eq!(attr_str(s, "db.query.text"), Some(text.clone()));
+            assert_eq!(shape(s), shape(same[0]));
+        }
+    }
 }
