@@ -717,3 +717,12 @@ async fn the_same_statement_twice_gives_the_same_span() {
         assert_eq!(shape(s), shape(selects[0]));
     }
 }
+
+/// The statement methods' futures are `Send`, as mysql_async's are (they run in spawned tasks).
+#[allow(dead_code)]
+fn statement_futures_are_send(c: &mut TracedConn) {
+    fn send<T: Send>(_: T) {}
+    send(c.exec_first::<String, _, _>("SELECT 1", ()));
+    send(c.query::<String, _>("SELECT 1"));
+    send(c.ping());
+}

@@ -711,6 +711,13 @@ async fn a_wrapped_future_is_the_inner_one_plus_a_few_words() {
         outer <= inner + 256,
         "SET: wrapper {outer} bytes, fred {inner}"
     );
+    // Still `Send`, as fred's are (they run in spawned tasks).
+    fn send<T: Send>(_: &T) {}
+    send(&traced.get::<Option<String>, _>(k.as_str()));
+    let pipe = traced.pipeline();
+    send(&pipe.get::<(), _>(k.as_str()));
+    send(&pipe.all::<()>());
+    send(&traced.multi().exec::<()>(true));
 }
 
 /// A command seen before (same command, same key) gives a span with the same name and
