@@ -91,7 +91,18 @@
 //! 21 494–22 936. The wrapper's own code with tracing off, read from the profile, is ~90
 //! instructions per statement (`start_statement` 23, dropping the `Instrumented` 21, the rest
 //! inlined). With tracing on, one allocation per command beyond the span's context is left: the
-//! span's attribute `Vec`, which the SDK keeps as the span's own.
+//! span's attribute `Vec`, which the SDK keeps as the span's own. Redis GET on varies by ~150
+//! between runs (4 992–5 134 over plain).
+//!
+//! Where "on" goes beyond the plain client, per command, from the profiles (callgrind
+//! inclusive costs): Redis GET — span start in the seam (`start_span_inherited`: SDK build,
+//! context) ~1 250, span end and export (`Ending::finish`) ~1 200, the attribute `Vec` (one
+//! allocation, four base attributes cloned, operation, text) ~760, the text (built in the
+//! per-thread buffer, found in the text cache) ~290, context attach/detach per poll ~330,
+//! dropping the exported attributes ~270. MySQL point SELECT — `start_statement` ~2 500 (the
+//! seam's ~1 250, eight attributes cloned into the span's `Vec` ~1 000), span end ~1 240, the
+//! statement record ~160 (hash of the text, per-thread cache), `db.response.returned_rows`
+//! ~145, attach/detach ~330. A `#[traced]` span is ~2 940 in the same binary.
 
 use std::alloc::System;
 use std::future::Future;
