@@ -8,7 +8,7 @@ use tracer_runtime::traced;
 #[traced(root)]
 fn new_trace() -> opentelemetry::trace::TraceId {
     use opentelemetry::trace::TraceContextExt as _;
-    opentelemetry::Context::current()
+    tracer_runtime::current_context()
         .span()
         .span_context()
         .trace_id()

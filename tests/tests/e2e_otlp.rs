@@ -30,7 +30,7 @@ async fn query() -> u32 {
 #[traced(root, name = "e2e-root")]
 async fn run(fail: bool) -> String {
     let _ = handle_err(fail).await;
-    opentelemetry::Context::current()
+    tracer_runtime::current_context()
         .span()
         .span_context()
         .trace_id()

@@ -197,7 +197,7 @@ async fn records_stay_on_their_span_across_awaits() {
 #[traced]
 fn says_hello() -> (String, String) {
     log::info!(target: "ids", "hello with ids");
-    let cx = opentelemetry::Context::current();
+    let cx = tracer_runtime::current_context();
     use opentelemetry::trace::TraceContextExt as _;
     let sc = cx.span().span_context().clone();
     (sc.trace_id().to_string(), sc.span_id().to_string())

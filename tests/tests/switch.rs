@@ -19,8 +19,7 @@ fn work(i: usize) -> usize {
 /// flip would miss one of them.
 #[traced(args(i), err, ret)]
 fn step(i: usize) -> Result<usize, String> {
-    use opentelemetry::trace::TraceContextExt as _;
-    opentelemetry::Context::current().span().add_event(
+    tracer_runtime::add_event(
         "step.body",
         vec![opentelemetry::KeyValue::new("i", i as i64)],
     );

@@ -194,7 +194,8 @@ fn prelude(p: &TokenStream, args: &TracedArgs, name: &str) -> TokenStream {
     };
     quote! {
         static __TRACER_META: #p::Meta = #p::Meta::new(#name, #p::SpanKind::#kind, #root)#with_metrics;
-        let #n_span: ::core::option::Option<#p::Live> = if #p::on() {
+        #[allow(unused_mut)]
+        let mut #n_span: ::core::option::Option<#p::Live> = if #p::on() {
             #p::start(&__TRACER_META, #fill)
         } else {
             ::core::option::Option::None
@@ -238,7 +239,7 @@ fn on_done(p: &TokenStream, args: &TracedArgs) -> TokenStream {
             }
         }
     };
-    quote!(|#n_live: &#p::Live, #n_out: &_| { #body })
+    quote!(|#n_live: &mut #p::Live, #n_out: &_| { #body })
 }
 
 /// The output seen as a `Result`: a type error here is reported at the `err` keyword.
@@ -369,7 +370,7 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
             let closure = quote_spanned!(block.span()=> move || #block);
             quote! {
                 #prelude
-                let #n_fut = #p::enter(&#n_span, #closure);
+                let #n_fut = #p::enter(&mut #n_span, #closure);
                 #p::Instrumented::new(#n_span, #n_fut, #done)
             }
         }

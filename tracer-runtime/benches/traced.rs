@@ -38,7 +38,7 @@ use fastrace::future::FutureExt as _;
 use fastrace::prelude::{Span as FtSpan, SpanContext as FtSpanContext};
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::{TraceContextExt as _, Tracer as _, TracerProvider as _};
-use opentelemetry::{Context, ContextGuard, InstrumentationScope};
+use opentelemetry::{Context, InstrumentationScope};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
@@ -226,6 +226,9 @@ struct Pipelines {
     /// A second service with `Sampler::AlwaysOff`.
     sampled_out: Guard,
     sampled_out_handle: ServiceHandle,
+    /// A third service, sampled, `with_otel_context(true)`.
+    otel_context: Guard,
+    otel_context_handle: ServiceHandle,
     tracing: SdkTracerProvider,
     raw: SdkTracerProvider,
     raw_tracer: SdkTracer,
@@ -251,6 +254,14 @@ impl Pipelines {
             .as_default(false)
             .install()
             .expect("install bench-sampled-out");
+        let otel_context = tracer_runtime::init("bench-otel-context")
+            .with_exporter(Discard(Arc::clone(&exported)))
+            .with_sampler(sampler())
+            .with_otel_context(true)
+            .set_globals(false)
+            .as_default(false)
+            .install()
+            .expect("install bench-otel-context");
 
         let tracing = sdk_provider("bench-tracing", &exported);
         let layer = tracing_opentelemetry::layer().with_tracer(tracing.tracer("bench-tracing"));
@@ -276,6 +287,8 @@ impl Pipelines {
             traced,
             sampled_out_handle: sampled_out.service().expect("installed"),
             sampled_out,
+            otel_context_handle: otel_context.service().expect("installed"),
+            otel_context,
             tracing,
             raw,
             raw_tracer,
@@ -287,6 +300,7 @@ impl Pipelines {
     fn flush(&self) {
         self.traced.flush().expect("flush");
         self.sampled_out.flush().expect("flush");
+        self.otel_context.flush().expect("flush");
         self.tracing.force_flush().expect("flush");
         self.raw.force_flush().expect("flush");
         fastrace::flush();
@@ -327,11 +341,14 @@ enum Mode {
     SampledOut,
     /// The default (sampled) service attached explicitly.
     SampledAttached,
+    /// A sampled service built `with_otel_context(true)` attached: every `#[traced]` span also
+    /// in OpenTelemetry's context.
+    OtelContext,
 }
 
 struct ModeGuard {
     mode: Mode,
-    _cx: Option<ContextGuard>,
+    _cx: Option<tracer_runtime::Attached>,
 }
 
 impl Mode {
@@ -348,6 +365,7 @@ impl Mode {
             }
             Mode::SampledOut => Some(p.sampled_out_handle.attach()),
             Mode::SampledAttached => Some(p.traced_handle.attach()),
+            Mode::OtelContext => Some(p.otel_context_handle.attach()),
         };
         ModeGuard {
             mode: self,
@@ -948,8 +966,11 @@ fn print_report(rows: &[Row], timed: bool) {
     }
 }
 
-/// `TRACED_CALLGRIND=<case>` (`plain`, `traced_sampled`, `traced_sampled_out`, `raw_in_span`,
-/// `tracing_otel`): that sync case alone, `TRACED_CALLGRIND_N` calls (default 1000), then every
+/// `TRACED_CALLGRIND=<case>` (sync: `plain`, `traced_off`, `traced_sampled`,
+/// `traced_sampled_out`, `traced_otel_context`, `raw_in_span`, `tracing_otel`, `fastrace` (a
+/// root and a `#[fastrace::trace]` child: minus `fastrace_root`, the child alone); async,
+/// each call run to completion by the trivial executor: `plain_async`, `traced_async_off`,
+/// `traced_async`): that case alone, `TRACED_CALLGRIND_N` calls (default 1000), then every
 /// pipeline flushed, for instruction counts under callgrind. Run it for two values of `N`; the
 /// difference in instructions over the difference in `N` is one call, export included:
 ///
@@ -968,10 +989,25 @@ fn callgrind(case: &str) {
     let tracer = &p.raw_tracer;
     let (mode, f): (Mode, &dyn Fn(u64) -> u64) = match case {
         "plain" => (Mode::Plain, &plain_sync),
+        "traced_off" => (Mode::AllOff, &traced_sync),
         "traced_sampled" => (Mode::Plain, &traced_sync),
         "traced_sampled_out" => (Mode::SampledOut, &traced_sync),
+        "traced_otel_context" => (Mode::OtelContext, &traced_sync),
         "raw_in_span" => (Mode::Plain, &|x| raw_sync(tracer, x)),
         "tracing_otel" => (Mode::Plain, &tracing_sync),
+        "fastrace" => (Mode::Plain, &|x| {
+            let root = FtSpan::root("callgrind", FtSpanContext::random());
+            let _g = root.set_local_parent();
+            fastrace_sync(x)
+        }),
+        "fastrace_root" => (Mode::Plain, &|x| {
+            let root = FtSpan::root("callgrind", FtSpanContext::random());
+            let _g = root.set_local_parent();
+            plain_sync(x)
+        }),
+        "plain_async" => (Mode::Plain, &|x| block_on(plain_async(x))),
+        "traced_async_off" => (Mode::AllOff, &|x| block_on(traced_async(x))),
+        "traced_async" => (Mode::Plain, &|x| block_on(traced_async(x))),
         other => panic!("no callgrind case {other:?}"),
     };
     {

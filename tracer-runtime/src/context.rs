@@ -5,8 +5,7 @@
 
 use std::future::Future;
 
-use opentelemetry::Context;
-use opentelemetry::context::FutureExt as _;
+use crate::recorder;
 
 /// `tokio::spawn`, with the current context attached to the task on every poll.
 ///
@@ -22,7 +21,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    tokio::spawn(fut.with_current_context())
+    tokio::spawn(recorder::with_context(fut, recorder::current_context()))
 }
 
 /// `tokio::task::spawn_blocking`, with the current context attached while `f` runs.
@@ -41,9 +40,9 @@ pub fn in_current_context<F, R>(f: F) -> impl FnOnce() -> R + Send + 'static
 where
     F: FnOnce() -> R + Send + 'static,
 {
-    let cx = Context::current();
+    let cx = recorder::current_context();
     move || {
-        let _guard = cx.attach();
+        let _guard = recorder::attach(&cx);
         f()
     }
 }
@@ -66,19 +65,47 @@ where
 /// assert_eq!(handler().len(), "something went wrong; quote  in your report".len() + 32);
 /// ```
 pub fn current_trace_id() -> Option<opentelemetry::trace::TraceId> {
-    use opentelemetry::trace::TraceContextExt as _;
-    let cx = Context::current();
-    let span = cx.span();
-    let sc = span.span_context();
-    sc.is_valid().then(|| sc.trace_id())
+    recorder::current_span_context().map(|sc| sc.trace_id())
 }
 
 /// The span id of the current span (16 lowercase hex digits when displayed); `None` outside
 /// any span. See [`current_trace_id`].
 pub fn current_span_id() -> Option<opentelemetry::trace::SpanId> {
-    use opentelemetry::trace::TraceContextExt as _;
-    let cx = Context::current();
-    let span = cx.span();
-    let sc = span.span_context();
-    sc.is_valid().then(|| sc.span_id())
+    recorder::current_span_context().map(|sc| sc.span_id())
+}
+
+/// Adds an event to the current span (a `#[traced]` fn's, or an integration's), if it records.
+///
+/// ```
+/// # use opentelemetry_sdk::trace::{InMemorySpanExporter, SimpleSpanProcessor};
+/// #[tracer_runtime::traced]
+/// fn charge(cents: u64) {
+///     tracer_runtime::add_event("card.charged", vec![tracer_runtime::opentelemetry::KeyValue::new("cents", cents as i64)]);
+/// }
+/// # let spans = InMemorySpanExporter::default();
+/// # let _g = tracer_runtime::init("events")
+/// #     .with_span_processor(SimpleSpanProcessor::new(spans.clone()))
+/// #     .install().unwrap();
+/// charge(250);
+/// # let s = spans.get_finished_spans().unwrap();
+/// # assert_eq!(s[0].events.events[0].name, "card.charged");
+/// ```
+pub fn add_event(
+    name: impl Into<std::borrow::Cow<'static, str>>,
+    attributes: Vec<opentelemetry::KeyValue>,
+) {
+    if !crate::__private::on() {
+        return;
+    }
+    let name = name.into();
+    recorder::with_recording_span(|s| s.add_event(name, attributes));
+}
+
+/// Sets an attribute on the current span (a `#[traced]` fn's, or an integration's), if it
+/// records.
+pub fn set_attribute(attribute: opentelemetry::KeyValue) {
+    if !crate::__private::on() {
+        return;
+    }
+    recorder::with_recording_span(|s| s.set_attribute(attribute));
 }

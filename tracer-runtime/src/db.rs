@@ -7,7 +7,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
@@ -30,13 +29,17 @@ pub(crate) fn start(
     if !crate::__private::on() {
         return None;
     }
-    let current;
-    let parent = match parent {
-        Some(p) => p,
-        None => {
-            current = Context::current();
-            &current
-        }
+    let Some(parent) = parent else {
+        // Under the current span (a `#[traced]` fn's, else the current context's).
+        let svc = match service {
+            None => crate::recorder::current_service_recording()?,
+            Some(_) => crate::service::recording(service)?,
+        };
+        let (name, attrs) = make();
+        let builder = SpanBuilder::from_name(name)
+            .with_kind(SpanKind::Client)
+            .with_attributes(attrs);
+        return Some(crate::recorder::start_child(&svc, builder));
     };
     let (svc, inherited) = match service {
         None => (crate::service::resolve_recording(parent)?, true),
@@ -54,11 +57,9 @@ pub(crate) fn start(
         .with_kind(SpanKind::Client)
         .with_attributes(attrs);
     Some(if inherited {
-        // `start_span` counts the spans it starts; the inherited path does not (yet).
-        crate::stats::span_started();
-        crate::__private::start_span_inherited(&svc, builder, parent)
+        crate::recorder::start_span_inherited(&svc, builder, parent)
     } else {
-        crate::service::start_span(&svc, builder, parent)
+        crate::recorder::start_span(&svc, builder, parent)
     })
 }
 
@@ -68,7 +69,7 @@ pub(crate) fn start(
 pub(crate) fn outside_request(parent: Option<&Context>) -> bool {
     match parent {
         Some(p) => !p.has_active_span(),
-        None => !Context::current().has_active_span(),
+        None => !crate::recorder::in_span(),
     }
 }
 
@@ -144,7 +145,7 @@ impl<F: Future, D: FnOnce(&Context, &F::Output)> Future for Instrumented<F, D> {
         let Some(cx) = this.cx.as_ref() else {
             return this.inner.poll(task);
         };
-        let guard = cx.clone().attach();
+        let guard = crate::recorder::attach(&cx);
         let out = this.inner.poll(task);
         drop(guard);
         let Poll::Ready(out) = out else {
@@ -166,19 +167,19 @@ impl<F: Future, D: FnOnce(&Context, &F::Output)> Future for Instrumented<F, D> {
 pub(crate) async fn within<F: Future>(cx: Option<&Context>, fut: F) -> F::Output {
     match cx {
         None => fut.await,
-        Some(cx) => fut.with_context(cx.clone()).await,
+        Some(cx) => crate::recorder::with_context(fut, cx.clone()).await,
     }
 }
 
 /// Status Error with `message`, `error.type = kind`, and an `exception` event, plus `extra`
 /// attributes on the span.
 pub(crate) fn fail(cx: &Context, kind: Cow<'static, str>, message: String, extra: Vec<KeyValue>) {
-    let span = cx.span();
+    let mut span = cx.span();
     span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, kind.clone()));
     for kv in extra {
         span.set_attribute(kv);
     }
-    crate::exception::record(&span, kind, message.clone(), []);
+    crate::exception::record(&mut span, kind, message.clone(), []);
     span.set_status(Status::error(message));
 }
 

@@ -6,14 +6,13 @@
 //! loop`. The span's status and `error.type` are set by the caller, which knows the protocol's
 //! view of the failure (a 508, a gRPC code, the error's type).
 
-use opentelemetry::trace::SpanRef;
 use opentelemetry::{KeyValue, StringValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 /// Adds the `exception` event with `exception.type` = `ty`, `exception.message` = `message`
 /// and `extra` attributes (a stack trace, a source chain) to `span`.
 pub(crate) fn record(
-    span: &SpanRef<'_>,
+    span: &mut dyn crate::recorder::SpanWrite,
     ty: impl Into<StringValue>,
     message: impl Into<StringValue>,
     extra: impl IntoIterator<Item = KeyValue>,
@@ -23,5 +22,5 @@ pub(crate) fn record(
         KeyValue::new(semconv::EXCEPTION_MESSAGE, message.into()),
     ];
     attrs.extend(extra);
-    span.add_event("exception", attrs);
+    span.add_event("exception".into(), attrs);
 }

@@ -3,12 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{
-    Sampler, SdkTracerProvider, SpanExporter, SpanProcessor, TracerProviderBuilder,
-};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanExporter, SpanProcessor};
 
 use crate::error::{InitError, ShutdownError};
 use crate::pipeline;
@@ -105,23 +102,21 @@ impl TracesExporter {
 
 type AddProcessor = Box<
     dyn FnOnce(
-            TracerProviderBuilder,
             &pipeline::Config,
             &mut Vec<pipeline::Handle>,
-        ) -> Result<TracerProviderBuilder, InitError>
+        ) -> Result<Box<dyn SpanProcessor>, InitError>
         + Send,
 >;
 
-/// `b` with a [`pipeline::Batcher`] to `exporter`, its handle kept for the guard's report.
+/// A [`pipeline::Batcher`] to `exporter`, its handle kept for the guard's report.
 fn batched<E: SpanExporter + 'static>(
-    b: TracerProviderBuilder,
     exporter: E,
     config: &pipeline::Config,
     handles: &mut Vec<pipeline::Handle>,
-) -> Result<TracerProviderBuilder, InitError> {
+) -> Result<Box<dyn SpanProcessor>, InitError> {
     let (p, h) = pipeline::Batcher::new(exporter, config.clone()).map_err(InitError::Runtime)?;
     handles.push(h);
-    Ok(b.with_span_processor(p))
+    Ok(Box::new(p))
 }
 
 /// Starts setting up tracing for the service `service_name`: returns a [`Builder`]; its
@@ -154,6 +149,7 @@ pub fn init(service_name: impl Into<String>) -> Builder {
         resource: Vec::new(),
         make_default: None,
         set_globals: true,
+        otel_context: false,
         processors: Vec::new(),
         max_queue_bytes: None,
         #[cfg(feature = "metrics")]
@@ -199,6 +195,7 @@ pub struct Builder {
     resource: Vec<KeyValue>,
     make_default: Option<bool>,
     set_globals: bool,
+    otel_context: bool,
     processors: Vec<AddProcessor>,
     max_queue_bytes: Option<usize>,
     #[cfg(feature = "metrics")]
@@ -267,8 +264,8 @@ impl Builder {
     /// [`with_endpoint`](Self::with_endpoint) afterwards to keep OTLP too.
     pub fn with_exporter<E: SpanExporter + 'static>(mut self, exporter: E) -> Self {
         self.otlp = false;
-        self.processors.push(Box::new(move |b, config, handles| {
-            batched(b, exporter, config, handles)
+        self.processors.push(Box::new(move |config, handles| {
+            batched(exporter, config, handles)
         }));
         self
     }
@@ -287,9 +284,24 @@ impl Builder {
     /// tests). Replaces the default OTLP exporter, as [`with_exporter`](Self::with_exporter) does.
     pub fn with_span_processor<P: SpanProcessor + 'static>(mut self, processor: P) -> Self {
         self.otlp = false;
-        self.processors.push(Box::new(
-            move |b, _, _| Ok(b.with_span_processor(processor)),
-        ));
+        self.processors
+            .push(Box::new(move |_, _| Ok(Box::new(processor))));
+        self
+    }
+
+    /// Also keeps every `#[traced]` span in OpenTelemetry's own context (default `false`).
+    ///
+    /// By default a `#[traced]` span is current on tracer's own thread-local stack, which costs
+    /// no allocation: tracer's integrations and [`current_context`](crate::current_context)
+    /// see it, and a span started through the `opentelemetry` API under
+    /// `current_context()` nests under it, but `opentelemetry::Context::current()` and
+    /// `opentelemetry::trace::get_active_span` do not. Turn this on when third-party code reads
+    /// OpenTelemetry's context directly (or attaches its own spans that `#[traced]` spans must
+    /// nest under): every `#[traced]` span is then also put in that context, as integration
+    /// spans are, at the cost of that context's allocations per span (see the `traced`
+    /// benchmark's `otel_context` case).
+    pub fn with_otel_context(mut self, on: bool) -> Self {
+        self.otel_context = on;
         self
     }
 
@@ -391,13 +403,11 @@ impl Builder {
             )?),
             None => None,
         };
-        let mut builder = SdkTracerProvider::builder()
-            .with_resource(resource)
-            .with_sampler(sampler);
         let batch = pipeline::Config::from_env(self.max_queue_bytes);
         let mut pipelines = Vec::new();
+        let mut processors: Vec<Box<dyn SpanProcessor>> = Vec::new();
         for add in self.processors {
-            builder = add(builder, &batch, &mut pipelines)?;
+            processors.push(add(&batch, &mut pipelines)?);
         }
         #[allow(unused_mut)]
         let mut runtimes: Vec<ExportRuntime> = Vec::new();
@@ -421,7 +431,7 @@ impl Builder {
                                 self.ca_certificate.clone(),
                             )?;
                             runtimes.push(ExportRuntime(Some(rt)));
-                            builder = batched(builder, exporter, &batch, &mut pipelines)?;
+                            processors.push(batched(exporter, &batch, &mut pipelines)?);
                         }
                         #[cfg(not(feature = "_otlp"))]
                         return Err(InitError::UnknownExporter("otlp".to_owned()));
@@ -438,28 +448,39 @@ impl Builder {
                                 rt.handle().clone(),
                             );
                             runtimes.push(ExportRuntime(Some(rt)));
-                            builder = batched(builder, exporter, &batch, &mut pipelines)?;
+                            processors.push(batched(exporter, &batch, &mut pipelines)?);
                         }
                         #[cfg(not(feature = "zipkin"))]
                         return Err(InitError::UnknownExporter("zipkin".to_owned()));
                     }
                     TracesExporter::Console => {
-                        builder = batched(
-                            builder,
+                        processors.push(batched(
                             opentelemetry_stdout::SpanExporter::default(),
                             &batch,
                             &mut pipelines,
-                        )?;
+                        )?);
                     }
                     TracesExporter::None => {}
                 }
             }
         }
+        // The processors serve the recorder's spans directly, and the SDK provider's (spans
+        // started through the `opentelemetry` API with its tracers).
+        let mut builder = SdkTracerProvider::builder()
+            .with_resource(resource.clone())
+            .with_sampler(sampler.clone());
+        let mut shared: Vec<Arc<dyn SpanProcessor>> = Vec::with_capacity(processors.len());
+        for mut p in processors {
+            p.set_resource(&resource);
+            let p: Arc<dyn SpanProcessor> = Arc::from(p);
+            builder = builder.with_span_processor(crate::recorder::Shared(Arc::clone(&p)));
+            shared.push(p);
+        }
         let provider = builder.build();
         let scope = InstrumentationScope::builder("tracer")
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
-        let tracer = provider.tracer_with_scope(scope);
+        let sink = crate::recorder::Sink::new(sampler, shared, scope, self.otel_context);
 
         if switch::disabled_by_env() {
             switch::set_all_enabled(false);
@@ -469,7 +490,7 @@ impl Builder {
         let svc = Arc::new(Service {
             name: self.name,
             on,
-            tracer,
+            sink,
             #[cfg(feature = "metrics")]
             metrics: Some(metrics),
         });

@@ -66,6 +66,7 @@
 
 #[doc(hidden)]
 pub mod __private;
+mod attrs;
 mod context;
 #[cfg(any(feature = "redis", feature = "mysql"))]
 mod db;
@@ -91,6 +92,9 @@ pub mod metrics;
 pub mod mysql;
 mod panic;
 mod pipeline;
+mod recorder;
+mod traced;
+mod traced_err;
 pub mod propagation;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -111,11 +115,15 @@ mod warn;
 #[cfg(feature = "zipkin")]
 pub mod zipkin;
 
-pub use context::{current_span_id, current_trace_id, in_current_context, spawn, spawn_blocking};
+pub use context::{
+    add_event, current_span_id, current_trace_id, in_current_context, set_attribute, spawn,
+    spawn_blocking,
+};
 pub use error::{InitError, ShutdownError};
 pub use init::{Builder, Guard, Protocol, TracesExporter, init, sampler_from_env};
 #[cfg(feature = "http")]
 pub use loop_guard::LoopGuard;
+pub use recorder::{Attached, WithContext, current_context};
 pub use service::{ServiceHandle, current_service, service};
 pub use stats::{Stats, stats};
 pub use switch::{is_all_enabled, is_enabled, set_all_enabled, set_enabled};

@@ -104,16 +104,16 @@ impl<L: Log> Log for LogBridge<L> {
 /// Adds `record` to the current span as a `log` event, whatever its level. [`LogBridge`] calls
 /// it; a logger of your own can too.
 pub fn record_on_span(record: &Record<'_>) {
-    let Some(cx) = logs::recording_context() else {
+    if !logs::current_span_records() {
         return;
-    };
+    }
     let mut event = logs::Record::new(
         record.level().as_str(),
         Value::from(record.target().to_owned()),
     );
     event.message(*record.args());
     let _ = record.key_values().visit(&mut KeyValues(&mut event.attrs));
-    event.add_to(&cx);
+    event.add_to_current();
 }
 
 struct KeyValues<'a>(&'a mut Vec<KeyValue>);
@@ -127,7 +127,7 @@ impl<'kvs> VisitSource<'kvs> for KeyValues<'_> {
         } else if let Some(v) = value.to_f64() {
             Value::F64(v)
         } else {
-            Value::from(crate::__private::capped(format_args!("{value}")))
+            Value::from(crate::attrs::capped(format_args!("{value}")))
         };
         let key = match key.to_borrowed_str() {
             Some(k) => Key::from(k.to_owned()),

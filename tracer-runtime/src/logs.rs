@@ -27,8 +27,8 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use opentelemetry::trace::{SpanId, TraceContextExt as _, TraceId};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanId, TraceId};
 
 /// The name of the event a log record becomes.
 pub const EVENT_NAME: &str = "log";
@@ -52,17 +52,12 @@ pub fn set_max_events_per_span(max: u32) {
     MAX_EVENTS_PER_SPAN.store(max, Ordering::Relaxed);
 }
 
-/// The current context if its span records; one thread-local read (and no clone) when there is
-/// no span, one relaxed load when tracing is off everywhere.
+/// Whether the current span records (a log event would be kept); one thread-local read when
+/// there is no span, one relaxed load when tracing is off everywhere.
 #[cfg_attr(not(any(feature = "log", feature = "tracing")), allow(dead_code))]
 #[inline]
-pub(crate) fn recording_context() -> Option<Context> {
-    if !crate::__private::on() {
-        return None;
-    }
-    Context::map_current(|cx| {
-        (cx.has_active_span() && cx.span().is_recording()).then(|| cx.clone())
-    })
+pub(crate) fn current_span_records() -> bool {
+    crate::__private::on() && crate::recorder::with_recording_span(|_| ()).is_some()
 }
 
 /// A record's attributes, in the order the event shows them.
@@ -85,14 +80,14 @@ impl Record {
     pub(crate) fn message(&mut self, message: fmt::Arguments<'_>) {
         let message = match message.as_str() {
             Some(s) if s.len() <= MESSAGE_CAP => s.to_owned(),
-            _ => crate::__private::capped_to(MESSAGE_CAP, message),
+            _ => crate::attrs::capped_to(MESSAGE_CAP, message),
         };
         self.attrs.push(KeyValue::new("message", message));
     }
 
-    /// Adds the event to `cx`'s span (over the cap, the span only counts it).
-    pub(crate) fn add_to(self, cx: &Context) {
-        cx.span().add_event(EVENT_NAME, self.attrs);
+    /// Adds the event to the current span (over the cap, the span only counts it).
+    pub(crate) fn add_to_current(self) {
+        crate::recorder::with_recording_span(|s| s.add_event(EVENT_NAME.into(), self.attrs));
     }
 }
 
@@ -119,13 +114,9 @@ impl TraceIds {
     /// The ids of the current span, if there is a valid one (a span tracer started, or one
     /// extracted from a request).
     pub fn current() -> Option<Self> {
-        Context::map_current(|cx| {
-            let span = cx.span();
-            let sc = span.span_context();
-            sc.is_valid().then(|| TraceIds {
-                trace_id: sc.trace_id(),
-                span_id: sc.span_id(),
-            })
+        crate::recorder::current_span_context().map(|sc| TraceIds {
+            trace_id: sc.trace_id(),
+            span_id: sc.span_id(),
         })
     }
 }

@@ -386,14 +386,14 @@ impl Loop {
     /// Records the refusal on the SERVER span of `cx`: status Error, an `exception` event, the
     /// path and its length; `error.type` is the layer's (the HTTP or gRPC status).
     pub(crate) fn record(&self, cx: &Context, error_type: &'static str) {
-        let span = cx.span();
+        let mut span = cx.span();
         if !span.is_recording() {
             return;
         }
         span.set_attribute(KeyValue::new(LOOP_PATH, self.path.clone()));
         span.set_attribute(KeyValue::new(LOOP_HOPS, i64::from(self.hops)));
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
-        crate::exception::record(&span, "call loop", self.message.clone(), []);
+        crate::exception::record(&mut span, "call loop", self.message.clone(), []);
         span.set_status(Status::error(self.message.clone()));
     }
 }

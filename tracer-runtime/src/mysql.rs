@@ -619,8 +619,7 @@ async fn begin<'a>(
     let tx = match cx {
         None => start.await,
         Some(cx) => {
-            use opentelemetry::context::FutureExt as _;
-            let out = start.with_context(cx.clone()).await;
+            let out = crate::recorder::with_context(start, cx.clone()).await;
             if let Err(e) = &out {
                 record_error(&cx, e);
             }

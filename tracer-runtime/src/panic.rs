@@ -31,13 +31,16 @@ pub(crate) fn payload_message(payload: &(dyn Any + Send)) -> String {
 
 /// Adds the `exception` event of a panic (`exception.type = "panic"`, the payload's message,
 /// the panic site's stacktrace when captured) to the span of `cx`; returns the message.
-pub(crate) fn record_exception(cx: &opentelemetry::Context, payload: &(dyn Any + Send)) -> String {
-    record_exception_message(cx, payload_message(payload))
+pub(crate) fn record_exception(
+    span: &mut dyn crate::recorder::SpanWrite,
+    payload: &(dyn Any + Send),
+) -> String {
+    record_exception_message(span, payload_message(payload))
 }
 
 /// [`record_exception`] for the panic unwinding through the caller now, whose payload only the
 /// hook saw (a drop guard during unwinding).
-pub(crate) fn record_unwinding(cx: &opentelemetry::Context) -> String {
+pub(crate) fn record_unwinding(span: &mut dyn crate::recorder::SpanWrite) -> String {
     let message = LAST
         .try_with(|l| {
             l.try_borrow()
@@ -48,16 +51,15 @@ pub(crate) fn record_unwinding(cx: &opentelemetry::Context) -> String {
         .flatten()
         // The hook did not see it: replaced by another after `init`, or tracing was off.
         .unwrap_or_else(|| "panic (message not captured)".to_owned());
-    record_exception_message(cx, message)
+    record_exception_message(span, message)
 }
 
-fn record_exception_message(cx: &opentelemetry::Context, message: String) -> String {
+fn record_exception_message(span: &mut dyn crate::recorder::SpanWrite, message: String) -> String {
     use opentelemetry::KeyValue;
-    use opentelemetry::trace::TraceContextExt as _;
     use opentelemetry_semantic_conventions::attribute as semconv;
     let stacktrace =
         backtrace_for(&message).map(|bt| KeyValue::new(semconv::EXCEPTION_STACKTRACE, bt));
-    crate::exception::record(&cx.span(), "panic", message.clone(), stacktrace);
+    crate::exception::record(span, "panic", message.clone(), stacktrace);
     message
 }
 

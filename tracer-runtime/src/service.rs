@@ -7,15 +7,16 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use opentelemetry::context::FutureExt as _;
-use opentelemetry::{Context, ContextGuard};
-use opentelemetry_sdk::trace::SdkTracer;
+use opentelemetry::Context;
+
+use crate::recorder::{self, Attached, WithContext};
 
 /// An installed service.
 pub(crate) struct Service {
     pub(crate) name: String,
     pub(crate) on: Arc<AtomicBool>,
-    pub(crate) tracer: SdkTracer,
+    /// Where its spans go: sampler, processors, scope.
+    pub(crate) sink: recorder::Sink,
     /// Its RED metrics (`None` in unit tests that need none).
     #[cfg(feature = "metrics")]
     pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
@@ -97,10 +98,6 @@ pub(crate) fn resolve(cx: &Context) -> Option<Arc<Service>> {
     }
 }
 
-// The integrations' span start lives in the seam with the macro's.
-#[cfg_attr(not(feature = "http"), allow(unused_imports))]
-pub(crate) use crate::__private::start_span;
-
 /// The service named `name` if tracing records for it now (`None` when it is off). A name that is
 /// not installed falls back to the current context's service (else the default one), with one
 /// [`Warning`](crate::Warning) per name. Checks the global switch first: one relaxed load when
@@ -112,7 +109,7 @@ pub(crate) fn recording(name: Option<&str>) -> Option<Arc<Service>> {
         return None;
     }
     let Some(n) = name else {
-        return resolve_recording(&Context::current());
+        return recorder::current_service_recording();
     };
     let found = SERVICES
         .read()
@@ -131,8 +128,7 @@ pub(crate) fn recording(name: Option<&str>) -> Option<Arc<Service>> {
 #[cold]
 fn not_installed(name: &str) -> Option<Arc<Service>> {
     static WARNED: RwLock<Vec<String>> = RwLock::new(Vec::new());
-    let cx = Context::current();
-    let fallback = resolve(&cx)?;
+    let fallback = recorder::current_service()?;
     let known = WARNED
         .read()
         .unwrap_or_else(PoisonError::into_inner)
@@ -182,7 +178,7 @@ pub fn service(name: &str) -> Option<ServiceHandle> {
 
 /// The service the current context belongs to (or the default one), if any is installed.
 pub fn current_service() -> Option<ServiceHandle> {
-    resolve(&Context::current()).map(ServiceHandle)
+    recorder::current_service().map(ServiceHandle)
 }
 
 impl ServiceHandle {
@@ -202,8 +198,8 @@ impl ServiceHandle {
     }
 
     /// Makes the current context belong to this service until the guard is dropped.
-    pub fn attach(&self) -> ContextGuard {
-        self.context_from(&Context::current()).attach()
+    pub fn attach(&self) -> Attached {
+        recorder::attach(&self.context_from(&recorder::current_context()))
     }
 
     /// Runs `f` as work of this service.
@@ -214,7 +210,7 @@ impl ServiceHandle {
 
     /// Runs `fut` as work of this service (the current context, plus this service, is attached
     /// on every poll).
-    pub fn instrument<F: Future>(&self, fut: F) -> opentelemetry::context::WithContext<F> {
-        fut.with_context(self.context_from(&Context::current()))
+    pub fn instrument<F: Future>(&self, fut: F) -> WithContext<F> {
+        recorder::with_context(fut, self.context_from(&recorder::current_context()))
     }
 }

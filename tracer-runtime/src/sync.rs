@@ -84,13 +84,7 @@ impl Meta {
         if !crate::__private::on() {
             return;
         }
-        let current = Context::map_current(|cx| {
-            if cx.has_active_span() {
-                cx.span().span_context().clone()
-            } else {
-                SpanContext::NONE
-            }
-        });
+        let current = crate::recorder::current_span_context().unwrap_or(SpanContext::NONE);
         *self.holder.lock().unwrap_or_else(PoisonError::into_inner) = current;
     }
 
@@ -98,7 +92,7 @@ impl Meta {
     fn wait(&self, mode: Option<&'static str>) -> Wait<'_> {
         let ahead = self.waiting.fetch_add(1, Ordering::Relaxed);
         let parent = crate::__private::on()
-            .then(Context::current)
+            .then(crate::recorder::current_context)
             .filter(|cx| cx.has_active_span());
         let holder = match parent {
             Some(_) => self
@@ -172,7 +166,7 @@ impl Drop for Wait<'_> {
         if holder.is_valid() {
             builder = builder.with_links(vec![Link::with_context(holder)]);
         }
-        let cx = crate::__private::start_span(&svc, builder, &parent);
+        let cx = crate::recorder::start_span(&svc, builder, &parent);
         cx.span().end();
     }
 }

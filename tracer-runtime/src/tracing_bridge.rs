@@ -46,7 +46,7 @@ use std::fmt;
 use std::cell::RefCell;
 
 use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt as _};
-use opentelemetry::{Context as OtelContext, ContextGuard, Key, KeyValue, Value};
+use opentelemetry::{Context as OtelContext, Key, KeyValue, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record as SpanRecord};
 use tracing::{Event, Level, Metadata, Subscriber};
@@ -133,7 +133,7 @@ struct Bridged {
 
 thread_local! {
     /// The contexts attached by `on_enter`, detached by the matching `on_exit`.
-    static ENTERED: RefCell<Vec<(Id, ContextGuard)>> = const { RefCell::new(Vec::new()) };
+    static ENTERED: RefCell<Vec<(Id, crate::Attached)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl TracingBridge {
@@ -149,17 +149,16 @@ impl TracingBridge {
                 span.scope()
                     .find_map(|s| s.extensions().get::<Bridged>().map(|b| b.cx.clone()))
             });
-            return bridged.unwrap_or_else(OtelContext::current);
+            return bridged.unwrap_or_else(crate::recorder::current_context);
         }
         if attrs.is_root() {
             // A new trace, still under the current service.
-            let current = OtelContext::current();
-            return match crate::service::resolve(&current) {
+            return match crate::recorder::current_service() {
                 Some(svc) => crate::service::ServiceHandle(svc).context_from(&OtelContext::new()),
                 None => OtelContext::new(),
             };
         }
-        OtelContext::current()
+        crate::recorder::current_context()
     }
 }
 
@@ -183,7 +182,7 @@ where
         if !attributes.is_empty() {
             builder = builder.with_attributes(attributes);
         }
-        let cx = crate::__private::start_span(&svc, builder, &parent);
+        let cx = crate::recorder::start_span(&svc, builder, &parent);
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(Bridged { cx });
         } else {
@@ -224,7 +223,7 @@ where
             Some(bridged) => bridged.cx.clone(),
             None => return,
         };
-        let guard = cx.attach();
+        let guard = crate::recorder::attach(&cx);
         let _ = ENTERED.try_with(|e| e.borrow_mut().push((id.clone(), guard)));
     }
 
@@ -253,9 +252,9 @@ where
         if *meta.level() > self.min_level {
             return;
         }
-        let Some(cx) = logs::recording_context() else {
+        if !logs::current_span_records() {
             return;
-        };
+        }
         let mut fields = Fields::default();
         event.record(&mut fields);
         let target = match fields.log_target.take() {
@@ -267,7 +266,7 @@ where
             record.attrs.push(KeyValue::new("message", message));
         }
         record.attrs.append(&mut fields.attrs);
-        record.add_to(&cx);
+        record.add_to_current();
     }
 }
 
@@ -298,19 +297,19 @@ impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         match field.name() {
             "message" => {
-                self.message = Some(crate::__private::capped_to(
+                self.message = Some(crate::attrs::capped_to(
                     logs::MESSAGE_CAP,
                     format_args!("{value:?}"),
                 ));
             }
             "log.target" => {
-                self.log_target = Some(crate::__private::capped(format_args!("{value:?}")));
+                self.log_target = Some(crate::attrs::capped(format_args!("{value:?}")));
             }
             // the rest of a forwarded `log` record's metadata
             "log.module_path" | "log.file" | "log.line" => {}
             _ => self.push(
                 field,
-                Value::from(crate::__private::capped(format_args!("{value:?}"))),
+                Value::from(crate::attrs::capped(format_args!("{value:?}"))),
             ),
         }
     }

@@ -46,7 +46,11 @@ pub(crate) fn status_trailers(code: i32, message: &str) -> HeaderMap {
     t
 }
 
-pub(crate) use crate::panic::record_exception as record_panic;
+/// Records a panic's `exception` event on the span of `cx`; returns its message.
+pub(crate) fn record_panic(cx: &opentelemetry::Context, payload: &(dyn std::any::Any + Send)) -> String {
+    use opentelemetry::trace::TraceContextExt as _;
+    crate::panic::record_exception(&mut cx.span(), payload)
+}
 
 pin_project_lite::pin_project! {
     /// The response body of a traced RPC.
@@ -127,7 +131,7 @@ where
         };
         let polled = {
             // The stream's own code (a server-streaming handler's generator) runs in the RPC span.
-            let _attached = this.state.as_ref().map(|s| s.cx.clone().attach());
+            let _attached = this.state.as_ref().map(|s| crate::recorder::attach(&s.cx));
             if *this.catch_panics {
                 catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll_frame(cx)))
             } else {

@@ -177,7 +177,7 @@ where
         let builder = SpanBuilder::from_name(name)
             .with_kind(SpanKind::Client)
             .with_attributes(attrs);
-        let cx = service::start_span(&svc, builder, &Context::current());
+        let cx = crate::recorder::start_child(&svc, builder);
         let propagator = self
             .layer
             .propagator
@@ -208,7 +208,7 @@ where
             })
         };
         let inner = {
-            let _attached = cx.clone().attach();
+            let _attached = crate::recorder::attach(&cx);
             self.inner.call(req)
         };
         GrpcClientResponseFuture {
@@ -262,7 +262,7 @@ where
     fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let polled = {
-            let _attached = this.state.as_ref().map(|s| s.cx.clone().attach());
+            let _attached = this.state.as_ref().map(|s| crate::recorder::attach(&s.cx));
             match this.inner.poll(task) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(r) => r,

@@ -73,7 +73,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use http::HeaderMap;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry::trace::{Link, SpanBuilder, SpanKind, Status, TraceContextExt as _};
-use opentelemetry::{Context, ContextGuard, KeyValue};
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 /// Default cap on `rpc.message` events per span.
@@ -494,7 +494,7 @@ impl Payloads {
             Arc::new(|b: &[u8]| {
                 M::decode(b)
                     .ok()
-                    .map(|m| crate::__private::capped(format_args!("{m:?}")))
+                    .map(|m| crate::attrs::capped(format_args!("{m:?}")))
             })
         }
         self.methods
@@ -613,7 +613,7 @@ impl MessageSpan {
                     b = b.with_links(vec![l]);
                 }
                 MessageSpan {
-                    cx: crate::service::start_span(&svc, b, parent),
+                    cx: crate::recorder::start_span(&svc, b, parent),
                     owned: true,
                 }
             }
@@ -630,8 +630,8 @@ impl MessageSpan {
     }
 
     /// Makes this span current until the guard is dropped.
-    pub fn attach(&self) -> ContextGuard {
-        self.cx.clone().attach()
+    pub fn attach(&self) -> crate::Attached {
+        crate::recorder::attach(&self.cx)
     }
 
     /// Runs `f` with this span current.
@@ -642,8 +642,7 @@ impl MessageSpan {
 
     /// Runs `fut` with this span current; the span ends when it completes.
     pub async fn instrument<F: Future>(self, fut: F) -> F::Output {
-        use opentelemetry::context::FutureExt as _;
-        let out = fut.with_context(self.cx.clone()).await;
+        let out = crate::recorder::with_context(fut, self.cx.clone()).await;
         drop(self);
         out
     }
@@ -664,7 +663,8 @@ pub fn send_message_span(
     name: impl Into<Cow<'static, str>>,
     carrier: &mut dyn Injector,
 ) -> MessageSpan {
-    let span = MessageSpan::start(name.into(), SpanKind::Producer, &Context::current(), None);
+    let current = crate::recorder::current_context();
+    let span = MessageSpan::start(name.into(), SpanKind::Producer, &current, None);
     crate::propagation::propagator().inject_context(&span.cx, carrier);
     span
 }
@@ -675,7 +675,7 @@ pub fn receive_message_span(
     name: impl Into<Cow<'static, str>>,
     carrier: &dyn Extractor,
 ) -> MessageSpan {
-    let current = Context::current();
+    let current = crate::recorder::current_context();
     let carried = crate::propagation::propagator().extract_with_context(&current, carrier);
     let rpc = current.span().span_context().clone();
     let link = rpc.is_valid().then(|| Link::with_context(rpc));

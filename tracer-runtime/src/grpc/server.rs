@@ -208,7 +208,7 @@ where
                 }
             };
             let called = {
-                let _attached = path_cx.as_ref().map(|cx| cx.clone().attach());
+                let _attached = path_cx.as_ref().map(|cx| crate::recorder::attach(&cx));
                 catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
             };
             let mut fut = GrpcServerResponseFuture::new(called, None, catch);
@@ -258,7 +258,7 @@ where
             extracted
         };
         let (parent, refused) = verdict.traced(parent);
-        let cx = service::start_span(&svc, builder, &parent);
+        let cx = crate::recorder::start_span(&svc, builder, &parent);
         self.layer.hooks.request(&req, &cx);
         let trace_response = self.layer.trace_response.then(|| {
             let v = crate::propagation::trace_response_value(cx.span().span_context());
@@ -298,7 +298,7 @@ where
             })
         };
         let called = {
-            let _attached = cx.clone().attach();
+            let _attached = crate::recorder::attach(&cx);
             catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
         };
         let deadline = req_deadline;
@@ -441,7 +441,7 @@ where
                     .as_ref()
                     .map(|s| &s.cx)
                     .or(this.path_cx.as_ref())
-                    .map(|cx| cx.clone().attach());
+                    .map(|cx| crate::recorder::attach(&cx));
                 catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
             }
         };

@@ -130,7 +130,7 @@ where
         let builder = SpanBuilder::from_name(method)
             .with_kind(SpanKind::Client)
             .with_attributes(attrs);
-        let cx = service::start_span(&svc, builder, &Context::current());
+        let cx = crate::recorder::start_child(&svc, builder);
         let propagator = self
             .layer
             .propagator
@@ -142,7 +142,7 @@ where
             loop_guard::inject(&cx, caller, Some(&svc.name), req.headers_mut());
         }
         let inner = {
-            let _attached = cx.clone().attach();
+            let _attached = crate::recorder::attach(&cx);
             self.inner.call(req)
         };
         HttpClientResponseFuture {
@@ -191,7 +191,7 @@ where
     fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let polled = {
-            let _attached = this.cx.as_ref().map(|cx| cx.clone().attach());
+            let _attached = this.cx.as_ref().map(|cx| crate::recorder::attach(&cx));
             match this.inner.poll(task) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(r) => r,

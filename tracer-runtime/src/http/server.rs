@@ -278,7 +278,7 @@ where
                 Err(l) => return HttpServerResponseFuture::refused(l, None, catch),
             };
             let called = {
-                let _attached = path_cx.as_ref().map(|cx| cx.clone().attach());
+                let _attached = path_cx.as_ref().map(|cx| crate::recorder::attach(&cx));
                 if catch {
                     catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
                 } else {
@@ -359,7 +359,7 @@ where
             extracted
         };
         let (parent, refused) = verdict.traced(parent);
-        let cx = service::start_span(&svc, builder, &parent);
+        let cx = crate::recorder::start_span(&svc, builder, &parent);
         cfg.hooks.request(&req, &cx);
         if let Some(l) = refused {
             l.record(&cx, "508");
@@ -373,7 +373,7 @@ where
         }
 
         let called = {
-            let _attached = cx.clone().attach();
+            let _attached = crate::recorder::attach(&cx);
             catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
         };
         let called = match called {
@@ -432,8 +432,8 @@ where
 }
 
 fn record_panic(cx: &Context, payload: &(dyn std::any::Any + Send)) {
-    let message = crate::panic::record_exception(cx, payload);
-    let span = cx.span();
+    let mut span = cx.span();
+    let message = crate::panic::record_exception(&mut span, payload);
     span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "panic"));
     span.set_status(Status::error(message));
 }
@@ -544,7 +544,7 @@ where
                 .as_ref()
                 .map(|t| &t.cx)
                 .or(this.path_cx.as_ref())
-                .map(|cx| cx.clone().attach());
+                .map(|cx| crate::recorder::attach(&cx));
             if *this.catch {
                 catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
             } else {

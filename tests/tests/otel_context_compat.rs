@@ -1,0 +1,56 @@
+//! `with_otel_context(true)`: every `#[traced]` span is also in OpenTelemetry's own context, so
+//! code reading `opentelemetry::Context::current()` (or `get_active_span`) sees it, and spans it
+//! starts there nest under it.
+
+use std::sync::OnceLock;
+
+use opentelemetry::trace::{TraceContextExt as _, Tracer as _};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SimpleSpanProcessor, SpanData};
+use tracer_runtime::traced;
+
+fn spans() -> &'static InMemorySpanExporter {
+    static P: OnceLock<(InMemorySpanExporter, tracer_runtime::Guard)> = OnceLock::new();
+    &P.get_or_init(|| {
+        let spans = InMemorySpanExporter::default();
+        let guard = tracer_runtime::init("compat")
+            .with_span_processor(SimpleSpanProcessor::new(spans.clone()))
+            .with_otel_context(true)
+            .install()
+            .expect("install");
+        (spans, guard)
+    })
+    .0
+}
+
+fn named(all: &[SpanData], name: &str) -> SpanData {
+    all.iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no span {name} in {:?}", all.iter().map(|s| &s.name).collect::<Vec<_>>()))
+        .clone()
+}
+
+#[traced]
+fn outer() -> opentelemetry::trace::SpanId {
+    // Third-party code: the OpenTelemetry API only.
+    let active = opentelemetry::trace::get_active_span(|s| s.span_context().span_id());
+    let tracer = opentelemetry::global::tracer("third-party");
+    tracer.in_span("third-party", |_| inner());
+    active
+}
+
+#[traced]
+fn inner() {}
+
+#[test]
+fn otel_api_code_sees_the_traced_span_and_nests_both_ways() {
+    spans();
+    let active = outer();
+    let all = spans().get_finished_spans().unwrap();
+    let outer = named(&all, "outer");
+    let third = named(&all, "third-party");
+    let inner = named(&all, "inner");
+    assert_eq!(active, outer.span_context.span_id(), "get_active_span sees the traced span");
+    assert_eq!(third.parent_span_id, outer.span_context.span_id());
+    assert_eq!(inner.parent_span_id, third.span_context.span_id());
+    assert_eq!(inner.span_context.trace_id(), outer.span_context.trace_id());
+}

@@ -1,0 +1,939 @@
+//! The span recorder: the one module that starts, annotates and ends spans, for `#[traced]` and
+//! for every integration. Nothing else in the crate touches a span API directly.
+//!
+//! How it records (after fastrace's design, and unlike the OpenTelemetry SDK's per-span path):
+//! - A span is a [`Span`]: its ids, its service, and — when sampled — a [`Record`] of what it
+//!   holds. Ids come from a thread-local generator; sampling is decided here for the SDK's
+//!   samplers, with no `Context` built for the decision.
+//! - A `#[traced]` span lives on a thread-local **stack of frames** while its fn runs or its
+//!   future is polled: entering it is a push, leaving a pop; no `Context`, no `Arc`, no
+//!   allocation. Code asking for the current span looks at the top frame.
+//! - An integration's span (it travels with a request's future and is read by propagators) lives
+//!   in an OpenTelemetry [`Context`]. When such a context is attached through [`attach`], an
+//!   [`Frame::Otel`] frame says "the current span is the OpenTelemetry context's", so the two
+//!   nest both ways.
+//! - A finished span becomes the SDK's `SpanData` and goes to its service's processors: the
+//!   export queue (`pipeline::Batcher`) copies it into a batch for the export thread, which
+//!   encodes and sends it; the calling thread never does I/O.
+//!
+//! OpenTelemetry `Context` interop: by default a `#[traced]` span is not in OpenTelemetry's own
+//! context, so `opentelemetry::Context::current()` does not see it; [`current_context`] builds
+//! one on demand that does (its span is the current tracer span), and a span started through the
+//! `opentelemetry` API under that context nests under it. With the builder's
+//! `with_otel_context(true)`, every `#[traced]` span is also put in OpenTelemetry's context, as
+//! integration spans are, at the cost of that context's allocations per span.
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context as TaskContext, Poll};
+use std::time::SystemTime;
+
+use opentelemetry::trace::{
+    Event, Link, SpanBuilder, SpanContext, SpanId, SpanKind, SpanRef, Status,
+    TraceContextExt as _, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::{Context, ContextGuard, InstrumentationScope, KeyValue};
+use opentelemetry_sdk::trace::{
+    Sampler, SamplingDecision, ShouldSample as _, SpanData, SpanEvents, SpanLinks, SpanProcessor,
+};
+
+use crate::service::{InService, Service};
+
+// ---------------------------------------------------------------------------------------------
+// Where a service's spans go
+
+/// A service's recording settings: its sampler, the processors its finished spans go to, its
+/// instrumentation scope, and whether its `#[traced]` spans also live in OpenTelemetry's context.
+pub(crate) struct Sink {
+    sampler: Sampler,
+    processors: Vec<Arc<dyn SpanProcessor>>,
+    scope: InstrumentationScope,
+    pub(crate) otel_context: bool,
+}
+
+impl fmt::Debug for Sink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sink")
+            .field("sampler", &self.sampler)
+            .field("processors", &self.processors.len())
+            .field("otel_context", &self.otel_context)
+            .finish()
+    }
+}
+
+impl Sink {
+    pub(crate) fn new(
+        sampler: Sampler,
+        processors: Vec<Arc<dyn SpanProcessor>>,
+        scope: InstrumentationScope,
+        otel_context: bool,
+    ) -> Self {
+        Sink {
+            sampler,
+            processors,
+            scope,
+            otel_context,
+        }
+    }
+
+    /// The SDK's sampling decision, taken without building a `Context` for the built-in
+    /// samplers. `RecordOnly` counts as not sampled: such a span is never exported.
+    fn sample(
+        &self,
+        parent: Option<&SpanContext>,
+        trace_id: TraceId,
+        name: &str,
+        kind: &SpanKind,
+        attrs: &[KeyValue],
+        links: &[Link],
+    ) -> bool {
+        match &self.sampler {
+            Sampler::AlwaysOn => true,
+            Sampler::AlwaysOff => false,
+            Sampler::ParentBased(root) => match parent {
+                Some(p) => p.is_sampled(),
+                None => {
+                    root.should_sample(None, trace_id, name, kind, attrs, links)
+                        .decision
+                        == SamplingDecision::RecordAndSample
+                }
+            },
+            Sampler::TraceIdRatioBased(ratio) => by_ratio(*ratio, trace_id),
+            other => {
+                let cx = parent.map(|p| Context::new().with_remote_span_context(p.clone()));
+                other
+                    .should_sample(cx.as_ref(), trace_id, name, kind, attrs, links)
+                    .decision
+                    == SamplingDecision::RecordAndSample
+            }
+        }
+    }
+
+    /// Hands a finished span to every processor (the last one gets it without a copy).
+    fn export(&self, data: SpanData) {
+        if let Some((last, rest)) = self.processors.split_last() {
+            for p in rest {
+                p.on_end(data.clone());
+            }
+            last.on_end(data);
+        }
+    }
+}
+
+/// The SDK's `TraceIdRatioBased` decision, bit for bit.
+fn by_ratio(ratio: f64, trace_id: TraceId) -> bool {
+    if ratio >= 1.0 {
+        return true;
+    }
+    let bound = (ratio.max(0.0) * (1u64 << 63) as f64) as u64;
+    let low = u128::from_be_bytes(trace_id.to_bytes()) as u64;
+    (low >> 1) < bound
+}
+
+/// A processor shared between the service's recorder and its SDK provider (which serves spans
+/// started through the `opentelemetry` API, flushes and shuts down).
+#[derive(Debug)]
+pub(crate) struct Shared(pub(crate) Arc<dyn SpanProcessor>);
+
+impl SpanProcessor for Shared {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &Context) {
+        self.0.on_start(span, cx);
+    }
+    fn on_end(&self, span: SpanData) {
+        self.0.on_end(span);
+    }
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn shutdown_with_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits and ids
+
+/// The SDK's span limits, read once from the standard variables (default 128 each).
+struct Limits {
+    attrs: usize,
+    events: usize,
+    links: usize,
+    event_attrs: usize,
+    link_attrs: usize,
+}
+
+fn limits() -> &'static Limits {
+    static LIMITS: OnceLock<Limits> = OnceLock::new();
+    LIMITS.get_or_init(|| {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(128)
+        };
+        Limits {
+            attrs: var("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT"),
+            events: var("OTEL_SPAN_EVENT_COUNT_LIMIT"),
+            links: var("OTEL_SPAN_LINK_COUNT_LIMIT"),
+            event_attrs: var("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT"),
+            link_attrs: var("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT"),
+        }
+    })
+}
+
+thread_local! {
+    /// wyrand state; 0 until first used.
+    static RNG: Cell<u64> = const { Cell::new(0) };
+}
+
+#[cold]
+fn seed() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    h.write_usize(&h as *const _ as usize);
+    h.finish() | 1
+}
+
+/// A random `u64` from the thread's generator (wyrand: fast, and good enough for ids; the SDK
+/// uses a thread-local generator too).
+#[inline]
+fn next_u64() -> u64 {
+    RNG.with(|r| {
+        let mut s = r.get();
+        if s == 0 {
+            s = seed();
+        }
+        s = s.wrapping_add(0xa076_1d64_78bd_642f);
+        r.set(s);
+        let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
+        (t >> 64) as u64 ^ t as u64
+    })
+}
+
+#[inline]
+fn new_span_id() -> SpanId {
+    loop {
+        let v = next_u64();
+        if v != 0 {
+            return SpanId::from(v);
+        }
+    }
+}
+
+#[inline]
+fn new_trace_id() -> TraceId {
+    loop {
+        let v = (u128::from(next_u64()) << 64) | u128::from(next_u64());
+        if v != 0 {
+            return TraceId::from(v);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Spans
+
+/// What a sampled span holds until it ends.
+#[derive(Debug)]
+struct Record {
+    parent: SpanId,
+    parent_remote: bool,
+    kind: SpanKind,
+    name: Cow<'static, str>,
+    start: SystemTime,
+    attrs: Vec<KeyValue>,
+    dropped_attrs: u32,
+    events: SpanEvents,
+    links: SpanLinks,
+    status: Status,
+    /// `log` events kept, and those past the cap (recorded as `tracer.log.events_dropped`).
+    logs: u32,
+    logs_dropped: u32,
+}
+
+/// A span of the recorder: its context (ids, sampled flag), its service, what it recorded when
+/// sampled, and its RED measurement (taken whether sampled or not). Ends when [`Span::end`] is
+/// called or when dropped.
+pub(crate) struct Span {
+    sc: SpanContext,
+    svc: Arc<Service>,
+    rec: Option<Record>,
+    #[cfg(feature = "metrics")]
+    metric: Option<crate::metrics::Pending>,
+}
+
+impl fmt::Debug for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Span")
+            .field("span_context", &self.sc)
+            .field("service", &self.svc.name)
+            .field("record", &self.rec)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a span starts with.
+pub(crate) struct Start {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) kind: SpanKind,
+    pub(crate) attrs: Vec<KeyValue>,
+    pub(crate) links: Vec<Link>,
+    pub(crate) events: Vec<Event>,
+    pub(crate) start: Option<SystemTime>,
+}
+
+impl Start {
+    #[cfg_attr(
+        not(any(feature = "http", feature = "redis", feature = "mysql", feature = "tracing", feature = "sync")),
+        allow(dead_code)
+    )]
+    fn from_builder(b: SpanBuilder) -> Self {
+        Start {
+            name: b.name,
+            kind: b.span_kind.unwrap_or(SpanKind::Internal),
+            attrs: b.attributes.unwrap_or_default(),
+            links: b.links.unwrap_or_default(),
+            events: b.events.unwrap_or_default(),
+            start: b.start_time,
+        }
+    }
+}
+
+impl Span {
+    /// Starts a span of `svc`, child of `parent` (a root span when `None` or invalid).
+    pub(crate) fn start(svc: Arc<Service>, parent: Option<&SpanContext>, s: Start) -> Span {
+        crate::stats::span_started();
+        let parent = parent.filter(|p| p.is_valid());
+        let trace_id = parent.map_or_else(new_trace_id, SpanContext::trace_id);
+        let sampled = svc
+            .sink
+            .sample(parent, trace_id, &s.name, &s.kind, &s.attrs, &s.links);
+        let state = parent.map_or_else(TraceState::default, |p| p.trace_state().clone());
+        let flags = if sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        let sc = SpanContext::new(trace_id, new_span_id(), flags, false, state);
+        let rec = sampled.then(|| {
+            let l = limits();
+            let mut attrs = s.attrs;
+            let dropped_attrs = attrs.len().saturating_sub(l.attrs) as u32;
+            attrs.truncate(l.attrs);
+            let mut rec = Record {
+                parent: parent.map_or(SpanId::INVALID, SpanContext::span_id),
+                parent_remote: parent.is_some_and(SpanContext::is_remote),
+                kind: s.kind,
+                name: s.name,
+                start: s.start.unwrap_or_else(SystemTime::now),
+                attrs,
+                dropped_attrs,
+                events: SpanEvents::default(),
+                links: SpanLinks::default(),
+                status: Status::Unset,
+                logs: 0,
+                logs_dropped: 0,
+            };
+            for link in s.links {
+                rec.add_link(link.span_context, link.attributes);
+            }
+            for e in s.events {
+                rec.add_event(e.name, e.timestamp, e.attributes);
+            }
+            rec
+        });
+        Span {
+            sc,
+            svc,
+            rec,
+            #[cfg(feature = "metrics")]
+            metric: None,
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    #[inline]
+    pub(crate) fn with_metric(mut self, metric: Option<crate::metrics::Pending>) -> Self {
+        self.metric = metric;
+        self
+    }
+
+    /// Ends the span now.
+    #[inline]
+    pub(crate) fn end(mut self) {
+        self.finish(None);
+    }
+
+    fn finish(&mut self, at: Option<SystemTime>) {
+        #[cfg(feature = "metrics")]
+        if let Some(m) = self.metric.take() {
+            m.end();
+        }
+        let Some(mut rec) = self.rec.take() else {
+            return;
+        };
+        if rec.logs_dropped > 0 {
+            let kv = KeyValue::new(crate::logs::EVENTS_DROPPED, i64::from(rec.logs_dropped));
+            rec.set_attribute(kv);
+        }
+        let data = SpanData {
+            span_context: self.sc.clone(),
+            parent_span_id: rec.parent,
+            parent_span_is_remote: rec.parent_remote,
+            span_kind: rec.kind,
+            name: rec.name,
+            start_time: rec.start,
+            end_time: at.unwrap_or_else(SystemTime::now),
+            attributes: rec.attrs,
+            dropped_attributes_count: rec.dropped_attrs,
+            events: rec.events,
+            links: rec.links,
+            status: rec.status,
+            instrumentation_scope: self.svc.sink.scope.clone(),
+        };
+        self.svc.sink.export(data);
+    }
+}
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        // A span dropped without `end` ends now, as the SDK's does.
+        self.finish(None);
+    }
+}
+
+impl Record {
+    fn set_attribute(&mut self, kv: KeyValue) {
+        if self.attrs.len() < limits().attrs {
+            self.attrs.push(kv);
+        } else {
+            self.dropped_attrs += 1;
+        }
+    }
+
+    fn add_event(&mut self, name: Cow<'static, str>, at: SystemTime, mut attrs: Vec<KeyValue>) {
+        if name == crate::logs::EVENT_NAME {
+            if self.logs >= crate::logs::max_events_per_span() {
+                self.logs_dropped = self.logs_dropped.saturating_add(1);
+                return;
+            }
+            self.logs += 1;
+        }
+        let l = limits();
+        if self.events.events.len() < l.events {
+            let dropped = attrs.len().saturating_sub(l.event_attrs) as u32;
+            attrs.truncate(l.event_attrs);
+            self.events.events.push(Event::new(name, at, attrs, dropped));
+        } else {
+            self.events.dropped_count += 1;
+        }
+    }
+
+    fn add_link(&mut self, sc: SpanContext, mut attrs: Vec<KeyValue>) {
+        let l = limits();
+        if self.links.links.len() < l.links {
+            let dropped = attrs.len().saturating_sub(l.link_attrs) as u32;
+            attrs.truncate(l.link_attrs);
+            self.links.links.push(Link::new(sc, attrs, dropped));
+        } else {
+            self.links.dropped_count += 1;
+        }
+    }
+}
+
+/// Writing to a span, whichever way it is held: a recorder [`Span`] or a span in an
+/// OpenTelemetry context ([`SpanRef`]).
+pub(crate) trait SpanWrite {
+    fn set_attribute(&mut self, kv: KeyValue);
+    fn add_event(&mut self, name: Cow<'static, str>, attrs: Vec<KeyValue>);
+    fn set_status(&mut self, status: Status);
+    fn is_recording(&self) -> bool;
+}
+
+impl SpanWrite for Span {
+    #[inline]
+    fn set_attribute(&mut self, kv: KeyValue) {
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &mut self.metric {
+            m.set(&kv);
+        }
+        if let Some(r) = &mut self.rec {
+            r.set_attribute(kv);
+        }
+    }
+    fn add_event(&mut self, name: Cow<'static, str>, attrs: Vec<KeyValue>) {
+        if let Some(r) = &mut self.rec {
+            r.add_event(name, SystemTime::now(), attrs);
+        }
+    }
+    fn set_status(&mut self, status: Status) {
+        if let Some(r) = &mut self.rec
+            && status > r.status
+        {
+            r.status = status;
+        }
+    }
+    fn is_recording(&self) -> bool {
+        self.rec.is_some()
+    }
+}
+
+impl SpanWrite for SpanRef<'_> {
+    fn set_attribute(&mut self, kv: KeyValue) {
+        SpanRef::set_attribute(self, kv);
+    }
+    fn add_event(&mut self, name: Cow<'static, str>, attrs: Vec<KeyValue>) {
+        SpanRef::add_event(self, name, attrs);
+    }
+    fn set_status(&mut self, status: Status) {
+        SpanRef::set_status(self, status);
+    }
+    fn is_recording(&self) -> bool {
+        SpanRef::is_recording(self)
+    }
+}
+
+/// The OpenTelemetry API over a recorder span, for spans kept in a [`Context`].
+impl opentelemetry::trace::Span for Span {
+    fn add_event_with_timestamp<T>(&mut self, name: T, timestamp: SystemTime, attrs: Vec<KeyValue>)
+    where
+        T: Into<Cow<'static, str>>,
+    {
+        if let Some(r) = &mut self.rec {
+            r.add_event(name.into(), timestamp, attrs);
+        }
+    }
+
+    #[inline]
+    fn span_context(&self) -> &SpanContext {
+        &self.sc
+    }
+
+    #[inline]
+    fn is_recording(&self) -> bool {
+        self.rec.is_some()
+    }
+
+    #[inline]
+    fn set_attribute(&mut self, attribute: KeyValue) {
+        SpanWrite::set_attribute(self, attribute);
+    }
+
+    fn set_status(&mut self, status: Status) {
+        SpanWrite::set_status(self, status);
+    }
+
+    fn update_name<T>(&mut self, new_name: T)
+    where
+        T: Into<Cow<'static, str>>,
+    {
+        if let Some(r) = &mut self.rec {
+            r.name = new_name.into();
+        }
+    }
+
+    fn add_link(&mut self, span_context: SpanContext, attributes: Vec<KeyValue>) {
+        if let Some(r) = &mut self.rec {
+            r.add_link(span_context, attributes);
+        }
+    }
+
+    fn end_with_timestamp(&mut self, timestamp: SystemTime) {
+        self.finish(Some(timestamp));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The current span: a thread-local stack of frames
+
+/// One entry of the thread's stack of current spans.
+enum Frame {
+    /// The current span is OpenTelemetry's current context's (an integration attached it).
+    Otel,
+    /// A recorder span, current while its fn runs or its future is polled.
+    Local(Span),
+    /// A frame left out of order (never the top one).
+    Gone,
+}
+
+thread_local! {
+    static STACK: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Makes `span` current: pushes it on the thread's stack and returns its place, or gives it back
+/// when the thread's stack is gone (the thread is exiting).
+#[inline]
+pub(crate) fn push(span: Span) -> Result<usize, Span> {
+    let mut span = Some(span);
+    let at = STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            s.push(Frame::Local(span.take()?));
+            Some(s.len() - 1)
+        })
+        .ok()
+        .flatten();
+    match (at, span) {
+        (Some(at), _) => Ok(at),
+        (None, Some(span)) => Err(span),
+        // Unreachable: pushed means `at` is some.
+        (None, None) => Ok(usize::MAX),
+    }
+}
+
+/// Takes back the span pushed at `at`. A frame left out of order (guards dropped in another
+/// order than they were made) leaves a hole that is cleared once the frames above it are gone,
+/// so every frame keeps its place.
+#[inline]
+pub(crate) fn pop(at: usize) -> Option<Span> {
+    let frame = STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            if at + 1 == s.len() {
+                let f = s.pop();
+                while matches!(s.last(), Some(Frame::Gone)) {
+                    s.pop();
+                }
+                f
+            } else {
+                s.get_mut(at).map(|f| std::mem::replace(f, Frame::Gone))
+            }
+        })
+        .ok()
+        .flatten()?;
+    match frame {
+        Frame::Local(span) => Some(span),
+        Frame::Otel | Frame::Gone => None,
+    }
+}
+
+fn push_otel() -> Option<usize> {
+    STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            s.push(Frame::Otel);
+            Some(s.len() - 1)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Runs `f` on the top frame's recorder span, or returns `None` when the top frame is
+/// OpenTelemetry's context (or there is none).
+#[inline]
+fn with_top<R>(f: impl FnOnce(&mut Span) -> R) -> Option<R> {
+    STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            match s.last_mut() {
+                Some(Frame::Local(span)) => Some(f(span)),
+                _ => None,
+            }
+        })
+        .ok()
+        .flatten()
+}
+
+/// What a span started now would be a child of.
+pub(crate) enum Current {
+    /// A recorder span on this thread's stack.
+    Local {
+        sc: SpanContext,
+        svc: Arc<Service>,
+    },
+    /// OpenTelemetry's current context (an integration's span, a remote parent, or nothing).
+    Otel,
+}
+
+#[inline]
+pub(crate) fn current() -> Current {
+    with_top(|s| Current::Local {
+        sc: s.sc.clone(),
+        svc: Arc::clone(&s.svc),
+    })
+    .unwrap_or(Current::Otel)
+}
+
+/// The service and parent of a span started now under the current span, or `None` when that
+/// service is switched off.
+#[inline]
+pub(crate) fn current_recording() -> Option<(Arc<Service>, Option<SpanContext>)> {
+    match current() {
+        Current::Local { sc, svc } => svc.is_on().then_some((svc, Some(sc))),
+        Current::Otel => Context::map_current(|cx| {
+            let svc = crate::service::resolve_recording(cx)?;
+            Some((svc, parent_of(cx)))
+        }),
+    }
+}
+
+/// The service the current span belongs to if it records now (else the default one).
+#[inline]
+pub(crate) fn current_service_recording() -> Option<Arc<Service>> {
+    match current() {
+        Current::Local { svc, .. } => svc.is_on().then_some(svc),
+        Current::Otel => Context::map_current(crate::service::resolve_recording),
+    }
+}
+
+/// The service the current span belongs to (else the default one), recording or not.
+pub(crate) fn current_service() -> Option<Arc<Service>> {
+    match current() {
+        Current::Local { svc, .. } => Some(svc),
+        Current::Otel => Context::map_current(crate::service::resolve),
+    }
+}
+
+/// The span context of `cx`'s span, if it has one.
+#[inline]
+fn parent_of(cx: &Context) -> Option<SpanContext> {
+    cx.has_active_span()
+        .then(|| cx.span().span_context().clone())
+        .filter(SpanContext::is_valid)
+}
+
+/// The current span's context (ids and sampled flag), if there is a current span.
+pub(crate) fn current_span_context() -> Option<SpanContext> {
+    match current() {
+        Current::Local { sc, .. } => Some(sc),
+        Current::Otel => Context::map_current(parent_of),
+    }
+}
+
+/// Whether a span is current (work inside a request or a traced fn).
+#[inline]
+#[cfg_attr(
+    not(any(feature = "http", feature = "redis", feature = "mysql", feature = "tracing", feature = "sync")),
+    allow(dead_code)
+)]
+pub(crate) fn in_span() -> bool {
+    match current() {
+        Current::Local { .. } => true,
+        Current::Otel => Context::map_current(|cx| cx.has_active_span()),
+    }
+}
+
+/// The current context as OpenTelemetry sees it: when the current span is a recorder span,
+/// OpenTelemetry's current context with that span (as a non-recording span with its ids) and its
+/// service, built on demand; else OpenTelemetry's current context. Hand it to code that works
+/// with OpenTelemetry contexts (spawned tasks, propagators, the `opentelemetry` API).
+pub fn current_context() -> Context {
+    match current() {
+        Current::Local { sc, svc } => local_context(&Context::current(), sc, svc),
+        Current::Otel => Context::current(),
+    }
+}
+
+fn local_context(base: &Context, sc: SpanContext, svc: Arc<Service>) -> Context {
+    let base = match base.get::<InService>() {
+        Some(s) if Arc::ptr_eq(&s.0, &svc) => base.clone(),
+        _ => base.with_value(InService(svc)),
+    };
+    base.with_remote_span_context(sc)
+}
+
+/// Runs `f` on the current span if it records (the top frame's span, else the span of
+/// OpenTelemetry's current context); one thread-local read when there is none.
+#[inline]
+pub(crate) fn with_recording_span<R>(f: impl FnOnce(&mut dyn SpanWrite) -> R) -> Option<R> {
+    let mut f = Some(f);
+    let local = STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            match s.last_mut() {
+                Some(Frame::Local(span)) => Some(if span.rec.is_some() {
+                    f.take().map(|f| f(span))
+                } else {
+                    None
+                }),
+                _ => None,
+            }
+        })
+        .ok()
+        .flatten();
+    match local {
+        Some(out) => out,
+        None => Context::map_current(|cx| {
+            if !cx.has_active_span() || !cx.span().is_recording() {
+                return None;
+            }
+            f.take().map(|f| f(&mut cx.span()))
+        }),
+    }
+}
+
+/// `cx` attached as OpenTelemetry's current context, and marked current on the recorder's stack,
+/// until the guard is dropped. Integrations attach their span's context with this (never with
+/// `Context::attach` alone), so that a `#[traced]` fn run under it nests under their span.
+#[inline]
+pub(crate) fn attach(cx: &Context) -> Attached {
+    let otel = cx.clone().attach();
+    Attached {
+        at: push_otel(),
+        _otel: otel,
+    }
+}
+
+/// A context made current until this guard is dropped ([`ServiceHandle::attach`](crate::ServiceHandle::attach)).
+pub struct Attached {
+    at: Option<usize>,
+    _otel: ContextGuard,
+}
+
+impl Drop for Attached {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(at) = self.at {
+            let _ = pop(at);
+        }
+    }
+}
+
+impl fmt::Debug for Attached {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attached").finish_non_exhaustive()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled with a context attached through [`attach`] on every poll.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct WithContext<F> {
+        #[pin]
+        inner: F,
+        cx: Context,
+    }
+}
+
+impl<F> fmt::Debug for WithContext<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WithContext").finish_non_exhaustive()
+    }
+}
+
+/// `fut` polled with `cx` current (see [`attach`]).
+#[inline]
+pub(crate) fn with_context<F: Future>(fut: F, cx: Context) -> WithContext<F> {
+    WithContext { inner: fut, cx }
+}
+
+impl<F: Future> Future for WithContext<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _g = attach(this.cx);
+        this.inner.poll(task)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Integrations' spans, kept in a Context
+
+/// Starts an integration's span (HTTP, gRPC, Redis, MySQL, lock waits, `tracing` spans) of
+/// `svc`, child of `parent`'s span; returns `parent` with the span current and `svc` as its
+/// service.
+#[cfg_attr(
+    not(any(feature = "http", feature = "redis", feature = "mysql", feature = "tracing", feature = "sync")),
+    allow(dead_code)
+)]
+pub(crate) fn start_span(svc: &Arc<Service>, builder: SpanBuilder, parent: &Context) -> Context {
+    let sc = parent_of(parent);
+    into_context(parent, start_in(svc, builder, sc.as_ref()))
+}
+
+/// [`start_span`] for a `parent` that already resolves to `svc`: the span is added to `parent`
+/// and nothing else, no service entry inserted per span.
+#[cfg(any(feature = "redis", feature = "mysql"))]
+pub(crate) fn start_span_inherited(
+    svc: &Arc<Service>,
+    builder: SpanBuilder,
+    parent: &Context,
+) -> Context {
+    let sc = parent_of(parent);
+    parent.with_span(start_in(svc, builder, sc.as_ref()))
+}
+
+/// [`start_span`] under the current span (a `#[traced]` fn's, else OpenTelemetry's current
+/// context's).
+#[cfg_attr(
+    not(any(feature = "http", feature = "redis", feature = "mysql", feature = "tracing", feature = "sync")),
+    allow(dead_code)
+)]
+pub(crate) fn start_child(svc: &Arc<Service>, builder: SpanBuilder) -> Context {
+    match current() {
+        Current::Local { sc, .. } => {
+            let span = start_in(svc, builder, Some(&sc));
+            into_context(&Context::current(), span)
+        }
+        Current::Otel => Context::map_current(|cx| start_span(svc, builder, cx)),
+    }
+}
+
+#[cfg_attr(
+    not(any(feature = "http", feature = "redis", feature = "mysql", feature = "tracing", feature = "sync")),
+    allow(dead_code)
+)]
+fn start_in(svc: &Arc<Service>, builder: SpanBuilder, parent: Option<&SpanContext>) -> Span {
+    #[cfg(feature = "metrics")]
+    let metric = crate::metrics::Pending::integration(
+        svc.metrics.as_ref(),
+        builder.span_kind.as_ref(),
+        builder.attributes.as_deref(),
+    );
+    let span = Span::start(Arc::clone(svc), parent, Start::from_builder(builder));
+    #[cfg(feature = "metrics")]
+    let span = span.with_metric(metric);
+    span
+}
+
+/// `base` with `span` current, and `span`'s service unless `base` already carries it.
+pub(crate) fn into_context(base: &Context, span: Span) -> Context {
+    let cx = match base.get::<InService>() {
+        Some(s) if Arc::ptr_eq(&s.0, &span.svc) => base.clone(),
+        _ => base.with_value(InService(Arc::clone(&span.svc))),
+    };
+    cx.with_span(span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_matches_the_sdk() {
+        for ratio in [0.0, 0.001, 0.1, 0.5, 0.9, 1.0] {
+            let sdk = Sampler::TraceIdRatioBased(ratio);
+            for _ in 0..2000 {
+                let id = new_trace_id();
+                let theirs = sdk
+                    .should_sample(None, id, "x", &SpanKind::Internal, &[], &[])
+                    .decision
+                    == SamplingDecision::RecordAndSample;
+                assert_eq!(by_ratio(ratio, id), theirs, "ratio {ratio}, trace {id}");
+            }
+        }
+    }
+
+    #[test]
+    fn ids_are_distinct_and_valid() {
+        let a = new_span_id();
+        let b = new_span_id();
+        assert_ne!(a, b);
+        assert_ne!(a, SpanId::INVALID);
+        assert_ne!(new_trace_id(), TraceId::INVALID);
+    }
+}

@@ -1,0 +1,379 @@
+//! The span of a `#[traced]` fn: started at entry, current while the body runs (sync) or while
+//! its future is polled (async), ended on every way out, with panics and cancellation recorded.
+//! It is a recorder span on the thread's stack (see `recorder`): no OpenTelemetry `Context` per
+//! span unless the service asks for one (`with_otel_context(true)`).
+
+use std::any::Any;
+use std::fmt::{self, Debug};
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context as TaskContext, Poll};
+
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _};
+use opentelemetry::{Context, KeyValue, Value};
+use opentelemetry_semantic_conventions::attribute as semconv;
+
+use crate::attrs::{Attrs, capped};
+use crate::recorder::{self, Attached, SpanWrite};
+
+/// The attribute set on a span whose future was dropped before it completed.
+pub const CANCELLED: &str = "tracer.cancelled";
+
+/// Per-call-site constants.
+#[derive(Debug)]
+pub struct Meta {
+    name: &'static str,
+    kind: SpanKind,
+    root: bool,
+    metrics: bool,
+    #[cfg(feature = "metrics")]
+    series: crate::metrics::FnSeries,
+}
+
+impl Meta {
+    /// Called by the macro in a `static`.
+    pub const fn new(name: &'static str, kind: SpanKind, root: bool) -> Self {
+        Meta {
+            name,
+            kind,
+            root,
+            metrics: false,
+            #[cfg(feature = "metrics")]
+            series: crate::metrics::FnSeries::new(),
+        }
+    }
+
+    /// `#[traced(metrics)]`: the span's duration is also recorded in the
+    /// `tracer.function.duration` histogram (feature `metrics`; without it, nothing).
+    pub const fn with_metrics(mut self) -> Self {
+        self.metrics = true;
+        self
+    }
+}
+
+/// Is any tracing on? One relaxed load: the whole cost of a traced fn when tracing is off.
+#[inline(always)]
+pub fn on() -> bool {
+    crate::switch::ACTIVE.load(Ordering::Relaxed)
+}
+
+/// The `done` of a call site that records nothing from the output.
+#[inline(always)]
+pub fn no_record<T: ?Sized>(_: &mut Live, _: &T) {}
+
+/// Starts the span of a call site, or `None` when the service the work belongs to is off.
+#[inline]
+pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live> {
+    let (svc, parent) = recorder::current_recording()?;
+    let mut attrs = Attrs::default();
+    fill(&mut attrs);
+    #[cfg(feature = "metrics")]
+    let metric = if meta.metrics {
+        crate::metrics::Pending::function(svc.metrics.as_ref(), meta.name, &meta.series)
+    } else {
+        None
+    };
+    #[cfg(not(feature = "metrics"))]
+    let _ = meta.metrics;
+    let otel_context = svc.sink.otel_context;
+    let parent = if meta.root { None } else { parent.as_ref() };
+    let span = recorder::Span::start(
+        svc,
+        parent,
+        recorder::Start {
+            name: meta.name.into(),
+            kind: meta.kind.clone(),
+            attrs: attrs.0,
+            links: Vec::new(),
+            events: Vec::new(),
+            start: None,
+        },
+    );
+    #[cfg(feature = "metrics")]
+    let span = span.with_metric(metric);
+    Some(Live(if otel_context {
+        Held::Cx(recorder::into_context(&recorder::current_context(), span))
+    } else {
+        Held::Local(span)
+    }))
+}
+
+/// A started span of a call site.
+#[derive(Debug)]
+pub struct Live(Held);
+
+#[derive(Debug)]
+enum Held {
+    /// A recorder span (the default).
+    Local(recorder::Span),
+    /// A recorder span kept in an OpenTelemetry context (`with_otel_context(true)`).
+    Cx(Context),
+}
+
+impl Live {
+    fn write<R>(&mut self, f: impl FnOnce(&mut dyn SpanWrite) -> R) -> R {
+        match &mut self.0 {
+            Held::Local(span) => f(span),
+            Held::Cx(cx) => f(&mut cx.span()),
+        }
+    }
+
+    /// Records the return value (`ret`).
+    pub fn record_return<T: Debug + ?Sized>(&mut self, v: &T) {
+        self.write(|s| {
+            if s.is_recording() {
+                s.set_attribute(KeyValue::new("return", capped(format_args!("{v:?}"))));
+            }
+        });
+    }
+
+    pub(crate) fn record_error(&mut self, ty: &str, message: String, chain: Vec<String>) {
+        self.write(|s| {
+            let chain = (!chain.is_empty()).then(|| {
+                let chain: Vec<opentelemetry::StringValue> =
+                    chain.into_iter().map(Into::into).collect();
+                KeyValue::new("exception.source_chain", Value::Array(chain.into()))
+            });
+            crate::exception::record(s, ty.to_owned(), message.clone(), chain);
+            s.set_attribute(KeyValue::new(semconv::ERROR_TYPE, ty.to_owned()));
+            s.set_status(Status::error(message));
+        });
+    }
+
+    /// Records a panic payload (status Error and an `exception` event).
+    pub fn record_panic(&mut self, payload: &(dyn Any + Send)) {
+        self.write(|s| {
+            let message = crate::panic::record_exception(s, payload);
+            panicked(s, message);
+        });
+    }
+
+    /// Records the panic unwinding through the caller (status Error and an `exception` event).
+    fn record_unwinding_panic(&mut self) {
+        self.write(|s| {
+            let message = crate::panic::record_unwinding(s);
+            panicked(s, message);
+        });
+    }
+
+    /// Marks the span as cancelled (its future was dropped before completing) and ends it.
+    fn cancel(mut self) {
+        self.write(|s| s.set_attribute(KeyValue::new(CANCELLED, true)));
+        self.end();
+    }
+
+    /// Ends the span.
+    #[inline]
+    pub fn end(self) {
+        match self.0 {
+            Held::Local(span) => span.end(),
+            Held::Cx(cx) => cx.span().end(),
+        }
+    }
+
+    /// Makes the span current: on the thread's stack (or its context attached).
+    #[inline]
+    fn enter(self) -> Entered {
+        match self.0 {
+            Held::Local(span) => match recorder::push(span) {
+                Ok(at) => Entered::Stack(at),
+                Err(span) => Entered::Held(Live(Held::Local(span)), None),
+            },
+            Held::Cx(cx) => {
+                let attached = recorder::attach(&cx);
+                Entered::Held(Live(Held::Cx(cx)), Some(attached))
+            }
+        }
+    }
+}
+
+/// `error.type = panic` and status Error with `message` (the `exception` event is recorded).
+fn panicked(s: &mut dyn SpanWrite, message: String) {
+    s.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "panic"));
+    s.set_status(Status::error(message));
+}
+
+/// A span made current by [`Live::enter`].
+#[derive(Debug)]
+enum Entered {
+    /// On the thread's stack, at this place.
+    Stack(usize),
+    /// Kept here (in an attached context, or the thread's stack is gone).
+    Held(Live, Option<Attached>),
+}
+
+impl Entered {
+    /// No longer current: the span back, or `None` if the thread's stack lost it.
+    #[inline]
+    fn exit(self) -> Option<Live> {
+        match self {
+            Entered::Stack(at) => recorder::pop(at).map(|s| Live(Held::Local(s))),
+            Entered::Held(live, attached) => {
+                drop(attached);
+                Some(live)
+            }
+        }
+    }
+}
+
+/// The span of a sync fn while its body runs: current until dropped; when dropped, a panic
+/// unwinding through it is recorded and the span ends.
+///
+/// A drop guard and not a closure, so that the body runs as written: `Location::caller()` in a
+/// `#[track_caller]` fn, `return`, and borrows behave as without `#[traced]`.
+#[derive(Debug)]
+pub struct SyncGuard {
+    entered: Option<Entered>,
+    /// A fn called while a panic unwinds (from a `Drop`) did not panic itself.
+    panicking_at_entry: bool,
+    /// Current on this thread only.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl SyncGuard {
+    /// Makes `live` current until the guard is dropped.
+    #[inline]
+    pub fn enter(live: Live) -> Self {
+        SyncGuard {
+            entered: Some(live.enter()),
+            panicking_at_entry: std::thread::panicking(),
+            _not_send: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for SyncGuard {
+    #[inline]
+    fn drop(&mut self) {
+        let Some(mut live) = self.entered.take().and_then(Entered::exit) else {
+            return;
+        };
+        if std::thread::panicking() && !self.panicking_at_entry {
+            live.record_unwinding_panic();
+        }
+        live.end();
+    }
+}
+
+/// Runs a sync body that `err` or `ret` inspects under its span: the span is current while it
+/// runs; a panic is recorded and then resumes unchanged.
+#[inline(always)]
+pub fn run_sync<R>(
+    span: Option<Live>,
+    body: impl FnOnce() -> R,
+    done: impl FnOnce(&mut Live, &R),
+) -> R {
+    match span {
+        None => body(),
+        Some(live) => run_live(live, body, done),
+    }
+}
+
+#[inline]
+fn run_live<R>(live: Live, body: impl FnOnce() -> R, done: impl FnOnce(&mut Live, &R)) -> R {
+    let entered = live.enter();
+    let out = catch_unwind(AssertUnwindSafe(body));
+    let live = entered.exit();
+    match out {
+        Ok(out) => {
+            if let Some(mut live) = live {
+                done(&mut live, &out);
+                live.end();
+            }
+            out
+        }
+        Err(payload) => {
+            if let Some(mut live) = live {
+                live.record_panic(&*payload);
+                live.end();
+            }
+            resume_unwind(payload)
+        }
+    }
+}
+
+/// Runs `f` with the span current (the construction of an `impl Future`).
+#[inline]
+pub fn enter<R>(span: &mut Option<Live>, f: impl FnOnce() -> R) -> R {
+    let entered = span.take().map(Live::enter);
+    let out = f();
+    *span = entered.and_then(Entered::exit);
+    out
+}
+
+pin_project_lite::pin_project! {
+    /// A future run under its span: current on every poll, panics recorded, ended on completion,
+    /// marked cancelled when dropped before completion.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Instrumented<F, C> {
+        #[pin]
+        inner: F,
+        live: Option<Live>,
+        done: Option<C>,
+    }
+
+    impl<F, C> PinnedDrop for Instrumented<F, C> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(live) = this.project().live.take() {
+                live.cancel();
+            }
+        }
+    }
+}
+
+impl<F, C> Debug for Instrumented<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instrumented")
+            .field("live", &self.live)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Instrumented<F, C> {
+    /// Wraps `inner`.
+    #[inline]
+    pub fn new(live: Option<Live>, inner: F, done: C) -> Self {
+        Instrumented {
+            inner,
+            live,
+            done: Some(done),
+        }
+    }
+}
+
+impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Future for Instrumented<F, C> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let Some(live) = this.live.take() else {
+            return this.inner.poll(cx);
+        };
+        let entered = live.enter();
+        let inner = this.inner;
+        let polled = catch_unwind(AssertUnwindSafe(|| inner.poll(cx)));
+        *this.live = entered.exit();
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(out)) => {
+                if let Some(mut live) = this.live.take() {
+                    if let Some(done) = this.done.take() {
+                        done(&mut live, &out);
+                    }
+                    live.end();
+                }
+                Poll::Ready(out)
+            }
+            Err(payload) => {
+                if let Some(mut live) = this.live.take() {
+                    live.record_panic(&*payload);
+                    live.end();
+                }
+                resume_unwind(payload)
+            }
+        }
+    }
+}
