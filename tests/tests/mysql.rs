@@ -667,3 +667,62 @@ async fn a_transaction_dropped_unfinished_ends_as_dropped() {
     );
     assert_child_of(named(&spans, &format!("INSERT {t}")), tx);
 }
+
+/// A span's name and attributes, sorted, for comparing two spans of one statement.
+fn shape(s: &SpanData) -> (String, Vec<(String, String)>) {
+    let mut a: Vec<(String, String)> = s
+        .attributes
+        .iter()
+        .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+        .collect();
+    a.sort();
+    (s.name.to_string(), a)
+}
+
+/// What a statement's spans record is computed once per statement and reused: the same
+/// statement run again (as text, as a prepared statement, in a transaction) gives a span with
+/// the same name and attributes.
+#[tokio::test]
+async fn the_same_statement_twice_gives_the_same_span() {
+    let pool = pool();
+    let t = table("twice").await;
+    let select = format!("SELECT name FROM {t} WHERE id = ? AND name <> 'x'");
+    let ((), spans) = in_root_async(async {
+        let mut c = pool.get_conn().await.unwrap();
+        for _ in 0..2 {
+            let _: Option<String> = c.exec_first(select.as_str(), (1,)).await.unwrap();
+        }
+        let stmt = c.prep(select.as_str()).await.unwrap();
+        for _ in 0..2 {
+            let _: Option<String> = c.exec_first(&stmt, (1,)).await.unwrap();
+        }
+        let mut tx = c.start_transaction(TxOpts::default()).await.unwrap();
+        let _: Option<String> = tx.exec_first(&stmt, (1,)).await.unwrap();
+        let _: Option<String> = tx.exec_first(select.as_str(), (1,)).await.unwrap();
+        tx.commit().await.unwrap();
+    })
+    .await;
+    drop_table(&t).await;
+    let name = format!("SELECT {t}");
+    let selects: Vec<&SpanData> = spans.iter().filter(|s| s.name == name).collect();
+    assert_eq!(
+        selects.len(),
+        6,
+        "{:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    let want = format!("SELECT name FROM {t} WHERE id = ? AND name <> ?");
+    for s in &selects {
+        assert_mysql_span(s, "SELECT", Some(want.as_str()));
+        assert_eq!(shape(s), shape(selects[0]));
+    }
+}
+
+/// The statement methods' futures are `Send`, as mysql_async's are (they run in spawned tasks).
+#[allow(dead_code)]
+fn statement_futures_are_send(c: &mut TracedConn) {
+    fn send<T: Send>(_: T) {}
+    send(c.exec_first::<String, _, _>("SELECT 1", ()));
+    send(c.query::<String, _>("SELECT 1"));
+    send(c.ping());
+}

@@ -687,3 +687,68 @@ async fn a_timeout_is_an_error_span_and_the_same_error() {
     assert_eq!(attr_str(s, "db.query.text").as_deref(), Some("BLPOP ? ?"));
     assert_eq!(error_message(s).unwrap(), traced_err.to_string());
 }
+
+/// A wrapped command's future holds fred's in place: no larger than fred's future plus a few
+/// words (the span's context, the converted arguments), so awaiting it copies no second
+/// kilobyte-sized future and the wrapper costs next to nothing with tracing off.
+#[tokio::test]
+async fn a_wrapped_future_is_the_inner_one_plus_a_few_words() {
+    let plain = builder(6379, None).build().unwrap();
+    let traced = Traced::new(builder(6379, None).build().unwrap());
+    let k = key("size");
+    let inner = std::mem::size_of_val(&plain.get::<Option<String>, _>(k.as_str()));
+    let outer = std::mem::size_of_val(&traced.get::<Option<String>, _>(k.as_str()));
+    println!("GET future: fred {inner} bytes, wrapper {outer} bytes");
+    assert!(inner > 1024, "fred's GET future: {inner} bytes");
+    assert!(
+        outer <= inner + 256,
+        "GET: wrapper {outer} bytes, fred {inner}"
+    );
+    let inner = std::mem::size_of_val(&plain.set::<(), _, _>(k.as_str(), "v", None, None, false));
+    let outer = std::mem::size_of_val(&traced.set::<(), _, _>(k.as_str(), "v", None, None, false));
+    println!("SET future: fred {inner} bytes, wrapper {outer} bytes");
+    assert!(
+        outer <= inner + 256,
+        "SET: wrapper {outer} bytes, fred {inner}"
+    );
+    // Still `Send`, as fred's are (they run in spawned tasks).
+    fn send<T: Send>(_: &T) {}
+    send(&traced.get::<Option<String>, _>(k.as_str()));
+    let pipe = traced.pipeline();
+    send(&pipe.get::<(), _>(k.as_str()));
+    send(&pipe.all::<()>());
+    send(&traced.multi().exec::<()>(true));
+}
+
+/// A command seen before (same command, same key) gives a span with the same name and
+/// attributes as the first one: its text is shared, not rebuilt differently.
+#[tokio::test]
+async fn the_same_command_twice_gives_the_same_span() {
+    let c = traced().await;
+    let k = key("twice");
+    let ((), spans) = in_root_async(async {
+        for _ in 0..3 {
+            let _: () = c.set(&k, "v", None, None, false).await.unwrap();
+            let _: Option<String> = c.get(&k).await.unwrap();
+        }
+        let _: i64 = c.del(&k).await.unwrap();
+    })
+    .await;
+    let shape = |s: &SpanData| {
+        let mut a: Vec<(String, String)> = s
+            .attributes
+            .iter()
+            .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+            .collect();
+        a.sort();
+        (s.name.to_string(), a)
+    };
+    for (cmd, text) in [("SET", format!("SET {k} ?")), ("GET", format!("GET {k}"))] {
+        let same: Vec<&SpanData> = spans.iter().filter(|s| s.name == cmd).collect();
+        assert_eq!(same.len(), 3, "{cmd}");
+        for s in &same {
+            assert_eq!(attr_str(s, "db.query.text"), Some(text.clone()));
+            assert_eq!(shape(s), shape(same[0]));
+        }
+    }
+}

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt as _};
@@ -15,7 +16,10 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 /// parent is `parent` (a transaction's span) or the current context.
 ///
 /// With no `service` named, the span belongs to the service the parent resolves to, so the
-/// returned context is the parent's plus the span: no service entry is added to it.
+/// returned context is the parent's plus the span: no service entry is added to it. With one
+/// named, no entry is added either when the parent already resolves to it (it carries that
+/// service, or carries none and that service is the default one): only a parent of another
+/// service gets the entry, so that what runs under the span resolves to the span's service.
 #[inline]
 pub(crate) fn start(
     service: Option<&str>,
@@ -39,7 +43,14 @@ pub(crate) fn start(
     };
     let (svc, inherited) = match service {
         None => (crate::service::resolve_recording(parent)?, true),
-        Some(_) => (crate::service::recording(service)?, false),
+        Some(_) => {
+            let svc = crate::service::recording(service)?;
+            let same = match parent.get::<crate::service::InService>() {
+                Some(s) => Arc::ptr_eq(&s.0, &svc),
+                None => crate::service::is_default(&svc),
+            };
+            (svc, same)
+        }
     };
     let (name, attrs) = make();
     let builder = SpanBuilder::from_name(name)
@@ -150,36 +161,6 @@ impl<F: Future, D: FnOnce(&Context, &F::Output)> Future for Instrumented<F, D> {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// An operation whose arguments could not be converted (its error returned without a
-    /// span), else the operation under its span.
-    #[project = CommandProj]
-    #[must_use = "futures do nothing unless polled"]
-    pub(crate) enum Command<F, D, E> {
-        Run { #[pin] fut: Instrumented<F, D> },
-        Failed { err: Option<E> },
-    }
-}
-
-impl<T, E, F, D> Future for Command<F, D, E>
-where
-    F: Future<Output = Result<T, E>>,
-    D: FnOnce(&Context, &F::Output),
-{
-    type Output = Result<T, E>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Result<T, E>> {
-        match self.project() {
-            CommandProj::Run { fut } => fut.poll(task),
-            CommandProj::Failed { err } => match err.take() {
-                Some(e) => Poll::Ready(Err(e)),
-                None => Poll::Pending,
-            },
-        }
-    }
-}
-
 /// Polls `fut` under `cx` (when tracing), leaving the span open: for an operation whose result
 /// is read from elsewhere once it is done (rows affected). Pair with an [`Ending`].
 #[cfg(feature = "mysql")]
@@ -200,4 +181,25 @@ pub(crate) fn fail(cx: &Context, kind: Cow<'static, str>, message: String, extra
     }
     crate::exception::record(&mut span, kind, message.clone(), []);
     span.set_status(Status::error(message));
+}
+
+/// A multiplicative hash over 8-byte words (FxHash's step): a few instructions per word, for
+/// the caches of statement records and command texts (each entry is compared in full).
+#[inline]
+pub(crate) fn quick_hash(b: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = b.len() as u64;
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(a)).wrapping_mul(K);
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut a = [0u8; 8];
+        a[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(a)).wrapping_mul(K);
+    }
+    h
 }

@@ -35,7 +35,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, OnceLock};
 
 use mysql_async::prelude::{AsQuery, FromRow, Queryable, StatementLike};
 use mysql_async::{
@@ -295,19 +296,88 @@ impl Stmt for &Statement {
     }
 }
 
-/// The texts of the statements prepared on one connection, by statement id.
-type Prepared = HashMap<u32, Arc<str>>;
+/// The statements prepared on one connection, by statement id: each one's text, and its record
+/// once a span needed it, so that executing a prepared statement finds its name and attributes
+/// with one lookup of a small integer (no hashing of its text, no lock). Shared by the
+/// connection and its transactions (copied only when one of them prepares or closes a
+/// statement); at most [`PREPARED_MAX`] entries.
+#[derive(Clone, Debug, Default)]
+struct Prepared(Option<Arc<PreparedMap>>);
 
+type PreparedMap = HashMap<u32, PreparedStmt, BuildHasherDefault<IdHasher>>;
+
+/// How many prepared statements a connection keeps records of.
+const PREPARED_MAX: usize = 1024;
+
+#[derive(Clone, Debug)]
+struct PreparedStmt {
+    text: Arc<str>,
+    record: OnceLock<Arc<StatementRecord>>,
+}
+
+impl Prepared {
+    fn get(&self, id: u32) -> Option<Arc<StatementRecord>> {
+        let p = self.0.as_ref()?.get(&id)?;
+        Some(Arc::clone(
+            p.record.get_or_init(|| statement(p.text.as_bytes())),
+        ))
+    }
+
+    fn insert(&mut self, id: u32, text: Arc<str>, record: Option<Arc<StatementRecord>>) {
+        let map = self.0.get_or_insert_with(Default::default);
+        if map.len() >= PREPARED_MAX && !map.contains_key(&id) {
+            return;
+        }
+        let entry = PreparedStmt {
+            text,
+            record: record.map(OnceLock::from).unwrap_or_default(),
+        };
+        Arc::make_mut(map).insert(id, entry);
+    }
+
+    fn remove(&mut self, id: u32) {
+        if let Some(map) = &mut self.0
+            && map.contains_key(&id)
+        {
+            Arc::make_mut(map).remove(&id);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |m| m.len())
+    }
+}
+
+/// Statement ids are small integers: spread by one multiplication, not hashed with SipHash.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// The record of `stmt`: from the statement cache for a text, from the connection's prepared
+/// statements for a [`Statement`]. `None` when tracing is off (nothing else is done then).
 fn stmt_sql(prepared: &Prepared, stmt: &impl Stmt) -> Option<Arc<StatementRecord>> {
     if !crate::__private::on() {
         return None;
     }
     match stmt.text() {
         Some(t) => Some(statement(t.as_bytes())),
-        None => stmt
-            .prepared_id()
-            .and_then(|id| prepared.get(&id))
-            .map(|t| statement(t.as_bytes())),
+        None => stmt.prepared_id().and_then(|id| prepared.get(id)),
     }
 }
 
@@ -407,7 +477,7 @@ impl TracedPool {
         Ok(TracedConn {
             inner: conn,
             meta: Arc::clone(&self.meta),
-            prepared: Prepared::new(),
+            prepared: Prepared::default(),
         })
     }
 
@@ -419,7 +489,7 @@ impl TracedPool {
         // The pool wait is inside: mysql_async starts a pool transaction in one call.
         let cx = self.meta.start_op(None, "mysql transaction", None);
         let start = self.inner.start_transaction(options);
-        begin(cx, start, &self.meta, Prepared::new()).await
+        begin(cx, start, &self.meta, Prepared::default()).await
     }
 
     /// Disconnects the pool (as [`Pool::disconnect`]).
@@ -466,7 +536,7 @@ impl TracedConn {
         Ok(TracedConn {
             inner: conn,
             meta,
-            prepared: Prepared::new(),
+            prepared: Prepared::default(),
         })
     }
 
@@ -476,7 +546,7 @@ impl TracedConn {
         TracedConn {
             inner: conn,
             meta,
-            prepared: Prepared::new(),
+            prepared: Prepared::default(),
         }
     }
 
@@ -650,8 +720,10 @@ macro_rules! statements {
     () => {
         /// `PING`, traced (as `Queryable::ping`).
         pub fn ping(&mut self) -> impl Future<Output = mysql_async::Result<()>> + '_ {
-            let cx = self.meta.start_op(self.parent(), "PING", Some("PING"));
-            db::run(cx, self.inner.ping(), on_done)
+            async move {
+                let cx = self.meta.start_op(self.parent(), "PING", Some("PING"));
+                db::run(cx, self.inner.ping(), on_done).await
+            }
         }
 
         /// Runs a text query and collects the first result set (as `Queryable::query`).
@@ -663,18 +735,21 @@ macro_rules! statements {
             Q: AsQuery + 'a,
             T: FromRow + Send + 'static,
         {
-            let sql = query_sql(&query);
-            let cx = self
-                .meta
-                .start_statement(self.parent(), sql.as_ref(), "QUERY");
-            db::run(
-                cx,
-                self.inner.query(query),
-                |cx, out: &mysql_async::Result<Vec<T>>| match out {
-                    Ok(rows) => returned_rows(cx, rows.len()),
-                    Err(e) => record_error(cx, e),
-                },
-            )
+            async move {
+                let sql = query_sql(&query);
+                let cx = self
+                    .meta
+                    .start_statement(self.parent(), sql.as_ref(), "QUERY");
+                db::run(
+                    cx,
+                    self.inner.query(query),
+                    |cx, out: &mysql_async::Result<Vec<T>>| match out {
+                        Ok(rows) => returned_rows(cx, rows.len()),
+                        Err(e) => record_error(cx, e),
+                    },
+                )
+                .await
+            }
         }
 
         /// Runs a text query and returns its first row (as `Queryable::query_first`).
@@ -686,18 +761,21 @@ macro_rules! statements {
             Q: AsQuery + 'a,
             T: FromRow + Send + 'static,
         {
-            let sql = query_sql(&query);
-            let cx = self
-                .meta
-                .start_statement(self.parent(), sql.as_ref(), "QUERY");
-            db::run(
-                cx,
-                self.inner.query_first(query),
-                |cx, out: &mysql_async::Result<Option<T>>| match out {
-                    Ok(row) => returned_rows(cx, usize::from(row.is_some())),
-                    Err(e) => record_error(cx, e),
-                },
-            )
+            async move {
+                let sql = query_sql(&query);
+                let cx = self
+                    .meta
+                    .start_statement(self.parent(), sql.as_ref(), "QUERY");
+                db::run(
+                    cx,
+                    self.inner.query_first(query),
+                    |cx, out: &mysql_async::Result<Option<T>>| match out {
+                        Ok(row) => returned_rows(cx, usize::from(row.is_some())),
+                        Err(e) => record_error(cx, e),
+                    },
+                )
+                .await
+            }
         }
 
         /// Runs a text query and maps each row of the first result set (as
@@ -789,22 +867,20 @@ macro_rules! statements {
             let cx = db::start(self.meta.service.as_deref(), self.parent(), || {
                 let mut a = self.meta.base(3);
                 a.push(KeyValue::new(semconv::DB_OPERATION_NAME, "PREPARE"));
-                if let Some(t) = sql.as_ref().and_then(|s| s.sanitized.text.clone()) {
+                if let Some(t) = sql.as_ref().and_then(|s| s.text.clone()) {
                     a.push(KeyValue::new(semconv::DB_QUERY_TEXT, t));
                 }
                 (Cow::Borrowed("PREPARE"), a)
             });
             let stmt = db::run(cx, self.inner.prep(query), on_done).await?;
             // Kept to name the statement's `exec` spans; dropped with the connection.
-            if self.prepared.len() < 1024 {
-                self.prepared.insert(stmt.id(), text);
-            }
+            self.prepared.insert(stmt.id(), text, sql);
             Ok(stmt)
         }
 
         /// Closes a prepared statement (as `Queryable::close`).
         pub async fn close(&mut self, stmt: Statement) -> mysql_async::Result<()> {
-            self.prepared.remove(&stmt.id());
+            self.prepared.remove(stmt.id());
             let cx = self.meta.start_op(self.parent(), "CLOSE", Some("CLOSE"));
             db::run(cx, self.inner.close(stmt), on_done).await
         }
@@ -820,18 +896,21 @@ macro_rules! statements {
             P: Into<Params> + Send + 'a,
             T: FromRow + Send + 'static,
         {
-            let sql = stmt_sql(&self.prepared, &stmt);
-            let cx = self
-                .meta
-                .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
-            db::run(
-                cx,
-                self.inner.exec(stmt, params),
-                |cx, out: &mysql_async::Result<Vec<T>>| match out {
-                    Ok(rows) => returned_rows(cx, rows.len()),
-                    Err(e) => record_error(cx, e),
-                },
-            )
+            async move {
+                let sql = stmt_sql(&self.prepared, &stmt);
+                let cx = self
+                    .meta
+                    .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+                db::run(
+                    cx,
+                    self.inner.exec(stmt, params),
+                    |cx, out: &mysql_async::Result<Vec<T>>| match out {
+                        Ok(rows) => returned_rows(cx, rows.len()),
+                        Err(e) => record_error(cx, e),
+                    },
+                )
+                .await
+            }
         }
 
         /// Executes a statement and returns its first row (as `Queryable::exec_first`).
@@ -845,18 +924,21 @@ macro_rules! statements {
             P: Into<Params> + Send + 'a,
             T: FromRow + Send + 'static,
         {
-            let sql = stmt_sql(&self.prepared, &stmt);
-            let cx = self
-                .meta
-                .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
-            db::run(
-                cx,
-                self.inner.exec_first(stmt, params),
-                |cx, out: &mysql_async::Result<Option<T>>| match out {
-                    Ok(row) => returned_rows(cx, usize::from(row.is_some())),
-                    Err(e) => record_error(cx, e),
-                },
-            )
+            async move {
+                let sql = stmt_sql(&self.prepared, &stmt);
+                let cx = self
+                    .meta
+                    .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+                db::run(
+                    cx,
+                    self.inner.exec_first(stmt, params),
+                    |cx, out: &mysql_async::Result<Option<T>>| match out {
+                        Ok(row) => returned_rows(cx, usize::from(row.is_some())),
+                        Err(e) => record_error(cx, e),
+                    },
+                )
+                .await
+            }
         }
 
         /// Executes a statement and maps each row of the first result set (as
@@ -948,6 +1030,9 @@ macro_rules! statements {
             let cx = self
                 .meta
                 .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+            if cx.is_none() {
+                return self.inner.exec_batch(stmt, params).await;
+            }
             let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let counted = {
                 let count = std::sync::Arc::clone(&count);
@@ -986,6 +1071,33 @@ impl TracedTransaction<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prepared_statement_keeps_its_record() {
+        let mut p = Prepared::default();
+        p.insert(7, Arc::from("SELECT a FROM prep_t WHERE id = ?"), None);
+        let a = p.get(7).unwrap();
+        let b = p.get(7).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.name.as_deref(), Some("SELECT prep_t"));
+        assert!(p.get(8).is_none());
+        // A transaction's copy shares the map until one of them changes it.
+        let mut tx = p.clone();
+        assert!(Arc::ptr_eq(tx.0.as_ref().unwrap(), p.0.as_ref().unwrap()));
+        tx.remove(7);
+        assert!(tx.get(7).is_none());
+        assert!(p.get(7).is_some());
+    }
+
+    #[test]
+    fn prepared_records_are_bounded() {
+        let mut p = Prepared::default();
+        for id in 0..(PREPARED_MAX as u32 + 10) {
+            p.insert(id, Arc::from("SELECT 1"), None);
+        }
+        assert_eq!(p.len(), PREPARED_MAX);
+        assert!(p.get(PREPARED_MAX as u32 + 5).is_none());
+    }
 
     #[test]
     fn server_messages_lose_their_values() {

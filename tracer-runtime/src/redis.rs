@@ -117,7 +117,7 @@ impl Meta {
         }
     }
 
-    fn attrs(&self, operation: Cow<'static, str>, text: Option<String>) -> Vec<KeyValue> {
+    fn attrs(&self, operation: Cow<'static, str>, text: Option<Arc<str>>) -> Vec<KeyValue> {
         let mut a = Vec::with_capacity(self.base.len() + 3);
         a.extend_from_slice(&self.base);
         a.push(KeyValue::new(semconv::DB_OPERATION_NAME, operation));
@@ -159,20 +159,32 @@ impl Meta {
 /// The command text: command name, key names, `?` for every value.
 struct Text(String);
 
+/// Slots of the per-thread cache of command texts (direct-mapped by a hash of the text).
+const TEXT_SLOTS: usize = 64;
+/// Longer texts are not cached (each thread keeps at most `TEXT_SLOTS` of at most this many
+/// bytes).
+const TEXT_CACHE_MAX: usize = 256;
+
 thread_local! {
     /// The buffer a command's text is built in (kept between commands).
     static TEXT_BUF: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
+    /// The texts of the commands this thread traced lately: a command seen before (same
+    /// command, same keys) shares the text of the last one, so its span allocates no text.
+    /// Per thread, so no lock is taken; bounded by [`TEXT_SLOTS`] × [`TEXT_CACHE_MAX`] bytes.
+    static TEXTS: std::cell::RefCell<[Option<Arc<str>>; TEXT_SLOTS]> =
+        const { std::cell::RefCell::new([const { None }; TEXT_SLOTS]) };
 }
 
 impl Text {
-    /// The text of `command` as `fill` writes it, in a string of its exact length: built in a
-    /// per-thread buffer, so that the text costs one allocation (the attribute's own).
-    fn build(command: &str, fill: impl FnOnce(&mut Text)) -> String {
+    /// The text of `command` as `fill` writes it: built in a per-thread buffer, then shared
+    /// with the last command of the same text on this thread, else copied once (the
+    /// attribute's own allocation).
+    fn build(command: &str, fill: impl FnOnce(&mut Text)) -> Arc<str> {
         let mut t = Text(TEXT_BUF.take());
         t.0.clear();
         t.0.push_str(command);
         fill(&mut t);
-        let out = String::from(t.0.as_str());
+        let out = shared_text(&t.0);
         if t.0.capacity() <= 4 * TEXT_CAP {
             TEXT_BUF.set(t.0);
         }
@@ -195,7 +207,10 @@ impl Text {
     /// A key name, kept.
     fn key(&mut self, k: &Key) -> &mut Self {
         self.0.push(' ');
-        let name = k.as_str_lossy();
+        let name = match k.as_str() {
+            Some(s) => Cow::Borrowed(s),
+            None => k.as_str_lossy(),
+        };
         if name.len() <= KEY_CAP {
             self.0.push_str(&name);
         } else {
@@ -221,6 +236,28 @@ impl Text {
         self.0.push_str(" ?");
         self
     }
+}
+
+/// `text` as an `Arc<str>`: the one of this thread's cache when the same text was built
+/// lately, else a new one (cached when short).
+fn shared_text(text: &str) -> Arc<str> {
+    if text.len() > TEXT_CACHE_MAX {
+        return Arc::from(text);
+    }
+    let slot = crate::db::quick_hash(text.as_bytes()) as usize % TEXT_SLOTS;
+    TEXTS
+        .try_with(|texts| {
+            let mut texts = texts.borrow_mut();
+            match &texts[slot] {
+                Some(t) if **t == *text => Arc::clone(t),
+                _ => {
+                    let t = Arc::<str>::from(text);
+                    texts[slot] = Some(Arc::clone(&t));
+                    t
+                }
+            }
+        })
+        .unwrap_or_else(|_| Arc::from(text))
 }
 
 /// The message and `error.type` of a fred error. A server error's message may quote the
@@ -436,14 +473,15 @@ impl<C: ClientLike> Traced<C> {
         T::Error: Into<Error> + Send,
     {
         let n = args.len();
-        let name = cmd.cmd.to_string();
         let cx = db::start(self.meta.service.as_deref(), None, || {
-            let mut t = Text::new(&name);
-            for _ in 0..n {
-                t.val();
-            }
-            let op: Cow<'static, str> = Cow::Owned(name.clone());
-            (op.clone(), self.meta.attrs(op, Some(t.0)))
+            let name: &str = &cmd.cmd;
+            let text = Text::build(name, |t| {
+                for _ in 0..n {
+                    t.val();
+                }
+            });
+            let op: Cow<'static, str> = Cow::Owned(name.to_owned());
+            (op.clone(), self.meta.attrs(op, Some(text)))
         });
         db::run(cx, self.inner.custom(cmd, args), on_done).await
     }
@@ -519,11 +557,12 @@ impl Batch {
 
     fn start(&self, operation: &'static str) -> Option<Context> {
         db::start(self.meta.service.as_deref(), None, || {
-            let text = self
-                .texts
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
+            let text = Arc::from(
+                self.texts
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_str(),
+            );
             let mut a = self.meta.attrs(Cow::Borrowed(operation), Some(text));
             a.push(KeyValue::new(
                 semconv::DB_OPERATION_BATCH_SIZE,
@@ -627,19 +666,19 @@ macro_rules! commands {
             where
                 $($w)*
             {
-                // The arguments whose names the text shows are converted first (as fred would);
-                // a conversion error is returned as fred returns it, without a span.
-                #[allow(clippy::redundant_closure_call)]
-                let converted = (move || -> FredResult<_> {
-                    $($(let $k: $kt = $kconv;)*)?
-                    Ok(($($a,)*))
-                })();
-                match converted {
-                    Ok(($($a,)*)) => {
-                        let cx = self.$dispatch($cmd, |$tx: &mut Text| { $text; });
-                        db::Command::Run { fut: db::run(cx, self.inner.$m($($a),*), on_done) }
-                    }
-                    Err(err) => db::Command::Failed { err: Some(err) },
+                // An async block, as fred's own methods are: nothing runs before the first poll,
+                // and fred's future is built in place inside this one's state (no copy of it,
+                // whose size runs to kilobytes, when the caller awaits).
+                async move {
+                    // The arguments whose names the text shows are converted first (as fred
+                    // would); a conversion error is returned as fred returns it, without a span.
+                    #[allow(clippy::redundant_closure_call)]
+                    let ($($a,)*) = (move || -> FredResult<_> {
+                        $($(let $k: $kt = $kconv;)*)?
+                        Ok(($($a,)*))
+                    })()?;
+                    let cx = self.$dispatch($cmd, |$tx: &mut Text| { $text; });
+                    db::run(cx, self.inner.$m($($a),*), on_done).await
                 }
             }
         )*
@@ -981,4 +1020,61 @@ impl TracedTransaction {
 
     all_commands!(queued);
     pubsub_commands!(queued);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_seen_before_is_shared() {
+        let a = Text::build("GET", |t| {
+            t.key(&Key::from("text:cache"));
+        });
+        let b = Text::build("GET", |t| {
+            t.key(&Key::from("text:cache"));
+        });
+        assert_eq!(&*a, "GET text:cache");
+        assert!(Arc::ptr_eq(&a, &b), "built twice");
+        let c = Text::build("GET", |t| {
+            t.key(&Key::from("text:other"));
+        });
+        assert_eq!(&*c, "GET text:other");
+    }
+
+    #[test]
+    fn the_text_cache_is_bounded() {
+        // A long text is not kept; many texts keep at most one per slot.
+        let long = Key::from("k".repeat(KEY_CAP));
+        let build = || {
+            Text::build("MGET", |t| {
+                t.keys(&[long.clone(), long.clone(), long.clone()]);
+            })
+        };
+        let (a, b) = (build(), build());
+        assert!(a.len() > TEXT_CACHE_MAX);
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(a, b);
+        for i in 0..TEXT_SLOTS * 4 {
+            let _ = Text::build("GET", |t| {
+                t.key(&Key::from(format!("bound:{i}")));
+            });
+        }
+        let held = TEXTS.with(|t| t.borrow().iter().filter(|s| s.is_some()).count());
+        assert!(held <= TEXT_SLOTS);
+        assert!(TEXTS.with(|t| {
+            t.borrow()
+                .iter()
+                .flatten()
+                .all(|s| s.len() <= TEXT_CACHE_MAX)
+        }));
+    }
+
+    #[test]
+    fn an_invalid_utf8_key_is_shown_lossily() {
+        let t = Text::build("GET", |t| {
+            t.key(&Key::from(&b"bad\xff"[..]));
+        });
+        assert!(t.starts_with("GET bad"));
+    }
 }

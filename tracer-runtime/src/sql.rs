@@ -479,6 +479,8 @@ pub(crate) struct Statement {
     pub(crate) sanitized: Sanitized,
     /// `db.query.summary`, else `None` (the caller's fallback names the span).
     pub(crate) name: Option<Cow<'static, str>>,
+    /// `db.query.text`, shared with the attribute.
+    pub(crate) text: Option<Arc<str>>,
     pub(crate) attrs: Vec<KeyValue>,
 }
 
@@ -499,16 +501,15 @@ impl Statement {
                 Arc::<str>::from(t.as_str()),
             ));
         }
-        if let Some(t) = &sanitized.text {
-            attrs.push(KeyValue::new(
-                semconv::DB_QUERY_TEXT,
-                Arc::<str>::from(t.as_str()),
-            ));
+        let text = sanitized.text.as_deref().map(Arc::<str>::from);
+        if let Some(t) = &text {
+            attrs.push(KeyValue::new(semconv::DB_QUERY_TEXT, Arc::clone(t)));
         }
         Statement {
             raw: raw.into(),
             sanitized,
             name,
+            text,
             attrs,
         }
     }
@@ -545,32 +546,39 @@ const CACHE_MAX_LEN: usize = 4096;
 const EMPTY: Mutex<Option<Arc<Statement>>> = Mutex::new(None);
 static CACHE: [Mutex<Option<Arc<Statement>>>; SLOTS] = [EMPTY; SLOTS];
 
-/// A multiplicative hash over 8-byte words (FxHash's step): a few instructions per word.
-#[inline]
-fn quick_hash(b: &[u8]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = b.len() as u64;
-    let mut words = b.chunks_exact(8);
-    for w in &mut words {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(w);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(a)).wrapping_mul(K);
-    }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        let mut a = [0u8; 8];
-        a[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(a)).wrapping_mul(K);
-    }
-    h
+/// Slots of the per-thread cache in front of [`CACHE`].
+const LOCAL_SLOTS: usize = 64;
+
+thread_local! {
+    /// The statements this thread ran lately (direct-mapped, [`LOCAL_SLOTS`] records at most):
+    /// a statement run again on the same thread is found without taking any lock.
+    static LOCAL: std::cell::RefCell<[Option<Arc<Statement>>; LOCAL_SLOTS]> =
+        const { std::cell::RefCell::new([const { None }; LOCAL_SLOTS]) };
 }
 
-/// The record of the statement `sql` (as sent), from the cache or made now.
+/// The record of the statement `sql` (as sent): from this thread's cache, else the shared
+/// one, else made now (and kept in both).
 pub(crate) fn statement(sql: &[u8]) -> Arc<Statement> {
     if sql.len() > CACHE_MAX_LEN {
         return Arc::new(Statement::new(sql));
     }
-    let h = quick_hash(sql);
+    let h = crate::db::quick_hash(sql);
+    let local = (h >> 16) as usize % LOCAL_SLOTS;
+    if let Ok(Some(s)) = LOCAL.try_with(|l| {
+        l.borrow()[local]
+            .as_ref()
+            .filter(|s| *s.raw == *sql)
+            .map(Arc::clone)
+    }) {
+        return s;
+    }
+    let s = shared(sql, h);
+    let _ = LOCAL.try_with(|l| l.borrow_mut()[local] = Some(Arc::clone(&s)));
+    s
+}
+
+/// [`statement`] from the cache shared by the threads.
+fn shared(sql: &[u8], h: u64) -> Arc<Statement> {
     let slot = &CACHE[(h ^ (h >> 32)) as usize % SLOTS];
     if let Some(s) = slot
         .lock()
@@ -711,6 +719,61 @@ mod tests {
             "SELECT * FROM t",
         ),
     ];
+
+    #[test]
+    fn a_statement_seen_before_shares_its_record() {
+        let sql = b"SELECT name FROM cache_test_users WHERE id = ? AND note = 'x'";
+        let a = statement(sql);
+        let b = statement(sql);
+        assert!(Arc::ptr_eq(&a, &b), "sanitized again");
+        assert_eq!(a.name.as_deref(), Some("SELECT cache_test_users"));
+        assert_eq!(a.attrs, b.attrs);
+        assert_eq!(
+            a.text.as_deref(),
+            Some("SELECT name FROM cache_test_users WHERE id = ? AND note = ?")
+        );
+        // The name is interned: one `'static` string, not a copy per record.
+        let c = Statement::new(sql);
+        match (&a.name, &c.name) {
+            (Some(Cow::Borrowed(x)), Some(Cow::Borrowed(y))) => assert!(std::ptr::eq(*x, *y)),
+            other => panic!("not interned: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_statement_cache_is_bounded() {
+        // More distinct statements than slots: each slot holds one record, the last one that
+        // mapped to it; a statement evicted comes back equal, sanitized again.
+        let n = SLOTS * 3;
+        let first = statement(b"SELECT a FROM cache_bound_0 WHERE id = 1");
+        for i in 1..n {
+            statement(format!("SELECT a FROM cache_bound_{i} WHERE id = 1").as_bytes());
+        }
+        let held = CACHE
+            .iter()
+            .filter(|s| s.lock().unwrap_or_else(PoisonError::into_inner).is_some())
+            .count();
+        assert!(held <= SLOTS);
+        let local = LOCAL.with(|l| l.borrow().iter().filter(|s| s.is_some()).count());
+        assert!(local <= LOCAL_SLOTS);
+        let again = statement(b"SELECT a FROM cache_bound_0 WHERE id = 1");
+        assert_eq!(again.attrs, first.attrs);
+        assert_eq!(again.name, first.name);
+        // A statement longer than the cache takes is not kept.
+        let long = format!("SELECT {} FROM t", vec!["c"; CACHE_MAX_LEN].join(", "));
+        let (x, y) = (statement(long.as_bytes()), statement(long.as_bytes()));
+        assert!(!Arc::ptr_eq(&x, &y));
+        assert_eq!(x.attrs, y.attrs);
+    }
+
+    #[test]
+    fn interned_names_are_bounded() {
+        for i in 0..INTERNED_MAX + 10 {
+            let _ = intern(&format!("SELECT intern_bound_{i}"));
+        }
+        let set = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
+        assert!(set.as_ref().is_some_and(|s| s.len() <= INTERNED_MAX));
+    }
 
     #[test]
     fn table_of_statements() {
