@@ -25,7 +25,12 @@ fn spans() -> &'static InMemorySpanExporter {
 fn named(all: &[SpanData], name: &str) -> SpanData {
     all.iter()
         .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no span {name} in {:?}", all.iter().map(|s| &s.name).collect::<Vec<_>>()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no span {name} in {:?}",
+                all.iter().map(|s| &s.name).collect::<Vec<_>>()
+            )
+        })
         .clone()
 }
 
@@ -49,7 +54,11 @@ fn otel_api_code_sees_the_traced_span_and_nests_both_ways() {
     let outer = named(&all, "outer");
     let third = named(&all, "third-party");
     let inner = named(&all, "inner");
-    assert_eq!(active, outer.span_context.span_id(), "get_active_span sees the traced span");
+    assert_eq!(
+        active,
+        outer.span_context.span_id(),
+        "get_active_span sees the traced span"
+    );
     assert_eq!(third.parent_span_id, outer.span_context.span_id());
     assert_eq!(inner.parent_span_id, third.span_context.span_id());
     assert_eq!(inner.span_context.trace_id(), outer.span_context.trace_id());

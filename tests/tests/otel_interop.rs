@@ -45,7 +45,10 @@ fn a_traced_span_nests_under_a_span_attached_through_the_otel_api() {
 
 #[traced]
 fn reads_both_contexts() -> (opentelemetry::trace::SpanId, opentelemetry::trace::SpanId) {
-    let otel = opentelemetry::Context::current().span().span_context().span_id();
+    let otel = opentelemetry::Context::current()
+        .span()
+        .span_context()
+        .span_id();
     let ours = tracer_runtime::current_context()
         .span()
         .span_context()
@@ -60,7 +63,11 @@ fn opentelemetry_context_current_does_not_see_a_traced_span_by_default() {
     let ((otel, ours), spans) = in_root(reads_both_contexts);
     let span = named(&spans, "reads_both_contexts");
     assert_eq!(ours, span.span_context.span_id());
-    assert_eq!(otel, root(&spans).span_context.span_id(), "the root's, as documented");
+    assert_eq!(
+        otel,
+        root(&spans).span_context.span_id(),
+        "the root's, as documented"
+    );
 }
 
 #[traced]

@@ -122,4 +122,3 @@ impl<T: IntoAttrValue> IntoAttrValue for Option<T> {
         self.and_then(IntoAttrValue::into_attr_value)
     }
 }
-

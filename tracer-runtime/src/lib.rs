@@ -92,10 +92,8 @@ pub mod metrics;
 pub mod mysql;
 mod panic;
 mod pipeline;
-mod recorder;
-mod traced;
-mod traced_err;
 pub mod propagation;
+mod recorder;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "grpc")]
@@ -109,6 +107,8 @@ mod switch;
 pub mod sync;
 #[cfg(feature = "tls")]
 mod tls;
+mod traced;
+mod traced_err;
 #[cfg(feature = "tracing")]
 pub mod tracing_bridge;
 mod warn;

@@ -33,8 +33,8 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::SystemTime;
 
 use opentelemetry::trace::{
-    Event, Link, SpanBuilder, SpanContext, SpanId, SpanKind, SpanRef, Status,
-    TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    Event, Link, SpanBuilder, SpanContext, SpanId, SpanKind, SpanRef, Status, TraceContextExt as _,
+    TraceFlags, TraceId, TraceState,
 };
 use opentelemetry::{Context, ContextGuard, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{
@@ -296,7 +296,13 @@ pub(crate) struct Start {
 
 impl Start {
     #[cfg_attr(
-        not(any(feature = "http", feature = "redis", feature = "mysql", feature = "tracing", feature = "sync")),
+        not(any(
+            feature = "http",
+            feature = "redis",
+            feature = "mysql",
+            feature = "tracing",
+            feature = "sync"
+        )),
         allow(dead_code)
     )]
     fn from_builder(b: SpanBuilder) -> Self {
@@ -435,7 +441,9 @@ impl Record {
         if self.events.events.len() < l.events {
             let dropped = attrs.len().saturating_sub(l.event_attrs) as u32;
             attrs.truncate(l.event_attrs);
-            self.events.events.push(Event::new(name, at, attrs, dropped));
+            self.events
+                .events
+                .push(Event::new(name, at, attrs, dropped));
         } else {
             self.events.dropped_count += 1;
         }
@@ -649,10 +657,7 @@ fn with_top<R>(f: impl FnOnce(&mut Span) -> R) -> Option<R> {
 /// What a span started now would be a child of.
 pub(crate) enum Current {
     /// A recorder span on this thread's stack.
-    Local {
-        sc: SpanContext,
-        svc: Arc<Service>,
-    },
+    Local { sc: SpanContext, svc: Arc<Service> },
     /// OpenTelemetry's current context (an integration's span, a remote parent, or nothing).
     Otel,
 }
@@ -715,7 +720,13 @@ pub(crate) fn current_span_context() -> Option<SpanContext> {
 /// Whether a span is current (work inside a request or a traced fn).
 #[inline]
 #[cfg_attr(
-    not(any(feature = "http", feature = "redis", feature = "mysql", feature = "tracing", feature = "sync")),
+    not(any(
+        feature = "http",
+        feature = "redis",
+        feature = "mysql",
+        feature = "tracing",
+        feature = "sync"
+    )),
     allow(dead_code)
 )]
 pub(crate) fn in_span() -> bool {
@@ -847,7 +858,13 @@ impl<F: Future> Future for WithContext<F> {
 /// `svc`, child of `parent`'s span; returns `parent` with the span current and `svc` as its
 /// service.
 #[cfg_attr(
-    not(any(feature = "http", feature = "redis", feature = "mysql", feature = "tracing", feature = "sync")),
+    not(any(
+        feature = "http",
+        feature = "redis",
+        feature = "mysql",
+        feature = "tracing",
+        feature = "sync"
+    )),
     allow(dead_code)
 )]
 pub(crate) fn start_span(svc: &Arc<Service>, builder: SpanBuilder, parent: &Context) -> Context {
@@ -870,7 +887,13 @@ pub(crate) fn start_span_inherited(
 /// [`start_span`] under the current span (a `#[traced]` fn's, else OpenTelemetry's current
 /// context's).
 #[cfg_attr(
-    not(any(feature = "http", feature = "redis", feature = "mysql", feature = "tracing", feature = "sync")),
+    not(any(
+        feature = "http",
+        feature = "redis",
+        feature = "mysql",
+        feature = "tracing",
+        feature = "sync"
+    )),
     allow(dead_code)
 )]
 pub(crate) fn start_child(svc: &Arc<Service>, builder: SpanBuilder) -> Context {
@@ -884,7 +907,13 @@ pub(crate) fn start_child(svc: &Arc<Service>, builder: SpanBuilder) -> Context {
 }
 
 #[cfg_attr(
-    not(any(feature = "http", feature = "redis", feature = "mysql", feature = "tracing", feature = "sync")),
+    not(any(
+        feature = "http",
+        feature = "redis",
+        feature = "mysql",
+        feature = "tracing",
+        feature = "sync"
+    )),
     allow(dead_code)
 )]
 fn start_in(svc: &Arc<Service>, builder: SpanBuilder, parent: Option<&SpanContext>) -> Span {

@@ -47,7 +47,10 @@ pub(crate) fn status_trailers(code: i32, message: &str) -> HeaderMap {
 }
 
 /// Records a panic's `exception` event on the span of `cx`; returns its message.
-pub(crate) fn record_panic(cx: &opentelemetry::Context, payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn record_panic(
+    cx: &opentelemetry::Context,
+    payload: &(dyn std::any::Any + Send),
+) -> String {
     use opentelemetry::trace::TraceContextExt as _;
     crate::panic::record_exception(&mut cx.span(), payload)
 }
