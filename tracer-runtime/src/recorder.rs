@@ -269,7 +269,8 @@ struct Record {
 pub(crate) struct Span {
     sc: SpanContext,
     svc: Arc<Service>,
-    rec: Option<Record>,
+    /// Boxed (from a per-thread pool) so that the span moves as a few words.
+    rec: Option<Box<Record>>,
     #[cfg(feature = "metrics")]
     metric: Option<crate::metrics::Pending>,
 }
@@ -338,7 +339,7 @@ impl Span {
             let mut attrs = s.attrs;
             let dropped_attrs = attrs.len().saturating_sub(l.attrs) as u32;
             attrs.truncate(l.attrs);
-            let mut rec = Record {
+            let mut rec = pooled(Record {
                 parent: parent.map_or(SpanId::INVALID, SpanContext::span_id),
                 parent_remote: parent.is_some_and(SpanContext::is_remote),
                 kind: s.kind,
@@ -351,12 +352,16 @@ impl Span {
                 status: Status::Unset,
                 logs: 0,
                 logs_dropped: 0,
-            };
-            for link in s.links {
-                rec.add_link(link.span_context, link.attributes);
+            });
+            if !s.links.is_empty() {
+                for link in s.links {
+                    rec.add_link(link.span_context, link.attributes);
+                }
             }
-            for e in s.events {
-                rec.add_event(e.name, e.timestamp, e.attributes);
+            if !s.events.is_empty() {
+                for e in s.events {
+                    rec.add_event(e.name, e.timestamp, e.attributes);
+                }
             }
             rec
         });
@@ -398,17 +403,18 @@ impl Span {
             span_context: self.sc.clone(),
             parent_span_id: rec.parent,
             parent_span_is_remote: rec.parent_remote,
-            span_kind: rec.kind,
-            name: rec.name,
+            span_kind: rec.kind.clone(),
+            name: std::mem::replace(&mut rec.name, Cow::Borrowed("")),
             start_time: rec.start,
             end_time: at.unwrap_or_else(SystemTime::now),
-            attributes: rec.attrs,
+            attributes: std::mem::take(&mut rec.attrs),
             dropped_attributes_count: rec.dropped_attrs,
-            events: rec.events,
-            links: rec.links,
-            status: rec.status,
+            events: std::mem::take(&mut rec.events),
+            links: std::mem::take(&mut rec.links),
+            status: std::mem::replace(&mut rec.status, Status::Unset),
             instrumentation_scope: self.svc.sink.scope.clone(),
         };
+        recycle(rec);
         self.svc.sink.export(data);
     }
 }
@@ -418,6 +424,39 @@ impl Drop for Span {
         // A span dropped without `end` ends now, as the SDK's does.
         self.finish(None);
     }
+}
+
+thread_local! {
+    /// Emptied records, reused: a span's record costs no allocation once the thread has ended
+    /// a few spans.
+    static POOL: RefCell<Vec<Box<Record>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How many emptied records a thread keeps.
+const POOL_SIZE: usize = 64;
+
+/// `rec` in a box from the thread's pool (a new one when the pool is empty).
+#[inline]
+fn pooled(rec: Record) -> Box<Record> {
+    match POOL.try_with(|p| p.try_borrow_mut().ok()?.pop()).ok().flatten() {
+        Some(mut b) => {
+            *b = rec;
+            b
+        }
+        None => Box::new(rec),
+    }
+}
+
+/// An emptied record back to the thread's pool.
+#[inline]
+fn recycle(rec: Box<Record>) {
+    let _ = POOL.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut()
+            && p.len() < POOL_SIZE
+        {
+            p.push(rec);
+        }
+    });
 }
 
 impl Record {
