@@ -145,7 +145,7 @@ impl<F: Future, D: FnOnce(&Context, &F::Output)> Future for Instrumented<F, D> {
         let Some(cx) = this.cx.as_ref() else {
             return this.inner.poll(task);
         };
-        let guard = crate::recorder::attach(&cx);
+        let guard = crate::recorder::attach(cx);
         let out = this.inner.poll(task);
         drop(guard);
         let Poll::Ready(out) = out else {

@@ -429,6 +429,7 @@ impl Drop for Span {
 thread_local! {
     /// Emptied records, reused: a span's record costs no allocation once the thread has ended
     /// a few spans.
+    #[allow(clippy::vec_box)] // the boxes are what is reused
     static POOL: RefCell<Vec<Box<Record>>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -438,7 +439,11 @@ const POOL_SIZE: usize = 64;
 /// `rec` in a box from the thread's pool (a new one when the pool is empty).
 #[inline]
 fn pooled(rec: Record) -> Box<Record> {
-    match POOL.try_with(|p| p.try_borrow_mut().ok()?.pop()).ok().flatten() {
+    match POOL
+        .try_with(|p| p.try_borrow_mut().ok()?.pop())
+        .ok()
+        .flatten()
+    {
         Some(mut b) => {
             *b = rec;
             b
@@ -606,6 +611,7 @@ impl opentelemetry::trace::Span for Span {
 // The current span: a thread-local stack of frames
 
 /// One entry of the thread's stack of current spans.
+#[allow(clippy::large_enum_variant)] // the span is the common case; boxing it would allocate
 enum Frame {
     /// The current span is OpenTelemetry's current context's (an integration attached it).
     Otel,
@@ -622,6 +628,7 @@ thread_local! {
 /// Makes `span` current: pushes it on the thread's stack and returns its place, or gives it back
 /// when the thread's stack is gone (the thread is exiting).
 #[inline]
+#[allow(clippy::result_large_err)] // the span itself, given back
 pub(crate) fn push(span: Span) -> Result<usize, Span> {
     let mut span = Some(span);
     let at = STACK

@@ -105,6 +105,7 @@ pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live>
 pub struct Live(Held);
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // the span is the common case; boxing it would allocate
 enum Held {
     /// A recorder span (the default).
     Local(recorder::Span),
@@ -197,6 +198,7 @@ fn panicked(s: &mut dyn SpanWrite, message: String) {
 
 /// A span made current by [`Live::enter`].
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // moved once per entry; boxing would allocate
 enum Entered {
     /// On the thread's stack, at this place.
     Stack(usize),

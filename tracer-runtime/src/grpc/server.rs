@@ -208,7 +208,7 @@ where
                 }
             };
             let called = {
-                let _attached = path_cx.as_ref().map(|cx| crate::recorder::attach(&cx));
+                let _attached = path_cx.as_ref().map(crate::recorder::attach);
                 catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
             };
             let mut fut = GrpcServerResponseFuture::new(called, None, catch);
@@ -441,7 +441,7 @@ where
                     .as_ref()
                     .map(|s| &s.cx)
                     .or(this.path_cx.as_ref())
-                    .map(|cx| crate::recorder::attach(&cx));
+                    .map(crate::recorder::attach);
                 catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
             }
         };

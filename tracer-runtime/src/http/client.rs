@@ -191,7 +191,7 @@ where
     fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let polled = {
-            let _attached = this.cx.as_ref().map(|cx| crate::recorder::attach(&cx));
+            let _attached = this.cx.as_ref().map(crate::recorder::attach);
             match this.inner.poll(task) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(r) => r,

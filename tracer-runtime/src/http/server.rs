@@ -278,7 +278,7 @@ where
                 Err(l) => return HttpServerResponseFuture::refused(l, None, catch),
             };
             let called = {
-                let _attached = path_cx.as_ref().map(|cx| crate::recorder::attach(&cx));
+                let _attached = path_cx.as_ref().map(crate::recorder::attach);
                 if catch {
                     catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
                 } else {
@@ -544,7 +544,7 @@ where
                 .as_ref()
                 .map(|t| &t.cx)
                 .or(this.path_cx.as_ref())
-                .map(|cx| crate::recorder::attach(&cx));
+                .map(crate::recorder::attach);
             if *this.catch {
                 catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
             } else {
