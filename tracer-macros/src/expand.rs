@@ -338,7 +338,7 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
         // (`return`, `?`, the tail, a panic).
         Shape::Sync if !inspects_output => quote! {
             #prelude
-            let #n_guard = #n_span.map(#p::SyncGuard::enter);
+            let #n_guard = #p::SyncGuard::new(#n_span);
             #block
         },
         // `err` and `ret` need the returned value: the body runs in a closure, as in

@@ -180,11 +180,11 @@ impl Live {
         match self.0 {
             Held::Local(span) => match recorder::push(span) {
                 Ok(at) => Entered::Stack(at),
-                Err(span) => Entered::Held(Live(Held::Local(span)), None),
+                Err(span) => Entered::Held(Box::new((Live(Held::Local(span)), None))),
             },
             Held::Cx(cx) => {
                 let attached = recorder::attach(&cx);
-                Entered::Held(Live(Held::Cx(cx)), Some(attached))
+                Entered::Held(Box::new((Live(Held::Cx(cx)), Some(attached))))
             }
         }
     }
@@ -198,12 +198,12 @@ fn panicked(s: &mut dyn SpanWrite, message: String) {
 
 /// A span made current by [`Live::enter`].
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // moved once per entry; boxing would allocate
 enum Entered {
     /// On the thread's stack, at this place.
     Stack(usize),
-    /// Kept here (in an attached context, or the thread's stack is gone).
-    Held(Live, Option<Attached>),
+    /// Kept here (in an attached context, or the thread's stack is gone): boxed, so that the
+    /// common case moves as two words.
+    Held(Box<(Live, Option<Attached>)>),
 }
 
 impl Entered {
@@ -212,7 +212,8 @@ impl Entered {
     fn exit(self) -> Option<Live> {
         match self {
             Entered::Stack(at) => recorder::pop(at).map(|s| Live(Held::Local(s))),
-            Entered::Held(live, attached) => {
+            Entered::Held(held) => {
+                let (live, attached) = *held;
                 drop(attached);
                 Some(live)
             }
@@ -244,18 +245,39 @@ impl SyncGuard {
             _not_send: std::marker::PhantomData,
         }
     }
-}
 
-impl Drop for SyncGuard {
-    #[inline]
-    fn drop(&mut self) {
-        let Some(mut live) = self.entered.take().and_then(Entered::exit) else {
+    /// [`enter`](Self::enter) when there is a span; a guard that does nothing when there is none
+    /// (tracing off), whose drop is one inlined branch.
+    #[inline(always)]
+    pub fn new(span: Option<Live>) -> Self {
+        match span {
+            Some(live) => Self::enter(live),
+            None => SyncGuard {
+                entered: None,
+                panicking_at_entry: false,
+                _not_send: std::marker::PhantomData,
+            },
+        }
+    }
+
+    #[inline(never)]
+    fn exit(entered: Entered, panicking_at_entry: bool) {
+        let Some(mut live) = entered.exit() else {
             return;
         };
-        if std::thread::panicking() && !self.panicking_at_entry {
+        if std::thread::panicking() && !panicking_at_entry {
             live.record_unwinding_panic();
         }
         live.end();
+    }
+}
+
+impl Drop for SyncGuard {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if let Some(entered) = self.entered.take() {
+            Self::exit(entered, self.panicking_at_entry);
+        }
     }
 }
 
