@@ -94,9 +94,7 @@ pub fn add_event(
     name: impl Into<std::borrow::Cow<'static, str>>,
     attributes: Vec<opentelemetry::KeyValue>,
 ) {
-    if !crate::__private::on() {
-        return;
-    }
+    // No switch check: a span that started records whole, even if the switch flips meanwhile.
     let name = name.into();
     recorder::with_recording_span(|s| s.add_event(name, attributes));
 }
@@ -104,8 +102,5 @@ pub fn add_event(
 /// Sets an attribute on the current span (a `#[traced]` fn's, or an integration's), if it
 /// records.
 pub fn set_attribute(attribute: opentelemetry::KeyValue) {
-    if !crate::__private::on() {
-        return;
-    }
     recorder::with_recording_span(|s| s.set_attribute(attribute));
 }
