@@ -31,15 +31,19 @@ pub(crate) fn start(
     }
     let Some(parent) = parent else {
         // Under the current span (a `#[traced]` fn's, else the current context's).
-        let svc = match service {
-            None => crate::recorder::current_service_recording()?,
-            Some(_) => crate::service::recording(service)?,
+        let (svc, inherited) = match service {
+            None => (crate::recorder::current_service_recording()?, true),
+            Some(_) => (crate::service::recording(service)?, false),
         };
         let (name, attrs) = make();
         let builder = SpanBuilder::from_name(name)
             .with_kind(SpanKind::Client)
             .with_attributes(attrs);
-        return Some(crate::recorder::start_child(&svc, builder));
+        return Some(if inherited {
+            crate::recorder::start_child_inherited(&svc, builder)
+        } else {
+            crate::recorder::start_child(&svc, builder)
+        });
     };
     let (svc, inherited) = match service {
         None => (crate::service::resolve_recording(parent)?, true),

@@ -952,6 +952,18 @@ pub(crate) fn start_child(svc: &Arc<Service>, builder: SpanBuilder) -> Context {
     }
 }
 
+/// [`start_child`] for a span of the service the current span resolves to, whose context only
+/// carries it through an operation (a Redis command, a statement): no service entry inserted.
+#[cfg(any(feature = "redis", feature = "mysql"))]
+pub(crate) fn start_child_inherited(svc: &Arc<Service>, builder: SpanBuilder) -> Context {
+    match current() {
+        Current::Local { sc, .. } => {
+            Context::current().with_span(start_in(svc, builder, Some(&sc)))
+        }
+        Current::Otel => Context::map_current(|cx| start_span_inherited(svc, builder, cx)),
+    }
+}
+
 #[cfg_attr(
     not(any(
         feature = "http",
