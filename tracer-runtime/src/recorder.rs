@@ -23,6 +23,18 @@
 //! `with_otel_context(true)`, every `#[traced]` span is also put in OpenTelemetry's context, as
 //! integration spans are, at the cost of that context's allocations per span.
 
+// What only the integrations use (their span starts, `in_span`) is unused in a build with none.
+#![cfg_attr(
+    not(any(
+        feature = "http",
+        feature = "redis",
+        feature = "mysql",
+        feature = "tracing",
+        feature = "sync"
+    )),
+    allow(dead_code)
+)]
+
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -296,16 +308,6 @@ pub(crate) struct Start {
 }
 
 impl Start {
-    #[cfg_attr(
-        not(any(
-            feature = "http",
-            feature = "redis",
-            feature = "mysql",
-            feature = "tracing",
-            feature = "sync"
-        )),
-        allow(dead_code)
-    )]
     fn from_builder(b: SpanBuilder) -> Self {
         Start {
             name: b.name,
@@ -765,16 +767,6 @@ pub(crate) fn current_span_context() -> Option<SpanContext> {
 
 /// Whether a span is current (work inside a request or a traced fn).
 #[inline]
-#[cfg_attr(
-    not(any(
-        feature = "http",
-        feature = "redis",
-        feature = "mysql",
-        feature = "tracing",
-        feature = "sync"
-    )),
-    allow(dead_code)
-)]
 pub(crate) fn in_span() -> bool {
     match current() {
         Current::Local { .. } => true,
@@ -903,16 +895,6 @@ impl<F: Future> Future for WithContext<F> {
 /// Starts an integration's span (HTTP, gRPC, Redis, MySQL, lock waits, `tracing` spans) of
 /// `svc`, child of `parent`'s span; returns `parent` with the span current and `svc` as its
 /// service.
-#[cfg_attr(
-    not(any(
-        feature = "http",
-        feature = "redis",
-        feature = "mysql",
-        feature = "tracing",
-        feature = "sync"
-    )),
-    allow(dead_code)
-)]
 pub(crate) fn start_span(svc: &Arc<Service>, builder: SpanBuilder, parent: &Context) -> Context {
     let sc = parent_of(parent);
     into_context(parent, start_in(svc, builder, sc.as_ref()))
@@ -932,16 +914,6 @@ pub(crate) fn start_span_inherited(
 
 /// [`start_span`] under the current span (a `#[traced]` fn's, else OpenTelemetry's current
 /// context's).
-#[cfg_attr(
-    not(any(
-        feature = "http",
-        feature = "redis",
-        feature = "mysql",
-        feature = "tracing",
-        feature = "sync"
-    )),
-    allow(dead_code)
-)]
 pub(crate) fn start_child(svc: &Arc<Service>, builder: SpanBuilder) -> Context {
     match current() {
         Current::Local { sc, .. } => {
@@ -964,16 +936,6 @@ pub(crate) fn start_child_inherited(svc: &Arc<Service>, builder: SpanBuilder) ->
     }
 }
 
-#[cfg_attr(
-    not(any(
-        feature = "http",
-        feature = "redis",
-        feature = "mysql",
-        feature = "tracing",
-        feature = "sync"
-    )),
-    allow(dead_code)
-)]
 fn start_in(svc: &Arc<Service>, builder: SpanBuilder, parent: Option<&SpanContext>) -> Span {
     #[cfg(feature = "metrics")]
     let metric = crate::metrics::Pending::integration(
