@@ -165,6 +165,7 @@ struct MetricsConfig {
     switch: bool,
     token: Option<String>,
     cap: usize,
+    otlp: Option<bool>,
 }
 
 #[cfg(feature = "metrics")]
@@ -175,6 +176,7 @@ impl Default for MetricsConfig {
             switch: false,
             token: None,
             cap: crate::metrics::DEFAULT_CARDINALITY_LIMIT,
+            otlp: None,
         }
     }
 }
@@ -369,6 +371,20 @@ impl Builder {
         self
     }
 
+    /// Also exports this service's RED metrics over OTLP (default: `OTEL_METRICS_EXPORTER`
+    /// lists `otlp`; else off). They go to the traces' collector: the
+    /// [`with_endpoint`](Self::with_endpoint) URL (HTTP: with `/v1/metrics`), else
+    /// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`, over the traces'
+    /// protocol unless `OTEL_EXPORTER_OTLP_METRICS_PROTOCOL` is set, every
+    /// `OTEL_METRIC_EXPORT_INTERVAL` (60 s by default) and when the guard is dropped or
+    /// [flushed](Guard::flush). Needs the `otlp-metrics` feature. Costs a second recording of
+    /// each measured span, in the OpenTelemetry metrics SDK (see [`metrics`](crate::metrics)).
+    #[cfg(feature = "otlp-metrics")]
+    pub fn with_otlp_metrics(mut self, on: bool) -> Self {
+        self.metrics.otlp = Some(on);
+        self
+    }
+
     /// Installs the pipeline. Spans are recorded from now until the guard is dropped.
     pub fn install(self) -> Result<Guard, InitError> {
         if self.name.trim().is_empty() {
@@ -389,8 +405,39 @@ impl Builder {
             .with_service_name(self.name.clone())
             .with_attributes(self.resource)
             .build();
+        #[allow(unused_mut)]
+        let mut runtimes: Vec<ExportRuntime> = Vec::new();
         #[cfg(feature = "metrics")]
-        let metrics = Arc::new(crate::metrics::Metrics::new(&resource, self.metrics.cap));
+        #[allow(unused_mut)]
+        let mut metrics = crate::metrics::Metrics::new(&resource, self.metrics.cap);
+        #[cfg(feature = "metrics")]
+        let otlp_metrics = crate::metrics::otlp_wanted(self.metrics.otlp)?;
+        #[cfg(all(feature = "metrics", not(feature = "otlp-metrics")))]
+        let _ = otlp_metrics;
+        #[cfg(feature = "otlp-metrics")]
+        if otlp_metrics {
+            let protocol = match self.protocol {
+                Some(p) => p,
+                None => Protocol::from_env()?,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("tracer-metrics")
+                .enable_all()
+                .build()
+                .map_err(InitError::Runtime)?;
+            let handle = rt.handle().clone();
+            runtimes.push(ExportRuntime(Some(rt)));
+            metrics.otlp = Some(crate::metrics::otlp::Otlp::new(
+                &resource,
+                protocol,
+                self.endpoint.as_deref(),
+                self.ca_certificate.clone(),
+                handle,
+            )?);
+        }
+        #[cfg(feature = "metrics")]
+        let metrics = Arc::new(metrics);
         #[cfg(feature = "metrics")]
         let endpoint = match self.metrics.endpoint {
             Some(addr) => Some(crate::metrics::Endpoint::start(
@@ -409,8 +456,6 @@ impl Builder {
         for add in self.processors {
             processors.push(add(&batch, &mut pipelines)?);
         }
-        #[allow(unused_mut)]
-        let mut runtimes: Vec<ExportRuntime> = Vec::new();
         if self.otlp {
             let exporters = match self.exporters {
                 Some(e) => e,
@@ -626,8 +671,18 @@ impl Guard {
             .map(|e| e.addr)
     }
 
-    /// Exports every span finished so far, and waits for it.
+    /// Exports every span finished so far (and the metrics, when exported over OTLP), and waits
+    /// for it.
     pub fn flush(&self) -> Result<(), ShutdownError> {
+        #[cfg(feature = "otlp-metrics")]
+        if let Some(i) = &self.inner
+            && let Some(o) = i.svc.metrics.as_ref().and_then(|m| m.otlp.as_ref())
+        {
+            o.flush().map_err(|source| ShutdownError::Pipeline {
+                service: i.svc.name.clone(),
+                source,
+            })?;
+        }
         match &self.inner {
             Some(i) => i
                 .provider
@@ -655,8 +710,25 @@ impl GuardInner {
         // Uninstall first: no new span starts on a provider being shut down.
         service::unregister(&self.svc);
         switch::uninstalled(&self.svc.name);
+        // The metrics' last export runs beside the spans', so that a hung collector costs one
+        // export timeout, not two.
+        #[cfg(feature = "otlp-metrics")]
+        let metrics_shut = self
+            .svc
+            .metrics
+            .clone()
+            .filter(|m| m.otlp.is_some())
+            .map(|m| {
+                let timeout = self.timeout;
+                std::thread::spawn(move || m.otlp.as_ref().map(|o| o.shutdown(timeout)))
+            });
         // Each pipeline exports what it holds, waiting one export timeout at most.
         let shut = self.provider.shutdown_with_timeout(self.timeout);
+        #[cfg(feature = "otlp-metrics")]
+        let shut = match metrics_shut.map(std::thread::JoinHandle::join) {
+            Some(Ok(Some(Err(e)))) if shut.is_ok() => Err(e),
+            _ => shut,
+        };
         #[cfg(feature = "metrics")]
         drop(self.endpoint);
         drop(self.runtimes);

@@ -29,9 +29,9 @@
 //! `otel_sdk_processor_span_processed_total{error_type="queue_full"}` (spans dropped before
 //! export) and `otel_sdk_exporter_operation_failed_total` (failed export batches).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Instant;
@@ -41,14 +41,16 @@ use opentelemetry::{KeyValue, Value};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder,
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder,
+    NoLabelSet,
 };
 use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
+#[cfg(feature = "otlp-metrics")]
+pub(crate) mod otlp;
 mod server;
 pub(crate) use server::{Endpoint, EndpointConfig};
 
@@ -65,6 +67,19 @@ const HTTP_BUCKETS: &[f64] = &[
 ];
 /// `db.client.operation.duration`'s recommended boundaries.
 const DB_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+
+/// Boundaries in nanoseconds, compared with a duration's nanoseconds when it is observed.
+const fn nanos<const N: usize>(seconds: &[f64]) -> [u64; N] {
+    let mut out = [0; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = (seconds[i] * 1e9) as u64;
+        i += 1;
+    }
+    out
+}
+const HTTP_BUCKETS_NS: &[u64] = &nanos::<14>(HTTP_BUCKETS);
+const DB_BUCKETS_NS: &[u64] = &nanos::<9>(DB_BUCKETS);
 
 /// The kinds of operation measured, one histogram each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -294,8 +309,13 @@ impl Lv {
 
 #[inline]
 fn fx_str(s: &str) -> u64 {
+    fx_bytes(s.as_bytes())
+}
+
+#[inline]
+fn fx_bytes(s: &[u8]) -> u64 {
     let mut h = mix(3, s.len() as u64);
-    let mut chunks = s.as_bytes().chunks_exact(8);
+    let mut chunks = s.chunks_exact(8);
     for c in &mut chunks {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
@@ -307,7 +327,10 @@ fn fx_str(s: &str) -> u64 {
     mix(h, u64::from_le_bytes(w))
 }
 
-static INTERNED: RwLock<Option<HashSet<Arc<str>>>> = RwLock::new(None);
+/// Keyed by content with FxHash (see [`K`]): SipHash of each label string cost more than the
+/// rest of a span's measurement.
+static INTERNED: RwLock<Option<HashSet<Arc<str>, BuildHasherDefault<Premixed>>>> =
+    RwLock::new(None);
 
 /// The shared copy of `s`: allocates only the first time a value is seen.
 fn intern(s: &str) -> Lv {
@@ -320,7 +343,7 @@ fn intern(s: &str) -> Lv {
         return Lv::Shared(Arc::clone(found));
     }
     let mut w = INTERNED.write().unwrap_or_else(PoisonError::into_inner);
-    let set = w.get_or_insert_with(HashSet::new);
+    let set = w.get_or_insert_with(HashSet::default);
     if let Some(found) = set.get(s) {
         return Lv::Shared(Arc::clone(found));
     }
@@ -408,46 +431,212 @@ impl EncodeLabelSet for LabelSet {
     }
 }
 
-type Hist = Family<LabelSet, Histogram, fn() -> Histogram>;
-
-fn http_histogram() -> Histogram {
-    Histogram::new(HTTP_BUCKETS.iter().copied())
+/// One histogram series: a count per bucket and the sum, updated with two relaxed atomic adds
+/// and no lock. prometheus-client's own `Histogram` takes a lock per observation; its encoder
+/// still writes this one's text.
+#[derive(Debug)]
+pub(crate) struct Series {
+    bounds: &'static [f64],
+    bounds_ns: &'static [u64],
+    /// Observations per bucket (not cumulative); the last is `+Inf`.
+    buckets: Box<[AtomicU64]>,
+    sum_ns: AtomicU64,
 }
 
-fn db_histogram() -> Histogram {
-    Histogram::new(DB_BUCKETS.iter().copied())
+impl Series {
+    fn new(kind: Kind) -> Series {
+        let (bounds, bounds_ns) = if kind == Kind::Db {
+            (DB_BUCKETS, DB_BUCKETS_NS)
+        } else {
+            (HTTP_BUCKETS, HTTP_BUCKETS_NS)
+        };
+        Series {
+            bounds,
+            bounds_ns,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    fn observe(&self, ns: u64) {
+        // Bucket `le=b` counts durations <= b: the first boundary not below `ns`.
+        let i = self.bounds_ns.partition_point(|&b| b < ns);
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Count, sum (seconds) and the cumulative buckets, `+Inf` last.
+    fn snapshot(&self) -> (u64, f64, Vec<(f64, u64)>) {
+        let mut total = 0;
+        let mut buckets = Vec::with_capacity(self.buckets.len());
+        for (i, b) in self.buckets.iter().enumerate() {
+            total += b.load(Ordering::Relaxed);
+            buckets.push((self.bounds.get(i).copied().unwrap_or(f64::INFINITY), total));
+        }
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        (total, sum, buckets)
+    }
+}
+
+impl TypedMetric for Series {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Series {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), fmt::Error> {
+        let (count, sum, buckets) = self.snapshot();
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// A hasher for keys that hash themselves to one premixed `u64` ([`LabelSet`]): it keeps it.
+#[derive(Default)]
+struct Premixed(u64);
+
+impl Hasher for Premixed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Strings (the interner's keys); `LabelSet` writes one `u64`.
+        self.0 = mix(self.0, fx_bytes(bytes));
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.0 = mix(self.0, u64::from(v));
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = mix(self.0, v);
+    }
+}
+
+type SeriesMap = HashMap<LabelSet, Arc<Series>, BuildHasherDefault<Premixed>>;
+
+/// One instrument of one service: its series by label set, at most `cap` of them plus the
+/// overflow series.
+struct Instrument {
+    kind: Kind,
+    series: RwLock<SeriesMap>,
+    /// Label sets in `series` (the overflow one not counted).
+    size: AtomicUsize,
+    cap: usize,
+}
+
+impl fmt::Debug for Instrument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instrument")
+            .field("kind", &self.kind)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Instrument {
+    fn new(kind: Kind, cap: usize) -> Instrument {
+        Instrument {
+            kind,
+            series: RwLock::new(SeriesMap::default()),
+            size: AtomicUsize::new(0),
+            cap,
+        }
+    }
+
+    /// Observes `ns` in the series of `labels`, made if new and there is room.
+    #[inline]
+    fn observe(&self, labels: &LabelSet, ns: u64) {
+        if !labels.is_overflow()
+            && let Some(s) = self
+                .series
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(labels)
+        {
+            s.observe(ns);
+            return;
+        }
+        self.series(labels).observe(ns);
+    }
+
+    /// The series of `labels` (or the overflow one when past the cap), made if new.
+    fn series(&self, labels: &LabelSet) -> Arc<Series> {
+        let overflow = LabelSet::overflow(self.kind);
+        let mut map = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        if !labels.is_overflow() {
+            if let Some(s) = map.get(labels) {
+                return Arc::clone(s);
+            }
+            if self.size.load(Ordering::Relaxed) < self.cap {
+                self.size.fetch_add(1, Ordering::Relaxed);
+                let s = Arc::new(Series::new(self.kind));
+                map.insert(labels.clone(), Arc::clone(&s));
+                return s;
+            }
+        }
+        Arc::clone(
+            map.entry(overflow)
+                .or_insert_with(|| Arc::new(Series::new(self.kind))),
+        )
+    }
+}
+
+impl EncodeMetric for Instrument {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), fmt::Error> {
+        let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        for (labels, series) in map.iter() {
+            series.encode(encoder.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 /// One service's instruments and their registry.
 pub(crate) struct Metrics {
     /// Unique per instance, for the call-site caches ([`FnSeries`]).
     id: u64,
-    families: [Hist; 6],
-    /// Label sets in each family.
-    sizes: [AtomicUsize; 6],
-    cap: usize,
+    instruments: [Arc<Instrument>; 6],
     registry: Registry,
+    /// The same measurements for OTLP export, when asked for.
+    #[cfg(feature = "otlp-metrics")]
+    pub(crate) otlp: Option<otlp::Otlp>,
 }
 
 impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Metrics")
-            .field("cap", &self.cap)
+            .field("id", &self.id)
             .finish_non_exhaustive()
+    }
+}
+
+/// The registry holds the instruments through this (it wants them owned).
+#[derive(Debug)]
+struct Registered(Arc<Instrument>);
+
+impl EncodeMetric for Registered {
+    fn encode(&self, encoder: MetricEncoder<'_>) -> Result<(), fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
     }
 }
 
 impl Metrics {
     /// The instruments of a service whose resource is `resource` (exposed as `target_info`).
     pub(crate) fn new(resource: &opentelemetry_sdk::Resource, cap: usize) -> Metrics {
-        let families = KINDS.map(|k| {
-            let make: fn() -> Histogram = if k == Kind::Db {
-                db_histogram
-            } else {
-                http_histogram
-            };
-            Family::new_with_constructor(make)
-        });
+        let cap = cap.max(1);
+        let instruments = KINDS.map(|k| Arc::new(Instrument::new(k, cap)));
         let mut registry = Registry::default();
         let mut info: Vec<(String, String)> = resource
             .iter()
@@ -459,61 +648,29 @@ impl Metrics {
             "Target metadata (the OpenTelemetry resource)",
             Info::new(info),
         );
-        for (k, fam) in KINDS.iter().zip(&families) {
+        for (k, inst) in KINDS.iter().zip(&instruments) {
             let (name, help) = k.describe();
-            registry.register_with_unit(name, help, Unit::Seconds, fam.clone());
+            registry.register_with_unit(name, help, Unit::Seconds, Registered(Arc::clone(inst)));
         }
         registry.register_collector(Box::new(SdkCounters));
         static IDS: AtomicU64 = AtomicU64::new(1);
         Metrics {
             id: IDS.fetch_add(1, Ordering::Relaxed),
-            families,
-            sizes: Default::default(),
-            cap: cap.max(1),
+            instruments,
             registry,
+            #[cfg(feature = "otlp-metrics")]
+            otlp: None,
         }
     }
 
-    fn record(&self, labels: &LabelSet, seconds: f64) {
-        let fam = &self.families[labels.kind as usize];
-        if !labels.is_overflow() {
-            if let Some(h) = fam.get(labels) {
-                h.observe(seconds);
-                return;
-            }
-            if self.room(labels.kind) {
-                fam.get_or_create(labels).observe(seconds);
-                return;
-            }
-        }
-        fam.get_or_create(&LabelSet::overflow(labels.kind))
-            .observe(seconds);
+    #[inline]
+    fn record(&self, labels: &LabelSet, ns: u64) {
+        self.instruments[labels.kind as usize].observe(labels, ns);
     }
 
-    /// Whether `kind` may take one more label set; counts it if so. Two threads adding the same
-    /// new set both count it: the cap is then reached a little early, never exceeded.
-    fn room(&self, kind: Kind) -> bool {
-        let size = &self.sizes[kind as usize];
-        if size.load(Ordering::Relaxed) < self.cap {
-            size.fetch_add(1, Ordering::Relaxed);
-            true
-        } else {
-            false
-        }
-    }
-
-    /// The series of `labels` (or the overflow one), shared with the family.
-    fn series(&self, labels: &LabelSet) -> Histogram {
-        let fam = &self.families[labels.kind as usize];
-        if !labels.is_overflow() {
-            if let Some(h) = fam.get(labels) {
-                return h.clone();
-            }
-            if self.room(labels.kind) {
-                return fam.get_or_create_owned(labels);
-            }
-        }
-        fam.get_or_create_owned(&LabelSet::overflow(labels.kind))
+    /// The series of `labels` (or the overflow one), shared with the instrument.
+    fn series(&self, labels: &LabelSet) -> Arc<Series> {
+        self.instruments[labels.kind as usize].series(labels)
     }
 
     /// The Prometheus (OpenMetrics) text of every instrument.
@@ -581,7 +738,7 @@ impl Collector for SdkCounters {
 /// A `#[traced(metrics)]` call site's series without error, for the first service that used
 /// it: found once, then observed without a lookup.
 #[derive(Debug, Default)]
-pub(crate) struct FnSeries(OnceLock<(u64, Histogram)>);
+pub(crate) struct FnSeries(OnceLock<(u64, Arc<Series>)>);
 
 impl FnSeries {
     pub(crate) const fn new() -> Self {
@@ -589,10 +746,10 @@ impl FnSeries {
     }
 }
 
-/// A span being measured: carried by the span from its start to its end.
+/// A span being measured: carried by the span from its start to its end (the span holds the
+/// service, whose [`Metrics`] it is recorded in).
 #[derive(Debug)]
 pub(crate) struct Pending {
-    metrics: Arc<Metrics>,
     start: Instant,
     labels: LabelSet,
     site: Option<&'static FnSeries>,
@@ -606,7 +763,7 @@ impl Pending {
         kind: Option<&SpanKind>,
         attrs: Option<&[KeyValue]>,
     ) -> Option<Pending> {
-        let metrics = metrics?;
+        metrics?;
         let attrs = attrs.unwrap_or(&[]);
         let kind = Kind::of(kind?, attrs)?;
         let mut labels = LabelSet::new(kind);
@@ -614,7 +771,6 @@ impl Pending {
             labels.set(kv);
         }
         Some(Pending {
-            metrics: Arc::clone(metrics),
             start: Instant::now(),
             labels,
             site: None,
@@ -628,10 +784,10 @@ impl Pending {
         name: &'static str,
         site: &'static FnSeries,
     ) -> Option<Pending> {
+        metrics?;
         let mut labels = LabelSet::new(Kind::Fn);
         labels.v[0] = Lv::Static(name);
         Some(Pending {
-            metrics: Arc::clone(metrics?),
             start: Instant::now(),
             labels,
             site: Some(site),
@@ -644,27 +800,60 @@ impl Pending {
         self.labels.set(kv);
     }
 
-    /// The span ended.
+    /// The span ended: its duration goes into `metrics`, its service's.
     #[inline]
-    pub(crate) fn end(self) {
-        let seconds = self.start.elapsed().as_secs_f64();
+    pub(crate) fn end(self, metrics: &Metrics) {
+        let ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        #[cfg(feature = "otlp-metrics")]
+        if let Some(o) = &metrics.otlp {
+            o.record(&self.labels, ns as f64 / 1e9);
+        }
         if let Some(site) = self.site
             && matches!(self.labels.v[1], Lv::Absent)
         {
             match site.0.get() {
-                Some((id, h)) if *id == self.metrics.id => h.observe(seconds),
+                Some((id, s)) if *id == metrics.id => s.observe(ns),
                 cached => {
-                    let h = self.metrics.series(&self.labels);
-                    h.observe(seconds);
+                    let s = metrics.series(&self.labels);
+                    s.observe(ns);
                     if cached.is_none() {
-                        let _ = site.0.set((self.metrics.id, h));
+                        let _ = site.0.set((metrics.id, s));
                     }
                 }
             }
             return;
         }
-        self.metrics.record(&self.labels, seconds);
+        metrics.record(&self.labels, ns);
     }
+}
+
+/// Whether the RED metrics are also exported over OTLP: `asked` (the builder's
+/// `with_otlp_metrics`), else `OTEL_METRICS_EXPORTER` (a list: `otlp` turns it on; `prometheus`
+/// and `none` leave it off; the Prometheus endpoint is `with_prometheus`'s).
+pub(crate) fn otlp_wanted(asked: Option<bool>) -> Result<bool, crate::InitError> {
+    if let Some(a) = asked {
+        return Ok(a);
+    }
+    let list = std::env::var("OTEL_METRICS_EXPORTER").unwrap_or_default();
+    let mut otlp = false;
+    for e in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        match e {
+            "otlp" => otlp = true,
+            "prometheus" | "none" => {}
+            other => {
+                return Err(crate::InitError::InvalidConfig(format!(
+                    "OTEL_METRICS_EXPORTER `{other}`: expected otlp, prometheus (served by `with_prometheus`) or none"
+                )));
+            }
+        }
+    }
+    if otlp && !cfg!(feature = "otlp-metrics") {
+        return Err(crate::InitError::InvalidConfig(
+            "OTEL_METRICS_EXPORTER=otlp needs the cargo feature `otlp-metrics` of tracer-runtime"
+                .to_owned(),
+        ));
+    }
+    Ok(otlp)
 }
 
 /// The Prometheus text of the installed service `service`, as its `/metrics` endpoint serves
@@ -708,7 +897,7 @@ mod tests {
             let mut p =
                 Pending::integration(Some(&m), Some(&SpanKind::Server), Some(&attrs)).unwrap();
             p.set(&KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 200_i64));
-            p.end();
+            p.end(&m);
         }
         let text = m.encode();
         assert!(text.contains(r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/a",http_response_status_code="200"} 1"#), "{text}");

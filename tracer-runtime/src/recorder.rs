@@ -391,8 +391,10 @@ impl Span {
 
     fn finish(&mut self, at: Option<SystemTime>) {
         #[cfg(feature = "metrics")]
-        if let Some(m) = self.metric.take() {
-            m.end();
+        if let Some(m) = self.metric.take()
+            && let Some(metrics) = &self.svc.metrics
+        {
+            m.end(metrics);
         }
         let Some(mut rec) = self.rec.take() else {
             return;

@@ -1,0 +1,342 @@
+//! OTLP export of the RED metrics (feature `otlp-metrics`,
+//! [`Builder::with_otlp_metrics`](crate::Builder::with_otlp_metrics)).
+//!
+//! The OpenTelemetry metrics SDK aggregates and `opentelemetry-otlp`'s `MetricExporter` sends, so
+//! the transport, endpoint, headers, TLS, timeouts and the standard variables
+//! (`OTEL_EXPORTER_OTLP_METRICS_*`, `OTEL_METRIC_EXPORT_INTERVAL`, ...) work as they do for
+//! traces. The SDK's data types cannot be built outside it, so when this export is on, each
+//! measured span is recorded into the SDK's histograms as well as into the Prometheus series:
+//! that second recording is the price of the option (measured in the `traced` benchmark), and
+//! nothing is paid when it is off.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Histogram, MeterProvider as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+
+use super::{DB_BUCKETS, HTTP_BUCKETS, KINDS, Kind, LabelSet, Lv, SLOTS};
+use crate::Protocol;
+use crate::error::InitError;
+
+impl Kind {
+    /// The instrument's semconv name.
+    fn otel_name(self) -> &'static str {
+        match self {
+            Kind::HttpServer => "http.server.request.duration",
+            Kind::HttpClient => "http.client.request.duration",
+            Kind::RpcServer => "rpc.server.call.duration",
+            Kind::RpcClient => "rpc.client.call.duration",
+            Kind::Db => "db.client.operation.duration",
+            Kind::Fn => "tracer.function.duration",
+        }
+    }
+
+    /// The attribute key of each label slot ("" = unused): the semconv keys the Prometheus
+    /// labels were named after, so a collector's Prometheus conversion gives the same names.
+    fn otel_keys(self) -> &'static [&'static str; SLOTS] {
+        match self {
+            Kind::HttpServer => &[
+                "http.request.method",
+                "http.route",
+                "http.response.status_code",
+                "error.type",
+                "",
+            ],
+            Kind::HttpClient => &[
+                "http.request.method",
+                "server.address",
+                "http.response.status_code",
+                "error.type",
+                "",
+            ],
+            Kind::RpcServer | Kind::RpcClient => &[
+                "rpc.system",
+                "rpc.service",
+                "rpc.method",
+                "rpc.response.status_code",
+                "error.type",
+            ],
+            Kind::Db => &[
+                "db.system.name",
+                "db.operation.name",
+                "db.collection.name",
+                "error.type",
+                "",
+            ],
+            Kind::Fn => &["span.name", "error.type", "", "", ""],
+        }
+    }
+}
+
+impl LabelSet {
+    /// The set as OpenTelemetry attributes (`otel.metric.overflow` for the overflow series).
+    fn key_values(&self) -> Vec<KeyValue> {
+        if self.is_overflow() {
+            return vec![KeyValue::new("otel.metric.overflow", true)];
+        }
+        let mut out = Vec::with_capacity(SLOTS);
+        for (key, v) in self.kind.otel_keys().iter().zip(&self.v) {
+            if key.is_empty() {
+                continue;
+            }
+            match v {
+                Lv::Int(i) => out.push(KeyValue::new(*key, *i)),
+                Lv::Static(s) => out.push(KeyValue::new(*key, *s)),
+                Lv::Shared(s) => out.push(KeyValue::new(*key, Arc::clone(s))),
+                Lv::Absent | Lv::TooMany => {}
+            }
+        }
+        out
+    }
+}
+
+/// The SDK's histograms of one service, and the provider that exports them.
+pub(crate) struct Otlp {
+    histograms: [Histogram<f64>; 6],
+    provider: SdkMeterProvider,
+}
+
+impl fmt::Debug for Otlp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Otlp").finish_non_exhaustive()
+    }
+}
+
+impl Otlp {
+    /// The OTLP metrics pipeline of a service with `resource`, exporting on `rt`: `protocol`
+    /// unless `OTEL_EXPORTER_OTLP_METRICS_PROTOCOL` says otherwise, to `endpoint` (the
+    /// builder's) or the standard variables' endpoint.
+    pub(crate) fn new(
+        resource: &Resource,
+        protocol: Protocol,
+        endpoint: Option<&str>,
+        ca_certificate: Option<Vec<u8>>,
+        rt: tokio::runtime::Handle,
+    ) -> Result<Otlp, InitError> {
+        let protocol = match env_first(&["OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"]) {
+            Some((_, v)) => Protocol::parse(&v)?,
+            None => protocol,
+        };
+        let exporter = {
+            let _entered = rt.enter();
+            build_exporter(protocol, endpoint, ca_certificate)?
+        };
+        let reader = PeriodicReader::builder(OnRuntime {
+            inner: exporter,
+            rt,
+        })
+        .build();
+        let provider = SdkMeterProvider::builder()
+            .with_resource(resource.clone())
+            .with_reader(reader)
+            .build();
+        let meter = provider.meter("tracer");
+        let histograms = KINDS.map(|k| {
+            let bounds = if k == Kind::Db {
+                DB_BUCKETS
+            } else {
+                HTTP_BUCKETS
+            };
+            meter
+                .f64_histogram(k.otel_name())
+                .with_unit("s")
+                .with_description(k.describe().1)
+                .with_boundaries(bounds.to_vec())
+                .build()
+        });
+        Ok(Otlp {
+            histograms,
+            provider,
+        })
+    }
+
+    /// Records one span's duration.
+    pub(crate) fn record(&self, labels: &LabelSet, seconds: f64) {
+        self.histograms[labels.kind as usize].record(seconds, &labels.key_values());
+    }
+
+    /// Exports what was recorded so far, and waits for it.
+    pub(crate) fn flush(&self) -> OTelSdkResult {
+        self.provider.force_flush()
+    }
+
+    /// Exports what is left and stops, waiting `timeout` at most.
+    pub(crate) fn shutdown(&self, timeout: Duration) -> OTelSdkResult {
+        self.provider.shutdown_with_timeout(timeout)
+    }
+}
+
+/// The first of `vars` set to a non-blank value.
+fn env_first(vars: &[&'static str]) -> Option<(&'static str, String)> {
+    vars.iter().find_map(|&var| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (var, v))
+    })
+}
+
+fn build_exporter(
+    protocol: Protocol,
+    endpoint: Option<&str>,
+    #[cfg_attr(not(feature = "tls"), allow(unused_variables))] ca_certificate: Option<Vec<u8>>,
+) -> Result<opentelemetry_otlp::MetricExporter, InitError> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    // Checked here: the SDK would panic on some malformed endpoints, or take an `https` one
+    // without TLS.
+    let (var, url) = match endpoint {
+        Some(e) => ("with_endpoint", Some(e.to_owned())),
+        None => env_first(&[
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ])
+        .map_or(("", None), |(var, v)| (var, Some(v))),
+    };
+    if let Some(url) = &url {
+        crate::export::check_endpoint(var, url)?;
+    }
+    let https = url.as_deref().is_some_and(|v| {
+        v.trim()
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    });
+    #[cfg(feature = "tls")]
+    let tls = if https {
+        Some(crate::tls::Tls::new(ca_certificate)?)
+    } else {
+        None
+    };
+    #[cfg(not(feature = "tls"))]
+    if https {
+        return Err(InitError::TlsNotCompiled {
+            var,
+            value: url.unwrap_or_default(),
+        });
+    }
+    let builder = opentelemetry_otlp::MetricExporter::builder();
+    let built = match protocol {
+        #[cfg(feature = "otlp-grpc")]
+        Protocol::Grpc => {
+            let mut b = builder.with_tonic();
+            if let Some(e) = endpoint {
+                b = b.with_endpoint(e);
+            }
+            #[cfg(feature = "tls")]
+            if let Some(tls) = &tls {
+                use opentelemetry_otlp::WithTonicConfig as _;
+                b = b.with_tls_config(tls.grpc());
+            }
+            b.build()
+        }
+        #[cfg(feature = "otlp-http")]
+        Protocol::HttpProtobuf => {
+            let mut b = builder
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+            if let Some(e) = endpoint {
+                b = b.with_endpoint(http_metrics_url(e));
+            }
+            #[cfg(feature = "tls")]
+            if let Some(tls) = &tls {
+                use opentelemetry_otlp::WithHttpConfig as _;
+                b = b.with_http_client(tls.http()?);
+            }
+            b.build()
+        }
+        #[allow(unreachable_patterns)]
+        _ => {
+            let (protocol, feature) = match protocol {
+                Protocol::Grpc => ("grpc", "otlp-grpc"),
+                Protocol::HttpProtobuf => ("http/protobuf", "otlp-http"),
+            };
+            return Err(InitError::ProtocolNotCompiled { protocol, feature });
+        }
+    };
+    Ok(built?)
+}
+
+/// `http://host:4318` -> `http://host:4318/v1/metrics`; a traces URL gets the metrics path; any
+/// other URL with a path is kept.
+#[cfg_attr(not(feature = "otlp-http"), allow(dead_code))]
+fn http_metrics_url(endpoint: &str) -> String {
+    let trimmed = endpoint.trim_end_matches('/');
+    if let Some(base) = trimmed.strip_suffix("/v1/traces") {
+        return format!("{base}/v1/metrics");
+    }
+    let after_scheme = trimmed.split_once("://").map_or(trimmed, |(_, rest)| rest);
+    if after_scheme.contains('/') {
+        trimmed.to_owned()
+    } else {
+        format!("{trimmed}/v1/metrics")
+    }
+}
+
+/// The exporter, each export run to completion on the guard's export runtime. The SDK's
+/// periodic reader calls it from a thread of its own, never from inside a runtime, so blocking
+/// there is safe, and tonic and hyper get the runtime they need.
+struct OnRuntime {
+    inner: opentelemetry_otlp::MetricExporter,
+    rt: tokio::runtime::Handle,
+}
+
+impl fmt::Debug for OnRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnRuntime").finish_non_exhaustive()
+    }
+}
+
+impl PushMetricExporter for OnRuntime {
+    fn export(
+        &self,
+        metrics: &ResourceMetrics,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        let result = if tokio::runtime::Handle::try_current().is_ok() {
+            // Not the reader's thread (never seen): export without blocking a runtime.
+            Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+                "metrics export called from inside a tokio runtime".to_owned(),
+            ))
+        } else {
+            self.rt.block_on(self.inner.export(metrics))
+        };
+        std::future::ready(result)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        let _entered = self.rt.enter();
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let _entered = self.rt.enter();
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> Temporality {
+        self.inner.temporality()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn http_urls_get_the_metrics_path() {
+        for (given, url) in [
+            ("http://127.0.0.1:4318", "http://127.0.0.1:4318/v1/metrics"),
+            ("http://127.0.0.1:4318/", "http://127.0.0.1:4318/v1/metrics"),
+            ("http://c:4318/v1/traces", "http://c:4318/v1/metrics"),
+            (
+                "https://c.example/otlp/v1/metrics",
+                "https://c.example/otlp/v1/metrics",
+            ),
+        ] {
+            assert_eq!(super::http_metrics_url(given), url);
+        }
+    }
+}
