@@ -125,6 +125,18 @@ fn red_metrics_reach_an_otlp_collector_over_grpc_and_http() {
         assert_eq!(ok[0].bucket_counts.iter().sum::<u64>(), 3);
         let sum = ok[0].sum.expect("a sum");
         assert!(sum > 0.0 && sum < 0.015, "{service}: sum {sum}");
+        // tracer's own health counters go along: the five spans started, sampled or not.
+        let started = metric(&requests, service, "otel.sdk.span.started")
+            .unwrap_or_else(|| panic!("{service}: no otel.sdk.span.started"));
+        let Some(Data::Sum(sum)) = &started.data else {
+            panic!("{service}: not a sum: {started:?}");
+        };
+        assert!(sum.is_monotonic, "{service}");
+        let value = match sum.data_points.first().and_then(|p| p.value) {
+            Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(v)) => v,
+            other => panic!("{service}: {other:?}"),
+        };
+        assert!(value >= 5, "{service}: {value} spans started");
         guard.shutdown().expect("shutdown");
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Histogram, MeterProvider as _};
+use opentelemetry::metrics::{Histogram, Meter, MeterProvider as _, ObservableCounter};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
@@ -101,6 +101,8 @@ impl LabelSet {
 pub(crate) struct Otlp {
     histograms: [Histogram<f64>; 6],
     provider: SdkMeterProvider,
+    /// The pipeline's own counters, read at each collection.
+    _health: [ObservableCounter<u64>; 4],
 }
 
 impl fmt::Debug for Otlp {
@@ -153,6 +155,7 @@ impl Otlp {
         });
         Ok(Otlp {
             histograms,
+            _health: health(&meter),
             provider,
         })
     }
@@ -181,6 +184,62 @@ fn env_first(vars: &[&'static str]) -> Option<(&'static str, String)> {
             .filter(|v| !v.trim().is_empty())
             .map(|v| (var, v))
     })
+}
+
+/// tracer's pipeline counters (see [`crate::stats`]), as the Prometheus endpoint serves them.
+fn health(meter: &Meter) -> [ObservableCounter<u64>; 4] {
+    let counter = |name: &'static str,
+                   unit: &'static str,
+                   help: &'static str,
+                   read: fn(&crate::Stats) -> Vec<(u64, Option<&'static str>)>| {
+        meter
+            .u64_observable_counter(name)
+            .with_unit(unit)
+            .with_description(help)
+            .with_callback(move |o| {
+                for (v, error) in read(&crate::stats()) {
+                    match error {
+                        Some(e) => o.observe(v, &[KeyValue::new("error.type", e)]),
+                        None => o.observe(v, &[]),
+                    }
+                }
+            })
+            .build()
+    };
+    [
+        counter(
+            "otel.sdk.span.started",
+            "{span}",
+            "Spans started by tracer",
+            |s| vec![(s.started, None)],
+        ),
+        counter(
+            "otel.sdk.exporter.span.exported",
+            "{span}",
+            "Spans whose export finished; error.type set for the spans lost in a failed export",
+            |s| {
+                vec![
+                    (s.exported, None),
+                    (
+                        s.dropped.saturating_sub(s.dropped_before_export),
+                        Some("export_failed"),
+                    ),
+                ]
+            },
+        ),
+        counter(
+            "otel.sdk.processor.span.processed",
+            "{span}",
+            "Spans the export queue could not take (error.type=queue_full)",
+            |s| vec![(s.dropped_before_export, Some("queue_full"))],
+        ),
+        counter(
+            "otel.sdk.exporter.operation.failed",
+            "{operation}",
+            "Export batches that failed",
+            |s| vec![(s.export_failures, None)],
+        ),
+    ]
 }
 
 fn build_exporter(
