@@ -967,7 +967,8 @@ fn print_report(rows: &[Row], timed: bool) {
 }
 
 /// `TRACED_CALLGRIND=<case>` (sync: `plain`, `traced_off`, `traced_sampled`,
-/// `traced_sampled_out`, `traced_otel_context`, `raw_in_span`, `tracing_otel`, `fastrace` (a
+/// `traced_sampled_out`, `traced_metrics_sampled`, `traced_metrics_sampled_out` (with
+/// `--features metrics`: the same plus the duration histogram), `traced_otel_context`, `raw_in_span`, `tracing_otel`, `fastrace` (a
 /// root and a `#[fastrace::trace]` child: minus `fastrace_root`, the child alone); async,
 /// each call run to completion by the trivial executor: `plain_async`, `traced_async_off`,
 /// `traced_async`): that case alone, `TRACED_CALLGRIND_N` calls (default 1000), then every
@@ -992,6 +993,8 @@ fn callgrind(case: &str) {
         "traced_off" => (Mode::AllOff, &traced_sync),
         "traced_sampled" => (Mode::Plain, &traced_sync),
         "traced_sampled_out" => (Mode::SampledOut, &traced_sync),
+        "traced_metrics_sampled" => (Mode::Plain, &traced_metrics_sync),
+        "traced_metrics_sampled_out" => (Mode::SampledOut, &traced_metrics_sync),
         "traced_otel_context" => (Mode::OtelContext, &traced_sync),
         "raw_in_span" => (Mode::Plain, &|x| raw_sync(tracer, x)),
         "tracing_otel" => (Mode::Plain, &tracing_sync),

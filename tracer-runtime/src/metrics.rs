@@ -344,8 +344,37 @@ fn fx_bytes(s: &[u8]) -> u64 {
 static INTERNED: RwLock<Option<HashSet<Arc<str>, BuildHasherDefault<Premixed>>>> =
     RwLock::new(None);
 
+/// Slots of each thread's cache of interned values (direct-mapped by the value's hash).
+const LOCAL_INTERNED: usize = 64;
+
+thread_local! {
+    /// Recently interned values of this thread: a hit costs a hash and a compare, no lock.
+    static LOCAL: std::cell::RefCell<[Option<Arc<str>>; LOCAL_INTERNED]> =
+        const { std::cell::RefCell::new([const { None }; LOCAL_INTERNED]) };
+}
+
 /// The shared copy of `s`: allocates only the first time a value is seen.
 fn intern(s: &str) -> Lv {
+    let slot = (fx_str(s) as usize) % LOCAL_INTERNED;
+    let local = LOCAL.try_with(|c| {
+        let c = c.try_borrow().ok()?;
+        c[slot].as_ref().filter(|a| ***a == *s).map(Arc::clone)
+    });
+    if let Ok(Some(a)) = local {
+        return Lv::Shared(a);
+    }
+    let lv = intern_shared(s);
+    if let Lv::Shared(a) = &lv {
+        let _ = LOCAL.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                c[slot] = Some(Arc::clone(a));
+            }
+        });
+    }
+    lv
+}
+
+fn intern_shared(s: &str) -> Lv {
     if let Some(found) = INTERNED
         .read()
         .unwrap_or_else(PoisonError::into_inner)
