@@ -816,8 +816,44 @@ enum What {
         name: &'static str,
         error: Lv,
     },
-    /// An integration's span: the labels captured from its attributes.
-    Op(LabelSet),
+    /// An integration's span: the labels captured from its attributes, boxed from a per-thread
+    /// pool so that every span (measured or not) moves as a few words.
+    Op(Box<LabelSet>),
+}
+
+thread_local! {
+    static LABEL_SETS: std::cell::RefCell<Vec<Box<LabelSet>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Emptied label sets a thread keeps.
+const LABEL_SET_POOL: usize = 64;
+
+/// `labels` in a box from the thread's pool (a new box when it is empty).
+fn boxed(labels: LabelSet) -> Box<LabelSet> {
+    match LABEL_SETS
+        .try_with(|p| p.try_borrow_mut().ok()?.pop())
+        .ok()
+        .flatten()
+    {
+        Some(mut b) => {
+            *b = labels;
+            b
+        }
+        None => Box::new(labels),
+    }
+}
+
+/// A label set's box back to the thread's pool, its values released.
+fn recycle(mut b: Box<LabelSet>) {
+    b.v = Default::default();
+    let _ = LABEL_SETS.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut()
+            && p.len() < LABEL_SET_POOL
+        {
+            p.push(b);
+        }
+    });
 }
 
 impl Pending {
@@ -837,7 +873,7 @@ impl Pending {
         }
         Some(Pending {
             start: fastant::Instant::now(),
-            what: What::Op(labels),
+            what: What::Op(boxed(labels)),
         })
     }
 
@@ -875,8 +911,9 @@ impl Pending {
     /// The span ended: its duration goes into `metrics`, its service's.
     #[inline]
     pub(crate) fn end(self, metrics: &Metrics) {
-        let ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let labels = match self.what {
+        // Truncation only past 584 years.
+        let ns = self.start.elapsed().as_nanos() as u64;
+        let boxed = match self.what {
             What::Fn {
                 site,
                 name,
@@ -899,14 +936,15 @@ impl Pending {
                 }
                 return;
             }
-            What::Fn { name, error, .. } => LabelSet::function(name, error),
+            What::Fn { name, error, .. } => boxed(LabelSet::function(name, error)),
             What::Op(labels) => labels,
         };
         #[cfg(feature = "otlp-metrics")]
         if let Some(o) = &metrics.otlp {
-            o.record(&labels, ns as f64 / 1e9);
+            o.record(&boxed, ns as f64 / 1e9);
         }
-        metrics.record(&labels, ns);
+        metrics.record(&boxed, ns);
+        recycle(boxed);
     }
 }
 
