@@ -147,13 +147,13 @@ fn failed_exports_warn_with_a_count_and_are_counted() {
 async fn http_hooks_add_attributes_and_rename_the_span() {
     exporter();
     let layer = HttpServerLayer::new(SERVICE)
-        .on_request(|req, span| {
+        .with_on_request(|req, span| {
             if let Some(t) = req.headers.get("x-tenant").and_then(|v| v.to_str().ok()) {
                 span.set_attribute(KeyValue::new("app.tenant", t.to_owned()));
                 span.update_name(format!("{} for {t}", req.method));
             }
         })
-        .on_response(|resp, span| {
+        .with_on_response(|resp, span| {
             span.set_attribute(KeyValue::new(
                 "app.status_class",
                 format!("{}xx", resp.status.as_u16() / 100),
@@ -179,13 +179,13 @@ async fn http_hooks_add_attributes_and_rename_the_span() {
 async fn grpc_hooks_add_attributes_and_rename_the_span() {
     exporter();
     let layer = GrpcServerLayer::new(SERVICE)
-        .on_request(|req, span| {
+        .with_on_request(|req, span| {
             span.set_attribute(KeyValue::new("app.path", req.uri.path().to_owned()));
             if req.headers.contains_key("x-rename") {
                 span.update_name("renamed");
             }
         })
-        .on_response(|resp, span| {
+        .with_on_response(|resp, span| {
             span.set_attribute(KeyValue::new(
                 "app.http_status",
                 i64::from(resp.status.as_u16()),
