@@ -20,11 +20,10 @@ use super::body::GrpcRequestBody;
 use super::messages::{DEFAULT_MAX_MESSAGE_EVENTS, MessageEvents, MessageReader, Messages};
 use super::payloads::Payloads;
 use super::status::{grpc_status, record_status, status_trailers};
-use crate::http::ClientAddr;
 use crate::stack::attrs::push_server_address;
 use crate::stack::protocol::sealed::{ClientError, Sealed, WrapRequest};
 use crate::stack::protocol::{Protocol, ServerAddr, Start};
-use crate::stack::{ClientLayer, ServerLayer};
+use crate::stack::{ClientAddr, ClientLayer, ServerLayer};
 
 /// gRPC, the [`Protocol`] of [`GrpcServerLayer`](super::GrpcServerLayer) and
 /// [`GrpcClientLayer`](super::GrpcClientLayer); holds the options only gRPC has (its bodies

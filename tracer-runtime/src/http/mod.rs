@@ -28,7 +28,7 @@ use crate::stack::{
     Client, ClientLayer, ClientResponseFuture, ResponseBody, Server, ServerLayer,
     ServerResponseFuture,
 };
-pub use crate::stack::{RequestView, ResponseView};
+pub use crate::stack::{ClientAddr, RequestView, ResponseView};
 
 /// A tower layer tracing an HTTP server: one SERVER span per request, named `METHOD route`,
 /// child of the context in the request's headers; the span ends when the response body has been
@@ -58,7 +58,6 @@ pub type HttpClientResponseFuture<F> = ClientResponseFuture<F, Http>;
 pub type TracedBody<B> = ResponseBody<B, Http>;
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 
 use http::{HeaderMap, Method, Uri, Version};
 use opentelemetry::KeyValue;
@@ -68,11 +67,6 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 /// extensions by a router or a handler; the server span takes it as `http.route` and in its name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route(pub Cow<'static, str>);
-
-/// The peer address of the connection a request came on, put in the request's extensions by the
-/// accept loop (or given to [`HttpServerLayer::with_client_addr`]); recorded as `client.address`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr);
 
 /// The method as the conventions want it: known methods as-is, others `_OTHER` (with the
 /// original in `http.request.method_original`).

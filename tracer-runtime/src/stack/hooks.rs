@@ -19,7 +19,7 @@ pub struct RequestView<'a> {
     pub version: Version,
     /// The headers.
     pub headers: &'a HeaderMap,
-    /// The extensions (axum's `MatchedPath`, a [`ClientAddr`](crate::http::ClientAddr), ...).
+    /// The extensions (axum's `MatchedPath`, a [`ClientAddr`](super::ClientAddr), ...).
     pub extensions: &'a Extensions,
 }
 

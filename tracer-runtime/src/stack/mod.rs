@@ -32,3 +32,11 @@ pub use client::{Client, ClientLayer, ClientResponseFuture};
 pub use hooks::{RequestView, ResponseView};
 pub use protocol::Protocol;
 pub use server::{Server, ServerLayer, ServerResponseFuture};
+
+use std::net::SocketAddr;
+
+/// The peer address of the connection a request came on, put in the request's extensions by the
+/// accept loop (or given to [`ServerLayer::with_client_addr`]); recorded as `client.address`
+/// (HTTP) or `network.peer.address` (gRPC, when tonic's connection info does not say).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);

@@ -189,7 +189,7 @@ impl<P: Protocol> ServerLayer<P> {
     /// The peer address of the connection this layer serves (for a hyper accept loop that builds
     /// a service per connection): HTTP records it as `client.address`, gRPC as
     /// `network.peer.address` when tonic's connection info does not say. A
-    /// [`ClientAddr`](crate::http::ClientAddr) request extension does the same.
+    /// [`ClientAddr`](super::ClientAddr) request extension does the same.
     pub fn with_client_addr(mut self, addr: SocketAddr) -> Self {
         self.client_addr = Some(addr);
         self
