@@ -38,7 +38,10 @@ pub(crate) fn push_server_address<B>(
     server: Option<&ServerAddr>,
     scheme: &str,
 ) {
-    if let (Some((host, port)), None) = (server, req.uri().host()) {
+    // `server` first: `Uri::host` scans the authority, and most calls have no `server`.
+    if let Some((host, port)) = server
+        && req.uri().host().is_none()
+    {
         attrs.push(KeyValue::new(semconv::SERVER_ADDRESS, host.to_string()));
         if let Some(p) = port {
             attrs.push(KeyValue::new(semconv::SERVER_PORT, i64::from(*p)));
