@@ -37,7 +37,7 @@ pub(crate) async fn main(addrs: &Addrs, args: &ServerArgs) -> Result<(), Error> 
     });
     // `traceresponse` tells the driver (or curl) the trace id of each scenario.
     let layer = HttpServerLayer::new(SERVICE)
-        .trace_response_header(true)
+        .with_trace_response(true)
         .with_route(|_, uri, _| route(uri.path()));
     let handler = move |req| {
         let state = Arc::clone(&state);

@@ -358,10 +358,10 @@ fn guard_server(guard: LoopGuard, call_out: bool) -> BoxedServer {
     use futures_util::FutureExt as _;
     use tower::Layer as _;
     use tower::Service as _;
-    let layer = HttpServerLayer::new("bench").loop_guard(guard);
+    let layer = HttpServerLayer::new("bench").with_loop_guard(guard);
     if call_out {
         let mut client = HttpClientLayer::new()
-            .loop_guard(guard)
+            .with_loop_guard(guard)
             .layer(tower::service_fn(|_req: Request<Empty<Bytes>>| {
                 std::future::ready(Ok::<_, Infallible>(answer()))
             }));

@@ -29,7 +29,7 @@ fn trace_response(headers: &http::HeaderMap) -> (String, String) {
 #[tokio::test]
 async fn a_panics_500_carries_traceresponse() {
     exporter();
-    let addr = serve(HttpServerLayer::new(SERVICE).trace_response_header(true)).await;
+    let addr = serve(HttpServerLayer::new(SERVICE).with_trace_response(true)).await;
     let (status, _, headers) = get_plain(&format!("http://{addr}/panic"), &[]).await;
     assert_eq!(status, 500);
     let (trace, span) = trace_response(&headers);
@@ -44,7 +44,7 @@ async fn a_panic_in_call_is_a_500_with_traceresponse() {
     use tower::{Layer as _, ServiceExt as _};
     exporter();
     let svc = HttpServerLayer::new(SERVICE)
-        .trace_response_header(true)
+        .with_trace_response(true)
         .layer(tower::service_fn(
             |_req: http::Request<http_body_util::Empty<bytes::Bytes>>| -> std::future::Ready<
                 Result<
@@ -68,7 +68,7 @@ async fn a_panic_in_call_is_a_500_with_traceresponse() {
 async fn a_layer_named_after_no_installed_service_still_traces() {
     exporter();
     // The README's own mistake: `HttpServerLayer::new("server1")` beside `init("orders")`.
-    let addr = serve(HttpServerLayer::new("not-installed").trace_response_header(true)).await;
+    let addr = serve(HttpServerLayer::new("not-installed").with_trace_response(true)).await;
     let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let (status, _, headers) = get_plain(
         &format!("http://{addr}/ok/mismatch"),

@@ -147,13 +147,13 @@ fn failed_exports_warn_with_a_count_and_are_counted() {
 async fn http_hooks_add_attributes_and_rename_the_span() {
     exporter();
     let layer = HttpServerLayer::new(SERVICE)
-        .on_request(|req, span| {
+        .with_on_request(|req, span| {
             if let Some(t) = req.headers.get("x-tenant").and_then(|v| v.to_str().ok()) {
                 span.set_attribute(KeyValue::new("app.tenant", t.to_owned()));
                 span.update_name(format!("{} for {t}", req.method));
             }
         })
-        .on_response(|resp, span| {
+        .with_on_response(|resp, span| {
             span.set_attribute(KeyValue::new(
                 "app.status_class",
                 format!("{}xx", resp.status.as_u16() / 100),
@@ -176,16 +176,44 @@ async fn http_hooks_add_attributes_and_rename_the_span() {
 }
 
 #[tokio::test]
+async fn http_on_response_sees_the_answer_to_a_refused_request() {
+    // As the gRPC layer's hook sees its FAILED_PRECONDITION: one stack, one rule.
+    exporter();
+    let layer = HttpServerLayer::new(SERVICE)
+        .with_loop_guard(tracer_runtime::LoopGuard::new().max_repeats(0))
+        .with_on_response(|resp, span| {
+            span.set_attribute(KeyValue::new(
+                "app.answered",
+                i64::from(resp.status.as_u16()),
+            ));
+        });
+    let addr = http_support::serve(layer).await;
+    let url = format!("http://{addr}/refused/hooks");
+    let (status, _, _) =
+        http_support::get_plain(&url, &[("baggage", &format!("tracer.path=1:{SERVICE}"))]).await;
+    assert_eq!(status, 508);
+    let s = server_span("/refused/hooks").await;
+    assert_eq!(
+        attr(&s, "app.answered"),
+        Some(&opentelemetry::Value::I64(508))
+    );
+    assert_eq!(
+        attr(&s, "http.response.status_code"),
+        Some(&opentelemetry::Value::I64(508))
+    );
+}
+
+#[tokio::test]
 async fn grpc_hooks_add_attributes_and_rename_the_span() {
     exporter();
     let layer = GrpcServerLayer::new(SERVICE)
-        .on_request(|req, span| {
+        .with_on_request(|req, span| {
             span.set_attribute(KeyValue::new("app.path", req.uri.path().to_owned()));
             if req.headers.contains_key("x-rename") {
                 span.update_name("renamed");
             }
         })
-        .on_response(|resp, span| {
+        .with_on_response(|resp, span| {
             span.set_attribute(KeyValue::new(
                 "app.http_status",
                 i64::from(resp.status.as_u16()),

@@ -406,8 +406,8 @@ async fn panics_reach_the_caller_as_internal_and_the_server_keeps_serving() {
 #[tokio::test]
 async fn message_events_are_capped() {
     exporter();
-    let addr = serve(GrpcServerLayer::new(SERVICE).max_message_events(3)).await;
-    let mut c = client(addr, GrpcClientLayer::new().max_message_events(2));
+    let addr = serve(GrpcServerLayer::new(SERVICE).with_max_message_events(3)).await;
+    let mut c = client(addr, GrpcClientLayer::new().with_max_message_events(2));
     let (_, spans) = in_root_async(async {
         let mut s = c.server_stream(msg("", 10)).await.unwrap().into_inner();
         while s.message().await.unwrap().is_some() {}
@@ -429,8 +429,8 @@ async fn payloads_are_recorded_when_asked() {
     use tracer_runtime::grpc::Payloads;
     exporter();
     let payloads = || Payloads::new().method::<Msg, Msg>("/tracer.test.Echo/Unary");
-    let addr = serve(GrpcServerLayer::new(SERVICE).record_payloads(payloads())).await;
-    let mut c = client(addr, GrpcClientLayer::new().record_payloads(payloads()));
+    let addr = serve(GrpcServerLayer::new(SERVICE).with_payloads(payloads())).await;
+    let mut c = client(addr, GrpcClientLayer::new().with_payloads(payloads()));
     let (_, spans) =
         in_root_async(async { c.unary(msg("payload please", 7)).await.unwrap() }).await;
     let payload = |s: &SpanData, kind: &str| -> Option<String> {
@@ -465,10 +465,10 @@ async fn payloads_are_recorded_when_asked() {
 #[tokio::test]
 async fn unary_message_events_when_asked_for_and_none_when_not() {
     exporter();
-    let addr = serve(GrpcServerLayer::new(SERVICE).message_events(MessageEvents::All)).await;
+    let addr = serve(GrpcServerLayer::new(SERVICE).with_message_events(MessageEvents::All)).await;
     let mut c = client(
         addr,
-        GrpcClientLayer::new().message_events(MessageEvents::All),
+        GrpcClientLayer::new().with_message_events(MessageEvents::All),
     );
     let (_, spans) = in_root_async(async { c.unary(msg("hi", 0)).await.unwrap() }).await;
     let cs = client_span(&spans);
@@ -482,10 +482,10 @@ async fn unary_message_events_when_asked_for_and_none_when_not() {
         [("RECEIVED".to_owned(), 1), ("SENT".to_owned(), 1)]
     );
 
-    let addr = serve(GrpcServerLayer::new(SERVICE).message_events(MessageEvents::None)).await;
+    let addr = serve(GrpcServerLayer::new(SERVICE).with_message_events(MessageEvents::None)).await;
     let mut c = client(
         addr,
-        GrpcClientLayer::new().message_events(MessageEvents::None),
+        GrpcClientLayer::new().with_message_events(MessageEvents::None),
     );
     let (_, spans) = in_root_async(async {
         let mut s = c.server_stream(msg("", 3)).await.unwrap().into_inner();

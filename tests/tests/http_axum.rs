@@ -100,8 +100,7 @@ async fn axum_service_builder_form_serves_with_axum_serve() {
     exporter();
     // The README's form: a ServiceBuilder stack in `Router::layer`, served by `axum::serve`.
     let app = users().layer(
-        tower::ServiceBuilder::new()
-            .layer(HttpServerLayer::new(SERVICE).trace_response_header(true)),
+        tower::ServiceBuilder::new().layer(HttpServerLayer::new(SERVICE).with_trace_response(true)),
     );
     assert_eq!(name_of_users_route(app, "103").await, "GET /users/{id}");
 }

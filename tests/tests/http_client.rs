@@ -140,7 +140,7 @@ async fn malformed_headers_give_a_new_root_and_no_error() {
 async fn public_endpoint_links_instead_of_parenting_and_drops_baggage() {
     exporter();
     let trusted = serve(HttpServerLayer::new(SERVICE)).await;
-    let public = serve(HttpServerLayer::new(SERVICE).public_endpoint(true)).await;
+    let public = serve(HttpServerLayer::new(SERVICE).with_public_endpoint(true)).await;
     let w3c = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let hdrs = [("traceparent", w3c), ("baggage", "user=alice,tenant=t1")];
 

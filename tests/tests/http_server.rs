@@ -196,7 +196,7 @@ async fn a_client_that_disconnects_mid_body() {
 #[tokio::test]
 async fn trace_response_header_returns_the_trace_id() {
     exporter();
-    let addr = serve(HttpServerLayer::new(SERVICE).trace_response_header(true)).await;
+    let addr = serve(HttpServerLayer::new(SERVICE).with_trace_response(true)).await;
     let (_, _, headers) = get_plain(&format!("http://{addr}/ok/traceresponse"), &[]).await;
     let tr = headers
         .get("traceresponse")

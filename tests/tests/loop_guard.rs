@@ -397,8 +397,8 @@ mod grpc_parity {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let layer = tracer_runtime::grpc::GrpcServerLayer::new("pub-g")
-            .public_endpoint(true)
-            .loop_guard(LoopGuard::new().max_repeats(0));
+            .with_public_endpoint(true)
+            .with_loop_guard(LoopGuard::new().max_repeats(0));
         tokio::spawn(
             tonic::transport::Server::builder()
                 .layer(layer)

@@ -73,7 +73,7 @@ fn a_bad_value_is_reported_and_the_defaults_kept() {
 #[ignore = "run in a child process by the tests above"]
 async fn env_probe() {
     let case = std::env::var("PROBE_CASE").unwrap();
-    // Layers built with no `.loop_guard(..)`: the process-wide defaults.
+    // Layers built with no `.with_loop_guard(..)`: the process-wide defaults.
     install("env-a");
     node("env-a", Proto::Http, LoopGuard::new()).await;
     node("env-g", Proto::Grpc, LoopGuard::new()).await;

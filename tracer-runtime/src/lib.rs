@@ -101,6 +101,8 @@ mod semconv;
 mod service;
 #[cfg(feature = "mysql")]
 pub mod sql;
+#[cfg(feature = "http")]
+pub mod stack;
 pub mod stats;
 mod switch;
 #[cfg(feature = "sync")]

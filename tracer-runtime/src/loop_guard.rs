@@ -27,7 +27,7 @@
 //! request, is in the layers benchmark (`tests/benches/layers.rs`). [`LoopGuard::off`] or
 //! `TRACER_LOOP_GUARD=off` turn it off.
 //!
-//! **Public endpoints.** A server layer with `public_endpoint(true)` drops incoming baggage, so
+//! **Public endpoints.** A server layer with `with_public_endpoint(true)` drops incoming baggage, so
 //! it has no path to guard on: every request there starts a fresh path. Loops through it are
 //! still caught by the next tracer service on the cycle.
 //!
@@ -68,8 +68,9 @@ pub const LOOP_PATH: &str = "tracer.loop.path";
 /// The span attribute holding the number of calls on the path of a refused request.
 pub const LOOP_HOPS: &str = "tracer.loop.hops";
 
-/// The call-loop guard's settings for one server or client layer: `.loop_guard(LoopGuard::new()
-/// .max_hops(16))`, `.loop_guard(LoopGuard::off())`. See [the module docs](self).
+/// The call-loop guard's settings for one server or client layer:
+/// `.with_loop_guard(LoopGuard::new().max_hops(16))`, `.with_loop_guard(LoopGuard::off())`.
+/// See [the module docs](self).
 ///
 /// A layer given none uses [`LoopGuard::new`]: the process-wide defaults, which come from
 /// `TRACER_LOOP_MAX_HOPS`, `TRACER_LOOP_MAX_REPEATS` and `TRACER_LOOP_GUARD=off`.

@@ -181,7 +181,7 @@ pub async fn node(name: &str, proto: Proto, guard: LoopGuard) -> SocketAddr {
     let me: Arc<str> = Arc::from(name);
     match proto {
         Proto::Http => {
-            let layer = HttpServerLayer::new(name).loop_guard(guard);
+            let layer = HttpServerLayer::new(name).with_loop_guard(guard);
             tokio::spawn(async move {
                 loop {
                     let Ok((stream, _)) = listener.accept().await else {
@@ -224,8 +224,8 @@ pub async fn node(name: &str, proto: Proto, guard: LoopGuard) -> SocketAddr {
         }
         Proto::Grpc => {
             let layer = GrpcServerLayer::new(name)
-                .loop_guard(guard)
-                .trace_response(true);
+                .with_loop_guard(guard)
+                .with_trace_response(true);
             tokio::spawn(async move {
                 Server::builder()
                     .layer(layer)

@@ -86,7 +86,7 @@ pub async fn relay(
             .layer(
                 HttpServerLayer::new(SERVICE)
                     .with_propagators(extract)
-                    .trace_response_header(true),
+                    .with_trace_response(true),
             )
             .service_fn(move |_req: Request<hyper::body::Incoming>| {
                 let client = client.clone();

@@ -20,19 +20,44 @@
 
 #[cfg(feature = "axum")]
 pub mod axum;
-mod body;
-mod client;
-mod hooks;
-mod server;
+mod protocol;
 
-pub use body::TracedBody;
-pub use client::{HttpClient, HttpClientLayer, HttpClientResponseFuture};
-pub(crate) use hooks::Hooks;
-pub use hooks::{RequestView, ResponseView};
-pub use server::{HttpServer, HttpServerLayer, HttpServerResponseFuture};
+pub use protocol::Http;
+
+use crate::stack::{
+    Client, ClientLayer, ClientResponseFuture, ResponseBody, Server, ServerLayer,
+    ServerResponseFuture,
+};
+pub use crate::stack::{ClientAddr, RequestView, ResponseView};
+
+/// A tower layer tracing an HTTP server: one SERVER span per request, named `METHOD route`,
+/// child of the context in the request's headers; the span ends when the response body has been
+/// sent. A handler panic becomes a 500 (on by default) and is recorded on the span; a request
+/// whose call path shows a loop is answered `508 Loop Detected`. The options are
+/// [`ServerLayer`]'s, and [`with_route`](ServerLayer::with_route).
+///
+/// Built for one service name: when that service (or tracing as a whole) is switched off,
+/// requests pass through untouched.
+pub type HttpServerLayer = ServerLayer<Http>;
+/// The service made by [`HttpServerLayer`].
+pub type HttpServer<S> = Server<S, Http>;
+/// The response future of [`HttpServer`].
+pub type HttpServerResponseFuture<F> = ServerResponseFuture<F, Http>;
+
+/// A tower layer tracing an HTTP client: one CLIENT span per request, child of the current
+/// context, which is injected into the request's headers. Status ≥ 400 and transport errors are
+/// Error; `url.full` has its credentials and query values redacted. The span ends when the
+/// response body has been read to the end or dropped. The options are [`ClientLayer`]'s.
+pub type HttpClientLayer = ClientLayer<Http>;
+/// The service made by [`HttpClientLayer`].
+pub type HttpClient<S> = Client<S, Http>;
+/// The response future of [`HttpClient`].
+pub type HttpClientResponseFuture<F> = ClientResponseFuture<F, Http>;
+
+/// The body of a traced HTTP response: the span ends when it has been sent (or read).
+pub type TracedBody<B> = ResponseBody<B, Http>;
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 
 use http::{HeaderMap, Method, Uri, Version};
 use opentelemetry::KeyValue;
@@ -42,11 +67,6 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 /// extensions by a router or a handler; the server span takes it as `http.route` and in its name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route(pub Cow<'static, str>);
-
-/// The peer address of the connection a request came on, put in the request's extensions by the
-/// accept loop (or given to [`HttpServerLayer::with_client_addr`]); recorded as `client.address`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr);
 
 /// The method as the conventions want it: known methods as-is, others `_OTHER` (with the
 /// original in `http.request.method_original`).
@@ -83,44 +103,6 @@ fn protocol_version(v: Version) -> Option<&'static str> {
         Version::HTTP_3 => "3",
         _ => return None,
     })
-}
-
-fn default_port(scheme: &str) -> Option<u16> {
-    match scheme {
-        "http" => Some(80),
-        "https" => Some(443),
-        _ => None,
-    }
-}
-
-/// `server.address` and `server.port` from the URI's authority, else the `Host` header.
-fn server_host_port(uri: &Uri, headers: &HeaderMap, scheme: &str) -> Option<(String, Option<u16>)> {
-    if let Some(host) = uri.host() {
-        return Some((
-            host.trim_matches(['[', ']']).to_owned(),
-            uri.port_u16().or_else(|| default_port(scheme)),
-        ));
-    }
-    let host = headers.get(http::header::HOST)?.to_str().ok()?;
-    let auth: http::uri::Authority = host.parse().ok()?;
-    Some((
-        auth.host().trim_matches(['[', ']']).to_owned(),
-        auth.port_u16().or_else(|| default_port(scheme)),
-    ))
-}
-
-pub(crate) fn push_server_address(
-    attrs: &mut Vec<KeyValue>,
-    uri: &Uri,
-    headers: &HeaderMap,
-    scheme: &str,
-) {
-    if let Some((host, port)) = server_host_port(uri, headers, scheme) {
-        attrs.push(KeyValue::new(semconv::SERVER_ADDRESS, host));
-        if let Some(p) = port {
-            attrs.push(KeyValue::new(semconv::SERVER_PORT, i64::from(p)));
-        }
-    }
 }
 
 fn content_length(headers: &HeaderMap) -> Option<i64> {
@@ -189,28 +171,5 @@ mod tests {
         assert_eq!(redacted_url(&u), "http://127.0.0.1:8080/x?REDACTED");
         let u: Uri = "http://127.0.0.1:8080/x".parse().unwrap();
         assert_eq!(redacted_url(&u), "http://127.0.0.1:8080/x");
-    }
-
-    #[test]
-    fn host_and_port() {
-        let mut h = HeaderMap::new();
-        h.insert(http::header::HOST, "example.com:1323".parse().unwrap());
-        assert_eq!(
-            server_host_port(&"/x".parse().unwrap(), &h, "http"),
-            Some(("example.com".into(), Some(1323)))
-        );
-        h.insert(http::header::HOST, "[::1]".parse().unwrap());
-        assert_eq!(
-            server_host_port(&"/x".parse().unwrap(), &h, "http"),
-            Some(("::1".into(), Some(80)))
-        );
-        assert_eq!(
-            server_host_port(
-                &"http://a.b:9/x".parse().unwrap(),
-                &HeaderMap::new(),
-                "http"
-            ),
-            Some(("a.b".into(), Some(9)))
-        );
     }
 }

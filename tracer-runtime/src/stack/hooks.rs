@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::{Extensions, HeaderMap, Method, StatusCode, Uri, Version};
 use opentelemetry::trace::SpanRef;
 
-/// A request, as an [`on_request`](crate::http::HttpServerLayer::on_request) hook sees it.
+/// A request, as an [`with_on_request`](crate::stack::ServerLayer::with_on_request) hook sees it.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct RequestView<'a> {
@@ -19,7 +19,7 @@ pub struct RequestView<'a> {
     pub version: Version,
     /// The headers.
     pub headers: &'a HeaderMap,
-    /// The extensions (axum's `MatchedPath`, a [`ClientAddr`](crate::http::ClientAddr), ...).
+    /// The extensions (axum's `MatchedPath`, a [`ClientAddr`](super::ClientAddr), ...).
     pub extensions: &'a Extensions,
 }
 
@@ -35,7 +35,7 @@ impl<'a> RequestView<'a> {
     }
 }
 
-/// A response, as an [`on_response`](crate::http::HttpServerLayer::on_response) hook sees it.
+/// A response, as an [`with_on_response`](crate::stack::ServerLayer::with_on_response) hook sees it.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct ResponseView<'a> {

@@ -1,0 +1,380 @@
+//! gRPC as the stack's protocol: spans named `package.Service/Method`, the status from the
+//! trailers (or the head of a trailers-only answer) with the server's and the client's fault
+//! tables, each message an `rpc.message` event, the `grpc-timeout` deadline; FAILED_PRECONDITION
+//! for a refused call, INTERNAL for a panic.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use opentelemetry::trace::{Status, TraceContextExt as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
+
+use super::body::GrpcRequestBody;
+use super::messages::{DEFAULT_MAX_MESSAGE_EVENTS, MessageEvents, MessageReader, Messages};
+use super::payloads::Payloads;
+use super::status::{grpc_status, record_status, status_trailers};
+use crate::stack::attrs::push_server_address;
+use crate::stack::protocol::sealed::{ClientError, Sealed, WrapRequest};
+use crate::stack::protocol::{Protocol, ServerAddr, Start};
+use crate::stack::{ClientAddr, ClientLayer, ServerLayer};
+
+/// gRPC, the [`Protocol`] of [`GrpcServerLayer`](super::GrpcServerLayer) and
+/// [`GrpcClientLayer`](super::GrpcClientLayer); holds the options only gRPC has (its bodies
+/// are framed into messages; an HTTP body is not).
+#[derive(Clone, Debug)]
+pub struct Grpc {
+    max_events: usize,
+    message_events: MessageEvents,
+    payloads: Option<Arc<Payloads>>,
+}
+
+impl Default for Grpc {
+    fn default() -> Self {
+        Grpc {
+            max_events: DEFAULT_MAX_MESSAGE_EVENTS,
+            message_events: MessageEvents::default(),
+            payloads: None,
+        }
+    }
+}
+
+impl Protocol for Grpc {}
+
+macro_rules! message_options {
+    ($layer:ty) => {
+        impl $layer {
+            /// Records the payloads of the methods `payloads` names (off by default: payloads
+            /// often carry user data).
+            ///
+            /// gRPC only, as the two options below: an HTTP body is not framed into messages.
+            pub fn with_payloads(mut self, payloads: Payloads) -> Self {
+                self.protocol_mut().payloads = Some(Arc::new(payloads));
+                self
+            }
+
+            /// At most `n` `rpc.message` events per span (default
+            /// [`DEFAULT_MAX_MESSAGE_EVENTS`](super::DEFAULT_MAX_MESSAGE_EVENTS)); the rest are
+            /// counted in `rpc.message.events_dropped`.
+            pub fn with_max_message_events(mut self, n: usize) -> Self {
+                self.protocol_mut().max_events = n;
+                self
+            }
+
+            /// Which calls get `rpc.message` events: streaming ones only (the default), all, or
+            /// none. See [`MessageEvents`].
+            pub fn with_message_events(mut self, which: MessageEvents) -> Self {
+                self.protocol_mut().message_events = which;
+                self
+            }
+        }
+    };
+}
+
+message_options!(ServerLayer<Grpc>);
+message_options!(ClientLayer<Grpc>);
+
+/// What a gRPC call keeps until its span ends.
+pub struct GrpcCall {
+    server: bool,
+    messages: Arc<Messages>,
+    /// The request's messages (RECEIVED on the server, SENT on the client), until the request
+    /// body is wrapped.
+    request: Option<MessageReader>,
+    /// The response's messages (SENT on the server, RECEIVED on the client).
+    response: MessageReader,
+    /// Server side: when the caller's `grpc-timeout` runs out.
+    deadline: Option<Instant>,
+}
+
+impl fmt::Debug for GrpcCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrpcCall")
+            .field("server", &self.server)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Grpc {
+    fn call(&self, path: &str, server: bool, deadline: Option<Instant>) -> GrpcCall {
+        let (req_tap, resp_tap) = match &self.payloads {
+            Some(p) => p.for_path(path),
+            None => (None, None),
+        };
+        GrpcCall {
+            server,
+            messages: Arc::new(Messages::new(self.max_events, self.message_events)),
+            request: Some(MessageReader::new(!server, req_tap)),
+            response: MessageReader::new(server, resp_tap),
+            deadline,
+        }
+    }
+}
+
+/// The head of a trailers-only response carrying `code`.
+fn status_head(code: i32, message: &str) -> Response<Option<Bytes>> {
+    let mut r = Response::new(None);
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    for (k, v) in &status_trailers(code, message) {
+        h.insert(k, v.clone());
+    }
+    r
+}
+
+fn end(call: GrpcCall, cx: &Context) {
+    call.messages.finish(cx);
+    cx.span().end();
+}
+
+impl Sealed for Grpc {
+    type Call = GrpcCall;
+
+    const LOOP_ERROR_TYPE: &'static str = "FAILED_PRECONDITION";
+    const BODY_IN_SPAN: bool = true;
+
+    fn server_span<B>(
+        &self,
+        req: &Request<B>,
+        scheme: &'static str,
+        client_addr: Option<SocketAddr>,
+    ) -> Start<GrpcCall> {
+        let path = req.uri().path();
+        let (name, mut attrs) = rpc_attrs(path);
+        let scheme = req.uri().scheme_str().unwrap_or(scheme);
+        push_server_address(&mut attrs, req, None, scheme);
+        if let Some(peer) = req
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|i| i.remote_addr())
+            .or_else(|| req.extensions().get::<ClientAddr>().map(|c| c.0))
+            .or(client_addr)
+        {
+            attrs.push(KeyValue::new(
+                semconv::NETWORK_PEER_ADDRESS,
+                peer.ip().to_string(),
+            ));
+            attrs.push(KeyValue::new(
+                semconv::NETWORK_PEER_PORT,
+                i64::from(peer.port()),
+            ));
+        }
+        let deadline = super::deadline::deadline(req.headers());
+        (Cow::Owned(name), attrs, self.call(path, true, deadline))
+    }
+
+    fn client_span<B>(&self, req: &Request<B>, server: Option<&ServerAddr>) -> Start<GrpcCall> {
+        let path = req.uri().path();
+        let (name, mut attrs) = rpc_attrs(path);
+        let scheme = req.uri().scheme_str().unwrap_or("http");
+        push_server_address(&mut attrs, req, server, scheme);
+        (Cow::Owned(name), attrs, self.call(path, false, None))
+    }
+
+    fn refused(cx: &Context, message: &str) {
+        record_status(cx, 9, message, true);
+    }
+
+    fn loop_response(message: &str) -> Response<Option<Bytes>> {
+        status_head(9, message)
+    }
+
+    fn record_panic(cx: &Context, payload: &(dyn Any + Send)) -> String {
+        let message = crate::panic::record_exception(&mut cx.span(), payload);
+        record_status(cx, 13, &message, true);
+        message
+    }
+
+    fn panic_response(_cx: Option<&Context>, message: &str) -> Response<Option<Bytes>> {
+        status_head(13, message)
+    }
+
+    fn server_response<B>(_call: &mut GrpcCall, cx: &Context, resp: &Response<B>) {
+        if let Some((code, msg)) = grpc_status(resp.headers()) {
+            // A trailers-only response: the status is in the head.
+            record_status(cx, code, &msg, true);
+        }
+    }
+
+    fn server_failed(call: GrpcCall, cx: &Context, error: &dyn fmt::Display) {
+        record_status(cx, 2, &error.to_string(), true);
+        end(call, cx);
+    }
+
+    fn client_response<B>(_call: &mut GrpcCall, cx: &Context, resp: &Response<B>) {
+        if let Some((code, msg)) = grpc_status(resp.headers()) {
+            record_status(cx, code, &msg, false);
+        }
+    }
+
+    fn dropped(call: GrpcCall, cx: &Context) {
+        if call.deadline.is_some_and(|d| Instant::now() >= d) {
+            // tonic answers CANCELLED on the wire; the span says what happened.
+            record_status(cx, 4, "deadline exceeded", true);
+        } else {
+            cx.span()
+                .set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
+        }
+        end(call, cx);
+    }
+
+    fn end(call: GrpcCall, cx: &Context) {
+        end(call, cx);
+    }
+
+    fn data(call: &mut GrpcCall, cx: &Context, data: &[u8]) {
+        call.response.feed(cx, &call.messages, data);
+    }
+
+    fn trailers(call: &mut GrpcCall, cx: &Context, trailers: &HeaderMap) {
+        if let Some((code, msg)) = grpc_status(trailers) {
+            record_status(cx, code, &msg, call.server);
+        }
+    }
+
+    fn body_failed(call: GrpcCall, cx: &Context, error: &dyn fmt::Display) {
+        let span = cx.span();
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "stream"));
+        span.set_status(Status::error(error.to_string()));
+        Self::finish(call, cx, true);
+    }
+
+    fn body_panicked(span: Option<(GrpcCall, &Context)>, payload: &(dyn Any + Send)) -> HeaderMap {
+        // The caller gets INTERNAL, the server keeps serving.
+        let message = match span {
+            Some((call, cx)) => {
+                let m = Self::record_panic(cx, payload);
+                Self::finish(call, cx, true);
+                m
+            }
+            None => crate::panic::payload_message(payload),
+        };
+        status_trailers(13, &message)
+    }
+
+    fn finish(call: GrpcCall, cx: &Context, complete: bool) {
+        if !complete {
+            cx.span()
+                .set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
+        }
+        end(call, cx);
+    }
+}
+
+impl WrapRequest<tonic::body::Body> for Grpc {
+    fn wrap(
+        req: Request<tonic::body::Body>,
+        call: &mut GrpcCall,
+        cx: &Context,
+    ) -> Request<tonic::body::Body> {
+        let reader = call
+            .request
+            .take()
+            .unwrap_or_else(|| MessageReader::new(!call.server, None));
+        let (cx, messages) = (cx.clone(), Arc::clone(&call.messages));
+        req.map(move |b| tonic::body::Body::new(GrpcRequestBody::new(b, cx, messages, reader)))
+    }
+}
+
+impl<E: std::error::Error + 'static> ClientError<E> for Grpc {
+    fn client_failed(call: GrpcCall, cx: &Context, error: &E) {
+        // The message with its causes: tonic's transport errors say little on top.
+        let mut message = error.to_string();
+        let mut timed_out = false;
+        let mut next = error.source();
+        while let Some(cause) = next {
+            timed_out |= cause.is::<tonic::TimeoutExpired>();
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        if timed_out {
+            // The request's own grpc-timeout expired (tonic reports it as CANCELLED).
+            record_status(cx, 4, &message, false);
+        } else {
+            let span = cx.span();
+            span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "transport"));
+            span.set_status(Status::error(message));
+        }
+        end(call, cx);
+    }
+}
+
+/// `package.Service/Method` from `/package.Service/Method`, with its two halves.
+fn rpc_names(path: &str) -> (String, Option<(String, String)>) {
+    let trimmed = path.trim_start_matches('/');
+    match trimmed.split_once('/') {
+        Some((svc, method)) if !svc.is_empty() && !method.is_empty() && !method.contains('/') => (
+            trimmed.to_owned(),
+            Some((svc.to_owned(), method.to_owned())),
+        ),
+        _ => (
+            if trimmed.is_empty() {
+                "grpc".to_owned()
+            } else {
+                trimmed.to_owned()
+            },
+            None,
+        ),
+    }
+}
+
+/// The span name and the RPC attributes of a call, in the names `OTEL_SEMCONV_STABILITY_OPT_IN`
+/// asks for (see the crate's `semconv` module: the old names by default, as `otelgrpc` does).
+#[allow(deprecated)]
+fn rpc_attrs(path: &str) -> (String, Vec<KeyValue>) {
+    let conv = crate::semconv::rpc();
+    let (name, parts) = rpc_names(path);
+    let mut attrs = Vec::with_capacity(4);
+    if conv.old {
+        attrs.push(KeyValue::new(semconv::RPC_SYSTEM, "grpc"));
+        if let Some((svc, _)) = &parts {
+            attrs.push(KeyValue::new(semconv::RPC_SERVICE, svc.clone()));
+        }
+    }
+    if conv.new {
+        attrs.push(KeyValue::new(semconv::RPC_SYSTEM_NAME, "grpc"));
+        attrs.push(KeyValue::new(
+            semconv::RPC_METHOD,
+            if parts.is_some() {
+                name.clone()
+            } else {
+                "_OTHER".to_owned()
+            },
+        ));
+        if parts.is_none() {
+            attrs.push(KeyValue::new(semconv::RPC_METHOD_ORIGINAL, path.to_owned()));
+        }
+    } else if let Some((_, method)) = parts {
+        attrs.push(KeyValue::new(semconv::RPC_METHOD, method));
+    }
+    (name, attrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            rpc_names("/tracer.test.Echo/Unary").1,
+            Some(("tracer.test.Echo".into(), "Unary".into()))
+        );
+        assert_eq!(
+            rpc_names("/tracer.test.Echo/Unary").0,
+            "tracer.test.Echo/Unary"
+        );
+        assert_eq!(rpc_names("/").0, "grpc");
+    }
+}

@@ -1,0 +1,296 @@
+//! HTTP as the stack's protocol: spans named `METHOD route`, the status from the response head
+//! (a server's 5xx and a client's 4xx/5xx are Error), `508` for a refused request, `500` for a
+//! panic.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use opentelemetry::trace::{Status, TraceContextExt as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
+
+use super::{ClientAddr, Route};
+use crate::stack::ServerLayer;
+use crate::stack::attrs::push_server_address;
+use crate::stack::protocol::sealed::{ClientError, Sealed, WrapRequest};
+use crate::stack::protocol::{Protocol, ServerAddr, Start};
+
+type RouteFn = dyn Fn(&Method, &Uri, &http::Extensions) -> Option<String> + Send + Sync;
+
+/// HTTP, the [`Protocol`] of [`HttpServerLayer`](super::HttpServerLayer) and
+/// [`HttpClientLayer`](super::HttpClientLayer); holds the options only HTTP has (the route).
+#[derive(Clone, Default)]
+pub struct Http {
+    route: Option<Arc<RouteFn>>,
+}
+
+impl fmt::Debug for Http {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Http")
+            .field("route", &self.route.is_some())
+            .finish()
+    }
+}
+
+impl Protocol for Http {}
+
+impl ServerLayer<Http> {
+    /// How to find a request's route template (`/users/{id}`), e.g. from axum's `MatchedPath`:
+    /// `.with_route(|_, _, ext| ext.get::<MatchedPath>().map(|p| p.as_str().to_owned()))`.
+    /// A [`Route`] in the request's or the response's extensions is used too.
+    ///
+    /// HTTP only: a gRPC span is named after its method (`package.Service/Method`), which the
+    /// path is; there is no template to find.
+    pub fn with_route(
+        mut self,
+        f: impl Fn(&Method, &Uri, &http::Extensions) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.protocol_mut().route = Some(Arc::new(f));
+        self
+    }
+}
+
+/// What an HTTP call keeps until its span ends.
+#[derive(Debug)]
+pub struct HttpCall {
+    method: &'static str,
+    bytes: u64,
+    server: bool,
+}
+
+const PANIC_BODY: &[u8] = b"internal server error\n";
+
+fn text_head(status: StatusCode) -> Response<()> {
+    let mut r = Response::new(());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn end(cx: &Context) {
+    cx.span().end();
+}
+
+impl Sealed for Http {
+    type Call = HttpCall;
+
+    const LOOP_ERROR_TYPE: &'static str = "508";
+    const BODY_IN_SPAN: bool = false;
+
+    fn server_span<B>(
+        &self,
+        req: &Request<B>,
+        scheme: &'static str,
+        client_addr: Option<SocketAddr>,
+    ) -> Start<HttpCall> {
+        let mut attrs = Vec::with_capacity(12);
+        let method = super::method_attrs(req.method(), &mut attrs);
+        let route = self
+            .route
+            .as_ref()
+            .and_then(|f| f(req.method(), req.uri(), req.extensions()))
+            .or_else(|| req.extensions().get::<Route>().map(|r| r.0.to_string()));
+        #[cfg(feature = "axum")]
+        let route = route.or_else(|| super::axum::matched_path(req.extensions()));
+        let name = match &route {
+            Some(r) => Cow::Owned(format!("{method} {r}")),
+            None => Cow::Borrowed(method),
+        };
+        if let Some(r) = route {
+            attrs.push(KeyValue::new(semconv::HTTP_ROUTE, r));
+        }
+        attrs.push(KeyValue::new(
+            semconv::URL_PATH,
+            req.uri().path().to_owned(),
+        ));
+        let scheme = req.uri().scheme_str().unwrap_or(scheme).to_owned();
+        push_server_address(&mut attrs, req, None, &scheme);
+        attrs.push(KeyValue::new(semconv::URL_SCHEME, scheme));
+        if let Some(addr) = req
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|c| c.0)
+            .or(client_addr)
+        {
+            attrs.push(KeyValue::new(
+                semconv::CLIENT_ADDRESS,
+                addr.ip().to_string(),
+            ));
+            attrs.push(KeyValue::new(semconv::CLIENT_PORT, i64::from(addr.port())));
+        }
+        if let Some(ua) = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+        {
+            attrs.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, ua.to_owned()));
+        }
+        if let Some(v) = super::protocol_version(req.version()) {
+            attrs.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, v));
+        }
+        if let Some(len) = super::content_length(req.headers()) {
+            attrs.push(KeyValue::new(semconv::HTTP_REQUEST_BODY_SIZE, len));
+        }
+        let call = HttpCall {
+            method,
+            bytes: 0,
+            server: true,
+        };
+        (name, attrs, call)
+    }
+
+    fn client_span<B>(&self, req: &Request<B>, server: Option<&ServerAddr>) -> Start<HttpCall> {
+        let mut attrs = Vec::with_capacity(8);
+        let method = super::method_attrs(req.method(), &mut attrs);
+        let scheme = req.uri().scheme_str().unwrap_or("http");
+        push_server_address(&mut attrs, req, server, scheme);
+        attrs.push(KeyValue::new(
+            semconv::URL_FULL,
+            super::redacted_url(req.uri()),
+        ));
+        if let Some(v) = super::protocol_version(req.version()) {
+            attrs.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, v));
+        }
+        if let Some(len) = super::content_length(req.headers()) {
+            attrs.push(KeyValue::new(semconv::HTTP_REQUEST_BODY_SIZE, len));
+        }
+        let call = HttpCall {
+            method,
+            bytes: 0,
+            server: false,
+        };
+        (Cow::Borrowed(method), attrs, call)
+    }
+
+    fn refused(cx: &Context, _message: &str) {
+        cx.span()
+            .set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 508_i64));
+    }
+
+    fn loop_response(message: &str) -> Response<Option<Bytes>> {
+        let mut body = message.to_owned();
+        body.push('\n');
+        text_head(StatusCode::LOOP_DETECTED).map(|()| Some(Bytes::from(body)))
+    }
+
+    fn record_panic(cx: &Context, payload: &(dyn Any + Send)) -> String {
+        let mut span = cx.span();
+        let message = crate::panic::record_exception(&mut span, payload);
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "panic"));
+        span.set_status(Status::error(message.clone()));
+        message
+    }
+
+    fn panic_response(cx: Option<&Context>, _message: &str) -> Response<Option<Bytes>> {
+        if let Some(cx) = cx {
+            cx.span()
+                .set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 500_i64));
+        }
+        text_head(StatusCode::INTERNAL_SERVER_ERROR).map(|()| Some(Bytes::from_static(PANIC_BODY)))
+    }
+
+    fn server_response<B>(call: &mut HttpCall, cx: &Context, resp: &Response<B>) {
+        let span = cx.span();
+        let code = resp.status().as_u16();
+        span.set_attribute(KeyValue::new(
+            semconv::HTTP_RESPONSE_STATUS_CODE,
+            i64::from(code),
+        ));
+        if code >= 500 {
+            span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, code.to_string()));
+            span.set_status(Status::error(format!("HTTP {code}")));
+        }
+        if let Some(route) = resp.extensions().get::<Route>() {
+            span.set_attribute(KeyValue::new(semconv::HTTP_ROUTE, route.0.to_string()));
+            span.update_name(format!("{} {}", call.method, route.0));
+        }
+    }
+
+    fn server_failed(_call: HttpCall, cx: &Context, error: &dyn fmt::Display) {
+        let span = cx.span();
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "service"));
+        span.set_status(Status::error(error.to_string()));
+        span.end();
+    }
+
+    fn client_response<B>(_call: &mut HttpCall, cx: &Context, resp: &Response<B>) {
+        let span = cx.span();
+        let code = resp.status().as_u16();
+        span.set_attribute(KeyValue::new(
+            semconv::HTTP_RESPONSE_STATUS_CODE,
+            i64::from(code),
+        ));
+        if code >= 400 {
+            span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, code.to_string()));
+            span.set_status(Status::error(format!("HTTP {code}")));
+        }
+    }
+
+    fn dropped(_call: HttpCall, cx: &Context) {
+        let span = cx.span();
+        span.set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
+        span.end();
+    }
+
+    fn end(_call: HttpCall, cx: &Context) {
+        end(cx);
+    }
+
+    fn data(call: &mut HttpCall, _cx: &Context, data: &[u8]) {
+        call.bytes += data.len() as u64;
+    }
+
+    fn trailers(_call: &mut HttpCall, _cx: &Context, _trailers: &HeaderMap) {}
+
+    fn body_failed(call: HttpCall, cx: &Context, error: &dyn fmt::Display) {
+        let span = cx.span();
+        span.set_status(Status::error(format!("response body failed: {error}")));
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "body"));
+        Self::finish(call, cx, false);
+    }
+
+    fn body_panicked(span: Option<(HttpCall, &Context)>, payload: &(dyn Any + Send)) -> HeaderMap {
+        // Not reached (`BODY_IN_SPAN` is false); recorded as any panic if it were.
+        if let Some((call, cx)) = span {
+            Self::record_panic(cx, payload);
+            Self::finish(call, cx, false);
+        }
+        HeaderMap::new()
+    }
+
+    fn finish(call: HttpCall, cx: &Context, complete: bool) {
+        let span = cx.span();
+        span.set_attribute(KeyValue::new(
+            semconv::HTTP_RESPONSE_BODY_SIZE,
+            call.bytes as i64,
+        ));
+        if !complete && call.server {
+            // The client went away mid-body.
+            span.set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
+        }
+        span.end();
+    }
+}
+
+impl<B> WrapRequest<B> for Http {
+    fn wrap(req: Request<B>, _call: &mut HttpCall, _cx: &Context) -> Request<B> {
+        req
+    }
+}
+
+impl<E: fmt::Display> ClientError<E> for Http {
+    fn client_failed(_call: HttpCall, cx: &Context, error: &E) {
+        let span = cx.span();
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "transport"));
+        span.set_status(Status::error(error.to_string()));
+        span.end();
+    }
+}

@@ -1,0 +1,186 @@
+//! The response body of both stacks: the span ends when the body has been fully sent (server)
+//! or read (client), or is dropped, not at the head.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use opentelemetry::Context;
+
+use super::protocol::Protocol;
+
+/// A call's span and what the protocol keeps for it, from the call to the end of its span.
+pub(crate) struct CallSpan<P: Protocol> {
+    pub(crate) cx: Context,
+    pub(crate) call: P::Call,
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Inner { #[pin] body: B },
+        // A body of the layer's own (a panic's or a refusal's answer); `None` once sent.
+        Full { data: Option<Bytes> },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The body of a traced response: [`TracedBody`](crate::http::TracedBody) for HTTP,
+    /// [`GrpcBody`](crate::grpc::GrpcBody) for gRPC.
+    pub struct ResponseBody<B, P: Protocol> {
+        #[pin]
+        kind: Kind<B>,
+        span: Option<CallSpan<P>>,
+        // Server side of a protocol that can still report it: a panic while producing the body
+        // ends it (gRPC: INTERNAL in the trailers).
+        catch_panics: bool,
+    }
+
+    impl<B, P: Protocol> PinnedDrop for ResponseBody<B, P> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(s) = this.project().span.take() {
+                P::finish(s.call, &s.cx, false);
+            }
+        }
+    }
+}
+
+impl<B, P: Protocol> fmt::Debug for ResponseBody<B, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("traced", &self.span.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Body, P: Protocol> ResponseBody<B, P> {
+    /// `body`, ending `span` when it ends; `catch_panics` only where the protocol can report a
+    /// panic after the head.
+    pub(crate) fn new(body: B, span: Option<CallSpan<P>>, catch_panics: bool) -> Self {
+        let mut b = ResponseBody {
+            kind: Kind::Inner { body },
+            span,
+            catch_panics: catch_panics && P::BODY_IN_SPAN,
+        };
+        if b.span.is_some()
+            && b.kind.is_end_stream()
+            && let Some(s) = b.span.take()
+        {
+            // hyper never polls a body that says it is empty.
+            P::finish(s.call, &s.cx, true);
+        }
+        b
+    }
+}
+
+impl<B, P: Protocol> ResponseBody<B, P> {
+    /// A complete body of the layer's own (the answer to a panic or a refused request).
+    pub(crate) fn full(data: Option<Bytes>, span: Option<CallSpan<P>>) -> Self {
+        if let Some(mut s) = span {
+            if let Some(d) = &data {
+                P::data(&mut s.call, &s.cx, d);
+            }
+            P::finish(s.call, &s.cx, true);
+        }
+        ResponseBody {
+            kind: Kind::Full { data },
+            span: None,
+            catch_panics: false,
+        }
+    }
+}
+
+impl<B, P> Body for ResponseBody<B, P>
+where
+    B: Body<Data = Bytes>,
+    B::Error: fmt::Display,
+    P: Protocol,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let mut this = self.project();
+        let polled = match this.kind.as_mut().project() {
+            KindProj::Full { data } => return Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Inner { body } if P::BODY_IN_SPAN => {
+                // The body's own code (a streaming handler's generator) runs in the span.
+                let _attached = this.span.as_ref().map(|s| crate::recorder::attach(&s.cx));
+                if *this.catch_panics {
+                    catch_unwind(AssertUnwindSafe(|| body.poll_frame(cx)))
+                } else {
+                    Ok(body.poll_frame(cx))
+                }
+            }
+            KindProj::Inner { body } => Ok(body.poll_frame(cx)),
+        };
+        let polled = match polled {
+            Ok(p) => p,
+            Err(payload) => {
+                let trailers = match this.span.take() {
+                    Some(CallSpan { cx, call }) => P::body_panicked(Some((call, &cx)), &*payload),
+                    None => P::body_panicked(None, &*payload),
+                };
+                this.kind.set(Kind::Full { data: None });
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+            }
+        };
+        match &polled {
+            Poll::Pending => {}
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(s) = this.span.as_mut() {
+                    if let Some(d) = frame.data_ref() {
+                        P::data(&mut s.call, &s.cx, d);
+                    }
+                    if let Some(t) = frame.trailers_ref() {
+                        P::trailers(&mut s.call, &s.cx, t);
+                    }
+                }
+                if this.kind.is_end_stream()
+                    && let Some(s) = this.span.take()
+                {
+                    P::finish(s.call, &s.cx, true);
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(s) = this.span.take() {
+                    P::body_failed(s.call, &s.cx, e);
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(s) = this.span.take() {
+                    P::finish(s.call, &s.cx, true);
+                }
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.kind.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}
+
+impl<B: Body> Kind<B> {
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Full { data } => data.is_none(),
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! The server side: `ServerLayer<P>` -> `Server<S, P>` -> `ServerResponseFuture<F, P>`.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body::Body;
+use opentelemetry::Context;
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::trace::{Link, SpanBuilder, SpanKind, SpanRef, TraceContextExt as _};
+use opentelemetry_http::HeaderExtractor;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::body::{CallSpan, ResponseBody};
+use super::hooks::{Hooks, RequestView, ResponseView};
+use super::protocol::Protocol;
+use super::protocol::sealed::WrapRequest;
+use crate::loop_guard::{LoopGuard, ServerGuard};
+use crate::propagation::{Format, Propagator};
+use crate::service;
+
+#[derive(Clone)]
+struct Config<P> {
+    service: String,
+    propagator: Option<Arc<Propagator>>,
+    public: bool,
+    catch_panics: bool,
+    trace_response: bool,
+    scheme: &'static str,
+    guard: ServerGuard,
+    hooks: Hooks,
+    protocol: P,
+}
+
+/// A tower layer tracing a server: one SERVER span per request, child of the context in the
+/// request's headers, ending when the response body has been sent (or dropped: then marked
+/// `tracer.cancelled`). A handler panic becomes an answer of the protocol's (a 500, a gRPC
+/// INTERNAL; on by default) and is recorded on the span; a request whose call path shows a loop
+/// is answered without calling the handler (see [`with_loop_guard`](Self::with_loop_guard)).
+///
+/// Built for one service name: when that service (or tracing as a whole) is switched off,
+/// requests pass through untouched. Use it as [`HttpServerLayer`](crate::http::HttpServerLayer)
+/// or [`GrpcServerLayer`](crate::grpc::GrpcServerLayer).
+pub struct ServerLayer<P: Protocol> {
+    cfg: Arc<Config<P>>,
+    client_addr: Option<SocketAddr>,
+}
+
+impl<P: Protocol> Clone for ServerLayer<P> {
+    fn clone(&self) -> Self {
+        ServerLayer {
+            cfg: Arc::clone(&self.cfg),
+            client_addr: self.client_addr,
+        }
+    }
+}
+
+impl<P: Protocol> fmt::Debug for ServerLayer<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerLayer")
+            .field("service", &self.cfg.service)
+            .field("public", &self.cfg.public)
+            .field("catch_panics", &self.cfg.catch_panics)
+            .field("trace_response", &self.cfg.trace_response)
+            .field("protocol", &self.cfg.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Protocol> ServerLayer<P> {
+    /// A layer for the server of `service`.
+    pub fn new(service: impl Into<String>) -> Self {
+        let service = service.into();
+        ServerLayer {
+            cfg: Arc::new(Config {
+                guard: ServerGuard::new(&service, LoopGuard::new()),
+                service,
+                propagator: None,
+                public: false,
+                catch_panics: true,
+                trace_response: false,
+                scheme: "http",
+                hooks: Hooks::default(),
+                protocol: P::default(),
+            }),
+            client_addr: None,
+        }
+    }
+
+    fn cfg_mut(&mut self) -> &mut Config<P> {
+        Arc::make_mut(&mut self.cfg)
+    }
+
+    /// The protocol's own options.
+    pub(crate) fn protocol_mut(&mut self) -> &mut P {
+        &mut self.cfg_mut().protocol
+    }
+
+    /// The formats to extract, in order of preference: the first one carrying a valid context
+    /// wins. Default: the process's formats (`OTEL_PROPAGATORS`).
+    pub fn with_propagators(mut self, formats: &[Format]) -> Self {
+        self.cfg_mut().propagator = Some(Arc::new(Propagator::new(formats)));
+        self
+    }
+
+    /// For servers facing untrusted clients: the incoming context becomes a span link instead of
+    /// the parent (every request starts a trace of its own), and incoming baggage is dropped —
+    /// with it the call path, so the [loop guard](crate::loop_guard) starts a fresh one here.
+    pub fn with_public_endpoint(mut self, yes: bool) -> Self {
+        self.cfg_mut().public = yes;
+        self
+    }
+
+    /// Whether a handler panic becomes an answer (default: yes): HTTP `500`, gRPC INTERNAL.
+    /// When off, the panic is recorded and then continues.
+    ///
+    /// A gRPC response stream that panics after its head is ended with INTERNAL in the
+    /// trailers. An HTTP body that panics unwinds: its status went out with the head and HTTP
+    /// has no way to change it.
+    pub fn with_catch_panics(mut self, yes: bool) -> Self {
+        self.cfg_mut().catch_panics = yes;
+        self
+    }
+
+    /// Returns the trace id to the caller in a `traceresponse` header (W3C Trace Context level
+    /// 2; gRPC response metadata), to quote in a bug report. Default: no.
+    pub fn with_trace_response(mut self, yes: bool) -> Self {
+        self.cfg_mut().trace_response = yes;
+        self
+    }
+
+    /// The scheme requests come with when their URI has none (default `http`; `https` behind
+    /// TLS): HTTP records it as `url.scheme`; both take the default `server.port` from it.
+    pub fn with_scheme(mut self, scheme: &'static str) -> Self {
+        self.cfg_mut().scheme = scheme;
+        self
+    }
+
+    /// The call-loop guard (default [`LoopGuard::new`]: the process-wide settings): a request
+    /// whose call path shows a loop is answered without calling the handler — HTTP
+    /// `508 Loop Detected`, gRPC FAILED_PRECONDITION, the loop named in the body or message.
+    /// It works with tracing switched off too. See [`loop_guard`](crate::loop_guard).
+    pub fn with_loop_guard(mut self, guard: LoopGuard) -> Self {
+        let cfg = self.cfg_mut();
+        cfg.guard = ServerGuard::new(&cfg.service, guard);
+        self
+    }
+
+    /// Calls `f` on each traced request, once its span has started and before the handler
+    /// runs: to add attributes (`span.set_attribute(..)`) or rename the span
+    /// (`span.update_name(..)`), as tower-http's `make_span_with` does.
+    ///
+    /// ```
+    /// use opentelemetry::KeyValue;
+    /// use tracer_runtime::http::HttpServerLayer;
+    ///
+    /// let layer = HttpServerLayer::new("orders").with_on_request(|req, span| {
+    ///     if let Some(tenant) = req.headers.get("x-tenant").and_then(|v| v.to_str().ok()) {
+    ///         span.set_attribute(KeyValue::new("app.tenant", tenant.to_owned()));
+    ///     }
+    /// });
+    /// ```
+    pub fn with_on_request(
+        mut self,
+        f: impl Fn(&RequestView<'_>, &SpanRef<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.cfg_mut().hooks.set_request(f);
+        self
+    }
+
+    /// Calls `f` on each traced response the server answers — the handler's, a panic's, a
+    /// refused request's — before its body is sent, as tower-http's `on_response` does. A gRPC
+    /// status that comes in the trailers is recorded on the span later.
+    pub fn with_on_response(
+        mut self,
+        f: impl Fn(&ResponseView<'_>, &SpanRef<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.cfg_mut().hooks.set_response(f);
+        self
+    }
+
+    /// The peer address of the connection this layer serves (for a hyper accept loop that builds
+    /// a service per connection): HTTP records it as `client.address`, gRPC as
+    /// `network.peer.address` when tonic's connection info does not say. A
+    /// [`ClientAddr`](super::ClientAddr) request extension does the same.
+    pub fn with_client_addr(mut self, addr: SocketAddr) -> Self {
+        self.client_addr = Some(addr);
+        self
+    }
+}
+
+impl<S, P: Protocol> Layer<S> for ServerLayer<P> {
+    type Service = Server<S, P>;
+
+    fn layer(&self, inner: S) -> Server<S, P> {
+        Server {
+            inner,
+            cfg: Arc::clone(&self.cfg),
+            client_addr: self.client_addr,
+        }
+    }
+}
+
+/// The service made by [`ServerLayer`].
+pub struct Server<S, P: Protocol> {
+    inner: S,
+    cfg: Arc<Config<P>>,
+    client_addr: Option<SocketAddr>,
+}
+
+impl<S: Clone, P: Protocol> Clone for Server<S, P> {
+    fn clone(&self) -> Self {
+        Server {
+            inner: self.inner.clone(),
+            cfg: Arc::clone(&self.cfg),
+            client_addr: self.client_addr,
+        }
+    }
+}
+
+impl<S, P: Protocol> fmt::Debug for Server<S, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("service", &self.cfg.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The W3C `traceresponse` header value of the span of `cx`.
+fn traceresponse(cx: &Context) -> Option<HeaderValue> {
+    HeaderValue::from_str(&crate::propagation::trace_response_value(
+        cx.span().span_context(),
+    ))
+    .ok()
+}
+
+impl<S, P, ReqB, ResB> Service<Request<ReqB>> for Server<S, P>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Error: fmt::Display,
+    P: Protocol + WrapRequest<ReqB>,
+    ResB: Body<Data = Bytes>,
+    ResB::Error: fmt::Display,
+{
+    type Response = Response<ResponseBody<ResB, P>>;
+    type Error = S::Error;
+    type Future = ServerResponseFuture<S::Future, P>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let catch = self.cfg.catch_panics;
+        let verdict = self.cfg.guard.check(req.headers(), self.cfg.public);
+        let Some(svc) = service::recording(Some(&self.cfg.service)) else {
+            // Off: no span, no extraction; panics and loops are still answered, so behaviour
+            // does not depend on the switch.
+            let path_cx = match verdict.untraced() {
+                Ok(cx) => cx,
+                Err(l) => return ServerResponseFuture::answer(Answer::Refused(l.message), None),
+            };
+            let called = {
+                let _attached = path_cx.as_ref().map(crate::recorder::attach);
+                if catch {
+                    catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
+                } else {
+                    Ok(self.inner.call(req))
+                }
+            };
+            let mut fut = match called {
+                Ok(f) => ServerResponseFuture::new(f, None, catch),
+                Err(payload) => ServerResponseFuture::answer(
+                    Answer::Panicked(crate::panic::payload_message(&*payload)),
+                    None,
+                ),
+            };
+            fut.path_cx = path_cx;
+            return fut;
+        };
+
+        let cfg = &*self.cfg;
+        let (name, attrs, call) = cfg.protocol.server_span(&req, cfg.scheme, self.client_addr);
+        let propagator = cfg
+            .propagator
+            .clone()
+            .unwrap_or_else(crate::propagation::propagator);
+        let extracted =
+            propagator.extract_with_context(&Context::new(), &HeaderExtractor(req.headers()));
+        let mut builder = SpanBuilder::from_name(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes(attrs);
+        let parent = if cfg.public {
+            let sc = extracted.span().span_context().clone();
+            if sc.is_valid() {
+                builder = builder.with_links(vec![Link::with_context(sc)]);
+            }
+            Context::new()
+        } else {
+            extracted
+        };
+        let (parent, refused) = verdict.traced(parent);
+        let cx = crate::recorder::start_span(&svc, builder, &parent);
+        cfg.hooks.request(&req, &cx);
+        let mut traced = Traced {
+            span: CallSpan { cx, call },
+            cfg: Arc::clone(&self.cfg),
+        };
+        if let Some(l) = refused {
+            P::refused(&traced.span.cx, &l.message);
+            l.record(&traced.span.cx, P::LOOP_ERROR_TYPE);
+            return ServerResponseFuture::answer(Answer::Refused(l.message), Some(traced));
+        }
+        let req = P::wrap(req, &mut traced.span.call, &traced.span.cx);
+        let called = {
+            let _attached = crate::recorder::attach(&traced.span.cx);
+            catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
+        };
+        match called {
+            Ok(f) => ServerResponseFuture::new(f, Some(traced), catch),
+            Err(payload) => {
+                let message = P::record_panic(&traced.span.cx, &*payload);
+                if !catch {
+                    P::end(traced.span.call, &traced.span.cx);
+                    resume_unwind(payload);
+                }
+                ServerResponseFuture::answer(Answer::Panicked(message), Some(traced))
+            }
+        }
+    }
+}
+
+/// A traced request: its span, and the layer's settings for its response.
+struct Traced<P: Protocol> {
+    span: CallSpan<P>,
+    cfg: Arc<Config<P>>,
+}
+
+/// What the layer answers by itself, without a response of the handler's.
+enum Answer {
+    /// The loop guard refused the request (the loop's message).
+    Refused(String),
+    /// The handler panicked (the panic's message).
+    Panicked(String),
+}
+
+/// The layer's own answer: the protocol's head and body, with `traceresponse` and the
+/// `on_response` hook as any other response.
+fn answer_response<B, P: Protocol>(
+    answer: Answer,
+    traced: Option<Traced<P>>,
+) -> Response<ResponseBody<B, P>> {
+    let mut head = match &answer {
+        Answer::Refused(message) => P::loop_response(message),
+        Answer::Panicked(message) => {
+            P::panic_response(traced.as_ref().map(|t| &t.span.cx), message)
+        }
+    };
+    let span = traced.map(|t| {
+        if t.cfg.trace_response
+            && let Some(v) = traceresponse(&t.span.cx)
+        {
+            head.headers_mut().insert("traceresponse", v);
+        }
+        // Before the body is made: a body of the layer's own ends the span.
+        t.cfg.hooks.response(&head, &t.span.cx);
+        t.span
+    });
+    head.map(|data| ResponseBody::full(data, span))
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Server`].
+    pub struct ServerResponseFuture<F, P: Protocol> {
+        #[pin]
+        inner: Option<F>,
+        traced: Option<Traced<P>>,
+        // Answered by the layer (refused, or the handler panicked in `call`).
+        answer: Option<Answer>,
+        catch: bool,
+        // Tracing off, loop guard on: the request's call path, attached while the handler runs.
+        path_cx: Option<Context>,
+    }
+
+    impl<F, P: Protocol> PinnedDrop for ServerResponseFuture<F, P> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before an answer: the connection went away (or the deadline passed).
+            if let Some(t) = this.project().traced.take() {
+                P::dropped(t.span.call, &t.span.cx);
+            }
+        }
+    }
+}
+
+impl<F, P: Protocol> fmt::Debug for ServerResponseFuture<F, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerResponseFuture")
+            .field("traced", &self.traced.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, P: Protocol> ServerResponseFuture<F, P> {
+    fn new(inner: F, traced: Option<Traced<P>>, catch: bool) -> Self {
+        ServerResponseFuture {
+            inner: Some(inner),
+            traced,
+            answer: None,
+            catch,
+            path_cx: None,
+        }
+    }
+
+    fn answer(answer: Answer, traced: Option<Traced<P>>) -> Self {
+        ServerResponseFuture {
+            inner: None,
+            traced,
+            answer: Some(answer),
+            catch: true,
+            path_cx: None,
+        }
+    }
+}
+
+impl<F, P, ResB, E> Future for ServerResponseFuture<F, P>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    E: fmt::Display,
+    P: Protocol,
+    ResB: Body<Data = Bytes>,
+    ResB::Error: fmt::Display,
+{
+    type Output = Result<Response<ResponseBody<ResB, P>>, E>;
+
+    fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            let answer = this
+                .answer
+                .take()
+                .unwrap_or_else(|| Answer::Panicked("polled after completion".to_owned()));
+            return Poll::Ready(Ok(answer_response(answer, this.traced.take())));
+        };
+        let polled = {
+            let _attached = this
+                .traced
+                .as_ref()
+                .map(|t| &t.span.cx)
+                .or(this.path_cx.as_ref())
+                .map(crate::recorder::attach);
+            catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
+        };
+        let polled = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(r)) => r,
+            Err(payload) => {
+                let traced = this.traced.take();
+                if !*this.catch {
+                    if let Some(t) = traced {
+                        P::record_panic(&t.span.cx, &*payload);
+                        P::end(t.span.call, &t.span.cx);
+                    }
+                    resume_unwind(payload);
+                }
+                let message = match &traced {
+                    Some(t) => P::record_panic(&t.span.cx, &*payload),
+                    None => crate::panic::payload_message(&*payload),
+                };
+                return Poll::Ready(Ok(answer_response(Answer::Panicked(message), traced)));
+            }
+        };
+        let catch = *this.catch;
+        let Some(Traced { span, cfg }) = this.traced.take() else {
+            return Poll::Ready(polled.map(|r| r.map(|b| ResponseBody::new(b, None, catch))));
+        };
+        let CallSpan { cx, mut call } = span;
+        match polled {
+            Ok(mut resp) => {
+                P::server_response(&mut call, &cx, &resp);
+                if cfg.trace_response
+                    && let Some(v) = traceresponse(&cx)
+                {
+                    resp.headers_mut().insert("traceresponse", v);
+                }
+                cfg.hooks.response(&resp, &cx);
+                let span = Some(CallSpan { cx, call });
+                Poll::Ready(Ok(resp.map(|b| ResponseBody::new(b, span, catch))))
+            }
+            Err(e) => {
+                P::server_failed(call, &cx, &e);
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+}
