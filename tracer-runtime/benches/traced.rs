@@ -12,6 +12,23 @@
 //! ns/call, the ratios to the plain fn and to raw `in_span`, allocations and bytes per call, and
 //! how many of the spans made while timing were exported.
 //!
+//! The RED histogram of `#[traced(metrics)]` (`--features metrics`), calling thread, instructions
+//! per call under callgrind (`TRACED_CALLGRIND=<case>`, `--toggle-collect='*measured*'`,
+//! (N=3000 − N=1000) / 2000), the same cases without and with `metrics`:
+//!
+//! ```text
+//!                               traced   traced(metrics)   histogram
+//! sampled out, 0ddc102            1271              1590       +319   (prometheus-client Histogram, std Instant)
+//! sampled out, now                1132              1263       +131   (own lock-free series, fastant clock)
+//! sampled, 0ddc102                2172              2492       +320
+//! sampled, now                    2030              2161       +131
+//! ```
+//!
+//! (Spans of a `metrics` build also got cheaper, −140: the measurement a span carries is a few
+//! words now.) The goal of ≤ 100 is not reached: two clock reads and fastant's conversion to a
+//! `Duration` (~50), finding the call site's series and two atomic adds (~40), carrying the
+//! measurement from start to end (~40).
+//!
 //! Allocations are counted by `tracking-allocator`'s global allocator over every thread, the
 //! export side included. Its counting is switched off while criterion times, so a timed
 //! allocation pays only the wrapper (a header of at least 8 bytes and one relaxed load; a
