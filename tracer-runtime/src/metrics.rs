@@ -603,15 +603,24 @@ impl Instrument {
     /// Observes `ns` in the series of `labels`, made if new and there is room.
     #[inline]
     fn observe(&self, labels: &LabelSet, ns: u64) {
-        if !labels.is_overflow()
-            && let Some(s) = self
-                .series
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(labels)
         {
-            s.observe(ns);
-            return;
+            let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
+            let found = if labels.is_overflow() {
+                None
+            } else {
+                map.get(labels)
+            };
+            // Past the cap, the overflow series is found under the read lock too: a burst of
+            // new label sets does not serialise the threads on the write lock.
+            let found = found.or_else(|| {
+                (self.size.load(Ordering::Relaxed) >= self.cap)
+                    .then(|| map.get(&LabelSet::overflow(self.kind)))
+                    .flatten()
+            });
+            if let Some(s) = found {
+                s.observe(ns);
+                return;
+            }
         }
         self.series(labels).observe(ns);
     }
