@@ -49,8 +49,7 @@ fn metric(requests: &[ExportMetricsServiceRequest], service: &str, name: &str) -
         })
         .flat_map(|rm| &rm.scope_metrics)
         .flat_map(|sm| &sm.metrics)
-        .filter(|m| m.name == name)
-        .next_back()
+        .rfind(|m| m.name == name)
         .cloned()
 }
 

@@ -831,6 +831,8 @@ enum What {
 }
 
 thread_local! {
+    // The boxes are the point: each is reused as a span's label set.
+    #[allow(clippy::vec_box)]
     static LABEL_SETS: std::cell::RefCell<Vec<Box<LabelSet>>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }

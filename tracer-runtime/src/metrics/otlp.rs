@@ -186,12 +186,12 @@ fn env_first(vars: &[&'static str]) -> Option<(&'static str, String)> {
     })
 }
 
+/// A counter's values (with `error.type`, if any) read from the pipeline's counts.
+type Reading = fn(&crate::Stats) -> Vec<(u64, Option<&'static str>)>;
+
 /// tracer's pipeline counters (see [`crate::stats`]), as the Prometheus endpoint serves them.
 fn health(meter: &Meter) -> [ObservableCounter<u64>; 4] {
-    let counter = |name: &'static str,
-                   unit: &'static str,
-                   help: &'static str,
-                   read: fn(&crate::Stats) -> Vec<(u64, Option<&'static str>)>| {
+    let counter = |name: &'static str, unit: &'static str, help: &'static str, read: Reading| {
         meter
             .u64_observable_counter(name)
             .with_unit(unit)
