@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tracer_runtime::http::HttpServerLayer;
 
-use crate::cli::{Addrs, Error, ServerArgs};
+use crate::config::{Addrs, Error, ServerArgs};
 use crate::http::{Body, Caller, relayed, text};
 use crate::scenario::Scenario;
 

@@ -11,7 +11,7 @@ use tonic::Status;
 use tracer_runtime::grpc::GrpcServerLayer;
 use tracer_runtime::http::HttpServerLayer;
 
-use crate::cli::{Addrs, Error, ServerArgs};
+use crate::config::{Addrs, Error, ServerArgs};
 use crate::grpc::{describe, reply};
 use crate::http::{Body, Caller, relay, text};
 use crate::pb::server2_server::{Server2 as Server2Rpc, Server2Server};
