@@ -26,7 +26,7 @@ pub(crate) fn start(
     parent: Option<&Context>,
     make: impl FnOnce() -> (Cow<'static, str>, Vec<KeyValue>),
 ) -> Option<Context> {
-    if !crate::__private::on() {
+    if !crate::switch::on() {
         return None;
     }
     let Some(parent) = parent else {

@@ -10,51 +10,9 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanExporter, SpanPro
 use crate::error::{InitError, ShutdownError};
 use crate::pipeline;
 use crate::propagation::{self, Format};
+use crate::protocol::Protocol;
 use crate::service::{self, Service, ServiceHandle};
 use crate::switch;
-
-/// The OTLP transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Protocol {
-    /// OTLP over gRPC (port 4317 by default). tracer's default.
-    Grpc,
-    /// OTLP over HTTP with protobuf bodies (port 4318 by default).
-    HttpProtobuf,
-}
-
-impl Protocol {
-    /// Parses an `OTEL_EXPORTER_OTLP_PROTOCOL` value.
-    pub fn parse(value: &str) -> Result<Protocol, InitError> {
-        Protocol::parse_var("OTEL_EXPORTER_OTLP_PROTOCOL", value)
-    }
-
-    fn parse_var(var: &'static str, value: &str) -> Result<Protocol, InitError> {
-        match value.trim() {
-            "grpc" => Ok(Protocol::Grpc),
-            "http/protobuf" => Ok(Protocol::HttpProtobuf),
-            other => Err(InitError::UnsupportedProtocol {
-                var,
-                value: other.to_owned(),
-            }),
-        }
-    }
-
-    #[cfg_attr(not(feature = "_otlp"), allow(dead_code))]
-    fn from_env() -> Result<Protocol, InitError> {
-        for var in [
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-        ] {
-            if let Ok(v) = std::env::var(var)
-                && !v.trim().is_empty()
-            {
-                return Protocol::parse_var(var, &v);
-            }
-        }
-        Ok(Protocol::Grpc)
-    }
-}
 
 /// Where a service's spans go (`OTEL_TRACES_EXPORTER`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -729,18 +687,6 @@ mod tests {
         assert!(e.to_string().contains("`jaeger`"), "{e}");
         #[cfg(feature = "zipkin")]
         assert_eq!(TracesExporter::parse_list("zipkin").unwrap(), [Zipkin]);
-    }
-
-    #[test]
-    fn protocols_parse() {
-        assert_eq!(Protocol::parse("grpc").unwrap(), Protocol::Grpc);
-        assert_eq!(
-            Protocol::parse("http/protobuf").unwrap(),
-            Protocol::HttpProtobuf
-        );
-        assert!(
-            matches!(Protocol::parse("http/json"), Err(InitError::UnsupportedProtocol { value, .. }) if value == "http/json")
-        );
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub mod mysql;
 mod panic;
 mod pipeline;
 pub mod propagation;
+mod protocol;
 mod recorder;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -120,9 +121,10 @@ pub use context::{
     spawn_blocking,
 };
 pub use error::{InitError, ShutdownError};
-pub use init::{Builder, Guard, Protocol, TracesExporter, init, sampler_from_env};
+pub use init::{Builder, Guard, TracesExporter, init, sampler_from_env};
 #[cfg(feature = "http")]
 pub use loop_guard::LoopGuard;
+pub use protocol::Protocol;
 pub use recorder::{Attached, WithContext, current_context};
 pub use service::{ServiceHandle, current_service, service};
 pub use stats::{Stats, stats};

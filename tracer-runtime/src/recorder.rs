@@ -58,6 +58,27 @@ use crate::service::{InService, Service};
 // ---------------------------------------------------------------------------------------------
 // Where a service's spans go
 
+// `log` events on spans: their name and the per-span cap, re-exported by `crate::logs`.
+
+/// The name of the event a log record becomes.
+pub const EVENT_NAME: &str = "log";
+
+/// The span attribute counting the `log` events dropped over the cap.
+pub const EVENTS_DROPPED: &str = "tracer.log.events_dropped";
+
+static MAX_EVENTS_PER_SPAN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(128);
+
+/// How many `log` events a span keeps at most (default 128).
+pub fn max_events_per_span() -> u32 {
+    MAX_EVENTS_PER_SPAN.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sets how many `log` events a span keeps at most, for every span of the process (0 keeps
+/// none: every record is only counted). Spans already started keep what they hold.
+pub fn set_max_events_per_span(max: u32) {
+    MAX_EVENTS_PER_SPAN.store(max, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// A service's recording settings: its sampler, the processors its finished spans go to, its
 /// instrumentation scope, and whether its `#[traced]` spans also live in OpenTelemetry's context.
 pub(crate) struct Sink {
@@ -398,7 +419,7 @@ impl Span {
             return;
         };
         if rec.logs_dropped > 0 {
-            let kv = KeyValue::new(crate::logs::EVENTS_DROPPED, i64::from(rec.logs_dropped));
+            let kv = KeyValue::new(EVENTS_DROPPED, i64::from(rec.logs_dropped));
             rec.set_attribute(kv);
         }
         let data = SpanData {
@@ -476,8 +497,8 @@ impl Record {
     }
 
     fn add_event(&mut self, name: Cow<'static, str>, at: SystemTime, mut attrs: Vec<KeyValue>) {
-        if name == crate::logs::EVENT_NAME {
-            if self.logs >= crate::logs::max_events_per_span() {
+        if name == EVENT_NAME {
+            if self.logs >= max_events_per_span() {
                 self.logs_dropped = self.logs_dropped.saturating_add(1);
                 return;
             }

@@ -105,7 +105,7 @@ pub(crate) fn resolve(cx: &Context) -> Option<Arc<Service>> {
 #[inline]
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) fn recording(name: Option<&str>) -> Option<Arc<Service>> {
-    if !crate::__private::on() {
+    if !crate::switch::on() {
         return None;
     }
     let Some(n) = name else {

@@ -190,7 +190,7 @@ macro_rules! statements {
             Q: AsQuery,
         {
             let text: Arc<str> = String::from_utf8_lossy(&query.as_query()).into();
-            let sql = crate::__private::on().then(|| statement(text.as_bytes()));
+            let sql = crate::switch::on().then(|| statement(text.as_bytes()));
             let cx = db::start(self.meta.service.as_deref(), self.parent(), || {
                 let mut a = self.meta.base(3);
                 a.push(KeyValue::new(semconv::DB_OPERATION_NAME, "PREPARE"));

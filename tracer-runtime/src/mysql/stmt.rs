@@ -140,7 +140,7 @@ impl Hasher for IdHasher {
 /// The record of `stmt`: from the statement cache for a text, from the connection's prepared
 /// statements for a [`Statement`]. `None` when tracing is off (nothing else is done then).
 pub(super) fn stmt_sql(prepared: &Prepared, stmt: &impl Stmt) -> Option<Arc<StatementRecord>> {
-    if !crate::__private::on() {
+    if !crate::switch::on() {
         return None;
     }
     match stmt.text() {
@@ -150,7 +150,7 @@ pub(super) fn stmt_sql(prepared: &Prepared, stmt: &impl Stmt) -> Option<Arc<Stat
 }
 
 pub(super) fn query_sql(q: &impl AsQuery) -> Option<Arc<StatementRecord>> {
-    crate::__private::on().then(|| statement(&q.as_query()))
+    crate::switch::on().then(|| statement(&q.as_query()))
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ impl Batch {
 
     pub(super) fn queue(&self, command: &'static str, text: impl FnOnce(&mut Text)) {
         self.count.fetch_add(1, Ordering::Relaxed);
-        if !crate::__private::on() {
+        if !crate::switch::on() {
             return;
         }
         let mut t = Text::new(command);
