@@ -7,7 +7,7 @@ use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanExporter, SpanProcessor};
 
-use crate::error::{InitError, ShutdownError};
+use crate::error::{InitError, ParseExporterError, ParseSamplerError, ShutdownError};
 use crate::pipeline;
 use crate::propagation::{self, Format};
 use crate::protocol::Protocol;
@@ -30,7 +30,7 @@ pub enum TracesExporter {
 
 impl TracesExporter {
     /// Parses an `OTEL_TRACES_EXPORTER` value: a comma-separated list; `none` alone means none.
-    pub fn parse_list(value: &str) -> Result<Vec<TracesExporter>, InitError> {
+    pub fn parse_list(value: &str) -> Result<Vec<TracesExporter>, ParseExporterError> {
         let mut out = Vec::new();
         for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let e = match name.to_ascii_lowercase().as_str() {
@@ -38,7 +38,7 @@ impl TracesExporter {
                 "zipkin" if cfg!(feature = "zipkin") => TracesExporter::Zipkin,
                 "console" | "logging" => TracesExporter::Console,
                 "none" => TracesExporter::None,
-                _ => return Err(InitError::UnknownExporter(name.to_owned())),
+                _ => return Err(ParseExporterError::Unknown(name.to_owned())),
             };
             if !out.contains(&e) {
                 out.push(e);
@@ -53,7 +53,7 @@ impl TracesExporter {
         Ok(out)
     }
 
-    fn from_env() -> Result<Vec<TracesExporter>, InitError> {
+    fn from_env() -> Result<Vec<TracesExporter>, ParseExporterError> {
         TracesExporter::parse_list(&std::env::var("OTEL_TRACES_EXPORTER").unwrap_or_default())
     }
 }
@@ -201,6 +201,7 @@ impl Builder {
 
     /// Exports to Zipkin at `url` (e.g. `http://127.0.0.1:9411/api/v2/spans`) instead of OTLP.
     #[cfg(feature = "zipkin")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "zipkin")))]
     pub fn with_zipkin_endpoint(mut self, url: impl Into<String>) -> Self {
         self.zipkin_endpoint = Some(url.into());
         self.exporters = Some(vec![TracesExporter::Zipkin]);
@@ -300,6 +301,7 @@ impl Builder {
     /// [`Guard::metrics_addr`]), from a thread of its own. The endpoint's own requests are
     /// neither traced nor counted. A bind failure makes [`install`](Self::install) fail.
     #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn with_prometheus(mut self, addr: impl Into<String>) -> Self {
         self.metrics.endpoint = Some(addr.into());
         self
@@ -312,6 +314,7 @@ impl Builder {
     /// <token>` (else `401`, and nothing changes). Without one, the address must be a loopback
     /// one ([`install`](Self::install) fails otherwise). Off unless called.
     #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn with_switch_endpoint(mut self, token: Option<String>) -> Self {
         self.metrics.switch = true;
         self.metrics.token = token.filter(|t| !t.is_empty());
@@ -322,6 +325,7 @@ impl Builder {
     /// [`DEFAULT_CARDINALITY_LIMIT`](crate::metrics::DEFAULT_CARDINALITY_LIMIT)); further ones
     /// are counted in the series labelled `otel_metric_overflow="true"`.
     #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn with_metrics_cardinality_limit(mut self, limit: usize) -> Self {
         self.metrics.cap = limit;
         self
@@ -392,7 +396,7 @@ impl Builder {
                             processors.push(batched(exporter, &batch, &mut pipelines)?);
                         }
                         #[cfg(not(feature = "_otlp"))]
-                        return Err(InitError::UnknownExporter("otlp".to_owned()));
+                        return Err(ParseExporterError::Unknown("otlp".to_owned()).into());
                     }
                     TracesExporter::Zipkin => {
                         #[cfg(feature = "zipkin")]
@@ -409,7 +413,7 @@ impl Builder {
                             processors.push(batched(exporter, &batch, &mut pipelines)?);
                         }
                         #[cfg(not(feature = "zipkin"))]
-                        return Err(InitError::UnknownExporter("zipkin".to_owned()));
+                        return Err(ParseExporterError::Unknown("zipkin".to_owned()).into());
                     }
                     TracesExporter::Console => {
                         processors.push(batched(
@@ -461,6 +465,7 @@ impl Builder {
             propagation::install(&formats, self.set_globals);
         }
         Ok(Guard {
+            svc: Arc::clone(&svc),
             inner: Some(GuardInner {
                 svc,
                 provider,
@@ -499,21 +504,19 @@ fn export_runtime() -> Result<tokio::runtime::Runtime, InitError> {
 
 /// Parses `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (unlike the SDK, which falls back
 /// to the default on a typo, this reports it).
-pub fn sampler_from_env() -> Result<Sampler, InitError> {
+pub fn sampler_from_env() -> Result<Sampler, ParseSamplerError> {
     let name = std::env::var("OTEL_TRACES_SAMPLER").unwrap_or_default();
     let arg = std::env::var("OTEL_TRACES_SAMPLER_ARG").ok();
     parse_sampler(&name, arg.as_deref())
 }
 
-pub(crate) fn parse_sampler(name: &str, arg: Option<&str>) -> Result<Sampler, InitError> {
-    let ratio = || -> Result<f64, InitError> {
+pub(crate) fn parse_sampler(name: &str, arg: Option<&str>) -> Result<Sampler, ParseSamplerError> {
+    let ratio = || -> Result<f64, ParseSamplerError> {
         match arg.map(str::trim).filter(|a| !a.is_empty()) {
             None => Ok(1.0),
             Some(a) => match a.parse::<f64>() {
                 Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-                _ => Err(InitError::InvalidSampler(format!(
-                    "OTEL_TRACES_SAMPLER_ARG `{a}` is not a ratio between 0 and 1"
-                ))),
+                _ => Err(ParseSamplerError::InvalidRatio(a.to_owned())),
             },
         }
     };
@@ -527,10 +530,7 @@ pub(crate) fn parse_sampler(name: &str, arg: Option<&str>) -> Result<Sampler, In
             Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio()?)))
         }
         other => {
-            return Err(InitError::InvalidSampler(format!(
-                "unknown OTEL_TRACES_SAMPLER `{other}`; expected always_on, always_off, traceidratio, \
-                 parentbased_always_on, parentbased_always_off or parentbased_traceidratio"
-            )));
+            return Err(ParseSamplerError::Unknown(other.to_owned()));
         }
     })
 }
@@ -540,6 +540,8 @@ pub(crate) fn parse_sampler(name: &str, arg: Option<&str>) -> Result<Sampler, In
 /// at the end of a `current_thread` runtime's `main` does not hang.
 #[must_use = "dropping the guard uninstalls the service at once"]
 pub struct Guard {
+    /// The service, for as long as the guard lives (`inner` is taken by shutdown and drop).
+    svc: Arc<Service>,
     inner: Option<GuardInner>,
 }
 
@@ -557,17 +559,15 @@ struct GuardInner {
 impl fmt::Debug for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Guard")
-            .field("service", &self.inner.as_ref().map(|i| &i.svc.name))
+            .field("service", &self.svc.name)
             .finish()
     }
 }
 
 impl Guard {
     /// The service this guard keeps installed.
-    pub fn service(&self) -> Option<ServiceHandle> {
-        self.inner
-            .as_ref()
-            .map(|i| ServiceHandle(Arc::clone(&i.svc)))
+    pub fn service(&self) -> ServiceHandle {
+        ServiceHandle(Arc::clone(&self.svc))
     }
 
     /// The service's tracer provider (to flush it, or to hand it to another library).
@@ -577,6 +577,7 @@ impl Guard {
 
     /// The address the [`with_prometheus`](Builder::with_prometheus) endpoint listens on.
     #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.inner
             .as_ref()

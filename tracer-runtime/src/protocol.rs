@@ -2,7 +2,7 @@
 //! that `init` (which reads it) and `export` (which builds the exporter for it) both import it
 //! and neither imports the other.
 
-use crate::error::InitError;
+use crate::error::ParseProtocolError;
 
 /// The OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,15 +16,15 @@ pub enum Protocol {
 
 impl Protocol {
     /// Parses an `OTEL_EXPORTER_OTLP_PROTOCOL` value.
-    pub fn parse(value: &str) -> Result<Protocol, InitError> {
+    pub fn parse(value: &str) -> Result<Protocol, ParseProtocolError> {
         Protocol::parse_var("OTEL_EXPORTER_OTLP_PROTOCOL", value)
     }
 
-    fn parse_var(var: &'static str, value: &str) -> Result<Protocol, InitError> {
+    fn parse_var(var: &'static str, value: &str) -> Result<Protocol, ParseProtocolError> {
         match value.trim() {
             "grpc" => Ok(Protocol::Grpc),
             "http/protobuf" => Ok(Protocol::HttpProtobuf),
-            other => Err(InitError::UnsupportedProtocol {
+            other => Err(ParseProtocolError::Unsupported {
                 var,
                 value: other.to_owned(),
             }),
@@ -32,7 +32,7 @@ impl Protocol {
     }
 
     #[cfg_attr(not(feature = "_otlp"), allow(dead_code))]
-    pub(crate) fn from_env() -> Result<Protocol, InitError> {
+    pub(crate) fn from_env() -> Result<Protocol, ParseProtocolError> {
         for var in [
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
             "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -59,7 +59,7 @@ mod tests {
             Protocol::HttpProtobuf
         );
         assert!(
-            matches!(Protocol::parse("http/json"), Err(InitError::UnsupportedProtocol { value, .. }) if value == "http/json")
+            matches!(Protocol::parse("http/json"), Err(ParseProtocolError::Unsupported { value, .. }) if value == "http/json")
         );
     }
 }

@@ -745,7 +745,7 @@ pub(crate) fn current() -> Current {
 #[inline]
 pub(crate) fn current_recording() -> Option<(Arc<Service>, Option<SpanContext>)> {
     match current() {
-        Current::Local { sc, svc } => svc.is_on().then_some((svc, Some(sc))),
+        Current::Local { sc, svc } => svc.is_enabled().then_some((svc, Some(sc))),
         Current::Otel => Context::map_current(|cx| {
             let svc = crate::service::resolve_recording(cx)?;
             Some((svc, parent_of(cx)))
@@ -757,7 +757,7 @@ pub(crate) fn current_recording() -> Option<(Arc<Service>, Option<SpanContext>)>
 #[inline]
 pub(crate) fn current_service_recording() -> Option<Arc<Service>> {
     match current() {
-        Current::Local { svc, .. } => svc.is_on().then_some(svc),
+        Current::Local { svc, .. } => svc.is_enabled().then_some(svc),
         Current::Otel => Context::map_current(crate::service::resolve_recording),
     }
 }

@@ -24,7 +24,7 @@ pub(crate) struct Service {
 
 impl Service {
     #[inline]
-    pub(crate) fn is_on(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         self.on.load(Ordering::Relaxed)
     }
 }
@@ -76,12 +76,12 @@ pub(crate) fn is_registered(name: &str) -> bool {
 #[inline]
 pub(crate) fn resolve_recording(cx: &Context) -> Option<Arc<Service>> {
     match cx.get::<InService>() {
-        Some(s) => s.0.is_on().then(|| Arc::clone(&s.0)),
+        Some(s) => s.0.is_enabled().then(|| Arc::clone(&s.0)),
         None => DEFAULT
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .filter(|s| s.is_on())
+            .filter(|s| s.is_enabled())
             .cloned(),
     }
 }
@@ -116,7 +116,7 @@ pub(crate) fn recording(name: Option<&str>) -> Option<Arc<Service>> {
         .unwrap_or_else(PoisonError::into_inner)
         .iter()
         .find(|s| s.name == n)
-        .map(|s| s.is_on().then(|| Arc::clone(s)));
+        .map(|s| s.is_enabled().then(|| Arc::clone(s)));
     match found {
         Some(svc) => svc,
         None => not_installed(n),
@@ -145,7 +145,7 @@ fn not_installed(name: &str) -> Option<Arc<Service>> {
             });
         }
     }
-    fallback.is_on().then_some(fallback)
+    fallback.is_enabled().then_some(fallback)
 }
 
 /// A handle on an installed service: run work under it, ask whether it is switched on.
@@ -161,7 +161,7 @@ impl fmt::Debug for ServiceHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServiceHandle")
             .field("name", &self.0.name)
-            .field("on", &self.0.is_on())
+            .field("enabled", &self.0.is_enabled())
             .finish()
     }
 }
@@ -187,9 +187,17 @@ impl ServiceHandle {
         &self.0.name
     }
 
-    /// Whether tracing currently records for this service (its switch and the global one).
+    /// Whether tracing is enabled for this service now: its switch
+    /// ([`set_enabled`](crate::set_enabled)) and the global one
+    /// ([`set_all_enabled`](crate::set_all_enabled)).
+    pub fn is_enabled(&self) -> bool {
+        crate::switch::is_all_enabled() && self.0.is_enabled()
+    }
+
+    /// The old name of [`is_enabled`](Self::is_enabled).
+    #[deprecated(note = "renamed `is_enabled`, as `set_enabled` / `is_enabled`")]
     pub fn is_recording(&self) -> bool {
-        crate::switch::is_all_enabled() && self.0.is_on()
+        self.is_enabled()
     }
 
     /// `cx` with this service attached: spans started under it belong to this service.

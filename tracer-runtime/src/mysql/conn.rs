@@ -14,7 +14,7 @@ use super::error::{on_done, record_error};
 use super::stmt::Prepared;
 use super::transaction::{TracedTransaction, TxSpan};
 
-/// A traced [`Conn`], from [`TracedPool::get_conn`], [`TracedConn::new`] or
+/// A traced [`Conn`], from [`TracedPool::get_conn`](super::TracedPool::get_conn), [`TracedConn::new`] or
 /// [`TracedConn::wrap`].
 pub struct TracedConn {
     pub(super) inner: Conn,
@@ -67,7 +67,7 @@ impl TracedConn {
         self
     }
 
-    /// Whether to trace DDL run outside any request (see [`TracedPool::trace_setup`]).
+    /// Whether to trace DDL run outside any request (see [`TracedPool::trace_setup`](super::TracedPool::trace_setup)).
     pub fn trace_setup(mut self, yes: bool) -> Self {
         Arc::make_mut(&mut self.meta).setup = yes;
         self

@@ -13,7 +13,7 @@ use super::error::on_done;
 use super::stmt::Prepared;
 use super::transaction::TracedTransaction;
 
-/// A traced [`Pool`]. See the [module docs](self).
+/// A traced [`Pool`]. See the [module docs](super).
 #[derive(Clone)]
 pub struct TracedPool {
     inner: Pool,

@@ -32,7 +32,7 @@ impl Drop for TxSpan {
     }
 }
 
-/// A traced [`Transaction`], from `start_transaction` on a [`TracedConn`] or a [`TracedPool`].
+/// A traced [`Transaction`], from `start_transaction` on a [`TracedConn`](super::TracedConn) or a [`TracedPool`](super::TracedPool).
 pub struct TracedTransaction<'a> {
     pub(super) inner: Transaction<'a>,
     pub(super) meta: Arc<Meta>,

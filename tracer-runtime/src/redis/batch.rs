@@ -57,7 +57,7 @@ impl Batch {
     }
 
     pub(super) fn start(&self, operation: &'static str) -> Option<Context> {
-        db::start(self.meta.service.as_deref(), None, || {
+        db::start(self.meta.service(), None, || {
             let text = Arc::from(
                 self.texts
                     .lock()
@@ -74,7 +74,7 @@ impl Batch {
     }
 }
 
-/// A traced fred [`Pipeline`], from [`Traced::pipeline`].
+/// A traced fred [`Pipeline`], from [`Traced::pipeline`](super::Traced::pipeline).
 #[derive(Debug)]
 pub struct TracedPipeline<C: ClientLike> {
     pub(super) inner: Pipeline<C>,
@@ -119,7 +119,7 @@ impl<C: ClientLike> TracedPipeline<C> {
     }
 }
 
-/// A traced fred [`Transaction`], from [`Traced::multi`].
+/// A traced fred [`Transaction`], from [`Traced::multi`](super::Traced::multi).
 #[derive(Debug)]
 pub struct TracedTransaction {
     pub(super) inner: Transaction,

@@ -54,7 +54,7 @@ pub(super) fn listen_client(client: &Client, meta: &Arc<Meta>) {
             if !m.setup() {
                 continue;
             }
-            let cx = db::start(m.service.as_deref(), Some(&Context::new()), || {
+            let cx = db::start(m.service(), Some(&Context::new()), || {
                 let mut a = m.attrs(Cow::Borrowed("CONNECT"), None);
                 a.retain(|kv| kv.key.as_str() != semconv::SERVER_ADDRESS);
                 a.retain(|kv| kv.key.as_str() != semconv::SERVER_PORT);
@@ -72,7 +72,7 @@ pub(super) fn listen_client(client: &Client, meta: &Arc<Meta>) {
     let m = Arc::clone(meta);
     rt.spawn(async move {
         while let Some((error, _server)) = next(&mut errors).await {
-            let cx = db::start(m.service.as_deref(), Some(&Context::new()), || {
+            let cx = db::start(m.service(), Some(&Context::new()), || {
                 (
                     Cow::Borrowed("redis connection error"),
                     m.attrs(Cow::Borrowed("CONNECT"), None),

@@ -46,8 +46,8 @@ mod text;
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use fred::clients::{Client, Pool};
 use fred::error::{Error, ErrorKind};
@@ -71,7 +71,8 @@ use text::Text;
 struct Meta {
     /// Trace connecting and reconnects outside any request too.
     setup: AtomicBool,
-    service: Option<Arc<str>>,
+    /// Set by [`Traced::for_service`]; shared with the connection listeners.
+    service: OnceLock<Arc<str>>,
     address: Option<String>,
     port: Option<u16>,
     db: u8,
@@ -80,7 +81,7 @@ struct Meta {
 }
 
 impl Meta {
-    fn of(client: &impl ClientLike, service: Option<Arc<str>>) -> Self {
+    fn of(client: &impl ClientLike) -> Self {
         let config = client.client_config();
         let server = match &config.server {
             ServerConfig::Centralized { server } => Some(server),
@@ -107,7 +108,7 @@ impl Meta {
         }
         Meta {
             setup: AtomicBool::new(false),
-            service,
+            service: OnceLock::new(),
             address,
             port,
             db,
@@ -125,6 +126,11 @@ impl Meta {
         a
     }
 
+    /// The service the spans belong to, when [`Traced::for_service`] named one.
+    fn service(&self) -> Option<&str> {
+        self.service.get().map(|s| &**s)
+    }
+
     fn setup(&self) -> bool {
         self.setup.load(Ordering::Relaxed)
     }
@@ -135,7 +141,7 @@ impl Meta {
         if !self.setup() && db::outside_request(None) {
             return None;
         }
-        db::start(self.service.as_deref(), None, || {
+        db::start(self.service(), None, || {
             (
                 Cow::Borrowed(name),
                 self.attrs(Cow::Borrowed(operation), None),
@@ -144,7 +150,7 @@ impl Meta {
     }
 
     fn start(&self, operation: &'static str, text: impl FnOnce(&mut Text)) -> Option<Context> {
-        db::start(self.service.as_deref(), None, || {
+        db::start(self.service(), None, || {
             let text = Text::build(operation, text);
             (
                 Cow::Borrowed(operation),
@@ -219,16 +225,7 @@ impl<C: ClientLike + ConnectionEvents> Traced<C> {
     /// Wraps `client` (a [`Client`] or a [`Pool`], connected or not). Its spans belong to the
     /// service of the current context at each command, as `#[traced]` spans do.
     pub fn new(client: C) -> Self {
-        Self::build(client, None)
-    }
-
-    /// Wraps `client`, recording its spans under `service` whatever the context.
-    pub fn for_service(client: C, service: &str) -> Self {
-        Self::build(client, Some(Arc::from(service)))
-    }
-
-    fn build(client: C, service: Option<Arc<str>>) -> Self {
-        let meta = Arc::new(Meta::of(&client, service));
+        let meta = Arc::new(Meta::of(&client));
         for c in client.event_clients() {
             listen_client(&c, &meta);
         }
@@ -240,6 +237,15 @@ impl<C: ClientLike + ConnectionEvents> Traced<C> {
 }
 
 impl<C: ClientLike> Traced<C> {
+    /// Records the spans under `service` whatever the context (as `mysql`'s
+    /// `TracedPool::for_service` and the HTTP and gRPC client layers' `for_service`). Call it
+    /// once, right after [`new`](Self::new): the wrapper's connection listeners share the
+    /// setting, so a later call (or one on a clone) leaves the first service in place.
+    pub fn for_service(self, service: &str) -> Self {
+        let _ = self.meta.service.set(Arc::from(service));
+        self
+    }
+
     /// Whether to trace connection set-up outside any request: `redis connect` with no span
     /// current, and every `redis reconnect` (the first connection included). Default: no, so
     /// start-up does not leave one-span traces; `redis connect` inside a request is always
@@ -295,7 +301,7 @@ impl<C: ClientLike> Traced<C> {
         T::Error: Into<Error> + Send,
     {
         let n = args.len();
-        let cx = db::start(self.meta.service.as_deref(), None, || {
+        let cx = db::start(self.meta.service(), None, || {
             let name: &str = &cmd.cmd;
             let text = Text::build(name, |t| {
                 for _ in 0..n {

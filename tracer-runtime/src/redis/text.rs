@@ -98,7 +98,7 @@ fn shared_text(text: &str) -> Arc<str> {
     if text.len() > TEXT_CACHE_MAX {
         return Arc::from(text);
     }
-    let slot = crate::db::quick_hash(text.as_bytes()) as usize % TEXT_SLOTS;
+    let slot = crate::hash::quick_hash(text.as_bytes()) as usize % TEXT_SLOTS;
     TEXTS
         .try_with(|texts| {
             let mut texts = texts.borrow_mut();
