@@ -46,12 +46,12 @@ pub(crate) fn start(
         });
     };
     let (svc, inherited) = match service {
-        None => (crate::service::resolve_recording(parent)?, true),
+        None => (crate::registry::resolve_recording(parent)?, true),
         Some(_) => {
             let svc = crate::service::recording(service)?;
-            let same = match parent.get::<crate::service::InService>() {
+            let same = match parent.get::<crate::registry::InService>() {
                 Some(s) => Arc::ptr_eq(&s.0, &svc),
-                None => crate::service::is_default(&svc),
+                None => crate::registry::is_default(&svc),
             };
             (svc, same)
         }

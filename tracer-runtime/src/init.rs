@@ -11,7 +11,8 @@ use crate::error::{InitError, ParseExporterError, ParseSamplerError, ShutdownErr
 use crate::pipeline;
 use crate::propagation::{self, Format};
 use crate::protocol::Protocol;
-use crate::service::{self, Service, ServiceHandle};
+use crate::registry::{self, Service};
+use crate::service::ServiceHandle;
 use crate::switch;
 
 /// Where a service's spans go (`OTEL_TRACES_EXPORTER`).
@@ -336,7 +337,7 @@ impl Builder {
         if self.name.trim().is_empty() {
             return Err(InitError::EmptyServiceName);
         }
-        if service::is_registered(&self.name) {
+        if registry::is_registered(&self.name) {
             return Err(InitError::AlreadyInstalled(self.name));
         }
         let sampler = match self.sampler {
@@ -435,14 +436,14 @@ impl Builder {
         for mut p in processors {
             p.set_resource(&resource);
             let p: Arc<dyn SpanProcessor> = Arc::from(p);
-            builder = builder.with_span_processor(crate::recorder::Shared(Arc::clone(&p)));
+            builder = builder.with_span_processor(crate::sink::Shared(Arc::clone(&p)));
             shared.push(p);
         }
         let provider = builder.build();
         let scope = InstrumentationScope::builder("tracer")
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
-        let sink = crate::recorder::Sink::new(sampler, shared, scope, self.otel_context);
+        let sink = crate::sink::Sink::new(sampler, shared, scope, self.otel_context);
 
         if switch::disabled_by_env() {
             switch::set_all_enabled(false);
@@ -456,8 +457,8 @@ impl Builder {
             #[cfg(feature = "metrics")]
             metrics: Some(metrics),
         });
-        service::register(Arc::clone(&svc), self.make_default);
-        let is_default = service::is_default(&svc);
+        registry::register(Arc::clone(&svc), self.make_default);
+        let is_default = registry::is_default(&svc);
         if self.set_globals && is_default {
             opentelemetry::global::set_tracer_provider(provider.clone());
         }
@@ -612,7 +613,7 @@ impl Guard {
 impl GuardInner {
     fn shutdown(self) -> Result<(), ShutdownError> {
         // Uninstall first: no new span starts on a provider being shut down.
-        service::unregister(&self.svc);
+        registry::unregister(&self.svc);
         switch::uninstalled(&self.svc.name);
         // Each pipeline exports what it holds, waiting one export timeout at most.
         let shut = self.provider.shutdown_with_timeout(self.timeout);

@@ -107,9 +107,11 @@ mod recorder;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+mod registry;
 #[cfg(feature = "grpc")]
 mod semconv;
 mod service;
+mod sink;
 #[cfg(feature = "sql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sql")))]
 pub mod sql;

@@ -4,99 +4,13 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use opentelemetry::Context;
 
 use crate::recorder::{self, Attached, WithContext};
 
-/// An installed service.
-pub(crate) struct Service {
-    pub(crate) name: String,
-    pub(crate) on: Arc<AtomicBool>,
-    /// Where its spans go: sampler, processors, scope.
-    pub(crate) sink: recorder::Sink,
-    /// Its RED metrics (`None` in unit tests that need none).
-    #[cfg(feature = "metrics")]
-    pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
-}
-
-impl Service {
-    #[inline]
-    pub(crate) fn is_enabled(&self) -> bool {
-        self.on.load(Ordering::Relaxed)
-    }
-}
-
-/// The value the context carries to say which service the work belongs to.
-#[derive(Clone)]
-pub(crate) struct InService(pub(crate) Arc<Service>);
-
-static SERVICES: RwLock<Vec<Arc<Service>>> = RwLock::new(Vec::new());
-static DEFAULT: RwLock<Option<Arc<Service>>> = RwLock::new(None);
-
-pub(crate) fn register(svc: Arc<Service>, make_default: Option<bool>) {
-    let mut all = SERVICES.write().unwrap_or_else(PoisonError::into_inner);
-    all.push(Arc::clone(&svc));
-    let mut d = DEFAULT.write().unwrap_or_else(PoisonError::into_inner);
-    // The first service installed is the default unless told otherwise.
-    if make_default.unwrap_or(d.is_none()) {
-        *d = Some(svc);
-    }
-}
-
-pub(crate) fn unregister(svc: &Arc<Service>) {
-    let mut all = SERVICES.write().unwrap_or_else(PoisonError::into_inner);
-    all.retain(|s| !Arc::ptr_eq(s, svc));
-    let mut d = DEFAULT.write().unwrap_or_else(PoisonError::into_inner);
-    if d.as_ref().is_some_and(|s| Arc::ptr_eq(s, svc)) {
-        *d = all.first().cloned();
-    }
-}
-
-pub(crate) fn is_default(svc: &Arc<Service>) -> bool {
-    DEFAULT
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-        .is_some_and(|d| Arc::ptr_eq(d, svc))
-}
-
-pub(crate) fn is_registered(name: &str) -> bool {
-    SERVICES
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .any(|s| s.name == name)
-}
-
-/// The service `cx` belongs to if it records now: checked before the `Arc` is cloned, so a
-/// service switched off costs a lookup and no reference-count traffic.
-#[inline]
-pub(crate) fn resolve_recording(cx: &Context) -> Option<Arc<Service>> {
-    match cx.get::<InService>() {
-        Some(s) => s.0.is_enabled().then(|| Arc::clone(&s.0)),
-        None => DEFAULT
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .filter(|s| s.is_enabled())
-            .cloned(),
-    }
-}
-
-/// The service `cx` belongs to: the one it carries, else the default one.
-#[inline]
-pub(crate) fn resolve(cx: &Context) -> Option<Arc<Service>> {
-    match cx.get::<InService>() {
-        Some(s) => Some(Arc::clone(&s.0)),
-        None => DEFAULT
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone(),
-    }
-}
+use crate::registry::{InService, Service};
 
 /// The service named `name` if tracing records for it now (`None` when it is off). A name that is
 /// not installed falls back to the current context's service (else the default one), with one
@@ -111,12 +25,7 @@ pub(crate) fn recording(name: Option<&str>) -> Option<Arc<Service>> {
     let Some(n) = name else {
         return recorder::current_service_recording();
     };
-    let found = SERVICES
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .find(|s| s.name == n)
-        .map(|s| s.is_enabled().then(|| Arc::clone(s)));
+    let found = crate::registry::find(n).map(|s| s.is_enabled().then_some(s));
     match found {
         Some(svc) => svc,
         None => not_installed(n),
@@ -168,12 +77,7 @@ impl fmt::Debug for ServiceHandle {
 
 /// The installed service named `name`, if any.
 pub fn service(name: &str) -> Option<ServiceHandle> {
-    SERVICES
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .find(|s| s.name == name)
-        .map(|s| ServiceHandle(Arc::clone(s)))
+    crate::registry::find(name).map(ServiceHandle)
 }
 
 /// The service the current context belongs to (or the default one), if any is installed.

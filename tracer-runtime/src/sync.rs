@@ -143,7 +143,7 @@ impl Drop for Wait<'_> {
         if self.started.elapsed() < self.meta.threshold {
             return;
         }
-        let Some(svc) = crate::service::resolve_recording(&parent) else {
+        let Some(svc) = crate::registry::resolve_recording(&parent) else {
             return;
         };
         let mut attrs = Vec::with_capacity(4);

@@ -171,7 +171,7 @@ where
             return;
         }
         let parent = Self::parent_of(attrs, &ctx);
-        let Some(svc) = crate::service::resolve_recording(&parent) else {
+        let Some(svc) = crate::registry::resolve_recording(&parent) else {
             return;
         };
         let mut fields = Fields::default();
