@@ -60,7 +60,7 @@ pub(crate) struct Db {
 
 impl Db {
     /// Prepares the MySQL pool (it connects on first use) and connects to Redis if it is up.
-    pub(crate) async fn new(mysql_url: &str, redis_url: &str) -> Result<Db, crate::cli::Error> {
+    pub(crate) async fn new(mysql_url: &str, redis_url: &str) -> Result<Db, crate::config::Error> {
         let mysql = TracedPool::from_url(mysql_url)
             .map_err(|e| format!("invalid MySQL URL {mysql_url:?}: {e}"))?;
         let redis_config = Config::from_url(redis_url)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 use tracer_runtime::grpc::{GrpcClient, GrpcClientLayer};
 
-use crate::http::CALL_TIMEOUT;
+use crate::config::CALL_TIMEOUT;
 use crate::pb;
 
 /// A channel behind a CLIENT span per RPC (the context in the metadata).

@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -17,8 +16,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 use tracer_runtime::http::{HttpClient, HttpClientLayer, HttpServerLayer};
 
-/// How long a call to another server may take before the caller gives up.
-pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::config::CALL_TIMEOUT;
 
 pub(crate) type Body = Full<Bytes>;
 

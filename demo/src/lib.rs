@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod config;
 mod db;
 mod driver;
 mod grpc;

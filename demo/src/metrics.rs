@@ -13,7 +13,7 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::cli::{Addrs, Error};
+use crate::config::{Addrs, Error};
 use crate::waterfall::Style;
 
 /// The shipped rules, written next to the generated scrape configuration.

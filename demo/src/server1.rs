@@ -7,8 +7,9 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tracer_runtime::http::HttpServerLayer;
+use tracer_runtime::traced;
 
-use crate::cli::{Addrs, Error, ServerArgs};
+use crate::config::{Addrs, Error, ServerArgs};
 use crate::http::{Body, Caller, relayed, text};
 use crate::scenario::Scenario;
 
@@ -99,7 +100,9 @@ impl Server1 {
         }
     }
 
-    /// lock-contention: three concurrent calls down to server3, which serializes them.
+    /// lock-contention: three concurrent calls down to server3, which serializes them. An
+    /// INTERNAL span `fan_out`, parent of the three calls, the scenario recorded (`args(s)`).
+    #[traced(args(s))]
     async fn fan_out(&self, s: Scenario) -> (StatusCode, String) {
         let url = format!("{}/{}", self.server2, s.name());
         let (a, b, c) = tokio::join!(

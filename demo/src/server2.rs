@@ -1,6 +1,7 @@
 //! server2: HTTP and gRPC. Called by server1 over HTTP; calls server3 over gRPC, and server1 over
 //! HTTP (the nested HTTP call, and the call loop); called back by server3 over gRPC.
 
+use std::fmt;
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
@@ -10,8 +11,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Status;
 use tracer_runtime::grpc::GrpcServerLayer;
 use tracer_runtime::http::HttpServerLayer;
+use tracer_runtime::traced;
 
-use crate::cli::{Addrs, Error, ServerArgs};
+use crate::config::{Addrs, Error, ServerArgs};
 use crate::grpc::{describe, reply};
 use crate::http::{Body, Caller, relay, text};
 use crate::pb::server2_server::{Server2 as Server2Rpc, Server2Server};
@@ -95,23 +97,42 @@ impl Server2 {
         }
     }
 
-    /// Asks server3 to do its part of scenario `s`.
+    /// Scenario `s`'s part past server2: server3's answer, as the HTTP answer to server1.
     async fn work(&self, s: Scenario) -> Response<Body> {
-        let hop = Hop {
-            scenario: s.name().to_owned(),
-        };
-        match self.server3.clone().work(hop).await {
-            Ok(r) => text(
-                StatusCode::OK,
-                format!("{SERVICE} → {}", r.into_inner().text),
-            ),
-            Err(status) => text(
+        match self.ask_server3(s.name()).await {
+            Ok(answer) => text(StatusCode::OK, format!("{SERVICE} → {answer}")),
+            Err(e) => text(
                 StatusCode::BAD_GATEWAY,
-                format!("{SERVICE}: server3 answered {}", describe(&status)),
+                format!("{SERVICE}: server3 answered {e}"),
             ),
         }
     }
+
+    /// The business step: asks server3 to do its part of `scenario`. An INTERNAL span
+    /// `ask_server3` around the gRPC call, its `scenario` argument recorded (`args`), and an
+    /// error status with an `exception` event when server3 answers with an error (`err`).
+    #[traced(err, args(scenario))]
+    async fn ask_server3(&self, scenario: &str) -> Result<String, Server3Error> {
+        let hop = Hop {
+            scenario: scenario.to_owned(),
+        };
+        let reply = self.server3.clone().work(hop).await.map_err(Server3Error)?;
+        Ok(reply.into_inner().text)
+    }
 }
+
+/// server3's error answer, shown `CODE: message` (tonic's own `Display` adds its metadata): the
+/// message of `ask_server3`'s `exception` event.
+#[derive(Debug)]
+struct Server3Error(Status);
+
+impl fmt::Display for Server3Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&describe(&self.0))
+    }
+}
+
+impl std::error::Error for Server3Error {}
 
 struct Rpc(Arc<Server2>);
 

@@ -7,7 +7,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Status;
 use tracer_runtime::grpc::GrpcServerLayer;
 
-use crate::cli::{Addrs, Error, ServerArgs};
+use crate::config::{Addrs, Error, ServerArgs};
 use crate::db::Db;
 use crate::grpc::{describe, reply};
 use crate::pb::server2_client::Server2Client;

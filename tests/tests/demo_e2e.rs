@@ -429,15 +429,16 @@ fn normal() {
 server1 SERVER GET /scenario/normal
   server1 CLIENT GET
     server2 SERVER GET /normal
-      server2 CLIENT demo.Server3/Work
-        server3 SERVER demo.Server3/Work
-          server3 INTERNAL mysql_version
-            server3 CLIENT mysql get_conn
-            server3 CLIENT SELECT
-          server3 INTERNAL redis_visits
-            server3 CLIENT INCR
-          server3 CLIENT demo.Server2/Callback
-            server2 SERVER demo.Server2/Callback
+      server2 INTERNAL ask_server3
+        server2 CLIENT demo.Server3/Work
+          server3 SERVER demo.Server3/Work
+            server3 INTERNAL mysql_version
+              server3 CLIENT mysql get_conn
+              server3 CLIENT SELECT
+            server3 INTERNAL redis_visits
+              server3 CLIENT INCR
+            server3 CLIENT demo.Server2/Callback
+              server2 SERVER demo.Server2/Callback
 ",
     );
     let select = span(&spans, "server3", "SELECT");
@@ -446,6 +447,9 @@ server1 SERVER GET /scenario/normal
     let incr = span(&spans, "server3", "INCR");
     assert_eq!(incr["attributes"]["db.system.name"], "redis");
     // server3's DB helpers are #[traced(err, args(...))]: `args(key)` records the Redis key.
+    // server2's business step is #[traced(err, args(scenario))].
+    let ask = span(&spans, "server2", "ask_server3");
+    assert_eq!(ask["attributes"]["scenario"], "\"normal\"");
     let visits = span(&spans, "server3", "redis_visits");
     assert_eq!(visits["attributes"]["key"], "\"tracer-demo:visits\"");
     // server3 logs each query and command through the bridge: `log` events on the span of the
@@ -477,8 +481,21 @@ fn lock_contention() {
     // each: the second and third wait, each in a `lock connection-slot` span.
     let servers = Servers::start();
     let id = servers.play("lock-contention");
-    let spans = servers.trace(&id, 15);
-    assert_eq!(spans.len(), 15, "{}", tree(&spans));
+    // 15 spans, plus server1's `fan_out` (`#[traced(args(s))]`) and server2's three
+    // `ask_server3`.
+    let spans = servers.trace(&id, 19);
+    assert_eq!(spans.len(), 19, "{}", tree(&spans));
+    let fan_out = span(&spans, "server1", "fan_out");
+    assert_eq!(fan_out["attributes"]["s"], "LockContention");
+    let asks: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["name"] == "ask_server3")
+        .collect();
+    assert_eq!(asks.len(), 3, "{}", tree(&spans));
+    for a in &asks {
+        assert_eq!(service(a), "server2");
+        assert_eq!(a["attributes"]["scenario"], "\"lock-contention\"");
+    }
     let works: Vec<&Value> = spans
         .iter()
         .filter(|s| service(s) == "server3" && s["name"] == "demo.Server3/Work")
@@ -544,10 +561,11 @@ fn nested_grpc() {
 server1 SERVER GET /scenario/nested-grpc
   server1 CLIENT GET
     server2 SERVER GET /nested-grpc
-      server2 CLIENT demo.Server3/Work
-        server3 SERVER demo.Server3/Work
-          server3 CLIENT demo.Server2/Callback
-            server2 SERVER demo.Server2/Callback
+      server2 INTERNAL ask_server3
+        server2 CLIENT demo.Server3/Work
+          server3 SERVER demo.Server3/Work
+            server3 CLIENT demo.Server2/Callback
+              server2 SERVER demo.Server2/Callback
 ",
     );
 }
@@ -581,8 +599,9 @@ fn grpc_panic() {
 server1 SERVER GET /scenario/grpc-panic ERROR
   server1 CLIENT GET ERROR
     server2 SERVER GET /grpc-panic ERROR
-      server2 CLIENT demo.Server3/Work ERROR
-        server3 SERVER demo.Server3/Work ERROR +exception
+      server2 INTERNAL ask_server3 ERROR +exception
+        server2 CLIENT demo.Server3/Work ERROR
+          server3 SERVER demo.Server3/Work ERROR +exception
 ",
     );
     let s = span(&spans, "server3", "demo.Server3/Work");
@@ -604,11 +623,12 @@ fn mysql_error() {
 server1 SERVER GET /scenario/mysql-error ERROR
   server1 CLIENT GET ERROR
     server2 SERVER GET /mysql-error ERROR
-      server2 CLIENT demo.Server3/Work ERROR
-        server3 SERVER demo.Server3/Work ERROR
-          server3 INTERNAL mysql_missing_table ERROR +exception
-            server3 CLIENT mysql get_conn
-            server3 CLIENT SELECT tracer_demo_missing_table ERROR +exception
+      server2 INTERNAL ask_server3 ERROR +exception
+        server2 CLIENT demo.Server3/Work ERROR
+          server3 SERVER demo.Server3/Work ERROR
+            server3 INTERNAL mysql_missing_table ERROR +exception
+              server3 CLIENT mysql get_conn
+              server3 CLIENT SELECT tracer_demo_missing_table ERROR +exception
 ",
     );
     let s = span(&spans, "server3", "SELECT tracer_demo_missing_table");
@@ -629,11 +649,12 @@ fn redis_error() {
 server1 SERVER GET /scenario/redis-error ERROR
   server1 CLIENT GET ERROR
     server2 SERVER GET /redis-error ERROR
-      server2 CLIENT demo.Server3/Work ERROR
-        server3 SERVER demo.Server3/Work ERROR
-          server3 INTERNAL redis_wrongtype ERROR +exception
-            server3 CLIENT SET
-            server3 CLIENT LPUSH ERROR +exception
+      server2 INTERNAL ask_server3 ERROR +exception
+        server2 CLIENT demo.Server3/Work ERROR
+          server3 SERVER demo.Server3/Work ERROR
+            server3 INTERNAL redis_wrongtype ERROR +exception
+              server3 CLIENT SET
+              server3 CLIENT LPUSH ERROR +exception
 ",
     );
     let s = span(&spans, "server3", "LPUSH");
@@ -646,33 +667,37 @@ fn call_loop() {
     // server1 → server2 → server3 → server2 → server1 → … with nothing to stop it but the loop
     // guard: server2's fifth call back, eleven calls in (its name four times on the path
     // already, the default `max_repeats`), is answered FAILED_PRECONDITION without reaching the
-    // handler; every span above it is Error. Bounded: 23 spans, and no more arrive.
+    // handler; every span above it is Error. Bounded: 26 spans (server2's `ask_server3` on each of
+    // the three rounds), and no more arrive.
     let spans = check(
         "call-loop",
         "
 server1 SERVER GET /scenario/call-loop ERROR
   server1 CLIENT GET ERROR
     server2 SERVER GET /call-loop ERROR
-      server2 CLIENT demo.Server3/Work ERROR
-        server3 SERVER demo.Server3/Work ERROR
-          server3 CLIENT demo.Server2/Callback ERROR
-            server2 SERVER demo.Server2/Callback ERROR
-              server2 CLIENT GET ERROR
-                server1 SERVER GET /call-loop ERROR
-                  server1 CLIENT GET ERROR
-                    server2 SERVER GET /call-loop ERROR
-                      server2 CLIENT demo.Server3/Work ERROR
-                        server3 SERVER demo.Server3/Work ERROR
-                          server3 CLIENT demo.Server2/Callback ERROR
-                            server2 SERVER demo.Server2/Callback ERROR
-                              server2 CLIENT GET ERROR
-                                server1 SERVER GET /call-loop ERROR
-                                  server1 CLIENT GET ERROR
-                                    server2 SERVER GET /call-loop ERROR
-                                      server2 CLIENT demo.Server3/Work ERROR
-                                        server3 SERVER demo.Server3/Work ERROR
-                                          server3 CLIENT demo.Server2/Callback ERROR
-                                            server2 SERVER demo.Server2/Callback ERROR +exception
+      server2 INTERNAL ask_server3 ERROR +exception
+        server2 CLIENT demo.Server3/Work ERROR
+          server3 SERVER demo.Server3/Work ERROR
+            server3 CLIENT demo.Server2/Callback ERROR
+              server2 SERVER demo.Server2/Callback ERROR
+                server2 CLIENT GET ERROR
+                  server1 SERVER GET /call-loop ERROR
+                    server1 CLIENT GET ERROR
+                      server2 SERVER GET /call-loop ERROR
+                        server2 INTERNAL ask_server3 ERROR +exception
+                          server2 CLIENT demo.Server3/Work ERROR
+                            server3 SERVER demo.Server3/Work ERROR
+                              server3 CLIENT demo.Server2/Callback ERROR
+                                server2 SERVER demo.Server2/Callback ERROR
+                                  server2 CLIENT GET ERROR
+                                    server1 SERVER GET /call-loop ERROR
+                                      server1 CLIENT GET ERROR
+                                        server2 SERVER GET /call-loop ERROR
+                                          server2 INTERNAL ask_server3 ERROR +exception
+                                            server2 CLIENT demo.Server3/Work ERROR
+                                              server3 SERVER demo.Server3/Work ERROR
+                                                server3 CLIENT demo.Server2/Callback ERROR
+                                                  server2 SERVER demo.Server2/Callback ERROR +exception
 ",
     );
     let refused: Vec<&Value> = spans
@@ -797,10 +822,11 @@ fn embedded_default_prints_every_scenario_and_its_waterfall() {
         "{}",
         drawn["nested-grpc"]
     );
-    // One line per span, 23 for the call loop (the root and 11 hops of 2, the guard stopping
-    // the twelfth), and one for the exception of the refused call.
+    // One line per span, 26 for the call loop (the root, 11 hops of 2 with the guard stopping
+    // the twelfth, and server2's three `ask_server3`), and one per exception: the refused
+    // call's and each `ask_server3`'s (`#[traced(err)]`).
     let w = &drawn["call-loop"];
-    assert_eq!(w.lines().count(), 1 + 23 + 1, "{w}");
+    assert_eq!(w.lines().count(), 1 + 26 + 1 + 3, "{w}");
     assert!(
         w.contains(
             "↳ exception (call loop): call loop: server2 > server1 > server2 > server3 > server2 > …"
@@ -907,7 +933,8 @@ fn run_with_an_endpoint_exports_there_and_prints_the_ids() {
     );
     let lines = scenario_lines(&stdout);
     assert_eq!(lines.len(), 9, "{stdout}");
-    let counts = [12, 5, 7, 3, 5, 8, 8, 23, 15];
+    // With server2's `ask_server3` and server1's `fan_out` (`#[traced]` helpers).
+    let counts = [13, 5, 8, 3, 6, 9, 9, 26, 19];
     for ((name, id), n) in lines.iter().zip(counts) {
         let spans = otelite::spans(&o.trace(id, n));
         assert_eq!(spans.len(), n, "{name}: {id}");

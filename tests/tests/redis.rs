@@ -624,8 +624,9 @@ async fn nothing_is_recorded_for_a_service_switched_off() {
         ))
         .install()
         .unwrap();
-    let c =
-        Traced::for_service(builder(6379, None).build().unwrap(), "redis-switch").trace_setup(true);
+    let c = Traced::new(builder(6379, None).build().unwrap())
+        .for_service("redis-switch")
+        .trace_setup(true);
     c.init().await.unwrap();
     let k = key("switch");
     let _: () = c.set(&k, "on", None, None, false).await.unwrap();

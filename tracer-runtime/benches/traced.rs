@@ -300,11 +300,11 @@ impl Pipelines {
         let raw_tracer = raw.tracer("bench-raw");
 
         Pipelines {
-            traced_handle: traced.service().expect("installed"),
+            traced_handle: traced.service(),
             traced,
-            sampled_out_handle: sampled_out.service().expect("installed"),
+            sampled_out_handle: sampled_out.service(),
             sampled_out,
-            otel_context_handle: otel_context.service().expect("installed"),
+            otel_context_handle: otel_context.service(),
             otel_context,
             tracing,
             raw,

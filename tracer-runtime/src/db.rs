@@ -26,7 +26,7 @@ pub(crate) fn start(
     parent: Option<&Context>,
     make: impl FnOnce() -> (Cow<'static, str>, Vec<KeyValue>),
 ) -> Option<Context> {
-    if !crate::__private::on() {
+    if !crate::switch::on() {
         return None;
     }
     let Some(parent) = parent else {
@@ -46,12 +46,12 @@ pub(crate) fn start(
         });
     };
     let (svc, inherited) = match service {
-        None => (crate::service::resolve_recording(parent)?, true),
+        None => (crate::registry::resolve_recording(parent)?, true),
         Some(_) => {
             let svc = crate::service::recording(service)?;
-            let same = match parent.get::<crate::service::InService>() {
+            let same = match parent.get::<crate::registry::InService>() {
                 Some(s) => Arc::ptr_eq(&s.0, &svc),
-                None => crate::service::is_default(&svc),
+                None => crate::registry::is_default(&svc),
             };
             (svc, same)
         }
@@ -185,25 +185,4 @@ pub(crate) fn fail(cx: &Context, kind: Cow<'static, str>, message: String, extra
     }
     crate::exception::record(&mut span, kind, message.clone(), []);
     span.set_status(Status::error(message));
-}
-
-/// A multiplicative hash over 8-byte words (FxHash's step): a few instructions per word, for
-/// the caches of statement records and command texts (each entry is compared in full).
-#[inline]
-pub(crate) fn quick_hash(b: &[u8]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = b.len() as u64;
-    let mut words = b.chunks_exact(8);
-    for w in &mut words {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(w);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(a)).wrapping_mul(K);
-    }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        let mut a = [0u8; 8];
-        a[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(a)).wrapping_mul(K);
-    }
-    h
 }

@@ -13,13 +13,8 @@ pub enum InitError {
     )]
     AlreadyInstalled(String),
     /// `OTEL_EXPORTER_OTLP_PROTOCOL` (or `..._TRACES_PROTOCOL`) names a protocol tracer does not speak.
-    #[error("{var}: unsupported OTLP protocol `{value}`; expected `grpc` or `http/protobuf`")]
-    UnsupportedProtocol {
-        /// The variable read (`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or `OTEL_EXPORTER_OTLP_PROTOCOL`).
-        var: &'static str,
-        /// Its value.
-        value: String,
-    },
+    #[error(transparent)]
+    Protocol(#[from] ParseProtocolError),
     /// The collector's endpoint is not an `http://` or `https://` URL (from
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT` or
     /// [`Builder::with_endpoint`](crate::Builder::with_endpoint)).
@@ -61,24 +56,21 @@ pub enum InitError {
     )]
     SwitchNotLoopback(String),
     /// `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` are invalid.
-    #[error("invalid sampler configuration: {0}")]
-    InvalidSampler(String),
+    #[error(transparent)]
+    Sampler(#[from] ParseSamplerError),
     /// `OTEL_PROPAGATORS` names an unknown format.
-    #[error(
-        "unknown propagator `{0}` in OTEL_PROPAGATORS; expected tracecontext, baggage, jaeger, b3, b3multi or none"
-    )]
-    UnknownPropagator(String),
+    #[error(transparent)]
+    Propagator(#[from] ParsePropagatorError),
     /// `OTEL_TRACES_EXPORTER` names an exporter tracer does not have (or one whose cargo feature
     /// is off).
-    #[error(
-        "unknown exporter `{0}` in OTEL_TRACES_EXPORTER; expected otlp, zipkin (feature `zipkin`), console or none"
-    )]
-    UnknownExporter(String),
+    #[error(transparent)]
+    TracesExporter(#[from] ParseExporterError),
     /// A configuration value (named in the message, with the value) is invalid.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     /// The OTLP exporter could not be built (a malformed endpoint or header, say).
     #[cfg(feature = "_otlp")]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "otlp-grpc", feature = "otlp-http"))))]
     #[error("cannot build the OTLP exporter: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
     /// The OTLP protocol asked for was left out of this build (a cargo feature of
@@ -119,6 +111,60 @@ pub enum InitError {
     /// The exporter's runtime thread could not be started.
     #[error("cannot start the export runtime: {0}")]
     Runtime(#[source] std::io::Error),
+}
+
+/// Why [`Protocol::parse`](crate::Protocol::parse) (or `OTEL_EXPORTER_OTLP_PROTOCOL`) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseProtocolError {
+    /// Not `grpc` nor `http/protobuf`.
+    #[error("{var}: unsupported OTLP protocol `{value}`; expected `grpc` or `http/protobuf`")]
+    Unsupported {
+        /// The variable read (`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or `OTEL_EXPORTER_OTLP_PROTOCOL`).
+        var: &'static str,
+        /// Its value.
+        value: String,
+    },
+}
+
+/// Why [`TracesExporter::parse_list`](crate::TracesExporter::parse_list) (or
+/// `OTEL_TRACES_EXPORTER`) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseExporterError {
+    /// An exporter tracer does not have, or one whose cargo feature is off.
+    #[error(
+        "unknown exporter `{0}` in OTEL_TRACES_EXPORTER; expected otlp, zipkin (feature `zipkin`), console or none"
+    )]
+    Unknown(String),
+}
+
+/// Why [`sampler_from_env`](crate::sampler_from_env) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseSamplerError {
+    /// `OTEL_TRACES_SAMPLER` names no sampler tracer knows.
+    #[error(
+        "invalid sampler configuration: unknown OTEL_TRACES_SAMPLER `{0}`; expected always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio"
+    )]
+    Unknown(String),
+    /// `OTEL_TRACES_SAMPLER_ARG` is not a ratio between 0 and 1.
+    #[error(
+        "invalid sampler configuration: OTEL_TRACES_SAMPLER_ARG `{0}` is not a ratio between 0 and 1"
+    )]
+    InvalidRatio(String),
+}
+
+/// Why [`Format::parse`](crate::propagation::Format::parse) or
+/// [`parse_formats`](crate::propagation::parse_formats) (or `OTEL_PROPAGATORS`) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParsePropagatorError {
+    /// A format tracer does not know.
+    #[error(
+        "unknown propagator `{0}` in OTEL_PROPAGATORS; expected tracecontext, baggage, jaeger, b3, b3multi or none"
+    )]
+    Unknown(String),
 }
 
 /// Why an explicit [`Guard::shutdown`](crate::Guard::shutdown) did not complete cleanly. The

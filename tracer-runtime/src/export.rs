@@ -15,7 +15,7 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 use crate::error::InitError;
-use crate::init::Protocol;
+use crate::protocol::Protocol;
 
 /// Builds the OTLP exporter for `protocol` on a new runtime.
 pub(crate) fn otlp(

@@ -7,54 +7,13 @@ use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanExporter, SpanProcessor};
 
-use crate::error::{InitError, ShutdownError};
+use crate::error::{InitError, ParseExporterError, ParseSamplerError, ShutdownError};
 use crate::pipeline;
 use crate::propagation::{self, Format};
-use crate::service::{self, Service, ServiceHandle};
+use crate::protocol::Protocol;
+use crate::registry::{self, Service};
+use crate::service::ServiceHandle;
 use crate::switch;
-
-/// The OTLP transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Protocol {
-    /// OTLP over gRPC (port 4317 by default). tracer's default.
-    Grpc,
-    /// OTLP over HTTP with protobuf bodies (port 4318 by default).
-    HttpProtobuf,
-}
-
-impl Protocol {
-    /// Parses an `OTEL_EXPORTER_OTLP_PROTOCOL` value.
-    pub fn parse(value: &str) -> Result<Protocol, InitError> {
-        Protocol::parse_var("OTEL_EXPORTER_OTLP_PROTOCOL", value)
-    }
-
-    fn parse_var(var: &'static str, value: &str) -> Result<Protocol, InitError> {
-        match value.trim() {
-            "grpc" => Ok(Protocol::Grpc),
-            "http/protobuf" => Ok(Protocol::HttpProtobuf),
-            other => Err(InitError::UnsupportedProtocol {
-                var,
-                value: other.to_owned(),
-            }),
-        }
-    }
-
-    #[cfg_attr(not(feature = "_otlp"), allow(dead_code))]
-    fn from_env() -> Result<Protocol, InitError> {
-        for var in [
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-        ] {
-            if let Ok(v) = std::env::var(var)
-                && !v.trim().is_empty()
-            {
-                return Protocol::parse_var(var, &v);
-            }
-        }
-        Ok(Protocol::Grpc)
-    }
-}
 
 /// Where a service's spans go (`OTEL_TRACES_EXPORTER`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +31,7 @@ pub enum TracesExporter {
 
 impl TracesExporter {
     /// Parses an `OTEL_TRACES_EXPORTER` value: a comma-separated list; `none` alone means none.
-    pub fn parse_list(value: &str) -> Result<Vec<TracesExporter>, InitError> {
+    pub fn parse_list(value: &str) -> Result<Vec<TracesExporter>, ParseExporterError> {
         let mut out = Vec::new();
         for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let e = match name.to_ascii_lowercase().as_str() {
@@ -80,7 +39,7 @@ impl TracesExporter {
                 "zipkin" if cfg!(feature = "zipkin") => TracesExporter::Zipkin,
                 "console" | "logging" => TracesExporter::Console,
                 "none" => TracesExporter::None,
-                _ => return Err(InitError::UnknownExporter(name.to_owned())),
+                _ => return Err(ParseExporterError::Unknown(name.to_owned())),
             };
             if !out.contains(&e) {
                 out.push(e);
@@ -95,7 +54,7 @@ impl TracesExporter {
         Ok(out)
     }
 
-    fn from_env() -> Result<Vec<TracesExporter>, InitError> {
+    fn from_env() -> Result<Vec<TracesExporter>, ParseExporterError> {
         TracesExporter::parse_list(&std::env::var("OTEL_TRACES_EXPORTER").unwrap_or_default())
     }
 }
@@ -245,6 +204,7 @@ impl Builder {
 
     /// Exports to Zipkin at `url` (e.g. `http://127.0.0.1:9411/api/v2/spans`) instead of OTLP.
     #[cfg(feature = "zipkin")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "zipkin")))]
     pub fn with_zipkin_endpoint(mut self, url: impl Into<String>) -> Self {
         self.zipkin_endpoint = Some(url.into());
         self.exporters = Some(vec![TracesExporter::Zipkin]);
@@ -344,6 +304,7 @@ impl Builder {
     /// [`Guard::metrics_addr`]), from a thread of its own. The endpoint's own requests are
     /// neither traced nor counted. A bind failure makes [`install`](Self::install) fail.
     #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn with_prometheus(mut self, addr: impl Into<String>) -> Self {
         self.metrics.endpoint = Some(addr.into());
         self
@@ -356,6 +317,7 @@ impl Builder {
     /// <token>` (else `401`, and nothing changes). Without one, the address must be a loopback
     /// one ([`install`](Self::install) fails otherwise). Off unless called.
     #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn with_switch_endpoint(mut self, token: Option<String>) -> Self {
         self.metrics.switch = true;
         self.metrics.token = token.filter(|t| !t.is_empty());
@@ -366,6 +328,7 @@ impl Builder {
     /// [`DEFAULT_CARDINALITY_LIMIT`](crate::metrics::DEFAULT_CARDINALITY_LIMIT)); further ones
     /// are counted in the series labelled `otel_metric_overflow="true"`.
     #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn with_metrics_cardinality_limit(mut self, limit: usize) -> Self {
         self.metrics.cap = limit;
         self
@@ -390,7 +353,7 @@ impl Builder {
         if self.name.trim().is_empty() {
             return Err(InitError::EmptyServiceName);
         }
-        if service::is_registered(&self.name) {
+        if registry::is_registered(&self.name) {
             return Err(InitError::AlreadyInstalled(self.name));
         }
         let sampler = match self.sampler {
@@ -479,7 +442,7 @@ impl Builder {
                             processors.push(batched(exporter, &batch, &mut pipelines)?);
                         }
                         #[cfg(not(feature = "_otlp"))]
-                        return Err(InitError::UnknownExporter("otlp".to_owned()));
+                        return Err(ParseExporterError::Unknown("otlp".to_owned()).into());
                     }
                     TracesExporter::Zipkin => {
                         #[cfg(feature = "zipkin")]
@@ -496,7 +459,7 @@ impl Builder {
                             processors.push(batched(exporter, &batch, &mut pipelines)?);
                         }
                         #[cfg(not(feature = "zipkin"))]
-                        return Err(InitError::UnknownExporter("zipkin".to_owned()));
+                        return Err(ParseExporterError::Unknown("zipkin".to_owned()).into());
                     }
                     TracesExporter::Console => {
                         processors.push(batched(
@@ -518,14 +481,14 @@ impl Builder {
         for mut p in processors {
             p.set_resource(&resource);
             let p: Arc<dyn SpanProcessor> = Arc::from(p);
-            builder = builder.with_span_processor(crate::recorder::Shared(Arc::clone(&p)));
+            builder = builder.with_span_processor(crate::sink::Shared(Arc::clone(&p)));
             shared.push(p);
         }
         let provider = builder.build();
         let scope = InstrumentationScope::builder("tracer")
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
-        let sink = crate::recorder::Sink::new(sampler, shared, scope, self.otel_context);
+        let sink = crate::sink::Sink::new(sampler, shared, scope, self.otel_context);
 
         if switch::disabled_by_env() {
             switch::set_all_enabled(false);
@@ -539,8 +502,8 @@ impl Builder {
             #[cfg(feature = "metrics")]
             metrics: Some(metrics),
         });
-        service::register(Arc::clone(&svc), self.make_default);
-        let is_default = service::is_default(&svc);
+        registry::register(Arc::clone(&svc), self.make_default);
+        let is_default = registry::is_default(&svc);
         if self.set_globals && is_default {
             opentelemetry::global::set_tracer_provider(provider.clone());
         }
@@ -548,6 +511,7 @@ impl Builder {
             propagation::install(&formats, self.set_globals);
         }
         Ok(Guard {
+            svc: Arc::clone(&svc),
             inner: Some(GuardInner {
                 svc,
                 provider,
@@ -586,21 +550,19 @@ fn export_runtime() -> Result<tokio::runtime::Runtime, InitError> {
 
 /// Parses `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (unlike the SDK, which falls back
 /// to the default on a typo, this reports it).
-pub fn sampler_from_env() -> Result<Sampler, InitError> {
+pub fn sampler_from_env() -> Result<Sampler, ParseSamplerError> {
     let name = std::env::var("OTEL_TRACES_SAMPLER").unwrap_or_default();
     let arg = std::env::var("OTEL_TRACES_SAMPLER_ARG").ok();
     parse_sampler(&name, arg.as_deref())
 }
 
-pub(crate) fn parse_sampler(name: &str, arg: Option<&str>) -> Result<Sampler, InitError> {
-    let ratio = || -> Result<f64, InitError> {
+pub(crate) fn parse_sampler(name: &str, arg: Option<&str>) -> Result<Sampler, ParseSamplerError> {
+    let ratio = || -> Result<f64, ParseSamplerError> {
         match arg.map(str::trim).filter(|a| !a.is_empty()) {
             None => Ok(1.0),
             Some(a) => match a.parse::<f64>() {
                 Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-                _ => Err(InitError::InvalidSampler(format!(
-                    "OTEL_TRACES_SAMPLER_ARG `{a}` is not a ratio between 0 and 1"
-                ))),
+                _ => Err(ParseSamplerError::InvalidRatio(a.to_owned())),
             },
         }
     };
@@ -614,10 +576,7 @@ pub(crate) fn parse_sampler(name: &str, arg: Option<&str>) -> Result<Sampler, In
             Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio()?)))
         }
         other => {
-            return Err(InitError::InvalidSampler(format!(
-                "unknown OTEL_TRACES_SAMPLER `{other}`; expected always_on, always_off, traceidratio, \
-                 parentbased_always_on, parentbased_always_off or parentbased_traceidratio"
-            )));
+            return Err(ParseSamplerError::Unknown(other.to_owned()));
         }
     })
 }
@@ -627,6 +586,8 @@ pub(crate) fn parse_sampler(name: &str, arg: Option<&str>) -> Result<Sampler, In
 /// at the end of a `current_thread` runtime's `main` does not hang.
 #[must_use = "dropping the guard uninstalls the service at once"]
 pub struct Guard {
+    /// The service, for as long as the guard lives (`inner` is taken by shutdown and drop).
+    svc: Arc<Service>,
     inner: Option<GuardInner>,
 }
 
@@ -644,17 +605,15 @@ struct GuardInner {
 impl fmt::Debug for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Guard")
-            .field("service", &self.inner.as_ref().map(|i| &i.svc.name))
+            .field("service", &self.svc.name)
             .finish()
     }
 }
 
 impl Guard {
     /// The service this guard keeps installed.
-    pub fn service(&self) -> Option<ServiceHandle> {
-        self.inner
-            .as_ref()
-            .map(|i| ServiceHandle(Arc::clone(&i.svc)))
+    pub fn service(&self) -> ServiceHandle {
+        ServiceHandle(Arc::clone(&self.svc))
     }
 
     /// The service's tracer provider (to flush it, or to hand it to another library).
@@ -664,6 +623,7 @@ impl Guard {
 
     /// The address the [`with_prometheus`](Builder::with_prometheus) endpoint listens on.
     #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.inner
             .as_ref()
@@ -708,7 +668,7 @@ impl Guard {
 impl GuardInner {
     fn shutdown(self) -> Result<(), ShutdownError> {
         // Uninstall first: no new span starts on a provider being shut down.
-        service::unregister(&self.svc);
+        registry::unregister(&self.svc);
         switch::uninstalled(&self.svc.name);
         // The metrics' last export runs beside the spans', so that a hung collector costs one
         // export timeout, not two.
@@ -801,18 +761,6 @@ mod tests {
         assert!(e.to_string().contains("`jaeger`"), "{e}");
         #[cfg(feature = "zipkin")]
         assert_eq!(TracesExporter::parse_list("zipkin").unwrap(), [Zipkin]);
-    }
-
-    #[test]
-    fn protocols_parse() {
-        assert_eq!(Protocol::parse("grpc").unwrap(), Protocol::Grpc);
-        assert_eq!(
-            Protocol::parse("http/protobuf").unwrap(),
-            Protocol::HttpProtobuf
-        );
-        assert!(
-            matches!(Protocol::parse("http/json"), Err(InitError::UnsupportedProtocol { value, .. }) if value == "http/json")
-        );
     }
 
     #[test]

@@ -63,6 +63,7 @@
 //! - [`sync`]: named `Mutex` and `RwLock` whose long waits are spans (feature `sync`).
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[doc(hidden)]
 pub mod __private;
@@ -75,56 +76,77 @@ mod exception;
 #[cfg(feature = "_otlp")]
 mod export;
 #[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub mod grpc;
 #[cfg(any(feature = "grpc", feature = "metrics"))]
 mod grpc_codes;
+#[cfg(any(feature = "redis", feature = "sql"))]
+mod hash;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 mod init;
 #[cfg(feature = "log")]
+#[cfg_attr(docsrs, doc(cfg(feature = "log")))]
 pub mod log_bridge;
 pub mod logs;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod loop_guard;
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 #[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub mod mysql;
 mod panic;
 mod pipeline;
 pub mod propagation;
+mod protocol;
 mod recorder;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+mod registry;
 #[cfg(feature = "grpc")]
 mod semconv;
 mod service;
-#[cfg(feature = "mysql")]
+mod sink;
+#[cfg(feature = "sql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sql")))]
 pub mod sql;
 #[cfg(feature = "http")]
 pub mod stack;
 pub mod stats;
 mod switch;
 #[cfg(feature = "sync")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sync")))]
 pub mod sync;
 #[cfg(feature = "tls")]
 mod tls;
 mod traced;
 mod traced_err;
 #[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub mod tracing_bridge;
 mod warn;
 #[cfg(feature = "zipkin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "zipkin")))]
 pub mod zipkin;
 
 pub use context::{
     add_event, current_span_id, current_trace_id, in_current_context, set_attribute, spawn,
     spawn_blocking,
 };
-pub use error::{InitError, ShutdownError};
-pub use init::{Builder, Guard, Protocol, TracesExporter, init, sampler_from_env};
+pub use error::{
+    InitError, ParseExporterError, ParsePropagatorError, ParseProtocolError, ParseSamplerError,
+    ShutdownError,
+};
+pub use init::{Builder, Guard, TracesExporter, init, sampler_from_env};
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use loop_guard::LoopGuard;
+pub use protocol::Protocol;
 pub use recorder::{Attached, WithContext, current_context};
 pub use service::{ServiceHandle, current_service, service};
 pub use stats::{Stats, stats};

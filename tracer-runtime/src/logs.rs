@@ -25,39 +25,24 @@
 //! `fmt` format) use it.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanId, TraceId};
 
-/// The name of the event a log record becomes.
-pub const EVENT_NAME: &str = "log";
-
-/// The span attribute counting the `log` events dropped over the cap.
-pub const EVENTS_DROPPED: &str = "tracer.log.events_dropped";
-
 /// Cap, in bytes, of a recorded log message.
 pub const MESSAGE_CAP: usize = 1024;
 
-static MAX_EVENTS_PER_SPAN: AtomicU32 = AtomicU32::new(128);
-
-/// How many `log` events a span keeps at most (default 128).
-pub fn max_events_per_span() -> u32 {
-    MAX_EVENTS_PER_SPAN.load(Ordering::Relaxed)
-}
-
-/// Sets how many `log` events a span keeps at most, for every span of the process (0 keeps
-/// none: every record is only counted). Spans already started keep what they hold.
-pub fn set_max_events_per_span(max: u32) {
-    MAX_EVENTS_PER_SPAN.store(max, Ordering::Relaxed);
-}
+// The recorder keeps the per-span cap of `log` events; they are its to enforce.
+pub use crate::recorder::{
+    EVENT_NAME, EVENTS_DROPPED, max_events_per_span, set_max_events_per_span,
+};
 
 /// Whether the current span records (a log event would be kept); one thread-local read when
 /// there is no span, one relaxed load when tracing is off everywhere.
 #[cfg_attr(not(any(feature = "log", feature = "tracing")), allow(dead_code))]
 #[inline]
 pub(crate) fn current_span_records() -> bool {
-    crate::__private::on() && crate::recorder::with_recording_span(|_| ()).is_some()
+    crate::switch::on() && crate::recorder::with_recording_span(|_| ()).is_some()
 }
 
 /// A record's attributes, in the order the event shows them.

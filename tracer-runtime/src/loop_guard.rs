@@ -529,7 +529,7 @@ pub(crate) fn inject(
         (Some(c), _) => Some(path_name(c).to_string().into()),
         (None, Some(s)) => Some(Cow::Borrowed(&**s)),
         (None, None) => {
-            resolved = crate::service::resolve(cx);
+            resolved = crate::registry::resolve(cx);
             resolved
                 .as_ref()
                 .map(|s| path_name(&s.name).to_string().into())

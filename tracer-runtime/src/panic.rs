@@ -163,7 +163,7 @@ pub(crate) fn install_hook() {
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let last = crate::__private::on().then(|| {
+            let last = crate::switch::on().then(|| {
                 let message = info
                     .payload_as_str()
                     .map_or_else(|| payload_message(info.payload()), str::to_owned);

@@ -48,125 +48,31 @@ use opentelemetry::trace::{
     Event, Link, SpanBuilder, SpanContext, SpanId, SpanKind, SpanRef, Status, TraceContextExt as _,
     TraceFlags, TraceId, TraceState,
 };
-use opentelemetry::{Context, ContextGuard, InstrumentationScope, KeyValue};
-use opentelemetry_sdk::trace::{
-    Sampler, SamplingDecision, ShouldSample as _, SpanData, SpanEvents, SpanLinks, SpanProcessor,
-};
+use opentelemetry::{Context, ContextGuard, KeyValue};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
-use crate::service::{InService, Service};
+use crate::registry::{InService, Service};
 
 // ---------------------------------------------------------------------------------------------
-// Where a service's spans go
+// `log` events on spans: their name and the per-span cap, re-exported by `crate::logs`
 
-/// A service's recording settings: its sampler, the processors its finished spans go to, its
-/// instrumentation scope, and whether its `#[traced]` spans also live in OpenTelemetry's context.
-pub(crate) struct Sink {
-    sampler: Sampler,
-    processors: Vec<Arc<dyn SpanProcessor>>,
-    scope: InstrumentationScope,
-    pub(crate) otel_context: bool,
+/// The name of the event a log record becomes.
+pub const EVENT_NAME: &str = "log";
+
+/// The span attribute counting the `log` events dropped over the cap.
+pub const EVENTS_DROPPED: &str = "tracer.log.events_dropped";
+
+static MAX_EVENTS_PER_SPAN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(128);
+
+/// How many `log` events a span keeps at most (default 128).
+pub fn max_events_per_span() -> u32 {
+    MAX_EVENTS_PER_SPAN.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-impl fmt::Debug for Sink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sink")
-            .field("sampler", &self.sampler)
-            .field("processors", &self.processors.len())
-            .field("otel_context", &self.otel_context)
-            .finish()
-    }
-}
-
-impl Sink {
-    pub(crate) fn new(
-        sampler: Sampler,
-        processors: Vec<Arc<dyn SpanProcessor>>,
-        scope: InstrumentationScope,
-        otel_context: bool,
-    ) -> Self {
-        Sink {
-            sampler,
-            processors,
-            scope,
-            otel_context,
-        }
-    }
-
-    /// The SDK's sampling decision, taken without building a `Context` for the built-in
-    /// samplers. `RecordOnly` counts as not sampled: such a span is never exported.
-    fn sample(
-        &self,
-        parent: Option<&SpanContext>,
-        trace_id: TraceId,
-        name: &str,
-        kind: &SpanKind,
-        attrs: &[KeyValue],
-        links: &[Link],
-    ) -> bool {
-        match &self.sampler {
-            Sampler::AlwaysOn => true,
-            Sampler::AlwaysOff => false,
-            Sampler::ParentBased(root) => match parent {
-                Some(p) => p.is_sampled(),
-                None => {
-                    root.should_sample(None, trace_id, name, kind, attrs, links)
-                        .decision
-                        == SamplingDecision::RecordAndSample
-                }
-            },
-            Sampler::TraceIdRatioBased(ratio) => by_ratio(*ratio, trace_id),
-            other => {
-                let cx = parent.map(|p| Context::new().with_remote_span_context(p.clone()));
-                other
-                    .should_sample(cx.as_ref(), trace_id, name, kind, attrs, links)
-                    .decision
-                    == SamplingDecision::RecordAndSample
-            }
-        }
-    }
-
-    /// Hands a finished span to every processor (the last one gets it without a copy).
-    fn export(&self, data: SpanData) {
-        if let Some((last, rest)) = self.processors.split_last() {
-            for p in rest {
-                p.on_end(data.clone());
-            }
-            last.on_end(data);
-        }
-    }
-}
-
-/// The SDK's `TraceIdRatioBased` decision, bit for bit.
-fn by_ratio(ratio: f64, trace_id: TraceId) -> bool {
-    if ratio >= 1.0 {
-        return true;
-    }
-    let bound = (ratio.max(0.0) * (1u64 << 63) as f64) as u64;
-    let low = u128::from_be_bytes(trace_id.to_bytes()) as u64;
-    (low >> 1) < bound
-}
-
-/// A processor shared between the service's recorder and its SDK provider (which serves spans
-/// started through the `opentelemetry` API, flushes and shuts down).
-#[derive(Debug)]
-pub(crate) struct Shared(pub(crate) Arc<dyn SpanProcessor>);
-
-impl SpanProcessor for Shared {
-    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &Context) {
-        self.0.on_start(span, cx);
-    }
-    fn on_end(&self, span: SpanData) {
-        self.0.on_end(span);
-    }
-    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.force_flush()
-    }
-    fn shutdown_with_timeout(
-        &self,
-        timeout: std::time::Duration,
-    ) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
-    }
+/// Sets how many `log` events a span keeps at most, for every span of the process (0 keeps
+/// none: every record is only counted). Spans already started keep what they hold.
+pub fn set_max_events_per_span(max: u32) {
+    MAX_EVENTS_PER_SPAN.store(max, std::sync::atomic::Ordering::Relaxed);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -400,7 +306,7 @@ impl Span {
             return;
         };
         if rec.logs_dropped > 0 {
-            let kv = KeyValue::new(crate::logs::EVENTS_DROPPED, i64::from(rec.logs_dropped));
+            let kv = KeyValue::new(EVENTS_DROPPED, i64::from(rec.logs_dropped));
             rec.set_attribute(kv);
         }
         let data = SpanData {
@@ -478,8 +384,8 @@ impl Record {
     }
 
     fn add_event(&mut self, name: Cow<'static, str>, at: SystemTime, mut attrs: Vec<KeyValue>) {
-        if name == crate::logs::EVENT_NAME {
-            if self.logs >= crate::logs::max_events_per_span() {
+        if name == EVENT_NAME {
+            if self.logs >= max_events_per_span() {
                 self.logs_dropped = self.logs_dropped.saturating_add(1);
                 return;
             }
@@ -726,9 +632,9 @@ pub(crate) fn current() -> Current {
 #[inline]
 pub(crate) fn current_recording() -> Option<(Arc<Service>, Option<SpanContext>)> {
     match current() {
-        Current::Local { sc, svc } => svc.is_on().then_some((svc, Some(sc))),
+        Current::Local { sc, svc } => svc.is_enabled().then_some((svc, Some(sc))),
         Current::Otel => Context::map_current(|cx| {
-            let svc = crate::service::resolve_recording(cx)?;
+            let svc = crate::registry::resolve_recording(cx)?;
             Some((svc, parent_of(cx)))
         }),
     }
@@ -738,8 +644,8 @@ pub(crate) fn current_recording() -> Option<(Arc<Service>, Option<SpanContext>)>
 #[inline]
 pub(crate) fn current_service_recording() -> Option<Arc<Service>> {
     match current() {
-        Current::Local { svc, .. } => svc.is_on().then_some(svc),
-        Current::Otel => Context::map_current(crate::service::resolve_recording),
+        Current::Local { svc, .. } => svc.is_enabled().then_some(svc),
+        Current::Otel => Context::map_current(crate::registry::resolve_recording),
     }
 }
 
@@ -747,7 +653,7 @@ pub(crate) fn current_service_recording() -> Option<Arc<Service>> {
 pub(crate) fn current_service() -> Option<Arc<Service>> {
     match current() {
         Current::Local { svc, .. } => Some(svc),
-        Current::Otel => Context::map_current(crate::service::resolve),
+        Current::Otel => Context::map_current(crate::registry::resolve),
     }
 }
 
@@ -963,21 +869,6 @@ pub(crate) fn into_context(base: &Context, span: Span) -> Context {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ratio_matches_the_sdk() {
-        for ratio in [0.0, 0.001, 0.1, 0.5, 0.9, 1.0] {
-            let sdk = Sampler::TraceIdRatioBased(ratio);
-            for _ in 0..2000 {
-                let id = new_trace_id();
-                let theirs = sdk
-                    .should_sample(None, id, "x", &SpanKind::Internal, &[], &[])
-                    .decision
-                    == SamplingDecision::RecordAndSample;
-                assert_eq!(by_ratio(ratio, id), theirs, "ratio {ratio}, trace {id}");
-            }
-        }
-    }
 
     #[test]
     fn ids_are_distinct_and_valid() {

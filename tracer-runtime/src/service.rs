@@ -4,99 +4,13 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use opentelemetry::Context;
 
 use crate::recorder::{self, Attached, WithContext};
 
-/// An installed service.
-pub(crate) struct Service {
-    pub(crate) name: String,
-    pub(crate) on: Arc<AtomicBool>,
-    /// Where its spans go: sampler, processors, scope.
-    pub(crate) sink: recorder::Sink,
-    /// Its RED metrics (`None` in unit tests that need none).
-    #[cfg(feature = "metrics")]
-    pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
-}
-
-impl Service {
-    #[inline]
-    pub(crate) fn is_on(&self) -> bool {
-        self.on.load(Ordering::Relaxed)
-    }
-}
-
-/// The value the context carries to say which service the work belongs to.
-#[derive(Clone)]
-pub(crate) struct InService(pub(crate) Arc<Service>);
-
-static SERVICES: RwLock<Vec<Arc<Service>>> = RwLock::new(Vec::new());
-static DEFAULT: RwLock<Option<Arc<Service>>> = RwLock::new(None);
-
-pub(crate) fn register(svc: Arc<Service>, make_default: Option<bool>) {
-    let mut all = SERVICES.write().unwrap_or_else(PoisonError::into_inner);
-    all.push(Arc::clone(&svc));
-    let mut d = DEFAULT.write().unwrap_or_else(PoisonError::into_inner);
-    // The first service installed is the default unless told otherwise.
-    if make_default.unwrap_or(d.is_none()) {
-        *d = Some(svc);
-    }
-}
-
-pub(crate) fn unregister(svc: &Arc<Service>) {
-    let mut all = SERVICES.write().unwrap_or_else(PoisonError::into_inner);
-    all.retain(|s| !Arc::ptr_eq(s, svc));
-    let mut d = DEFAULT.write().unwrap_or_else(PoisonError::into_inner);
-    if d.as_ref().is_some_and(|s| Arc::ptr_eq(s, svc)) {
-        *d = all.first().cloned();
-    }
-}
-
-pub(crate) fn is_default(svc: &Arc<Service>) -> bool {
-    DEFAULT
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-        .is_some_and(|d| Arc::ptr_eq(d, svc))
-}
-
-pub(crate) fn is_registered(name: &str) -> bool {
-    SERVICES
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .any(|s| s.name == name)
-}
-
-/// The service `cx` belongs to if it records now: checked before the `Arc` is cloned, so a
-/// service switched off costs a lookup and no reference-count traffic.
-#[inline]
-pub(crate) fn resolve_recording(cx: &Context) -> Option<Arc<Service>> {
-    match cx.get::<InService>() {
-        Some(s) => s.0.is_on().then(|| Arc::clone(&s.0)),
-        None => DEFAULT
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .filter(|s| s.is_on())
-            .cloned(),
-    }
-}
-
-/// The service `cx` belongs to: the one it carries, else the default one.
-#[inline]
-pub(crate) fn resolve(cx: &Context) -> Option<Arc<Service>> {
-    match cx.get::<InService>() {
-        Some(s) => Some(Arc::clone(&s.0)),
-        None => DEFAULT
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone(),
-    }
-}
+use crate::registry::{InService, Service};
 
 /// The service named `name` if tracing records for it now (`None` when it is off). A name that is
 /// not installed falls back to the current context's service (else the default one), with one
@@ -105,18 +19,13 @@ pub(crate) fn resolve(cx: &Context) -> Option<Arc<Service>> {
 #[inline]
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) fn recording(name: Option<&str>) -> Option<Arc<Service>> {
-    if !crate::__private::on() {
+    if !crate::switch::on() {
         return None;
     }
     let Some(n) = name else {
         return recorder::current_service_recording();
     };
-    let found = SERVICES
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .find(|s| s.name == n)
-        .map(|s| s.is_on().then(|| Arc::clone(s)));
+    let found = crate::registry::find(n).map(|s| s.is_enabled().then_some(s));
     match found {
         Some(svc) => svc,
         None => not_installed(n),
@@ -145,7 +54,7 @@ fn not_installed(name: &str) -> Option<Arc<Service>> {
             });
         }
     }
-    fallback.is_on().then_some(fallback)
+    fallback.is_enabled().then_some(fallback)
 }
 
 /// A handle on an installed service: run work under it, ask whether it is switched on.
@@ -161,19 +70,14 @@ impl fmt::Debug for ServiceHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServiceHandle")
             .field("name", &self.0.name)
-            .field("on", &self.0.is_on())
+            .field("enabled", &self.0.is_enabled())
             .finish()
     }
 }
 
 /// The installed service named `name`, if any.
 pub fn service(name: &str) -> Option<ServiceHandle> {
-    SERVICES
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .find(|s| s.name == name)
-        .map(|s| ServiceHandle(Arc::clone(s)))
+    crate::registry::find(name).map(ServiceHandle)
 }
 
 /// The service the current context belongs to (or the default one), if any is installed.
@@ -187,9 +91,17 @@ impl ServiceHandle {
         &self.0.name
     }
 
-    /// Whether tracing currently records for this service (its switch and the global one).
+    /// Whether tracing is enabled for this service now: its switch
+    /// ([`set_enabled`](crate::set_enabled)) and the global one
+    /// ([`set_all_enabled`](crate::set_all_enabled)).
+    pub fn is_enabled(&self) -> bool {
+        crate::switch::is_all_enabled() && self.0.is_enabled()
+    }
+
+    /// The old name of [`is_enabled`](Self::is_enabled).
+    #[deprecated(note = "renamed `is_enabled`, as `set_enabled` / `is_enabled`")]
     pub fn is_recording(&self) -> bool {
-        crate::switch::is_all_enabled() && self.0.is_on()
+        self.is_enabled()
     }
 
     /// `cx` with this service attached: spans started under it belong to this service.

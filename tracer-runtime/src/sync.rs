@@ -81,7 +81,7 @@ impl Meta {
     /// Notes the current span as the holder.
     #[inline]
     fn acquired(&self) {
-        if !crate::__private::on() {
+        if !crate::switch::on() {
             return;
         }
         let current = crate::recorder::current_span_context().unwrap_or(SpanContext::NONE);
@@ -91,7 +91,7 @@ impl Meta {
     /// The lock was busy: start timing a wait.
     fn wait(&self, mode: Option<&'static str>) -> Wait<'_> {
         let ahead = self.waiting.fetch_add(1, Ordering::Relaxed);
-        let parent = crate::__private::on()
+        let parent = crate::switch::on()
             .then(crate::recorder::current_context)
             .filter(|cx| cx.has_active_span());
         let holder = match parent {
@@ -143,7 +143,7 @@ impl Drop for Wait<'_> {
         if self.started.elapsed() < self.meta.threshold {
             return;
         }
-        let Some(svc) = crate::service::resolve_recording(&parent) else {
+        let Some(svc) = crate::registry::resolve_recording(&parent) else {
             return;
         };
         let mut attrs = Vec::with_capacity(4);

@@ -8,7 +8,6 @@ use std::fmt::{self, Debug};
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll};
 
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _};
@@ -51,12 +50,6 @@ impl Meta {
         self.metrics = true;
         self
     }
-}
-
-/// Is any tracing on? One relaxed load: the whole cost of a traced fn when tracing is off.
-#[inline(always)]
-pub fn on() -> bool {
-    crate::switch::ACTIVE.load(Ordering::Relaxed)
 }
 
 /// The `done` of a call site that records nothing from the output.

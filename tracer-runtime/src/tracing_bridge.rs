@@ -167,11 +167,11 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if !crate::__private::on() || !self.bridges(attrs.metadata()) {
+        if !crate::switch::on() || !self.bridges(attrs.metadata()) {
             return;
         }
         let parent = Self::parent_of(attrs, &ctx);
-        let Some(svc) = crate::service::resolve_recording(&parent) else {
+        let Some(svc) = crate::registry::resolve_recording(&parent) else {
             return;
         };
         let mut fields = Fields::default();

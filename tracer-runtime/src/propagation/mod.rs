@@ -25,7 +25,7 @@ use opentelemetry::trace::{SpanContext, TraceContextExt as _};
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::InitError;
+use crate::error::ParsePropagatorError;
 
 /// One propagation format, as named in `OTEL_PROPAGATORS`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,14 +45,14 @@ pub enum Format {
 
 impl Format {
     /// Parses one `OTEL_PROPAGATORS` entry.
-    pub fn parse(name: &str) -> Result<Format, InitError> {
+    pub fn parse(name: &str) -> Result<Format, ParsePropagatorError> {
         match name.trim().to_ascii_lowercase().as_str() {
             "tracecontext" => Ok(Format::TraceContext),
             "baggage" => Ok(Format::Baggage),
             "jaeger" => Ok(Format::Jaeger),
             "b3" => Ok(Format::B3),
             "b3multi" => Ok(Format::B3Multi),
-            other => Err(InitError::UnknownPropagator(other.to_owned())),
+            other => Err(ParsePropagatorError::Unknown(other.to_owned())),
         }
     }
 
@@ -108,7 +108,7 @@ pub fn trace_response_value(sc: &SpanContext) -> String {
 pub const DEFAULT_FORMATS: &[Format] = &[Format::TraceContext, Format::Baggage];
 
 /// Parses an `OTEL_PROPAGATORS` value: a comma-separated list; `none` alone means no propagation.
-pub fn parse_formats(value: &str) -> Result<Vec<Format>, InitError> {
+pub fn parse_formats(value: &str) -> Result<Vec<Format>, ParsePropagatorError> {
     let names: Vec<&str> = value
         .split(',')
         .map(str::trim)
@@ -131,7 +131,7 @@ pub fn parse_formats(value: &str) -> Result<Vec<Format>, InitError> {
 }
 
 /// The formats `OTEL_PROPAGATORS` asks for, else the default.
-pub(crate) fn formats_from_env() -> Result<Vec<Format>, InitError> {
+pub(crate) fn formats_from_env() -> Result<Vec<Format>, ParsePropagatorError> {
     match std::env::var("OTEL_PROPAGATORS") {
         Ok(v) => parse_formats(&v),
         Err(_) => Ok(DEFAULT_FORMATS.to_vec()),

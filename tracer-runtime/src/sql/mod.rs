@@ -13,17 +13,17 @@
 //! A statement the tokenizer cannot read (an unterminated string, say) gives no text at all rather
 //! than a guess that might carry a literal: only its leading keyword is kept, as the operation.
 
-use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, PoisonError};
-
-use opentelemetry::KeyValue;
-use opentelemetry_semantic_conventions::attribute as semconv;
 
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, Tokenizer, Whitespace, Word};
+
+// Used by the SQL client integrations (`mysql`); `sql` alone only sanitizes.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+mod statement;
+#[cfg(feature = "mysql")]
+pub(crate) use statement::{Statement, statement};
 
 /// Longest `text` kept, in bytes; a longer one is cut (at a token boundary) and ends with `…`.
 pub const TEXT_CAP: usize = 2048;
@@ -468,131 +468,6 @@ fn render(out: &[(bool, Out)]) -> String {
     s
 }
 
-/// What a statement's spans record that depends on its text only, computed once per distinct
-/// statement and shared: the span name and the statement's attributes (`db.query.summary`,
-/// `db.operation.name`, `db.collection.name`, `db.query.text`), their strings behind `Arc`s so
-/// that a span's copy costs reference counts, not allocations.
-#[derive(Debug)]
-pub(crate) struct Statement {
-    /// The statement as sent (for the cache's comparison).
-    raw: Box<[u8]>,
-    pub(crate) sanitized: Sanitized,
-    /// `db.query.summary`, else `None` (the caller's fallback names the span).
-    pub(crate) name: Option<Cow<'static, str>>,
-    /// `db.query.text`, shared with the attribute.
-    pub(crate) text: Option<Arc<str>>,
-    pub(crate) attrs: Vec<KeyValue>,
-}
-
-impl Statement {
-    fn new(raw: &[u8]) -> Self {
-        let sanitized = sanitize(&String::from_utf8_lossy(raw));
-        let name = sanitized.summary.as_deref().map(intern);
-        let mut attrs = Vec::with_capacity(4);
-        if let Some(n) = &name {
-            attrs.push(KeyValue::new(semconv::DB_QUERY_SUMMARY, n.clone()));
-        }
-        if let Some(op) = &sanitized.operation {
-            attrs.push(KeyValue::new(semconv::DB_OPERATION_NAME, intern(op)));
-        }
-        if let Some(t) = &sanitized.collection {
-            attrs.push(KeyValue::new(
-                semconv::DB_COLLECTION_NAME,
-                Arc::<str>::from(t.as_str()),
-            ));
-        }
-        let text = sanitized.text.as_deref().map(Arc::<str>::from);
-        if let Some(t) = &text {
-            attrs.push(KeyValue::new(semconv::DB_QUERY_TEXT, Arc::clone(t)));
-        }
-        Statement {
-            raw: raw.into(),
-            sanitized,
-            name,
-            text,
-            attrs,
-        }
-    }
-}
-
-/// Span names and operations made `'static` once (they are few: operation × table), so that a
-/// span's name is no allocation. Past [`INTERNED_MAX`] distinct ones, new ones are copied.
-static INTERNED: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-const INTERNED_MAX: usize = 4096;
-
-fn intern(s: &str) -> Cow<'static, str> {
-    let mut set = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
-    let set = set.get_or_insert_with(HashSet::new);
-    if let Some(&k) = set.get(s) {
-        return Cow::Borrowed(k);
-    }
-    if set.len() >= INTERNED_MAX {
-        return Cow::Owned(s.to_owned());
-    }
-    let k: &'static str = Box::leak(s.into());
-    set.insert(k);
-    Cow::Borrowed(k)
-}
-
-/// The statement cache: direct-mapped slots chosen by a cheap hash of the text, each behind its
-/// own lock (held for a compare and a reference-count increment), so a statement run again is
-/// neither tokenized nor hashed with SipHash nor serialized behind one global lock. A statement
-/// evicted by another that maps to its slot is sanitized again when it comes back.
-const SLOTS: usize = 512;
-/// Longer statements are not cached (they are mostly generated, with literals inlined).
-const CACHE_MAX_LEN: usize = 4096;
-
-#[allow(clippy::declare_interior_mutable_const)]
-const EMPTY: Mutex<Option<Arc<Statement>>> = Mutex::new(None);
-static CACHE: [Mutex<Option<Arc<Statement>>>; SLOTS] = [EMPTY; SLOTS];
-
-/// Slots of the per-thread cache in front of [`CACHE`].
-const LOCAL_SLOTS: usize = 64;
-
-thread_local! {
-    /// The statements this thread ran lately (direct-mapped, [`LOCAL_SLOTS`] records at most):
-    /// a statement run again on the same thread is found without taking any lock.
-    static LOCAL: std::cell::RefCell<[Option<Arc<Statement>>; LOCAL_SLOTS]> =
-        const { std::cell::RefCell::new([const { None }; LOCAL_SLOTS]) };
-}
-
-/// The record of the statement `sql` (as sent): from this thread's cache, else the shared
-/// one, else made now (and kept in both).
-pub(crate) fn statement(sql: &[u8]) -> Arc<Statement> {
-    if sql.len() > CACHE_MAX_LEN {
-        return Arc::new(Statement::new(sql));
-    }
-    let h = crate::db::quick_hash(sql);
-    let local = (h >> 16) as usize % LOCAL_SLOTS;
-    if let Ok(Some(s)) = LOCAL.try_with(|l| {
-        l.borrow()[local]
-            .as_ref()
-            .filter(|s| *s.raw == *sql)
-            .map(Arc::clone)
-    }) {
-        return s;
-    }
-    let s = shared(sql, h);
-    let _ = LOCAL.try_with(|l| l.borrow_mut()[local] = Some(Arc::clone(&s)));
-    s
-}
-
-/// [`statement`] from the cache shared by the threads.
-fn shared(sql: &[u8], h: u64) -> Arc<Statement> {
-    let slot = &CACHE[(h ^ (h >> 32)) as usize % SLOTS];
-    if let Some(s) = slot
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-        .filter(|s| *s.raw == *sql)
-    {
-        return Arc::clone(s);
-    }
-    let s = Arc::new(Statement::new(sql));
-    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&s));
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -719,61 +594,6 @@ mod tests {
             "SELECT * FROM t",
         ),
     ];
-
-    #[test]
-    fn a_statement_seen_before_shares_its_record() {
-        let sql = b"SELECT name FROM cache_test_users WHERE id = ? AND note = 'x'";
-        let a = statement(sql);
-        let b = statement(sql);
-        assert!(Arc::ptr_eq(&a, &b), "sanitized again");
-        assert_eq!(a.name.as_deref(), Some("SELECT cache_test_users"));
-        assert_eq!(a.attrs, b.attrs);
-        assert_eq!(
-            a.text.as_deref(),
-            Some("SELECT name FROM cache_test_users WHERE id = ? AND note = ?")
-        );
-        // The name is interned: one `'static` string, not a copy per record.
-        let c = Statement::new(sql);
-        match (&a.name, &c.name) {
-            (Some(Cow::Borrowed(x)), Some(Cow::Borrowed(y))) => assert!(std::ptr::eq(*x, *y)),
-            other => panic!("not interned: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn the_statement_cache_is_bounded() {
-        // More distinct statements than slots: each slot holds one record, the last one that
-        // mapped to it; a statement evicted comes back equal, sanitized again.
-        let n = SLOTS * 3;
-        let first = statement(b"SELECT a FROM cache_bound_0 WHERE id = 1");
-        for i in 1..n {
-            statement(format!("SELECT a FROM cache_bound_{i} WHERE id = 1").as_bytes());
-        }
-        let held = CACHE
-            .iter()
-            .filter(|s| s.lock().unwrap_or_else(PoisonError::into_inner).is_some())
-            .count();
-        assert!(held <= SLOTS);
-        let local = LOCAL.with(|l| l.borrow().iter().filter(|s| s.is_some()).count());
-        assert!(local <= LOCAL_SLOTS);
-        let again = statement(b"SELECT a FROM cache_bound_0 WHERE id = 1");
-        assert_eq!(again.attrs, first.attrs);
-        assert_eq!(again.name, first.name);
-        // A statement longer than the cache takes is not kept.
-        let long = format!("SELECT {} FROM t", vec!["c"; CACHE_MAX_LEN].join(", "));
-        let (x, y) = (statement(long.as_bytes()), statement(long.as_bytes()));
-        assert!(!Arc::ptr_eq(&x, &y));
-        assert_eq!(x.attrs, y.attrs);
-    }
-
-    #[test]
-    fn interned_names_are_bounded() {
-        for i in 0..INTERNED_MAX + 10 {
-            let _ = intern(&format!("SELECT intern_bound_{i}"));
-        }
-        let set = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
-        assert!(set.as_ref().is_some_and(|s| s.len() <= INTERNED_MAX));
-    }
 
     #[test]
     fn table_of_statements() {

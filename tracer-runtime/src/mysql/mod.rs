@@ -1,0 +1,174 @@
+//! MySQL and MariaDB through [mysql_async](https://docs.rs/mysql_async) 0.37: [`TracedPool`]
+//! and [`TracedConn`] give every query, prepared statement, `ping` and transaction a CLIENT
+//! span, child of the current context. Adoption is one line; the call sites stay as they are:
+//!
+//! ```no_run
+//! use mysql_async::prelude::*;
+//! use mysql_async::{Opts, TxOpts};
+//! use tracer_runtime::mysql::TracedPool;
+//!
+//! # async fn run() -> mysql_async::Result<()> {
+//! let pool = TracedPool::new(Opts::from_url("mysql://root@127.0.0.1:3306/test")?); // was: Pool::new(..)
+//! let mut conn = pool.get_conn().await?;                 // span `mysql get_conn`: the pool wait
+//! let name: Option<String> = conn
+//!     .exec_first("SELECT name FROM users WHERE id = ?", (7,)) // span `SELECT users`
+//!     .await?;
+//! let mut tx = conn.start_transaction(TxOpts::default()).await?; // span `mysql transaction`
+//! tx.exec_drop("UPDATE users SET visits = visits + 1 WHERE id = ?", (7,)).await?; // its child
+//! tx.commit().await?;                                            // `COMMIT`, ends the transaction
+//! # Ok(()) }
+//! ```
+//!
+//! Attributes: `db.system.name = "mysql"`, `db.namespace` (the database), `server.address`,
+//! `server.port`, `db.operation.name` (`SELECT`, `INSERT`, ...), `db.collection.name` when the
+//! statement names a table, and `db.query.text` with every literal replaced by `?` (see
+//! [`crate::sql`]). Bound parameter values are never recorded. `db.response.returned_rows` when
+//! rows come back, `tracer.db.affected_rows` for writes.
+//!
+//! Errors set status Error with the message, `error.type` and an `exception` event. A server
+//! error records its MySQL error code (`db.response.status_code`, also `error.type`) and its
+//! SQLSTATE (`tracer.db.sqlstate`); the parts of its message that quote a value (`Duplicate
+//! entry '...'`) are replaced by `?`. Connection errors (refused, access denied, unknown
+//! database) are Error on the `mysql connect` or `mysql get_conn` span.
+
+mod conn;
+mod error;
+mod pool;
+mod statements;
+mod stmt;
+mod transaction;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use mysql_async::Opts;
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
+
+use crate::db;
+use crate::sql::Statement as StatementRecord;
+
+pub use conn::TracedConn;
+pub use error::redact_server_message;
+pub use pool::TracedPool;
+pub use stmt::Stmt;
+pub use transaction::TracedTransaction;
+
+/// Rows changed by a write (`INSERT`, `UPDATE`, `DELETE`, ...).
+pub const AFFECTED_ROWS: &str = "tracer.db.affected_rows";
+/// The SQLSTATE of a server error.
+pub const SQLSTATE: &str = "tracer.db.sqlstate";
+
+/// Where the statements go: recorded on every span.
+#[derive(Clone, Debug)]
+struct Meta {
+    /// Trace set-up (connect, pool waits, DDL) outside any request too.
+    setup: bool,
+    service: Option<Arc<str>>,
+    address: String,
+    port: u16,
+    db: Option<String>,
+    /// The attributes every span has, built once (their strings shared, not copied).
+    base: Vec<KeyValue>,
+}
+
+impl Meta {
+    fn of(opts: &Opts, service: Option<Arc<str>>) -> Self {
+        let address = opts.ip_or_hostname().to_owned();
+        let port = opts.tcp_port();
+        let db = opts.db_name().map(str::to_owned);
+        let mut base = vec![KeyValue::new(semconv::DB_SYSTEM_NAME, "mysql")];
+        if let Some(db) = &db {
+            base.push(KeyValue::new(
+                semconv::DB_NAMESPACE,
+                Arc::<str>::from(db.as_str()),
+            ));
+        }
+        base.push(KeyValue::new(
+            semconv::SERVER_ADDRESS,
+            Arc::<str>::from(address.as_str()),
+        ));
+        base.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
+        Meta {
+            setup: false,
+            service,
+            address,
+            port,
+            db,
+            base,
+        }
+    }
+
+    fn with_service(&self, service: &str) -> Self {
+        Meta {
+            service: Some(Arc::from(service)),
+            ..self.clone()
+        }
+    }
+
+    /// Whether set-up work (a connect, a pool wait, DDL) is left untraced here: outside any
+    /// request, unless [`TracedPool::trace_setup`] asked for it.
+    fn skip_setup(&self, parent: Option<&Context>) -> bool {
+        !self.setup && db::outside_request(parent)
+    }
+
+    fn base(&self, n: usize) -> Vec<KeyValue> {
+        let mut a = Vec::with_capacity(self.base.len() + n);
+        a.extend_from_slice(&self.base);
+        a
+    }
+
+    /// A span for a statement (`sql` its record, `None` when unknown), named
+    /// `{operation} {table}` as the conventions suggest. What depends on the statement alone
+    /// comes from its record: copies of `Arc`s, no allocation but the span's attribute list.
+    fn start_statement(
+        &self,
+        parent: Option<&Context>,
+        sql: Option<&Arc<StatementRecord>>,
+        fallback: &'static str,
+    ) -> Option<Context> {
+        if sql.is_some_and(|s| is_ddl(s.sanitized.operation.as_deref())) && self.skip_setup(parent)
+        {
+            return None;
+        }
+        db::start(self.service.as_deref(), parent, || {
+            let stmt: &[KeyValue] = sql.map_or(&[], |s| &s.attrs);
+            // Room for what the span gets when done: rows, or an error's three attributes.
+            let mut a = Vec::with_capacity(self.base.len() + stmt.len() + 4);
+            a.extend_from_slice(&self.base);
+            if sql.is_none_or(|s| s.sanitized.operation.is_none()) {
+                a.push(KeyValue::new(semconv::DB_OPERATION_NAME, fallback));
+            }
+            a.extend_from_slice(stmt);
+            let name = sql
+                .and_then(|s| s.name.clone())
+                .unwrap_or(Cow::Borrowed(fallback));
+            (name, a)
+        })
+    }
+
+    /// A span for an operation that is no statement (`mysql connect`, `PING`, ...).
+    fn start_op(
+        &self,
+        parent: Option<&Context>,
+        name: &'static str,
+        operation: Option<&'static str>,
+    ) -> Option<Context> {
+        db::start(self.service.as_deref(), parent, || {
+            let mut a = self.base(1);
+            if let Some(op) = operation {
+                a.push(KeyValue::new(semconv::DB_OPERATION_NAME, op));
+            }
+            (Cow::Borrowed(name), a)
+        })
+    }
+}
+
+/// Schema changes: at start-up (migrations) they are set-up work, not requests.
+fn is_ddl(operation: Option<&str>) -> bool {
+    operation.is_some_and(|op| {
+        ["CREATE", "ALTER", "DROP", "TRUNCATE", "RENAME"]
+            .iter()
+            .any(|d| op.eq_ignore_ascii_case(d))
+    })
+}

@@ -1,0 +1,396 @@
+//! The statement methods of a connection and a transaction (mysql_async's `Queryable`).
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+
+use mysql_async::prelude::{AsQuery, FromRow, Queryable};
+use mysql_async::{Params, QueryResult, Statement, TextProtocol};
+use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
+
+use crate::db;
+use crate::sql::{Statement as StatementRecord, statement};
+
+use super::error::{on_done, record_error};
+use super::stmt::{Stmt, query_sql, stmt_sql};
+use super::{AFFECTED_ROWS, TracedConn, TracedTransaction};
+
+fn returned_rows(cx: &Context, n: usize) {
+    cx.span().set_attribute(KeyValue::new(
+        semconv::DB_RESPONSE_RETURNED_ROWS,
+        i64::try_from(n).unwrap_or(i64::MAX),
+    ));
+}
+
+fn affected_rows(cx: &Context, sql: Option<&StatementRecord>, n: u64) {
+    let write = sql
+        .and_then(|s| s.sanitized.operation.as_deref())
+        .is_some_and(|op| {
+            matches!(
+                op,
+                "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "LOAD" | "CALL"
+            )
+        });
+    if write || n > 0 {
+        cx.span().set_attribute(KeyValue::new(
+            AFFECTED_ROWS,
+            i64::try_from(n).unwrap_or(i64::MAX),
+        ));
+    }
+}
+
+/// The statement methods, the same on a connection and a transaction; each has the
+/// signature of mysql_async's `Queryable` method of the same name.
+macro_rules! statements {
+    () => {
+        /// `PING`, traced (as `Queryable::ping`).
+        pub fn ping(&mut self) -> impl Future<Output = mysql_async::Result<()>> + '_ {
+            async move {
+                let cx = self.meta.start_op(self.parent(), "PING", Some("PING"));
+                db::run(cx, self.inner.ping(), on_done).await
+            }
+        }
+
+        /// Runs a text query and collects the first result set (as `Queryable::query`).
+        pub fn query<'a, T, Q>(
+            &'a mut self,
+            query: Q,
+        ) -> impl Future<Output = mysql_async::Result<Vec<T>>> + 'a
+        where
+            Q: AsQuery + 'a,
+            T: FromRow + Send + 'static,
+        {
+            async move {
+                let sql = query_sql(&query);
+                let cx = self
+                    .meta
+                    .start_statement(self.parent(), sql.as_ref(), "QUERY");
+                db::run(
+                    cx,
+                    self.inner.query(query),
+                    |cx, out: &mysql_async::Result<Vec<T>>| match out {
+                        Ok(rows) => returned_rows(cx, rows.len()),
+                        Err(e) => record_error(cx, e),
+                    },
+                )
+                .await
+            }
+        }
+
+        /// Runs a text query and returns its first row (as `Queryable::query_first`).
+        pub fn query_first<'a, T, Q>(
+            &'a mut self,
+            query: Q,
+        ) -> impl Future<Output = mysql_async::Result<Option<T>>> + 'a
+        where
+            Q: AsQuery + 'a,
+            T: FromRow + Send + 'static,
+        {
+            async move {
+                let sql = query_sql(&query);
+                let cx = self
+                    .meta
+                    .start_statement(self.parent(), sql.as_ref(), "QUERY");
+                db::run(
+                    cx,
+                    self.inner.query_first(query),
+                    |cx, out: &mysql_async::Result<Option<T>>| match out {
+                        Ok(row) => returned_rows(cx, usize::from(row.is_some())),
+                        Err(e) => record_error(cx, e),
+                    },
+                )
+                .await
+            }
+        }
+
+        /// Runs a text query and maps each row of the first result set (as
+        /// `Queryable::query_map`).
+        pub async fn query_map<T, F, Q, U>(&mut self, query: Q, f: F) -> mysql_async::Result<Vec<U>>
+        where
+            Q: AsQuery,
+            T: FromRow + Send + 'static,
+            F: FnMut(T) -> U + Send,
+            U: Send,
+        {
+            let sql = query_sql(&query);
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "QUERY");
+            db::run(cx, self.inner.query_map(query, f), |cx, out| match out {
+                Ok(rows) => returned_rows(cx, rows.len()),
+                Err(e) => record_error(cx, e),
+            })
+            .await
+        }
+
+        /// Runs a text query and folds the first result set (as `Queryable::query_fold`).
+        pub async fn query_fold<T, F, Q, U>(
+            &mut self,
+            query: Q,
+            init: U,
+            f: F,
+        ) -> mysql_async::Result<U>
+        where
+            Q: AsQuery,
+            T: FromRow + Send + 'static,
+            F: FnMut(U, T) -> U + Send,
+            U: Send,
+        {
+            let sql = query_sql(&query);
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "QUERY");
+            db::run(cx, self.inner.query_fold(query, init, f), on_done).await
+        }
+
+        /// Runs a text query and drops its result (as `Queryable::query_drop`).
+        pub async fn query_drop<Q>(&mut self, query: Q) -> mysql_async::Result<()>
+        where
+            Q: AsQuery,
+        {
+            let sql = query_sql(&query);
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "QUERY");
+            let ending = cx.clone().map(db::Ending::new);
+            let out = db::within(cx.as_ref(), self.inner.query_drop(query)).await;
+            if let Some(cx) = &cx {
+                match &out {
+                    Ok(()) => affected_rows(cx, sql.as_deref(), self.inner.affected_rows()),
+                    Err(e) => record_error(cx, e),
+                }
+            }
+            if let Some(e) = ending {
+                e.finish();
+            }
+            out
+        }
+
+        /// Runs a text query and returns its result to read (as `Queryable::query_iter`); the
+        /// span ends when the result starts, before its rows are read.
+        pub async fn query_iter<'q, Q>(
+            &'q mut self,
+            query: Q,
+        ) -> mysql_async::Result<QueryResult<'q, 'static, TextProtocol>>
+        where
+            Q: AsQuery + 'q,
+        {
+            let sql = query_sql(&query);
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "QUERY");
+            db::run(cx, self.inner.query_iter(query), on_done).await
+        }
+
+        /// Prepares a statement (as `Queryable::prep`), in a `PREPARE` span.
+        pub async fn prep<Q>(&mut self, query: Q) -> mysql_async::Result<Statement>
+        where
+            Q: AsQuery,
+        {
+            let text: Arc<str> = String::from_utf8_lossy(&query.as_query()).into();
+            let sql = crate::switch::on().then(|| statement(text.as_bytes()));
+            let cx = db::start(self.meta.service.as_deref(), self.parent(), || {
+                let mut a = self.meta.base(3);
+                a.push(KeyValue::new(semconv::DB_OPERATION_NAME, "PREPARE"));
+                if let Some(t) = sql.as_ref().and_then(|s| s.text.clone()) {
+                    a.push(KeyValue::new(semconv::DB_QUERY_TEXT, t));
+                }
+                (Cow::Borrowed("PREPARE"), a)
+            });
+            let stmt = db::run(cx, self.inner.prep(query), on_done).await?;
+            // Kept to name the statement's `exec` spans; dropped with the connection.
+            self.prepared.insert(stmt.id(), text, sql);
+            Ok(stmt)
+        }
+
+        /// Closes a prepared statement (as `Queryable::close`).
+        pub async fn close(&mut self, stmt: Statement) -> mysql_async::Result<()> {
+            self.prepared.remove(stmt.id());
+            let cx = self.meta.start_op(self.parent(), "CLOSE", Some("CLOSE"));
+            db::run(cx, self.inner.close(stmt), on_done).await
+        }
+
+        /// Executes a statement and collects the first result set (as `Queryable::exec`).
+        pub fn exec<'a, T, S, P>(
+            &'a mut self,
+            stmt: S,
+            params: P,
+        ) -> impl Future<Output = mysql_async::Result<Vec<T>>> + 'a
+        where
+            S: Stmt + 'a,
+            P: Into<Params> + Send + 'a,
+            T: FromRow + Send + 'static,
+        {
+            async move {
+                let sql = stmt_sql(&self.prepared, &stmt);
+                let cx = self
+                    .meta
+                    .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+                db::run(
+                    cx,
+                    self.inner.exec(stmt, params),
+                    |cx, out: &mysql_async::Result<Vec<T>>| match out {
+                        Ok(rows) => returned_rows(cx, rows.len()),
+                        Err(e) => record_error(cx, e),
+                    },
+                )
+                .await
+            }
+        }
+
+        /// Executes a statement and returns its first row (as `Queryable::exec_first`).
+        pub fn exec_first<'a, T, S, P>(
+            &'a mut self,
+            stmt: S,
+            params: P,
+        ) -> impl Future<Output = mysql_async::Result<Option<T>>> + 'a
+        where
+            S: Stmt + 'a,
+            P: Into<Params> + Send + 'a,
+            T: FromRow + Send + 'static,
+        {
+            async move {
+                let sql = stmt_sql(&self.prepared, &stmt);
+                let cx = self
+                    .meta
+                    .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+                db::run(
+                    cx,
+                    self.inner.exec_first(stmt, params),
+                    |cx, out: &mysql_async::Result<Option<T>>| match out {
+                        Ok(row) => returned_rows(cx, usize::from(row.is_some())),
+                        Err(e) => record_error(cx, e),
+                    },
+                )
+                .await
+            }
+        }
+
+        /// Executes a statement and maps each row of the first result set (as
+        /// `Queryable::exec_map`).
+        pub async fn exec_map<T, S, P, U, F>(
+            &mut self,
+            stmt: S,
+            params: P,
+            f: F,
+        ) -> mysql_async::Result<Vec<U>>
+        where
+            S: Stmt,
+            P: Into<Params> + Send,
+            T: FromRow + Send + 'static,
+            F: FnMut(T) -> U + Send,
+            U: Send,
+        {
+            let sql = stmt_sql(&self.prepared, &stmt);
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+            db::run(
+                cx,
+                self.inner.exec_map(stmt, params, f),
+                |cx, out| match out {
+                    Ok(rows) => returned_rows(cx, rows.len()),
+                    Err(e) => record_error(cx, e),
+                },
+            )
+            .await
+        }
+
+        /// Executes a statement and folds the first result set (as `Queryable::exec_fold`).
+        pub async fn exec_fold<T, S, P, U, F>(
+            &mut self,
+            stmt: S,
+            params: P,
+            init: U,
+            f: F,
+        ) -> mysql_async::Result<U>
+        where
+            S: Stmt,
+            P: Into<Params> + Send,
+            T: FromRow + Send + 'static,
+            F: FnMut(U, T) -> U + Send,
+            U: Send,
+        {
+            let sql = stmt_sql(&self.prepared, &stmt);
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+            db::run(cx, self.inner.exec_fold(stmt, params, init, f), on_done).await
+        }
+
+        /// Executes a statement and drops its result (as `Queryable::exec_drop`).
+        pub async fn exec_drop<S, P>(&mut self, stmt: S, params: P) -> mysql_async::Result<()>
+        where
+            S: Stmt,
+            P: Into<Params> + Send,
+        {
+            let sql = stmt_sql(&self.prepared, &stmt);
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+            let ending = cx.clone().map(db::Ending::new);
+            let out = db::within(cx.as_ref(), self.inner.exec_drop(stmt, params)).await;
+            if let Some(cx) = &cx {
+                match &out {
+                    Ok(()) => affected_rows(cx, sql.as_deref(), self.inner.affected_rows()),
+                    Err(e) => record_error(cx, e),
+                }
+            }
+            if let Some(e) = ending {
+                e.finish();
+            }
+            out
+        }
+
+        /// Executes a statement once per parameter set (as `Queryable::exec_batch`): one span,
+        /// `db.operation.batch.size` the number of executions.
+        pub async fn exec_batch<S, P, I>(&mut self, stmt: S, params: I) -> mysql_async::Result<()>
+        where
+            S: Stmt,
+            I: IntoIterator<Item = P> + Send,
+            I::IntoIter: Send,
+            P: Into<Params> + Send,
+        {
+            let sql = stmt_sql(&self.prepared, &stmt);
+            let cx = self
+                .meta
+                .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
+            if cx.is_none() {
+                return self.inner.exec_batch(stmt, params).await;
+            }
+            let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let counted = {
+                let count = std::sync::Arc::clone(&count);
+                params.into_iter().inspect(move |_| {
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                })
+            };
+            let ending = cx.clone().map(db::Ending::new);
+            let out = db::within(cx.as_ref(), self.inner.exec_batch(stmt, counted)).await;
+            if let Some(cx) = &cx {
+                let n = count.load(std::sync::atomic::Ordering::Relaxed);
+                cx.span().set_attribute(KeyValue::new(
+                    semconv::DB_OPERATION_BATCH_SIZE,
+                    i64::try_from(n).unwrap_or(i64::MAX),
+                ));
+                if let Err(e) = &out {
+                    record_error(cx, e);
+                }
+            }
+            if let Some(e) = ending {
+                e.finish();
+            }
+            out
+        }
+    };
+}
+
+impl TracedConn {
+    statements!();
+}
+
+impl TracedTransaction<'_> {
+    statements!();
+}

@@ -1,0 +1,342 @@
+//! Redis through [fred](https://docs.rs/fred) 10: [`Traced`] wraps a `Client` or a `Pool` and
+//! gives every command a CLIENT span named after it (`GET`, `SET`, ...), child of the current
+//! context. Adoption is one line; the call sites stay as they are:
+//!
+//! ```no_run
+//! use fred::prelude::*;
+//! use tracer_runtime::redis::Traced;
+//!
+//! # async fn run() -> Result<(), fred::error::Error> {
+//! let client = Traced::new(Builder::default_centralized().build()?); // was: let client = Builder...
+//! client.init().await?;
+//! client.set::<(), _, _>("user:7:name", "bob", None, None, false).await?; // span `SET`
+//! let name: Option<String> = client.get("user:7:name").await?;         // span `GET`
+//!
+//! let pipe = client.pipeline(); // one `PIPELINE` span for all its commands
+//! let _: () = pipe.incr("visits").await?;
+//! let _: () = pipe.get("visits").await?;
+//! let (_, visits): (i64, i64) = pipe.all().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Attributes: `db.system.name = "redis"`, `db.operation.name` (the command), `db.namespace`
+//! (the database index), `server.address`, `server.port`, and `db.query.text`: the command with
+//! its key names and every value replaced by `?` (`SET user:7:name ?`). Values are never
+//! recorded. A pipeline or a transaction is one span (`PIPELINE`, `MULTI`) whose
+//! `db.operation.batch.size` is its command count and whose text lists its commands.
+//!
+//! Errors (refused connection, timeout, `WRONGTYPE`, `NOAUTH`, ...) set status Error with the
+//! message, `error.type` (the server's error prefix such as `WRONGTYPE`, else fred's error kind
+//! such as `IO` or `Timeout`) and an `exception` event. [`Traced::init`] and
+//! [`Traced::wait_for_connect`] are `redis connect` spans when called inside a request (a span is
+//! current). Every connection error the client reports is a `redis connection error` span (a
+//! root of its own trace: no caller is waiting). Set-up outside requests — connecting at
+//! start-up, and each connection the client (re)makes, as `redis reconnect` spans — is traced
+//! only after [`Traced::trace_setup`]`(true)`.
+//!
+//! The wrapper covers the commands listed on [`Traced`]; any other goes through
+//! [`Traced::custom`] (traced, its arguments all `?`) or, untraced, through
+//! [`Traced::inner`]. fred gives no public hook through which a wrapper could see every command
+//! generically (its `ClientLike::send_command` names crate-private types), hence the list.
+
+mod batch;
+mod commands;
+mod events;
+mod text;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use fred::clients::{Client, Pool};
+use fred::error::{Error, ErrorKind};
+use fred::interfaces::{ClientLike, FredResult, TransactionInterface};
+use fred::types::config::ServerConfig;
+use fred::types::{ConnectHandle, CustomCommand, FromValue, Value};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
+
+use crate::db;
+
+use batch::Batch;
+pub use batch::{TracedPipeline, TracedTransaction};
+pub use commands::Commands;
+pub use events::ConnectionEvents;
+use events::listen_client;
+use text::Text;
+
+/// Where the commands go: recorded on every span.
+#[derive(Debug)]
+struct Meta {
+    /// Trace connecting and reconnects outside any request too.
+    setup: AtomicBool,
+    /// Set by [`Traced::for_service`]; shared with the connection listeners.
+    service: OnceLock<Arc<str>>,
+    address: Option<String>,
+    port: Option<u16>,
+    db: u8,
+    /// The attributes every span has, built once (their strings shared, not copied).
+    base: Vec<KeyValue>,
+}
+
+impl Meta {
+    fn of(client: &impl ClientLike) -> Self {
+        let config = client.client_config();
+        let server = match &config.server {
+            ServerConfig::Centralized { server } => Some(server),
+            ServerConfig::Clustered { hosts, .. } => hosts.first(),
+            ServerConfig::Sentinel { hosts, .. } => hosts.first(),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        };
+        let address = server.map(|s| s.host.to_string());
+        let port = server.map(|s| s.port);
+        let db = config.database.unwrap_or(0);
+        let mut base = vec![
+            KeyValue::new(semconv::DB_SYSTEM_NAME, "redis"),
+            KeyValue::new(semconv::DB_NAMESPACE, Arc::<str>::from(db.to_string())),
+        ];
+        if let Some(h) = &address {
+            base.push(KeyValue::new(
+                semconv::SERVER_ADDRESS,
+                Arc::<str>::from(h.as_str()),
+            ));
+        }
+        if let Some(p) = port {
+            base.push(KeyValue::new(semconv::SERVER_PORT, i64::from(p)));
+        }
+        Meta {
+            setup: AtomicBool::new(false),
+            service: OnceLock::new(),
+            address,
+            port,
+            db,
+            base,
+        }
+    }
+
+    fn attrs(&self, operation: Cow<'static, str>, text: Option<Arc<str>>) -> Vec<KeyValue> {
+        let mut a = Vec::with_capacity(self.base.len() + 3);
+        a.extend_from_slice(&self.base);
+        a.push(KeyValue::new(semconv::DB_OPERATION_NAME, operation));
+        if let Some(t) = text {
+            a.push(KeyValue::new(semconv::DB_QUERY_TEXT, t));
+        }
+        a
+    }
+
+    /// The service the spans belong to, when [`Traced::for_service`] named one.
+    fn service(&self) -> Option<&str> {
+        self.service.get().map(|s| &**s)
+    }
+
+    fn setup(&self) -> bool {
+        self.setup.load(Ordering::Relaxed)
+    }
+
+    /// A span that is no command of its own (connecting): inside a request only, unless
+    /// [`Traced::trace_setup`] asked for set-up work outside requests too.
+    fn start_named(&self, name: &'static str, operation: &'static str) -> Option<Context> {
+        if !self.setup() && db::outside_request(None) {
+            return None;
+        }
+        db::start(self.service(), None, || {
+            (
+                Cow::Borrowed(name),
+                self.attrs(Cow::Borrowed(operation), None),
+            )
+        })
+    }
+
+    fn start(&self, operation: &'static str, text: impl FnOnce(&mut Text)) -> Option<Context> {
+        db::start(self.service(), None, || {
+            let text = Text::build(operation, text);
+            (
+                Cow::Borrowed(operation),
+                self.attrs(Cow::Borrowed(operation), Some(text)),
+            )
+        })
+    }
+}
+
+/// The message and `error.type` of a fred error. A server error's message may quote the
+/// arguments of an unknown command: that part is cut.
+fn record_error(cx: &Context, e: &Error) {
+    let details = e.details();
+    let prefix = details
+        .split_whitespace()
+        .next()
+        .filter(|w| w.len() >= 2 && w.chars().all(|c| c.is_ascii_uppercase()));
+    let mut extra = vec![KeyValue::new(
+        "tracer.redis.error_kind",
+        format!("{:?}", e.kind()),
+    )];
+    let kind: Cow<'static, str> = match prefix {
+        Some(p) if !matches!(e.kind(), ErrorKind::IO | ErrorKind::Timeout) => {
+            // The server's error prefix is its status code (semantic conventions for Redis).
+            extra.push(KeyValue::new(
+                semconv::DB_RESPONSE_STATUS_CODE,
+                p.to_owned(),
+            ));
+            Cow::Owned(p.to_owned())
+        }
+        _ => Cow::Owned(format!("{:?}", e.kind())),
+    };
+    let mut message = e.to_string();
+    if let Some(at) = message.find(", with args beginning with") {
+        message.truncate(at);
+    }
+    db::fail(cx, kind, message, extra);
+}
+
+fn on_done<T>(cx: &Context, out: &FredResult<T>) {
+    if let Err(e) = out {
+        record_error(cx, e);
+    }
+}
+
+/// A fred client or pool whose commands are traced. See the [module docs](self).
+///
+/// `C` is [`Client`] or [`Pool`] (aliases [`TracedClient`], [`TracedPool`]). Commands on the
+/// wrapper have the signatures of fred's interface methods, so call sites do not change.
+#[derive(Clone)]
+pub struct Traced<C> {
+    inner: C,
+    meta: Arc<Meta>,
+}
+
+/// A traced fred [`Client`].
+pub type TracedClient = Traced<Client>;
+/// A traced fred [`Pool`].
+pub type TracedPool = Traced<Pool>;
+
+impl<C> fmt::Debug for Traced<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Traced")
+            .field("server", &self.meta.address)
+            .field("port", &self.meta.port)
+            .field("db", &self.meta.db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: ClientLike + ConnectionEvents> Traced<C> {
+    /// Wraps `client` (a [`Client`] or a [`Pool`], connected or not). Its spans belong to the
+    /// service of the current context at each command, as `#[traced]` spans do.
+    pub fn new(client: C) -> Self {
+        let meta = Arc::new(Meta::of(&client));
+        for c in client.event_clients() {
+            listen_client(&c, &meta);
+        }
+        Traced {
+            inner: client,
+            meta,
+        }
+    }
+}
+
+impl<C: ClientLike> Traced<C> {
+    /// Records the spans under `service` whatever the context (as `mysql`'s
+    /// `TracedPool::for_service` and the HTTP and gRPC client layers' `for_service`). Call it
+    /// once, right after [`new`](Self::new): the wrapper's connection listeners share the
+    /// setting, so a later call (or one on a clone) leaves the first service in place.
+    pub fn for_service(self, service: &str) -> Self {
+        let _ = self.meta.service.set(Arc::from(service));
+        self
+    }
+
+    /// Whether to trace connection set-up outside any request: `redis connect` with no span
+    /// current, and every `redis reconnect` (the first connection included). Default: no, so
+    /// start-up does not leave one-span traces; `redis connect` inside a request is always
+    /// traced, and connection errors always are.
+    pub fn trace_setup(self, yes: bool) -> Self {
+        self.meta.setup.store(yes, Ordering::Relaxed);
+        self
+    }
+
+    /// The wrapped client, for what the wrapper does not cover (untraced).
+    pub fn inner(&self) -> &C {
+        &self.inner
+    }
+
+    /// Unwraps the client.
+    pub fn into_inner(self) -> C {
+        self.inner
+    }
+
+    /// Connects and waits for the connection (fred's `init`), in a `CONNECT` span.
+    pub async fn init(&self) -> FredResult<ConnectHandle> {
+        let cx = self.meta.start_named("redis connect", "CONNECT");
+        db::run(cx, self.inner.init(), on_done).await
+    }
+
+    /// Starts connecting (fred's `connect`); the returned handle drives the connection.
+    pub fn connect(&self) -> ConnectHandle {
+        self.inner.connect()
+    }
+
+    /// Waits for the client to connect (fred's `wait_for_connect`), in a `CONNECT` span.
+    pub async fn wait_for_connect(&self) -> FredResult<()> {
+        let cx = self.meta.start_named("redis connect", "CONNECT");
+        db::run(cx, self.inner.wait_for_connect(), on_done).await
+    }
+
+    /// Closes the connection (fred's `quit`), in a `QUIT` span.
+    pub async fn quit(&self) -> FredResult<()> {
+        let cx = self.meta.start("QUIT", |_| {});
+        db::run(cx, self.inner.quit(), on_done).await
+    }
+
+    /// Whether every connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.inner.is_connected()
+    }
+
+    /// A traced [`CustomCommand`]: any command, its arguments all recorded as `?`.
+    pub async fn custom<R, T>(&self, cmd: CustomCommand, args: Vec<T>) -> FredResult<R>
+    where
+        R: FromValue,
+        T: TryInto<Value> + Send,
+        T::Error: Into<Error> + Send,
+    {
+        let n = args.len();
+        let cx = db::start(self.meta.service(), None, || {
+            let name: &str = &cmd.cmd;
+            let text = Text::build(name, |t| {
+                for _ in 0..n {
+                    t.val();
+                }
+            });
+            let op: Cow<'static, str> = Cow::Owned(name.to_owned());
+            (op.clone(), self.meta.attrs(op, Some(text)))
+        });
+        db::run(cx, self.inner.custom(cmd, args), on_done).await
+    }
+}
+
+impl Traced<Client> {
+    /// A traced pipeline: its commands are queued as with fred's, and [`TracedPipeline::all`]
+    /// (or `try_all`, `last`) sends them in one `PIPELINE` span.
+    pub fn pipeline(&self) -> TracedPipeline<Client> {
+        TracedPipeline::new(self.inner.pipeline(), &self.meta)
+    }
+}
+
+impl Traced<Pool> {
+    /// A traced pipeline on the pool's next client.
+    pub fn pipeline(&self) -> TracedPipeline<Client> {
+        TracedPipeline::new(self.inner.next().pipeline(), &self.meta)
+    }
+}
+
+impl<C: TransactionInterface> Traced<C> {
+    /// A traced transaction: its commands are queued as with fred's, and
+    /// [`TracedTransaction::exec`] runs them in one `MULTI` span.
+    pub fn multi(&self) -> TracedTransaction {
+        TracedTransaction {
+            inner: self.inner.multi(),
+            batch: Batch::new(&self.meta),
+        }
+    }
+}

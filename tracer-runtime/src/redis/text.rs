@@ -1,0 +1,172 @@
+//! The command text recorded as `db.query.text`: the command, its key names, `?` for each value.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use fred::types::Key;
+
+/// Longest `db.query.text`, in bytes (a pipeline lists many commands); longer ends with `…`.
+pub(super) const TEXT_CAP: usize = 2048;
+/// Longest key name kept in the text; a longer one is cut and ends with `…`.
+const KEY_CAP: usize = 128;
+
+/// The command text: command name, key names, `?` for every value.
+pub(super) struct Text(pub(super) String);
+
+/// Slots of the per-thread cache of command texts (direct-mapped by a hash of the text).
+const TEXT_SLOTS: usize = 64;
+/// Longer texts are not cached (each thread keeps at most `TEXT_SLOTS` of at most this many
+/// bytes).
+const TEXT_CACHE_MAX: usize = 256;
+
+thread_local! {
+    /// The buffer a command's text is built in (kept between commands).
+    static TEXT_BUF: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
+    /// The texts of the commands this thread traced lately: a command seen before (same
+    /// command, same keys) shares the text of the last one, so its span allocates no text.
+    /// Per thread, so no lock is taken; bounded by [`TEXT_SLOTS`] × [`TEXT_CACHE_MAX`] bytes.
+    static TEXTS: std::cell::RefCell<[Option<Arc<str>>; TEXT_SLOTS]> =
+        const { std::cell::RefCell::new([const { None }; TEXT_SLOTS]) };
+}
+
+impl Text {
+    /// The text of `command` as `fill` writes it: built in a per-thread buffer, then shared
+    /// with the last command of the same text on this thread, else copied once (the
+    /// attribute's own allocation).
+    pub(super) fn build(command: &str, fill: impl FnOnce(&mut Text)) -> Arc<str> {
+        let mut t = Text(TEXT_BUF.take());
+        t.0.clear();
+        t.0.push_str(command);
+        fill(&mut t);
+        let out = shared_text(&t.0);
+        if t.0.capacity() <= 4 * TEXT_CAP {
+            TEXT_BUF.set(t.0);
+        }
+        out
+    }
+
+    pub(super) fn new(command: &str) -> Self {
+        let mut s = String::with_capacity(48);
+        s.push_str(command);
+        Text(s)
+    }
+
+    /// A keyword of the command (`EX`, `NX`, ...).
+    pub(super) fn word(&mut self, w: &str) -> &mut Self {
+        self.0.push(' ');
+        self.0.push_str(w);
+        self
+    }
+
+    /// A key name, kept.
+    pub(super) fn key(&mut self, k: &Key) -> &mut Self {
+        self.0.push(' ');
+        let name = match k.as_str() {
+            Some(s) => Cow::Borrowed(s),
+            None => k.as_str_lossy(),
+        };
+        if name.len() <= KEY_CAP {
+            self.0.push_str(&name);
+        } else {
+            let mut cut = KEY_CAP;
+            while !name.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.0.push_str(&name[..cut]);
+            self.0.push('…');
+        }
+        self
+    }
+
+    pub(super) fn keys(&mut self, ks: &[Key]) -> &mut Self {
+        for k in ks {
+            self.key(k);
+        }
+        self
+    }
+
+    /// A value: `?`.
+    pub(super) fn val(&mut self) -> &mut Self {
+        self.0.push_str(" ?");
+        self
+    }
+}
+
+/// `text` as an `Arc<str>`: the one of this thread's cache when the same text was built
+/// lately, else a new one (cached when short).
+fn shared_text(text: &str) -> Arc<str> {
+    if text.len() > TEXT_CACHE_MAX {
+        return Arc::from(text);
+    }
+    let slot = crate::hash::quick_hash(text.as_bytes()) as usize % TEXT_SLOTS;
+    TEXTS
+        .try_with(|texts| {
+            let mut texts = texts.borrow_mut();
+            match &texts[slot] {
+                Some(t) if **t == *text => Arc::clone(t),
+                _ => {
+                    let t = Arc::<str>::from(text);
+                    texts[slot] = Some(Arc::clone(&t));
+                    t
+                }
+            }
+        })
+        .unwrap_or_else(|_| Arc::from(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_seen_before_is_shared() {
+        let a = Text::build("GET", |t| {
+            t.key(&Key::from("text:cache"));
+        });
+        let b = Text::build("GET", |t| {
+            t.key(&Key::from("text:cache"));
+        });
+        assert_eq!(&*a, "GET text:cache");
+        assert!(Arc::ptr_eq(&a, &b), "built twice");
+        let c = Text::build("GET", |t| {
+            t.key(&Key::from("text:other"));
+        });
+        assert_eq!(&*c, "GET text:other");
+    }
+
+    #[test]
+    fn the_text_cache_is_bounded() {
+        // A long text is not kept; many texts keep at most one per slot.
+        let long = Key::from("k".repeat(KEY_CAP));
+        let build = || {
+            Text::build("MGET", |t| {
+                t.keys(&[long.clone(), long.clone(), long.clone()]);
+            })
+        };
+        let (a, b) = (build(), build());
+        assert!(a.len() > TEXT_CACHE_MAX);
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(a, b);
+        for i in 0..TEXT_SLOTS * 4 {
+            let _ = Text::build("GET", |t| {
+                t.key(&Key::from(format!("bound:{i}")));
+            });
+        }
+        let held = TEXTS.with(|t| t.borrow().iter().filter(|s| s.is_some()).count());
+        assert!(held <= TEXT_SLOTS);
+        assert!(TEXTS.with(|t| {
+            t.borrow()
+                .iter()
+                .flatten()
+                .all(|s| s.len() <= TEXT_CACHE_MAX)
+        }));
+    }
+
+    #[test]
+    fn an_invalid_utf8_key_is_shown_lossily() {
+        let t = Text::build("GET", |t| {
+            t.key(&Key::from(&b"bad\xff"[..]));
+        });
+        assert!(t.starts_with("GET bad"));
+    }
+}

@@ -1,0 +1,105 @@
+//! The installed services: each one's name, switch, sink and metrics, the process's list of them
+//! and its default one, and which service a context's work belongs to. What the recorder needs
+//! of services, without their public handle (`service.rs`), which needs the recorder.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use opentelemetry::Context;
+
+/// An installed service.
+pub(crate) struct Service {
+    pub(crate) name: String,
+    pub(crate) on: Arc<AtomicBool>,
+    /// Where its spans go: sampler, processors, scope.
+    pub(crate) sink: crate::sink::Sink,
+    /// Its RED metrics (`None` in unit tests that need none).
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+impl Service {
+    #[inline]
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+}
+
+/// The value the context carries to say which service the work belongs to.
+#[derive(Clone)]
+pub(crate) struct InService(pub(crate) Arc<Service>);
+
+static SERVICES: RwLock<Vec<Arc<Service>>> = RwLock::new(Vec::new());
+static DEFAULT: RwLock<Option<Arc<Service>>> = RwLock::new(None);
+
+pub(crate) fn register(svc: Arc<Service>, make_default: Option<bool>) {
+    let mut all = SERVICES.write().unwrap_or_else(PoisonError::into_inner);
+    all.push(Arc::clone(&svc));
+    let mut d = DEFAULT.write().unwrap_or_else(PoisonError::into_inner);
+    // The first service installed is the default unless told otherwise.
+    if make_default.unwrap_or(d.is_none()) {
+        *d = Some(svc);
+    }
+}
+
+pub(crate) fn unregister(svc: &Arc<Service>) {
+    let mut all = SERVICES.write().unwrap_or_else(PoisonError::into_inner);
+    all.retain(|s| !Arc::ptr_eq(s, svc));
+    let mut d = DEFAULT.write().unwrap_or_else(PoisonError::into_inner);
+    if d.as_ref().is_some_and(|s| Arc::ptr_eq(s, svc)) {
+        *d = all.first().cloned();
+    }
+}
+
+pub(crate) fn is_default(svc: &Arc<Service>) -> bool {
+    DEFAULT
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .is_some_and(|d| Arc::ptr_eq(d, svc))
+}
+
+pub(crate) fn is_registered(name: &str) -> bool {
+    SERVICES
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .any(|s| s.name == name)
+}
+
+/// The service `cx` belongs to if it records now: checked before the `Arc` is cloned, so a
+/// service switched off costs a lookup and no reference-count traffic.
+#[inline]
+pub(crate) fn resolve_recording(cx: &Context) -> Option<Arc<Service>> {
+    match cx.get::<InService>() {
+        Some(s) => s.0.is_enabled().then(|| Arc::clone(&s.0)),
+        None => DEFAULT
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|s| s.is_enabled())
+            .cloned(),
+    }
+}
+
+/// The service `cx` belongs to: the one it carries, else the default one.
+#[inline]
+pub(crate) fn resolve(cx: &Context) -> Option<Arc<Service>> {
+    match cx.get::<InService>() {
+        Some(s) => Some(Arc::clone(&s.0)),
+        None => DEFAULT
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone(),
+    }
+}
+
+/// The installed service named `name`, if any.
+pub(crate) fn find(name: &str) -> Option<Arc<Service>> {
+    SERVICES
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .find(|s| s.name == name)
+        .cloned()
+}

@@ -1,0 +1,148 @@
+//! Where a service's spans go: its sampler, the processors its finished spans are handed to, its
+//! instrumentation scope. The recorder fills a span; the span's service's `Sink` decides whether
+//! it is sampled and exports it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use opentelemetry::trace::{Link, SpanContext, SpanKind, TraceContextExt as _, TraceId};
+use opentelemetry::{Context, InstrumentationScope, KeyValue};
+use opentelemetry_sdk::trace::{
+    Sampler, SamplingDecision, ShouldSample as _, SpanData, SpanProcessor,
+};
+
+/// A service's recording settings: its sampler, the processors its finished spans go to, its
+/// instrumentation scope, and whether its `#[traced]` spans also live in OpenTelemetry's context.
+pub(crate) struct Sink {
+    sampler: Sampler,
+    processors: Vec<Arc<dyn SpanProcessor>>,
+    pub(crate) scope: InstrumentationScope,
+    pub(crate) otel_context: bool,
+}
+
+impl fmt::Debug for Sink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sink")
+            .field("sampler", &self.sampler)
+            .field("processors", &self.processors.len())
+            .field("otel_context", &self.otel_context)
+            .finish()
+    }
+}
+
+impl Sink {
+    pub(crate) fn new(
+        sampler: Sampler,
+        processors: Vec<Arc<dyn SpanProcessor>>,
+        scope: InstrumentationScope,
+        otel_context: bool,
+    ) -> Self {
+        Sink {
+            sampler,
+            processors,
+            scope,
+            otel_context,
+        }
+    }
+
+    /// The SDK's sampling decision, taken without building a `Context` for the built-in
+    /// samplers. `RecordOnly` counts as not sampled: such a span is never exported.
+    pub(crate) fn sample(
+        &self,
+        parent: Option<&SpanContext>,
+        trace_id: TraceId,
+        name: &str,
+        kind: &SpanKind,
+        attrs: &[KeyValue],
+        links: &[Link],
+    ) -> bool {
+        match &self.sampler {
+            Sampler::AlwaysOn => true,
+            Sampler::AlwaysOff => false,
+            Sampler::ParentBased(root) => match parent {
+                Some(p) => p.is_sampled(),
+                None => {
+                    root.should_sample(None, trace_id, name, kind, attrs, links)
+                        .decision
+                        == SamplingDecision::RecordAndSample
+                }
+            },
+            Sampler::TraceIdRatioBased(ratio) => by_ratio(*ratio, trace_id),
+            other => {
+                let cx = parent.map(|p| Context::new().with_remote_span_context(p.clone()));
+                other
+                    .should_sample(cx.as_ref(), trace_id, name, kind, attrs, links)
+                    .decision
+                    == SamplingDecision::RecordAndSample
+            }
+        }
+    }
+
+    /// Hands a finished span to every processor (the last one gets it without a copy).
+    pub(crate) fn export(&self, data: SpanData) {
+        if let Some((last, rest)) = self.processors.split_last() {
+            for p in rest {
+                p.on_end(data.clone());
+            }
+            last.on_end(data);
+        }
+    }
+}
+
+/// The SDK's `TraceIdRatioBased` decision, bit for bit.
+fn by_ratio(ratio: f64, trace_id: TraceId) -> bool {
+    if ratio >= 1.0 {
+        return true;
+    }
+    let bound = (ratio.max(0.0) * (1u64 << 63) as f64) as u64;
+    let low = u128::from_be_bytes(trace_id.to_bytes()) as u64;
+    (low >> 1) < bound
+}
+
+/// A processor shared between the service's recorder and its SDK provider (which serves spans
+/// started through the `opentelemetry` API, flushes and shuts down).
+#[derive(Debug)]
+pub(crate) struct Shared(pub(crate) Arc<dyn SpanProcessor>);
+
+impl SpanProcessor for Shared {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &Context) {
+        self.0.on_start(span, cx);
+    }
+    fn on_end(&self, span: SpanData) {
+        self.0.on_end(span);
+    }
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn shutdown_with_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_matches_the_sdk() {
+        // Trace ids spread over the whole range (xorshift), as the recorder's random ones are.
+        let mut x: u128 = 0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C834;
+        for ratio in [0.0, 0.001, 0.1, 0.5, 0.9, 1.0] {
+            let sdk = Sampler::TraceIdRatioBased(ratio);
+            for _ in 0..2000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let id = TraceId::from(x | 1);
+                let theirs = sdk
+                    .should_sample(None, id, "x", &SpanKind::Internal, &[], &[])
+                    .decision
+                    == SamplingDecision::RecordAndSample;
+                assert_eq!(by_ratio(ratio, id), theirs, "ratio {ratio}, trace {id}");
+            }
+        }
+    }
+}
