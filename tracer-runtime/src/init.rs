@@ -134,7 +134,7 @@ impl Default for MetricsConfig {
             endpoint: None,
             switch: false,
             token: None,
-            cap: crate::metrics::DEFAULT_CARDINALITY_LIMIT,
+            cap: crate::red::DEFAULT_CARDINALITY_LIMIT,
             otlp: None,
         }
     }
@@ -372,9 +372,9 @@ impl Builder {
         let mut runtimes: Vec<ExportRuntime> = Vec::new();
         #[cfg(feature = "metrics")]
         #[allow(unused_mut)]
-        let mut metrics = crate::metrics::Metrics::new(&resource, self.metrics.cap);
+        let mut metrics = crate::red::Metrics::new(&resource, self.metrics.cap);
         #[cfg(feature = "metrics")]
-        let otlp_metrics = crate::metrics::otlp_wanted(self.metrics.otlp)?;
+        let otlp_metrics = crate::red::otlp_wanted(self.metrics.otlp)?;
         #[cfg(all(feature = "metrics", not(feature = "otlp-metrics")))]
         let _ = otlp_metrics;
         #[cfg(feature = "otlp-metrics")]
@@ -391,7 +391,7 @@ impl Builder {
                 .map_err(InitError::Runtime)?;
             let handle = rt.handle().clone();
             runtimes.push(ExportRuntime(Some(rt)));
-            metrics.otlp = Some(crate::metrics::otlp::Otlp::new(
+            metrics.otlp = Some(crate::red::otlp::Otlp::new(
                 &resource,
                 protocol,
                 self.endpoint.as_deref(),
@@ -403,8 +403,8 @@ impl Builder {
         let metrics = Arc::new(metrics);
         #[cfg(feature = "metrics")]
         let endpoint = match self.metrics.endpoint {
-            Some(addr) => Some(crate::metrics::Endpoint::start(
-                crate::metrics::EndpointConfig {
+            Some(addr) => Some(crate::red::Endpoint::start(
+                crate::red::EndpointConfig {
                     addr,
                     switch: self.metrics.switch,
                     token: self.metrics.token,
@@ -599,7 +599,7 @@ struct GuardInner {
     /// The export timeout: the longest a shutdown waits for each pipeline.
     timeout: std::time::Duration,
     #[cfg(feature = "metrics")]
-    endpoint: Option<crate::metrics::Endpoint>,
+    endpoint: Option<crate::red::Endpoint>,
 }
 
 impl fmt::Debug for Guard {

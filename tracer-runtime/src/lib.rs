@@ -104,6 +104,8 @@ mod pipeline;
 pub mod propagation;
 mod protocol;
 mod recorder;
+#[cfg(feature = "metrics")]
+mod red;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;

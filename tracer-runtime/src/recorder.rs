@@ -190,7 +190,7 @@ pub(crate) struct Span {
     /// Boxed (from a per-thread pool) so that the span moves as a few words.
     rec: Option<Box<Record>>,
     #[cfg(feature = "metrics")]
-    metric: Option<crate::metrics::Pending>,
+    metric: Option<crate::red::Pending>,
 }
 
 impl fmt::Debug for Span {
@@ -284,7 +284,7 @@ impl Span {
 
     #[cfg(feature = "metrics")]
     #[inline]
-    pub(crate) fn with_metric(mut self, metric: Option<crate::metrics::Pending>) -> Self {
+    pub(crate) fn with_metric(mut self, metric: Option<crate::red::Pending>) -> Self {
         self.metric = metric;
         self
     }
@@ -846,7 +846,7 @@ pub(crate) fn start_child_inherited(svc: &Arc<Service>, builder: SpanBuilder) ->
 
 fn start_in(svc: &Arc<Service>, builder: SpanBuilder, parent: Option<&SpanContext>) -> Span {
     #[cfg(feature = "metrics")]
-    let metric = crate::metrics::Pending::integration(
+    let metric = crate::red::Pending::integration(
         svc.metrics.as_ref(),
         builder.span_kind.as_ref(),
         builder.attributes.as_deref(),

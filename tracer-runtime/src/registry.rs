@@ -15,7 +15,7 @@ pub(crate) struct Service {
     pub(crate) sink: crate::sink::Sink,
     /// Its RED metrics (`None` in unit tests that need none).
     #[cfg(feature = "metrics")]
-    pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
+    pub(crate) metrics: Option<Arc<crate::red::Metrics>>,
 }
 
 impl Service {

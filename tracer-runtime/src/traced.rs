@@ -28,7 +28,7 @@ pub struct Meta {
     root: bool,
     metrics: bool,
     #[cfg(feature = "metrics")]
-    series: crate::metrics::FnSeries,
+    series: crate::red::FnSeries,
 }
 
 impl Meta {
@@ -40,7 +40,7 @@ impl Meta {
             root,
             metrics: false,
             #[cfg(feature = "metrics")]
-            series: crate::metrics::FnSeries::new(),
+            series: crate::red::FnSeries::new(),
         }
     }
 
@@ -64,7 +64,7 @@ pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live>
     fill(&mut attrs);
     #[cfg(feature = "metrics")]
     let metric = if meta.metrics {
-        crate::metrics::Pending::function(svc.metrics.as_ref(), meta.name, &meta.series)
+        crate::red::Pending::function(svc.metrics.as_ref(), meta.name, &meta.series)
     } else {
         None
     };

@@ -1,0 +1,1034 @@
+//! The RED measurements behind [`metrics`](crate::metrics): label sets, the lock-free series,
+//! the per-service instruments, and what a span carries from its start to its end. It knows
+//! nothing of services: the registry holds each service's [`Metrics`].
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+
+use opentelemetry::trace::SpanKind;
+use opentelemetry::{KeyValue, Value};
+use opentelemetry_semantic_conventions::attribute as semconv;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder,
+    NoLabelSet,
+};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Registry, Unit};
+
+#[cfg(feature = "otlp-metrics")]
+pub(crate) mod otlp;
+mod server;
+pub(crate) use server::{Endpoint, EndpointConfig};
+
+/// Label sets per instrument and service before new ones go to the overflow series.
+pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
+
+/// Distinct label values remembered process-wide (their strings are shared by every series
+/// that uses them); past this, a span with a new value is counted in the overflow series.
+const INTERNED_LIMIT: usize = 64 * 1024;
+
+/// `http.server.request.duration`'s recommended boundaries (also used for RPC and functions).
+const HTTP_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+/// `db.client.operation.duration`'s recommended boundaries.
+const DB_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+
+/// Boundaries in nanoseconds, compared with a duration's nanoseconds when it is observed.
+const fn nanos<const N: usize>(seconds: &[f64]) -> [u64; N] {
+    let mut out = [0; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = (seconds[i] * 1e9) as u64;
+        i += 1;
+    }
+    out
+}
+const HTTP_BUCKETS_NS: &[u64] = &nanos::<14>(HTTP_BUCKETS);
+const DB_BUCKETS_NS: &[u64] = &nanos::<9>(DB_BUCKETS);
+
+/// The kinds of operation measured, one histogram each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    HttpServer = 0,
+    HttpClient = 1,
+    RpcServer = 2,
+    RpcClient = 3,
+    Db = 4,
+    Fn = 5,
+}
+
+const KINDS: [Kind; 6] = [
+    Kind::HttpServer,
+    Kind::HttpClient,
+    Kind::RpcServer,
+    Kind::RpcClient,
+    Kind::Db,
+    Kind::Fn,
+];
+
+/// Label slots per set.
+const SLOTS: usize = 5;
+
+impl Kind {
+    /// Prometheus name (without the unit), help.
+    fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::HttpServer => (
+                "http_server_request_duration",
+                "Duration of HTTP server requests (http.server.request.duration)",
+            ),
+            Kind::HttpClient => (
+                "http_client_request_duration",
+                "Duration of HTTP client requests (http.client.request.duration)",
+            ),
+            Kind::RpcServer => (
+                "rpc_server_call_duration",
+                "Duration of RPCs served (rpc.server.call.duration)",
+            ),
+            Kind::RpcClient => (
+                "rpc_client_call_duration",
+                "Duration of RPCs made (rpc.client.call.duration)",
+            ),
+            Kind::Db => (
+                "db_client_operation_duration",
+                "Duration of database client operations (db.client.operation.duration)",
+            ),
+            Kind::Fn => (
+                "tracer_function_duration",
+                "Duration of #[traced(metrics)] functions, by span name",
+            ),
+        }
+    }
+
+    /// The Prometheus label name of each slot ("" = unused).
+    fn labels(self) -> &'static [&'static str; SLOTS] {
+        match self {
+            Kind::HttpServer => &[
+                "http_request_method",
+                "http_route",
+                "http_response_status_code",
+                "error_type",
+                "",
+            ],
+            Kind::HttpClient => &[
+                "http_request_method",
+                "server_address",
+                "http_response_status_code",
+                "error_type",
+                "",
+            ],
+            Kind::RpcServer | Kind::RpcClient => &[
+                "rpc_system",
+                "rpc_service",
+                "rpc_method",
+                "rpc_response_status_code",
+                "error_type",
+            ],
+            Kind::Db => &[
+                "db_system_name",
+                "db_operation_name",
+                "db_collection_name",
+                "error_type",
+                "",
+            ],
+            Kind::Fn => &["span_name", "error_type", "", "", ""],
+        }
+    }
+
+    /// The slot a span attribute fills, if any.
+    #[allow(deprecated)]
+    fn slot(self, key: &str) -> Option<usize> {
+        match self {
+            Kind::HttpServer => match key {
+                semconv::HTTP_REQUEST_METHOD => Some(0),
+                semconv::HTTP_ROUTE => Some(1),
+                semconv::HTTP_RESPONSE_STATUS_CODE => Some(2),
+                semconv::ERROR_TYPE => Some(3),
+                _ => None,
+            },
+            Kind::HttpClient => match key {
+                semconv::HTTP_REQUEST_METHOD => Some(0),
+                semconv::SERVER_ADDRESS => Some(1),
+                semconv::HTTP_RESPONSE_STATUS_CODE => Some(2),
+                semconv::ERROR_TYPE => Some(3),
+                _ => None,
+            },
+            Kind::RpcServer | Kind::RpcClient => match key {
+                semconv::RPC_SYSTEM | semconv::RPC_SYSTEM_NAME => Some(0),
+                semconv::RPC_SERVICE => Some(1),
+                semconv::RPC_METHOD => Some(2),
+                semconv::RPC_GRPC_STATUS_CODE | semconv::RPC_RESPONSE_STATUS_CODE => Some(3),
+                semconv::ERROR_TYPE => Some(4),
+                _ => None,
+            },
+            Kind::Db => match key {
+                semconv::DB_SYSTEM_NAME => Some(0),
+                semconv::DB_OPERATION_NAME => Some(1),
+                semconv::DB_COLLECTION_NAME => Some(2),
+                semconv::ERROR_TYPE => Some(3),
+                _ => None,
+            },
+            Kind::Fn => match key {
+                semconv::ERROR_TYPE => Some(1),
+                _ => None,
+            },
+        }
+    }
+
+    /// The kind of an integration's span, from its kind and attributes at start.
+    #[allow(deprecated)]
+    fn of(kind: &SpanKind, attrs: &[KeyValue]) -> Option<Kind> {
+        let server = match kind {
+            SpanKind::Server => true,
+            SpanKind::Client => false,
+            _ => return None,
+        };
+        let has = |k: &str| attrs.iter().any(|kv| kv.key.as_str() == k);
+        if has(semconv::RPC_SYSTEM) || has(semconv::RPC_SYSTEM_NAME) {
+            Some(if server {
+                Kind::RpcServer
+            } else {
+                Kind::RpcClient
+            })
+        } else if has(semconv::DB_SYSTEM_NAME) {
+            (!server).then_some(Kind::Db)
+        } else if has(semconv::HTTP_REQUEST_METHOD) {
+            Some(if server {
+                Kind::HttpServer
+            } else {
+                Kind::HttpClient
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// One label value. Strings compare and hash by content, whichever way they are held.
+#[derive(Clone, Debug, Default)]
+enum Lv {
+    #[default]
+    Absent,
+    Static(&'static str),
+    Shared(Arc<str>),
+    Int(i64),
+    /// The interner is full: the span goes to the overflow series.
+    TooMany,
+}
+
+impl Lv {
+    fn of(v: &Value) -> Lv {
+        match v {
+            Value::I64(i) => Lv::Int(*i),
+            Value::String(s) => intern(s.as_str()),
+            Value::Bool(b) => Lv::Static(if *b { "true" } else { "false" }),
+            _ => Lv::Absent,
+        }
+    }
+
+    fn str(&self) -> Option<&str> {
+        match self {
+            Lv::Static(s) => Some(s),
+            Lv::Shared(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq for Lv {
+    fn eq(&self, other: &Lv) -> bool {
+        match (self, other) {
+            (Lv::Absent, Lv::Absent) | (Lv::TooMany, Lv::TooMany) => true,
+            (Lv::Int(a), Lv::Int(b)) => a == b,
+            // Interned: the same value is the same allocation.
+            (Lv::Shared(a), Lv::Shared(b)) if Arc::ptr_eq(a, b) => true,
+            (a, b) => matches!((a.str(), b.str()), (Some(a), Some(b)) if a == b),
+        }
+    }
+}
+impl Eq for Lv {}
+
+/// FxHash's multiplier: a fast, non-cryptographic mix. The label values are the program's own
+/// (routes, methods, table names), not chosen by remote users, so flooding is no concern, and
+/// the map only ever sees the one `u64` it produces.
+const K: u64 = 0x517c_c1b7_2722_0a95;
+
+#[inline]
+fn mix(h: u64, v: u64) -> u64 {
+    (h.rotate_left(5) ^ v).wrapping_mul(K)
+}
+
+impl Lv {
+    /// A hash of the content: equal values (however held) hash equal.
+    #[inline]
+    fn fx(&self) -> u64 {
+        match self {
+            Lv::Absent => 0,
+            Lv::TooMany => 1,
+            Lv::Int(i) => mix(2, *i as u64),
+            Lv::Static(s) => fx_str(s),
+            Lv::Shared(s) => fx_str(s),
+        }
+    }
+}
+
+#[inline]
+fn fx_str(s: &str) -> u64 {
+    fx_bytes(s.as_bytes())
+}
+
+#[inline]
+fn fx_bytes(s: &[u8]) -> u64 {
+    let mut h = mix(3, s.len() as u64);
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = mix(h, u64::from_le_bytes(w));
+    }
+    let mut w = [0u8; 8];
+    let rest = chunks.remainder();
+    w[..rest.len()].copy_from_slice(rest);
+    mix(h, u64::from_le_bytes(w))
+}
+
+/// Keyed by content with FxHash (see [`K`]): SipHash of each label string cost more than the
+/// rest of a span's measurement.
+static INTERNED: RwLock<Option<HashSet<Arc<str>, BuildHasherDefault<Premixed>>>> =
+    RwLock::new(None);
+
+/// Slots of each thread's cache of interned values (direct-mapped by the value's hash).
+const LOCAL_INTERNED: usize = 64;
+
+thread_local! {
+    /// Recently interned values of this thread: a hit costs a hash and a compare, no lock.
+    static LOCAL: std::cell::RefCell<[Option<Arc<str>>; LOCAL_INTERNED]> =
+        const { std::cell::RefCell::new([const { None }; LOCAL_INTERNED]) };
+}
+
+/// The shared copy of `s`: allocates only the first time a value is seen.
+fn intern(s: &str) -> Lv {
+    let slot = (fx_str(s) as usize) % LOCAL_INTERNED;
+    let local = LOCAL.try_with(|c| {
+        let c = c.try_borrow().ok()?;
+        c[slot].as_ref().filter(|a| ***a == *s).map(Arc::clone)
+    });
+    if let Ok(Some(a)) = local {
+        return Lv::Shared(a);
+    }
+    let lv = intern_shared(s);
+    if let Lv::Shared(a) = &lv {
+        let _ = LOCAL.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                c[slot] = Some(Arc::clone(a));
+            }
+        });
+    }
+    lv
+}
+
+fn intern_shared(s: &str) -> Lv {
+    if let Some(found) = INTERNED
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .and_then(|set| set.get(s))
+    {
+        return Lv::Shared(Arc::clone(found));
+    }
+    let mut w = INTERNED.write().unwrap_or_else(PoisonError::into_inner);
+    let set = w.get_or_insert_with(HashSet::default);
+    if let Some(found) = set.get(s) {
+        return Lv::Shared(Arc::clone(found));
+    }
+    if set.len() >= INTERNED_LIMIT {
+        return Lv::TooMany;
+    }
+    let shared: Arc<str> = Arc::from(s);
+    set.insert(Arc::clone(&shared));
+    Lv::Shared(shared)
+}
+
+/// A series' labels: the instrument's slots, or the overflow series.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LabelSet {
+    kind: Kind,
+    overflow: bool,
+    v: [Lv; SLOTS],
+}
+
+impl LabelSet {
+    fn new(kind: Kind) -> Self {
+        LabelSet {
+            kind,
+            overflow: false,
+            v: Default::default(),
+        }
+    }
+
+    /// A `#[traced(metrics)]` fn's labels.
+    fn function(name: &'static str, error: Lv) -> Self {
+        let mut labels = LabelSet::new(Kind::Fn);
+        labels.v[0] = Lv::Static(name);
+        labels.v[1] = error;
+        labels
+    }
+
+    fn overflow(kind: Kind) -> Self {
+        LabelSet {
+            overflow: true,
+            ..LabelSet::new(kind)
+        }
+    }
+
+    fn set(&mut self, kv: &KeyValue) {
+        if let Some(i) = self.kind.slot(kv.key.as_str()) {
+            let lv = match (self.kind, i, &kv.value) {
+                // The gRPC status by name, whichever convention recorded it.
+                (Kind::RpcServer | Kind::RpcClient, 3, Value::I64(c)) => {
+                    crate::grpc_codes::name(*c).map_or(Lv::Int(*c), Lv::Static)
+                }
+                _ => Lv::of(&kv.value),
+            };
+            self.v[i] = lv;
+        }
+    }
+
+    fn is_overflow(&self) -> bool {
+        self.overflow || self.v.iter().any(|v| matches!(v, Lv::TooMany))
+    }
+}
+
+impl Hash for LabelSet {
+    /// One `u64` for the map's hasher: hashing the strings with SipHash cost ~400 instructions
+    /// per span.
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let mut x = mix(self.kind as u64, u64::from(self.overflow));
+        for v in &self.v {
+            x = mix(x, v.fx());
+        }
+        h.write_u64(x);
+    }
+}
+
+impl EncodeLabelSet for LabelSet {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), fmt::Error> {
+        if self.overflow {
+            return ("otel_metric_overflow", "true").encode(encoder.encode_label());
+        }
+        for (name, v) in self.kind.labels().iter().zip(&self.v) {
+            if name.is_empty() {
+                continue;
+            }
+            match v {
+                Lv::Int(i) => (*name, *i).encode(encoder.encode_label())?,
+                v => {
+                    if let Some(s) = v.str() {
+                        (*name, s).encode(encoder.encode_label())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One histogram series: a count per bucket and the sum, updated with two relaxed atomic adds
+/// and no lock. prometheus-client's own `Histogram` takes a lock per observation; its encoder
+/// still writes this one's text.
+#[derive(Debug)]
+pub(crate) struct Series {
+    bounds: &'static [f64],
+    bounds_ns: &'static [u64],
+    /// Observations per bucket (not cumulative); the last is `+Inf`.
+    buckets: Box<[AtomicU64]>,
+    sum_ns: AtomicU64,
+}
+
+impl Series {
+    fn new(kind: Kind) -> Series {
+        let (bounds, bounds_ns) = if kind == Kind::Db {
+            (DB_BUCKETS, DB_BUCKETS_NS)
+        } else {
+            (HTTP_BUCKETS, HTTP_BUCKETS_NS)
+        };
+        Series {
+            bounds,
+            bounds_ns,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    fn observe(&self, ns: u64) {
+        // Bucket `le=b` counts durations <= b: the first boundary not below `ns`. A linear
+        // scan: most operations land in the first buckets, found in a compare or two.
+        let i = self
+            .bounds_ns
+            .iter()
+            .position(|&b| ns <= b)
+            .unwrap_or(self.bounds_ns.len());
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Count, sum (seconds) and the cumulative buckets, `+Inf` last.
+    fn snapshot(&self) -> (u64, f64, Vec<(f64, u64)>) {
+        let mut total = 0;
+        let mut buckets = Vec::with_capacity(self.buckets.len());
+        for (i, b) in self.buckets.iter().enumerate() {
+            total += b.load(Ordering::Relaxed);
+            buckets.push((self.bounds.get(i).copied().unwrap_or(f64::INFINITY), total));
+        }
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        (total, sum, buckets)
+    }
+}
+
+impl TypedMetric for Series {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Series {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), fmt::Error> {
+        let (count, sum, buckets) = self.snapshot();
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// A hasher for keys that hash themselves to one premixed `u64` ([`LabelSet`]): it keeps it.
+#[derive(Default)]
+struct Premixed(u64);
+
+impl Hasher for Premixed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Strings (the interner's keys); `LabelSet` writes one `u64`.
+        self.0 = mix(self.0, fx_bytes(bytes));
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.0 = mix(self.0, u64::from(v));
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = mix(self.0, v);
+    }
+}
+
+type SeriesMap = HashMap<LabelSet, Arc<Series>, BuildHasherDefault<Premixed>>;
+
+/// One instrument of one service: its series by label set, at most `cap` of them plus the
+/// overflow series.
+struct Instrument {
+    kind: Kind,
+    series: RwLock<SeriesMap>,
+    /// Label sets in `series` (the overflow one not counted).
+    size: AtomicUsize,
+    cap: usize,
+}
+
+impl fmt::Debug for Instrument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instrument")
+            .field("kind", &self.kind)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Instrument {
+    fn new(kind: Kind, cap: usize) -> Instrument {
+        Instrument {
+            kind,
+            series: RwLock::new(SeriesMap::default()),
+            size: AtomicUsize::new(0),
+            cap,
+        }
+    }
+
+    /// Observes `ns` in the series of `labels`, made if new and there is room.
+    #[inline]
+    fn observe(&self, labels: &LabelSet, ns: u64) {
+        {
+            let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
+            let found = if labels.is_overflow() {
+                None
+            } else {
+                map.get(labels)
+            };
+            // Past the cap, the overflow series is found under the read lock too: a burst of
+            // new label sets does not serialise the threads on the write lock.
+            let found = found.or_else(|| {
+                (self.size.load(Ordering::Relaxed) >= self.cap)
+                    .then(|| map.get(&LabelSet::overflow(self.kind)))
+                    .flatten()
+            });
+            if let Some(s) = found {
+                s.observe(ns);
+                return;
+            }
+        }
+        self.series(labels).observe(ns);
+    }
+
+    /// The series of `labels` (or the overflow one when past the cap), made if new.
+    fn series(&self, labels: &LabelSet) -> Arc<Series> {
+        let overflow = LabelSet::overflow(self.kind);
+        let mut map = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        if !labels.is_overflow() {
+            if let Some(s) = map.get(labels) {
+                return Arc::clone(s);
+            }
+            if self.size.load(Ordering::Relaxed) < self.cap {
+                self.size.fetch_add(1, Ordering::Relaxed);
+                let s = Arc::new(Series::new(self.kind));
+                map.insert(labels.clone(), Arc::clone(&s));
+                return s;
+            }
+        }
+        Arc::clone(
+            map.entry(overflow)
+                .or_insert_with(|| Arc::new(Series::new(self.kind))),
+        )
+    }
+}
+
+impl EncodeMetric for Instrument {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), fmt::Error> {
+        let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        for (labels, series) in map.iter() {
+            series.encode(encoder.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// One service's instruments and their registry.
+pub(crate) struct Metrics {
+    /// Unique per instance, for the call-site caches ([`FnSeries`]).
+    id: u64,
+    instruments: [Arc<Instrument>; 6],
+    registry: Registry,
+    /// The same measurements for OTLP export, when asked for.
+    #[cfg(feature = "otlp-metrics")]
+    pub(crate) otlp: Option<otlp::Otlp>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The registry holds the instruments through this (it wants them owned).
+#[derive(Debug)]
+struct Registered(Arc<Instrument>);
+
+impl EncodeMetric for Registered {
+    fn encode(&self, encoder: MetricEncoder<'_>) -> Result<(), fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+impl Metrics {
+    /// The instruments of a service whose resource is `resource` (exposed as `target_info`).
+    pub(crate) fn new(resource: &opentelemetry_sdk::Resource, cap: usize) -> Metrics {
+        let cap = cap.max(1);
+        let instruments = KINDS.map(|k| Arc::new(Instrument::new(k, cap)));
+        let mut registry = Registry::default();
+        let mut info: Vec<(String, String)> = resource
+            .iter()
+            .map(|(k, v)| (prometheus_name(k.as_str()), v.to_string()))
+            .collect();
+        info.sort();
+        registry.register(
+            "target",
+            "Target metadata (the OpenTelemetry resource)",
+            Info::new(info),
+        );
+        for (k, inst) in KINDS.iter().zip(&instruments) {
+            let (name, help) = k.describe();
+            registry.register_with_unit(name, help, Unit::Seconds, Registered(Arc::clone(inst)));
+        }
+        registry.register_collector(Box::new(SdkCounters));
+        static IDS: AtomicU64 = AtomicU64::new(1);
+        Metrics {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            instruments,
+            registry,
+            #[cfg(feature = "otlp-metrics")]
+            otlp: None,
+        }
+    }
+
+    #[inline]
+    fn record(&self, labels: &LabelSet, ns: u64) {
+        self.instruments[labels.kind as usize].observe(labels, ns);
+    }
+
+    /// The series of `labels` (or the overflow one), shared with the instrument.
+    fn series(&self, labels: &LabelSet) -> Arc<Series> {
+        self.instruments[labels.kind as usize].series(labels)
+    }
+
+    /// The Prometheus (OpenMetrics) text of every instrument.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            // Writing into a String cannot fail; a label that cannot be encoded is dropped.
+            out.clear();
+        }
+        out
+    }
+}
+
+/// `service.name` -> `service_name`: a Prometheus label name.
+fn prometheus_name(key: &str) -> String {
+    key.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// tracer's own pipeline counters (see [`crate::stats`]), read at each scrape.
+#[derive(Debug)]
+struct SdkCounters;
+
+impl Collector for SdkCounters {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        let s = crate::stats();
+        let started = ConstCounter::new(s.started);
+        started.encode(encoder.encode_descriptor(
+            "otel_sdk_span_started",
+            "Spans started by tracer (otel.sdk.span.started)",
+            None,
+            started.metric_type(),
+        )?)?;
+        let exported = ConstCounter::new(s.exported);
+        let mut family = encoder.encode_descriptor(
+            "otel_sdk_exporter_span_exported",
+            "Spans whose export finished (otel.sdk.exporter.span.exported); error_type set for the spans lost in a failed export",
+            None,
+            exported.metric_type(),
+        )?;
+        let none: [(&str, &str); 0] = [];
+        exported.encode(family.encode_family(&none)?)?;
+        ConstCounter::new(s.dropped.saturating_sub(s.dropped_before_export))
+            .encode(family.encode_family(&[("error_type", "export_failed")])?)?;
+        let queue_full = ConstCounter::new(s.dropped_before_export);
+        let mut family = encoder.encode_descriptor(
+            "otel_sdk_processor_span_processed",
+            "Spans the export queue could not take (otel.sdk.processor.span.processed, error_type=queue_full): the queue full, or the pipeline shut down with them in it",
+            None,
+            queue_full.metric_type(),
+        )?;
+        queue_full.encode(family.encode_family(&[("error_type", "queue_full")])?)?;
+        let failures = ConstCounter::new(s.export_failures);
+        failures.encode(encoder.encode_descriptor(
+            "otel_sdk_exporter_operation_failed",
+            "Export batches that failed",
+            None,
+            failures.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+/// A `#[traced(metrics)]` call site's series without error, for the first service that used
+/// it: found once, then observed without a lookup.
+#[derive(Debug, Default)]
+pub(crate) struct FnSeries(OnceLock<(u64, Arc<Series>)>);
+
+impl FnSeries {
+    pub(crate) const fn new() -> Self {
+        FnSeries(OnceLock::new())
+    }
+}
+
+/// A span being measured: carried by the span from its start to its end (the span holds the
+/// service, whose [`Metrics`] it is recorded in).
+#[derive(Debug)]
+pub(crate) struct Pending {
+    /// fastant's clock (fastrace's): the TSC where it is reliable, a few instructions to read.
+    start: fastant::Instant,
+    what: What,
+}
+
+#[derive(Debug)]
+enum What {
+    /// A `#[traced(metrics)]` fn: its name, and `error.type` once set.
+    Fn {
+        site: &'static FnSeries,
+        name: &'static str,
+        error: Lv,
+    },
+    /// An integration's span: the labels captured from its attributes, boxed from a per-thread
+    /// pool so that every span (measured or not) moves as a few words.
+    Op(Box<LabelSet>),
+}
+
+thread_local! {
+    // The boxes are the point: each is reused as a span's label set.
+    #[allow(clippy::vec_box)]
+    static LABEL_SETS: std::cell::RefCell<Vec<Box<LabelSet>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Emptied label sets a thread keeps.
+const LABEL_SET_POOL: usize = 64;
+
+/// `labels` in a box from the thread's pool (a new box when it is empty).
+fn boxed(labels: LabelSet) -> Box<LabelSet> {
+    match LABEL_SETS
+        .try_with(|p| p.try_borrow_mut().ok()?.pop())
+        .ok()
+        .flatten()
+    {
+        Some(mut b) => {
+            *b = labels;
+            b
+        }
+        None => Box::new(labels),
+    }
+}
+
+/// A label set's box back to the thread's pool, its values released.
+fn recycle(mut b: Box<LabelSet>) {
+    b.v = Default::default();
+    let _ = LABEL_SETS.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut()
+            && p.len() < LABEL_SET_POOL
+        {
+            p.push(b);
+        }
+    });
+}
+
+impl Pending {
+    /// For an integration's span about to start, if its kind is measured.
+    #[inline]
+    pub(crate) fn integration(
+        metrics: Option<&Arc<Metrics>>,
+        kind: Option<&SpanKind>,
+        attrs: Option<&[KeyValue]>,
+    ) -> Option<Pending> {
+        metrics?;
+        let attrs = attrs.unwrap_or(&[]);
+        let kind = Kind::of(kind?, attrs)?;
+        let mut labels = LabelSet::new(kind);
+        for kv in attrs {
+            labels.set(kv);
+        }
+        Some(Pending {
+            start: fastant::Instant::now(),
+            what: What::Op(boxed(labels)),
+        })
+    }
+
+    /// For a `#[traced(metrics)]` fn's span.
+    #[inline]
+    pub(crate) fn function(
+        metrics: Option<&Arc<Metrics>>,
+        name: &'static str,
+        site: &'static FnSeries,
+    ) -> Option<Pending> {
+        metrics?;
+        Some(Pending {
+            start: fastant::Instant::now(),
+            what: What::Fn {
+                site,
+                name,
+                error: Lv::Absent,
+            },
+        })
+    }
+
+    /// An attribute set on the span after its start (status code, `error.type`).
+    #[inline]
+    pub(crate) fn set(&mut self, kv: &KeyValue) {
+        match &mut self.what {
+            What::Op(labels) => labels.set(kv),
+            What::Fn { error, .. } => {
+                if kv.key.as_str() == semconv::ERROR_TYPE {
+                    *error = Lv::of(&kv.value);
+                }
+            }
+        }
+    }
+
+    /// The span ended: its duration goes into `metrics`, its service's.
+    #[inline]
+    pub(crate) fn end(self, metrics: &Metrics) {
+        // Truncation only past 584 years.
+        let ns = self.start.elapsed().as_nanos() as u64;
+        let boxed = match self.what {
+            What::Fn {
+                site,
+                name,
+                error: Lv::Absent,
+            } => {
+                #[cfg(feature = "otlp-metrics")]
+                if let Some(o) = &metrics.otlp {
+                    o.record(&LabelSet::function(name, Lv::Absent), ns as f64 / 1e9);
+                }
+                // The call site keeps its series: no lookup.
+                match site.0.get() {
+                    Some((id, s)) if *id == metrics.id => s.observe(ns),
+                    cached => {
+                        let s = metrics.series(&LabelSet::function(name, Lv::Absent));
+                        s.observe(ns);
+                        if cached.is_none() {
+                            let _ = site.0.set((metrics.id, s));
+                        }
+                    }
+                }
+                return;
+            }
+            What::Fn { name, error, .. } => boxed(LabelSet::function(name, error)),
+            What::Op(labels) => labels,
+        };
+        #[cfg(feature = "otlp-metrics")]
+        if let Some(o) = &metrics.otlp {
+            o.record(&boxed, ns as f64 / 1e9);
+        }
+        metrics.record(&boxed, ns);
+        recycle(boxed);
+    }
+}
+
+/// Whether the RED metrics are also exported over OTLP: `asked` (the builder's
+/// `with_otlp_metrics`), else `OTEL_METRICS_EXPORTER` (a list: `otlp` turns it on; `prometheus`
+/// and `none` leave it off; the Prometheus endpoint is `with_prometheus`'s).
+pub(crate) fn otlp_wanted(asked: Option<bool>) -> Result<bool, crate::InitError> {
+    if let Some(a) = asked {
+        return Ok(a);
+    }
+    let list = std::env::var("OTEL_METRICS_EXPORTER").unwrap_or_default();
+    let mut otlp = false;
+    for e in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        match e {
+            "otlp" => otlp = true,
+            "prometheus" | "none" => {}
+            other => {
+                return Err(crate::InitError::InvalidConfig(format!(
+                    "OTEL_METRICS_EXPORTER `{other}`: expected otlp, prometheus (served by `with_prometheus`) or none"
+                )));
+            }
+        }
+    }
+    if otlp && !cfg!(feature = "otlp-metrics") {
+        return Err(crate::InitError::InvalidConfig(
+            "OTEL_METRICS_EXPORTER=otlp needs the cargo feature `otlp-metrics` of tracer-runtime"
+                .to_owned(),
+        ));
+    }
+    Ok(otlp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics(cap: usize) -> Metrics {
+        Metrics::new(
+            &opentelemetry_sdk::Resource::builder()
+                .with_service_name("unit")
+                .build(),
+            cap,
+        )
+    }
+
+    #[test]
+    fn label_sets_past_the_cap_go_to_the_overflow_series() {
+        let m = Arc::new(metrics(2));
+        for route in ["/a", "/b", "/c", "/d"] {
+            let attrs = [
+                KeyValue::new(semconv::HTTP_REQUEST_METHOD, "GET"),
+                KeyValue::new(semconv::HTTP_ROUTE, route.to_owned()),
+            ];
+            let mut p =
+                Pending::integration(Some(&m), Some(&SpanKind::Server), Some(&attrs)).unwrap();
+            p.set(&KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 200_i64));
+            p.end(&m);
+        }
+        let text = m.encode();
+        assert!(text.contains(r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/a",http_response_status_code="200"} 1"#), "{text}");
+        assert!(text.contains(r#"http_route="/b""#), "{text}");
+        assert!(!text.contains(r#"http_route="/c""#), "{text}");
+        assert!(
+            text.contains(
+                r#"http_server_request_duration_seconds_count{otel_metric_overflow="true"} 2"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn strings_held_either_way_are_one_series() {
+        let a = LabelSet {
+            v: [
+                Lv::Static("GET"),
+                intern("/x"),
+                Lv::Int(500),
+                intern("500"),
+                Lv::Absent,
+            ],
+            ..LabelSet::new(Kind::HttpServer)
+        };
+        let b = LabelSet {
+            v: [
+                intern("GET"),
+                intern("/x"),
+                Lv::Int(500),
+                Lv::Static("500"),
+                Lv::Absent,
+            ],
+            ..LabelSet::new(Kind::HttpServer)
+        };
+        assert_eq!(a, b);
+        let h = |s: &LabelSet| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            s.hash(&mut h);
+            h.finish()
+        };
+        assert_eq!(h(&a), h(&b));
+    }
+
+    #[test]
+    fn grpc_status_codes_are_named_and_kinds_found() {
+        let attrs = [
+            KeyValue::new(semconv::RPC_SYSTEM_NAME, "grpc"),
+            KeyValue::new(semconv::RPC_METHOD, "demo.Echo/Say"),
+        ];
+        assert_eq!(Kind::of(&SpanKind::Client, &attrs), Some(Kind::RpcClient));
+        let mut l = LabelSet::new(Kind::RpcClient);
+        #[allow(deprecated)]
+        l.set(&KeyValue::new(semconv::RPC_GRPC_STATUS_CODE, 14_i64));
+        assert_eq!(l.v[3], Lv::Static("UNAVAILABLE"));
+        assert_eq!(Kind::of(&SpanKind::Internal, &attrs), None);
+    }
+}
