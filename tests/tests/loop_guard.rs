@@ -65,6 +65,10 @@ async fn cycle(nodes: &[(&str, Proto)], guard: LoopGuard, max_repeats: usize) {
     assert_eq!(attr(s, "tracer.loop.hops"), Some(Value::I64(hops as i64)));
     assert_eq!(status_message(s).as_deref(), Some(message.as_str()));
     assert_eq!(exception_message(s).as_deref(), Some(message.as_str()));
+    assert_eq!(
+        exception_attr(s, "exception.type").as_deref(),
+        Some("CallLoop")
+    );
     match nodes[0].1 {
         Proto::Http => {
             assert_eq!(attr(s, "http.response.status_code"), Some(Value::I64(508)));

@@ -368,6 +368,11 @@ async fn a_syntax_error_records_code_and_sqlstate() {
     assert_child_of(s, root(&spans));
     assert!(is_error(s));
     assert_eq!(attr_str(s, "error.type").as_deref(), Some("1064"));
+    // exception.type is the error's type; the server's code is error.type.
+    assert_eq!(
+        event_attr(s, "exception", "exception.type").map(|v| v.as_str().into_owned()),
+        Some("ServerError".to_owned())
+    );
     assert_eq!(
         attr_str(s, "db.response.status_code").as_deref(),
         Some("1064")
@@ -482,6 +487,10 @@ async fn a_port_with_nothing_listening_fails_get_conn_and_connect() {
     assert!(matches!(err, mysql_async::Error::Io(_)), "{err:?}");
     let s = named(&spans, "mysql connect");
     assert_eq!(attr_str(s, "error.type").as_deref(), Some("io"));
+    assert_eq!(
+        event_attr(s, "exception", "exception.type").map(|v| v.as_str().into_owned()),
+        Some("IoError".to_owned())
+    );
     assert_eq!(int(s, "server.port"), Some(i64::from(port)));
     assert!(
         error_message(s).unwrap().to_lowercase().contains("refused"),

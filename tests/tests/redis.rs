@@ -358,6 +358,11 @@ async fn wrongtype_is_an_error_span_and_the_same_error() {
         Some("WRONGTYPE")
     );
     assert!(event_attr(s, "exception", "exception.message").is_some());
+    // exception.type is the error's type (fred's `Error`); the server's code is error.type.
+    assert_eq!(
+        event_attr(s, "exception", "exception.type").map(|v| v.as_str().into_owned()),
+        Some("Error".to_owned())
+    );
 }
 
 #[tokio::test]

@@ -175,14 +175,21 @@ pub(crate) async fn within<F: Future>(cx: Option<&Context>, fut: F) -> F::Output
     }
 }
 
-/// Status Error with `message`, `error.type = kind`, and an `exception` event, plus `extra`
-/// attributes on the span.
-pub(crate) fn fail(cx: &Context, kind: Cow<'static, str>, message: String, extra: Vec<KeyValue>) {
+/// Status Error with `message`, `error.type = kind` (the database's code, or the client's kind
+/// of failure), an `exception` event of type `exception_type` (the client error's type), plus
+/// `extra` attributes on the span.
+pub(crate) fn fail(
+    cx: &Context,
+    kind: Cow<'static, str>,
+    exception_type: String,
+    message: String,
+    extra: Vec<KeyValue>,
+) {
     let mut span = cx.span();
-    span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, kind.clone()));
+    span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, kind));
     for kv in extra {
         span.set_attribute(kv);
     }
-    crate::exception::record(&mut span, kind, message.clone(), []);
+    crate::exception::record(&mut span, exception_type, message.clone(), []);
     span.set_status(Status::error(message));
 }

@@ -394,7 +394,7 @@ impl Loop {
         span.set_attribute(KeyValue::new(LOOP_PATH, self.path.clone()));
         span.set_attribute(KeyValue::new(LOOP_HOPS, i64::from(self.hops)));
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
-        crate::exception::record(&mut span, "call loop", self.message.clone(), []);
+        crate::exception::record(&mut span, "CallLoop", self.message.clone(), []);
         span.set_status(Status::error(self.message.clone()));
     }
 }

@@ -5,6 +5,7 @@ use std::fmt::Display;
 use std::ops::Deref;
 
 use crate::attrs::capped;
+use crate::exception::short_type_name;
 use crate::traced::Live;
 
 /// What `err` accepts: a `Result`, seen as `Result<&T, &E>`.
@@ -54,35 +55,6 @@ pub(crate) fn source_chain(mut next: Option<&(dyn std::error::Error + 'static)>)
         next = e.source();
     }
     chain
-}
-
-/// A type's name without its module paths, as written in code: `alloc::boxed::Box<dyn
-/// core::error::Error + core::marker::Send>` -> `Box<dyn Error + Send>`. A few std types whose
-/// last segment says too little keep their module (`io::Error`, `fmt::Error`).
-pub(crate) fn short_type_name(full: &str) -> String {
-    const KEEP_MODULE: &[(&str, &str)] = &[
-        ("std::io::error::Error", "io::Error"),
-        ("core::fmt::Error", "fmt::Error"),
-    ];
-    let mut out = String::with_capacity(full.len());
-    let mut token = String::new();
-    let flush = |token: &mut String, out: &mut String| {
-        match KEEP_MODULE.iter().find(|(long, _)| long == token) {
-            Some((_, short)) => out.push_str(short),
-            None => out.push_str(token.rsplit("::").next().unwrap_or(token)),
-        }
-        token.clear();
-    };
-    for c in full.chars() {
-        if c.is_alphanumeric() || c == '_' || c == ':' {
-            token.push(c);
-        } else {
-            flush(&mut token, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut token, &mut out);
-    out
 }
 
 /// The type to record for an error reached through a pointer to `dyn Error` (`Box<dyn Error>`,

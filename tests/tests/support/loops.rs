@@ -335,11 +335,15 @@ pub fn refused(spans: &[SpanData]) -> &SpanData {
 
 /// `exception.message` of the span's `exception` event.
 pub fn exception_message(span: &SpanData) -> Option<String> {
+    exception_attr(span, "exception.message")
+}
+
+pub fn exception_attr(span: &SpanData, key: &str) -> Option<String> {
     span.events
         .iter()
         .find(|e| e.name == "exception")?
         .attributes
         .iter()
-        .find(|kv| kv.key.as_str() == "exception.message")
+        .find(|kv| kv.key.as_str() == key)
         .map(|kv| kv.value.as_str().into_owned())
 }

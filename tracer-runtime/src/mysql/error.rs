@@ -53,12 +53,14 @@ pub fn redact_server_message(code: u16, message: &str) -> String {
 }
 
 pub(super) fn record_error(cx: &Context, e: &Error) {
+    use crate::exception::type_of;
     match e {
         Error::Server(s) => {
             let code = s.code.to_string();
             db::fail(
                 cx,
                 Cow::Owned(code.clone()),
+                type_of(s),
                 format!(
                     "ERROR {} ({}): {}",
                     s.code,
@@ -71,10 +73,10 @@ pub(super) fn record_error(cx: &Context, e: &Error) {
                 ],
             );
         }
-        Error::Io(io) => db::fail(cx, Cow::Borrowed("io"), io.to_string(), Vec::new()),
-        Error::Driver(d) => db::fail(cx, Cow::Borrowed("driver"), d.to_string(), Vec::new()),
-        Error::Url(u) => db::fail(cx, Cow::Borrowed("url"), u.to_string(), Vec::new()),
-        Error::Other(o) => db::fail(cx, Cow::Borrowed("other"), o.to_string(), Vec::new()),
+        Error::Io(io) => db::fail(cx, "io".into(), type_of(io), io.to_string(), Vec::new()),
+        Error::Driver(d) => db::fail(cx, "driver".into(), type_of(d), d.to_string(), Vec::new()),
+        Error::Url(u) => db::fail(cx, "url".into(), type_of(u), u.to_string(), Vec::new()),
+        Error::Other(o) => db::fail(cx, "other".into(), type_of(o), o.to_string(), Vec::new()),
     }
 }
 

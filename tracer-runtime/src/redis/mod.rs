@@ -187,7 +187,7 @@ fn record_error(cx: &Context, e: &Error) {
     if let Some(at) = message.find(", with args beginning with") {
         message.truncate(at);
     }
-    db::fail(cx, kind, message, extra);
+    db::fail(cx, kind, crate::exception::type_of(e), message, extra);
 }
 
 fn on_done<T>(cx: &Context, out: &FredResult<T>) {
