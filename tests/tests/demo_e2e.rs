@@ -829,7 +829,7 @@ fn embedded_default_prints_every_scenario_and_its_waterfall() {
     assert_eq!(w.lines().count(), 1 + 26 + 1 + 3, "{w}");
     assert!(
         w.contains(
-            "↳ exception (call loop): call loop: server2 > server1 > server2 > server3 > server2 > …"
+            "↳ exception (CallLoop): call loop: server2 > server1 > server2 > server3 > server2 > …"
         ),
         "{w}"
     );
