@@ -59,6 +59,7 @@ pub(crate) fn short_type_name(full: &str) -> String {
 }
 
 /// The short type name of `value`'s type (see [`short_type_name`]).
+#[cfg(any(feature = "redis", feature = "mysql"))]
 pub(crate) fn type_of<T: ?Sized>(_value: &T) -> String {
     short_type_name(std::any::type_name::<T>())
 }

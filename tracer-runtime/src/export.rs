@@ -9,7 +9,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
@@ -21,7 +20,7 @@ use crate::protocol::Protocol;
 pub(crate) fn otlp(
     protocol: Protocol,
     endpoint: Option<&str>,
-    #[cfg_attr(not(feature = "tls"), allow(unused_variables))] ca_certificate: Option<Vec<u8>>,
+    ca_certificate: Option<Vec<u8>>,
 ) -> Result<
     (
         OnRuntime<opentelemetry_otlp::SpanExporter>,
@@ -30,22 +29,7 @@ pub(crate) fn otlp(
     InitError,
 > {
     // Checked before the runtime exists: nothing to tear down on a bad value.
-    compiled(protocol)?;
-    let https = check_config(endpoint)?;
-    #[cfg(feature = "tls")]
-    let tls = match https {
-        Some(_) => Some(crate::tls::Tls::new(ca_certificate)?),
-        None => None,
-    };
-    #[cfg(all(feature = "tls", feature = "otlp-http"))]
-    let https_client = match (&tls, protocol) {
-        (Some(tls), Protocol::HttpProtobuf) => Some(tls.http()?),
-        _ => None,
-    };
-    #[cfg(not(feature = "tls"))]
-    if let Some((var, value)) = https {
-        return Err(InitError::TlsNotCompiled { var, value });
-    }
+    let transport = transport(protocol, endpoint, Signal::Traces, ca_certificate)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("tracer-export")
@@ -54,48 +38,14 @@ pub(crate) fn otlp(
         .map_err(InitError::Runtime)?;
     let built = {
         let _entered = rt.enter();
-        let builder = opentelemetry_otlp::SpanExporter::builder();
-        match protocol {
-            #[cfg(feature = "otlp-grpc")]
-            Protocol::Grpc => {
-                let mut b = builder.with_tonic();
-                if let Some(e) = endpoint {
-                    b = b.with_endpoint(e);
-                }
-                #[cfg(feature = "tls")]
-                if let Some(tls) = &tls {
-                    use opentelemetry_otlp::WithTonicConfig as _;
-                    b = b.with_tls_config(tls.grpc());
-                }
-                b.build()
-            }
-            #[cfg(feature = "otlp-http")]
-            Protocol::HttpProtobuf => {
-                let mut b = builder
-                    .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
-                if let Some(e) = endpoint {
-                    b = b.with_endpoint(http_traces_url(e));
-                }
-                #[cfg(feature = "tls")]
-                if let Some(client) = https_client {
-                    use opentelemetry_otlp::WithHttpConfig as _;
-                    b = b.with_http_client(client);
-                }
-                b.build()
-            }
-            #[allow(unreachable_patterns)]
-            _ => Err(opentelemetry_otlp::ExporterBuildError::InternalFailure(
-                "protocol not compiled in".to_owned(),
-            )),
-        }
+        transport.build_spans(protocol, endpoint)
     };
     let exporter = match built {
         Ok(e) => e,
         Err(e) => {
             // Dropping a runtime inside an async context panics; this never blocks.
             rt.shutdown_background();
-            return Err(e.into());
+            return Err(e);
         }
     };
     let handle = rt.handle().clone();
@@ -106,6 +56,149 @@ pub(crate) fn otlp(
         },
         rt,
     ))
+}
+
+/// What an OTLP exporter sends: the variables its endpoint and headers come from, and its
+/// path on an HTTP collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Signal {
+    Traces,
+    #[cfg_attr(not(feature = "otlp-metrics"), allow(dead_code))]
+    Metrics,
+}
+
+impl Signal {
+    fn endpoint_vars(self) -> [&'static str; 2] {
+        match self {
+            Signal::Traces => [
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ],
+            Signal::Metrics => [
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ],
+        }
+    }
+
+    fn headers_vars(self) -> [&'static str; 2] {
+        match self {
+            Signal::Traces => [
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "OTEL_EXPORTER_OTLP_HEADERS",
+            ],
+            Signal::Metrics => [
+                "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+                "OTEL_EXPORTER_OTLP_HEADERS",
+            ],
+        }
+    }
+
+    #[cfg_attr(not(feature = "otlp-http"), allow(dead_code))]
+    fn path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/v1/traces",
+            Signal::Metrics => "/v1/metrics",
+        }
+    }
+}
+
+/// An OTLP exporter's checked settings: the protocol is compiled in, the endpoint and headers
+/// are well-formed, and TLS is set up when the endpoint is `https`.
+pub(crate) struct Transport {
+    #[cfg_attr(not(feature = "otlp-http"), allow(dead_code))]
+    signal: Signal,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::Tls>,
+}
+
+/// Checks what an exporter of `signal` over `protocol` to `endpoint` (else the standard
+/// variables') needs, and sets up TLS for an `https` endpoint.
+pub(crate) fn transport(
+    protocol: Protocol,
+    endpoint: Option<&str>,
+    signal: Signal,
+    #[cfg_attr(not(feature = "tls"), allow(unused_variables))] ca_certificate: Option<Vec<u8>>,
+) -> Result<Transport, InitError> {
+    compiled(protocol)?;
+    let https = check_config(endpoint, signal)?;
+    #[cfg(not(feature = "tls"))]
+    if let Some((var, value)) = https {
+        return Err(InitError::TlsNotCompiled { var, value });
+    }
+    Ok(Transport {
+        signal,
+        #[cfg(feature = "tls")]
+        tls: match https {
+            Some(_) => Some(crate::tls::Tls::new(ca_certificate)?),
+            None => None,
+        },
+    })
+}
+
+impl Transport {
+    /// The span exporter (inside the export runtime: tonic needs one).
+    fn build_spans(
+        &self,
+        protocol: Protocol,
+        endpoint: Option<&str>,
+    ) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
+        let builder = opentelemetry_otlp::SpanExporter::builder();
+        #[allow(unreachable_code, unused_variables)]
+        Ok(match protocol {
+            #[cfg(feature = "otlp-grpc")]
+            Protocol::Grpc => self.grpc(builder.with_tonic(), endpoint).build()?,
+            #[cfg(feature = "otlp-http")]
+            Protocol::HttpProtobuf => self.http(builder.with_http(), endpoint)?.build()?,
+            #[allow(unreachable_patterns)]
+            _ => return Err(not_compiled(protocol)),
+        })
+    }
+
+    /// An OTLP/gRPC exporter builder (spans or metrics) set to `endpoint` and TLS.
+    #[cfg(feature = "otlp-grpc")]
+    pub(crate) fn grpc<B>(&self, builder: B, endpoint: Option<&str>) -> B
+    where
+        B: opentelemetry_otlp::WithExportConfig + opentelemetry_otlp::WithTonicConfig,
+    {
+        let mut b = builder;
+        if let Some(e) = endpoint {
+            b = b.with_endpoint(e);
+        }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            b = b.with_tls_config(tls.grpc());
+        }
+        b
+    }
+
+    /// An OTLP/HTTP (protobuf) exporter builder set to `endpoint` (with the signal's path) and
+    /// TLS.
+    #[cfg(feature = "otlp-http")]
+    pub(crate) fn http<B>(&self, builder: B, endpoint: Option<&str>) -> Result<B, InitError>
+    where
+        B: opentelemetry_otlp::WithExportConfig + opentelemetry_otlp::WithHttpConfig,
+    {
+        let mut b = builder.with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+        if let Some(e) = endpoint {
+            b = b.with_endpoint(http_url(e, self.signal));
+        }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            b = b.with_http_client(tls.http()?);
+        }
+        Ok(b)
+    }
+}
+
+/// The error for a protocol whose transport was left out of this build.
+pub(crate) fn not_compiled(protocol: Protocol) -> InitError {
+    match compiled(protocol) {
+        Err(e) => e,
+        Ok(()) => InitError::Exporter(opentelemetry_otlp::ExporterBuildError::InternalFailure(
+            "protocol not compiled in".to_owned(),
+        )),
+    }
 }
 
 /// Whether `protocol`'s transport is compiled in (features `otlp-grpc`, `otlp-http`).
@@ -125,7 +218,7 @@ fn compiled(protocol: Protocol) -> Result<(), InitError> {
 }
 
 /// The first of `vars` that is set to a non-blank value.
-fn env_first(vars: &[&'static str]) -> Option<(&'static str, String)> {
+pub(crate) fn env_first(vars: &[&'static str]) -> Option<(&'static str, String)> {
     vars.iter().find_map(|&var| {
         std::env::var(var)
             .ok()
@@ -137,21 +230,18 @@ fn env_first(vars: &[&'static str]) -> Option<(&'static str, String)> {
 /// Checks the endpoint and headers the exporter is about to use (the SDK would panic, take a
 /// host without a scheme for `https`, or skip a malformed header without a word). Returns where
 /// the endpoint came from and the endpoint when it is `https`.
-fn check_config(endpoint: Option<&str>) -> Result<Option<(&'static str, String)>, InitError> {
+fn check_config(
+    endpoint: Option<&str>,
+    signal: Signal,
+) -> Result<Option<(&'static str, String)>, InitError> {
     let endpoint = match endpoint {
         Some(e) => Some(("with_endpoint", e.to_owned())),
-        None => env_first(&[
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-        ]),
+        None => env_first(&signal.endpoint_vars()),
     };
     if let Some((var, value)) = &endpoint {
         check_endpoint(var, value)?;
     }
-    if let Some((var, value)) = env_first(&[
-        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-        "OTEL_EXPORTER_OTLP_HEADERS",
-    ]) {
+    if let Some((var, value)) = env_first(&signal.headers_vars()) {
         check_headers(var, &value)?;
     }
     Ok(endpoint.filter(|(_, v)| {
@@ -208,15 +298,21 @@ pub(crate) fn check_headers(var: &'static str, value: &str) -> Result<(), InitEr
     Ok(())
 }
 
+/// `http://host:4318` -> `http://host:4318/v1/traces` (or `/v1/metrics`); a traces URL given
+/// to the metrics exporter gets the metrics path; any other URL with a path is kept.
 #[cfg_attr(not(feature = "otlp-http"), allow(dead_code))]
-/// `http://host:4318` -> `http://host:4318/v1/traces`; a URL with a path is kept.
-fn http_traces_url(endpoint: &str) -> String {
+fn http_url(endpoint: &str, signal: Signal) -> String {
     let trimmed = endpoint.trim_end_matches('/');
+    if signal == Signal::Metrics
+        && let Some(base) = trimmed.strip_suffix(Signal::Traces.path())
+    {
+        return format!("{base}{}", signal.path());
+    }
     let after_scheme = trimmed.split_once("://").map_or(trimmed, |(_, rest)| rest);
     if after_scheme.contains('/') {
         trimmed.to_owned()
     } else {
-        format!("{trimmed}/v1/traces")
+        format!("{trimmed}{}", signal.path())
     }
 }
 
@@ -309,18 +405,41 @@ mod tests {
         assert!(super::check_headers("H", "a b=1").is_err());
     }
     #[test]
-    fn http_urls_get_the_traces_path() {
-        assert_eq!(
-            super::http_traces_url("http://127.0.0.1:4318"),
-            "http://127.0.0.1:4318/v1/traces"
-        );
-        assert_eq!(
-            super::http_traces_url("http://127.0.0.1:4318/"),
-            "http://127.0.0.1:4318/v1/traces"
-        );
-        assert_eq!(
-            super::http_traces_url("https://c.example/otlp/v1/traces"),
-            "https://c.example/otlp/v1/traces"
-        );
+    fn http_urls_get_the_signal_path() {
+        use super::Signal::{Metrics, Traces};
+        for (given, signal, url) in [
+            (
+                "http://127.0.0.1:4318",
+                Traces,
+                "http://127.0.0.1:4318/v1/traces",
+            ),
+            (
+                "http://127.0.0.1:4318/",
+                Traces,
+                "http://127.0.0.1:4318/v1/traces",
+            ),
+            (
+                "https://c.example/otlp/v1/traces",
+                Traces,
+                "https://c.example/otlp/v1/traces",
+            ),
+            (
+                "http://127.0.0.1:4318",
+                Metrics,
+                "http://127.0.0.1:4318/v1/metrics",
+            ),
+            (
+                "http://c:4318/v1/traces",
+                Metrics,
+                "http://c:4318/v1/metrics",
+            ),
+            (
+                "https://c.example/otlp/v1/metrics",
+                Metrics,
+                "https://c.example/otlp/v1/metrics",
+            ),
+        ] {
+            assert_eq!(super::http_url(given, signal), url, "{given} {signal:?}");
+        }
     }
 }

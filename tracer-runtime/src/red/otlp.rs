@@ -24,6 +24,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use super::{DB_BUCKETS, HTTP_BUCKETS, KINDS, Kind, LabelSet, Lv, SLOTS};
 use crate::Protocol;
 use crate::error::InitError;
+use crate::export::{self, Signal, env_first};
 
 impl Kind {
     /// The instrument's semconv name.
@@ -176,16 +177,6 @@ impl Otlp {
     }
 }
 
-/// The first of `vars` set to a non-blank value.
-fn env_first(vars: &[&'static str]) -> Option<(&'static str, String)> {
-    vars.iter().find_map(|&var| {
-        std::env::var(var)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .map(|v| (var, v))
-    })
-}
-
 /// A counter's values (with `error.type`, if any) read from the pipeline's counts.
 type Reading = fn(&crate::Stats) -> Vec<(u64, Option<&'static str>)>;
 
@@ -245,96 +236,19 @@ fn health(meter: &Meter) -> [ObservableCounter<u64>; 4] {
 fn build_exporter(
     protocol: Protocol,
     endpoint: Option<&str>,
-    #[cfg_attr(not(feature = "tls"), allow(unused_variables))] ca_certificate: Option<Vec<u8>>,
+    ca_certificate: Option<Vec<u8>>,
 ) -> Result<opentelemetry_otlp::MetricExporter, InitError> {
-    use opentelemetry_otlp::WithExportConfig as _;
-    // Checked here: the SDK would panic on some malformed endpoints, or take an `https` one
-    // without TLS.
-    let (var, url) = match endpoint {
-        Some(e) => ("with_endpoint", Some(e.to_owned())),
-        None => env_first(&[
-            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-        ])
-        .map_or(("", None), |(var, v)| (var, Some(v))),
-    };
-    if let Some(url) = &url {
-        crate::export::check_endpoint(var, url)?;
-    }
-    let https = url.as_deref().is_some_and(|v| {
-        v.trim()
-            .get(..8)
-            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
-    });
-    #[cfg(feature = "tls")]
-    let tls = if https {
-        Some(crate::tls::Tls::new(ca_certificate)?)
-    } else {
-        None
-    };
-    #[cfg(not(feature = "tls"))]
-    if https {
-        return Err(InitError::TlsNotCompiled {
-            var,
-            value: url.unwrap_or_default(),
-        });
-    }
+    let transport = export::transport(protocol, endpoint, Signal::Metrics, ca_certificate)?;
     let builder = opentelemetry_otlp::MetricExporter::builder();
-    let built = match protocol {
+    #[allow(unreachable_code, unused_variables)]
+    Ok(match protocol {
         #[cfg(feature = "otlp-grpc")]
-        Protocol::Grpc => {
-            let mut b = builder.with_tonic();
-            if let Some(e) = endpoint {
-                b = b.with_endpoint(e);
-            }
-            #[cfg(feature = "tls")]
-            if let Some(tls) = &tls {
-                use opentelemetry_otlp::WithTonicConfig as _;
-                b = b.with_tls_config(tls.grpc());
-            }
-            b.build()
-        }
+        Protocol::Grpc => transport.grpc(builder.with_tonic(), endpoint).build()?,
         #[cfg(feature = "otlp-http")]
-        Protocol::HttpProtobuf => {
-            let mut b = builder
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
-            if let Some(e) = endpoint {
-                b = b.with_endpoint(http_metrics_url(e));
-            }
-            #[cfg(feature = "tls")]
-            if let Some(tls) = &tls {
-                use opentelemetry_otlp::WithHttpConfig as _;
-                b = b.with_http_client(tls.http()?);
-            }
-            b.build()
-        }
+        Protocol::HttpProtobuf => transport.http(builder.with_http(), endpoint)?.build()?,
         #[allow(unreachable_patterns)]
-        _ => {
-            let (protocol, feature) = match protocol {
-                Protocol::Grpc => ("grpc", "otlp-grpc"),
-                Protocol::HttpProtobuf => ("http/protobuf", "otlp-http"),
-            };
-            return Err(InitError::ProtocolNotCompiled { protocol, feature });
-        }
-    };
-    Ok(built?)
-}
-
-/// `http://host:4318` -> `http://host:4318/v1/metrics`; a traces URL gets the metrics path; any
-/// other URL with a path is kept.
-#[cfg_attr(not(feature = "otlp-http"), allow(dead_code))]
-fn http_metrics_url(endpoint: &str) -> String {
-    let trimmed = endpoint.trim_end_matches('/');
-    if let Some(base) = trimmed.strip_suffix("/v1/traces") {
-        return format!("{base}/v1/metrics");
-    }
-    let after_scheme = trimmed.split_once("://").map_or(trimmed, |(_, rest)| rest);
-    if after_scheme.contains('/') {
-        trimmed.to_owned()
-    } else {
-        format!("{trimmed}/v1/metrics")
-    }
+        _ => return Err(export::not_compiled(protocol)),
+    })
 }
 
 /// The exporter, each export run to completion on the guard's export runtime. The SDK's
@@ -379,23 +293,5 @@ impl PushMetricExporter for OnRuntime {
 
     fn temporality(&self) -> Temporality {
         self.inner.temporality()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn http_urls_get_the_metrics_path() {
-        for (given, url) in [
-            ("http://127.0.0.1:4318", "http://127.0.0.1:4318/v1/metrics"),
-            ("http://127.0.0.1:4318/", "http://127.0.0.1:4318/v1/metrics"),
-            ("http://c:4318/v1/traces", "http://c:4318/v1/metrics"),
-            (
-                "https://c.example/otlp/v1/metrics",
-                "https://c.example/otlp/v1/metrics",
-            ),
-        ] {
-            assert_eq!(super::http_metrics_url(given), url);
-        }
     }
 }
