@@ -674,6 +674,7 @@ pub(crate) fn current_span_context() -> Option<SpanContext> {
 }
 
 /// Whether a span is current (work inside a request or a traced fn).
+#[cfg(any(feature = "redis", feature = "mysql"))]
 #[inline]
 pub(crate) fn in_span() -> bool {
     match current() {
@@ -822,6 +823,7 @@ pub(crate) fn start_span_inherited(
 
 /// [`start_span`] under the current span (a `#[traced]` fn's, else OpenTelemetry's current
 /// context's).
+#[cfg(any(feature = "http", feature = "redis", feature = "mysql"))]
 pub(crate) fn start_child(svc: &Arc<Service>, builder: SpanBuilder) -> Context {
     match current() {
         Current::Local { sc, .. } => {

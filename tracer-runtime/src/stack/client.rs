@@ -82,7 +82,8 @@ impl<P: Protocol> ClientLayer<P> {
         Self::default()
     }
 
-    /// The protocol's own options.
+    /// The protocol's own options (only gRPC's client has some).
+    #[cfg(feature = "grpc")]
     pub(crate) fn protocol_mut(&mut self) -> &mut P {
         &mut self.protocol
     }
