@@ -9,12 +9,12 @@ mod otelite;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead as _, BufReader, Read as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use otelite::Otelite;
+use otelite::{Otelite, free_port};
 use serde_json::Value;
 
 const DEMO: &str = env!("CARGO_BIN_EXE_tracer-demo");
@@ -30,13 +30,6 @@ const SCENARIOS: [&str; 9] = [
     "call-loop",
     "lock-contention",
 ];
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// Fails the test, saying how to start it, when a database the scenario needs is down.
 fn require(what: &str, port: u16, how: &str) {

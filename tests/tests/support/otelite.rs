@@ -20,11 +20,24 @@ pub struct Otelite {
     dir: PathBuf,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// A port for a server the test starts: free when picked, never handed out twice by this
+/// process, and below Linux's ephemeral range (32768 and up), so that no outbound connection of
+/// a test running beside it can take it before the server binds it. (Binding port 0 and
+/// releasing it picked a port in that range, which a demo server once found taken.)
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7_919) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "no free port left below 32000 on 127.0.0.1");
+        let port = u16::try_from(LOW + (start + n) % SPAN).expect("below 32000");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn find_binary() -> Option<PathBuf> {
