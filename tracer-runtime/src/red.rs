@@ -21,6 +21,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
+mod clock;
 #[cfg(feature = "otlp-metrics")]
 pub(crate) mod otlp;
 mod server;
@@ -40,18 +41,18 @@ const HTTP_BUCKETS: &[f64] = &[
 /// `db.client.operation.duration`'s recommended boundaries.
 const DB_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
 
-/// Boundaries in nanoseconds, compared with a duration's nanoseconds when it is observed.
-const fn nanos<const N: usize>(seconds: &[f64]) -> [u64; N] {
-    let mut out = [0; N];
-    let mut i = 0;
-    while i < N {
-        out[i] = (seconds[i] * 1e9) as u64;
-        i += 1;
-    }
-    out
+/// A kind's boundaries in the clock's ticks, compared with a duration's ticks when it is
+/// observed (computed once per process).
+fn bounds_in_ticks(kind: Kind) -> &'static [u64] {
+    static HTTP: OnceLock<Box<[u64]>> = OnceLock::new();
+    static DB: OnceLock<Box<[u64]>> = OnceLock::new();
+    let (cell, seconds) = if kind == Kind::Db {
+        (&DB, DB_BUCKETS)
+    } else {
+        (&HTTP, HTTP_BUCKETS)
+    };
+    cell.get_or_init(|| seconds.iter().map(|&s| clock::ticks(s)).collect())
 }
-const HTTP_BUCKETS_NS: &[u64] = &nanos::<14>(HTTP_BUCKETS);
-const DB_BUCKETS_NS: &[u64] = &nanos::<9>(DB_BUCKETS);
 
 /// The kinds of operation measured, one histogram each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -446,40 +447,41 @@ impl EncodeLabelSet for LabelSet {
 #[derive(Debug)]
 pub(crate) struct Series {
     bounds: &'static [f64],
-    bounds_ns: &'static [u64],
+    /// The same in the clock's ticks.
+    bounds_ticks: &'static [u64],
     /// Observations per bucket (not cumulative); the last is `+Inf`.
     buckets: Box<[AtomicU64]>,
-    sum_ns: AtomicU64,
+    sum_ticks: AtomicU64,
 }
 
 impl Series {
     fn new(kind: Kind) -> Series {
-        let (bounds, bounds_ns) = if kind == Kind::Db {
-            (DB_BUCKETS, DB_BUCKETS_NS)
+        let bounds = if kind == Kind::Db {
+            DB_BUCKETS
         } else {
-            (HTTP_BUCKETS, HTTP_BUCKETS_NS)
+            HTTP_BUCKETS
         };
         Series {
             bounds,
-            bounds_ns,
+            bounds_ticks: bounds_in_ticks(kind),
             buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_ns: AtomicU64::new(0),
+            sum_ticks: AtomicU64::new(0),
         }
     }
 
     #[inline]
-    fn observe(&self, ns: u64) {
-        // Bucket `le=b` counts durations <= b: the first boundary not below `ns`. A linear
+    fn observe(&self, ticks: u64) {
+        // Bucket `le=b` counts durations <= b: the first boundary not below `ticks`. A linear
         // scan: most operations land in the first buckets, found in a compare or two.
         let i = self
-            .bounds_ns
+            .bounds_ticks
             .iter()
-            .position(|&b| ns <= b)
-            .unwrap_or(self.bounds_ns.len());
+            .position(|&b| ticks <= b)
+            .unwrap_or(self.bounds_ticks.len());
         if let Some(b) = self.buckets.get(i) {
             b.fetch_add(1, Ordering::Relaxed);
         }
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.sum_ticks.fetch_add(ticks, Ordering::Relaxed);
     }
 
     /// Count, sum (seconds) and the cumulative buckets, `+Inf` last.
@@ -490,7 +492,7 @@ impl Series {
             total += b.load(Ordering::Relaxed);
             buckets.push((self.bounds.get(i).copied().unwrap_or(f64::INFINITY), total));
         }
-        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let sum = clock::seconds(self.sum_ticks.load(Ordering::Relaxed));
         (total, sum, buckets)
     }
 }
@@ -563,7 +565,7 @@ impl Instrument {
 
     /// Observes `ns` in the series of `labels`, made if new and there is room.
     #[inline]
-    fn observe(&self, labels: &LabelSet, ns: u64) {
+    fn observe(&self, labels: &LabelSet, ticks: u64) {
         {
             let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
             let found = if labels.is_overflow() {
@@ -579,11 +581,11 @@ impl Instrument {
                     .flatten()
             });
             if let Some(s) = found {
-                s.observe(ns);
+                s.observe(ticks);
                 return;
             }
         }
-        self.series(labels).observe(ns);
+        self.series(labels).observe(ticks);
     }
 
     /// The series of `labels` (or the overflow one when past the cap), made if new.
@@ -687,8 +689,8 @@ impl Metrics {
     }
 
     #[inline]
-    fn record(&self, labels: &LabelSet, ns: u64) {
-        self.instruments[labels.kind as usize].observe(labels, ns);
+    fn record(&self, labels: &LabelSet, ticks: u64) {
+        self.instruments[labels.kind as usize].observe(labels, ticks);
     }
 
     /// The series of `labels` (or the overflow one), shared with the instrument.
@@ -773,8 +775,9 @@ impl FnSeries {
 /// service, whose [`Metrics`] it is recorded in).
 #[derive(Debug)]
 pub(crate) struct Pending {
-    /// fastant's clock (fastrace's): the TSC where it is reliable, a few instructions to read.
-    start: fastant::Instant,
+    /// The start, in the clock's ticks (fastant's: the TSC where it is reliable, a few
+    /// instructions to read).
+    start: u64,
     what: What,
 }
 
@@ -844,7 +847,7 @@ impl Pending {
             labels.set(kv);
         }
         Some(Pending {
-            start: fastant::Instant::now(),
+            start: clock::now(),
             what: What::Op(boxed(labels)),
         })
     }
@@ -858,7 +861,7 @@ impl Pending {
     ) -> Option<Pending> {
         metrics?;
         Some(Pending {
-            start: fastant::Instant::now(),
+            start: clock::now(),
             what: What::Fn {
                 site,
                 name,
@@ -883,8 +886,7 @@ impl Pending {
     /// The span ended: its duration goes into `metrics`, its service's.
     #[inline]
     pub(crate) fn end(self, metrics: &Metrics) {
-        // Truncation only past 584 years.
-        let ns = self.start.elapsed().as_nanos() as u64;
+        let ticks = clock::now().saturating_sub(self.start);
         let boxed = match self.what {
             What::Fn {
                 site,
@@ -893,14 +895,14 @@ impl Pending {
             } => {
                 #[cfg(feature = "otlp-metrics")]
                 if let Some(o) = &metrics.otlp {
-                    o.record(&LabelSet::function(name, Lv::Absent), ns as f64 / 1e9);
+                    o.record(&LabelSet::function(name, Lv::Absent), clock::seconds(ticks));
                 }
                 // The call site keeps its series: no lookup.
                 match site.0.get() {
-                    Some((id, s)) if *id == metrics.id => s.observe(ns),
+                    Some((id, s)) if *id == metrics.id => s.observe(ticks),
                     cached => {
                         let s = metrics.series(&LabelSet::function(name, Lv::Absent));
-                        s.observe(ns);
+                        s.observe(ticks);
                         if cached.is_none() {
                             let _ = site.0.set((metrics.id, s));
                         }
@@ -913,9 +915,9 @@ impl Pending {
         };
         #[cfg(feature = "otlp-metrics")]
         if let Some(o) = &metrics.otlp {
-            o.record(&boxed, ns as f64 / 1e9);
+            o.record(&boxed, clock::seconds(ticks));
         }
-        metrics.record(&boxed, ns);
+        metrics.record(&boxed, ticks);
         recycle(boxed);
     }
 }
