@@ -119,6 +119,13 @@ fn traced_sync(x: u64) -> u64 {
     body(x)
 }
 
+/// The parent of the `*_child` callgrind cases: the counted calls run under its span (its name must not match `*measured*`).
+#[traced]
+#[inline(never)]
+fn outer_span(n: u64, f: &dyn Fn(u64) -> u64) {
+    measured(n, f);
+}
+
 /// `#[traced(metrics)]`: the span plus the `tracer_function_duration_seconds` histogram
 /// (feature `metrics`; without it, the same as `traced_sync`).
 #[traced(metrics)]
@@ -984,7 +991,9 @@ fn print_report(rows: &[Row], timed: bool) {
 }
 
 /// `TRACED_CALLGRIND=<case>` (sync: `plain`, `traced_off`, `traced_sampled`,
-/// `traced_sampled_out`, `traced_metrics_sampled`, `traced_metrics_sampled_out` (with
+/// `traced_sampled_out`, `traced_child` and `traced_unsampled_child` (the calls run under a
+/// sampled / unsampled `#[traced]` parent: child spans), `traced_metrics_child`,
+/// `traced_metrics_unsampled_child`, `traced_metrics_sampled`, `traced_metrics_sampled_out` (with
 /// `--features metrics`: the same plus the duration histogram), `traced_otel_context`, `raw_in_span`, `tracing_otel`, `fastrace` (a
 /// root and a `#[fastrace::trace]` child: minus `fastrace_root`, the child alone); async,
 /// each call run to completion by the trivial executor: `plain_async`, `traced_async_off`,
@@ -1010,6 +1019,10 @@ fn callgrind(case: &str) {
         "traced_off" => (Mode::AllOff, &traced_sync),
         "traced_sampled" => (Mode::Plain, &traced_sync),
         "traced_sampled_out" => (Mode::SampledOut, &traced_sync),
+        "traced_child" => (Mode::Plain, &traced_sync),
+        "traced_unsampled_child" => (Mode::SampledOut, &traced_sync),
+        "traced_metrics_child" => (Mode::Plain, &traced_metrics_sync),
+        "traced_metrics_unsampled_child" => (Mode::SampledOut, &traced_metrics_sync),
         "traced_metrics_sampled" => (Mode::Plain, &traced_metrics_sync),
         "traced_metrics_sampled_out" => (Mode::SampledOut, &traced_metrics_sync),
         "traced_otel_context" => (Mode::OtelContext, &traced_sync),
@@ -1032,7 +1045,11 @@ fn callgrind(case: &str) {
     };
     {
         let _m = mode.enter(&p);
-        measured(n, f);
+        if case.ends_with("_child") {
+            outer_span(n, f);
+        } else {
+            measured(n, f);
+        }
     }
     p.flush();
 }

@@ -109,6 +109,7 @@ pub fn init(service_name: impl Into<String>) -> Builder {
         make_default: None,
         set_globals: true,
         otel_context: false,
+        custom_processors: false,
         processors: Vec::new(),
         max_queue_bytes: None,
         #[cfg(feature = "metrics")]
@@ -157,6 +158,8 @@ pub struct Builder {
     make_default: Option<bool>,
     set_globals: bool,
     otel_context: bool,
+    /// A processor was added with `with_span_processor`: spans are handed to it as they end.
+    custom_processors: bool,
     processors: Vec<AddProcessor>,
     max_queue_bytes: Option<usize>,
     #[cfg(feature = "metrics")]
@@ -246,6 +249,7 @@ impl Builder {
     /// tests). Replaces the default OTLP exporter, as [`with_exporter`](Self::with_exporter) does.
     pub fn with_span_processor<P: SpanProcessor + 'static>(mut self, processor: P) -> Self {
         self.otlp = false;
+        self.custom_processors = true;
         self.processors
             .push(Box::new(move |_, _| Ok(Box::new(processor))));
         self
@@ -488,7 +492,10 @@ impl Builder {
         let scope = InstrumentationScope::builder("tracer")
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
-        let sink = crate::sink::Sink::new(sampler, shared, scope, self.otel_context);
+        // Spans that only go to tracer's own export queues are handed over by the collector
+        // thread; a processor of the user's gets each span as it ends, on the thread that ended it.
+        let buffered = !self.custom_processors && !shared.is_empty();
+        let sink = crate::sink::Sink::new(sampler, shared, scope, self.otel_context, buffered);
 
         if switch::disabled_by_env() {
             switch::set_all_enabled(false);
@@ -634,6 +641,8 @@ impl Guard {
     /// Exports every span finished so far (and the metrics, when exported over OTLP), and waits
     /// for it.
     pub fn flush(&self) -> Result<(), ShutdownError> {
+        // The spans that threads have ended and the collector has not handed over yet.
+        crate::collector::collect();
         #[cfg(feature = "otlp-metrics")]
         if let Some(i) = &self.inner
             && let Some(o) = i.svc.metrics.as_ref().and_then(|m| m.otlp.as_ref())
@@ -682,7 +691,9 @@ impl GuardInner {
                 let timeout = self.timeout;
                 std::thread::spawn(move || m.otlp.as_ref().map(|o| o.shutdown(timeout)))
             });
-        // Each pipeline exports what it holds, waiting one export timeout at most.
+        // The spans ended so far on any thread, to the queues; then each pipeline exports what it
+        // holds, waiting one export timeout at most.
+        crate::collector::collect();
         let shut = self.provider.shutdown_with_timeout(self.timeout);
         #[cfg(feature = "otlp-metrics")]
         let shut = match metrics_shut.map(std::thread::JoinHandle::join) {

@@ -68,6 +68,8 @@
 #[doc(hidden)]
 pub mod __private;
 mod attrs;
+mod clock;
+mod collector;
 mod context;
 #[cfg(any(feature = "redis", feature = "mysql"))]
 mod db;

@@ -48,7 +48,7 @@ use opentelemetry::trace::{
     Event, Link, SpanBuilder, SpanContext, SpanId, SpanKind, SpanRef, Status, TraceContextExt as _,
     TraceFlags, TraceId, TraceState,
 };
-use opentelemetry::{Context, ContextGuard, KeyValue};
+use opentelemetry::{Context, ContextGuard, KeyValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use crate::registry::{InService, Service};
@@ -336,6 +336,116 @@ impl Drop for Span {
     }
 }
 
+/// A `#[traced]` span that is not sampled: the ids calls made under it carry (its own for a root,
+/// its parent's for a child), its service, and — for a `#[traced(metrics)]` call site — what its
+/// duration histogram needs. Nothing is recorded. It is on the thread's stack so that its children
+/// stay in its trace (not sampled either, with a parent-based sampler); it moves as a few words.
+pub(crate) struct Light {
+    trace_id: TraceId,
+    span_id: SpanId,
+    svc: Arc<Service>,
+    state: TraceState,
+    /// The call site, when its duration is measured, and the span's start tick.
+    measured: Option<&'static Meta>,
+    start: u64,
+    #[cfg(feature = "metrics")]
+    error_type: Option<Value>,
+}
+
+impl Light {
+    /// A span that is not sampled, with the ids `parent`'s (a child) or new ones of `trace_id`
+    /// (a root).
+    #[inline]
+    pub(crate) fn new(
+        svc: Arc<Service>,
+        parent: Option<&SpanContext>,
+        trace_id: TraceId,
+        meta: &'static Meta,
+    ) -> Light {
+        crate::stats::span_started();
+        let (trace_id, span_id, state) = match parent {
+            Some(p) => (p.trace_id(), p.span_id(), p.trace_state().clone()),
+            None => (trace_id, new_span_id(), TraceState::NONE),
+        };
+        let measured = meta.metrics.then_some(meta);
+        Light {
+            trace_id,
+            span_id,
+            svc,
+            state,
+            measured,
+            start: if measured.is_some() {
+                crate::clock::now()
+            } else {
+                0
+            },
+            #[cfg(feature = "metrics")]
+            error_type: None,
+        }
+    }
+
+    fn span_context(&self) -> SpanContext {
+        SpanContext::new(
+            self.trace_id,
+            self.span_id,
+            TraceFlags::default(),
+            false,
+            self.state.clone(),
+        )
+    }
+
+    /// Ends the span: its duration to its call site's histogram, if measured.
+    #[inline]
+    pub(crate) fn end(self) {
+        #[cfg(feature = "metrics")]
+        if let Some(meta) = self.measured
+            && let Some(metrics) = &self.svc.metrics
+        {
+            crate::red::function_ended(
+                metrics,
+                meta.name,
+                &meta.series,
+                self.error_type.as_ref(),
+                self.start,
+                crate::clock::now(),
+            );
+        }
+    }
+}
+
+impl fmt::Debug for Light {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Light")
+            .field("trace_id", &self.trace_id)
+            .field("span_id", &self.span_id)
+            .field("service", &self.svc.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Nothing is recorded on a span that is not sampled (but `error.type`, when measured).
+impl SpanWrite for Light {
+    fn set_attribute(&mut self, _kv: KeyValue) {
+        #[cfg(feature = "metrics")]
+        if self.measured.is_some()
+            && _kv.key.as_str() == opentelemetry_semantic_conventions::attribute::ERROR_TYPE
+        {
+            self.error_type = Some(_kv.value);
+        }
+    }
+    fn add_event(&mut self, _: Cow<'static, str>, _: Vec<KeyValue>) {}
+    fn set_status(&mut self, _: Status) {}
+    fn is_recording(&self) -> bool {
+        false
+    }
+}
+
+/// A new trace id (a root span's).
+#[inline]
+pub(crate) fn trace_id() -> TraceId {
+    new_trace_id()
+}
+
 thread_local! {
     /// Emptied records, reused: a span's record costs no allocation once the thread has ended
     /// a few spans.
@@ -383,24 +493,15 @@ impl Record {
         }
     }
 
-    fn add_event(&mut self, name: Cow<'static, str>, at: SystemTime, mut attrs: Vec<KeyValue>) {
-        if name == EVENT_NAME {
-            if self.logs >= max_events_per_span() {
-                self.logs_dropped = self.logs_dropped.saturating_add(1);
-                return;
-            }
-            self.logs += 1;
-        }
-        let l = limits();
-        if self.events.events.len() < l.events {
-            let dropped = attrs.len().saturating_sub(l.event_attrs) as u32;
-            attrs.truncate(l.event_attrs);
-            self.events
-                .events
-                .push(Event::new(name, at, attrs, dropped));
-        } else {
-            self.events.dropped_count += 1;
-        }
+    fn add_event(&mut self, name: Cow<'static, str>, at: SystemTime, attrs: Vec<KeyValue>) {
+        add_event_to(
+            &mut self.events,
+            &mut self.logs,
+            &mut self.logs_dropped,
+            name,
+            at,
+            attrs,
+        );
     }
 
     fn add_link(&mut self, sc: SpanContext, mut attrs: Vec<KeyValue>) {
@@ -412,6 +513,32 @@ impl Record {
         } else {
             self.links.dropped_count += 1;
         }
+    }
+}
+
+/// An event added within the limits (and the per-span cap of `log` events).
+fn add_event_to(
+    events: &mut SpanEvents,
+    logs: &mut u32,
+    logs_dropped: &mut u32,
+    name: Cow<'static, str>,
+    at: SystemTime,
+    mut attrs: Vec<KeyValue>,
+) {
+    if name == EVENT_NAME {
+        if *logs >= max_events_per_span() {
+            *logs_dropped = logs_dropped.saturating_add(1);
+            return;
+        }
+        *logs += 1;
+    }
+    let l = limits();
+    if events.events.len() < l.events {
+        let dropped = attrs.len().saturating_sub(l.event_attrs) as u32;
+        attrs.truncate(l.event_attrs);
+        events.events.push(Event::new(name, at, attrs, dropped));
+    } else {
+        events.dropped_count += 1;
     }
 }
 
@@ -517,6 +644,330 @@ impl opentelemetry::trace::Span for Span {
     }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// `#[traced]` spans of a service that exports through its own queues: the short path
+
+/// Per-call-site constants.
+#[derive(Debug)]
+pub struct Meta {
+    pub(crate) name: &'static str,
+    pub(crate) kind: SpanKind,
+    pub(crate) root: bool,
+    pub(crate) metrics: bool,
+    #[cfg(feature = "metrics")]
+    pub(crate) series: crate::red::FnSeries,
+}
+
+impl Meta {
+    /// Called by the macro in a `static`.
+    pub const fn new(name: &'static str, kind: SpanKind, root: bool) -> Self {
+        Meta {
+            name,
+            kind,
+            root,
+            metrics: false,
+            #[cfg(feature = "metrics")]
+            series: crate::red::FnSeries::new(),
+        }
+    }
+
+    /// `#[traced(metrics)]`: the span's duration is also recorded in the
+    /// `tracer.function.duration` histogram (feature `metrics`; without it, nothing).
+    pub const fn with_metrics(mut self) -> Self {
+        self.metrics = true;
+        self
+    }
+}
+
+/// What a [`Fast`] span holds beyond its ids and attributes, made only when something sets it
+/// (an event, a link, a status, a dropped attribute, a parent's trace state, an error type).
+#[derive(Debug, Default)]
+struct More {
+    events: SpanEvents,
+    links: SpanLinks,
+    status: Status,
+    dropped_attrs: u32,
+    /// `log` events kept, and those past the cap (recorded as `tracer.log.events_dropped`).
+    logs: u32,
+    logs_dropped: u32,
+    /// The parent's trace state, when it has one.
+    state: TraceState,
+    /// `error.type`, for the call site's duration histogram (`#[traced(metrics)]`).
+    #[cfg(feature = "metrics")]
+    error_type: Option<Value>,
+}
+
+/// A sampled `#[traced]` span of a service whose spans go only to its own export queues (the
+/// default, not `with_span_processor`): ids, call site, start tick, attributes, and `more` when
+/// something else is set. A few words, so that it moves cheaply. It is never turned into a
+/// `SpanData` on the thread that records it: ended, it goes as it is to the thread's buffer
+/// (see `collector`), and the collector thread hands it to the service's queue.
+pub(crate) struct Fast {
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent: SpanId,
+    start: u64,
+    svc: Arc<Service>,
+    meta: &'static Meta,
+    attrs: Vec<KeyValue>,
+    more: Option<Box<More>>,
+    parent_remote: bool,
+    ended: bool,
+}
+
+impl fmt::Debug for Fast {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fast")
+            .field("trace_id", &self.trace_id)
+            .field("span_id", &self.span_id)
+            .field("name", &self.meta.name)
+            .field("service", &self.svc.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A [`Fast`] span ended: on its way to its service's processors.
+pub(crate) struct Finished {
+    span: Fast,
+    end: u64,
+}
+
+impl Fast {
+    /// Starts a sampled span of `svc` for the call site `meta`, under `parent` (a root of
+    /// `root_trace` when `None`).
+    #[inline]
+    pub(crate) fn start(
+        svc: Arc<Service>,
+        parent: Option<&SpanContext>,
+        root_trace: TraceId,
+        meta: &'static Meta,
+        mut attrs: Vec<KeyValue>,
+    ) -> Fast {
+        crate::stats::span_started();
+        let mut more: Option<Box<More>> = None;
+        if attrs.len() > limits().attrs {
+            let dropped_attrs = (attrs.len() - limits().attrs) as u32;
+            attrs.truncate(limits().attrs);
+            more.get_or_insert_with(Box::default).dropped_attrs = dropped_attrs;
+        }
+        let (trace_id, parent_id, parent_remote) = match parent {
+            Some(p) => {
+                if *p.trace_state() != TraceState::NONE {
+                    more.get_or_insert_with(Box::default).state = p.trace_state().clone();
+                }
+                (p.trace_id(), p.span_id(), p.is_remote())
+            }
+            None => (root_trace, SpanId::INVALID, false),
+        };
+        Fast {
+            trace_id,
+            span_id: new_span_id(),
+            parent: parent_id,
+            start: crate::clock::now(),
+            svc,
+            meta,
+            attrs,
+            more,
+            parent_remote,
+            ended: false,
+        }
+    }
+
+    /// Starts a sampled child of the [`Fast`] span `parent` for the call site `meta`.
+    #[inline]
+    pub(crate) fn child(parent: FastParent, meta: &'static Meta, attrs: Vec<KeyValue>) -> Fast {
+        crate::stats::span_started();
+        let mut span = Fast {
+            trace_id: parent.trace_id,
+            span_id: new_span_id(),
+            parent: parent.span_id,
+            start: crate::clock::now(),
+            svc: parent.svc,
+            meta,
+            attrs,
+            more: None,
+            parent_remote: false,
+            ended: false,
+        };
+        if parent.state != TraceState::NONE {
+            span.more().state = parent.state;
+        }
+        if span.attrs.len() > limits().attrs {
+            let dropped = (span.attrs.len() - limits().attrs) as u32;
+            span.attrs.truncate(limits().attrs);
+            span.more().dropped_attrs = dropped;
+        }
+        span
+    }
+
+    fn span_context(&self) -> SpanContext {
+        SpanContext::new(
+            self.trace_id,
+            self.span_id,
+            TraceFlags::SAMPLED,
+            false,
+            self.more
+                .as_ref()
+                .map_or(TraceState::NONE, |m| m.state.clone()),
+        )
+    }
+
+    fn more(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
+    }
+
+    /// Ends the span now (dropping it does the same).
+    #[inline]
+    pub(crate) fn end(self) {}
+
+    #[inline]
+    fn finish(&mut self) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        let end = crate::clock::now();
+        #[cfg(feature = "metrics")]
+        if self.meta.metrics
+            && let Some(metrics) = &self.svc.metrics
+        {
+            let error = self.more.as_ref().and_then(|m| m.error_type.as_ref());
+            crate::red::function_ended(
+                metrics,
+                self.meta.name,
+                &self.meta.series,
+                error,
+                self.start,
+                end,
+            );
+        }
+        crate::collector::push(|| Finished {
+            span: Fast {
+                trace_id: self.trace_id,
+                span_id: self.span_id,
+                parent: self.parent,
+                start: self.start,
+                svc: Arc::clone(&self.svc),
+                meta: self.meta,
+                attrs: std::mem::take(&mut self.attrs),
+                more: self.more.take(),
+                parent_remote: self.parent_remote,
+                ended: true,
+            },
+            end,
+        });
+    }
+}
+
+impl Drop for Fast {
+    #[inline]
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl SpanWrite for Fast {
+    #[inline]
+    fn set_attribute(&mut self, kv: KeyValue) {
+        #[cfg(feature = "metrics")]
+        if self.meta.metrics && kv.key.as_str() == opentelemetry_semantic_conventions::attribute::ERROR_TYPE {
+            self.more().error_type = Some(kv.value.clone());
+        }
+        if self.attrs.len() < limits().attrs {
+            self.attrs.push(kv);
+        } else {
+            self.more().dropped_attrs += 1;
+        }
+    }
+    fn add_event(&mut self, name: Cow<'static, str>, attrs: Vec<KeyValue>) {
+        let more = self.more();
+        add_event_to(
+            &mut more.events,
+            &mut more.logs,
+            &mut more.logs_dropped,
+            name,
+            SystemTime::now(),
+            attrs,
+        );
+    }
+    fn set_status(&mut self, status: Status) {
+        let more = self.more();
+        if status > more.status {
+            more.status = status;
+        }
+    }
+    fn is_recording(&self) -> bool {
+        true
+    }
+}
+
+impl Finished {
+    /// The span as the SDK's `SpanData`, to its service's processors (on the collector thread).
+    pub(crate) fn export(mut self) {
+        let s = &mut self.span;
+        let mut more = s.more.take().map(|b| *b).unwrap_or_default();
+        if more.logs_dropped > 0 {
+            let kv = KeyValue::new(EVENTS_DROPPED, i64::from(more.logs_dropped));
+            if s.attrs.len() < limits().attrs {
+                s.attrs.push(kv);
+            } else {
+                more.dropped_attrs += 1;
+            }
+        }
+        let data = SpanData {
+            span_context: SpanContext::new(
+                s.trace_id,
+                s.span_id,
+                TraceFlags::SAMPLED,
+                false,
+                more.state,
+            ),
+            parent_span_id: s.parent,
+            parent_span_is_remote: s.parent_remote,
+            span_kind: s.meta.kind.clone(),
+            name: Cow::Borrowed(s.meta.name),
+            start_time: crate::clock::system_time(s.start),
+            end_time: crate::clock::system_time(self.end),
+            attributes: std::mem::take(&mut s.attrs),
+            dropped_attributes_count: more.dropped_attrs,
+            events: more.events,
+            links: more.links,
+            status: more.status,
+            instrumentation_scope: s.svc.sink.scope.clone(),
+        };
+        s.svc.sink.export(data);
+    }
+}
+
+/// Makes a [`Fast`] span current (see [`push`]).
+#[inline]
+#[allow(clippy::result_large_err)] // the span itself, given back
+pub(crate) fn push_fast(span: Fast) -> Result<usize, Fast> {
+    let mut span = Some(span);
+    let at = STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            s.push(Frame::Fast(span.take()?));
+            Some(s.len() - 1)
+        })
+        .ok()
+        .flatten();
+    match (at, span) {
+        (Some(at), _) => Ok(at),
+        (None, Some(span)) => Err(span),
+        (None, None) => Ok(usize::MAX),
+    }
+}
+
+/// Takes back the [`Fast`] span pushed at `at` (see [`pop`]).
+#[inline]
+pub(crate) fn pop_fast(at: usize) -> Option<Fast> {
+    match pop_frame(at)? {
+        Frame::Fast(span) => Some(span),
+        _ => None,
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The current span: a thread-local stack of frames
 
@@ -525,8 +976,13 @@ impl opentelemetry::trace::Span for Span {
 enum Frame {
     /// The current span is OpenTelemetry's current context's (an integration attached it).
     Otel,
-    /// A recorder span, current while its fn runs or its future is polled.
-    Local(Span),
+    /// A recorder span, current while its fn runs or its future is polled (boxed: the rarer
+    /// kind, kept out of the frames' size).
+    Local(Box<Span>),
+    /// A root span that is not sampled.
+    Light(Light),
+    /// A sampled `#[traced]` span on the short path.
+    Fast(Fast),
     /// A frame left out of order (never the top one).
     Gone,
 }
@@ -539,7 +995,7 @@ thread_local! {
 /// when the thread's stack is gone (the thread is exiting).
 #[inline]
 #[allow(clippy::result_large_err)] // the span itself, given back
-pub(crate) fn push(span: Span) -> Result<usize, Span> {
+pub(crate) fn push(span: Box<Span>) -> Result<usize, Box<Span>> {
     let mut span = Some(span);
     let at = STACK
         .try_with(|s| {
@@ -557,12 +1013,106 @@ pub(crate) fn push(span: Span) -> Result<usize, Span> {
     }
 }
 
+/// Makes an unsampled root span current (see [`push`]).
+#[inline]
+pub(crate) fn push_light(light: Light) -> Result<usize, Light> {
+    let mut light = Some(light);
+    let at = STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            s.push(Frame::Light(light.take()?));
+            Some(s.len() - 1)
+        })
+        .ok()
+        .flatten();
+    match (at, light) {
+        (Some(at), _) => Ok(at),
+        (None, Some(light)) => Err(light),
+        (None, None) => Ok(usize::MAX),
+    }
+}
+
+/// What the current span means for a `#[traced]` child started now, read without building a
+/// span context.
+pub(crate) enum Top {
+    /// No span: the current span is not sampled, under a sampler that follows the parent, and
+    /// the child is not measured; or its service is switched off.
+    Nothing,
+    /// The current span is a sampled [`Fast`] span under a sampler that follows the parent: the
+    /// child is one too.
+    Fast(FastParent),
+    /// Anything else: the general path decides.
+    Other,
+}
+
+/// What a [`Fast`] child takes from its parent.
+pub(crate) struct FastParent {
+    trace_id: TraceId,
+    span_id: SpanId,
+    svc: Arc<Service>,
+    state: TraceState,
+}
+
+/// [`Top`] for a child of the call site `meta`; `Other` when unsure (OpenTelemetry's context is
+/// current).
+#[inline]
+pub(crate) fn top(meta: &Meta) -> Top {
+    STACK
+        .try_with(|s| {
+            let Ok(s) = s.try_borrow() else {
+                return Top::Other;
+            };
+            let (svc, sampled) = match s.last() {
+                Some(Frame::Fast(f)) => {
+                    if !f.svc.is_enabled() {
+                        return Top::Nothing;
+                    }
+                    if !f.svc.sink.follows_parent() {
+                        return Top::Other;
+                    }
+                    return Top::Fast(FastParent {
+                        trace_id: f.trace_id,
+                        span_id: f.span_id,
+                        svc: Arc::clone(&f.svc),
+                        state: f.more.as_ref().map_or(TraceState::NONE, |m| m.state.clone()),
+                    });
+                }
+                Some(Frame::Light(l)) => (&l.svc, false),
+                Some(Frame::Local(span)) => (&span.svc, span.sc.is_sampled()),
+                _ => return Top::Other,
+            };
+            if !svc.is_enabled() || (!sampled && !meta.metrics && svc.sink.follows_parent()) {
+                Top::Nothing
+            } else {
+                Top::Other
+            }
+        })
+        .unwrap_or(Top::Other)
+}
+
 /// Takes back the span pushed at `at`. A frame left out of order (guards dropped in another
 /// order than they were made) leaves a hole that is cleared once the frames above it are gone,
 /// so every frame keeps its place.
 #[inline]
-pub(crate) fn pop(at: usize) -> Option<Span> {
-    let frame = STACK
+pub(crate) fn pop(at: usize) -> Option<Box<Span>> {
+    match pop_frame(at)? {
+        Frame::Local(span) => Some(span),
+        Frame::Light(_) | Frame::Fast(_) | Frame::Otel | Frame::Gone => None,
+    }
+}
+
+/// Takes back the unsampled root span pushed at `at` (see [`pop`]).
+#[inline]
+pub(crate) fn pop_light(at: usize) -> Option<Light> {
+    match pop_frame(at)? {
+        Frame::Light(light) => Some(light),
+        Frame::Local(_) | Frame::Fast(_) | Frame::Otel | Frame::Gone => None,
+    }
+}
+
+#[inline]
+fn pop_frame(at: usize) -> Option<Frame> {
+    STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
             if at + 1 == s.len() {
@@ -576,11 +1126,7 @@ pub(crate) fn pop(at: usize) -> Option<Span> {
             }
         })
         .ok()
-        .flatten()?;
-    match frame {
-        Frame::Local(span) => Some(span),
-        Frame::Otel | Frame::Gone => None,
-    }
+        .flatten()
 }
 
 fn push_otel() -> Option<usize> {
@@ -589,22 +1135,6 @@ fn push_otel() -> Option<usize> {
             let mut s = s.try_borrow_mut().ok()?;
             s.push(Frame::Otel);
             Some(s.len() - 1)
-        })
-        .ok()
-        .flatten()
-}
-
-/// Runs `f` on the top frame's recorder span, or returns `None` when the top frame is
-/// OpenTelemetry's context (or there is none).
-#[inline]
-fn with_top<R>(f: impl FnOnce(&mut Span) -> R) -> Option<R> {
-    STACK
-        .try_with(|s| {
-            let mut s = s.try_borrow_mut().ok()?;
-            match s.last_mut() {
-                Some(Frame::Local(span)) => Some(f(span)),
-                _ => None,
-            }
         })
         .ok()
         .flatten()
@@ -620,11 +1150,28 @@ pub(crate) enum Current {
 
 #[inline]
 pub(crate) fn current() -> Current {
-    with_top(|s| Current::Local {
-        sc: s.sc.clone(),
-        svc: Arc::clone(&s.svc),
-    })
-    .unwrap_or(Current::Otel)
+    STACK
+        .try_with(|s| {
+            let s = s.try_borrow().ok()?;
+            match s.last() {
+                Some(Frame::Local(span)) => Some(Current::Local {
+                    sc: span.sc.clone(),
+                    svc: Arc::clone(&span.svc),
+                }),
+                Some(Frame::Light(l)) => Some(Current::Local {
+                    sc: l.span_context(),
+                    svc: Arc::clone(&l.svc),
+                }),
+                Some(Frame::Fast(span)) => Some(Current::Local {
+                    sc: span.span_context(),
+                    svc: Arc::clone(&span.svc),
+                }),
+                _ => None,
+            }
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(Current::Otel)
 }
 
 /// The service and parent of a span started now under the current span, or `None` when that
@@ -712,10 +1259,12 @@ pub(crate) fn with_recording_span<R>(f: impl FnOnce(&mut dyn SpanWrite) -> R) ->
             let mut s = s.try_borrow_mut().ok()?;
             match s.last_mut() {
                 Some(Frame::Local(span)) => Some(if span.rec.is_some() {
-                    f.take().map(|f| f(span))
+                    f.take().map(|f| f(&mut **span))
                 } else {
                     None
                 }),
+                Some(Frame::Light(_)) => Some(None),
+                Some(Frame::Fast(span)) => Some(f.take().map(|f| f(span))),
                 _ => None,
             }
         })

@@ -12,6 +12,8 @@ use opentelemetry::trace::SpanKind;
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use prometheus_client::collector::Collector;
+
+use crate::clock;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder,
     NoLabelSet,
@@ -21,7 +23,6 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
-mod clock;
 #[cfg(feature = "otlp-metrics")]
 pub(crate) mod otlp;
 mod server;
@@ -888,29 +889,9 @@ impl Pending {
     pub(crate) fn end(self, metrics: &Metrics) {
         let ticks = clock::now().saturating_sub(self.start);
         let boxed = match self.what {
-            What::Fn {
-                site,
-                name,
-                error: Lv::Absent,
-            } => {
-                #[cfg(feature = "otlp-metrics")]
-                if let Some(o) = &metrics.otlp {
-                    o.record(&LabelSet::function(name, Lv::Absent), clock::seconds(ticks));
-                }
-                // The call site keeps its series: no lookup.
-                match site.0.get() {
-                    Some((id, s)) if *id == metrics.id => s.observe(ticks),
-                    cached => {
-                        let s = metrics.series(&LabelSet::function(name, Lv::Absent));
-                        s.observe(ticks);
-                        if cached.is_none() {
-                            let _ = site.0.set((metrics.id, s));
-                        }
-                    }
-                }
-                return;
+            What::Fn { site, name, error } => {
+                return observe_function(metrics, name, site, error, ticks);
             }
-            What::Fn { name, error, .. } => boxed(LabelSet::function(name, error)),
             What::Op(labels) => labels,
         };
         #[cfg(feature = "otlp-metrics")]
@@ -920,6 +901,57 @@ impl Pending {
         metrics.record(&boxed, ticks);
         recycle(boxed);
     }
+}
+
+/// A `#[traced(metrics)]` fn's span lasted `ticks`; `error` is its `error.type` (absent when it
+/// did not fail).
+#[inline]
+fn observe_function(
+    metrics: &Metrics,
+    name: &'static str,
+    site: &'static FnSeries,
+    error: Lv,
+    ticks: u64,
+) {
+    if let Lv::Absent = error {
+        #[cfg(feature = "otlp-metrics")]
+        if let Some(o) = &metrics.otlp {
+            o.record(&LabelSet::function(name, Lv::Absent), clock::seconds(ticks));
+        }
+        // The call site keeps its series: no lookup.
+        match site.0.get() {
+            Some((id, s)) if *id == metrics.id => s.observe(ticks),
+            cached => {
+                let s = metrics.series(&LabelSet::function(name, Lv::Absent));
+                s.observe(ticks);
+                if cached.is_none() {
+                    let _ = site.0.set((metrics.id, s));
+                }
+            }
+        }
+        return;
+    }
+    let labels = boxed(LabelSet::function(name, error));
+    #[cfg(feature = "otlp-metrics")]
+    if let Some(o) = &metrics.otlp {
+        o.record(&labels, clock::seconds(ticks));
+    }
+    metrics.record(&labels, ticks);
+    recycle(labels);
+}
+
+/// [`observe_function`] for a span that kept its own start tick and `error.type` value.
+#[inline]
+pub(crate) fn function_ended(
+    metrics: &Metrics,
+    name: &'static str,
+    site: &'static FnSeries,
+    error: Option<&Value>,
+    start: u64,
+    end: u64,
+) {
+    let error = error.map_or(Lv::Absent, Lv::of);
+    observe_function(metrics, name, site, error, end.saturating_sub(start));
 }
 
 /// Whether the RED metrics are also exported over OTLP: `asked` (the builder's

@@ -18,6 +18,9 @@ pub(crate) struct Sink {
     processors: Vec<Arc<dyn SpanProcessor>>,
     pub(crate) scope: InstrumentationScope,
     pub(crate) otel_context: bool,
+    /// The processors are tracer's own export queues only: finished `#[traced]` spans reach them
+    /// through the collector thread (see `collector`).
+    pub(crate) buffered: bool,
 }
 
 impl fmt::Debug for Sink {
@@ -36,12 +39,14 @@ impl Sink {
         processors: Vec<Arc<dyn SpanProcessor>>,
         scope: InstrumentationScope,
         otel_context: bool,
+        buffered: bool,
     ) -> Self {
         Sink {
             sampler,
             processors,
             scope,
             otel_context,
+            buffered,
         }
     }
 
@@ -76,6 +81,13 @@ impl Sink {
                     == SamplingDecision::RecordAndSample
             }
         }
+    }
+
+    /// Whether a child of a span that is not sampled is never sampled (the parent-based samplers,
+    /// and `AlwaysOff`).
+    #[inline]
+    pub(crate) fn follows_parent(&self) -> bool {
+        matches!(self.sampler, Sampler::ParentBased(_) | Sampler::AlwaysOff)
     }
 
     /// Hands a finished span to every processor (the last one gets it without a copy).

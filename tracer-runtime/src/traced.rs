@@ -10,47 +10,20 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _};
+use std::sync::Arc;
+
+use opentelemetry::trace::{SpanContext, Status, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use crate::attrs::{Attrs, capped};
 use crate::recorder::{self, Attached, SpanWrite};
+use crate::registry::Service;
 
 /// The attribute set on a span whose future was dropped before it completed.
 pub const CANCELLED: &str = "tracer.cancelled";
 
-/// Per-call-site constants.
-#[derive(Debug)]
-pub struct Meta {
-    name: &'static str,
-    kind: SpanKind,
-    root: bool,
-    metrics: bool,
-    #[cfg(feature = "metrics")]
-    series: crate::red::FnSeries,
-}
-
-impl Meta {
-    /// Called by the macro in a `static`.
-    pub const fn new(name: &'static str, kind: SpanKind, root: bool) -> Self {
-        Meta {
-            name,
-            kind,
-            root,
-            metrics: false,
-            #[cfg(feature = "metrics")]
-            series: crate::red::FnSeries::new(),
-        }
-    }
-
-    /// `#[traced(metrics)]`: the span's duration is also recorded in the
-    /// `tracer.function.duration` histogram (feature `metrics`; without it, nothing).
-    pub const fn with_metrics(mut self) -> Self {
-        self.metrics = true;
-        self
-    }
-}
+pub use crate::recorder::Meta;
 
 /// The `done` of a call site that records nothing from the output.
 #[inline(always)]
@@ -59,7 +32,82 @@ pub fn no_record<T: ?Sized>(_: &mut Live, _: &T) {}
 /// Starts the span of a call site, or `None` when the service the work belongs to is off.
 #[inline]
 pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live> {
+    // The common cases, read off the current span: a child of a span that is not sampled is no
+    // span (under a parent-based sampler); a child of a sampled span is one.
+    if !meta.root {
+        match recorder::top(meta) {
+            recorder::Top::Nothing => return None,
+            recorder::Top::Fast(parent) => {
+                let mut attrs = Attrs::default();
+                fill(&mut attrs);
+                return Some(Live(Held::Fast(recorder::Fast::child(
+                    parent, meta, attrs.0,
+                ))));
+            }
+            recorder::Top::Other => {}
+        }
+    }
     let (svc, parent) = recorder::current_recording()?;
+    let parent = if meta.root {
+        None
+    } else {
+        parent.filter(SpanContext::is_valid)
+    };
+    if !svc.sink.buffered || svc.sink.otel_context {
+        return Some(full(meta, fill, svc, parent.as_ref()));
+    }
+    // Sampled or not, decided before anything is formatted: a root's sampler sees the span's
+    // name and kind, not its argument values.
+    let (sampled, trace_id) = match &parent {
+        Some(p) if svc.sink.follows_parent() => (p.is_sampled(), p.trace_id()),
+        Some(p) => (
+            svc.sink
+                .sample(Some(p), p.trace_id(), meta.name, &meta.kind, &[], &[]),
+            p.trace_id(),
+        ),
+        None => {
+            let t = recorder::trace_id();
+            (svc.sink.sample(None, t, meta.name, &meta.kind, &[], &[]), t)
+        }
+    };
+    if sampled {
+        let mut attrs = Attrs::default();
+        fill(&mut attrs);
+        return Some(Live(Held::Fast(recorder::Fast::start(
+            svc,
+            parent.as_ref(),
+            trace_id,
+            meta,
+            attrs.0,
+        ))));
+    }
+    // Not sampled: nothing is recorded and the arguments are never formatted. A child is no
+    // span at all (calls made under it carry its parent's ids) unless its duration is measured;
+    // a root keeps its ids on the thread's stack, so that its children stay in its trace.
+    #[cfg(feature = "metrics")]
+    let measured = meta.metrics && svc.metrics.is_some();
+    #[cfg(not(feature = "metrics"))]
+    let measured = false;
+    if parent.is_some() && !measured {
+        return None;
+    }
+    Some(Live(Held::Light(recorder::Light::new(
+        svc,
+        parent.as_ref(),
+        trace_id,
+        meta,
+    ))))
+}
+
+/// A span of a service whose spans go to a processor of the user's, or that keeps them in
+/// OpenTelemetry's context: the full recorder span, handed to the processors as it ends.
+#[cold]
+fn full(
+    meta: &'static Meta,
+    fill: impl FnOnce(&mut Attrs),
+    svc: Arc<Service>,
+    parent: Option<&SpanContext>,
+) -> Live {
     let mut attrs = Attrs::default();
     fill(&mut attrs);
     #[cfg(feature = "metrics")]
@@ -68,10 +116,7 @@ pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live>
     } else {
         None
     };
-    #[cfg(not(feature = "metrics"))]
-    let _ = meta.metrics;
     let otel_context = svc.sink.otel_context;
-    let parent = if meta.root { None } else { parent.as_ref() };
     let span = recorder::Span::start(
         svc,
         parent,
@@ -86,11 +131,11 @@ pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live>
     );
     #[cfg(feature = "metrics")]
     let span = span.with_metric(metric);
-    Some(Live(if otel_context {
+    Live(if otel_context {
         Held::Cx(recorder::into_context(&recorder::current_context(), span))
     } else {
-        Held::Local(span)
-    }))
+        Held::Local(Box::new(span))
+    })
 }
 
 /// A started span of a call site.
@@ -98,19 +143,25 @@ pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live>
 pub struct Live(Held);
 
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // the span is the common case; boxing it would allocate
 enum Held {
-    /// A recorder span (the default).
-    Local(recorder::Span),
+    /// A full recorder span (a service with a processor of the user's), boxed: the rarer kind,
+    /// kept out of the size of the common ones.
+    Local(Box<recorder::Span>),
     /// A recorder span kept in an OpenTelemetry context (`with_otel_context(true)`).
     Cx(Context),
+    /// A root span that is not sampled: its ids, nothing recorded.
+    Light(recorder::Light),
+    /// A sampled span on the short path (see `recorder::Fast`).
+    Fast(recorder::Fast),
 }
 
 impl Live {
     fn write<R>(&mut self, f: impl FnOnce(&mut dyn SpanWrite) -> R) -> R {
         match &mut self.0 {
-            Held::Local(span) => f(span),
+            Held::Local(span) => f(&mut **span),
             Held::Cx(cx) => f(&mut cx.span()),
+            Held::Light(light) => f(light),
+            Held::Fast(span) => f(span),
         }
     }
 
@@ -164,6 +215,8 @@ impl Live {
         match self.0 {
             Held::Local(span) => span.end(),
             Held::Cx(cx) => cx.span().end(),
+            Held::Light(light) => light.end(),
+            Held::Fast(span) => span.end(),
         }
     }
 
@@ -179,6 +232,14 @@ impl Live {
                 let attached = recorder::attach(&cx);
                 Entered::Held(Box::new((Live(Held::Cx(cx)), Some(attached))))
             }
+            Held::Light(light) => match recorder::push_light(light) {
+                Ok(at) => Entered::Light(at),
+                Err(light) => Entered::Held(Box::new((Live(Held::Light(light)), None))),
+            },
+            Held::Fast(span) => match recorder::push_fast(span) {
+                Ok(at) => Entered::Fast(at),
+                Err(span) => Entered::Held(Box::new((Live(Held::Fast(span)), None))),
+            },
         }
     }
 }
@@ -194,6 +255,10 @@ fn panicked(s: &mut dyn SpanWrite, message: String) {
 enum Entered {
     /// On the thread's stack, at this place.
     Stack(usize),
+    /// A root span that is not sampled, on the thread's stack at this place.
+    Light(usize),
+    /// A span on the short path, on the thread's stack at this place.
+    Fast(usize),
     /// Kept here (in an attached context, or the thread's stack is gone): boxed, so that the
     /// common case moves as two words.
     Held(Box<(Live, Option<Attached>)>),
@@ -205,6 +270,8 @@ impl Entered {
     fn exit(self) -> Option<Live> {
         match self {
             Entered::Stack(at) => recorder::pop(at).map(|s| Live(Held::Local(s))),
+            Entered::Light(at) => recorder::pop_light(at).map(|l| Live(Held::Light(l))),
+            Entered::Fast(at) => recorder::pop_fast(at).map(|s| Live(Held::Fast(s))),
             Entered::Held(held) => {
                 let (live, attached) = *held;
                 drop(attached);

@@ -1,0 +1,123 @@
+//! The clock of spans and measurements: fastant's (fastrace's), the TSC where it is reliable,
+//! read as raw ticks. A duration is a subtraction; ticks become seconds when a histogram is read
+//! and a wall-clock time when a finished span is turned into the SDK's `SpanData`, off the thread
+//! that recorded it. Where the TSC is not reliable, the ticks are the system clock's nanoseconds
+//! (fastant's own fallback there is a coarse clock, too coarse for spans).
+
+use std::hash::{Hash, Hasher};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+/// fastant's `Instant` is a count of ticks that it does not expose. Its derived `Hash` writes
+/// that count with `write_u64` and nothing else; this hasher keeps it.
+struct Keep(u64);
+
+impl Hasher for Keep {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached for a `u64`, which hashes through `write_u64`; kept total all the same.
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+#[inline]
+fn ticks_of(i: fastant::Instant) -> u64 {
+    let mut h = Keep(0);
+    i.hash(&mut h);
+    h.0
+}
+
+/// The system clock in nanoseconds since the epoch (the fallback's ticks).
+#[cold]
+fn system_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Now, in ticks.
+#[inline]
+pub(crate) fn now() -> u64 {
+    if fastant::is_tsc_available() {
+        ticks_of(fastant::Instant::now())
+    } else {
+        system_nanos()
+    }
+}
+
+/// Ticks per second (fastant's calibration, read once).
+pub(crate) fn per_second() -> f64 {
+    static PER_SECOND: OnceLock<f64> = OnceLock::new();
+    *PER_SECOND.get_or_init(|| {
+        if !fastant::is_tsc_available() {
+            return 1e9;
+        }
+        let ticks = ticks_of(fastant::Instant::ZERO + Duration::from_secs(1000));
+        (ticks as f64 / 1000.0).max(1.0)
+    })
+}
+
+/// `ticks` in seconds.
+#[inline]
+pub(crate) fn seconds(ticks: u64) -> f64 {
+    ticks as f64 / per_second()
+}
+
+/// `seconds` in ticks (a bucket's boundary).
+pub(crate) fn ticks(seconds: f64) -> u64 {
+    (seconds * per_second()) as u64
+}
+
+/// The wall-clock time of the tick `t` (read from the clock since the process first asked).
+pub(crate) fn system_time(t: u64) -> SystemTime {
+    static ANCHOR: OnceLock<(SystemTime, u64)> = OnceLock::new();
+    let (wall, at) = *ANCHOR.get_or_init(|| (SystemTime::now(), now()));
+    if t >= at {
+        wall + Duration::from_secs_f64(seconds(t - at))
+    } else {
+        wall - Duration::from_secs_f64(seconds(at - t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_measure_what_fastant_measures() {
+        let a = fastant::Instant::now();
+        std::thread::sleep(Duration::from_millis(30));
+        let b = fastant::Instant::now();
+        let theirs = b.duration_since(a).as_secs_f64();
+        assert!(theirs >= 0.029, "{theirs}");
+        if fastant::is_tsc_available() {
+            let ours = seconds(ticks_of(b) - ticks_of(a));
+            assert!((ours - theirs).abs() < theirs * 0.01, "ours {ours} s, fastant {theirs} s");
+        }
+        assert_eq!(ticks(1.0), per_second() as u64);
+    }
+
+    #[test]
+    fn ticks_become_the_wall_clock() {
+        let before = SystemTime::now();
+        let t = now();
+        std::thread::sleep(Duration::from_millis(20));
+        let u = now();
+        let after = SystemTime::now();
+        let (st, su) = (system_time(t), system_time(u));
+        let slack = Duration::from_millis(2);
+        assert!(st + slack >= before && su <= after + slack, "{before:?} {st:?} {su:?} {after:?}");
+        let gap = su.duration_since(st).unwrap();
+        assert!(gap >= Duration::from_millis(19) && gap < Duration::from_millis(200), "{gap:?}");
+    }
+}
