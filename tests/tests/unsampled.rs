@@ -99,7 +99,10 @@ async fn unsampled_children_are_no_spans_and_sampled_ones_are() {
             format!("00-{}-{}-00", r.trace_id, r.span_id),
             "a call under the unsampled root carries its ids, not sampled"
         );
-        assert_eq!(c, r, "the child is no span: calls under it carry the root's ids");
+        assert_eq!(
+            c, r,
+            "the child is no span: calls under it carry the root's ids"
+        );
     }
     assert_eq!(
         FORMATTED.load(Ordering::SeqCst),
@@ -120,7 +123,11 @@ async fn unsampled_children_are_no_spans_and_sampled_ones_are() {
     assert_eq!(c.trace_id, r.trace_id);
     assert_ne!(c.span_id, r.span_id);
     assert_eq!(c.traceparent, format!("00-{}-{}-01", c.trace_id, c.span_id));
-    assert_eq!(FORMATTED.load(Ordering::SeqCst), 1, "a sampled span records its argument");
+    assert_eq!(
+        FORMATTED.load(Ordering::SeqCst),
+        1,
+        "a sampled span records its argument"
+    );
     let spans = sampled.get_finished_spans().unwrap();
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
     assert_eq!(names, ["child", "root"]);

@@ -164,7 +164,14 @@ fn private_path(args: &TracedArgs) -> TokenStream {
 
 /// Declares `__TRACER_META` and starts `__tracer_span: Option<Live>`. The switch check comes first:
 /// when tracing is off this is one relaxed load and a branch.
-fn prelude(p: &TokenStream, args: &TracedArgs, name: &str) -> TokenStream {
+/// The call site's constants and its span: started (`__tracer_span`, an `Option<Live>`), or,
+/// given `guard`, started current under that name (a `SyncGuard`).
+fn prelude(
+    p: &TokenStream,
+    args: &TracedArgs,
+    name: &str,
+    guard: Option<&proc_macro2::Ident>,
+) -> TokenStream {
     let (n_span, n_attrs) = (local("__tracer_span"), local("__tracer_attrs"));
     let kind = args.kind_variant();
     let root = args.root.is_some();
@@ -192,14 +199,29 @@ fn prelude(p: &TokenStream, args: &TracedArgs, name: &str) -> TokenStream {
     } else {
         quote!(|#n_attrs: &mut #p::Attrs| { #(#stmts)* })
     };
-    quote! {
+    let meta = quote! {
         static __TRACER_META: #p::Meta = #p::Meta::new(#name, #p::SpanKind::#kind, #root)#with_metrics;
-        #[allow(unused_mut)]
-        let mut #n_span: ::core::option::Option<#p::Live> = if #p::on() {
-            #p::start(&__TRACER_META, #fill)
-        } else {
-            ::core::option::Option::None
-        };
+    };
+    match guard {
+        // A sync body run as written: the span is started current, in its place on the
+        // thread's stack.
+        Some(n_guard) => quote! {
+            #meta
+            let #n_guard = if #p::on() {
+                #p::SyncGuard::start(&__TRACER_META, #fill)
+            } else {
+                #p::SyncGuard::off()
+            };
+        },
+        None => quote! {
+            #meta
+            #[allow(unused_mut)]
+            let mut #n_span: ::core::option::Option<#p::Live> = if #p::on() {
+                #p::start(&__TRACER_META, #fill)
+            } else {
+                ::core::option::Option::None
+            };
+        },
     }
 }
 
@@ -330,17 +352,20 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
         local("__tracer_guard"),
     );
     let p = private_path(args);
-    let prelude = prelude(&p, args, name);
     let done = on_done(&p, args);
     let inspects_output = args.err.is_some() || args.ret.is_some();
-    let body = match shape(sig, block) {
+    let shape = shape(sig, block);
+    let started = prelude(&p, args, name, None);
+    let body = match shape {
         // No closure: the body runs as written, and a drop guard ends the span on every way out
         // (`return`, `?`, the tail, a panic).
-        Shape::Sync if !inspects_output => quote! {
-            #prelude
-            let #n_guard = #p::SyncGuard::new(#n_span);
-            #block
-        },
+        Shape::Sync if !inspects_output => {
+            let started = prelude(&p, args, name, Some(&n_guard));
+            quote! {
+                #started
+                #block
+            }
+        }
         // `err` and `ret` need the returned value: the body runs in a closure, as in
         // tracing-attributes. `check_fn` rejects them on a `#[track_caller]` fn.
         Shape::Sync => {
@@ -348,7 +373,7 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
             let stmts = &block.stmts;
             let closure = quote_spanned!(block.span()=> move || { #fake_return #(#stmts)* });
             quote! {
-                #prelude
+                #started
                 #p::run_sync(#n_span, #closure, #done)
             }
         }
@@ -358,7 +383,7 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
             let fut = quote_spanned!(block.span()=> async move { #fake_return #(#stmts)* });
             // Off: the body's future is awaited bare, without the wrapper.
             quote! {
-                #prelude
+                #started
                 let #n_fut = #fut;
                 if #n_span.is_none() {
                     return #n_fut.await;
@@ -369,14 +394,14 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
         Shape::ImplFuture => {
             let closure = quote_spanned!(block.span()=> move || #block);
             quote! {
-                #prelude
+                #started
                 let #n_fut = #p::enter(&mut #n_span, #closure);
                 #p::Instrumented::new(#n_span, #n_fut, #done)
             }
         }
         Shape::BoxedAsync { head, async_block } => {
             quote! {
-                #prelude
+                #started
                 #(#head)*
                 ::std::boxed::Box::pin(#p::Instrumented::new(#n_span, #async_block, #done))
             }

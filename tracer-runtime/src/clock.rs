@@ -102,7 +102,10 @@ mod tests {
         assert!(theirs >= 0.029, "{theirs}");
         if fastant::is_tsc_available() {
             let ours = seconds(ticks_of(b) - ticks_of(a));
-            assert!((ours - theirs).abs() < theirs * 0.01, "ours {ours} s, fastant {theirs} s");
+            assert!(
+                (ours - theirs).abs() < theirs * 0.01,
+                "ours {ours} s, fastant {theirs} s"
+            );
         }
         assert_eq!(ticks(1.0), per_second() as u64);
     }
@@ -116,8 +119,14 @@ mod tests {
         let after = SystemTime::now();
         let (st, su) = (system_time(t), system_time(u));
         let slack = Duration::from_millis(2);
-        assert!(st + slack >= before && su <= after + slack, "{before:?} {st:?} {su:?} {after:?}");
+        assert!(
+            st + slack >= before && su <= after + slack,
+            "{before:?} {st:?} {su:?} {after:?}"
+        );
         let gap = su.duration_since(st).unwrap();
-        assert!(gap >= Duration::from_millis(19) && gap < Duration::from_millis(200), "{gap:?}");
+        assert!(
+            gap >= Duration::from_millis(19) && gap < Duration::from_millis(200),
+            "{gap:?}"
+        );
     }
 }

@@ -14,7 +14,7 @@
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::recorder::Finished;
+use crate::recorder::{Fast, Finished};
 use crate::warn::{Throttle, Warning, warn};
 
 /// How long a finished span waits in its thread's buffer at most (unless the collector is busy).
@@ -41,6 +41,9 @@ struct Collector {
     /// The collector thread runs (else a full buffer is handed to the processors at once).
     threaded: bool,
     dropped: Mutex<Throttle<u64>>,
+    /// Held while spans are handed over: a flush waits for a hand-over in progress, so that
+    /// every span ended before it is in the queues when it returns.
+    collecting: Mutex<()>,
 }
 
 fn collector() -> &'static Collector {
@@ -59,6 +62,7 @@ fn collector() -> &'static Collector {
             wake: Condvar::new(),
             threaded,
             dropped: Mutex::new(Throttle::new(crate::pipeline::WARN_EVERY, 0)),
+            collecting: Mutex::new(()),
         }
     })
 }
@@ -69,6 +73,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 thread_local! {
     static MINE: Buffer = register();
+    /// This thread is handing spans over.
+    static IN_COLLECT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Clears [`IN_COLLECT`] however the hand-over ends.
+struct Reset;
+
+impl Drop for Reset {
+    fn drop(&mut self) {
+        let _ = IN_COLLECT.try_with(|i| i.set(false));
+    }
 }
 
 fn register() -> Buffer {
@@ -93,27 +108,17 @@ fn recycle(mut v: Vec<Finished>) {
     }
 }
 
-/// A finished span (made by `span`, in its place in the buffer), to its service's processors
-/// within [`EVERY`].
+/// An ended span, to its service's processors within [`EVERY`]. When the thread's buffer is gone
+/// (the thread is exiting), the span, dropped unqueued, hands itself over at once.
 #[inline]
-pub(crate) fn push(span: impl FnOnce() -> Finished) {
-    let mut span = Some(span);
-    let full = MINE.try_with(|b| {
+pub(crate) fn push(span: Fast) {
+    let full = MINE.try_with(move |b| {
         let mut v = lock(b);
-        if let Some(span) = span.take() {
-            v.push(span());
-        }
+        v.push(Finished::new(span));
         (v.len() >= BATCH).then(|| std::mem::replace(&mut *v, spare()))
     });
-    match full {
-        Ok(None) => {}
-        Ok(Some(full)) => hand_over(full),
-        // The thread is exiting and its buffer is gone: handed over now.
-        Err(_) => {
-            if let Some(span) = span {
-                span().export();
-            }
-        }
+    if let Ok(Some(full)) = full {
+        hand_over(full);
     }
 }
 
@@ -182,7 +187,14 @@ fn export(mut spans: Vec<Finished>) {
 /// Hands every finished span — in full buffers and in every thread's buffer — to its service's
 /// processors, on this thread.
 pub(crate) fn collect() {
+    // A flush from within a hand-over (a warning handler's, say) would wait for itself.
+    if IN_COLLECT.with(std::cell::Cell::get) {
+        return;
+    }
     let c = collector();
+    let _one_at_a_time = lock(&c.collecting);
+    IN_COLLECT.with(|i| i.set(true));
+    let _reset = Reset;
     let full = std::mem::take(&mut *lock(&c.full));
     for spans in full {
         export(spans);
@@ -210,7 +222,9 @@ mod tests {
     #[test]
     fn a_thread_gone_leaves_its_spans_to_the_next_collect() {
         // Buffers of finished threads are dropped once empty.
-        std::thread::spawn(|| super::MINE.with(|_| {})).join().unwrap();
+        std::thread::spawn(|| super::MINE.with(|_| {}))
+            .join()
+            .unwrap();
         super::collect();
         let all = super::lock(&super::collector().buffers);
         assert!(all.iter().all(|b| std::sync::Arc::strong_count(b) > 1));

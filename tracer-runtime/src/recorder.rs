@@ -644,7 +644,6 @@ impl opentelemetry::trace::Span for Span {
     }
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // `#[traced]` spans of a service that exports through its own queues: the short path
 
@@ -712,8 +711,12 @@ pub(crate) struct Fast {
     meta: &'static Meta,
     attrs: Vec<KeyValue>,
     more: Option<Box<More>>,
+    /// The end tick, once ended.
+    end: u64,
     parent_remote: bool,
     ended: bool,
+    /// In a thread's buffer (see `collector`): its drop does nothing more.
+    queued: bool,
 }
 
 impl fmt::Debug for Fast {
@@ -727,11 +730,8 @@ impl fmt::Debug for Fast {
     }
 }
 
-/// A [`Fast`] span ended: on its way to its service's processors.
-pub(crate) struct Finished {
-    span: Fast,
-    end: u64,
-}
+/// A [`Fast`] span ended and queued: on its way to its service's processors.
+pub(crate) struct Finished(Fast);
 
 impl Fast {
     /// Starts a sampled span of `svc` for the call site `meta`, under `parent` (a root of
@@ -769,13 +769,15 @@ impl Fast {
             meta,
             attrs,
             more,
+            end: 0,
             parent_remote,
             ended: false,
+            queued: false,
         }
     }
 
     /// Starts a sampled child of the [`Fast`] span `parent` for the call site `meta`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn child(parent: FastParent, meta: &'static Meta, attrs: Vec<KeyValue>) -> Fast {
         crate::stats::span_started();
         let mut span = Fast {
@@ -787,8 +789,10 @@ impl Fast {
             meta,
             attrs,
             more: None,
+            end: 0,
             parent_remote: false,
             ended: false,
+            queued: false,
         };
         if parent.state != TraceState::NONE {
             span.more().state = parent.state;
@@ -817,16 +821,18 @@ impl Fast {
         self.more.get_or_insert_with(Box::default)
     }
 
-    /// Ends the span now (dropping it does the same).
+    /// Ends the span now (dropping it does the same): it goes, as it is, to the thread's buffer.
     #[inline]
-    pub(crate) fn end(self) {}
+    pub(crate) fn end(mut self) {
+        self.ended_at();
+        crate::collector::push(self);
+    }
 
+    /// Marks the span ended, and measures it.
     #[inline]
-    fn finish(&mut self) {
-        if std::mem::replace(&mut self.ended, true) {
-            return;
-        }
-        let end = crate::clock::now();
+    fn ended_at(&mut self) {
+        self.ended = true;
+        self.end = crate::clock::now();
         #[cfg(feature = "metrics")]
         if self.meta.metrics
             && let Some(metrics) = &self.svc.metrics
@@ -838,31 +844,47 @@ impl Fast {
                 &self.meta.series,
                 error,
                 self.start,
-                end,
+                self.end,
             );
         }
-        crate::collector::push(|| Finished {
-            span: Fast {
-                trace_id: self.trace_id,
-                span_id: self.span_id,
-                parent: self.parent,
-                start: self.start,
-                svc: Arc::clone(&self.svc),
-                meta: self.meta,
-                attrs: std::mem::take(&mut self.attrs),
-                more: self.more.take(),
-                parent_remote: self.parent_remote,
-                ended: true,
-            },
-            end,
-        });
     }
 }
 
+impl Finished {
+    /// `span`, ended, as queued.
+    #[inline]
+    pub(crate) fn new(mut span: Fast) -> Finished {
+        span.queued = true;
+        Finished(span)
+    }
+}
+
+/// A span that is not queued when dropped (dropped without [`Fast::end`], or its thread's buffer
+/// is gone) ends now and is handed to its processors from here.
 impl Drop for Fast {
     #[inline]
     fn drop(&mut self) {
-        self.finish();
+        if self.queued {
+            return;
+        }
+        if !self.ended {
+            self.ended_at();
+        }
+        Finished::new(Fast {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent: self.parent,
+            start: self.start,
+            svc: Arc::clone(&self.svc),
+            meta: self.meta,
+            attrs: std::mem::take(&mut self.attrs),
+            more: self.more.take(),
+            end: self.end,
+            parent_remote: self.parent_remote,
+            ended: true,
+            queued: false,
+        })
+        .export();
     }
 }
 
@@ -870,7 +892,9 @@ impl SpanWrite for Fast {
     #[inline]
     fn set_attribute(&mut self, kv: KeyValue) {
         #[cfg(feature = "metrics")]
-        if self.meta.metrics && kv.key.as_str() == opentelemetry_semantic_conventions::attribute::ERROR_TYPE {
+        if self.meta.metrics
+            && kv.key.as_str() == opentelemetry_semantic_conventions::attribute::ERROR_TYPE
+        {
             self.more().error_type = Some(kv.value.clone());
         }
         if self.attrs.len() < limits().attrs {
@@ -904,7 +928,7 @@ impl SpanWrite for Fast {
 impl Finished {
     /// The span as the SDK's `SpanData`, to its service's processors (on the collector thread).
     pub(crate) fn export(mut self) {
-        let s = &mut self.span;
+        let s = &mut self.0;
         let mut more = s.more.take().map(|b| *b).unwrap_or_default();
         if more.logs_dropped > 0 {
             let kv = KeyValue::new(EVENTS_DROPPED, i64::from(more.logs_dropped));
@@ -927,7 +951,7 @@ impl Finished {
             span_kind: s.meta.kind.clone(),
             name: Cow::Borrowed(s.meta.name),
             start_time: crate::clock::system_time(s.start),
-            end_time: crate::clock::system_time(self.end),
+            end_time: crate::clock::system_time(s.end),
             attributes: std::mem::take(&mut s.attrs),
             dropped_attributes_count: more.dropped_attrs,
             events: more.events,
@@ -939,23 +963,77 @@ impl Finished {
     }
 }
 
-/// Makes a [`Fast`] span current (see [`push`]).
+/// Makes a [`Fast`] span current (see [`push`]): its place, or the span back when the stack is
+/// borrowed; `None` when the thread's stack is gone (the thread is exiting; the span, dropped,
+/// ended at once).
 #[inline]
-#[allow(clippy::result_large_err)] // the span itself, given back
-pub(crate) fn push_fast(span: Fast) -> Result<usize, Fast> {
-    let mut span = Some(span);
-    let at = STACK
+pub(crate) fn push_fast(span: Fast) -> Option<Result<usize, Fast>> {
+    STACK
+        .try_with(move |s| match s.try_borrow_mut() {
+            Ok(mut s) => {
+                s.push(Frame::Fast(span));
+                Ok(s.len() - 1)
+            }
+            Err(_) => Err(span),
+        })
+        .ok()
+}
+
+/// A sampled child of `parent` made current, built in its place on the thread's stack (see
+/// [`push_fast`]).
+#[inline]
+pub(crate) fn push_fast_child(
+    parent: FastParent,
+    meta: &'static Meta,
+    attrs: Vec<KeyValue>,
+) -> Option<Result<usize, Fast>> {
+    STACK
+        .try_with(move |s| match s.try_borrow_mut() {
+            Ok(mut s) => {
+                s.push(Frame::Fast(Fast::child(parent, meta, attrs)));
+                Ok(s.len() - 1)
+            }
+            Err(_) => Err(Fast::child(parent, meta, attrs)),
+        })
+        .ok()
+}
+
+/// Ends the [`Fast`] span pushed at `at` where it is, after `before` has written to it, and
+/// takes it off the stack (see [`pop`]); `false` if it is not there (the stack is gone).
+#[inline]
+pub(crate) fn end_fast(at: usize, before: impl FnOnce(&mut dyn SpanWrite)) -> bool {
+    let mut before = Some(before);
+    let span = STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
-            s.push(Frame::Fast(span.take()?));
-            Some(s.len() - 1)
+            let Some(Frame::Fast(span)) = s.get_mut(at) else {
+                return None;
+            };
+            if let Some(before) = before.take() {
+                before(span);
+            }
+            let frame = if at + 1 == s.len() {
+                let f = s.pop();
+                while matches!(s.last(), Some(Frame::Gone)) {
+                    s.pop();
+                }
+                f
+            } else {
+                s.get_mut(at).map(|f| std::mem::replace(f, Frame::Gone))
+            };
+            match frame {
+                Some(Frame::Fast(span)) => Some(span),
+                _ => None,
+            }
         })
         .ok()
         .flatten();
-    match (at, span) {
-        (Some(at), _) => Ok(at),
-        (None, Some(span)) => Err(span),
-        (None, None) => Ok(usize::MAX),
+    match span {
+        Some(span) => {
+            span.end();
+            true
+        }
+        None => false,
     }
 }
 
@@ -1055,7 +1133,7 @@ pub(crate) struct FastParent {
 
 /// [`Top`] for a child of the call site `meta`; `Other` when unsure (OpenTelemetry's context is
 /// current).
-#[inline]
+#[inline(always)]
 pub(crate) fn top(meta: &Meta) -> Top {
     STACK
         .try_with(|s| {
@@ -1074,7 +1152,10 @@ pub(crate) fn top(meta: &Meta) -> Top {
                         trace_id: f.trace_id,
                         span_id: f.span_id,
                         svc: Arc::clone(&f.svc),
-                        state: f.more.as_ref().map_or(TraceState::NONE, |m| m.state.clone()),
+                        state: f
+                            .more
+                            .as_ref()
+                            .map_or(TraceState::NONE, |m| m.state.clone()),
                     });
                 }
                 Some(Frame::Light(l)) => (&l.svc, false),

@@ -47,6 +47,12 @@ pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live>
             recorder::Top::Other => {}
         }
     }
+    start_other(meta, fill)
+}
+
+/// [`start`] past the common cases.
+#[inline]
+fn start_other(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live> {
     let (svc, parent) = recorder::current_recording()?;
     let parent = if meta.root {
         None
@@ -237,8 +243,9 @@ impl Live {
                 Err(light) => Entered::Held(Box::new((Live(Held::Light(light)), None))),
             },
             Held::Fast(span) => match recorder::push_fast(span) {
-                Ok(at) => Entered::Fast(at),
-                Err(span) => Entered::Held(Box::new((Live(Held::Fast(span)), None))),
+                Some(Ok(at)) => Entered::Fast(at),
+                Some(Err(span)) => Entered::Held(Box::new((Live(Held::Fast(span)), None))),
+                None => Entered::Ended,
             },
         }
     }
@@ -259,6 +266,8 @@ enum Entered {
     Light(usize),
     /// A span on the short path, on the thread's stack at this place.
     Fast(usize),
+    /// The span could not be made current and has ended (the thread is exiting).
+    Ended,
     /// Kept here (in an attached context, or the thread's stack is gone): boxed, so that the
     /// common case moves as two words.
     Held(Box<(Live, Option<Attached>)>),
@@ -272,6 +281,7 @@ impl Entered {
             Entered::Stack(at) => recorder::pop(at).map(|s| Live(Held::Local(s))),
             Entered::Light(at) => recorder::pop_light(at).map(|l| Live(Held::Light(l))),
             Entered::Fast(at) => recorder::pop_fast(at).map(|s| Live(Held::Fast(s))),
+            Entered::Ended => None,
             Entered::Held(held) => {
                 let (live, attached) = *held;
                 drop(attached);
@@ -296,6 +306,43 @@ pub struct SyncGuard {
 }
 
 impl SyncGuard {
+    /// Starts the span of a sync call site current until the guard is dropped (what
+    /// `start` and `new` do together; a sampled child is made in its place on the thread's
+    /// stack, not moved there).
+    #[inline]
+    pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Self {
+        if !meta.root {
+            match recorder::top(meta) {
+                recorder::Top::Nothing => return SyncGuard::off(),
+                recorder::Top::Fast(parent) => {
+                    let mut attrs = Attrs::default();
+                    fill(&mut attrs);
+                    return match recorder::push_fast_child(parent, meta, attrs.0) {
+                        Some(Ok(at)) => SyncGuard {
+                            entered: Some(Entered::Fast(at)),
+                            panicking_at_entry: std::thread::panicking(),
+                            _not_send: std::marker::PhantomData,
+                        },
+                        Some(Err(span)) => Self::enter(Live(Held::Fast(span))),
+                        None => SyncGuard::off(),
+                    };
+                }
+                recorder::Top::Other => {}
+            }
+        }
+        Self::new(start_other(meta, fill))
+    }
+
+    /// A guard that does nothing (tracing off).
+    #[inline(always)]
+    pub fn off() -> Self {
+        SyncGuard {
+            entered: None,
+            panicking_at_entry: false,
+            _not_send: std::marker::PhantomData,
+        }
+    }
+
     /// Makes `live` current until the guard is dropped.
     #[inline]
     pub fn enter(live: Live) -> Self {
@@ -312,16 +359,22 @@ impl SyncGuard {
     pub fn new(span: Option<Live>) -> Self {
         match span {
             Some(live) => Self::enter(live),
-            None => SyncGuard {
-                entered: None,
-                panicking_at_entry: false,
-                _not_send: std::marker::PhantomData,
-            },
+            None => SyncGuard::off(),
         }
     }
 
     #[inline(never)]
     fn exit(entered: Entered, panicking_at_entry: bool) {
+        if let Entered::Fast(at) = entered {
+            // Ended where it is on the stack: not moved.
+            recorder::end_fast(at, |s| {
+                if std::thread::panicking() && !panicking_at_entry {
+                    let message = crate::panic::record_unwinding(s);
+                    panicked(s, message);
+                }
+            });
+            return;
+        }
         let Some(mut live) = entered.exit() else {
             return;
         };
