@@ -344,12 +344,31 @@ pub(crate) struct Light {
     trace_id: TraceId,
     span_id: SpanId,
     svc: Arc<Service>,
-    state: TraceState,
     /// The call site, when its duration is measured, and the span's start tick.
     measured: Option<&'static Meta>,
     start: u64,
+    /// The rarer parts, made only when set.
+    more: Option<Box<LightMore>>,
+}
+
+/// What a [`Light`] span rarely holds.
+#[derive(Debug, Default)]
+struct LightMore {
+    /// The parent's trace state, when it has one.
+    state: TraceState,
+    /// `error.type`, for the call site's duration histogram.
     #[cfg(feature = "metrics")]
     error_type: Option<Value>,
+}
+
+/// `state`'s part of a [`Light`] span's rarer parts (none when there is none).
+fn light_more(state: TraceState) -> Option<Box<LightMore>> {
+    (state != TraceState::NONE).then(|| {
+        Box::new(LightMore {
+            state,
+            ..LightMore::default()
+        })
+    })
 }
 
 impl Light {
@@ -372,15 +391,27 @@ impl Light {
             trace_id,
             span_id,
             svc,
-            state,
             measured,
             start: if measured.is_some() {
                 crate::clock::now()
             } else {
                 0
             },
-            #[cfg(feature = "metrics")]
-            error_type: None,
+            more: light_more(state),
+        }
+    }
+
+    /// A measured child of a span that is not sampled (see [`Top::Unsampled`]).
+    #[inline]
+    pub(crate) fn child(parent: FastParent, meta: &'static Meta) -> Light {
+        crate::stats::span_started();
+        Light {
+            trace_id: parent.trace_id,
+            span_id: parent.span_id,
+            svc: parent.svc,
+            measured: meta.metrics.then_some(meta),
+            start: crate::clock::now(),
+            more: light_more(parent.state),
         }
     }
 
@@ -390,8 +421,12 @@ impl Light {
             self.span_id,
             TraceFlags::default(),
             false,
-            self.state.clone(),
+            self.state().clone(),
         )
+    }
+
+    fn state(&self) -> &TraceState {
+        self.more.as_ref().map_or(&TraceState::NONE, |m| &m.state)
     }
 
     /// Ends the span: its duration to its call site's histogram, if measured.
@@ -405,7 +440,7 @@ impl Light {
                 metrics,
                 meta.name,
                 &meta.series,
-                self.error_type.as_ref(),
+                self.more.as_ref().and_then(|m| m.error_type.as_ref()),
                 self.start,
                 crate::clock::now(),
             );
@@ -430,7 +465,7 @@ impl SpanWrite for Light {
         if self.measured.is_some()
             && _kv.key.as_str() == opentelemetry_semantic_conventions::attribute::ERROR_TYPE
         {
-            self.error_type = Some(_kv.value);
+            self.more.get_or_insert_with(Box::default).error_type = Some(_kv.value);
         }
     }
     fn add_event(&mut self, _: Cow<'static, str>, _: Vec<KeyValue>) {}
@@ -1119,6 +1154,9 @@ pub(crate) enum Top {
     /// The current span is a sampled [`Fast`] span under a sampler that follows the parent: the
     /// child is one too.
     Fast(FastParent),
+    /// The current span is not sampled, under a sampler that follows the parent, and the child
+    /// is measured: a [`Light`] span with the parent's ids.
+    Unsampled(FastParent),
     /// Anything else: the general path decides.
     Other,
 }
@@ -1140,7 +1178,7 @@ pub(crate) fn top(meta: &Meta) -> Top {
             let Ok(s) = s.try_borrow() else {
                 return Top::Other;
             };
-            let (svc, sampled) = match s.last() {
+            let (svc, sc) = match s.last() {
                 Some(Frame::Fast(f)) => {
                     if !f.svc.is_enabled() {
                         return Top::Nothing;
@@ -1158,15 +1196,31 @@ pub(crate) fn top(meta: &Meta) -> Top {
                             .map_or(TraceState::NONE, |m| m.state.clone()),
                     });
                 }
-                Some(Frame::Light(l)) => (&l.svc, false),
-                Some(Frame::Local(span)) => (&span.svc, span.sc.is_sampled()),
+                Some(Frame::Light(l)) => (&l.svc, None),
+                Some(Frame::Local(span)) => (&span.svc, Some(&span.sc)),
                 _ => return Top::Other,
             };
-            if !svc.is_enabled() || (!sampled && !meta.metrics && svc.sink.follows_parent()) {
-                Top::Nothing
-            } else {
-                Top::Other
+            if !svc.is_enabled() {
+                return Top::Nothing;
             }
+            if sc.is_some_and(SpanContext::is_sampled) || !svc.sink.follows_parent() {
+                return Top::Other;
+            }
+            if !meta.metrics {
+                return Top::Nothing;
+            }
+            // Not sampled, but measured: a light span with the parent's ids.
+            let (trace_id, span_id, state) = match (s.last(), sc) {
+                (Some(Frame::Light(l)), _) => (l.trace_id, l.span_id, l.state().clone()),
+                (_, Some(sc)) => (sc.trace_id(), sc.span_id(), sc.trace_state().clone()),
+                _ => return Top::Other,
+            };
+            Top::Unsampled(FastParent {
+                trace_id,
+                span_id,
+                svc: Arc::clone(svc),
+                state,
+            })
         })
         .unwrap_or(Top::Other)
 }

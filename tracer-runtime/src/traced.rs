@@ -44,6 +44,9 @@ pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live>
                     parent, meta, attrs.0,
                 ))));
             }
+            recorder::Top::Unsampled(parent) => {
+                return Some(Live(Held::Light(recorder::Light::child(parent, meta))));
+            }
             recorder::Top::Other => {}
         }
     }
@@ -326,6 +329,9 @@ impl SyncGuard {
                         Some(Err(span)) => Self::enter(Live(Held::Fast(span))),
                         None => SyncGuard::off(),
                     };
+                }
+                recorder::Top::Unsampled(parent) => {
+                    return Self::enter(Live(Held::Light(recorder::Light::child(parent, meta))));
                 }
                 recorder::Top::Other => {}
             }
