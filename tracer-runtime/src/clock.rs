@@ -39,6 +39,7 @@ fn ticks_of(i: fastant::Instant) -> u64 {
 
 /// The system clock in nanoseconds since the epoch (the fallback's ticks).
 #[cold]
+#[inline(never)]
 fn system_nanos() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -74,19 +75,22 @@ pub(crate) fn seconds(ticks: u64) -> f64 {
 }
 
 /// `seconds` in ticks (a bucket's boundary).
+#[cfg(any(feature = "metrics", test))]
 pub(crate) fn ticks(seconds: f64) -> u64 {
     (seconds * per_second()) as u64
 }
 
 /// The wall-clock time of the tick `t` (read from the clock since the process first asked).
 pub(crate) fn system_time(t: u64) -> SystemTime {
-    static ANCHOR: OnceLock<(SystemTime, u64)> = OnceLock::new();
-    let (wall, at) = *ANCHOR.get_or_init(|| (SystemTime::now(), now()));
-    if t >= at {
-        wall + Duration::from_secs_f64(seconds(t - at))
+    /// The wall clock (nanoseconds since the epoch) at a tick, and nanoseconds per tick.
+    static ANCHOR: OnceLock<(u64, u64, f64)> = OnceLock::new();
+    let &(wall, at, per_tick) = ANCHOR.get_or_init(|| (system_nanos(), now(), 1e9 / per_second()));
+    let ns = if t >= at {
+        wall.saturating_add(((t - at) as f64 * per_tick) as u64)
     } else {
-        wall - Duration::from_secs_f64(seconds(at - t))
-    }
+        wall.saturating_sub(((at - t) as f64 * per_tick) as u64)
+    };
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(ns)
 }
 
 #[cfg(test)]

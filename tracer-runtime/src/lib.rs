@@ -65,6 +65,16 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// `tls` and `otlp-metrics` export over OTLP, which needs one of its transports.
+#[cfg(all(
+    feature = "_otlp",
+    not(any(feature = "otlp-grpc", feature = "otlp-http"))
+))]
+compile_error!(
+    "tracer-runtime: OTLP export needs a transport: the feature `otlp-grpc` (a default one) or \
+     `otlp-http`"
+);
+
 #[doc(hidden)]
 pub mod __private;
 mod attrs;

@@ -44,11 +44,13 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::SystemTime;
 
+#[cfg(feature = "metrics")]
+use opentelemetry::Value;
 use opentelemetry::trace::{
     Event, Link, SpanBuilder, SpanContext, SpanId, SpanKind, SpanRef, Status, TraceContextExt as _,
     TraceFlags, TraceId, TraceState,
 };
-use opentelemetry::{Context, ContextGuard, KeyValue, Value};
+use opentelemetry::{Context, ContextGuard, KeyValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use crate::registry::{InService, Service};
@@ -344,8 +346,11 @@ pub(crate) struct Light {
     trace_id: TraceId,
     span_id: SpanId,
     svc: Arc<Service>,
-    /// The call site, when its duration is measured, and the span's start tick.
+    /// The call site, when its duration is measured, and the span's start tick (read by the
+    /// `metrics` feature's histograms).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     measured: Option<&'static Meta>,
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     start: u64,
     /// The rarer parts, made only when set.
     more: Option<Box<LightMore>>,
@@ -364,10 +369,9 @@ struct LightMore {
 /// `state`'s part of a [`Light`] span's rarer parts (none when there is none).
 fn light_more(state: TraceState) -> Option<Box<LightMore>> {
     (state != TraceState::NONE).then(|| {
-        Box::new(LightMore {
-            state,
-            ..LightMore::default()
-        })
+        let mut more = Box::<LightMore>::default();
+        more.state = state;
+        more
     })
 }
 
