@@ -1002,20 +1002,10 @@ impl Finished {
     }
 }
 
-/// Makes a [`Fast`] span current (see [`push`]): its place, or the span back when the stack is
-/// borrowed; `None` when the thread's stack is gone (the thread is exiting; the span, dropped,
-/// ended at once).
+/// Makes a [`Fast`] span current (see [`push_with`]).
 #[inline]
 pub(crate) fn push_fast(span: Fast) -> Option<Result<usize, Fast>> {
-    STACK
-        .try_with(move |s| match s.try_borrow_mut() {
-            Ok(mut s) => {
-                s.push(Frame::Fast(span));
-                Ok(s.len() - 1)
-            }
-            Err(_) => Err(span),
-        })
-        .ok()
+    push_with(span, Frame::Fast)
 }
 
 /// A sampled child of `parent` made current, built in its place on the thread's stack (see
@@ -1108,45 +1098,32 @@ thread_local! {
     static STACK: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Makes `span` current: pushes it on the thread's stack and returns its place, or gives it back
-/// when the thread's stack is gone (the thread is exiting).
-#[inline]
-#[allow(clippy::result_large_err)] // the span itself, given back
-pub(crate) fn push(span: Box<Span>) -> Result<usize, Box<Span>> {
-    let mut span = Some(span);
-    let at = STACK
-        .try_with(|s| {
-            let mut s = s.try_borrow_mut().ok()?;
-            s.push(Frame::Local(span.take()?));
-            Some(s.len() - 1)
+/// `value` made current as `frame(value)`: its place on the thread's stack, or `value` back when
+/// the stack is borrowed; `None` when the thread's stack is gone (the thread is exiting: `value`
+/// is dropped, a span ending at once).
+#[inline(always)]
+fn push_with<T>(value: T, frame: impl FnOnce(T) -> Frame) -> Option<Result<usize, T>> {
+    STACK
+        .try_with(move |s| match s.try_borrow_mut() {
+            Ok(mut s) => {
+                s.push(frame(value));
+                Ok(s.len() - 1)
+            }
+            Err(_) => Err(value),
         })
         .ok()
-        .flatten();
-    match (at, span) {
-        (Some(at), _) => Ok(at),
-        (None, Some(span)) => Err(span),
-        // Unreachable: pushed means `at` is some.
-        (None, None) => Ok(usize::MAX),
-    }
 }
 
-/// Makes an unsampled root span current (see [`push`]).
+/// Makes a full span current (see [`push_with`]).
 #[inline]
-pub(crate) fn push_light(light: Light) -> Result<usize, Light> {
-    let mut light = Some(light);
-    let at = STACK
-        .try_with(|s| {
-            let mut s = s.try_borrow_mut().ok()?;
-            s.push(Frame::Light(light.take()?));
-            Some(s.len() - 1)
-        })
-        .ok()
-        .flatten();
-    match (at, light) {
-        (Some(at), _) => Ok(at),
-        (None, Some(light)) => Err(light),
-        (None, None) => Ok(usize::MAX),
-    }
+pub(crate) fn push(span: Box<Span>) -> Option<Result<usize, Box<Span>>> {
+    push_with(span, Frame::Local)
+}
+
+/// Makes a span that is not sampled current (see [`push_with`]).
+#[inline]
+pub(crate) fn push_light(light: Light) -> Option<Result<usize, Light>> {
+    push_with(light, Frame::Light)
 }
 
 /// What the current span means for a `#[traced]` child started now, read without building a

@@ -894,13 +894,19 @@ impl Pending {
             }
             What::Op(labels) => labels,
         };
-        #[cfg(feature = "otlp-metrics")]
-        if let Some(o) = &metrics.otlp {
-            o.record(&boxed, clock::seconds(ticks));
-        }
-        metrics.record(&boxed, ticks);
-        recycle(boxed);
+        observe_labels(metrics, boxed, ticks);
     }
+}
+
+/// `ticks` observed in the series of `labels`, whose box goes back to the thread's pool.
+#[inline]
+fn observe_labels(metrics: &Metrics, labels: Box<LabelSet>, ticks: u64) {
+    #[cfg(feature = "otlp-metrics")]
+    if let Some(o) = &metrics.otlp {
+        o.record(&labels, clock::seconds(ticks));
+    }
+    metrics.record(&labels, ticks);
+    recycle(labels);
 }
 
 /// A `#[traced(metrics)]` fn's span lasted `ticks`; `error` is its `error.type` (absent when it
@@ -931,13 +937,7 @@ fn observe_function(
         }
         return;
     }
-    let labels = boxed(LabelSet::function(name, error));
-    #[cfg(feature = "otlp-metrics")]
-    if let Some(o) = &metrics.otlp {
-        o.record(&labels, clock::seconds(ticks));
-    }
-    metrics.record(&labels, ticks);
-    recycle(labels);
+    observe_labels(metrics, boxed(LabelSet::function(name, error)), ticks);
 }
 
 /// [`observe_function`] for a span that kept its own start tick and `error.type` value.

@@ -234,16 +234,18 @@ impl Live {
     fn enter(self) -> Entered {
         match self.0 {
             Held::Local(span) => match recorder::push(span) {
-                Ok(at) => Entered::Stack(at),
-                Err(span) => Entered::Held(Box::new((Live(Held::Local(span)), None))),
+                Some(Ok(at)) => Entered::Stack(at),
+                Some(Err(span)) => Entered::Held(Box::new((Live(Held::Local(span)), None))),
+                None => Entered::Ended,
             },
             Held::Cx(cx) => {
                 let attached = recorder::attach(&cx);
                 Entered::Held(Box::new((Live(Held::Cx(cx)), Some(attached))))
             }
             Held::Light(light) => match recorder::push_light(light) {
-                Ok(at) => Entered::Light(at),
-                Err(light) => Entered::Held(Box::new((Live(Held::Light(light)), None))),
+                Some(Ok(at)) => Entered::Light(at),
+                Some(Err(light)) => Entered::Held(Box::new((Live(Held::Light(light)), None))),
+                None => Entered::Ended,
             },
             Held::Fast(span) => match recorder::push_fast(span) {
                 Some(Ok(at)) => Entered::Fast(at),
