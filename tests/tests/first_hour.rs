@@ -100,7 +100,7 @@ fn mysql_down(e: impl std::fmt::Display) -> ! {
 
 /// Spans of traces that have only one span and no parent: what start-up noise looks like.
 fn lone_roots(name_prefix: &str) -> Vec<String> {
-    let spans = exporter().get_finished_spans().unwrap();
+    let spans = finished();
     spans
         .iter()
         .filter(|s| s.name.starts_with(name_prefix))

@@ -159,13 +159,9 @@ async fn public_endpoint_links_instead_of_parenting_and_drops_baggage() {
     assert_eq!(seen, "", "baggage dropped");
     let deadline = Instant::now() + Duration::from_secs(5);
     let s = loop {
-        let found = exporter()
-            .get_finished_spans()
-            .unwrap()
-            .into_iter()
-            .rfind(|s| {
-                attr_str(s, "url.path").as_deref() == Some("/baggage") && !s.links.links.is_empty()
-            });
+        let found = finished().into_iter().rfind(|s| {
+            attr_str(s, "url.path").as_deref() == Some("/baggage") && !s.links.links.is_empty()
+        });
         if let Some(s) = found {
             break s;
         }

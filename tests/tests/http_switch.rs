@@ -16,7 +16,7 @@ async fn switch_off_means_no_spans_and_no_injected_headers() {
     let addr = serve(HttpServerLayer::new(SERVICE)).await;
     let client = HttpClientLayer::new();
     let url = format!("http://{addr}/headers");
-    let total = || exporter().get_finished_spans().unwrap().len();
+    let total = || finished().len();
 
     tracer_runtime::set_enabled(SERVICE, false);
     let before = total();
@@ -35,7 +35,7 @@ async fn switch_off_means_no_spans_and_no_injected_headers() {
     tracer_runtime::set_enabled(SERVICE, true);
     let (status, body, _) = get(&client, &url, &[]).await;
     assert_eq!((status, body.as_str()), (200, "traceparent=true"));
-    let since = || exporter().get_finished_spans().unwrap()[before..].to_vec();
+    let since = || finished()[before..].to_vec();
     let has = |spans: &[opentelemetry_sdk::trace::SpanData], k: SpanKind| {
         spans.iter().any(|s| s.span_kind == k)
     };

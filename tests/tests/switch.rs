@@ -62,14 +62,7 @@ fn assert_whole(s: &opentelemetry_sdk::trace::SpanData) -> usize {
 #[test]
 fn switch_flips_at_run_time_from_another_thread() {
     exporter();
-    let count = || {
-        exporter()
-            .get_finished_spans()
-            .unwrap()
-            .iter()
-            .filter(|s| s.name == "work")
-            .count()
-    };
+    let count = || finished().iter().filter(|s| s.name == "work").count();
 
     // Per service.
     work(0);
@@ -120,9 +113,7 @@ fn switch_flips_at_run_time_from_another_thread() {
     }
     stop.store(true, Ordering::Relaxed);
     flipper.join().unwrap();
-    let recorded: Vec<usize> = exporter()
-        .get_finished_spans()
-        .unwrap()
+    let recorded: Vec<usize> = finished()
         .iter()
         .filter(|s| s.name == "step")
         .map(assert_whole)

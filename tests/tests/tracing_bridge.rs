@@ -342,9 +342,7 @@ fn an_explicit_parent_and_follows_from_are_kept() {
     let second = named(&spans, "second");
     assert_child_of(first, root(&spans));
     assert_child_of(second, first);
-    let third = exporter()
-        .get_finished_spans()
-        .unwrap()
+    let third = finished()
         .into_iter()
         .find(|s| {
             s.name == "third"

@@ -81,17 +81,41 @@ pub(crate) fn ticks(seconds: f64) -> u64 {
     (seconds * per_second()) as u64
 }
 
-/// The wall-clock time of the tick `t` (read from the clock since the process first asked).
-pub(crate) fn system_time(t: u64) -> SystemTime {
-    /// The wall clock (nanoseconds since the epoch) at a tick, and nanoseconds per tick.
-    static ANCHOR: OnceLock<(u64, u64, f64)> = OnceLock::new();
-    let &(wall, at, per_tick) = ANCHOR.get_or_init(|| (system_nanos(), now(), 1e9 / per_second()));
-    let ns = if t >= at {
-        wall.saturating_add(((t - at) as f64 * per_tick) as u64)
-    } else {
-        wall.saturating_sub(((at - t) as f64 * per_tick) as u64)
-    };
-    SystemTime::UNIX_EPOCH + Duration::from_nanos(ns)
+/// A tick and the wall clock read together, to turn ticks into wall-clock times. Spans are
+/// turned with an anchor read when they are handed over (within the collector's interval of
+/// their end), so that the clock's calibration error weighs on that interval, not on the time
+/// since the process started.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Anchor {
+    /// Nanoseconds since the epoch at `at`.
+    wall: u64,
+    at: u64,
+    /// Nanoseconds per tick.
+    per_tick: f64,
+}
+
+impl Anchor {
+    /// The wall clock and the tick now.
+    pub(crate) fn now() -> Anchor {
+        Anchor {
+            wall: system_nanos(),
+            at: now(),
+            per_tick: 1e9 / per_second(),
+        }
+    }
+
+    /// The wall-clock time of the tick `t`.
+    #[inline]
+    pub(crate) fn system_time(&self, t: u64) -> SystemTime {
+        let ns = if t >= self.at {
+            self.wall
+                .saturating_add(((t - self.at) as f64 * self.per_tick) as u64)
+        } else {
+            self.wall
+                .saturating_sub(((self.at - t) as f64 * self.per_tick) as u64)
+        };
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(ns)
+    }
 }
 
 #[cfg(test)]
@@ -122,7 +146,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         let u = now();
         let after = SystemTime::now();
-        let (st, su) = (system_time(t), system_time(u));
+        let anchor = Anchor::now();
+        let (st, su) = (anchor.system_time(t), anchor.system_time(u));
         let slack = Duration::from_millis(2);
         assert!(
             st + slack >= before && su <= after + slack,

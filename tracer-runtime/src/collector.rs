@@ -178,8 +178,9 @@ fn run() {
 
 /// `spans` to their services' processors, and the emptied buffer kept.
 fn export(mut spans: Vec<Finished>) {
+    let anchor = crate::clock::Anchor::now();
     for span in spans.drain(..) {
-        span.export();
+        span.export(&anchor);
     }
     recycle(spans);
 }

@@ -923,7 +923,7 @@ impl Drop for Fast {
             ended: true,
             queued: false,
         })
-        .export();
+        .export(&crate::clock::Anchor::now());
     }
 }
 
@@ -965,8 +965,9 @@ impl SpanWrite for Fast {
 }
 
 impl Finished {
-    /// The span as the SDK's `SpanData`, to its service's processors (on the collector thread).
-    pub(crate) fn export(mut self) {
+    /// The span as the SDK's `SpanData`, its ticks turned into wall-clock times with `anchor`,
+    /// to its service's processors (on the collector thread).
+    pub(crate) fn export(mut self, anchor: &crate::clock::Anchor) {
         let s = &mut self.0;
         let mut more = s.more.take().map(|b| *b).unwrap_or_default();
         if more.logs_dropped > 0 {
@@ -989,8 +990,8 @@ impl Finished {
             parent_span_is_remote: s.parent_remote,
             span_kind: s.meta.kind.clone(),
             name: Cow::Borrowed(s.meta.name),
-            start_time: crate::clock::system_time(s.start),
-            end_time: crate::clock::system_time(s.end),
+            start_time: anchor.system_time(s.start),
+            end_time: anchor.system_time(s.end),
             attributes: std::mem::take(&mut s.attrs),
             dropped_attributes_count: more.dropped_attrs,
             events: more.events,

@@ -1,5 +1,9 @@
 //! Shared test harness: one in-memory pipeline per test binary, and helpers that run code under
 //! a fresh root span and return the spans of that trace.
+//!
+//! The pipeline is tracer's own export queue in front of the in-memory exporter
+//! (`with_exporter`), as an application's is, so that `#[traced]` spans take the recorder's short
+//! path (thread buffers, the collector thread); reading the spans flushes first.
 #![allow(dead_code, unreachable_pub)]
 
 use std::future::Future;
@@ -8,7 +12,7 @@ use std::sync::OnceLock;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, TraceId, Tracer as _};
 use opentelemetry::{Context, Value};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SimpleSpanProcessor, SpanData};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 
 pub const SERVICE: &str = "tests";
 
@@ -25,7 +29,7 @@ pub fn exporter() -> &'static InMemorySpanExporter {
         .get_or_init(|| {
             let spans = InMemorySpanExporter::default();
             let guard = tracer_runtime::init(SERVICE)
-                .with_span_processor(SimpleSpanProcessor::new(spans.clone()))
+                .with_exporter(spans.clone())
                 .install()
                 .expect("install the test pipeline");
             Pipeline {
@@ -36,11 +40,28 @@ pub fn exporter() -> &'static InMemorySpanExporter {
         .spans
 }
 
+/// Every span of the test binary's pipeline finished so far, exported.
+pub fn flush() {
+    exporter();
+    if let Some(p) = PIPELINE.get() {
+        p._guard.flush().expect("flush the test pipeline");
+    }
+}
+
+/// Every span the test binary's pipeline exported, after a flush, in the order they ended (the
+/// export order is not that: a `#[traced]` span reaches the queue through the collector).
+pub fn finished() -> Vec<SpanData> {
+    flush();
+    let mut spans = exporter()
+        .get_finished_spans()
+        .expect("read the in-memory exporter");
+    spans.sort_by_key(|s| s.end_time);
+    spans
+}
+
 /// Every finished span of `trace`, in the order they ended.
 pub fn spans_of(trace: TraceId) -> Vec<SpanData> {
-    exporter()
-        .get_finished_spans()
-        .expect("read the in-memory exporter")
+    finished()
         .into_iter()
         .filter(|s| s.span_context.trace_id() == trace)
         .collect()
