@@ -116,6 +116,30 @@ async fn unsampled_children_are_no_spans_and_sampled_ones_are() {
     );
     assert!(unsampled.get_finished_spans().unwrap().is_empty());
 
+    // Under a request that is not sampled (a remote parent in OpenTelemetry's context): no span.
+    let remote = opentelemetry::trace::SpanContext::new(
+        TraceId::from(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c_u128),
+        SpanId::from(0xb7ad_6b71_6920_3331_u64),
+        opentelemetry::trace::TraceFlags::default(),
+        true,
+        opentelemetry::trace::TraceState::NONE,
+    );
+    let started = tracer_runtime::stats().started;
+    let seen_under_request = {
+        let _request = opentelemetry::Context::current()
+            .with_remote_span_context(remote.clone())
+            .attach();
+        child(&Counted)
+    };
+    assert_eq!(
+        (seen_under_request.trace_id, seen_under_request.span_id),
+        (remote.trace_id(), remote.span_id()),
+        "calls under it carry the request's ids"
+    );
+    assert!(!seen_under_request.sampled);
+    assert_eq!(tracer_runtime::stats().started, started, "no span started");
+    assert_eq!(FORMATTED.load(Ordering::SeqCst), 0);
+
     // The same fns under a service that samples: full spans, child under root.
     let service = gs.service();
     let (r, c) = service.in_scope(root);

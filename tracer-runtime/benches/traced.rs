@@ -992,7 +992,8 @@ fn print_report(rows: &[Row], timed: bool) {
 
 /// `TRACED_CALLGRIND=<case>` (sync: `plain`, `traced_off`, `traced_sampled`,
 /// `traced_sampled_out`, `traced_child` and `traced_unsampled_child` (the calls run under a
-/// sampled / unsampled `#[traced]` parent: child spans), `traced_metrics_child`,
+/// sampled / unsampled `#[traced]` parent: child spans), `traced_unsampled_request` (under an
+/// unsampled remote parent in OpenTelemetry's context), `traced_metrics_child`,
 /// `traced_metrics_unsampled_child`, `traced_metrics_sampled`, `traced_metrics_sampled_out` (with
 /// `--features metrics`: the same plus the duration histogram), `traced_otel_context`, `raw_in_span`, `tracing_otel`, `fastrace` (a
 /// root and a `#[fastrace::trace]` child: minus `fastrace_root`, the child alone); async,
@@ -1020,6 +1021,7 @@ fn callgrind(case: &str) {
         "traced_sampled" => (Mode::Plain, &traced_sync),
         "traced_sampled_out" => (Mode::SampledOut, &traced_sync),
         "traced_child" => (Mode::Plain, &traced_sync),
+        "traced_unsampled_request" => (Mode::Plain, &traced_sync),
         "traced_unsampled_child" => (Mode::SampledOut, &traced_sync),
         "traced_metrics_child" => (Mode::Plain, &traced_metrics_sync),
         "traced_metrics_unsampled_child" => (Mode::SampledOut, &traced_metrics_sync),
@@ -1047,6 +1049,20 @@ fn callgrind(case: &str) {
         let _m = mode.enter(&p);
         if case.ends_with("_child") {
             outer_span(n, f);
+        } else if case == "traced_unsampled_request" {
+            // Under a request that is not sampled: its span (remote) in OpenTelemetry's context.
+            let _request = Context::current()
+                .with_remote_span_context(opentelemetry::trace::SpanContext::new(
+                    opentelemetry::trace::TraceId::from(
+                        0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c_u128,
+                    ),
+                    opentelemetry::trace::SpanId::from(0xb7ad_6b71_6920_3331_u64),
+                    opentelemetry::trace::TraceFlags::default(),
+                    true,
+                    opentelemetry::trace::TraceState::NONE,
+                ))
+                .attach();
+            measured(n, f);
         } else {
             measured(n, f);
         }

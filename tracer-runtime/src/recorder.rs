@@ -1180,7 +1180,24 @@ pub(crate) fn top(meta: &Meta) -> Top {
                 }
                 Some(Frame::Light(l)) => (&l.svc, None),
                 Some(Frame::Local(span)) => (&span.svc, Some(&span.sc)),
-                _ => return Top::Other,
+                // OpenTelemetry's context is current: a span of it that is not sampled (a
+                // request's, say) has no sampled child under samplers that all follow the
+                // parent, whatever the service; found without resolving the service.
+                _ => {
+                    return if !meta.metrics
+                        && crate::registry::all_follow_parent()
+                        && Context::map_current(|cx| {
+                            cx.has_active_span() && {
+                                let span = cx.span();
+                                let sc = span.span_context();
+                                sc.is_valid() && !sc.is_sampled()
+                            }
+                        }) {
+                        Top::Nothing
+                    } else {
+                        Top::Other
+                    };
+                }
             };
             if !svc.is_enabled() {
                 return Top::Nothing;

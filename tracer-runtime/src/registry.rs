@@ -32,9 +32,26 @@ pub(crate) struct InService(pub(crate) Arc<Service>);
 static SERVICES: RwLock<Vec<Arc<Service>>> = RwLock::new(Vec::new());
 static DEFAULT: RwLock<Option<Arc<Service>>> = RwLock::new(None);
 
+/// Every installed service's sampler follows the parent (see [`all_follow_parent`]).
+static ALL_FOLLOW_PARENT: AtomicBool = AtomicBool::new(false);
+
+/// Whether every installed service's sampler follows the parent: then a span started under a
+/// parent that is not sampled is not sampled, whichever service it belongs to, and the recorder
+/// need not find that service to know it.
+#[inline]
+pub(crate) fn all_follow_parent() -> bool {
+    ALL_FOLLOW_PARENT.load(Ordering::Relaxed)
+}
+
+fn update_follow_parent(all: &[Arc<Service>]) {
+    let all_follow = !all.is_empty() && all.iter().all(|s| s.sink.follows_parent());
+    ALL_FOLLOW_PARENT.store(all_follow, Ordering::Relaxed);
+}
+
 pub(crate) fn register(svc: Arc<Service>, make_default: Option<bool>) {
     let mut all = SERVICES.write().unwrap_or_else(PoisonError::into_inner);
     all.push(Arc::clone(&svc));
+    update_follow_parent(&all);
     let mut d = DEFAULT.write().unwrap_or_else(PoisonError::into_inner);
     // The first service installed is the default unless told otherwise.
     if make_default.unwrap_or(d.is_none()) {
@@ -45,6 +62,7 @@ pub(crate) fn register(svc: Arc<Service>, make_default: Option<bool>) {
 pub(crate) fn unregister(svc: &Arc<Service>) {
     let mut all = SERVICES.write().unwrap_or_else(PoisonError::into_inner);
     all.retain(|s| !Arc::ptr_eq(s, svc));
+    update_follow_parent(&all);
     let mut d = DEFAULT.write().unwrap_or_else(PoisonError::into_inner);
     if d.as_ref().is_some_and(|s| Arc::ptr_eq(s, svc)) {
         *d = all.first().cloned();
