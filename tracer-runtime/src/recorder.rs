@@ -385,36 +385,28 @@ impl Light {
         trace_id: TraceId,
         meta: &'static Meta,
     ) -> Light {
+        let mut ids = FastParent::of(svc, parent, trace_id);
+        if parent.is_none() {
+            ids.span_id = new_span_id();
+        }
+        Light::child(ids, meta)
+    }
+
+    /// A span that is not sampled, carrying `parent`'s ids (see [`Top::Unsampled`]).
+    #[inline]
+    pub(crate) fn child(parent: FastParent, meta: &'static Meta) -> Light {
         crate::stats::span_started();
-        let (trace_id, span_id, state) = match parent {
-            Some(p) => (p.trace_id(), p.span_id(), p.trace_state().clone()),
-            None => (trace_id, new_span_id(), TraceState::NONE),
-        };
         let measured = meta.metrics.then_some(meta);
         Light {
-            trace_id,
-            span_id,
-            svc,
+            trace_id: parent.trace_id,
+            span_id: parent.span_id,
+            svc: parent.svc,
             measured,
             start: if measured.is_some() {
                 crate::clock::now()
             } else {
                 0
             },
-            more: light_more(state),
-        }
-    }
-
-    /// A measured child of a span that is not sampled (see [`Top::Unsampled`]).
-    #[inline]
-    pub(crate) fn child(parent: FastParent, meta: &'static Meta) -> Light {
-        crate::stats::span_started();
-        Light {
-            trace_id: parent.trace_id,
-            span_id: parent.span_id,
-            svc: parent.svc,
-            measured: meta.metrics.then_some(meta),
-            start: crate::clock::now(),
             more: light_more(parent.state),
         }
     }
@@ -781,41 +773,15 @@ impl Fast {
         parent: Option<&SpanContext>,
         root_trace: TraceId,
         meta: &'static Meta,
-        mut attrs: Vec<KeyValue>,
+        attrs: Vec<KeyValue>,
     ) -> Fast {
-        crate::stats::span_started();
-        let mut more: Option<Box<More>> = None;
-        if attrs.len() > limits().attrs {
-            let dropped_attrs = (attrs.len() - limits().attrs) as u32;
-            attrs.truncate(limits().attrs);
-            more.get_or_insert_with(Box::default).dropped_attrs = dropped_attrs;
-        }
-        let (trace_id, parent_id, parent_remote) = match parent {
-            Some(p) => {
-                if *p.trace_state() != TraceState::NONE {
-                    more.get_or_insert_with(Box::default).state = p.trace_state().clone();
-                }
-                (p.trace_id(), p.span_id(), p.is_remote())
-            }
-            None => (root_trace, SpanId::INVALID, false),
-        };
-        Fast {
-            trace_id,
-            span_id: new_span_id(),
-            parent: parent_id,
-            start: crate::clock::now(),
-            svc,
-            meta,
-            attrs,
-            more,
-            end: 0,
-            parent_remote,
-            ended: false,
-            queued: false,
-        }
+        let remote = parent.is_some_and(SpanContext::is_remote);
+        let mut span = Fast::child(FastParent::of(svc, parent, root_trace), meta, attrs);
+        span.parent_remote = remote;
+        span
     }
 
-    /// Starts a sampled child of the [`Fast`] span `parent` for the call site `meta`.
+    /// Starts a sampled child of `parent` (a local span) for the call site `meta`.
     #[inline(always)]
     pub(crate) fn child(parent: FastParent, meta: &'static Meta, attrs: Vec<KeyValue>) -> Fast {
         crate::stats::span_started();
@@ -1010,22 +976,17 @@ pub(crate) fn push_fast(span: Fast) -> Option<Result<usize, Fast>> {
 }
 
 /// A sampled child of `parent` made current, built in its place on the thread's stack (see
-/// [`push_fast`]).
+/// [`push_with`]).
 #[inline]
 pub(crate) fn push_fast_child(
     parent: FastParent,
     meta: &'static Meta,
     attrs: Vec<KeyValue>,
 ) -> Option<Result<usize, Fast>> {
-    STACK
-        .try_with(move |s| match s.try_borrow_mut() {
-            Ok(mut s) => {
-                s.push(Frame::Fast(Fast::child(parent, meta, attrs)));
-                Ok(s.len() - 1)
-            }
-            Err(_) => Err(Fast::child(parent, meta, attrs)),
-        })
-        .ok()
+    push_with((parent, attrs), |(parent, attrs)| {
+        Frame::Fast(Fast::child(parent, meta, attrs))
+    })
+    .map(|r| r.map_err(|(parent, attrs)| Fast::child(parent, meta, attrs)))
 }
 
 /// Ends the [`Fast`] span pushed at `at` where it is, after `before` has written to it, and
@@ -1143,12 +1104,34 @@ pub(crate) enum Top {
     Other,
 }
 
-/// What a [`Fast`] child takes from its parent.
+/// What a `#[traced]` child takes from its parent: the trace, the parent's id, the service and
+/// the trace state.
 pub(crate) struct FastParent {
     trace_id: TraceId,
     span_id: SpanId,
     svc: Arc<Service>,
     state: TraceState,
+}
+
+impl FastParent {
+    /// `parent`'s, or for a root (`None`) the trace `root_trace` and no parent id.
+    #[inline]
+    fn of(svc: Arc<Service>, parent: Option<&SpanContext>, root_trace: TraceId) -> FastParent {
+        match parent {
+            Some(p) => FastParent {
+                trace_id: p.trace_id(),
+                span_id: p.span_id(),
+                svc,
+                state: p.trace_state().clone(),
+            },
+            None => FastParent {
+                trace_id: root_trace,
+                span_id: SpanId::INVALID,
+                svc,
+                state: TraceState::NONE,
+            },
+        }
+    }
 }
 
 /// [`Top`] for a child of the call site `meta`; `Other` when unsure (OpenTelemetry's context is
