@@ -88,17 +88,12 @@ impl Caller {
             .body(Empty::new())
             .map_err(|e| e.to_string())?;
         let call = async {
-            let resp = self.client.clone().oneshot(req).await.map_err(|e| {
-                // hyper-util's error says "client error (Connect)"; the cause says which.
-                let mut m = e.to_string();
-                let mut next = std::error::Error::source(&e);
-                while let Some(c) = next {
-                    m.push_str(": ");
-                    m.push_str(&c.to_string());
-                    next = c.source();
-                }
-                m
-            })?;
+            let resp = self
+                .client
+                .clone()
+                .oneshot(req)
+                .await
+                .map_err(|e| with_causes(&e))?;
             let status = resp.status();
             let body = resp
                 .into_body()
@@ -135,4 +130,17 @@ pub(crate) fn relayed(me: &str, callee: &str, answer: Answer) -> (StatusCode, St
 pub(crate) fn relay(me: &str, callee: &str, answer: Answer) -> Response<Body> {
     let (status, body) = relayed(me, callee, answer);
     text(status, body)
+}
+
+/// `e` and its causes, `: `-separated: hyper-util's error says "client error (Connect)", the
+/// cause says which.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut m = e.to_string();
+    let mut next = e.source();
+    while let Some(c) = next {
+        m.push_str(": ");
+        m.push_str(&c.to_string());
+        next = c.source();
+    }
+    m
 }

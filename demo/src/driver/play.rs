@@ -53,16 +53,10 @@ pub(super) async fn play(client: &PlainClient, url: &str) -> Result<Played, Stri
         .body(Empty::new())
         .map_err(|e| e.to_string())?;
     let call = async {
-        let resp = client.request(req).await.map_err(|e| {
-            let mut m = e.to_string();
-            let mut next = std::error::Error::source(&e);
-            while let Some(c) = next {
-                m.push_str(": ");
-                m.push_str(&c.to_string());
-                next = c.source();
-            }
-            m
-        })?;
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| crate::http::with_causes(&e))?;
         let status = resp.status();
         let trace_id = resp
             .headers()
