@@ -2,26 +2,67 @@
 //! operation's future polled under it, its error recorded on it.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt as _};
+use opentelemetry::trace::{SpanBuilder, SpanContext, SpanKind, Status, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
+use crate::recorder::SpanWrite;
+use crate::registry::Service;
+use crate::traced::Live;
+
 /// Starts a CLIENT span when tracing records for `service` (else `None`, at the cost of one
 /// relaxed load when everything is off). `make` builds the name and attributes only then. The
-/// parent is `parent` (a transaction's span) or the current context.
+/// parent is `parent` (a transaction's span) or the current span.
 ///
-/// With no `service` named, the span belongs to the service the parent resolves to, so the
-/// returned context is the parent's plus the span: no service entry is added to it. With one
-/// named, no entry is added either when the parent already resolves to it (it carries that
-/// service, or carries none and that service is the default one): only a parent of another
-/// service gets the entry, so that what runs under the span resolves to the span's service.
+/// A sampled span of a service that exports through tracer's own queues is recorded on the
+/// short path (`recorder::Fast`: no `Context`, no `Arc` per span); any other is a recorder span
+/// in a `Context`.
 #[inline]
 pub(crate) fn start(
+    service: Option<&str>,
+    parent: Option<&Context>,
+    make: impl FnOnce() -> (Cow<'static, str>, Vec<KeyValue>),
+) -> Option<Op> {
+    if !crate::switch::on() {
+        return None;
+    }
+    let (svc, sc, inherited) = resolve(service, parent)?;
+    let (name, attrs) = make();
+    // A name made for this span alone (rare: most are the operation's, or a statement's
+    // interned one) keeps the general path.
+    if let (Cow::Borrowed(name), true) = (&name, svc.sink.buffered && !svc.sink.otel_context) {
+        let trace_id = sc
+            .as_ref()
+            .map_or_else(crate::recorder::trace_id, SpanContext::trace_id);
+        let sampled = svc
+            .sink
+            .sample(sc.as_ref(), trace_id, name, &SpanKind::Client, &attrs, &[]);
+        if sampled {
+            return Some(Op::new(Live::fast(crate::recorder::Fast::op(
+                svc,
+                sc.as_ref(),
+                trace_id,
+                &crate::recorder::CLIENT,
+                name,
+                attrs,
+            ))));
+        }
+    }
+    Some(Op::new(Live::context(in_context(
+        &svc, parent, inherited, name, attrs,
+    ))))
+}
+
+/// [`start`] for a span that must live in a `Context`: one that other operations take as their
+/// parent (a transaction's).
+#[cfg(feature = "mysql")]
+pub(crate) fn start_context(
     service: Option<&str>,
     parent: Option<&Context>,
     make: impl FnOnce() -> (Cow<'static, str>, Vec<KeyValue>),
@@ -29,42 +70,67 @@ pub(crate) fn start(
     if !crate::switch::on() {
         return None;
     }
-    let Some(parent) = parent else {
-        // Under the current span (a `#[traced]` fn's, else the current context's).
-        let (svc, inherited) = match service {
-            None => (crate::recorder::current_service_recording()?, true),
-            Some(_) => (crate::service::recording(service)?, false),
-        };
-        let (name, attrs) = make();
-        let builder = SpanBuilder::from_name(name)
-            .with_kind(SpanKind::Client)
-            .with_attributes(attrs);
-        return Some(if inherited {
-            crate::recorder::start_child_inherited(&svc, builder)
-        } else {
-            crate::recorder::start_child(&svc, builder)
-        });
-    };
-    let (svc, inherited) = match service {
-        None => (crate::registry::resolve_recording(parent)?, true),
-        Some(_) => {
+    let (svc, _, inherited) = resolve(service, parent)?;
+    let (name, attrs) = make();
+    Some(in_context(&svc, parent, inherited, name, attrs))
+}
+
+/// The service of a span started now under `parent` (else the current span), if it records;
+/// the parent's span context; whether the parent already resolves to that service.
+///
+/// With no `service` named, the span belongs to the service the parent resolves to. With one
+/// named, the parent resolves to it when it carries that service, or carries none and that
+/// service is the default one: only a parent of another service gets the entry in
+/// [`in_context`], so that what runs under the span resolves to the span's service.
+#[inline]
+fn resolve(
+    service: Option<&str>,
+    parent: Option<&Context>,
+) -> Option<(Arc<Service>, Option<SpanContext>, bool)> {
+    Some(match (parent, service) {
+        (None, None) => {
+            let (svc, sc) = crate::recorder::current_recording()?;
+            (svc, sc, true)
+        }
+        (None, Some(_)) => (
+            crate::service::recording(service)?,
+            crate::recorder::current_span_context(),
+            false,
+        ),
+        (Some(p), None) => (
+            crate::registry::resolve_recording(p)?,
+            crate::recorder::parent_of(p),
+            true,
+        ),
+        (Some(p), Some(_)) => {
             let svc = crate::service::recording(service)?;
-            let same = match parent.get::<crate::registry::InService>() {
+            let same = match p.get::<crate::registry::InService>() {
                 Some(s) => Arc::ptr_eq(&s.0, &svc),
                 None => crate::registry::is_default(&svc),
             };
-            (svc, same)
+            (svc, crate::recorder::parent_of(p), same)
         }
-    };
-    let (name, attrs) = make();
+    })
+}
+
+/// A span of `svc` in a `Context`: `parent`'s (else the current span's) plus the span, and the
+/// service's entry unless `inherited`.
+fn in_context(
+    svc: &Arc<Service>,
+    parent: Option<&Context>,
+    inherited: bool,
+    name: Cow<'static, str>,
+    attrs: Vec<KeyValue>,
+) -> Context {
     let builder = SpanBuilder::from_name(name)
         .with_kind(SpanKind::Client)
         .with_attributes(attrs);
-    Some(if inherited {
-        crate::recorder::start_span_inherited(&svc, builder, parent)
-    } else {
-        crate::recorder::start_span(&svc, builder, parent)
-    })
+    match (parent, inherited) {
+        (None, true) => crate::recorder::start_child_inherited(svc, builder),
+        (None, false) => crate::recorder::start_child(svc, builder),
+        (Some(p), true) => crate::recorder::start_span_inherited(svc, builder, p),
+        (Some(p), false) => crate::recorder::start_span(svc, builder, p),
+    }
 }
 
 /// Whether an operation runs outside any request: no span is current in `parent` (or, without
@@ -77,101 +143,204 @@ pub(crate) fn outside_request(parent: Option<&Context>) -> bool {
     }
 }
 
-/// Ends the span of an operation; when dropped before [`Ending::finish`] (the operation's future
-/// was dropped), marks it cancelled first.
-pub(crate) struct Ending(Option<Context>);
+/// An operation's span, boxed (from a per-thread pool) so that the operation's future grows by
+/// one word, not by the span's size. Dropped unended, the span ends (not marked cancelled).
+pub(crate) struct Op(Box<Option<Live>>);
 
+thread_local! {
+    /// Emptied boxes, reused: an operation's span costs no allocation of its own once warm.
+    #[allow(clippy::vec_box)] // the boxes are what is reused
+    static BOXES: RefCell<Vec<Box<Option<Live>>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How many emptied boxes a thread keeps.
+const BOXES_KEPT: usize = 64;
+
+impl Op {
+    #[inline]
+    fn new(live: Live) -> Op {
+        match BOXES
+            .try_with(|p| p.try_borrow_mut().ok()?.pop())
+            .ok()
+            .flatten()
+        {
+            Some(mut b) => {
+                *b = Some(live);
+                Op(b)
+            }
+            None => Op(Box::new(Some(live))),
+        }
+    }
+
+    /// Writes to the span.
+    #[inline]
+    pub(crate) fn write(&mut self, f: impl FnOnce(&mut dyn SpanWrite)) {
+        if let Some(live) = &mut *self.0 {
+            live.write(f);
+        }
+    }
+
+    /// The span, its box back to the thread's pool.
+    #[inline]
+    fn take(mut self) -> Option<Live> {
+        let live = self.0.take();
+        let _ = BOXES.try_with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut()
+                && p.len() < BOXES_KEPT
+            {
+                p.push(self.0);
+            }
+        });
+        live
+    }
+
+    /// Ends the span.
+    #[inline]
+    pub(crate) fn end(self) {
+        if let Some(live) = self.take() {
+            live.end();
+        }
+    }
+
+    /// Ends the span marked cancelled (its operation's future was dropped before completing).
+    fn cancel(self) {
+        if let Some(live) = self.take() {
+            live.cancel();
+        }
+    }
+
+    /// Polls `f` with the span current.
+    #[inline]
+    fn enter<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        crate::traced::enter(&mut self.0, f)
+    }
+}
+
+/// The span of an operation whose result is read once its future is done (rows affected):
+/// current while [`Ending::within`] polls the operation, written to, then [`Ending::finish`]ed;
+/// when dropped before (the operation's future was dropped), it ends marked cancelled.
+#[cfg(feature = "mysql")]
+pub(crate) struct Ending(Option<Op>);
+
+#[cfg(feature = "mysql")]
 impl Ending {
-    pub(crate) fn new(cx: Context) -> Self {
-        Ending(Some(cx))
+    pub(crate) fn new(span: Option<Op>) -> Self {
+        Ending(span)
+    }
+
+    /// Polls `fut` with the span current (when tracing), leaving the span open.
+    pub(crate) fn within<F: Future>(&mut self, fut: F) -> Within<'_, F> {
+        Within {
+            inner: fut,
+            span: &mut self.0,
+        }
+    }
+
+    /// Writes to the span, if there is one.
+    pub(crate) fn write(&mut self, f: impl FnOnce(&mut dyn SpanWrite)) {
+        if let Some(op) = &mut self.0 {
+            op.write(f);
+        }
     }
 
     pub(crate) fn finish(mut self) {
-        if let Some(cx) = self.0.take() {
-            cx.span().end();
+        if let Some(op) = self.0.take() {
+            op.end();
         }
     }
 }
 
+#[cfg(feature = "mysql")]
 impl Drop for Ending {
     fn drop(&mut self) {
-        if let Some(cx) = self.0.take() {
-            let span = cx.span();
-            span.set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
-            span.end();
+        if let Some(op) = self.0.take() {
+            op.cancel();
         }
     }
 }
 
-/// Runs `fut` under `cx` (when tracing), calls `done` with its output, then ends the span. The
-/// output is returned untouched. The future is polled in place: with tracing off it costs one
-/// branch per poll and a few words of size over `fut`.
-#[inline]
-pub(crate) fn run<F: Future, D: FnOnce(&Context, &F::Output)>(
-    cx: Option<Context>,
-    fut: F,
-    done: D,
-) -> Instrumented<F, D> {
-    Instrumented {
-        inner: fut,
-        cx,
-        done: Some(done),
-    }
-}
-
+#[cfg(feature = "mysql")]
 pin_project_lite::pin_project! {
-    /// An operation's future under its span (see [`run`]): the span's context is current while
-    /// it is polled; when it completes, `done` sees the output and the span ends; when dropped
-    /// before, the span ends marked cancelled.
+    /// A future polled with an [`Ending`]'s span current (see [`Ending::within`]).
     #[must_use = "futures do nothing unless polled"]
-    pub(crate) struct Instrumented<F, D> {
+    pub(crate) struct Within<'a, F> {
         #[pin]
         inner: F,
-        cx: Option<Context>,
-        done: Option<D>,
-    }
-
-    impl<F, D> PinnedDrop for Instrumented<F, D> {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(cx) = this.project().cx.take() {
-                drop(Ending::new(cx));
-            }
-        }
+        span: &'a mut Option<Op>,
     }
 }
 
-impl<F: Future, D: FnOnce(&Context, &F::Output)> Future for Instrumented<F, D> {
+#[cfg(feature = "mysql")]
+impl<F: Future> Future for Within<'_, F> {
     type Output = F::Output;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let Some(cx) = this.cx.as_ref() else {
-            return this.inner.poll(task);
-        };
-        let guard = crate::recorder::attach(cx);
-        let out = this.inner.poll(task);
-        drop(guard);
-        let Poll::Ready(out) = out else {
-            return Poll::Pending;
-        };
-        if let Some(done) = this.done.take() {
-            done(cx, &out);
+        let inner = this.inner;
+        match this.span {
+            Some(op) => op.enter(|| inner.poll(task)),
+            None => inner.poll(task),
         }
-        if let Some(cx) = this.cx.take() {
-            Ending::new(cx).finish();
-        }
-        Poll::Ready(out)
     }
 }
 
-/// Polls `fut` under `cx` (when tracing), leaving the span open: for an operation whose result
-/// is read from elsewhere once it is done (rows affected). Pair with an [`Ending`].
-#[cfg(feature = "mysql")]
-pub(crate) async fn within<F: Future>(cx: Option<&Context>, fut: F) -> F::Output {
-    match cx {
-        None => fut.await,
-        Some(cx) => crate::recorder::with_context(fut, cx.clone()).await,
+/// Runs `fut` under `span` (when tracing): current on every poll, `done` called with the output
+/// once it completes, then the span ends; when dropped before, the span ends marked cancelled.
+/// The output is returned untouched. The future is polled in place: with tracing off it costs
+/// one branch per poll and one word of size over `fut`.
+#[inline]
+pub(crate) fn run<F: Future, D: FnOnce(&mut dyn SpanWrite, &F::Output)>(
+    span: Option<Op>,
+    fut: F,
+    done: D,
+) -> Instrumented<F, D> {
+    Instrumented {
+        inner: fut,
+        span,
+        done: Some(done),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An operation's future under its span (see [`run`]).
+    #[must_use = "futures do nothing unless polled"]
+    pub(crate) struct Instrumented<F, D> {
+        #[pin]
+        inner: F,
+        span: Option<Op>,
+        done: Option<D>,
+    }
+
+    impl<F, D> PinnedDrop for Instrumented<F, D> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(op) = this.project().span.take() {
+                op.cancel();
+            }
+        }
+    }
+}
+
+impl<F: Future, D: FnOnce(&mut dyn SpanWrite, &F::Output)> Future for Instrumented<F, D> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let inner = this.inner;
+        let Some(op) = this.span.as_mut() else {
+            return inner.poll(task);
+        };
+        let Poll::Ready(out) = op.enter(|| inner.poll(task)) else {
+            return Poll::Pending;
+        };
+        if let Some(mut op) = this.span.take() {
+            if let Some(done) = this.done.take() {
+                op.write(|s| done(s, &out));
+            }
+            op.end();
+        }
+        Poll::Ready(out)
     }
 }
 
@@ -179,17 +348,16 @@ pub(crate) async fn within<F: Future>(cx: Option<&Context>, fut: F) -> F::Output
 /// of failure), an `exception` event of type `exception_type` (the client error's type), plus
 /// `extra` attributes on the span.
 pub(crate) fn fail(
-    cx: &Context,
+    span: &mut dyn SpanWrite,
     kind: Cow<'static, str>,
     exception_type: String,
     message: String,
     extra: Vec<KeyValue>,
 ) {
-    let mut span = cx.span();
     span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, kind));
     for kv in extra {
         span.set_attribute(kv);
     }
-    crate::exception::record(&mut span, exception_type, message.clone(), []);
+    crate::exception::record(span, exception_type, message.clone(), []);
     span.set_status(Status::error(message));
 }

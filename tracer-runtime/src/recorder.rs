@@ -678,6 +678,11 @@ impl opentelemetry::trace::Span for Span {
 // ---------------------------------------------------------------------------------------------
 // `#[traced]` spans of a service that exports through its own queues: the short path
 
+/// The call site of every integration's CLIENT span on the short path (its name is the span's
+/// own, see [`Fast::op`]).
+#[cfg(any(feature = "redis", feature = "mysql"))]
+pub(crate) static CLIENT: Meta = Meta::new("", SpanKind::Client, false);
+
 /// Per-call-site constants.
 #[derive(Debug)]
 pub struct Meta {
@@ -740,8 +745,13 @@ pub(crate) struct Fast {
     start: u64,
     svc: Arc<Service>,
     meta: &'static Meta,
+    /// The span's name: its call site's, or an integration's span's own (see [`Fast::op`]).
+    name: &'static str,
     attrs: Vec<KeyValue>,
     more: Option<Box<More>>,
+    /// An integration's span's labels for its duration histogram, when its kind is measured.
+    #[cfg(feature = "metrics")]
+    labels: Option<Box<crate::red::LabelSet>>,
     /// The end tick, once ended.
     end: u64,
     parent_remote: bool,
@@ -755,7 +765,7 @@ impl fmt::Debug for Fast {
         f.debug_struct("Fast")
             .field("trace_id", &self.trace_id)
             .field("span_id", &self.span_id)
-            .field("name", &self.meta.name)
+            .field("name", &self.name)
             .field("service", &self.svc.name)
             .finish_non_exhaustive()
     }
@@ -792,8 +802,11 @@ impl Fast {
             start: crate::clock::now(),
             svc: parent.svc,
             meta,
+            name: meta.name,
             attrs,
             more: None,
+            #[cfg(feature = "metrics")]
+            labels: None,
             end: 0,
             parent_remote: false,
             ended: false,
@@ -806,6 +819,30 @@ impl Fast {
             let dropped = (span.attrs.len() - limits().attrs) as u32;
             span.attrs.truncate(limits().attrs);
             span.more().dropped_attrs = dropped;
+        }
+        span
+    }
+
+    /// Starts a sampled integration's span (a Redis command, a statement) of `svc` named `name`,
+    /// of kind `meta.kind`, under `parent` (a root of `root_trace` when `None`). It is recorded
+    /// as a `#[traced]` span is: no `Context`, ended into the thread's buffer.
+    #[cfg(any(feature = "redis", feature = "mysql"))]
+    #[inline]
+    pub(crate) fn op(
+        svc: Arc<Service>,
+        parent: Option<&SpanContext>,
+        root_trace: TraceId,
+        meta: &'static Meta,
+        name: &'static str,
+        attrs: Vec<KeyValue>,
+    ) -> Fast {
+        #[cfg(feature = "metrics")]
+        let labels = crate::red::op_labels(svc.metrics.as_ref(), &meta.kind, &attrs);
+        let mut span = Fast::start(svc, parent, root_trace, meta, attrs);
+        span.name = name;
+        #[cfg(feature = "metrics")]
+        {
+            span.labels = labels;
         }
         span
     }
@@ -838,6 +875,12 @@ impl Fast {
     fn ended_at(&mut self) {
         self.ended = true;
         self.end = crate::clock::now();
+        #[cfg(feature = "metrics")]
+        if let Some(labels) = self.labels.take()
+            && let Some(metrics) = &self.svc.metrics
+        {
+            crate::red::op_ended(metrics, labels, self.start, self.end);
+        }
         #[cfg(feature = "metrics")]
         if self.meta.metrics
             && let Some(metrics) = &self.svc.metrics
@@ -882,8 +925,11 @@ impl Drop for Fast {
             start: self.start,
             svc: Arc::clone(&self.svc),
             meta: self.meta,
+            name: self.name,
             attrs: std::mem::take(&mut self.attrs),
             more: self.more.take(),
+            #[cfg(feature = "metrics")]
+            labels: None,
             end: self.end,
             parent_remote: self.parent_remote,
             ended: true,
@@ -896,6 +942,10 @@ impl Drop for Fast {
 impl SpanWrite for Fast {
     #[inline]
     fn set_attribute(&mut self, kv: KeyValue) {
+        #[cfg(feature = "metrics")]
+        if let Some(labels) = &mut self.labels {
+            crate::red::op_set(labels, &kv);
+        }
         #[cfg(feature = "metrics")]
         if self.meta.metrics
             && kv.key.as_str() == opentelemetry_semantic_conventions::attribute::ERROR_TYPE
@@ -955,7 +1005,7 @@ impl Finished {
             parent_span_id: s.parent,
             parent_span_is_remote: s.parent_remote,
             span_kind: s.meta.kind.clone(),
-            name: Cow::Borrowed(s.meta.name),
+            name: Cow::Borrowed(s.name),
             start_time: anchor.system_time(s.start),
             end_time: anchor.system_time(s.end),
             attributes: std::mem::take(&mut s.attrs),
@@ -986,7 +1036,10 @@ pub(crate) fn push_fast_child(
     push_with((parent, attrs), |(parent, attrs)| {
         Frame::Fast(Fast::child(parent, meta, attrs))
     })
-    .map(|r| r.map_err(|(parent, attrs)| Fast::child(parent, meta, attrs)))
+    .map(
+        #[allow(clippy::result_large_err)] // the span moves back whole, as it was pushed
+        |r| r.map_err(|(parent, attrs)| Fast::child(parent, meta, attrs)),
+    )
 }
 
 /// Ends the [`Fast`] span pushed at `at` where it is, after `before` has written to it, and
@@ -1323,7 +1376,7 @@ pub(crate) fn current_service() -> Option<Arc<Service>> {
 
 /// The span context of `cx`'s span, if it has one.
 #[inline]
-fn parent_of(cx: &Context) -> Option<SpanContext> {
+pub(crate) fn parent_of(cx: &Context) -> Option<SpanContext> {
     cx.has_active_span()
         .then(|| cx.span().span_context().clone())
         .filter(SpanContext::is_valid)
@@ -1523,6 +1576,18 @@ fn start_in(svc: &Arc<Service>, builder: SpanBuilder, parent: Option<&SpanContex
     #[cfg(feature = "metrics")]
     let span = span.with_metric(metric);
     span
+}
+
+/// Writes to the span of `cx` (an integration's span kept in a context).
+#[cfg(feature = "mysql")]
+pub(crate) fn write_context<R>(cx: &Context, f: impl FnOnce(&mut dyn SpanWrite) -> R) -> R {
+    f(&mut cx.span())
+}
+
+/// Ends the span of `cx`.
+#[cfg(feature = "mysql")]
+pub(crate) fn end_context(cx: &Context) {
+    cx.span().end();
 }
 
 /// `base` with `span` current, and `span`'s service unless `base` already carries it.

@@ -840,16 +840,10 @@ impl Pending {
         kind: Option<&SpanKind>,
         attrs: Option<&[KeyValue]>,
     ) -> Option<Pending> {
-        metrics?;
-        let attrs = attrs.unwrap_or(&[]);
-        let kind = Kind::of(kind?, attrs)?;
-        let mut labels = LabelSet::new(kind);
-        for kv in attrs {
-            labels.set(kv);
-        }
+        let labels = op_labels(metrics, kind?, attrs.unwrap_or(&[]))?;
         Some(Pending {
             start: clock::now(),
-            what: What::Op(boxed(labels)),
+            what: What::Op(labels),
         })
     }
 
@@ -896,6 +890,35 @@ impl Pending {
         };
         observe_labels(metrics, boxed, ticks);
     }
+}
+
+/// The labels of an integration's span about to start, captured from its attributes, if its
+/// kind is measured (from the thread's pool of label sets).
+#[inline]
+pub(crate) fn op_labels(
+    metrics: Option<&Arc<Metrics>>,
+    kind: &SpanKind,
+    attrs: &[KeyValue],
+) -> Option<Box<LabelSet>> {
+    metrics?;
+    let kind = Kind::of(kind, attrs)?;
+    let mut labels = LabelSet::new(kind);
+    for kv in attrs {
+        labels.set(kv);
+    }
+    Some(boxed(labels))
+}
+
+/// An attribute set on an integration's span after its start (status code, `error.type`).
+#[inline]
+pub(crate) fn op_set(labels: &mut LabelSet, kv: &KeyValue) {
+    labels.set(kv);
+}
+
+/// An integration's span ended: `end - start` (ticks) observed in the series of `labels`.
+#[inline]
+pub(crate) fn op_ended(metrics: &Metrics, labels: Box<LabelSet>, start: u64, end: u64) {
+    observe_labels(metrics, labels, end.saturating_sub(start));
 }
 
 /// `ticks` observed in the series of `labels`, whose box goes back to the thread's pool.

@@ -165,7 +165,23 @@ enum Held {
 }
 
 impl Live {
-    fn write<R>(&mut self, f: impl FnOnce(&mut dyn SpanWrite) -> R) -> R {
+    /// A sampled integration's span on the short path (see `recorder::Fast::op`).
+    #[cfg(any(feature = "redis", feature = "mysql"))]
+    #[inline]
+    pub(crate) fn fast(span: recorder::Fast) -> Live {
+        Live(Held::Fast(span))
+    }
+
+    /// A span kept in an OpenTelemetry context (an integration's on the general path).
+    #[cfg(any(feature = "redis", feature = "mysql"))]
+    #[inline]
+    pub(crate) fn context(cx: Context) -> Live {
+        Live(Held::Cx(cx))
+    }
+
+    /// Writes to the span, however it is held.
+    #[inline]
+    pub(crate) fn write<R>(&mut self, f: impl FnOnce(&mut dyn SpanWrite) -> R) -> R {
         match &mut self.0 {
             Held::Local(span) => f(&mut **span),
             Held::Cx(cx) => f(&mut cx.span()),
@@ -213,7 +229,7 @@ impl Live {
     }
 
     /// Marks the span as cancelled (its future was dropped before completing) and ends it.
-    fn cancel(mut self) {
+    pub(crate) fn cancel(mut self) {
         self.write(|s| s.set_attribute(KeyValue::new(CANCELLED, true)));
         self.end();
     }

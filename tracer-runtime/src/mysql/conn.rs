@@ -79,7 +79,7 @@ impl TracedConn {
         &mut self,
         options: TxOpts,
     ) -> mysql_async::Result<TracedTransaction<'_>> {
-        let cx = self.meta.start_op(None, "mysql transaction", None);
+        let cx = self.meta.start_transaction();
         let prepared = self.prepared.clone();
         let meta = Arc::clone(&self.meta);
         begin(cx, self.inner.start_transaction(options), &meta, prepared).await
@@ -132,7 +132,7 @@ pub(super) async fn begin<'a>(
         Some(cx) => {
             let out = crate::recorder::with_context(start, cx.clone()).await;
             if let Err(e) = &out {
-                record_error(&cx, e);
+                crate::recorder::write_context(&cx, |span| record_error(span, e));
             }
             out
         }

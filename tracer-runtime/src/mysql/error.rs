@@ -3,11 +3,12 @@
 use std::borrow::Cow;
 
 use mysql_async::Error;
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use super::SQLSTATE;
 use crate::db;
+use crate::recorder::SpanWrite;
 use crate::sql::sanitize;
 
 /// The MySQL codes whose message quotes a value from the statement or the row.
@@ -52,13 +53,13 @@ pub fn redact_server_message(code: u16, message: &str) -> String {
     message.to_owned()
 }
 
-pub(super) fn record_error(cx: &Context, e: &Error) {
+pub(super) fn record_error(span: &mut dyn SpanWrite, e: &Error) {
     use crate::exception::type_of;
     match e {
         Error::Server(s) => {
             let code = s.code.to_string();
             db::fail(
-                cx,
+                span,
                 Cow::Owned(code.clone()),
                 type_of(s),
                 format!(
@@ -73,16 +74,16 @@ pub(super) fn record_error(cx: &Context, e: &Error) {
                 ],
             );
         }
-        Error::Io(io) => db::fail(cx, "io".into(), type_of(io), io.to_string(), Vec::new()),
-        Error::Driver(d) => db::fail(cx, "driver".into(), type_of(d), d.to_string(), Vec::new()),
-        Error::Url(u) => db::fail(cx, "url".into(), type_of(u), u.to_string(), Vec::new()),
-        Error::Other(o) => db::fail(cx, "other".into(), type_of(o), o.to_string(), Vec::new()),
+        Error::Io(io) => db::fail(span, "io".into(), type_of(io), io.to_string(), Vec::new()),
+        Error::Driver(d) => db::fail(span, "driver".into(), type_of(d), d.to_string(), Vec::new()),
+        Error::Url(u) => db::fail(span, "url".into(), type_of(u), u.to_string(), Vec::new()),
+        Error::Other(o) => db::fail(span, "other".into(), type_of(o), o.to_string(), Vec::new()),
     }
 }
 
-pub(super) fn on_done<T>(cx: &Context, out: &Result<T, Error>) {
+pub(super) fn on_done<T>(span: &mut dyn SpanWrite, out: &Result<T, Error>) {
     if let Err(e) = out {
-        record_error(cx, e);
+        record_error(span, e);
     }
 }
 

@@ -126,7 +126,7 @@ impl Meta {
         parent: Option<&Context>,
         sql: Option<&Arc<StatementRecord>>,
         fallback: &'static str,
-    ) -> Option<Context> {
+    ) -> Option<db::Op> {
         if sql.is_some_and(|s| is_ddl(s.sanitized.operation.as_deref())) && self.skip_setup(parent)
         {
             return None;
@@ -153,14 +153,25 @@ impl Meta {
         parent: Option<&Context>,
         name: &'static str,
         operation: Option<&'static str>,
-    ) -> Option<Context> {
+    ) -> Option<db::Op> {
         db::start(self.service.as_deref(), parent, || {
-            let mut a = self.base(1);
-            if let Some(op) = operation {
-                a.push(KeyValue::new(semconv::DB_OPERATION_NAME, op));
-            }
-            (Cow::Borrowed(name), a)
+            (Cow::Borrowed(name), self.op_attrs(operation))
         })
+    }
+
+    /// A transaction's span: kept in a `Context`, the parent of its statements.
+    fn start_transaction(&self) -> Option<Context> {
+        db::start_context(self.service.as_deref(), None, || {
+            (Cow::Borrowed("mysql transaction"), self.op_attrs(None))
+        })
+    }
+
+    fn op_attrs(&self, operation: Option<&'static str>) -> Vec<KeyValue> {
+        let mut a = self.base(1);
+        if let Some(op) = operation {
+            a.push(KeyValue::new(semconv::DB_OPERATION_NAME, op));
+        }
+        a
     }
 }
 

@@ -91,7 +91,7 @@ impl TracedPool {
         options: TxOpts,
     ) -> mysql_async::Result<TracedTransaction<'static>> {
         // The pool wait is inside: mysql_async starts a pool transaction in one call.
-        let cx = self.meta.start_op(None, "mysql transaction", None);
+        let cx = self.meta.start_transaction();
         let start = self.inner.start_transaction(options);
         begin(cx, start, &self.meta, Prepared::default()).await
     }

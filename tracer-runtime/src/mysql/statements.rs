@@ -6,25 +6,25 @@ use std::sync::Arc;
 
 use mysql_async::prelude::{AsQuery, FromRow, Queryable};
 use mysql_async::{Params, QueryResult, Statement, TextProtocol};
-use opentelemetry::trace::TraceContextExt as _;
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use crate::db;
+use crate::recorder::SpanWrite;
 use crate::sql::{Statement as StatementRecord, statement};
 
 use super::error::{on_done, record_error};
 use super::stmt::{Stmt, query_sql, stmt_sql};
 use super::{AFFECTED_ROWS, TracedConn, TracedTransaction};
 
-fn returned_rows(cx: &Context, n: usize) {
-    cx.span().set_attribute(KeyValue::new(
+fn returned_rows(span: &mut dyn SpanWrite, n: usize) {
+    span.set_attribute(KeyValue::new(
         semconv::DB_RESPONSE_RETURNED_ROWS,
         i64::try_from(n).unwrap_or(i64::MAX),
     ));
 }
 
-fn affected_rows(cx: &Context, sql: Option<&StatementRecord>, n: u64) {
+fn affected_rows(span: &mut dyn SpanWrite, sql: Option<&StatementRecord>, n: u64) {
     let write = sql
         .and_then(|s| s.sanitized.operation.as_deref())
         .is_some_and(|op| {
@@ -34,7 +34,7 @@ fn affected_rows(cx: &Context, sql: Option<&StatementRecord>, n: u64) {
             )
         });
     if write || n > 0 {
-        cx.span().set_attribute(KeyValue::new(
+        span.set_attribute(KeyValue::new(
             AFFECTED_ROWS,
             i64::try_from(n).unwrap_or(i64::MAX),
         ));
@@ -154,17 +154,14 @@ macro_rules! statements {
             let cx = self
                 .meta
                 .start_statement(self.parent(), sql.as_ref(), "QUERY");
-            let ending = cx.clone().map(db::Ending::new);
-            let out = db::within(cx.as_ref(), self.inner.query_drop(query)).await;
-            if let Some(cx) = &cx {
-                match &out {
-                    Ok(()) => affected_rows(cx, sql.as_deref(), self.inner.affected_rows()),
-                    Err(e) => record_error(cx, e),
-                }
-            }
-            if let Some(e) = ending {
-                e.finish();
-            }
+            let mut ending = db::Ending::new(cx);
+            let out = ending.within(self.inner.query_drop(query)).await;
+            let affected = self.inner.affected_rows();
+            ending.write(|span| match &out {
+                Ok(()) => affected_rows(span, sql.as_deref(), affected),
+                Err(e) => record_error(span, e),
+            });
+            ending.finish();
             out
         }
 
@@ -330,17 +327,14 @@ macro_rules! statements {
             let cx = self
                 .meta
                 .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
-            let ending = cx.clone().map(db::Ending::new);
-            let out = db::within(cx.as_ref(), self.inner.exec_drop(stmt, params)).await;
-            if let Some(cx) = &cx {
-                match &out {
-                    Ok(()) => affected_rows(cx, sql.as_deref(), self.inner.affected_rows()),
-                    Err(e) => record_error(cx, e),
-                }
-            }
-            if let Some(e) = ending {
-                e.finish();
-            }
+            let mut ending = db::Ending::new(cx);
+            let out = ending.within(self.inner.exec_drop(stmt, params)).await;
+            let affected = self.inner.affected_rows();
+            ending.write(|span| match &out {
+                Ok(()) => affected_rows(span, sql.as_deref(), affected),
+                Err(e) => record_error(span, e),
+            });
+            ending.finish();
             out
         }
 
@@ -367,21 +361,19 @@ macro_rules! statements {
                     count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 })
             };
-            let ending = cx.clone().map(db::Ending::new);
-            let out = db::within(cx.as_ref(), self.inner.exec_batch(stmt, counted)).await;
-            if let Some(cx) = &cx {
-                let n = count.load(std::sync::atomic::Ordering::Relaxed);
-                cx.span().set_attribute(KeyValue::new(
+            let mut ending = db::Ending::new(cx);
+            let out = ending.within(self.inner.exec_batch(stmt, counted)).await;
+            let n = count.load(std::sync::atomic::Ordering::Relaxed);
+            ending.write(|span| {
+                span.set_attribute(KeyValue::new(
                     semconv::DB_OPERATION_BATCH_SIZE,
                     i64::try_from(n).unwrap_or(i64::MAX),
                 ));
                 if let Err(e) = &out {
-                    record_error(cx, e);
+                    record_error(span, e);
                 }
-            }
-            if let Some(e) = ending {
-                e.finish();
-            }
+            });
+            ending.finish();
             out
         }
     };

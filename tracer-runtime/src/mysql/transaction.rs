@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use mysql_async::Transaction;
-use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::{Context, KeyValue};
 
 use crate::db;
@@ -19,9 +18,10 @@ pub(super) struct TxSpan(pub(super) Option<Context>);
 impl TxSpan {
     fn end(&mut self, outcome: &'static str) {
         if let Some(cx) = self.0.take() {
-            let span = cx.span();
-            span.set_attribute(KeyValue::new("tracer.db.transaction.outcome", outcome));
-            span.end();
+            crate::recorder::write_context(&cx, |span| {
+                span.set_attribute(KeyValue::new("tracer.db.transaction.outcome", outcome));
+            });
+            crate::recorder::end_context(&cx);
         }
     }
 }
@@ -57,7 +57,7 @@ impl<'a> TracedTransaction<'a> {
             .start_op(self.span.0.as_ref(), "COMMIT", Some("COMMIT"));
         let out = db::run(cx, self.inner.commit(), on_done).await;
         if let (Err(e), Some(cx)) = (&out, &self.span.0) {
-            record_error(cx, e);
+            crate::recorder::write_context(cx, |span| record_error(span, e));
         }
         self.span.end("commit");
         out

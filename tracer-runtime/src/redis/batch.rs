@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use fred::clients::{Pipeline, Transaction};
 use fred::interfaces::{ClientLike, FredResult};
 use fred::types::FromValue;
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use super::text::{TEXT_CAP, Text};
@@ -56,7 +56,7 @@ impl Batch {
         }
     }
 
-    pub(super) fn start(&self, operation: &'static str) -> Option<Context> {
+    pub(super) fn start(&self, operation: &'static str) -> Option<db::Op> {
         db::start(self.meta.service(), None, || {
             let text = Arc::from(
                 self.texts
@@ -99,11 +99,15 @@ impl<C: ClientLike> TracedPipeline<C> {
     /// when any command failed.
     pub async fn try_all<R: FromValue>(&self) -> Vec<FredResult<R>> {
         let cx = self.batch.start("PIPELINE");
-        db::run(cx, self.inner.try_all(), |cx, out: &Vec<FredResult<R>>| {
-            if let Some(Err(e)) = out.iter().find(|r| r.is_err()) {
-                record_error(cx, e);
-            }
-        })
+        db::run(
+            cx,
+            self.inner.try_all(),
+            |span, out: &Vec<FredResult<R>>| {
+                if let Some(Err(e)) = out.iter().find(|r| r.is_err()) {
+                    record_error(span, e);
+                }
+            },
+        )
         .await
     }
 

@@ -13,7 +13,6 @@ use fred::types::{
     Expiration, ExpireOptions, FromValue, Key, Limit, Map, MultipleKeys, MultipleValues,
     SetOptions, Value,
 };
-use opentelemetry::Context;
 
 use super::text::Text;
 use super::{Traced, TracedPipeline, TracedTransaction, on_done};
@@ -357,7 +356,7 @@ impl<C> Commands for C where
 
 impl<C: Commands> Traced<C> {
     /// A command's span.
-    fn traced(&self, command: &'static str, text: impl FnOnce(&mut Text)) -> Option<Context> {
+    fn traced(&self, command: &'static str, text: impl FnOnce(&mut Text)) -> Option<db::Op> {
         self.meta.start(command, text)
     }
 
@@ -373,7 +372,7 @@ where
     Pipeline<C>: Commands + PubsubInterface,
 {
     /// Queuing a command: no span of its own, its text goes to the batch's span.
-    fn queued(&self, command: &'static str, text: impl FnOnce(&mut Text)) -> Option<Context> {
+    fn queued(&self, command: &'static str, text: impl FnOnce(&mut Text)) -> Option<db::Op> {
         self.batch.queue(command, text);
         None
     }
@@ -384,7 +383,7 @@ where
 
 impl TracedTransaction {
     /// Queuing a command: no span of its own, its text goes to the batch's span.
-    fn queued(&self, command: &'static str, text: impl FnOnce(&mut Text)) -> Option<Context> {
+    fn queued(&self, command: &'static str, text: impl FnOnce(&mut Text)) -> Option<db::Op> {
         self.batch.queue(command, text);
         None
     }

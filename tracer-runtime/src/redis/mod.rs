@@ -54,10 +54,11 @@ use fred::error::{Error, ErrorKind};
 use fred::interfaces::{ClientLike, FredResult, TransactionInterface};
 use fred::types::config::ServerConfig;
 use fred::types::{ConnectHandle, CustomCommand, FromValue, Value};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use crate::db;
+use crate::recorder::SpanWrite;
 
 use batch::Batch;
 pub use batch::{TracedPipeline, TracedTransaction};
@@ -137,7 +138,7 @@ impl Meta {
 
     /// A span that is no command of its own (connecting): inside a request only, unless
     /// [`Traced::trace_setup`] asked for set-up work outside requests too.
-    fn start_named(&self, name: &'static str, operation: &'static str) -> Option<Context> {
+    fn start_named(&self, name: &'static str, operation: &'static str) -> Option<db::Op> {
         if !self.setup() && db::outside_request(None) {
             return None;
         }
@@ -149,7 +150,7 @@ impl Meta {
         })
     }
 
-    fn start(&self, operation: &'static str, text: impl FnOnce(&mut Text)) -> Option<Context> {
+    fn start(&self, operation: &'static str, text: impl FnOnce(&mut Text)) -> Option<db::Op> {
         db::start(self.service(), None, || {
             let text = Text::build(operation, text);
             (
@@ -162,7 +163,7 @@ impl Meta {
 
 /// The message and `error.type` of a fred error. A server error's message may quote the
 /// arguments of an unknown command: that part is cut.
-fn record_error(cx: &Context, e: &Error) {
+fn record_error(span: &mut dyn SpanWrite, e: &Error) {
     let details = e.details();
     let prefix = details
         .split_whitespace()
@@ -187,12 +188,12 @@ fn record_error(cx: &Context, e: &Error) {
     if let Some(at) = message.find(", with args beginning with") {
         message.truncate(at);
     }
-    db::fail(cx, kind, crate::exception::type_of(e), message, extra);
+    db::fail(span, kind, crate::exception::type_of(e), message, extra);
 }
 
-fn on_done<T>(cx: &Context, out: &FredResult<T>) {
+fn on_done<T>(span: &mut dyn SpanWrite, out: &FredResult<T>) {
     if let Err(e) = out {
-        record_error(cx, e);
+        record_error(span, e);
     }
 }
 
