@@ -2,7 +2,6 @@
 //! operation's future polled under it, its error recorded on it.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use opentelemetry::trace::{SpanBuilder, SpanContext, SpanKind, Status, TraceCont
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
-use crate::recorder::SpanWrite;
+use crate::recorder::{OpBox, SpanWrite};
 use crate::registry::Service;
 use crate::traced::Live;
 
@@ -44,7 +43,7 @@ pub(crate) fn start(
             .sink
             .sample(sc.as_ref(), trace_id, name, &SpanKind::Client, &attrs, &[]);
         if sampled {
-            return Some(Op::new(Live::fast(crate::recorder::Fast::op(
+            return Some(Op::Fast(OpBox::new(crate::recorder::Fast::op(
                 svc,
                 sc.as_ref(),
                 trace_id,
@@ -54,9 +53,9 @@ pub(crate) fn start(
             ))));
         }
     }
-    Some(Op::new(Live::context(in_context(
+    Some(Op::Other(Box::new(Some(Live::context(in_context(
         &svc, parent, inherited, name, attrs,
-    ))))
+    ))))))
 }
 
 /// [`start`] for a span that must live in a `Context`: one that other operations take as their
@@ -143,76 +142,57 @@ pub(crate) fn outside_request(parent: Option<&Context>) -> bool {
     }
 }
 
-/// An operation's span, boxed (from a per-thread pool) so that the operation's future grows by
-/// one word, not by the span's size. Dropped unended, the span ends (not marked cancelled).
-pub(crate) struct Op(Box<Option<Live>>);
-
-thread_local! {
-    /// Emptied boxes, reused: an operation's span costs no allocation of its own once warm.
-    #[allow(clippy::vec_box)] // the boxes are what is reused
-    static BOXES: RefCell<Vec<Box<Option<Live>>>> = const { RefCell::new(Vec::new()) };
+/// An operation's span, one word in its operation's future: a sampled span on the short path
+/// (boxed from a per-thread pool, see `recorder::OpBox`), else a span in a `Context` (boxed).
+/// Dropped unended, the span ends (not marked cancelled).
+pub(crate) enum Op {
+    Fast(OpBox),
+    /// `None` once ended (or lost by the thread's stack).
+    Other(Box<Option<Live>>),
 }
 
-/// How many emptied boxes a thread keeps.
-const BOXES_KEPT: usize = 64;
-
 impl Op {
-    #[inline]
-    fn new(live: Live) -> Op {
-        match BOXES
-            .try_with(|p| p.try_borrow_mut().ok()?.pop())
-            .ok()
-            .flatten()
-        {
-            Some(mut b) => {
-                *b = Some(live);
-                Op(b)
-            }
-            None => Op(Box::new(Some(live))),
-        }
-    }
-
     /// Writes to the span.
     #[inline]
     pub(crate) fn write(&mut self, f: impl FnOnce(&mut dyn SpanWrite)) {
-        if let Some(live) = &mut *self.0 {
-            live.write(f);
-        }
-    }
-
-    /// The span, its box back to the thread's pool.
-    #[inline]
-    fn take(mut self) -> Option<Live> {
-        let live = self.0.take();
-        let _ = BOXES.try_with(|p| {
-            if let Ok(mut p) = p.try_borrow_mut()
-                && p.len() < BOXES_KEPT
-            {
-                p.push(self.0);
+        match self {
+            Op::Fast(span) => {
+                span.write(f);
             }
-        });
-        live
+            Op::Other(live) => {
+                if let Some(live) = &mut **live {
+                    live.write(f);
+                }
+            }
+        }
     }
 
     /// Ends the span.
     #[inline]
     pub(crate) fn end(self) {
-        if let Some(live) = self.take() {
-            live.end();
+        match self {
+            Op::Fast(span) => span.end(),
+            Op::Other(mut live) => {
+                if let Some(live) = live.take() {
+                    live.end();
+                }
+            }
         }
     }
 
     /// Ends the span marked cancelled (its operation's future was dropped before completing).
-    fn cancel(self) {
-        if let Some(live) = self.take() {
-            live.cancel();
-        }
+    fn cancel(mut self) {
+        self.write(|s| s.set_attribute(KeyValue::new(crate::traced::CANCELLED, true)));
+        self.end();
     }
 
-    /// Polls `f` with the span current.
+    /// Runs `f` (a poll of the operation's future) with the span current.
     #[inline]
     fn enter<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        crate::traced::enter(&mut self.0, f)
+        match self {
+            Op::Fast(span) => span.enter(f),
+            Op::Other(live) => crate::traced::enter(live, f),
+        }
     }
 }
 

@@ -1105,8 +1105,104 @@ enum Frame {
     Light(Light),
     /// A sampled `#[traced]` span on the short path.
     Fast(Fast),
+    /// A sampled integration's span on the short path, boxed (see [`OpBox`]).
+    #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
+    Op(OpBox),
     /// A frame left out of order (never the top one).
     Gone,
+}
+
+impl Frame {
+    /// The span on the short path this frame holds, if any.
+    #[inline]
+    fn fast(&self) -> Option<&Fast> {
+        match self {
+            Frame::Fast(f) => Some(f),
+            Frame::Op(b) => b.span(),
+            _ => None,
+        }
+    }
+}
+
+/// An integration's sampled span, boxed so that the operation's future holding it, and the
+/// thread's stack while it is polled, move it as one word; the box comes from a per-thread pool
+/// (no allocation once warm) and goes back to it when the span ends. `None` inside: ended.
+pub(crate) struct OpBox(Option<Box<Option<Fast>>>);
+
+thread_local! {
+    /// Emptied span boxes, reused.
+    #[allow(clippy::vec_box)] // the boxes are what is reused
+    static OP_BOXES: RefCell<Vec<Box<Option<Fast>>>> = const { RefCell::new(Vec::new()) };
+}
+
+#[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
+impl OpBox {
+    /// `span` in a box from the thread's pool.
+    #[inline]
+    pub(crate) fn new(span: Fast) -> OpBox {
+        let spare = OP_BOXES
+            .try_with(|p| p.try_borrow_mut().ok()?.pop())
+            .ok()
+            .flatten();
+        OpBox(Some(match spare {
+            Some(mut b) => {
+                *b = Some(span);
+                b
+            }
+            None => Box::new(Some(span)),
+        }))
+    }
+
+    fn span(&self) -> Option<&Fast> {
+        self.0.as_deref()?.as_ref()
+    }
+
+    /// Writes to the span.
+    #[inline]
+    pub(crate) fn write<R>(&mut self, f: impl FnOnce(&mut dyn SpanWrite) -> R) -> Option<R> {
+        let span = self.0.as_deref_mut()?.as_mut()?;
+        Some(f(span))
+    }
+
+    /// Ends the span now (into the thread's buffer); its box back to the pool.
+    #[inline]
+    pub(crate) fn end(mut self) {
+        let Some(mut b) = self.0.take() else {
+            return;
+        };
+        if let Some(span) = b.take() {
+            span.end();
+        }
+        let _ = OP_BOXES.try_with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut()
+                && p.len() < POOL_SIZE
+            {
+                p.push(b);
+            }
+        });
+    }
+
+    /// Makes the span current while `f` runs (a poll of its operation's future).
+    #[inline]
+    pub(crate) fn enter<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        if self.0.is_none() {
+            return f();
+        }
+        match push_with(OpBox(self.0.take()), Frame::Op) {
+            Some(Ok(at)) => {
+                let out = f();
+                if let Some(Frame::Op(back)) = pop_frame(at) {
+                    *self = back;
+                }
+                out
+            }
+            Some(Err(back)) => {
+                *self = back;
+                f()
+            }
+            None => f(),
+        }
+    }
 }
 
 thread_local! {
@@ -1197,7 +1293,10 @@ pub(crate) fn top(meta: &Meta) -> Top {
                 return Top::Other;
             };
             let (svc, sc) = match s.last() {
-                Some(Frame::Fast(f)) => {
+                Some(frame @ (Frame::Fast(_) | Frame::Op(_))) => {
+                    let Some(f) = frame.fast() else {
+                        return Top::Other;
+                    };
                     if !f.svc.is_enabled() {
                         return Top::Nothing;
                     }
@@ -1267,7 +1366,7 @@ pub(crate) fn top(meta: &Meta) -> Top {
 pub(crate) fn pop(at: usize) -> Option<Box<Span>> {
     match pop_frame(at)? {
         Frame::Local(span) => Some(span),
-        Frame::Light(_) | Frame::Fast(_) | Frame::Otel | Frame::Gone => None,
+        Frame::Light(_) | Frame::Fast(_) | Frame::Op(_) | Frame::Otel | Frame::Gone => None,
     }
 }
 
@@ -1276,7 +1375,7 @@ pub(crate) fn pop(at: usize) -> Option<Box<Span>> {
 pub(crate) fn pop_light(at: usize) -> Option<Light> {
     match pop_frame(at)? {
         Frame::Light(light) => Some(light),
-        Frame::Local(_) | Frame::Fast(_) | Frame::Otel | Frame::Gone => None,
+        Frame::Local(_) | Frame::Fast(_) | Frame::Op(_) | Frame::Otel | Frame::Gone => None,
     }
 }
 
@@ -1332,10 +1431,12 @@ pub(crate) fn current() -> Current {
                     sc: l.span_context(),
                     svc: Arc::clone(&l.svc),
                 }),
-                Some(Frame::Fast(span)) => Some(Current::Local {
-                    sc: span.span_context(),
-                    svc: Arc::clone(&span.svc),
-                }),
+                Some(frame @ (Frame::Fast(_) | Frame::Op(_))) => {
+                    frame.fast().map(|span| Current::Local {
+                        sc: span.span_context(),
+                        svc: Arc::clone(&span.svc),
+                    })
+                }
                 _ => None,
             }
         })
@@ -1435,6 +1536,7 @@ pub(crate) fn with_recording_span<R>(f: impl FnOnce(&mut dyn SpanWrite) -> R) ->
                 }),
                 Some(Frame::Light(_)) => Some(None),
                 Some(Frame::Fast(span)) => Some(f.take().map(|f| f(span))),
+                Some(Frame::Op(span)) => Some(f.take().and_then(|f| span.write(f))),
                 _ => None,
             }
         })

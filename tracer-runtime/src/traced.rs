@@ -165,13 +165,6 @@ enum Held {
 }
 
 impl Live {
-    /// A sampled integration's span on the short path (see `recorder::Fast::op`).
-    #[cfg(any(feature = "redis", feature = "mysql"))]
-    #[inline]
-    pub(crate) fn fast(span: recorder::Fast) -> Live {
-        Live(Held::Fast(span))
-    }
-
     /// A span kept in an OpenTelemetry context (an integration's on the general path).
     #[cfg(any(feature = "redis", feature = "mysql"))]
     #[inline]
