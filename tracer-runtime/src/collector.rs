@@ -15,6 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::recorder::{Fast, Finished};
+use crate::registry::Service;
 use crate::warn::{Throttle, Warning, warn};
 
 /// How long a finished span waits in its thread's buffer at most (unless the collector is busy).
@@ -176,11 +177,22 @@ fn run() {
     }
 }
 
-/// `spans` to their services' processors, and the emptied buffer kept.
+/// `spans` to their services' processors (each run of one service's spans at once), and the
+/// emptied buffer kept.
 fn export(mut spans: Vec<Finished>) {
     let anchor = crate::clock::Anchor::now();
+    let mut data = Vec::with_capacity(spans.len());
+    let mut of: Option<Arc<Service>> = None;
     for span in spans.drain(..) {
-        span.export(&anchor);
+        if of.as_ref().is_none_or(|s| !Arc::ptr_eq(s, span.service()))
+            && let Some(svc) = of.replace(Arc::clone(span.service()))
+        {
+            svc.sink.export_all(&mut data);
+        }
+        data.push(span.into_data(&anchor));
+    }
+    if let Some(svc) = of {
+        svc.sink.export_all(&mut data);
     }
     recycle(spans);
 }

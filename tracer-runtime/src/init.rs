@@ -494,8 +494,8 @@ impl Builder {
             .build();
         // Spans that only go to tracer's own export queues are handed over by the collector
         // thread; a processor of the user's gets each span as it ends, on the thread that ended it.
-        let buffered = !self.custom_processors && !shared.is_empty();
-        let sink = crate::sink::Sink::new(sampler, shared, scope, self.otel_context, buffered);
+        let queues = (!self.custom_processors && !shared.is_empty()).then(|| pipelines.clone());
+        let sink = crate::sink::Sink::new(sampler, shared, scope, self.otel_context, queues);
 
         if switch::disabled_by_env() {
             switch::set_all_enabled(false);

@@ -290,6 +290,57 @@ impl Shared {
     }
 }
 
+impl Handle {
+    /// Queues every span of `spans` (left empty) under one lock: the collector's hand-over of a
+    /// service's spans.
+    pub(crate) fn push_all(&self, spans: &mut Vec<SpanData>) {
+        self.0.push_all(spans.drain(..));
+    }
+}
+
+impl Shared {
+    /// Queues `spans`; those that do not fit (or come after the shutdown) are dropped and
+    /// counted.
+    fn push_all(&self, spans: impl Iterator<Item = SpanData>) {
+        let max_batch = self.config.max_batch;
+        let (mut full, mut shut, mut wake) = (0, 0, false);
+        let mut q = self.lock();
+        for span in spans {
+            let w = weight(&span) as usize;
+            if q.shutdown {
+                shut += 1;
+                continue;
+            }
+            if q.bytes + w > self.config.max_queue_bytes
+                || self.config.max_queue_spans.is_some_and(|max| q.len >= max)
+            {
+                full += 1;
+                continue;
+            }
+            if q.batches.back().is_none_or(|b| b.spans.len() >= max_batch) {
+                q.batches.push_back(Batch {
+                    spans: Vec::with_capacity(max_batch),
+                    bytes: 0,
+                });
+            }
+            if let Some(open) = q.batches.back_mut() {
+                open.spans.push(span);
+                open.bytes += w;
+                wake |= open.spans.len() == max_batch;
+            }
+            q.len += 1;
+            q.bytes += w;
+            q.pushed += 1;
+        }
+        drop(q);
+        self.dropped(full, "the export queue is full");
+        self.dropped(shut, "the pipeline is shut down");
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+}
+
 /// The export timeout, counted from the exporter's latest progress: a backlog drains whole
 /// from a collector that answers, and one that does not answer is given up on after one timeout.
 struct Stall {
@@ -322,43 +373,7 @@ impl SpanProcessor for Batcher {
     fn on_start(&self, _span: &mut Span, _cx: &Context) {}
 
     fn on_end(&self, span: SpanData) {
-        let s = &self.shared;
-        let w = weight(&span);
-        let mut q = s.lock();
-        let full = q.bytes + w as usize > s.config.max_queue_bytes
-            || s.config.max_queue_spans.is_some_and(|max| q.len >= max);
-        if q.shutdown || full {
-            drop(q);
-            s.dropped(
-                1,
-                if full {
-                    "the export queue is full"
-                } else {
-                    "the pipeline is shut down"
-                },
-            );
-            return;
-        }
-        let max_batch = s.config.max_batch;
-        if q.batches.back().is_none_or(|b| b.spans.len() >= max_batch) {
-            q.batches.push_back(Batch {
-                spans: Vec::with_capacity(max_batch),
-                bytes: 0,
-            });
-        }
-        let mut wake = false;
-        if let Some(open) = q.batches.back_mut() {
-            open.spans.push(span);
-            open.bytes += w as usize;
-            wake = open.spans.len() == max_batch;
-        }
-        q.len += 1;
-        q.bytes += w as usize;
-        q.pushed += 1;
-        drop(q);
-        if wake {
-            s.wake.notify_one();
-        }
+        self.shared.push_all(std::iter::once(span));
     }
 
     fn force_flush(&self) -> OTelSdkResult {

@@ -981,9 +981,21 @@ impl SpanWrite for Fast {
 }
 
 impl Finished {
+    /// The span's service.
+    #[inline]
+    pub(crate) fn service(&self) -> &Arc<Service> {
+        &self.0.svc
+    }
+
     /// The span as the SDK's `SpanData`, its ticks turned into wall-clock times with `anchor`,
     /// to its service's processors (on the collector thread).
-    pub(crate) fn export(mut self, anchor: &crate::clock::Anchor) {
+    pub(crate) fn export(self, anchor: &crate::clock::Anchor) {
+        let svc = Arc::clone(&self.0.svc);
+        svc.sink.export(self.into_data(anchor));
+    }
+
+    /// The span as the SDK's `SpanData`, its ticks turned into wall-clock times with `anchor`.
+    pub(crate) fn into_data(mut self, anchor: &crate::clock::Anchor) -> SpanData {
         let s = &mut self.0;
         let mut more = s.more.take().map(|b| *b).unwrap_or_default();
         if more.logs_dropped > 0 {
@@ -994,7 +1006,7 @@ impl Finished {
                 more.dropped_attrs += 1;
             }
         }
-        let data = SpanData {
+        SpanData {
             span_context: SpanContext::new(
                 s.trace_id,
                 s.span_id,
@@ -1014,8 +1026,7 @@ impl Finished {
             links: more.links,
             status: more.status,
             instrumentation_scope: s.svc.sink.scope.clone(),
-        };
-        s.svc.sink.export(data);
+        }
     }
 }
 

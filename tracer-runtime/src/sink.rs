@@ -21,6 +21,8 @@ pub(crate) struct Sink {
     /// The processors are tracer's own export queues only: finished `#[traced]` spans reach them
     /// through the collector thread (see `collector`).
     pub(crate) buffered: bool,
+    /// Those queues, when `buffered`: the collector hands them a service's spans at once.
+    queues: Vec<crate::pipeline::Handle>,
 }
 
 impl fmt::Debug for Sink {
@@ -39,14 +41,15 @@ impl Sink {
         processors: Vec<Arc<dyn SpanProcessor>>,
         scope: InstrumentationScope,
         otel_context: bool,
-        buffered: bool,
+        queues: Option<Vec<crate::pipeline::Handle>>,
     ) -> Self {
         Sink {
             sampler,
             processors,
             scope,
             otel_context,
-            buffered,
+            buffered: queues.is_some(),
+            queues: queues.unwrap_or_default(),
         }
     }
 
@@ -88,6 +91,24 @@ impl Sink {
     #[inline]
     pub(crate) fn follows_parent(&self) -> bool {
         matches!(self.sampler, Sampler::ParentBased(_) | Sampler::AlwaysOff)
+    }
+
+    /// Hands finished spans (`spans`, left empty) to every processor: to the export queues at
+    /// once when `buffered`, else one by one.
+    pub(crate) fn export_all(&self, spans: &mut Vec<SpanData>) {
+        match self.queues.split_last() {
+            Some((last, rest)) => {
+                for q in rest {
+                    q.push_all(&mut spans.clone());
+                }
+                last.push_all(spans);
+            }
+            None => {
+                for span in spans.drain(..) {
+                    self.export(span);
+                }
+            }
+        }
     }
 
     /// Hands a finished span to every processor (the last one gets it without a copy).
