@@ -15,7 +15,6 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::recorder::{Fast, Finished};
-use crate::registry::Service;
 use crate::warn::{Throttle, Warning, warn};
 
 /// How long a finished span waits in its thread's buffer at most (unless the collector is busy).
@@ -181,19 +180,13 @@ fn run() {
 /// emptied buffer kept.
 fn export(mut spans: Vec<Finished>) {
     let anchor = crate::clock::Anchor::now();
-    let mut data = Vec::with_capacity(spans.len());
-    let mut of: Option<Arc<Service>> = None;
-    for span in spans.drain(..) {
-        if of.as_ref().is_none_or(|s| !Arc::ptr_eq(s, span.service()))
-            && let Some(svc) = of.replace(Arc::clone(span.service()))
-        {
-            svc.sink.export_all(&mut data);
-        }
-        data.push(span.into_data(&anchor));
+    let mut it = spans.drain(..).peekable();
+    while let Some(first) = it.peek() {
+        let svc = Arc::clone(first.service());
+        let run = std::iter::from_fn(|| it.next_if(|s| Arc::ptr_eq(s.service(), &svc)));
+        svc.sink.export_all(run.map(|s| s.into_data(&anchor)));
     }
-    if let Some(svc) = of {
-        svc.sink.export_all(&mut data);
-    }
+    drop(it);
     recycle(spans);
 }
 

@@ -291,10 +291,10 @@ impl Shared {
 }
 
 impl Handle {
-    /// Queues every span of `spans` (left empty) under one lock: the collector's hand-over of a
+    /// Queues `spans` under one lock: the collector's hand-over of a
     /// service's spans.
-    pub(crate) fn push_all(&self, spans: &mut Vec<SpanData>) {
-        self.0.push_all(spans.drain(..));
+    pub(crate) fn push_all(&self, spans: impl Iterator<Item = SpanData>) {
+        self.0.push_all(spans);
     }
 }
 

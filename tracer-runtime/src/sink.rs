@@ -93,19 +93,19 @@ impl Sink {
         matches!(self.sampler, Sampler::ParentBased(_) | Sampler::AlwaysOff)
     }
 
-    /// Hands finished spans (`spans`, left empty) to every processor: to the export queues at
+    /// Hands finished spans to every processor: to the export queues at
     /// once when `buffered`, else one by one.
-    pub(crate) fn export_all(&self, spans: &mut Vec<SpanData>) {
-        match self.queues.split_last() {
-            Some((last, rest)) => {
-                for q in rest {
-                    q.push_all(&mut spans.clone());
-                }
-                last.push_all(spans);
-            }
-            None => {
-                for span in spans.drain(..) {
-                    self.export(span);
+    pub(crate) fn export_all(&self, spans: impl Iterator<Item = SpanData>) {
+        match self.queues.as_slice() {
+            [one] => one.push_all(spans),
+            [] => spans.for_each(|span| self.export(span)),
+            many => {
+                let spans: Vec<SpanData> = spans.collect();
+                if let Some((last, rest)) = many.split_last() {
+                    for q in rest {
+                        q.push_all(spans.iter().cloned());
+                    }
+                    last.push_all(spans.into_iter());
                 }
             }
         }
