@@ -360,9 +360,18 @@ impl Builder {
         if registry::is_registered(&self.name) {
             return Err(InitError::AlreadyInstalled(self.name));
         }
-        let sampler = match self.sampler {
-            Some(s) => s,
-            None => sampler_from_env()?,
+        // A parent-based sampler read from the environment has a root sampler the recorder can
+        // decide itself (one the user built is asked through the SDK's interface).
+        let (sampler, root) = match self.sampler {
+            Some(s) => (s, None),
+            None => {
+                let (parent_based, s) = sampler_parts_from_env()?;
+                if parent_based {
+                    (Sampler::ParentBased(Box::new(s.clone())), Some(s))
+                } else {
+                    (s, None)
+                }
+            }
         };
         let formats = match self.formats {
             Some(f) => f,
@@ -495,7 +504,7 @@ impl Builder {
         // Spans that only go to tracer's own export queues are handed over by the collector
         // thread; a processor of the user's gets each span as it ends, on the thread that ended it.
         let queues = (!self.custom_processors && !shared.is_empty()).then(|| pipelines.clone());
-        let sink = crate::sink::Sink::new(sampler, shared, scope, self.otel_context, queues);
+        let sink = crate::sink::Sink::new(sampler, root, shared, scope, self.otel_context, queues);
 
         if switch::disabled_by_env() {
             switch::set_all_enabled(false);
@@ -563,7 +572,24 @@ pub fn sampler_from_env() -> Result<Sampler, ParseSamplerError> {
     parse_sampler(&name, arg.as_deref())
 }
 
+/// [`sampler_from_env`] as (parent-based, the sampler or the parent-based one's root).
+fn sampler_parts_from_env() -> Result<(bool, Sampler), ParseSamplerError> {
+    let name = std::env::var("OTEL_TRACES_SAMPLER").unwrap_or_default();
+    let arg = std::env::var("OTEL_TRACES_SAMPLER_ARG").ok();
+    parse_sampler_parts(&name, arg.as_deref())
+}
+
 pub(crate) fn parse_sampler(name: &str, arg: Option<&str>) -> Result<Sampler, ParseSamplerError> {
+    Ok(match parse_sampler_parts(name, arg)? {
+        (true, root) => Sampler::ParentBased(Box::new(root)),
+        (false, s) => s,
+    })
+}
+
+fn parse_sampler_parts(
+    name: &str,
+    arg: Option<&str>,
+) -> Result<(bool, Sampler), ParseSamplerError> {
     let ratio = || -> Result<f64, ParseSamplerError> {
         match arg.map(str::trim).filter(|a| !a.is_empty()) {
             None => Ok(1.0),
@@ -574,14 +600,12 @@ pub(crate) fn parse_sampler(name: &str, arg: Option<&str>) -> Result<Sampler, Pa
         }
     };
     Ok(match name.trim() {
-        "" | "parentbased_always_on" => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
-        "parentbased_always_off" => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
-        "always_on" => Sampler::AlwaysOn,
-        "always_off" => Sampler::AlwaysOff,
-        "traceidratio" => Sampler::TraceIdRatioBased(ratio()?),
-        "parentbased_traceidratio" => {
-            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio()?)))
-        }
+        "" | "parentbased_always_on" => (true, Sampler::AlwaysOn),
+        "parentbased_always_off" => (true, Sampler::AlwaysOff),
+        "always_on" => (false, Sampler::AlwaysOn),
+        "always_off" => (false, Sampler::AlwaysOff),
+        "traceidratio" => (false, Sampler::TraceIdRatioBased(ratio()?)),
+        "parentbased_traceidratio" => (true, Sampler::TraceIdRatioBased(ratio()?)),
         other => {
             return Err(ParseSamplerError::Unknown(other.to_owned()));
         }

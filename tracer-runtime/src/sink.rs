@@ -15,6 +15,9 @@ use opentelemetry_sdk::trace::{
 /// instrumentation scope, and whether its `#[traced]` spans also live in OpenTelemetry's context.
 pub(crate) struct Sink {
     sampler: Sampler,
+    /// The root sampler of a parent-based `sampler`, when known (read from the environment):
+    /// a root span is decided without the SDK's sampling result.
+    root: Option<Sampler>,
     processors: Vec<Arc<dyn SpanProcessor>>,
     pub(crate) scope: InstrumentationScope,
     pub(crate) otel_context: bool,
@@ -38,6 +41,7 @@ impl fmt::Debug for Sink {
 impl Sink {
     pub(crate) fn new(
         sampler: Sampler,
+        root: Option<Sampler>,
         processors: Vec<Arc<dyn SpanProcessor>>,
         scope: InstrumentationScope,
         otel_context: bool,
@@ -45,6 +49,7 @@ impl Sink {
     ) -> Self {
         Sink {
             sampler,
+            root,
             processors,
             scope,
             otel_context,
@@ -67,9 +72,13 @@ impl Sink {
         match &self.sampler {
             Sampler::AlwaysOn => true,
             Sampler::AlwaysOff => false,
-            Sampler::ParentBased(root) => match parent {
-                Some(p) => p.is_sampled(),
-                None => {
+            Sampler::ParentBased(root) => match (parent, &self.root) {
+                (Some(p), _) => p.is_sampled(),
+                // A root under a built-in root sampler: decided here, as below.
+                (None, Some(Sampler::AlwaysOn)) => true,
+                (None, Some(Sampler::AlwaysOff)) => false,
+                (None, Some(Sampler::TraceIdRatioBased(ratio))) => by_ratio(*ratio, trace_id),
+                (None, _) => {
                     root.should_sample(None, trace_id, name, kind, attrs, links)
                         .decision
                         == SamplingDecision::RecordAndSample
@@ -158,6 +167,38 @@ impl SpanProcessor for Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parent_based_roots_match_the_sdk() {
+        let mut x: u128 = 0x2545_F491_4F6C_DD1D_9E37_79B9_7F4A_7C15;
+        for root in [
+            Sampler::AlwaysOn,
+            Sampler::AlwaysOff,
+            Sampler::TraceIdRatioBased(0.25),
+        ] {
+            let sdk = Sampler::ParentBased(Box::new(root.clone()));
+            let sink = Sink::new(
+                sdk.clone(),
+                Some(root.clone()),
+                Vec::new(),
+                InstrumentationScope::builder("t").build(),
+                false,
+                None,
+            );
+            for _ in 0..500 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let id = TraceId::from(x | 1);
+                let theirs = sdk
+                    .should_sample(None, id, "x", &SpanKind::Client, &[], &[])
+                    .decision
+                    == SamplingDecision::RecordAndSample;
+                let ours = sink.sample(None, id, "x", &SpanKind::Client, &[], &[]);
+                assert_eq!(ours, theirs, "root sampler {root:?}, trace {id}");
+            }
+        }
+    }
 
     #[test]
     fn ratio_matches_the_sdk() {
