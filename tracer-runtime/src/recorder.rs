@@ -8,10 +8,14 @@
 //! - A `#[traced]` span lives on a thread-local **stack of frames** while its fn runs or its
 //!   future is polled: entering it is a push, leaving a pop; no `Context`, no `Arc`, no
 //!   allocation. Code asking for the current span looks at the top frame.
-//! - An integration's span (it travels with a request's future and is read by propagators) lives
-//!   in an OpenTelemetry [`Context`]. When such a context is attached through [`attach`], an
-//!   [`Frame::Otel`] frame says "the current span is the OpenTelemetry context's", so the two
-//!   nest both ways.
+//! - A sampled Redis command's or statement's span is recorded the same way ([`Fast::op`]): its
+//!   operation's future holds it in a pooled box ([`OpBox`]), pushed on the stack as a
+//!   [`Frame::Op`] while the future is polled.
+//! - An HTTP or gRPC span (it travels with a request's future and is read by propagators), a
+//!   transaction's span (the parent of its statements), and any integration span of a service
+//!   with a processor of the user's live in an OpenTelemetry [`Context`]. When such a context is
+//!   attached through [`attach`], an [`Frame::Otel`] frame says "the current span is the
+//!   OpenTelemetry context's", so the two nest both ways.
 //! - A finished span becomes the SDK's `SpanData` and goes to its service's processors: the
 //!   export queue (`pipeline::Batcher`) copies it into a batch for the export thread, which
 //!   encodes and sends it; the calling thread never does I/O.
