@@ -35,7 +35,9 @@ pub(crate) fn start(
     let (name, attrs) = make();
     // A name made for this span alone (rare: most are the operation's, or a statement's
     // interned one) keeps the general path.
-    if let (Cow::Borrowed(name), true) = (&name, svc.sink.buffered && !svc.sink.otel_context) {
+    if let (Cow::Borrowed(name), true) = (&name, svc.sink.buffered && !svc.sink.otel_context)
+        && let Some(meta) = crate::recorder::client_meta(name)
+    {
         let trace_id = sc
             .as_ref()
             .map_or_else(crate::recorder::trace_id, SpanContext::trace_id);
@@ -47,8 +49,7 @@ pub(crate) fn start(
                 svc,
                 sc.as_ref(),
                 trace_id,
-                &crate::recorder::CLIENT,
-                name,
+                meta,
                 attrs,
             ))));
         }

@@ -682,10 +682,53 @@ impl opentelemetry::trace::Span for Span {
 // ---------------------------------------------------------------------------------------------
 // `#[traced]` spans of a service that exports through its own queues: the short path
 
-/// The call site of every integration's CLIENT span on the short path (its name is the span's
-/// own, see [`Fast::op`]).
+/// The most distinct CLIENT span names given a [`Meta`] of their own (see [`client_meta`]).
 #[cfg(any(feature = "redis", feature = "mysql"))]
-pub(crate) static CLIENT: Meta = Meta::new("", SpanKind::Client, false);
+const CLIENT_METAS_MAX: usize = 4096;
+
+#[cfg(any(feature = "redis", feature = "mysql"))]
+thread_local! {
+    /// [`client_meta`]'s answers on this thread, by the name's address and length.
+    static CLIENT_METAS: RefCell<std::collections::HashMap<(usize, usize), &'static Meta>> =
+        RefCell::new(std::collections::HashMap::new());
+}
+
+/// The call site of an integration's CLIENT spans named `name` (a command's, a statement's
+/// summary): made once per distinct name and kept for the process (they are few, and bounded:
+/// past [`CLIENT_METAS_MAX`] names, `None`, and the span takes the general path). Found by the
+/// name's address on the thread, so a name seen before costs a small hash lookup.
+#[cfg(any(feature = "redis", feature = "mysql"))]
+pub(crate) fn client_meta(name: &'static str) -> Option<&'static Meta> {
+    let key = (name.as_ptr() as usize, name.len());
+    if let Ok(Some(m)) = CLIENT_METAS.try_with(|c| c.borrow().get(&key).copied()) {
+        return Some(m);
+    }
+    static ALL: std::sync::Mutex<Option<std::collections::HashMap<&'static str, &'static Meta>>> =
+        std::sync::Mutex::new(None);
+    let meta = {
+        let mut all = ALL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let all = all.get_or_insert_with(std::collections::HashMap::new);
+        match all.get(name) {
+            Some(m) => *m,
+            None if all.len() >= CLIENT_METAS_MAX => return None,
+            None => {
+                let m: &'static Meta =
+                    Box::leak(Box::new(Meta::new(name, SpanKind::Client, false)));
+                all.insert(name, m);
+                m
+            }
+        }
+    };
+    let _ = CLIENT_METAS.try_with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() < CLIENT_METAS_MAX {
+            c.insert(key, meta);
+        }
+    });
+    Some(meta)
+}
 
 /// Per-call-site constants.
 #[derive(Debug)]
@@ -749,8 +792,6 @@ pub(crate) struct Fast {
     start: u64,
     svc: Arc<Service>,
     meta: &'static Meta,
-    /// The span's name: its call site's, or an integration's span's own (see [`Fast::op`]).
-    name: &'static str,
     attrs: Vec<KeyValue>,
     more: Option<Box<More>>,
     /// An integration's span's labels for its duration histogram, when its kind is measured.
@@ -769,7 +810,7 @@ impl fmt::Debug for Fast {
         f.debug_struct("Fast")
             .field("trace_id", &self.trace_id)
             .field("span_id", &self.span_id)
-            .field("name", &self.name)
+            .field("name", &self.meta.name)
             .field("service", &self.svc.name)
             .finish_non_exhaustive()
     }
@@ -806,7 +847,6 @@ impl Fast {
             start: crate::clock::now(),
             svc: parent.svc,
             meta,
-            name: meta.name,
             attrs,
             more: None,
             #[cfg(feature = "metrics")]
@@ -827,9 +867,10 @@ impl Fast {
         span
     }
 
-    /// Starts a sampled integration's span (a Redis command, a statement) of `svc` named `name`,
-    /// of kind `meta.kind`, under `parent` (a root of `root_trace` when `None`). It is recorded
-    /// as a `#[traced]` span is: no `Context`, ended into the thread's buffer.
+    /// Starts a sampled integration's span (a Redis command, a statement) of `svc`, named and of
+    /// the kind `meta` says (see [`client_meta`]), under `parent` (a root of `root_trace` when
+    /// `None`). It is recorded as a `#[traced]` span is: no `Context`, ended into the thread's
+    /// buffer.
     #[cfg(any(feature = "redis", feature = "mysql"))]
     #[inline]
     pub(crate) fn op(
@@ -837,13 +878,12 @@ impl Fast {
         parent: Option<&SpanContext>,
         root_trace: TraceId,
         meta: &'static Meta,
-        name: &'static str,
         attrs: Vec<KeyValue>,
     ) -> Fast {
         #[cfg(feature = "metrics")]
         let labels = crate::red::op_labels(svc.metrics.as_ref(), &meta.kind, &attrs);
+        #[allow(unused_mut)] // set with `metrics`
         let mut span = Fast::start(svc, parent, root_trace, meta, attrs);
-        span.name = name;
         #[cfg(feature = "metrics")]
         {
             span.labels = labels;
@@ -929,7 +969,6 @@ impl Drop for Fast {
             start: self.start,
             svc: Arc::clone(&self.svc),
             meta: self.meta,
-            name: self.name,
             attrs: std::mem::take(&mut self.attrs),
             more: self.more.take(),
             #[cfg(feature = "metrics")]
@@ -1021,7 +1060,7 @@ impl Finished {
             parent_span_id: s.parent,
             parent_span_is_remote: s.parent_remote,
             span_kind: s.meta.kind.clone(),
-            name: Cow::Borrowed(s.name),
+            name: Cow::Borrowed(s.meta.name),
             start_time: anchor.system_time(s.start),
             end_time: anchor.system_time(s.end),
             attributes: std::mem::take(&mut s.attrs),
