@@ -1347,26 +1347,8 @@ pub(crate) fn top(meta: &Meta) -> Top {
                 return Top::Other;
             };
             let (svc, sc) = match s.last() {
-                Some(frame @ (Frame::Fast(_) | Frame::Op(_))) => {
-                    let Some(f) = frame.fast() else {
-                        return Top::Other;
-                    };
-                    if !f.svc.is_enabled() {
-                        return Top::Nothing;
-                    }
-                    if !f.svc.sink.follows_parent() {
-                        return Top::Other;
-                    }
-                    return Top::Fast(FastParent {
-                        trace_id: f.trace_id,
-                        span_id: f.span_id,
-                        svc: Arc::clone(&f.svc),
-                        state: f
-                            .more
-                            .as_ref()
-                            .map_or(TraceState::NONE, |m| m.state.clone()),
-                    });
-                }
+                Some(Frame::Fast(f)) => return under_fast(f),
+                Some(Frame::Op(b)) => return b.span().map_or(Top::Other, under_fast),
                 Some(Frame::Light(l)) => (&l.svc, None),
                 Some(Frame::Local(span)) => (&span.svc, Some(&span.sc)),
                 // OpenTelemetry's context is current: a span of it that is not sampled (a
@@ -1411,6 +1393,26 @@ pub(crate) fn top(meta: &Meta) -> Top {
             })
         })
         .unwrap_or(Top::Other)
+}
+
+/// [`Top`] under the sampled span `f`.
+#[inline(always)]
+fn under_fast(f: &Fast) -> Top {
+    if !f.svc.is_enabled() {
+        return Top::Nothing;
+    }
+    if !f.svc.sink.follows_parent() {
+        return Top::Other;
+    }
+    Top::Fast(FastParent {
+        trace_id: f.trace_id,
+        span_id: f.span_id,
+        svc: Arc::clone(&f.svc),
+        state: f
+            .more
+            .as_ref()
+            .map_or(TraceState::NONE, |m| m.state.clone()),
+    })
 }
 
 /// Takes back the span pushed at `at`. A frame left out of order (guards dropped in another
