@@ -915,15 +915,13 @@ impl Fast {
     }
 
     /// Marks the span ended, and measures it.
-    #[inline]
+    #[inline(always)]
     fn ended_at(&mut self) {
         self.ended = true;
         self.end = crate::clock::now();
         #[cfg(feature = "metrics")]
-        if let Some(labels) = self.labels.take()
-            && let Some(metrics) = &self.svc.metrics
-        {
-            crate::red::op_ended(metrics, labels, self.start, self.end);
+        if self.labels.is_some() {
+            self.op_measured();
         }
         #[cfg(feature = "metrics")]
         if self.meta.metrics
@@ -938,6 +936,20 @@ impl Fast {
                 self.start,
                 self.end,
             );
+        }
+    }
+}
+
+impl Fast {
+    /// An integration's span's duration into its histogram (out of line: `#[traced]` spans,
+    /// which have no labels, pay one branch).
+    #[cfg(feature = "metrics")]
+    #[inline(never)]
+    fn op_measured(&mut self) {
+        if let Some(labels) = self.labels.take()
+            && let Some(metrics) = &self.svc.metrics
+        {
+            crate::red::op_ended(metrics, labels, self.start, self.end);
         }
     }
 }
@@ -1408,10 +1420,10 @@ fn under_fast(f: &Fast) -> Top {
         trace_id: f.trace_id,
         span_id: f.span_id,
         svc: Arc::clone(&f.svc),
-        state: f
-            .more
-            .as_ref()
-            .map_or(TraceState::NONE, |m| m.state.clone()),
+        state: match &f.more {
+            Some(m) => m.state.clone(),
+            None => TraceState::NONE,
+        },
     })
 }
 
