@@ -302,35 +302,14 @@ impl Shared {
     /// Queues `spans`; those that do not fit (or come after the shutdown) are dropped and
     /// counted.
     fn push_all(&self, spans: impl Iterator<Item = SpanData>) {
-        let max_batch = self.config.max_batch;
         let (mut full, mut shut, mut wake) = (0, 0, false);
         let mut q = self.lock();
         for span in spans {
-            let w = weight(&span) as usize;
-            if q.shutdown {
-                shut += 1;
-                continue;
+            match self.push(&mut q, span) {
+                Ok(w) => wake |= w,
+                Err(Refused::Full) => full += 1,
+                Err(Refused::Shut) => shut += 1,
             }
-            if q.bytes + w > self.config.max_queue_bytes
-                || self.config.max_queue_spans.is_some_and(|max| q.len >= max)
-            {
-                full += 1;
-                continue;
-            }
-            if q.batches.back().is_none_or(|b| b.spans.len() >= max_batch) {
-                q.batches.push_back(Batch {
-                    spans: Vec::with_capacity(max_batch),
-                    bytes: 0,
-                });
-            }
-            if let Some(open) = q.batches.back_mut() {
-                open.spans.push(span);
-                open.bytes += w;
-                wake |= open.spans.len() == max_batch;
-            }
-            q.len += 1;
-            q.bytes += w;
-            q.pushed += 1;
         }
         drop(q);
         self.dropped(full, "the export queue is full");
@@ -339,6 +318,44 @@ impl Shared {
             self.wake.notify_one();
         }
     }
+
+    /// Queues `span` in `q`: whether a batch is now full (the worker is to be woken), or why it
+    /// was refused.
+    #[inline(always)]
+    fn push(&self, q: &mut Queue, span: SpanData) -> Result<bool, Refused> {
+        if q.shutdown {
+            return Err(Refused::Shut);
+        }
+        let w = weight(&span) as usize;
+        if q.bytes + w > self.config.max_queue_bytes
+            || self.config.max_queue_spans.is_some_and(|max| q.len >= max)
+        {
+            return Err(Refused::Full);
+        }
+        let max_batch = self.config.max_batch;
+        if q.batches.back().is_none_or(|b| b.spans.len() >= max_batch) {
+            q.batches.push_back(Batch {
+                spans: Vec::with_capacity(max_batch),
+                bytes: 0,
+            });
+        }
+        let mut wake = false;
+        if let Some(open) = q.batches.back_mut() {
+            open.spans.push(span);
+            open.bytes += w;
+            wake = open.spans.len() == max_batch;
+        }
+        q.len += 1;
+        q.bytes += w;
+        q.pushed += 1;
+        Ok(wake)
+    }
+}
+
+/// Why a span was not queued.
+enum Refused {
+    Full,
+    Shut,
 }
 
 /// The export timeout, counted from the exporter's latest progress: a backlog drains whole
@@ -373,7 +390,16 @@ impl SpanProcessor for Batcher {
     fn on_start(&self, _span: &mut Span, _cx: &Context) {}
 
     fn on_end(&self, span: SpanData) {
-        self.shared.push_all(std::iter::once(span));
+        let s = &self.shared;
+        let mut q = s.lock();
+        let pushed = s.push(&mut q, span);
+        drop(q);
+        match pushed {
+            Ok(true) => s.wake.notify_one(),
+            Ok(false) => {}
+            Err(Refused::Full) => s.dropped(1, "the export queue is full"),
+            Err(Refused::Shut) => s.dropped(1, "the pipeline is shut down"),
+        }
     }
 
     fn force_flush(&self) -> OTelSdkResult {

@@ -1178,18 +1178,6 @@ enum Frame {
     Gone,
 }
 
-impl Frame {
-    /// The span on the short path this frame holds, if any.
-    #[inline]
-    fn fast(&self) -> Option<&Fast> {
-        match self {
-            Frame::Fast(f) => Some(f),
-            Frame::Op(b) => b.span(),
-            _ => None,
-        }
-    }
-}
-
 /// An integration's sampled span, boxed so that the operation's future holding it, and the
 /// thread's stack while it is polled, move it as one word; the box comes from a per-thread pool
 /// (no allocation once warm) and goes back to it when the span ends. `None` inside: ended.
@@ -1499,12 +1487,14 @@ pub(crate) fn current() -> Current {
                     sc: l.span_context(),
                     svc: Arc::clone(&l.svc),
                 }),
-                Some(frame @ (Frame::Fast(_) | Frame::Op(_))) => {
-                    frame.fast().map(|span| Current::Local {
-                        sc: span.span_context(),
-                        svc: Arc::clone(&span.svc),
-                    })
-                }
+                Some(Frame::Fast(span)) => Some(Current::Local {
+                    sc: span.span_context(),
+                    svc: Arc::clone(&span.svc),
+                }),
+                Some(Frame::Op(b)) => b.span().map(|span| Current::Local {
+                    sc: span.span_context(),
+                    svc: Arc::clone(&span.svc),
+                }),
                 _ => None,
             }
         })
