@@ -686,21 +686,34 @@ impl opentelemetry::trace::Span for Span {
 #[cfg(any(feature = "redis", feature = "mysql"))]
 const CLIENT_METAS_MAX: usize = 4096;
 
+/// Slots of the per-thread cache of [`client_meta`]'s answers.
+#[cfg(any(feature = "redis", feature = "mysql"))]
+const CLIENT_META_SLOTS: usize = 64;
+
 #[cfg(any(feature = "redis", feature = "mysql"))]
 thread_local! {
-    /// [`client_meta`]'s answers on this thread, by the name's address and length.
-    static CLIENT_METAS: RefCell<std::collections::HashMap<(usize, usize), &'static Meta>> =
-        RefCell::new(std::collections::HashMap::new());
+    /// [`client_meta`]'s answers on this thread, direct-mapped by the name's address.
+    #[allow(clippy::type_complexity)]
+    static CLIENT_METAS: RefCell<[Option<(usize, &'static Meta)>; CLIENT_META_SLOTS]> =
+        const { RefCell::new([None; CLIENT_META_SLOTS]) };
 }
 
 /// The call site of an integration's CLIENT spans named `name` (a command's, a statement's
 /// summary): made once per distinct name and kept for the process (they are few, and bounded:
 /// past [`CLIENT_METAS_MAX`] names, `None`, and the span takes the general path). Found by the
-/// name's address on the thread, so a name seen before costs a small hash lookup.
+/// name's address in a small per-thread cache, so a name seen before costs a few instructions.
 #[cfg(any(feature = "redis", feature = "mysql"))]
 pub(crate) fn client_meta(name: &'static str) -> Option<&'static Meta> {
-    let key = (name.as_ptr() as usize, name.len());
-    if let Ok(Some(m)) = CLIENT_METAS.try_with(|c| c.borrow().get(&key).copied()) {
+    let at = name.as_ptr() as usize;
+    let slot = (at >> 3) % CLIENT_META_SLOTS;
+    let cached = CLIENT_METAS
+        .try_with(|c| match c.try_borrow().ok()?[slot] {
+            Some((a, m)) if a == at && m.name.len() == name.len() => Some(m),
+            _ => None,
+        })
+        .ok()
+        .flatten();
+    if let Some(m) = cached {
         return Some(m);
     }
     static ALL: std::sync::Mutex<Option<std::collections::HashMap<&'static str, &'static Meta>>> =
@@ -722,9 +735,8 @@ pub(crate) fn client_meta(name: &'static str) -> Option<&'static Meta> {
         }
     };
     let _ = CLIENT_METAS.try_with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() < CLIENT_METAS_MAX {
-            c.insert(key, meta);
+        if let Ok(mut all) = c.try_borrow_mut() {
+            all[slot] = Some((at, meta));
         }
     });
     Some(meta)
