@@ -758,3 +758,33 @@ async fn the_same_command_twice_gives_the_same_span() {
         }
     }
 }
+
+/// A panic inside a command's future (here in the conversion of the reply, which fred runs in
+/// the future) does not leave the command's span current on the thread: what runs next on it is
+/// in no trace.
+#[tokio::test]
+async fn a_panic_inside_a_command_leaves_no_span_current() {
+    require_redis();
+    exporter();
+    struct Boom;
+    impl FromValue for Boom {
+        fn from_value(_: Value) -> Result<Self, Error> {
+            panic!("the reply's conversion panics");
+        }
+    }
+    let c = Traced::new(builder(6379, None).build().unwrap());
+    c.init().await.unwrap();
+    let k = key("panic-in-poll");
+    let _: () = c.set(&k, "v", None, None, false).await.unwrap();
+    assert_eq!(tracer_runtime::current_trace_id(), None, "no span before");
+    let polled =
+        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(c.get::<Boom, _>(&k)))
+            .await;
+    assert!(polled.is_err(), "the conversion panicked");
+    assert_eq!(
+        tracer_runtime::current_trace_id(),
+        None,
+        "the GET span was left current after the panic"
+    );
+    let _: i64 = c.del(&k).await.unwrap();
+}

@@ -1097,6 +1097,16 @@ impl Finished {
     }
 }
 
+/// Takes the frame at its place off the stack when dropped: while a panic unwinds through a
+/// poll that made a span current.
+struct PopOnUnwind(usize);
+
+impl Drop for PopOnUnwind {
+    fn drop(&mut self) {
+        drop(pop_frame(self.0));
+    }
+}
+
 /// Makes a [`Fast`] span current (see [`push_with`]).
 #[inline]
 pub(crate) fn push_fast(span: Fast) -> Option<Result<usize, Fast>> {
@@ -1256,7 +1266,10 @@ impl OpBox {
         }
         match push_with(OpBox(self.0.take()), Frame::Op) {
             Some(Ok(at)) => {
+                // A panic in `f` takes the span off the stack (it ends as it is dropped).
+                let unwinding = PopOnUnwind(at);
                 let out = f();
+                std::mem::forget(unwinding);
                 if let Some(Frame::Op(back)) = pop_frame(at) {
                     *self = back;
                 }

@@ -451,10 +451,21 @@ fn run_live<R>(live: Live, body: impl FnOnce() -> R, done: impl FnOnce(&mut Live
 /// Runs `f` with the span current (the construction of an `impl Future`).
 #[inline]
 pub fn enter<R>(span: &mut Option<Live>, f: impl FnOnce() -> R) -> R {
-    let entered = span.take().map(Live::enter);
+    let mut entered = Exit(span.take().map(Live::enter));
     let out = f();
-    *span = entered.and_then(Entered::exit);
+    *span = entered.0.take().and_then(Entered::exit);
     out
+}
+
+/// Makes the span no longer current if `f` of [`enter`] panics, and ends it.
+struct Exit(Option<Entered>);
+
+impl Drop for Exit {
+    fn drop(&mut self) {
+        if let Some(live) = self.0.take().and_then(Entered::exit) {
+            live.end();
+        }
+    }
 }
 
 pin_project_lite::pin_project! {
