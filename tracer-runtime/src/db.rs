@@ -13,7 +13,6 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 
 use crate::recorder::{OpBox, SpanWrite};
 use crate::registry::Service;
-use crate::traced::Live;
 
 /// Starts a CLIENT span when tracing records for `service` (else `None`, at the cost of one
 /// relaxed load when everything is off). `make` builds the name and attributes only then. The
@@ -54,9 +53,7 @@ pub(crate) fn start(
             ))));
         }
     }
-    Some(Op::Other(Box::new(Some(Live::context(in_context(
-        &svc, parent, inherited, name, attrs,
-    ))))))
+    Some(Op::Other(in_context(&svc, parent, inherited, name, attrs)))
 }
 
 /// [`start`] for a span that must live in a `Context`: one that other operations take as their
@@ -143,13 +140,12 @@ pub(crate) fn outside_request(parent: Option<&Context>) -> bool {
     }
 }
 
-/// An operation's span, one word in its operation's future: a sampled span on the short path
-/// (boxed from a per-thread pool, see `recorder::OpBox`), else a span in a `Context` (boxed).
+/// An operation's span, a few words in its operation's future: a sampled span on the short
+/// path (boxed from a per-thread pool, see `recorder::OpBox`), else a span in a `Context`.
 /// Dropped unended, the span ends (not marked cancelled).
 pub(crate) enum Op {
     Fast(OpBox),
-    /// `None` once ended (or lost by the thread's stack).
-    Other(Box<Option<Live>>),
+    Other(Context),
 }
 
 impl Op {
@@ -160,11 +156,7 @@ impl Op {
             Op::Fast(span) => {
                 span.write(f);
             }
-            Op::Other(live) => {
-                if let Some(live) = &mut **live {
-                    live.write(f);
-                }
-            }
+            Op::Other(cx) => crate::recorder::write_context(cx, f),
         }
     }
 
@@ -173,11 +165,7 @@ impl Op {
     pub(crate) fn end(self) {
         match self {
             Op::Fast(span) => span.end(),
-            Op::Other(mut live) => {
-                if let Some(live) = live.take() {
-                    live.end();
-                }
-            }
+            Op::Other(cx) => crate::recorder::end_context(&cx),
         }
     }
 
@@ -192,7 +180,10 @@ impl Op {
     fn enter<R>(&mut self, f: impl FnOnce() -> R) -> R {
         match self {
             Op::Fast(span) => span.enter(f),
-            Op::Other(live) => crate::traced::enter(live, f),
+            Op::Other(cx) => {
+                let _current = crate::recorder::attach(cx);
+                f()
+            }
         }
     }
 }

@@ -1764,13 +1764,13 @@ fn start_in(svc: &Arc<Service>, builder: SpanBuilder, parent: Option<&SpanContex
 }
 
 /// Writes to the span of `cx` (an integration's span kept in a context).
-#[cfg(feature = "mysql")]
+#[cfg(any(feature = "redis", feature = "mysql"))]
 pub(crate) fn write_context<R>(cx: &Context, f: impl FnOnce(&mut dyn SpanWrite) -> R) -> R {
     f(&mut cx.span())
 }
 
 /// Ends the span of `cx`.
-#[cfg(feature = "mysql")]
+#[cfg(any(feature = "redis", feature = "mysql"))]
 pub(crate) fn end_context(cx: &Context) {
     cx.span().end();
 }

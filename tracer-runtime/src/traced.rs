@@ -165,16 +165,7 @@ enum Held {
 }
 
 impl Live {
-    /// A span kept in an OpenTelemetry context (an integration's on the general path).
-    #[cfg(any(feature = "redis", feature = "mysql"))]
-    #[inline]
-    pub(crate) fn context(cx: Context) -> Live {
-        Live(Held::Cx(cx))
-    }
-
-    /// Writes to the span, however it is held.
-    #[inline]
-    pub(crate) fn write<R>(&mut self, f: impl FnOnce(&mut dyn SpanWrite) -> R) -> R {
+    fn write<R>(&mut self, f: impl FnOnce(&mut dyn SpanWrite) -> R) -> R {
         match &mut self.0 {
             Held::Local(span) => f(&mut **span),
             Held::Cx(cx) => f(&mut cx.span()),
@@ -222,7 +213,7 @@ impl Live {
     }
 
     /// Marks the span as cancelled (its future was dropped before completing) and ends it.
-    pub(crate) fn cancel(mut self) {
+    fn cancel(mut self) {
         self.write(|s| s.set_attribute(KeyValue::new(CANCELLED, true)));
         self.end();
     }
