@@ -10,12 +10,16 @@
 //! Run by `cargo bench` (argument `--bench`, or no argument), the binary runs itself under
 //! `valgrind --tool=callgrind` once per case, mode and N (1 000 and 2 000 commands) and prints a
 //! table of instructions per command, `(total at N=2000 − total at N=1000) / 1000`, so that
-//! start-up, connecting and installing cancel out. Every thread counts, the batch processor's
-//! (in front of an exporter that discards) included. One run by hand:
+//! start-up, connecting and installing cancel out. Collection is toggled on for the loop, the
+//! collector's hand-over and the export thread (in front of an exporter that discards): every
+//! instruction a command costs on any thread, none of the start-up's. One run by hand:
 //!
 //! ```text
-//! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out \
-//!     target/release/deps/db_instr-<hash> run redis-get on 2000
+//! valgrind --tool=callgrind --collect-atstart=no \
+//!     --toggle-collect='db_instr::run::{{closure}}' \
+//!     --toggle-collect='tracer_runtime::collector::collect' \
+//!     --toggle-collect='tracer_runtime::pipeline::Shared::run' \
+//!     --callgrind-out-file=/tmp/cg.out target/release/deps/db_instr-<hash> run redis-get on 2000
 //! ```
 //!
 //! Cases: `redis-get`, `redis-set` (fred), `mysql-select` (a point `SELECT` through
@@ -364,8 +368,15 @@ fn measure(case: &str, mode: &str, n: u64) -> (u64, u64) {
         "db_instr.{}.{case}.{mode}.{n}.out",
         std::process::id()
     ));
+    // Only the loop, the collector's hand-over and the export thread are counted: start-up
+    // work whose length depends on the wall clock (fastant's TSC calibration, the collector's
+    // wake-ups) would not cancel out between N=1000 and N=2000.
     let run = Command::new("valgrind")
         .arg("--tool=callgrind")
+        .arg("--collect-atstart=no")
+        .arg("--toggle-collect=db_instr::run::{{closure}}")
+        .arg("--toggle-collect=tracer_runtime::collector::collect")
+        .arg("--toggle-collect=tracer_runtime::pipeline::Shared::run")
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(&exe)
         .args(["run", case, mode, &n.to_string()])

@@ -122,3 +122,156 @@ impl<T: IntoAttrValue> IntoAttrValue for Option<T> {
         self.and_then(IntoAttrValue::into_attr_value)
     }
 }
+
+/// Strings kept for the process by [`intern`]: at most this many ...
+#[cfg(any(feature = "redis", feature = "sql"))]
+const INTERNED_MAX: usize = 4096;
+/// ... of at most this many bytes each (1 MiB in all at most).
+#[cfg(any(feature = "redis", feature = "sql"))]
+const INTERNED_LEN_MAX: usize = 256;
+
+/// `s` kept for the process, the same `&'static str` for equal strings: for the few strings
+/// that every span of a client or a statement repeats (a server's address, a database, a span
+/// name such as `SELECT users`), so that a span's copy of one is a pointer's, with neither an
+/// allocation nor a reference count to touch. Bounded ([`INTERNED_MAX`] strings of at most
+/// [`INTERNED_LEN_MAX`] bytes): past that, `None`, and the caller keeps a copy of its own.
+#[cfg(any(feature = "redis", feature = "sql"))]
+pub(crate) fn intern(s: &str) -> Option<&'static str> {
+    static ALL: Interned = std::sync::Mutex::new(None);
+    intern_in(&ALL, INTERNED_MAX, s)
+}
+
+#[cfg(any(feature = "redis", feature = "sql"))]
+type Interned = std::sync::Mutex<Option<std::collections::HashSet<&'static str>>>;
+
+/// [`intern`] in `all`, which keeps at most `max` strings.
+#[cfg(any(feature = "redis", feature = "sql"))]
+fn intern_in(all: &Interned, max: usize, s: &str) -> Option<&'static str> {
+    if s.len() > INTERNED_LEN_MAX {
+        return None;
+    }
+    let mut all = all
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let all = all.get_or_insert_with(std::collections::HashSet::new);
+    if let Some(kept) = all.get(s) {
+        return Some(kept);
+    }
+    if all.len() >= max {
+        return None;
+    }
+    let kept: &'static str = Box::leak(Box::from(s));
+    all.insert(kept);
+    Some(kept)
+}
+
+/// An attribute value that the spans of a client or a statement all repeat (see [`Consts`]).
+#[cfg(any(feature = "redis", feature = "sql"))]
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Const {
+    /// Kept for the process (see [`intern`]).
+    Str(&'static str),
+    /// Shared (a string [`intern`] did not keep, or one too long to keep: a statement's text).
+    Shared(std::sync::Arc<str>),
+    Int(i64),
+}
+
+#[cfg(any(feature = "redis", feature = "sql"))]
+impl Const {
+    /// `s`, kept for the process if it can be, else shared.
+    pub(crate) fn str(s: &str) -> Const {
+        match intern(s) {
+            Some(s) => Const::Str(s),
+            None => Const::Shared(s.into()),
+        }
+    }
+
+    #[inline(always)]
+    fn value(&self) -> Value {
+        match self {
+            Const::Str(s) => Value::from(*s),
+            Const::Shared(s) => Value::from(std::sync::Arc::clone(s)),
+            Const::Int(i) => Value::I64(*i),
+        }
+    }
+}
+
+/// The attributes every span of a client (or of a statement) has, built once and copied into
+/// each span: their keys are the conventions' constants and their values [`Const`]s, so a copy
+/// is made in place (a few instructions each) where cloning a `KeyValue` goes through its
+/// generic `Clone` (~80 instructions each).
+#[cfg(any(feature = "redis", feature = "sql"))]
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Consts(Vec<(&'static str, Const)>);
+
+#[cfg(any(feature = "redis", feature = "sql"))]
+impl Consts {
+    pub(crate) fn push(&mut self, key: &'static str, value: Const) {
+        self.0.push((key, value));
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The attributes, appended to `to`.
+    #[inline]
+    pub(crate) fn copy_to(&self, to: &mut Vec<KeyValue>) {
+        to.extend(
+            self.0
+                .iter()
+                .map(|(k, v)| KeyValue::new(Key::from_static_str(k), v.value())),
+        );
+    }
+
+    /// The attributes, as a list of their own.
+    #[cfg(test)]
+    pub(crate) fn to_vec(&self) -> Vec<KeyValue> {
+        let mut v = Vec::new();
+        self.copy_to(&mut v);
+        v
+    }
+}
+
+#[cfg(all(test, any(feature = "redis", feature = "sql")))]
+mod intern_tests {
+    use super::*;
+
+    #[test]
+    fn equal_strings_are_kept_once_and_long_ones_not_at_all() {
+        let (a, b) = (intern("10.1.2.3"), intern(&String::from("10.1.2.3")));
+        assert_eq!(a, Some("10.1.2.3"));
+        assert_eq!(a.map(str::as_ptr), b.map(str::as_ptr));
+        assert_eq!(intern(&"x".repeat(INTERNED_LEN_MAX + 1)), None);
+        let long = Const::str(&"y".repeat(INTERNED_LEN_MAX + 1));
+        assert!(matches!(long, Const::Shared(_)));
+    }
+
+    #[test]
+    fn interned_strings_are_bounded() {
+        // A table of its own, so that the process's stays usable for the other tests.
+        static ALL: Interned = std::sync::Mutex::new(None);
+        for i in 0..20 {
+            let kept = intern_in(&ALL, 10, &format!("bound_{i}"));
+            assert_eq!(kept.is_some(), i < 10, "{i}");
+        }
+        assert_eq!(intern_in(&ALL, 10, "bound_3"), Some("bound_3"));
+        assert!(ALL.lock().unwrap().as_ref().is_some_and(|a| a.len() == 10));
+    }
+
+    #[test]
+    fn consts_copy_as_key_values() {
+        let mut c = Consts::default();
+        c.push("db.system.name", Const::str("redis"));
+        c.push("server.port", Const::Int(6379));
+        c.push("db.query.text", Const::Shared("GET k".into()));
+        assert_eq!(
+            c.to_vec(),
+            vec![
+                KeyValue::new("db.system.name", "redis"),
+                KeyValue::new("server.port", 6379),
+                KeyValue::new("db.query.text", "GET k"),
+            ]
+        );
+    }
+}

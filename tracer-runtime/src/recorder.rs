@@ -828,6 +828,34 @@ impl fmt::Debug for Fast {
     }
 }
 
+impl More {
+    /// What the span had beyond its ids and attributes, into its `SpanData`.
+    fn into_data(self, data: &mut SpanData) {
+        let mut dropped = self.dropped_attrs;
+        if self.logs_dropped > 0 {
+            let kv = KeyValue::new(EVENTS_DROPPED, i64::from(self.logs_dropped));
+            if data.attributes.len() < limits().attrs {
+                data.attributes.push(kv);
+            } else {
+                dropped += 1;
+            }
+        }
+        if self.state != TraceState::NONE {
+            data.span_context = SpanContext::new(
+                data.span_context.trace_id(),
+                data.span_context.span_id(),
+                TraceFlags::SAMPLED,
+                false,
+                self.state,
+            );
+        }
+        data.dropped_attributes_count = dropped;
+        data.events = self.events;
+        data.links = self.links;
+        data.status = self.status;
+    }
+}
+
 /// A [`Fast`] span ended and queued: on its way to its service's processors.
 pub(crate) struct Finished(Fast);
 
@@ -1064,22 +1092,13 @@ impl Finished {
     /// The span as the SDK's `SpanData`, its ticks turned into wall-clock times with `anchor`.
     pub(crate) fn into_data(mut self, anchor: &crate::clock::Anchor) -> SpanData {
         let s = &mut self.0;
-        let mut more = s.more.take().map(|b| *b).unwrap_or_default();
-        if more.logs_dropped > 0 {
-            let kv = KeyValue::new(EVENTS_DROPPED, i64::from(more.logs_dropped));
-            if s.attrs.len() < limits().attrs {
-                s.attrs.push(kv);
-            } else {
-                more.dropped_attrs += 1;
-            }
-        }
-        SpanData {
+        let mut data = SpanData {
             span_context: SpanContext::new(
                 s.trace_id,
                 s.span_id,
                 TraceFlags::SAMPLED,
                 false,
-                more.state,
+                TraceState::NONE,
             ),
             parent_span_id: s.parent,
             parent_span_is_remote: s.parent_remote,
@@ -1088,12 +1107,17 @@ impl Finished {
             start_time: anchor.system_time(s.start),
             end_time: anchor.system_time(s.end),
             attributes: std::mem::take(&mut s.attrs),
-            dropped_attributes_count: more.dropped_attrs,
-            events: more.events,
-            links: more.links,
-            status: more.status,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
             instrumentation_scope: s.svc.sink.scope.clone(),
+        };
+        // Most spans have nothing more (no event, status or trace state): no `More` to unpack.
+        if let Some(more) = s.more.take() {
+            more.into_data(&mut data);
         }
+        data
     }
 }
 
@@ -1270,7 +1294,7 @@ impl OpBox {
                 let unwinding = PopOnUnwind(at);
                 let out = f();
                 std::mem::forget(unwinding);
-                if let Some(Frame::Op(back)) = pop_frame(at) {
+                if let Some(back) = pop_op(at) {
                     *self = back;
                 }
                 out
@@ -1458,6 +1482,31 @@ pub(crate) fn pop_light(at: usize) -> Option<Light> {
         Frame::Light(light) => Some(light),
         Frame::Local(_) | Frame::Fast(_) | Frame::Op(_) | Frame::Otel | Frame::Gone => None,
     }
+}
+
+/// Takes back the integration's span pushed at `at` (see [`pop`]), leaving the frame in place
+/// to be dropped there: a frame is as large as a [`Fast`] span, an `OpBox` one word.
+#[inline]
+fn pop_op(at: usize) -> Option<OpBox> {
+    STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            let back = match s.get_mut(at) {
+                Some(Frame::Op(op)) => Some(OpBox(op.0.take())),
+                _ => None,
+            };
+            if at + 1 == s.len() {
+                s.truncate(at);
+                while matches!(s.last(), Some(Frame::Gone)) {
+                    s.pop();
+                }
+            } else if at < s.len() {
+                s[at] = Frame::Gone;
+            }
+            back
+        })
+        .ok()
+        .flatten()
 }
 
 #[inline]

@@ -45,6 +45,7 @@ use mysql_async::Opts;
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
+use crate::attrs::{Const, Consts};
 use crate::db;
 use crate::sql::Statement as StatementRecord;
 
@@ -68,8 +69,9 @@ struct Meta {
     address: String,
     port: u16,
     db: Option<String>,
-    /// The attributes every span has, built once (their strings shared, not copied).
-    base: Vec<KeyValue>,
+    /// The attributes every span has, built once (their strings kept for the process: see
+    /// `attrs::Consts`).
+    base: Consts,
 }
 
 impl Meta {
@@ -77,18 +79,13 @@ impl Meta {
         let address = opts.ip_or_hostname().to_owned();
         let port = opts.tcp_port();
         let db = opts.db_name().map(str::to_owned);
-        let mut base = vec![KeyValue::new(semconv::DB_SYSTEM_NAME, "mysql")];
+        let mut base = Consts::default();
+        base.push(semconv::DB_SYSTEM_NAME, Const::Str("mysql"));
         if let Some(db) = &db {
-            base.push(KeyValue::new(
-                semconv::DB_NAMESPACE,
-                Arc::<str>::from(db.as_str()),
-            ));
+            base.push(semconv::DB_NAMESPACE, Const::str(db));
         }
-        base.push(KeyValue::new(
-            semconv::SERVER_ADDRESS,
-            Arc::<str>::from(address.as_str()),
-        ));
-        base.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
+        base.push(semconv::SERVER_ADDRESS, Const::str(&address));
+        base.push(semconv::SERVER_PORT, Const::Int(i64::from(port)));
         Meta {
             setup: false,
             service,
@@ -114,7 +111,7 @@ impl Meta {
 
     fn base(&self, n: usize) -> Vec<KeyValue> {
         let mut a = Vec::with_capacity(self.base.len() + n);
-        a.extend_from_slice(&self.base);
+        self.base.copy_to(&mut a);
         a
     }
 
@@ -132,14 +129,15 @@ impl Meta {
             return None;
         }
         db::start(self.service.as_deref(), parent, || {
-            let stmt: &[KeyValue] = sql.map_or(&[], |s| &s.attrs);
             // Room for what the span gets when done: rows, or an error's three attributes.
-            let mut a = Vec::with_capacity(self.base.len() + stmt.len() + 4);
-            a.extend_from_slice(&self.base);
+            let mut a = Vec::with_capacity(self.base.len() + sql.map_or(0, |s| s.attrs.len()) + 4);
+            self.base.copy_to(&mut a);
             if sql.is_none_or(|s| s.sanitized.operation.is_none()) {
                 a.push(KeyValue::new(semconv::DB_OPERATION_NAME, fallback));
             }
-            a.extend_from_slice(stmt);
+            if let Some(s) = sql {
+                s.attrs.copy_to(&mut a);
+            }
             let name = sql
                 .and_then(|s| s.name.clone())
                 .unwrap_or(Cow::Borrowed(fallback));

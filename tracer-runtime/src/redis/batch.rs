@@ -45,7 +45,7 @@ impl Batch {
         if !all.is_empty() {
             all.push('\n');
         }
-        all.push_str(&t.0);
+        all.push_str(&t.lossy());
         if all.len() > TEXT_CAP {
             let mut cut = TEXT_CAP;
             while !all.is_char_boundary(cut) {

@@ -57,6 +57,7 @@ use fred::types::{ConnectHandle, CustomCommand, FromValue, Value};
 use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as semconv;
 
+use crate::attrs::{Const, Consts};
 use crate::db;
 use crate::recorder::SpanWrite;
 
@@ -77,8 +78,9 @@ struct Meta {
     address: Option<String>,
     port: Option<u16>,
     db: u8,
-    /// The attributes every span has, built once (their strings shared, not copied).
-    base: Vec<KeyValue>,
+    /// The attributes every span has, built once (their strings kept for the process: see
+    /// `attrs::Consts`).
+    base: Consts,
 }
 
 impl Meta {
@@ -94,18 +96,14 @@ impl Meta {
         let address = server.map(|s| s.host.to_string());
         let port = server.map(|s| s.port);
         let db = config.database.unwrap_or(0);
-        let mut base = vec![
-            KeyValue::new(semconv::DB_SYSTEM_NAME, "redis"),
-            KeyValue::new(semconv::DB_NAMESPACE, Arc::<str>::from(db.to_string())),
-        ];
+        let mut base = Consts::default();
+        base.push(semconv::DB_SYSTEM_NAME, Const::Str("redis"));
+        base.push(semconv::DB_NAMESPACE, Const::str(&db.to_string()));
         if let Some(h) = &address {
-            base.push(KeyValue::new(
-                semconv::SERVER_ADDRESS,
-                Arc::<str>::from(h.as_str()),
-            ));
+            base.push(semconv::SERVER_ADDRESS, Const::str(h));
         }
         if let Some(p) = port {
-            base.push(KeyValue::new(semconv::SERVER_PORT, i64::from(p)));
+            base.push(semconv::SERVER_PORT, Const::Int(i64::from(p)));
         }
         Meta {
             setup: AtomicBool::new(false),
@@ -119,7 +117,7 @@ impl Meta {
 
     fn attrs(&self, operation: Cow<'static, str>, text: Option<Arc<str>>) -> Vec<KeyValue> {
         let mut a = Vec::with_capacity(self.base.len() + 3);
-        a.extend_from_slice(&self.base);
+        self.base.copy_to(&mut a);
         a.push(KeyValue::new(semconv::DB_OPERATION_NAME, operation));
         if let Some(t) = text {
             a.push(KeyValue::new(semconv::DB_QUERY_TEXT, t));

@@ -10,8 +10,10 @@ pub(super) const TEXT_CAP: usize = 2048;
 /// Longest key name kept in the text; a longer one is cut and ends with `…`.
 const KEY_CAP: usize = 128;
 
-/// The command text: command name, key names, `?` for every value.
-pub(super) struct Text(pub(super) String);
+/// The command text: command name, key names, `?` for every value. Written as bytes, the key
+/// names as they are: a text seen before is found by its bytes, so a key's name is checked for
+/// UTF-8 (and made lossy where it is not) only when its text is new.
+pub(super) struct Text(pub(super) Vec<u8>);
 
 /// Slots of the per-thread cache of command texts (direct-mapped by a hash of the text).
 const TEXT_SLOTS: usize = 64;
@@ -21,7 +23,7 @@ const TEXT_CACHE_MAX: usize = 256;
 
 thread_local! {
     /// The buffer a command's text is built in (kept between commands).
-    static TEXT_BUF: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
+    static TEXT_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
     /// The texts of the commands this thread traced lately: a command seen before (same
     /// command, same keys) shares the text of the last one, so its span allocates no text.
     /// Per thread, so no lock is taken; bounded by [`TEXT_SLOTS`] × [`TEXT_CACHE_MAX`] bytes.
@@ -36,7 +38,7 @@ impl Text {
     pub(super) fn build(command: &str, fill: impl FnOnce(&mut Text)) -> Arc<str> {
         let mut t = Text(TEXT_BUF.take());
         t.0.clear();
-        t.0.push_str(command);
+        t.0.extend_from_slice(command.as_bytes());
         fill(&mut t);
         let out = shared_text(&t.0);
         if t.0.capacity() <= 4 * TEXT_CAP {
@@ -46,34 +48,38 @@ impl Text {
     }
 
     pub(super) fn new(command: &str) -> Self {
-        let mut s = String::with_capacity(48);
-        s.push_str(command);
+        let mut s = Vec::with_capacity(48);
+        s.extend_from_slice(command.as_bytes());
         Text(s)
+    }
+
+    /// The text (lossy where a key's name is not UTF-8).
+    pub(super) fn lossy(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.0)
     }
 
     /// A keyword of the command (`EX`, `NX`, ...).
     pub(super) fn word(&mut self, w: &str) -> &mut Self {
-        self.0.push(' ');
-        self.0.push_str(w);
+        self.0.push(b' ');
+        self.0.extend_from_slice(w.as_bytes());
         self
     }
 
-    /// A key name, kept.
+    /// A key name, kept (its first [`KEY_CAP`] bytes, cut before a character that would not
+    /// fit).
     pub(super) fn key(&mut self, k: &Key) -> &mut Self {
-        self.0.push(' ');
-        let name = match k.as_str() {
-            Some(s) => Cow::Borrowed(s),
-            None => k.as_str_lossy(),
-        };
+        self.0.push(b' ');
+        let name = k.as_bytes();
         if name.len() <= KEY_CAP {
-            self.0.push_str(&name);
+            self.0.extend_from_slice(name);
         } else {
             let mut cut = KEY_CAP;
-            while !name.is_char_boundary(cut) {
+            // Back to the start of the character (a UTF-8 continuation byte is 0b10xxxxxx).
+            while cut > 0 && name[cut] & 0xC0 == 0x80 {
                 cut -= 1;
             }
-            self.0.push_str(&name[..cut]);
-            self.0.push('…');
+            self.0.extend_from_slice(&name[..cut]);
+            self.0.extend_from_slice("…".as_bytes());
         }
         self
     }
@@ -87,31 +93,33 @@ impl Text {
 
     /// A value: `?`.
     pub(super) fn val(&mut self) -> &mut Self {
-        self.0.push_str(" ?");
+        self.0.extend_from_slice(b" ?");
         self
     }
 }
 
-/// `text` as an `Arc<str>`: the one of this thread's cache when the same text was built
-/// lately, else a new one (cached when short).
-fn shared_text(text: &str) -> Arc<str> {
+/// `text` as an `Arc<str>` (lossy where it is not UTF-8): the one of this thread's cache when
+/// the same text was built lately, else a new one (cached when short).
+fn shared_text(text: &[u8]) -> Arc<str> {
+    let new = || Arc::<str>::from(String::from_utf8_lossy(text));
     if text.len() > TEXT_CACHE_MAX {
-        return Arc::from(text);
+        return new();
     }
-    let slot = crate::hash::quick_hash(text.as_bytes()) as usize % TEXT_SLOTS;
+    let slot = crate::hash::quick_hash(text) as usize % TEXT_SLOTS;
     TEXTS
         .try_with(|texts| {
             let mut texts = texts.borrow_mut();
             match &texts[slot] {
-                Some(t) if **t == *text => Arc::clone(t),
+                // A text that was not UTF-8 differs from its lossy copy: never found, made again.
+                Some(t) if t.as_bytes() == text => Arc::clone(t),
                 _ => {
-                    let t = Arc::<str>::from(text);
+                    let t = new();
                     texts[slot] = Some(Arc::clone(&t));
                     t
                 }
             }
         })
-        .unwrap_or_else(|_| Arc::from(text))
+        .unwrap_or_else(|_| new())
 }
 
 #[cfg(test)]

@@ -2,18 +2,17 @@
 //! shared by every span that runs it (for the SQL client integrations: `mysql`).
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use super::{Sanitized, sanitize};
+use crate::attrs::{Const, Consts};
 
 /// What a statement's spans record that depends on its text only, computed once per distinct
 /// statement and shared: the span name and the statement's attributes (`db.query.summary`,
-/// `db.operation.name`, `db.collection.name`, `db.query.text`), their strings behind `Arc`s so
-/// that a span's copy costs reference counts, not allocations.
+/// `db.operation.name`, `db.collection.name`, `db.query.text`), their strings kept for the
+/// process (names) or behind `Arc`s (texts), so that a span's copy costs no allocation.
 #[derive(Debug)]
 pub(crate) struct Statement {
     /// The statement as sent (for the cache's comparison).
@@ -23,29 +22,26 @@ pub(crate) struct Statement {
     pub(crate) name: Option<Cow<'static, str>>,
     /// `db.query.text`, shared with the attribute.
     pub(crate) text: Option<Arc<str>>,
-    pub(crate) attrs: Vec<KeyValue>,
+    pub(crate) attrs: Consts,
 }
 
 impl Statement {
     fn new(raw: &[u8]) -> Self {
         let sanitized = sanitize(&String::from_utf8_lossy(raw));
         let name = sanitized.summary.as_deref().map(intern);
-        let mut attrs = Vec::with_capacity(4);
+        let mut attrs = Consts::default();
         if let Some(n) = &name {
-            attrs.push(KeyValue::new(semconv::DB_QUERY_SUMMARY, n.clone()));
+            attrs.push(semconv::DB_QUERY_SUMMARY, value(n));
         }
         if let Some(op) = &sanitized.operation {
-            attrs.push(KeyValue::new(semconv::DB_OPERATION_NAME, intern(op)));
+            attrs.push(semconv::DB_OPERATION_NAME, value(&intern(op)));
         }
         if let Some(t) = &sanitized.collection {
-            attrs.push(KeyValue::new(
-                semconv::DB_COLLECTION_NAME,
-                Arc::<str>::from(t.as_str()),
-            ));
+            attrs.push(semconv::DB_COLLECTION_NAME, Const::str(t));
         }
         let text = sanitized.text.as_deref().map(Arc::<str>::from);
         if let Some(t) = &text {
-            attrs.push(KeyValue::new(semconv::DB_QUERY_TEXT, Arc::clone(t)));
+            attrs.push(semconv::DB_QUERY_TEXT, Const::Shared(Arc::clone(t)));
         }
         Statement {
             raw: raw.into(),
@@ -58,22 +54,19 @@ impl Statement {
 }
 
 /// Span names and operations made `'static` once (they are few: operation × table), so that a
-/// span's name is no allocation. Past [`INTERNED_MAX`] distinct ones, new ones are copied.
-static INTERNED: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-const INTERNED_MAX: usize = 4096;
-
+/// span's name is no allocation; past the bound of [`crate::attrs::intern`], a copy.
 fn intern(s: &str) -> Cow<'static, str> {
-    let mut set = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
-    let set = set.get_or_insert_with(HashSet::new);
-    if let Some(&k) = set.get(s) {
-        return Cow::Borrowed(k);
+    match crate::attrs::intern(s) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(s.to_owned()),
     }
-    if set.len() >= INTERNED_MAX {
-        return Cow::Owned(s.to_owned());
+}
+
+fn value(s: &Cow<'static, str>) -> Const {
+    match s {
+        Cow::Borrowed(k) => Const::Str(k),
+        Cow::Owned(o) => Const::Shared(Arc::from(o.as_str())),
     }
-    let k: &'static str = Box::leak(s.into());
-    set.insert(k);
-    Cow::Borrowed(k)
 }
 
 /// The statement cache: direct-mapped slots chosen by a cheap hash of the text, each behind its
@@ -183,14 +176,5 @@ mod tests {
         let (x, y) = (statement(long.as_bytes()), statement(long.as_bytes()));
         assert!(!Arc::ptr_eq(&x, &y));
         assert_eq!(x.attrs, y.attrs);
-    }
-
-    #[test]
-    fn interned_names_are_bounded() {
-        for i in 0..INTERNED_MAX + 10 {
-            let _ = intern(&format!("SELECT intern_bound_{i}"));
-        }
-        let set = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
-        assert!(set.as_ref().is_some_and(|s| s.len() <= INTERNED_MAX));
     }
 }
