@@ -1173,6 +1173,7 @@ pub(crate) fn end_fast(at: usize, before: impl FnOnce(&mut dyn SpanWrite)) -> bo
                 while matches!(s.last(), Some(Frame::Gone)) {
                     s.pop();
                 }
+                set_quiet(&s);
                 f
             } else {
                 s.get_mut(at).map(|f| std::mem::replace(f, Frame::Gone))
@@ -1310,6 +1311,18 @@ impl OpBox {
 
 thread_local! {
     static STACK: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+    /// The top frame of [`STACK`] is a root that is not sampled, of a service whose sampler
+    /// follows the parent: a `#[traced]` child that is not measured is no span. Kept beside the
+    /// stack, in a cell without destructor, so that the commonest question under a trace that
+    /// is not sampled costs one thread-local read instead of a borrow of the stack.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Sets [`QUIET`] from the top frame of `s`, the stack just changed.
+#[inline(always)]
+fn set_quiet(s: &[Frame]) {
+    let quiet = matches!(s.last(), Some(Frame::Light(l)) if l.svc.sink.follows_parent());
+    QUIET.with(|q| q.set(quiet));
 }
 
 /// `value` made current as `frame(value)`: its place on the thread's stack, or `value` back when
@@ -1321,6 +1334,7 @@ fn push_with<T>(value: T, frame: impl FnOnce(T) -> Frame) -> Option<Result<usize
         .try_with(move |s| match s.try_borrow_mut() {
             Ok(mut s) => {
                 s.push(frame(value));
+                QUIET.with(|q| q.set(false));
                 Ok(s.len() - 1)
             }
             Err(_) => Err(value),
@@ -1337,7 +1351,12 @@ pub(crate) fn push(span: Box<Span>) -> Option<Result<usize, Box<Span>>> {
 /// Makes a span that is not sampled current (see [`push_with`]).
 #[inline]
 pub(crate) fn push_light(light: Light) -> Option<Result<usize, Light>> {
-    push_with(light, Frame::Light)
+    let quiet = light.svc.sink.follows_parent();
+    let pushed = push_with(light, Frame::Light);
+    if let Some(Ok(_)) = pushed {
+        QUIET.with(|q| q.set(quiet));
+    }
+    pushed
 }
 
 /// What the current span means for a `#[traced]` child started now, read without building a
@@ -1390,6 +1409,9 @@ impl FastParent {
 /// current).
 #[inline(always)]
 pub(crate) fn top(meta: &Meta) -> Top {
+    if !meta.metrics && QUIET.with(Cell::get) {
+        return Top::Nothing;
+    }
     STACK
         .try_with(|s| {
             let Ok(s) = s.try_borrow() else {
@@ -1500,6 +1522,7 @@ fn pop_op(at: usize) -> Option<OpBox> {
                 while matches!(s.last(), Some(Frame::Gone)) {
                     s.pop();
                 }
+                set_quiet(&s);
             } else if at < s.len() {
                 s[at] = Frame::Gone;
             }
@@ -1519,6 +1542,7 @@ fn pop_frame(at: usize) -> Option<Frame> {
                 while matches!(s.last(), Some(Frame::Gone)) {
                     s.pop();
                 }
+                set_quiet(&s);
                 f
             } else {
                 s.get_mut(at).map(|f| std::mem::replace(f, Frame::Gone))
@@ -1533,6 +1557,7 @@ fn push_otel() -> Option<usize> {
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
             s.push(Frame::Otel);
+            QUIET.with(|q| q.set(false));
             Some(s.len() - 1)
         })
         .ok()
