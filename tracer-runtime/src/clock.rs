@@ -90,8 +90,8 @@ pub(crate) struct Anchor {
     /// Nanoseconds since the epoch at `at`.
     wall: u64,
     at: u64,
-    /// Nanoseconds per tick.
-    per_tick: f64,
+    /// Nanoseconds per tick, in 32.32 fixed point (an integer multiply per conversion).
+    per_tick: u64,
 }
 
 impl Anchor {
@@ -100,7 +100,7 @@ impl Anchor {
         Anchor {
             wall: system_nanos(),
             at: now(),
-            per_tick: 1e9 / per_second(),
+            per_tick: (1e9 / per_second() * 4_294_967_296.0) as u64,
         }
     }
 
@@ -108,13 +108,17 @@ impl Anchor {
     #[inline]
     pub(crate) fn system_time(&self, t: u64) -> SystemTime {
         let ns = if t >= self.at {
-            self.wall
-                .saturating_add(((t - self.at) as f64 * self.per_tick) as u64)
+            self.wall.saturating_add(self.nanos(t - self.at))
         } else {
-            self.wall
-                .saturating_sub(((self.at - t) as f64 * self.per_tick) as u64)
+            self.wall.saturating_sub(self.nanos(self.at - t))
         };
         SystemTime::UNIX_EPOCH + Duration::from_nanos(ns)
+    }
+
+    /// `ticks` in nanoseconds.
+    #[inline]
+    fn nanos(&self, ticks: u64) -> u64 {
+        u64::try_from((u128::from(ticks) * u128::from(self.per_tick)) >> 32).unwrap_or(u64::MAX)
     }
 }
 

@@ -184,7 +184,7 @@ fn export(mut spans: Vec<Finished>) {
     while let Some(first) = it.peek() {
         let svc = Arc::clone(first.service());
         let run = std::iter::from_fn(|| it.next_if(|s| Arc::ptr_eq(s.service(), &svc)));
-        svc.sink.export_all(run.map(|s| s.into_data(&anchor)));
+        svc.sink.export_all(run, |s| s.into_data(&anchor));
     }
     drop(it);
     recycle(spans);

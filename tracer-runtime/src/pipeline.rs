@@ -291,21 +291,25 @@ impl Shared {
 }
 
 impl Handle {
-    /// Queues `spans` under one lock: the collector's hand-over of a
-    /// service's spans.
-    pub(crate) fn push_all(&self, spans: impl Iterator<Item = SpanData>) {
-        self.0.push_all(spans);
+    /// Queues `spans`, each made a `SpanData` by `data` as it is queued, under one lock: the
+    /// collector's hand-over of a service's spans.
+    pub(crate) fn push_all<T>(
+        &self,
+        spans: impl Iterator<Item = T>,
+        data: impl FnMut(T) -> SpanData,
+    ) {
+        self.0.push_all(spans, data);
     }
 }
 
 impl Shared {
-    /// Queues `spans`; those that do not fit (or come after the shutdown) are dropped and
-    /// counted.
-    fn push_all(&self, spans: impl Iterator<Item = SpanData>) {
+    /// Queues `spans`, each made a `SpanData` by `data`; those that do not fit (or come after
+    /// the shutdown) are dropped and counted.
+    fn push_all<T>(&self, spans: impl Iterator<Item = T>, mut data: impl FnMut(T) -> SpanData) {
         let (mut full, mut shut, mut wake) = (0, 0, false);
         let mut q = self.lock();
         for span in spans {
-            match self.push(&mut q, span) {
+            match self.push(&mut q, data(span)) {
                 Ok(w) => wake |= w,
                 Err(Refused::Full) => full += 1,
                 Err(Refused::Shut) => shut += 1,

@@ -828,31 +828,36 @@ impl fmt::Debug for Fast {
     }
 }
 
+/// What a [`Fast`] span's `SpanData` takes from its [`More`].
+#[derive(Default)]
+struct Rest {
+    state: TraceState,
+    dropped_attrs: u32,
+    events: SpanEvents,
+    links: SpanLinks,
+    status: Status,
+}
+
 impl More {
-    /// What the span had beyond its ids and attributes, into its `SpanData`.
-    fn into_data(self, data: &mut SpanData) {
-        let mut dropped = self.dropped_attrs;
+    /// What the span had beyond its ids and attributes, for its `SpanData`; the count of `log`
+    /// events past the cap joins `attrs`.
+    fn into_rest(self, attrs: &mut Vec<KeyValue>) -> Rest {
+        let mut dropped_attrs = self.dropped_attrs;
         if self.logs_dropped > 0 {
             let kv = KeyValue::new(EVENTS_DROPPED, i64::from(self.logs_dropped));
-            if data.attributes.len() < limits().attrs {
-                data.attributes.push(kv);
+            if attrs.len() < limits().attrs {
+                attrs.push(kv);
             } else {
-                dropped += 1;
+                dropped_attrs += 1;
             }
         }
-        if self.state != TraceState::NONE {
-            data.span_context = SpanContext::new(
-                data.span_context.trace_id(),
-                data.span_context.span_id(),
-                TraceFlags::SAMPLED,
-                false,
-                self.state,
-            );
+        Rest {
+            state: self.state,
+            dropped_attrs,
+            events: self.events,
+            links: self.links,
+            status: self.status,
         }
-        data.dropped_attributes_count = dropped;
-        data.events = self.events;
-        data.links = self.links;
-        data.status = self.status;
     }
 }
 
@@ -1092,13 +1097,18 @@ impl Finished {
     /// The span as the SDK's `SpanData`, its ticks turned into wall-clock times with `anchor`.
     pub(crate) fn into_data(mut self, anchor: &crate::clock::Anchor) -> SpanData {
         let s = &mut self.0;
-        let mut data = SpanData {
+        // Most spans have nothing more (no event, status or trace state): no `More` to unpack.
+        let more = match s.more.take() {
+            None => Rest::default(),
+            Some(more) => more.into_rest(&mut s.attrs),
+        };
+        SpanData {
             span_context: SpanContext::new(
                 s.trace_id,
                 s.span_id,
                 TraceFlags::SAMPLED,
                 false,
-                TraceState::NONE,
+                more.state,
             ),
             parent_span_id: s.parent,
             parent_span_is_remote: s.parent_remote,
@@ -1107,17 +1117,12 @@ impl Finished {
             start_time: anchor.system_time(s.start),
             end_time: anchor.system_time(s.end),
             attributes: std::mem::take(&mut s.attrs),
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
+            dropped_attributes_count: more.dropped_attrs,
+            events: more.events,
+            links: more.links,
+            status: more.status,
             instrumentation_scope: s.svc.sink.scope.clone(),
-        };
-        // Most spans have nothing more (no event, status or trace state): no `More` to unpack.
-        if let Some(more) = s.more.take() {
-            more.into_data(&mut data);
         }
-        data
     }
 }
 

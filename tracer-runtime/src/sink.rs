@@ -102,19 +102,23 @@ impl Sink {
         matches!(self.sampler, Sampler::ParentBased(_) | Sampler::AlwaysOff)
     }
 
-    /// Hands finished spans to every processor: to the export queues at
-    /// once when `buffered`, else one by one.
-    pub(crate) fn export_all(&self, spans: impl Iterator<Item = SpanData>) {
+    /// Hands finished spans to every processor, each made a `SpanData` by `data`: to the export
+    /// queues at once when `buffered` (made in place in the queue), else one by one.
+    pub(crate) fn export_all<T>(
+        &self,
+        spans: impl Iterator<Item = T>,
+        mut data: impl FnMut(T) -> SpanData,
+    ) {
         match self.queues.as_slice() {
-            [one] => one.push_all(spans),
-            [] => spans.for_each(|span| self.export(span)),
+            [one] => one.push_all(spans, data),
+            [] => spans.for_each(|span| self.export(data(span))),
             many => {
-                let spans: Vec<SpanData> = spans.collect();
+                let spans: Vec<SpanData> = spans.map(data).collect();
                 if let Some((last, rest)) = many.split_last() {
                     for q in rest {
-                        q.push_all(spans.iter().cloned());
+                        q.push_all(spans.iter(), SpanData::clone);
                     }
-                    last.push_all(spans.into_iter());
+                    last.push_all(spans.into_iter(), std::convert::identity);
                 }
             }
         }
