@@ -458,7 +458,7 @@ fn weight(s: &SpanData) -> u32 {
     use std::mem::size_of;
     // Keys are left out: nearly all are constants, which the span does not hold.
     let attrs = |a: &[KeyValue]| -> usize {
-        a.len() * size_of::<KeyValue>()
+        std::mem::size_of_val(a)
             + a.iter()
                 .map(|kv| match &kv.value {
                     Value::String(v) => v.as_str().len(),
