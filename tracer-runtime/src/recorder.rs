@@ -1300,7 +1300,7 @@ impl OpBox {
                 let unwinding = PopOnUnwind(at);
                 let out = f();
                 std::mem::forget(unwinding);
-                if let Some(back) = pop_op(at) {
+                if let Some(Frame::Op(back)) = pop_frame(at) {
                     *self = back;
                 }
                 out
@@ -1509,32 +1509,6 @@ pub(crate) fn pop_light(at: usize) -> Option<Light> {
         Frame::Light(light) => Some(light),
         Frame::Local(_) | Frame::Fast(_) | Frame::Op(_) | Frame::Otel | Frame::Gone => None,
     }
-}
-
-/// Takes back the integration's span pushed at `at` (see [`pop`]), leaving the frame in place
-/// to be dropped there: a frame is as large as a [`Fast`] span, an `OpBox` one word.
-#[inline]
-fn pop_op(at: usize) -> Option<OpBox> {
-    STACK
-        .try_with(|s| {
-            let mut s = s.try_borrow_mut().ok()?;
-            let back = match s.get_mut(at) {
-                Some(Frame::Op(op)) => Some(OpBox(op.0.take())),
-                _ => None,
-            };
-            if at + 1 == s.len() {
-                s.truncate(at);
-                while matches!(s.last(), Some(Frame::Gone)) {
-                    s.pop();
-                }
-                set_quiet(&s);
-            } else if at < s.len() {
-                s[at] = Frame::Gone;
-            }
-            back
-        })
-        .ok()
-        .flatten()
 }
 
 #[inline]
