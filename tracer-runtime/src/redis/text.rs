@@ -171,6 +171,22 @@ mod tests {
     }
 
     #[test]
+    fn a_long_key_is_cut_before_a_character_that_does_not_fit() {
+        // 127 bytes of ASCII, then 'é' (2 bytes) crossing the cap: cut before it.
+        let key = format!("{}é{}", "k".repeat(KEY_CAP - 1), "tail");
+        let t = Text::build("GET", |t| {
+            t.key(&Key::from(key.as_str()));
+        });
+        assert_eq!(&*t, format!("GET {}…", "k".repeat(KEY_CAP - 1)));
+        // A key of exactly the cap is kept whole.
+        let whole = "w".repeat(KEY_CAP);
+        let t = Text::build("GET", |t| {
+            t.key(&Key::from(whole.as_str()));
+        });
+        assert_eq!(&*t, format!("GET {whole}"));
+    }
+
+    #[test]
     fn an_invalid_utf8_key_is_shown_lossily() {
         let t = Text::build("GET", |t| {
             t.key(&Key::from(&b"bad\xff"[..]));
