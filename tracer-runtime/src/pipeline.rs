@@ -456,14 +456,16 @@ impl SpanProcessor for Batcher {
 /// and links point to.
 fn weight(s: &SpanData) -> u32 {
     use std::mem::size_of;
-    // Keys are left out: nearly all are constants, which the span does not hold.
     let attrs = |a: &[KeyValue]| -> usize {
         std::mem::size_of_val(a)
             + a.iter()
-                .map(|kv| match &kv.value {
-                    Value::String(v) => v.as_str().len(),
-                    Value::Array(_) => 64,
-                    _ => 0,
+                .map(|kv| {
+                    kv.key.as_str().len()
+                        + match &kv.value {
+                            Value::String(v) => v.as_str().len(),
+                            Value::Array(_) => 64,
+                            _ => 0,
+                        }
                 })
                 .sum::<usize>()
     };
