@@ -1376,6 +1376,8 @@ pub(crate) enum Top {
     /// The current span is not sampled, under a sampler that follows the parent, and the child
     /// is measured: a [`Light`] span with the parent's ids.
     Unsampled(FastParent),
+    /// OpenTelemetry's context is current (see [`otel_recording`]).
+    Otel,
     /// Anything else: the general path decides.
     Other,
 }
@@ -1427,24 +1429,7 @@ pub(crate) fn top(meta: &Meta) -> Top {
                 Some(Frame::Op(b)) => return b.span().map_or(Top::Other, under_fast),
                 Some(Frame::Light(l)) => (&l.svc, None),
                 Some(Frame::Local(span)) => (&span.svc, Some(&span.sc)),
-                // OpenTelemetry's context is current: a span of it that is not sampled (a
-                // request's, say) has no sampled child under samplers that all follow the
-                // parent, whatever the service; found without resolving the service.
-                _ => {
-                    return if !meta.metrics
-                        && crate::registry::all_follow_parent()
-                        && Context::map_current(|cx| {
-                            cx.has_active_span() && {
-                                let span = cx.span();
-                                let sc = span.span_context();
-                                sc.is_valid() && !sc.is_sampled()
-                            }
-                        }) {
-                        Top::Nothing
-                    } else {
-                        Top::Other
-                    };
-                }
+                _ => return under_otel(meta),
             };
             if !svc.is_enabled() {
                 return Top::Nothing;
@@ -1469,6 +1454,37 @@ pub(crate) fn top(meta: &Meta) -> Top {
             })
         })
         .unwrap_or(Top::Other)
+}
+
+/// [`Top`] when OpenTelemetry's context is current: a span of it that is not sampled (a
+/// request's, say) has no sampled child under samplers that all follow the parent, whatever the
+/// service; found without resolving the service.
+#[inline(always)]
+fn under_otel(meta: &Meta) -> Top {
+    if !meta.metrics
+        && crate::registry::all_follow_parent()
+        && Context::map_current(|cx| {
+            cx.has_active_span() && {
+                let span = cx.span();
+                let sc = span.span_context();
+                sc.is_valid() && !sc.is_sampled()
+            }
+        })
+    {
+        Top::Nothing
+    } else {
+        Top::Otel
+    }
+}
+
+/// The service of OpenTelemetry's current context if it records now, and its span: what
+/// [`current_recording`] gives when [`top`] said `Otel` (without looking at the stack again).
+#[inline]
+pub(crate) fn otel_recording() -> Option<(Arc<Service>, Option<SpanContext>)> {
+    Context::map_current(|cx| {
+        let svc = crate::registry::resolve_recording(cx)?;
+        Some((svc, parent_of(cx)))
+    })
 }
 
 /// [`Top`] under the sampled span `f`.
@@ -1587,10 +1603,7 @@ pub(crate) fn current() -> Current {
 pub(crate) fn current_recording() -> Option<(Arc<Service>, Option<SpanContext>)> {
     match current() {
         Current::Local { sc, svc } => svc.is_enabled().then_some((svc, Some(sc))),
-        Current::Otel => Context::map_current(|cx| {
-            let svc = crate::registry::resolve_recording(cx)?;
-            Some((svc, parent_of(cx)))
-        }),
+        Current::Otel => otel_recording(),
     }
 }
 

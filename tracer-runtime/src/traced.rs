@@ -47,6 +47,10 @@ pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live>
             recorder::Top::Unsampled(parent) => {
                 return Some(Live(Held::Light(recorder::Light::child(parent, meta))));
             }
+            recorder::Top::Otel => {
+                let (svc, parent) = recorder::otel_recording()?;
+                return start_under(meta, fill, svc, parent);
+            }
             recorder::Top::Other => {}
         }
     }
@@ -57,6 +61,17 @@ pub fn start(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live>
 #[inline]
 fn start_other(meta: &'static Meta, fill: impl FnOnce(&mut Attrs)) -> Option<Live> {
     let (svc, parent) = recorder::current_recording()?;
+    start_under(meta, fill, svc, parent)
+}
+
+/// [`start`] for a span of `svc` under `parent` (the current span's context, if any).
+#[inline]
+fn start_under(
+    meta: &'static Meta,
+    fill: impl FnOnce(&mut Attrs),
+    svc: Arc<Service>,
+    parent: Option<SpanContext>,
+) -> Option<Live> {
     let parent = if meta.root {
         None
     } else {
@@ -334,6 +349,12 @@ impl SyncGuard {
                 }
                 recorder::Top::Unsampled(parent) => {
                     return Self::enter(Live(Held::Light(recorder::Light::child(parent, meta))));
+                }
+                recorder::Top::Otel => {
+                    return Self::new(
+                        recorder::otel_recording()
+                            .and_then(|(svc, parent)| start_under(meta, fill, svc, parent)),
+                    );
                 }
                 recorder::Top::Other => {}
             }
