@@ -1139,7 +1139,7 @@ impl Drop for PopOnUnwind {
 /// Makes a [`Fast`] span current (see [`push_with`]).
 #[inline]
 pub(crate) fn push_fast(span: Fast) -> Option<Result<usize, Fast>> {
-    push_with(span, Frame::Fast)
+    push_with(span, Frame::Fast, false)
 }
 
 /// A sampled child of `parent` made current, built in its place on the thread's stack (see
@@ -1150,9 +1150,11 @@ pub(crate) fn push_fast_child(
     meta: &'static Meta,
     attrs: Vec<KeyValue>,
 ) -> Option<Result<usize, Fast>> {
-    push_with((parent, attrs), |(parent, attrs)| {
-        Frame::Fast(Fast::child(parent, meta, attrs))
-    })
+    push_with(
+        (parent, attrs),
+        |(parent, attrs)| Frame::Fast(Fast::child(parent, meta, attrs)),
+        false,
+    )
     .map(
         #[allow(clippy::result_large_err)] // the span moves back whole, as it was pushed
         |r| r.map_err(|(parent, attrs)| Fast::child(parent, meta, attrs)),
@@ -1294,7 +1296,7 @@ impl OpBox {
         if self.0.is_none() {
             return f();
         }
-        match push_with(OpBox(self.0.take()), Frame::Op) {
+        match push_with(OpBox(self.0.take()), Frame::Op, false) {
             Some(Ok(at)) => {
                 // A panic in `f` takes the span off the stack (it ends as it is dropped).
                 let unwinding = PopOnUnwind(at);
@@ -1332,14 +1334,14 @@ fn set_quiet(s: &[Frame]) {
 
 /// `value` made current as `frame(value)`: its place on the thread's stack, or `value` back when
 /// the stack is borrowed; `None` when the thread's stack is gone (the thread is exiting: `value`
-/// is dropped, a span ending at once).
+/// is dropped, a span ending at once). `quiet`: the frame is one that [`QUIET`] stands for.
 #[inline(always)]
-fn push_with<T>(value: T, frame: impl FnOnce(T) -> Frame) -> Option<Result<usize, T>> {
+fn push_with<T>(value: T, frame: impl FnOnce(T) -> Frame, quiet: bool) -> Option<Result<usize, T>> {
     STACK
         .try_with(move |s| match s.try_borrow_mut() {
             Ok(mut s) => {
                 s.push(frame(value));
-                QUIET.with(|q| q.set(false));
+                QUIET.with(|q| q.set(quiet));
                 Ok(s.len() - 1)
             }
             Err(_) => Err(value),
@@ -1350,18 +1352,14 @@ fn push_with<T>(value: T, frame: impl FnOnce(T) -> Frame) -> Option<Result<usize
 /// Makes a full span current (see [`push_with`]).
 #[inline]
 pub(crate) fn push(span: Box<Span>) -> Option<Result<usize, Box<Span>>> {
-    push_with(span, Frame::Local)
+    push_with(span, Frame::Local, false)
 }
 
 /// Makes a span that is not sampled current (see [`push_with`]).
 #[inline]
 pub(crate) fn push_light(light: Light) -> Option<Result<usize, Light>> {
     let quiet = light.svc.sink.follows_parent();
-    let pushed = push_with(light, Frame::Light);
-    if let Some(Ok(_)) = pushed {
-        QUIET.with(|q| q.set(quiet));
-    }
-    pushed
+    push_with(light, Frame::Light, quiet)
 }
 
 /// What the current span means for a `#[traced]` child started now, read without building a

@@ -31,10 +31,10 @@ impl Statement {
         let name = sanitized.summary.as_deref().map(intern);
         let mut attrs = Consts::default();
         if let Some(n) = &name {
-            attrs.push(semconv::DB_QUERY_SUMMARY, value(n.clone()));
+            attrs.push(semconv::DB_QUERY_SUMMARY, Const::str(n));
         }
         if let Some(op) = &sanitized.operation {
-            attrs.push(semconv::DB_OPERATION_NAME, value(intern(op)));
+            attrs.push(semconv::DB_OPERATION_NAME, Const::str(op));
         }
         if let Some(t) = &sanitized.collection {
             attrs.push(semconv::DB_COLLECTION_NAME, Const::str(t));
@@ -59,13 +59,6 @@ fn intern(s: &str) -> Cow<'static, str> {
     match crate::attrs::intern(s) {
         Some(k) => Cow::Borrowed(k),
         None => Cow::Owned(s.to_owned()),
-    }
-}
-
-fn value(s: Cow<'static, str>) -> Const {
-    match s {
-        Cow::Borrowed(k) => Const::Str(k),
-        Cow::Owned(o) => Const::Shared(Arc::from(o)),
     }
 }
 
