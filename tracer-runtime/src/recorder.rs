@@ -1139,7 +1139,7 @@ impl Drop for PopOnUnwind {
 /// Makes a [`Fast`] span current (see [`push_with`]).
 #[inline]
 pub(crate) fn push_fast(span: Fast) -> Option<Result<usize, Fast>> {
-    push_with(span, Frame::Fast, false)
+    push_with(span, Frame::Fast)
 }
 
 /// A sampled child of `parent` made current, built in its place on the thread's stack (see
@@ -1150,11 +1150,9 @@ pub(crate) fn push_fast_child(
     meta: &'static Meta,
     attrs: Vec<KeyValue>,
 ) -> Option<Result<usize, Fast>> {
-    push_with(
-        (parent, attrs),
-        |(parent, attrs)| Frame::Fast(Fast::child(parent, meta, attrs)),
-        false,
-    )
+    push_with((parent, attrs), |(parent, attrs)| {
+        Frame::Fast(Fast::child(parent, meta, attrs))
+    })
     .map(
         #[allow(clippy::result_large_err)] // the span moves back whole, as it was pushed
         |r| r.map_err(|(parent, attrs)| Fast::child(parent, meta, attrs)),
@@ -1296,7 +1294,7 @@ impl OpBox {
         if self.0.is_none() {
             return f();
         }
-        match push_with(OpBox(self.0.take()), Frame::Op, false) {
+        match push_with(OpBox(self.0.take()), Frame::Op) {
             Some(Ok(at)) => {
                 // A panic in `f` takes the span off the stack (it ends as it is dropped).
                 let unwinding = PopOnUnwind(at);
@@ -1334,14 +1332,14 @@ fn set_quiet(s: &[Frame]) {
 
 /// `value` made current as `frame(value)`: its place on the thread's stack, or `value` back when
 /// the stack is borrowed; `None` when the thread's stack is gone (the thread is exiting: `value`
-/// is dropped, a span ending at once). `quiet`: the frame is one that [`QUIET`] stands for.
+/// is dropped, a span ending at once).
 #[inline(always)]
-fn push_with<T>(value: T, frame: impl FnOnce(T) -> Frame, quiet: bool) -> Option<Result<usize, T>> {
+fn push_with<T>(value: T, frame: impl FnOnce(T) -> Frame) -> Option<Result<usize, T>> {
     STACK
         .try_with(move |s| match s.try_borrow_mut() {
             Ok(mut s) => {
                 s.push(frame(value));
-                QUIET.with(|q| q.set(quiet));
+                QUIET.with(|q| q.set(false));
                 Ok(s.len() - 1)
             }
             Err(_) => Err(value),
@@ -1352,14 +1350,20 @@ fn push_with<T>(value: T, frame: impl FnOnce(T) -> Frame, quiet: bool) -> Option
 /// Makes a full span current (see [`push_with`]).
 #[inline]
 pub(crate) fn push(span: Box<Span>) -> Option<Result<usize, Box<Span>>> {
-    push_with(span, Frame::Local, false)
+    push_with(span, Frame::Local)
 }
 
 /// Makes a span that is not sampled current (see [`push_with`]).
 #[inline]
 pub(crate) fn push_light(light: Light) -> Option<Result<usize, Light>> {
+    // `push_with` clears the flag; this frame sets it. (Passing the flag to `push_with` instead
+    // saved two instructions here and cost a sampled child ~20, by how it was inlined.)
     let quiet = light.svc.sink.follows_parent();
-    push_with(light, Frame::Light, quiet)
+    let pushed = push_with(light, Frame::Light);
+    if let Some(Ok(_)) = pushed {
+        QUIET.with(|q| q.set(quiet));
+    }
+    pushed
 }
 
 /// What the current span means for a `#[traced]` child started now, read without building a
