@@ -428,12 +428,84 @@ fn bench_guard(c: &mut Criterion) {
     g.finish();
 }
 
-/// `LAYERS_CALLGRIND=<case>`: that guard case alone, `LAYERS_CALLGRIND_N` times.
+/// Reads a response's body to the end, in-process, as a server sending it would.
+fn drain<B: http_body::Body>(resp: Response<B>) {
+    use futures_util::FutureExt as _;
+    let _ = resp.into_body().collect().now_or_never();
+}
+
+/// Serves `n` requests: the function to collect with callgrind's `--toggle-collect`.
+#[inline(never)]
+fn measured_requests(n: usize, mut serve: impl FnMut()) {
+    for _ in 0..n {
+        serve();
+    }
+}
+
+/// The HTTP server layer's cost per request, in-process (no network): a handler that answers at
+/// once, served with no layer, with `HttpServerLayer` switched off, and switched on (sampled,
+/// exported to `Discard`), the body read to the end; the layer with its default loop guard, or
+/// with the guard off. `LAYERS_CALLGRIND="http request, <no layer|tracer off|tracer on>[, guard
+/// off]"`.
+fn http_request(case: &str, n: usize) -> bool {
+    use futures_util::FutureExt as _;
+    use tower::Layer as _;
+    use tower::Service as _;
+    let handler = || {
+        tower::service_fn(|_req: Request<Empty<Bytes>>| {
+            std::future::ready(Ok::<_, Infallible>(answer()))
+        })
+    };
+    // As hyper hands an HTTP/1.1 request to the service: origin-form URI, `Host` header.
+    let request = || {
+        Request::get("/x")
+            .header(http::header::HOST, "127.0.0.1:8080")
+            .header(http::header::USER_AGENT, "bench/1.0")
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    match case {
+        "http request, no layer" => {
+            let mut svc = handler();
+            measured_requests(n, || {
+                drain(svc.call(request()).now_or_never().unwrap().unwrap())
+            });
+        }
+        "http request, tracer off"
+        | "http request, tracer on"
+        | "http request, tracer off, guard off"
+        | "http request, tracer on, guard off" => {
+            tracer_runtime::set_all_enabled(case.contains("tracer on"));
+            let mut layer = HttpServerLayer::new("bench");
+            if case.ends_with("guard off") {
+                layer = layer.with_loop_guard(LoopGuard::off());
+            }
+            let mut svc = layer.layer(handler());
+            measured_requests(n, || {
+                drain(svc.call(request()).now_or_never().unwrap().unwrap())
+            });
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// `LAYERS_CALLGRIND=<case>`: that guard case (or `http request, ..` case) alone,
+/// `LAYERS_CALLGRIND_N` times.
 fn callgrind(case: &str) {
     let n: usize = std::env::var("LAYERS_CALLGRIND_N")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
+    if case.starts_with("http request") {
+        let _p = tracer_runtime::init("bench")
+            .with_exporter(Discard)
+            .set_globals(false)
+            .install()
+            .unwrap();
+        assert!(http_request(case, n), "no case {case:?}");
+        return;
+    }
     let Some((_, tracing, guard, call_out, path)) =
         guard_cases().into_iter().find(|(name, ..)| name == case)
     else {

@@ -47,6 +47,8 @@ use opentelemetry::trace::{Status, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
+use crate::stack::headers::BAGGAGE;
+
 /// The baggage member carrying the path.
 pub const PATH_KEY: &str = "tracer.path";
 /// Default for [`LoopGuard::max_hops`].
@@ -61,7 +63,6 @@ const MAX_VALUE_LEN: usize = 1024;
 /// W3C baggage limits: the whole header, and its members.
 const MAX_BAGGAGE_LEN: usize = 8192;
 const MAX_BAGGAGE_MEMBERS: usize = 64;
-const BAGGAGE: &str = "baggage";
 
 /// The span attribute holding the path of a refused request (`server1 > server2 > …`).
 pub const LOOP_PATH: &str = "tracer.loop.path";

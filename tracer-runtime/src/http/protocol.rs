@@ -111,7 +111,12 @@ impl Sealed for Http {
             semconv::URL_PATH,
             req.uri().path().to_owned(),
         ));
-        let scheme = req.uri().scheme_str().unwrap_or(scheme).to_owned();
+        let scheme: Cow<'static, str> = match req.uri().scheme_str() {
+            None => Cow::Borrowed(scheme),
+            Some("http") => Cow::Borrowed("http"),
+            Some("https") => Cow::Borrowed("https"),
+            Some(other) => Cow::Owned(other.to_owned()),
+        };
         push_server_address(&mut attrs, req, None, &scheme);
         attrs.push(KeyValue::new(semconv::URL_SCHEME, scheme));
         if let Some(addr) = req

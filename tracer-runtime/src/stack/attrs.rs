@@ -23,11 +23,50 @@ fn server_host_port(uri: &Uri, headers: &HeaderMap, scheme: &str) -> Option<(Str
         ));
     }
     let host = headers.get(http::header::HOST)?.to_str().ok()?;
-    let auth: http::uri::Authority = host.parse().ok()?;
-    Some((
-        auth.host().trim_matches(['[', ']']).to_owned(),
-        auth.port_u16().or_else(|| default_port(scheme)),
-    ))
+    let (host, port) = split_host(host)?;
+    Some((host.to_owned(), port.or_else(|| default_port(scheme))))
+}
+
+/// A `Host` header's host (IPv6 without its brackets) and port, if it is one (RFC 9110 §7.2:
+/// `uri-host [ ":" port ]`); `None` for anything else. By hand: parsing it as an
+/// `http::uri::Authority` copies it into a new `Bytes` first, a third of a traced request's
+/// attribute work.
+fn split_host(value: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = match value.strip_prefix('[') {
+        Some(v6) => {
+            let (host, rest) = v6.split_once(']')?;
+            if host.is_empty()
+                || !host
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            {
+                return None;
+            }
+            match rest {
+                "" => (host, None),
+                _ => (host, Some(rest.strip_prefix(':')?)),
+            }
+        }
+        None => {
+            let (host, port) = match value.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (value, None),
+            };
+            // A reg-name or an IPv4 address: unreserved, percent-encoded and sub-delims bytes.
+            let ok = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
+            if host.is_empty() || !host.bytes().all(ok) {
+                return None;
+            }
+            (host, port)
+        }
+    };
+    let port = match port {
+        // `host:` is allowed, and means the default port.
+        None | Some("") => None,
+        Some(p) if p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse().ok()?),
+        Some(_) => return None,
+    };
+    Some((host, port))
 }
 
 /// Pushes `server.address` and `server.port` of `req`: from its URI's authority, else from
@@ -81,5 +120,49 @@ mod tests {
             ),
             Some(("a.b".into(), Some(9)))
         );
+    }
+
+    #[test]
+    fn host_headers_split_as_authorities_do() {
+        for value in [
+            "example.com",
+            "example.com:1323",
+            "example.com:",
+            "127.0.0.1:8080",
+            "[::1]",
+            "[::1]:8080",
+            "[2001:db8::7]:443",
+            "a-b_c.d~e:1",
+            "EXAMPLE.com:80",
+        ] {
+            let auth: http::uri::Authority = value.parse().unwrap();
+            assert_eq!(
+                split_host(value),
+                Some((auth.host().trim_matches(['[', ']']), auth.port_u16())),
+                "{value}"
+            );
+        }
+        // Stricter than `Authority`, which takes `:80` as an empty host, `user@host` as `host`
+        // (a `Host` header has no userinfo) and `host:8x` as a host without a port.
+        for bad in [
+            "",
+            ":80",
+            "a b",
+            "a/b",
+            "a?b",
+            "a#b",
+            "user@host",
+            "host:8x",
+            "host:99999",
+            "host:123456",
+            "[::1",
+            "[]:80",
+            "[::1]80",
+            "[zz::1]",
+            "::1",
+            "host:80:90",
+        ] {
+            assert_eq!(split_host(bad), None, "{bad:?}");
+        }
     }
 }

@@ -23,6 +23,7 @@
 pub(crate) mod attrs;
 mod body;
 mod client;
+pub(crate) mod headers;
 mod hooks;
 pub(crate) mod protocol;
 mod server;

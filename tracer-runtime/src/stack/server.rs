@@ -14,7 +14,6 @@ use http_body::Body;
 use opentelemetry::Context;
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{Link, SpanBuilder, SpanKind, SpanRef, TraceContextExt as _};
-use opentelemetry_http::HeaderExtractor;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -292,8 +291,8 @@ where
             .propagator
             .clone()
             .unwrap_or_else(crate::propagation::propagator);
-        let extracted =
-            propagator.extract_with_context(&Context::new(), &HeaderExtractor(req.headers()));
+        let extracted = propagator
+            .extract_with_context(&Context::new(), &super::headers::Headers(req.headers()));
         let mut builder = SpanBuilder::from_name(name)
             .with_kind(SpanKind::Server)
             .with_attributes(attrs);
