@@ -1843,6 +1843,31 @@ pub(crate) fn end_context(cx: &Context) {
     cx.span().end();
 }
 
+/// An empty context but for `svc` as its service: the base a server layer extracts an incoming
+/// request's context into, so that [`into_context`] finds the service there and inserts no
+/// entry per request. Kept per thread (one service), rebuilt when another service asks.
+#[cfg(feature = "http")]
+pub(crate) fn service_context(svc: &Arc<Service>) -> Context {
+    thread_local! {
+        // The service's address beside the context: the context holds the service, so the
+        // address cannot be another service's while it is cached.
+        static BASE: RefCell<Option<(*const Service, Context)>> = const { RefCell::new(None) };
+    }
+    let make = || Context::new().with_value(InService(Arc::clone(svc)));
+    BASE.try_with(|base| {
+        let mut base = base.borrow_mut();
+        match &*base {
+            Some((at, cx)) if std::ptr::eq(*at, Arc::as_ptr(svc)) => cx.clone(),
+            _ => {
+                let cx = make();
+                *base = Some((Arc::as_ptr(svc), cx.clone()));
+                cx
+            }
+        }
+    })
+    .unwrap_or_else(|_| make())
+}
+
 /// `base` with `span` current, and `span`'s service unless `base` already carries it.
 pub(crate) fn into_context(base: &Context, span: Span) -> Context {
     let cx = match base.get::<InService>() {

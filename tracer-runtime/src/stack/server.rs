@@ -291,8 +291,11 @@ where
             .propagator
             .clone()
             .unwrap_or_else(crate::propagation::propagator);
-        let extracted = propagator
-            .extract_with_context(&Context::new(), &super::headers::Headers(req.headers()));
+        // Extracted into a context that already names the service: the span's context then
+        // needs no entry of its own.
+        let base = crate::recorder::service_context(&svc);
+        let extracted =
+            propagator.extract_with_context(&base, &super::headers::Headers(req.headers()));
         let mut builder = SpanBuilder::from_name(name)
             .with_kind(SpanKind::Server)
             .with_attributes(attrs);
@@ -301,7 +304,7 @@ where
             if sc.is_valid() {
                 builder = builder.with_links(vec![Link::with_context(sc)]);
             }
-            Context::new()
+            base
         } else {
             extracted
         };
