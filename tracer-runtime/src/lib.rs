@@ -92,7 +92,7 @@ mod export;
 pub mod grpc;
 #[cfg(any(feature = "grpc", feature = "metrics"))]
 mod grpc_codes;
-#[cfg(any(feature = "redis", feature = "sql"))]
+#[cfg(any(feature = "redis", feature = "sql", feature = "http"))]
 mod hash;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

@@ -136,7 +136,10 @@ impl Sealed for Http {
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
         {
-            attrs.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, ua.to_owned()));
+            attrs.push(KeyValue::new(
+                semconv::USER_AGENT_ORIGINAL,
+                crate::stack::attrs::shared_value(ua),
+            ));
         }
         if let Some(v) = super::protocol_version(req.version()) {
             attrs.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, v));

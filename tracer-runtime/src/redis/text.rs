@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use fred::types::Key;
 
+use crate::hash::{TEXT_SLOTS, Texts, shared_in};
+
 /// Longest `db.query.text`, in bytes (a pipeline lists many commands); longer ends with `…`.
 pub(super) const TEXT_CAP: usize = 2048;
 /// Longest key name kept in the text; a longer one is cut and ends with `…`.
@@ -15,20 +17,13 @@ const KEY_CAP: usize = 128;
 /// UTF-8 (and made lossy where it is not) only when its text is new.
 pub(super) struct Text(pub(super) Vec<u8>);
 
-/// Slots of the per-thread cache of command texts (direct-mapped by a hash of the text).
-const TEXT_SLOTS: usize = 64;
-/// Longer texts are not cached (each thread keeps at most `TEXT_SLOTS` of at most this many
-/// bytes).
-const TEXT_CACHE_MAX: usize = 256;
-
 thread_local! {
     /// The buffer a command's text is built in (kept between commands).
     static TEXT_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
     /// The texts of the commands this thread traced lately: a command seen before (same
     /// command, same keys) shares the text of the last one, so its span allocates no text.
-    /// Per thread, so no lock is taken; bounded by [`TEXT_SLOTS`] × [`TEXT_CACHE_MAX`] bytes.
-    static TEXTS: std::cell::RefCell<[Option<Arc<str>>; TEXT_SLOTS]> =
-        const { std::cell::RefCell::new([const { None }; TEXT_SLOTS]) };
+    /// Per thread, so no lock is taken; bounded by `TEXT_SLOTS` × `TEXT_CACHE_MAX` bytes.
+    static TEXTS: Texts = const { std::cell::RefCell::new([const { None }; TEXT_SLOTS]) };
 }
 
 impl Text {
@@ -40,7 +35,7 @@ impl Text {
         t.0.clear();
         t.0.extend_from_slice(command.as_bytes());
         fill(&mut t);
-        let out = shared_text(&t.0);
+        let out = shared_in(&TEXTS, &t.0);
         if t.0.capacity() <= 4 * TEXT_CAP {
             TEXT_BUF.set(t.0);
         }
@@ -98,33 +93,10 @@ impl Text {
     }
 }
 
-/// `text` as an `Arc<str>` (lossy where it is not UTF-8): the one of this thread's cache when
-/// the same text was built lately, else a new one (cached when short).
-fn shared_text(text: &[u8]) -> Arc<str> {
-    let new = || Arc::<str>::from(String::from_utf8_lossy(text));
-    if text.len() > TEXT_CACHE_MAX {
-        return new();
-    }
-    let slot = crate::hash::quick_hash(text) as usize % TEXT_SLOTS;
-    TEXTS
-        .try_with(|texts| {
-            let mut texts = texts.borrow_mut();
-            match &texts[slot] {
-                // A text that was not UTF-8 differs from its lossy copy: never found, made again.
-                Some(t) if t.as_bytes() == text => Arc::clone(t),
-                _ => {
-                    let t = new();
-                    texts[slot] = Some(Arc::clone(&t));
-                    t
-                }
-            }
-        })
-        .unwrap_or_else(|_| new())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::TEXT_CACHE_MAX;
 
     #[test]
     fn a_text_seen_before_is_shared() {

@@ -1,10 +1,26 @@
 //! Attributes both protocols record: where the server is.
 
+use std::sync::Arc;
+
 use http::{HeaderMap, Request, Uri};
-use opentelemetry::KeyValue;
+use opentelemetry::{KeyValue, StringValue, Value};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use super::protocol::ServerAddr;
+
+thread_local! {
+    /// The hosts and user agents this thread recorded lately, shared by the spans that record
+    /// them again (a server sees a few of each): no allocation per span for them.
+    static TEXTS: crate::hash::Texts =
+        const { std::cell::RefCell::new([const { None }; crate::hash::TEXT_SLOTS]) };
+}
+
+/// A header value or host recorded as an attribute value, shared with the last span of this
+/// thread that recorded the same (see [`crate::hash::shared_in`]).
+pub(crate) fn shared_value(text: &str) -> Value {
+    let shared: Arc<str> = crate::hash::shared_in(&TEXTS, text.as_bytes());
+    Value::String(StringValue::from(shared))
+}
 
 fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
@@ -15,16 +31,20 @@ fn default_port(scheme: &str) -> Option<u16> {
 }
 
 /// `server.address` and `server.port` from the URI's authority, else the `Host` header.
-fn server_host_port(uri: &Uri, headers: &HeaderMap, scheme: &str) -> Option<(String, Option<u16>)> {
+fn server_host_port<'a>(
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    scheme: &str,
+) -> Option<(&'a str, Option<u16>)> {
     if let Some(host) = uri.host() {
         return Some((
-            host.trim_matches(['[', ']']).to_owned(),
+            host.trim_matches(['[', ']']),
             uri.port_u16().or_else(|| default_port(scheme)),
         ));
     }
     let host = headers.get(http::header::HOST)?.to_str().ok()?;
     let (host, port) = split_host(host)?;
-    Some((host.to_owned(), port.or_else(|| default_port(scheme))))
+    Some((host, port.or_else(|| default_port(scheme))))
 }
 
 /// A `Host` header's host (IPv6 without its brackets) and port, if it is one (RFC 9110 §7.2:
@@ -81,14 +101,15 @@ pub(crate) fn push_server_address<B>(
     if let Some((host, port)) = server
         && req.uri().host().is_none()
     {
-        attrs.push(KeyValue::new(semconv::SERVER_ADDRESS, host.to_string()));
+        let host = Value::String(StringValue::from(Arc::clone(host)));
+        attrs.push(KeyValue::new(semconv::SERVER_ADDRESS, host));
         if let Some(p) = port {
             attrs.push(KeyValue::new(semconv::SERVER_PORT, i64::from(*p)));
         }
         return;
     }
     if let Some((host, port)) = server_host_port(req.uri(), req.headers(), scheme) {
-        attrs.push(KeyValue::new(semconv::SERVER_ADDRESS, host));
+        attrs.push(KeyValue::new(semconv::SERVER_ADDRESS, shared_value(host)));
         if let Some(p) = port {
             attrs.push(KeyValue::new(semconv::SERVER_PORT, i64::from(p)));
         }
@@ -120,6 +141,23 @@ mod tests {
             ),
             Some(("a.b".into(), Some(9)))
         );
+    }
+
+    #[test]
+    fn a_host_seen_before_is_shared() {
+        let ptr = |v: Value| match v {
+            Value::String(s) => (s.as_str().to_owned(), s.as_str().as_ptr()),
+            other => panic!("{other:?}"),
+        };
+        let (a, pa) = ptr(shared_value("api.example.com"));
+        let (b, pb) = ptr(shared_value("api.example.com"));
+        let (c, pc) = ptr(shared_value("db.example.com"));
+        assert_eq!(
+            (a.as_str(), b.as_str(), c.as_str()),
+            ("api.example.com", "api.example.com", "db.example.com")
+        );
+        assert_eq!(pa, pb, "made twice");
+        assert_ne!(pa, pc);
     }
 
     #[test]
