@@ -126,12 +126,12 @@ mod tests {
         h.insert(http::header::HOST, "example.com:1323".parse().unwrap());
         assert_eq!(
             server_host_port(&"/x".parse().unwrap(), &h, "http"),
-            Some(("example.com".into(), Some(1323)))
+            Some(("example.com", Some(1323)))
         );
         h.insert(http::header::HOST, "[::1]".parse().unwrap());
         assert_eq!(
             server_host_port(&"/x".parse().unwrap(), &h, "http"),
-            Some(("::1".into(), Some(80)))
+            Some(("::1", Some(80)))
         );
         assert_eq!(
             server_host_port(
@@ -139,7 +139,7 @@ mod tests {
                 &HeaderMap::new(),
                 "http"
             ),
-            Some(("a.b".into(), Some(9)))
+            Some(("a.b", Some(9)))
         );
     }
 
