@@ -1806,6 +1806,18 @@ pub(crate) fn start_child(svc: &Arc<Service>, builder: SpanBuilder) -> Context {
     }
 }
 
+/// [`start_child`] from what the span starts with (no `SpanBuilder`).
+#[cfg(feature = "http")]
+pub(crate) fn start_child_from(svc: &Arc<Service>, start: Start) -> Context {
+    match current() {
+        Current::Local { sc, .. } => {
+            let span = start_with(svc, start, Some(&sc));
+            into_context(&Context::current(), span)
+        }
+        Current::Otel => Context::map_current(|cx| start_span_from(svc, start, cx)),
+    }
+}
+
 /// [`start_child`] for a span of the service the current span resolves to, whose context only
 /// carries it through an operation (a Redis command, a statement): no service entry inserted.
 #[cfg(any(feature = "redis", feature = "mysql"))]
@@ -1818,14 +1830,26 @@ pub(crate) fn start_child_inherited(svc: &Arc<Service>, builder: SpanBuilder) ->
     }
 }
 
+/// [`start_span`] from what the span starts with (no `SpanBuilder`, a large struct moved at
+/// every step of its building).
+#[cfg(feature = "http")]
+pub(crate) fn start_span_from(svc: &Arc<Service>, start: Start, parent: &Context) -> Context {
+    let sc = parent_of(parent);
+    into_context(parent, start_with(svc, start, sc.as_ref()))
+}
+
 fn start_in(svc: &Arc<Service>, builder: SpanBuilder, parent: Option<&SpanContext>) -> Span {
+    start_with(svc, Start::from_builder(builder), parent)
+}
+
+fn start_with(svc: &Arc<Service>, start: Start, parent: Option<&SpanContext>) -> Span {
     #[cfg(feature = "metrics")]
     let metric = crate::red::Pending::integration(
         svc.metrics.as_ref(),
-        builder.span_kind.as_ref(),
-        builder.attributes.as_deref(),
+        Some(&start.kind),
+        Some(&start.attrs),
     );
-    let span = Span::start(Arc::clone(svc), parent, Start::from_builder(builder));
+    let span = Span::start(Arc::clone(svc), parent, start);
     #[cfg(feature = "metrics")]
     let span = span.with_metric(metric);
     span

@@ -11,8 +11,7 @@ use http::{Request, Response};
 use http_body::Body;
 use opentelemetry::Context;
 use opentelemetry::propagation::TextMapPropagator as _;
-use opentelemetry::trace::{SpanBuilder, SpanKind};
-use opentelemetry_http::HeaderInjector;
+use opentelemetry::trace::SpanKind;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -195,16 +194,21 @@ where
             .layer
             .protocol
             .client_span(&req, self.layer.server.as_ref());
-        let builder = SpanBuilder::from_name(name)
-            .with_kind(SpanKind::Client)
-            .with_attributes(attrs);
-        let cx = crate::recorder::start_child(&svc, builder);
+        let start = crate::recorder::Start {
+            name,
+            kind: SpanKind::Client,
+            attrs,
+            links: Vec::new(),
+            events: Vec::new(),
+            start: None,
+        };
+        let cx = crate::recorder::start_child_from(&svc, start);
         let propagator = self
             .layer
             .propagator
             .clone()
             .unwrap_or_else(crate::propagation::propagator);
-        propagator.inject_context(&cx, &mut HeaderInjector(req.headers_mut()));
+        propagator.inject_context(&cx, &mut super::headers::HeadersMut(req.headers_mut()));
         if self.layer.guard.is_on() {
             let caller = self.layer.service.as_deref();
             loop_guard::inject(&cx, caller, Some(&svc.name), req.headers_mut());

@@ -1,27 +1,38 @@
-//! Reading propagation headers out of a request's `HeaderMap`.
+//! Reading propagation headers out of a request's `HeaderMap`, and writing them into one.
 
-use http::HeaderMap;
 use http::header::HeaderName;
-use opentelemetry::propagation::Extractor;
+use http::{HeaderMap, HeaderValue};
+use opentelemetry::propagation::{Extractor, Injector};
 
 /// W3C baggage (and the loop guard's call path in it).
 pub(crate) const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 
-/// The header names the propagation formats read, parsed once. Looking a header up by a `&str`
-/// parses (and lower-cases) the name on every call, as `opentelemetry_http::HeaderExtractor`
-/// does: about a hundred instructions per header a format asks for.
-fn known(key: &str) -> Option<HeaderName> {
+/// The header names the propagation formats read, parsed once (statics: `from_static`
+/// validates the name when it runs). Looking a header up by a `&str` parses (and lower-cases)
+/// the name on every call, as `opentelemetry_http::HeaderExtractor` does: about a hundred
+/// instructions per header a format asks for.
+fn known(key: &str) -> Option<&'static HeaderName> {
+    static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+    static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+    static UBER_TRACE_ID: HeaderName = HeaderName::from_static("uber-trace-id");
+    static B3: HeaderName = HeaderName::from_static("b3");
+    static B3_TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
+    static B3_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-spanid");
+    static B3_PARENT: HeaderName = HeaderName::from_static("x-b3-parentspanid");
+    static B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+    static B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
+    static BAGGAGE_NAME: HeaderName = BAGGAGE;
     Some(match key {
-        "traceparent" => HeaderName::from_static("traceparent"),
-        "tracestate" => HeaderName::from_static("tracestate"),
-        "baggage" => BAGGAGE,
-        "uber-trace-id" => HeaderName::from_static("uber-trace-id"),
-        "b3" => HeaderName::from_static("b3"),
-        "x-b3-traceid" => HeaderName::from_static("x-b3-traceid"),
-        "x-b3-spanid" => HeaderName::from_static("x-b3-spanid"),
-        "x-b3-parentspanid" => HeaderName::from_static("x-b3-parentspanid"),
-        "x-b3-sampled" => HeaderName::from_static("x-b3-sampled"),
-        "x-b3-flags" => HeaderName::from_static("x-b3-flags"),
+        "traceparent" => &TRACEPARENT,
+        "tracestate" => &TRACESTATE,
+        "baggage" => &BAGGAGE_NAME,
+        "uber-trace-id" => &UBER_TRACE_ID,
+        "b3" => &B3,
+        "x-b3-traceid" => &B3_TRACE_ID,
+        "x-b3-spanid" => &B3_SPAN_ID,
+        "x-b3-parentspanid" => &B3_PARENT,
+        "x-b3-sampled" => &B3_SAMPLED,
+        "x-b3-flags" => &B3_FLAGS,
         _ => return None,
     })
 }
@@ -52,6 +63,26 @@ impl Extractor for Headers<'_> {
         let mut values = all.iter().peekable();
         values.peek()?;
         Some(values.filter_map(|v| v.to_str().ok()).collect())
+    }
+}
+
+/// An [`Injector`] into a request's headers: `opentelemetry_http::HeaderInjector`'s behaviour
+/// (a name or value that is not a valid header is not written; a header is replaced), with the
+/// formats' header names not parsed and the value's bytes taken over, not copied.
+pub(crate) struct HeadersMut<'a>(pub(crate) &'a mut HeaderMap);
+
+impl Injector for HeadersMut<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        let name = match known(key) {
+            Some(name) => name.clone(),
+            None => match HeaderName::from_bytes(key.as_bytes()) {
+                Ok(name) => name,
+                Err(_) => return,
+            },
+        };
+        if let Ok(value) = HeaderValue::try_from(value) {
+            self.0.insert(name, value);
+        }
     }
 }
 
@@ -87,5 +118,25 @@ mod tests {
         a.sort_unstable();
         b.sort_unstable();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn writes_as_the_header_injector_does() {
+        let (mut ours, mut theirs) = (HeaderMap::new(), HeaderMap::new());
+        for (key, value) in [
+            ("traceparent", "00-a-b-01"),
+            ("traceparent", "00-c-d-01"),
+            ("baggage", "a=1"),
+            ("uberctx-user", "x"),
+            ("X-B3-Sampled", "1"),
+            ("not a header", "x"),
+            ("x-bad-value", "a\nb"),
+        ] {
+            HeadersMut(&mut ours).set(key, value.to_owned());
+            opentelemetry_http::HeaderInjector(&mut theirs).set(key, value.to_owned());
+        }
+        assert_eq!(ours, theirs);
+        assert_eq!(ours.get("traceparent").unwrap(), "00-c-d-01");
+        assert_eq!(ours.len(), 4);
     }
 }

@@ -13,7 +13,7 @@ use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use opentelemetry::Context;
 use opentelemetry::propagation::TextMapPropagator as _;
-use opentelemetry::trace::{Link, SpanBuilder, SpanKind, SpanRef, TraceContextExt as _};
+use opentelemetry::trace::{Link, SpanKind, SpanRef, TraceContextExt as _};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -296,20 +296,25 @@ where
         let base = crate::recorder::service_context(&svc);
         let extracted =
             propagator.extract_with_context(&base, &super::headers::Headers(req.headers()));
-        let mut builder = SpanBuilder::from_name(name)
-            .with_kind(SpanKind::Server)
-            .with_attributes(attrs);
+        let mut start = crate::recorder::Start {
+            name,
+            kind: SpanKind::Server,
+            attrs,
+            links: Vec::new(),
+            events: Vec::new(),
+            start: None,
+        };
         let parent = if cfg.public {
             let sc = extracted.span().span_context().clone();
             if sc.is_valid() {
-                builder = builder.with_links(vec![Link::with_context(sc)]);
+                start.links.push(Link::with_context(sc));
             }
             base
         } else {
             extracted
         };
         let (parent, refused) = verdict.traced(parent);
-        let cx = crate::recorder::start_span(&svc, builder, &parent);
+        let cx = crate::recorder::start_span_from(&svc, start, &parent);
         cfg.hooks.request(&req, &cx);
         let mut traced = Traced {
             span: CallSpan { cx, call },
