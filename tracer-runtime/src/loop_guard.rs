@@ -413,6 +413,9 @@ pub(crate) struct Hop {
 pub(crate) struct ServerGuard {
     pub(crate) guard: LoopGuard,
     me: Arc<str>,
+    /// The handler's context for a request that came without a path (most do), made once: the
+    /// hop "received by this service, first on its path".
+    first: Context,
 }
 
 /// What a server layer does with a request.
@@ -420,16 +423,20 @@ pub(crate) struct ServerGuard {
 pub(crate) enum Verdict {
     /// Serve it, with this to put in the handler's context (none: the guard is off).
     Pass(Option<Hop>),
+    /// Serve it: it came without a path, and this context carries the hop of a first call.
+    First(Context),
     /// Answer it with this loop, without calling the handler.
     Refuse(Loop),
 }
 
 impl ServerGuard {
     pub(crate) fn new(service: &str, guard: LoopGuard) -> Self {
-        ServerGuard {
-            guard,
-            me: path_name(service),
-        }
+        let me = path_name(service);
+        let first = Context::new().with_value(Hop {
+            path: Path::default(),
+            service: Arc::clone(&me),
+        });
+        ServerGuard { guard, me, first }
     }
 
     /// The verdict on a request with these headers (`public`: its baggage is not trusted).
@@ -446,6 +453,7 @@ impl ServerGuard {
         };
         match self.guard.judge(&path, &self.me) {
             Some(l) => Verdict::Refuse(l),
+            None if path.hops == 0 => Verdict::First(self.first.clone()),
             None => Verdict::Pass(Some(Hop {
                 path,
                 service: Arc::clone(&self.me),
@@ -456,10 +464,13 @@ impl ServerGuard {
 
 impl Verdict {
     /// For a request served with tracing off: the context to attach while the handler runs (the
-    /// hop, so that its calls carry the path), or the loop to answer with.
+    /// hop, so that its calls carry the path), or the loop to answer with. The handler runs in
+    /// the request's own context, as with tracing on, not in that of the code polling the
+    /// server.
     pub(crate) fn untraced(self) -> Result<Option<Context>, Loop> {
         match self {
-            Verdict::Pass(hop) => Ok(hop.map(|h| Context::current().with_value(h))),
+            Verdict::Pass(hop) => Ok(hop.map(|h| Context::new().with_value(h))),
+            Verdict::First(cx) => Ok(Some(cx)),
             Verdict::Refuse(l) => Err(l),
         }
     }
@@ -470,7 +481,7 @@ impl Verdict {
     pub(crate) fn traced(self, parent: Context) -> (Context, Option<Loop>) {
         match self {
             Verdict::Pass(Some(h)) if h.path.hops > 0 => (parent.with_value(h), None),
-            Verdict::Pass(_) => (parent, None),
+            Verdict::Pass(_) | Verdict::First(_) => (parent, None),
             Verdict::Refuse(l) => (parent, Some(l)),
         }
     }
