@@ -73,7 +73,28 @@ fn split_host(value: &str) -> Option<(&str, Option<u16>)> {
                 None => (value, None),
             };
             // A reg-name or an IPv4 address: unreserved, percent-encoded and sub-delims bytes.
-            let ok = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
+            // (A `match`, not `<[u8]>::contains`: that is a `memchr` call per byte.)
+            let ok = |b: u8| {
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'-' | b'.'
+                            | b'_'
+                            | b'~'
+                            | b'%'
+                            | b'!'
+                            | b'$'
+                            | b'&'
+                            | b'\''
+                            | b'('
+                            | b')'
+                            | b'*'
+                            | b'+'
+                            | b','
+                            | b';'
+                            | b'='
+                    )
+            };
             if host.is_empty() || !host.bytes().all(ok) {
                 return None;
             }
