@@ -192,16 +192,26 @@ impl Kind {
             SpanKind::Client => false,
             _ => return None,
         };
-        let has = |k: &str| attrs.iter().any(|kv| kv.key.as_str() == k);
-        if has(semconv::RPC_SYSTEM) || has(semconv::RPC_SYSTEM_NAME) {
+        // One pass over the keys (an RPC or a DB span may carry HTTP attributes too: those
+        // kinds win, in that order).
+        let (mut rpc, mut db, mut http) = (false, false, false);
+        for kv in attrs {
+            match kv.key.as_str() {
+                semconv::RPC_SYSTEM | semconv::RPC_SYSTEM_NAME => rpc = true,
+                semconv::DB_SYSTEM_NAME => db = true,
+                semconv::HTTP_REQUEST_METHOD => http = true,
+                _ => {}
+            }
+        }
+        if rpc {
             Some(if server {
                 Kind::RpcServer
             } else {
                 Kind::RpcClient
             })
-        } else if has(semconv::DB_SYSTEM_NAME) {
+        } else if db {
             (!server).then_some(Kind::Db)
-        } else if has(semconv::HTTP_REQUEST_METHOD) {
+        } else if http {
             Some(if server {
                 Kind::HttpServer
             } else {
