@@ -173,6 +173,7 @@ pub(crate) enum Const {
     Str(&'static str),
     /// Shared (a string [`intern`] did not keep, or one too long to keep: a statement's text).
     Shared(std::sync::Arc<str>),
+    #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
     Int(i64),
 }
 
@@ -186,6 +187,7 @@ impl Const {
         }
     }
 
+    #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
     #[inline(always)]
     fn value(&self) -> Value {
         match self {
@@ -210,11 +212,13 @@ impl Consts {
         self.0.push((key, value));
     }
 
+    #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
     pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 
     /// The attributes, appended to `to`.
+    #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
     #[inline]
     pub(crate) fn copy_to(&self, to: &mut Vec<KeyValue>) {
         to.extend(

@@ -1,42 +1,53 @@
 //! The hash of the per-thread text and statement caches (Redis command texts, SQL statements,
 //! HTTP hosts and user agents), and the text cache itself.
 
-use std::cell::RefCell;
-use std::sync::Arc;
-use std::thread::LocalKey;
+#[cfg(all(test, feature = "redis"))]
+pub(crate) use texts::TEXT_CACHE_MAX;
+#[cfg(any(feature = "redis", feature = "http"))]
+pub(crate) use texts::{TEXT_SLOTS, Texts, shared_in};
 
-/// Slots of a per-thread cache of texts (direct-mapped by [`quick_hash`] of the text).
-pub(crate) const TEXT_SLOTS: usize = 64;
-/// Longer texts are not cached: a cache holds at most `TEXT_SLOTS` texts of at most this many
-/// bytes.
-pub(crate) const TEXT_CACHE_MAX: usize = 256;
+#[cfg(any(feature = "redis", feature = "http"))]
+mod texts {
+    use std::cell::RefCell;
+    use std::sync::Arc;
+    use std::thread::LocalKey;
 
-/// A per-thread cache of texts recorded lately, each shared by the spans that record it.
-pub(crate) type Texts = RefCell<[Option<Arc<str>>; TEXT_SLOTS]>;
+    use super::quick_hash;
 
-/// `text` as an `Arc<str>` (lossy where it is not UTF-8): `cache`'s copy when the same text was
-/// recorded lately on this thread (no allocation: the span shares it), else a new one (kept
-/// when short). Per thread, so no lock is taken.
-pub(crate) fn shared_in(cache: &'static LocalKey<Texts>, text: &[u8]) -> Arc<str> {
-    let new = || Arc::<str>::from(String::from_utf8_lossy(text));
-    if text.len() > TEXT_CACHE_MAX {
-        return new();
-    }
-    let slot = quick_hash(text) as usize % TEXT_SLOTS;
-    cache
-        .try_with(|texts| {
-            let mut texts = texts.borrow_mut();
-            match &texts[slot] {
-                // A text that was not UTF-8 differs from its lossy copy: never found, made again.
-                Some(t) if t.as_bytes() == text => Arc::clone(t),
-                _ => {
-                    let t = new();
-                    texts[slot] = Some(Arc::clone(&t));
-                    t
+    /// Slots of a per-thread cache of texts (direct-mapped by [`quick_hash`] of the text).
+    pub(crate) const TEXT_SLOTS: usize = 64;
+    /// Longer texts are not cached: a cache holds at most `TEXT_SLOTS` texts of at most this
+    /// many bytes.
+    pub(crate) const TEXT_CACHE_MAX: usize = 256;
+
+    /// A per-thread cache of texts recorded lately, each shared by the spans that record it.
+    pub(crate) type Texts = RefCell<[Option<Arc<str>>; TEXT_SLOTS]>;
+
+    /// `text` as an `Arc<str>` (lossy where it is not UTF-8): `cache`'s copy when the same text
+    /// was recorded lately on this thread (no allocation: the span shares it), else a new one
+    /// (kept when short). Per thread, so no lock is taken.
+    pub(crate) fn shared_in(cache: &'static LocalKey<Texts>, text: &[u8]) -> Arc<str> {
+        let new = || Arc::<str>::from(String::from_utf8_lossy(text));
+        if text.len() > TEXT_CACHE_MAX {
+            return new();
+        }
+        let slot = quick_hash(text) as usize % TEXT_SLOTS;
+        cache
+            .try_with(|texts| {
+                let mut texts = texts.borrow_mut();
+                match &texts[slot] {
+                    // A text that was not UTF-8 differs from its lossy copy: never found, made
+                    // again.
+                    Some(t) if t.as_bytes() == text => Arc::clone(t),
+                    _ => {
+                        let t = new();
+                        texts[slot] = Some(Arc::clone(&t));
+                        t
+                    }
                 }
-            }
-        })
-        .unwrap_or_else(|_| new())
+            })
+            .unwrap_or_else(|_| new())
+    }
 }
 
 /// A multiplicative hash over 8-byte words (FxHash's step): a few instructions per word, for

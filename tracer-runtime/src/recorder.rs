@@ -220,6 +220,17 @@ pub(crate) struct Start {
 }
 
 impl Start {
+    // The `SpanBuilder` callers: gRPC, Redis, MySQL, the `tracing` bridge, lock waits.
+    #[cfg_attr(
+        not(any(
+            feature = "grpc",
+            feature = "redis",
+            feature = "mysql",
+            feature = "tracing",
+            feature = "sync"
+        )),
+        allow(dead_code)
+    )]
     fn from_builder(b: SpanBuilder) -> Self {
         Start {
             name: b.name,
@@ -1776,6 +1787,16 @@ impl<F: Future> Future for WithContext<F> {
 /// Starts an integration's span (HTTP, gRPC, Redis, MySQL, lock waits, `tracing` spans) of
 /// `svc`, child of `parent`'s span; returns `parent` with the span current and `svc` as its
 /// service.
+#[cfg_attr(
+    not(any(
+        feature = "grpc",
+        feature = "redis",
+        feature = "mysql",
+        feature = "tracing",
+        feature = "sync"
+    )),
+    allow(dead_code)
+)]
 pub(crate) fn start_span(svc: &Arc<Service>, builder: SpanBuilder, parent: &Context) -> Context {
     let sc = parent_of(parent);
     into_context(parent, start_in(svc, builder, sc.as_ref()))
@@ -1795,7 +1816,7 @@ pub(crate) fn start_span_inherited(
 
 /// [`start_span`] under the current span (a `#[traced]` fn's, else OpenTelemetry's current
 /// context's).
-#[cfg(any(feature = "http", feature = "redis", feature = "mysql"))]
+#[cfg(any(feature = "redis", feature = "mysql"))]
 pub(crate) fn start_child(svc: &Arc<Service>, builder: SpanBuilder) -> Context {
     match current() {
         Current::Local { sc, .. } => {
@@ -1838,6 +1859,16 @@ pub(crate) fn start_span_from(svc: &Arc<Service>, start: Start, parent: &Context
     into_context(parent, start_with(svc, start, sc.as_ref()))
 }
 
+#[cfg_attr(
+    not(any(
+        feature = "grpc",
+        feature = "redis",
+        feature = "mysql",
+        feature = "tracing",
+        feature = "sync"
+    )),
+    allow(dead_code)
+)]
 fn start_in(svc: &Arc<Service>, builder: SpanBuilder, parent: Option<&SpanContext>) -> Span {
     start_with(svc, Start::from_builder(builder), parent)
 }
@@ -1884,7 +1915,10 @@ pub(crate) fn service_context(svc: &Arc<Service>) -> Context {
             Some((at, cx)) if std::ptr::eq(*at, Arc::as_ptr(svc)) => cx.clone(),
             _ => {
                 let cx = make();
-                *base = Some((Arc::as_ptr(svc), cx.clone()));
+                let old = base.replace((Arc::as_ptr(svc), cx.clone()));
+                drop(base);
+                // Outside the borrow: it may hold the last reference to a service.
+                drop(old);
                 cx
             }
         }

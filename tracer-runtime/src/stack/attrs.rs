@@ -55,11 +55,11 @@ fn split_host(value: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = match value.strip_prefix('[') {
         Some(v6) => {
             let (host, rest) = v6.split_once(']')?;
-            if host.is_empty()
-                || !host
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-            {
+            // An IPv6 address (with a zone id after `%`), or an IPvFuture one.
+            let ok = |b: u8| {
+                b.is_ascii_alphanumeric() || matches!(b, b':' | b'.' | b'%' | b'-' | b'_' | b'~')
+            };
+            if host.is_empty() || !host.bytes().all(ok) {
                 return None;
             }
             match rest {
@@ -72,7 +72,8 @@ fn split_host(value: &str) -> Option<(&str, Option<u16>)> {
                 Some((h, p)) => (h, Some(p)),
                 None => (value, None),
             };
-            // A reg-name or an IPv4 address: unreserved, percent-encoded and sub-delims bytes.
+            // A reg-name or an IPv4 address: unreserved and sub-delims bytes (`%` is not taken,
+            // as `Authority` does not).
             // (A `match`, not `<[u8]>::contains`: that is a `memchr` call per byte.)
             let ok = |b: u8| {
                 b.is_ascii_alphanumeric()
@@ -81,7 +82,6 @@ fn split_host(value: &str) -> Option<(&str, Option<u16>)> {
                         b'-' | b'.'
                             | b'_'
                             | b'~'
-                            | b'%'
                             | b'!'
                             | b'$'
                             | b'&'
@@ -193,6 +193,8 @@ mod tests {
             "[2001:db8::7]:443",
             "a-b_c.d~e:1",
             "EXAMPLE.com:80",
+            "[fe80::1%25eth0]:80",
+            "[zz::1]",
         ] {
             let auth: http::uri::Authority = value.parse().unwrap();
             assert_eq!(
@@ -202,7 +204,8 @@ mod tests {
             );
         }
         // Stricter than `Authority`, which takes `:80` as an empty host, `user@host` as `host`
-        // (a `Host` header has no userinfo) and `host:8x` as a host without a port.
+        // (a `Host` header has no userinfo), `host:8x` as a host without a port and `host:+80`
+        // as port 80 (a port is digits only).
         for bad in [
             "",
             ":80",
@@ -217,9 +220,10 @@ mod tests {
             "[::1",
             "[]:80",
             "[::1]80",
-            "[zz::1]",
             "::1",
             "host:80:90",
+            "host:+80",
+            "a%41b",
         ] {
             assert_eq!(split_host(bad), None, "{bad:?}");
         }

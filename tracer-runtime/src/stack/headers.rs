@@ -84,6 +84,10 @@ impl Injector for HeadersMut<'_> {
             self.0.insert(name, value);
         }
     }
+
+    fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional);
+    }
 }
 
 #[cfg(test)]
