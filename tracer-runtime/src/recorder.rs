@@ -1564,6 +1564,12 @@ fn push_otel() -> Option<usize> {
     STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
+            // On an empty stack the frame would change nothing: with no frame, every reader
+            // already takes OpenTelemetry's context as the current one (and the unsampled flag
+            // is clear). A request served on a task of its own skips the push and the pop.
+            if s.is_empty() {
+                return None;
+            }
             s.push(Frame::Otel);
             QUIET.with(|q| q.set(false));
             Some(s.len() - 1)
