@@ -220,18 +220,22 @@ pub(crate) struct Start {
 }
 
 impl Start {
-    // The `SpanBuilder` callers: gRPC, Redis, MySQL, the `tracing` bridge, lock waits.
-    #[cfg_attr(
-        not(any(
-            feature = "grpc",
-            feature = "redis",
-            feature = "mysql",
-            feature = "tracing",
-            feature = "sync"
-        )),
-        allow(dead_code)
-    )]
-    fn from_builder(b: SpanBuilder) -> Self {
+    /// A span named `name`, of `kind`, with `attrs` and nothing else at its start.
+    #[cfg(feature = "http")]
+    pub(crate) fn new(name: Cow<'static, str>, kind: SpanKind, attrs: Vec<KeyValue>) -> Self {
+        Start {
+            name,
+            kind,
+            attrs,
+            links: Vec::new(),
+            events: Vec::new(),
+            start: None,
+        }
+    }
+}
+
+impl From<SpanBuilder> for Start {
+    fn from(b: SpanBuilder) -> Self {
         Start {
             name: b.name,
             kind: b.span_kind.unwrap_or(SpanKind::Internal),
@@ -1804,8 +1808,7 @@ impl<F: Future> Future for WithContext<F> {
     allow(dead_code)
 )]
 pub(crate) fn start_span(svc: &Arc<Service>, builder: SpanBuilder, parent: &Context) -> Context {
-    let sc = parent_of(parent);
-    into_context(parent, start_in(svc, builder, sc.as_ref()))
+    start_span_from(svc, builder.into(), parent)
 }
 
 /// [`start_span`] for a `parent` that already resolves to `svc`: the span is added to `parent`
@@ -1817,24 +1820,18 @@ pub(crate) fn start_span_inherited(
     parent: &Context,
 ) -> Context {
     let sc = parent_of(parent);
-    parent.with_span(start_in(svc, builder, sc.as_ref()))
+    parent.with_span(start_with(svc, builder.into(), sc.as_ref()))
 }
 
 /// [`start_span`] under the current span (a `#[traced]` fn's, else OpenTelemetry's current
 /// context's).
 #[cfg(any(feature = "redis", feature = "mysql"))]
 pub(crate) fn start_child(svc: &Arc<Service>, builder: SpanBuilder) -> Context {
-    match current() {
-        Current::Local { sc, .. } => {
-            let span = start_in(svc, builder, Some(&sc));
-            into_context(&Context::current(), span)
-        }
-        Current::Otel => Context::map_current(|cx| start_span(svc, builder, cx)),
-    }
+    start_child_from(svc, builder.into())
 }
 
 /// [`start_child`] from what the span starts with (no `SpanBuilder`).
-#[cfg(feature = "http")]
+#[cfg(any(feature = "http", feature = "redis", feature = "mysql"))]
 pub(crate) fn start_child_from(svc: &Arc<Service>, start: Start) -> Context {
     match current() {
         Current::Local { sc, .. } => {
@@ -1851,7 +1848,7 @@ pub(crate) fn start_child_from(svc: &Arc<Service>, start: Start) -> Context {
 pub(crate) fn start_child_inherited(svc: &Arc<Service>, builder: SpanBuilder) -> Context {
     match current() {
         Current::Local { sc, .. } => {
-            Context::current().with_span(start_in(svc, builder, Some(&sc)))
+            Context::current().with_span(start_with(svc, builder.into(), Some(&sc)))
         }
         Current::Otel => Context::map_current(|cx| start_span_inherited(svc, builder, cx)),
     }
@@ -1859,24 +1856,9 @@ pub(crate) fn start_child_inherited(svc: &Arc<Service>, builder: SpanBuilder) ->
 
 /// [`start_span`] from what the span starts with (no `SpanBuilder`, a large struct moved at
 /// every step of its building).
-#[cfg(feature = "http")]
 pub(crate) fn start_span_from(svc: &Arc<Service>, start: Start, parent: &Context) -> Context {
     let sc = parent_of(parent);
     into_context(parent, start_with(svc, start, sc.as_ref()))
-}
-
-#[cfg_attr(
-    not(any(
-        feature = "grpc",
-        feature = "redis",
-        feature = "mysql",
-        feature = "tracing",
-        feature = "sync"
-    )),
-    allow(dead_code)
-)]
-fn start_in(svc: &Arc<Service>, builder: SpanBuilder, parent: Option<&SpanContext>) -> Span {
-    start_with(svc, Start::from_builder(builder), parent)
 }
 
 fn start_with(svc: &Arc<Service>, start: Start, parent: Option<&SpanContext>) -> Span {

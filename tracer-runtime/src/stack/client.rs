@@ -194,14 +194,7 @@ where
             .layer
             .protocol
             .client_span(&req, self.layer.server.as_ref());
-        let start = crate::recorder::Start {
-            name,
-            kind: SpanKind::Client,
-            attrs,
-            links: Vec::new(),
-            events: Vec::new(),
-            start: None,
-        };
+        let start = crate::recorder::Start::new(name, SpanKind::Client, attrs);
         let cx = crate::recorder::start_child_from(&svc, start);
         let propagator = self
             .layer

@@ -296,14 +296,7 @@ where
         let base = crate::recorder::service_context(&svc);
         let extracted =
             propagator.extract_with_context(&base, &super::headers::Headers(req.headers()));
-        let mut start = crate::recorder::Start {
-            name,
-            kind: SpanKind::Server,
-            attrs,
-            links: Vec::new(),
-            events: Vec::new(),
-            start: None,
-        };
+        let mut start = crate::recorder::Start::new(name, SpanKind::Server, attrs);
         let parent = if cfg.public {
             let sc = extracted.span().span_context().clone();
             if sc.is_valid() {
