@@ -217,12 +217,36 @@ pub(crate) struct Start {
     pub(crate) links: Vec<Link>,
     pub(crate) events: Vec<Event>,
     pub(crate) start: Option<SystemTime>,
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    /// What the span is known to be, when its maker knows (a layer's HTTP or RPC span): its
+    /// duration histogram is then chosen without reading its attributes.
+    pub(crate) protocol: Option<Protocol>,
+}
+
+/// The protocol of a layer's span (see [`Start::protocol`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "http"), allow(dead_code))] // made by the layers only
+pub(crate) enum Protocol {
+    Http,
+    Rpc,
+}
+
+impl Protocol {
+    #[cfg(feature = "http")]
+    pub(crate) fn of(rpc: bool) -> Protocol {
+        if rpc { Protocol::Rpc } else { Protocol::Http }
+    }
 }
 
 impl Start {
     /// A span named `name`, of `kind`, with `attrs` and nothing else at its start.
     #[cfg(feature = "http")]
-    pub(crate) fn new(name: Cow<'static, str>, kind: SpanKind, attrs: Vec<KeyValue>) -> Self {
+    pub(crate) fn new(
+        name: Cow<'static, str>,
+        kind: SpanKind,
+        attrs: Vec<KeyValue>,
+        protocol: Protocol,
+    ) -> Self {
         Start {
             name,
             kind,
@@ -230,6 +254,7 @@ impl Start {
             links: Vec::new(),
             events: Vec::new(),
             start: None,
+            protocol: Some(protocol),
         }
     }
 }
@@ -243,6 +268,7 @@ impl From<SpanBuilder> for Start {
             links: b.links.unwrap_or_default(),
             events: b.events.unwrap_or_default(),
             start: b.start_time,
+            protocol: None,
         }
     }
 }
@@ -1863,10 +1889,11 @@ pub(crate) fn start_span_from(svc: &Arc<Service>, start: Start, parent: &Context
 
 fn start_with(svc: &Arc<Service>, start: Start, parent: Option<&SpanContext>) -> Span {
     #[cfg(feature = "metrics")]
-    let metric = crate::red::Pending::integration(
+    let metric = crate::red::Pending::layer(
         svc.metrics.as_ref(),
-        Some(&start.kind),
-        Some(&start.attrs),
+        &start.kind,
+        start.protocol,
+        &start.attrs,
     );
     let span = Span::start(Arc::clone(svc), parent, start);
     #[cfg(feature = "metrics")]

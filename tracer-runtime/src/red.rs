@@ -184,6 +184,18 @@ impl Kind {
         }
     }
 
+    /// The kind of a layer's span of `protocol`.
+    fn of_protocol(kind: &SpanKind, protocol: crate::recorder::Protocol) -> Option<Kind> {
+        use crate::recorder::Protocol;
+        Some(match (protocol, kind) {
+            (Protocol::Http, SpanKind::Server) => Kind::HttpServer,
+            (Protocol::Http, SpanKind::Client) => Kind::HttpClient,
+            (Protocol::Rpc, SpanKind::Server) => Kind::RpcServer,
+            (Protocol::Rpc, SpanKind::Client) => Kind::RpcClient,
+            _ => return None,
+        })
+    }
+
     /// The kind of an integration's span, from its kind and attributes at start.
     #[allow(deprecated)]
     fn of(kind: &SpanKind, attrs: &[KeyValue]) -> Option<Kind> {
@@ -843,17 +855,24 @@ fn recycle(mut b: Box<LabelSet>) {
 }
 
 impl Pending {
-    /// For an integration's span about to start, if its kind is measured.
+    /// For a span about to start through the recorder's `Start` (a layer's, or one started
+    /// through the OpenTelemetry API), if its kind is measured: the layer's `protocol` when it
+    /// is known, else the kind its attributes tell.
     #[inline]
-    pub(crate) fn integration(
+    pub(crate) fn layer(
         metrics: Option<&Arc<Metrics>>,
-        kind: Option<&SpanKind>,
-        attrs: Option<&[KeyValue]>,
+        kind: &SpanKind,
+        protocol: Option<crate::recorder::Protocol>,
+        attrs: &[KeyValue],
     ) -> Option<Pending> {
-        let labels = op_labels(metrics, kind?, attrs.unwrap_or(&[]))?;
+        metrics?;
+        let kind = match protocol {
+            Some(p) => Kind::of_protocol(kind, p)?,
+            None => Kind::of(kind, attrs)?,
+        };
         Some(Pending {
             start: clock::now(),
-            what: What::Op(labels),
+            what: What::Op(labels_of(kind, attrs)),
         })
     }
 
@@ -905,18 +924,25 @@ impl Pending {
 /// The labels of an integration's span about to start, captured from its attributes, if its
 /// kind is measured (from the thread's pool of label sets).
 #[inline]
+#[cfg(any(feature = "redis", feature = "mysql"))]
 pub(crate) fn op_labels(
     metrics: Option<&Arc<Metrics>>,
     kind: &SpanKind,
     attrs: &[KeyValue],
 ) -> Option<Box<LabelSet>> {
     metrics?;
-    let kind = Kind::of(kind, attrs)?;
+    Some(labels_of(Kind::of(kind, attrs)?, attrs))
+}
+
+/// The labels of a span of `kind` about to start, from its attributes (from the thread's pool
+/// of label sets).
+#[inline]
+fn labels_of(kind: Kind, attrs: &[KeyValue]) -> Box<LabelSet> {
     let mut labels = LabelSet::new(kind);
     for kv in attrs {
         labels.set(kv);
     }
-    Some(boxed(labels))
+    boxed(labels)
 }
 
 /// An attribute set on an integration's span after its start (status code, `error.type`).
@@ -1037,8 +1063,7 @@ mod tests {
                 KeyValue::new(semconv::HTTP_REQUEST_METHOD, "GET"),
                 KeyValue::new(semconv::HTTP_ROUTE, route.to_owned()),
             ];
-            let mut p =
-                Pending::integration(Some(&m), Some(&SpanKind::Server), Some(&attrs)).unwrap();
+            let mut p = Pending::layer(Some(&m), &SpanKind::Server, None, &attrs).unwrap();
             p.set(&KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 200_i64));
             p.end(&m);
         }

@@ -151,6 +151,7 @@ fn full(
             links: Vec::new(),
             events: Vec::new(),
             start: None,
+            protocol: None,
         },
     );
     #[cfg(feature = "metrics")]

@@ -142,6 +142,7 @@ impl Sealed for Grpc {
 
     const LOOP_ERROR_TYPE: &'static str = "FAILED_PRECONDITION";
     const BODY_IN_SPAN: bool = true;
+    const RPC: bool = true;
 
     fn server_span<B>(
         &self,

@@ -84,6 +84,7 @@ impl Sealed for Http {
 
     const LOOP_ERROR_TYPE: &'static str = "508";
     const BODY_IN_SPAN: bool = false;
+    const RPC: bool = false;
 
     fn server_span<B>(
         &self,

@@ -194,7 +194,12 @@ where
             .layer
             .protocol
             .client_span(&req, self.layer.server.as_ref());
-        let start = crate::recorder::Start::new(name, SpanKind::Client, attrs);
+        let start = crate::recorder::Start::new(
+            name,
+            SpanKind::Client,
+            attrs,
+            crate::recorder::Protocol::of(P::RPC),
+        );
         let cx = crate::recorder::start_child_from(&svc, start);
         let propagator = self
             .layer

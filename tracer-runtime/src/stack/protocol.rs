@@ -37,6 +37,10 @@ pub(crate) mod sealed {
         /// trailers; HTTP has sent its status with the head, so a panicking body unwinds.
         const BODY_IN_SPAN: bool;
 
+        /// An RPC protocol (else HTTP): which duration histogram the layer's spans go to, with
+        /// the `metrics` feature.
+        const RPC: bool;
+
         /// A server span for `req`.
         fn server_span<B>(
             &self,

@@ -296,7 +296,12 @@ where
         let base = crate::recorder::service_context(&svc);
         let extracted =
             propagator.extract_with_context(&base, &super::headers::Headers(req.headers()));
-        let mut start = crate::recorder::Start::new(name, SpanKind::Server, attrs);
+        let mut start = crate::recorder::Start::new(
+            name,
+            SpanKind::Server,
+            attrs,
+            crate::recorder::Protocol::of(P::RPC),
+        );
         let parent = if cfg.public {
             let sc = extracted.span().span_context().clone();
             if sc.is_valid() {
