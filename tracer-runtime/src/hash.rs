@@ -3,6 +3,8 @@
 
 #[cfg(all(test, feature = "redis"))]
 pub(crate) use texts::TEXT_CACHE_MAX;
+#[cfg(feature = "grpc")]
+pub(crate) use texts::{StaticTexts, static_in};
 #[cfg(any(feature = "redis", feature = "http"))]
 pub(crate) use texts::{TEXT_SLOTS, Texts, shared_in};
 
@@ -47,6 +49,36 @@ mod texts {
                 }
             })
             .unwrap_or_else(|_| new())
+    }
+
+    /// A per-thread cache of texts kept for the process (see [`crate::attrs::intern_name`]).
+    #[cfg(feature = "grpc")]
+    pub(crate) type StaticTexts = RefCell<[Option<&'static str>; TEXT_SLOTS]>;
+
+    /// `text` kept for the process (`crate::attrs::intern_name`: bounded, so `None` past its bound),
+    /// found in `cache` without a lock when this thread asked for it lately: for the few texts
+    /// that name a layer's spans (a gRPC method), so that a span's name and attributes need no
+    /// allocation of their own.
+    #[cfg(feature = "grpc")]
+    pub(crate) fn static_in(
+        cache: &'static LocalKey<StaticTexts>,
+        text: &str,
+    ) -> Option<&'static str> {
+        let slot = quick_hash(text.as_bytes()) as usize % TEXT_SLOTS;
+        cache
+            .try_with(|texts| {
+                let mut texts = texts.borrow_mut();
+                match texts[slot] {
+                    Some(t) if t == text => Some(t),
+                    _ => {
+                        let t = crate::attrs::intern_name(text)?;
+                        texts[slot] = Some(t);
+                        Some(t)
+                    }
+                }
+            })
+            .ok()
+            .flatten()
     }
 }
 

@@ -163,7 +163,7 @@ impl Sealed for Grpc {
         {
             attrs.push(KeyValue::new(
                 semconv::NETWORK_PEER_ADDRESS,
-                peer.ip().to_string(),
+                crate::stack::attrs::ip_value(peer.ip()),
             ));
             attrs.push(KeyValue::new(
                 semconv::NETWORK_PEER_PORT,
@@ -171,7 +171,7 @@ impl Sealed for Grpc {
             ));
         }
         let deadline = super::deadline::deadline(req.headers());
-        (Cow::Owned(name), attrs, self.call(path, true, deadline))
+        (name, attrs, self.call(path, true, deadline))
     }
 
     fn client_span<B>(&self, req: &Request<B>, server: Option<&ServerAddr>) -> Start<GrpcCall> {
@@ -179,7 +179,7 @@ impl Sealed for Grpc {
         let (name, mut attrs) = rpc_attrs(path);
         let scheme = req.uri().scheme_str().unwrap_or("http");
         push_server_address(&mut attrs, req, server, scheme);
-        (Cow::Owned(name), attrs, self.call(path, false, None))
+        (name, attrs, self.call(path, false, None))
     }
 
     fn refused(cx: &Context, message: &str) {
@@ -312,18 +312,27 @@ impl<E: std::error::Error + 'static> ClientError<E> for Grpc {
 }
 
 /// `package.Service/Method` from `/package.Service/Method`, with its two halves.
-fn rpc_names(path: &str) -> (String, Option<(String, String)>) {
+fn rpc_names(
+    path: &str,
+) -> (
+    Cow<'static, str>,
+    Option<(Cow<'static, str>, Cow<'static, str>)>,
+) {
+    // A service's methods are few: their names are kept for the process (bounded), and a span
+    // shares them.
+    let kept = |s: &str| -> Cow<'static, str> {
+        crate::stack::attrs::static_name(s).map_or_else(|| Cow::Owned(s.to_owned()), Cow::Borrowed)
+    };
     let trimmed = path.trim_start_matches('/');
     match trimmed.split_once('/') {
-        Some((svc, method)) if !svc.is_empty() && !method.is_empty() && !method.contains('/') => (
-            trimmed.to_owned(),
-            Some((svc.to_owned(), method.to_owned())),
-        ),
+        Some((svc, method)) if !svc.is_empty() && !method.is_empty() && !method.contains('/') => {
+            (kept(trimmed), Some((kept(svc), kept(method))))
+        }
         _ => (
             if trimmed.is_empty() {
-                "grpc".to_owned()
+                Cow::Borrowed("grpc")
             } else {
-                trimmed.to_owned()
+                Cow::Owned(trimmed.to_owned())
             },
             None,
         ),
@@ -333,7 +342,7 @@ fn rpc_names(path: &str) -> (String, Option<(String, String)>) {
 /// The span name and the RPC attributes of a call, in the names `OTEL_SEMCONV_STABILITY_OPT_IN`
 /// asks for (see the crate's `semconv` module: the old names by default, as `otelgrpc` does).
 #[allow(deprecated)]
-fn rpc_attrs(path: &str) -> (String, Vec<KeyValue>) {
+fn rpc_attrs(path: &str) -> (Cow<'static, str>, Vec<KeyValue>) {
     let conv = crate::semconv::rpc();
     let (name, parts) = rpc_names(path);
     let mut attrs = Vec::with_capacity(4);
@@ -350,7 +359,7 @@ fn rpc_attrs(path: &str) -> (String, Vec<KeyValue>) {
             if parts.is_some() {
                 name.clone()
             } else {
-                "_OTHER".to_owned()
+                Cow::Borrowed("_OTHER")
             },
         ));
         if parts.is_none() {

@@ -110,7 +110,7 @@ impl Sealed for Http {
         }
         attrs.push(KeyValue::new(
             semconv::URL_PATH,
-            req.uri().path().to_owned(),
+            crate::stack::attrs::shared_value(req.uri().path()),
         ));
         let scheme: Cow<'static, str> = match req.uri().scheme_str() {
             None => Cow::Borrowed(scheme),
@@ -128,7 +128,7 @@ impl Sealed for Http {
         {
             attrs.push(KeyValue::new(
                 semconv::CLIENT_ADDRESS,
-                addr.ip().to_string(),
+                crate::stack::attrs::ip_value(addr.ip()),
             ));
             attrs.push(KeyValue::new(semconv::CLIENT_PORT, i64::from(addr.port())));
         }

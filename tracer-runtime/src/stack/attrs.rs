@@ -1,5 +1,6 @@
 //! Attributes both protocols record: where the server is.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{HeaderMap, Request, Uri};
@@ -20,6 +21,53 @@ thread_local! {
 pub(crate) fn shared_value(text: &str) -> Value {
     let shared: Arc<str> = crate::hash::shared_in(&TEXTS, text.as_bytes());
     Value::String(StringValue::from(shared))
+}
+
+#[cfg(feature = "grpc")]
+thread_local! {
+    static NAMES: crate::hash::StaticTexts =
+        const { std::cell::RefCell::new([const { None }; crate::hash::TEXT_SLOTS]) };
+}
+
+thread_local! {
+    /// The peers this thread recorded lately, their addresses written once.
+    static PEERS: std::cell::RefCell<[Option<(IpAddr, Value)>; PEER_SLOTS]> =
+        const { std::cell::RefCell::new([const { None }; PEER_SLOTS]) };
+}
+
+const PEER_SLOTS: usize = 16;
+
+/// A name a layer's spans repeat (a gRPC method), kept for the process: the same `&'static str`
+/// for every span that names it, with no allocation; `None` once the process keeps as many such
+/// names as it will (see [`crate::attrs::intern_name`]): the caller makes a copy of its own.
+#[cfg(feature = "grpc")]
+pub(crate) fn static_name(text: &str) -> Option<&'static str> {
+    crate::hash::static_in(&NAMES, text)
+}
+
+/// An IP address as an attribute value (`client.address`, `network.peer.address`): written once
+/// per peer this thread sees again, shared by its spans (a connection's requests all come from
+/// one peer).
+pub(crate) fn ip_value(ip: IpAddr) -> Value {
+    let slot = match ip {
+        IpAddr::V4(a) => crate::hash::quick_hash(&a.octets()),
+        IpAddr::V6(a) => crate::hash::quick_hash(&a.octets()),
+    } as usize
+        % PEER_SLOTS;
+    let new = || Value::String(StringValue::from(Arc::<str>::from(ip.to_string())));
+    PEERS
+        .try_with(|peers| {
+            let mut peers = peers.borrow_mut();
+            match &peers[slot] {
+                Some((at, v)) if *at == ip => v.clone(),
+                _ => {
+                    let v = new();
+                    peers[slot] = Some((ip, v.clone()));
+                    v
+                }
+            }
+        })
+        .unwrap_or_else(|_| new())
 }
 
 fn default_port(scheme: &str) -> Option<u16> {
@@ -194,6 +242,34 @@ mod tests {
         );
         assert_eq!(pa, pb, "made twice");
         assert_ne!(pa, pc);
+    }
+
+    #[test]
+    fn a_peer_seen_before_is_shared() {
+        let text = |v: &Value| match v {
+            Value::String(s) => (s.as_str().to_owned(), s.as_str().as_ptr()),
+            other => panic!("{other:?}"),
+        };
+        let v4: IpAddr = "10.1.2.3".parse().unwrap();
+        let v6: IpAddr = "2001:db8::7".parse().unwrap();
+        let (a, pa) = text(&ip_value(v4));
+        let (b, pb) = text(&ip_value(v4));
+        let (c, _) = text(&ip_value(v6));
+        assert_eq!(
+            (a.as_str(), b.as_str(), c.as_str()),
+            ("10.1.2.3", "10.1.2.3", "2001:db8::7")
+        );
+        assert_eq!(pa, pb, "written twice");
+    }
+
+    #[cfg(feature = "grpc")]
+    #[test]
+    fn names_are_kept_once() {
+        let a = static_name("tracer.test.Echo/Unary").unwrap();
+        let b = static_name(&String::from("tracer.test.Echo/Unary")).unwrap();
+        assert_eq!(a, "tracer.test.Echo/Unary");
+        assert_eq!(a.as_ptr(), b.as_ptr());
+        assert_ne!(static_name("tracer.test.Echo/Other"), Some(a));
     }
 
     #[test]
