@@ -28,7 +28,9 @@
 //! The HTTP server layer's own cost per request, against no layer: `LAYERS_CALLGRIND="http
 //! request, no layer"`, `"http request, tracer off"`, `"http request, tracer on"` (and the same
 //! two with `", guard off"`): a request as hyper hands it over (origin-form URI, `Host`,
-//! `User-Agent`), a handler that answers at once, the body read to the end. Count the requests
+//! `User-Agent`), a handler that answers at once, the body read to the end. The same for the gRPC
+//! server layer: `"grpc request, no layer"`, `"grpc request, tracer off"`, `"grpc request, tracer
+//! on"` (tonic's generated echo server, one unary call, the body and trailers read). Count the requests
 //! alone (the calling thread) with `--collect-atstart=no --toggle-collect='*measured*'`, and add
 //! the collector and export threads with `--toggle-collect='tracer_runtime::collector::collect'
 //! --toggle-collect='tracer_runtime::pipeline::Shared::run'` (which thread frees what varies
@@ -499,6 +501,64 @@ fn http_request(case: &str, n: usize) -> bool {
     true
 }
 
+/// The gRPC server layer's cost per unary call, in-process (no network), as `http_request`:
+/// tonic's generated server for the echo service, with no layer, with `GrpcServerLayer`
+/// switched off, and switched on (sampled, exported to `Discard`); the request as tonic's
+/// transport hands it over (`POST`, origin-form path, `content-type: application/grpc`,
+/// `te: trailers`, one length-prefixed message), the response body and its trailers read to the
+/// end. `LAYERS_CALLGRIND="grpc request, <no layer|tracer off|tracer on>"`.
+fn grpc_request(case: &str, n: usize) -> bool {
+    use futures_util::FutureExt as _;
+    use prost::Message as _;
+    use tower::Layer as _;
+    use tower::Service as _;
+    let msg = pb::Msg::default().encode_to_vec();
+    let mut frame = Vec::with_capacity(5 + msg.len());
+    frame.push(0);
+    frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&msg);
+    let frame = Bytes::from(frame);
+    let request = || {
+        Request::post("/tracer.test.Echo/Unary")
+            .header(http::header::HOST, "127.0.0.1:50051")
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header(http::header::TE, "trailers")
+            .body(tonic::body::Body::new(Full::new(frame.clone())))
+            .unwrap()
+    };
+    let server = || pb::echo_server::EchoServer::new(Echo);
+    // Each case answers OK (in its trailers) before it is counted.
+    fn ok<B: http_body::Body>(resp: Response<B>) -> bool
+    where
+        B::Error: std::fmt::Debug,
+    {
+        let body = resp.into_body().collect().now_or_never();
+        let trailers = body
+            .and_then(|b| b.ok())
+            .and_then(|b| b.trailers().cloned());
+        trailers.is_some_and(|t| t.get("grpc-status").is_some_and(|v| v == "0"))
+    }
+    match case {
+        "grpc request, no layer" => {
+            let mut svc = server();
+            assert!(ok(svc.call(request()).now_or_never().unwrap().unwrap()));
+            measured_requests(n, || {
+                drain(svc.call(request()).now_or_never().unwrap().unwrap())
+            });
+        }
+        "grpc request, tracer off" | "grpc request, tracer on" => {
+            tracer_runtime::set_all_enabled(case.ends_with("tracer on"));
+            let mut svc = GrpcServerLayer::new("bench").layer(server());
+            assert!(ok(svc.call(request()).now_or_never().unwrap().unwrap()));
+            measured_requests(n, || {
+                drain(svc.call(request()).now_or_never().unwrap().unwrap())
+            });
+        }
+        _ => return false,
+    }
+    true
+}
+
 /// `LAYERS_CALLGRIND=<case>`: that guard case (or `http request, ..` case) alone,
 /// `LAYERS_CALLGRIND_N` times.
 fn callgrind(case: &str) {
@@ -506,13 +566,16 @@ fn callgrind(case: &str) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    if case.starts_with("http request") {
+    if case.starts_with("http request") || case.starts_with("grpc request") {
         let _p = tracer_runtime::init("bench")
             .with_exporter(Discard)
             .set_globals(false)
             .install()
             .unwrap();
-        assert!(http_request(case, n), "no case {case:?}");
+        assert!(
+            http_request(case, n) || grpc_request(case, n),
+            "no case {case:?}"
+        );
         return;
     }
     let Some((_, tracing, guard, call_out, path)) =
