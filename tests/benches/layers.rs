@@ -456,8 +456,9 @@ fn measured_requests(n: usize, mut serve: impl FnMut()) {
 /// The HTTP server layer's cost per request, in-process (no network): a handler that answers at
 /// once, served with no layer, with `HttpServerLayer` switched off, and switched on (sampled,
 /// exported to `Discard`), the body read to the end; the layer with its default loop guard, or
-/// with the guard off. `LAYERS_CALLGRIND="http request, <no layer|tracer off|tracer on>[, guard
-/// off]"`.
+/// with the guard off, or routed (a route template found per request, as from axum's
+/// `MatchedPath`). `LAYERS_CALLGRIND="http request, <no layer|tracer off|tracer on>[, guard
+/// off]"`, `"http request, tracer on, routed"`.
 fn http_request(case: &str, n: usize) -> bool {
     use futures_util::FutureExt as _;
     use tower::Layer as _;
@@ -485,11 +486,16 @@ fn http_request(case: &str, n: usize) -> bool {
         "http request, tracer off"
         | "http request, tracer on"
         | "http request, tracer off, guard off"
-        | "http request, tracer on, guard off" => {
+        | "http request, tracer on, guard off"
+        | "http request, tracer on, routed" => {
             tracer_runtime::set_all_enabled(case.contains("tracer on"));
             let mut layer = HttpServerLayer::new("bench");
             if case.ends_with("guard off") {
                 layer = layer.with_loop_guard(LoopGuard::off());
+            }
+            if case.ends_with("routed") {
+                // As a router that names the route template (axum's `MatchedPath`, copied).
+                layer = layer.with_route(|_, _, _| Some("/items/{id}".to_owned()));
             }
             let mut svc = layer.layer(handler());
             measured_requests(n, || {

@@ -127,7 +127,7 @@ impl<T: IntoAttrValue> IntoAttrValue for Option<T> {
 #[cfg(any(feature = "redis", feature = "sql"))]
 const INTERNED_MAX: usize = 4096;
 /// ... of at most this many bytes each (1 MiB in all at most).
-#[cfg(any(feature = "redis", feature = "sql", feature = "grpc"))]
+#[cfg(any(feature = "redis", feature = "sql", feature = "http"))]
 const INTERNED_LEN_MAX: usize = 256;
 
 /// `s` kept for the process, the same `&'static str` for equal strings: for the few strings
@@ -141,23 +141,24 @@ pub(crate) fn intern(s: &str) -> Option<&'static str> {
     intern_in(&ALL, INTERNED_MAX, s)
 }
 
-/// [`intern`] for the names a layer's spans take from requests (gRPC methods): a table of their
-/// own, so that names a peer chooses cannot crowd out a client's or a statement's strings.
-#[cfg(feature = "grpc")]
+/// [`intern`] for the names a layer's spans take from requests (gRPC methods, HTTP routes): a
+/// table of their own, so that names a peer chooses cannot crowd out a client's or a
+/// statement's strings.
+#[cfg(feature = "http")]
 pub(crate) fn intern_name(s: &str) -> Option<&'static str> {
     static ALL: Interned = std::sync::Mutex::new(None);
     intern_in(&ALL, INTERNED_NAMES_MAX, s)
 }
 
 /// Names kept by [`intern_name`] at most.
-#[cfg(feature = "grpc")]
+#[cfg(feature = "http")]
 const INTERNED_NAMES_MAX: usize = 1024;
 
-#[cfg(any(feature = "redis", feature = "sql", feature = "grpc"))]
+#[cfg(any(feature = "redis", feature = "sql", feature = "http"))]
 type Interned = std::sync::Mutex<Option<std::collections::HashSet<&'static str>>>;
 
 /// [`intern`] in `all`, which keeps at most `max` strings.
-#[cfg(any(feature = "redis", feature = "sql", feature = "grpc"))]
+#[cfg(any(feature = "redis", feature = "sql", feature = "http"))]
 fn intern_in(all: &Interned, max: usize, s: &str) -> Option<&'static str> {
     if s.len() > INTERNED_LEN_MAX {
         return None;

@@ -3,7 +3,7 @@
 
 #[cfg(all(test, feature = "redis"))]
 pub(crate) use texts::TEXT_CACHE_MAX;
-#[cfg(feature = "grpc")]
+#[cfg(feature = "http")]
 pub(crate) use texts::{StaticTexts, static_in};
 #[cfg(any(feature = "redis", feature = "http"))]
 pub(crate) use texts::{TEXT_SLOTS, Texts, shared_in};
@@ -52,14 +52,14 @@ mod texts {
     }
 
     /// A per-thread cache of texts kept for the process (see [`crate::attrs::intern_name`]).
-    #[cfg(feature = "grpc")]
+    #[cfg(feature = "http")]
     pub(crate) type StaticTexts = RefCell<[Option<&'static str>; TEXT_SLOTS]>;
 
-    /// `text` kept for the process (`crate::attrs::intern_name`: bounded, so `None` past its bound),
-    /// found in `cache` without a lock when this thread asked for it lately: for the few texts
-    /// that name a layer's spans (a gRPC method), so that a span's name and attributes need no
-    /// allocation of their own.
-    #[cfg(feature = "grpc")]
+    /// `text` kept for the process (`crate::attrs::intern_name`: bounded, so `None` past its
+    /// bound), found in `cache` without a lock when this thread asked for it lately: for the few
+    /// texts that name a layer's spans (a gRPC method, an HTTP route), so that a span's name and
+    /// attributes need no allocation of their own.
+    #[cfg(feature = "http")]
     pub(crate) fn static_in(
         cache: &'static LocalKey<StaticTexts>,
         text: &str,

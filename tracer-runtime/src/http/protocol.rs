@@ -98,15 +98,16 @@ impl Sealed for Http {
             .route
             .as_ref()
             .and_then(|f| f(req.method(), req.uri(), req.extensions()))
-            .or_else(|| req.extensions().get::<Route>().map(|r| r.0.to_string()));
+            .map(Cow::Owned)
+            .or_else(|| req.extensions().get::<Route>().map(|r| r.0.clone()));
         #[cfg(feature = "axum")]
-        let route = route.or_else(|| super::axum::matched_path(req.extensions()));
+        let route = route.or_else(|| super::axum::matched_path(req.extensions()).map(Cow::Owned));
         let name = match &route {
-            Some(r) => Cow::Owned(format!("{method} {r}")),
+            Some(r) => route_name(method, r),
             None => Cow::Borrowed(method),
         };
         if let Some(r) = route {
-            attrs.push(KeyValue::new(semconv::HTTP_ROUTE, r));
+            attrs.push(KeyValue::new(semconv::HTTP_ROUTE, kept(r)));
         }
         attrs.push(KeyValue::new(
             semconv::URL_PATH,
@@ -218,8 +219,8 @@ impl Sealed for Http {
             span.set_status(Status::error(format!("HTTP {code}")));
         }
         if let Some(route) = resp.extensions().get::<Route>() {
-            span.set_attribute(KeyValue::new(semconv::HTTP_ROUTE, route.0.to_string()));
-            span.update_name(format!("{} {}", call.method, route.0));
+            span.set_attribute(KeyValue::new(semconv::HTTP_ROUTE, kept(route.0.clone())));
+            span.update_name(route_name(call.method, &route.0));
         }
     }
 
@@ -302,4 +303,34 @@ impl<E: fmt::Display> ClientError<E> for Http {
         span.set_status(Status::error(error.to_string()));
         span.end();
     }
+}
+
+/// A route template kept for the process (a server's routes are few; bounded, see
+/// [`crate::attrs::intern_name`]): spans share it instead of copying it.
+fn kept(route: Cow<'static, str>) -> Cow<'static, str> {
+    match route {
+        Cow::Borrowed(r) => Cow::Borrowed(r),
+        Cow::Owned(r) => crate::stack::attrs::static_name(&r).map_or(Cow::Owned(r), Cow::Borrowed),
+    }
+}
+
+/// A routed server span's name, `{method} {route}`: kept for the process, as [`kept`], and
+/// joined in a per-thread buffer, so a route seen before costs no allocation.
+fn route_name(method: &str, route: &str) -> Cow<'static, str> {
+    thread_local! {
+        static JOINED: std::cell::RefCell<String> =
+            const { std::cell::RefCell::new(String::new()) };
+    }
+    JOINED
+        .try_with(|j| {
+            let mut j = j.try_borrow_mut().ok()?;
+            j.clear();
+            j.push_str(method);
+            j.push(' ');
+            j.push_str(route);
+            crate::stack::attrs::static_name(&j)
+        })
+        .ok()
+        .flatten()
+        .map_or_else(|| Cow::Owned(format!("{method} {route}")), Cow::Borrowed)
 }

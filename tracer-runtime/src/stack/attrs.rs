@@ -23,7 +23,7 @@ pub(crate) fn shared_value(text: &str) -> Value {
     Value::String(StringValue::from(shared))
 }
 
-#[cfg(feature = "grpc")]
+#[cfg(feature = "http")]
 thread_local! {
     static NAMES: crate::hash::StaticTexts =
         const { std::cell::RefCell::new([const { None }; crate::hash::TEXT_SLOTS]) };
@@ -40,7 +40,7 @@ const PEER_SLOTS: usize = 16;
 /// A name a layer's spans repeat (a gRPC method), kept for the process: the same `&'static str`
 /// for every span that names it, with no allocation; `None` once the process keeps as many such
 /// names as it will (see [`crate::attrs::intern_name`]): the caller makes a copy of its own.
-#[cfg(feature = "grpc")]
+#[cfg(feature = "http")]
 pub(crate) fn static_name(text: &str) -> Option<&'static str> {
     crate::hash::static_in(&NAMES, text)
 }
@@ -262,7 +262,7 @@ mod tests {
         assert_eq!(pa, pb, "written twice");
     }
 
-    #[cfg(feature = "grpc")]
+    #[cfg(feature = "http")]
     #[test]
     fn names_are_kept_once() {
         let a = static_name("tracer.test.Echo/Unary").unwrap();
@@ -325,7 +325,9 @@ mod tests {
     proptest::proptest! {
         /// Whatever `split_host` takes, `Authority` takes the same way (it is only stricter).
         #[test]
-        fn what_split_host_takes_authority_takes_alike(value in "[\\[\\]a-zA-Z0-9:.%_~!$&'()*+,;=@/ -]{0,24}") {
+        fn what_split_host_takes_authority_takes_alike(
+            value in "[\\[\\]a-zA-Z0-9:.%_~!$&'()*+,;=@/ -]{0,24}",
+        ) {
             if let Some((host, port)) = split_host(value.as_bytes()) {
                 let auth: http::uri::Authority = value.parse().expect("an authority");
                 proptest::prop_assert_eq!(host, auth.host().trim_matches(['[', ']']));
@@ -333,7 +335,8 @@ mod tests {
             }
         }
 
-        /// A host and a port of up to five digits that fit a `u16` are taken, as `Authority` reads them.
+        /// A host and a port of up to five digits that fit a `u16` are taken, as `Authority`
+        /// reads them.
         #[test]
         fn well_formed_hosts_are_taken(
             host in "[a-zA-Z0-9._~-]{1,12}|\\[[0-9a-f:]{1,12}\\]",
@@ -348,7 +351,8 @@ mod tests {
                 proptest::prop_assert_eq!(ours, None);
             } else {
                 let auth: http::uri::Authority = value.parse().expect("an authority");
-                proptest::prop_assert_eq!(ours, Some((auth.host().trim_matches(['[', ']']), auth.port_u16())));
+                let theirs = (auth.host().trim_matches(['[', ']']), auth.port_u16());
+                proptest::prop_assert_eq!(ours, Some(theirs));
             }
         }
     }
