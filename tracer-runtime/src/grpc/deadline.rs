@@ -5,8 +5,10 @@ use std::time::{Duration, Instant};
 
 /// When a request with these headers runs out of time, as the server sees it.
 pub(crate) fn deadline(headers: &http::HeaderMap) -> Option<Instant> {
+    // Parsed once: a `&str` name is parsed on every lookup.
+    static GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
     headers
-        .get("grpc-timeout")
+        .get(&GRPC_TIMEOUT)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_timeout)
         .map(|t| Instant::now() + deadline_seen(t))

@@ -1,6 +1,7 @@
 //! The status of an RPC: `grpc-status` / `grpc-message` in headers or trailers, how a code is
 //! recorded on a span, and the trailers the layer answers with.
 
+use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 use opentelemetry::trace::{Status, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
@@ -12,17 +13,22 @@ pub(crate) fn is_server_fault(code: i32) -> bool {
     matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
 }
 
+/// The status headers' names, parsed once: looking a header up by a `&str` parses the name
+/// on every call (see `stack::headers`).
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+
 /// `grpc-status` (and `grpc-message`) in a header map.
 pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<(i32, String)> {
     let code: i32 = headers
-        .get("grpc-status")?
+        .get(&GRPC_STATUS)?
         .to_str()
         .ok()?
         .trim()
         .parse()
         .ok()?;
     let message = headers
-        .get("grpc-message")
+        .get(&GRPC_MESSAGE)
         .and_then(|v| v.to_str().ok())
         .map(percent_decode)
         .unwrap_or_default();
@@ -101,9 +107,9 @@ pub(crate) fn record_status(cx: &Context, code: i32, message: &str, server: bool
 /// Trailers reporting `code` and `message`.
 pub(crate) fn status_trailers(code: i32, message: &str) -> HeaderMap {
     let mut t = HeaderMap::new();
-    t.insert("grpc-status", HeaderValue::from(code));
+    t.insert(GRPC_STATUS.clone(), HeaderValue::from(code));
     if let Ok(v) = HeaderValue::from_str(&percent_encode(message)) {
-        t.insert("grpc-message", v);
+        t.insert(GRPC_MESSAGE.clone(), v);
     }
     t
 }
