@@ -345,7 +345,9 @@ fn rpc_names(
 fn rpc_attrs(path: &str) -> (Cow<'static, str>, Vec<KeyValue>) {
     let conv = crate::semconv::rpc();
     let (name, parts) = rpc_names(path);
-    let mut attrs = Vec::with_capacity(4);
+    // Room for what the layers add at the start (server address and port, the peer's) and
+    // after it (status code, error type): the list is never moved to grow.
+    let mut attrs = Vec::with_capacity(12);
     if conv.old {
         attrs.push(KeyValue::new(semconv::RPC_SYSTEM, "grpc"));
         if let Some((svc, _)) = &parts {

@@ -158,7 +158,8 @@ impl Sealed for Http {
     }
 
     fn client_span<B>(&self, req: &Request<B>, server: Option<&ServerAddr>) -> Start<HttpCall> {
-        let mut attrs = Vec::with_capacity(8);
+        // Room for the response's attributes too: the list is never moved to grow.
+        let mut attrs = Vec::with_capacity(12);
         let method = super::method_attrs(req.method(), &mut attrs);
         let scheme = req.uri().scheme_str().unwrap_or("http");
         push_server_address(&mut attrs, req, server, scheme);
