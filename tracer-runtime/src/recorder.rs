@@ -217,9 +217,9 @@ pub(crate) struct Start {
     pub(crate) links: Vec<Link>,
     pub(crate) events: Vec<Event>,
     pub(crate) start: Option<SystemTime>,
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     /// What the span is known to be, when its maker knows (a layer's HTTP or RPC span): its
     /// duration histogram is then chosen without reading its attributes.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) protocol: Option<Protocol>,
 }
 

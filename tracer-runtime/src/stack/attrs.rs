@@ -37,7 +37,7 @@ thread_local! {
 
 const PEER_SLOTS: usize = 16;
 
-/// A name a layer's spans repeat (a gRPC method), kept for the process: the same `&'static str`
+/// A name a layer's spans repeat (a gRPC method, an HTTP route), kept for the process: the same `&'static str`
 /// for every span that names it, with no allocation; `None` once the process keeps as many such
 /// names as it will (see [`crate::attrs::intern_name`]): the caller makes a copy of its own.
 #[cfg(feature = "http")]
