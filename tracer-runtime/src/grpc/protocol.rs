@@ -311,16 +311,14 @@ impl<E: std::error::Error + 'static> ClientError<E> for Grpc {
     }
 }
 
+/// A name of a call: kept for the process when it can be (see `stack::attrs::static_name`).
+type Name = Cow<'static, str>;
+
 /// `package.Service/Method` from `/package.Service/Method`, with its two halves.
-fn rpc_names(
-    path: &str,
-) -> (
-    Cow<'static, str>,
-    Option<(Cow<'static, str>, Cow<'static, str>)>,
-) {
+fn rpc_names(path: &str) -> (Name, Option<(Name, Name)>) {
     // A service's methods are few: their names are kept for the process (bounded), and a span
     // shares them.
-    let kept = |s: &str| -> Cow<'static, str> {
+    let kept = |s: &str| -> Name {
         crate::stack::attrs::static_name(s).map_or_else(|| Cow::Owned(s.to_owned()), Cow::Borrowed)
     };
     let trimmed = path.trim_start_matches('/');
