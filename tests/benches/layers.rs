@@ -457,8 +457,8 @@ fn measured_requests(n: usize, mut serve: impl FnMut()) {
 /// once, served with no layer, with `HttpServerLayer` switched off, and switched on (sampled,
 /// exported to `Discard`), the body read to the end; the layer with its default loop guard, or
 /// with the guard off, or routed (a route template found per request, as from axum's
-/// `MatchedPath`). `LAYERS_CALLGRIND="http request, <no layer|tracer off|tracer on>[, guard
-/// off]"`, `"http request, tracer on, routed"`.
+/// `MatchedPath`), or with a caller's `traceparent`. `LAYERS_CALLGRIND="http request, <no
+/// layer|tracer off|tracer on>[, guard off]"`, `"http request, tracer on, <routed|traceparent>"`.
 fn http_request(case: &str, n: usize) -> bool {
     use futures_util::FutureExt as _;
     use tower::Layer as _;
@@ -487,7 +487,8 @@ fn http_request(case: &str, n: usize) -> bool {
         | "http request, tracer on"
         | "http request, tracer off, guard off"
         | "http request, tracer on, guard off"
-        | "http request, tracer on, routed" => {
+        | "http request, tracer on, routed"
+        | "http request, tracer on, traceparent" => {
             tracer_runtime::set_all_enabled(case.contains("tracer on"));
             let mut layer = HttpServerLayer::new("bench");
             if case.ends_with("guard off") {
@@ -498,8 +499,19 @@ fn http_request(case: &str, n: usize) -> bool {
                 layer = layer.with_route(|_, _, _| Some("/items/{id}".to_owned()));
             }
             let mut svc = layer.layer(handler());
+            let traceparent = case.ends_with("traceparent");
             measured_requests(n, || {
-                drain(svc.call(request()).now_or_never().unwrap().unwrap())
+                let mut req = request();
+                if traceparent {
+                    // A caller's sampled context, as a traced peer sends it.
+                    req.headers_mut().insert(
+                        "traceparent",
+                        http::HeaderValue::from_static(
+                            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                        ),
+                    );
+                }
+                drain(svc.call(req).now_or_never().unwrap().unwrap())
             });
         }
         _ => return false,

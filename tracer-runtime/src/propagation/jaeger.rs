@@ -18,7 +18,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode};
 use super::{Hint, parse_lower_hex_u64, parse_lower_hex_u128};
 
 const HEADER: &str = "uber-trace-id";
-const BAGGAGE_PREFIX: &str = "uberctx-";
+pub(crate) const BAGGAGE_PREFIX: &str = "uberctx-";
 /// Jaeger's flag bits: sampled and debug (debug is only ever sent with sampled).
 const FLAG_SAMPLED: u8 = 0x01;
 const FLAG_DEBUG: u8 = 0x02;

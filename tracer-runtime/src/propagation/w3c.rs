@@ -113,7 +113,13 @@ impl TextMapPropagator for TraceContextPropagator {
             .and_then(|s| s.parse::<TraceState>().ok())
             .unwrap_or_default();
         let sc = SpanContext::new(trace_id, span_id, flags, true, state);
-        cx.with_remote_span_context(sc).with_value(Hint::Normal)
+        let cx = cx.with_remote_span_context(sc);
+        // `Normal` is what a context without a hint says: one more entry only to replace
+        // another format's.
+        match cx.get::<Hint>() {
+            None | Some(Hint::Normal) => cx,
+            Some(_) => cx.with_value(Hint::Normal),
+        }
     }
 
     fn fields(&self) -> FieldIter<'_> {

@@ -294,8 +294,12 @@ where
         // Extracted into a context that already names the service: the span's context then
         // needs no entry of its own.
         let base = crate::recorder::service_context(&svc);
-        let extracted =
-            propagator.extract_with_context(&base, &super::headers::Headers(req.headers()));
+        let extracted = if propagator.reads_any(req.headers()) {
+            propagator.extract_with_context(&base, &super::headers::Headers(req.headers()))
+        } else {
+            // Nothing to extract (most requests from outside the system): the base as it is.
+            base.clone()
+        };
         let mut start = crate::recorder::Start::new(
             name,
             SpanKind::Server,
