@@ -179,10 +179,17 @@ pub struct Propagator {
     formats: Vec<Format>,
     props: Vec<Box<dyn TextMapPropagator + Send + Sync>>,
     fields: Vec<String>,
+    /// Per format, the headers it reads: a bit per entry of `fields` ([`UBERCTX`] for Jaeger's
+    /// `uberctx-*`), all bits when they do not fit.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    reads: Vec<u64>,
     /// Jaeger's format is one of them: it also reads every `uberctx-*` header.
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     jaeger: bool,
 }
+
+/// The bit of Jaeger's `uberctx-*` headers in [`Propagator::present`]'s mask.
+const UBERCTX: u64 = 1 << 63;
 
 impl fmt::Debug for Propagator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -202,43 +209,63 @@ impl Propagator {
                 fields.push(f.to_owned());
             }
         }
+        let bit = |f: &str| match fields.iter().position(|x| x == f) {
+            Some(i) if i < 63 => 1u64 << i,
+            _ => u64::MAX,
+        };
+        let reads = formats
+            .iter()
+            .zip(&props)
+            .map(|(format, p)| {
+                let mut mask = p.fields().fold(0, |m, f| m | bit(f));
+                if *format == Format::Jaeger {
+                    mask |= UBERCTX;
+                }
+                mask
+            })
+            .collect();
         Propagator {
             formats: formats.to_vec(),
             props,
             fields,
+            reads,
             jaeger: formats.contains(&Format::Jaeger),
         }
     }
 
-    /// Whether `headers` hold any header one of the formats reads: a request without one (no
-    /// caller's context, no baggage) needs no extraction, and a server layer skips asking every
-    /// format for what it would not find.
+    /// Which of the headers the formats read `headers` hold (a bit per entry of `fields`,
+    /// [`UBERCTX`] for `uberctx-*`); 0 when none: a request without one (no caller's context,
+    /// no baggage) needs no extraction, and [`Propagator::extract_present`] asks only the
+    /// formats whose headers are there.
     #[cfg(feature = "http")]
-    pub(crate) fn reads_any(&self, headers: &http::HeaderMap) -> bool {
-        headers.keys().any(|name| {
+    pub(crate) fn present(&self, headers: &http::HeaderMap) -> u64 {
+        let mut present = 0;
+        for name in headers.keys() {
             let name = name.as_str();
-            self.fields.iter().any(|f| f == name)
-                || (self.jaeger && name.starts_with(jaeger::BAGGAGE_PREFIX))
-        })
-    }
-
-    /// The formats, in order.
-    pub fn formats(&self) -> &[Format] {
-        &self.formats
-    }
-}
-
-impl TextMapPropagator for Propagator {
-    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
-        for p in &self.props {
-            p.inject_context(cx, injector);
+            if let Some(i) = self.fields.iter().position(|f| f == name) {
+                present |= if i < 63 { 1 << i } else { u64::MAX };
+            } else if self.jaeger && name.starts_with(jaeger::BAGGAGE_PREFIX) {
+                present |= UBERCTX;
+            }
         }
+        present
     }
 
-    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+    /// [`TextMapPropagator::extract_with_context`], asking only the formats that read one of
+    /// the headers in `present` (see [`Propagator::present`]): a format given none of its
+    /// headers leaves the context as it is.
+    pub(crate) fn extract_present(
+        &self,
+        cx: &Context,
+        extractor: &dyn Extractor,
+        present: u64,
+    ) -> Context {
         let mut first_valid: Option<(SpanContext, Hint)> = None;
         let mut out = cx.clone();
-        for p in &self.props {
+        for (p, reads) in self.props.iter().zip(&self.reads) {
+            if reads & present == 0 {
+                continue;
+            }
             // Each format sees what the previous ones left, so baggage accumulates; a span
             // context found by a later format does not replace the first one.
             let next = p.extract_with_context(&out, extractor);
@@ -260,6 +287,23 @@ impl TextMapPropagator for Propagator {
             Some((sc, hint)) => out.with_remote_span_context(sc).with_value(hint),
             None => out,
         }
+    }
+
+    /// The formats, in order.
+    pub fn formats(&self) -> &[Format] {
+        &self.formats
+    }
+}
+
+impl TextMapPropagator for Propagator {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        for p in &self.props {
+            p.inject_context(cx, injector);
+        }
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        self.extract_present(cx, extractor, u64::MAX)
     }
 
     fn fields(&self) -> FieldIter<'_> {
@@ -348,22 +392,88 @@ mod reads_any_tests {
     #[test]
     fn a_request_without_a_format_header_is_not_extracted() {
         let w3c = Propagator::new(&[Format::TraceContext, Format::Baggage]);
-        assert!(!w3c.reads_any(&headers(&["host", "user-agent", "x-request-id"])));
-        assert!(!w3c.reads_any(&headers(&[])));
+        assert_eq!(
+            w3c.present(&headers(&["host", "user-agent", "x-request-id"])),
+            0
+        );
+        assert_eq!(w3c.present(&headers(&[])), 0);
         for read in ["traceparent", "tracestate", "baggage"] {
-            assert!(w3c.reads_any(&headers(&["host", read])), "{read}");
+            assert_ne!(w3c.present(&headers(&["host", read])), 0, "{read}");
         }
         // Another format's header is not this propagator's.
-        assert!(!w3c.reads_any(&headers(&["uber-trace-id", "b3", "uberctx-user"])));
+        assert_eq!(
+            w3c.present(&headers(&["uber-trace-id", "b3", "uberctx-user"])),
+            0
+        );
         let jaeger = Propagator::new(&[Format::Jaeger]);
-        assert!(
-            jaeger.reads_any(&headers(&["uberctx-user"])),
+        assert_eq!(
+            jaeger.present(&headers(&["uberctx-user"])),
+            UBERCTX,
             "Jaeger baggage"
         );
-        assert!(jaeger.reads_any(&headers(&["uber-trace-id"])));
+        assert_ne!(jaeger.present(&headers(&["uber-trace-id"])), 0);
         let b3 = Propagator::new(&[Format::B3Multi]);
-        assert!(b3.reads_any(&headers(&["x-b3-traceid"])));
-        assert!(b3.reads_any(&headers(&["x-b3-sampled"])));
+        assert_ne!(b3.present(&headers(&["x-b3-traceid"])), 0);
+        assert_ne!(b3.present(&headers(&["x-b3-sampled"])), 0);
+    }
+
+    /// Asking only the formats whose headers are there extracts what asking all of them does.
+    #[test]
+    fn extraction_of_the_present_formats_is_the_whole_extraction() {
+        use opentelemetry::baggage::BaggageExt as _;
+        let all = Propagator::new(&[
+            Format::TraceContext,
+            Format::Baggage,
+            Format::Jaeger,
+            Format::B3,
+            Format::B3Multi,
+        ]);
+        let w3c = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let jaeger = "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1";
+        let b3 = "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1";
+        let cases: &[&[(&str, &str)]] = &[
+            &[("traceparent", w3c)],
+            &[("baggage", "a=1")],
+            &[("uberctx-user", "42")],
+            &[("uber-trace-id", jaeger), ("baggage", "a=1")],
+            &[("b3", b3), ("uberctx-b", "2")],
+            &[
+                ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+                ("x-b3-spanid", "e457b5a2e4d86bd1"),
+                ("x-b3-sampled", "1"),
+            ],
+            &[("traceparent", w3c), ("b3", b3), ("baggage", "a=1,b=2")],
+        ];
+        for case in cases {
+            let mut h = http::HeaderMap::new();
+            for (k, v) in *case {
+                h.insert(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            let ex = crate::stack::headers::Headers(&h);
+            let whole = all.extract_with_context(&Context::new(), &ex);
+            let present = all.extract_present(&Context::new(), &ex, all.present(&h));
+            assert_ne!(all.present(&h), 0, "{case:?}");
+            assert_eq!(
+                whole.span().span_context(),
+                present.span().span_context(),
+                "{case:?}"
+            );
+            assert!(whole.span().span_context().is_valid() || !whole.baggage().is_empty());
+            assert_eq!(Hint::of(&whole), Hint::of(&present), "{case:?}");
+            let bag = |cx: &Context| {
+                let mut v: Vec<(String, String)> = cx
+                    .baggage()
+                    .iter()
+                    .map(|(k, (v, _))| (k.to_string(), v.to_string()))
+                    .collect();
+                v.sort();
+                v
+            };
+            assert_eq!(bag(&whole), bag(&present), "{case:?}");
+        }
     }
 }
 

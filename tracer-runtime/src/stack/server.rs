@@ -12,7 +12,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use opentelemetry::Context;
-use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{Link, SpanKind, SpanRef, TraceContextExt as _};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -294,8 +293,10 @@ where
         // Extracted into a context that already names the service: the span's context then
         // needs no entry of its own.
         let base = crate::recorder::service_context(&svc);
-        let extracted = if propagator.reads_any(req.headers()) {
-            propagator.extract_with_context(&base, &super::headers::Headers(req.headers()))
+        let present = propagator.present(req.headers());
+        let extracted = if present != 0 {
+            let headers = super::headers::Headers(req.headers());
+            propagator.extract_present(&base, &headers, present)
         } else {
             // Nothing to extract (most requests from outside the system): the base as it is.
             base.clone()
