@@ -318,9 +318,7 @@ type Name = Cow<'static, str>;
 fn rpc_names(path: &str) -> (Name, Option<(Name, Name)>) {
     // A service's methods are few: their names are kept for the process (bounded), and a span
     // shares them.
-    let kept = |s: &str| -> Name {
-        crate::stack::attrs::static_name(s).map_or_else(|| Cow::Owned(s.to_owned()), Cow::Borrowed)
-    };
+    use crate::stack::attrs::kept_name as kept;
     let trimmed = path.trim_start_matches('/');
     match trimmed.split_once('/') {
         Some((svc, method)) if !svc.is_empty() && !method.is_empty() && !method.contains('/') => {

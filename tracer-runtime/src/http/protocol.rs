@@ -107,7 +107,7 @@ impl Sealed for Http {
             None => Cow::Borrowed(method),
         };
         if let Some(r) = route {
-            attrs.push(KeyValue::new(semconv::HTTP_ROUTE, kept(r)));
+            attrs.push(KeyValue::new(semconv::HTTP_ROUTE, kept(&r)));
         }
         attrs.push(KeyValue::new(
             semconv::URL_PATH,
@@ -220,7 +220,7 @@ impl Sealed for Http {
             span.set_status(Status::error(format!("HTTP {code}")));
         }
         if let Some(route) = resp.extensions().get::<Route>() {
-            span.set_attribute(KeyValue::new(semconv::HTTP_ROUTE, kept(route.0.clone())));
+            span.set_attribute(KeyValue::new(semconv::HTTP_ROUTE, kept(&route.0)));
             span.update_name(route_name(call.method, &route.0));
         }
     }
@@ -308,10 +308,11 @@ impl<E: fmt::Display> ClientError<E> for Http {
 
 /// A route template kept for the process (a server's routes are few; bounded, see
 /// [`crate::attrs::intern_name`]): spans share it instead of copying it.
-fn kept(route: Cow<'static, str>) -> Cow<'static, str> {
+#[allow(clippy::ptr_arg)] // a `Cow`: a borrowed route is `'static` already, and kept as it is
+fn kept(route: &Cow<'static, str>) -> Cow<'static, str> {
     match route {
         Cow::Borrowed(r) => Cow::Borrowed(r),
-        Cow::Owned(r) => crate::stack::attrs::static_name(&r).map_or(Cow::Owned(r), Cow::Borrowed),
+        Cow::Owned(r) => crate::stack::attrs::kept_name(r),
     }
 }
 
@@ -333,5 +334,5 @@ fn route_name(method: &str, route: &str) -> Cow<'static, str> {
         })
         .ok()
         .flatten()
-        .map_or_else(|| Cow::Owned(format!("{method} {route}")), Cow::Borrowed)
+        .map_or_else(|| format!("{method} {route}").into(), Cow::Borrowed)
 }

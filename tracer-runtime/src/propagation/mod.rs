@@ -375,7 +375,7 @@ mod hex_tests {
 }
 
 #[cfg(all(test, feature = "http"))]
-mod reads_any_tests {
+mod present_tests {
     use super::*;
 
     fn headers(names: &[&str]) -> http::HeaderMap {

@@ -45,6 +45,12 @@ pub(crate) fn static_name(text: &str) -> Option<&'static str> {
     crate::hash::static_in(&NAMES, text)
 }
 
+/// `name` as [`static_name`] keeps it, else a copy of its own.
+#[cfg(feature = "http")]
+pub(crate) fn kept_name(name: &str) -> std::borrow::Cow<'static, str> {
+    static_name(name).map_or_else(|| name.to_owned().into(), Into::into)
+}
+
 /// An IP address as an attribute value (`client.address`, `network.peer.address`): written once
 /// per peer this thread sees again, shared by its spans (a connection's requests all come from
 /// one peer).

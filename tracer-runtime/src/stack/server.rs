@@ -293,14 +293,13 @@ where
         // Extracted into a context that already names the service: the span's context then
         // needs no entry of its own.
         let base = crate::recorder::service_context(&svc);
-        let present = propagator.present(req.headers());
-        let extracted = if present != 0 {
-            let headers = super::headers::Headers(req.headers());
-            propagator.extract_present(&base, &headers, present)
-        } else {
-            // Nothing to extract (most requests from outside the system): the base as it is.
-            base.clone()
-        };
+        // Only the formats whose headers the request holds are asked: none, most often, for a
+        // request from outside the system (the base as it is).
+        let extracted = propagator.extract_present(
+            &base,
+            &super::headers::Headers(req.headers()),
+            propagator.present(req.headers()),
+        );
         let mut start = crate::recorder::Start::new(
             name,
             SpanKind::Server,
