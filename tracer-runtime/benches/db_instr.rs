@@ -423,6 +423,22 @@ fn measure(case: &str, mode: &str, n: u64) -> (u64, u64) {
         .expect("the child's allocation count");
     let profile = std::fs::read_to_string(&out).expect("callgrind's output");
     let _ = std::fs::remove_file(&out);
+    // With spans exported, the collector's and the export thread's work must be in the count:
+    // a function that callgrind toggles on but that the compiler inlined away counts nothing.
+    if mode == "on" {
+        for f in [
+            "tracer_runtime::collector::collect",
+            "tracer_runtime::pipeline::Shared::run",
+        ] {
+            assert!(
+                profile
+                    .lines()
+                    .any(|l| (l.starts_with("fn=") || l.starts_with("cfn=")) && l.ends_with(f)),
+                "{case} {mode} {n}: `{f}` is not in callgrind's profile (inlined?): its \
+                 instructions were not counted"
+            );
+        }
+    }
     let total = profile
         .lines()
         .find_map(|l| {

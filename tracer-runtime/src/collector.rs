@@ -191,7 +191,9 @@ fn export(mut spans: Vec<Finished>) {
 }
 
 /// Hands every finished span — in full buffers and in every thread's buffer — to its service's
-/// processors, on this thread.
+/// processors, on this thread. Never inlined: the benchmarks count the collector's
+/// instructions by this function's name (callgrind's `--toggle-collect`).
+#[inline(never)]
 pub(crate) fn collect() {
     // A flush from within a hand-over (a warning handler's, say) would wait for itself.
     if IN_COLLECT.with(std::cell::Cell::get) {

@@ -203,7 +203,9 @@ impl Shared {
     }
 
     /// The worker: exports full batches at once, the rest every `delay`, everything on a flush
-    /// or the shutdown; then stops.
+    /// or the shutdown; then stops. Never inlined: the benchmarks count the export thread's
+    /// instructions by this function's name (callgrind's `--toggle-collect`).
+    #[inline(never)]
     fn run<E: SpanExporter>(&self, mut exporter: E) {
         let mut last_export = Instant::now();
         let mut q = self.lock();
