@@ -197,7 +197,9 @@ fn prelude(
     let fill = if stmts.is_empty() {
         quote!(#p::no_attrs)
     } else {
-        quote!(|#n_attrs: &mut #p::Attrs| { #(#stmts)* })
+        // The list allocated once, at its size (grown push by push, it was reallocated).
+        let n = stmts.len();
+        quote!(|#n_attrs: &mut #p::Attrs| { #n_attrs.reserve(#n); #(#stmts)* })
     };
     let meta = quote! {
         static __TRACER_META: #p::Meta = #p::Meta::new(#name, #p::SpanKind::#kind, #root)#with_metrics;

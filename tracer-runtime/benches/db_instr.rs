@@ -25,7 +25,9 @@
 //! Cases: `redis-get`, `redis-set` (fred), `mysql-select` (a point `SELECT` through
 //! `exec_first`, the statement cached by the connection), and `traced` (an empty
 //! `#[traced] async fn`, the cost of the span path alone), `traced-metrics` (the same with
-//! `#[traced(metrics)]`: the span plus its duration histogram, feature `metrics`). Modes: `plain` (the unwrapped client,
+//! `#[traced(metrics)]`: the span plus its duration histogram, feature `metrics`),
+//! `traced-attrs` (the span of `traced` with the six attributes of a Redis GET's span, constant
+//! values: what those attributes cost through the span path). Modes: `plain` (the unwrapped client,
 //! or an untraced fn), `off` (the wrapper with its service switched off), `on` (the wrapper,
 //! every span exported). Commands run one at a time on a current-thread runtime, outside any
 //! traced parent (so each span is a root, as in a background job). Allocations per command are
@@ -175,6 +177,36 @@
 //! (~220); the span's ids, clock, service and sampling (~450); the frame pushed per poll
 //! (~150). The issue's interim goal (the span path's own cost, ~1 930 here, plus 500) is not
 //! met: with `SpanData` as the record every exporter takes, the attributes alone cost ~900.
+//!
+//! Fifth round (stop 25): a new case, `traced-attrs`, records the span of `traced` with the six
+//! attributes of a Redis GET's span (constant values), so that what the attributes cost on the
+//! span path can be told from what the wrapper adds. A `#[traced]` call site with `args` or
+//! `fields` now sizes its attribute list once (`Attrs::reserve`, the macro's count): grown push
+//! by push, six attributes cost a `realloc` (~260 instructions). Same counting as above:
+//!
+//! ```text
+//!                   plain      off       +       on       +   a.plain   a.off    a.on
+//! redis-get          3406     3585    +179     6730   +3324       9.0     9.0    10.0
+//! redis-set          3462     3626    +164     6793   +3331      10.0    10.0    11.0
+//! mysql-select      12972    13079    +107    16293   +3321      15.0    15.0    16.0
+//! traced               31      188    +157     1997   +1966       0.0     0.0     0.0
+//! traced-metrics       30      187    +157     1974   +1944       0.0     0.0     0.0
+//! traced-attrs         30      189    +159     2806   +2776       0.0     0.0     1.0
+//! ```
+//!
+//! (`traced-attrs` on was 3092 before `Attrs::reserve`.) So a Redis GET costs the span with its
+//! six attributes plus ~550 (the command text ~240, the operation's frame pushed per poll, the
+//! service and parent found without the macro's per-call-site cache); the six attributes cost
+//! ~810 over the bare span: their list's allocation ~390 (allocated one per span and freed 512 at
+//! a time by the exporter, so glibc serves neither from its per-thread cache), dropping the six
+//! `KeyValue`s ~280, the queue's weight ~75, building them the rest. An experiment that kept
+//! each span as its record in the export queue and made its `SpanData` on the export thread
+//! (the attribute list then allocated and freed on that one thread, the constants copied from
+//! `Arc`s there) measured worse, not better: Redis GET on 6 720 → 7 028, `traced` 1 962 →
+//! 2 086 — the burst of 512 allocations then 512 frees costs glibc as much on one thread as on
+//! two, and the record is moved once more. The counts above also depend on inlining: with two
+//! `#[traced]` call sites instead of one, `Fast::start` stopped being inlined (+70 per span); it
+//! is now `#[inline(always)]`.
 
 use std::alloc::System;
 use std::future::Future;
@@ -224,6 +256,25 @@ async fn traced_empty(x: u64) -> u64 {
 #[traced(metrics)]
 #[inline(never)]
 async fn traced_metrics_empty(x: u64) -> u64 {
+    black_box(x)
+}
+
+/// `traced` with the six attributes of a Redis GET's span (constant values, the text too):
+/// what a span with those attributes costs through the span path, so that the wrapper's own cost
+/// can be told from its attributes'.
+#[traced(
+    kind = client,
+    fields(
+        db.system.name = "redis",
+        db.namespace = "0",
+        server.address = "127.0.0.1",
+        server.port = 6379,
+        db.operation.name = "GET",
+        db.query.text = "GET tracer-bench-instr:key",
+    )
+)]
+#[inline(never)]
+async fn traced_attrs_empty(x: u64) -> u64 {
     black_box(x)
 }
 
@@ -344,14 +395,17 @@ async fn run(case: &str, mode: &str, n: u64) {
                 .query_drop(format!("DROP TABLE IF EXISTS {table}"))
                 .await;
         }
-        "traced" | "traced-metrics" => {
+        "traced" | "traced-metrics" | "traced-attrs" => {
             let metrics = case == "traced-metrics";
+            let attrs = case == "traced-attrs";
             for i in 0..warm + n {
                 if i == warm {
                     count(true);
                 }
                 let v = if wrapped && metrics {
                     traced_metrics_empty(i).await
+                } else if wrapped && attrs {
+                    traced_attrs_empty(i).await
                 } else if wrapped {
                     traced_empty(i).await
                 } else {
@@ -362,7 +416,7 @@ async fn run(case: &str, mode: &str, n: u64) {
             count(false);
         }
         other => panic!(
-            "unknown case {other}: redis-get, redis-set, mysql-select, traced or traced-metrics"
+            "unknown case {other}: redis-get, redis-set, mysql-select, traced, traced-metrics or traced-attrs"
         ),
     }
     println!(
@@ -464,6 +518,7 @@ fn main() {
         "mysql-select",
         "traced",
         "traced-metrics",
+        "traced-attrs",
     ];
     println!(
         "instructions per command (callgrind, (N=2000 − N=1000) / 1000), allocations per command"

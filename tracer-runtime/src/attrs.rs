@@ -14,6 +14,13 @@ pub const VALUE_CAP: usize = 256;
 pub struct Attrs(pub(crate) Vec<KeyValue>);
 
 impl Attrs {
+    /// Room for `n` more attributes (the macro's count of a call site's `args` and `fields`),
+    /// so that the list is allocated once.
+    #[inline]
+    pub fn reserve(&mut self, n: usize) {
+        self.0.reserve_exact(n);
+    }
+
     /// `key = value`, converted with [`IntoAttrValue`].
     pub fn value(&mut self, key: &'static str, v: impl IntoAttrValue) {
         if let Some(v) = v.into_attr_value() {
