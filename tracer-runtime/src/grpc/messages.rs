@@ -51,8 +51,9 @@ pub(crate) struct Messages {
     dropped: AtomicUsize,
     sent: AtomicU64,
     received: AtomicU64,
-    /// `Streaming` mode: the messages held back until a second one in a direction shows a stream.
-    pending: std::sync::Mutex<Option<Vec<Pending>>>,
+    /// `Streaming` mode: the messages held back until a second one in a direction shows a stream
+    /// (at most the first of each direction, in the order they came: no allocation).
+    pending: std::sync::Mutex<Option<[Option<Pending>; 2]>>,
 }
 
 impl Messages {
@@ -64,7 +65,9 @@ impl Messages {
             dropped: AtomicUsize::new(0),
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
-            pending: std::sync::Mutex::new((mode == MessageEvents::Streaming).then(Vec::new)),
+            pending: std::sync::Mutex::new(
+                (mode == MessageEvents::Streaming).then_some([None, None]),
+            ),
         }
     }
 
@@ -79,8 +82,12 @@ impl Messages {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if let Some(held) = pending.as_mut() {
-                    if id < 2 {
-                        held.push(Pending {
+                    // The first message of its direction: held in the first free slot (there
+                    // are two: one per direction).
+                    if id < 2
+                        && let Some(slot) = held.iter_mut().find(|p| p.is_none())
+                    {
+                        *slot = Some(Pending {
                             at: std::time::SystemTime::now(),
                             sent,
                             compressed,
@@ -90,7 +97,7 @@ impl Messages {
                         return id;
                     }
                     // A stream: the held messages first, at their own times.
-                    for p in pending.take().unwrap_or_default() {
+                    for p in pending.take().into_iter().flatten().flatten() {
                         self.event(cx, Some(p.at), p.sent, p.compressed, p.len, p.id);
                     }
                 }
