@@ -191,6 +191,13 @@ pub struct Propagator {
 /// The bit of Jaeger's `uberctx-*` headers in [`Propagator::present`]'s mask.
 const UBERCTX: u64 = 1 << 63;
 
+/// The bit of the header `name` in a mask of `fields` (its place in them; every bit past the
+/// 63rd, which [`UBERCTX`] takes), `None` when it is none of them.
+fn field_bit(fields: &[String], name: &str) -> Option<u64> {
+    let i = fields.iter().position(|f| f == name)?;
+    Some(if i < 63 { 1 << i } else { u64::MAX })
+}
+
 impl fmt::Debug for Propagator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Propagator")
@@ -209,15 +216,13 @@ impl Propagator {
                 fields.push(f.to_owned());
             }
         }
-        let bit = |f: &str| match fields.iter().position(|x| x == f) {
-            Some(i) if i < 63 => 1u64 << i,
-            _ => u64::MAX,
-        };
         let reads = formats
             .iter()
             .zip(&props)
             .map(|(format, p)| {
-                let mut mask = p.fields().fold(0, |m, f| m | bit(f));
+                let mut mask = p
+                    .fields()
+                    .fold(0, |m, f| m | field_bit(&fields, f).unwrap_or(u64::MAX));
                 if *format == Format::Jaeger {
                     mask |= UBERCTX;
                 }
@@ -242,8 +247,8 @@ impl Propagator {
         let mut present = 0;
         for name in headers.keys() {
             let name = name.as_str();
-            if let Some(i) = self.fields.iter().position(|f| f == name) {
-                present |= if i < 63 { 1 << i } else { u64::MAX };
+            if let Some(bit) = field_bit(&self.fields, name) {
+                present |= bit;
             } else if self.jaeger && name.starts_with(jaeger::BAGGAGE_PREFIX) {
                 present |= UBERCTX;
             }
