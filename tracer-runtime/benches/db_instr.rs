@@ -278,6 +278,27 @@ async fn traced_attrs_empty(x: u64) -> u64 {
     black_box(x)
 }
 
+/// `traced` with the nine attributes of the MySQL point `SELECT`'s span (constant values; the
+/// wrapper sets the last one, `db.response.returned_rows`, when the statement is done).
+#[traced(
+    kind = client,
+    fields(
+        db.system.name = "mysql",
+        db.namespace = "test",
+        server.address = "127.0.0.1",
+        server.port = 3306,
+        db.query.summary = "SELECT tracer_bench_instr",
+        db.operation.name = "SELECT",
+        db.collection.name = "tracer_bench_instr",
+        db.query.text = "SELECT name FROM tracer_bench_instr WHERE id = ?",
+        db.response.returned_rows = 1,
+    )
+)]
+#[inline(never)]
+async fn traced_mysql_attrs_empty(x: u64) -> u64 {
+    black_box(x)
+}
+
 #[inline(never)]
 async fn plain_empty(x: u64) -> u64 {
     black_box(x)
@@ -395,9 +416,10 @@ async fn run(case: &str, mode: &str, n: u64) {
                 .query_drop(format!("DROP TABLE IF EXISTS {table}"))
                 .await;
         }
-        "traced" | "traced-metrics" | "traced-attrs" => {
+        "traced" | "traced-metrics" | "traced-attrs" | "traced-mysql-attrs" => {
             let metrics = case == "traced-metrics";
             let attrs = case == "traced-attrs";
+            let mysql_attrs = case == "traced-mysql-attrs";
             for i in 0..warm + n {
                 if i == warm {
                     count(true);
@@ -406,6 +428,8 @@ async fn run(case: &str, mode: &str, n: u64) {
                     traced_metrics_empty(i).await
                 } else if wrapped && attrs {
                     traced_attrs_empty(i).await
+                } else if wrapped && mysql_attrs {
+                    traced_mysql_attrs_empty(i).await
                 } else if wrapped {
                     traced_empty(i).await
                 } else {
@@ -416,7 +440,7 @@ async fn run(case: &str, mode: &str, n: u64) {
             count(false);
         }
         other => panic!(
-            "unknown case {other}: redis-get, redis-set, mysql-select, traced, traced-metrics or traced-attrs"
+            "unknown case {other}: redis-get, redis-set, mysql-select, traced, traced-metrics, traced-attrs or traced-mysql-attrs"
         ),
     }
     println!(
@@ -519,6 +543,7 @@ fn main() {
         "traced",
         "traced-metrics",
         "traced-attrs",
+        "traced-mysql-attrs",
     ];
     println!(
         "instructions per command (callgrind, (N=2000 − N=1000) / 1000), allocations per command"
@@ -527,6 +552,8 @@ fn main() {
         "{:<14} {:>8} {:>8} {:>7} {:>8} {:>7}   {:>7} {:>7} {:>7}",
         "", "plain", "off", "+", "on", "+", "a.plain", "a.off", "a.on"
     );
+    // Each case's cost with tracing on over plain, for the wrapper-beyond-its-span lines.
+    let mut added: Vec<(&str, i64)> = Vec::new();
     for case in cases {
         if !only.is_empty() && !only.iter().any(|o| o.as_str() == case) {
             continue;
@@ -551,5 +578,22 @@ fn main() {
             allocs[1],
             allocs[2]
         );
+        added.push((case, instr[2] - instr[0]));
+    }
+    // Issue 16's measure: what a command costs beyond the span path recording a span with the
+    // same attributes (a `#[traced]` fn with them as constant fields).
+    let of = |case: &str| added.iter().find(|(c, _)| *c == case).map(|(_, v)| *v);
+    for (wrapper, span) in [
+        ("redis-get", "traced-attrs"),
+        ("redis-set", "traced-attrs"),
+        ("mysql-select", "traced-mysql-attrs"),
+    ] {
+        if let (Some(w), Some(s)) = (of(wrapper), of(span)) {
+            println!(
+                "{wrapper}: on {w:+} over plain = its span with the same attributes ({span} \
+                 {s:+}) {:+}",
+                w - s
+            );
+        }
     }
 }
