@@ -80,8 +80,12 @@ macro_rules! message_options {
 message_options!(ServerLayer<Grpc>);
 message_options!(ClientLayer<Grpc>);
 
-/// What a gRPC call keeps until its span ends.
-pub struct GrpcCall {
+/// What a gRPC call keeps until its span ends. Boxed: it travels in the response future and
+/// body, which are moved several times per call, with tracing off too (as `None`), so that
+/// they stay a few words larger than the handler's own.
+pub struct GrpcCall(Box<CallState>);
+
+struct CallState {
     server: bool,
     messages: Arc<Messages>,
     /// The request's messages (RECEIVED on the server, SENT on the client), until the request
@@ -96,8 +100,8 @@ pub struct GrpcCall {
 impl fmt::Debug for GrpcCall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GrpcCall")
-            .field("server", &self.server)
-            .field("deadline", &self.deadline)
+            .field("server", &self.0.server)
+            .field("deadline", &self.0.deadline)
             .finish_non_exhaustive()
     }
 }
@@ -108,13 +112,13 @@ impl Grpc {
             Some(p) => p.for_path(path),
             None => (None, None),
         };
-        GrpcCall {
+        GrpcCall(Box::new(CallState {
             server,
             messages: Arc::new(Messages::new(self.max_events, self.message_events)),
             request: Some(MessageReader::new(!server, req_tap)),
             response: MessageReader::new(server, resp_tap),
             deadline,
-        }
+        }))
     }
 }
 
@@ -133,7 +137,7 @@ fn status_head(code: i32, message: &str) -> Response<Option<Bytes>> {
 }
 
 fn end(call: GrpcCall, cx: &Context) {
-    call.messages.finish(cx);
+    call.0.messages.finish(cx);
     cx.span().end();
 }
 
@@ -219,7 +223,7 @@ impl Sealed for Grpc {
     }
 
     fn dropped(call: GrpcCall, cx: &Context) {
-        if call.deadline.is_some_and(|d| Instant::now() >= d) {
+        if call.0.deadline.is_some_and(|d| Instant::now() >= d) {
             // tonic answers CANCELLED on the wire; the span says what happened.
             record_status(cx, 4, "deadline exceeded", true);
         } else {
@@ -234,12 +238,13 @@ impl Sealed for Grpc {
     }
 
     fn data(call: &mut GrpcCall, cx: &Context, data: &[u8]) {
-        call.response.feed(cx, &call.messages, data);
+        let c = &mut *call.0;
+        c.response.feed(cx, &c.messages, data);
     }
 
     fn trailers(call: &mut GrpcCall, cx: &Context, trailers: &HeaderMap) {
         if let Some((code, msg)) = grpc_status(trailers) {
-            record_status(cx, code, &msg, call.server);
+            record_status(cx, code, &msg, call.0.server);
         }
     }
 
@@ -279,10 +284,11 @@ impl WrapRequest<tonic::body::Body> for Grpc {
         cx: &Context,
     ) -> Request<tonic::body::Body> {
         let reader = call
+            .0
             .request
             .take()
-            .unwrap_or_else(|| MessageReader::new(!call.server, None));
-        let (cx, messages) = (cx.clone(), Arc::clone(&call.messages));
+            .unwrap_or_else(|| MessageReader::new(!call.0.server, None));
+        let (cx, messages) = (cx.clone(), Arc::clone(&call.0.messages));
         req.map(move |b| tonic::body::Body::new(GrpcRequestBody::new(b, cx, messages, reader)))
     }
 }

@@ -131,16 +131,18 @@ where
                 return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
             }
         };
+        // Untraced (tracing off, or the span already ended): the frame as it is.
+        let Some(s) = this.span.as_mut() else {
+            return polled;
+        };
         match &polled {
             Poll::Pending => {}
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(s) = this.span.as_mut() {
-                    if let Some(d) = frame.data_ref() {
-                        P::data(&mut s.call, &s.cx, d);
-                    }
-                    if let Some(t) = frame.trailers_ref() {
-                        P::trailers(&mut s.call, &s.cx, t);
-                    }
+                if let Some(d) = frame.data_ref() {
+                    P::data(&mut s.call, &s.cx, d);
+                }
+                if let Some(t) = frame.trailers_ref() {
+                    P::trailers(&mut s.call, &s.cx, t);
                 }
                 if this.kind.is_end_stream()
                     && let Some(s) = this.span.take()
