@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanExporter, SpanProcessor};
 
@@ -498,9 +498,10 @@ impl Builder {
             shared.push(p);
         }
         let provider = builder.build();
-        let scope = InstrumentationScope::builder("tracer")
-            .with_version(env!("CARGO_PKG_VERSION"))
-            .build();
+        let scope = crate::sink::Scope {
+            name: "tracer",
+            version: Some(env!("CARGO_PKG_VERSION")),
+        };
         // Spans that only go to tracer's own export queues are handed over by the collector
         // thread; a processor of the user's gets each span as it ends, on the thread that ended it.
         let queues = (!self.custom_processors && !shared.is_empty()).then(|| pipelines.clone());

@@ -183,10 +183,15 @@ impl Shared {
     }
 
     /// Counts `n` spans lost and warns, at most once per [`WARN_EVERY`].
+    #[inline]
     fn dropped(&self, n: u64, why: &'static str) {
-        if n == 0 {
-            return;
+        if n != 0 {
+            self.lost(n, why);
         }
+    }
+
+    #[cold]
+    fn lost(&self, n: u64, why: &'static str) {
         stats::spans_dropped(n);
         let total = self.dropped.fetch_add(n, Ordering::Relaxed) + n;
         let due = self
@@ -311,7 +316,7 @@ impl Shared {
         let (mut full, mut shut, mut wake) = (0, 0, false);
         let mut q = self.lock();
         for span in spans {
-            match self.push(&mut q, data(span)) {
+            match self.push(&mut q, || data(span)) {
                 Ok(w) => wake |= w,
                 Err(Refused::Full) => full += 1,
                 Err(Refused::Shut) => shut += 1,
@@ -325,17 +330,16 @@ impl Shared {
         }
     }
 
-    /// Queues `span` in `q`: whether a batch is now full (the worker is to be woken), or why it
-    /// was refused.
+    /// Queues the span `make` makes in `q`: whether a batch is now full (the worker is to be
+    /// woken), or why it was refused. The span is made in its batch's slot and weighed there
+    /// (a `SpanData` is a few hundred bytes: made elsewhere, it would be copied in), and taken
+    /// out again when it does not fit.
     #[inline(always)]
-    fn push(&self, q: &mut Queue, span: SpanData) -> Result<bool, Refused> {
+    fn push(&self, q: &mut Queue, make: impl FnOnce() -> SpanData) -> Result<bool, Refused> {
         if q.shutdown {
             return Err(Refused::Shut);
         }
-        let w = weight(&span) as usize;
-        if q.bytes + w > self.config.max_queue_bytes
-            || self.config.max_queue_spans.is_some_and(|max| q.len >= max)
-        {
+        if self.config.max_queue_spans.is_some_and(|max| q.len >= max) {
             return Err(Refused::Full);
         }
         let max_batch = self.config.max_batch;
@@ -345,12 +349,20 @@ impl Shared {
                 bytes: 0,
             });
         }
-        let mut wake = false;
-        if let Some(open) = q.batches.back_mut() {
-            open.spans.push(span);
-            open.bytes += w;
-            wake = open.spans.len() == max_batch;
+        let Some(open) = q.batches.back_mut() else {
+            return Err(Refused::Full);
+        };
+        open.spans.push(make());
+        let w = open.spans.last().map_or(0, |s| weight(s) as usize);
+        if q.bytes + w > self.config.max_queue_bytes {
+            open.spans.pop();
+            if open.spans.is_empty() {
+                q.batches.pop_back();
+            }
+            return Err(Refused::Full);
         }
+        open.bytes += w;
+        let wake = open.spans.len() == max_batch;
         q.len += 1;
         q.bytes += w;
         q.pushed += 1;
@@ -398,7 +410,7 @@ impl SpanProcessor for Batcher {
     fn on_end(&self, span: SpanData) {
         let s = &self.shared;
         let mut q = s.lock();
-        let pushed = s.push(&mut q, span);
+        let pushed = s.push(&mut q, || span);
         drop(q);
         match pushed {
             Ok(true) => s.wake.notify_one(),

@@ -356,23 +356,30 @@ impl Span {
             let kv = KeyValue::new(EVENTS_DROPPED, i64::from(rec.logs_dropped));
             rec.set_attribute(kv);
         }
-        let data = SpanData {
+        let end = at.unwrap_or_else(SystemTime::now);
+        let data = |rec: &mut Record| SpanData {
             span_context: self.sc.clone(),
             parent_span_id: rec.parent,
             parent_span_is_remote: rec.parent_remote,
             span_kind: rec.kind.clone(),
             name: std::mem::replace(&mut rec.name, Cow::Borrowed("")),
             start_time: rec.start,
-            end_time: at.unwrap_or_else(SystemTime::now),
+            end_time: end,
             attributes: std::mem::take(&mut rec.attrs),
             dropped_attributes_count: rec.dropped_attrs,
             events: std::mem::take(&mut rec.events),
             links: std::mem::take(&mut rec.links),
             status: std::mem::replace(&mut rec.status, Status::Unset),
-            instrumentation_scope: self.svc.sink.scope.clone(),
+            instrumentation_scope: self.svc.sink.scope(),
         };
+        if self.svc.sink.buffered {
+            // Only tracer's own queues take the span: made in place there, not moved through
+            // the processor interface (a `SpanData` is a few hundred bytes).
+            self.svc.sink.export_all(std::iter::once(&mut *rec), data);
+        } else {
+            self.svc.sink.export(data(&mut rec));
+        }
         recycle(rec);
-        self.svc.sink.export(data);
     }
 }
 
@@ -1164,7 +1171,7 @@ impl Finished {
             events: more.events,
             links: more.links,
             status: more.status,
-            instrumentation_scope: s.svc.sink.scope.clone(),
+            instrumentation_scope: s.svc.sink.scope(),
         }
     }
 }
