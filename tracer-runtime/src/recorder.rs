@@ -16,9 +16,10 @@
 //!   with a processor of the user's live in an OpenTelemetry [`Context`]. When such a context is
 //!   attached through [`attach`], an [`Frame::Otel`] frame says "the current span is the
 //!   OpenTelemetry context's", so the two nest both ways.
-//! - A finished span becomes the SDK's `SpanData` and goes to its service's processors: the
-//!   export queue (`pipeline::Batcher`) copies it into a batch for the export thread, which
-//!   encodes and sends it; the calling thread never does I/O.
+//! - A finished span becomes the SDK's `SpanData` in its service's export queue
+//!   (`pipeline::Batcher`), made in place in a batch for the export thread, which encodes and
+//!   sends it (a processor of the user's gets it through the processor interface instead); the
+//!   calling thread never does I/O.
 //!
 //! OpenTelemetry `Context` interop: by default a `#[traced]` span is not in OpenTelemetry's own
 //! context, so `opentelemetry::Context::current()` does not see it; [`current_context`] builds
