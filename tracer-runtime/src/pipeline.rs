@@ -570,22 +570,25 @@ mod tests {
     #[test]
     fn spans_past_the_byte_bound_are_dropped_and_counted() {
         #[derive(Debug)]
-        struct Stuck(Arc<(Mutex<bool>, Condvar)>);
+        struct Stuck(Arc<(Mutex<bool>, Condvar)>, Count);
         impl SpanExporter for Stuck {
-            async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
                 let (m, c) = &*self.0;
                 let mut go = m.lock().unwrap();
                 while !*go {
                     go = c.wait(go).unwrap();
                 }
+                assert!(!batch.is_empty(), "an empty batch was exported");
+                self.1.0.fetch_add(batch.len(), Ordering::SeqCst);
                 Ok(())
             }
         }
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let exported = Count::default();
         let w = weight(&span(100));
         let mut c = config(10 * w as usize);
         c.max_batch = 1;
-        let (b, h) = Batcher::new(Stuck(Arc::clone(&gate)), c).unwrap();
+        let (b, h) = Batcher::new(Stuck(Arc::clone(&gate), exported.clone()), c).unwrap();
         for i in 100..200 {
             b.on_end(span(i));
         }
@@ -596,5 +599,8 @@ mod tests {
         gate.1.notify_all();
         b.shutdown_with_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(h.dropped(), dropped);
+        // A refused span is made, weighed and taken out again: what was not dropped is
+        // exported, in batches none of which is empty.
+        assert_eq!(exported.0.load(Ordering::SeqCst) as u64 + dropped, 100);
     }
 }
