@@ -444,23 +444,32 @@ async fn run(case: &str, mode: &str, n: u64) {
                 .await;
         }
         "traced" | "traced-metrics" | "traced-attrs" | "traced-mysql-attrs" => {
-            let metrics = case == "traced-metrics";
-            let attrs = case == "traced-attrs";
-            let mysql_attrs = case == "traced-mysql-attrs";
+            // Which fn the loop calls, chosen once.
+            #[derive(Clone, Copy)]
+            enum Called {
+                Plain,
+                Traced,
+                Metrics,
+                Attrs,
+                MysqlAttrs,
+            }
+            let called = match (wrapped, case) {
+                (false, _) => Called::Plain,
+                (true, "traced-metrics") => Called::Metrics,
+                (true, "traced-attrs") => Called::Attrs,
+                (true, "traced-mysql-attrs") => Called::MysqlAttrs,
+                (true, _) => Called::Traced,
+            };
             for i in 0..warm + n {
                 if i == warm {
                     count(true);
                 }
-                let v = if wrapped && metrics {
-                    traced_metrics_empty(i).await
-                } else if wrapped && attrs {
-                    traced_attrs_empty(i).await
-                } else if wrapped && mysql_attrs {
-                    traced_mysql_attrs_empty(i).await
-                } else if wrapped {
-                    traced_empty(i).await
-                } else {
-                    plain_empty(i).await
+                let v = match called {
+                    Called::Plain => plain_empty(i).await,
+                    Called::Traced => traced_empty(i).await,
+                    Called::Metrics => traced_metrics_empty(i).await,
+                    Called::Attrs => traced_attrs_empty(i).await,
+                    Called::MysqlAttrs => traced_mysql_attrs_empty(i).await,
                 };
                 black_box(v);
             }

@@ -373,13 +373,9 @@ impl Span {
             status: std::mem::replace(&mut rec.status, Status::Unset),
             instrumentation_scope: self.svc.sink.scope(),
         };
-        if self.svc.sink.buffered {
-            // Only tracer's own queues take the span: made in place there, not moved through
-            // the processor interface (a `SpanData` is a few hundred bytes).
-            self.svc.sink.export_all(std::iter::once(&mut *rec), data);
-        } else {
-            self.svc.sink.export(data(&mut rec));
-        }
+        // Made in place in tracer's own queues when they are the only processors (a `SpanData`
+        // is a few hundred bytes), else handed to the processors.
+        self.svc.sink.export_all(std::iter::once(&mut *rec), data);
         recycle(rec);
     }
 }
