@@ -1046,6 +1046,68 @@ pub(crate) fn otlp_wanted(asked: Option<bool>) -> Result<bool, crate::InitError>
 mod tests {
     use super::*;
 
+    /// Every key a slot takes finds its slot; others fill none.
+    #[test]
+    #[allow(deprecated)]
+    fn every_slot_key_finds_its_slot() {
+        let cases: &[(Kind, &[(&str, usize)])] = &[
+            (
+                Kind::HttpServer,
+                &[
+                    (semconv::HTTP_REQUEST_METHOD, 0),
+                    (semconv::HTTP_ROUTE, 1),
+                    (semconv::HTTP_RESPONSE_STATUS_CODE, 2),
+                    (semconv::ERROR_TYPE, 3),
+                ],
+            ),
+            (
+                Kind::HttpClient,
+                &[
+                    (semconv::HTTP_REQUEST_METHOD, 0),
+                    (semconv::SERVER_ADDRESS, 1),
+                    (semconv::HTTP_RESPONSE_STATUS_CODE, 2),
+                    (semconv::ERROR_TYPE, 3),
+                ],
+            ),
+            (
+                Kind::RpcServer,
+                &[
+                    (semconv::RPC_SYSTEM, 0),
+                    (semconv::RPC_SYSTEM_NAME, 0),
+                    (semconv::RPC_SERVICE, 1),
+                    (semconv::RPC_METHOD, 2),
+                    (semconv::RPC_GRPC_STATUS_CODE, 3),
+                    (semconv::RPC_RESPONSE_STATUS_CODE, 3),
+                    (semconv::ERROR_TYPE, 4),
+                ],
+            ),
+            (
+                Kind::Db,
+                &[
+                    (semconv::DB_SYSTEM_NAME, 0),
+                    (semconv::DB_OPERATION_NAME, 1),
+                    (semconv::DB_COLLECTION_NAME, 2),
+                    (semconv::ERROR_TYPE, 3),
+                ],
+            ),
+            (Kind::Fn, &[(semconv::ERROR_TYPE, 1)]),
+        ];
+        for (kind, keys) in cases {
+            for (key, slot) in *keys {
+                assert_eq!(kind.slot(key), Some(*slot), "{kind:?} {key}");
+            }
+            for other in [
+                semconv::URL_PATH,
+                semconv::SERVER_PORT,
+                "http.request.body.size",
+                "",
+            ] {
+                assert_eq!(kind.slot(other), None, "{kind:?} {other}");
+            }
+        }
+        assert_eq!(Kind::RpcClient.slot(semconv::RPC_METHOD), Some(2));
+    }
+
     fn metrics(cap: usize) -> Metrics {
         Metrics::new(
             &opentelemetry_sdk::Resource::builder()

@@ -106,13 +106,11 @@ fn protocol_version(v: Version) -> Option<&'static str> {
 }
 
 fn content_length(headers: &HeaderMap) -> Option<i64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    content_length_of(headers.get(http::header::CONTENT_LENGTH)?)
+}
+
+fn content_length_of(v: &http::HeaderValue) -> Option<i64> {
+    v.to_str().ok()?.trim().parse().ok()
 }
 
 /// `url.full` without secrets: credentials replaced by `REDACTED`, every query value by

@@ -16,7 +16,7 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 
 use super::{ClientAddr, Route};
 use crate::stack::ServerLayer;
-use crate::stack::attrs::push_server_address;
+use crate::stack::attrs::{ServerHeaders, push_server_address, push_server_address_with};
 use crate::stack::protocol::sealed::{ClientError, Sealed, WrapRequest};
 use crate::stack::protocol::{Protocol, ServerAddr, Start};
 
@@ -119,7 +119,8 @@ impl Sealed for Http {
             Some("https") => Cow::Borrowed("https"),
             Some(other) => Cow::Owned(other.to_owned()),
         };
-        push_server_address(&mut attrs, req, None, &scheme);
+        let headers = ServerHeaders::of(req.headers());
+        push_server_address_with(&mut attrs, req, None, Some(headers.host), &scheme);
         attrs.push(KeyValue::new(semconv::URL_SCHEME, scheme));
         if let Some(addr) = req
             .extensions()
@@ -133,11 +134,7 @@ impl Sealed for Http {
             ));
             attrs.push(KeyValue::new(semconv::CLIENT_PORT, i64::from(addr.port())));
         }
-        if let Some(ua) = req
-            .headers()
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-        {
+        if let Some(ua) = headers.user_agent.and_then(|v| v.to_str().ok()) {
             attrs.push(KeyValue::new(
                 semconv::USER_AGENT_ORIGINAL,
                 crate::stack::attrs::shared_value(ua),
@@ -146,7 +143,7 @@ impl Sealed for Http {
         if let Some(v) = super::protocol_version(req.version()) {
             attrs.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, v));
         }
-        if let Some(len) = super::content_length(req.headers()) {
+        if let Some(len) = headers.content_length.and_then(super::content_length_of) {
             attrs.push(KeyValue::new(semconv::HTTP_REQUEST_BODY_SIZE, len));
         }
         let call = HttpCall {

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{HeaderMap, Request, Uri};
+use http::{HeaderMap, HeaderValue, Request, Uri};
 use opentelemetry::{KeyValue, StringValue, Value};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
@@ -84,10 +84,12 @@ fn default_port(scheme: &str) -> Option<u16> {
     }
 }
 
-/// `server.address` and `server.port` from the URI's authority, else the `Host` header.
+/// `server.address` and `server.port` from the URI's authority, else the `Host` header (`host`
+/// says where it is: `None` to look it up in `headers`).
 fn server_host_port<'a>(
     uri: &'a Uri,
     headers: &'a HeaderMap,
+    host: Option<Option<&'a HeaderValue>>,
     scheme: &str,
 ) -> Option<(&'a str, Option<u16>)> {
     if let Some(host) = uri.host() {
@@ -96,8 +98,49 @@ fn server_host_port<'a>(
             uri.port_u16().or_else(|| default_port(scheme)),
         ));
     }
-    let (host, port) = split_host(headers.get(http::header::HOST)?.as_bytes())?;
+    let header = host.unwrap_or_else(|| headers.get(http::header::HOST))?;
+    let (host, port) = split_host(header.as_bytes())?;
     Some((host, port.or_else(|| default_port(scheme))))
+}
+
+/// The headers an HTTP server span reads (the first value of each), found in one pass over a
+/// request's few headers: a lookup by name hashes the name and probes the map, ~100
+/// instructions each. A request with many headers (a browser's) is looked up by name instead.
+#[derive(Default)]
+pub(crate) struct ServerHeaders<'a> {
+    pub(crate) host: Option<&'a HeaderValue>,
+    pub(crate) user_agent: Option<&'a HeaderValue>,
+    pub(crate) content_length: Option<&'a HeaderValue>,
+}
+
+/// Past this many distinct header names, [`ServerHeaders::of`] looks its three up by name.
+const SCAN_MAX: usize = 8;
+
+impl<'a> ServerHeaders<'a> {
+    pub(crate) fn of(headers: &'a HeaderMap) -> Self {
+        use http::header::{CONTENT_LENGTH, HOST, USER_AGENT};
+        if headers.keys_len() > SCAN_MAX {
+            return ServerHeaders {
+                host: headers.get(HOST),
+                user_agent: headers.get(USER_AGENT),
+                content_length: headers.get(CONTENT_LENGTH),
+            };
+        }
+        let mut h = ServerHeaders::default();
+        for (name, value) in headers {
+            let slot = if *name == HOST {
+                &mut h.host
+            } else if *name == USER_AGENT {
+                &mut h.user_agent
+            } else if *name == CONTENT_LENGTH {
+                &mut h.content_length
+            } else {
+                continue;
+            };
+            slot.get_or_insert(value);
+        }
+        h
+    }
 }
 
 /// Bytes of a `Host` header's host: 1 = a reg-name's or an IPv4 address's (unreserved and
@@ -187,6 +230,17 @@ pub(crate) fn push_server_address<B>(
     server: Option<&ServerAddr>,
     scheme: &str,
 ) {
+    push_server_address_with(attrs, req, server, None, scheme);
+}
+
+/// [`push_server_address`] with the `Host` header already found (`host`; `None`: look it up).
+pub(crate) fn push_server_address_with<B>(
+    attrs: &mut Vec<KeyValue>,
+    req: &Request<B>,
+    server: Option<&ServerAddr>,
+    host: Option<Option<&HeaderValue>>,
+    scheme: &str,
+) {
     // `server` first: `Uri::host` scans the authority, and most calls have no `server`.
     if let Some((host, port)) = server
         && req.uri().host().is_none()
@@ -198,7 +252,7 @@ pub(crate) fn push_server_address<B>(
         }
         return;
     }
-    if let Some((host, port)) = server_host_port(req.uri(), req.headers(), scheme) {
+    if let Some((host, port)) = server_host_port(req.uri(), req.headers(), host, scheme) {
         attrs.push(KeyValue::new(semconv::SERVER_ADDRESS, shared_value(host)));
         if let Some(p) = port {
             attrs.push(KeyValue::new(semconv::SERVER_PORT, i64::from(p)));
@@ -215,22 +269,54 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(http::header::HOST, "example.com:1323".parse().unwrap());
         assert_eq!(
-            server_host_port(&"/x".parse().unwrap(), &h, "http"),
+            server_host_port(&"/x".parse().unwrap(), &h, None, "http"),
             Some(("example.com", Some(1323)))
         );
         h.insert(http::header::HOST, "[::1]".parse().unwrap());
         assert_eq!(
-            server_host_port(&"/x".parse().unwrap(), &h, "http"),
+            server_host_port(&"/x".parse().unwrap(), &h, None, "http"),
             Some(("::1", Some(80)))
         );
         assert_eq!(
             server_host_port(
                 &"http://a.b:9/x".parse().unwrap(),
                 &HeaderMap::new(),
+                None,
                 "http"
             ),
             Some(("a.b", Some(9)))
         );
+    }
+
+    #[test]
+    fn server_headers_are_the_first_values_whether_scanned_or_looked_up() {
+        use http::header::{ACCEPT, CONTENT_LENGTH, HOST, USER_AGENT};
+        let mut h = HeaderMap::new();
+        h.append(ACCEPT, "*/*".parse().unwrap());
+        h.append(HOST, "a.example:81".parse().unwrap());
+        h.append(HOST, "b.example:82".parse().unwrap());
+        h.append(USER_AGENT, "ua/1".parse().unwrap());
+        let check = |h: &HeaderMap, len: Option<&str>| {
+            let s = ServerHeaders::of(h);
+            assert_eq!(s.host.map(|v| v.to_str().unwrap()), Some("a.example:81"));
+            assert_eq!(s.user_agent.map(|v| v.to_str().unwrap()), Some("ua/1"));
+            assert_eq!(s.content_length.map(|v| v.to_str().unwrap()), len);
+        };
+        check(&h, None);
+        h.append(CONTENT_LENGTH, "12".parse().unwrap());
+        check(&h, Some("12"));
+        // Past `SCAN_MAX` names: looked up by name, the same answers.
+        for i in 0..SCAN_MAX {
+            h.append(
+                http::HeaderName::from_bytes(format!("x-extra-{i}").as_bytes()).unwrap(),
+                "v".parse().unwrap(),
+            );
+        }
+        assert!(h.keys_len() > SCAN_MAX);
+        check(&h, Some("12"));
+        let none = HeaderMap::new();
+        let empty = ServerHeaders::of(&none);
+        assert!(empty.host.is_none() && empty.user_agent.is_none());
     }
 
     #[test]
