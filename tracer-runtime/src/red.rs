@@ -257,6 +257,30 @@ impl Lv {
         }
     }
 
+    /// See [`LabelSet::identity`].
+    #[inline]
+    fn identity(&self) -> u64 {
+        match self {
+            Lv::Absent => 0,
+            Lv::TooMany => 1,
+            Lv::Int(i) => *i as u64,
+            Lv::Static(s) => s.as_ptr() as u64 ^ s.len() as u64,
+            Lv::Shared(s) => s.as_ptr() as u64,
+        }
+    }
+
+    /// See [`LabelSet::same`].
+    #[inline]
+    fn same(&self, other: &Lv) -> bool {
+        match (self, other) {
+            (Lv::Absent, Lv::Absent) | (Lv::TooMany, Lv::TooMany) => true,
+            (Lv::Int(a), Lv::Int(b)) => a == b,
+            (Lv::Static(a), Lv::Static(b)) => std::ptr::eq(*a, *b),
+            (Lv::Shared(a), Lv::Shared(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
     fn str(&self) -> Option<&str> {
         match self {
             Lv::Static(s) => Some(s),
@@ -425,6 +449,26 @@ impl LabelSet {
         }
     }
 
+    /// A key of the values' identity (where each string is held, not what it says): equal
+    /// label sets held differently get different keys, which only costs [`Metrics::record`]'s
+    /// cache a miss.
+    #[inline]
+    fn identity(&self) -> u64 {
+        let mut x = mix(self.kind as u64, u64::from(self.overflow));
+        for v in &self.v {
+            x = mix(x, v.identity());
+        }
+        x
+    }
+
+    /// The same values, held in the same places (see [`LabelSet::identity`]).
+    #[inline]
+    fn same(&self, other: &LabelSet) -> bool {
+        self.kind == other.kind
+            && self.overflow == other.overflow
+            && self.v.iter().zip(&other.v).all(|(a, b)| a.same(b))
+    }
+
     fn is_overflow(&self) -> bool {
         self.overflow || self.v.iter().any(|v| matches!(v, Lv::TooMany))
     }
@@ -557,6 +601,26 @@ impl Hasher for Premixed {
 
 type SeriesMap = HashMap<LabelSet, Arc<Series>, BuildHasherDefault<Premixed>>;
 
+/// Slots of each thread's cache of series (direct-mapped by [`LabelSet::identity`]).
+const RECENT_SLOTS: usize = 16;
+
+/// A series a thread's span went to: its service's instruments (`Metrics::id`) and labels.
+struct Recent {
+    metrics: u64,
+    labels: LabelSet,
+    series: Arc<Series>,
+}
+
+thread_local! {
+    /// The series this thread's spans went to lately. A span whose labels are the very values
+    /// of a cached one (the same interned strings: a layer's method, route and status) finds
+    /// its series with a compare of a few words; the instrument's map instead hashes the label
+    /// strings and takes its read lock, a write to a cache line every thread shares. A series
+    /// is never removed from its instrument, so a cached one stays right.
+    static RECENT: std::cell::RefCell<[Option<Recent>; RECENT_SLOTS]> =
+        const { std::cell::RefCell::new([const { None }; RECENT_SLOTS]) };
+}
+
 /// One instrument of one service: its series by label set, at most `cap` of them plus the
 /// overflow series.
 struct Instrument {
@@ -586,9 +650,8 @@ impl Instrument {
         }
     }
 
-    /// Observes `ns` in the series of `labels`, made if new and there is room.
-    #[inline]
-    fn observe(&self, labels: &LabelSet, ticks: u64) {
+    /// The series of `labels`, made if new and there is room (else the overflow series).
+    fn find(&self, labels: &LabelSet) -> Arc<Series> {
         {
             let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
             let found = if labels.is_overflow() {
@@ -604,11 +667,10 @@ impl Instrument {
                     .flatten()
             });
             if let Some(s) = found {
-                s.observe(ticks);
-                return;
+                return Arc::clone(s);
             }
         }
-        self.series(labels).observe(ticks);
+        self.series(labels)
     }
 
     /// The series of `labels` (or the overflow one when past the cap), made if new.
@@ -711,9 +773,34 @@ impl Metrics {
         }
     }
 
+    /// `ticks` observed in the series of `labels`: found in the thread's cache of the series
+    /// its spans went to lately when the labels are the very values recorded then, else in the
+    /// instrument (and cached).
     #[inline]
     fn record(&self, labels: &LabelSet, ticks: u64) {
-        self.instruments[labels.kind as usize].observe(labels, ticks);
+        let slot = (mix(labels.identity(), self.id) >> 32) as usize % RECENT_SLOTS;
+        let hit = RECENT
+            .try_with(|c| {
+                let c = c.try_borrow().ok()?;
+                let r = c[slot].as_ref()?;
+                (r.metrics == self.id && r.labels.same(labels)).then(|| r.series.observe(ticks))
+            })
+            .ok()
+            .flatten();
+        if hit.is_some() {
+            return;
+        }
+        let series = self.instruments[labels.kind as usize].find(labels);
+        series.observe(ticks);
+        let _ = RECENT.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                c[slot] = Some(Recent {
+                    metrics: self.id,
+                    labels: labels.clone(),
+                    series,
+                });
+            }
+        });
     }
 
     /// The series of `labels` (or the overflow one), shared with the instrument.
@@ -1139,6 +1226,60 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_thread_cache_of_series_keeps_services_and_label_sets_apart() {
+        let (m1, m2) = (Arc::new(metrics(8)), Arc::new(metrics(8)));
+        let observe = |m: &Arc<Metrics>, route: &str, status: i64| {
+            let attrs = [
+                KeyValue::new(semconv::HTTP_REQUEST_METHOD, "GET"),
+                KeyValue::new(semconv::HTTP_ROUTE, route.to_owned()),
+            ];
+            let mut p = Pending::layer(Some(m), &SpanKind::Server, None, &attrs).unwrap();
+            p.set(&KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, status));
+            p.end(m);
+        };
+        // The same labels (the same interned values) in two services, each counted in its own.
+        for _ in 0..3 {
+            observe(&m1, "/same", 200);
+        }
+        observe(&m2, "/same", 200);
+        observe(&m1, "/same", 500);
+        // Held another way (a static string, not the interned one): the same series.
+        let mut l = LabelSet::new(Kind::HttpServer);
+        l.v = [
+            Lv::Static("GET"),
+            Lv::Static("/same"),
+            Lv::Int(200),
+            Lv::Absent,
+            Lv::Absent,
+        ];
+        m1.record(&l, 1);
+        let count = |m: &Metrics, status: &str| {
+            let text = m.encode();
+            let line = format!(
+                r#"http_server_request_duration_seconds_count{{http_request_method="GET",http_route="/same",http_response_status_code="{status}"}}"#
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(line.as_str()))
+                .map(|n| n.trim().to_owned())
+                .unwrap_or_else(|| panic!("no {line} in {text}"))
+        };
+        assert_eq!(count(&m1, "200"), "4");
+        assert_eq!(count(&m1, "500"), "1");
+        assert_eq!(count(&m2, "200"), "1");
+        // Many services, each observed right after the first one: some share its cache slot
+        // (16 slots), and each still counts in its own series.
+        let many: Vec<Arc<Metrics>> = (0..200).map(|_| Arc::new(metrics(8))).collect();
+        for m in &many {
+            observe(&m2, "/same", 200);
+            observe(m, "/same", 200);
+        }
+        for m in &many {
+            assert_eq!(count(m, "200"), "1");
+        }
+        assert_eq!(count(&m2, "200"), "201");
     }
 
     #[test]
