@@ -134,11 +134,11 @@ impl Sealed for Http {
             ));
             attrs.push(KeyValue::new(semconv::CLIENT_PORT, i64::from(addr.port())));
         }
-        if let Some(ua) = headers.user_agent.and_then(|v| v.to_str().ok()) {
-            attrs.push(KeyValue::new(
-                semconv::USER_AGENT_ORIGINAL,
-                crate::stack::attrs::shared_value(ua),
-            ));
+        if let Some(ua) = headers
+            .user_agent
+            .and_then(crate::stack::attrs::header_value)
+        {
+            attrs.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, ua));
         }
         if let Some(v) = super::protocol_version(req.version()) {
             attrs.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, v));

@@ -23,6 +23,45 @@ pub(crate) fn shared_value(text: &str) -> Value {
     Value::String(StringValue::from(shared))
 }
 
+/// Longest header value [`header_value`] keeps in its cache.
+const HEADER_CACHE_MAX: usize = 512;
+
+thread_local! {
+    /// The header values this thread recorded lately (user agents), each checked once.
+    static HEADER_TEXTS: crate::hash::Texts =
+        const { std::cell::RefCell::new([const { None }; crate::hash::TEXT_SLOTS]) };
+}
+
+/// A header value recorded as an attribute value when it is visible ASCII (what
+/// `HeaderValue::to_str` takes; `None` otherwise), shared with the last span of this thread
+/// that recorded the same bytes: a value seen before is found by its bytes, and checked only
+/// when new (a user agent is a hundred bytes or more).
+pub(crate) fn header_value(v: &HeaderValue) -> Option<Value> {
+    let b = v.as_bytes();
+    let new = || v.to_str().ok().map(Arc::<str>::from);
+    let slot = crate::hash::quick_hash(b) as usize % crate::hash::TEXT_SLOTS;
+    let text = HEADER_TEXTS
+        .try_with(|c| {
+            let mut c = c.try_borrow_mut().ok()?;
+            if let Some(t) = &c[slot]
+                && t.as_bytes() == b
+            {
+                return Some(Some(Arc::clone(t)));
+            }
+            let t = new();
+            if let Some(t) = &t
+                && b.len() <= HEADER_CACHE_MAX
+            {
+                c[slot] = Some(Arc::clone(t));
+            }
+            Some(t)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(new)?;
+    Some(Value::String(StringValue::from(text)))
+}
+
 #[cfg(feature = "http")]
 thread_local! {
     static NAMES: crate::hash::StaticTexts =
@@ -84,23 +123,64 @@ fn default_port(scheme: &str) -> Option<u16> {
     }
 }
 
-/// `server.address` and `server.port` from the URI's authority, else the `Host` header (`host`
-/// says where it is: `None` to look it up in `headers`).
-fn server_host_port<'a>(
-    uri: &'a Uri,
-    headers: &'a HeaderMap,
-    host: Option<Option<&'a HeaderValue>>,
+/// `server.address` (as the attribute's value) and `server.port` from the URI's authority, else
+/// the `Host` header (`host` says where it is: `None` to look it up in `headers`).
+fn server_address(
+    uri: &Uri,
+    headers: &HeaderMap,
+    host: Option<Option<&HeaderValue>>,
     scheme: &str,
-) -> Option<(&'a str, Option<u16>)> {
+) -> Option<(Value, Option<u16>)> {
     if let Some(host) = uri.host() {
         return Some((
-            host.trim_matches(['[', ']']),
+            shared_value(host.trim_matches(['[', ']'])),
             uri.port_u16().or_else(|| default_port(scheme)),
         ));
     }
     let header = host.unwrap_or_else(|| headers.get(http::header::HOST))?;
-    let (host, port) = split_host(header.as_bytes())?;
+    let (host, port) = host_header(header)?;
     Some((host, port.or_else(|| default_port(scheme))))
+}
+
+/// Slots of the per-thread cache of `Host` headers (direct-mapped by their bytes' hash).
+const HOST_SLOTS: usize = 8;
+/// Longer `Host` values are parsed every time, not cached.
+const HOST_CACHE_MAX: usize = 128;
+
+/// A `Host` header's bytes, and what they parse to.
+type HostEntry = (Box<[u8]>, Value, Option<u16>);
+
+thread_local! {
+    /// The `Host` headers this thread read lately, parsed: a server is asked by the same few
+    /// names again and again, so a value seen before costs a hash and a compare of its bytes,
+    /// not its parse, its UTF-8 check and a lookup in the text cache.
+    static HOSTS: std::cell::RefCell<[Option<HostEntry>; HOST_SLOTS]> =
+        const { std::cell::RefCell::new([const { None }; HOST_SLOTS]) };
+}
+
+/// A `Host` header's host, as `server.address`'s value, and its port (see [`split_host`]).
+fn host_header(header: &HeaderValue) -> Option<(Value, Option<u16>)> {
+    let b = header.as_bytes();
+    let parse = || split_host(b).map(|(host, port)| (shared_value(host), port));
+    if b.len() > HOST_CACHE_MAX {
+        return parse();
+    }
+    let slot = crate::hash::quick_hash(b) as usize % HOST_SLOTS;
+    HOSTS
+        .try_with(|c| {
+            let mut c = c.try_borrow_mut().ok()?;
+            if let Some((k, v, p)) = &c[slot]
+                && **k == *b
+            {
+                return Some(Some((v.clone(), *p)));
+            }
+            let parsed = parse()?;
+            c[slot] = Some((b.into(), parsed.0.clone(), parsed.1));
+            Some(Some(parsed))
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(parse)
 }
 
 /// The headers an HTTP server span reads (the first value of each), found in one pass over a
@@ -252,8 +332,8 @@ pub(crate) fn push_server_address_with<B>(
         }
         return;
     }
-    if let Some((host, port)) = server_host_port(req.uri(), req.headers(), host, scheme) {
-        attrs.push(KeyValue::new(semconv::SERVER_ADDRESS, shared_value(host)));
+    if let Some((host, port)) = server_address(req.uri(), req.headers(), host, scheme) {
+        attrs.push(KeyValue::new(semconv::SERVER_ADDRESS, host));
         if let Some(p) = port {
             attrs.push(KeyValue::new(semconv::SERVER_PORT, i64::from(p)));
         }
@@ -266,25 +346,49 @@ mod tests {
 
     #[test]
     fn host_and_port() {
+        let text = |v: Option<(Value, Option<u16>)>| v.map(|(v, p)| (v.as_str().into_owned(), p));
         let mut h = HeaderMap::new();
         h.insert(http::header::HOST, "example.com:1323".parse().unwrap());
-        assert_eq!(
-            server_host_port(&"/x".parse().unwrap(), &h, None, "http"),
-            Some(("example.com", Some(1323)))
-        );
+        let at = |h: &HeaderMap| text(server_address(&"/x".parse().unwrap(), h, None, "http"));
+        assert_eq!(at(&h), Some(("example.com".into(), Some(1323))));
+        // Again: from the thread's cache, the same.
+        assert_eq!(at(&h), Some(("example.com".into(), Some(1323))));
         h.insert(http::header::HOST, "[::1]".parse().unwrap());
+        assert_eq!(at(&h), Some(("::1".into(), Some(80))));
+        assert_eq!(at(&h), Some(("::1".into(), Some(80))));
+        // The default port is the scheme's, cached or not.
         assert_eq!(
-            server_host_port(&"/x".parse().unwrap(), &h, None, "http"),
-            Some(("::1", Some(80)))
+            text(server_address(&"/x".parse().unwrap(), &h, None, "https")),
+            Some(("::1".into(), Some(443)))
+        );
+        h.insert(http::header::HOST, "bad host".parse().unwrap());
+        assert_eq!(at(&h), None);
+        assert_eq!(at(&h), None);
+        let long = format!("{}.example:8080", "a".repeat(HOST_CACHE_MAX));
+        h.insert(http::header::HOST, long.parse().unwrap());
+        assert_eq!(
+            at(&h),
+            Some((long[..long.len() - 5].to_owned(), Some(8080)))
         );
         assert_eq!(
-            server_host_port(
+            text(server_address(
                 &"http://a.b:9/x".parse().unwrap(),
                 &HeaderMap::new(),
                 None,
                 "http"
-            ),
-            Some(("a.b", Some(9)))
+            )),
+            Some(("a.b".into(), Some(9)))
+        );
+        // The header found by the caller wins over a lookup.
+        let given: HeaderValue = "given.example".parse().unwrap();
+        assert_eq!(
+            text(server_address(
+                &"/x".parse().unwrap(),
+                &h,
+                Some(Some(&given)),
+                "http"
+            )),
+            Some(("given.example".into(), Some(80)))
         );
     }
 
@@ -317,6 +421,31 @@ mod tests {
         let none = HeaderMap::new();
         let empty = ServerHeaders::of(&none);
         assert!(empty.host.is_none() && empty.user_agent.is_none());
+    }
+
+    #[test]
+    fn header_values_are_taken_when_visible_ascii_and_shared() {
+        let ptr = |v: Option<Value>| match v {
+            Some(Value::String(s)) => Some((s.as_str().to_owned(), s.as_str().as_ptr())),
+            Some(other) => panic!("{other:?}"),
+            None => None,
+        };
+        let ua: HeaderValue = "curl/8.5.0".parse().unwrap();
+        let (a, pa) = ptr(header_value(&ua)).unwrap();
+        let (b, pb) = ptr(header_value(&ua.clone())).unwrap();
+        assert_eq!((a.as_str(), b.as_str()), ("curl/8.5.0", "curl/8.5.0"));
+        assert_eq!(pa, pb, "a value seen before is shared");
+        // Not visible ASCII: not taken, the first time or the next.
+        let odd = HeaderValue::from_bytes(b"caf\xc3\xa9/1").unwrap();
+        assert_eq!(ptr(header_value(&odd)), None);
+        assert_eq!(ptr(header_value(&odd)), None);
+        let long: HeaderValue = "x".repeat(HEADER_CACHE_MAX + 1).parse().unwrap();
+        // Both held, so that the second cannot take the first's freed place.
+        let (v1, v2) = (header_value(&long), header_value(&long));
+        let (l1, p1) = ptr(v1.clone()).unwrap();
+        let (_, p2) = ptr(v2.clone()).unwrap();
+        assert_eq!(l1.len(), HEADER_CACHE_MAX + 1);
+        assert_ne!(p1, p2, "a long value is not kept");
     }
 
     #[test]
