@@ -404,6 +404,24 @@ fn intern_shared(s: &str) -> Lv {
     Lv::Shared(shared)
 }
 
+/// `method` as one of the methods the conventions name (`_OTHER` included), if it is one.
+#[inline]
+fn known_method(method: &str) -> Option<&'static str> {
+    Some(match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        "_OTHER" => "_OTHER",
+        _ => return None,
+    })
+}
+
 /// A series' labels: the instrument's slots, or the overflow series.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct LabelSet {
@@ -442,6 +460,10 @@ impl LabelSet {
                 // The gRPC status by name, whichever convention recorded it.
                 (Kind::RpcServer | Kind::RpcClient, 3, Value::I64(c)) => {
                     crate::grpc_codes::name(*c).map_or(Lv::Int(*c), Lv::Static)
+                }
+                // A known method is one of a few constants: not interned.
+                (Kind::HttpServer | Kind::HttpClient, 0, Value::String(m)) => {
+                    known_method(m.as_str()).map_or_else(|| Lv::of(&kv.value), Lv::Static)
                 }
                 _ => Lv::of(&kv.value),
             };
@@ -1193,6 +1215,25 @@ mod tests {
             }
         }
         assert_eq!(Kind::RpcClient.slot(semconv::RPC_METHOD), Some(2));
+    }
+
+    #[test]
+    fn known_methods_are_constants_and_others_interned() {
+        let mut l = LabelSet::new(Kind::HttpServer);
+        l.set(&KeyValue::new(
+            semconv::HTTP_REQUEST_METHOD,
+            "GET".to_owned(),
+        ));
+        assert!(matches!(l.v[0], Lv::Static("GET")), "{:?}", l.v[0]);
+        let mut c = LabelSet::new(Kind::HttpClient);
+        c.set(&KeyValue::new(semconv::HTTP_REQUEST_METHOD, "_OTHER"));
+        assert!(matches!(c.v[0], Lv::Static("_OTHER")), "{:?}", c.v[0]);
+        c.set(&KeyValue::new(semconv::HTTP_REQUEST_METHOD, "PURGE"));
+        assert!(
+            matches!(&c.v[0], Lv::Shared(s) if &**s == "PURGE"),
+            "{:?}",
+            c.v[0]
+        );
     }
 
     fn metrics(cap: usize) -> Metrics {

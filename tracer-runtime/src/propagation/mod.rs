@@ -186,6 +186,16 @@ pub struct Propagator {
     /// Jaeger's format is one of them: it also reads every `uberctx-*` header.
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     jaeger: bool,
+    /// Bit `n` set when one of `fields` is `n` bytes long (bit 63: 63 or more), so that most of
+    /// a request's headers are told to be none of them by their length alone.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    lens: u64,
+}
+
+/// The bit of a header name's length in [`Propagator::lens`].
+#[inline]
+fn len_bit(name: &str) -> u64 {
+    1 << name.len().min(63)
 }
 
 /// The bit of Jaeger's `uberctx-*` headers in [`Propagator::present`]'s mask.
@@ -229,12 +239,14 @@ impl Propagator {
                 mask
             })
             .collect();
+        let lens = fields.iter().fold(0, |m, f| m | len_bit(f));
         Propagator {
             formats: formats.to_vec(),
             props,
             fields,
             reads,
             jaeger: formats.contains(&Format::Jaeger),
+            lens,
         }
     }
 
@@ -247,7 +259,9 @@ impl Propagator {
         let mut present = 0;
         for name in headers.keys() {
             let name = name.as_str();
-            if let Some(bit) = field_bit(&self.fields, name) {
+            if self.lens & len_bit(name) != 0
+                && let Some(bit) = field_bit(&self.fields, name)
+            {
                 present |= bit;
             } else if self.jaeger && name.starts_with(jaeger::BAGGAGE_PREFIX) {
                 present |= UBERCTX;
