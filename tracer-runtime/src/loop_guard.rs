@@ -402,7 +402,7 @@ impl Loop {
 
 /// What the server layer carries into the handler's context: the path the request came with,
 /// and who received it (the caller of whatever the handler calls).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Hop {
     path: Path,
     service: Arc<str>,
@@ -413,9 +413,9 @@ pub(crate) struct Hop {
 pub(crate) struct ServerGuard {
     pub(crate) guard: LoopGuard,
     me: Arc<str>,
-    /// The handler's context for a request that came without a path (most do), made once: the
-    /// hop "received by this service, first on its path".
-    first: Context,
+    /// The hop of a request that came without a path (most do), made once: "received by this
+    /// service, first on its path".
+    first: Arc<Hop>,
 }
 
 /// What a server layer does with a request.
@@ -423,8 +423,8 @@ pub(crate) struct ServerGuard {
 pub(crate) enum Verdict {
     /// Serve it, with this to put in the handler's context (none: the guard is off).
     Pass(Option<Hop>),
-    /// Serve it: it came without a path, and this context carries the hop of a first call.
-    First(Context),
+    /// Serve it: it came without a path (the hop of a first call).
+    First,
     /// Answer it with this loop, without calling the handler.
     Refuse(Loop),
 }
@@ -432,7 +432,7 @@ pub(crate) enum Verdict {
 impl ServerGuard {
     pub(crate) fn new(service: &str, guard: LoopGuard) -> Self {
         let me = path_name(service);
-        let first = Context::new().with_value(Hop {
+        let first = Arc::new(Hop {
             path: Path::default(),
             service: Arc::clone(&me),
         });
@@ -453,7 +453,7 @@ impl ServerGuard {
         };
         match self.guard.judge(&path, &self.me) {
             Some(l) => Verdict::Refuse(l),
-            None if path.hops == 0 => Verdict::First(self.first.clone()),
+            None if path.hops == 0 => Verdict::First,
             None => Verdict::Pass(Some(Hop {
                 path,
                 service: Arc::clone(&self.me),
@@ -463,14 +463,12 @@ impl ServerGuard {
 }
 
 impl Verdict {
-    /// For a request served with tracing off: the context to attach while the handler runs (the
-    /// hop, so that its calls carry the path), or the loop to answer with. The handler runs in
-    /// the request's own context, as with tracing on, not in that of the code polling the
-    /// server.
-    pub(crate) fn untraced(self) -> Result<Option<Context>, Loop> {
+    /// For a request served with tracing off: the hop to make current while the handler runs
+    /// (see [`enter_hop`]: so that its calls carry the path), or the loop to answer with.
+    pub(crate) fn untraced(self, guard: &ServerGuard) -> Result<Option<Arc<Hop>>, Loop> {
         match self {
-            Verdict::Pass(hop) => Ok(hop.map(|h| Context::new().with_value(h))),
-            Verdict::First(cx) => Ok(Some(cx)),
+            Verdict::Pass(hop) => Ok(hop.map(Arc::new)),
+            Verdict::First => Ok(Some(Arc::clone(&guard.first))),
             Verdict::Refuse(l) => Err(l),
         }
     }
@@ -481,9 +479,81 @@ impl Verdict {
     pub(crate) fn traced(self, parent: Context) -> (Context, Option<Loop>) {
         match self {
             Verdict::Pass(Some(h)) if h.path.hops > 0 => (parent.with_value(h), None),
-            Verdict::Pass(_) | Verdict::First(_) => (parent, None),
+            Verdict::Pass(_) | Verdict::First => (parent, None),
             Verdict::Refuse(l) => (parent, Some(l)),
         }
+    }
+}
+
+thread_local! {
+    /// The hop of the request whose handler runs now on this thread, served with tracing off
+    /// (see [`enter_hop`]).
+    static CURRENT_HOP: std::cell::Cell<Option<Arc<Hop>>> = const { std::cell::Cell::new(None) };
+}
+
+/// Makes `hop` (a request served with tracing off) current on this thread until the guard is
+/// dropped, around a call or a poll of its handler: the calls the handler makes from there
+/// carry its path. No context is attached for it (OpenTelemetry's `Context::attach` twice per
+/// request cost ~430 instructions): the client layers ([`inject`]) and `current_context()` read
+/// it here. The hop moves into the thread's slot, and back into `hop` when the guard is dropped
+/// (on unwinding too); `None` when there is no hop, or the slot is gone (the thread exits).
+#[inline]
+pub(crate) fn enter_hop(hop: &mut Option<Arc<Hop>>) -> Option<HopEntered<'_>> {
+    if hop.is_none() {
+        return None;
+    }
+    enter_some(hop)
+}
+
+#[inline(never)]
+fn enter_some(hop: &mut Option<Arc<Hop>>) -> Option<HopEntered<'_>> {
+    let mut given = Some(hop.take()?);
+    let prev = CURRENT_HOP.try_with(|c| c.replace(given.take())).ok();
+    if let Some(h) = given {
+        *hop = Some(h);
+        return None;
+    }
+    Some(HopEntered {
+        hop,
+        prev: prev.flatten(),
+    })
+}
+
+/// A hop made current by [`enter_hop`].
+pub(crate) struct HopEntered<'a> {
+    hop: &'a mut Option<Arc<Hop>>,
+    prev: Option<Arc<Hop>>,
+}
+
+impl Drop for HopEntered<'_> {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        *self.hop = CURRENT_HOP.try_with(|c| c.replace(prev)).ok().flatten();
+    }
+}
+
+/// The hop current on this thread (see [`enter_hop`]).
+fn current_hop() -> Option<Arc<Hop>> {
+    CURRENT_HOP
+        .try_with(|c| {
+            let h = c.take();
+            let copy = h.clone();
+            c.set(h);
+            copy
+        })
+        .ok()
+        .flatten()
+}
+
+/// `cx` with the hop current on this thread, when it carries none of its own: what
+/// `current_context()` hands to work that leaves the thread (a spawned task).
+pub(crate) fn with_current_hop(cx: Context) -> Context {
+    if cx.get::<Hop>().is_some() {
+        return cx;
+    }
+    match current_hop() {
+        Some(h) => cx.with_value(Hop::clone(&h)),
+        None => cx,
     }
 }
 
@@ -521,7 +591,8 @@ pub(crate) fn inject(
     fallback: Option<&str>,
     headers: &mut HeaderMap,
 ) {
-    let (path, hop_service) = match cx.get::<Hop>() {
+    let here = cx.get::<Hop>().is_none().then(current_hop).flatten();
+    let (path, hop_service) = match cx.get::<Hop>().or(here.as_deref()) {
         Some(h) => (Cow::Borrowed(&h.path), Some(&h.service)),
         None => (
             Cow::Owned(
@@ -596,6 +667,63 @@ impl fmt::Display for Loop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `tracer.path` member written by `inject` under `cx`, or `None`.
+    fn injected(cx: &Context) -> Option<String> {
+        let mut h = HeaderMap::new();
+        inject(cx, Some("caller"), None, &mut h);
+        h.get(BAGGAGE).map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn the_hop_of_an_untraced_request_is_current_while_its_handler_runs() {
+        let guard = ServerGuard::new("svc-x", LoopGuard::new());
+        let headers: HeaderMap = [(
+            BAGGAGE,
+            HeaderValue::from_static("tracer.path=2:svc-a>svc-b"),
+        )]
+        .into_iter()
+        .collect();
+        let mut hop = guard.check(&headers, false).untraced(&guard).unwrap();
+        let before = injected(&Context::new());
+        let (inside, spawned) = {
+            let _entered = enter_hop(&mut hop);
+            // What a spawned task is handed carries the hop too.
+            let spawned = crate::recorder::current_context();
+            assert!(spawned.get::<Hop>().is_some());
+            (injected(&Context::new()), injected(&spawned))
+        };
+        assert_eq!(inside.as_deref(), Some("tracer.path=3:svc-a>svc-b>caller"));
+        assert_eq!(spawned, inside);
+        assert!(hop.is_some(), "the hop is back with its request");
+        assert_eq!(injected(&Context::new()), before, "no hop current after");
+        assert_ne!(before, inside);
+        // Restored when the handler panics.
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _entered = enter_hop(&mut hop);
+            panic!("handler")
+        }));
+        assert!(caught.is_err());
+        assert!(hop.is_some());
+        assert_eq!(injected(&Context::new()), before);
+        // A request without a path: the first hop, received by this service.
+        let mut first = guard
+            .check(&HeaderMap::new(), false)
+            .untraced(&guard)
+            .unwrap();
+        let unnamed = |cx: &Context| {
+            let mut h = HeaderMap::new();
+            inject(cx, None, None, &mut h);
+            h.get(BAGGAGE).map(|v| v.to_str().unwrap().to_owned())
+        };
+        let inside = {
+            let _entered = enter_hop(&mut first);
+            unnamed(&Context::new())
+        };
+        // The caller unnamed: the service that received the request.
+        assert_eq!(inside.as_deref(), Some("tracer.path=1:svc-x"));
+        assert_ne!(unnamed(&Context::new()), inside);
+    }
 
     fn p(s: &str) -> Path {
         Path::parse(s).unwrap()

@@ -1710,10 +1710,13 @@ pub(crate) fn in_span() -> bool {
 /// service, built on demand; else OpenTelemetry's current context. Hand it to code that works
 /// with OpenTelemetry contexts (spawned tasks, propagators, the `opentelemetry` API).
 pub fn current_context() -> Context {
-    match current() {
+    let cx = match current() {
         Current::Local { sc, svc } => local_context(&Context::current(), sc, svc),
         Current::Otel => Context::current(),
-    }
+    };
+    #[cfg(feature = "http")]
+    let cx = crate::loop_guard::with_current_hop(cx);
+    cx
 }
 
 fn local_context(base: &Context, sc: SpanContext, svc: Arc<Service>) -> Context {

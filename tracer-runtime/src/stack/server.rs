@@ -261,12 +261,12 @@ where
         let Some(svc) = service::recording(Some(&self.cfg.service)) else {
             // Off: no span, no extraction; panics and loops are still answered, so behaviour
             // does not depend on the switch.
-            let path_cx = match verdict.untraced() {
-                Ok(cx) => cx,
+            let mut hop = match verdict.untraced(&self.cfg.guard) {
+                Ok(hop) => hop,
                 Err(l) => return ServerResponseFuture::answer(Answer::Refused(l.message), None),
             };
             let called = {
-                let _attached = path_cx.as_ref().map(crate::recorder::attach);
+                let _hop = crate::loop_guard::enter_hop(&mut hop);
                 if catch {
                     catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
                 } else {
@@ -280,7 +280,7 @@ where
                     None,
                 ),
             };
-            fut.path_cx = path_cx;
+            fut.hop = hop;
             return fut;
         };
 
@@ -394,8 +394,8 @@ pin_project_lite::pin_project! {
         // Answered by the layer (refused, or the handler panicked in `call`).
         answer: Option<Answer>,
         catch: bool,
-        // Tracing off, loop guard on: the request's call path, attached while the handler runs.
-        path_cx: Option<Context>,
+        // Tracing off, loop guard on: the request's hop, current while the handler runs.
+        hop: Option<Arc<crate::loop_guard::Hop>>,
     }
 
     impl<F, P: Protocol> PinnedDrop for ServerResponseFuture<F, P> {
@@ -423,7 +423,7 @@ impl<F, P: Protocol> ServerResponseFuture<F, P> {
             traced,
             answer: None,
             catch,
-            path_cx: None,
+            hop: None,
         }
     }
 
@@ -433,7 +433,7 @@ impl<F, P: Protocol> ServerResponseFuture<F, P> {
             traced,
             answer: Some(answer),
             catch: true,
-            path_cx: None,
+            hop: None,
         }
     }
 }
@@ -457,14 +457,15 @@ where
                 .unwrap_or_else(|| Answer::Panicked("polled after completion".to_owned()));
             return Poll::Ready(Ok(answer_response(answer, this.traced.take())));
         };
-        let polled = {
-            let _attached = this
-                .traced
-                .as_ref()
-                .map(|t| &t.span.cx)
-                .or(this.path_cx.as_ref())
-                .map(crate::recorder::attach);
-            catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
+        let polled = match this.traced.as_ref() {
+            Some(t) => {
+                let _attached = crate::recorder::attach(&t.span.cx);
+                catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
+            }
+            None => {
+                let _hop = crate::loop_guard::enter_hop(this.hop);
+                catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
+            }
         };
         let polled = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
