@@ -440,10 +440,15 @@ impl ServerGuard {
     }
 
     /// The verdict on a request with these headers (`public`: its baggage is not trusted).
+    #[inline]
     pub(crate) fn check(&self, headers: &HeaderMap, public: bool) -> Verdict {
         if !self.guard.on {
             return Verdict::Pass(None);
         }
+        self.check_path(headers, public)
+    }
+
+    fn check_path(&self, headers: &HeaderMap, public: bool) -> Verdict {
         let path = if public {
             Path::default()
         } else {
@@ -465,6 +470,7 @@ impl ServerGuard {
 impl Verdict {
     /// For a request served with tracing off: the hop to make current while the handler runs
     /// (see [`enter_hop`]: so that its calls carry the path), or the loop to answer with.
+    #[inline]
     pub(crate) fn untraced(self, guard: &ServerGuard) -> Result<Option<Arc<Hop>>, Loop> {
         match self {
             Verdict::Pass(hop) => Ok(hop.map(Arc::new)),

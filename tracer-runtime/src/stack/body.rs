@@ -59,6 +59,7 @@ impl<B, P: Protocol> fmt::Debug for ResponseBody<B, P> {
 impl<B: Body, P: Protocol> ResponseBody<B, P> {
     /// `body`, ending `span` when it ends; `catch_panics` only where the protocol can report a
     /// panic after the head.
+    #[inline]
     pub(crate) fn new(body: B, span: Option<CallSpan<P>>, catch_panics: bool) -> Self {
         let mut b = ResponseBody {
             kind: Kind::Inner { body },
@@ -107,6 +108,14 @@ where
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
+        // Untraced, with no panic to catch (tracing off, or an HTTP body): the inner body's
+        // frame as it is.
+        if this.span.is_none() && !*this.catch_panics {
+            return match this.kind.project() {
+                KindProj::Inner { body } => body.poll_frame(cx),
+                KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            };
+        }
         let polled = match this.kind.as_mut().project() {
             KindProj::Full { data } => return Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             KindProj::Inner { body } if P::BODY_IN_SPAN => {
