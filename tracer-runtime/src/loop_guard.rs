@@ -554,12 +554,9 @@ fn current_hop() -> Option<Arc<Hop>> {
 /// `cx` with the hop current on this thread, when it carries none of its own: what
 /// `current_context()` hands to work that leaves the thread (a spawned task).
 pub(crate) fn with_current_hop(cx: Context) -> Context {
-    if cx.get::<Hop>().is_some() {
-        return cx;
-    }
     match current_hop() {
-        Some(h) => cx.with_value(Hop::clone(&h)),
-        None => cx,
+        Some(h) if cx.get::<Hop>().is_none() => cx.with_value(Hop::clone(&h)),
+        _ => cx,
     }
 }
 
