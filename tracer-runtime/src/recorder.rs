@@ -951,7 +951,8 @@ impl Fast {
         if parent.state != TraceState::NONE {
             span.more().state = parent.state;
         }
-        if span.attrs.len() > limits().attrs {
+        // A call site without attributes (most) does not read the limit.
+        if !span.attrs.is_empty() && span.attrs.len() > limits().attrs {
             let dropped = (span.attrs.len() - limits().attrs) as u32;
             span.attrs.truncate(limits().attrs);
             span.more().dropped_attrs = dropped;
