@@ -564,7 +564,9 @@ pub(crate) fn with_current_hop(cx: Context) -> Context {
 fn find_member(headers: &HeaderMap) -> Option<&str> {
     // Most requests carry no baggage: told from a few names without hashing (a lookup by name
     // hashes it and probes the map, ~130 instructions for a name it does not hold).
-    if headers.keys_len() <= 8 && !headers.keys().any(|k| *k == BAGGAGE) {
+    if headers.keys_len() <= crate::stack::headers::SCAN_MAX
+        && !headers.keys().any(|k| *k == BAGGAGE)
+    {
         return None;
     }
     let mut total = 0;

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 pub(crate) fn deadline(headers: &http::HeaderMap) -> Option<Instant> {
     // Parsed once: a `&str` name is parsed on every lookup.
     static GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
-    headers
-        .get(&GRPC_TIMEOUT)
+    let [timeout] = crate::stack::headers::first_values(headers, [&GRPC_TIMEOUT]);
+    timeout
         .and_then(|v| v.to_str().ok())
         .and_then(parse_timeout)
         .map(|t| Instant::now() + deadline_seen(t))

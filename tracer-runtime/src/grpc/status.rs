@@ -20,15 +20,10 @@ static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
 /// `grpc-status` (and `grpc-message`) in a header map.
 pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<(i32, String)> {
-    let code: i32 = headers
-        .get(&GRPC_STATUS)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let message = headers
-        .get(&GRPC_MESSAGE)
+    let [status, message] =
+        crate::stack::headers::first_values(headers, [&GRPC_STATUS, &GRPC_MESSAGE]);
+    let code: i32 = status?.to_str().ok()?.trim().parse().ok()?;
+    let message = message
         .and_then(|v| v.to_str().ok())
         .map(percent_decode)
         .unwrap_or_default();

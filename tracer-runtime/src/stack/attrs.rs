@@ -183,9 +183,8 @@ fn host_header(header: &HeaderValue) -> Option<(Value, Option<u16>)> {
         .unwrap_or_else(parse)
 }
 
-/// The headers an HTTP server span reads (the first value of each), found in one pass over a
-/// request's few headers: a lookup by name hashes the name and probes the map, ~100
-/// instructions each. A request with many headers (a browser's) is looked up by name instead.
+/// The headers an HTTP server span reads (the first value of each, see
+/// [`first_values`](super::headers::first_values)).
 #[derive(Default)]
 pub(crate) struct ServerHeaders<'a> {
     pub(crate) host: Option<&'a HeaderValue>,
@@ -193,33 +192,16 @@ pub(crate) struct ServerHeaders<'a> {
     pub(crate) content_length: Option<&'a HeaderValue>,
 }
 
-/// Past this many distinct header names, [`ServerHeaders::of`] looks its three up by name.
-const SCAN_MAX: usize = 8;
-
 impl<'a> ServerHeaders<'a> {
     pub(crate) fn of(headers: &'a HeaderMap) -> Self {
         use http::header::{CONTENT_LENGTH, HOST, USER_AGENT};
-        if headers.keys_len() > SCAN_MAX {
-            return ServerHeaders {
-                host: headers.get(HOST),
-                user_agent: headers.get(USER_AGENT),
-                content_length: headers.get(CONTENT_LENGTH),
-            };
+        let [host, user_agent, content_length] =
+            super::headers::first_values(headers, [&HOST, &USER_AGENT, &CONTENT_LENGTH]);
+        ServerHeaders {
+            host,
+            user_agent,
+            content_length,
         }
-        let mut h = ServerHeaders::default();
-        for (name, value) in headers {
-            let slot = if *name == HOST {
-                &mut h.host
-            } else if *name == USER_AGENT {
-                &mut h.user_agent
-            } else if *name == CONTENT_LENGTH {
-                &mut h.content_length
-            } else {
-                continue;
-            };
-            slot.get_or_insert(value);
-        }
-        h
     }
 }
 
@@ -410,6 +392,7 @@ mod tests {
         h.append(CONTENT_LENGTH, "12".parse().unwrap());
         check(&h, Some("12"));
         // Past `SCAN_MAX` names: looked up by name, the same answers.
+        use crate::stack::headers::SCAN_MAX;
         for i in 0..SCAN_MAX {
             h.append(
                 http::HeaderName::from_bytes(format!("x-extra-{i}").as_bytes()).unwrap(),

@@ -7,6 +7,30 @@ use opentelemetry::propagation::{Extractor, Injector};
 /// W3C baggage (and the loop guard's call path in it).
 pub(crate) const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 
+/// Past this many distinct names, [`first_values`] looks its names up one by one.
+pub(crate) const SCAN_MAX: usize = 8;
+
+/// The first value of each of `names` in `headers`: found in one pass over a map of at most
+/// [`SCAN_MAX`] names (comparing two `HeaderName`s is a few instructions; a lookup by name
+/// hashes it and probes the map, ~100 to ~150 instructions, whether the name is there or not),
+/// else looked up by name. The headers of a call between services are a handful.
+#[inline]
+pub(crate) fn first_values<'a, const N: usize>(
+    headers: &'a HeaderMap,
+    names: [&HeaderName; N],
+) -> [Option<&'a HeaderValue>; N] {
+    if headers.keys_len() > SCAN_MAX {
+        return names.map(|n| headers.get(n));
+    }
+    let mut found = [None; N];
+    for (name, value) in headers {
+        if let Some(i) = names.iter().position(|n| *n == name) {
+            found[i].get_or_insert(value);
+        }
+    }
+    found
+}
+
 /// The header names the propagation formats read, parsed once (statics: `from_static`
 /// validates the name when it runs). Looking a header up by a `&str` parses (and lower-cases)
 /// the name on every call, as `opentelemetry_http::HeaderExtractor` does: about a hundred
