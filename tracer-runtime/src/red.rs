@@ -248,10 +248,13 @@ enum Lv {
 }
 
 impl Lv {
+    #[inline]
     fn of(v: &Value) -> Lv {
         match v {
             Value::I64(i) => Lv::Int(*i),
-            Value::String(s) => intern(s.as_str()),
+            Value::String(s) => {
+                known_value(s.as_str()).map_or_else(|| intern(s.as_str()), Lv::Static)
+            }
             Value::Bool(b) => Lv::Static(if *b { "true" } else { "false" }),
             _ => Lv::Absent,
         }
@@ -404,10 +407,15 @@ fn intern_shared(s: &str) -> Lv {
     Lv::Shared(shared)
 }
 
-/// `method` as one of the methods the conventions name (`_OTHER` included), if it is one.
+/// `value` as one of the constants the integrations' label values most often are (HTTP
+/// methods, `_OTHER`, the RPC and database systems), if it is one: such a label is not
+/// interned (a hash of the string, a lookup and a shared count's increment per span).
 #[inline]
-fn known_method(method: &str) -> Option<&'static str> {
-    Some(match method {
+fn known_value(value: &str) -> Option<&'static str> {
+    Some(match value {
+        "grpc" => "grpc",
+        "redis" => "redis",
+        "mysql" => "mysql",
         "GET" => "GET",
         "POST" => "POST",
         "PUT" => "PUT",
@@ -460,10 +468,6 @@ impl LabelSet {
                 // The gRPC status by name, whichever convention recorded it.
                 (Kind::RpcServer | Kind::RpcClient, 3, Value::I64(c)) => {
                     crate::grpc_codes::name(*c).map_or(Lv::Int(*c), Lv::Static)
-                }
-                // A known method is one of a few constants: not interned.
-                (Kind::HttpServer | Kind::HttpClient, 0, Value::String(m)) => {
-                    known_method(m.as_str()).map_or_else(|| Lv::of(&kv.value), Lv::Static)
                 }
                 _ => Lv::of(&kv.value),
             };
@@ -1218,7 +1222,7 @@ mod tests {
     }
 
     #[test]
-    fn known_methods_are_constants_and_others_interned() {
+    fn known_values_are_constants_and_others_interned() {
         let mut l = LabelSet::new(Kind::HttpServer);
         l.set(&KeyValue::new(
             semconv::HTTP_REQUEST_METHOD,
@@ -1233,6 +1237,18 @@ mod tests {
             matches!(&c.v[0], Lv::Shared(s) if &**s == "PURGE"),
             "{:?}",
             c.v[0]
+        );
+        let mut r = LabelSet::new(Kind::RpcServer);
+        r.set(&KeyValue::new(semconv::RPC_SYSTEM_NAME, "grpc".to_owned()));
+        assert!(matches!(r.v[0], Lv::Static("grpc")), "{:?}", r.v[0]);
+        let mut d = LabelSet::new(Kind::Db);
+        d.set(&KeyValue::new(semconv::DB_SYSTEM_NAME, "redis"));
+        d.set(&KeyValue::new(semconv::DB_COLLECTION_NAME, "users"));
+        assert!(matches!(d.v[0], Lv::Static("redis")), "{:?}", d.v[0]);
+        assert!(
+            matches!(&d.v[2], Lv::Shared(s) if &**s == "users"),
+            "{:?}",
+            d.v[2]
         );
     }
 
