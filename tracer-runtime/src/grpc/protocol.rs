@@ -320,15 +320,47 @@ impl<E: std::error::Error + 'static> ClientError<E> for Grpc {
 /// A name of a call: kept for the process when it can be (see `stack::attrs::static_name`).
 type Name = Cow<'static, str>;
 
+/// Slots of the per-thread cache of [`rpc_names`]' answers (direct-mapped by the path's hash).
+const RPC_NAME_SLOTS: usize = 16;
+
+/// A call's kept names: `package.Service/Method`, `package.Service`, `Method`.
+type KeptNames = (&'static str, &'static str, &'static str);
+
+thread_local! {
+    /// The names of the calls this thread traced lately, found by their path: one hash and one
+    /// compare where keeping each of the three names costs its own.
+    static RPC_NAMES: std::cell::RefCell<[Option<KeptNames>; RPC_NAME_SLOTS]> =
+        const { std::cell::RefCell::new([None; RPC_NAME_SLOTS]) };
+}
+
 /// `package.Service/Method` from `/package.Service/Method`, with its two halves.
 fn rpc_names(path: &str) -> (Name, Option<(Name, Name)>) {
     // A service's methods are few: their names are kept for the process (bounded), and a span
     // shares them.
     use crate::stack::attrs::kept_name as kept;
     let trimmed = path.trim_start_matches('/');
+    let slot = crate::hash::quick_hash(trimmed.as_bytes()) as usize % RPC_NAME_SLOTS;
+    let cached = RPC_NAMES
+        .try_with(|c| match c.try_borrow().ok()?[slot] {
+            Some(names) if names.0 == trimmed => Some(names),
+            _ => None,
+        })
+        .ok()
+        .flatten();
+    if let Some((full, svc, method)) = cached {
+        return (full.into(), Some((svc.into(), method.into())));
+    }
     match trimmed.split_once('/') {
         Some((svc, method)) if !svc.is_empty() && !method.is_empty() && !method.contains('/') => {
-            (kept(trimmed), Some((kept(svc), kept(method))))
+            let names = (kept(trimmed), kept(svc), kept(method));
+            if let (Cow::Borrowed(f), Cow::Borrowed(s), Cow::Borrowed(m)) = &names {
+                let _ = RPC_NAMES.try_with(|c| {
+                    if let Ok(mut c) = c.try_borrow_mut() {
+                        c[slot] = Some((f, s, m));
+                    }
+                });
+            }
+            (names.0, Some((names.1, names.2)))
         }
         _ => (
             if trimmed.is_empty() {
@@ -385,6 +417,14 @@ mod tests {
             rpc_names("/tracer.test.Echo/Unary").1,
             Some(("tracer.test.Echo".into(), "Unary".into()))
         );
+        // Again, from the thread's cache: the same names, kept ones.
+        let (full, parts) = rpc_names("/tracer.test.Echo/Unary");
+        assert!(matches!(full, Cow::Borrowed("tracer.test.Echo/Unary")));
+        assert!(matches!(
+            parts,
+            Some((Cow::Borrowed("tracer.test.Echo"), Cow::Borrowed("Unary")))
+        ));
+        assert_eq!(rpc_names("/a.B/C").1, Some(("a.B".into(), "C".into())));
         assert_eq!(
             rpc_names("/tracer.test.Echo/Unary").0,
             "tracer.test.Echo/Unary"
