@@ -69,7 +69,10 @@ pub(crate) struct Headers<'a>(pub(crate) &'a HeaderMap);
 impl Extractor for Headers<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         match known(key) {
-            Some(name) => self.0.get(name),
+            Some(name) => {
+                let [value] = first_values(self.0, [name]);
+                value
+            }
             None => self.0.get(key),
         }
         .and_then(|v| v.to_str().ok())
