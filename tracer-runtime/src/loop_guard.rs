@@ -538,6 +538,26 @@ impl Drop for HopEntered<'_> {
     }
 }
 
+/// Takes the hop current on this thread (an enclosing request's, served with tracing off) out
+/// of its slot until the guard is dropped: a traced request's handler runs in its own span's
+/// context, whose path is the only one its calls may carry. `None` (nothing to restore) when no
+/// hop is current, as almost always.
+#[inline]
+pub(crate) fn hide_hop() -> Option<HopHidden> {
+    let hidden = CURRENT_HOP.try_with(std::cell::Cell::take).ok().flatten()?;
+    Some(HopHidden(Some(hidden)))
+}
+
+/// A hop taken out of its slot by [`hide_hop`], put back when dropped.
+pub(crate) struct HopHidden(Option<Arc<Hop>>);
+
+impl Drop for HopHidden {
+    fn drop(&mut self) {
+        let hop = self.0.take();
+        let _ = CURRENT_HOP.try_with(|c| c.set(hop));
+    }
+}
+
 /// The hop current on this thread (see [`enter_hop`]).
 fn current_hop() -> Option<Arc<Hop>> {
     CURRENT_HOP
@@ -733,6 +753,18 @@ mod tests {
         // The caller unnamed: the service that received the request.
         assert_eq!(inside.as_deref(), Some("tracer.path=1:svc-x"));
         assert_ne!(unnamed(&Context::new()), inside);
+        // A traced request served inside it hides the hop from its own handler, and puts it back.
+        let (hidden, back) = {
+            let _entered = enter_hop(&mut first);
+            let hidden = {
+                let _hidden = hide_hop();
+                unnamed(&Context::new())
+            };
+            (hidden, unnamed(&Context::new()))
+        };
+        assert_eq!(hidden, unnamed(&Context::new()));
+        assert_eq!(back, inside);
+        assert!(hide_hop().is_none());
     }
 
     fn p(s: &str) -> Path {

@@ -330,6 +330,7 @@ where
         let req = P::wrap(req, &mut traced.span.call, &traced.span.cx);
         let called = {
             let _attached = crate::recorder::attach(&traced.span.cx);
+            let _hidden = crate::loop_guard::hide_hop();
             catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
         };
         match called {
@@ -460,6 +461,7 @@ where
         let polled = match this.traced.as_ref() {
             Some(t) => {
                 let _attached = crate::recorder::attach(&t.span.cx);
+                let _hidden = crate::loop_guard::hide_hop();
                 catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
             }
             None => {
