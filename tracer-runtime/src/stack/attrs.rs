@@ -10,14 +10,15 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use super::protocol::ServerAddr;
 
 thread_local! {
-    /// The hosts and user agents this thread recorded lately, shared by the spans that record
-    /// them again (a server sees a few of each): no allocation per span for them.
+    /// The hosts and paths this thread recorded lately, shared by the spans that record them
+    /// again (a server sees a few of each): no allocation per span for them. (User agents are
+    /// kept apart, in `HEADER_TEXTS`: only values `to_str` took go there.)
     static TEXTS: crate::hash::Texts =
         const { std::cell::RefCell::new([const { None }; crate::hash::TEXT_SLOTS]) };
 }
 
-/// A header value or host recorded as an attribute value, shared with the last span of this
-/// thread that recorded the same (see [`crate::hash::shared_in`]).
+/// A host or a path recorded as an attribute value, shared with the last span of this thread
+/// that recorded the same (see [`crate::hash::shared_in`]).
 pub(crate) fn shared_value(text: &str) -> Value {
     let shared: Arc<str> = crate::hash::shared_in(&TEXTS, text.as_bytes());
     Value::String(StringValue::from(shared))
