@@ -4,13 +4,14 @@
 #[cfg(all(test, feature = "redis"))]
 pub(crate) use texts::TEXT_CACHE_MAX;
 #[cfg(feature = "http")]
+pub(crate) use texts::shared_text;
+#[cfg(feature = "http")]
 pub(crate) use texts::{StaticTexts, static_in};
 #[cfg(any(feature = "redis", feature = "http"))]
 pub(crate) use texts::{TEXT_SLOTS, Texts, shared_in};
 
 #[cfg(any(feature = "redis", feature = "http"))]
 mod texts {
-    use std::cell::RefCell;
     use std::sync::Arc;
     use std::thread::LocalKey;
 
@@ -23,37 +24,43 @@ mod texts {
     pub(crate) const TEXT_CACHE_MAX: usize = 256;
 
     /// A per-thread cache of texts recorded lately, each shared by the spans that record it.
-    pub(crate) type Texts = RefCell<[Option<Arc<str>>; TEXT_SLOTS]>;
+    pub(crate) type Texts = super::Slots<Arc<str>, TEXT_SLOTS>;
 
     /// `text` as an `Arc<str>` (lossy where it is not UTF-8): `cache`'s copy when the same text
     /// was recorded lately on this thread (no allocation: the span shares it), else a new one
     /// (kept when short). Per thread, so no lock is taken.
     pub(crate) fn shared_in(cache: &'static LocalKey<Texts>, text: &[u8]) -> Arc<str> {
         let new = || Arc::<str>::from(String::from_utf8_lossy(text));
-        if text.len() > TEXT_CACHE_MAX {
-            return new();
+        // A text that was not UTF-8 differs from its lossy copy: never found, made again.
+        shared_text(cache, text, TEXT_CACHE_MAX, || Some(new())).unwrap_or_else(new)
+    }
+
+    /// `text` as `make` writes it (`None`: it will not), shared with the last text of the same
+    /// bytes `cache` kept on this thread: `make` runs only for a text not found there. A text
+    /// longer than `max` is made every time and not kept.
+    pub(crate) fn shared_text(
+        cache: &'static LocalKey<Texts>,
+        text: &[u8],
+        max: usize,
+        make: impl Fn() -> Option<Arc<str>>,
+    ) -> Option<Arc<str>> {
+        if text.len() > max {
+            return make();
         }
-        let slot = quick_hash(text) as usize % TEXT_SLOTS;
-        cache
-            .try_with(|texts| {
-                let mut texts = texts.borrow_mut();
-                match &texts[slot] {
-                    // A text that was not UTF-8 differs from its lossy copy: never found, made
-                    // again.
-                    Some(t) if t.as_bytes() == text => Arc::clone(t),
-                    _ => {
-                        let t = new();
-                        texts[slot] = Some(Arc::clone(&t));
-                        t
-                    }
-                }
-            })
-            .unwrap_or_else(|_| new())
+        super::cached(
+            cache,
+            quick_hash(text),
+            |t| (t.as_bytes() == text).then(|| Some(Arc::clone(t))),
+            || {
+                let t = make();
+                (t.clone(), t)
+            },
+        )
     }
 
     /// A per-thread cache of texts kept for the process (see [`crate::attrs::intern_name`]).
     #[cfg(feature = "http")]
-    pub(crate) type StaticTexts = RefCell<[Option<&'static str>; TEXT_SLOTS]>;
+    pub(crate) type StaticTexts = super::Slots<&'static str, TEXT_SLOTS>;
 
     /// `text` kept for the process (`crate::attrs::intern_name`: bounded, so `None` past its
     /// bound), found in `cache` without a lock when this thread asked for it lately: for the few
@@ -64,22 +71,56 @@ mod texts {
         cache: &'static LocalKey<StaticTexts>,
         text: &str,
     ) -> Option<&'static str> {
-        let slot = quick_hash(text.as_bytes()) as usize % TEXT_SLOTS;
-        cache
-            .try_with(|texts| {
-                let mut texts = texts.borrow_mut();
-                match texts[slot] {
-                    Some(t) if t == text => Some(t),
-                    _ => {
-                        let t = crate::attrs::intern_name(text)?;
-                        texts[slot] = Some(t);
-                        Some(t)
-                    }
-                }
-            })
-            .ok()
-            .flatten()
+        super::cached(
+            cache,
+            quick_hash(text.as_bytes()),
+            |t| (*t == text).then_some(Some(*t)),
+            || {
+                let t = crate::attrs::intern_name(text);
+                (t, t)
+            },
+        )
     }
+}
+
+/// A per-thread cache of `N` slots, direct-mapped by a hash of the key (see [`cached`]).
+#[cfg_attr(
+    not(any(feature = "redis", feature = "http", feature = "metrics")),
+    allow(dead_code)
+)]
+pub(crate) type Slots<E, const N: usize> = std::cell::RefCell<[Option<E>; N]>;
+
+/// What `hit` finds in the entry of `cache`'s slot for `hash`, else what `make` answers, with
+/// the entry it gives (if any) stored in that slot. `make` alone, nothing stored, when the
+/// thread's cache is gone (the thread exits) or busy (asked from within `make`). `make` runs at
+/// most once.
+#[inline]
+#[cfg_attr(
+    not(any(feature = "redis", feature = "http", feature = "metrics")),
+    allow(dead_code)
+)]
+pub(crate) fn cached<E: 'static, R, const N: usize>(
+    cache: &'static std::thread::LocalKey<Slots<E, N>>,
+    hash: u64,
+    hit: impl FnOnce(&E) -> Option<R>,
+    make: impl Fn() -> (R, Option<E>),
+) -> R {
+    cache
+        .try_with(|c| {
+            let mut c = c.try_borrow_mut().ok()?;
+            let slot = &mut c[hash as usize % N];
+            if let Some(r) = slot.as_ref().and_then(hit) {
+                return Some(r);
+            }
+            let (r, entry) = make();
+            if entry.is_some() {
+                *slot = entry;
+            }
+            Some(r)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| make().0)
 }
 
 /// A multiplicative hash over 8-byte words (FxHash's step): a few instructions per word, for

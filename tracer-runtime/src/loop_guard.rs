@@ -504,38 +504,11 @@ thread_local! {
 /// it here. The hop moves into the thread's slot, and back into `hop` when the guard is dropped
 /// (on unwinding too); `None` when there is no hop, or the slot is gone (the thread exits).
 #[inline]
-pub(crate) fn enter_hop(hop: &mut Option<Arc<Hop>>) -> Option<HopEntered<'_>> {
+pub(crate) fn enter_hop(hop: &mut Option<Arc<Hop>>) -> Option<HopSwap<'_>> {
     if hop.is_none() {
         return None;
     }
-    enter_some(hop)
-}
-
-#[inline(never)]
-fn enter_some(hop: &mut Option<Arc<Hop>>) -> Option<HopEntered<'_>> {
-    let mut given = Some(hop.take()?);
-    let prev = CURRENT_HOP.try_with(|c| c.replace(given.take())).ok();
-    if let Some(h) = given {
-        *hop = Some(h);
-        return None;
-    }
-    Some(HopEntered {
-        hop,
-        prev: prev.flatten(),
-    })
-}
-
-/// A hop made current by [`enter_hop`].
-pub(crate) struct HopEntered<'a> {
-    hop: &'a mut Option<Arc<Hop>>,
-    prev: Option<Arc<Hop>>,
-}
-
-impl Drop for HopEntered<'_> {
-    fn drop(&mut self) {
-        let prev = self.prev.take();
-        *self.hop = CURRENT_HOP.try_with(|c| c.replace(prev)).ok().flatten();
-    }
+    swap_in(hop)
 }
 
 /// Takes the hop current on this thread (an enclosing request's, served with tracing off) out
@@ -543,18 +516,45 @@ impl Drop for HopEntered<'_> {
 /// context, whose path is the only one its calls may carry. `None` (nothing to restore) when no
 /// hop is current, as almost always.
 #[inline]
-pub(crate) fn hide_hop() -> Option<HopHidden> {
+pub(crate) fn hide_hop() -> Option<HopSwap<'static>> {
     let hidden = CURRENT_HOP.try_with(std::cell::Cell::take).ok().flatten()?;
-    Some(HopHidden(Some(hidden)))
+    Some(HopSwap {
+        back: None,
+        prev: Some(hidden),
+    })
 }
 
-/// A hop taken out of its slot by [`hide_hop`], put back when dropped.
-pub(crate) struct HopHidden(Option<Arc<Hop>>);
+/// `hop`'s value swapped into the thread's slot: the guard holds what the slot held.
+#[inline(never)]
+fn swap_in(hop: &mut Option<Arc<Hop>>) -> Option<HopSwap<'_>> {
+    let mut held = hop.take();
+    if CURRENT_HOP
+        .try_with(|c| held = c.replace(held.take()))
+        .is_err()
+    {
+        *hop = held;
+        return None;
+    }
+    Some(HopSwap {
+        back: Some(hop),
+        prev: held,
+    })
+}
 
-impl Drop for HopHidden {
+/// A hop swapped into the thread's slot ([`enter_hop`]) or out of it ([`hide_hop`]): when
+/// dropped, the slot gets `prev` back, and what it held then goes back to `back`, if any.
+pub(crate) struct HopSwap<'a> {
+    back: Option<&'a mut Option<Arc<Hop>>>,
+    prev: Option<Arc<Hop>>,
+}
+
+impl Drop for HopSwap<'_> {
     fn drop(&mut self) {
-        let hop = self.0.take();
-        let _ = CURRENT_HOP.try_with(|c| c.set(hop));
+        let prev = self.prev.take();
+        let current = CURRENT_HOP.try_with(|c| c.replace(prev)).ok().flatten();
+        if let Some(back) = self.back.as_deref_mut() {
+            *back = current;
+        }
     }
 }
 
@@ -621,8 +621,15 @@ pub(crate) fn inject(
     fallback: Option<&str>,
     headers: &mut HeaderMap,
 ) {
-    let here = cx.get::<Hop>().is_none().then(current_hop).flatten();
-    let (path, hop_service) = match cx.get::<Hop>().or(here.as_deref()) {
+    let here;
+    let hop = match cx.get::<Hop>() {
+        Some(h) => Some(h),
+        None => {
+            here = current_hop();
+            here.as_deref()
+        }
+    };
+    let (path, hop_service) = match hop {
         Some(h) => (Cow::Borrowed(&h.path), Some(&h.service)),
         None => (
             Cow::Owned(

@@ -643,7 +643,7 @@ thread_local! {
     /// its series with a compare of a few words; the instrument's map instead hashes the label
     /// strings and takes its read lock, a write to a cache line every thread shares. A series
     /// is never removed from its instrument, so a cached one stays right.
-    static RECENT: std::cell::RefCell<[Option<Recent>; RECENT_SLOTS]> =
+    static RECENT: crate::hash::Slots<Recent, RECENT_SLOTS> =
         const { std::cell::RefCell::new([const { None }; RECENT_SLOTS]) };
 }
 
@@ -804,29 +804,21 @@ impl Metrics {
     /// instrument (and cached).
     #[inline]
     fn record(&self, labels: &LabelSet, ticks: u64) {
-        let slot = (mix(labels.identity(), self.id) >> 32) as usize % RECENT_SLOTS;
-        let hit = RECENT
-            .try_with(|c| {
-                let c = c.try_borrow().ok()?;
-                let r = c[slot].as_ref()?;
-                (r.metrics == self.id && r.labels.same(labels)).then(|| r.series.observe(ticks))
-            })
-            .ok()
-            .flatten();
-        if hit.is_some() {
-            return;
-        }
-        let series = self.instruments[labels.kind as usize].find(labels);
-        series.observe(ticks);
-        let _ = RECENT.try_with(|c| {
-            if let Ok(mut c) = c.try_borrow_mut() {
-                c[slot] = Some(Recent {
+        crate::hash::cached(
+            &RECENT,
+            mix(labels.identity(), self.id) >> 32,
+            |r| (r.metrics == self.id && r.labels.same(labels)).then(|| r.series.observe(ticks)),
+            || {
+                let series = self.instruments[labels.kind as usize].find(labels);
+                series.observe(ticks);
+                let recent = Recent {
                     metrics: self.id,
                     labels: labels.clone(),
                     series,
-                });
-            }
-        });
+                };
+                ((), Some(recent))
+            },
+        );
     }
 
     /// The series of `labels` (or the overflow one), shared with the instrument.

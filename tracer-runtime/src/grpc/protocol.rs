@@ -326,50 +326,52 @@ const RPC_NAME_SLOTS: usize = 16;
 /// A call's kept names: `package.Service/Method`, `package.Service`, `Method`.
 type KeptNames = (&'static str, &'static str, &'static str);
 
+/// A call's name and, when the path is `/package.Service/Method`, its two halves.
+type Names = (Name, Option<(Name, Name)>);
+
 thread_local! {
     /// The names of the calls this thread traced lately, found by their path: one hash and one
     /// compare where keeping each of the three names costs its own.
-    static RPC_NAMES: std::cell::RefCell<[Option<KeptNames>; RPC_NAME_SLOTS]> =
+    static RPC_NAMES: crate::hash::Slots<KeptNames, RPC_NAME_SLOTS> =
         const { std::cell::RefCell::new([None; RPC_NAME_SLOTS]) };
 }
 
 /// `package.Service/Method` from `/package.Service/Method`, with its two halves.
-fn rpc_names(path: &str) -> (Name, Option<(Name, Name)>) {
+fn rpc_names(path: &str) -> Names {
+    let trimmed = path.trim_start_matches('/');
+    crate::hash::cached(
+        &RPC_NAMES,
+        crate::hash::quick_hash(trimmed.as_bytes()),
+        |&(full, svc, method)| {
+            (full == trimmed).then(|| (full.into(), Some((svc.into(), method.into()))))
+        },
+        || split_names(trimmed),
+    )
+}
+
+/// [`rpc_names`] of a path not found in the thread's cache, and the entry to keep for it when
+/// the process keeps its three names.
+fn split_names(trimmed: &str) -> (Names, Option<KeptNames>) {
     // A service's methods are few: their names are kept for the process (bounded), and a span
     // shares them.
     use crate::stack::attrs::kept_name as kept;
-    let trimmed = path.trim_start_matches('/');
-    let slot = crate::hash::quick_hash(trimmed.as_bytes()) as usize % RPC_NAME_SLOTS;
-    let cached = RPC_NAMES
-        .try_with(|c| match c.try_borrow().ok()?[slot] {
-            Some(names) if names.0 == trimmed => Some(names),
-            _ => None,
-        })
-        .ok()
-        .flatten();
-    if let Some((full, svc, method)) = cached {
-        return (full.into(), Some((svc.into(), method.into())));
-    }
     match trimmed.split_once('/') {
         Some((svc, method)) if !svc.is_empty() && !method.is_empty() && !method.contains('/') => {
-            let names = (kept(trimmed), kept(svc), kept(method));
-            if let (Cow::Borrowed(f), Cow::Borrowed(s), Cow::Borrowed(m)) = &names {
-                let _ = RPC_NAMES.try_with(|c| {
-                    if let Ok(mut c) = c.try_borrow_mut() {
-                        c[slot] = Some((f, s, m));
-                    }
-                });
-            }
-            (names.0, Some((names.1, names.2)))
+            let (full, svc, method) = (kept(trimmed), kept(svc), kept(method));
+            let entry = match (&full, &svc, &method) {
+                (Cow::Borrowed(f), Cow::Borrowed(s), Cow::Borrowed(m)) => Some((*f, *s, *m)),
+                _ => None,
+            };
+            ((full, Some((svc, method))), entry)
         }
-        _ => (
-            if trimmed.is_empty() {
+        _ => {
+            let full = if trimmed.is_empty() {
                 Cow::Borrowed("grpc")
             } else {
                 Cow::Owned(trimmed.to_owned())
-            },
-            None,
-        ),
+            };
+            ((full, None), None)
+        }
     }
 }
 

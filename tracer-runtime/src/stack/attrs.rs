@@ -38,28 +38,9 @@ thread_local! {
 /// that recorded the same bytes: a value seen before is found by its bytes, and checked only
 /// when new (a user agent is a hundred bytes or more).
 pub(crate) fn header_value(v: &HeaderValue) -> Option<Value> {
-    let b = v.as_bytes();
-    let new = || v.to_str().ok().map(Arc::<str>::from);
-    let slot = crate::hash::quick_hash(b) as usize % crate::hash::TEXT_SLOTS;
-    let text = HEADER_TEXTS
-        .try_with(|c| {
-            let mut c = c.try_borrow_mut().ok()?;
-            if let Some(t) = &c[slot]
-                && t.as_bytes() == b
-            {
-                return Some(Some(Arc::clone(t)));
-            }
-            let t = new();
-            if let Some(t) = &t
-                && b.len() <= HEADER_CACHE_MAX
-            {
-                c[slot] = Some(Arc::clone(t));
-            }
-            Some(t)
-        })
-        .ok()
-        .flatten()
-        .unwrap_or_else(new)?;
+    let text = crate::hash::shared_text(&HEADER_TEXTS, v.as_bytes(), HEADER_CACHE_MAX, || {
+        v.to_str().ok().map(Arc::<str>::from)
+    })?;
     Some(Value::String(StringValue::from(text)))
 }
 
@@ -71,7 +52,7 @@ thread_local! {
 
 thread_local! {
     /// The peers this thread recorded lately, their addresses written once.
-    static PEERS: std::cell::RefCell<[Option<(IpAddr, Value)>; PEER_SLOTS]> =
+    static PEERS: crate::hash::Slots<(IpAddr, Value), PEER_SLOTS> =
         const { std::cell::RefCell::new([const { None }; PEER_SLOTS]) };
 }
 
@@ -95,25 +76,19 @@ pub(crate) fn kept_name(name: &str) -> std::borrow::Cow<'static, str> {
 /// per peer this thread sees again, shared by its spans (a connection's requests all come from
 /// one peer).
 pub(crate) fn ip_value(ip: IpAddr) -> Value {
-    let slot = match ip {
+    let hash = match ip {
         IpAddr::V4(a) => crate::hash::quick_hash(&a.octets()),
         IpAddr::V6(a) => crate::hash::quick_hash(&a.octets()),
-    } as usize
-        % PEER_SLOTS;
-    let new = || Value::String(StringValue::from(Arc::<str>::from(ip.to_string())));
-    PEERS
-        .try_with(|peers| {
-            let mut peers = peers.borrow_mut();
-            match &peers[slot] {
-                Some((at, v)) if *at == ip => v.clone(),
-                _ => {
-                    let v = new();
-                    peers[slot] = Some((ip, v.clone()));
-                    v
-                }
-            }
-        })
-        .unwrap_or_else(|_| new())
+    };
+    crate::hash::cached(
+        &PEERS,
+        hash,
+        |(at, v)| (*at == ip).then(|| v.clone()),
+        || {
+            let v = Value::String(StringValue::from(Arc::<str>::from(ip.to_string())));
+            (v.clone(), Some((ip, v)))
+        },
+    )
 }
 
 fn default_port(scheme: &str) -> Option<u16> {
@@ -155,7 +130,7 @@ thread_local! {
     /// The `Host` headers this thread read lately, parsed: a server is asked by the same few
     /// names again and again, so a value seen before costs a hash and a compare of its bytes,
     /// not its parse, its UTF-8 check and a lookup in the text cache.
-    static HOSTS: std::cell::RefCell<[Option<HostEntry>; HOST_SLOTS]> =
+    static HOSTS: crate::hash::Slots<HostEntry, HOST_SLOTS> =
         const { std::cell::RefCell::new([const { None }; HOST_SLOTS]) };
 }
 
@@ -166,22 +141,16 @@ fn host_header(header: &HeaderValue) -> Option<(Value, Option<u16>)> {
     if b.len() > HOST_CACHE_MAX {
         return parse();
     }
-    let slot = crate::hash::quick_hash(b) as usize % HOST_SLOTS;
-    HOSTS
-        .try_with(|c| {
-            let mut c = c.try_borrow_mut().ok()?;
-            if let Some((k, v, p)) = &c[slot]
-                && **k == *b
-            {
-                return Some(Some((v.clone(), *p)));
-            }
-            let parsed = parse()?;
-            c[slot] = Some((b.into(), parsed.0.clone(), parsed.1));
-            Some(Some(parsed))
-        })
-        .ok()
-        .flatten()
-        .unwrap_or_else(parse)
+    crate::hash::cached(
+        &HOSTS,
+        crate::hash::quick_hash(b),
+        |(k, v, p)| (**k == *b).then(|| Some((v.clone(), *p))),
+        || {
+            let parsed = parse();
+            let entry = parsed.clone().map(|(v, p)| (b.into(), v, p));
+            (parsed, entry)
+        },
+    )
 }
 
 /// The headers an HTTP server span reads (the first value of each, see
