@@ -27,22 +27,65 @@ pub(crate) fn start(
     parent: Option<&Context>,
     make: impl FnOnce() -> (Cow<'static, str>, Vec<KeyValue>),
 ) -> Option<Op> {
+    begin(service, parent, || {
+        let (name, attrs) = make();
+        // A name made for this span alone (rare: most are the operation's, or a statement's
+        // interned one) keeps the general path.
+        let site = match &name {
+            Cow::Borrowed(name) => crate::recorder::client_meta(name),
+            Cow::Owned(_) => None,
+        };
+        (name, site, attrs)
+    })
+}
+
+/// [`start`] for an operation whose call site `site` is known (a Redis command's): named
+/// `site.name`, no lookup by name.
+#[cfg(feature = "redis")]
+#[inline]
+pub(crate) fn start_at(
+    service: Option<&str>,
+    parent: Option<&Context>,
+    site: &'static crate::recorder::Meta,
+    make: impl FnOnce() -> Vec<KeyValue>,
+) -> Option<Op> {
+    begin(service, parent, || {
+        (Cow::Borrowed(site.name), Some(site), make())
+    })
+}
+
+/// [`start`] and [`start_at`]: `make` gives the span's name, its call site when it has one, and
+/// its attributes.
+#[inline(always)]
+fn begin(
+    service: Option<&str>,
+    parent: Option<&Context>,
+    make: impl FnOnce() -> (
+        Cow<'static, str>,
+        Option<&'static crate::recorder::Meta>,
+        Vec<KeyValue>,
+    ),
+) -> Option<Op> {
     if !crate::switch::on() {
         return None;
     }
     let (svc, sc, inherited) = resolve(service, parent)?;
-    let (name, attrs) = make();
-    // A name made for this span alone (rare: most are the operation's, or a statement's
-    // interned one) keeps the general path.
-    if let (Cow::Borrowed(name), true) = (&name, svc.sink.buffered && !svc.sink.otel_context)
-        && let Some(meta) = crate::recorder::client_meta(name)
+    let (name, site, attrs) = make();
+    if svc.sink.buffered
+        && !svc.sink.otel_context
+        && let Some(meta) = site
     {
         let trace_id = sc
             .as_ref()
             .map_or_else(crate::recorder::trace_id, SpanContext::trace_id);
-        let sampled = svc
-            .sink
-            .sample(sc.as_ref(), trace_id, name, &SpanKind::Client, &attrs, &[]);
+        let sampled = svc.sink.sample(
+            sc.as_ref(),
+            trace_id,
+            meta.name,
+            &SpanKind::Client,
+            &attrs,
+            &[],
+        );
         if sampled {
             return Some(Op::Fast(OpBox::new(crate::recorder::Fast::op(
                 svc,

@@ -772,8 +772,7 @@ pub(crate) fn client_meta(name: &'static str) -> Option<&'static Meta> {
             Some(m) => *m,
             None if all.len() >= CLIENT_METAS_MAX => return None,
             None => {
-                let m: &'static Meta =
-                    Box::leak(Box::new(Meta::new(name, SpanKind::Client, false)));
+                let m: &'static Meta = Box::leak(Box::new(Meta::client(name)));
                 all.insert(name, m);
                 m
             }
@@ -809,6 +808,12 @@ impl Meta {
             #[cfg(feature = "metrics")]
             series: crate::red::FnSeries::new(),
         }
+    }
+
+    /// An integration's CLIENT span named `name` (a Redis command's call site).
+    #[cfg(any(feature = "redis", feature = "mysql"))]
+    pub(crate) const fn client(name: &'static str) -> Self {
+        Meta::new(name, SpanKind::Client, false)
     }
 
     /// `#[traced(metrics)]`: the span's duration is also recorded in the
@@ -1348,7 +1353,7 @@ impl OpBox {
                 let unwinding = PopOnUnwind(at);
                 let out = f();
                 std::mem::forget(unwinding);
-                if let Some(Frame::Op(back)) = pop_frame(at) {
+                if let Some(back) = pop_op(at) {
                     *self = back;
                 }
                 out
@@ -1595,6 +1600,55 @@ fn pop_frame(at: usize) -> Option<Frame> {
         })
         .ok()
         .flatten()
+}
+
+/// Takes the operation's span pushed at `at` (see [`OpBox::enter`]) off the stack: the box's
+/// pointer taken out where the frame lies, not the whole ~130-byte [`Frame`] copied out first.
+#[inline]
+fn pop_op(at: usize) -> Option<OpBox> {
+    let mut other = None;
+    let op = STACK
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            let top = at + 1 == s.len();
+            let f = s.get_mut(at)?;
+            let op = match f {
+                Frame::Op(b) => Some(OpBox(b.0.take())),
+                // Not the operation's frame (frames left out of order): dropped, as `pop` does,
+                // outside the borrow.
+                _ => {
+                    other = Some(std::mem::replace(f, Frame::Gone));
+                    None
+                }
+            };
+            if top {
+                // What is left holds nothing (an emptied box, or a hole): no drop to run.
+                if let Some(left) = s.pop() {
+                    debug_assert!(matches!(left, Frame::Gone | Frame::Op(OpBox(None))));
+                    std::mem::forget(left);
+                }
+                while matches!(s.last(), Some(Frame::Gone)) {
+                    s.pop();
+                }
+                set_quiet(&s);
+            } else {
+                *f = Frame::Gone;
+            }
+            op
+        })
+        .ok()
+        .flatten();
+    if let Some(f) = other {
+        drop_cold(f);
+    }
+    op
+}
+
+/// Drops a frame taken off the stack by mistake (out of order): rare, kept out of the way.
+#[cold]
+#[inline(never)]
+fn drop_cold(f: Frame) {
+    drop(f);
 }
 
 fn push_otel() -> Option<usize> {

@@ -17,6 +17,7 @@ use fred::types::{
 use super::text::Text;
 use super::{Traced, TracedPipeline, TracedTransaction, on_done};
 use crate::db;
+use crate::recorder::Meta;
 
 /// The wrapped commands. Each entry: the command, fred's method signature, which arguments
 /// are keys (converted first, so their names can be read), and how the text reads.
@@ -47,7 +48,9 @@ macro_rules! commands {
                         $($(let $k: $kt = $kconv;)*)?
                         Ok(($($a,)*))
                     })()?;
-                    let cx = self.$dispatch($cmd, |$tx: &mut Text| { $text; });
+                    // The command's call site, made at compile time: no lookup by name.
+                    static SITE: crate::recorder::Meta = crate::recorder::Meta::client($cmd);
+                    let cx = self.$dispatch(&SITE, |$tx: &mut Text| { $text; });
                     db::run(cx, self.inner.$m($($a),*), on_done).await
                 }
             }
@@ -356,8 +359,8 @@ impl<C> Commands for C where
 
 impl<C: Commands> Traced<C> {
     /// A command's span.
-    fn traced(&self, command: &'static str, text: impl FnOnce(&mut Text)) -> Option<db::Op> {
-        self.meta.start(command, text)
+    fn traced(&self, site: &'static Meta, text: impl FnOnce(&mut Text)) -> Option<db::Op> {
+        self.meta.start_at(site, text)
     }
 
     all_commands!(traced);
@@ -372,8 +375,8 @@ where
     Pipeline<C>: Commands + PubsubInterface,
 {
     /// Queuing a command: no span of its own, its text goes to the batch's span.
-    fn queued(&self, command: &'static str, text: impl FnOnce(&mut Text)) -> Option<db::Op> {
-        self.batch.queue(command, text);
+    fn queued(&self, site: &'static Meta, text: impl FnOnce(&mut Text)) -> Option<db::Op> {
+        self.batch.queue(site.name, text);
         None
     }
 
@@ -383,8 +386,8 @@ where
 
 impl TracedTransaction {
     /// Queuing a command: no span of its own, its text goes to the batch's span.
-    fn queued(&self, command: &'static str, text: impl FnOnce(&mut Text)) -> Option<db::Op> {
-        self.batch.queue(command, text);
+    fn queued(&self, site: &'static Meta, text: impl FnOnce(&mut Text)) -> Option<db::Op> {
+        self.batch.queue(site.name, text);
         None
     }
 

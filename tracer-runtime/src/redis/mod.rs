@@ -157,6 +157,18 @@ impl Meta {
             )
         })
     }
+
+    /// [`start`](Self::start) for a command whose call site is known (the command table's).
+    fn start_at(
+        &self,
+        site: &'static crate::recorder::Meta,
+        text: impl FnOnce(&mut Text),
+    ) -> Option<db::Op> {
+        db::start_at(self.service(), None, site, || {
+            let text = Text::build(site.name, text);
+            self.attrs(Cow::Borrowed(site.name), Some(text))
+        })
+    }
 }
 
 /// The message and `error.type` of a fred error. A server error's message may quote the
