@@ -27,37 +27,17 @@ pub(crate) fn start(
     parent: Option<&Context>,
     make: impl FnOnce() -> (Cow<'static, str>, Vec<KeyValue>),
 ) -> Option<Op> {
-    begin(service, parent, || {
+    start_site(service, parent, || {
         let (name, attrs) = make();
-        // A name made for this span alone (rare: most are the operation's, or a statement's
-        // interned one) keeps the general path.
-        let site = match &name {
-            Cow::Borrowed(name) => crate::recorder::client_meta(name),
-            Cow::Owned(_) => None,
-        };
-        (name, site, attrs)
+        (name, None, attrs)
     })
 }
 
-/// [`start`] for an operation whose call site `site` is known (a Redis command's): named
-/// `site.name`, no lookup by name.
-#[cfg(feature = "redis")]
-#[inline]
-pub(crate) fn start_at(
-    service: Option<&str>,
-    parent: Option<&Context>,
-    site: &'static crate::recorder::Meta,
-    make: impl FnOnce() -> Vec<KeyValue>,
-) -> Option<Op> {
-    begin(service, parent, || {
-        (Cow::Borrowed(site.name), Some(site), make())
-    })
-}
-
-/// [`start`] and [`start_at`]: `make` gives the span's name, its call site when it has one, and
-/// its attributes.
+/// [`start`] for an operation whose call site may be known (a Redis command's, a statement's):
+/// `make` gives the span's name, its call site (`None`: looked up by the name), and its
+/// attributes.
 #[inline(always)]
-fn begin(
+pub(crate) fn start_site(
     service: Option<&str>,
     parent: Option<&Context>,
     make: impl FnOnce() -> (
@@ -71,6 +51,13 @@ fn begin(
     }
     let (svc, sc, inherited) = resolve(service, parent)?;
     let (name, site, attrs) = make();
+    // A name made for this span alone (rare: most are the operation's, or a statement's
+    // interned one) keeps the general path.
+    let site = match (site, &name) {
+        (Some(site), _) => Some(site),
+        (None, Cow::Borrowed(name)) => crate::recorder::client_meta(name),
+        (None, Cow::Owned(_)) => None,
+    };
     if svc.sink.buffered
         && !svc.sink.otel_context
         && let Some(meta) = site

@@ -970,7 +970,7 @@ impl Fast {
     /// `None`). It is recorded as a `#[traced]` span is: no `Context`, ended into the thread's
     /// buffer.
     #[cfg(any(feature = "redis", feature = "mysql"))]
-    #[inline]
+    #[inline(always)]
     pub(crate) fn op(
         svc: Arc<Service>,
         parent: Option<&SpanContext>,

@@ -128,7 +128,7 @@ impl Meta {
         {
             return None;
         }
-        db::start(self.service.as_deref(), parent, || {
+        db::start_site(self.service.as_deref(), parent, || {
             // Room for what the span gets when done: rows, or an error's three attributes.
             let mut a = Vec::with_capacity(self.base.len() + sql.map_or(0, |s| s.attrs.len()) + 4);
             self.base.copy_to(&mut a);
@@ -138,10 +138,10 @@ impl Meta {
             if let Some(s) = sql {
                 s.attrs.copy_to(&mut a);
             }
-            let name = sql
-                .and_then(|s| s.name.clone())
-                .unwrap_or(Cow::Borrowed(fallback));
-            (name, a)
+            match sql.and_then(|s| Some((s.name.clone()?, s.site))) {
+                Some((name, site)) => (name, site, a),
+                None => (Cow::Borrowed(fallback), None, a),
+            }
         })
     }
 

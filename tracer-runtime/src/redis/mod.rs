@@ -164,9 +164,13 @@ impl Meta {
         site: &'static crate::recorder::Meta,
         text: impl FnOnce(&mut Text),
     ) -> Option<db::Op> {
-        db::start_at(self.service(), None, site, || {
+        db::start_site(self.service(), None, || {
             let text = Text::build(site.name, text);
-            self.attrs(Cow::Borrowed(site.name), Some(text))
+            (
+                Cow::Borrowed(site.name),
+                Some(site),
+                self.attrs(Cow::Borrowed(site.name), Some(text)),
+            )
         })
     }
 }

@@ -23,6 +23,8 @@ pub(crate) struct Statement {
     /// `db.query.text`, shared with the attribute.
     pub(crate) text: Option<Arc<str>>,
     pub(crate) attrs: Consts,
+    /// The call site of the spans named `name` (no lookup by name per execution).
+    pub(crate) site: Option<&'static crate::recorder::Meta>,
 }
 
 impl Statement {
@@ -43,12 +45,17 @@ impl Statement {
         if let Some(t) = &text {
             attrs.push(semconv::DB_QUERY_TEXT, Const::Shared(Arc::clone(t)));
         }
+        let site = match &name {
+            Some(Cow::Borrowed(n)) => crate::recorder::client_meta(n),
+            _ => None,
+        };
         Statement {
             raw: raw.into(),
             sanitized,
             name,
             text,
             attrs,
+            site,
         }
     }
 }
