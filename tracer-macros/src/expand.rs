@@ -207,14 +207,21 @@ fn prelude(
     match guard {
         // A sync body run as written: the span is started current, in its place on the
         // thread's stack.
-        Some(n_guard) => quote! {
-            #meta
-            let #n_guard = if #p::on() {
-                #p::SyncGuard::start(&__TRACER_META, #fill)
+        Some(n_guard) => {
+            let start = if stmts.is_empty() {
+                quote!(#p::SyncGuard::start_bare(&__TRACER_META))
             } else {
-                #p::SyncGuard::off()
+                quote!(#p::SyncGuard::start(&__TRACER_META, #fill))
             };
-        },
+            quote! {
+                #meta
+                let #n_guard = if #p::on() {
+                    #start
+                } else {
+                    #p::SyncGuard::off()
+                };
+            }
+        }
         None => quote! {
             #meta
             #[allow(unused_mut)]

@@ -122,9 +122,24 @@ pub(crate) fn push(span: Fast) {
     }
 }
 
+/// Runs `put` on this thread's buffer of finished spans (to push a span moved straight from
+/// where it lies); `Err` when the buffer is gone (the thread is exiting: `put` is not run).
+/// A buffer that `put` filled is returned, to [`hand_over`] once the caller holds nothing.
+#[inline(always)]
+pub(crate) fn with_buffer(
+    put: impl FnOnce(&mut Vec<Finished>),
+) -> Result<Option<Vec<Finished>>, ()> {
+    MINE.try_with(|b| {
+        let mut v = lock(b);
+        put(&mut v);
+        (v.len() >= BATCH).then(|| std::mem::replace(&mut *v, spare()))
+    })
+    .map_err(|_| ())
+}
+
 /// A thread's full buffer to the collector; the thread gets an empty one.
 #[cold]
-fn hand_over(full: Vec<Finished>) {
+pub(crate) fn hand_over(full: Vec<Finished>) {
     let c = collector();
     if !c.threaded {
         export(full);
@@ -180,11 +195,17 @@ fn run() {
 /// emptied buffer kept.
 fn export(mut spans: Vec<Finished>) {
     let anchor = crate::clock::Anchor::now();
-    let mut it = spans.drain(..).peekable();
-    while let Some(first) = it.peek() {
+    let mut it = spans.drain(..);
+    // Runs told apart by looking ahead in place (a `Peekable` moved every span twice more).
+    while let Some(first) = it.as_slice().first() {
         let svc = Arc::clone(first.service());
-        let run = std::iter::from_fn(|| it.next_if(|s| Arc::ptr_eq(s.service(), &svc)));
-        svc.sink.export_all(run, |s| s.into_data(&anchor));
+        let n = it
+            .as_slice()
+            .iter()
+            .take_while(|s| Arc::ptr_eq(s.service(), &svc))
+            .count();
+        svc.sink
+            .export_all(it.by_ref().take(n), |s| s.into_data(&anchor));
     }
     drop(it);
     recycle(spans);

@@ -1148,6 +1148,9 @@ impl Finished {
     }
 
     /// The span as the SDK's `SpanData`, its ticks turned into wall-clock times with `anchor`.
+    /// Inlined into the queue's push, so that the `SpanData` is written where it lies in its
+    /// batch.
+    #[inline(always)]
     pub(crate) fn into_data(mut self, anchor: &crate::clock::Anchor) -> SpanData {
         let s = &mut self.0;
         // Most spans have nothing more (no event, status or trace state): no `More` to unpack.
@@ -1213,43 +1216,65 @@ pub(crate) fn push_fast_child(
 }
 
 /// Ends the [`Fast`] span pushed at `at` where it is, after `before` has written to it, and
-/// takes it off the stack (see [`pop`]); `false` if it is not there (the stack is gone).
+/// takes it off the stack (see [`pop`]) straight into the thread's buffer of finished spans
+/// (one copy of the span, not three); `false` if it is not there (the stack is gone).
 #[inline]
 pub(crate) fn end_fast(at: usize, before: impl FnOnce(&mut dyn SpanWrite)) -> bool {
     let mut before = Some(before);
-    let span = STACK
+    let mut full = None;
+    let mut unqueued = None;
+    let found = STACK
         .try_with(|s| {
-            let mut s = s.try_borrow_mut().ok()?;
-            let Some(Frame::Fast(span)) = s.get_mut(at) else {
-                return None;
+            let Ok(mut s) = s.try_borrow_mut() else {
+                return false;
+            };
+            let top = at + 1 == s.len();
+            let Some(f) = s.get_mut(at) else {
+                return false;
+            };
+            let Frame::Fast(span) = f else {
+                return false;
             };
             if let Some(before) = before.take() {
                 before(span);
             }
-            let frame = if at + 1 == s.len() {
-                let f = s.pop();
+            span.ended_at();
+            span.queued = true;
+            match crate::collector::with_buffer(|v| {
+                if let Frame::Fast(span) = std::mem::replace(f, Frame::Gone) {
+                    v.push(Finished(span));
+                }
+            }) {
+                Ok(filled) => full = filled,
+                // The thread's buffer is gone: the span hands itself over as it drops, once
+                // the stack is let go of.
+                Err(()) => {
+                    if let Frame::Fast(mut span) = std::mem::replace(f, Frame::Gone) {
+                        span.queued = false;
+                        // Boxed: the common case's check is of one word.
+                        unqueued = Some(Box::new(span));
+                    }
+                }
+            }
+            if top {
+                // The frame is a hole now: nothing to drop.
+                if let Some(left) = s.pop() {
+                    debug_assert!(matches!(left, Frame::Gone));
+                    std::mem::forget(left);
+                }
                 while matches!(s.last(), Some(Frame::Gone)) {
                     s.pop();
                 }
                 set_quiet(&s);
-                f
-            } else {
-                s.get_mut(at).map(|f| std::mem::replace(f, Frame::Gone))
-            };
-            match frame {
-                Some(Frame::Fast(span)) => Some(span),
-                _ => None,
             }
-        })
-        .ok()
-        .flatten();
-    match span {
-        Some(span) => {
-            span.end();
             true
-        }
-        None => false,
+        })
+        .unwrap_or(false);
+    if let Some(full) = full {
+        crate::collector::hand_over(full);
     }
+    drop(unqueued);
+    found
 }
 
 /// Takes back the [`Fast`] span pushed at `at` (see [`pop`]).
@@ -1467,6 +1492,70 @@ impl FastParent {
     }
 }
 
+/// What [`push_bare_child`] did.
+pub(crate) enum BareChild {
+    /// The child, sampled, is current at this place on the stack.
+    Pushed(usize),
+    /// No span (see [`Top::Nothing`]).
+    Nothing,
+    /// Another case: to be started the general way.
+    Else,
+}
+
+/// The commonest `#[traced]` span, started in one look at the thread's stack: a child without
+/// attributes of a sampled [`Fast`] span, under a sampler that follows the parent, made in its
+/// place on the stack (nothing of the user's runs meanwhile: no attribute to format).
+#[inline(always)]
+pub(crate) fn push_bare_child(meta: &'static Meta) -> BareChild {
+    if !meta.metrics && QUIET.with(Cell::get) {
+        return BareChild::Nothing;
+    }
+    STACK
+        .try_with(|s| {
+            let Ok(mut s) = s.try_borrow_mut() else {
+                return BareChild::Else;
+            };
+            let Some(Frame::Fast(f)) = s.last() else {
+                return BareChild::Else;
+            };
+            if !f.svc.is_enabled() {
+                return BareChild::Nothing;
+            }
+            if !f.svc.sink.follows_parent() {
+                return BareChild::Else;
+            }
+            // `Fast::child`'s span, written straight into the stack's new frame.
+            let (trace_id, parent, svc) = (f.trace_id, f.span_id, Arc::clone(&f.svc));
+            let more = match &f.more {
+                Some(m) if m.state != TraceState::NONE => Some(Box::new(More {
+                    state: m.state.clone(),
+                    ..More::default()
+                })),
+                _ => None,
+            };
+            crate::stats::span_started();
+            // The top is a sampled span now: `QUIET` stays clear.
+            s.push(Frame::Fast(Fast {
+                trace_id,
+                span_id: new_span_id(),
+                parent,
+                start: crate::clock::now(),
+                svc,
+                meta,
+                attrs: Vec::new(),
+                more,
+                #[cfg(feature = "metrics")]
+                labels: None,
+                end: 0,
+                parent_remote: false,
+                ended: false,
+                queued: false,
+            }));
+            BareChild::Pushed(s.len() - 1)
+        })
+        .unwrap_or(BareChild::Else)
+}
+
 /// [`Top`] for a child of the call site `meta`; `Other` when unsure (OpenTelemetry's context is
 /// current).
 #[inline(always)]
@@ -1475,40 +1564,44 @@ pub(crate) fn top(meta: &Meta) -> Top {
         return Top::Nothing;
     }
     STACK
-        .try_with(|s| {
-            let Ok(s) = s.try_borrow() else {
-                return Top::Other;
-            };
-            let (svc, sc) = match s.last() {
-                Some(Frame::Fast(f)) => return under_fast(f),
-                Some(Frame::Op(b)) => return b.span().map_or(Top::Other, under_fast),
-                Some(Frame::Light(l)) => (&l.svc, None),
-                Some(Frame::Local(span)) => (&span.svc, Some(&span.sc)),
-                _ => return under_otel(meta),
-            };
-            if !svc.is_enabled() {
-                return Top::Nothing;
-            }
-            if sc.is_some_and(SpanContext::is_sampled) || !svc.sink.follows_parent() {
-                return Top::Other;
-            }
-            if !meta.metrics {
-                return Top::Nothing;
-            }
-            // Not sampled, but measured: a light span with the parent's ids.
-            let (trace_id, span_id, state) = match (s.last(), sc) {
-                (Some(Frame::Light(l)), _) => (l.trace_id, l.span_id, l.state().clone()),
-                (_, Some(sc)) => (sc.trace_id(), sc.span_id(), sc.trace_state().clone()),
-                _ => return Top::Other,
-            };
-            Top::Unsampled(FastParent {
-                trace_id,
-                span_id,
-                svc: Arc::clone(svc),
-                state,
-            })
+        .try_with(|s| match s.try_borrow() {
+            Ok(s) => top_of(&s, meta),
+            Err(_) => Top::Other,
         })
         .unwrap_or(Top::Other)
+}
+
+/// [`top`] of the stack `s`.
+#[inline(always)]
+fn top_of(s: &[Frame], meta: &Meta) -> Top {
+    let (svc, sc) = match s.last() {
+        Some(Frame::Fast(f)) => return under_fast(f),
+        Some(Frame::Op(b)) => return b.span().map_or(Top::Other, under_fast),
+        Some(Frame::Light(l)) => (&l.svc, None),
+        Some(Frame::Local(span)) => (&span.svc, Some(&span.sc)),
+        _ => return under_otel(meta),
+    };
+    if !svc.is_enabled() {
+        return Top::Nothing;
+    }
+    if sc.is_some_and(SpanContext::is_sampled) || !svc.sink.follows_parent() {
+        return Top::Other;
+    }
+    if !meta.metrics {
+        return Top::Nothing;
+    }
+    // Not sampled, but measured: a light span with the parent's ids.
+    let (trace_id, span_id, state) = match (s.last(), sc) {
+        (Some(Frame::Light(l)), _) => (l.trace_id, l.span_id, l.state().clone()),
+        (_, Some(sc)) => (sc.trace_id(), sc.span_id(), sc.trace_state().clone()),
+        _ => return Top::Other,
+    };
+    Top::Unsampled(FastParent {
+        trace_id,
+        span_id,
+        svc: Arc::clone(svc),
+        state,
+    })
 }
 
 /// [`Top`] when OpenTelemetry's context is current: a span of it that is not sampled (a

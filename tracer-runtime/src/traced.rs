@@ -363,6 +363,26 @@ impl SyncGuard {
         Self::new(start_other(meta, fill))
     }
 
+    /// [`start`](Self::start) for a call site that records no attribute: the commonest span (a
+    /// sampled child of a `#[traced]` span) started in one look at the thread's stack.
+    #[inline]
+    pub fn start_bare(meta: &'static Meta) -> Self {
+        if !meta.root {
+            match recorder::push_bare_child(meta) {
+                recorder::BareChild::Pushed(at) => {
+                    return SyncGuard {
+                        entered: Some(Entered::Fast(at)),
+                        panicking_at_entry: std::thread::panicking(),
+                        _not_send: std::marker::PhantomData,
+                    };
+                }
+                recorder::BareChild::Nothing => return SyncGuard::off(),
+                recorder::BareChild::Else => {}
+            }
+        }
+        Self::start(meta, crate::attrs::no_attrs)
+    }
+
     /// A guard that does nothing (tracing off).
     #[inline(always)]
     pub fn off() -> Self {
