@@ -116,21 +116,28 @@ where
                 KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             };
         }
-        let polled = match this.kind.as_mut().project() {
+        // Written in place by the poll: a frame returned through `catch_unwind` was copied
+        // through its storage (a gRPC frame's `Result` holds a `Status`, ~200 bytes).
+        let mut polled = Poll::Pending;
+        let caught = match this.kind.as_mut().project() {
             KindProj::Full { data } => return Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             KindProj::Inner { body } if P::BODY_IN_SPAN => {
                 // The body's own code (a streaming handler's generator) runs in the span.
                 let _attached = this.span.as_ref().map(|s| crate::recorder::attach(&s.cx));
                 if *this.catch_panics {
-                    catch_unwind(AssertUnwindSafe(|| body.poll_frame(cx)))
+                    catch_unwind(AssertUnwindSafe(|| polled = body.poll_frame(cx)))
                 } else {
-                    Ok(body.poll_frame(cx))
+                    polled = body.poll_frame(cx);
+                    Ok(())
                 }
             }
-            KindProj::Inner { body } => Ok(body.poll_frame(cx)),
+            KindProj::Inner { body } => {
+                polled = body.poll_frame(cx);
+                Ok(())
+            }
         };
-        let polled = match polled {
-            Ok(p) => p,
+        match caught {
+            Ok(()) => {}
             Err(payload) => {
                 let trailers = match this.span.take() {
                     Some(CallSpan { cx, call }) => P::body_panicked(Some((call, &cx)), &*payload),
