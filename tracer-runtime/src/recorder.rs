@@ -933,26 +933,47 @@ impl Fast {
         span
     }
 
-    /// Starts a sampled child of `parent` (a local span) for the call site `meta`.
+    /// A sampled span of `svc` started now, child of `parent` in `trace_id`, for the call site
+    /// `meta` (counted as started; written where the caller puts it).
     #[inline(always)]
-    pub(crate) fn child(parent: FastParent, meta: &'static Meta, attrs: Vec<KeyValue>) -> Fast {
+    fn begun(
+        trace_id: TraceId,
+        parent: SpanId,
+        svc: Arc<Service>,
+        meta: &'static Meta,
+        attrs: Vec<KeyValue>,
+        more: Option<Box<More>>,
+    ) -> Fast {
         crate::stats::span_started();
-        let mut span = Fast {
-            trace_id: parent.trace_id,
+        Fast {
+            trace_id,
             span_id: new_span_id(),
-            parent: parent.span_id,
+            parent,
             start: crate::clock::now(),
-            svc: parent.svc,
+            svc,
             meta,
             attrs,
-            more: None,
+            more,
             #[cfg(feature = "metrics")]
             labels: None,
             end: 0,
             parent_remote: false,
             ended: false,
             queued: false,
-        };
+        }
+    }
+
+    /// Starts a sampled child of `parent` (a local span) for the call site `meta`.
+    #[inline(always)]
+    pub(crate) fn child(parent: FastParent, meta: &'static Meta, attrs: Vec<KeyValue>) -> Fast {
+        let mut span = Fast::begun(
+            parent.trace_id,
+            parent.span_id,
+            parent.svc,
+            meta,
+            attrs,
+            None,
+        );
         if parent.state != TraceState::NONE {
             span.more().state = parent.state;
         }
@@ -1533,24 +1554,15 @@ pub(crate) fn push_bare_child(meta: &'static Meta) -> BareChild {
                 })),
                 _ => None,
             };
-            crate::stats::span_started();
             // The top is a sampled span now: `QUIET` stays clear.
-            s.push(Frame::Fast(Fast {
+            s.push(Frame::Fast(Fast::begun(
                 trace_id,
-                span_id: new_span_id(),
                 parent,
-                start: crate::clock::now(),
                 svc,
                 meta,
-                attrs: Vec::new(),
+                Vec::new(),
                 more,
-                #[cfg(feature = "metrics")]
-                labels: None,
-                end: 0,
-                parent_remote: false,
-                ended: false,
-                queued: false,
-            }));
+            )));
             BareChild::Pushed(s.len() - 1)
         })
         .unwrap_or(BareChild::Else)
