@@ -1278,15 +1278,7 @@ pub(crate) fn end_fast(at: usize, before: impl FnOnce(&mut dyn SpanWrite)) -> bo
                 }
             }
             if top {
-                // The frame is a hole now: nothing to drop.
-                if let Some(left) = s.pop() {
-                    debug_assert!(matches!(left, Frame::Gone));
-                    std::mem::forget(left);
-                }
-                while matches!(s.last(), Some(Frame::Gone)) {
-                    s.pop();
-                }
-                set_quiet(&s);
+                pop_emptied(&mut s);
             }
             true
         })
@@ -1727,15 +1719,7 @@ fn pop_op(at: usize) -> Option<OpBox> {
                 }
             };
             if top {
-                // What is left holds nothing (an emptied box, or a hole): no drop to run.
-                if let Some(left) = s.pop() {
-                    debug_assert!(matches!(left, Frame::Gone | Frame::Op(OpBox(None))));
-                    std::mem::forget(left);
-                }
-                while matches!(s.last(), Some(Frame::Gone)) {
-                    s.pop();
-                }
-                set_quiet(&s);
+                pop_emptied(&mut s);
             } else {
                 *f = Frame::Gone;
             }
@@ -1747,6 +1731,20 @@ fn pop_op(at: usize) -> Option<OpBox> {
         drop_cold(f);
     }
     op
+}
+
+/// Takes the top frame, emptied where it lies (a hole, or an operation's frame whose box was
+/// taken: nothing in it to drop), off the stack, and the holes under it.
+#[inline(always)]
+fn pop_emptied(s: &mut Vec<Frame>) {
+    if let Some(left) = s.pop() {
+        debug_assert!(matches!(left, Frame::Gone | Frame::Op(OpBox(None))));
+        std::mem::forget(left);
+    }
+    while matches!(s.last(), Some(Frame::Gone)) {
+        s.pop();
+    }
+    set_quiet(s);
 }
 
 /// Drops a frame taken off the stack by mistake (out of order): rare, kept out of the way.
