@@ -195,19 +195,19 @@ fn run() {
 /// emptied buffer kept.
 fn export(mut spans: Vec<Finished>) {
     let anchor = crate::clock::Anchor::now();
-    let mut it = spans.drain(..);
-    // Runs told apart by looking ahead in place (a `Peekable` moved every span twice more).
-    while let Some(first) = it.as_slice().first() {
+    // Each run of one service's spans at once, the spans made `SpanData` where they lie.
+    let mut rest: &mut [Finished] = &mut spans;
+    while let Some(first) = rest.first() {
         let svc = Arc::clone(first.service());
-        let n = it
-            .as_slice()
+        let n = rest
             .iter()
             .take_while(|s| Arc::ptr_eq(s.service(), &svc))
             .count();
+        let (run, tail) = std::mem::take(&mut rest).split_at_mut(n);
         svc.sink
-            .export_all(it.by_ref().take(n), |s| s.into_data(&anchor));
+            .export_all(run.iter_mut(), |s| s.take_data(&anchor));
+        rest = tail;
     }
-    drop(it);
     recycle(spans);
 }
 

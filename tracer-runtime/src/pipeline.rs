@@ -468,16 +468,23 @@ impl SpanProcessor for Batcher {
 
 /// An estimate of the memory a queued span holds (saturating at 4 GiB): the struct and what its attributes, events
 /// and links point to.
+#[inline(always)]
 fn weight(s: &SpanData) -> u32 {
-    use std::mem::size_of;
     // Most spans: a borrowed name and nothing in their lists.
     if s.attributes.is_empty()
         && s.events.events.is_empty()
         && s.links.links.is_empty()
         && matches!(s.name, std::borrow::Cow::Borrowed(_))
     {
-        return size_of::<SpanData>() as u32;
+        return std::mem::size_of::<SpanData>() as u32;
     }
+    weight_of_lists(s)
+}
+
+/// [`weight`] of a span with a name or lists of its own.
+#[inline(never)]
+fn weight_of_lists(s: &SpanData) -> u32 {
+    use std::mem::size_of;
     let attrs = |a: &[KeyValue]| -> usize {
         std::mem::size_of_val(a)
             + a.iter()

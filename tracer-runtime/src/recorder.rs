@@ -1163,16 +1163,17 @@ impl Finished {
 
     /// The span as the SDK's `SpanData`, its ticks turned into wall-clock times with `anchor`,
     /// to its service's processors (on the collector thread).
-    pub(crate) fn export(self, anchor: &crate::clock::Anchor) {
+    pub(crate) fn export(mut self, anchor: &crate::clock::Anchor) {
         let svc = Arc::clone(&self.0.svc);
-        svc.sink.export(self.into_data(anchor));
+        svc.sink.export(self.take_data(anchor));
     }
 
-    /// The span as the SDK's `SpanData`, its ticks turned into wall-clock times with `anchor`.
-    /// Inlined into the queue's push, so that the `SpanData` is written where it lies in its
-    /// batch.
+    /// The span as the SDK's `SpanData`, its ticks turned into wall-clock times with `anchor`,
+    /// its lists taken where it lies (in its thread's buffer: not copied out first); what is
+    /// left is dropped with the buffer's contents. Inlined into the queue's push, so that the
+    /// `SpanData` is written where it lies in its batch.
     #[inline(always)]
-    pub(crate) fn into_data(mut self, anchor: &crate::clock::Anchor) -> SpanData {
+    pub(crate) fn take_data(&mut self, anchor: &crate::clock::Anchor) -> SpanData {
         let s = &mut self.0;
         // Most spans have nothing more (no event, status or trace state): no `More` to unpack.
         let more = match s.more.take() {
