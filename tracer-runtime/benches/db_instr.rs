@@ -238,30 +238,33 @@
 //! Seventh round (stop 28): a Redis command's call site is a `static` of the command table and a
 //! statement's is kept in its record (no lookup of the span's call site by name per command,
 //! ~35); an operation's frame is taken off the thread's stack by its box's pointer, not copied out
-//! whole (~25 per poll); the collector tells services' runs apart in place. Same counting, before
-//! = 2e5b1ff, after = this commit, one binary each:
+//! whole (~25 per poll); the collector makes each span's `SpanData` where it lies in its
+//! thread's buffer. Same counting, before = 2e5b1ff, after = 3f7bcdb (MySQL: two runs of an
+//! earlier build of this round), one binary each:
 //!
 //! ```text
 //!                   plain      off       +       on       +   a.plain   a.off    a.on
 //! redis-get  before  3404     3586    +182     6572   +3168       9.0     9.0    10.0
-//!            after   3407     3585    +178     6428   +3021       9.0     9.0    10.0
+//!            after   3406     3585    +179     6401   +2995       9.0     9.0    10.0
 //! redis-set  before  3461     3624    +163     6619   +3158      10.0    10.0    11.0
-//!            after   3460     3623    +163     6503   +3043      10.0    10.0    11.0
+//!            after   3459     3624    +165     6457   +2998      10.0    10.0    11.0
 //! mysql-sel. before 13074    13180    +106    16582   +3508      15.0    15.0    16.0
 //!            after  13041    13149    +108    15953–16664 (+2912 to +3623)  15.0  15.0  16.0
 //! traced     before    34      188    +154     1855   +1821       0.0     0.0     0.0
-//!            after     34      186    +152     1822   +1788       0.0     0.0     0.0
+//!            after     34      186    +152     1774   +1740       0.0     0.0     0.0
 //! traced-attrs  b.     34      187    +153     2669   +2635       0.0     0.0     1.0
-//!            after     34      184    +150     2657   +2623       0.0     0.0     1.0
-//! traced-mysql-attrs   34      185    +151     2872   +2838       0.0     0.0     1.0
+//!            after     35      185    +150     2627   +2592       0.0     0.0     1.0
+//! traced-mysql-attrs b.33      186    +153     2883   +2850       0.0     0.0     1.0
+//!            after     33      186    +153     2841   +2808       0.0     0.0     1.0
 //! ```
 //!
-//! Beyond the span with the same attributes: Redis GET +533 → +398, SET +523 → +420; MySQL's
-//! point `SELECT` +74 to +785 between two runs of one binary (+658 before): all of its spread is
+//! Beyond the span with the same attributes: Redis GET +533 → +403, SET +523 → +406; MySQL's
+//! point `SELECT` +74 to +785 between two runs of one binary (+311 in the last; +658 before):
+//! all of its spread is
 //! glibc's (`_int_malloc`, `unlink_chunk`) serving the span's attribute list, allocated on the
 //! calling thread and freed on the export thread, in an arena the driver's own allocations
-//! fragment. Against the bare span (`traced`, +1 788) plus 500 — the stricter reading of the
-//! issue's interim bound — Redis is still +733 over.
+//! fragment. Against the bare span (`traced`, +1 740) plus 500 — the stricter reading of the
+//! issue's interim bound — Redis is still +755 over.
 
 use std::alloc::System;
 use std::future::Future;
