@@ -112,12 +112,7 @@ fn recycle(mut v: Vec<Finished>) {
 /// (the thread is exiting), the span, dropped unqueued, hands itself over at once.
 #[inline]
 pub(crate) fn push(span: Fast) {
-    let full = MINE.try_with(move |b| {
-        let mut v = lock(b);
-        v.push(Finished::new(span));
-        (v.len() >= BATCH).then(|| std::mem::replace(&mut *v, spare()))
-    });
-    if let Ok(Some(full)) = full {
+    if let Ok(Some(full)) = with_buffer(move |v| v.push(Finished::new(span))) {
         hand_over(full);
     }
 }

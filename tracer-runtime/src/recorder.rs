@@ -1569,44 +1569,40 @@ pub(crate) fn top(meta: &Meta) -> Top {
         return Top::Nothing;
     }
     STACK
-        .try_with(|s| match s.try_borrow() {
-            Ok(s) => top_of(&s, meta),
-            Err(_) => Top::Other,
+        .try_with(|s| {
+            let Ok(s) = s.try_borrow() else {
+                return Top::Other;
+            };
+            let (svc, sc) = match s.last() {
+                Some(Frame::Fast(f)) => return under_fast(f),
+                Some(Frame::Op(b)) => return b.span().map_or(Top::Other, under_fast),
+                Some(Frame::Light(l)) => (&l.svc, None),
+                Some(Frame::Local(span)) => (&span.svc, Some(&span.sc)),
+                _ => return under_otel(meta),
+            };
+            if !svc.is_enabled() {
+                return Top::Nothing;
+            }
+            if sc.is_some_and(SpanContext::is_sampled) || !svc.sink.follows_parent() {
+                return Top::Other;
+            }
+            if !meta.metrics {
+                return Top::Nothing;
+            }
+            // Not sampled, but measured: a light span with the parent's ids.
+            let (trace_id, span_id, state) = match (s.last(), sc) {
+                (Some(Frame::Light(l)), _) => (l.trace_id, l.span_id, l.state().clone()),
+                (_, Some(sc)) => (sc.trace_id(), sc.span_id(), sc.trace_state().clone()),
+                _ => return Top::Other,
+            };
+            Top::Unsampled(FastParent {
+                trace_id,
+                span_id,
+                svc: Arc::clone(svc),
+                state,
+            })
         })
         .unwrap_or(Top::Other)
-}
-
-/// [`top`] of the stack `s`.
-#[inline(always)]
-fn top_of(s: &[Frame], meta: &Meta) -> Top {
-    let (svc, sc) = match s.last() {
-        Some(Frame::Fast(f)) => return under_fast(f),
-        Some(Frame::Op(b)) => return b.span().map_or(Top::Other, under_fast),
-        Some(Frame::Light(l)) => (&l.svc, None),
-        Some(Frame::Local(span)) => (&span.svc, Some(&span.sc)),
-        _ => return under_otel(meta),
-    };
-    if !svc.is_enabled() {
-        return Top::Nothing;
-    }
-    if sc.is_some_and(SpanContext::is_sampled) || !svc.sink.follows_parent() {
-        return Top::Other;
-    }
-    if !meta.metrics {
-        return Top::Nothing;
-    }
-    // Not sampled, but measured: a light span with the parent's ids.
-    let (trace_id, span_id, state) = match (s.last(), sc) {
-        (Some(Frame::Light(l)), _) => (l.trace_id, l.span_id, l.state().clone()),
-        (_, Some(sc)) => (sc.trace_id(), sc.span_id(), sc.trace_state().clone()),
-        _ => return Top::Other,
-    };
-    Top::Unsampled(FastParent {
-        trace_id,
-        span_id,
-        svc: Arc::clone(svc),
-        state,
-    })
 }
 
 /// [`Top`] when OpenTelemetry's context is current: a span of it that is not sampled (a

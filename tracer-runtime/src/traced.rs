@@ -339,11 +339,7 @@ impl SyncGuard {
                     let mut attrs = Attrs::default();
                     fill(&mut attrs);
                     return match recorder::push_fast_child(parent, meta, attrs.0) {
-                        Some(Ok(at)) => SyncGuard {
-                            entered: Some(Entered::Fast(at)),
-                            panicking_at_entry: std::thread::panicking(),
-                            _not_send: std::marker::PhantomData,
-                        },
+                        Some(Ok(at)) => SyncGuard::on_stack(at),
                         Some(Err(span)) => Self::enter(Live(Held::Fast(span))),
                         None => SyncGuard::off(),
                     };
@@ -369,18 +365,22 @@ impl SyncGuard {
     pub fn start_bare(meta: &'static Meta) -> Self {
         if !meta.root {
             match recorder::push_bare_child(meta) {
-                recorder::BareChild::Pushed(at) => {
-                    return SyncGuard {
-                        entered: Some(Entered::Fast(at)),
-                        panicking_at_entry: std::thread::panicking(),
-                        _not_send: std::marker::PhantomData,
-                    };
-                }
+                recorder::BareChild::Pushed(at) => return SyncGuard::on_stack(at),
                 recorder::BareChild::Nothing => return SyncGuard::off(),
                 recorder::BareChild::Else => {}
             }
         }
         Self::start(meta, crate::attrs::no_attrs)
+    }
+
+    /// The guard of a span on the short path made current at `at` on the thread's stack.
+    #[inline(always)]
+    fn on_stack(at: usize) -> Self {
+        SyncGuard {
+            entered: Some(Entered::Fast(at)),
+            panicking_at_entry: std::thread::panicking(),
+            _not_send: std::marker::PhantomData,
+        }
     }
 
     /// A guard that does nothing (tracing off).

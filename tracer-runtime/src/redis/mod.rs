@@ -149,13 +149,7 @@ impl Meta {
     }
 
     fn start(&self, operation: &'static str, text: impl FnOnce(&mut Text)) -> Option<db::Op> {
-        db::start(self.service(), None, || {
-            let text = Text::build(operation, text);
-            (
-                Cow::Borrowed(operation),
-                self.attrs(Cow::Borrowed(operation), Some(text)),
-            )
-        })
+        self.start_with(operation, None, text)
     }
 
     /// [`start`](Self::start) for a command whose call site is known (the command table's).
@@ -164,12 +158,23 @@ impl Meta {
         site: &'static crate::recorder::Meta,
         text: impl FnOnce(&mut Text),
     ) -> Option<db::Op> {
+        self.start_with(site.name, Some(site), text)
+    }
+
+    /// A command's span: named `operation`, at `site` when known (else found by the name).
+    #[inline(always)]
+    fn start_with(
+        &self,
+        operation: &'static str,
+        site: Option<&'static crate::recorder::Meta>,
+        text: impl FnOnce(&mut Text),
+    ) -> Option<db::Op> {
         db::start_site(self.service(), None, || {
-            let text = Text::build(site.name, text);
+            let text = Text::build(operation, text);
             (
-                Cow::Borrowed(site.name),
-                Some(site),
-                self.attrs(Cow::Borrowed(site.name), Some(text)),
+                Cow::Borrowed(operation),
+                site,
+                self.attrs(Cow::Borrowed(operation), Some(text)),
             )
         })
     }
