@@ -173,9 +173,6 @@ fn prelude(
     guard: Option<&proc_macro2::Ident>,
 ) -> TokenStream {
     let (n_span, n_attrs) = (local("__tracer_span"), local("__tracer_attrs"));
-    let kind = args.kind_variant();
-    let root = args.root.is_some();
-    let with_metrics = args.metrics.map(|_| quote!(.with_metrics()));
     let mut stmts = Vec::new();
     if let Some((_, names)) = &args.args {
         for n in names {
@@ -201,9 +198,7 @@ fn prelude(
         let n = stmts.len();
         quote!(|#n_attrs: &mut #p::Attrs| { #n_attrs.reserve(#n); #(#stmts)* })
     };
-    let meta = quote! {
-        static __TRACER_META: #p::Meta = #p::Meta::new(#name, #p::SpanKind::#kind, #root)#with_metrics;
-    };
+    let meta = meta_static(p, args, name);
     match guard {
         // A sync body run as written: the span is started current, in its place on the
         // thread's stack.
@@ -231,6 +226,16 @@ fn prelude(
                 ::core::option::Option::None
             };
         },
+    }
+}
+
+/// `static __TRACER_META`: the call site's constants.
+fn meta_static(p: &TokenStream, args: &TracedArgs, name: &str) -> TokenStream {
+    let kind = args.kind_variant();
+    let root = args.root.is_some();
+    let with_metrics = args.metrics.map(|_| quote!(.with_metrics()));
+    quote! {
+        static __TRACER_META: #p::Meta = #p::Meta::new(#name, #p::SpanKind::#kind, #root)#with_metrics;
     }
 }
 
@@ -391,13 +396,33 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
             let stmts = &block.stmts;
             let fut = quote_spanned!(block.span()=> async move { #fake_return #(#stmts)* });
             // Off: the body's future is awaited bare, without the wrapper.
+            // No attribute to read off the arguments before the body takes them: the span
+            // starts on the first poll of the body's wrapper, out of line, and the `async fn`'s
+            // future holds no span (nor its drop) of its own.
+            if args.args.is_none() && args.fields.is_none() {
+                let meta = meta_static(&p, args, name);
+                return syn::parse2(quote!({
+                    #meta
+                    let #n_fut = #fut;
+                    if #p::on() {
+                        #p::Begun::new(&__TRACER_META, #n_fut, #done).await
+                    } else {
+                        #n_fut.await
+                    }
+                }));
+            }
+            // The span moves out of its local in both arms: the off arm's future does not
+            // keep an empty `Option<Live>` (and its drop) alive across its `.await`.
             quote! {
                 #started
                 let #n_fut = #fut;
-                if #n_span.is_none() {
-                    return #n_fut.await;
+                match #n_span {
+                    ::core::option::Option::None => {
+                        ::core::mem::forget(#n_span);
+                        #n_fut.await
+                    }
+                    #n_span => #p::Instrumented::new(#n_span, #n_fut, #done).await,
                 }
-                #p::Instrumented::new(#n_span, #n_fut, #done).await
             }
         }
         Shape::ImplFuture => {

@@ -43,7 +43,7 @@ use std::fmt;
 use std::future::Future;
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context as TaskContext, Poll, Waker};
@@ -186,8 +186,24 @@ async fn raw_async(tracer: &SdkTracer, x: u64) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // The trivial executor: polls with a no-op waker until ready (nothing here ever pends).
 
+#[inline(always)]
 fn block_on<F: Future>(fut: F) -> F::Output {
     let mut fut = pin!(fut);
+    let mut cx = TaskContext::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// [`block_on`] as an executor polls a task: through a `dyn Future` it cannot see into, so no
+/// poll is inlined into the caller (the `_task` callgrind cases).
+#[inline(always)]
+fn block_on_task<F: Future>(fut: F) -> F::Output {
+    let fut = pin!(fut);
+    let mut fut: Pin<&mut dyn Future<Output = F::Output>> = std::hint::black_box(fut);
     let mut cx = TaskContext::from_waker(Waker::noop());
     loop {
         if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
@@ -998,7 +1014,8 @@ fn print_report(rows: &[Row], timed: bool) {
 /// `--features metrics`: the same plus the duration histogram), `traced_otel_context`, `raw_in_span`, `tracing_otel`, `fastrace` (a
 /// root and a `#[fastrace::trace]` child: minus `fastrace_root`, the child alone); async,
 /// each call run to completion by the trivial executor: `plain_async`, `traced_async_off`,
-/// `traced_async`): that case alone, `TRACED_CALLGRIND_N` calls (default 1000), then every
+/// `traced_async`; the same polled as a task, through a `dyn Future`: `plain_async_task`,
+/// `traced_async_off_task`, `traced_async_task`): that case alone, `TRACED_CALLGRIND_N` calls (default 1000), then every
 /// pipeline flushed, for instruction counts under callgrind. Run it for two values of `N`; the
 /// difference in instructions over the difference in `N` is one call, export included:
 ///
@@ -1043,6 +1060,9 @@ fn callgrind(case: &str) {
         "plain_async" => (Mode::Plain, &|x| block_on(plain_async(x))),
         "traced_async_off" => (Mode::AllOff, &|x| block_on(traced_async(x))),
         "traced_async" => (Mode::Plain, &|x| block_on(traced_async(x))),
+        "plain_async_task" => (Mode::Plain, &|x| block_on_task(plain_async(x))),
+        "traced_async_off_task" => (Mode::AllOff, &|x| block_on_task(traced_async(x))),
+        "traced_async_task" => (Mode::Plain, &|x| block_on_task(traced_async(x))),
         other => panic!("no callgrind case {other:?}"),
     };
     {

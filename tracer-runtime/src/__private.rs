@@ -9,7 +9,7 @@ pub use opentelemetry::trace::SpanKind;
 pub use crate::attrs::{Attrs, IntoAttrValue, VALUE_CAP, no_attrs};
 pub use crate::switch::on;
 pub use crate::traced::{
-    CANCELLED, Instrumented, Live, Meta, SyncGuard, enter, no_record, run_sync, start,
+    Begun, CANCELLED, Instrumented, Live, Meta, SyncGuard, enter, no_record, run_sync, start,
 };
 pub use crate::traced_err::{
     ErrRef, TracedResult, ViaDisplay, ViaDynError, ViaDynErrorSendSync, ViaError, as_result,

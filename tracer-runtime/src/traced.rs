@@ -16,7 +16,7 @@ use opentelemetry::trace::{SpanContext, Status, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
-use crate::attrs::{Attrs, capped};
+use crate::attrs::{Attrs, capped, no_attrs};
 use crate::recorder::{self, Attached, SpanWrite};
 use crate::registry::Service;
 
@@ -518,6 +518,50 @@ pin_project_lite::pin_project! {
                 live.cancel();
             }
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An `async fn`'s body under a span of its call site with no attribute, started when the
+    /// body is first polled (where the `async fn`'s own code starts): the `async fn`'s future
+    /// holds no span of its own, and all the span's work is out of line, in this poll.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Begun<F, C> {
+        #[pin]
+        inner: Instrumented<F, C>,
+        meta: Option<&'static Meta>,
+    }
+}
+
+impl<F, C> Debug for Begun<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Begun")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Begun<F, C> {
+    /// Wraps `inner`: its span starts on the first poll.
+    #[inline]
+    pub fn new(meta: &'static Meta, inner: F, done: C) -> Self {
+        Begun {
+            inner: Instrumented::new(None, inner, done),
+            meta: Some(meta),
+        }
+    }
+}
+
+impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Future for Begun<F, C> {
+    type Output = F::Output;
+
+    #[inline(never)]
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let mut this = self.project();
+        if let Some(meta) = this.meta.take() {
+            *this.inner.as_mut().project().live = start(meta, no_attrs);
+        }
+        this.inner.poll(cx)
     }
 }
 
