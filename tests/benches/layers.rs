@@ -14,6 +14,10 @@
 //! `cargo bench -p tracer-tests --bench layers` (criterion, ns);
 //! `cargo bench -p tracer-tests --bench layers -- "loop guard"` (only the guard's cases).
 //!
+//! The throughput ratios, on against no layer, paired round by round so that the machine's
+//! drift cancels out: `LAYERS_PAIRED=21 cargo bench -p tracer-tests --bench layers` (see
+//! [`paired`]).
+//!
 //! Instructions per request, with callgrind: each guard case also runs on its own, `N` times,
 //! when `LAYERS_CALLGRIND=<case>` is set (the case's name as criterion prints it). Run it for two
 //! values of `N`; the difference in instructions, divided by the difference in `N`, is the cost
@@ -346,6 +350,143 @@ fn bench_grpc(c: &mut Criterion, rt: &Runtime) {
     g.finish();
 }
 
+/// Throughput of "on" against "no layer" over loopback, paired: `LAYERS_PAIRED=<rounds>`
+/// (default 21) rounds, each timing `PAIRED_N` requests to one server and then as many to the
+/// other (which goes first alternates), and the ratio of the two throughputs taken within the
+/// round. On two shared cores criterion's separate runs drift by ±30 %; both halves of a round
+/// run under the same load, so the drift cancels out of its ratio. Prints the median ratio and
+/// its quartiles.
+fn paired(label: &str, rounds: usize, mut run: impl FnMut(bool)) {
+    const WARM_UP: usize = 2;
+    let (mut wall, mut cpu) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for round in 0..rounds + WARM_UP {
+        let mut time = |on: bool| {
+            let (start, cpu_start) = (Instant::now(), process_cpu());
+            run(on);
+            (start.elapsed().as_secs_f64(), process_cpu() - cpu_start)
+        };
+        let (plain, on) = if round % 2 == 0 {
+            let plain = time(false);
+            (plain, time(true))
+        } else {
+            let on = time(true);
+            (time(false), on)
+        };
+        if round >= WARM_UP {
+            // Throughput on / throughput without: the inverse ratio of the times.
+            wall.push(plain.0 / on.0);
+            cpu.push(plain.1 / on.1);
+        }
+    }
+    let summary = |mut r: Vec<f64>| {
+        r.sort_by(f64::total_cmp);
+        let q = |f: f64| r[((r.len() - 1) as f64 * f).round() as usize];
+        format!(
+            "{:.3} (quartiles {:.3} .. {:.3}, extremes {:.3} .. {:.3})",
+            q(0.5),
+            q(0.25),
+            q(0.75),
+            r[0],
+            r[r.len() - 1]
+        )
+    };
+    println!(
+        "paired {label}, medians of {rounds} rounds of {PAIRED_N} requests each way:\n  \
+         throughput on / no layer {}\n  \
+         CPU time per request (all threads), no layer / on {}",
+        summary(wall),
+        summary(cpu),
+    );
+}
+
+/// This process's CPU time so far, in seconds: the time its live threads have run
+/// (`/proc/self/task/*/schedstat`, nanoseconds; the benchmark's threads live throughout).
+fn process_cpu() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    let ns: u64 = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
+}
+
+/// Requests per half round of [`paired`].
+const PAIRED_N: u64 = 4000;
+
+fn paired_http(rt: &Runtime, rounds: usize) {
+    let (plain, ours) = rt.block_on(async {
+        (
+            serve_http!(tower::layer::util::Identity::new()),
+            serve_http!(HttpServerLayer::new("bench")),
+        )
+    });
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let url = |a: SocketAddr| -> http::Uri { format!("http://{a}/").parse().unwrap() };
+    let (plain, ours) = (url(plain), url(ours));
+    tracer_runtime::set_all_enabled(true);
+    paired("http, server layer", rounds, |on| {
+        let u = if on { &ours } else { &plain };
+        rt.block_on(http_load(&client, u, PAIRED_N));
+    });
+}
+
+fn paired_grpc(rt: &Runtime, rounds: usize) {
+    use pb::echo_server::EchoServer;
+    let (plain, ours) = rt.block_on(async {
+        let (l1, a1) = grpc_listener().await;
+        tokio::spawn(
+            Server::builder()
+                .add_service(EchoServer::new(Echo))
+                .serve_with_incoming(l1),
+        );
+        let (l2, a2) = grpc_listener().await;
+        tokio::spawn(
+            Server::builder()
+                .layer(GrpcServerLayer::new("bench"))
+                .add_service(EchoServer::new(Echo))
+                .serve_with_incoming(l2),
+        );
+        (a1, a2)
+    });
+    let channel = |a: SocketAddr| {
+        rt.block_on(
+            Endpoint::from_shared(format!("http://{a}"))
+                .unwrap()
+                .tcp_nodelay(true)
+                .connect(),
+        )
+        .unwrap()
+    };
+    let (plain, ours) = (
+        pb::echo_client::EchoClient::new(channel(plain)),
+        pb::echo_client::EchoClient::new(channel(ours)),
+    );
+    let msg = pb::Msg {
+        text: "hello".into(),
+        ..Default::default()
+    };
+    tracer_runtime::set_all_enabled(true);
+    paired("grpc unary, server layer", rounds, |on| {
+        let client = if on { &ours } else { &plain };
+        rt.block_on(async {
+            let mut left = PAIRED_N;
+            while left > 0 {
+                let batch = left.min(CONCURRENCY as u64);
+                let mut set = tokio::task::JoinSet::new();
+                for _ in 0..batch {
+                    let mut c = client.clone();
+                    let m = msg.clone();
+                    set.spawn(async move { c.unary(m).await.unwrap() });
+                }
+                while set.join_next().await.is_some() {}
+                left -= batch;
+            }
+        });
+    });
+}
+
 /// A request as the layers see it: an empty body, and maybe a call path.
 fn guard_request(path: bool) -> Request<Empty<Bytes>> {
     let mut r = Request::get("http://127.0.0.1/x");
@@ -632,6 +773,17 @@ criterion_group!(layers, benches);
 fn main() {
     if let Ok(case) = std::env::var("LAYERS_CALLGRIND") {
         callgrind(&case);
+        return;
+    }
+    if let Ok(rounds) = std::env::var("LAYERS_PAIRED") {
+        let rounds = rounds.parse().unwrap_or(21);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _p = pipelines();
+        paired_http(&rt, rounds);
+        paired_grpc(&rt, rounds);
         return;
     }
     layers();
