@@ -1063,6 +1063,17 @@ fn callgrind(case: &str) {
         "plain_async_task" => (Mode::Plain, &|x| block_on_task(plain_async(x))),
         "traced_async_off_task" => (Mode::AllOff, &|x| block_on_task(traced_async(x))),
         "traced_async_task" => (Mode::Plain, &|x| block_on_task(traced_async(x))),
+        "traced_async_service_off" => (Mode::ServiceOff, &|x| block_on(traced_async(x))),
+        "traced_async_sampled_out" => (Mode::SampledOut, &|x| block_on(traced_async(x))),
+        "plain_async_awaited" => (Mode::Plain, &|x| {
+            block_on(async move { plain_async(x).await })
+        }),
+        "traced_async_off_awaited" => (Mode::AllOff, &|x| {
+            block_on(async move { traced_async(x).await })
+        }),
+        "traced_async_awaited" => (Mode::Plain, &|x| {
+            block_on(async move { traced_async(x).await })
+        }),
         other => panic!("no callgrind case {other:?}"),
     };
     {

@@ -558,8 +558,10 @@ impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Future for Begun<F, C> {
     #[inline(never)]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let mut this = self.project();
-        if let Some(meta) = this.meta.take() {
-            *this.inner.as_mut().project().live = start(meta, no_attrs);
+        if let Some(meta) = this.meta.take()
+            && let started @ Some(_) = start(meta, no_attrs)
+        {
+            *this.inner.as_mut().project().live = started;
         }
         this.inner.poll(cx)
     }
@@ -591,7 +593,8 @@ impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Future for Instrumented<F, C> 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let Some(live) = this.live.take() else {
+        // Looked at before it is taken: no span (off, sampled out) is not copied out and back.
+        let Some(live) = this.live.is_some().then(|| this.live.take()).flatten() else {
             return this.inner.poll(cx);
         };
         let entered = live.enter();
