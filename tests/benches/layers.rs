@@ -244,9 +244,32 @@ async fn grpc_listener() -> (
     (incoming, a)
 }
 
-fn bench_grpc(c: &mut Criterion, rt: &Runtime) {
+/// `n` unary calls through `client`, `CONCURRENCY` at a time (a macro: the clients' types
+/// differ by their layers).
+macro_rules! grpc_load {
+    ($client:expr, $msg:expr, $n:expr) => {
+        async {
+            let (client, msg) = ($client, $msg);
+            let mut left = $n;
+            while left > 0 {
+                let batch = left.min(CONCURRENCY as u64);
+                let mut set = tokio::task::JoinSet::new();
+                for _ in 0..batch {
+                    let mut c = client.clone();
+                    let m = msg.clone();
+                    set.spawn(async move { c.unary(m).await.unwrap() });
+                }
+                while set.join_next().await.is_some() {}
+                left -= batch;
+            }
+        }
+    };
+}
+
+/// The echo server with no layer, with ours, and with the peer's: their addresses.
+fn grpc_servers(rt: &Runtime) -> (SocketAddr, SocketAddr, SocketAddr) {
     use pb::echo_server::EchoServer;
-    let (plain, ours, peer) = rt.block_on(async {
+    rt.block_on(async {
         let (l1, a1) = grpc_listener().await;
         tokio::spawn(
             Server::builder()
@@ -268,24 +291,34 @@ fn bench_grpc(c: &mut Criterion, rt: &Runtime) {
                 .serve_with_incoming(l3),
         );
         (a1, a2, a3)
-    });
+    })
+}
+
+fn grpc_channel(rt: &Runtime, a: SocketAddr) -> tonic::transport::Channel {
+    rt.block_on(
+        Endpoint::from_shared(format!("http://{a}"))
+            .unwrap()
+            .tcp_nodelay(true)
+            .connect(),
+    )
+    .unwrap()
+}
+
+fn echo_msg() -> pb::Msg {
+    pb::Msg {
+        text: "hello".into(),
+        ..Default::default()
+    }
+}
+
+fn bench_grpc(c: &mut Criterion, rt: &Runtime) {
+    let (plain, ours, peer) = grpc_servers(rt);
     let mut g = c.benchmark_group("grpc unary");
     g.throughput(Throughput::Elements(1));
     g.measurement_time(Duration::from_secs(4));
     g.sample_size(20);
-    let channel = |a: SocketAddr| {
-        rt.block_on(
-            Endpoint::from_shared(format!("http://{a}"))
-                .unwrap()
-                .tcp_nodelay(true)
-                .connect(),
-        )
-        .unwrap()
-    };
-    let msg = pb::Msg {
-        text: "hello".into(),
-        ..Default::default()
-    };
+    let channel = |a: SocketAddr| grpc_channel(rt, a);
+    let msg = echo_msg();
 
     macro_rules! run {
         ($name:expr, $client:expr) => {{
@@ -293,20 +326,7 @@ fn bench_grpc(c: &mut Criterion, rt: &Runtime) {
             g.bench_function($name, |b| {
                 b.iter_custom(|n| {
                     let start = Instant::now();
-                    rt.block_on(async {
-                        let mut left = n;
-                        while left > 0 {
-                            let batch = left.min(CONCURRENCY as u64);
-                            let mut set = tokio::task::JoinSet::new();
-                            for _ in 0..batch {
-                                let mut c = client.clone();
-                                let m = msg.clone();
-                                set.spawn(async move { c.unary(m).await.unwrap() });
-                            }
-                            while set.join_next().await.is_some() {}
-                            left -= batch;
-                        }
-                    });
+                    rt.block_on(grpc_load!(&client, &msg, n));
                     start.elapsed()
                 })
             });
@@ -433,57 +453,16 @@ fn paired_http(rt: &Runtime, rounds: usize) {
 }
 
 fn paired_grpc(rt: &Runtime, rounds: usize) {
-    use pb::echo_server::EchoServer;
-    let (plain, ours) = rt.block_on(async {
-        let (l1, a1) = grpc_listener().await;
-        tokio::spawn(
-            Server::builder()
-                .add_service(EchoServer::new(Echo))
-                .serve_with_incoming(l1),
-        );
-        let (l2, a2) = grpc_listener().await;
-        tokio::spawn(
-            Server::builder()
-                .layer(GrpcServerLayer::new("bench"))
-                .add_service(EchoServer::new(Echo))
-                .serve_with_incoming(l2),
-        );
-        (a1, a2)
-    });
-    let channel = |a: SocketAddr| {
-        rt.block_on(
-            Endpoint::from_shared(format!("http://{a}"))
-                .unwrap()
-                .tcp_nodelay(true)
-                .connect(),
-        )
-        .unwrap()
-    };
+    let (plain, ours, _peer) = grpc_servers(rt);
     let (plain, ours) = (
-        pb::echo_client::EchoClient::new(channel(plain)),
-        pb::echo_client::EchoClient::new(channel(ours)),
+        pb::echo_client::EchoClient::new(grpc_channel(rt, plain)),
+        pb::echo_client::EchoClient::new(grpc_channel(rt, ours)),
     );
-    let msg = pb::Msg {
-        text: "hello".into(),
-        ..Default::default()
-    };
+    let msg = echo_msg();
     tracer_runtime::set_all_enabled(true);
     paired("grpc unary, server layer", rounds, |on| {
         let client = if on { &ours } else { &plain };
-        rt.block_on(async {
-            let mut left = PAIRED_N;
-            while left > 0 {
-                let batch = left.min(CONCURRENCY as u64);
-                let mut set = tokio::task::JoinSet::new();
-                for _ in 0..batch {
-                    let mut c = client.clone();
-                    let m = msg.clone();
-                    set.spawn(async move { c.unary(m).await.unwrap() });
-                }
-                while set.join_next().await.is_some() {}
-                left -= batch;
-            }
-        });
+        rt.block_on(grpc_load!(client, &msg, PAIRED_N));
     });
 }
 
