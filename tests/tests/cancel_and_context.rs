@@ -84,3 +84,35 @@ async fn spawn_helpers_carry_the_context() {
         assert_child_of(l, parent);
     }
 }
+
+#[traced]
+async fn polled_later() -> u8 {
+    1
+}
+
+#[traced]
+async fn awaits(fut: std::pin::Pin<Box<dyn std::future::Future<Output = u8> + Send>>) -> u8 {
+    fut.await
+}
+
+#[tokio::test]
+async fn an_async_span_starts_under_the_span_current_at_its_first_poll() {
+    let (out, spans) = in_root_async(async {
+        // Called (not polled) under the root, and dropped: no span at all.
+        drop(polled_later());
+        // Called under the root, first polled in `awaits`: its child.
+        let fut = polled_later();
+        awaits(Box::pin(fut)).await
+    })
+    .await;
+    assert_eq!(out, 1);
+    let outer = named(&spans, "awaits");
+    assert_child_of(outer, root(&spans));
+    // `named` asserts there is one: the future dropped unpolled made none.
+    let inner = named(&spans, "polled_later");
+    assert_child_of(inner, outer);
+    assert!(
+        common::attr(inner, "tracer.cancelled").is_none(),
+        "{inner:?}"
+    );
+}
