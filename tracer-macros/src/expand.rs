@@ -395,10 +395,10 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
             let fake_return = fake_return(sig);
             let stmts = &block.stmts;
             let fut = quote_spanned!(block.span()=> async move { #fake_return #(#stmts)* });
-            // Off: the body's future is awaited bare, without the wrapper.
-            // No attribute to read off the arguments before the body takes them: the span
-            // starts on the first poll of the body's wrapper, out of line, and the `async fn`'s
-            // future holds no span (nor its drop) of its own.
+            // Off: the body's future is awaited bare, without the wrapper. On, with no
+            // attribute to read off the arguments before the body takes them: the span starts
+            // on the first poll of the body's wrapper (`Begun`), out of line, and the `async
+            // fn`'s future holds no span (nor its drop) of its own.
             if args.args.is_none() && args.fields.is_none() {
                 let meta = meta_static(&p, args, name);
                 return syn::parse2(quote!({
