@@ -162,7 +162,9 @@ fn pipelines() -> Pipelines {
     }
 }
 
-fn bench_http(c: &mut Criterion, rt: &Runtime) {
+/// The hello-world server with no layer, with ours, and with the peer's: their URLs.
+fn http_servers(rt: &Runtime) -> (http::Uri, http::Uri, http::Uri) {
+    let url = |a: SocketAddr| -> http::Uri { format!("http://{a}/").parse().unwrap() };
     let (plain, ours, peer) = rt.block_on(async {
         (
             serve_http!(tower::layer::util::Identity::new()),
@@ -170,28 +172,35 @@ fn bench_http(c: &mut Criterion, rt: &Runtime) {
             serve_http!(tower_http::trace::TraceLayer::new_for_http()),
         )
     });
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let url = |a: SocketAddr| -> http::Uri { format!("http://{a}/").parse().unwrap() };
+    (url(plain), url(ours), url(peer))
+}
+
+fn http_client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>()
+}
+
+fn bench_http(c: &mut Criterion, rt: &Runtime) {
+    let (plain, ours, peer) = http_servers(rt);
+    let client = http_client();
     let mut g = c.benchmark_group("http");
     g.throughput(Throughput::Elements(1));
     g.measurement_time(Duration::from_secs(4));
     g.sample_size(20);
-    let mut run = |name: &str, addr: SocketAddr| {
-        let u = url(addr);
+    let mut run = |name: &str, u: &http::Uri| {
         g.bench_function(name, |b| {
             b.iter_custom(|n| {
                 let start = Instant::now();
-                rt.block_on(http_load(&client, &u, n));
+                rt.block_on(http_load(&client, u, n));
                 start.elapsed()
             })
         });
     };
-    run("no layer", plain);
+    run("no layer", &plain);
     tracer_runtime::set_all_enabled(false);
-    run("tracer off", ours);
+    run("tracer off", &ours);
     tracer_runtime::set_all_enabled(true);
-    run("tracer on", ours);
-    run("tower-http TraceLayer + tracing-opentelemetry", peer);
+    run("tracer on", &ours);
+    run("tower-http TraceLayer + tracing-opentelemetry", &peer);
     g.finish();
 }
 
@@ -436,15 +445,8 @@ fn process_cpu() -> f64 {
 const PAIRED_N: u64 = 4000;
 
 fn paired_http(rt: &Runtime, rounds: usize) {
-    let (plain, ours) = rt.block_on(async {
-        (
-            serve_http!(tower::layer::util::Identity::new()),
-            serve_http!(HttpServerLayer::new("bench")),
-        )
-    });
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let url = |a: SocketAddr| -> http::Uri { format!("http://{a}/").parse().unwrap() };
-    let (plain, ours) = (url(plain), url(ours));
+    let (plain, ours, _peer) = http_servers(rt);
+    let client = http_client();
     tracer_runtime::set_all_enabled(true);
     paired("http, server layer", rounds, |on| {
         let u = if on { &ours } else { &plain };

@@ -370,7 +370,7 @@ impl SyncGuard {
                 recorder::BareChild::Else => {}
             }
         }
-        Self::start(meta, crate::attrs::no_attrs)
+        Self::start(meta, no_attrs)
     }
 
     /// The guard of a span on the short path made current at `at` on the thread's stack.
