@@ -16,7 +16,8 @@
 //!
 //! The throughput ratios, on against no layer, paired round by round so that the machine's
 //! drift cancels out: `LAYERS_PAIRED=21 cargo bench -p tracer-tests --bench layers` (see
-//! [`paired`]).
+//! [`paired`]). With `LAYERS_PAIRED_OFF=1` as well, the layer's server runs with tracing switched
+//! off: what the layer costs without its span.
 //!
 //! Instructions per request, with callgrind: each guard case also runs on its own, `N` times,
 //! when `LAYERS_CALLGRIND=<case>` is set (the case's name as criterion prints it). Run it for two
@@ -447,7 +448,7 @@ const PAIRED_N: u64 = 4000;
 fn paired_http(rt: &Runtime, rounds: usize) {
     let (plain, ours, _peer) = http_servers(rt);
     let client = http_client();
-    tracer_runtime::set_all_enabled(true);
+    tracer_runtime::set_all_enabled(std::env::var_os("LAYERS_PAIRED_OFF").is_none());
     paired("http, server layer", rounds, |on| {
         let u = if on { &ours } else { &plain };
         rt.block_on(http_load(&client, u, PAIRED_N));
@@ -461,7 +462,7 @@ fn paired_grpc(rt: &Runtime, rounds: usize) {
         pb::echo_client::EchoClient::new(grpc_channel(rt, ours)),
     );
     let msg = echo_msg();
-    tracer_runtime::set_all_enabled(true);
+    tracer_runtime::set_all_enabled(std::env::var_os("LAYERS_PAIRED_OFF").is_none());
     paired("grpc unary, server layer", rounds, |on| {
         let client = if on { &ours } else { &plain };
         rt.block_on(grpc_load!(client, &msg, PAIRED_N));

@@ -222,7 +222,19 @@ pub(crate) struct Start {
     /// duration histogram is then chosen without reading its attributes.
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) protocol: Option<Protocol>,
+    /// The span's first metric labels, when its maker knows them (see [`Labels`]).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) labels: Option<Labels>,
 }
+
+/// The values of a layer's span's first RED labels (`red::Kind::labels`: an HTTP server's
+/// method and route; an RPC's system, service and method), as the layer knows them when the
+/// span starts: its duration histogram takes them as they are, without reading them back from
+/// the span's attributes (a match of every key, an interning of every value). Only values held
+/// for the process qualify; `None` in a slot: no such attribute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(unreachable_pub)] // `pub`: named by the sealed `stack::protocol` trait's methods
+pub struct Labels(pub(crate) [Option<&'static str>; 3]);
 
 /// The protocol of a layer's span (see [`Start::protocol`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,7 +268,15 @@ impl Start {
             events: Vec::new(),
             start: None,
             protocol: Some(protocol),
+            labels: None,
         }
+    }
+
+    /// The span's first RED labels, known (see [`Labels`]).
+    #[cfg(feature = "http")]
+    pub(crate) fn with_labels(mut self, labels: Option<Labels>) -> Self {
+        self.labels = labels;
+        self
     }
 }
 
@@ -270,6 +290,7 @@ impl From<SpanBuilder> for Start {
             events: b.events.unwrap_or_default(),
             start: b.start_time,
             protocol: None,
+            labels: None,
         }
     }
 }
@@ -2057,6 +2078,7 @@ fn start_with(svc: &Arc<Service>, start: Start, parent: Option<&SpanContext>) ->
         svc.metrics.as_ref(),
         &start.kind,
         start.protocol,
+        start.labels,
         &start.attrs,
     );
     let span = Span::start(Arc::clone(svc), parent, start);

@@ -968,6 +968,7 @@ impl Pending {
         metrics: Option<&Arc<Metrics>>,
         kind: &SpanKind,
         protocol: Option<crate::recorder::Protocol>,
+        known: Option<crate::recorder::Labels>,
         attrs: &[KeyValue],
     ) -> Option<Pending> {
         metrics?;
@@ -975,9 +976,13 @@ impl Pending {
             Some(p) => Kind::of_protocol(kind, p)?,
             None => Kind::of(kind, attrs)?,
         };
+        let labels = match known {
+            Some(known) => boxed(known_labels(kind, known)),
+            None => labels_of(kind, attrs),
+        };
         Some(Pending {
             start: clock::now(),
-            what: What::Op(labels_of(kind, attrs)),
+            what: What::Op(labels),
         })
     }
 
@@ -1037,6 +1042,29 @@ pub(crate) fn op_labels(
 ) -> Option<Box<LabelSet>> {
     metrics?;
     Some(labels_of(Kind::of(kind, attrs)?, attrs))
+}
+
+/// The labels a layer knows at its span's start (see `recorder::Labels`).
+#[inline]
+fn known_labels(kind: Kind, known: crate::recorder::Labels) -> LabelSet {
+    let mut labels = LabelSet::new(kind);
+    for (v, k) in labels.v.iter_mut().zip(known.0) {
+        *v = k.map_or(Lv::Absent, Lv::Static);
+    }
+    labels
+}
+
+/// Whether the labels a layer knows for a span of `kind` (server or client) and `protocol` are
+/// the ones its attributes at start give.
+#[cfg(test)]
+pub(crate) fn known_as_read(
+    kind: &SpanKind,
+    protocol: crate::recorder::Protocol,
+    known: crate::recorder::Labels,
+    attrs: &[KeyValue],
+) -> bool {
+    let kind = Kind::of_protocol(kind, protocol).expect("a measured kind");
+    known_labels(kind, known) == *labels_of(kind, attrs)
 }
 
 /// The labels of a span of `kind` about to start, from its attributes (from the thread's pool
@@ -1261,7 +1289,7 @@ mod tests {
                 KeyValue::new(semconv::HTTP_REQUEST_METHOD, "GET"),
                 KeyValue::new(semconv::HTTP_ROUTE, route.to_owned()),
             ];
-            let mut p = Pending::layer(Some(&m), &SpanKind::Server, None, &attrs).unwrap();
+            let mut p = Pending::layer(Some(&m), &SpanKind::Server, None, None, &attrs).unwrap();
             p.set(&KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 200_i64));
             p.end(&m);
         }
@@ -1285,7 +1313,7 @@ mod tests {
                 KeyValue::new(semconv::HTTP_REQUEST_METHOD, "GET"),
                 KeyValue::new(semconv::HTTP_ROUTE, route.to_owned()),
             ];
-            let mut p = Pending::layer(Some(m), &SpanKind::Server, None, &attrs).unwrap();
+            let mut p = Pending::layer(Some(m), &SpanKind::Server, None, None, &attrs).unwrap();
             p.set(&KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, status));
             p.end(m);
         };

@@ -152,6 +152,7 @@ fn full(
             events: Vec::new(),
             start: None,
             protocol: None,
+            labels: None,
         },
     );
     #[cfg(feature = "metrics")]

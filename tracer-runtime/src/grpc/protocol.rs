@@ -20,6 +20,7 @@ use super::body::GrpcRequestBody;
 use super::messages::{DEFAULT_MAX_MESSAGE_EVENTS, MessageEvents, MessageReader, Messages};
 use super::payloads::Payloads;
 use super::status::{grpc_status, record_status, status_trailers};
+use crate::recorder::Labels;
 use crate::stack::attrs::push_server_address;
 use crate::stack::protocol::sealed::{ClientError, Sealed, WrapRequest};
 use crate::stack::protocol::{Protocol, ServerAddr, Start};
@@ -155,7 +156,7 @@ impl Sealed for Grpc {
         client_addr: Option<SocketAddr>,
     ) -> Start<GrpcCall> {
         let path = req.uri().path();
-        let (name, mut attrs) = rpc_attrs(path);
+        let (name, mut attrs, labels) = rpc_attrs(path);
         let scheme = req.uri().scheme_str().unwrap_or(scheme);
         push_server_address(&mut attrs, req, None, scheme);
         if let Some(peer) = req
@@ -175,15 +176,15 @@ impl Sealed for Grpc {
             ));
         }
         let deadline = super::deadline::deadline(req.headers());
-        (name, attrs, self.call(path, true, deadline))
+        (name, attrs, labels, self.call(path, true, deadline))
     }
 
     fn client_span<B>(&self, req: &Request<B>, server: Option<&ServerAddr>) -> Start<GrpcCall> {
         let path = req.uri().path();
-        let (name, mut attrs) = rpc_attrs(path);
+        let (name, mut attrs, labels) = rpc_attrs(path);
         let scheme = req.uri().scheme_str().unwrap_or("http");
         push_server_address(&mut attrs, req, server, scheme);
-        (name, attrs, self.call(path, false, None))
+        (name, attrs, labels, self.call(path, false, None))
     }
 
     fn refused(cx: &Context, message: &str) {
@@ -376,42 +377,92 @@ fn split_names(trimmed: &str) -> (Names, Option<KeptNames>) {
 }
 
 /// The span name and the RPC attributes of a call, in the names `OTEL_SEMCONV_STABILITY_OPT_IN`
-/// asks for (see the crate's `semconv` module: the old names by default, as `otelgrpc` does).
+/// asks for (see the crate's `semconv` module: the old names by default, as `otelgrpc` does),
+/// and its RED labels (system, service, method: the last `rpc.method` recorded) when every one
+/// of them is a name kept for the process.
 #[allow(deprecated)]
-fn rpc_attrs(path: &str) -> (Cow<'static, str>, Vec<KeyValue>) {
-    let conv = crate::semconv::rpc();
+fn rpc_attrs(path: &str) -> (Cow<'static, str>, Vec<KeyValue>, Option<Labels>) {
+    rpc_attrs_in(crate::semconv::rpc(), path)
+}
+
+/// [`rpc_attrs`] in the names `conv` asks for.
+#[allow(deprecated)]
+fn rpc_attrs_in(
+    conv: crate::semconv::Rpc,
+    path: &str,
+) -> (Cow<'static, str>, Vec<KeyValue>, Option<Labels>) {
     let (name, parts) = rpc_names(path);
     // Room for what the layers add at the start (server address and port, the peer's) and
     // after it (status code, error type): the list is never moved to grow.
     let mut attrs = Vec::with_capacity(12);
+    // The labels as the attributes fill them: `None` once a value is not a kept name.
+    let mut labels = Some(Labels([Some("grpc"), None, None]));
+    let mut label = |slot: usize, value: &Cow<'static, str>| match (value, &mut labels) {
+        (Cow::Borrowed(v), Some(l)) => l.0[slot] = Some(v),
+        _ => labels = None,
+    };
     if conv.old {
         attrs.push(KeyValue::new(semconv::RPC_SYSTEM, "grpc"));
         if let Some((svc, _)) = &parts {
+            label(1, svc);
             attrs.push(KeyValue::new(semconv::RPC_SERVICE, svc.clone()));
         }
     }
     if conv.new {
         attrs.push(KeyValue::new(semconv::RPC_SYSTEM_NAME, "grpc"));
-        attrs.push(KeyValue::new(
-            semconv::RPC_METHOD,
-            if parts.is_some() {
-                name.clone()
-            } else {
-                Cow::Borrowed("_OTHER")
-            },
-        ));
+        let method = if parts.is_some() {
+            name.clone()
+        } else {
+            Cow::Borrowed("_OTHER")
+        };
+        label(2, &method);
+        attrs.push(KeyValue::new(semconv::RPC_METHOD, method));
         if parts.is_none() {
             attrs.push(KeyValue::new(semconv::RPC_METHOD_ORIGINAL, path.to_owned()));
         }
     } else if let Some((_, method)) = parts {
+        label(2, &method);
         attrs.push(KeyValue::new(semconv::RPC_METHOD, method));
     }
-    (name, attrs)
+    (name, attrs, labels)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The RED labels the layer gives are the ones its attributes give, in every naming
+    /// (`OTEL_SEMCONV_STABILITY_OPT_IN`), and for a path that is no method's.
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn known_labels_are_the_attributes_labels() {
+        use crate::semconv::parse_rpc;
+        for conv in ["", "rpc", "rpc/dup"].map(parse_rpc) {
+            for path in [
+                "/tracer.test.Echo/Unary",
+                "/pkg.Svc/Other",
+                "/",
+                "/no-method",
+            ] {
+                let (_, attrs, labels) = rpc_attrs_in(conv, path);
+                let labels = labels.expect("the names are kept");
+                for kind in [
+                    opentelemetry::trace::SpanKind::Server,
+                    opentelemetry::trace::SpanKind::Client,
+                ] {
+                    assert!(
+                        crate::red::known_as_read(
+                            &kind,
+                            crate::recorder::Protocol::Rpc,
+                            labels,
+                            &attrs
+                        ),
+                        "{conv:?} {path}: {labels:?} against {attrs:?}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn names() {

@@ -68,6 +68,10 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route(pub Cow<'static, str>);
 
+/// The span name's method for a method that is not one of the nine known ones (recorded as
+/// `_OTHER`).
+const OTHER_METHOD_NAME: &str = "HTTP";
+
 /// The method as the conventions want it: known methods as-is, others `_OTHER` (with the
 /// original in `http.request.method_original`).
 fn method_attrs(method: &Method, attrs: &mut Vec<KeyValue>) -> &'static str {
@@ -87,7 +91,7 @@ fn method_attrs(method: &Method, attrs: &mut Vec<KeyValue>) -> &'static str {
                 semconv::HTTP_REQUEST_METHOD_ORIGINAL,
                 method.as_str().to_owned(),
             ));
-            return "HTTP";
+            return OTHER_METHOD_NAME;
         }
     };
     attrs.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, known));

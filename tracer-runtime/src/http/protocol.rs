@@ -15,6 +15,7 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use super::{ClientAddr, Route};
+use crate::recorder::Labels;
 use crate::stack::ServerLayer;
 use crate::stack::attrs::{ServerHeaders, push_server_address, push_server_address_with};
 use crate::stack::protocol::sealed::{ClientError, Sealed, WrapRequest};
@@ -106,8 +107,24 @@ impl Sealed for Http {
             Some(r) => route_name(method, r),
             None => Cow::Borrowed(method),
         };
+        let route = route.map(|r| kept(&r));
+        // The RED labels known now: `http.request.method` as recorded, the route when it is
+        // kept for the process (else they are read from the attributes).
+        let labels = match &route {
+            None => Some(None),
+            Some(Cow::Borrowed(r)) => Some(Some(*r)),
+            Some(Cow::Owned(_)) => None,
+        }
+        .map(|route| {
+            let method = if method == super::OTHER_METHOD_NAME {
+                "_OTHER"
+            } else {
+                method
+            };
+            Labels([Some(method), route, None])
+        });
         if let Some(r) = route {
-            attrs.push(KeyValue::new(semconv::HTTP_ROUTE, kept(&r)));
+            attrs.push(KeyValue::new(semconv::HTTP_ROUTE, r));
         }
         attrs.push(KeyValue::new(
             semconv::URL_PATH,
@@ -151,7 +168,7 @@ impl Sealed for Http {
             bytes: 0,
             server: true,
         };
-        (name, attrs, call)
+        (name, attrs, labels, call)
     }
 
     fn client_span<B>(&self, req: &Request<B>, server: Option<&ServerAddr>) -> Start<HttpCall> {
@@ -175,7 +192,7 @@ impl Sealed for Http {
             bytes: 0,
             server: false,
         };
-        (Cow::Borrowed(method), attrs, call)
+        (Cow::Borrowed(method), attrs, None, call)
     }
 
     fn refused(cx: &Context, _message: &str) {
@@ -332,4 +349,44 @@ fn route_name(method: &str, route: &str) -> Cow<'static, str> {
         .ok()
         .flatten()
         .map_or_else(|| format!("{method} {route}").into(), Cow::Borrowed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The RED labels the server layer gives are the ones its span's attributes give: with and
+    /// without a route, for a method that is not one of the nine.
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn known_labels_are_the_attributes_labels() {
+        let http = Http::default();
+        for (method, route) in [
+            ("GET", None),
+            ("POST", Some("/users/{id}")),
+            ("PURGE", None),
+            ("PURGE", Some("/cache/{key}")),
+        ] {
+            let mut req = Request::builder()
+                .method(method)
+                .uri("/users/7?q=1")
+                .header(http::header::HOST, "example.com:8080")
+                .body(())
+                .unwrap();
+            if let Some(r) = route {
+                req.extensions_mut().insert(Route(Cow::Borrowed(r)));
+            }
+            let (_, attrs, labels, _) = http.server_span(&req, "http", None);
+            let labels = labels.expect("a static route or none");
+            assert!(
+                crate::red::known_as_read(
+                    &opentelemetry::trace::SpanKind::Server,
+                    crate::recorder::Protocol::Http,
+                    labels,
+                    &attrs
+                ),
+                "{method} {route:?}: {labels:?} against {attrs:?}"
+            );
+        }
+    }
 }

@@ -190,7 +190,7 @@ where
                 span: None,
             };
         };
-        let (name, attrs, mut call) = self
+        let (name, attrs, labels, mut call) = self
             .layer
             .protocol
             .client_span(&req, self.layer.server.as_ref());
@@ -199,7 +199,8 @@ where
             SpanKind::Client,
             attrs,
             crate::recorder::Protocol::of(P::RPC),
-        );
+        )
+        .with_labels(labels);
         let cx = crate::recorder::start_child_from(&svc, start);
         let propagator = self
             .layer

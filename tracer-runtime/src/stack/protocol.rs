@@ -18,8 +18,14 @@ pub trait Protocol: sealed::Sealed {}
 /// The server a client talks to when its requests carry no authority: host and port.
 pub(crate) type ServerAddr = (Arc<str>, Option<u16>);
 
-/// The span name, its attributes at start, and what the call keeps until its span ends.
-pub(crate) type Start<C> = (Cow<'static, str>, Vec<KeyValue>, C);
+/// The span name, its attributes at start, its first RED labels when known (see
+/// `recorder::Labels`), and what the call keeps until its span ends.
+pub(crate) type Start<C> = (
+    Cow<'static, str>,
+    Vec<KeyValue>,
+    Option<crate::recorder::Labels>,
+    C,
+);
 
 pub(crate) mod sealed {
     use super::*;

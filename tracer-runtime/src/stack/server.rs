@@ -285,7 +285,8 @@ where
         };
 
         let cfg = &*self.cfg;
-        let (name, attrs, call) = cfg.protocol.server_span(&req, cfg.scheme, self.client_addr);
+        let (name, attrs, labels, call) =
+            cfg.protocol.server_span(&req, cfg.scheme, self.client_addr);
         let propagator = cfg
             .propagator
             .clone()
@@ -305,7 +306,8 @@ where
             SpanKind::Server,
             attrs,
             crate::recorder::Protocol::of(P::RPC),
-        );
+        )
+        .with_labels(labels);
         let parent = if cfg.public {
             let sc = extracted.span().span_context().clone();
             if sc.is_valid() {
