@@ -442,6 +442,53 @@ fn process_cpu() -> f64 {
     ns as f64 / 1e9
 }
 
+/// `LAYERS_LOOPBACK=<http|grpc>,<none|off|on>,<n>`: `n` requests over loopback to the server
+/// with no layer, with the layer switched off, or on, as [`paired`] sends them, and nothing else:
+/// run under callgrind for two values of `n`, the difference in instructions (every thread:
+/// client, server, runtime, tracer's) divided by the difference in `n` is what one request costs
+/// the whole process, and the layer's share of it.
+///
+/// ```text
+/// for n in 2000 6000; do LAYERS_LOOPBACK=grpc,on,$n valgrind --tool=callgrind \
+///   --callgrind-out-file=/tmp/lb.$n.out $B 2>&1 | grep Collected; done
+/// ```
+fn loopback(case: &str) {
+    let parts: Vec<&str> = case.split(',').collect();
+    let [protocol, mode, n] = parts[..] else {
+        panic!("LAYERS_LOOPBACK=<http|grpc>,<none|off|on>,<n>, not {case:?}");
+    };
+    let n: u64 = n.parse().expect("a number of requests");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _p = pipelines();
+    tracer_runtime::set_all_enabled(mode == "on");
+    let layered = match mode {
+        "none" => false,
+        "off" | "on" => true,
+        other => panic!("mode {other:?}: none, off or on"),
+    };
+    match protocol {
+        "http" => {
+            let (plain, ours, _peer) = http_servers(&rt);
+            let client = http_client();
+            let u = if layered { &ours } else { &plain };
+            rt.block_on(http_load(&client, u, n));
+        }
+        "grpc" => {
+            let (plain, ours, _peer) = grpc_servers(&rt);
+            let client = pb::echo_client::EchoClient::new(grpc_channel(
+                &rt,
+                if layered { ours } else { plain },
+            ));
+            let msg = echo_msg();
+            rt.block_on(grpc_load!(&client, &msg, n));
+        }
+        other => panic!("protocol {other:?}: http or grpc"),
+    }
+}
+
 /// Requests per half round of [`paired`].
 const PAIRED_N: u64 = 4000;
 
@@ -755,6 +802,10 @@ criterion_group!(layers, benches);
 fn main() {
     if let Ok(case) = std::env::var("LAYERS_CALLGRIND") {
         callgrind(&case);
+        return;
+    }
+    if let Ok(case) = std::env::var("LAYERS_LOOPBACK") {
+        loopback(&case);
         return;
     }
     if let Ok(rounds) = std::env::var("LAYERS_PAIRED") {

@@ -107,11 +107,19 @@ fn server_address(
     host: Option<Option<&HeaderValue>>,
     scheme: &str,
 ) -> Option<(Value, Option<u16>)> {
-    if let Some(host) = uri.host() {
-        return Some((
-            shared_value(host.trim_matches(['[', ']'])),
-            uri.port_u16().or_else(|| default_port(scheme)),
-        ));
+    if let Some(authority) = uri.authority() {
+        // Parsed as a `Host` header is, through the same cache (an HTTP/2 request's
+        // `:authority`, a client's absolute URI); one that names a user (`@` is no host's
+        // byte, nor a port's) is not a `Host` value, and `Uri` reads it.
+        if let Some((host, port)) = host_header_bytes(authority.as_str().as_bytes()) {
+            return Some((host, port.or_else(|| default_port(scheme))));
+        }
+        if let Some(host) = uri.host() {
+            return Some((
+                shared_value(host.trim_matches(['[', ']'])),
+                uri.port_u16().or_else(|| default_port(scheme)),
+            ));
+        }
     }
     let header = host.unwrap_or_else(|| headers.get(http::header::HOST))?;
     let (host, port) = host_header(header)?;
@@ -136,7 +144,11 @@ thread_local! {
 
 /// A `Host` header's host, as `server.address`'s value, and its port (see [`split_host`]).
 fn host_header(header: &HeaderValue) -> Option<(Value, Option<u16>)> {
-    let b = header.as_bytes();
+    host_header_bytes(header.as_bytes())
+}
+
+/// [`host_header`] of a value's bytes.
+fn host_header_bytes(b: &[u8]) -> Option<(Value, Option<u16>)> {
     let parse = || split_host(b).map(|(host, port)| (shared_value(host), port));
     if b.len() > HOST_CACHE_MAX {
         return parse();
@@ -331,6 +343,29 @@ mod tests {
             )),
             Some(("a.b".into(), Some(9)))
         );
+        // An authority as `Uri` reads it, cached or not: IPv6, the scheme's default port, a
+        // user named before the host, a host without a port.
+        for _ in 0..2 {
+            for (uri, want) in [
+                ("http://a.b:9/x", ("a.b", Some(9))),
+                ("https://[::1]:8443/x", ("::1", Some(8443))),
+                ("https://[::1]/x", ("::1", Some(443))),
+                ("http://user:pw@c.d:7/x", ("c.d", Some(7))),
+                ("http://u:1@c.d/x", ("c.d", Some(80))),
+                ("http://u@c.d:8/x", ("c.d", Some(8))),
+                ("http://e.f/x", ("e.f", Some(80))),
+                ("http://g.h:/x", ("g.h", Some(80))),
+                ("grpc://i.j/x", ("i.j", None)),
+            ] {
+                let uri: http::Uri = uri.parse().unwrap();
+                let scheme = uri.scheme_str().unwrap();
+                assert_eq!(
+                    text(server_address(&uri, &HeaderMap::new(), None, scheme)),
+                    Some((want.0.into(), want.1)),
+                    "{uri}"
+                );
+            }
+        }
         // The header found by the caller wins over a lookup.
         let given: HeaderValue = "given.example".parse().unwrap();
         assert_eq!(
