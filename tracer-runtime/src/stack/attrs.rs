@@ -148,6 +148,7 @@ fn host_header(header: &HeaderValue) -> Option<(Value, Option<u16>)> {
 }
 
 /// [`host_header`] of a value's bytes.
+#[inline]
 fn host_header_bytes(b: &[u8]) -> Option<(Value, Option<u16>)> {
     let parse = || split_host(b).map(|(host, port)| (shared_value(host), port));
     if b.len() > HOST_CACHE_MAX {
