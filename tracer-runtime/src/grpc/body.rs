@@ -10,7 +10,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use opentelemetry::Context;
 
-use super::messages::{MessageReader, Messages};
+use super::messages::MessageReader;
+use super::protocol::CallState;
 
 pin_project_lite::pin_project! {
     /// The request body of a traced RPC: each message an event on the RPC's span.
@@ -18,7 +19,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         cx: Context,
-        messages: Arc<Messages>,
+        // The call's, for its message-event accounting.
+        call: Arc<CallState>,
         // SENT messages on the client, RECEIVED on the server.
         reader: MessageReader,
     }
@@ -31,16 +33,11 @@ impl<B> fmt::Debug for GrpcRequestBody<B> {
 }
 
 impl<B> GrpcRequestBody<B> {
-    pub(crate) fn new(
-        inner: B,
-        cx: Context,
-        messages: Arc<Messages>,
-        reader: MessageReader,
-    ) -> Self {
+    pub(crate) fn new(inner: B, cx: Context, call: Arc<CallState>, reader: MessageReader) -> Self {
         GrpcRequestBody {
             inner,
             cx,
-            messages,
+            call,
             reader,
         }
     }
@@ -59,7 +56,7 @@ impl<B: Body<Data = Bytes>> Body for GrpcRequestBody<B> {
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(d) = frame.data_ref()
         {
-            this.reader.feed(this.cx, this.messages, d);
+            this.reader.feed(this.cx, this.call.messages(), d);
         }
         polled
     }

@@ -7,7 +7,7 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -18,7 +18,7 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 
 use super::body::GrpcRequestBody;
 use super::messages::{DEFAULT_MAX_MESSAGE_EVENTS, MessageEvents, MessageReader, Messages};
-use super::payloads::Payloads;
+use super::payloads::{Payloads, Tap};
 use super::status::{grpc_status, record_status, status_trailers};
 use crate::recorder::Labels;
 use crate::stack::attrs::push_server_address;
@@ -81,21 +81,31 @@ macro_rules! message_options {
 message_options!(ServerLayer<Grpc>);
 message_options!(ClientLayer<Grpc>);
 
-/// What a gRPC call keeps until its span ends. Boxed: it travels in the response future and
-/// body, which are moved several times per call, with tracing off too (as `None`), so that
-/// they stay a few words larger than the handler's own.
-pub struct GrpcCall(Box<CallState>);
+/// What a gRPC call keeps until its span ends. Behind one pointer: it travels in the response
+/// future and body, which are moved several times per call, with tracing off too (as `None`),
+/// so that they stay a few words larger than the handler's own. Shared with the request body
+/// (one allocation per call for both).
+pub struct GrpcCall(Arc<CallState>);
 
-struct CallState {
+/// See [`GrpcCall`].
+pub(crate) struct CallState {
     server: bool,
-    messages: Arc<Messages>,
-    /// The request's messages (RECEIVED on the server, SENT on the client), until the request
-    /// body is wrapped.
-    request: Option<MessageReader>,
-    /// The response's messages (SENT on the server, RECEIVED on the client).
-    response: MessageReader,
+    messages: Messages,
+    /// The request's payload tap, for the reader of the request body's messages (RECEIVED on
+    /// the server, SENT on the client).
+    request_tap: Option<Tap>,
+    /// The response's messages (SENT on the server, RECEIVED on the client), read as the
+    /// response body's frames come, one at a time (the lock is never contended).
+    response: Mutex<MessageReader>,
     /// Server side: when the caller's `grpc-timeout` runs out.
     deadline: Option<Instant>,
+}
+
+impl CallState {
+    /// The call's message-event accounting, shared by its request and response bodies.
+    pub(crate) fn messages(&self) -> &Messages {
+        &self.messages
+    }
 }
 
 impl fmt::Debug for GrpcCall {
@@ -113,11 +123,11 @@ impl Grpc {
             Some(p) => p.for_path(path),
             None => (None, None),
         };
-        GrpcCall(Box::new(CallState {
+        GrpcCall(Arc::new(CallState {
             server,
-            messages: Arc::new(Messages::new(self.max_events, self.message_events)),
-            request: Some(MessageReader::new(!server, req_tap)),
-            response: MessageReader::new(server, resp_tap),
+            messages: Messages::new(self.max_events, self.message_events),
+            request_tap: req_tap,
+            response: Mutex::new(MessageReader::new(server, resp_tap)),
             deadline,
         }))
     }
@@ -239,8 +249,11 @@ impl Sealed for Grpc {
     }
 
     fn data(call: &mut GrpcCall, cx: &Context, data: &[u8]) {
-        let c = &mut *call.0;
-        c.response.feed(cx, &c.messages, data);
+        let c = &*call.0;
+        c.response
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .feed(cx, &c.messages, data);
     }
 
     fn trailers(call: &mut GrpcCall, cx: &Context, trailers: &HeaderMap) {
@@ -284,13 +297,9 @@ impl WrapRequest<tonic::body::Body> for Grpc {
         call: &mut GrpcCall,
         cx: &Context,
     ) -> Request<tonic::body::Body> {
-        let reader = call
-            .0
-            .request
-            .take()
-            .unwrap_or_else(|| MessageReader::new(!call.0.server, None));
-        let (cx, messages) = (cx.clone(), Arc::clone(&call.0.messages));
-        req.map(move |b| tonic::body::Body::new(GrpcRequestBody::new(b, cx, messages, reader)))
+        let reader = MessageReader::new(!call.0.server, call.0.request_tap.clone());
+        let (cx, shared) = (cx.clone(), Arc::clone(&call.0));
+        req.map(move |b| tonic::body::Body::new(GrpcRequestBody::new(b, cx, shared, reader)))
     }
 }
 
