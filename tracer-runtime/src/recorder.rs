@@ -222,16 +222,14 @@ pub(crate) struct Start {
     /// duration histogram is then chosen without reading its attributes.
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) protocol: Option<Protocol>,
-    /// The span's first metric labels, when its maker knows them (see [`Labels`]).
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    pub(crate) labels: Option<Labels>,
 }
 
 /// The values of a layer's span's first RED labels (`red::Kind::labels`: an HTTP server's
 /// method and route; an RPC's system, service and method), as the layer knows them when the
 /// span starts: its duration histogram takes them as they are, without reading them back from
 /// the span's attributes (a match of every key, an interning of every value). Only values held
-/// for the process qualify; `None` in a slot: no such attribute.
+/// for the process qualify; `None` in a slot: no such attribute. Given beside the span's
+/// [`Start`], not in it: a `Start` of at most 128 bytes is copied inline.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[allow(unreachable_pub)] // `pub`: named by the sealed `stack::protocol` trait's methods
 pub struct Labels(pub(crate) [Option<&'static str>; 3]);
@@ -268,15 +266,7 @@ impl Start {
             events: Vec::new(),
             start: None,
             protocol: Some(protocol),
-            labels: None,
         }
-    }
-
-    /// The span's first RED labels, known (see [`Labels`]).
-    #[cfg(feature = "http")]
-    pub(crate) fn with_labels(mut self, labels: Option<Labels>) -> Self {
-        self.labels = labels;
-        self
     }
 }
 
@@ -290,7 +280,6 @@ impl From<SpanBuilder> for Start {
             events: b.events.unwrap_or_default(),
             start: b.start_time,
             protocol: None,
-            labels: None,
         }
     }
 }
@@ -2019,7 +2008,7 @@ impl<F: Future> Future for WithContext<F> {
     allow(dead_code)
 )]
 pub(crate) fn start_span(svc: &Arc<Service>, builder: SpanBuilder, parent: &Context) -> Context {
-    start_span_from(svc, builder.into(), parent)
+    start_span_from(svc, builder.into(), None, parent)
 }
 
 /// [`start_span`] for a `parent` that already resolves to `svc`: the span is added to `parent`
@@ -2031,25 +2020,30 @@ pub(crate) fn start_span_inherited(
     parent: &Context,
 ) -> Context {
     let sc = parent_of(parent);
-    parent.with_span(start_with(svc, builder.into(), sc.as_ref()))
+    parent.with_span(start_with(svc, builder.into(), None, sc.as_ref()))
 }
 
 /// [`start_span`] under the current span (a `#[traced]` fn's, else OpenTelemetry's current
 /// context's).
 #[cfg(any(feature = "redis", feature = "mysql"))]
 pub(crate) fn start_child(svc: &Arc<Service>, builder: SpanBuilder) -> Context {
-    start_child_from(svc, builder.into())
+    start_child_from(svc, builder.into(), None)
 }
 
-/// [`start_child`] from what the span starts with (no `SpanBuilder`).
+/// [`start_child`] from what the span starts with (no `SpanBuilder`), and its first RED labels
+/// when known.
 #[cfg(any(feature = "http", feature = "redis", feature = "mysql"))]
-pub(crate) fn start_child_from(svc: &Arc<Service>, start: Start) -> Context {
+pub(crate) fn start_child_from(
+    svc: &Arc<Service>,
+    start: Start,
+    labels: Option<Labels>,
+) -> Context {
     match current() {
         Current::Local { sc, .. } => {
-            let span = start_with(svc, start, Some(&sc));
+            let span = start_with(svc, start, labels, Some(&sc));
             into_context(&Context::current(), span)
         }
-        Current::Otel => Context::map_current(|cx| start_span_from(svc, start, cx)),
+        Current::Otel => Context::map_current(|cx| start_span_from(svc, start, labels, cx)),
     }
 }
 
@@ -2059,26 +2053,36 @@ pub(crate) fn start_child_from(svc: &Arc<Service>, start: Start) -> Context {
 pub(crate) fn start_child_inherited(svc: &Arc<Service>, builder: SpanBuilder) -> Context {
     match current() {
         Current::Local { sc, .. } => {
-            Context::current().with_span(start_with(svc, builder.into(), Some(&sc)))
+            Context::current().with_span(start_with(svc, builder.into(), None, Some(&sc)))
         }
         Current::Otel => Context::map_current(|cx| start_span_inherited(svc, builder, cx)),
     }
 }
 
 /// [`start_span`] from what the span starts with (no `SpanBuilder`, a large struct moved at
-/// every step of its building).
-pub(crate) fn start_span_from(svc: &Arc<Service>, start: Start, parent: &Context) -> Context {
+/// every step of its building), and its first RED labels when known.
+pub(crate) fn start_span_from(
+    svc: &Arc<Service>,
+    start: Start,
+    labels: Option<Labels>,
+    parent: &Context,
+) -> Context {
     let sc = parent_of(parent);
-    into_context(parent, start_with(svc, start, sc.as_ref()))
+    into_context(parent, start_with(svc, start, labels, sc.as_ref()))
 }
 
-fn start_with(svc: &Arc<Service>, start: Start, parent: Option<&SpanContext>) -> Span {
+fn start_with(
+    svc: &Arc<Service>,
+    start: Start,
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] labels: Option<Labels>,
+    parent: Option<&SpanContext>,
+) -> Span {
     #[cfg(feature = "metrics")]
     let metric = crate::red::Pending::layer(
         svc.metrics.as_ref(),
         &start.kind,
         start.protocol,
-        start.labels,
+        labels,
         &start.attrs,
     );
     let span = Span::start(Arc::clone(svc), parent, start);
@@ -2139,6 +2143,16 @@ pub(crate) fn into_context(base: &Context, span: Span) -> Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A span, and what it starts with, are moved whole several times as it starts (into its
+    /// context's box among them): at most 128 bytes, the copy is a few inline loads and stores
+    /// rather than a `memcpy` call.
+    #[test]
+    fn a_span_is_copied_inline() {
+        use std::mem::size_of;
+        assert!(size_of::<Span>() <= 128, "Span: {}", size_of::<Span>());
+        assert!(size_of::<Start>() <= 128, "Start: {}", size_of::<Start>());
+    }
 
     #[test]
     fn ids_are_distinct_and_valid() {

@@ -136,7 +136,7 @@ fn full(
     fill(&mut attrs);
     #[cfg(feature = "metrics")]
     let metric = if meta.metrics {
-        crate::red::Pending::function(svc.metrics.as_ref(), meta.name, &meta.series)
+        crate::red::Pending::function(svc.metrics.as_ref(), meta)
     } else {
         None
     };
@@ -152,7 +152,6 @@ fn full(
             events: Vec::new(),
             start: None,
             protocol: None,
-            labels: None,
         },
     );
     #[cfg(feature = "metrics")]

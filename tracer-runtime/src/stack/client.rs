@@ -199,9 +199,8 @@ where
             SpanKind::Client,
             attrs,
             crate::recorder::Protocol::of(P::RPC),
-        )
-        .with_labels(labels);
-        let cx = crate::recorder::start_child_from(&svc, start);
+        );
+        let cx = crate::recorder::start_child_from(&svc, start, labels);
         let propagator = self
             .layer
             .propagator

@@ -306,8 +306,7 @@ where
             SpanKind::Server,
             attrs,
             crate::recorder::Protocol::of(P::RPC),
-        )
-        .with_labels(labels);
+        );
         let parent = if cfg.public {
             let sc = extracted.span().span_context().clone();
             if sc.is_valid() {
@@ -318,7 +317,7 @@ where
             extracted
         };
         let (parent, refused) = verdict.traced(parent);
-        let cx = crate::recorder::start_span_from(&svc, start, &parent);
+        let cx = crate::recorder::start_span_from(&svc, start, labels, &parent);
         cfg.hooks.request(&req, &cx);
         let mut traced = Traced {
             span: CallSpan { cx, call },
