@@ -29,13 +29,14 @@ pub(crate) fn start(
 ) -> Option<Op> {
     start_site(service, parent, || {
         let (name, attrs) = make();
-        (name, None, attrs)
+        (name, None, attrs, None)
     })
 }
 
 /// [`start`] for an operation whose call site may be known (a Redis command's, a statement's):
-/// `make` gives the span's name, its call site (`None`: looked up by the name), and its
-/// attributes.
+/// `make` gives the span's name, its call site (`None`: looked up by the name), its
+/// attributes, and its RED labels when known (see `recorder::Labels`; else they are read from
+/// the attributes).
 #[inline(always)]
 pub(crate) fn start_site(
     service: Option<&str>,
@@ -44,13 +45,15 @@ pub(crate) fn start_site(
         Cow<'static, str>,
         Option<&'static crate::recorder::Meta>,
         Vec<KeyValue>,
+        Option<crate::recorder::Labels>,
     ),
 ) -> Option<Op> {
     if !crate::switch::on() {
         return None;
     }
     let (svc, sc, inherited) = resolve(service, parent)?;
-    let (name, site, attrs) = make();
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    let (name, site, attrs, labels) = make();
     // A name made for this span alone (rare: most are the operation's, or a statement's
     // interned one) keeps the general path.
     let site = match (site, &name) {
@@ -80,6 +83,7 @@ pub(crate) fn start_site(
                 trace_id,
                 meta,
                 attrs,
+                labels,
             ))));
         }
     }

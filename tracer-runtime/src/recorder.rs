@@ -1008,9 +1008,10 @@ impl Fast {
         root_trace: TraceId,
         meta: &'static Meta,
         attrs: Vec<KeyValue>,
+        #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] known: Option<Labels>,
     ) -> Fast {
         #[cfg(feature = "metrics")]
-        let labels = crate::red::op_labels(svc.metrics.as_ref(), &meta.kind, &attrs);
+        let labels = crate::red::op_labels(svc.metrics.as_ref(), &meta.kind, known, &attrs);
         #[allow(unused_mut)] // set with `metrics`
         let mut span = Fast::start(svc, parent, root_trace, meta, attrs);
         #[cfg(feature = "metrics")]

@@ -1037,10 +1037,14 @@ impl Pending {
 pub(crate) fn op_labels(
     metrics: Option<&Arc<Metrics>>,
     kind: &SpanKind,
+    known: Option<crate::recorder::Labels>,
     attrs: &[KeyValue],
 ) -> Option<Box<LabelSet>> {
     metrics?;
-    Some(labels_of(Kind::of(kind, attrs)?, attrs))
+    Some(match known {
+        Some(known) if matches!(kind, SpanKind::Client) => boxed(known_labels(Kind::Db, known)),
+        _ => labels_of(Kind::of(kind, attrs)?, attrs),
+    })
 }
 
 /// The labels a layer knows at its span's start (see `recorder::Labels`).
@@ -1055,7 +1059,7 @@ fn known_labels(kind: Kind, known: crate::recorder::Labels) -> LabelSet {
 
 /// Whether the labels a layer knows for a span of `kind` (server or client) and `protocol` are
 /// the ones its attributes at start give.
-#[cfg(test)]
+#[cfg(all(test, feature = "http"))]
 pub(crate) fn known_as_read(
     kind: &SpanKind,
     protocol: crate::recorder::Protocol,
@@ -1063,6 +1067,14 @@ pub(crate) fn known_as_read(
     attrs: &[KeyValue],
 ) -> bool {
     let kind = Kind::of_protocol(kind, protocol).expect("a measured kind");
+    known_labels(kind, known) == *labels_of(kind, attrs)
+}
+
+/// Whether the labels an integration knows for its CLIENT span (a Redis command's) are the ones
+/// its attributes at start give.
+#[cfg(all(test, feature = "redis"))]
+pub(crate) fn known_as_read_op(known: crate::recorder::Labels, attrs: &[KeyValue]) -> bool {
+    let kind = Kind::of(&SpanKind::Client, attrs).expect("a measured kind");
     known_labels(kind, known) == *labels_of(kind, attrs)
 }
 

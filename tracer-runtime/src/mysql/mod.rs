@@ -139,8 +139,8 @@ impl Meta {
                 s.attrs.copy_to(&mut a);
             }
             match sql.and_then(|s| Some((s.name.clone()?, s.site))) {
-                Some((name, site)) => (name, site, a),
-                None => (Cow::Borrowed(fallback), None, a),
+                Some((name, site)) => (name, site, a, None),
+                None => (Cow::Borrowed(fallback), None, a, None),
             }
         })
     }

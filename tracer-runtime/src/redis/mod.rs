@@ -68,6 +68,9 @@ pub use events::ConnectionEvents;
 use events::listen_client;
 use text::Text;
 
+/// `db.system.name`.
+const SYSTEM: &str = "redis";
+
 /// Where the commands go: recorded on every span.
 #[derive(Debug)]
 struct Meta {
@@ -97,7 +100,7 @@ impl Meta {
         let port = server.map(|s| s.port);
         let db = config.database.unwrap_or(0);
         let mut base = Consts::default();
-        base.push(semconv::DB_SYSTEM_NAME, Const::Str("redis"));
+        base.push(semconv::DB_SYSTEM_NAME, Const::Str(SYSTEM));
         base.push(semconv::DB_NAMESPACE, Const::str(&db.to_string()));
         if let Some(h) = &address {
             base.push(semconv::SERVER_ADDRESS, Const::str(h));
@@ -175,8 +178,15 @@ impl Meta {
                 Cow::Borrowed(operation),
                 site,
                 self.attrs(Cow::Borrowed(operation), Some(text)),
+                Some(Self::labels(operation)),
             )
         })
+    }
+
+    /// A command's RED labels (`db.system.name`, `db.operation.name`; no collection), as its
+    /// attributes say them.
+    fn labels(operation: &'static str) -> crate::recorder::Labels {
+        crate::recorder::Labels([Some(SYSTEM), Some(operation), None])
     }
 }
 
@@ -357,6 +367,29 @@ impl<C: TransactionInterface> Traced<C> {
         TracedTransaction {
             inner: self.inner.multi(),
             batch: Batch::new(&self.meta),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command's RED labels are the ones its span's attributes give.
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn known_labels_are_the_attributes_labels() {
+        let client = fred::prelude::Builder::default_centralized()
+            .build()
+            .unwrap();
+        let meta = Meta::of(&client);
+        for op in ["GET", "SET", "HGETALL"] {
+            let attrs = meta.attrs(Cow::Borrowed(op), Some("GET k".into()));
+            let labels = Meta::labels(op);
+            assert!(
+                crate::red::known_as_read_op(labels, &attrs),
+                "{op}: {labels:?} against {attrs:?}"
+            );
         }
     }
 }
