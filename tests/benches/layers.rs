@@ -47,15 +47,15 @@
 //! vary by millions between runs (`callgrind_annotate --inclusive=yes`). What is left still
 //! varies by about ±1.5 % between runs (how h2 batches frames, how often the runtime parks).
 //!
-//! Stop 30 (this machine; before = e989a32, after = this round; calling thread / all threads,
+//! Stop 30 (this machine; before = e989a32, after = 396abd9; calling thread / all threads,
 //! in-process as above):
 //!
 //! ```text
 //!                          no layer      off             on
 //! HTTP  before                3 390    4 221     9 507 / 10 126   (2.80× / 2.99×)
-//!       after                 3 390    4 219     9 327 /  9 945   (2.75× / 2.93×)
+//!       after                 3 390    4 219     9 212 /  9 839   (2.72× / 2.90×)
 //! gRPC  before               13 123   14 021    21 505 / 22 027   (1.64× / 1.68×)
-//!       after                13 123   13 951    21 177 / 21 527   (1.61× / 1.64×)
+//!       after                13 123   13 951    20 763 / 21 290   (1.58× / 1.62×)
 //! ```
 //!
 //! Loopback, instructions per request, every thread (`LAYERS_LOOPBACK`, n = 2 000 and 6 000,
