@@ -483,10 +483,7 @@ fn loopback(case: &str) {
         panic!("LAYERS_LOOPBACK=<http|grpc>,<none|off|on>,<n>, not {case:?}");
     };
     let n: u64 = n.parse().expect("a number of requests");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = loopback_runtime();
     let _p = pipelines();
     tracer_runtime::set_all_enabled(mode == "on");
     let layered = match mode {
@@ -514,13 +511,27 @@ fn loopback(case: &str) {
     }
 }
 
+/// The runtime the loopback servers and clients share (criterion's cases, the paired ratios,
+/// `LAYERS_LOOPBACK`).
+fn loopback_runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Whether the layer's server traces in [`paired`] (`LAYERS_PAIRED_OFF` switches it off).
+fn paired_tracing() -> bool {
+    std::env::var_os("LAYERS_PAIRED_OFF").is_none()
+}
+
 /// Requests per half round of [`paired`].
 const PAIRED_N: u64 = 4000;
 
 fn paired_http(rt: &Runtime, rounds: usize) {
     let (plain, ours, _peer) = http_servers(rt);
     let client = http_client();
-    tracer_runtime::set_all_enabled(std::env::var_os("LAYERS_PAIRED_OFF").is_none());
+    tracer_runtime::set_all_enabled(paired_tracing());
     paired("http, server layer", rounds, |on| {
         let u = if on { &ours } else { &plain };
         rt.block_on(http_load(&client, u, PAIRED_N));
@@ -534,7 +545,7 @@ fn paired_grpc(rt: &Runtime, rounds: usize) {
         pb::echo_client::EchoClient::new(grpc_channel(rt, ours)),
     );
     let msg = echo_msg();
-    tracer_runtime::set_all_enabled(std::env::var_os("LAYERS_PAIRED_OFF").is_none());
+    tracer_runtime::set_all_enabled(paired_tracing());
     paired("grpc unary, server layer", rounds, |on| {
         let client = if on { &ours } else { &plain };
         rt.block_on(grpc_load!(client, &msg, PAIRED_N));
@@ -812,10 +823,7 @@ fn callgrind(case: &str) {
 }
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = loopback_runtime();
     let _p = pipelines();
     bench_guard(c);
     bench_http(c, &rt);
@@ -835,10 +843,7 @@ fn main() {
     }
     if let Ok(rounds) = std::env::var("LAYERS_PAIRED") {
         let rounds = rounds.parse().unwrap_or(21);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = loopback_runtime();
         let _p = pipelines();
         paired_http(&rt, rounds);
         paired_grpc(&rt, rounds);

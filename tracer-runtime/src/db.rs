@@ -52,7 +52,6 @@ pub(crate) fn start_site(
         return None;
     }
     let (svc, sc, inherited) = resolve(service, parent)?;
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     let (name, site, attrs, labels) = make();
     // A name made for this span alone (rare: most are the operation's, or a statement's
     // interned one) keeps the general path.

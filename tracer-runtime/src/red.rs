@@ -977,13 +977,9 @@ impl Pending {
             Some(p) => Kind::of_protocol(kind, p)?,
             None => Kind::of(kind, attrs)?,
         };
-        let labels = match known {
-            Some(known) => boxed(known_labels(kind, known)),
-            None => labels_of(kind, attrs),
-        };
         Some(Pending {
             start: clock::now(),
-            what: What::Op(labels),
+            what: What::Op(labels_given_or_read(kind, known, attrs)),
         })
     }
 
@@ -1041,41 +1037,48 @@ pub(crate) fn op_labels(
     attrs: &[KeyValue],
 ) -> Option<Box<LabelSet>> {
     metrics?;
-    Some(match known {
-        Some(known) if matches!(kind, SpanKind::Client) => boxed(known_labels(Kind::Db, known)),
-        _ => labels_of(Kind::of(kind, attrs)?, attrs),
-    })
+    // Labels an integration gives are a database client's (a Redis command's): its kind is
+    // then not read from the attributes either.
+    let kind = match (&known, kind) {
+        (Some(_), SpanKind::Client) => Kind::Db,
+        _ => Kind::of(kind, attrs)?,
+    };
+    Some(labels_given_or_read(kind, known, attrs))
 }
 
-/// The labels a layer knows at its span's start (see `recorder::Labels`).
+/// The labels of a span of `kind`: those its maker gives (see `recorder::Labels`), else read
+/// from its attributes (from the thread's pool of label sets).
 #[inline]
-fn known_labels(kind: Kind, known: crate::recorder::Labels) -> LabelSet {
+fn labels_given_or_read(
+    kind: Kind,
+    known: Option<crate::recorder::Labels>,
+    attrs: &[KeyValue],
+) -> Box<LabelSet> {
+    let Some(known) = known else {
+        return labels_of(kind, attrs);
+    };
     let mut labels = LabelSet::new(kind);
     for (v, k) in labels.v.iter_mut().zip(known.0) {
         *v = k.map_or(Lv::Absent, Lv::Static);
     }
-    labels
+    boxed(labels)
 }
 
-/// Whether the labels a layer knows for a span of `kind` (server or client) and `protocol` are
-/// the ones its attributes at start give.
-#[cfg(all(test, feature = "http"))]
+/// Whether the labels given for a span of `kind` (of the layer's `protocol`, else told by its
+/// attributes, as [`Pending::layer`] tells it) are the ones its attributes at start give.
+#[cfg(all(test, any(feature = "http", feature = "redis")))]
 pub(crate) fn known_as_read(
     kind: &SpanKind,
-    protocol: crate::recorder::Protocol,
+    protocol: Option<crate::recorder::Protocol>,
     known: crate::recorder::Labels,
     attrs: &[KeyValue],
 ) -> bool {
-    let kind = Kind::of_protocol(kind, protocol).expect("a measured kind");
-    known_labels(kind, known) == *labels_of(kind, attrs)
-}
-
-/// Whether the labels an integration knows for its CLIENT span (a Redis command's) are the ones
-/// its attributes at start give.
-#[cfg(all(test, feature = "redis"))]
-pub(crate) fn known_as_read_op(known: crate::recorder::Labels, attrs: &[KeyValue]) -> bool {
-    let kind = Kind::of(&SpanKind::Client, attrs).expect("a measured kind");
-    known_labels(kind, known) == *labels_of(kind, attrs)
+    let kind = match protocol {
+        Some(p) => Kind::of_protocol(kind, p),
+        None => Kind::of(kind, attrs),
+    }
+    .expect("a measured kind");
+    *labels_given_or_read(kind, Some(known), attrs) == *labels_of(kind, attrs)
 }
 
 /// The labels of a span of `kind` about to start, from its attributes (from the thread's pool

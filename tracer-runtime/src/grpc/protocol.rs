@@ -462,7 +462,7 @@ mod tests {
                     assert!(
                         crate::red::known_as_read(
                             &kind,
-                            crate::recorder::Protocol::Rpc,
+                            Some(crate::recorder::Protocol::Rpc),
                             labels,
                             &attrs
                         ),

@@ -68,8 +68,9 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route(pub Cow<'static, str>);
 
-/// The span name's method for a method that is not one of the nine known ones (recorded as
-/// `_OTHER`).
+/// `http.request.method` for a method that is not one of the nine known ones.
+const OTHER_METHOD: &str = "_OTHER";
+/// The span name's method for such a method.
 const OTHER_METHOD_NAME: &str = "HTTP";
 
 /// The method as the conventions want it: known methods as-is, others `_OTHER` (with the
@@ -86,7 +87,7 @@ fn method_attrs(method: &Method, attrs: &mut Vec<KeyValue>) -> &'static str {
         Method::CONNECT => "CONNECT",
         Method::TRACE => "TRACE",
         _ => {
-            attrs.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, "_OTHER"));
+            attrs.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, OTHER_METHOD));
             attrs.push(KeyValue::new(
                 semconv::HTTP_REQUEST_METHOD_ORIGINAL,
                 method.as_str().to_owned(),

@@ -108,21 +108,18 @@ impl Sealed for Http {
             None => Cow::Borrowed(method),
         };
         let route = route.map(|r| kept(&r));
-        // The RED labels known now: `http.request.method` as recorded, the route when it is
-        // kept for the process (else they are read from the attributes).
+        // The RED labels known now: `http.request.method` as recorded, and the route when it
+        // is kept for the process (else they are read from the attributes).
+        let recorded = if method == super::OTHER_METHOD_NAME {
+            super::OTHER_METHOD
+        } else {
+            method
+        };
         let labels = match &route {
-            None => Some(None),
-            Some(Cow::Borrowed(r)) => Some(Some(*r)),
+            None => Some(Labels([Some(recorded), None, None])),
+            Some(Cow::Borrowed(r)) => Some(Labels([Some(recorded), Some(r), None])),
             Some(Cow::Owned(_)) => None,
-        }
-        .map(|route| {
-            let method = if method == super::OTHER_METHOD_NAME {
-                "_OTHER"
-            } else {
-                method
-            };
-            Labels([Some(method), route, None])
-        });
+        };
         if let Some(r) = route {
             attrs.push(KeyValue::new(semconv::HTTP_ROUTE, r));
         }
@@ -381,7 +378,7 @@ mod tests {
             assert!(
                 crate::red::known_as_read(
                     &opentelemetry::trace::SpanKind::Server,
-                    crate::recorder::Protocol::Http,
+                    Some(crate::recorder::Protocol::Http),
                     labels,
                     &attrs
                 ),

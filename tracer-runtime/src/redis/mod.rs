@@ -387,7 +387,12 @@ mod tests {
             let attrs = meta.attrs(Cow::Borrowed(op), Some("GET k".into()));
             let labels = Meta::labels(op);
             assert!(
-                crate::red::known_as_read_op(labels, &attrs),
+                crate::red::known_as_read(
+                    &opentelemetry::trace::SpanKind::Client,
+                    None,
+                    labels,
+                    &attrs
+                ),
                 "{op}: {labels:?} against {attrs:?}"
             );
         }
