@@ -735,3 +735,35 @@ fn statement_futures_are_send(c: &mut TracedConn) {
     send(c.query::<String, _>("SELECT 1"));
     send(c.ping());
 }
+
+#[tracer_runtime::traced]
+async fn find_name(c: &mut TracedConn, select: &str) -> Option<String> {
+    c.exec_first(select, (1,)).await.unwrap()
+}
+
+/// A `#[traced]` fn's span lives on tracer's own stack, not in OpenTelemetry's context: a
+/// statement run in it is its child all the same, with the statement's own name, kind and
+/// attributes.
+#[tokio::test]
+async fn a_statement_in_a_traced_fn_is_its_child() {
+    let pool = pool();
+    let t = table("in_traced").await;
+    let select = format!("SELECT name FROM {t} WHERE id = ?");
+    let (name, spans) = in_root_async(async {
+        let mut c = pool.get_conn().await.unwrap();
+        c.exec_drop(format!("INSERT INTO {t} (id, name) VALUES (1, 'ann')"), ())
+            .await
+            .unwrap();
+        find_name(&mut c, &select).await
+    })
+    .await;
+    drop_table(&t).await;
+    assert_eq!(name.as_deref(), Some("ann"));
+    let f = named(&spans, "find_name");
+    assert_child_of(f, root(&spans));
+    let s = named(&spans, &format!("SELECT {t}"));
+    assert_child_of(s, f);
+    assert_mysql_span(s, "SELECT", Some(select.as_str()));
+    assert_eq!(int(s, "db.response.returned_rows"), Some(1));
+    assert!(!s.parent_span_is_remote && s.span_context.is_sampled());
+}

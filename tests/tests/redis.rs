@@ -788,3 +788,42 @@ async fn a_panic_inside_a_command_leaves_no_span_current() {
     );
     let _: i64 = c.del(&k).await.unwrap();
 }
+
+#[tracer_runtime::traced]
+async fn load_user(c: &TracedClient, k: &str) -> Option<String> {
+    let _: () = c
+        .set(k, "u1", Some(Expiration::EX(60)), None, false)
+        .await
+        .unwrap();
+    read_user(c, k).await
+}
+
+#[tracer_runtime::traced]
+async fn read_user(c: &TracedClient, k: &str) -> Option<String> {
+    c.get(k).await.unwrap()
+}
+
+/// A `#[traced]` fn's span lives on tracer's own stack, not in OpenTelemetry's context: a
+/// command run in it is its child all the same, at any depth, with the command's own name,
+/// kind and attributes.
+#[tokio::test]
+async fn a_command_in_a_traced_fn_is_its_child() {
+    let c = traced().await;
+    let k = key("traced:user");
+    let (v, spans) = in_root_async(load_user(&c, &k)).await;
+    assert_eq!(v.as_deref(), Some("u1"));
+    let _: i64 = plain().await.del(&k).await.unwrap();
+    let (outer, inner) = (named(&spans, "load_user"), named(&spans, "read_user"));
+    assert_child_of(outer, root(&spans));
+    assert_child_of(inner, outer);
+    let (set, get) = (named(&spans, "SET"), named(&spans, "GET"));
+    assert_child_of(set, outer);
+    assert_child_of(get, inner);
+    assert_redis_span(set, "SET", &format!("SET {k} ? EX ?"), 6379);
+    assert_redis_span(get, "GET", &format!("GET {k}"), 6379);
+    for s in [set, get] {
+        assert!(!s.parent_span_is_remote, "{}", s.name);
+        assert!(s.span_context.is_sampled(), "{}", s.name);
+        assert!(!is_error(s), "{}", s.name);
+    }
+}

@@ -29,8 +29,10 @@
 //! `traced-attrs` (the span of `traced` with the six attributes of a Redis GET's span, constant
 //! values: what those attributes cost through the span path). Modes: `plain` (the unwrapped client,
 //! or an untraced fn), `off` (the wrapper with its service switched off), `on` (the wrapper,
-//! every span exported). Commands run one at a time on a current-thread runtime, outside any
-//! traced parent (so each span is a root, as in a background job). Allocations per command are
+//! every span exported), `child` (as `on`, the whole loop run under one `#[traced]` parent span,
+//! so that each command's span is a child, as in a request: printed in a second table).
+//! Commands run one at a time on a current-thread runtime; but in `child`, outside any traced
+//! parent (so each span is a root, as in a background job). Allocations per command are
 //! counted by a counting global allocator over the loop (every thread).
 //!
 //! Before (060b23e), same binary and machine:
@@ -362,6 +364,14 @@ async fn plain_empty(x: u64) -> u64 {
     black_box(x)
 }
 
+/// The `child` mode's parent: one `#[traced]` span over the whole loop, as a request's span is
+/// over the commands it makes; started and ended once per run, so its own cost cancels out
+/// between N=1000 and N=2000.
+#[traced]
+async fn under_parent<F: std::future::Future<Output = ()>>(run: F) {
+    run.await;
+}
+
 fn mysql_opts() -> Opts {
     OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
@@ -529,7 +539,11 @@ fn child(case: &str, mode: &str, n: u64) {
             .expect("install the bench service")
     };
     tracer_runtime::set_enabled(SERVICE, mode != "off");
-    rt.block_on(run(case, mode, n));
+    if mode == "child" {
+        rt.block_on(under_parent(run(case, mode, n)));
+    } else {
+        rt.block_on(run(case, mode, n));
+    }
     tracer_runtime::set_enabled(SERVICE, true);
     drop(guard);
 }
@@ -570,7 +584,7 @@ fn measure(case: &str, mode: &str, n: u64) -> (u64, u64) {
     let _ = std::fs::remove_file(&out);
     // With spans exported, the collector's and the export thread's work must be in the count:
     // a function that callgrind toggles on but that the compiler inlined away counts nothing.
-    if mode == "on" {
+    if mode == "on" || mode == "child" {
         for f in [
             "tracer_runtime::collector::collect",
             "tracer_runtime::pipeline::Shared::run",
@@ -621,13 +635,14 @@ fn main() {
     );
     // Each case's cost with tracing on over plain, for the wrapper-beyond-its-span lines.
     let mut added: Vec<(&str, i64)> = Vec::new();
+    let mut children: Vec<(&str, i64, i64, f64)> = Vec::new();
     for case in cases {
         if !only.is_empty() && !only.iter().any(|o| o.as_str() == case) {
             continue;
         }
-        let mut instr = [0i64; 3];
-        let mut allocs = [0f64; 3];
-        for (i, mode) in ["plain", "off", "on"].into_iter().enumerate() {
+        let mut instr = [0i64; 4];
+        let mut allocs = [0f64; 4];
+        for (i, mode) in ["plain", "off", "on", "child"].into_iter().enumerate() {
             let (t1, _) = measure(case, mode, 1000);
             let (t2, a2) = measure(case, mode, 2000);
             instr[i] = (t2 as i64 - t1 as i64) / 1000;
@@ -646,6 +661,14 @@ fn main() {
             allocs[2]
         );
         added.push((case, instr[2] - instr[0]));
+        children.push((case, instr[3], instr[3] - instr[0], allocs[3]));
+    }
+    // The same commands under a `#[traced]` parent span: each command's span is a child, as in
+    // a request, not a root (no trace id drawn, no root sampling decision, the parent found on
+    // the thread's stack).
+    println!("under a #[traced] parent (mode `child`: each span a child)");
+    for (case, on, over, a) in &children {
+        println!("{case:<14} {on:>8} {over:>+7} over plain   {a:>7.1} allocations");
     }
     // Issue 16's measure: what a command costs beyond the span path recording a span with the
     // same attributes (a `#[traced]` fn with them as constant fields).

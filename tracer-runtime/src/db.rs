@@ -51,15 +51,30 @@ pub(crate) fn start_site(
     if !crate::switch::on() {
         return None;
     }
-    let (svc, sc, inherited) = resolve(service, parent)?;
-    let (name, site, attrs, labels) = make();
-    // A name made for this span alone (rare: most are the operation's, or a statement's
-    // interned one) keeps the general path.
-    let site = match (site, &name) {
-        (Some(site), _) => Some(site),
-        (None, Cow::Borrowed(name)) => crate::recorder::client_meta(name),
-        (None, Cow::Owned(_)) => None,
+    let (svc, sc, inherited) = match (service, parent) {
+        (None, None) => match crate::recorder::op_parent() {
+            // Under a sampled span on the thread's stack (a `#[traced]` fn's, as in a request,
+            // or an operation's): the span is its child, its ids and service taken from there,
+            // without a `SpanContext` made and sampled again. (A span on that stack is of a
+            // service that exports through tracer's own queues only: the short path's.)
+            crate::recorder::OpParent::Fast(p) => {
+                let (name, site, attrs, labels) = make();
+                return Some(match op_site(site, &name) {
+                    Some(meta) => Op::Fast(OpBox::new(crate::recorder::Fast::op_under(
+                        p, meta, attrs, labels,
+                    ))),
+                    None => Op::Other(in_context(&p.into_service(), None, true, name, attrs)),
+                });
+            }
+            crate::recorder::OpParent::Other(found) => {
+                let (svc, sc) = found?;
+                (svc, sc, true)
+            }
+        },
+        _ => resolve(service, parent)?,
     };
+    let (name, site, attrs, labels) = make();
+    let site = op_site(site, &name);
     if svc.sink.buffered
         && !svc.sink.otel_context
         && let Some(meta) = site
@@ -87,6 +102,22 @@ pub(crate) fn start_site(
         }
     }
     Some(Op::Other(in_context(&svc, parent, inherited, name, attrs)))
+}
+
+/// An operation's call site: the one given, else the one of its name. A name made for this span
+/// alone (rare: most are the operation's, or a statement's interned one) has none: the span
+/// keeps the general path.
+#[inline(always)]
+#[allow(clippy::ptr_arg)] // whether the name is borrowed (kept for the process) is the question
+fn op_site(
+    site: Option<&'static crate::recorder::Meta>,
+    name: &Cow<'static, str>,
+) -> Option<&'static crate::recorder::Meta> {
+    match (site, name) {
+        (Some(site), _) => Some(site),
+        (None, Cow::Borrowed(name)) => crate::recorder::client_meta(name),
+        (None, Cow::Owned(_)) => None,
+    }
 }
 
 /// [`start`] for a span that must live in a `Context`: one that other operations take as their

@@ -1021,6 +1021,27 @@ impl Fast {
         span
     }
 
+    /// [`op`](Self::op) under `parent`, a sampled span on the thread's stack (see
+    /// [`fast_parent`]).
+    #[cfg(any(feature = "redis", feature = "mysql"))]
+    #[inline(always)]
+    pub(crate) fn op_under(
+        parent: FastParent,
+        meta: &'static Meta,
+        attrs: Vec<KeyValue>,
+        #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] known: Option<Labels>,
+    ) -> Fast {
+        #[cfg(feature = "metrics")]
+        let labels = crate::red::op_labels(parent.svc.metrics.as_ref(), &meta.kind, known, &attrs);
+        #[allow(unused_mut)] // set with `metrics`
+        let mut span = Fast::child(parent, meta, attrs);
+        #[cfg(feature = "metrics")]
+        {
+            span.labels = labels;
+        }
+        span
+    }
+
     fn span_context(&self) -> SpanContext {
         SpanContext::new(
             self.trace_id,
@@ -1515,6 +1536,58 @@ impl FastParent {
             },
         }
     }
+}
+
+impl FastParent {
+    /// The service.
+    #[cfg(any(feature = "redis", feature = "mysql"))]
+    pub(crate) fn into_service(self) -> Arc<Service> {
+        self.svc
+    }
+}
+
+/// What an operation's span (a Redis command's, a statement's) started now is under.
+#[cfg(any(feature = "redis", feature = "mysql"))]
+pub(crate) enum OpParent {
+    /// A sampled span on the thread's stack (a `#[traced]` span on the short path, or an
+    /// operation's) of a service switched on whose sampler follows the parent: the child is
+    /// sampled too, and takes its ids and service from there at once.
+    Fast(FastParent),
+    /// What [`current_recording`] gives: the service and the parent, or `None` when that
+    /// service is switched off.
+    Other(Option<(Arc<Service>, Option<SpanContext>)>),
+}
+
+/// [`OpParent`] of the current span, in one look at the thread's stack.
+#[cfg(any(feature = "redis", feature = "mysql"))]
+#[inline]
+pub(crate) fn op_parent() -> OpParent {
+    #[inline(always)]
+    fn under(f: &Fast) -> OpParent {
+        match under_fast(f) {
+            Top::Fast(p) => OpParent::Fast(p),
+            Top::Nothing => OpParent::Other(None),
+            _ => OpParent::Other(Some((Arc::clone(&f.svc), Some(f.span_context())))),
+        }
+    }
+    let local = STACK
+        .try_with(|s| {
+            let s = s.try_borrow().ok()?;
+            // As `current`, and then `current_recording`.
+            let (svc, sc) = match s.last()? {
+                Frame::Fast(f) => return Some(under(f)),
+                Frame::Op(b) => return b.span().map(under),
+                Frame::Local(span) => (&span.svc, span.sc.clone()),
+                Frame::Light(l) => (&l.svc, l.span_context()),
+                Frame::Otel | Frame::Gone => return None,
+            };
+            Some(OpParent::Other(
+                svc.is_enabled().then(|| (Arc::clone(svc), Some(sc))),
+            ))
+        })
+        .ok()
+        .flatten();
+    local.unwrap_or_else(|| OpParent::Other(otel_recording()))
 }
 
 /// What [`push_bare_child`] did.
