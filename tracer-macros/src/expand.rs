@@ -401,11 +401,18 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
             // fn`'s future holds no span (nor its drop) of its own.
             if args.args.is_none() && args.fields.is_none() {
                 let meta = meta_static(&p, args, name);
+                // Nothing recorded of the output: the span is made, and ended, in its place on
+                // the thread's stack when it can be.
+                let begun = if inspects_output {
+                    quote!(#p::Begun::new(&__TRACER_META, #n_fut, #done))
+                } else {
+                    quote!(#p::Begun::bare(&__TRACER_META, #n_fut))
+                };
                 return syn::parse2(quote!({
                     #meta
                     let #n_fut = #fut;
                     if #p::on() {
-                        #p::Begun::new(&__TRACER_META, #n_fut, #done).await
+                        #begun.await
                     } else {
                         #n_fut.await
                     }

@@ -552,18 +552,75 @@ impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Begun<F, C> {
     }
 }
 
+impl<F: Future> Begun<F, fn(&mut Live, &F::Output)> {
+    /// Wraps `inner` for a call site that records nothing of the output (no `err`, no `ret`):
+    /// a sampled child's span is then made in its place on the thread's stack as the body is
+    /// first polled and, when the body completes in that poll, ended there, never moved (as a
+    /// sync fn's span is).
+    #[inline]
+    pub fn bare(meta: &'static Meta, inner: F) -> Self {
+        Begun {
+            inner: Instrumented {
+                inner,
+                live: None,
+                done: None,
+            },
+            meta: Some(meta),
+        }
+    }
+}
+
 impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Future for Begun<F, C> {
     type Output = F::Output;
 
     #[inline(never)]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let mut this = self.project();
-        if let Some(meta) = this.meta.take()
-            && let started @ Some(_) = start(meta, no_attrs)
-        {
-            *this.inner.as_mut().project().live = started;
+        if let Some(meta) = this.meta.take() {
+            let bare = if !meta.root && this.inner.done.is_none() {
+                recorder::push_bare_child(meta)
+            } else {
+                recorder::BareChild::Else
+            };
+            match bare {
+                recorder::BareChild::Pushed(at) => return this.inner.poll_on_stack(at, cx),
+                // No span: the body is polled bare from now on.
+                recorder::BareChild::Nothing => {}
+                recorder::BareChild::Else => {
+                    if let started @ Some(_) = start(meta, no_attrs) {
+                        *this.inner.as_mut().project().live = started;
+                    }
+                }
+            }
         }
-        this.inner.poll(cx)
+        this.inner.poll_live(cx)
+    }
+}
+
+impl<F: Future, C> Instrumented<F, C> {
+    /// Polls the body with its span current where [`recorder::push_bare_child`] made it, at
+    /// `at` on the thread's stack: ended there when the body completes (or panics), else taken
+    /// off the stack into `live` for the next polls.
+    fn poll_on_stack(self: Pin<&mut Self>, at: usize, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let inner = this.inner;
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(out)) => {
+                recorder::end_fast(at, |_| {});
+                Poll::Ready(out)
+            }
+            Ok(Poll::Pending) => {
+                *this.live = recorder::pop_fast(at).map(|s| Live(Held::Fast(s)));
+                Poll::Pending
+            }
+            Err(payload) => {
+                recorder::end_fast(at, |s| {
+                    let message = crate::panic::record_exception(s, &*payload);
+                    panicked(s, message);
+                });
+                resume_unwind(payload)
+            }
+        }
     }
 }
 
@@ -592,6 +649,14 @@ impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Future for Instrumented<F, C> 
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        self.poll_live(cx)
+    }
+}
+
+impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Instrumented<F, C> {
+    /// [`Future::poll`], inlined into [`Begun`]'s.
+    #[inline(always)]
+    fn poll_live(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
         // Looked at before it is taken: no span (off, sampled out) is not copied out and back.
         let Some(live) = this.live.is_some().then(|| this.live.take()).flatten() else {
