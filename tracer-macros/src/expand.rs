@@ -370,6 +370,16 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
     let inspects_output = args.err.is_some() || args.ret.is_some();
     let shape = shape(sig, block);
     let started = prelude(&p, args, name, None);
+    // The body's future under its span; nothing recorded of the output (no `err`, no `ret`):
+    // the span is ended in its place on the thread's stack when it can be.
+    let instrumented = |fut: &dyn quote::ToTokens| {
+        if inspects_output {
+            quote!(#p::Instrumented::new(#n_span, #fut, #done))
+        } else {
+            quote!(#p::Instrumented::bare(#n_span, #fut))
+        }
+    };
+    let instrumented_fut = instrumented(&n_fut);
     let body = match shape {
         // No closure: the body runs as written, and a drop guard ends the span on every way out
         // (`return`, `?`, the tail, a panic).
@@ -428,7 +438,7 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
                         ::core::mem::forget(#n_span);
                         #n_fut.await
                     }
-                    #n_span => #p::Instrumented::new(#n_span, #n_fut, #done).await,
+                    #n_span => #instrumented_fut.await,
                 }
             }
         }
@@ -437,14 +447,15 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
             quote! {
                 #started
                 let #n_fut = #p::enter(&mut #n_span, #closure);
-                #p::Instrumented::new(#n_span, #n_fut, #done)
+                #instrumented_fut
             }
         }
         Shape::BoxedAsync { head, async_block } => {
+            let instrumented_block = instrumented(async_block);
             quote! {
                 #started
                 #(#head)*
-                ::std::boxed::Box::pin(#p::Instrumented::new(#n_span, #async_block, #done))
+                ::std::boxed::Box::pin(#instrumented_block)
             }
         }
     };

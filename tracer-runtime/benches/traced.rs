@@ -174,6 +174,34 @@ async fn fastrace_async(x: u64) -> u64 {
     body(x)
 }
 
+/// Pending once, then ready: a body that takes two polls, as one that waits on I/O does.
+struct PendOnce(bool);
+
+impl Future for PendOnce {
+    type Output = ();
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        Poll::Pending
+    }
+}
+
+#[inline(never)]
+async fn plain_async_pending(x: u64) -> u64 {
+    PendOnce(false).await;
+    body(x)
+}
+
+#[traced]
+#[inline(never)]
+async fn traced_async_pending(x: u64) -> u64 {
+    PendOnce(false).await;
+    body(x)
+}
+
 /// Raw OpenTelemetry for a future: start the span, run the future with it current on every poll;
 /// the span ends when the last context holding it is dropped.
 #[inline(never)]
@@ -1015,7 +1043,9 @@ fn print_report(rows: &[Row], timed: bool) {
 /// root and a `#[fastrace::trace]` child: minus `fastrace_root`, the child alone); async,
 /// each call run to completion by the trivial executor: `plain_async`, `traced_async_off`,
 /// `traced_async`; the same polled as a task, through a `dyn Future`: `plain_async_task`,
-/// `traced_async_off_task`, `traced_async_task`): that case alone, `TRACED_CALLGRIND_N` calls (default 1000), then every
+/// `traced_async_off_task`, `traced_async_task`; `traced_async_child` (under a sampled
+/// `#[traced]` parent); `plain_async_pending` and `traced_async_pending_child` (a body pending
+/// once: two polls)): that case alone, `TRACED_CALLGRIND_N` calls (default 1000), then every
 /// pipeline flushed, for instruction counts under callgrind. Run it for two values of `N`; the
 /// difference in instructions over the difference in `N` is one call, export included:
 ///
@@ -1063,6 +1093,9 @@ fn callgrind(case: &str) {
         "plain_async_task" => (Mode::Plain, &|x| block_on_task(plain_async(x))),
         "traced_async_off_task" => (Mode::AllOff, &|x| block_on_task(traced_async(x))),
         "traced_async_task" => (Mode::Plain, &|x| block_on_task(traced_async(x))),
+        "traced_async_child" => (Mode::Plain, &|x| block_on(traced_async(x))),
+        "plain_async_pending" => (Mode::Plain, &|x| block_on(plain_async_pending(x))),
+        "traced_async_pending_child" => (Mode::Plain, &|x| block_on(traced_async_pending(x))),
         "traced_async_service_off" => (Mode::ServiceOff, &|x| block_on(traced_async(x))),
         "traced_async_sampled_out" => (Mode::SampledOut, &|x| block_on(traced_async(x))),
         "plain_async_awaited" => (Mode::Plain, &|x| {

@@ -560,11 +560,7 @@ impl<F: Future> Begun<F, fn(&mut Live, &F::Output)> {
     #[inline]
     pub fn bare(meta: &'static Meta, inner: F) -> Self {
         Begun {
-            inner: Instrumented {
-                inner,
-                live: None,
-                done: None,
-            },
+            inner: Instrumented::bare(None, inner),
             meta: Some(meta),
         }
     }
@@ -605,21 +601,29 @@ impl<F: Future, C> Instrumented<F, C> {
         let this = self.project();
         let inner = this.inner;
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(Poll::Ready(out)) => {
-                recorder::end_fast(at, |_| {});
-                Poll::Ready(out)
-            }
             Ok(Poll::Pending) => {
                 *this.live = recorder::pop_fast(at).map(|s| Live(Held::Fast(s)));
                 Poll::Pending
             }
-            Err(payload) => {
-                recorder::end_fast(at, |s| {
-                    let message = crate::panic::record_exception(s, &*payload);
-                    panicked(s, message);
-                });
-                resume_unwind(payload)
-            }
+            done => ended_on_stack(at, done),
+        }
+    }
+}
+
+/// The span at `at` on the thread's stack ended there, after its body's last poll: `polled`
+/// ready, or panicked (the panic recorded on the span, then resumed).
+fn ended_on_stack<T>(at: usize, polled: std::thread::Result<Poll<T>>) -> Poll<T> {
+    match polled {
+        Ok(polled) => {
+            recorder::end_fast(at, |_| {});
+            polled
+        }
+        Err(payload) => {
+            recorder::end_fast(at, |s| {
+                let message = crate::panic::record_exception(s, &*payload);
+                panicked(s, message);
+            });
+            resume_unwind(payload)
         }
     }
 }
@@ -629,6 +633,20 @@ impl<F, C> Debug for Instrumented<F, C> {
         f.debug_struct("Instrumented")
             .field("live", &self.live)
             .finish_non_exhaustive()
+    }
+}
+
+impl<F: Future> Instrumented<F, fn(&mut Live, &F::Output)> {
+    /// Wraps `inner` for a call site that records nothing of the output (no `err`, no `ret`):
+    /// its span, on the short path, is ended where it is on the thread's stack after the last
+    /// poll, not moved off it first.
+    #[inline]
+    pub fn bare(live: Option<Live>, inner: F) -> Self {
+        Instrumented {
+            inner,
+            live,
+            done: None,
+        }
     }
 }
 
@@ -665,6 +683,14 @@ impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Instrumented<F, C> {
         let entered = live.enter();
         let inner = this.inner;
         let polled = catch_unwind(AssertUnwindSafe(|| inner.poll(cx)));
+        let entered = match entered {
+            // The last poll of a span on the short path whose output is not recorded: ended
+            // where it is on the stack, not moved off it first.
+            Entered::Fast(at) if this.done.is_none() && !matches!(polled, Ok(Poll::Pending)) => {
+                return ended_on_stack(at, polled);
+            }
+            other => other,
+        };
         *this.live = entered.exit();
         match polled {
             Ok(Poll::Pending) => Poll::Pending,
