@@ -1022,7 +1022,7 @@ impl Fast {
     }
 
     /// [`op`](Self::op) under `parent`, a sampled span on the thread's stack (see
-    /// [`fast_parent`]).
+    /// [`op_parent`]).
     #[cfg(any(feature = "redis", feature = "mysql"))]
     #[inline(always)]
     pub(crate) fn op_under(
@@ -1518,6 +1518,12 @@ pub(crate) struct FastParent {
 }
 
 impl FastParent {
+    /// The service.
+    #[cfg(any(feature = "redis", feature = "mysql"))]
+    pub(crate) fn into_service(self) -> Arc<Service> {
+        self.svc
+    }
+
     /// `parent`'s, or for a root (`None`) the trace `root_trace` and no parent id.
     #[inline]
     fn of(svc: Arc<Service>, parent: Option<&SpanContext>, root_trace: TraceId) -> FastParent {
@@ -1535,14 +1541,6 @@ impl FastParent {
                 state: TraceState::NONE,
             },
         }
-    }
-}
-
-impl FastParent {
-    /// The service.
-    #[cfg(any(feature = "redis", feature = "mysql"))]
-    pub(crate) fn into_service(self) -> Arc<Service> {
-        self.svc
     }
 }
 
