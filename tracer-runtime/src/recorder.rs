@@ -1010,19 +1010,14 @@ impl Fast {
         attrs: Vec<KeyValue>,
         #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] known: Option<Labels>,
     ) -> Fast {
-        #[cfg(feature = "metrics")]
-        let labels = crate::red::op_labels(svc.metrics.as_ref(), &meta.kind, known, &attrs);
-        #[allow(unused_mut)] // set with `metrics`
-        let mut span = Fast::start(svc, parent, root_trace, meta, attrs);
-        #[cfg(feature = "metrics")]
-        {
-            span.labels = labels;
-        }
+        let remote = parent.is_some_and(SpanContext::is_remote);
+        let mut span = Fast::op_under(FastParent::of(svc, parent, root_trace), meta, attrs, known);
+        span.parent_remote = remote;
         span
     }
 
-    /// [`op`](Self::op) under `parent`, a sampled span on the thread's stack (see
-    /// [`op_parent`]).
+    /// [`op`](Self::op) under `parent`: a sampled span on the thread's stack (see
+    /// [`op_parent`]), or what [`FastParent::of`] makes of a context's.
     #[cfg(any(feature = "redis", feature = "mysql"))]
     #[inline(always)]
     pub(crate) fn op_under(
