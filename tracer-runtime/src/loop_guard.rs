@@ -43,7 +43,7 @@ use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, HeaderValue};
 use opentelemetry::baggage::BaggageExt as _;
-use opentelemetry::trace::{Status, TraceContextExt as _};
+use opentelemetry::trace::Status;
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
@@ -385,17 +385,20 @@ impl Loop {
         }
     }
 
-    /// Records the refusal on the SERVER span of `cx`: status Error, an `exception` event, the
-    /// path and its length; `error.type` is the layer's (the HTTP or gRPC status).
-    pub(crate) fn record(&self, cx: &Context, error_type: &'static str) {
-        let mut span = cx.span();
+    /// Records the refusal on the SERVER span: status Error, an `exception` event, the path and
+    /// its length; `error.type` is the layer's (the HTTP or gRPC status).
+    pub(crate) fn record(
+        &self,
+        span: &mut dyn crate::recorder::SpanWrite,
+        error_type: &'static str,
+    ) {
         if !span.is_recording() {
             return;
         }
         span.set_attribute(KeyValue::new(LOOP_PATH, self.path.clone()));
         span.set_attribute(KeyValue::new(LOOP_HOPS, i64::from(self.hops)));
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
-        crate::exception::record(&mut span, "CallLoop", self.message.clone(), []);
+        crate::exception::record(span, "CallLoop", self.message.clone(), []);
         span.set_status(Status::error(self.message.clone()));
     }
 }
@@ -468,6 +471,13 @@ impl ServerGuard {
 }
 
 impl Verdict {
+    /// Whether a traced request's handler needs nothing in its span's context from the guard:
+    /// it is served, and came without a path (or the guard is off).
+    #[inline]
+    pub(crate) fn carries_nothing(&self) -> bool {
+        matches!(self, Verdict::Pass(None) | Verdict::First)
+    }
+
     /// For a request served with tracing off: the hop to make current while the handler runs
     /// (see [`enter_hop`]: so that its calls carry the path), or the loop to answer with.
     #[inline]

@@ -287,9 +287,23 @@ impl From<SpanBuilder> for Start {
 impl Span {
     /// Starts a span of `svc`, child of `parent` (a root span when `None` or invalid).
     pub(crate) fn start(svc: Arc<Service>, parent: Option<&SpanContext>, s: Start) -> Span {
+        Span::start_in(svc, parent, s, None)
+    }
+
+    /// [`start`](Self::start), a root in `root_trace` when given (a trace whose sampling was
+    /// already decided, by the same sampler and inputs).
+    fn start_in(
+        svc: Arc<Service>,
+        parent: Option<&SpanContext>,
+        s: Start,
+        root_trace: Option<TraceId>,
+    ) -> Span {
         crate::stats::span_started();
         let parent = parent.filter(|p| p.is_valid());
-        let trace_id = parent.map_or_else(new_trace_id, SpanContext::trace_id);
+        let trace_id = parent.map_or_else(
+            || root_trace.unwrap_or_else(new_trace_id),
+            SpanContext::trace_id,
+        );
         let sampled = svc
             .sink
             .sample(parent, trace_id, &s.name, &s.kind, &s.attrs, &s.links);
@@ -737,33 +751,43 @@ impl opentelemetry::trace::Span for Span {
 // ---------------------------------------------------------------------------------------------
 // `#[traced]` spans of a service that exports through its own queues: the short path
 
-/// The most distinct CLIENT span names given a [`Meta`] of their own (see [`client_meta`]).
-#[cfg(any(feature = "redis", feature = "mysql"))]
-const CLIENT_METAS_MAX: usize = 4096;
+/// The most distinct integration span names given a [`Meta`] of their own (see [`site_meta`]).
+#[cfg(any(feature = "redis", feature = "mysql", feature = "http"))]
+const SITE_METAS_MAX: usize = 4096;
 
-/// Slots of the per-thread cache of [`client_meta`]'s answers.
-#[cfg(any(feature = "redis", feature = "mysql"))]
-const CLIENT_META_SLOTS: usize = 64;
+/// Slots of the per-thread cache of [`site_meta`]'s answers.
+#[cfg(any(feature = "redis", feature = "mysql", feature = "http"))]
+const SITE_META_SLOTS: usize = 64;
 
-#[cfg(any(feature = "redis", feature = "mysql"))]
+#[cfg(any(feature = "redis", feature = "mysql", feature = "http"))]
 thread_local! {
-    /// [`client_meta`]'s answers on this thread, direct-mapped by the name's address.
+    /// [`site_meta`]'s answers on this thread, direct-mapped by the name's address.
     #[allow(clippy::type_complexity)]
-    static CLIENT_METAS: RefCell<[Option<(usize, &'static Meta)>; CLIENT_META_SLOTS]> =
-        const { RefCell::new([None; CLIENT_META_SLOTS]) };
+    static SITE_METAS: RefCell<[Option<(usize, &'static Meta)>; SITE_META_SLOTS]> =
+        const { RefCell::new([None; SITE_META_SLOTS]) };
 }
 
 /// The call site of an integration's CLIENT spans named `name` (a command's, a statement's
-/// summary): made once per distinct name and kept for the process (they are few, and bounded:
-/// past [`CLIENT_METAS_MAX`] names, `None`, and the span takes the general path). Found by the
-/// name's address in a small per-thread cache, so a name seen before costs a few instructions.
+/// summary); see [`site_meta`].
 #[cfg(any(feature = "redis", feature = "mysql"))]
+#[inline]
 pub(crate) fn client_meta(name: &'static str) -> Option<&'static Meta> {
+    site_meta(name, false)
+}
+
+/// The call site of an integration's spans named `name`, SERVER spans when `server` (a server
+/// layer's route), else CLIENT spans: made once per distinct name and kind and kept for the
+/// process (they are few, and bounded: past [`SITE_METAS_MAX`], `None`, and the span takes the
+/// general path). Found by the name's address in a small per-thread cache, so a name seen before
+/// costs a few instructions.
+#[cfg(any(feature = "redis", feature = "mysql", feature = "http"))]
+pub(crate) fn site_meta(name: &'static str, server: bool) -> Option<&'static Meta> {
     let at = name.as_ptr() as usize;
-    let slot = (at >> 3) % CLIENT_META_SLOTS;
-    let cached = CLIENT_METAS
+    let slot = ((at >> 3) + usize::from(server)) % SITE_META_SLOTS;
+    let kind_is = |m: &Meta| matches!(m.kind, SpanKind::Server) == server;
+    let cached = SITE_METAS
         .try_with(|c| match c.try_borrow().ok()?[slot] {
-            Some((a, m)) if a == at && m.name.len() == name.len() => Some(m),
+            Some((a, m)) if a == at && m.name.len() == name.len() && kind_is(m) => Some(m),
             _ => None,
         })
         .ok()
@@ -771,24 +795,29 @@ pub(crate) fn client_meta(name: &'static str) -> Option<&'static Meta> {
     if let Some(m) = cached {
         return Some(m);
     }
-    static ALL: std::sync::Mutex<Option<std::collections::HashMap<&'static str, &'static Meta>>> =
-        std::sync::Mutex::new(None);
+    type Sites = std::collections::HashMap<(&'static str, bool), &'static Meta>;
+    static ALL: std::sync::Mutex<Option<Sites>> = std::sync::Mutex::new(None);
     let meta = {
         let mut all = ALL
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let all = all.get_or_insert_with(std::collections::HashMap::new);
-        match all.get(name) {
+        match all.get(&(name, server)) {
             Some(m) => *m,
-            None if all.len() >= CLIENT_METAS_MAX => return None,
+            None if all.len() >= SITE_METAS_MAX => return None,
             None => {
-                let m: &'static Meta = Box::leak(Box::new(Meta::client(name)));
-                all.insert(name, m);
+                let kind = if server {
+                    SpanKind::Server
+                } else {
+                    SpanKind::Client
+                };
+                let m: &'static Meta = Box::leak(Box::new(Meta::new(name, kind, false)));
+                all.insert((name, server), m);
                 m
             }
         }
     };
-    let _ = CLIENT_METAS.try_with(|c| {
+    let _ = SITE_METAS.try_with(|c| {
         if let Ok(mut all) = c.try_borrow_mut() {
             all[slot] = Some((at, meta));
         }
@@ -850,6 +879,9 @@ struct More {
     /// `error.type`, for the call site's duration histogram (`#[traced(metrics)]`).
     #[cfg(feature = "metrics")]
     error_type: Option<Value>,
+    /// The span's name when renamed after it started (a server span whose route the response
+    /// told); else its call site's.
+    name: Option<Cow<'static, str>>,
 }
 
 /// A sampled `#[traced]` span of a service whose spans go only to its own export queues (the
@@ -891,6 +923,7 @@ impl fmt::Debug for Fast {
 /// What a [`Fast`] span's `SpanData` takes from its [`More`].
 #[derive(Default)]
 struct Rest {
+    name: Option<Cow<'static, str>>,
     state: TraceState,
     dropped_attrs: u32,
     events: SpanEvents,
@@ -912,6 +945,7 @@ impl More {
             }
         }
         Rest {
+            name: self.name,
             state: self.state,
             dropped_attrs,
             events: self.events,
@@ -1037,7 +1071,41 @@ impl Fast {
         span
     }
 
-    fn span_context(&self) -> SpanContext {
+    /// Starts a sampled span of a layer (an HTTP server's request) of `svc`, named and of the
+    /// kind `meta` says (see [`site_meta`]), under `parent` (a root of `root_trace` when
+    /// `None`), measured in the layer's duration histogram (`protocol`, `known` labels) when
+    /// the service has metrics. It is recorded as a `#[traced]` span is: no `Context`, ended
+    /// into the thread's buffer.
+    #[cfg(feature = "http")]
+    #[inline]
+    pub(crate) fn layer(
+        svc: Arc<Service>,
+        parent: Option<&SpanContext>,
+        root_trace: TraceId,
+        meta: &'static Meta,
+        attrs: Vec<KeyValue>,
+        #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] protocol: Option<Protocol>,
+        #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] known: Option<Labels>,
+    ) -> Fast {
+        #[cfg(feature = "metrics")]
+        let labels =
+            crate::red::layer_labels(svc.metrics.as_ref(), &meta.kind, protocol, known, &attrs);
+        #[allow(unused_mut)] // set with `metrics`
+        let mut span = Fast::start(svc, parent, root_trace, meta, attrs);
+        #[cfg(feature = "metrics")]
+        {
+            span.labels = labels;
+        }
+        span
+    }
+
+    /// Renames the span (its call site's name is kept for the rest).
+    #[cfg(feature = "http")]
+    pub(crate) fn rename(&mut self, name: Cow<'static, str>) {
+        self.more().name = Some(name);
+    }
+
+    pub(crate) fn span_context(&self) -> SpanContext {
         SpanContext::new(
             self.trace_id,
             self.span_id,
@@ -1218,7 +1286,7 @@ impl Finished {
             parent_span_id: s.parent,
             parent_span_is_remote: s.parent_remote,
             span_kind: s.meta.kind.clone(),
-            name: Cow::Borrowed(s.meta.name),
+            name: more.name.unwrap_or(Cow::Borrowed(s.meta.name)),
             start_time: anchor.system_time(s.start),
             end_time: anchor.system_time(s.end),
             attributes: std::mem::take(&mut s.attrs),
@@ -1378,8 +1446,22 @@ impl OpBox {
         }))
     }
 
-    fn span(&self) -> Option<&Fast> {
+    pub(crate) fn span(&self) -> Option<&Fast> {
         self.0.as_deref()?.as_ref()
+    }
+
+    /// No span (one that has ended).
+    #[cfg(feature = "http")]
+    pub(crate) const fn ended() -> OpBox {
+        OpBox(None)
+    }
+
+    /// Renames the span.
+    #[cfg(feature = "http")]
+    pub(crate) fn rename(&mut self, name: Cow<'static, str>) {
+        if let Some(span) = self.0.as_deref_mut().and_then(Option::as_mut) {
+            span.rename(name);
+        }
     }
 
     /// Writes to the span.
@@ -2087,7 +2169,7 @@ pub(crate) fn start_span_inherited(
     parent: &Context,
 ) -> Context {
     let sc = parent_of(parent);
-    parent.with_span(start_with(svc, builder.into(), None, sc.as_ref()))
+    parent.with_span(start_with(svc, builder.into(), None, sc.as_ref(), None))
 }
 
 /// [`start_span`] under the current span (a `#[traced]` fn's, else OpenTelemetry's current
@@ -2107,7 +2189,7 @@ pub(crate) fn start_child_from(
 ) -> Context {
     match current() {
         Current::Local { sc, .. } => {
-            let span = start_with(svc, start, labels, Some(&sc));
+            let span = start_with(svc, start, labels, Some(&sc), None);
             into_context(&Context::current(), span)
         }
         Current::Otel => Context::map_current(|cx| start_span_from(svc, start, labels, cx)),
@@ -2120,7 +2202,7 @@ pub(crate) fn start_child_from(
 pub(crate) fn start_child_inherited(svc: &Arc<Service>, builder: SpanBuilder) -> Context {
     match current() {
         Current::Local { sc, .. } => {
-            Context::current().with_span(start_with(svc, builder.into(), None, Some(&sc)))
+            Context::current().with_span(start_with(svc, builder.into(), None, Some(&sc), None))
         }
         Current::Otel => Context::map_current(|cx| start_span_inherited(svc, builder, cx)),
     }
@@ -2135,7 +2217,55 @@ pub(crate) fn start_span_from(
     parent: &Context,
 ) -> Context {
     let sc = parent_of(parent);
-    into_context(parent, start_with(svc, start, labels, sc.as_ref()))
+    into_context(parent, start_with(svc, start, labels, sc.as_ref(), None))
+}
+
+/// A layer's span, under `parent`'s span: on the short path (see [`Fast::layer`]) when it is
+/// sampled, its service exports through tracer's own queues only and keeps no span in
+/// OpenTelemetry's context, its name is kept for the process and it starts with no link; else
+/// in a context as [`start_span_from`] makes it (the sampler asked once: a root keeps the trace
+/// it was decided in).
+#[cfg(feature = "http")]
+pub(crate) fn start_layer(
+    svc: &Arc<Service>,
+    start: Start,
+    labels: Option<Labels>,
+    parent: &Context,
+) -> Result<OpBox, Context> {
+    let sc = parent_of(parent);
+    let mut root = None;
+    if svc.sink.buffered
+        && !svc.sink.otel_context
+        && start.links.is_empty()
+        && let Cow::Borrowed(name) = start.name
+        && let Some(meta) = site_meta(name, matches!(start.kind, SpanKind::Server))
+    {
+        let trace_id = sc.as_ref().map_or_else(new_trace_id, SpanContext::trace_id);
+        let sampled = svc.sink.sample(
+            sc.as_ref(),
+            trace_id,
+            meta.name,
+            &start.kind,
+            &start.attrs,
+            &[],
+        );
+        if sampled {
+            return Ok(OpBox::new(Fast::layer(
+                Arc::clone(svc),
+                sc.as_ref(),
+                trace_id,
+                meta,
+                start.attrs,
+                start.protocol,
+                labels,
+            )));
+        }
+        root = Some(trace_id);
+    }
+    Err(into_context(
+        parent,
+        start_with(svc, start, labels, sc.as_ref(), root),
+    ))
 }
 
 fn start_with(
@@ -2143,6 +2273,7 @@ fn start_with(
     start: Start,
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] labels: Option<Labels>,
     parent: Option<&SpanContext>,
+    root_trace: Option<TraceId>,
 ) -> Span {
     #[cfg(feature = "metrics")]
     let metric = crate::red::Pending::layer(
@@ -2152,7 +2283,7 @@ fn start_with(
         labels,
         &start.attrs,
     );
-    let span = Span::start(Arc::clone(svc), parent, start);
+    let span = Span::start_in(Arc::clone(svc), parent, start, root_trace);
     #[cfg(feature = "metrics")]
     let span = span.with_metric(metric);
     span

@@ -972,14 +972,10 @@ impl Pending {
         known: Option<crate::recorder::Labels>,
         attrs: &[KeyValue],
     ) -> Option<Pending> {
-        metrics?;
-        let kind = match protocol {
-            Some(p) => Kind::of_protocol(kind, p)?,
-            None => Kind::of(kind, attrs)?,
-        };
+        let labels = layer_labels(metrics, kind, protocol, known, attrs)?;
         Some(Pending {
             start: clock::now(),
-            what: What::Op(labels_given_or_read(kind, known, attrs)),
+            what: What::Op(labels),
         })
     }
 
@@ -1024,6 +1020,23 @@ impl Pending {
         };
         observe_labels(metrics, boxed, ticks);
     }
+}
+
+/// The labels of a layer's span (see [`Pending::layer`]), if its kind is measured.
+#[inline]
+pub(crate) fn layer_labels(
+    metrics: Option<&Arc<Metrics>>,
+    kind: &SpanKind,
+    protocol: Option<crate::recorder::Protocol>,
+    known: Option<crate::recorder::Labels>,
+    attrs: &[KeyValue],
+) -> Option<Box<LabelSet>> {
+    metrics?;
+    let kind = match protocol {
+        Some(p) => Kind::of_protocol(kind, p)?,
+        None => Kind::of(kind, attrs)?,
+    };
+    Some(labels_given_or_read(kind, known, attrs))
 }
 
 /// The labels of an integration's span about to start, captured from its attributes, if its

@@ -6,9 +6,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
+use crate::stack::span::SpanCx;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use opentelemetry::Context;
 
 use super::messages::MessageReader;
 use super::protocol::CallState;
@@ -18,7 +18,7 @@ pin_project_lite::pin_project! {
     pub struct GrpcRequestBody<B> {
         #[pin]
         inner: B,
-        cx: Context,
+        cx: SpanCx,
         // The call's, for its message-event accounting.
         call: Arc<CallState>,
         // SENT messages on the client, RECEIVED on the server.
@@ -33,7 +33,7 @@ impl<B> fmt::Debug for GrpcRequestBody<B> {
 }
 
 impl<B> GrpcRequestBody<B> {
-    pub(crate) fn new(inner: B, cx: Context, call: Arc<CallState>, reader: MessageReader) -> Self {
+    pub(crate) fn new(inner: B, cx: SpanCx, call: Arc<CallState>, reader: MessageReader) -> Self {
         GrpcRequestBody {
             inner,
             cx,

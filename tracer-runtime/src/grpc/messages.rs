@@ -3,8 +3,9 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use opentelemetry::trace::TraceContextExt as _;
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::KeyValue;
+
+use crate::stack::span::SpanCx;
 
 use super::framing::{FrameEvent, Frames};
 use super::payloads::Tap;
@@ -71,7 +72,7 @@ impl Messages {
         }
     }
 
-    pub(crate) fn message(&self, cx: &Context, sent: bool, compressed: bool, len: u32) -> u64 {
+    pub(crate) fn message(&self, cx: &mut SpanCx, sent: bool, compressed: bool, len: u32) -> u64 {
         let id = if sent { &self.sent } else { &self.received }.fetch_add(1, Ordering::Relaxed) + 1;
         match self.mode {
             MessageEvents::None => return id,
@@ -109,7 +110,7 @@ impl Messages {
 
     fn event(
         &self,
-        cx: &Context,
+        cx: &mut SpanCx,
         at: Option<std::time::SystemTime>,
         sent: bool,
         compressed: bool,
@@ -136,7 +137,7 @@ impl Messages {
         }
     }
 
-    pub(crate) fn payload(&self, cx: &Context, sent: bool, id: u64, text: String) {
+    pub(crate) fn payload(&self, cx: &mut SpanCx, sent: bool, id: u64, text: String) {
         if self.recorded.fetch_add(1, Ordering::Relaxed) >= self.cap {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -151,7 +152,7 @@ impl Messages {
         );
     }
 
-    pub(crate) fn finish(&self, cx: &Context) {
+    pub(crate) fn finish(&self, cx: &mut SpanCx) {
         let dropped = self.dropped.load(Ordering::Relaxed);
         if dropped > 0 {
             cx.span()
@@ -180,7 +181,7 @@ impl MessageReader {
         }
     }
 
-    pub(crate) fn feed(&mut self, cx: &Context, messages: &Messages, data: &[u8]) {
+    pub(crate) fn feed(&mut self, cx: &mut SpanCx, messages: &Messages, data: &[u8]) {
         let MessageReader {
             frames,
             sent,

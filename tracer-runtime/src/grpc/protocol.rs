@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response};
-use opentelemetry::trace::{Status, TraceContextExt as _};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::Status;
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use super::body::GrpcRequestBody;
@@ -24,6 +24,7 @@ use crate::recorder::Labels;
 use crate::stack::attrs::push_server_address;
 use crate::stack::protocol::sealed::{ClientError, Sealed, WrapRequest};
 use crate::stack::protocol::{Protocol, ServerAddr, Start};
+use crate::stack::span::SpanCx;
 use crate::stack::{ClientAddr, ClientLayer, ServerLayer};
 
 /// gRPC, the [`Protocol`] of [`GrpcServerLayer`](super::GrpcServerLayer) and
@@ -147,7 +148,7 @@ fn status_head(code: i32, message: &str) -> Response<Option<Bytes>> {
     r
 }
 
-fn end(call: GrpcCall, cx: &Context) {
+fn end(call: GrpcCall, cx: &mut SpanCx) {
     call.0.messages.finish(cx);
     cx.span().end();
 }
@@ -197,7 +198,7 @@ impl Sealed for Grpc {
         (name, attrs, labels, self.call(path, false, None))
     }
 
-    fn refused(cx: &Context, message: &str) {
+    fn refused(cx: &mut SpanCx, message: &str) {
         record_status(cx, 9, message, true);
     }
 
@@ -205,35 +206,35 @@ impl Sealed for Grpc {
         status_head(9, message)
     }
 
-    fn record_panic(cx: &Context, payload: &(dyn Any + Send)) -> String {
-        let message = crate::panic::record_exception(&mut cx.span(), payload);
+    fn record_panic(cx: &mut SpanCx, payload: &(dyn Any + Send)) -> String {
+        let message = cx.record_exception(payload);
         record_status(cx, 13, &message, true);
         message
     }
 
-    fn panic_response(_cx: Option<&Context>, message: &str) -> Response<Option<Bytes>> {
+    fn panic_response(_cx: Option<&mut SpanCx>, message: &str) -> Response<Option<Bytes>> {
         status_head(13, message)
     }
 
-    fn server_response<B>(_call: &mut GrpcCall, cx: &Context, resp: &Response<B>) {
+    fn server_response<B>(_call: &mut GrpcCall, cx: &mut SpanCx, resp: &Response<B>) {
         if let Some((code, msg)) = grpc_status(resp.headers()) {
             // A trailers-only response: the status is in the head.
             record_status(cx, code, &msg, true);
         }
     }
 
-    fn server_failed(call: GrpcCall, cx: &Context, error: &dyn fmt::Display) {
+    fn server_failed(call: GrpcCall, cx: &mut SpanCx, error: &dyn fmt::Display) {
         record_status(cx, 2, &error.to_string(), true);
         end(call, cx);
     }
 
-    fn client_response<B>(_call: &mut GrpcCall, cx: &Context, resp: &Response<B>) {
+    fn client_response<B>(_call: &mut GrpcCall, cx: &mut SpanCx, resp: &Response<B>) {
         if let Some((code, msg)) = grpc_status(resp.headers()) {
             record_status(cx, code, &msg, false);
         }
     }
 
-    fn dropped(call: GrpcCall, cx: &Context) {
+    fn dropped(call: GrpcCall, cx: &mut SpanCx) {
         if call.0.deadline.is_some_and(|d| Instant::now() >= d) {
             // tonic answers CANCELLED on the wire; the span says what happened.
             record_status(cx, 4, "deadline exceeded", true);
@@ -244,11 +245,11 @@ impl Sealed for Grpc {
         end(call, cx);
     }
 
-    fn end(call: GrpcCall, cx: &Context) {
+    fn end(call: GrpcCall, cx: &mut SpanCx) {
         end(call, cx);
     }
 
-    fn data(call: &mut GrpcCall, cx: &Context, data: &[u8]) {
+    fn data(call: &mut GrpcCall, cx: &mut SpanCx, data: &[u8]) {
         let c = &*call.0;
         c.response
             .lock()
@@ -256,20 +257,23 @@ impl Sealed for Grpc {
             .feed(cx, &c.messages, data);
     }
 
-    fn trailers(call: &mut GrpcCall, cx: &Context, trailers: &HeaderMap) {
+    fn trailers(call: &mut GrpcCall, cx: &mut SpanCx, trailers: &HeaderMap) {
         if let Some((code, msg)) = grpc_status(trailers) {
             record_status(cx, code, &msg, call.0.server);
         }
     }
 
-    fn body_failed(call: GrpcCall, cx: &Context, error: &dyn fmt::Display) {
+    fn body_failed(call: GrpcCall, cx: &mut SpanCx, error: &dyn fmt::Display) {
         let span = cx.span();
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "stream"));
         span.set_status(Status::error(error.to_string()));
         Self::finish(call, cx, true);
     }
 
-    fn body_panicked(span: Option<(GrpcCall, &Context)>, payload: &(dyn Any + Send)) -> HeaderMap {
+    fn body_panicked(
+        span: Option<(GrpcCall, &mut SpanCx)>,
+        payload: &(dyn Any + Send),
+    ) -> HeaderMap {
         // The caller gets INTERNAL, the server keeps serving.
         let message = match span {
             Some((call, cx)) => {
@@ -282,7 +286,7 @@ impl Sealed for Grpc {
         status_trailers(13, &message)
     }
 
-    fn finish(call: GrpcCall, cx: &Context, complete: bool) {
+    fn finish(call: GrpcCall, cx: &mut SpanCx, complete: bool) {
         if !complete {
             cx.span()
                 .set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
@@ -295,16 +299,19 @@ impl WrapRequest<tonic::body::Body> for Grpc {
     fn wrap(
         req: Request<tonic::body::Body>,
         call: &mut GrpcCall,
-        cx: &Context,
+        cx: &mut SpanCx,
     ) -> Request<tonic::body::Body> {
+        let Some(cx) = cx.shared() else {
+            return req;
+        };
         let reader = MessageReader::new(!call.0.server, call.0.request_tap.clone());
-        let (cx, shared) = (cx.clone(), Arc::clone(&call.0));
+        let shared = Arc::clone(&call.0);
         req.map(move |b| tonic::body::Body::new(GrpcRequestBody::new(b, cx, shared, reader)))
     }
 }
 
 impl<E: std::error::Error + 'static> ClientError<E> for Grpc {
-    fn client_failed(call: GrpcCall, cx: &Context, error: &E) {
+    fn client_failed(call: GrpcCall, cx: &mut SpanCx, error: &E) {
         // The message with its causes: tonic's transport errors say little on top.
         let mut message = error.to_string();
         let mut timed_out = false;

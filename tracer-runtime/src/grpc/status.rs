@@ -3,8 +3,10 @@
 
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
-use opentelemetry::trace::{Status, TraceContextExt as _};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::Status;
+
+use crate::stack::span::SpanCx;
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 /// The codes a server answers for its own faults: Error on the server span (the semantic
@@ -67,7 +69,7 @@ pub(crate) fn percent_encode(s: &str) -> String {
 
 /// Records a final gRPC status on the span of `cx`. `server`: only server-fault codes are Error.
 #[allow(deprecated)]
-pub(crate) fn record_status(cx: &Context, code: i32, message: &str, server: bool) {
+pub(crate) fn record_status(cx: &mut SpanCx, code: i32, message: &str, server: bool) {
     let span = cx.span();
     let conv = crate::semconv::rpc();
     let name = crate::grpc_codes::name(i64::from(code));

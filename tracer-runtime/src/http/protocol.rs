@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use opentelemetry::trace::{Status, TraceContextExt as _};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::Status;
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use super::{ClientAddr, Route};
@@ -20,6 +20,7 @@ use crate::stack::ServerLayer;
 use crate::stack::attrs::{ServerHeaders, push_server_address, push_server_address_with};
 use crate::stack::protocol::sealed::{ClientError, Sealed, WrapRequest};
 use crate::stack::protocol::{Protocol, ServerAddr, Start};
+use crate::stack::span::SpanCx;
 
 type RouteFn = dyn Fn(&Method, &Uri, &http::Extensions) -> Option<String> + Send + Sync;
 
@@ -76,7 +77,7 @@ fn text_head(status: StatusCode) -> Response<()> {
     r
 }
 
-fn end(cx: &Context) {
+fn end(cx: &mut SpanCx) {
     cx.span().end();
 }
 
@@ -192,7 +193,7 @@ impl Sealed for Http {
         (Cow::Borrowed(method), attrs, None, call)
     }
 
-    fn refused(cx: &Context, _message: &str) {
+    fn refused(cx: &mut SpanCx, _message: &str) {
         cx.span()
             .set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 508_i64));
     }
@@ -203,15 +204,15 @@ impl Sealed for Http {
         text_head(StatusCode::LOOP_DETECTED).map(|()| Some(Bytes::from(body)))
     }
 
-    fn record_panic(cx: &Context, payload: &(dyn Any + Send)) -> String {
-        let mut span = cx.span();
-        let message = crate::panic::record_exception(&mut span, payload);
+    fn record_panic(cx: &mut SpanCx, payload: &(dyn Any + Send)) -> String {
+        let message = cx.record_exception(payload);
+        let span = cx.span();
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "panic"));
         span.set_status(Status::error(message.clone()));
         message
     }
 
-    fn panic_response(cx: Option<&Context>, _message: &str) -> Response<Option<Bytes>> {
+    fn panic_response(cx: Option<&mut SpanCx>, _message: &str) -> Response<Option<Bytes>> {
         if let Some(cx) = cx {
             cx.span()
                 .set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 500_i64));
@@ -219,7 +220,7 @@ impl Sealed for Http {
         text_head(StatusCode::INTERNAL_SERVER_ERROR).map(|()| Some(Bytes::from_static(PANIC_BODY)))
     }
 
-    fn server_response<B>(call: &mut HttpCall, cx: &Context, resp: &Response<B>) {
+    fn server_response<B>(call: &mut HttpCall, cx: &mut SpanCx, resp: &Response<B>) {
         let span = cx.span();
         let code = resp.status().as_u16();
         span.set_attribute(KeyValue::new(
@@ -236,14 +237,14 @@ impl Sealed for Http {
         }
     }
 
-    fn server_failed(_call: HttpCall, cx: &Context, error: &dyn fmt::Display) {
+    fn server_failed(_call: HttpCall, cx: &mut SpanCx, error: &dyn fmt::Display) {
         let span = cx.span();
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "service"));
         span.set_status(Status::error(error.to_string()));
         span.end();
     }
 
-    fn client_response<B>(_call: &mut HttpCall, cx: &Context, resp: &Response<B>) {
+    fn client_response<B>(_call: &mut HttpCall, cx: &mut SpanCx, resp: &Response<B>) {
         let span = cx.span();
         let code = resp.status().as_u16();
         span.set_attribute(KeyValue::new(
@@ -256,30 +257,33 @@ impl Sealed for Http {
         }
     }
 
-    fn dropped(_call: HttpCall, cx: &Context) {
+    fn dropped(_call: HttpCall, cx: &mut SpanCx) {
         let span = cx.span();
         span.set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
         span.end();
     }
 
-    fn end(_call: HttpCall, cx: &Context) {
+    fn end(_call: HttpCall, cx: &mut SpanCx) {
         end(cx);
     }
 
-    fn data(call: &mut HttpCall, _cx: &Context, data: &[u8]) {
+    fn data(call: &mut HttpCall, _cx: &mut SpanCx, data: &[u8]) {
         call.bytes += data.len() as u64;
     }
 
-    fn trailers(_call: &mut HttpCall, _cx: &Context, _trailers: &HeaderMap) {}
+    fn trailers(_call: &mut HttpCall, _cx: &mut SpanCx, _trailers: &HeaderMap) {}
 
-    fn body_failed(call: HttpCall, cx: &Context, error: &dyn fmt::Display) {
+    fn body_failed(call: HttpCall, cx: &mut SpanCx, error: &dyn fmt::Display) {
         let span = cx.span();
         span.set_status(Status::error(format!("response body failed: {error}")));
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "body"));
         Self::finish(call, cx, false);
     }
 
-    fn body_panicked(span: Option<(HttpCall, &Context)>, payload: &(dyn Any + Send)) -> HeaderMap {
+    fn body_panicked(
+        span: Option<(HttpCall, &mut SpanCx)>,
+        payload: &(dyn Any + Send),
+    ) -> HeaderMap {
         // Not reached (`BODY_IN_SPAN` is false); recorded as any panic if it were.
         if let Some((call, cx)) = span {
             Self::record_panic(cx, payload);
@@ -288,7 +292,7 @@ impl Sealed for Http {
         HeaderMap::new()
     }
 
-    fn finish(call: HttpCall, cx: &Context, complete: bool) {
+    fn finish(call: HttpCall, cx: &mut SpanCx, complete: bool) {
         let span = cx.span();
         span.set_attribute(KeyValue::new(
             semconv::HTTP_RESPONSE_BODY_SIZE,
@@ -303,13 +307,13 @@ impl Sealed for Http {
 }
 
 impl<B> WrapRequest<B> for Http {
-    fn wrap(req: Request<B>, _call: &mut HttpCall, _cx: &Context) -> Request<B> {
+    fn wrap(req: Request<B>, _call: &mut HttpCall, _cx: &mut SpanCx) -> Request<B> {
         req
     }
 }
 
 impl<E: fmt::Display> ClientError<E> for Http {
-    fn client_failed(_call: HttpCall, cx: &Context, error: &E) {
+    fn client_failed(_call: HttpCall, cx: &mut SpanCx, error: &E) {
         let span = cx.span();
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "transport"));
         span.set_status(Status::error(error.to_string()));

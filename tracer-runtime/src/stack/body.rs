@@ -6,15 +6,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
+use super::protocol::Protocol;
+use super::span::SpanCx;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use opentelemetry::Context;
-
-use super::protocol::Protocol;
 
 /// A call's span and what the protocol keeps for it, from the call to the end of its span.
 pub(crate) struct CallSpan<P: Protocol> {
-    pub(crate) cx: Context,
+    pub(crate) cx: SpanCx,
     pub(crate) call: P::Call,
 }
 
@@ -41,8 +40,8 @@ pin_project_lite::pin_project! {
 
     impl<B, P: Protocol> PinnedDrop for ResponseBody<B, P> {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(s) = this.project().span.take() {
-                P::finish(s.call, &s.cx, false);
+            if let Some(mut s) = this.project().span.take() {
+                P::finish(s.call, &mut s.cx, false);
             }
         }
     }
@@ -68,10 +67,10 @@ impl<B: Body, P: Protocol> ResponseBody<B, P> {
         };
         if b.span.is_some()
             && b.kind.is_end_stream()
-            && let Some(s) = b.span.take()
+            && let Some(mut s) = b.span.take()
         {
             // hyper never polls a body that says it is empty.
-            P::finish(s.call, &s.cx, true);
+            P::finish(s.call, &mut s.cx, true);
         }
         b
     }
@@ -82,9 +81,9 @@ impl<B, P: Protocol> ResponseBody<B, P> {
     pub(crate) fn full(data: Option<Bytes>, span: Option<CallSpan<P>>) -> Self {
         if let Some(mut s) = span {
             if let Some(d) = &data {
-                P::data(&mut s.call, &s.cx, d);
+                P::data(&mut s.call, &mut s.cx, d);
             }
-            P::finish(s.call, &s.cx, true);
+            P::finish(s.call, &mut s.cx, true);
         }
         ResponseBody {
             kind: Kind::Full { data },
@@ -123,12 +122,18 @@ where
             KindProj::Full { data } => return Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             KindProj::Inner { body } if P::BODY_IN_SPAN => {
                 // The body's own code (a streaming handler's generator) runs in the span.
-                let _attached = this.span.as_ref().map(|s| crate::recorder::attach(&s.cx));
-                if *this.catch_panics {
-                    catch_unwind(AssertUnwindSafe(|| polled = body.poll_frame(cx)))
-                } else {
-                    polled = body.poll_frame(cx);
-                    Ok(())
+                let catch = *this.catch_panics;
+                let poll = || {
+                    if catch {
+                        catch_unwind(AssertUnwindSafe(|| polled = body.poll_frame(cx)))
+                    } else {
+                        polled = body.poll_frame(cx);
+                        Ok(())
+                    }
+                };
+                match this.span.as_mut() {
+                    Some(s) => s.cx.enter(poll),
+                    None => poll(),
                 }
             }
             KindProj::Inner { body } => {
@@ -140,7 +145,9 @@ where
             Ok(()) => {}
             Err(payload) => {
                 let trailers = match this.span.take() {
-                    Some(CallSpan { cx, call }) => P::body_panicked(Some((call, &cx)), &*payload),
+                    Some(CallSpan { mut cx, call }) => {
+                        P::body_panicked(Some((call, &mut cx)), &*payload)
+                    }
                     None => P::body_panicked(None, &*payload),
                 };
                 this.kind.set(Kind::Full { data: None });
@@ -155,25 +162,25 @@ where
             Poll::Pending => {}
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
-                    P::data(&mut s.call, &s.cx, d);
+                    P::data(&mut s.call, &mut s.cx, d);
                 }
                 if let Some(t) = frame.trailers_ref() {
-                    P::trailers(&mut s.call, &s.cx, t);
+                    P::trailers(&mut s.call, &mut s.cx, t);
                 }
                 if this.kind.is_end_stream()
-                    && let Some(s) = this.span.take()
+                    && let Some(mut s) = this.span.take()
                 {
-                    P::finish(s.call, &s.cx, true);
+                    P::finish(s.call, &mut s.cx, true);
                 }
             }
             Poll::Ready(Some(Err(e))) => {
-                if let Some(s) = this.span.take() {
-                    P::body_failed(s.call, &s.cx, e);
+                if let Some(mut s) = this.span.take() {
+                    P::body_failed(s.call, &mut s.cx, e);
                 }
             }
             Poll::Ready(None) => {
-                if let Some(s) = this.span.take() {
-                    P::finish(s.call, &s.cx, true);
+                if let Some(mut s) = this.span.take() {
+                    P::finish(s.call, &mut s.cx, true);
                 }
             }
         }

@@ -18,6 +18,7 @@ use tower_service::Service;
 use super::body::{CallSpan, ResponseBody};
 use super::protocol::sealed::{ClientError, WrapRequest};
 use super::protocol::{Protocol, ServerAddr};
+use super::span::SpanCx;
 use crate::loop_guard::{self, LoopGuard};
 use crate::propagation::{Format, Propagator};
 use crate::service;
@@ -211,11 +212,9 @@ where
             let caller = self.layer.service.as_deref();
             loop_guard::inject(&cx, caller, Some(&svc.name), req.headers_mut());
         }
-        let req = P::wrap(req, &mut call, &cx);
-        let inner = {
-            let _attached = crate::recorder::attach(&cx);
-            self.inner.call(req)
-        };
+        let mut cx = SpanCx::in_context(cx);
+        let req = P::wrap(req, &mut call, &mut cx);
+        let inner = cx.enter(|| self.inner.call(req));
         ClientResponseFuture {
             inner,
             span: Some(CallSpan { cx, call }),
@@ -233,8 +232,8 @@ pin_project_lite::pin_project! {
 
     impl<F, P: Protocol> PinnedDrop for ClientResponseFuture<F, P> {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(s) = this.project().span.take() {
-                P::dropped(s.call, &s.cx);
+            if let Some(mut s) = this.project().span.take() {
+                P::dropped(s.call, &mut s.cx);
             }
         }
     }
@@ -259,24 +258,25 @@ where
 
     fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let polled = {
-            let _attached = this.span.as_ref().map(|s| crate::recorder::attach(&s.cx));
-            match this.inner.poll(task) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(r) => r,
-            }
+        let inner = this.inner;
+        let polled = match this.span.as_mut() {
+            Some(s) => s.cx.enter(|| inner.poll(task)),
+            None => inner.poll(task),
         };
-        let Some(CallSpan { cx, mut call }) = this.span.take() else {
+        let Poll::Ready(polled) = polled else {
+            return Poll::Pending;
+        };
+        let Some(CallSpan { mut cx, mut call }) = this.span.take() else {
             return Poll::Ready(polled.map(|r| r.map(|b| ResponseBody::new(b, None, false))));
         };
         match polled {
             Ok(resp) => {
-                P::client_response(&mut call, &cx, &resp);
+                P::client_response(&mut call, &mut cx, &resp);
                 let span = Some(CallSpan { cx, call });
                 Poll::Ready(Ok(resp.map(|b| ResponseBody::new(b, span, false))))
             }
             Err(e) => {
-                P::client_failed(call, &cx, &e);
+                P::client_failed(call, &mut cx, &e);
                 Poll::Ready(Err(e))
             }
         }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use http::{Extensions, HeaderMap, Method, StatusCode, Uri, Version};
 use opentelemetry::trace::SpanRef;
 
+use super::span::SpanCx;
+
 /// A request, as an [`with_on_request`](crate::stack::ServerLayer::with_on_request) hook sees it.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -78,16 +80,24 @@ impl fmt::Debug for Hooks {
 }
 
 impl Hooks {
-    pub(crate) fn request<B>(&self, req: &http::Request<B>, cx: &opentelemetry::Context) {
+    /// Neither hook is set.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.on_request.is_none() && self.on_response.is_none()
+    }
+
+    /// Calls the request hook with the span, when it is in a context (a span on the short path
+    /// is never started where a hook is set).
+    pub(crate) fn request<B>(&self, req: &http::Request<B>, cx: &SpanCx) {
         use opentelemetry::trace::TraceContextExt as _;
-        if let Some(f) = &self.on_request {
+        if let (Some(f), Some(cx)) = (&self.on_request, cx.context()) {
             f(&RequestView::of(req), &cx.span());
         }
     }
 
-    pub(crate) fn response<B>(&self, resp: &http::Response<B>, cx: &opentelemetry::Context) {
+    /// Calls the response hook with the span, as [`request`](Self::request).
+    pub(crate) fn response<B>(&self, resp: &http::Response<B>, cx: &SpanCx) {
         use opentelemetry::trace::TraceContextExt as _;
-        if let Some(f) = &self.on_response {
+        if let (Some(f), Some(cx)) = (&self.on_response, cx.context()) {
             f(&ResponseView::of(resp), &cx.span());
         }
     }

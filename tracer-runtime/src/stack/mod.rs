@@ -27,6 +27,7 @@ pub(crate) mod headers;
 mod hooks;
 pub(crate) mod protocol;
 mod server;
+pub(crate) mod span;
 
 pub use body::ResponseBody;
 pub use client::{Client, ClientLayer, ClientResponseFuture};

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::KeyValue;
+
+use super::span::SpanCx;
 
 /// The protocol a layer of this stack traces: [`Http`](crate::http::Http) or
 /// [`Grpc`](crate::grpc::Grpc). Sealed: the stack knows these two.
@@ -63,62 +65,62 @@ pub(crate) mod sealed {
         ) -> Start<Self::Call>;
 
         /// Records the status of a request the loop guard refused (before `Loop::record`).
-        fn refused(cx: &Context, message: &str);
+        fn refused(cx: &mut SpanCx, message: &str);
 
         /// The answer to a request the loop guard refused.
         fn loop_response(message: &str) -> Response<Option<Bytes>>;
 
         /// Records a handler panic on the span; returns its message.
-        fn record_panic(cx: &Context, payload: &(dyn Any + Send)) -> String;
+        fn record_panic(cx: &mut SpanCx, payload: &(dyn Any + Send)) -> String;
 
         /// The answer to a request whose handler panicked (`cx`: traced).
-        fn panic_response(cx: Option<&Context>, message: &str) -> Response<Option<Bytes>>;
+        fn panic_response(cx: Option<&mut SpanCx>, message: &str) -> Response<Option<Bytes>>;
 
         /// Records what the head of a server's response says.
-        fn server_response<B>(call: &mut Self::Call, cx: &Context, resp: &Response<B>);
+        fn server_response<B>(call: &mut Self::Call, cx: &mut SpanCx, resp: &Response<B>);
 
         /// The inner service failed: records it and ends the span.
-        fn server_failed(call: Self::Call, cx: &Context, error: &dyn fmt::Display);
+        fn server_failed(call: Self::Call, cx: &mut SpanCx, error: &dyn fmt::Display);
 
         /// Records what the head of a client's response says.
-        fn client_response<B>(call: &mut Self::Call, cx: &Context, resp: &Response<B>);
+        fn client_response<B>(call: &mut Self::Call, cx: &mut SpanCx, resp: &Response<B>);
 
         /// The response future was dropped before an answer: the caller went away (or, on a
         /// gRPC server, the deadline passed). Ends the span.
-        fn dropped(call: Self::Call, cx: &Context);
+        fn dropped(call: Self::Call, cx: &mut SpanCx);
 
         /// Ends the span with no response body (a panic that is not caught).
-        fn end(call: Self::Call, cx: &Context);
+        fn end(call: Self::Call, cx: &mut SpanCx);
 
         /// A data frame of the response body.
-        fn data(call: &mut Self::Call, cx: &Context, data: &[u8]);
+        fn data(call: &mut Self::Call, cx: &mut SpanCx, data: &[u8]);
 
         /// The trailers of the response body.
-        fn trailers(call: &mut Self::Call, cx: &Context, trailers: &HeaderMap);
+        fn trailers(call: &mut Self::Call, cx: &mut SpanCx, trailers: &HeaderMap);
 
         /// The response body failed: records it and ends the span.
-        fn body_failed(call: Self::Call, cx: &Context, error: &dyn fmt::Display);
+        fn body_failed(call: Self::Call, cx: &mut SpanCx, error: &dyn fmt::Display);
 
         /// The response body panicked (only when [`BODY_IN_SPAN`](Self::BODY_IN_SPAN) and
         /// panics are caught): records it, ends the span, returns the trailers to end with.
         fn body_panicked(
-            span: Option<(Self::Call, &Context)>,
+            span: Option<(Self::Call, &mut SpanCx)>,
             payload: &(dyn Any + Send),
         ) -> HeaderMap;
 
         /// The response body ended (`complete`) or was dropped unfinished: ends the span.
-        fn finish(call: Self::Call, cx: &Context, complete: bool);
+        fn finish(call: Self::Call, cx: &mut SpanCx, complete: bool);
     }
 
     /// The request bodies a protocol's server and client take.
     pub trait WrapRequest<B>: Sealed {
         /// `req`, its body seen by the protocol.
-        fn wrap(req: Request<B>, call: &mut Self::Call, cx: &Context) -> Request<B>;
+        fn wrap(req: Request<B>, call: &mut Self::Call, cx: &mut SpanCx) -> Request<B>;
     }
 
     /// The errors a protocol's client can classify (gRPC reads their causes).
     pub trait ClientError<E>: Sealed {
         /// The inner service failed: records it and ends the span.
-        fn client_failed(call: Self::Call, cx: &Context, error: &E);
+        fn client_failed(call: Self::Call, cx: &mut SpanCx, error: &E);
     }
 }

@@ -11,7 +11,7 @@ use std::task::{Context as TaskContext, Poll};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body::Body;
-use opentelemetry::Context;
+use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::trace::{Link, SpanKind, SpanRef, TraceContextExt as _};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -20,6 +20,7 @@ use super::body::{CallSpan, ResponseBody};
 use super::hooks::{Hooks, RequestView, ResponseView};
 use super::protocol::Protocol;
 use super::protocol::sealed::WrapRequest;
+use super::span::SpanCx;
 use crate::loop_guard::{LoopGuard, ServerGuard};
 use crate::propagation::{Format, Propagator};
 use crate::service;
@@ -231,10 +232,10 @@ impl<S, P: Protocol> fmt::Debug for Server<S, P> {
     }
 }
 
-/// The W3C `traceresponse` header value of the span of `cx`.
-fn traceresponse(cx: &Context) -> Option<HeaderValue> {
+/// The W3C `traceresponse` header value of the span.
+fn traceresponse(cx: &SpanCx) -> Option<HeaderValue> {
     HeaderValue::from_str(&crate::propagation::trace_response_value(
-        cx.span().span_context(),
+        &cx.span_context(),
     ))
     .ok()
 }
@@ -316,30 +317,47 @@ where
         } else {
             extracted
         };
+        // HTTP's span on the recorder's short path (not in a `Context`) when nothing needs it
+        // there: no hook (hooks see the span through OpenTelemetry's API), nothing the
+        // handler's calls must carry in its context (baggage, the loop guard's path), not
+        // refused. `recorder::start_layer` decides the rest (sampled, the service's export).
+        let short = !P::RPC
+            && cfg.hooks.is_empty()
+            && verdict.carries_nothing()
+            && parent.baggage().is_empty();
         let (parent, refused) = verdict.traced(parent);
-        let cx = crate::recorder::start_span_from(&svc, start, labels, &parent);
+        let cx = if short {
+            match crate::recorder::start_layer(&svc, start, labels, &parent) {
+                Ok(span) => SpanCx::short(span),
+                Err(cx) => SpanCx::in_context(cx),
+            }
+        } else {
+            SpanCx::in_context(crate::recorder::start_span_from(
+                &svc, start, labels, &parent,
+            ))
+        };
         cfg.hooks.request(&req, &cx);
         let mut traced = Traced {
             span: CallSpan { cx, call },
             cfg: Arc::clone(&self.cfg),
         };
         if let Some(l) = refused {
-            P::refused(&traced.span.cx, &l.message);
-            l.record(&traced.span.cx, P::LOOP_ERROR_TYPE);
+            P::refused(&mut traced.span.cx, &l.message);
+            traced.span.cx.write(|s| l.record(s, P::LOOP_ERROR_TYPE));
             return ServerResponseFuture::answer(Answer::Refused(l.message), Some(traced));
         }
-        let req = P::wrap(req, &mut traced.span.call, &traced.span.cx);
-        let called = {
-            let _attached = crate::recorder::attach(&traced.span.cx);
+        let req = P::wrap(req, &mut traced.span.call, &mut traced.span.cx);
+        let inner = &mut self.inner;
+        let called = traced.span.cx.enter(|| {
             let _hidden = crate::loop_guard::hide_hop();
-            catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
-        };
+            catch_unwind(AssertUnwindSafe(|| inner.call(req)))
+        });
         match called {
             Ok(f) => ServerResponseFuture::new(f, Some(traced), catch),
             Err(payload) => {
-                let message = P::record_panic(&traced.span.cx, &*payload);
+                let message = P::record_panic(&mut traced.span.cx, &*payload);
                 if !catch {
-                    P::end(traced.span.call, &traced.span.cx);
+                    P::end(traced.span.call, &mut traced.span.cx);
                     resume_unwind(payload);
                 }
                 ServerResponseFuture::answer(Answer::Panicked(message), Some(traced))
@@ -366,12 +384,12 @@ enum Answer {
 /// `on_response` hook as any other response.
 fn answer_response<B, P: Protocol>(
     answer: Answer,
-    traced: Option<Traced<P>>,
+    mut traced: Option<Traced<P>>,
 ) -> Response<ResponseBody<B, P>> {
     let mut head = match &answer {
         Answer::Refused(message) => P::loop_response(message),
         Answer::Panicked(message) => {
-            P::panic_response(traced.as_ref().map(|t| &t.span.cx), message)
+            P::panic_response(traced.as_mut().map(|t| &mut t.span.cx), message)
         }
     };
     let span = traced.map(|t| {
@@ -403,8 +421,8 @@ pin_project_lite::pin_project! {
     impl<F, P: Protocol> PinnedDrop for ServerResponseFuture<F, P> {
         fn drop(this: Pin<&mut Self>) {
             // Dropped before an answer: the connection went away (or the deadline passed).
-            if let Some(t) = this.project().traced.take() {
-                P::dropped(t.span.call, &t.span.cx);
+            if let Some(mut t) = this.project().traced.take() {
+                P::dropped(t.span.call, &mut t.span.cx);
             }
         }
     }
@@ -459,12 +477,11 @@ where
                 .unwrap_or_else(|| Answer::Panicked("polled after completion".to_owned()));
             return Poll::Ready(Ok(answer_response(answer, this.traced.take())));
         };
-        let polled = match this.traced.as_ref() {
-            Some(t) => {
-                let _attached = crate::recorder::attach(&t.span.cx);
+        let polled = match this.traced.as_mut() {
+            Some(t) => t.span.cx.enter(|| {
                 let _hidden = crate::loop_guard::hide_hop();
                 catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
-            }
+            }),
             None => {
                 let _hop = crate::loop_guard::enter_hop(this.hop);
                 catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
@@ -474,16 +491,16 @@ where
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(r)) => r,
             Err(payload) => {
-                let traced = this.traced.take();
+                let mut traced = this.traced.take();
                 if !*this.catch {
-                    if let Some(t) = traced {
-                        P::record_panic(&t.span.cx, &*payload);
-                        P::end(t.span.call, &t.span.cx);
+                    if let Some(mut t) = traced {
+                        P::record_panic(&mut t.span.cx, &*payload);
+                        P::end(t.span.call, &mut t.span.cx);
                     }
                     resume_unwind(payload);
                 }
-                let message = match &traced {
-                    Some(t) => P::record_panic(&t.span.cx, &*payload),
+                let message = match &mut traced {
+                    Some(t) => P::record_panic(&mut t.span.cx, &*payload),
                     None => crate::panic::payload_message(&*payload),
                 };
                 return Poll::Ready(Ok(answer_response(Answer::Panicked(message), traced)));
@@ -493,10 +510,10 @@ where
         let Some(Traced { span, cfg }) = this.traced.take() else {
             return Poll::Ready(polled.map(|r| r.map(|b| ResponseBody::new(b, None, catch))));
         };
-        let CallSpan { cx, mut call } = span;
+        let CallSpan { mut cx, mut call } = span;
         match polled {
             Ok(mut resp) => {
-                P::server_response(&mut call, &cx, &resp);
+                P::server_response(&mut call, &mut cx, &resp);
                 if cfg.trace_response
                     && let Some(v) = traceresponse(&cx)
                 {
@@ -507,7 +524,7 @@ where
                 Poll::Ready(Ok(resp.map(|b| ResponseBody::new(b, span, catch))))
             }
             Err(e) => {
-                P::server_failed(call, &cx, &e);
+                P::server_failed(call, &mut cx, &e);
                 Poll::Ready(Err(e))
             }
         }

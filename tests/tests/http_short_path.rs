@@ -1,0 +1,178 @@
+//! The HTTP server layer's span on the recorder's short path (a service exporting through
+//! tracer's own queues, a request with no baggage): what runs in the handler nests under it —
+//! `#[traced]` fns, a traced client call and the server behind it — `current_context()` and
+//! `current_trace_id()` see it, OpenTelemetry's own `Context::current()` does not (as for a
+//! `#[traced]` span, unless `with_otel_context(true)`), and a request that brings baggage keeps
+//! its span in the context, where the handler finds the baggage. Every span counted.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, Response};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use opentelemetry::baggage::BaggageExt as _;
+use opentelemetry::trace::{SpanId, SpanKind, TraceContextExt as _, TraceId};
+use tokio::net::TcpListener;
+use tower::ServiceExt as _;
+use tracer_runtime::http::{HttpClientLayer, HttpServerLayer};
+use tracer_runtime::traced;
+
+#[traced]
+fn sync_child() -> u64 {
+    7
+}
+
+#[traced]
+async fn async_child() -> u64 {
+    tokio::task::yield_now().await;
+    sync_child()
+}
+
+/// What the handler saw, as its body: `current_context()`'s span id, `current_trace_id()`,
+/// whether OpenTelemetry's own context holds a span, the baggage it found.
+async fn handler(
+    downstream: Option<SocketAddr>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let seen = tracer_runtime::current_context();
+    let span_id = seen.span().span_context().span_id();
+    let trace_id = tracer_runtime::current_trace_id().unwrap_or(TraceId::INVALID);
+    let otel_has_span = opentelemetry::Context::current().has_active_span();
+    let baggage: Vec<String> = opentelemetry::Context::current()
+        .baggage()
+        .iter()
+        .map(|(k, (v, _))| format!("{k}={v}"))
+        .collect();
+    async_child().await;
+    if let (Some(addr), "/call") = (downstream, req.uri().path()) {
+        let client = tower::ServiceBuilder::new()
+            .layer(HttpClientLayer::new())
+            .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
+        let resp = client
+            .oneshot(
+                Request::get(format!("http://{addr}/leaf"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let _ = resp.into_body().collect().await;
+    }
+    Ok(Response::new(Full::new(Bytes::from(format!(
+        "{span_id} {trace_id} {otel_has_span} {}",
+        baggage.join(",")
+    )))))
+}
+
+async fn serve(downstream: Option<SocketAddr>) -> SocketAddr {
+    exporter();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let svc = tower::ServiceBuilder::new()
+                .layer(HttpServerLayer::new(SERVICE))
+                .service_fn(move |req| handler(downstream, req));
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// GET with `headers` and no tracing of the client's: the body.
+async fn get(url: &str, headers: &[(&str, &str)]) -> String {
+    let mut req = Request::get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = Client::builder(TokioExecutor::new())
+        .build_http::<Full<Bytes>>()
+        .request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT: &str = "00f067aa0ba902b7";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_runs_in_the_handler_nests_under_the_server_span() {
+    let leaf = serve(None).await;
+    let addr = serve(Some(leaf)).await;
+    let traceparent = format!("00-{TRACE}-{PARENT}-01");
+    let body = get(
+        &format!("http://{addr}/call"),
+        &[("traceparent", traceparent.as_str())],
+    )
+    .await;
+    let seen: Vec<&str> = body.split(' ').collect();
+    let trace = TraceId::from_hex(TRACE).unwrap();
+    let spans = spans_of(trace);
+    let server = spans
+        .iter()
+        .find(|s| {
+            s.name == "GET"
+                && s.span_kind == SpanKind::Server
+                && s.parent_span_id == SpanId::from_hex(PARENT).unwrap()
+        })
+        .unwrap_or_else(|| panic!("no server span under the remote parent: {spans:#?}"));
+    assert!(server.parent_span_is_remote);
+    // The handler's `current_context()` and `current_trace_id()` are the server span's.
+    assert_eq!(seen[0], server.span_context.span_id().to_string(), "{body}");
+    assert_eq!(seen[1], TRACE, "{body}");
+    // OpenTelemetry's own context does not hold it (the default, as for `#[traced]` spans).
+    assert_eq!(seen[2], "false", "{body}");
+    let id = server.span_context.span_id();
+    let child = |name: &str, parent: SpanId| {
+        spans
+            .iter()
+            .find(|s| s.name == name && s.parent_span_id == parent)
+            .unwrap_or_else(|| panic!("no {name} under {parent}: {spans:#?}"))
+    };
+    let a = child("async_child", id);
+    child("sync_child", a.span_context.span_id());
+    // The traced client call, and the leaf server behind it, in the same trace.
+    let client = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Client && s.parent_span_id == id)
+        .unwrap_or_else(|| panic!("no client span under the server span: {spans:#?}"));
+    let leaf_server = child("GET", client.span_context.span_id());
+    assert_eq!(leaf_server.span_kind, SpanKind::Server);
+    assert!(leaf_server.parent_span_is_remote);
+}
+
+#[tokio::test]
+async fn a_request_with_baggage_keeps_its_span_in_the_context() {
+    let addr = serve(None).await;
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let traceparent = format!("00-{trace}-{PARENT}-01");
+    let body = get(
+        &format!("http://{addr}/baggage"),
+        &[
+            ("traceparent", traceparent.as_str()),
+            ("baggage", "tenant=acme"),
+        ],
+    )
+    .await;
+    let seen: Vec<&str> = body.split(' ').collect();
+    assert_eq!(seen[2], "true", "{body}");
+    assert_eq!(seen[3], "tenant=acme", "{body}");
+    assert_eq!(seen[1], trace, "{body}");
+}
