@@ -1456,6 +1456,33 @@ impl OpBox {
         OpBox(None)
     }
 
+    /// The span, unless it has ended.
+    #[cfg(feature = "http")]
+    #[inline]
+    pub(crate) fn span_mut(&mut self) -> Option<&mut Fast> {
+        self.0.as_deref_mut()?.as_mut()
+    }
+
+    /// Makes the span current until the guard is dropped (a call or a poll of a layer's
+    /// handler), which takes it back off the stack into this box, also when a panic unwinds
+    /// (the layer then records the panic on it).
+    #[cfg(feature = "http")]
+    #[inline]
+    pub(crate) fn entered(&mut self) -> OpEntered<'_> {
+        let at = match self.0.take() {
+            None => None,
+            Some(b) => match push_with(OpBox(Some(b)), Frame::Op) {
+                Some(Ok(at)) => Some(at),
+                Some(Err(back)) => {
+                    *self = back;
+                    None
+                }
+                None => None,
+            },
+        };
+        OpEntered { at, op: self }
+    }
+
     /// Renames the span.
     #[cfg(feature = "http")]
     pub(crate) fn rename(&mut self, name: Cow<'static, str>) {
@@ -1511,6 +1538,25 @@ impl OpBox {
                 f()
             }
             None => f(),
+        }
+    }
+}
+
+/// An [`OpBox`]'s span current on the thread's stack (see [`OpBox::entered`]).
+#[cfg(feature = "http")]
+pub(crate) struct OpEntered<'a> {
+    at: Option<usize>,
+    op: &'a mut OpBox,
+}
+
+#[cfg(feature = "http")]
+impl Drop for OpEntered<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(at) = self.at
+            && let Some(back) = pop_op(at)
+        {
+            *self.op = back;
         }
     }
 }
@@ -2220,15 +2266,17 @@ pub(crate) fn start_span_from(
     into_context(parent, start_with(svc, start, labels, sc.as_ref(), None))
 }
 
-/// A layer's span, under `parent`'s span: on the short path (see [`Fast::layer`]) when it is
-/// sampled, its service exports through tracer's own queues only and keeps no span in
-/// OpenTelemetry's context, its name is kept for the process and it starts with no link; else
-/// in a context as [`start_span_from`] makes it (the sampler asked once: a root keeps the trace
-/// it was decided in).
+/// A layer's SERVER span named `name`, under `parent`'s span: on the short path (see
+/// [`Fast::layer`]) when it is sampled, its service exports through tracer's own queues only and
+/// keeps no span in OpenTelemetry's context, and its name is kept for the process; else in a
+/// context as [`start_span_from`] makes it (the sampler asked once: a root keeps the trace it
+/// was decided in).
 #[cfg(feature = "http")]
 pub(crate) fn start_layer(
     svc: &Arc<Service>,
-    start: Start,
+    name: Cow<'static, str>,
+    attrs: Vec<KeyValue>,
+    protocol: Protocol,
     labels: Option<Labels>,
     parent: &Context,
 ) -> Result<OpBox, Context> {
@@ -2236,17 +2284,16 @@ pub(crate) fn start_layer(
     let mut root = None;
     if svc.sink.buffered
         && !svc.sink.otel_context
-        && start.links.is_empty()
-        && let Cow::Borrowed(name) = start.name
-        && let Some(meta) = site_meta(name, matches!(start.kind, SpanKind::Server))
+        && let Cow::Borrowed(n) = name
+        && let Some(meta) = site_meta(n, true)
     {
         let trace_id = sc.as_ref().map_or_else(new_trace_id, SpanContext::trace_id);
         let sampled = svc.sink.sample(
             sc.as_ref(),
             trace_id,
             meta.name,
-            &start.kind,
-            &start.attrs,
+            &SpanKind::Server,
+            &attrs,
             &[],
         );
         if sampled {
@@ -2255,13 +2302,14 @@ pub(crate) fn start_layer(
                 sc.as_ref(),
                 trace_id,
                 meta,
-                start.attrs,
-                start.protocol,
+                attrs,
+                Some(protocol),
                 labels,
             )));
         }
         root = Some(trace_id);
     }
+    let start = Start::new(name, SpanKind::Server, attrs, protocol);
     Err(into_context(
         parent,
         start_with(svc, start, labels, sc.as_ref(), root),

@@ -2,7 +2,7 @@
 //! and its default one, and which service a context's work belongs to. What the recorder needs
 //! of services, without their public handle (`service.rs`), which needs the recorder.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use opentelemetry::Context;
@@ -30,6 +30,8 @@ impl Service {
 pub(crate) struct InService(pub(crate) Arc<Service>);
 
 static SERVICES: RwLock<Vec<Arc<Service>>> = RwLock::new(Vec::new());
+/// Bumped on every change of [`SERVICES`]: a cached answer of an older generation is stale.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
 static DEFAULT: RwLock<Option<Arc<Service>>> = RwLock::new(None);
 
 /// Every installed service's sampler follows the parent (see [`all_follow_parent`]).
@@ -51,6 +53,7 @@ fn update_follow_parent(all: &[Arc<Service>]) {
 pub(crate) fn register(svc: Arc<Service>, make_default: Option<bool>) {
     let mut all = SERVICES.write().unwrap_or_else(PoisonError::into_inner);
     all.push(Arc::clone(&svc));
+    GENERATION.fetch_add(1, Ordering::Release);
     update_follow_parent(&all);
     let mut d = DEFAULT.write().unwrap_or_else(PoisonError::into_inner);
     // The first service installed is the default unless told otherwise.
@@ -62,6 +65,7 @@ pub(crate) fn register(svc: Arc<Service>, make_default: Option<bool>) {
 pub(crate) fn unregister(svc: &Arc<Service>) {
     let mut all = SERVICES.write().unwrap_or_else(PoisonError::into_inner);
     all.retain(|s| !Arc::ptr_eq(s, svc));
+    GENERATION.fetch_add(1, Ordering::Release);
     update_follow_parent(&all);
     let mut d = DEFAULT.write().unwrap_or_else(PoisonError::into_inner);
     if d.as_ref().is_some_and(|s| Arc::ptr_eq(s, svc)) {
@@ -110,6 +114,35 @@ pub(crate) fn resolve(cx: &Context) -> Option<Arc<Service>> {
             .unwrap_or_else(PoisonError::into_inner)
             .clone(),
     }
+}
+
+/// [`find`], through a per-thread cache of the last answer (a server layer asks for its service
+/// by name on every request): a lock, a scan and a compare per name saved while no service is
+/// installed or removed.
+#[inline]
+pub(crate) fn find_cached(name: &str) -> Option<Arc<Service>> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u64, Arc<Service>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let generation = GENERATION.load(Ordering::Acquire);
+    let hit = LAST
+        .try_with(|last| match &*last.try_borrow().ok()? {
+            Some((g, s)) if *g == generation && s.name == name => Some(Arc::clone(s)),
+            _ => None,
+        })
+        .ok()
+        .flatten();
+    if hit.is_some() {
+        return hit;
+    }
+    let found = find(name)?;
+    let _ = LAST.try_with(|last| {
+        if let Ok(mut last) = last.try_borrow_mut() {
+            *last = Some((generation, Arc::clone(&found)));
+        }
+    });
+    Some(found)
 }
 
 /// The installed service named `name`, if any.

@@ -25,7 +25,7 @@ pub(crate) fn recording(name: Option<&str>) -> Option<Arc<Service>> {
     let Some(n) = name else {
         return recorder::current_service_recording();
     };
-    let found = crate::registry::find(n).map(|s| s.is_enabled().then_some(s));
+    let found = crate::registry::find_cached(n).map(|s| s.is_enabled().then_some(s));
     match found {
         Some(svc) => svc,
         None => not_installed(n),

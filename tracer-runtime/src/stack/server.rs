@@ -302,16 +302,12 @@ where
             &super::headers::Headers(req.headers()),
             propagator.present(req.headers()),
         );
-        let mut start = crate::recorder::Start::new(
-            name,
-            SpanKind::Server,
-            attrs,
-            crate::recorder::Protocol::of(P::RPC),
-        );
+        let protocol = crate::recorder::Protocol::of(P::RPC);
+        let mut link = None;
         let parent = if cfg.public {
             let sc = extracted.span().span_context().clone();
             if sc.is_valid() {
-                start.links.push(Link::with_context(sc));
+                link = Some(Link::with_context(sc));
             }
             base
         } else {
@@ -320,18 +316,22 @@ where
         // HTTP's span on the recorder's short path (not in a `Context`) when nothing needs it
         // there: no hook (hooks see the span through OpenTelemetry's API), nothing the
         // handler's calls must carry in its context (baggage, the loop guard's path), not
-        // refused. `recorder::start_layer` decides the rest (sampled, the service's export).
+        // refused, no link. `recorder::start_layer` decides the rest (sampled, the service's
+        // export).
         let short = !P::RPC
+            && link.is_none()
             && cfg.hooks.is_empty()
             && verdict.carries_nothing()
             && parent.baggage().is_empty();
         let (parent, refused) = verdict.traced(parent);
         let cx = if short {
-            match crate::recorder::start_layer(&svc, start, labels, &parent) {
+            match crate::recorder::start_layer(&svc, name, attrs, protocol, labels, &parent) {
                 Ok(span) => SpanCx::short(span),
                 Err(cx) => SpanCx::in_context(cx),
             }
         } else {
+            let mut start = crate::recorder::Start::new(name, SpanKind::Server, attrs, protocol);
+            start.links.extend(link);
             SpanCx::in_context(crate::recorder::start_span_from(
                 &svc, start, labels, &parent,
             ))
@@ -347,11 +347,11 @@ where
             return ServerResponseFuture::answer(Answer::Refused(l.message), Some(traced));
         }
         let req = P::wrap(req, &mut traced.span.call, &mut traced.span.cx);
-        let inner = &mut self.inner;
-        let called = traced.span.cx.enter(|| {
+        let called = {
+            let _entered = traced.span.cx.entered();
             let _hidden = crate::loop_guard::hide_hop();
-            catch_unwind(AssertUnwindSafe(|| inner.call(req)))
-        });
+            catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
+        };
         match called {
             Ok(f) => ServerResponseFuture::new(f, Some(traced), catch),
             Err(payload) => {
@@ -478,10 +478,11 @@ where
             return Poll::Ready(Ok(answer_response(answer, this.traced.take())));
         };
         let polled = match this.traced.as_mut() {
-            Some(t) => t.span.cx.enter(|| {
+            Some(t) => {
+                let _entered = t.span.cx.entered();
                 let _hidden = crate::loop_guard::hide_hop();
                 catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
-            }),
+            }
             None => {
                 let _hop = crate::loop_guard::enter_hop(this.hop);
                 catch_unwind(AssertUnwindSafe(|| inner.poll(task)))

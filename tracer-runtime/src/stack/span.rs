@@ -75,11 +75,25 @@ impl SpanCx {
     }
 
     pub(crate) fn set_attribute(&mut self, kv: KeyValue) {
-        self.write(|s| s.set_attribute(kv));
+        match &mut self.0 {
+            Held::Cx(cx) => cx.span().set_attribute(kv),
+            Held::Fast(span) => {
+                if let Some(s) = span.span_mut() {
+                    SpanWrite::set_attribute(s, kv);
+                }
+            }
+        }
     }
 
     pub(crate) fn set_status(&mut self, status: Status) {
-        self.write(|s| s.set_status(status));
+        match &mut self.0 {
+            Held::Cx(cx) => cx.span().set_status(status),
+            Held::Fast(span) => {
+                if let Some(s) = span.span_mut() {
+                    SpanWrite::set_status(s, status);
+                }
+            }
+        }
     }
 
     pub(crate) fn add_event(&mut self, name: impl Into<Cow<'static, str>>, attrs: Vec<KeyValue>) {
@@ -136,12 +150,23 @@ impl SpanCx {
     /// Runs `f` (a call or a poll of the handler) with the span current.
     #[inline]
     pub(crate) fn enter<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let _entered = self.entered();
+        f()
+    }
+
+    /// Makes the span current until the guard is dropped.
+    #[inline]
+    pub(crate) fn entered(&mut self) -> Entered<'_> {
         match &mut self.0 {
-            Held::Cx(cx) => {
-                let _attached = crate::recorder::attach(cx);
-                f()
-            }
-            Held::Fast(span) => span.enter(f),
+            Held::Cx(cx) => Entered::Cx(crate::recorder::attach(cx)),
+            Held::Fast(span) => Entered::Fast(span.entered()),
         }
     }
+}
+
+/// A layer's span current (see [`SpanCx::entered`]).
+#[allow(dead_code)] // held for what its drop does
+pub(crate) enum Entered<'a> {
+    Cx(crate::recorder::Attached),
+    Fast(crate::recorder::OpEntered<'a>),
 }
