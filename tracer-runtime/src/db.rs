@@ -100,6 +100,21 @@ pub(crate) fn start_site(
                 labels,
             ))));
         }
+        if sc.is_none() {
+            // A root the sampler just declined: started in the same trace, so that the
+            // sampler is not asked again about another (a ratio sampler would then sample
+            // more roots than its ratio).
+            let builder = SpanBuilder::from_name(name)
+                .with_kind(SpanKind::Client)
+                .with_attributes(attrs);
+            let root =
+                |p: &Context| crate::recorder::start_root(&svc, builder, p, inherited, trace_id);
+            let cx = match parent {
+                Some(p) => root(p),
+                None => Context::map_current(root),
+            };
+            return Some(Op::Other(cx));
+        }
     }
     Some(Op::Other(in_context(&svc, parent, inherited, name, attrs)))
 }

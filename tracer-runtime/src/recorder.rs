@@ -2218,6 +2218,25 @@ pub(crate) fn start_span_inherited(
     parent.with_span(start_with(svc, builder.into(), None, sc.as_ref(), None))
 }
 
+/// A root span of `svc` in the trace `trace_id`, whose sampling was just decided there (not
+/// asked again about another trace), in a context made from `parent` (which holds no span):
+/// `parent` and the span, plus the service's entry unless `inherited`.
+#[cfg(any(feature = "redis", feature = "mysql"))]
+pub(crate) fn start_root(
+    svc: &Arc<Service>,
+    builder: SpanBuilder,
+    parent: &Context,
+    inherited: bool,
+    trace_id: TraceId,
+) -> Context {
+    let span = start_with(svc, builder.into(), None, None, Some(trace_id));
+    if inherited {
+        parent.with_span(span)
+    } else {
+        into_context(parent, span)
+    }
+}
+
 /// [`start_span`] under the current span (a `#[traced]` fn's, else OpenTelemetry's current
 /// context's).
 #[cfg(any(feature = "redis", feature = "mysql"))]
