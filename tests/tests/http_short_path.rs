@@ -37,7 +37,8 @@ async fn async_child() -> u64 {
 }
 
 /// What the handler saw, as its body: `current_context()`'s span id, `current_trace_id()`,
-/// whether OpenTelemetry's own context holds a span, the baggage it found.
+/// whether OpenTelemetry's own context holds a span, the baggage it found there, the request's
+/// `baggage` header; then `|` and what the leaf server saw, for `/call`.
 async fn handler(
     downstream: Option<SocketAddr>,
     req: Request<Incoming>,
@@ -51,7 +52,14 @@ async fn handler(
         .iter()
         .map(|(k, (v, _))| format!("{k}={v}"))
         .collect();
+    let header = req
+        .headers()
+        .get("baggage")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .replace(' ', "");
     async_child().await;
+    let mut leaf = String::new();
     if let (Some(addr), "/call") = (downstream, req.uri().path()) {
         let client = tower::ServiceBuilder::new()
             .layer(HttpClientLayer::new())
@@ -64,11 +72,16 @@ async fn handler(
             )
             .await
             .unwrap();
-        let _ = resp.into_body().collect().await;
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        leaf = String::from_utf8_lossy(&body).into_owned();
     }
     Ok(Response::new(Full::new(Bytes::from(format!(
-        "{span_id} {trace_id} {otel_has_span} {}",
-        baggage.join(",")
+        "{span_id} {trace_id} {otel_has_span} {} {header} | {leaf}",
+        if baggage.is_empty() {
+            "-".to_owned()
+        } else {
+            baggage.join(",")
+        }
     )))))
 }
 
@@ -175,4 +188,32 @@ async fn a_request_with_baggage_keeps_its_span_in_the_context() {
     assert_eq!(seen[2], "true", "{body}");
     assert_eq!(seen[3], "tenant=acme", "{body}");
     assert_eq!(seen[1], trace, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_a_call_path_hands_it_on() {
+    let leaf = serve(None).await;
+    let addr = serve(Some(leaf)).await;
+    let trace = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace}-{PARENT}-01");
+    let body = get(
+        &format!("http://{addr}/call"),
+        &[
+            ("traceparent", traceparent.as_str()),
+            ("baggage", "tracer.path=1:upstream"),
+        ],
+    )
+    .await;
+    let (here, leaf) = body.split_once(" | ").unwrap();
+    let here: Vec<&str> = here.split(' ').collect();
+    // The span on the short path: not in OpenTelemetry's context, nor the path in its baggage.
+    assert_eq!(here[2], "false", "{body}");
+    assert_eq!(here[3], "-", "{body}");
+    // The handler's call carries the path, one hop longer, to the leaf.
+    let leaf: Vec<&str> = leaf.split(' ').collect();
+    assert_eq!(leaf[1], trace, "{body}");
+    assert!(
+        leaf[4].starts_with("tracer.path=2:upstream>"),
+        "the leaf's baggage: {body}"
+    );
 }

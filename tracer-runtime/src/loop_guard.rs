@@ -471,11 +471,16 @@ impl ServerGuard {
 }
 
 impl Verdict {
-    /// Whether a traced request's handler needs nothing in its span's context from the guard:
-    /// it is served, and came without a path (or the guard is off).
+    /// For a traced request whose span is kept in no context (`stack::span`): the hop to make
+    /// current while the handler runs (see [`enter_or_hide`]) when the request came with a path,
+    /// or the verdict back when it is refused.
     #[inline]
-    pub(crate) fn carries_nothing(&self) -> bool {
-        matches!(self, Verdict::Pass(None) | Verdict::First)
+    pub(crate) fn short(self) -> Result<Option<Arc<Hop>>, Verdict> {
+        match self {
+            Verdict::Pass(hop) => Ok(hop.map(Arc::new)),
+            Verdict::First => Ok(None),
+            refused @ Verdict::Refuse(_) => Err(refused),
+        }
     }
 
     /// For a request served with tracing off: the hop to make current while the handler runs
@@ -532,6 +537,24 @@ pub(crate) fn hide_hop() -> Option<HopSwap<'static>> {
         back: None,
         prev: Some(hidden),
     })
+}
+
+/// A traced request's hop made current ([`enter_hop`]) when it has one, else the hop current
+/// on this thread hidden ([`hide_hop`]): the handler's calls carry the request's path, or the
+/// one of the span's context.
+#[inline]
+pub(crate) fn enter_or_hide(hop: &mut Option<Arc<Hop>>) -> Option<HopSwap<'_>> {
+    if hop.is_some() {
+        swap_in(hop)
+    } else {
+        hide_hop()
+    }
+}
+
+/// Whether `cx`'s baggage holds nothing but the call path (which the guard's hop carries).
+pub(crate) fn baggage_is_only_path(cx: &Context) -> bool {
+    let baggage = cx.baggage();
+    baggage.is_empty() || baggage.len() == 1 && baggage.get(PATH_KEY).is_some()
 }
 
 /// `hop`'s value swapped into the thread's slot: the guard holds what the slot held.

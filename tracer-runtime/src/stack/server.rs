@@ -11,7 +11,6 @@ use std::task::{Context as TaskContext, Poll};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body::Body;
-use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::trace::{Link, SpanKind, SpanRef, TraceContextExt as _};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -314,16 +313,22 @@ where
             extracted
         };
         // HTTP's span on the recorder's short path (not in a `Context`) when nothing needs it
-        // there: no hook (hooks see the span through OpenTelemetry's API), nothing the
-        // handler's calls must carry in its context (baggage, the loop guard's path), not
-        // refused, no link. `recorder::start_layer` decides the rest (sampled, the service's
-        // export).
-        let short = !P::RPC
+        // there: no hook (hooks see the span through OpenTelemetry's API), no baggage but the
+        // loop guard's path (whose hop is made current on the thread instead, as with tracing
+        // off), not refused, no link. `recorder::start_layer` decides the rest (sampled, the
+        // service's export).
+        let plain = !P::RPC
             && link.is_none()
             && cfg.hooks.is_empty()
-            && verdict.carries_nothing()
-            && parent.baggage().is_empty();
-        let (parent, refused) = verdict.traced(parent);
+            && crate::loop_guard::baggage_is_only_path(&parent);
+        let verdict = if plain { verdict.short() } else { Err(verdict) };
+        let (short, parent, refused, mut hop) = match verdict {
+            Ok(hop) => (true, parent, None, hop),
+            Err(verdict) => {
+                let (parent, refused) = verdict.traced(parent);
+                (false, parent, refused, None)
+            }
+        };
         let cx = if short {
             match crate::recorder::start_layer(&svc, name, attrs, protocol, labels, &parent) {
                 Ok(span) => SpanCx::short(span),
@@ -349,11 +354,15 @@ where
         let req = P::wrap(req, &mut traced.span.call, &mut traced.span.cx);
         let called = {
             let _entered = traced.span.cx.entered();
-            let _hidden = crate::loop_guard::hide_hop();
+            let _hop = crate::loop_guard::enter_or_hide(&mut hop);
             catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
         };
         match called {
-            Ok(f) => ServerResponseFuture::new(f, Some(traced), catch),
+            Ok(f) => {
+                let mut fut = ServerResponseFuture::new(f, Some(traced), catch);
+                fut.hop = hop;
+                fut
+            }
             Err(payload) => {
                 let message = P::record_panic(&mut traced.span.cx, &*payload);
                 if !catch {
@@ -414,7 +423,8 @@ pin_project_lite::pin_project! {
         // Answered by the layer (refused, or the handler panicked in `call`).
         answer: Option<Answer>,
         catch: bool,
-        // Tracing off, loop guard on: the request's hop, current while the handler runs.
+        // The request's hop, current while the handler runs: tracing off, loop guard on; or
+        // traced with its span in no context, the request with a path.
         hop: Option<Arc<crate::loop_guard::Hop>>,
     }
 
@@ -480,7 +490,7 @@ where
         let polled = match this.traced.as_mut() {
             Some(t) => {
                 let _entered = t.span.cx.entered();
-                let _hidden = crate::loop_guard::hide_hop();
+                let _hop = crate::loop_guard::enter_or_hide(this.hop);
                 catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
             }
             None => {
