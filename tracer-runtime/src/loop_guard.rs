@@ -551,10 +551,16 @@ pub(crate) fn enter_or_hide(hop: &mut Option<Arc<Hop>>) -> Option<HopSwap<'_>> {
     }
 }
 
-/// Whether `cx`'s baggage holds nothing but the call path (which the guard's hop carries).
-pub(crate) fn baggage_is_only_path(cx: &Context) -> bool {
-    let baggage = cx.baggage();
-    baggage.is_empty() || baggage.len() == 1 && baggage.get(PATH_KEY).is_some()
+/// Whether the request's baggage is the call path alone: one `baggage` header, one member,
+/// `tracer.path` (as the client layers send it), which the guard reads by itself: then no
+/// baggage need be extracted into a context for it.
+pub(crate) fn baggage_header_is_only_path(headers: &HeaderMap) -> bool {
+    let mut all = headers.get_all(BAGGAGE).iter();
+    let (Some(v), None) = (all.next(), all.next()) else {
+        return false;
+    };
+    let Ok(s) = v.to_str() else { return false };
+    !s.contains(',') && s.split_once('=').is_some_and(|(k, _)| k.trim() == PATH_KEY)
 }
 
 /// `hop`'s value swapped into the thread's slot: the guard holds what the slot held.

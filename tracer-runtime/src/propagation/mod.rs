@@ -302,6 +302,15 @@ impl Propagator {
         present
     }
 
+    /// `present` without the header `name` (its formats then not asked for it).
+    #[cfg(feature = "http")]
+    pub(crate) fn without(&self, present: u64, name: &str) -> u64 {
+        match field_bit(&self.fields, name) {
+            Some(bit) if bit != u64::MAX => present & !bit,
+            _ => present,
+        }
+    }
+
     /// [`TextMapPropagator::extract_with_context`], asking only the formats that read one of
     /// the headers in `present` (see [`Propagator::present`]): a format given none of its
     /// headers leaves the context as it is.

@@ -11,6 +11,7 @@ use std::task::{Context as TaskContext, Poll};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body::Body;
+use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::trace::{Link, SpanKind, SpanRef, TraceContextExt as _};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -295,12 +296,20 @@ where
         // needs no entry of its own.
         let base = crate::recorder::service_context(&svc);
         // Only the formats whose headers the request holds are asked: none, most often, for a
-        // request from outside the system (the base as it is).
-        let extracted = propagator.extract_present(
-            &base,
-            &super::headers::Headers(req.headers()),
-            propagator.present(req.headers()),
-        );
+        // request from outside the system (the base as it is). A span that can take the short
+        // path (below) needs no baggage that is only the call path: the guard read it, and
+        // its hop is made current on the thread.
+        let plain = !P::RPC && cfg.hooks.is_empty();
+        let mut present = propagator.present(req.headers());
+        if plain
+            && present != 0
+            && cfg.guard.guard.is_on()
+            && crate::loop_guard::baggage_header_is_only_path(req.headers())
+        {
+            present = propagator.without(present, "baggage");
+        }
+        let extracted =
+            propagator.extract_present(&base, &super::headers::Headers(req.headers()), present);
         let protocol = crate::recorder::Protocol::of(P::RPC);
         let mut link = None;
         let parent = if cfg.public {
@@ -313,14 +322,11 @@ where
             extracted
         };
         // HTTP's span on the recorder's short path (not in a `Context`) when nothing needs it
-        // there: no hook (hooks see the span through OpenTelemetry's API), no baggage but the
-        // loop guard's path (whose hop is made current on the thread instead, as with tracing
-        // off), not refused, no link. `recorder::start_layer` decides the rest (sampled, the
-        // service's export).
-        let plain = !P::RPC
-            && link.is_none()
-            && cfg.hooks.is_empty()
-            && crate::loop_guard::baggage_is_only_path(&parent);
+        // there: no hook (hooks see the span through OpenTelemetry's API), no baggage (but the
+        // call path when the guard is on: its hop is made current on the thread instead, as
+        // with tracing off), not refused, no link (a public endpoint's caller's context).
+        // `recorder::start_layer` decides the rest (sampled, the service's export).
+        let plain = plain && link.is_none() && parent.baggage().is_empty();
         let verdict = if plain { verdict.short() } else { Err(verdict) };
         let (short, parent, refused, mut hop) = match verdict {
             Ok(hop) => (true, parent, None, hop),
