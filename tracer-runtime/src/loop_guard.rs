@@ -409,6 +409,8 @@ impl Loop {
 pub(crate) struct Hop {
     path: Path,
     service: Arc<str>,
+    /// The request's baggage was this path alone (see [`Verdict::path_alone`]).
+    alone: bool,
 }
 
 /// A server layer's guard: its settings and its service's name as written in paths.
@@ -438,6 +440,7 @@ impl ServerGuard {
         let first = Arc::new(Hop {
             path: Path::default(),
             service: Arc::clone(&me),
+            alone: false,
         });
         ServerGuard { guard, me, first }
     }
@@ -452,12 +455,9 @@ impl ServerGuard {
     }
 
     fn check_path(&self, headers: &HeaderMap, public: bool) -> Verdict {
-        let path = if public {
-            Path::default()
-        } else {
-            find_member(headers)
-                .and_then(Path::parse)
-                .unwrap_or_default()
+        let (path, alone) = match find_member(headers) {
+            Some((member, alone)) if !public => (Path::parse(member).unwrap_or_default(), alone),
+            _ => (Path::default(), false),
         };
         match self.guard.judge(&path, &self.me) {
             Some(l) => Verdict::Refuse(l),
@@ -465,12 +465,21 @@ impl ServerGuard {
             None => Verdict::Pass(Some(Hop {
                 path,
                 service: Arc::clone(&self.me),
+                alone,
             })),
         }
     }
 }
 
 impl Verdict {
+    /// Whether the request came with a path that was all its baggage (one `baggage` header,
+    /// one member: as the client layers send it), the guard on: then no other baggage needs
+    /// extracting for the handler.
+    #[inline]
+    pub(crate) fn path_alone(&self) -> bool {
+        matches!(self, Verdict::Pass(Some(h)) if h.alone)
+    }
+
     /// For a traced request whose span is kept in no context (`stack::span`): the hop to make
     /// current while the handler runs (see [`enter_or_hide`]) when the request came with a path,
     /// or the verdict back when it is refused.
@@ -551,18 +560,6 @@ pub(crate) fn enter_or_hide(hop: &mut Option<Arc<Hop>>) -> Option<HopSwap<'_>> {
     }
 }
 
-/// Whether the request's baggage is the call path alone: one `baggage` header, one member,
-/// `tracer.path` (as the client layers send it), which the guard reads by itself: then no
-/// baggage need be extracted into a context for it.
-pub(crate) fn baggage_header_is_only_path(headers: &HeaderMap) -> bool {
-    let mut all = headers.get_all(BAGGAGE).iter();
-    let (Some(v), None) = (all.next(), all.next()) else {
-        return false;
-    };
-    let Ok(s) = v.to_str() else { return false };
-    !s.contains(',') && s.split_once('=').is_some_and(|(k, _)| k.trim() == PATH_KEY)
-}
-
 /// `hop`'s value swapped into the thread's slot: the guard holds what the slot held.
 #[inline(never)]
 fn swap_in(hop: &mut Option<Arc<Hop>>) -> Option<HopSwap<'_>> {
@@ -619,8 +616,9 @@ pub(crate) fn with_current_hop(cx: Context) -> Context {
     }
 }
 
-/// The `tracer.path` member of the `baggage` headers, if any.
-fn find_member(headers: &HeaderMap) -> Option<&str> {
+/// The `tracer.path` member of the `baggage` headers, if any, and whether it is all the
+/// baggage (one header, one member: as the client layers send it).
+fn find_member(headers: &HeaderMap) -> Option<(&str, bool)> {
     // Most requests carry no baggage: told from a few names without hashing (a lookup by name
     // hashes it and probes the map, ~130 instructions for a name it does not hold).
     if headers.keys_len() <= crate::stack::headers::SCAN_MAX
@@ -629,23 +627,29 @@ fn find_member(headers: &HeaderMap) -> Option<&str> {
         return None;
     }
     let mut total = 0;
-    for v in headers.get_all(BAGGAGE) {
+    let mut values = headers.get_all(BAGGAGE).iter();
+    let mut first = true;
+    while let Some(v) = values.next() {
         total += v.len();
         if total > MAX_BAGGAGE_LEN {
             return None;
         }
-        let Ok(s) = v.to_str() else { continue };
-        if !s.contains(PATH_KEY) {
+        let Ok(s) = v.to_str() else {
+            first = false;
             continue;
-        }
-        for member in s.split(',') {
-            let kv = member.split_once(';').map_or(member, |(kv, _)| kv);
-            if let Some((k, v)) = kv.split_once('=')
-                && k.trim() == PATH_KEY
-            {
-                return Some(v.trim());
+        };
+        if s.contains(PATH_KEY) {
+            for member in s.split(',') {
+                let kv = member.split_once(';').map_or(member, |(kv, _)| kv);
+                if let Some((k, v)) = kv.split_once('=')
+                    && k.trim() == PATH_KEY
+                {
+                    let alone = first && !s.contains(',') && values.next().is_none();
+                    return Some((v.trim(), alone));
+                }
             }
         }
+        first = false;
     }
     None
 }
@@ -937,10 +941,12 @@ mod tests {
             "baggage",
             HeaderValue::from_static("k=v, tracer.path=9:x;p=1 ,z=1"),
         );
-        assert_eq!(find_member(&h), Some("9:x"));
+        assert_eq!(find_member(&h), Some(("9:x", false)));
         set_member(&mut h, "2:a>b");
         assert_eq!(h["baggage"], "k=v,z=1,tracer.path=2:a>b");
-        assert_eq!(find_member(&h), Some("2:a>b"));
+        assert_eq!(find_member(&h), Some(("2:a>b", false)));
+        h.insert("baggage", HeaderValue::from_static("tracer.path=3:a>b>c"));
+        assert_eq!(find_member(&h), Some(("3:a>b>c", true)));
         // Full: left out.
         let full: Vec<String> = (0..64).map(|i| format!("k{i}=v")).collect();
         h.insert("baggage", HeaderValue::from_str(&full.join(",")).unwrap());

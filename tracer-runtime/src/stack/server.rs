@@ -301,11 +301,7 @@ where
         // its hop is made current on the thread.
         let plain = !P::RPC && cfg.hooks.is_empty();
         let mut present = propagator.present(req.headers());
-        if plain
-            && present != 0
-            && cfg.guard.guard.is_on()
-            && crate::loop_guard::baggage_header_is_only_path(req.headers())
-        {
+        if plain && verdict.path_alone() {
             present = propagator.without(present, "baggage");
         }
         let extracted =
