@@ -122,18 +122,12 @@ where
             KindProj::Full { data } => return Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             KindProj::Inner { body } if P::BODY_IN_SPAN => {
                 // The body's own code (a streaming handler's generator) runs in the span.
-                let catch = *this.catch_panics;
-                let poll = || {
-                    if catch {
-                        catch_unwind(AssertUnwindSafe(|| polled = body.poll_frame(cx)))
-                    } else {
-                        polled = body.poll_frame(cx);
-                        Ok(())
-                    }
-                };
-                match this.span.as_mut() {
-                    Some(s) => s.cx.enter(poll),
-                    None => poll(),
+                let _entered = this.span.as_mut().map(|s| s.cx.entered());
+                if *this.catch_panics {
+                    catch_unwind(AssertUnwindSafe(|| polled = body.poll_frame(cx)))
+                } else {
+                    polled = body.poll_frame(cx);
+                    Ok(())
                 }
             }
             KindProj::Inner { body } => {
