@@ -2,6 +2,9 @@
 //! request ends: answered, answered with a streamed body, the handler panicking, the client
 //! going away before the answer. Its own binary: the counters are the process's.
 
+#[path = "support/http.rs"]
+mod http_support;
+
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -10,11 +13,9 @@ use http::{Request, Response};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
+use hyper_util::rt::TokioExecutor;
 use opentelemetry::trace::SpanKind;
 use opentelemetry_sdk::trace::InMemorySpanExporter;
-use tokio::net::TcpListener;
 use tracer_runtime::http::HttpServerLayer;
 
 async fn handler(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -33,23 +34,7 @@ async fn every_server_span_is_exported_and_counted() {
         .with_exporter(exporter.clone())
         .install()
         .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let svc = tower::ServiceBuilder::new()
-                .layer(HttpServerLayer::new("http-counted"))
-                .service_fn(handler);
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
-                    .await;
-            });
-        }
-    });
+    let addr = http_support::serve_with(HttpServerLayer::new("http-counted"), handler).await;
     let before = tracer_runtime::stats();
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let get = |path: &str| {

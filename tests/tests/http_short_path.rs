@@ -6,6 +6,8 @@
 //! its span in the context, where the handler finds the baggage. Every span counted.
 
 mod common;
+#[path = "support/http.rs"]
+mod http_support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,11 +18,9 @@ use http::{Request, Response};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
+use hyper_util::rt::TokioExecutor;
 use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::trace::{SpanId, SpanKind, TraceContextExt as _, TraceId};
-use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 use tracer_runtime::http::{HttpClientLayer, HttpServerLayer};
 use tracer_runtime::traced;
@@ -87,24 +87,10 @@ async fn handler(
 
 async fn serve(downstream: Option<SocketAddr>) -> SocketAddr {
     exporter();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let svc = tower::ServiceBuilder::new()
-                .layer(HttpServerLayer::new(SERVICE))
-                .service_fn(move |req| handler(downstream, req));
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
-                    .await;
-            });
-        }
-    });
-    addr
+    http_support::serve_with(HttpServerLayer::new(SERVICE), move |req| {
+        handler(downstream, req)
+    })
+    .await
 }
 
 /// GET with `headers` and no tracing of the client's: the body.

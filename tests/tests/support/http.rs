@@ -92,6 +92,18 @@ fn status(code: StatusCode) -> Response<Body> {
 
 /// Serves `app` behind `layer` on a free port; returns the address.
 pub async fn serve(layer: HttpServerLayer) -> SocketAddr {
+    serve_with(layer, app).await
+}
+
+/// Serves `handler` behind `layer` (given each connection's peer) on a free port; returns the
+/// address.
+pub async fn serve_with<H, F, B>(layer: HttpServerLayer, handler: H) -> SocketAddr
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Display + Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -101,7 +113,7 @@ pub async fn serve(layer: HttpServerLayer) -> SocketAddr {
             };
             let svc = tower::ServiceBuilder::new()
                 .layer(layer.clone().with_client_addr(peer))
-                .service_fn(app);
+                .service_fn(handler.clone());
             tokio::spawn(async move {
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
