@@ -85,7 +85,9 @@
 //! Loop-guard cases, whole program (`LAYERS_CALLGRIND=<case>`, n = 1 000 and 3 000, fastant's
 //! calibration subtracted): server, tracing on, guard on, no path 7 840 → 6 753; 8-hop path
 //! 19 298 → 11 234 (W3C baggage extraction of the path was ~11 500); server + client, 8-hop path
-//! 39 580 → 27 703, no path 21 576 → 21 548; tracing off, 8-hop path 6 465 → 6 553.
+//! 39 580 → 27 703, no path 21 576 → 21 548; tracing off, 8-hop path 6 465 → 6 553. With the
+//! client layer's span on the short path too: server + client, no path 19 647, 8-hop path
+//! 25 940.
 //!
 //! Loopback HTTP, every thread (`LAYERS_LOOPBACK`): no layer 38 660 / on 45 143 (0.856) →
 //! 38 940 / 44 399 (0.877). The paired throughput ratios (`LAYERS_PAIRED=41`, two runs each)

@@ -2285,36 +2285,39 @@ pub(crate) fn start_span_from(
     into_context(parent, start_with(svc, start, labels, sc.as_ref(), None))
 }
 
-/// A layer's SERVER span named `name`, under `parent`'s span: on the short path (see
+/// A layer's span named `name` (a SERVER span when `server`, else a CLIENT one), child of
+/// `sc` (the span of `parent`, the context it starts in): on the short path (see
 /// [`Fast::layer`]) when it is sampled, its service exports through tracer's own queues only and
 /// keeps no span in OpenTelemetry's context, and its name is kept for the process; else in a
-/// context as [`start_span_from`] makes it (the sampler asked once: a root keeps the trace it
-/// was decided in).
+/// context made from `parent`, as [`start_span_from`] makes it (the sampler asked once: a root
+/// keeps the trace it was decided in).
 #[cfg(feature = "http")]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start_layer(
     svc: &Arc<Service>,
+    server: bool,
     name: Cow<'static, str>,
     attrs: Vec<KeyValue>,
     protocol: Protocol,
     labels: Option<Labels>,
     parent: &Context,
+    sc: Option<SpanContext>,
 ) -> Result<OpBox, Context> {
-    let sc = parent_of(parent);
+    let kind = if server {
+        SpanKind::Server
+    } else {
+        SpanKind::Client
+    };
     let mut root = None;
     if svc.sink.buffered
         && !svc.sink.otel_context
         && let Cow::Borrowed(n) = name
-        && let Some(meta) = site_meta(n, true)
+        && let Some(meta) = site_meta(n, server)
     {
         let trace_id = sc.as_ref().map_or_else(new_trace_id, SpanContext::trace_id);
-        let sampled = svc.sink.sample(
-            sc.as_ref(),
-            trace_id,
-            meta.name,
-            &SpanKind::Server,
-            &attrs,
-            &[],
-        );
+        let sampled = svc
+            .sink
+            .sample(sc.as_ref(), trace_id, meta.name, &kind, &attrs, &[]);
         if sampled {
             return Ok(OpBox::new(Fast::layer(
                 Arc::clone(svc),
@@ -2328,11 +2331,19 @@ pub(crate) fn start_layer(
         }
         root = Some(trace_id);
     }
-    let start = Start::new(name, SpanKind::Server, attrs, protocol);
+    let start = Start::new(name, kind, attrs, protocol);
     Err(into_context(
         parent,
         start_with(svc, start, labels, sc.as_ref(), root),
     ))
+}
+
+/// The context a client layer injects for its span on the short path, `sc`: the current
+/// context (its call path's hop, if any) with the span. (No service entry: the layer names the
+/// caller in the call path itself.)
+#[cfg(feature = "http")]
+pub(crate) fn context_of(sc: SpanContext) -> Context {
+    Context::map_current(|cx| cx.with_remote_span_context(sc))
 }
 
 fn start_with(

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use opentelemetry::Context;
+use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::SpanKind;
 use tower_layer::Layer;
@@ -195,24 +196,44 @@ where
             .layer
             .protocol
             .client_span(&req, self.layer.server.as_ref());
-        let start = crate::recorder::Start::new(
-            name,
-            SpanKind::Client,
-            attrs,
-            crate::recorder::Protocol::of(P::RPC),
-        );
-        let cx = crate::recorder::start_child_from(&svc, start, labels);
-        let propagator = self
-            .layer
-            .propagator
-            .clone()
-            .unwrap_or_else(crate::propagation::propagator);
-        propagator.inject_context(&cx, &mut super::headers::HeadersMut(req.headers_mut()));
-        if self.layer.guard.is_on() {
-            let caller = self.layer.service.as_deref();
-            loop_guard::inject(&cx, caller, Some(&svc.name), req.headers_mut());
-        }
-        let mut cx = SpanCx::in_context(cx);
+        let protocol = crate::recorder::Protocol::of(P::RPC);
+        // HTTP's span on the recorder's short path (see `stack::span`) when the current context
+        // has no baggage to carry (the span's ids, its service and the call path's hop are
+        // injected from a context made for that alone); `recorder::start_layer` decides the
+        // rest (sampled, the service's export), else the span lives in a context.
+        let span = if !P::RPC && Context::map_current(|cx| cx.baggage().is_empty()) {
+            let sc = crate::recorder::current_span_context();
+            Context::map_current(|cx| {
+                crate::recorder::start_layer(&svc, false, name, attrs, protocol, labels, cx, sc)
+            })
+        } else {
+            let start = crate::recorder::Start::new(name, SpanKind::Client, attrs, protocol);
+            Err(crate::recorder::start_child_from(&svc, start, labels))
+        };
+        let inject = |cx: &Context, headers: &mut http::HeaderMap| {
+            let propagator = self
+                .layer
+                .propagator
+                .clone()
+                .unwrap_or_else(crate::propagation::propagator);
+            propagator.inject_context(cx, &mut super::headers::HeadersMut(headers));
+            if self.layer.guard.is_on() {
+                let caller = self.layer.service.as_deref();
+                loop_guard::inject(cx, caller, Some(&svc.name), headers);
+            }
+        };
+        let mut cx = match span {
+            Ok(span) => {
+                if let Some(sc) = span.span().map(crate::recorder::Fast::span_context) {
+                    inject(&crate::recorder::context_of(sc), req.headers_mut());
+                }
+                SpanCx::short(span)
+            }
+            Err(cx) => {
+                inject(&cx, req.headers_mut());
+                SpanCx::in_context(cx)
+            }
+        };
         let req = P::wrap(req, &mut call, &mut cx);
         let inner = cx.enter(|| self.inner.call(req));
         ClientResponseFuture {

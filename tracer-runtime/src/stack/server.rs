@@ -332,7 +332,10 @@ where
             }
         };
         let cx = if short {
-            match crate::recorder::start_layer(&svc, name, attrs, protocol, labels, &parent) {
+            let sc = crate::recorder::parent_of(&parent);
+            match crate::recorder::start_layer(
+                &svc, true, name, attrs, protocol, labels, &parent, sc,
+            ) {
                 Ok(span) => SpanCx::short(span),
                 Err(cx) => SpanCx::in_context(cx),
             }

@@ -1,7 +1,7 @@
-//! A layer's span: kept in an OpenTelemetry `Context`, or, for an HTTP server's request of a
-//! service that exports through tracer's own queues, on the recorder's short path (no
-//! `Context`, no `Arc` per span: see `recorder::Fast`), pushed on tracer's stack while the
-//! handler is polled.
+//! A layer's span: kept in an OpenTelemetry `Context`, or, for an HTTP server's or client's
+//! request of a service that exports through tracer's own queues, on the recorder's short path
+//! (no `Context`, no `Arc` per span: see `recorder::Fast`), pushed on tracer's stack while the
+//! handler (or the inner client) is called and polled.
 
 use std::borrow::Cow;
 use std::fmt;
