@@ -5,28 +5,12 @@
 mod common;
 
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::Context;
 
 use common::*;
 use opentelemetry::Value;
 use opentelemetry::trace::Status;
 use tracer_runtime::traced;
-
-/// Pending once (waking itself at once), then ready: a body that spans two polls.
-struct PendOnce(bool);
-
-impl Future for PendOnce {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
 
 #[traced]
 fn leaf(x: u8) -> u8 {

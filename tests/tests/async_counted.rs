@@ -3,27 +3,14 @@
 //! or a later poll, dropped between polls, with `fields`. Its own binary: the counters are the
 //! process's.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+mod common;
 
+use std::future::Future;
+use std::task::{Context, Waker};
+
+use common::PendOnce;
 use opentelemetry_sdk::trace::InMemorySpanExporter;
 use tracer_runtime::traced;
-
-/// Pending once (waking itself at once), then ready.
-struct PendOnce(bool);
-
-impl Future for PendOnce {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
 
 #[traced]
 async fn at_once(x: u64) -> u64 {

@@ -227,3 +227,22 @@ pub fn run_probe(name: &str, env: &[(&str, Option<&str>)]) -> String {
     );
     text
 }
+
+/// Pending once (waking itself at once), then ready: a body that spans two polls, as one that
+/// waits on I/O does.
+pub struct PendOnce(pub bool);
+
+impl Future for PendOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}

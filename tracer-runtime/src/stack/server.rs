@@ -302,7 +302,7 @@ where
         let plain = !P::RPC && cfg.hooks.is_empty();
         let mut present = propagator.present(req.headers());
         if plain && verdict.path_alone() {
-            present = propagator.without(present, "baggage");
+            present = propagator.without(present, super::headers::BAGGAGE.as_str());
         }
         let extracted =
             propagator.extract_present(&base, &super::headers::Headers(req.headers()), present);
