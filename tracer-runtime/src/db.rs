@@ -350,6 +350,27 @@ pub(crate) fn run<F: Future, D: FnOnce(&mut dyn SpanWrite, &F::Output)>(
         inner: fut,
         span,
         done: Some(done),
+        enter: true,
+    }
+}
+
+/// [`run`] for an operation under whose polls nothing can start a span or record an event: the
+/// span is not made current for them (~150 instructions per operation saved, a push and a pop
+/// of the thread's span stack per poll). A Redis command's future only hands the command to
+/// fred's router task and waits for its reply; the connection's work, where fred logs, runs in
+/// that task.
+#[cfg(feature = "redis")]
+#[inline]
+pub(crate) fn run_leaf<F: Future, D: FnOnce(&mut dyn SpanWrite, &F::Output)>(
+    span: Option<Op>,
+    fut: F,
+    done: D,
+) -> Instrumented<F, D> {
+    Instrumented {
+        inner: fut,
+        span,
+        done: Some(done),
+        enter: false,
     }
 }
 
@@ -361,6 +382,8 @@ pin_project_lite::pin_project! {
         inner: F,
         span: Option<Op>,
         done: Option<D>,
+        // Whether the span is current while `inner` is polled (see `run_leaf`).
+        enter: bool,
     }
 
     impl<F, D> PinnedDrop for Instrumented<F, D> {
@@ -382,7 +405,12 @@ impl<F: Future, D: FnOnce(&mut dyn SpanWrite, &F::Output)> Future for Instrument
         let Some(op) = this.span.as_mut() else {
             return inner.poll(task);
         };
-        let Poll::Ready(out) = op.enter(|| inner.poll(task)) else {
+        let polled = if *this.enter {
+            op.enter(|| inner.poll(task))
+        } else {
+            inner.poll(task)
+        };
+        let Poll::Ready(out) = polled else {
             return Poll::Pending;
         };
         if let Some(mut op) = this.span.take() {

@@ -51,7 +51,7 @@ macro_rules! commands {
                     // The command's call site, made at compile time: no lookup by name.
                     static SITE: crate::recorder::Meta = crate::recorder::Meta::client($cmd);
                     let cx = self.$dispatch(&SITE, |$tx: &mut Text| { $text; });
-                    db::run(cx, self.inner.$m($($a),*), on_done).await
+                    db::run_leaf(cx, self.inner.$m($($a),*), on_done).await
                 }
             }
         )*
