@@ -297,22 +297,23 @@
 //! with the same six attributes through the span path (`traced-attrs`) is ~2 300–2 400.
 //!
 //! Ninth round (stop 33): a Redis command's span is no longer made current while fred's command
-//! future is polled (`db::run_leaf`): that future only hands the command to fred's router task
-//! and waits for the reply, so nothing under it could start a span or record an event, and the
-//! push and pop of the thread's span stack per poll bought nothing. Same counting (`dbm`:
-//! N = 1 000 and 2 000, the loop, the collector's hand-over and the export thread); before =
-//! 0637558, after = this round, the same machine:
+//! future is polled (`db::run_leaf`) unless a log or `tracing` bridge is in use: that future
+//! only hands the command to fred's router task and waits for the reply, so all that could
+//! reach the span from under it is fred's own TRACE record of the command sent (test
+//! `redis_logs`), and without a bridge the push and pop of the thread's span stack per poll
+//! bought nothing. Same counting (N = 1 000 and 2 000; the loop, the collector's hand-over and
+//! the export thread); before = 0637558, after = this round, the same machine, no bridge:
 //!
 //! ```text
 //!                      on (root)     +      child        +
 //! redis-get  before     6402     +2994       6279    +2871
-//!            after      6144     +2736       5994    +2586
+//!            after      6149     +2741       6009    +2601
 //! redis-set  before     6497     +3032       6357    +2892
-//!            after      6222     +2757       6077    +2612
+//!            after      6242     +2777       6094    +2629
 //! traced-attrs          2437     +2407       2322    +2292   (unchanged: the span alone)
 //! ```
 //!
-//! Plain and off unchanged (GET 3 408 / 3 577, SET 3 465 / 3 622); MySQL keeps its span current
+//! Plain and off unchanged (GET 3 408 / 3 577–3 594, SET 3 465 / 3 622); MySQL keeps its span current
 //! (mysql_async does the connection's work inside the statement's polls). A Redis command now
 //! costs its span with the same six attributes plus ~300 (was ~580): within issue 16's interim
 //! bound (the span path's own cost plus 500), still far from its ≤ 1 500 over plain.

@@ -43,6 +43,7 @@ pub struct LogBridge<L> {
 impl<L: Log> LogBridge<L> {
     /// Wraps `inner`; records at `INFO` and above go on the span.
     pub fn new(inner: L) -> Self {
+        logs::note_bridge();
         LogBridge {
             inner,
             min_level: LevelFilter::Info,
@@ -104,6 +105,7 @@ impl<L: Log> Log for LogBridge<L> {
 /// Adds `record` to the current span as a `log` event, whatever its level. [`LogBridge`] calls
 /// it; a logger of your own can too.
 pub fn record_on_span(record: &Record<'_>) {
+    logs::note_bridge();
     if !logs::current_span_records() {
         return;
     }

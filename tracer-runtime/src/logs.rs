@@ -25,6 +25,7 @@
 //! `fmt` format) use it.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanId, TraceId};
@@ -36,6 +37,29 @@ pub const MESSAGE_CAP: usize = 1024;
 pub use crate::recorder::{
     EVENT_NAME, EVENTS_DROPPED, max_events_per_span, set_max_events_per_span,
 };
+
+/// Whether a bridge has been seen in this process: a [`LogBridge`](crate::log_bridge::LogBridge)
+/// or [`TracingBridge`](crate::tracing_bridge::TracingBridge) made, or
+/// [`record_on_span`](crate::log_bridge::record_on_span) called by a logger of your own. Until
+/// then, nothing a library logs can reach a span, and the Redis commands do not make their span
+/// current while fred's future is polled (see `db::run_leaf`).
+static BRIDGED: AtomicBool = AtomicBool::new(false);
+
+/// Notes that a bridge is in use (see [`BRIDGED`]).
+#[cfg_attr(not(any(feature = "log", feature = "tracing")), allow(dead_code))]
+#[inline]
+pub(crate) fn note_bridge() {
+    if !BRIDGED.load(Ordering::Relaxed) {
+        BRIDGED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether a bridge is in use (see [`BRIDGED`]).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[inline]
+pub(crate) fn bridged() -> bool {
+    BRIDGED.load(Ordering::Relaxed)
+}
 
 /// Whether the current span records (a log event would be kept); one thread-local read when
 /// there is no span, one relaxed load when tracing is off everywhere.

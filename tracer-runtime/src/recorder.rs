@@ -850,7 +850,7 @@ impl Meta {
     }
 
     /// An integration's CLIENT span named `name` (a Redis command's call site).
-    #[cfg(any(feature = "redis", feature = "mysql"))]
+    #[cfg(feature = "redis")]
     pub(crate) const fn client(name: &'static str) -> Self {
         Meta::new(name, SpanKind::Client, false)
     }

@@ -79,6 +79,7 @@ impl Default for TracingBridge {
 impl TracingBridge {
     /// Events at `INFO` and above go on the span.
     pub fn new() -> Self {
+        crate::logs::note_bridge();
         TracingBridge {
             min_level: Level::INFO,
             span_level: None,
