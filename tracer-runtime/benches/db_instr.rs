@@ -313,10 +313,22 @@
 //! traced-attrs          2437     +2407       2322    +2292   (unchanged: the span alone)
 //! ```
 //!
-//! Plain and off unchanged (GET 3 408 / 3 577–3 594, SET 3 465 / 3 622); MySQL keeps its span current
-//! (mysql_async does the connection's work inside the statement's polls). A Redis command now
-//! costs its span with the same six attributes plus ~300 (was ~580): within issue 16's interim
-//! bound (the span path's own cost plus 500), still far from its ≤ 1 500 over plain.
+//! Plain and off unchanged (GET 3 408 / 3 577–3 594, SET 3 465 / 3 622). The same for MySQL's
+//! statements that take no closure of the user's (`exec_first`, `exec`, `query`, `query_first`,
+//! `exec_drop`, `query_drop`, `exec_batch`, `prep`, `close`, `ping`: mysql_async's own work,
+//! which can reach a span only through the `tracing` bridge); those that do (`query_map`,
+//! `exec_fold`, ...) keep their span current. MySQL varies by a few hundred between runs: three
+//! runs each, one build each, before / after:
+//!
+//! ```text
+//! mysql-select on      16 156–16 429 (+3 082 to +3 355)   15 921–16 019 (+2 847 to +2 945)
+//!              child   16 272 (+3 198)                    15 831 (+2 757)
+//! traced-mysql-attrs   2 638 root, 2 423 child (the span with the statement's attributes)
+//! ```
+//!
+//! A Redis command now costs its span with the same six attributes plus ~300 (was ~580), a
+//! MySQL point `SELECT` its span plus ~250–400 (was ~600–800, plain 13 074): within issue 16's
+//! interim bound (the span path's own cost plus 500), still far from its ≤ 1 500 over plain.
 
 use std::alloc::System;
 use std::future::Future;

@@ -279,11 +279,13 @@ impl Ending {
         Ending(span)
     }
 
-    /// Polls `fut` with the span current (when tracing), leaving the span open.
+    /// Polls `fut` (mysql_async's own work, no closure of the user's) leaving the span open;
+    /// the span is current for its polls when a bridge is in use, as in [`run_leaf`].
     pub(crate) fn within<F: Future>(&mut self, fut: F) -> Within<'_, F> {
         Within {
             inner: fut,
             span: &mut self.0,
+            enter: crate::logs::bridged(),
         }
     }
 
@@ -318,6 +320,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         span: &'a mut Option<Op>,
+        enter: bool,
     }
 }
 
@@ -330,8 +333,8 @@ impl<F: Future> Future for Within<'_, F> {
         let this = self.project();
         let inner = this.inner;
         match this.span {
-            Some(op) => op.enter(|| inner.poll(task)),
-            None => inner.poll(task),
+            Some(op) if *this.enter => op.enter(|| inner.poll(task)),
+            _ => inner.poll(task),
         }
     }
 }
@@ -356,11 +359,14 @@ pub(crate) fn run<F: Future, D: FnOnce(&mut dyn SpanWrite, &F::Output)>(
 
 /// [`run`] for an operation whose polls run no code of the user's and start no span: a Redis
 /// command's future only hands the command to fred's router task and waits for its reply (the
-/// connection's work runs in that task). What they may do is log (fred logs each command it
-/// sends, at TRACE), so the span is made current for them only when a bridge could put a record
-/// on it (`logs::bridged`); else it is not (~270 instructions per command saved, a push and a
-/// pop of the thread's span stack per poll).
-#[cfg(feature = "redis")]
+/// connection's work runs in that task); a MySQL statement that takes no closure is
+/// mysql_async's own work. What they may do is log (fred logs each command it sends, at TRACE;
+/// mysql_async emits `tracing` spans and events with its `tracing` feature), so the span is made
+/// current for them only when a bridge could put a record on it (`logs::bridged`); else it is
+/// not (~270 instructions per Redis command saved, a push and a pop of the thread's span stack
+/// per poll). An operation that calls the user's closure (`query_map`, `exec_fold`, ...) keeps
+/// [`run`].
+#[cfg(any(feature = "redis", feature = "mysql"))]
 #[inline]
 pub(crate) fn run_leaf<F: Future, D: FnOnce(&mut dyn SpanWrite, &F::Output)>(
     span: Option<Op>,

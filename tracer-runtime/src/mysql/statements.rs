@@ -49,7 +49,7 @@ macro_rules! statements {
         pub fn ping(&mut self) -> impl Future<Output = mysql_async::Result<()>> + '_ {
             async move {
                 let cx = self.meta.start_op(self.parent(), "PING", Some("PING"));
-                db::run(cx, self.inner.ping(), on_done).await
+                db::run_leaf(cx, self.inner.ping(), on_done).await
             }
         }
 
@@ -67,7 +67,7 @@ macro_rules! statements {
                 let cx = self
                     .meta
                     .start_statement(self.parent(), sql.as_ref(), "QUERY");
-                db::run(
+                db::run_leaf(
                     cx,
                     self.inner.query(query),
                     |cx, out: &mysql_async::Result<Vec<T>>| match out {
@@ -93,7 +93,7 @@ macro_rules! statements {
                 let cx = self
                     .meta
                     .start_statement(self.parent(), sql.as_ref(), "QUERY");
-                db::run(
+                db::run_leaf(
                     cx,
                     self.inner.query_first(query),
                     |cx, out: &mysql_async::Result<Option<T>>| match out {
@@ -196,7 +196,7 @@ macro_rules! statements {
                 }
                 (Cow::Borrowed("PREPARE"), a)
             });
-            let stmt = db::run(cx, self.inner.prep(query), on_done).await?;
+            let stmt = db::run_leaf(cx, self.inner.prep(query), on_done).await?;
             // Kept to name the statement's `exec` spans; dropped with the connection.
             self.prepared.insert(stmt.id(), text, sql);
             Ok(stmt)
@@ -206,7 +206,7 @@ macro_rules! statements {
         pub async fn close(&mut self, stmt: Statement) -> mysql_async::Result<()> {
             self.prepared.remove(stmt.id());
             let cx = self.meta.start_op(self.parent(), "CLOSE", Some("CLOSE"));
-            db::run(cx, self.inner.close(stmt), on_done).await
+            db::run_leaf(cx, self.inner.close(stmt), on_done).await
         }
 
         /// Executes a statement and collects the first result set (as `Queryable::exec`).
@@ -225,7 +225,7 @@ macro_rules! statements {
                 let cx = self
                     .meta
                     .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
-                db::run(
+                db::run_leaf(
                     cx,
                     self.inner.exec(stmt, params),
                     |cx, out: &mysql_async::Result<Vec<T>>| match out {
@@ -253,7 +253,7 @@ macro_rules! statements {
                 let cx = self
                     .meta
                     .start_statement(self.parent(), sql.as_ref(), "EXECUTE");
-                db::run(
+                db::run_leaf(
                     cx,
                     self.inner.exec_first(stmt, params),
                     |cx, out: &mysql_async::Result<Option<T>>| match out {
