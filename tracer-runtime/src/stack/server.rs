@@ -304,25 +304,29 @@ where
         if plain && verdict.path_alone() {
             present = propagator.without(present, super::headers::BAGGAGE.as_str());
         }
-        let extracted =
-            propagator.extract_present(&base, &super::headers::Headers(req.headers()), present);
+        // None of them (the commonest request): the base as it is, which holds no baggage.
+        let extracted = (present != 0).then(|| {
+            propagator.extract_present(&base, &super::headers::Headers(req.headers()), present)
+        });
         let protocol = crate::recorder::Protocol::of(P::RPC);
         let mut link = None;
-        let parent = if cfg.public {
-            let sc = extracted.span().span_context().clone();
-            if sc.is_valid() {
-                link = Some(Link::with_context(sc));
+        let parent = match extracted {
+            None => base,
+            Some(extracted) if cfg.public => {
+                let sc = extracted.span().span_context().clone();
+                if sc.is_valid() {
+                    link = Some(Link::with_context(sc));
+                }
+                base
             }
-            base
-        } else {
-            extracted
+            Some(extracted) => extracted,
         };
         // HTTP's span on the recorder's short path (not in a `Context`) when nothing needs it
         // there: no hook (hooks see the span through OpenTelemetry's API), no baggage (but the
         // call path when the guard is on: its hop is made current on the thread instead, as
         // with tracing off), not refused, no link (a public endpoint's caller's context).
         // `recorder::start_layer` decides the rest (sampled, the service's export).
-        let plain = plain && link.is_none() && parent.baggage().is_empty();
+        let plain = plain && link.is_none() && (present == 0 || parent.baggage().is_empty());
         let verdict = if plain { verdict.short() } else { Err(verdict) };
         let (short, parent, refused, mut hop) = match verdict {
             Ok(hop) => (true, parent, None, hop),
