@@ -89,14 +89,14 @@
 //! client layer's span on the short path too: server + client, no path 19 647, 8-hop path
 //! 25 940.
 //!
+//! Loopback HTTP, every thread (`LAYERS_LOOPBACK`): no layer 38 660 / on 45 143 (0.856) →
+//! 38 940 / 44 399 (0.877). The paired throughput ratios (`LAYERS_PAIRED=41`, two runs each)
+//! moved within their noise: HTTP 0.917, 0.932 → 0.940, 0.919; gRPC 0.957, 0.936 → 0.921, 0.940.
+//!
 //! Stop 33: a request with none of the propagation formats' headers is no longer extracted at
 //! all (nor its context asked for baggage): HTTP on, calling thread / all threads, 7 331 / 8 534
 //! → 7 205 / 8 417 (no layer 3 392 in the same build: 2.12× / 2.48×); with a caller's
 //! `traceparent` unchanged (9 714 → 9 738).
-//!
-//! Loopback HTTP, every thread (`LAYERS_LOOPBACK`): no layer 38 660 / on 45 143 (0.856) →
-//! 38 940 / 44 399 (0.877). The paired throughput ratios (`LAYERS_PAIRED=41`, two runs each)
-//! moved within their noise: HTTP 0.917, 0.932 → 0.940, 0.919; gRPC 0.957, 0.936 → 0.921, 0.940.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
