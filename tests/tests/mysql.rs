@@ -767,3 +767,33 @@ async fn a_statement_in_a_traced_fn_is_its_child() {
     assert_eq!(int(s, "db.response.returned_rows"), Some(1));
     assert!(!s.parent_span_is_remote && s.span_context.is_sampled());
 }
+
+#[tracer_runtime::traced]
+fn row_params(id: i32) -> (i32, String) {
+    (id, format!("row {id}"))
+}
+
+/// `exec_batch` reads its parameters' iterator as it sends the rows, inside the statement's
+/// polls: what the iterator runs (here a `#[traced]` fn) is under the batch's span.
+#[tokio::test]
+async fn a_batch_runs_its_parameters_iterator_under_its_span() {
+    let pool = pool();
+    let t = table("batch_iter").await;
+    let insert = format!("INSERT INTO {t} (id, name) VALUES (?, ?)");
+    let ((), spans) = in_root_async(async {
+        let mut c = pool.get_conn().await.unwrap();
+        c.exec_batch(insert.as_str(), (1..=3).map(row_params))
+            .await
+            .unwrap();
+    })
+    .await;
+    drop_table(&t).await;
+    let batch = named(&spans, &format!("INSERT {t}"));
+    assert_child_of(batch, root(&spans));
+    assert_eq!(int(batch, "db.operation.batch.size"), Some(3));
+    let rows: Vec<&SpanData> = spans.iter().filter(|s| s.name == "row_params").collect();
+    assert_eq!(rows.len(), 3, "{:?}", names(&spans));
+    for r in rows {
+        assert_child_of(r, batch);
+    }
+}

@@ -315,9 +315,9 @@
 //!
 //! Plain and off unchanged (GET 3 408 / 3 577–3 594, SET 3 465 / 3 622). The same for MySQL's
 //! statements that take no closure of the user's (`exec_first`, `exec`, `query`, `query_first`,
-//! `exec_drop`, `query_drop`, `exec_batch`, `prep`, `close`, `ping`: mysql_async's own work,
-//! which can reach a span only through the `tracing` bridge); those that do (`query_map`,
-//! `exec_fold`, ...) keep their span current. MySQL varies by a few hundred between runs: three
+//! `exec_drop`, `query_drop`, `prep`, `close`, `ping`: mysql_async's own work, which can reach a
+//! span only through the `tracing` bridge); those that do (`query_map`, `exec_fold`,
+//! `exec_batch`'s parameters' iterator, ...) keep their span current. MySQL varies by a few hundred between runs: three
 //! runs each, one build each, before / after:
 //!
 //! ```text

@@ -289,6 +289,17 @@ impl Ending {
         }
     }
 
+    /// [`within`](Self::within) for a future that runs the user's code in its polls (the
+    /// parameters' iterator of `exec_batch`, read as the rows are sent): the span is current
+    /// for every poll.
+    pub(crate) fn within_current<F: Future>(&mut self, fut: F) -> Within<'_, F> {
+        Within {
+            inner: fut,
+            span: &mut self.0,
+            enter: true,
+        }
+    }
+
     /// Writes to the span, if there is one.
     pub(crate) fn write(&mut self, f: impl FnOnce(&mut dyn SpanWrite)) {
         if let Some(op) = &mut self.0 {
@@ -365,7 +376,8 @@ pub(crate) fn run<F: Future, D: FnOnce(&mut dyn SpanWrite, &F::Output)>(
 /// current for them only when a bridge could put a record on it (`logs::bridged`); else it is
 /// not (~270 instructions per Redis command saved, a push and a pop of the thread's span stack
 /// per poll). An operation that calls the user's closure (`query_map`, `exec_fold`, ...) keeps
-/// [`run`].
+/// [`run`]. (A conversion of the user's that the driver runs in a poll, `FromRow` or
+/// `FromValue`, runs with the operation's parent current.)
 #[cfg(any(feature = "redis", feature = "mysql"))]
 #[inline]
 pub(crate) fn run_leaf<F: Future, D: FnOnce(&mut dyn SpanWrite, &F::Output)>(

@@ -38,11 +38,14 @@ pub use crate::recorder::{
     EVENT_NAME, EVENTS_DROPPED, max_events_per_span, set_max_events_per_span,
 };
 
-/// Whether a bridge has been seen in this process: a [`LogBridge`](crate::log_bridge::LogBridge)
-/// or [`TracingBridge`](crate::tracing_bridge::TracingBridge) made, or
-/// [`record_on_span`](crate::log_bridge::record_on_span) called by a logger of your own. Until
-/// then, nothing a library logs can reach a span, and the Redis commands do not make their span
-/// current while fred's future is polled (see `db::run_leaf`).
+/// Whether a bridge has been seen in this process: a [`LogBridge`](crate::log_bridge::LogBridge),
+/// [`TracingBridge`](crate::tracing_bridge::TracingBridge) or
+/// [`WithTraceIds`](crate::tracing_bridge::WithTraceIds) made, or
+/// [`record_on_span`](crate::log_bridge::record_on_span) or [`TraceIds::current`] called (by
+/// [`write_record`](crate::log_bridge::write_record), or a logger of your own). Until then,
+/// nothing a library logs can reach a span or show its ids, and the Redis commands and MySQL
+/// statements do not make their span current while the driver's future is polled (see
+/// `db::run_leaf`).
 static BRIDGED: AtomicBool = AtomicBool::new(false);
 
 /// Notes that a bridge is in use (see [`BRIDGED`]).
@@ -123,6 +126,9 @@ impl TraceIds {
     /// The ids of the current span, if there is a valid one (a span tracer started, or one
     /// extracted from a request).
     pub fn current() -> Option<Self> {
+        // Log lines show the span they were written in: the operations' spans are then made
+        // current where a library logs (see `BRIDGED`).
+        note_bridge();
         crate::recorder::current_span_context().map(|sc| TraceIds {
             trace_id: sc.trace_id(),
             span_id: sc.span_id(),

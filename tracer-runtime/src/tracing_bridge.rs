@@ -360,6 +360,7 @@ pub struct WithTraceIds<F> {
 impl<F> WithTraceIds<F> {
     /// Wraps `inner` (e.g. `tracing_subscriber::fmt::format()`).
     pub fn new(inner: F) -> Self {
+        crate::logs::note_bridge();
         WithTraceIds { inner }
     }
 }

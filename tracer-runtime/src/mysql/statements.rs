@@ -362,7 +362,9 @@ macro_rules! statements {
                 })
             };
             let mut ending = db::Ending::new(cx);
-            let out = ending.within(self.inner.exec_batch(stmt, counted)).await;
+            let out = ending
+                .within_current(self.inner.exec_batch(stmt, counted))
+                .await;
             let n = count.load(std::sync::atomic::Ordering::Relaxed);
             ending.write(|span| {
                 span.set_attribute(KeyValue::new(

@@ -96,6 +96,7 @@ impl SpanCx {
         }
     }
 
+    #[cfg(feature = "grpc")]
     pub(crate) fn add_event(&mut self, name: impl Into<Cow<'static, str>>, attrs: Vec<KeyValue>) {
         let name = name.into();
         self.write(|s| s.add_event(name, attrs));
