@@ -203,3 +203,51 @@ async fn a_request_with_a_call_path_hands_it_on() {
         "the leaf's baggage: {body}"
     );
 }
+
+/// A server layer called in-process (a router of another service's, `oneshot`) while another
+/// OpenTelemetry context is attached on the thread, with baggage of its own: its handler's
+/// calls carry the request's context, not that one's baggage — as when the span lived in a
+/// context of its own, attached over the outer one.
+#[tokio::test]
+async fn an_attached_outer_context_does_not_reach_the_handlers_calls() {
+    use tower::Layer as _;
+    let leaf = serve(None).await;
+    let svc = HttpServerLayer::new(SERVICE).layer(tower::service_fn(
+        move |_req: Request<Full<Bytes>>| async move {
+            let client = tower::ServiceBuilder::new()
+                .layer(HttpClientLayer::new())
+                .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
+            let resp = client
+                .oneshot(
+                    Request::get(format!("http://{leaf}/leaf"))
+                        .body(Full::new(Bytes::new()))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            Ok::<_, Infallible>(Response::new(Full::new(body)))
+        },
+    ));
+    let outer =
+        opentelemetry::Context::current_with_baggage([opentelemetry::KeyValue::new("outer", "1")]);
+    let _attached = outer.attach();
+    let resp = svc
+        .oneshot(
+            Request::get("/call")
+                .header("host", "localhost")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    let leaf: Vec<&str> = body.split(' ').collect();
+    // What the leaf's request carried as its `baggage` header: the call path only.
+    assert!(!leaf[4].contains("outer"), "the leaf's baggage: {body}");
+    assert!(
+        leaf[4].starts_with("tracer.path=1:"),
+        "the leaf's baggage: {body}"
+    );
+}

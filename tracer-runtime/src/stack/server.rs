@@ -326,7 +326,18 @@ where
         // call path when the guard is on: its hop is made current on the thread instead, as
         // with tracing off), not refused, no link (a public endpoint's caller's context).
         // `recorder::start_layer` decides the rest (sampled, the service's export).
-        let plain = plain && link.is_none() && (present == 0 || parent.baggage().is_empty());
+        // Nor when an OpenTelemetry context that matters is attached on the thread (a server
+        // layer called in-process by another's handler whose span is in a context): a span in
+        // a context of its own is attached over it, so that the handler's calls carry this
+        // request's context, not that one's baggage, call path or span.
+        let plain = plain
+            && link.is_none()
+            && (present == 0 || parent.baggage().is_empty())
+            && opentelemetry::Context::map_current(|cx| {
+                !cx.has_active_span()
+                    && cx.baggage().is_empty()
+                    && cx.get::<crate::loop_guard::Hop>().is_none()
+            });
         let verdict = if plain { verdict.short() } else { Err(verdict) };
         let (short, parent, refused, mut hop) = match verdict {
             Ok(hop) => (true, parent, None, hop),
