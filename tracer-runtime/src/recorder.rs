@@ -290,23 +290,28 @@ impl Span {
         Span::start_in(svc, parent, s, None)
     }
 
-    /// [`start`](Self::start), a root in `root_trace` when given (a trace whose sampling was
-    /// already decided, by the same sampler and inputs).
+    /// [`start`](Self::start), or, when `declined` is given, a span the sampler has just
+    /// declined in that trace (the parent's, or a root's), with the same inputs: it is not
+    /// asked again (a rate-limiting sampler would count the span twice, and could answer
+    /// otherwise the second time).
     fn start_in(
         svc: Arc<Service>,
         parent: Option<&SpanContext>,
         s: Start,
-        root_trace: Option<TraceId>,
+        declined: Option<TraceId>,
     ) -> Span {
         crate::stats::span_started();
         let parent = parent.filter(|p| p.is_valid());
-        let trace_id = parent.map_or_else(
-            || root_trace.unwrap_or_else(new_trace_id),
-            SpanContext::trace_id,
-        );
-        let sampled = svc
-            .sink
-            .sample(parent, trace_id, &s.name, &s.kind, &s.attrs, &s.links);
+        let (trace_id, sampled) = match declined {
+            Some(trace_id) => (trace_id, false),
+            None => {
+                let trace_id = parent.map_or_else(new_trace_id, SpanContext::trace_id);
+                let sampled = svc
+                    .sink
+                    .sample(parent, trace_id, &s.name, &s.kind, &s.attrs, &s.links);
+                (trace_id, sampled)
+            }
+        };
         let state = parent.map_or_else(TraceState::default, |p| p.trace_state().clone());
         let flags = if sampled {
             TraceFlags::SAMPLED
@@ -2218,8 +2223,8 @@ pub(crate) fn start_span_inherited(
     parent.with_span(start_with(svc, builder.into(), None, sc.as_ref(), None))
 }
 
-/// A root span of `svc` in the trace `trace_id`, whose sampling was just decided there (not
-/// asked again about another trace), in a context made from `parent` (which holds no span):
+/// A root span of `svc` in the trace `trace_id`, which the sampler has just declined there (not
+/// asked again, nor about another trace), in a context made from `parent` (which holds no span):
 /// `parent` and the span, plus the service's entry unless `inherited`.
 #[cfg(any(feature = "redis", feature = "mysql"))]
 pub(crate) fn start_root(
@@ -2308,7 +2313,7 @@ pub(crate) fn start_layer(
     } else {
         SpanKind::Client
     };
-    let mut root = None;
+    let mut declined = None;
     if svc.sink.buffered
         && !svc.sink.otel_context
         && let Cow::Borrowed(n) = name
@@ -2329,12 +2334,12 @@ pub(crate) fn start_layer(
                 labels,
             )));
         }
-        root = Some(trace_id);
+        declined = Some(trace_id);
     }
     let start = Start::new(name, kind, attrs, protocol);
     Err(into_context(
         parent,
-        start_with(svc, start, labels, sc.as_ref(), root),
+        start_with(svc, start, labels, sc.as_ref(), declined),
     ))
 }
 
@@ -2351,7 +2356,7 @@ fn start_with(
     start: Start,
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] labels: Option<Labels>,
     parent: Option<&SpanContext>,
-    root_trace: Option<TraceId>,
+    declined: Option<TraceId>,
 ) -> Span {
     #[cfg(feature = "metrics")]
     let metric = crate::red::Pending::layer(
@@ -2361,7 +2366,7 @@ fn start_with(
         labels,
         &start.attrs,
     );
-    let span = Span::start_in(Arc::clone(svc), parent, start, root_trace);
+    let span = Span::start_in(Arc::clone(svc), parent, start, declined);
     #[cfg(feature = "metrics")]
     let span = span.with_metric(metric);
     span
