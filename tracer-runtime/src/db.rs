@@ -385,12 +385,9 @@ pub(crate) fn run_leaf<F: Future, D: FnOnce(&mut dyn SpanWrite, &F::Output)>(
     fut: F,
     done: D,
 ) -> Instrumented<F, D> {
-    Instrumented {
-        inner: fut,
-        span,
-        done: Some(done),
-        enter: crate::logs::bridged(),
-    }
+    let mut leaf = run(span, fut, done);
+    leaf.enter = crate::logs::bridged();
+    leaf
 }
 
 pin_project_lite::pin_project! {
