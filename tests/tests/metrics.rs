@@ -161,6 +161,35 @@ async fn http_server_and_client_requests_are_all_counted_with_errors_labelled() 
     .await;
     let sum = value(&samples, "http_server_request_duration_seconds_sum", &ok).expect("a sum");
     assert!(sum > 0.0 && sum < 10.0, "{sum}");
+    // The buckets are cumulative, as the exposition format has them: `+Inf` is the count, none
+    // is above it, none below the one before, and three quick requests are all under a second.
+    let count = value(&samples, HTTP_SERVER, &ok).expect("a count");
+    let mut buckets: Vec<(f64, f64)> = all(&samples, "http_server_request_duration_seconds_bucket")
+        .into_iter()
+        .filter(|s| {
+            let mut l = s.labels.clone();
+            l.remove("le");
+            l.len() == ok.len()
+                && ok
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(v))
+        })
+        .map(|s| {
+            let le = s.labels["le"].as_str();
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap()
+            };
+            (le, s.value)
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(buckets.last().map(|b| b.1), Some(count), "{buckets:?}");
+    assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{buckets:?}");
+    assert!(buckets.iter().all(|b| b.1 <= count), "{buckets:?}");
+    let under_a_second = buckets.iter().find(|b| b.0 == 1.0).map(|b| b.1);
+    assert_eq!(under_a_second, Some(count), "{buckets:?}");
     assert_nothing_sampled();
 }
 

@@ -262,6 +262,21 @@ fn errors_fire_server3_alerts_in_a_real_prometheus_and_normal_traffic_fires_none
         .filter(|(name, ..)| name.contains("ErrorRatio"))
         .collect();
     assert!(errors.is_empty(), "normal traffic fired {errors:?}");
+    // Nor a latency alert, pending or firing: the scenario answers in milliseconds, and the
+    // histograms' buckets say so (a p99 read from them well under the rules' second).
+    let p99 = query(
+        prom,
+        "histogram_quantile(0.99, sum by (le) (rate(http_server_request_duration_seconds_bucket{job=\"server1\"}[1m])))",
+    );
+    assert!(
+        p99 > 0.0 && p99 < 0.5,
+        "server1's p99 in Prometheus: {p99} s"
+    );
+    let slow: Vec<_> = alerts(prom)
+        .into_iter()
+        .filter(|(name, ..)| name.contains("Latency"))
+        .collect();
+    assert!(slow.is_empty(), "normal traffic raised {slow:?}");
 
     // mysql-error traffic: server3's error alerts go pending, then firing.
     let deadline = Instant::now() + Duration::from_secs(150);

@@ -577,13 +577,16 @@ impl Series {
         self.sum_ticks.fetch_add(ticks, Ordering::Relaxed);
     }
 
-    /// Count, sum (seconds) and the cumulative buckets, `+Inf` last.
+    /// Count, sum (seconds) and the count of each bucket on its own (not cumulative: the
+    /// encoder, prometheus-client's `encode_histogram`, adds them up as it writes them), `+Inf`
+    /// last.
     fn snapshot(&self) -> (u64, f64, Vec<(f64, u64)>) {
         let mut total = 0;
         let mut buckets = Vec::with_capacity(self.buckets.len());
         for (i, b) in self.buckets.iter().enumerate() {
-            total += b.load(Ordering::Relaxed);
-            buckets.push((self.bounds.get(i).copied().unwrap_or(f64::INFINITY), total));
+            let n = b.load(Ordering::Relaxed);
+            total += n;
+            buckets.push((self.bounds.get(i).copied().unwrap_or(f64::INFINITY), n));
         }
         let sum = clock::seconds(self.sum_ticks.load(Ordering::Relaxed));
         (total, sum, buckets)
