@@ -260,6 +260,67 @@ async fn grpc_unary_and_streaming_calls_are_all_counted_by_status() {
     assert_nothing_sampled();
 }
 
+/// Calls to methods the server does not know (answered UNIMPLEMENTED) are one series with
+/// `_OTHER` for service and method: a peer making up method names cannot make series at will,
+/// and no made-up name becomes a label.
+#[tokio::test]
+async fn unknown_grpc_methods_are_one_other_series() {
+    pipeline();
+    let addr = grpc_support::serve(GrpcServerLayer::new(SERVICE)).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    for method in ["Missing", "Absent", "Nowhere"] {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let path: http::uri::PathAndQuery = format!("/made.up.Service{method}/{method}")
+            .parse()
+            .unwrap();
+        let e = grpc
+            .unary(
+                tonic::Request::new(grpc_support::msg("x", 1)),
+                path,
+                tonic_prost::ProstCodec::<Msg, Msg>::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unimplemented);
+    }
+    let unimplemented = |samples: &[prom::Sample]| -> Vec<prom::Sample> {
+        all(samples, RPC_SERVER)
+            .into_iter()
+            .filter(|s| {
+                s.labels.get("rpc_response_status_code").map(String::as_str)
+                    == Some("UNIMPLEMENTED")
+            })
+            .cloned()
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let samples = loop {
+        let samples = scrape(SERVICE);
+        if unimplemented(&samples).iter().map(|s| s.value).sum::<f64>() >= 3.0
+            || std::time::Instant::now() > deadline
+        {
+            break samples;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let series = unimplemented(&samples);
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert_eq!(series[0].value, 3.0, "{series:?}");
+    assert_eq!(
+        series[0].labels.get("rpc_method").map(String::as_str),
+        Some("_OTHER"),
+        "{series:?}"
+    );
+    let text = tracer_runtime::metrics::text(SERVICE).unwrap();
+    assert!(
+        !text.contains("made.up"),
+        "a made-up name became a label:\n{text}"
+    );
+}
+
 const DB: &str = "db_client_operation_duration_seconds_count";
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 //! The clock of spans and measurements: fastant's (fastrace's), the TSC where it is reliable,
 //! read as raw ticks. A duration is a subtraction; ticks become seconds when a histogram is read
 //! and a wall-clock time when a finished span is turned into the SDK's `SpanData`, off the thread
-//! that recorded it. Where the TSC is not reliable, the ticks are the system clock's nanoseconds
-//! (fastant's own fallback there is a coarse clock, too coarse for spans).
+//! that recorded it. Where the TSC is not reliable, the ticks are nanoseconds of the standard
+//! library's monotonic `Instant` since the clock was first read (fastant's own fallback there is
+//! a coarse clock, too coarse for spans).
 
 use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
@@ -37,7 +38,7 @@ fn ticks_of(i: fastant::Instant) -> u64 {
     h.0
 }
 
-/// The system clock in nanoseconds since the epoch (the fallback's ticks).
+/// The system clock in nanoseconds since the epoch (an [`Anchor`]'s wall clock).
 #[cold]
 #[inline(never)]
 fn system_nanos() -> u64 {
@@ -46,13 +47,24 @@ fn system_nanos() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// Nanoseconds since the clock was first read (the fallback's ticks): monotonic, so that a step
+/// of the system clock (NTP, a virtual machine resumed) changes no span's duration and no
+/// histogram's bucket.
+#[cold]
+#[inline(never)]
+fn monotonic_nanos() -> u64 {
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    let start = *START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Now, in ticks.
 #[inline]
 pub(crate) fn now() -> u64 {
     if fastant::is_tsc_available() {
         ticks_of(fastant::Instant::now())
     } else {
-        system_nanos()
+        monotonic_nanos()
     }
 }
 

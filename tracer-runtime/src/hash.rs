@@ -126,6 +126,10 @@ pub(crate) fn cached<E: 'static, R, const N: usize>(
 /// A multiplicative hash over 8-byte words (FxHash's step): a few instructions per word, for
 /// the caches of statement records and command texts (each entry is compared in full).
 #[inline]
+#[cfg_attr(
+    not(any(feature = "redis", feature = "sql", feature = "http")),
+    allow(dead_code)
+)]
 pub(crate) fn quick_hash(b: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let mut h = b.len() as u64;

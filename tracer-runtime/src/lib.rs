@@ -92,7 +92,12 @@ mod export;
 pub mod grpc;
 #[cfg(any(feature = "grpc", feature = "metrics"))]
 mod grpc_codes;
-#[cfg(any(feature = "redis", feature = "sql", feature = "http"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "sql",
+    feature = "http",
+    feature = "metrics"
+))]
 mod hash;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

@@ -471,6 +471,16 @@ impl LabelSet {
                 }
                 _ => Lv::of(&kv.value),
             };
+            // A server's UNIMPLEMENTED: a method it does not know, named by its caller. Its
+            // service and method are `_OTHER` (as the conventions have it for an unknown
+            // method), so that a peer calling made-up methods adds one series, not one each.
+            if self.kind == Kind::RpcServer && i == 3 && lv.str() == Some("UNIMPLEMENTED") {
+                for slot in [1, 2] {
+                    if !matches!(self.v[slot], Lv::Absent) {
+                        self.v[slot] = Lv::Static("_OTHER");
+                    }
+                }
+            }
             self.v[i] = lv;
         }
     }
@@ -870,7 +880,7 @@ impl Collector for SdkCounters {
         )?;
         let none: [(&str, &str); 0] = [];
         exported.encode(family.encode_family(&none)?)?;
-        ConstCounter::new(s.dropped.saturating_sub(s.dropped_before_export))
+        ConstCounter::new(s.dropped_in_failed_exports)
             .encode(family.encode_family(&[("error_type", "export_failed")])?)?;
         let queue_full = ConstCounter::new(s.dropped_before_export);
         let mut family = encoder.encode_descriptor(

@@ -15,6 +15,7 @@ static STARTED: AtomicU64 = AtomicU64::new(0);
 static EXPORTED: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static DROPPED_BEFORE_EXPORT: AtomicU64 = AtomicU64::new(0);
+static DROPPED_IN_FAILED_EXPORTS: AtomicU64 = AtomicU64::new(0);
 static EXPORT_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the pipeline's counters (see [`stats`]).
@@ -33,6 +34,10 @@ pub struct Stats {
     /// Of `dropped`, the spans that never reached the exporter: the queue was full, or the
     /// pipeline was shut down (or gave up on a collector that did not answer) with them in it.
     pub dropped_before_export: u64,
+    /// Of `dropped`, the spans in batches whose export failed. Counted on its own (not
+    /// `dropped - dropped_before_export`, read from two counters one after the other, which a
+    /// drop between the two reads would make go down: a counter reset to Prometheus).
+    pub dropped_in_failed_exports: u64,
 }
 
 /// The pipeline's counters since the process started, over every service.
@@ -43,6 +48,7 @@ pub fn stats() -> Stats {
         dropped: DROPPED.load(Ordering::Relaxed),
         export_failures: EXPORT_FAILURES.load(Ordering::Relaxed),
         dropped_before_export: DROPPED_BEFORE_EXPORT.load(Ordering::Relaxed),
+        dropped_in_failed_exports: DROPPED_IN_FAILED_EXPORTS.load(Ordering::Relaxed),
     }
 }
 
@@ -74,6 +80,7 @@ static PENDING: Mutex<Throttle<Failed>> = Mutex::new(Throttle::new(
 fn failed_now(spans: u64, error: &str, now: Instant) -> Option<Warning> {
     EXPORT_FAILURES.fetch_add(1, Ordering::Relaxed);
     DROPPED.fetch_add(spans, Ordering::Relaxed);
+    DROPPED_IN_FAILED_EXPORTS.fetch_add(spans, Ordering::Relaxed);
     let due = PENDING
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -130,5 +137,6 @@ mod tests {
         let after = stats();
         assert!(after.export_failures >= before.export_failures + 4);
         assert!(after.dropped >= before.dropped + 11);
+        assert!(after.dropped_in_failed_exports >= before.dropped_in_failed_exports + 11);
     }
 }

@@ -27,6 +27,9 @@ use crate::stack::protocol::{Protocol, ServerAddr, Start};
 use crate::stack::span::SpanCx;
 use crate::stack::{ClientAddr, ClientLayer, ServerLayer};
 
+/// The conventions' name for a method the instrumentation does not know.
+const OTHER: &str = "_OTHER";
+
 /// gRPC, the [`Protocol`] of [`GrpcServerLayer`](super::GrpcServerLayer) and
 /// [`GrpcClientLayer`](super::GrpcClientLayer); holds the options only gRPC has (its bodies
 /// are framed into messages; an HTTP body is not).
@@ -168,6 +171,14 @@ impl Sealed for Grpc {
     ) -> Start<GrpcCall> {
         let path = req.uri().path();
         let (name, mut attrs, labels) = rpc_attrs(path);
+        // A service or method name the process does not keep (its table of names chosen by
+        // peers is full, or the name is too long) is a name the caller chose: `_OTHER` in the
+        // RED labels, as the conventions have it for an unknown method, so that a peer cannot
+        // make series (or interned label values) at will. The span keeps the name.
+        let labels = labels.or_else(|| {
+            let old = crate::semconv::rpc().old;
+            Some(Labels([Some("grpc"), old.then_some(OTHER), Some(OTHER)]))
+        });
         let scheme = req.uri().scheme_str().unwrap_or(scheme);
         push_server_address(&mut attrs, req, None, scheme);
         if let Some(peer) = req
@@ -429,7 +440,7 @@ fn rpc_attrs_in(
         let method = if parts.is_some() {
             name.clone()
         } else {
-            Cow::Borrowed("_OTHER")
+            Cow::Borrowed(OTHER)
         };
         label(2, &method);
         attrs.push(KeyValue::new(semconv::RPC_METHOD, method));

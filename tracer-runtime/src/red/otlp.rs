@@ -211,10 +211,7 @@ fn health(meter: &Meter) -> [ObservableCounter<u64>; 4] {
             |s| {
                 vec![
                     (s.exported, None),
-                    (
-                        s.dropped.saturating_sub(s.dropped_before_export),
-                        Some("export_failed"),
-                    ),
+                    (s.dropped_in_failed_exports, Some("export_failed")),
                 ]
             },
         ),
