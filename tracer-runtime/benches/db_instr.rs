@@ -326,8 +326,8 @@
 //! traced-mysql-attrs   2 638 root, 2 423 child (the span with the statement's attributes)
 //! ```
 //!
-//! A Redis command now costs its span with the same six attributes plus ~300 (was ~580), a
-//! MySQL point `SELECT` its span plus ~250–400 (was ~600–800, plain 13 074): within issue 16's
+//! A Redis command now costs its span with the same six attributes plus ~310–330 (was ~580), a
+//! MySQL point `SELECT` its span plus ~210–330 (was ~450–780; plain 13 074): within issue 16's
 //! interim bound (the span path's own cost plus 500), still far from its ≤ 1 500 over plain.
 
 use std::alloc::System;
