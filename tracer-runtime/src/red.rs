@@ -787,10 +787,25 @@ impl Metrics {
         let cap = cap.max(1);
         let instruments = KINDS.map(|k| Arc::new(Instrument::new(k, cap)));
         let mut registry = Registry::default();
-        let mut info: Vec<(String, String)> = resource
+        // Keys that read the same as label names (`service.name`, `service_name`) make one
+        // label, their values joined by `;` in the order of the keys, as the OpenTelemetry
+        // to Prometheus translation has it: a label set with a name twice fails the scrape.
+        let mut keys: Vec<(&str, String)> = resource
             .iter()
-            .map(|(k, v)| (prometheus_name(k.as_str()), v.to_string()))
+            .map(|(k, v)| (k.as_str(), v.to_string()))
             .collect();
+        keys.sort();
+        let mut info: Vec<(String, String)> = Vec::with_capacity(keys.len());
+        for (k, v) in keys {
+            let name = prometheus_name(k);
+            match info.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, joined)) => {
+                    joined.push(';');
+                    joined.push_str(&v);
+                }
+                None => info.push((name, v)),
+            }
+        }
         info.sort();
         registry.register(
             "target",
@@ -850,11 +865,17 @@ impl Metrics {
     }
 }
 
-/// `service.name` -> `service_name`: a Prometheus label name.
+/// `service.name` -> `service_name`: a Prometheus label name (`_` in front of one that would
+/// start with a digit, or be empty).
 fn prometheus_name(key: &str) -> String {
-    key.chars()
+    let mut name: String = key
+        .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
+        .collect();
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        name.insert(0, '_');
+    }
+    name
 }
 
 /// tracer's own pipeline counters (see [`crate::stats`]), read at each scrape.
@@ -1319,6 +1340,40 @@ mod tests {
                 .build(),
             cap,
         )
+    }
+
+    #[test]
+    fn resource_keys_are_valid_label_names_once_each() {
+        let m = Metrics::new(
+            &opentelemetry_sdk::Resource::builder()
+                .with_service_name("unit")
+                .with_attribute(KeyValue::new("service_name", "other"))
+                .with_attribute(KeyValue::new("1st.key", "x"))
+                .build(),
+            1,
+        );
+        let text = m.encode();
+        let info = text
+            .lines()
+            .find(|l| l.starts_with("target_info{"))
+            .unwrap_or_else(|| panic!("no target_info in:\n{text}"));
+        let names: Vec<&str> = info["target_info{".len()..]
+            .split(',')
+            .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+            .collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(names.len(), unique.len(), "a label name twice: {info}");
+        assert!(names.contains(&"_1st_key"), "{info}");
+        // Both values, in the order of their keys (`service.name` before `service_name`).
+        assert!(info.contains(r#"service_name="unit;other""#), "{info}");
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.starts_with(|c: char| c.is_ascii_digit())),
+            "{info}"
+        );
     }
 
     #[test]
