@@ -132,8 +132,8 @@ impl Messages {
             KeyValue::new(size_key, i64::from(len)),
         ];
         match at {
-            Some(at) => cx.span().add_event_with_timestamp("rpc.message", at, attrs),
-            None => cx.span().add_event("rpc.message", attrs),
+            Some(at) => cx.add_event_with_timestamp("rpc.message", at, attrs),
+            None => cx.add_event("rpc.message", attrs),
         }
     }
 
@@ -142,7 +142,7 @@ impl Messages {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        cx.span().add_event(
+        cx.add_event(
             "rpc.message.payload",
             vec![
                 KeyValue::new("rpc.message.type", if sent { "SENT" } else { "RECEIVED" }),
@@ -155,8 +155,7 @@ impl Messages {
     pub(crate) fn finish(&self, cx: &mut SpanCx) {
         let dropped = self.dropped.load(Ordering::Relaxed);
         if dropped > 0 {
-            cx.span()
-                .set_attribute(KeyValue::new("rpc.message.events_dropped", dropped as i64));
+            cx.set_attribute(KeyValue::new("rpc.message.events_dropped", dropped as i64));
         }
     }
 }

@@ -153,7 +153,7 @@ fn status_head(code: i32, message: &str) -> Response<Option<Bytes>> {
 
 fn end(call: GrpcCall, cx: &mut SpanCx) {
     call.0.messages.finish(cx);
-    cx.span().end();
+    cx.end();
 }
 
 impl Sealed for Grpc {
@@ -250,8 +250,7 @@ impl Sealed for Grpc {
             // tonic answers CANCELLED on the wire; the span says what happened.
             record_status(cx, 4, "deadline exceeded", true);
         } else {
-            cx.span()
-                .set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
+            cx.set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
         }
         end(call, cx);
     }
@@ -275,7 +274,7 @@ impl Sealed for Grpc {
     }
 
     fn body_failed(call: GrpcCall, cx: &mut SpanCx, error: &dyn fmt::Display) {
-        let span = cx.span();
+        let span = &mut *cx;
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "stream"));
         span.set_status(Status::error(error.to_string()));
         Self::finish(call, cx, true);
@@ -299,8 +298,7 @@ impl Sealed for Grpc {
 
     fn finish(call: GrpcCall, cx: &mut SpanCx, complete: bool) {
         if !complete {
-            cx.span()
-                .set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
+            cx.set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
         }
         end(call, cx);
     }
@@ -337,7 +335,7 @@ impl<E: std::error::Error + 'static> ClientError<E> for Grpc {
             // The request's own grpc-timeout expired (tonic reports it as CANCELLED).
             record_status(cx, 4, &message, false);
         } else {
-            let span = cx.span();
+            let span = &mut *cx;
             span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "transport"));
             span.set_status(Status::error(message));
         }

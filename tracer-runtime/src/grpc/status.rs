@@ -70,7 +70,7 @@ pub(crate) fn percent_encode(s: &str) -> String {
 /// Records a final gRPC status on the span of `cx`. `server`: only server-fault codes are Error.
 #[allow(deprecated)]
 pub(crate) fn record_status(cx: &mut SpanCx, code: i32, message: &str, server: bool) {
-    let span = cx.span();
+    let span = cx;
     let conv = crate::semconv::rpc();
     let name = crate::grpc_codes::name(i64::from(code));
     if conv.old {

@@ -78,7 +78,7 @@ fn text_head(status: StatusCode) -> Response<()> {
 }
 
 fn end(cx: &mut SpanCx) {
-    cx.span().end();
+    cx.end();
 }
 
 impl Sealed for Http {
@@ -194,8 +194,7 @@ impl Sealed for Http {
     }
 
     fn refused(cx: &mut SpanCx, _message: &str) {
-        cx.span()
-            .set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 508_i64));
+        cx.set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 508_i64));
     }
 
     fn loop_response(message: &str) -> Response<Option<Bytes>> {
@@ -206,7 +205,7 @@ impl Sealed for Http {
 
     fn record_panic(cx: &mut SpanCx, payload: &(dyn Any + Send)) -> String {
         let message = cx.record_exception(payload);
-        let span = cx.span();
+        let span = &mut *cx;
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "panic"));
         span.set_status(Status::error(message.clone()));
         message
@@ -214,14 +213,13 @@ impl Sealed for Http {
 
     fn panic_response(cx: Option<&mut SpanCx>, _message: &str) -> Response<Option<Bytes>> {
         if let Some(cx) = cx {
-            cx.span()
-                .set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 500_i64));
+            cx.set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 500_i64));
         }
         text_head(StatusCode::INTERNAL_SERVER_ERROR).map(|()| Some(Bytes::from_static(PANIC_BODY)))
     }
 
     fn server_response<B>(call: &mut HttpCall, cx: &mut SpanCx, resp: &Response<B>) {
-        let span = cx.span();
+        let span = &mut *cx;
         let code = resp.status().as_u16();
         span.set_attribute(KeyValue::new(
             semconv::HTTP_RESPONSE_STATUS_CODE,
@@ -238,14 +236,14 @@ impl Sealed for Http {
     }
 
     fn server_failed(_call: HttpCall, cx: &mut SpanCx, error: &dyn fmt::Display) {
-        let span = cx.span();
+        let span = &mut *cx;
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "service"));
         span.set_status(Status::error(error.to_string()));
         span.end();
     }
 
     fn client_response<B>(_call: &mut HttpCall, cx: &mut SpanCx, resp: &Response<B>) {
-        let span = cx.span();
+        let span = &mut *cx;
         let code = resp.status().as_u16();
         span.set_attribute(KeyValue::new(
             semconv::HTTP_RESPONSE_STATUS_CODE,
@@ -258,7 +256,7 @@ impl Sealed for Http {
     }
 
     fn dropped(_call: HttpCall, cx: &mut SpanCx) {
-        let span = cx.span();
+        let span = &mut *cx;
         span.set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
         span.end();
     }
@@ -274,7 +272,7 @@ impl Sealed for Http {
     fn trailers(_call: &mut HttpCall, _cx: &mut SpanCx, _trailers: &HeaderMap) {}
 
     fn body_failed(call: HttpCall, cx: &mut SpanCx, error: &dyn fmt::Display) {
-        let span = cx.span();
+        let span = &mut *cx;
         span.set_status(Status::error(format!("response body failed: {error}")));
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "body"));
         Self::finish(call, cx, false);
@@ -293,7 +291,7 @@ impl Sealed for Http {
     }
 
     fn finish(call: HttpCall, cx: &mut SpanCx, complete: bool) {
-        let span = cx.span();
+        let span = &mut *cx;
         span.set_attribute(KeyValue::new(
             semconv::HTTP_RESPONSE_BODY_SIZE,
             call.bytes as i64,
@@ -314,7 +312,7 @@ impl<B> WrapRequest<B> for Http {
 
 impl<E: fmt::Display> ClientError<E> for Http {
     fn client_failed(_call: HttpCall, cx: &mut SpanCx, error: &E) {
-        let span = cx.span();
+        let span = &mut *cx;
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "transport"));
         span.set_status(Status::error(error.to_string()));
         span.end();

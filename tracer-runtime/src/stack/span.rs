@@ -44,12 +44,6 @@ impl SpanCx {
         SpanCx(Held::Fast(span))
     }
 
-    /// The span itself (reads as OpenTelemetry's `cx.span()` does).
-    #[inline]
-    pub(crate) fn span(&mut self) -> &mut Self {
-        self
-    }
-
     /// The context the span is in, when it is in one.
     pub(crate) fn context(&self) -> Option<&Context> {
         match &self.0 {
