@@ -75,21 +75,10 @@ pub(crate) fn start_site(
     };
     let (name, site, attrs, labels) = make();
     let site = op_site(site, &name);
-    if svc.sink.buffered
-        && !svc.sink.otel_context
-        && let Some(meta) = site
+    if let Some(meta) = site
+        && let Some((trace_id, sampled)) =
+            crate::recorder::sample_short(&svc, sc.as_ref(), meta, &attrs)
     {
-        let trace_id = sc
-            .as_ref()
-            .map_or_else(crate::recorder::trace_id, SpanContext::trace_id);
-        let sampled = svc.sink.sample(
-            sc.as_ref(),
-            trace_id,
-            meta.name,
-            &SpanKind::Client,
-            &attrs,
-            &[],
-        );
         if sampled {
             return Some(Op::Fast(OpBox::new(crate::recorder::Fast::op(
                 svc,

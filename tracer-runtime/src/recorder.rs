@@ -2314,15 +2314,10 @@ pub(crate) fn start_layer(
         SpanKind::Client
     };
     let mut declined = None;
-    if svc.sink.buffered
-        && !svc.sink.otel_context
-        && let Cow::Borrowed(n) = name
+    if let Cow::Borrowed(n) = name
         && let Some(meta) = site_meta(n, server)
+        && let Some((trace_id, sampled)) = sample_short(svc, sc.as_ref(), meta, &attrs)
     {
-        let trace_id = sc.as_ref().map_or_else(new_trace_id, SpanContext::trace_id);
-        let sampled = svc
-            .sink
-            .sample(sc.as_ref(), trace_id, meta.name, &kind, &attrs, &[]);
         if sampled {
             return Ok(OpBox::new(Fast::layer(
                 Arc::clone(svc),
@@ -2341,6 +2336,29 @@ pub(crate) fn start_layer(
         parent,
         start_with(svc, start, labels, sc.as_ref(), declined),
     ))
+}
+
+/// Whether a span of `svc` at the call site `meta` (an integration's), under `sc` (a root when
+/// `None`), may take the short path — its service exports through tracer's own queues and
+/// keeps no span in OpenTelemetry's context — and then the sampler's answer: the span's trace
+/// and whether it is sampled. A declined span started on the general path keeps that trace and
+/// answer (see `Span::start_in`).
+#[cfg(any(feature = "http", feature = "redis", feature = "mysql"))]
+#[inline(always)]
+pub(crate) fn sample_short(
+    svc: &Service,
+    sc: Option<&SpanContext>,
+    meta: &'static Meta,
+    attrs: &[KeyValue],
+) -> Option<(TraceId, bool)> {
+    if !svc.sink.buffered || svc.sink.otel_context {
+        return None;
+    }
+    let trace_id = sc.map_or_else(new_trace_id, SpanContext::trace_id);
+    let sampled = svc
+        .sink
+        .sample(sc, trace_id, meta.name, &meta.kind, attrs, &[]);
+    Some((trace_id, sampled))
 }
 
 /// The context a client layer injects for its span on the short path, `sc`: the current
