@@ -201,15 +201,15 @@ where
         // has no baggage to carry (the span's ids, its service and the call path's hop are
         // injected from a context made for that alone); `recorder::start_layer` decides the
         // rest (sampled, the service's export), else the span lives in a context.
-        let span = if !P::RPC && Context::map_current(|cx| cx.baggage().is_empty()) {
-            let sc = crate::recorder::current_span_context();
-            Context::map_current(|cx| {
+        let span = Context::map_current(|cx| {
+            if !P::RPC && cx.baggage().is_empty() {
+                let sc = crate::recorder::current_span_context();
                 crate::recorder::start_layer(&svc, false, name, attrs, protocol, labels, cx, sc)
-            })
-        } else {
-            let start = crate::recorder::Start::new(name, SpanKind::Client, attrs, protocol);
-            Err(crate::recorder::start_child_from(&svc, start, labels))
-        };
+            } else {
+                let start = crate::recorder::Start::new(name, SpanKind::Client, attrs, protocol);
+                Err(crate::recorder::start_child_from(&svc, start, labels))
+            }
+        });
         let inject = |cx: &Context, headers: &mut http::HeaderMap| {
             let propagator = self
                 .layer
