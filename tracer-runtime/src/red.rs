@@ -465,9 +465,12 @@ impl LabelSet {
     fn set(&mut self, kv: &KeyValue) {
         if let Some(i) = self.kind.slot(kv.key.as_str()) {
             let lv = match (self.kind, i, &kv.value) {
-                // The gRPC status by name, whichever convention recorded it.
+                // The gRPC status by name, whichever convention recorded it; an unknown code
+                // (above 16) as its decimal string, as `rpc.response.status_code` holds it: the
+                // old conventions' integer and the new ones' string print the same label, so
+                // they must be one series, and a status label is a string like the known ones.
                 (Kind::RpcServer | Kind::RpcClient, 3, Value::I64(c)) => {
-                    crate::grpc_codes::name(*c).map_or(Lv::Int(*c), Lv::Static)
+                    crate::grpc_codes::name(*c).map_or_else(|| intern(&c.to_string()), Lv::Static)
                 }
                 _ => Lv::of(&kv.value),
             };
@@ -1513,6 +1516,43 @@ mod tests {
             h.finish()
         };
         assert_eq!(h(&a), h(&b));
+    }
+
+    /// An unknown gRPC status (above 16) is an integer under the old conventions
+    /// (`rpc.grpc.status_code`) and a string under the new ones (`rpc.response.status_code`):
+    /// both print `rpc_response_status_code="42"`, so they must be one series, not the same
+    /// label set printed twice (a duplicate series fails the scrape).
+    #[test]
+    #[allow(deprecated)]
+    fn an_unknown_grpc_status_is_one_series_whichever_convention_recorded_it() {
+        let m = Arc::new(metrics(8));
+        let statuses = [
+            KeyValue::new(semconv::RPC_GRPC_STATUS_CODE, 42_i64),
+            KeyValue::new(semconv::RPC_RESPONSE_STATUS_CODE, "42".to_owned()),
+            KeyValue::new(semconv::RPC_GRPC_STATUS_CODE, 42_i64),
+        ];
+        for status in &statuses {
+            let attrs = [
+                KeyValue::new(semconv::RPC_SYSTEM, "grpc"),
+                KeyValue::new(semconv::RPC_SERVICE, "demo.Echo"),
+                KeyValue::new(semconv::RPC_METHOD, "Say"),
+            ];
+            let mut p = Pending::layer(Some(&m), &SpanKind::Server, None, None, &attrs).unwrap();
+            p.set(status);
+            p.end(&m);
+        }
+        let text = m.encode();
+        let counts: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("rpc_server_call_duration_seconds_count{"))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                r#"rpc_server_call_duration_seconds_count{rpc_system="grpc",rpc_service="demo.Echo",rpc_method="Say",rpc_response_status_code="42"} 3"#
+            ],
+            "{text}"
+        );
     }
 
     #[test]
