@@ -44,7 +44,8 @@
 pub use crate::red::DEFAULT_CARDINALITY_LIMIT;
 
 /// The Prometheus text of the installed service `service`, as its `/metrics` endpoint serves
-/// it; `None` when no such service is installed.
+/// it; `None` when no such service is installed, or when its metrics could not be encoded
+/// (the endpoint then answers 500).
 ///
 /// ```
 /// let _guard = tracer_runtime::init("doc-metrics")
@@ -57,5 +58,5 @@ pub use crate::red::DEFAULT_CARDINALITY_LIMIT;
 /// ```
 pub fn text(service: &str) -> Option<String> {
     let svc = crate::service::service(service)?;
-    svc.0.metrics.as_ref().map(|m| m.encode())
+    svc.0.metrics.as_ref().and_then(|m| m.encode().ok())
 }

@@ -867,13 +867,10 @@ impl Metrics {
     }
 
     /// The Prometheus (OpenMetrics) text of every instrument.
-    pub(crate) fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> Result<String, fmt::Error> {
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            // Writing into a String cannot fail; a label that cannot be encoded is dropped.
-            out.clear();
-        }
-        out
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
     }
 }
 
@@ -1385,7 +1382,7 @@ mod tests {
                 .build(),
             1,
         );
-        let text = m.encode();
+        let text = m.encode().unwrap();
         let info = text
             .lines()
             .find(|l| l.starts_with("target_info{"))
@@ -1421,7 +1418,7 @@ mod tests {
             p.set(&KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, 200_i64));
             p.end(&m);
         }
-        let text = m.encode();
+        let text = m.encode().unwrap();
         assert!(text.contains(r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/a",http_response_status_code="200"} 1"#), "{text}");
         assert!(text.contains(r#"http_route="/b""#), "{text}");
         assert!(!text.contains(r#"http_route="/c""#), "{text}");
@@ -1462,7 +1459,7 @@ mod tests {
         ];
         m1.record(&l, 1);
         let count = |m: &Metrics, status: &str| {
-            let text = m.encode();
+            let text = m.encode().unwrap();
             let line = format!(
                 r#"http_server_request_duration_seconds_count{{http_request_method="GET",http_route="/same",http_response_status_code="{status}"}}"#
             );
@@ -1541,7 +1538,7 @@ mod tests {
             p.set(status);
             p.end(&m);
         }
-        let text = m.encode();
+        let text = m.encode().unwrap();
         let counts: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("rpc_server_call_duration_seconds_count{"))

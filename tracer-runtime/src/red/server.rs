@@ -114,6 +114,22 @@ fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     r
 }
 
+/// The answer to `GET /metrics`, given the encoded text: the exposition, or a 500 with a short
+/// plain-text message when it could not be encoded (never part of one: a scraper would take an
+/// empty or cut exposition for a target whose series are gone).
+fn metrics_reply(encoded: Result<String, std::fmt::Error>) -> Response<Full<Bytes>> {
+    let Ok(text) = encoded else {
+        return reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not encode the metrics\n",
+        );
+    };
+    let mut r = reply(StatusCode::OK, text);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
+    r
+}
+
 /// Compares in time independent of where the first difference is.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -134,10 +150,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return reply(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
         }
-        let mut r = reply(StatusCode::OK, shared.metrics.encode());
-        r.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
-        return r;
+        return metrics_reply(shared.metrics.encode());
     }
     if !shared.switch || !(path == "/tracer" || path.starts_with("/tracer/")) {
         return reply(StatusCode::NOT_FOUND, "not found: GET /metrics\n");
@@ -192,4 +205,37 @@ fn list() -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(r: Response<Full<Bytes>>) -> String {
+        let b = futures_executor::block_on(r.into_body().collect())
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        String::from_utf8_lossy(&b).into_owned()
+    }
+
+    #[test]
+    fn encoded_metrics_are_served_as_openmetrics() {
+        let text = "# TYPE x counter\nx_total 1\n# EOF\n";
+        let r = metrics_reply(Ok(text.to_owned()));
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[CONTENT_TYPE], OPENMETRICS);
+        assert_eq!(body(r), text);
+    }
+
+    /// A failed encode is a server error with a short plain-text message, not a 200 with an
+    /// empty (or partial) exposition that a scraper would take for a target with no series.
+    #[test]
+    fn a_failed_encode_is_a_500_with_a_plain_text_message() {
+        let r = metrics_reply(Err(std::fmt::Error));
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(r.headers()[CONTENT_TYPE], "text/plain; charset=utf-8");
+        let body = body(r);
+        assert!(body.contains("could not encode"), "{body:?}");
+        assert!(!body.contains("# EOF"), "{body:?}");
+    }
 }
