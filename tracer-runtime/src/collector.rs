@@ -144,7 +144,7 @@ pub(crate) fn hand_over(full: Vec<Finished>) {
         let mut q = lock(&c.full);
         if q.len() >= CAP {
             drop(q);
-            dropped(full.len() as u64);
+            dropped(&full);
             recycle(full);
             return;
         }
@@ -156,8 +156,19 @@ pub(crate) fn hand_over(full: Vec<Finished>) {
 
 /// Spans the collector could not take, counted and warned about (at most once per interval).
 #[cold]
-fn dropped(n: u64) {
-    crate::stats::spans_dropped(n);
+fn dropped(spans: &[Finished]) {
+    // Each service's spans counted in its own counters, a run of one service's at once.
+    let mut rest = spans;
+    while let Some(first) = rest.first() {
+        let svc = first.service();
+        let run = rest
+            .iter()
+            .take_while(|s| Arc::ptr_eq(s.service(), svc))
+            .count();
+        crate::stats::spans_dropped(&svc.counts, run as u64);
+        rest = rest.get(run..).unwrap_or_default();
+    }
+    let n = spans.len() as u64;
     let due = lock(&collector().dropped).note(Instant::now(), |d| *d += n);
     if let Some(dropped) = due {
         warn(Warning::SpansDropped {

@@ -59,22 +59,29 @@ impl TracesExporter {
     }
 }
 
-type AddProcessor = Box<
-    dyn FnOnce(
-            &pipeline::Config,
-            &mut Vec<pipeline::Handle>,
-        ) -> Result<Box<dyn SpanProcessor>, InitError>
-        + Send,
->;
+type AddProcessor =
+    Box<dyn FnOnce(&mut Pipelines<'_>) -> Result<Box<dyn SpanProcessor>, InitError> + Send>;
+
+/// What a service's pipelines are made with, and their handles, kept for the guard's report.
+struct Pipelines<'a> {
+    config: &'a pipeline::Config,
+    /// The service's counters, which its pipelines count in.
+    counts: &'a Arc<crate::stats::Counts>,
+    handles: Vec<pipeline::Handle>,
+}
 
 /// A [`pipeline::Batcher`] to `exporter`, its handle kept for the guard's report.
 fn batched<E: SpanExporter + 'static>(
     exporter: E,
-    config: &pipeline::Config,
-    handles: &mut Vec<pipeline::Handle>,
+    pipelines: &mut Pipelines<'_>,
 ) -> Result<Box<dyn SpanProcessor>, InitError> {
-    let (p, h) = pipeline::Batcher::new(exporter, config.clone()).map_err(InitError::Runtime)?;
-    handles.push(h);
+    let (p, h) = pipeline::Batcher::new(
+        exporter,
+        pipelines.config.clone(),
+        Arc::clone(pipelines.counts),
+    )
+    .map_err(InitError::Runtime)?;
+    pipelines.handles.push(h);
     Ok(Box::new(p))
 }
 
@@ -229,9 +236,8 @@ impl Builder {
     /// [`with_endpoint`](Self::with_endpoint) afterwards to keep OTLP too.
     pub fn with_exporter<E: SpanExporter + 'static>(mut self, exporter: E) -> Self {
         self.otlp = false;
-        self.processors.push(Box::new(move |config, handles| {
-            batched(exporter, config, handles)
-        }));
+        self.processors
+            .push(Box::new(move |pipelines| batched(exporter, pipelines)));
         self
     }
 
@@ -251,7 +257,7 @@ impl Builder {
         self.otlp = false;
         self.custom_processors = true;
         self.processors
-            .push(Box::new(move |_, _| Ok(Box::new(processor))));
+            .push(Box::new(move |_| Ok(Box::new(processor))));
         self
     }
 
@@ -383,9 +389,12 @@ impl Builder {
             .build();
         #[allow(unused_mut)]
         let mut runtimes: Vec<ExportRuntime> = Vec::new();
+        // This service's counters: its spans, its pipelines, its metrics.
+        let counts = crate::stats::Counts::new();
         #[cfg(feature = "metrics")]
         #[allow(unused_mut)]
-        let mut metrics = crate::red::Metrics::new(&resource, self.metrics.cap);
+        let mut metrics =
+            crate::red::Metrics::new(&resource, self.metrics.cap, Arc::clone(&counts));
         #[cfg(feature = "metrics")]
         let otlp_metrics = crate::red::otlp_wanted(self.metrics.otlp)?;
         #[cfg(all(feature = "metrics", not(feature = "otlp-metrics")))]
@@ -410,6 +419,7 @@ impl Builder {
                 self.endpoint.as_deref(),
                 self.ca_certificate.clone(),
                 handle,
+                Arc::clone(&counts),
             )?);
         }
         #[cfg(feature = "metrics")]
@@ -427,10 +437,14 @@ impl Builder {
             None => None,
         };
         let batch = pipeline::Config::from_env(self.max_queue_bytes);
-        let mut pipelines = Vec::new();
+        let mut pipelines = Pipelines {
+            config: &batch,
+            counts: &counts,
+            handles: Vec::new(),
+        };
         let mut processors: Vec<Box<dyn SpanProcessor>> = Vec::new();
         for add in self.processors {
-            processors.push(add(&batch, &mut pipelines)?);
+            processors.push(add(&mut pipelines)?);
         }
         if self.otlp {
             let exporters = match self.exporters {
@@ -452,7 +466,7 @@ impl Builder {
                                 self.ca_certificate.clone(),
                             )?;
                             runtimes.push(ExportRuntime(Some(rt)));
-                            processors.push(batched(exporter, &batch, &mut pipelines)?);
+                            processors.push(batched(exporter, &mut pipelines)?);
                         }
                         #[cfg(not(feature = "_otlp"))]
                         return Err(ParseExporterError::Unknown("otlp".to_owned()).into());
@@ -469,7 +483,7 @@ impl Builder {
                                 rt.handle().clone(),
                             );
                             runtimes.push(ExportRuntime(Some(rt)));
-                            processors.push(batched(exporter, &batch, &mut pipelines)?);
+                            processors.push(batched(exporter, &mut pipelines)?);
                         }
                         #[cfg(not(feature = "zipkin"))]
                         return Err(ParseExporterError::Unknown("zipkin".to_owned()).into());
@@ -477,7 +491,6 @@ impl Builder {
                     TracesExporter::Console => {
                         processors.push(batched(
                             opentelemetry_stdout::SpanExporter::default(),
-                            &batch,
                             &mut pipelines,
                         )?);
                     }
@@ -485,6 +498,7 @@ impl Builder {
                 }
             }
         }
+        let pipelines = pipelines.handles;
         // The processors serve the recorder's spans directly, and the SDK provider's (spans
         // started through the `opentelemetry` API with its tracers).
         let mut builder = SdkTracerProvider::builder()
@@ -516,6 +530,7 @@ impl Builder {
             name: self.name,
             on,
             sink,
+            counts,
             #[cfg(feature = "metrics")]
             metrics: Some(metrics),
         });

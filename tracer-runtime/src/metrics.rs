@@ -23,7 +23,9 @@
 //! records no metric either. A span the sampler drops is still counted: metrics see every
 //! request even under a 1 % head sampler.
 //!
-//! The process's span pipeline is counted too (the counters of [`stats`](crate::stats())):
+//! The service's span pipeline is counted too (its own part of the counters of
+//! [`stats`](crate::stats()): the spans it started, and what its export pipelines did, so that
+//! the services of one process, scraped as jobs of their own, add up to the process's counts):
 //! `otel_sdk_span_started_total`, `otel_sdk_exporter_span_exported_total` (with
 //! `error_type="export_failed"` for the spans lost in a failed export),
 //! `otel_sdk_processor_span_processed_total{error_type="queue_full"}` (spans dropped before

@@ -98,6 +98,8 @@ impl Handle {
 
 struct Shared {
     config: Config,
+    /// Its service's counters.
+    counts: Arc<stats::Counts>,
     queue: Mutex<Queue>,
     /// The worker waits on it for spans, a flush or the shutdown.
     wake: Condvar,
@@ -153,9 +155,11 @@ impl Batcher {
     pub(crate) fn new<E: SpanExporter + 'static>(
         exporter: E,
         config: Config,
+        counts: Arc<stats::Counts>,
     ) -> std::io::Result<(Batcher, Handle)> {
         let shared = Arc::new(Shared {
             config,
+            counts,
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             progress: Condvar::new(),
@@ -192,7 +196,7 @@ impl Shared {
 
     #[cold]
     fn lost(&self, n: u64, why: &'static str) {
-        stats::spans_dropped(n);
+        stats::spans_dropped(&self.counts, n);
         let total = self.dropped.fetch_add(n, Ordering::Relaxed) + n;
         let due = self
             .warned
@@ -265,9 +269,9 @@ impl Shared {
                 // Counted as dropped by the shutdown that gave up on this export.
             } else if let Err(e) = &result {
                 self.failed.fetch_add(n as u64, Ordering::Relaxed);
-                stats::export_failed(n as u64, e);
+                stats::export_failed(&self.counts, n as u64, e);
             } else {
-                stats::exported(n as u64);
+                stats::exported(&self.counts, n as u64);
             }
             q = self.lock();
             q.settled += n as u64;
@@ -566,7 +570,12 @@ mod tests {
     #[test]
     fn everything_accepted_is_exported_by_a_flush_and_by_the_shutdown() {
         let count = Count::default();
-        let (b, h) = Batcher::new(count.clone(), config(DEFAULT_QUEUE_BYTES)).unwrap();
+        let (b, h) = Batcher::new(
+            count.clone(),
+            config(DEFAULT_QUEUE_BYTES),
+            stats::Counts::new(),
+        )
+        .unwrap();
         for i in 0..1500 {
             b.on_end(span(i));
         }
@@ -603,7 +612,12 @@ mod tests {
         let w = weight(&span(100));
         let mut c = config(10 * w as usize);
         c.max_batch = 1;
-        let (b, h) = Batcher::new(Stuck(Arc::clone(&gate), exported.clone()), c).unwrap();
+        let (b, h) = Batcher::new(
+            Stuck(Arc::clone(&gate), exported.clone()),
+            c,
+            stats::Counts::new(),
+        )
+        .unwrap();
         for i in 100..200 {
             b.on_end(span(i));
         }

@@ -300,7 +300,7 @@ impl Span {
         s: Start,
         declined: Option<TraceId>,
     ) -> Span {
-        crate::stats::span_started();
+        crate::stats::span_started(&svc.counts);
         let parent = parent.filter(|p| p.is_valid());
         let (trace_id, sampled) = match declined {
             Some(trace_id) => (trace_id, false),
@@ -473,7 +473,7 @@ impl Light {
     /// A span that is not sampled, carrying `parent`'s ids (see [`Top::Unsampled`]).
     #[inline]
     pub(crate) fn child(parent: FastParent, meta: &'static Meta) -> Light {
-        crate::stats::span_started();
+        crate::stats::span_started(&parent.svc.counts);
         let measured = meta.metrics.then_some(meta);
         Light {
             trace_id: parent.trace_id,
@@ -993,7 +993,7 @@ impl Fast {
         attrs: Vec<KeyValue>,
         more: Option<Box<More>>,
     ) -> Fast {
-        crate::stats::span_started();
+        crate::stats::span_started(&svc.counts);
         Fast {
             trace_id,
             span_id: new_span_id(),

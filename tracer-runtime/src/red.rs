@@ -794,8 +794,13 @@ impl EncodeMetric for Registered {
 }
 
 impl Metrics {
-    /// The instruments of a service whose resource is `resource` (exposed as `target_info`).
-    pub(crate) fn new(resource: &opentelemetry_sdk::Resource, cap: usize) -> Metrics {
+    /// The instruments of a service whose resource is `resource` (exposed as `target_info`) and
+    /// whose pipeline counters are `counts` (exposed as `otel_sdk_*`).
+    pub(crate) fn new(
+        resource: &opentelemetry_sdk::Resource,
+        cap: usize,
+        counts: Arc<crate::stats::Counts>,
+    ) -> Metrics {
         let cap = cap.max(1);
         let instruments = KINDS.map(|k| Arc::new(Instrument::new(k, cap)));
         let mut registry = Registry::default();
@@ -828,7 +833,7 @@ impl Metrics {
             let (name, help) = k.describe();
             registry.register_with_unit(name, help, Unit::Seconds, Registered(Arc::clone(inst)));
         }
-        registry.register_collector(Box::new(SdkCounters));
+        registry.register_collector(Box::new(SdkCounters(counts)));
         static IDS: AtomicU64 = AtomicU64::new(1);
         Metrics {
             id: IDS.fetch_add(1, Ordering::Relaxed),
@@ -887,13 +892,13 @@ fn prometheus_name(key: &str) -> String {
     name
 }
 
-/// tracer's own pipeline counters (see [`crate::stats`]), read at each scrape.
+/// The service's own pipeline counters (its part of [`crate::stats`]), read at each scrape.
 #[derive(Debug)]
-struct SdkCounters;
+struct SdkCounters(Arc<crate::stats::Counts>);
 
 impl Collector for SdkCounters {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
-        let s = crate::stats();
+        let s = self.0.snapshot();
         let started = ConstCounter::new(s.started);
         started.encode(encoder.encode_descriptor(
             "otel_sdk_span_started",
@@ -1348,6 +1353,7 @@ mod tests {
                 .with_service_name("unit")
                 .build(),
             cap,
+            crate::stats::Counts::new(),
         )
     }
 
@@ -1381,6 +1387,7 @@ mod tests {
                 .with_attribute(KeyValue::new("1st.key", "x"))
                 .build(),
             1,
+            crate::stats::Counts::new(),
         );
         let text = m.encode().unwrap();
         let info = text

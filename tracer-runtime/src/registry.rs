@@ -13,6 +13,8 @@ pub(crate) struct Service {
     pub(crate) on: Arc<AtomicBool>,
     /// Where its spans go: sampler, processors, scope.
     pub(crate) sink: crate::sink::Sink,
+    /// Its spans and its pipelines' counters (its part of [`crate::stats()`]).
+    pub(crate) counts: Arc<crate::stats::Counts>,
     /// Its RED metrics (`None` in unit tests that need none).
     #[cfg(feature = "metrics")]
     pub(crate) metrics: Option<Arc<crate::red::Metrics>>,

@@ -1,22 +1,96 @@
-//! Process-wide counters of the span pipeline: what was started, exported, lost.
+//! Counters of the span pipeline: what was started, exported, lost.
 //!
-//! Counted over every service of the process. `exported`, `dropped` and `export_failures` count
+//! Each service counts its own spans and its own pipelines' work (`Counts`, which its
+//! `/metrics` serves as `otel_sdk_*`); [`stats`] is their sum over every service the process
+//! installed (uninstalled ones included). `exported`, `dropped` and `export_failures` count
 //! what goes through a pipeline tracer set up (OTLP, Zipkin, console, or an exporter given to
 //! [`Builder::with_exporter`](crate::Builder::with_exporter)); a span processor given to
 //! [`Builder::with_span_processor`](crate::Builder::with_span_processor) is not seen.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::warn::{Throttle, Warning, warn};
 
-static STARTED: AtomicU64 = AtomicU64::new(0);
-static EXPORTED: AtomicU64 = AtomicU64::new(0);
-static DROPPED: AtomicU64 = AtomicU64::new(0);
-static DROPPED_BEFORE_EXPORT: AtomicU64 = AtomicU64::new(0);
-static DROPPED_IN_FAILED_EXPORTS: AtomicU64 = AtomicU64::new(0);
-static EXPORT_FAILURES: AtomicU64 = AtomicU64::new(0);
+/// One service's counters: the spans it started, and what its pipelines (and the collector, for
+/// its spans) exported and lost. Shared by the service, its pipelines and its metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    started: AtomicU64,
+    exported: AtomicU64,
+    dropped_before_export: AtomicU64,
+    dropped_in_failed_exports: AtomicU64,
+    export_failures: AtomicU64,
+}
+
+/// Every service's [`Counts`], for [`stats`]; those no service holds any more are folded into
+/// `retired` (their values final: nothing else can count in them).
+struct All {
+    live: Vec<Arc<Counts>>,
+    retired: Stats,
+}
+
+static ALL: Mutex<All> = Mutex::new(All {
+    live: Vec::new(),
+    retired: Stats {
+        started: 0,
+        exported: 0,
+        dropped: 0,
+        export_failures: 0,
+        dropped_before_export: 0,
+        dropped_in_failed_exports: 0,
+    },
+});
+
+impl Counts {
+    /// A service's new counters, counted in [`stats`] from now on.
+    pub(crate) fn new() -> Arc<Counts> {
+        let counts = Arc::new(Counts::default());
+        let mut all = ALL.lock().unwrap_or_else(PoisonError::into_inner);
+        let All { live, retired } = &mut *all;
+        live.retain(|c| {
+            // Only this list holds it (and no `Weak` is ever made): it counts no more.
+            let done = Arc::strong_count(c) == 1;
+            if done {
+                retired.add(&c.snapshot());
+            }
+            !done
+        });
+        live.push(Arc::clone(&counts));
+        counts
+    }
+
+    /// The counters now (`dropped` the sum of its two parts).
+    pub(crate) fn snapshot(&self) -> Stats {
+        let dropped_before_export = self.dropped_before_export.load(Ordering::Relaxed);
+        let dropped_in_failed_exports = self.dropped_in_failed_exports.load(Ordering::Relaxed);
+        Stats {
+            started: self.started.load(Ordering::Relaxed),
+            exported: self.exported.load(Ordering::Relaxed),
+            dropped: dropped_before_export.wrapping_add(dropped_in_failed_exports),
+            export_failures: self.export_failures.load(Ordering::Relaxed),
+            dropped_before_export,
+            dropped_in_failed_exports,
+        }
+    }
+}
+
+impl Stats {
+    /// `o` added (wrapping, as the atomic counters do).
+    fn add(&mut self, o: &Stats) {
+        self.started = self.started.wrapping_add(o.started);
+        self.exported = self.exported.wrapping_add(o.exported);
+        self.dropped = self.dropped.wrapping_add(o.dropped);
+        self.export_failures = self.export_failures.wrapping_add(o.export_failures);
+        self.dropped_before_export = self
+            .dropped_before_export
+            .wrapping_add(o.dropped_before_export);
+        self.dropped_in_failed_exports = self
+            .dropped_in_failed_exports
+            .wrapping_add(o.dropped_in_failed_exports);
+    }
+}
 
 /// A snapshot of the pipeline's counters (see [`stats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,21 +114,21 @@ pub struct Stats {
     pub dropped_in_failed_exports: u64,
 }
 
-/// The pipeline's counters since the process started, over every service.
+/// The pipeline's counters since the process started, summed over every service (each
+/// service's `/metrics` serves its own part).
 pub fn stats() -> Stats {
-    Stats {
-        started: STARTED.load(Ordering::Relaxed),
-        exported: EXPORTED.load(Ordering::Relaxed),
-        dropped: DROPPED.load(Ordering::Relaxed),
-        export_failures: EXPORT_FAILURES.load(Ordering::Relaxed),
-        dropped_before_export: DROPPED_BEFORE_EXPORT.load(Ordering::Relaxed),
-        dropped_in_failed_exports: DROPPED_IN_FAILED_EXPORTS.load(Ordering::Relaxed),
+    let all = ALL.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut sum = all.retired;
+    for c in &all.live {
+        sum.add(&c.snapshot());
     }
+    sum
 }
 
+/// A span of the service that owns `counts` started.
 #[inline]
-pub(crate) fn span_started() {
-    STARTED.fetch_add(1, Ordering::Relaxed);
+pub(crate) fn span_started(counts: &Counts) {
+    counts.started.fetch_add(1, Ordering::Relaxed);
 }
 
 /// At most one export-failure warning per this interval; the next one gives the count since.
@@ -77,10 +151,11 @@ static PENDING: Mutex<Throttle<Failed>> = Mutex::new(Throttle::new(
 
 /// Counts a failed export of `spans` spans; returns the warning to give now, if any (the first
 /// failure at once, then at most one per [`WARN_EVERY`], with the count since the last one).
-fn failed_now(spans: u64, error: &str, now: Instant) -> Option<Warning> {
-    EXPORT_FAILURES.fetch_add(1, Ordering::Relaxed);
-    DROPPED.fetch_add(spans, Ordering::Relaxed);
-    DROPPED_IN_FAILED_EXPORTS.fetch_add(spans, Ordering::Relaxed);
+fn failed_now(counts: &Counts, spans: u64, error: &str, now: Instant) -> Option<Warning> {
+    counts.export_failures.fetch_add(1, Ordering::Relaxed);
+    counts
+        .dropped_in_failed_exports
+        .fetch_add(spans, Ordering::Relaxed);
     let due = PENDING
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -95,21 +170,25 @@ fn failed_now(spans: u64, error: &str, now: Instant) -> Option<Warning> {
     })
 }
 
-/// Counts `n` spans exported.
-pub(crate) fn exported(n: u64) {
-    EXPORTED.fetch_add(n, Ordering::Relaxed);
+/// Counts `n` spans exported by a pipeline of the service that owns `counts`.
+pub(crate) fn exported(counts: &Counts, n: u64) {
+    counts.exported.fetch_add(n, Ordering::Relaxed);
 }
 
-/// Counts `n` spans lost before an export (the queue full, the pipeline shut down or timed out);
-/// the pipeline warns.
-pub(crate) fn spans_dropped(n: u64) {
-    DROPPED.fetch_add(n, Ordering::Relaxed);
-    DROPPED_BEFORE_EXPORT.fetch_add(n, Ordering::Relaxed);
+/// Counts `n` spans of the service that owns `counts` lost before an export (the queue full, the
+/// pipeline shut down or timed out); the caller warns.
+pub(crate) fn spans_dropped(counts: &Counts, n: u64) {
+    counts.dropped_before_export.fetch_add(n, Ordering::Relaxed);
 }
 
-/// Counts a failed export of `n` spans, and warns (rate-limited).
-pub(crate) fn export_failed(n: u64, error: &opentelemetry_sdk::error::OTelSdkError) {
-    if let Some(w) = failed_now(n, &error.to_string(), Instant::now()) {
+/// Counts a failed export of `n` spans of the service that owns `counts`, and warns
+/// (rate-limited, over every service).
+pub(crate) fn export_failed(
+    counts: &Counts,
+    n: u64,
+    error: &opentelemetry_sdk::error::OTelSdkError,
+) {
+    if let Some(w) = failed_now(counts, n, &error.to_string(), Instant::now()) {
         warn(w);
     }
 }
@@ -121,22 +200,62 @@ mod tests {
     #[test]
     fn export_failures_are_counted_and_warned_at_most_every_interval() {
         let before = stats();
+        let c = Counts::new();
         let t0 = Instant::now();
-        let first = failed_now(5, "refused", t0);
+        let first = failed_now(&c, 5, "refused", t0);
         assert!(
             matches!(&first, Some(Warning::ExportFailed { failures: 1, spans_lost: 5, error }) if error == "refused"),
             "{first:?}"
         );
-        assert_eq!(failed_now(2, "refused", t0 + Duration::from_secs(1)), None);
-        assert_eq!(failed_now(3, "timeout", t0 + Duration::from_secs(2)), None);
-        let later = failed_now(1, "timeout", t0 + WARN_EVERY + Duration::from_secs(1));
+        assert_eq!(
+            failed_now(&c, 2, "refused", t0 + Duration::from_secs(1)),
+            None
+        );
+        assert_eq!(
+            failed_now(&c, 3, "timeout", t0 + Duration::from_secs(2)),
+            None
+        );
+        let later = failed_now(&c, 1, "timeout", t0 + WARN_EVERY + Duration::from_secs(1));
         assert!(
             matches!(&later, Some(Warning::ExportFailed { failures: 3, spans_lost: 6, error }) if error == "timeout"),
             "{later:?}"
+        );
+        let mine = c.snapshot();
+        assert_eq!(
+            (
+                mine.export_failures,
+                mine.dropped,
+                mine.dropped_in_failed_exports
+            ),
+            (4, 11, 11)
         );
         let after = stats();
         assert!(after.export_failures >= before.export_failures + 4);
         assert!(after.dropped >= before.dropped + 11);
         assert!(after.dropped_in_failed_exports >= before.dropped_in_failed_exports + 11);
+    }
+
+    /// The process's counters are the services' sum, and stay so (they never go down) when a
+    /// service's counters are dropped.
+    #[test]
+    fn the_process_counts_are_the_services_sum_and_never_go_down() {
+        let (a, b) = (Counts::new(), Counts::new());
+        let before = stats();
+        span_started(&a);
+        span_started(&b);
+        spans_dropped(&b, 3);
+        exported(&a, 2);
+        let after = stats();
+        assert!(after.started >= before.started + 2);
+        assert!(after.dropped_before_export >= before.dropped_before_export + 3);
+        assert_eq!(a.snapshot().started, 1);
+        assert_eq!(b.snapshot().dropped, 3);
+        drop(b);
+        // Its counts retired when the next service's are made.
+        let _c = Counts::new();
+        let later = stats();
+        assert!(later.started >= after.started);
+        assert!(later.dropped_before_export >= after.dropped_before_export);
+        assert!(later.exported >= after.exported);
     }
 }

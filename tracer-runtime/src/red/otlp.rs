@@ -102,7 +102,7 @@ impl LabelSet {
 pub(crate) struct Otlp {
     histograms: [Histogram<f64>; 6],
     provider: SdkMeterProvider,
-    /// The pipeline's own counters, read at each collection.
+    /// The service's pipeline counters, read at each collection.
     _health: [ObservableCounter<u64>; 4],
 }
 
@@ -115,13 +115,15 @@ impl fmt::Debug for Otlp {
 impl Otlp {
     /// The OTLP metrics pipeline of a service with `resource`, exporting on `rt`: `protocol`
     /// unless `OTEL_EXPORTER_OTLP_METRICS_PROTOCOL` says otherwise, to `endpoint` (the
-    /// builder's) or the standard variables' endpoint.
+    /// builder's) or the standard variables' endpoint; `counts` are the service's pipeline
+    /// counters.
     pub(crate) fn new(
         resource: &Resource,
         protocol: Protocol,
         endpoint: Option<&str>,
         ca_certificate: Option<Vec<u8>>,
         rt: tokio::runtime::Handle,
+        counts: Arc<crate::stats::Counts>,
     ) -> Result<Otlp, InitError> {
         let protocol = match env_first(&["OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"]) {
             Some((_, v)) => Protocol::parse(&v)?,
@@ -156,7 +158,7 @@ impl Otlp {
         });
         Ok(Otlp {
             histograms,
-            _health: health(&meter),
+            _health: health(&meter, &counts),
             provider,
         })
     }
@@ -180,18 +182,22 @@ impl Otlp {
 /// A counter's values (with `error.type`, if any) read from the pipeline's counts.
 type Reading = fn(&crate::Stats) -> Vec<(u64, Option<&'static str>)>;
 
-/// tracer's pipeline counters (see [`crate::stats`]), as the Prometheus endpoint serves them.
-fn health(meter: &Meter) -> [ObservableCounter<u64>; 4] {
+/// A service's pipeline counters (its part of [`crate::stats`]), as its Prometheus endpoint
+/// serves them.
+fn health(meter: &Meter, counts: &Arc<crate::stats::Counts>) -> [ObservableCounter<u64>; 4] {
     let counter = |name: &'static str, unit: &'static str, help: &'static str, read: Reading| {
         meter
             .u64_observable_counter(name)
             .with_unit(unit)
             .with_description(help)
-            .with_callback(move |o| {
-                for (v, error) in read(&crate::stats()) {
-                    match error {
-                        Some(e) => o.observe(v, &[KeyValue::new("error.type", e)]),
-                        None => o.observe(v, &[]),
+            .with_callback({
+                let counts = Arc::clone(counts);
+                move |o| {
+                    for (v, error) in read(&counts.snapshot()) {
+                        match error {
+                            Some(e) => o.observe(v, &[KeyValue::new("error.type", e)]),
+                            None => o.observe(v, &[]),
+                        }
                     }
                 }
             })
