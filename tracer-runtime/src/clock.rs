@@ -81,7 +81,7 @@ pub(crate) fn per_second() -> f64 {
 }
 
 /// `ticks` in seconds.
-#[cfg(any(feature = "metrics", test))]
+#[cfg(any(feature = "otlp-metrics", test))]
 #[inline]
 pub(crate) fn seconds(ticks: u64) -> f64 {
     ticks as f64 / per_second()
