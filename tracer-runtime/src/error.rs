@@ -40,6 +40,15 @@ pub enum InitError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// `OTEL_EXPORTER_OTLP_COMPRESSION` (or `..._TRACES_COMPRESSION`, `..._METRICS_COMPRESSION`)
+    /// names a compression tracer does not send: `gzip` and `none` are the ones it does.
+    #[error("{var}: unsupported OTLP compression `{value}`; expected `gzip` or `none`")]
+    InvalidCompression {
+        /// The variable read.
+        var: &'static str,
+        /// The value as given.
+        value: String,
+    },
     /// The address of [`Builder::with_prometheus`](crate::Builder::with_prometheus) could not
     /// be resolved or bound.
     #[error("cannot serve metrics on `{addr}`: {source}")]

@@ -94,6 +94,19 @@ impl Signal {
         }
     }
 
+    fn compression_vars(self) -> [&'static str; 2] {
+        match self {
+            Signal::Traces => [
+                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+            ],
+            Signal::Metrics => [
+                "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+            ],
+        }
+    }
+
     #[cfg_attr(not(feature = "otlp-http"), allow(dead_code))]
     fn path(self) -> &'static str {
         match self {
@@ -108,6 +121,14 @@ impl Signal {
 pub(crate) struct Transport {
     #[cfg_attr(not(feature = "otlp-http"), allow(dead_code))]
     signal: Signal,
+    /// The standard variables ask for gzip (see [`compression`]): set on the builder, so that a
+    /// value tracer accepted is the one sent (the SDK reads the variables too, but skips a value
+    /// it cannot parse without a word).
+    #[cfg_attr(
+        not(any(feature = "otlp-grpc", feature = "otlp-http")),
+        allow(dead_code)
+    )]
+    gzip: bool,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::Tls>,
 }
@@ -122,12 +143,14 @@ pub(crate) fn transport(
 ) -> Result<Transport, InitError> {
     compiled(protocol)?;
     let https = check_config(endpoint, signal)?;
+    let gzip = compression(signal)?;
     #[cfg(not(feature = "tls"))]
     if let Some((var, value)) = https {
         return Err(InitError::TlsNotCompiled { var, value });
     }
     Ok(Transport {
         signal,
+        gzip,
         #[cfg(feature = "tls")]
         tls: match https {
             Some(_) => Some(crate::tls::Tls::new(ca_certificate)?),
@@ -165,6 +188,9 @@ impl Transport {
         if let Some(e) = endpoint {
             b = b.with_endpoint(e);
         }
+        if self.gzip {
+            b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+        }
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
             b = b.with_tls_config(tls.grpc());
@@ -182,6 +208,9 @@ impl Transport {
         let mut b = builder.with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
         if let Some(e) = endpoint {
             b = b.with_endpoint(http_url(e, self.signal));
+        }
+        if self.gzip {
+            b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
         }
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
@@ -249,6 +278,23 @@ fn check_config(
             .get(..8)
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
     }))
+}
+
+/// Whether the exporter of `signal` compresses with gzip: the first of the signal's and the
+/// general `..._COMPRESSION` variables that is set says `gzip` or `none` (any case); another
+/// value is an error, not a request silently sent uncompressed (`zstd` is not compiled in).
+fn compression(signal: Signal) -> Result<bool, InitError> {
+    let Some((var, value)) = env_first(&signal.compression_vars()) else {
+        return Ok(false);
+    };
+    let v = value.trim();
+    if v.eq_ignore_ascii_case("gzip") {
+        Ok(true)
+    } else if v.eq_ignore_ascii_case("none") {
+        Ok(false)
+    } else {
+        Err(InitError::InvalidCompression { var, value })
+    }
 }
 
 pub(crate) fn check_endpoint(var: &'static str, value: &str) -> Result<(), InitError> {
