@@ -1,6 +1,11 @@
 //! OTLP over TLS: spans exported over gRPC and over HTTP/protobuf to an `https://` collector (a
 //! receiver of our own, behind rustls, with a certificate signed by a CA the test creates),
-//! verified against the CA given to `init`; the same collector is refused without it.
+//! verified against the CA given to `init`; the same collector is refused without it. A
+//! collector that asks for a client certificate (mutual TLS) gets the spans of an exporter given
+//! one (by `with_client_certificate`, or by the standard variables' files), and nothing from one
+//! without.
+
+mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -60,15 +65,65 @@ fn certificates() -> (String, String, String) {
     (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, both signed by the CA
+/// (PEM each).
+struct Pki {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+    client_cert: String,
+    client_key: String,
+}
+
+fn pki() -> Pki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(vec!["tracer-client".to_owned()]).unwrap();
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = client_params.signed_by(&client_key, &issuer).unwrap();
+    Pki {
+        ca: ca.pem(),
+        server_cert: server_cert.pem(),
+        server_key: server_key.serialize_pem(),
+        client_cert: client_cert.pem(),
+        client_key: client_key.serialize_pem(),
+    }
+}
+
 /// Starts the TLS receiver on a free port of 127.0.0.1.
 async fn receiver(
     cert: &str,
     key: &str,
 ) -> (SocketAddr, mpsc::UnboundedReceiver<(String, String)>) {
+    receiver_asking(cert, key, None).await
+}
+
+/// [`receiver`], asking every client for a certificate signed by `client_ca` when given (and
+/// refusing the handshake without one).
+async fn receiver_asking(
+    cert: &str,
+    key: &str,
+    client_ca: Option<&str>,
+) -> (SocketAddr, mpsc::UnboundedReceiver<(String, String)>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
-    let tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    if let Some(ca) = client_ca {
+        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+    }
     let server = Server::builder()
         .tls_config(tls)
         .unwrap()
@@ -89,12 +144,25 @@ async fn export_one(
     addr: SocketAddr,
     ca: String,
 ) -> Result<(), tracer_runtime::ShutdownError> {
-    let guard = tracer_runtime::init(service)
+    export_one_as(service, protocol, addr, ca, None).await
+}
+
+/// [`export_one`], presenting `client` (certificate, key) when given.
+async fn export_one_as(
+    service: &'static str,
+    protocol: Protocol,
+    addr: SocketAddr,
+    ca: String,
+    client: Option<(String, String)>,
+) -> Result<(), tracer_runtime::ShutdownError> {
+    let mut builder = tracer_runtime::init(service)
         .with_protocol(protocol)
         .with_endpoint(format!("https://127.0.0.1:{}", addr.port()))
-        .with_ca_certificate(ca)
-        .install()
-        .expect("an https endpoint installs");
+        .with_ca_certificate(ca);
+    if let Some((cert, key)) = client {
+        builder = builder.with_client_certificate(cert, key);
+    }
+    let guard = builder.install().expect("an https endpoint installs");
     // The tests of this file run side by side: say which service the span is for.
     tracer_runtime::service(service).unwrap().in_scope(over_tls);
     tokio::task::spawn_blocking(move || guard.shutdown())
@@ -150,6 +218,15 @@ async fn http_receiver(
     cert: &str,
     key: &str,
 ) -> (SocketAddr, mpsc::UnboundedReceiver<(String, String)>) {
+    http_receiver_asking(cert, key, None).await
+}
+
+/// [`http_receiver`], asking every client for a certificate signed by `client_ca` when given.
+async fn http_receiver_asking(
+    cert: &str,
+    key: &str,
+    client_ca: Option<&str>,
+) -> (SocketAddr, mpsc::UnboundedReceiver<(String, String)>) {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::service::TowerToHyperService;
     use prost::Message as _;
@@ -158,14 +235,27 @@ async fn http_receiver(
 
     let certs = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
     let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(std::sync::Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
+                .unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                std::sync::Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder.with_single_cert(certs, key).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -229,4 +319,148 @@ async fn an_https_collector_with_an_untrusted_certificate_gets_nothing_over_http
     let (addr, mut rx) = http_receiver(&cert, &key).await;
     let shut = export_one("tls-http-untrusted", Protocol::HttpProtobuf, addr, other_ca).await;
     assert_refused(shut, &mut rx);
+}
+
+/// The span reached the receiver.
+async fn assert_received(rx: &mut mpsc::UnboundedReceiver<(String, String)>) {
+    let (_, name) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the receiver got a span")
+        .unwrap();
+    assert_eq!(name, "over_tls");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collector_asking_for_a_client_certificate_gets_spans_from_one_that_has_it() {
+    for (protocol, service) in [
+        (Protocol::Grpc, "mtls-grpc"),
+        (Protocol::HttpProtobuf, "mtls-http"),
+    ] {
+        let p = pki();
+        let (addr, mut rx) = match protocol {
+            Protocol::Grpc => receiver_asking(&p.server_cert, &p.server_key, Some(&p.ca)).await,
+            _ => http_receiver_asking(&p.server_cert, &p.server_key, Some(&p.ca)).await,
+        };
+        let shut = export_one_as(
+            service,
+            protocol,
+            addr,
+            p.ca.clone(),
+            Some((p.client_cert.clone(), p.client_key.clone())),
+        )
+        .await;
+        shut.unwrap_or_else(|e| {
+            panic!("{protocol:?}: the export with a client certificate succeeds: {e}")
+        });
+        assert_received(&mut rx).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collector_asking_for_a_client_certificate_gets_nothing_without_one() {
+    for (protocol, service) in [
+        (Protocol::Grpc, "mtls-none-grpc"),
+        (Protocol::HttpProtobuf, "mtls-none-http"),
+    ] {
+        let p = pki();
+        let (addr, mut rx) = match protocol {
+            Protocol::Grpc => receiver_asking(&p.server_cert, &p.server_key, Some(&p.ca)).await,
+            _ => http_receiver_asking(&p.server_cert, &p.server_key, Some(&p.ca)).await,
+        };
+        let shut = export_one_as(service, protocol, addr, p.ca.clone(), None).await;
+        assert_refused(shut, &mut rx);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_certificate_without_its_key_or_not_pem_is_an_init_error() {
+    let p = pki();
+    let Err(err) = tracer_runtime::init("mtls-bad-key")
+        .with_endpoint("https://127.0.0.1:1")
+        .with_client_certificate(p.client_cert.clone(), "not a key")
+        .install()
+    else {
+        panic!("a key that is no PEM is refused");
+    };
+    assert!(err.to_string().contains("client key"), "{err}");
+    let Err(err) = tracer_runtime::init("mtls-bad-cert")
+        .with_endpoint("https://127.0.0.1:1")
+        .with_client_certificate("not a certificate", p.client_key.clone())
+        .install()
+    else {
+        panic!("a certificate that is no PEM is refused");
+    };
+    assert!(err.to_string().contains("client certificate"), "{err}");
+}
+
+/// The files of `pki` in a directory of their own: CA, client certificate, client key.
+fn pki_files(p: &Pki, tag: &str) -> [String; 3] {
+    let dir = std::env::temp_dir().join(format!("tracer-mtls-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    [
+        write("ca.pem", &p.ca),
+        write("client.pem", &p.client_cert),
+        write("client.key", &p.client_key),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_certificate_and_key_come_from_the_standard_variables() {
+    let p = pki();
+    let (addr, mut rx) = receiver_asking(&p.server_cert, &p.server_key, Some(&p.ca)).await;
+    let [ca, cert, key] = pki_files(&p, "env");
+    let endpoint = format!("https://127.0.0.1:{}", addr.port());
+    let run = move |cert_var: Option<String>, key_var: Option<String>| {
+        let (endpoint, ca) = (endpoint.clone(), ca.clone());
+        tokio::task::spawn_blocking(move || {
+            common::run_probe(
+                "mtls_probe",
+                &[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", Some(&endpoint)),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", Some("grpc")),
+                    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None),
+                    ("OTEL_EXPORTER_OTLP_CERTIFICATE", Some(&ca)),
+                    ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", None),
+                    ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", cert_var.as_deref()),
+                    ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", None),
+                    ("OTEL_EXPORTER_OTLP_CLIENT_KEY", None),
+                    ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", key_var.as_deref()),
+                    ("OTEL_TRACES_EXPORTER", None),
+                ],
+            )
+        })
+    };
+    // The general variable for the certificate, the signal's for the key.
+    let out = run(Some(cert.clone()), Some(key.clone())).await.unwrap();
+    assert!(out.contains("PROBE-EXPORTED"), "{out}");
+    assert_received(&mut rx).await;
+    // A certificate without its key is an error naming the variables, not a handshake refused
+    // at every export.
+    let out = run(Some(cert), None).await.unwrap();
+    assert!(
+        out.contains("INIT-ERROR: cannot set up TLS for the OTLP exporter: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE names a client certificate, but neither OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY nor OTEL_EXPORTER_OTLP_CLIENT_KEY names its key"),
+        "{out}"
+    );
+    let out = run(None, Some(key)).await.unwrap();
+    assert!(out.contains("names a client key, but neither"), "{out}");
+}
+
+#[test]
+#[ignore = "run in a child process by the_client_certificate_and_key_come_from_the_standard_variables"]
+fn mtls_probe() {
+    match tracer_runtime::init("mtls-env").install() {
+        Ok(guard) => {
+            over_tls();
+            match guard.shutdown() {
+                Ok(()) => println!("PROBE-EXPORTED"),
+                Err(e) => println!("SHUTDOWN-ERROR: {e}"),
+            }
+        }
+        Err(e) => println!("INIT-ERROR: {e}"),
+    }
 }

@@ -91,9 +91,11 @@ pub enum InitError {
         /// The feature that compiles it in.
         feature: &'static str,
     },
-    /// The CA certificate to verify the collector with could not be read (from
-    /// `OTEL_EXPORTER_OTLP_CERTIFICATE` or `..._TRACES_CERTIFICATE`, a file path).
-    #[error("{var}: cannot read the CA certificate `{path}`: {source}")]
+    /// A TLS file named by a variable could not be read: the CA certificate to verify the
+    /// collector with (`OTEL_EXPORTER_OTLP_CERTIFICATE`, `..._TRACES_CERTIFICATE`), or the
+    /// client certificate or key to present to it (`OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`,
+    /// `OTEL_EXPORTER_OTLP_CLIENT_KEY` and their `..._TRACES_` forms).
+    #[error("{var}: cannot read `{path}`: {source}")]
     Certificate {
         /// The variable read.
         var: &'static str,
@@ -114,7 +116,8 @@ pub enum InitError {
         /// The endpoint.
         value: String,
     },
-    /// TLS could not be set up (a CA certificate that is no PEM certificate, say).
+    /// TLS could not be set up (a CA certificate that is no PEM certificate, a client
+    /// certificate without its key, say).
     #[error("cannot set up TLS for the OTLP exporter: {0}")]
     Tls(String),
     /// The exporter's runtime thread could not be started.

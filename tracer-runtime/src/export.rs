@@ -16,11 +16,30 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use crate::error::InitError;
 use crate::protocol::Protocol;
 
+/// What the builder gave for TLS (the standard variables fill in the rest, see `tls::Tls`): a
+/// CA certificate to verify the collector with, and a client certificate and its key to
+/// present to a collector that asks for one (mTLS); PEM each.
+#[derive(Clone, Default)]
+pub(crate) struct TlsGiven {
+    pub(crate) ca: Option<Vec<u8>>,
+    pub(crate) client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl fmt::Debug for TlsGiven {
+    // The key is a secret: never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsGiven")
+            .field("ca", &self.ca.is_some())
+            .field("client", &self.client.is_some())
+            .finish()
+    }
+}
+
 /// Builds the OTLP exporter for `protocol` on a new runtime.
 pub(crate) fn otlp(
     protocol: Protocol,
     endpoint: Option<&str>,
-    ca_certificate: Option<Vec<u8>>,
+    tls: TlsGiven,
 ) -> Result<
     (
         OnRuntime<opentelemetry_otlp::SpanExporter>,
@@ -29,7 +48,7 @@ pub(crate) fn otlp(
     InitError,
 > {
     // Checked before the runtime exists: nothing to tear down on a bad value.
-    let transport = transport(protocol, endpoint, Signal::Traces, ca_certificate)?;
+    let transport = transport(protocol, endpoint, Signal::Traces, tls)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("tracer-export")
@@ -94,6 +113,42 @@ impl Signal {
         }
     }
 
+    /// The CA certificate's file, the client certificate's and the client key's: the signal's
+    /// variable first.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn tls_vars(self) -> [[&'static str; 2]; 3] {
+        match self {
+            Signal::Traces => [
+                [
+                    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+                ],
+                [
+                    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+                    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                ],
+                [
+                    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+                    "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+                ],
+            ],
+            Signal::Metrics => [
+                [
+                    "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
+                    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+                ],
+                [
+                    "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
+                    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                ],
+                [
+                    "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY",
+                    "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+                ],
+            ],
+        }
+    }
+
     fn compression_vars(self) -> [&'static str; 2] {
         match self {
             Signal::Traces => [
@@ -139,7 +194,7 @@ pub(crate) fn transport(
     protocol: Protocol,
     endpoint: Option<&str>,
     signal: Signal,
-    #[cfg_attr(not(feature = "tls"), allow(unused_variables))] ca_certificate: Option<Vec<u8>>,
+    #[cfg_attr(not(feature = "tls"), allow(unused_variables))] tls: TlsGiven,
 ) -> Result<Transport, InitError> {
     compiled(protocol)?;
     let https = check_config(endpoint, signal)?;
@@ -153,7 +208,7 @@ pub(crate) fn transport(
         gzip,
         #[cfg(feature = "tls")]
         tls: match https {
-            Some(_) => Some(crate::tls::Tls::new(ca_certificate)?),
+            Some(_) => Some(crate::tls::Tls::new(tls, signal)?),
             None => None,
         },
     })

@@ -110,6 +110,7 @@ pub fn init(service_name: impl Into<String>) -> Builder {
         protocol: None,
         endpoint: None,
         ca_certificate: None,
+        client_identity: None,
         sampler: None,
         formats: None,
         resource: Vec::new(),
@@ -159,6 +160,7 @@ pub struct Builder {
     protocol: Option<Protocol>,
     endpoint: Option<String>,
     ca_certificate: Option<Vec<u8>>,
+    client_identity: Option<(Vec<u8>, Vec<u8>)>,
     sampler: Option<Sampler>,
     formats: Option<Vec<Format>>,
     resource: Vec<KeyValue>,
@@ -228,6 +230,22 @@ impl Builder {
     /// platform's roots). Needs the `tls` feature (on by default).
     pub fn with_ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca_certificate = Some(pem.into());
+        self
+    }
+
+    /// The client certificate (its chain, PEM) and private key (PEM) to present to an
+    /// `https://` collector that asks for one (mutual TLS), instead of the files named by
+    /// `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and `OTEL_EXPORTER_OTLP_CLIENT_KEY` (or their
+    /// `..._TRACES_` forms; default: none). Both are checked at [`install`](Self::install): one
+    /// that is no PEM, or a certificate without its key, is an [`InitError`]. Needs the `tls`
+    /// feature (on by default); an `http://` collector is spoken to without TLS, so without
+    /// either.
+    pub fn with_client_certificate(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.client_identity = Some((cert_pem.into(), key_pem.into()));
         self
     }
 
@@ -417,7 +435,10 @@ impl Builder {
                 &resource,
                 protocol,
                 self.endpoint.as_deref(),
-                self.ca_certificate.clone(),
+                crate::export::TlsGiven {
+                    ca: self.ca_certificate.clone(),
+                    client: self.client_identity.clone(),
+                },
                 handle,
                 Arc::clone(&counts),
             )?);
@@ -463,7 +484,10 @@ impl Builder {
                             let (exporter, rt) = crate::export::otlp(
                                 protocol,
                                 self.endpoint.as_deref(),
-                                self.ca_certificate.clone(),
+                                crate::export::TlsGiven {
+                                    ca: self.ca_certificate.clone(),
+                                    client: self.client_identity.clone(),
+                                },
                             )?;
                             runtimes.push(ExportRuntime(Some(rt)));
                             processors.push(batched(exporter, &mut pipelines)?);

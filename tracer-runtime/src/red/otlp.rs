@@ -121,7 +121,7 @@ impl Otlp {
         resource: &Resource,
         protocol: Protocol,
         endpoint: Option<&str>,
-        ca_certificate: Option<Vec<u8>>,
+        tls: export::TlsGiven,
         rt: tokio::runtime::Handle,
         counts: Arc<crate::stats::Counts>,
     ) -> Result<Otlp, InitError> {
@@ -131,7 +131,7 @@ impl Otlp {
         };
         let exporter = {
             let _entered = rt.enter();
-            build_exporter(protocol, endpoint, ca_certificate)?
+            build_exporter(protocol, endpoint, tls)?
         };
         let reader = PeriodicReader::builder(OnRuntime {
             inner: exporter,
@@ -239,9 +239,9 @@ fn health(meter: &Meter, counts: &Arc<crate::stats::Counts>) -> [ObservableCount
 fn build_exporter(
     protocol: Protocol,
     endpoint: Option<&str>,
-    ca_certificate: Option<Vec<u8>>,
+    tls: export::TlsGiven,
 ) -> Result<opentelemetry_otlp::MetricExporter, InitError> {
-    let transport = export::transport(protocol, endpoint, Signal::Metrics, ca_certificate)?;
+    let transport = export::transport(protocol, endpoint, Signal::Metrics, tls)?;
     let builder = opentelemetry_otlp::MetricExporter::builder();
     #[allow(unreachable_code, unused_variables)]
     Ok(match protocol {
