@@ -39,6 +39,62 @@ const CASES: &[(&str, &str, &str)] = &[
         "tracecontext,w3c",
         "unknown propagator `w3c` in OTEL_PROPAGATORS",
     ),
+    // Numbers: not read as the default without a word.
+    (
+        "OTEL_BSP_SCHEDULE_DELAY",
+        "5s",
+        "OTEL_BSP_SCHEDULE_DELAY `5s` is not a non-negative integer",
+    ),
+    (
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        "-1",
+        "OTEL_BSP_MAX_QUEUE_SIZE `-1` is not a non-negative integer",
+    ),
+    (
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        "512.0",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE `512.0` is not a non-negative integer",
+    ),
+    (
+        "OTEL_BSP_EXPORT_TIMEOUT",
+        "ten",
+        "OTEL_BSP_EXPORT_TIMEOUT `ten` is not a non-negative integer",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "10s",
+        "OTEL_EXPORTER_OTLP_TIMEOUT `10s` is not a non-negative integer",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "1e4",
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT `1e4` is not a non-negative integer",
+    ),
+    (
+        "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+        "many",
+        "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT `many` is not a non-negative integer",
+    ),
+    (
+        "OTEL_SPAN_EVENT_COUNT_LIMIT",
+        "-5",
+        "OTEL_SPAN_EVENT_COUNT_LIMIT `-5` is not a non-negative integer",
+    ),
+    (
+        "OTEL_SPAN_LINK_COUNT_LIMIT",
+        "x",
+        "OTEL_SPAN_LINK_COUNT_LIMIT `x` is not a non-negative integer",
+    ),
+    (
+        "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+        "1,000",
+        "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT `1,000` is not a non-negative integer",
+    ),
+    (
+        "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+        "lots",
+        "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT `lots` is not a non-negative integer",
+    ),
 ];
 
 #[test]

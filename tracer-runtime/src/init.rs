@@ -384,6 +384,9 @@ impl Builder {
         if registry::is_registered(&self.name) {
             return Err(InitError::AlreadyInstalled(self.name));
         }
+        // The numbers of the environment, before anything is started.
+        let batch = pipeline::Config::from_env(self.max_queue_bytes)?;
+        crate::recorder::check_limits()?;
         // A parent-based sampler read from the environment has a root sampler the recorder can
         // decide itself (one the user built is asked through the SDK's interface).
         let (sampler, root) = match self.sampler {
@@ -457,7 +460,6 @@ impl Builder {
             )?),
             None => None,
         };
-        let batch = pipeline::Config::from_env(self.max_queue_bytes);
         let mut pipelines = Pipelines {
             config: &batch,
             counts: &counts,

@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::error::InitError;
+
 use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
@@ -49,25 +51,37 @@ pub(crate) struct Config {
 impl Config {
     /// The settings from the environment, `max_queue_bytes` from the builder if it was given.
     /// A malformed value is reported by [`Config::check_env`] at install; here it is ignored.
-    pub(crate) fn from_env(max_queue_bytes: Option<usize>) -> Config {
-        let num = |var: &str| {
-            std::env::var(var)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        let timeout = num("OTEL_BSP_EXPORT_TIMEOUT")
-            .or_else(|| num("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"))
-            .or_else(|| num("OTEL_EXPORTER_OTLP_TIMEOUT"))
+    pub(crate) fn from_env(max_queue_bytes: Option<usize>) -> Result<Config, InitError> {
+        let num = env_number;
+        let timeout = num("OTEL_BSP_EXPORT_TIMEOUT")?
+            .or(num("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")?)
+            .or(num("OTEL_EXPORTER_OTLP_TIMEOUT")?)
             .map_or(Duration::from_secs(5), Duration::from_millis);
-        Config {
+        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX).max(1);
+        Ok(Config {
             max_queue_bytes: max_queue_bytes.unwrap_or(DEFAULT_QUEUE_BYTES).max(1),
-            max_queue_spans: num("OTEL_BSP_MAX_QUEUE_SIZE").map(|n| n.max(1) as usize),
-            max_batch: num("OTEL_BSP_MAX_EXPORT_BATCH_SIZE").map_or(512, |n| n.max(1) as usize),
-            delay: num("OTEL_BSP_SCHEDULE_DELAY")
+            max_queue_spans: num("OTEL_BSP_MAX_QUEUE_SIZE")?.map(to_usize),
+            max_batch: num("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")?.map_or(512, to_usize),
+            delay: num("OTEL_BSP_SCHEDULE_DELAY")?
                 .map_or(Duration::from_secs(5), Duration::from_millis),
             timeout,
-        }
+        })
     }
+}
+
+/// The number `var` holds: `None` when it is unset or blank, an error naming it when it is not
+/// a non-negative integer (not read as the default without a word).
+pub(crate) fn env_number(var: &'static str) -> Result<Option<u64>, InitError> {
+    let Ok(value) = std::env::var(var) else {
+        return Ok(None);
+    };
+    let v = value.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    v.parse().map(Some).map_err(|_| {
+        InitError::InvalidConfig(format!("{var} `{value}` is not a non-negative integer"))
+    })
 }
 
 /// A span processor that queues finished spans for an exporter on a thread of its own.

@@ -94,21 +94,41 @@ struct Limits {
     link_attrs: usize,
 }
 
+/// The span limits' variables.
+const LIMIT_VARS: [&str; 5] = [
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT",
+    "OTEL_SPAN_LINK_COUNT_LIMIT",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+];
+
+/// Checks the span limits' variables at install: a value that is no number is an error naming
+/// it, not the default taken without a word when the first span reads them.
+pub(crate) fn check_limits() -> Result<(), crate::InitError> {
+    for var in LIMIT_VARS {
+        crate::pipeline::env_number(var)?;
+    }
+    Ok(())
+}
+
 fn limits() -> &'static Limits {
     static LIMITS: OnceLock<Limits> = OnceLock::new();
     LIMITS.get_or_init(|| {
+        // Checked at install (`check_limits`): a bad value here was set since.
         let var = |name: &str| {
             std::env::var(name)
                 .ok()
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .unwrap_or(128)
         };
+        let [attrs, events, links, event_attrs, link_attrs] = LIMIT_VARS.map(var);
         Limits {
-            attrs: var("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT"),
-            events: var("OTEL_SPAN_EVENT_COUNT_LIMIT"),
-            links: var("OTEL_SPAN_LINK_COUNT_LIMIT"),
-            event_attrs: var("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT"),
-            link_attrs: var("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT"),
+            attrs,
+            events,
+            links,
+            event_attrs,
+            link_attrs,
         }
     })
 }
