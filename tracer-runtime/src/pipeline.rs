@@ -46,6 +46,9 @@ pub(crate) struct Config {
     pub(crate) max_batch: usize,
     pub(crate) delay: Duration,
     pub(crate) timeout: Duration,
+    /// The longest a string attribute value may be, in characters (`None`: no limit; see
+    /// [`limit_values`]).
+    pub(crate) max_value_chars: Option<usize>,
 }
 
 impl Config {
@@ -65,6 +68,9 @@ impl Config {
             delay: num("OTEL_BSP_SCHEDULE_DELAY")?
                 .map_or(Duration::from_secs(5), Duration::from_millis),
             timeout,
+            max_value_chars: num("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT")?
+                .or(num("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT")?)
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         })
     }
 }
@@ -371,6 +377,11 @@ impl Shared {
             return Err(Refused::Full);
         };
         open.spans.push(make());
+        if let Some(max) = self.config.max_value_chars
+            && let Some(s) = open.spans.last_mut()
+        {
+            limit_values(s, max);
+        }
         let w = open.spans.last().map_or(0, |s| weight(s) as usize);
         if q.bytes + w > self.config.max_queue_bytes {
             open.spans.pop();
@@ -499,6 +510,50 @@ fn weight(s: &SpanData) -> u32 {
     weight_of_lists(s)
 }
 
+/// Cuts every string attribute value of `s` longer than `max` characters to its first `max`
+/// (each string of an array too), on the span, its events and its links, as the standard
+/// attribute value length limit asks; other values stay as they are. Weighed after: a value cut
+/// takes no room in the queue.
+#[cold]
+fn limit_values(s: &mut SpanData, max: usize) {
+    let cut = |kvs: &mut [KeyValue]| {
+        for kv in kvs {
+            match &mut kv.value {
+                Value::String(v) => {
+                    if let Some(t) = truncated(v.as_str(), max) {
+                        *v = t.into();
+                    }
+                }
+                Value::Array(opentelemetry::Array::String(list)) => {
+                    for v in list {
+                        if let Some(t) = truncated(v.as_str(), max) {
+                            *v = t.into();
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    };
+    cut(&mut s.attributes);
+    for e in s.events.events.iter_mut() {
+        cut(&mut e.attributes);
+    }
+    for l in s.links.links.iter_mut() {
+        cut(&mut l.attributes);
+    }
+}
+
+/// `text`'s first `max` characters, when it has more.
+fn truncated(text: &str, max: usize) -> Option<String> {
+    // Never more characters than bytes: a text that short is kept without counting.
+    if text.len() <= max {
+        return None;
+    }
+    let (end, _) = text.char_indices().nth(max)?;
+    text.get(..end).map(str::to_owned)
+}
+
 /// [`weight`] of a span with a name or lists of its own.
 #[inline(never)]
 fn weight_of_lists(s: &SpanData) -> u32 {
@@ -578,7 +633,20 @@ mod tests {
             max_batch: 512,
             delay: Duration::from_secs(5),
             timeout: Duration::from_secs(5),
+            max_value_chars: None,
         }
+    }
+
+    #[test]
+    fn texts_are_cut_to_a_number_of_characters() {
+        assert_eq!(truncated("abc", 3), None);
+        assert_eq!(truncated("abcd", 3).as_deref(), Some("abc"));
+        assert_eq!(truncated("abcd", 0).as_deref(), Some(""));
+        // Four characters in eight bytes: within a limit of four, cut at a character's edge
+        // below it.
+        assert_eq!(truncated("éééé", 4), None);
+        assert_eq!(truncated("éééé", 3).as_deref(), Some("ééé"));
+        assert_eq!(truncated("", 0), None);
     }
 
     #[test]
