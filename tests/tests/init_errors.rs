@@ -97,15 +97,36 @@ const CASES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Read when the RED metrics are also pushed over OTLP (`OTEL_METRICS_EXPORTER=otlp`).
+const OTLP_METRICS_CASES: &[(&str, &str, &str)] = &[
+    (
+        "OTEL_METRIC_EXPORT_INTERVAL",
+        "60s",
+        "OTEL_METRIC_EXPORT_INTERVAL `60s` is not a non-negative integer",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+        "soon",
+        "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT `soon` is not a non-negative integer",
+    ),
+];
+
 #[test]
 fn bad_values_are_init_errors_and_never_panics() {
-    for (var, value, expect) in CASES {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "install_probe", "--ignored", "--test-threads=1"])
+    let cases = CASES.iter().map(|c| (c, None)).chain(
+        OTLP_METRICS_CASES
+            .iter()
+            .map(|c| (c, Some(("OTEL_METRICS_EXPORTER", "otlp")))),
+    );
+    for ((var, value, expect), extra) in cases {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", "install_probe", "--ignored", "--test-threads=1"])
             .env(var, value)
-            .env("PROBE_EXPECT", expect)
-            .output()
-            .unwrap();
+            .env("PROBE_EXPECT", expect);
+        if let Some((k, v)) = extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
         assert!(
