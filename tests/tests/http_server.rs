@@ -61,6 +61,36 @@ async fn ok_200_has_the_semantic_convention_attributes() {
 }
 
 #[tokio::test]
+async fn the_query_is_recorded_with_its_values_redacted() {
+    let addr = server().await;
+    let (status, _, _) = get_plain(
+        &format!("http://{addr}/ok/query?token=s3cr3t&page=2&S3KR1T&&empty="),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let s = server_span("/ok/query").await;
+    // Conditionally required when the request has one; its values (and an item without `=`,
+    // which may itself be a secret) are never recorded, as in a client's `url.full`.
+    assert_eq!(
+        attr_str(&s, "url.query").as_deref(),
+        Some("token=REDACTED&page=REDACTED&REDACTED&empty=REDACTED")
+    );
+    assert!(
+        !s.attributes
+            .iter()
+            .any(|kv| kv.value.as_str().contains("s3cr3t") || kv.value.as_str().contains("S3KR1T")),
+        "{:?}",
+        s.attributes
+    );
+    // Without a query, no attribute.
+    let (status, _, _) = get_plain(&format!("http://{addr}/ok/noquery"), &[]).await;
+    assert_eq!(status, 200);
+    let s = server_span("/ok/noquery").await;
+    assert_eq!(attr(&s, "url.query"), None);
+}
+
+#[tokio::test]
 async fn status_404_is_unset_and_500_is_error() {
     let addr = server().await;
     assert_eq!(

@@ -144,17 +144,34 @@ pub fn redacted_url(uri: &Uri) -> String {
     out.push_str(uri.path());
     if let Some(q) = uri.query() {
         out.push('?');
-        let parts: Vec<String> = q
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| match p.split_once('=') {
-                Some((k, _)) => format!("{k}=REDACTED"),
-                None => "REDACTED".to_owned(),
-            })
-            .collect();
-        out.push_str(&parts.join("&"));
+        push_redacted_query(&mut out, q);
     }
     out
+}
+
+/// A query without secrets, as `url.query` (a server span's) and in [`redacted_url`]: every
+/// value replaced by `REDACTED`, keys kept, an item without `=` replaced whole, empty items
+/// dropped.
+pub(crate) fn redacted_query(q: &str) -> String {
+    let mut out = String::with_capacity(q.len());
+    push_redacted_query(&mut out, q);
+    out
+}
+
+fn push_redacted_query(out: &mut String, q: &str) {
+    let items = q.split('&').filter(|p| !p.is_empty());
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match item.split_once('=') {
+            Some((k, _)) => {
+                out.push_str(k);
+                out.push_str("=REDACTED");
+            }
+            None => out.push_str("REDACTED"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -128,6 +128,10 @@ impl Sealed for Http {
             semconv::URL_PATH,
             crate::stack::attrs::shared_value(req.uri().path()),
         ));
+        // Conditionally required when there is one; its values never recorded.
+        if let Some(q) = req.uri().query() {
+            attrs.push(KeyValue::new(semconv::URL_QUERY, super::redacted_query(q)));
+        }
         let scheme: Cow<'static, str> = match req.uri().scheme_str() {
             None => Cow::Borrowed(scheme),
             Some("http") => Cow::Borrowed("http"),
