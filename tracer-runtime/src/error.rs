@@ -49,6 +49,19 @@ pub enum InitError {
         /// The value as given.
         value: String,
     },
+    /// `OTEL_RESOURCE_ATTRIBUTES` has an entry that is not `key=value` with a percent-encoded
+    /// UTF-8 value (the SDK would leave it out without a word, and keep `%20` undecoded).
+    #[error(
+        "OTEL_RESOURCE_ATTRIBUTES: entry {entry} (`{text}`) {reason}; expected `key=value,key2=value2`, values percent-encoded"
+    )]
+    InvalidResourceAttributes {
+        /// The position (from 1) of the malformed entry.
+        entry: usize,
+        /// The entry as given.
+        text: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The address of [`Builder::with_prometheus`](crate::Builder::with_prometheus) could not
     /// be resolved or bound.
     #[error("cannot serve metrics on `{addr}`: {source}")]

@@ -260,7 +260,7 @@ impl Path {
             return None;
         }
         let decoded: Cow<'_, str> = if value.contains('%') {
-            Cow::Owned(percent_decode(value)?)
+            Cow::Owned(crate::propagation::percent_decode(value)?)
         } else {
             Cow::Borrowed(value)
         };
@@ -348,24 +348,6 @@ impl Path {
         };
         seq[start..].join(" > ")
     }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = |c: u8| (c as char).to_digit(16);
-            let (h, l) = (hex(*b.get(i + 1)?)?, hex(*b.get(i + 2)?)?);
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// A request the guard refused.

@@ -658,3 +658,23 @@ mod extract_tests {
 
 #[cfg(test)]
 mod table_tests;
+
+/// `s` percent-decoded, strictly: `None` when a `%` is not followed by two hex digits, or the
+/// bytes are not UTF-8 (the call path's baggage member, `OTEL_RESOURCE_ATTRIBUTES`).
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = |c: u8| (c as char).to_digit(16);
+            let (h, l) = (hex(*b.get(i + 1)?)?, hex(*b.get(i + 2)?)?);
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
