@@ -801,6 +801,40 @@ impl Drop for Guard {
     }
 }
 
+/// `OTEL_RESOURCE_ATTRIBUTES` as the specification reads it: `key=value` entries separated by
+/// commas, each value percent-decoded (`a%20b%2Cc` is `a b,c`). The SDK's own reading (which
+/// `Resource::builder` also does, and these attributes then replace) leaves a malformed entry
+/// out without a word and keeps the value encoded; here a malformed entry is an error.
+fn resource_from_env() -> Result<Vec<KeyValue>, InitError> {
+    let Ok(value) = std::env::var("OTEL_RESOURCE_ATTRIBUTES") else {
+        return Ok(Vec::new());
+    };
+    let mut attrs = Vec::new();
+    for (i, entry) in value.split(',').enumerate() {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let bad = |reason| InitError::InvalidResourceAttributes {
+            entry: i + 1,
+            text: entry.to_owned(),
+            reason,
+        };
+        let Some((key, encoded)) = entry.split_once('=') else {
+            return Err(bad("has no `=`"));
+        };
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(bad("has an empty key"));
+        }
+        let Some(decoded) = crate::propagation::percent_decode(encoded.trim()) else {
+            return Err(bad("is not percent-encoded UTF-8"));
+        };
+        attrs.push(KeyValue::new(key.to_owned(), decoded));
+    }
+    Ok(attrs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -849,38 +883,4 @@ mod tests {
             Err(InitError::EmptyServiceName)
         ));
     }
-}
-
-/// `OTEL_RESOURCE_ATTRIBUTES` as the specification reads it: `key=value` entries separated by
-/// commas, each value percent-decoded (`a%20b%2Cc` is `a b,c`). The SDK's own reading (which
-/// `Resource::builder` also does, and these attributes then replace) leaves a malformed entry
-/// out without a word and keeps the value encoded; here a malformed entry is an error.
-fn resource_from_env() -> Result<Vec<KeyValue>, InitError> {
-    let Ok(value) = std::env::var("OTEL_RESOURCE_ATTRIBUTES") else {
-        return Ok(Vec::new());
-    };
-    let mut attrs = Vec::new();
-    for (i, entry) in value.split(',').enumerate() {
-        let entry = entry.trim();
-        if entry.is_empty() {
-            continue;
-        }
-        let bad = |reason| InitError::InvalidResourceAttributes {
-            entry: i + 1,
-            text: entry.to_owned(),
-            reason,
-        };
-        let Some((key, encoded)) = entry.split_once('=') else {
-            return Err(bad("has no `=`"));
-        };
-        let key = key.trim();
-        if key.is_empty() {
-            return Err(bad("has an empty key"));
-        }
-        let Some(decoded) = crate::propagation::percent_decode(encoded.trim()) else {
-            return Err(bad("is not percent-encoded UTF-8"));
-        };
-        attrs.push(KeyValue::new(key.to_owned(), decoded));
-    }
-    Ok(attrs)
 }
