@@ -331,6 +331,8 @@ impl Builder {
     /// `GET /metrics` on `addr` (e.g. `127.0.0.1:9464`; port 0 picks a free port, see
     /// [`Guard::metrics_addr`]), from a thread of its own. The endpoint's own requests are
     /// neither traced nor counted. A bind failure makes [`install`](Self::install) fail.
+    /// Without it, `OTEL_METRICS_EXPORTER=prometheus` serves the endpoint at
+    /// `OTEL_EXPORTER_PROMETHEUS_HOST:OTEL_EXPORTER_PROMETHEUS_PORT` (default `localhost:9464`).
     #[cfg(feature = "metrics")]
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn with_prometheus(mut self, addr: impl Into<String>) -> Self {
@@ -419,7 +421,7 @@ impl Builder {
         let mut metrics =
             crate::red::Metrics::new(&resource, self.metrics.cap, Arc::clone(&counts));
         #[cfg(feature = "metrics")]
-        let otlp_metrics = crate::red::otlp_wanted(self.metrics.otlp)?;
+        let (otlp_metrics, prometheus_env) = crate::red::exporters_wanted(self.metrics.otlp)?;
         #[cfg(all(feature = "metrics", not(feature = "otlp-metrics")))]
         let _ = otlp_metrics;
         #[cfg(feature = "otlp-metrics")]
@@ -451,7 +453,13 @@ impl Builder {
         #[cfg(feature = "metrics")]
         let metrics = Arc::new(metrics);
         #[cfg(feature = "metrics")]
-        let endpoint = match self.metrics.endpoint {
+        let endpoint_addr = match self.metrics.endpoint {
+            Some(addr) => Some(addr),
+            None if prometheus_env => Some(crate::red::prometheus_addr_from_env()?),
+            None => None,
+        };
+        #[cfg(feature = "metrics")]
+        let endpoint = match endpoint_addr {
             Some(addr) => Some(crate::red::Endpoint::start(
                 crate::red::EndpointConfig {
                     addr,

@@ -1221,33 +1221,56 @@ pub(crate) fn function_ended(
     observe_function(metrics, name, site, error, end.saturating_sub(start));
 }
 
-/// Whether the RED metrics are also exported over OTLP: `asked` (the builder's
-/// `with_otlp_metrics`), else `OTEL_METRICS_EXPORTER` (a list: `otlp` turns it on; `prometheus`
-/// and `none` leave it off; the Prometheus endpoint is `with_prometheus`'s).
-pub(crate) fn otlp_wanted(asked: Option<bool>) -> Result<bool, crate::InitError> {
-    if let Some(a) = asked {
-        return Ok(a);
-    }
+/// How the RED metrics leave the process, from `OTEL_METRICS_EXPORTER` (a list of `otlp`,
+/// `prometheus`, `none`): whether they are also exported over OTLP (`asked`, the builder's
+/// `with_otlp_metrics`, wins), and whether a Prometheus endpoint is asked for (served at
+/// [`prometheus_addr_from_env`] unless the builder's `with_prometheus` gives an address).
+pub(crate) fn exporters_wanted(asked: Option<bool>) -> Result<(bool, bool), crate::InitError> {
     let list = std::env::var("OTEL_METRICS_EXPORTER").unwrap_or_default();
-    let mut otlp = false;
+    let (mut otlp, mut prometheus) = (false, false);
     for e in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         match e {
             "otlp" => otlp = true,
-            "prometheus" | "none" => {}
+            "prometheus" => prometheus = true,
+            "none" => {}
             other => {
                 return Err(crate::InitError::InvalidConfig(format!(
-                    "OTEL_METRICS_EXPORTER `{other}`: expected otlp, prometheus (served by `with_prometheus`) or none"
+                    "OTEL_METRICS_EXPORTER `{other}`: expected otlp, prometheus or none"
                 )));
             }
         }
     }
-    if otlp && !cfg!(feature = "otlp-metrics") {
+    let otlp = asked.unwrap_or(otlp);
+    if otlp && asked.is_none() && !cfg!(feature = "otlp-metrics") {
         return Err(crate::InitError::InvalidConfig(
             "OTEL_METRICS_EXPORTER=otlp needs the cargo feature `otlp-metrics` of tracer-runtime"
                 .to_owned(),
         ));
     }
-    Ok(otlp)
+    Ok((otlp, prometheus))
+}
+
+/// Where the Prometheus endpoint asked for by `OTEL_METRICS_EXPORTER=prometheus` listens:
+/// `OTEL_EXPORTER_PROMETHEUS_HOST` (default `localhost`) and `OTEL_EXPORTER_PROMETHEUS_PORT`
+/// (default 9464), as the specification's Prometheus exporter does.
+pub(crate) fn prometheus_addr_from_env() -> Result<String, crate::InitError> {
+    let host = std::env::var("OTEL_EXPORTER_PROMETHEUS_HOST")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let var = "OTEL_EXPORTER_PROMETHEUS_PORT";
+    let port = match crate::pipeline::env_number(var)? {
+        None => 9464,
+        Some(p) => u16::try_from(p)
+            .map_err(|_| crate::InitError::InvalidConfig(format!("{var} `{p}` is not a port")))?,
+    };
+    // An IPv6 address is written in brackets before its port.
+    Ok(if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
 }
 
 #[cfg(test)]
