@@ -386,8 +386,9 @@ impl Builder {
         if registry::is_registered(&self.name) {
             return Err(InitError::AlreadyInstalled(self.name));
         }
-        // The numbers of the environment, before anything is started.
+        // The numbers and switches of the environment, before anything is started.
         let batch = pipeline::Config::from_env(self.max_queue_bytes)?;
+        let env_off = switch::disabled_by_env()?;
         crate::recorder::check_limits()?;
         // A parent-based sampler read from the environment has a root sampler the recorder can
         // decide itself (one the user built is asked through the SDK's interface).
@@ -557,7 +558,7 @@ impl Builder {
         let queues = (!self.custom_processors && !shared.is_empty()).then(|| pipelines.clone());
         let sink = crate::sink::Sink::new(sampler, root, shared, scope, self.otel_context, queues);
 
-        if switch::disabled_by_env() {
+        if env_off {
             switch::set_all_enabled(false);
         }
         crate::panic::install_hook();

@@ -130,15 +130,38 @@ pub(crate) fn uninstalled(service: &str) {
     s.recompute();
 }
 
-/// `TRACER_ENABLED=false|0|off` or `OTEL_SDK_DISABLED=true` in the environment.
-pub(crate) fn disabled_by_env() -> bool {
-    let falsy = |v: &str| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "false" | "0" | "off" | "no"
-        )
+/// Whether the environment starts tracing off: `TRACER_ENABLED` off (`false`, `0`, `off`, `no`,
+/// any case; `true`, `1`, `on`, `yes` leave it on; another value is an error, not "on"), or
+/// `OTEL_SDK_DISABLED=true` (the specification's boolean: any other value is false, with a
+/// warning when it is not `false`).
+pub(crate) fn disabled_by_env() -> Result<bool, crate::InitError> {
+    let get = |var| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (v.trim().to_ascii_lowercase(), v))
     };
-    let truthy = |v: &str| v.trim().eq_ignore_ascii_case("true");
-    std::env::var("TRACER_ENABLED").is_ok_and(|v| falsy(&v))
-        || std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| truthy(&v))
+    let tracer_off = match get("TRACER_ENABLED") {
+        None => false,
+        Some((v, _)) if matches!(v.as_str(), "false" | "0" | "off" | "no") => true,
+        Some((v, _)) if matches!(v.as_str(), "true" | "1" | "on" | "yes") => false,
+        Some((_, value)) => {
+            return Err(crate::InitError::InvalidConfig(format!(
+                "TRACER_ENABLED `{value}`: expected true or false (or 1/0, on/off, yes/no)"
+            )));
+        }
+    };
+    let sdk_disabled = match get("OTEL_SDK_DISABLED") {
+        None => false,
+        Some((v, _)) if v == "true" => true,
+        Some((v, _)) if v == "false" => false,
+        Some((_, value)) => {
+            crate::warn::warn(crate::warn::Warning::NotBoolean {
+                var: "OTEL_SDK_DISABLED",
+                value,
+            });
+            false
+        }
+    };
+    Ok(tracer_off || sdk_disabled)
 }

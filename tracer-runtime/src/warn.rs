@@ -42,6 +42,14 @@ pub enum Warning {
         /// finish within the export timeout.
         reason: &'static str,
     },
+    /// A boolean variable of the OpenTelemetry specification holds neither `true` nor `false`:
+    /// taken as `false`, as the specification asks.
+    NotBoolean {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+    },
 }
 
 impl fmt::Display for Warning {
@@ -70,6 +78,11 @@ impl fmt::Display for Warning {
                 "{dropped} span(s) dropped, {total} in all: {reason} (a larger queue: \
                  `Builder::with_max_queue_bytes`; a faster collector; fewer spans: \
                  OTEL_TRACES_SAMPLER)"
+            ),
+            Warning::NotBoolean { var, value } => write!(
+                f,
+                "{var} `{value}` is not `true` or `false`; taken as `false` (as the \
+                 OpenTelemetry specification asks for its boolean variables)"
             ),
         }
     }
