@@ -155,6 +155,9 @@ fn the_environment_turns_it_on_and_a_bad_value_is_refused() {
         "env_probe",
         &[
             ("OTEL_METRICS_EXPORTER", Some("prometheus, otlp")),
+            // The Prometheus endpoint this asks for, on a free port (not 9464, which other
+            // tests' servers may hold).
+            ("OTEL_EXPORTER_PROMETHEUS_PORT", Some("0")),
             ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", Some(&endpoint)),
             ("PROBE", Some("on")),
         ],

@@ -373,7 +373,7 @@ async fn a_collector_asking_for_a_client_certificate_gets_nothing_without_one() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_client_certificate_without_its_key_or_not_pem_is_an_init_error() {
+async fn a_client_certificate_or_key_that_is_no_pem_is_an_init_error() {
     let p = pki();
     let Err(err) = tracer_runtime::init("mtls-bad-key")
         .with_endpoint("https://127.0.0.1:1")
@@ -446,8 +446,12 @@ async fn the_client_certificate_and_key_come_from_the_standard_variables() {
         out.contains("INIT-ERROR: cannot set up TLS for the OTLP exporter: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE names a client certificate, but neither OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY nor OTEL_EXPORTER_OTLP_CLIENT_KEY names its key"),
         "{out}"
     );
-    let out = run(None, Some(key)).await.unwrap();
+    let out = run(None, Some(key.clone())).await.unwrap();
     assert!(out.contains("names a client key, but neither"), "{out}");
+    // The key's file is not left behind.
+    if let Some(dir) = std::path::Path::new(&key).parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 #[test]

@@ -50,7 +50,7 @@ fn attr<'a>(out: &'a str, key: &str) -> Option<&'a str> {
 #[test]
 fn values_are_percent_decoded_and_the_code_wins() {
     let out = probe(
-        "deployment.environment.name=staging, team=a%20b%2Cc ,emoji=%F0%9F%A6%80,service.name=other,owner=env",
+        "deployment.environment.name=staging, team=a%20b%2Cc ,emoji=%F0%9F%A6%80,service.name=other,owner=env,my%2Ckey=v",
     );
     assert_eq!(
         attr(&out, "deployment.environment.name"),
@@ -59,6 +59,8 @@ fn values_are_percent_decoded_and_the_code_wins() {
     );
     assert_eq!(attr(&out, "team"), Some("a b,c"), "{out}");
     assert_eq!(attr(&out, "emoji"), Some("🦀"), "{out}");
+    // Keys are decoded too.
+    assert_eq!(attr(&out, "my,key"), Some("v"), "{out}");
     // The name given to `init`, and the attribute the code sets, win over the variable's.
     assert_eq!(attr(&out, "service.name"), Some("resource-env"), "{out}");
     assert_eq!(attr(&out, "owner"), Some("code"), "{out}");
@@ -69,19 +71,19 @@ fn a_malformed_entry_is_an_init_error_naming_it() {
     for (value, expect) in [
         (
             "a=1,team",
-            "OTEL_RESOURCE_ATTRIBUTES: entry 2 (`team`) has no `=`",
+            "OTEL_RESOURCE_ATTRIBUTES: entry 2 (key ``) has no `=`",
         ),
         (
             "=x",
-            "OTEL_RESOURCE_ATTRIBUTES: entry 1 (`=x`) has an empty key",
+            "OTEL_RESOURCE_ATTRIBUTES: entry 1 (key ``) has an empty key",
         ),
         (
             "team=100%",
-            "OTEL_RESOURCE_ATTRIBUTES: entry 1 (`team=100%`) is not percent-encoded UTF-8",
+            "OTEL_RESOURCE_ATTRIBUTES: entry 1 (key `team`) is not percent-encoded UTF-8",
         ),
         (
             "team=%FF",
-            "OTEL_RESOURCE_ATTRIBUTES: entry 1 (`team=%FF`) is not percent-encoded UTF-8",
+            "OTEL_RESOURCE_ATTRIBUTES: entry 1 (key `team`) is not percent-encoded UTF-8",
         ),
     ] {
         let out = probe(value);
@@ -102,6 +104,8 @@ fn resource_probe() {
         .install()
     {
         Ok(guard) => {
+            // The exporter is given the resource on the pipeline's thread: done by a flush.
+            guard.flush().unwrap();
             for (k, v) in keep.0.lock().unwrap().iter() {
                 println!("RESOURCE {k}={v}");
             }

@@ -49,21 +49,23 @@ pub enum InitError {
         /// The value as given.
         value: String,
     },
-    /// `OTEL_RESOURCE_ATTRIBUTES` has an entry that is not `key=value` with a percent-encoded
-    /// UTF-8 value (the SDK would leave it out without a word, and keep `%20` undecoded).
+    /// `OTEL_RESOURCE_ATTRIBUTES` has an entry that is not `key=value`, key and value
+    /// percent-encoded UTF-8 (the SDK would leave it out without a word, and keep `%20`
+    /// undecoded). The value is not repeated in the message.
     #[error(
-        "OTEL_RESOURCE_ATTRIBUTES: entry {entry} (`{text}`) {reason}; expected `key=value,key2=value2`, values percent-encoded"
+        "OTEL_RESOURCE_ATTRIBUTES: entry {entry} (key `{key}`) {reason}; expected `key=value,key2=value2`, percent-encoded"
     )]
     InvalidResourceAttributes {
         /// The position (from 1) of the malformed entry.
         entry: usize,
-        /// The entry as given.
-        text: String,
+        /// Its key as given (empty when it has no `=`).
+        key: String,
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// The address of [`Builder::with_prometheus`](crate::Builder::with_prometheus) could not
-    /// be resolved or bound.
+    /// The address of [`Builder::with_prometheus`](crate::Builder::with_prometheus) (or of
+    /// `OTEL_METRICS_EXPORTER=prometheus`: `OTEL_EXPORTER_PROMETHEUS_HOST:PORT`) could not be
+    /// resolved or bound.
     #[error("cannot serve metrics on `{addr}`: {source}")]
     MetricsEndpoint {
         /// The address as given.
@@ -107,7 +109,7 @@ pub enum InitError {
     /// A TLS file named by a variable could not be read: the CA certificate to verify the
     /// collector with (`OTEL_EXPORTER_OTLP_CERTIFICATE`, `..._TRACES_CERTIFICATE`), or the
     /// client certificate or key to present to it (`OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`,
-    /// `OTEL_EXPORTER_OTLP_CLIENT_KEY` and their `..._TRACES_` forms).
+    /// `OTEL_EXPORTER_OTLP_CLIENT_KEY`); each also in its `..._TRACES_` and `..._METRICS_` forms.
     #[error("{var}: cannot read `{path}`: {source}")]
     Certificate {
         /// The variable read.

@@ -338,11 +338,13 @@ fn check_config(
 /// Whether the exporter of `signal` compresses with gzip: the first of the signal's and the
 /// general `..._COMPRESSION` variables that is set says `gzip` or `none` (any case); another
 /// value is an error, not a request silently sent uncompressed (`zstd` is not compiled in).
-fn compression(signal: Signal) -> Result<bool, InitError> {
+/// Not trimmed, as the SDK (which reads the variables itself when tracer sets no compression)
+/// does not trim: a value the two would read differently is refused.
+pub(crate) fn compression(signal: Signal) -> Result<bool, InitError> {
     let Some((var, value)) = env_first(&signal.compression_vars()) else {
         return Ok(false);
     };
-    let v = value.trim();
+    let v = value.as_str();
     if v.eq_ignore_ascii_case("gzip") {
         Ok(true)
     } else if v.eq_ignore_ascii_case("none") {

@@ -27,3 +27,8 @@ pub(crate) fn name(code: i64) -> Option<&'static str> {
         .and_then(|c| NAMES.get(c))
         .copied()
 }
+
+/// `text` when it is a code's name, as the process's own copy (an unknown one: `None`).
+pub(crate) fn known(text: &str) -> Option<&'static str> {
+    NAMES.iter().copied().find(|n| *n == text)
+}

@@ -234,12 +234,13 @@ impl Builder {
     }
 
     /// The client certificate (its chain, PEM) and private key (PEM) to present to an
-    /// `https://` collector that asks for one (mutual TLS), instead of the files named by
-    /// `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and `OTEL_EXPORTER_OTLP_CLIENT_KEY` (or their
-    /// `..._TRACES_` forms; default: none). Both are checked at [`install`](Self::install): one
-    /// that is no PEM, or a certificate without its key, is an [`InitError`]. Needs the `tls`
-    /// feature (on by default); an `http://` collector is spoken to without TLS, so without
-    /// either.
+    /// `https://` collector that asks for one (mutual TLS), for the spans and the OTLP metrics,
+    /// instead of the files named by `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and
+    /// `OTEL_EXPORTER_OTLP_CLIENT_KEY` (or their `..._TRACES_` / `..._METRICS_` forms; default:
+    /// none). Checked at [`install`](Self::install) when an OTLP exporter speaks to an
+    /// `https://` collector: one that is no PEM, or a certificate without its key, is an
+    /// [`InitError`]. Not used, nor checked, otherwise (an `http://` collector is spoken to
+    /// without TLS). Needs the `tls` feature (on by default).
     pub fn with_client_certificate(
         mut self,
         cert_pem: impl Into<Vec<u8>>,
@@ -415,14 +416,33 @@ impl Builder {
             .build();
         #[allow(unused_mut)]
         let mut runtimes: Vec<ExportRuntime> = Vec::new();
+        // How the metrics leave, and where `OTEL_METRICS_EXPORTER=prometheus` serves them: one
+        // service per process there (the first to ask), the others warned.
+        #[cfg(feature = "metrics")]
+        let (otlp_metrics, prometheus_env) = crate::red::exporters_wanted(self.metrics.otlp)?;
+        #[cfg(feature = "metrics")]
+        let (endpoint_addr, env_endpoint) = match self.metrics.endpoint.clone() {
+            Some(addr) => (Some(addr), false),
+            None if prometheus_env => {
+                let addr = crate::red::prometheus_addr_from_env()?;
+                if crate::red::claim_env_endpoint() {
+                    (Some(addr), true)
+                } else {
+                    crate::warn::warn(crate::warn::Warning::MetricsNotServed {
+                        service: self.name.clone(),
+                        addr,
+                    });
+                    (None, false)
+                }
+            }
+            None => (None, false),
+        };
         // This service's counters: its spans, its pipelines, its metrics.
         let counts = crate::stats::Counts::new();
         #[cfg(feature = "metrics")]
         #[allow(unused_mut)]
         let mut metrics =
             crate::red::Metrics::new(&resource, self.metrics.cap, Arc::clone(&counts));
-        #[cfg(feature = "metrics")]
-        let (otlp_metrics, prometheus_env) = crate::red::exporters_wanted(self.metrics.otlp)?;
         #[cfg(all(feature = "metrics", not(feature = "otlp-metrics")))]
         let _ = otlp_metrics;
         #[cfg(feature = "otlp-metrics")]
@@ -454,21 +474,22 @@ impl Builder {
         #[cfg(feature = "metrics")]
         let metrics = Arc::new(metrics);
         #[cfg(feature = "metrics")]
-        let endpoint_addr = match self.metrics.endpoint {
-            Some(addr) => Some(addr),
-            None if prometheus_env => Some(crate::red::prometheus_addr_from_env()?),
-            None => None,
-        };
-        #[cfg(feature = "metrics")]
         let endpoint = match endpoint_addr {
-            Some(addr) => Some(crate::red::Endpoint::start(
-                crate::red::EndpointConfig {
-                    addr,
-                    switch: self.metrics.switch,
-                    token: self.metrics.token,
-                },
-                Arc::clone(&metrics),
-            )?),
+            Some(addr) => {
+                let started = crate::red::Endpoint::start(
+                    crate::red::EndpointConfig {
+                        addr,
+                        switch: self.metrics.switch,
+                        token: self.metrics.token,
+                        env: env_endpoint,
+                    },
+                    Arc::clone(&metrics),
+                );
+                if started.is_err() && env_endpoint {
+                    crate::red::release_env_endpoint();
+                }
+                Some(started?)
+            }
             None => None,
         };
         let mut pipelines = Pipelines {
@@ -824,22 +845,27 @@ fn resource_from_env() -> Result<Vec<KeyValue>, InitError> {
         if entry.is_empty() {
             continue;
         }
-        let bad = |reason| InitError::InvalidResourceAttributes {
+        // The message names the entry by its key, never its value.
+        let bad = |key: &str, reason| InitError::InvalidResourceAttributes {
             entry: i + 1,
-            text: entry.to_owned(),
+            key: key.to_owned(),
             reason,
         };
         let Some((key, encoded)) = entry.split_once('=') else {
-            return Err(bad("has no `=`"));
+            return Err(bad("", "has no `=`"));
         };
         let key = key.trim();
         if key.is_empty() {
-            return Err(bad("has an empty key"));
+            return Err(bad(key, "has an empty key"));
         }
-        let Some(decoded) = crate::propagation::percent_decode(encoded.trim()) else {
-            return Err(bad("is not percent-encoded UTF-8"));
+        // Keys and values both: `,` and `=` are written percent-encoded in either.
+        let (Some(key), Some(value)) = (
+            crate::propagation::percent_decode(key),
+            crate::propagation::percent_decode(encoded.trim()),
+        ) else {
+            return Err(bad(key, "is not percent-encoded UTF-8"));
         };
-        attrs.push(KeyValue::new(key.to_owned(), decoded));
+        attrs.push(KeyValue::new(key, value));
     }
     Ok(attrs)
 }

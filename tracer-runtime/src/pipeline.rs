@@ -38,6 +38,9 @@ pub(crate) const DEFAULT_QUEUE_BYTES: usize = 128 << 20;
 /// At most one [`Warning::SpansDropped`] per this interval (the first one at once).
 pub(crate) const WARN_EVERY: Duration = Duration::from_secs(10);
 
+/// The most spans a new batch makes room for at once.
+const MAX_BATCH_ROOM: usize = 4096;
+
 /// The batch settings, from the builder and the `OTEL_BSP_*` variables.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
@@ -198,6 +201,20 @@ impl Batcher {
             },
             Handle(shared),
         ))
+    }
+}
+
+impl Drop for Batcher {
+    /// A pipeline that no processor holds any more stops its worker (after an export of what
+    /// is queued) instead of leaving it waiting forever: its service's guard shut it down
+    /// already, or an `install()` that failed after making it dropped it.
+    fn drop(&mut self) {
+        let mut q = self.shared.lock();
+        if !q.shutdown {
+            q.shutdown = true;
+            drop(q);
+            self.shared.wake.notify_one();
+        }
     }
 }
 
@@ -369,7 +386,9 @@ impl Shared {
         let max_batch = self.config.max_batch;
         if q.batches.back().is_none_or(|b| b.spans.len() >= max_batch) {
             q.batches.push_back(Batch {
-                spans: Vec::with_capacity(max_batch),
+                // A batch size from the environment may be huge (2^31 - 1): room for a first
+                // part of it, the rest as it fills.
+                spans: Vec::with_capacity(max_batch.min(MAX_BATCH_ROOM)),
                 bytes: 0,
             });
         }

@@ -26,7 +26,7 @@ use prometheus_client::registry::{Registry, Unit};
 #[cfg(feature = "otlp-metrics")]
 pub(crate) mod otlp;
 mod server;
-pub(crate) use server::{Endpoint, EndpointConfig};
+pub(crate) use server::{Endpoint, EndpointConfig, claim_env_endpoint, release_env_endpoint};
 
 /// Label sets per instrument and service before new ones go to the overflow series.
 pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
@@ -465,12 +465,16 @@ impl LabelSet {
     fn set(&mut self, kv: &KeyValue) {
         if let Some(i) = self.kind.slot(kv.key.as_str()) {
             let lv = match (self.kind, i, &kv.value) {
-                // The gRPC status by name, whichever convention recorded it; an unknown code
-                // (above 16) as its decimal string, as `rpc.response.status_code` holds it: the
-                // old conventions' integer and the new ones' string print the same label, so
-                // they must be one series, and a status label is a string like the known ones.
+                // The gRPC status by name, whichever convention recorded it (the old ones'
+                // integer, the new ones' name): one series either way. A code the protocol does
+                // not define (above 16, sent by a peer) is `_OTHER`, in both: a peer answering
+                // made-up codes adds one series, and takes nothing from the process's pool of
+                // label texts (the span keeps the code).
                 (Kind::RpcServer | Kind::RpcClient, 3, Value::I64(c)) => {
-                    crate::grpc_codes::name(*c).map_or_else(|| intern(&c.to_string()), Lv::Static)
+                    Lv::Static(crate::grpc_codes::name(*c).unwrap_or("_OTHER"))
+                }
+                (Kind::RpcServer | Kind::RpcClient, 3, Value::String(s)) => {
+                    Lv::Static(crate::grpc_codes::known(s.as_str()).unwrap_or("_OTHER"))
                 }
                 _ => Lv::of(&kv.value),
             };
@@ -1229,7 +1233,7 @@ pub(crate) fn exporters_wanted(asked: Option<bool>) -> Result<(bool, bool), crat
     let list = std::env::var("OTEL_METRICS_EXPORTER").unwrap_or_default();
     let (mut otlp, mut prometheus) = (false, false);
     for e in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        match e {
+        match e.to_ascii_lowercase().as_str() {
             "otlp" => otlp = true,
             "prometheus" => prometheus = true,
             "none" => {}
@@ -1241,6 +1245,16 @@ pub(crate) fn exporters_wanted(asked: Option<bool>) -> Result<(bool, bool), crat
         }
     }
     let otlp = asked.unwrap_or(otlp);
+    if otlp {
+        // Numbers the SDK reads itself and takes as its default without a word when they are
+        // none: checked here, as tracer's own are, before anything is started.
+        for var in [
+            "OTEL_METRIC_EXPORT_INTERVAL",
+            "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+        ] {
+            crate::pipeline::env_number(var)?;
+        }
+    }
     if otlp && asked.is_none() && !cfg!(feature = "otlp-metrics") {
         return Err(crate::InitError::InvalidConfig(
             "OTEL_METRICS_EXPORTER=otlp needs the cargo feature `otlp-metrics` of tracer-runtime"
@@ -1252,13 +1266,15 @@ pub(crate) fn exporters_wanted(asked: Option<bool>) -> Result<(bool, bool), crat
 
 /// Where the Prometheus endpoint asked for by `OTEL_METRICS_EXPORTER=prometheus` listens:
 /// `OTEL_EXPORTER_PROMETHEUS_HOST` (default `localhost`) and `OTEL_EXPORTER_PROMETHEUS_PORT`
-/// (default 9464), as the specification's Prometheus exporter does.
+/// (default 9464), as the specification's Prometheus exporter does. `localhost` is 127.0.0.1:
+/// it resolves to `::1` first on many hosts, and the endpoint binds one address, where a
+/// scraper on the host asks 127.0.0.1.
 pub(crate) fn prometheus_addr_from_env() -> Result<String, crate::InitError> {
     let host = std::env::var("OTEL_EXPORTER_PROMETHEUS_HOST")
         .ok()
         .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned());
+        .filter(|h| !h.is_empty() && !h.eq_ignore_ascii_case("localhost"))
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
     let var = "OTEL_EXPORTER_PROMETHEUS_PORT";
     let port = match crate::pipeline::env_number(var)? {
         None => 9464,
@@ -1547,8 +1563,9 @@ mod tests {
 
     /// An unknown gRPC status (above 16) is an integer under the old conventions
     /// (`rpc.grpc.status_code`) and a string under the new ones (`rpc.response.status_code`):
-    /// both print `rpc_response_status_code="42"`, so they must be one series, not the same
-    /// label set printed twice (a duplicate series fails the scrape).
+    /// one series, not the same label set printed twice (a duplicate series fails the scrape);
+    /// and every unknown code is the same `_OTHER`, so that a peer answering made-up codes adds
+    /// one series and interns nothing.
     #[test]
     #[allow(deprecated)]
     fn an_unknown_grpc_status_is_one_series_whichever_convention_recorded_it() {
@@ -1556,7 +1573,7 @@ mod tests {
         let statuses = [
             KeyValue::new(semconv::RPC_GRPC_STATUS_CODE, 42_i64),
             KeyValue::new(semconv::RPC_RESPONSE_STATUS_CODE, "42".to_owned()),
-            KeyValue::new(semconv::RPC_GRPC_STATUS_CODE, 42_i64),
+            KeyValue::new(semconv::RPC_GRPC_STATUS_CODE, 1_000_000_i64),
         ];
         for status in &statuses {
             let attrs = [
@@ -1576,7 +1593,7 @@ mod tests {
         assert_eq!(
             counts,
             [
-                r#"rpc_server_call_duration_seconds_count{rpc_system="grpc",rpc_service="demo.Echo",rpc_method="Say",rpc_response_status_code="42"} 3"#
+                r#"rpc_server_call_duration_seconds_count{rpc_system="grpc",rpc_service="demo.Echo",rpc_method="Say",rpc_response_status_code="_OTHER"} 3"#
             ],
             "{text}"
         );

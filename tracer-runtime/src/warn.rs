@@ -42,6 +42,15 @@ pub enum Warning {
         /// finish within the export timeout.
         reason: &'static str,
     },
+    /// `OTEL_METRICS_EXPORTER=prometheus` serves one service per process at its address, and
+    /// another service serves there already: this one's metrics are not served (give it
+    /// `Builder::with_prometheus` with an address of its own).
+    MetricsNotServed {
+        /// The service whose metrics are not served.
+        service: String,
+        /// The environment's address.
+        addr: String,
+    },
     /// A boolean variable of the OpenTelemetry specification holds neither `true` nor `false`:
     /// taken as `false`, as the specification asks.
     NotBoolean {
@@ -78,6 +87,12 @@ impl fmt::Display for Warning {
                 "{dropped} span(s) dropped, {total} in all: {reason} (a larger queue: \
                  `Builder::with_max_queue_bytes`; a faster collector; fewer spans: \
                  OTEL_TRACES_SAMPLER)"
+            ),
+            Warning::MetricsNotServed { service, addr } => write!(
+                f,
+                "OTEL_METRICS_EXPORTER=prometheus: another service of this process serves \
+                 `{addr}`; the metrics of `{service}` are not served there (give it \
+                 `with_prometheus` with an address of its own)"
             ),
             Warning::NotBoolean { var, value } => write!(
                 f,

@@ -150,8 +150,9 @@ pub fn redacted_url(uri: &Uri) -> String {
 }
 
 /// A query without secrets, as `url.query` (a server span's) and in [`redacted_url`]: every
-/// value replaced by `REDACTED`, keys kept, an item without `=` replaced whole, empty items
-/// dropped.
+/// value replaced by `REDACTED`, keys kept; an item without `=`, or whose value is empty or
+/// only `=` (a bare base64 token's padding, `?c2VjcmV0==`: its "key" is the secret), replaced
+/// whole; empty items dropped.
 pub(crate) fn redacted_query(q: &str) -> String {
     let mut out = String::with_capacity(q.len());
     push_redacted_query(&mut out, q);
@@ -165,11 +166,11 @@ fn push_redacted_query(out: &mut String, q: &str) {
             out.push('&');
         }
         match item.split_once('=') {
-            Some((k, _)) => {
+            Some((k, v)) if !v.bytes().all(|b| b == b'=') => {
                 out.push_str(k);
                 out.push_str("=REDACTED");
             }
-            None => out.push_str("REDACTED"),
+            _ => out.push_str("REDACTED"),
         }
     }
 }
@@ -191,5 +192,8 @@ mod tests {
         assert_eq!(redacted_url(&u), "http://127.0.0.1:8080/x?REDACTED");
         let u: Uri = "http://127.0.0.1:8080/x".parse().unwrap();
         assert_eq!(redacted_url(&u), "http://127.0.0.1:8080/x");
+        // A bare base64 token with its padding: no key to keep.
+        assert_eq!(redacted_query("c2VjcmV0LXRva2Vu=="), "REDACTED");
+        assert_eq!(redacted_query("a=b==&c=&d"), "a=REDACTED&REDACTED&REDACTED");
     }
 }

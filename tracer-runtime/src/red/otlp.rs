@@ -125,14 +125,6 @@ impl Otlp {
         rt: tokio::runtime::Handle,
         counts: Arc<crate::stats::Counts>,
     ) -> Result<Otlp, InitError> {
-        // Numbers the SDK reads itself and takes as its default without a word when they are
-        // none: checked here, as tracer's own are.
-        for var in [
-            "OTEL_METRIC_EXPORT_INTERVAL",
-            "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
-        ] {
-            crate::pipeline::env_number(var)?;
-        }
         let protocol = match env_first(&["OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"]) {
             Some((_, v)) => Protocol::parse(&v)?,
             None => protocol,

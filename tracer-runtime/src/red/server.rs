@@ -23,6 +23,8 @@ pub(crate) struct EndpointConfig {
     pub(crate) addr: String,
     pub(crate) switch: bool,
     pub(crate) token: Option<String>,
+    /// Served where `OTEL_METRICS_EXPORTER=prometheus` says (see [`claim_env_endpoint`]).
+    pub(crate) env: bool,
 }
 
 /// A running endpoint; dropping it stops it.
@@ -30,6 +32,7 @@ pub(crate) struct EndpointConfig {
 pub(crate) struct Endpoint {
     pub(crate) addr: SocketAddr,
     runtime: Option<tokio::runtime::Runtime>,
+    env: bool,
 }
 
 impl Drop for Endpoint {
@@ -38,7 +41,26 @@ impl Drop for Endpoint {
             // Never blocks, so it is safe inside an async context.
             rt.shutdown_background();
         }
+        if self.env {
+            release_env_endpoint();
+        }
     }
+}
+
+/// A service serves the endpoint of `OTEL_METRICS_EXPORTER=prometheus` (one address for the
+/// whole process: one service at a time).
+static ENV_ENDPOINT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the calling service may serve the environment's endpoint (no other service of the
+/// process does); then it holds it until [`release_env_endpoint`].
+pub(crate) fn claim_env_endpoint() -> bool {
+    !ENV_ENDPOINT.swap(true, std::sync::atomic::Ordering::AcqRel)
+}
+
+/// The environment's endpoint is free again (its service's endpoint stopped, or failed to
+/// start).
+pub(crate) fn release_env_endpoint() {
+    ENV_ENDPOINT.store(false, std::sync::atomic::Ordering::Release);
 }
 
 struct Shared {
@@ -100,6 +122,7 @@ impl Endpoint {
         Ok(Endpoint {
             addr,
             runtime: Some(runtime),
+            env: cfg.env,
         })
     }
 }
