@@ -51,18 +51,8 @@ impl TraceService for Receiver {
 
 /// A CA (PEM), and a certificate for 127.0.0.1 signed by it with its key (PEM).
 fn certificates() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    (ca.pem(), cert.pem(), key.serialize_pem())
+    let p = pki();
+    (p.ca, p.server_cert, p.server_key)
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, both signed by the CA

@@ -94,6 +94,9 @@ fn a_malformed_entry_is_an_init_error_naming_it() {
     }
 }
 
+#[tracer_runtime::traced]
+fn work() {}
+
 #[test]
 #[ignore = "run in a child process by the tests above"]
 fn resource_probe() {
@@ -104,7 +107,9 @@ fn resource_probe() {
         .install()
     {
         Ok(guard) => {
-            // The exporter is given the resource on the pipeline's thread: done by a flush.
+            // The exporter is given the resource on the pipeline's thread, before it exports:
+            // done once a span has been exported.
+            work();
             guard.flush().unwrap();
             for (k, v) in keep.0.lock().unwrap().iter() {
                 println!("RESOURCE {k}={v}");
