@@ -421,21 +421,9 @@ impl Builder {
         #[cfg(feature = "metrics")]
         let (otlp_metrics, prometheus_env) = crate::red::exporters_wanted(self.metrics.otlp)?;
         #[cfg(feature = "metrics")]
-        let (endpoint_addr, env_endpoint) = match self.metrics.endpoint.clone() {
-            Some(addr) => (Some(addr), false),
-            None if prometheus_env => {
-                let addr = crate::red::prometheus_addr_from_env()?;
-                if crate::red::claim_env_endpoint() {
-                    (Some(addr), true)
-                } else {
-                    crate::warn::warn(crate::warn::Warning::MetricsNotServed {
-                        service: self.name.clone(),
-                        addr,
-                    });
-                    (None, false)
-                }
-            }
-            None => (None, false),
+        let env_addr = match &self.metrics.endpoint {
+            None if prometheus_env => Some(crate::red::prometheus_addr_from_env()?),
+            _ => None,
         };
         // This service's counters: its spans, its pipelines, its metrics.
         let counts = crate::stats::Counts::new();
@@ -473,6 +461,21 @@ impl Builder {
         }
         #[cfg(feature = "metrics")]
         let metrics = Arc::new(metrics);
+        // The environment's address is claimed here, with nothing that can fail between the
+        // claim and the endpoint that releases it when it stops.
+        #[cfg(feature = "metrics")]
+        let (endpoint_addr, env_endpoint) = match (self.metrics.endpoint.clone(), env_addr) {
+            (Some(addr), _) => (Some(addr), false),
+            (None, Some(addr)) if crate::red::claim_env_endpoint() => (Some(addr), true),
+            (None, Some(addr)) => {
+                crate::warn::warn(crate::warn::Warning::MetricsNotServed {
+                    service: self.name.clone(),
+                    addr,
+                });
+                (None, false)
+            }
+            (None, None) => (None, false),
+        };
         #[cfg(feature = "metrics")]
         let endpoint = match endpoint_addr {
             Some(addr) => {
