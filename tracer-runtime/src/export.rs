@@ -301,16 +301,6 @@ fn compiled(protocol: Protocol) -> Result<(), InitError> {
     }
 }
 
-/// The first of `vars` that is set to a non-blank value.
-pub(crate) fn env_first(vars: &[&'static str]) -> Option<(&'static str, String)> {
-    vars.iter().find_map(|&var| {
-        std::env::var(var)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .map(|v| (var, v))
-    })
-}
-
 /// Checks the endpoint and headers the exporter is about to use (the SDK would panic, take a
 /// host without a scheme for `https`, or skip a malformed header without a word). Returns where
 /// the endpoint came from and the endpoint when it is `https`.
@@ -320,12 +310,12 @@ fn check_config(
 ) -> Result<Option<(&'static str, String)>, InitError> {
     let endpoint = match endpoint {
         Some(e) => Some(("with_endpoint", e.to_owned())),
-        None => env_first(&signal.endpoint_vars()),
+        None => crate::env::first(&signal.endpoint_vars()),
     };
     if let Some((var, value)) = &endpoint {
         check_endpoint(var, value)?;
     }
-    if let Some((var, value)) = env_first(&signal.headers_vars()) {
+    if let Some((var, value)) = crate::env::first(&signal.headers_vars()) {
         check_headers(var, &value)?;
     }
     Ok(endpoint.filter(|(_, v)| {
@@ -341,7 +331,7 @@ fn check_config(
 /// Not trimmed, as the SDK (which reads the variables itself when tracer sets no compression)
 /// does not trim: a value the two would read differently is refused.
 pub(crate) fn compression(signal: Signal) -> Result<bool, InitError> {
-    let Some((var, value)) = env_first(&signal.compression_vars()) else {
+    let Some((var, value)) = crate::env::first(&signal.compression_vars()) else {
         return Ok(false);
     };
     let v = value.as_str();

@@ -83,6 +83,7 @@ mod collector;
 mod context;
 #[cfg(any(feature = "redis", feature = "mysql"))]
 mod db;
+mod env;
 mod error;
 mod exception;
 #[cfg(feature = "_otlp")]

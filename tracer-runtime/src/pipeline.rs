@@ -55,42 +55,27 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    /// The settings from the environment, `max_queue_bytes` from the builder if it was given.
-    /// A malformed value is reported by [`Config::check_env`] at install; here it is ignored.
+    /// The settings from the environment, `max_queue_bytes` from the builder if it was given; a
+    /// malformed number is an error naming its variable.
     pub(crate) fn from_env(max_queue_bytes: Option<usize>) -> Result<Config, InitError> {
-        let num = env_number;
+        let num = crate::env::number;
         let timeout = num("OTEL_BSP_EXPORT_TIMEOUT")?
             .or(num("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")?)
             .or(num("OTEL_EXPORTER_OTLP_TIMEOUT")?)
             .map_or(Duration::from_secs(5), Duration::from_millis);
-        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX).max(1);
+        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         Ok(Config {
             max_queue_bytes: max_queue_bytes.unwrap_or(DEFAULT_QUEUE_BYTES).max(1),
-            max_queue_spans: num("OTEL_BSP_MAX_QUEUE_SIZE")?.map(to_usize),
-            max_batch: num("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")?.map_or(512, to_usize),
+            max_queue_spans: num("OTEL_BSP_MAX_QUEUE_SIZE")?.map(|n| to_usize(n).max(1)),
+            max_batch: num("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")?.map_or(512, |n| to_usize(n).max(1)),
             delay: num("OTEL_BSP_SCHEDULE_DELAY")?
                 .map_or(Duration::from_secs(5), Duration::from_millis),
             timeout,
             max_value_chars: num("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT")?
                 .or(num("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT")?)
-                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+                .map(to_usize),
         })
     }
-}
-
-/// The number `var` holds: `None` when it is unset or blank, an error naming it when it is not
-/// a non-negative integer (not read as the default without a word).
-pub(crate) fn env_number(var: &'static str) -> Result<Option<u64>, InitError> {
-    let Ok(value) = std::env::var(var) else {
-        return Ok(None);
-    };
-    let v = value.trim();
-    if v.is_empty() {
-        return Ok(None);
-    }
-    v.parse().map(Some).map_err(|_| {
-        InitError::InvalidConfig(format!("{var} `{value}` is not a non-negative integer"))
-    })
 }
 
 /// A span processor that queues finished spans for an exporter on a thread of its own.
@@ -535,20 +520,17 @@ fn weight(s: &SpanData) -> u32 {
 /// takes no room in the queue.
 #[cold]
 fn limit_values(s: &mut SpanData, max: usize) {
+    let cut_one = |v: &mut opentelemetry::StringValue| {
+        if let Some(t) = truncated(v.as_str(), max) {
+            *v = t.into();
+        }
+    };
     let cut = |kvs: &mut [KeyValue]| {
         for kv in kvs {
             match &mut kv.value {
-                Value::String(v) => {
-                    if let Some(t) = truncated(v.as_str(), max) {
-                        *v = t.into();
-                    }
-                }
+                Value::String(v) => cut_one(v),
                 Value::Array(opentelemetry::Array::String(list)) => {
-                    for v in list {
-                        if let Some(t) = truncated(v.as_str(), max) {
-                            *v = t.into();
-                        }
-                    }
+                    list.iter_mut().for_each(cut_one)
                 }
                 _ => {}
             }

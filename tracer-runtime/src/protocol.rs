@@ -33,17 +33,13 @@ impl Protocol {
 
     #[cfg_attr(not(feature = "_otlp"), allow(dead_code))]
     pub(crate) fn from_env() -> Result<Protocol, ParseProtocolError> {
-        for var in [
+        match crate::env::first(&[
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
             "OTEL_EXPORTER_OTLP_PROTOCOL",
-        ] {
-            if let Ok(v) = std::env::var(var)
-                && !v.trim().is_empty()
-            {
-                return Protocol::parse_var(var, &v);
-            }
+        ]) {
+            Some((var, v)) => Protocol::parse_var(var, &v),
+            None => Ok(Protocol::Grpc),
         }
-        Ok(Protocol::Grpc)
     }
 }
 

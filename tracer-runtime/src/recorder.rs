@@ -107,7 +107,7 @@ const LIMIT_VARS: [&str; 5] = [
 /// it, not the default taken without a word when the first span reads them.
 pub(crate) fn check_limits() -> Result<(), crate::InitError> {
     for var in LIMIT_VARS {
-        crate::pipeline::env_number(var)?;
+        crate::env::number(var)?;
     }
     Ok(())
 }
@@ -116,11 +116,11 @@ fn limits() -> &'static Limits {
     static LIMITS: OnceLock<Limits> = OnceLock::new();
     LIMITS.get_or_init(|| {
         // Checked at install (`check_limits`): a bad value here was set since.
-        let var = |name: &str| {
-            std::env::var(name)
+        let var = |name| {
+            crate::env::number(name)
                 .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(128)
+                .flatten()
+                .map_or(128, |n| usize::try_from(n).unwrap_or(usize::MAX))
         };
         let [attrs, events, links, event_attrs, link_attrs] = LIMIT_VARS.map(var);
         Limits {

@@ -1252,7 +1252,7 @@ pub(crate) fn exporters_wanted(asked: Option<bool>) -> Result<(bool, bool), crat
             "OTEL_METRIC_EXPORT_INTERVAL",
             "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
         ] {
-            crate::pipeline::env_number(var)?;
+            crate::env::number(var)?;
         }
     }
     if otlp && asked.is_none() && !cfg!(feature = "otlp-metrics") {
@@ -1270,13 +1270,12 @@ pub(crate) fn exporters_wanted(asked: Option<bool>) -> Result<(bool, bool), crat
 /// it resolves to `::1` first on many hosts, and the endpoint binds one address, where a
 /// scraper on the host asks 127.0.0.1.
 pub(crate) fn prometheus_addr_from_env() -> Result<String, crate::InitError> {
-    let host = std::env::var("OTEL_EXPORTER_PROMETHEUS_HOST")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty() && !h.eq_ignore_ascii_case("localhost"))
+    let host = crate::env::first(&["OTEL_EXPORTER_PROMETHEUS_HOST"])
+        .map(|(_, h)| h.trim().to_owned())
+        .filter(|h| !h.eq_ignore_ascii_case("localhost"))
         .unwrap_or_else(|| "127.0.0.1".to_owned());
     let var = "OTEL_EXPORTER_PROMETHEUS_PORT";
-    let port = match crate::pipeline::env_number(var)? {
+    let port = match crate::env::number(var)? {
         None => 9464,
         Some(p) => u16::try_from(p)
             .map_err(|_| crate::InitError::InvalidConfig(format!("{var} `{p}` is not a port")))?,

@@ -135,12 +135,7 @@ pub(crate) fn uninstalled(service: &str) {
 /// `OTEL_SDK_DISABLED=true` (the specification's boolean: any other value is false, with a
 /// warning when it is not `false`).
 pub(crate) fn disabled_by_env() -> Result<bool, crate::InitError> {
-    let get = |var| {
-        std::env::var(var)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .map(|v| (v.trim().to_ascii_lowercase(), v))
-    };
+    let get = |var| crate::env::first(&[var]).map(|(_, v)| (v.trim().to_ascii_lowercase(), v));
     let tracer_off = match get("TRACER_ENABLED") {
         None => false,
         Some((v, _)) if matches!(v.as_str(), "false" | "0" | "off" | "no") => true,

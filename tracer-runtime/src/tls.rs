@@ -69,7 +69,7 @@ impl Tls {
 
 /// The first of `vars` that is set, and the contents of the file it names.
 fn read_file(vars: [&'static str; 2]) -> Result<Option<(&'static str, Vec<u8>)>, InitError> {
-    let Some((var, path)) = crate::export::env_first(&vars) else {
+    let Some((var, path)) = crate::env::first(&vars) else {
         return Ok(None);
     };
     let pem = std::fs::read(path.trim()).map_err(|source| InitError::Certificate {

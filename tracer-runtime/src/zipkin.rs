@@ -241,9 +241,7 @@ pub(crate) fn convert(span: &SpanData, service_name: &str) -> ZipkinSpan {
 
 /// The Zipkin endpoint and timeout from the builder's value or the environment.
 pub(crate) fn config(endpoint: Option<&str>) -> Result<(http::Uri, Duration), InitError> {
-    let from_env = std::env::var("OTEL_EXPORTER_ZIPKIN_ENDPOINT")
-        .ok()
-        .filter(|v| !v.trim().is_empty());
+    let from_env = crate::env::first(&["OTEL_EXPORTER_ZIPKIN_ENDPOINT"]).map(|(_, v)| v);
     let (var, url) = match (endpoint, from_env) {
         (Some(e), _) => ("the builder's Zipkin endpoint", e.to_owned()),
         (None, Some(e)) => ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", e),

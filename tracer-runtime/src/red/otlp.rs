@@ -24,7 +24,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use super::{DB_BUCKETS, HTTP_BUCKETS, KINDS, Kind, LabelSet, Lv, SLOTS};
 use crate::Protocol;
 use crate::error::InitError;
-use crate::export::{self, Signal, env_first};
+use crate::export::{self, Signal};
 
 impl Kind {
     /// The instrument's semconv name.
@@ -125,7 +125,7 @@ impl Otlp {
         rt: tokio::runtime::Handle,
         counts: Arc<crate::stats::Counts>,
     ) -> Result<Otlp, InitError> {
-        let protocol = match env_first(&["OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"]) {
+        let protocol = match crate::env::first(&["OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"]) {
             Some((_, v)) => Protocol::parse(&v)?,
             None => protocol,
         };
