@@ -13,8 +13,7 @@ use std::sync::{Mutex, OnceLock};
 use common::*;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::SpanKind;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::InMemorySpanExporter;
 use tracer_runtime::grpc::{GrpcClientLayer, GrpcServerLayer};
 use tracer_runtime::http::HttpServerLayer;
 use tracer_runtime::{Warning, traced};
@@ -61,15 +60,6 @@ async fn a_layer_for_a_service_not_installed_warns_once_naming_both() {
         text.contains("`srv-typo`") && text.contains(&format!("`{SERVICE}`")),
         "{text}"
     );
-}
-
-#[derive(Debug)]
-struct Refused;
-
-impl SpanExporter for Refused {
-    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
-        Err(OTelSdkError::InternalFailure("connection refused".into()))
-    }
 }
 
 #[traced]

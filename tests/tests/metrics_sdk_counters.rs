@@ -3,21 +3,13 @@
 //! job of its own), summing a counter over them counts every span once. Its own binary: the
 //! process-wide `stats()` is compared with the services' sum.
 
+mod common;
 #[path = "support/prom.rs"]
 mod prom;
 
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData, SpanExporter};
+use common::Refused;
+use opentelemetry_sdk::trace::InMemorySpanExporter;
 use tracer_runtime::traced;
-
-#[derive(Debug)]
-struct Refused;
-
-impl SpanExporter for Refused {
-    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
-        Err(OTelSdkError::InternalFailure("connection refused".into()))
-    }
-}
 
 #[traced]
 fn unit_of_work() {}

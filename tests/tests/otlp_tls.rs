@@ -92,17 +92,9 @@ fn pki() -> Pki {
     }
 }
 
-/// Starts the TLS receiver on a free port of 127.0.0.1.
+/// Starts the TLS receiver on a free port of 127.0.0.1, asking every client for a certificate
+/// signed by `client_ca` when given (and refusing the handshake without one).
 async fn receiver(
-    cert: &str,
-    key: &str,
-) -> (SocketAddr, mpsc::UnboundedReceiver<(String, String)>) {
-    receiver_asking(cert, key, None).await
-}
-
-/// [`receiver`], asking every client for a certificate signed by `client_ca` when given (and
-/// refusing the handshake without one).
-async fn receiver_asking(
     cert: &str,
     key: &str,
     client_ca: Option<&str>,
@@ -127,18 +119,9 @@ async fn receiver_asking(
 fn over_tls() {}
 
 /// Installs `service` exporting to `https://127.0.0.1:<port>` over `protocol`, verified against
-/// `ca`, records one span and shuts the pipeline down: what the shutdown reports.
+/// `ca` and presenting `client` (certificate, key) when given, records one span and shuts the
+/// pipeline down: what the shutdown reports.
 async fn export_one(
-    service: &'static str,
-    protocol: Protocol,
-    addr: SocketAddr,
-    ca: String,
-) -> Result<(), tracer_runtime::ShutdownError> {
-    export_one_as(service, protocol, addr, ca, None).await
-}
-
-/// [`export_one`], presenting `client` (certificate, key) when given.
-async fn export_one_as(
     service: &'static str,
     protocol: Protocol,
     addr: SocketAddr,
@@ -183,8 +166,8 @@ fn assert_refused(
 #[tokio::test(flavor = "multi_thread")]
 async fn spans_reach_an_https_collector_verified_against_the_given_ca() {
     let (ca, cert, key) = certificates();
-    let (addr, mut rx) = receiver(&cert, &key).await;
-    let shut = export_one("tls-client", Protocol::Grpc, addr, ca).await;
+    let (addr, mut rx) = receiver(&cert, &key, None).await;
+    let shut = export_one("tls-client", Protocol::Grpc, addr, ca, None).await;
     shut.expect("the export over TLS succeeds");
     let (service, name) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
@@ -198,21 +181,14 @@ async fn spans_reach_an_https_collector_verified_against_the_given_ca() {
 async fn a_collector_whose_certificate_does_not_verify_gets_nothing() {
     let (_, cert, key) = certificates();
     let (other_ca, _, _) = certificates();
-    let (addr, mut rx) = receiver(&cert, &key).await;
-    let shut = export_one("tls-untrusted", Protocol::Grpc, addr, other_ca).await;
+    let (addr, mut rx) = receiver(&cert, &key, None).await;
+    let shut = export_one("tls-untrusted", Protocol::Grpc, addr, other_ca, None).await;
     assert_refused(shut, &mut rx);
 }
 
-/// Starts an OTLP/HTTP receiver behind rustls (hyper + tokio-rustls) on 127.0.0.1.
+/// Starts an OTLP/HTTP receiver behind rustls (hyper + tokio-rustls) on 127.0.0.1, asking every
+/// client for a certificate signed by `client_ca` when given.
 async fn http_receiver(
-    cert: &str,
-    key: &str,
-) -> (SocketAddr, mpsc::UnboundedReceiver<(String, String)>) {
-    http_receiver_asking(cert, key, None).await
-}
-
-/// [`http_receiver`], asking every client for a certificate signed by `client_ca` when given.
-async fn http_receiver_asking(
     cert: &str,
     key: &str,
     client_ca: Option<&str>,
@@ -292,22 +268,25 @@ async fn http_receiver_asking(
 #[tokio::test(flavor = "multi_thread")]
 async fn spans_reach_an_https_collector_over_http_protobuf() {
     let (ca, cert, key) = certificates();
-    let (addr, mut rx) = http_receiver(&cert, &key).await;
-    let shut = export_one("tls-http-client", Protocol::HttpProtobuf, addr, ca).await;
+    let (addr, mut rx) = http_receiver(&cert, &key, None).await;
+    let shut = export_one("tls-http-client", Protocol::HttpProtobuf, addr, ca, None).await;
     shut.expect("the export over TLS succeeds");
-    let (_, name) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .expect("the receiver got a span")
-        .unwrap();
-    assert_eq!(name, "over_tls");
+    assert_received(&mut rx).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_https_collector_with_an_untrusted_certificate_gets_nothing_over_http() {
     let (_, cert, key) = certificates();
     let (other_ca, _, _) = certificates();
-    let (addr, mut rx) = http_receiver(&cert, &key).await;
-    let shut = export_one("tls-http-untrusted", Protocol::HttpProtobuf, addr, other_ca).await;
+    let (addr, mut rx) = http_receiver(&cert, &key, None).await;
+    let shut = export_one(
+        "tls-http-untrusted",
+        Protocol::HttpProtobuf,
+        addr,
+        other_ca,
+        None,
+    )
+    .await;
     assert_refused(shut, &mut rx);
 }
 
@@ -328,10 +307,10 @@ async fn a_collector_asking_for_a_client_certificate_gets_spans_from_one_that_ha
     ] {
         let p = pki();
         let (addr, mut rx) = match protocol {
-            Protocol::Grpc => receiver_asking(&p.server_cert, &p.server_key, Some(&p.ca)).await,
-            _ => http_receiver_asking(&p.server_cert, &p.server_key, Some(&p.ca)).await,
+            Protocol::Grpc => receiver(&p.server_cert, &p.server_key, Some(&p.ca)).await,
+            _ => http_receiver(&p.server_cert, &p.server_key, Some(&p.ca)).await,
         };
-        let shut = export_one_as(
+        let shut = export_one(
             service,
             protocol,
             addr,
@@ -354,10 +333,10 @@ async fn a_collector_asking_for_a_client_certificate_gets_nothing_without_one() 
     ] {
         let p = pki();
         let (addr, mut rx) = match protocol {
-            Protocol::Grpc => receiver_asking(&p.server_cert, &p.server_key, Some(&p.ca)).await,
-            _ => http_receiver_asking(&p.server_cert, &p.server_key, Some(&p.ca)).await,
+            Protocol::Grpc => receiver(&p.server_cert, &p.server_key, Some(&p.ca)).await,
+            _ => http_receiver(&p.server_cert, &p.server_key, Some(&p.ca)).await,
         };
-        let shut = export_one_as(service, protocol, addr, p.ca.clone(), None).await;
+        let shut = export_one(service, protocol, addr, p.ca.clone(), None).await;
         assert_refused(shut, &mut rx);
     }
 }
@@ -402,7 +381,7 @@ fn pki_files(p: &Pki, tag: &str) -> [String; 3] {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_client_certificate_and_key_come_from_the_standard_variables() {
     let p = pki();
-    let (addr, mut rx) = receiver_asking(&p.server_cert, &p.server_key, Some(&p.ca)).await;
+    let (addr, mut rx) = receiver(&p.server_cert, &p.server_key, Some(&p.ca)).await;
     let [ca, cert, key] = pki_files(&p, "env");
     let endpoint = format!("https://127.0.0.1:{}", addr.port());
     let run = move |cert_var: Option<String>, key_var: Option<String>| {

@@ -246,3 +246,15 @@ impl Future for PendOnce {
         std::task::Poll::Pending
     }
 }
+
+/// An exporter whose every export fails, as one to a collector that refuses the connection.
+#[derive(Debug)]
+pub struct Refused;
+
+impl opentelemetry_sdk::trace::SpanExporter for Refused {
+    async fn export(&self, _batch: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+        Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+            "connection refused".into(),
+        ))
+    }
+}
