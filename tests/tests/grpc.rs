@@ -234,6 +234,52 @@ async fn bidirectional_with_one_span_per_message() {
     }
 }
 
+/// The server span's events in a bidirectional stream: each message received (read by the
+/// request body, which is not the span's owner when the span is on the recorder's short path)
+/// comes before the reply it caused, with its own time, the times in order.
+#[tokio::test]
+async fn bidirectional_server_events_keep_their_order_and_times() {
+    let (_, mut c) = server().await;
+    const N: i32 = 3;
+    let ((), spans) = in_root_async(async {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(8);
+        let mut inbound = c
+            .bidi(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        for i in 0..N {
+            tx.send(msg(&format!("m{i}"), i)).await.unwrap();
+            inbound.message().await.unwrap().unwrap();
+            // Time between a reply and the next message: the events' times tell them apart.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(tx);
+        while inbound.message().await.unwrap().is_some() {}
+    })
+    .await;
+    let ss = server_child(client_span(&spans)).await;
+    let expected: Vec<(String, i64)> = (1..=i64::from(N))
+        .flat_map(|i| [("RECEIVED".to_owned(), i), ("SENT".to_owned(), i)])
+        .collect();
+    assert_eq!(messages(&ss), expected);
+    let times: Vec<_> = ss
+        .events
+        .iter()
+        .filter(|e| e.name == "rpc.message")
+        .map(|e| e.timestamp)
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "event times out of order: {times:?}"
+    );
+    // Each message after the first came after a 5 ms pause: its own time, not its reply's.
+    for pair in times.chunks(2).skip(1) {
+        assert!(pair[0] >= times[0] + Duration::from_millis(5), "{times:?}");
+    }
+    assert!(ss.start_time <= times[0] && times[times.len() - 1] <= ss.end_time);
+}
+
 #[tokio::test]
 async fn error_statuses_follow_the_conventions() {
     let (_, mut c) = server().await;

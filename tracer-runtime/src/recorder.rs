@@ -563,6 +563,8 @@ impl SpanWrite for Light {
         }
     }
     fn add_event(&mut self, _: Cow<'static, str>, _: Vec<KeyValue>) {}
+    #[cfg(feature = "grpc")]
+    fn add_event_at(&mut self, _: Cow<'static, str>, _: SystemTime, _: Vec<KeyValue>) {}
     fn set_status(&mut self, _: Status) {}
     fn is_recording(&self) -> bool {
         false
@@ -676,6 +678,9 @@ fn add_event_to(
 pub(crate) trait SpanWrite {
     fn set_attribute(&mut self, kv: KeyValue);
     fn add_event(&mut self, name: Cow<'static, str>, attrs: Vec<KeyValue>);
+    /// An event that happened at `at` (a gRPC message held back, or read by another owner).
+    #[cfg(feature = "grpc")]
+    fn add_event_at(&mut self, name: Cow<'static, str>, at: SystemTime, attrs: Vec<KeyValue>);
     fn set_status(&mut self, status: Status);
     fn is_recording(&self) -> bool;
 }
@@ -696,6 +701,12 @@ impl SpanWrite for Span {
             r.add_event(name, SystemTime::now(), attrs);
         }
     }
+    #[cfg(feature = "grpc")]
+    fn add_event_at(&mut self, name: Cow<'static, str>, at: SystemTime, attrs: Vec<KeyValue>) {
+        if let Some(r) = &mut self.rec {
+            r.add_event(name, at, attrs);
+        }
+    }
     fn set_status(&mut self, status: Status) {
         if let Some(r) = &mut self.rec
             && status > r.status
@@ -714,6 +725,10 @@ impl SpanWrite for SpanRef<'_> {
     }
     fn add_event(&mut self, name: Cow<'static, str>, attrs: Vec<KeyValue>) {
         SpanRef::add_event(self, name, attrs);
+    }
+    #[cfg(feature = "grpc")]
+    fn add_event_at(&mut self, name: Cow<'static, str>, at: SystemTime, attrs: Vec<KeyValue>) {
+        SpanRef::add_event_with_timestamp(self, name, at, attrs);
     }
     fn set_status(&mut self, status: Status) {
         SpanRef::set_status(self, status);
@@ -1260,6 +1275,18 @@ impl SpanWrite for Fast {
             &mut more.logs_dropped,
             name,
             SystemTime::now(),
+            attrs,
+        );
+    }
+    #[cfg(feature = "grpc")]
+    fn add_event_at(&mut self, name: Cow<'static, str>, at: SystemTime, attrs: Vec<KeyValue>) {
+        let more = self.more();
+        add_event_to(
+            &mut more.events,
+            &mut more.logs,
+            &mut more.logs_dropped,
+            name,
+            at,
             attrs,
         );
     }

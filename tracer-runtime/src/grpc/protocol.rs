@@ -310,9 +310,7 @@ impl WrapRequest<tonic::body::Body> for Grpc {
         call: &mut GrpcCall,
         cx: &mut SpanCx,
     ) -> Request<tonic::body::Body> {
-        let Some(cx) = cx.shared() else {
-            return req;
-        };
+        let cx = cx.shared();
         let reader = MessageReader::new(!call.0.server, call.0.request_tap.clone());
         let shared = Arc::clone(&call.0);
         req.map(move |b| tonic::body::Body::new(GrpcRequestBody::new(b, cx, shared, reader)))

@@ -299,7 +299,7 @@ where
         // request from outside the system (the base as it is). A span that can take the short
         // path (below) needs no baggage that is only the call path: the guard read it, and
         // its hop is made current on the thread.
-        let plain = !P::RPC && cfg.hooks.is_empty();
+        let plain = cfg.hooks.is_empty();
         let mut present = propagator.present(req.headers());
         if plain && verdict.path_alone() {
             present = propagator.without(present, super::headers::BAGGAGE.as_str());
@@ -321,7 +321,7 @@ where
             }
             Some(extracted) => extracted,
         };
-        // HTTP's span on the recorder's short path (not in a `Context`) when nothing needs it
+        // The span on the recorder's short path (not in a `Context`) when nothing needs it
         // there: no hook (hooks see the span through OpenTelemetry's API), no baggage (but the
         // call path when the guard is on: its hop is made current on the thread instead, as
         // with tracing off), not refused, no link (a public endpoint's caller's context).

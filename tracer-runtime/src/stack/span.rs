@@ -1,10 +1,12 @@
-//! A layer's span: kept in an OpenTelemetry `Context`, or, for an HTTP server's or client's
-//! request of a service that exports through tracer's own queues, on the recorder's short path
-//! (no `Context`, no `Arc` per span: see `recorder::Fast`), pushed on tracer's stack while the
-//! handler (or the inner client) is called and polled.
+//! A layer's span: kept in an OpenTelemetry `Context`, or, for a server's request (HTTP or
+//! gRPC) or an HTTP client's of a service that exports through tracer's own queues, on the
+//! recorder's short path (no `Context`, no `Arc` per span: see `recorder::Fast`), pushed on
+//! tracer's stack while the handler (or the inner client) is called and polled.
 
 use std::borrow::Cow;
 use std::fmt;
+#[cfg(feature = "grpc")]
+use std::sync::{Arc, Mutex, PoisonError};
 #[cfg(feature = "grpc")]
 use std::time::SystemTime;
 
@@ -21,8 +23,29 @@ pub struct SpanCx(Held);
 enum Held {
     /// In an OpenTelemetry context: current while polled as that context, attached.
     Cx(Context),
-    /// On the short path.
-    Fast(OpBox),
+    /// On the short path; with the events another handle recorded (see [`SpanCx::shared`]),
+    /// not yet on the span.
+    Fast(OpBox, #[cfg(feature = "grpc")] Option<Arc<Deferred>>),
+    /// Another handle on a span on the short path, which has one owner: it records events only
+    /// (a gRPC request body's messages), which the owner puts on the span.
+    #[cfg(feature = "grpc")]
+    Events(Arc<Deferred>),
+}
+
+/// Events recorded through [`Held::Events`], each with its time, waiting for the span's owner;
+/// `None` once the span has ended (later events are dropped, as an ended span's are).
+#[cfg(feature = "grpc")]
+type Deferred = Mutex<Option<Vec<DeferredEvent>>>;
+
+#[cfg(feature = "grpc")]
+type DeferredEvent = (Cow<'static, str>, SystemTime, Vec<KeyValue>);
+
+/// Records an event through a handle that records events only (see [`SpanCx::shared`]).
+#[cfg(feature = "grpc")]
+fn defer(d: &Deferred, event: DeferredEvent) {
+    if let Some(events) = d.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+        events.push(event);
+    }
 }
 
 impl fmt::Debug for SpanCx {
@@ -41,63 +64,108 @@ impl SpanCx {
 
     /// A span on the short path.
     pub(crate) fn short(span: OpBox) -> SpanCx {
-        SpanCx(Held::Fast(span))
+        SpanCx(Held::Fast(
+            span,
+            #[cfg(feature = "grpc")]
+            None,
+        ))
     }
 
     /// The context the span is in, when it is in one.
     pub(crate) fn context(&self) -> Option<&Context> {
         match &self.0 {
             Held::Cx(cx) => Some(cx),
-            Held::Fast(_) => None,
+            _ => None,
         }
     }
 
     /// Another handle on the same span, for a request body that records on it while the
-    /// response is under way: a span in a context only (a span on the short path has one owner).
+    /// response is under way. A span on the short path has one owner, this handle: the other
+    /// one records events only, which this one puts on the span before its own events and
+    /// before it ends, so that they keep their order.
     #[cfg(feature = "grpc")]
-    pub(crate) fn shared(&self) -> Option<SpanCx> {
-        self.context().map(|cx| SpanCx::in_context(cx.clone()))
+    pub(crate) fn shared(&mut self) -> SpanCx {
+        match &mut self.0 {
+            Held::Cx(cx) => SpanCx::in_context(cx.clone()),
+            Held::Fast(_, deferred) => SpanCx(Held::Events(Arc::clone(
+                deferred.get_or_insert_with(|| Arc::new(Mutex::new(Some(Vec::new())))),
+            ))),
+            Held::Events(d) => SpanCx(Held::Events(Arc::clone(d))),
+        }
     }
 
-    /// Writes to the span.
+    /// The events [`shared`](Self::shared) handles recorded, put on the span (the owner's);
+    /// `last`: the span ends, and no more are taken.
+    #[cfg(feature = "grpc")]
+    #[inline]
+    fn take_deferred(&mut self, last: bool) {
+        if let Held::Fast(span, Some(d)) = &mut self.0 {
+            let mut held = d.lock().unwrap_or_else(PoisonError::into_inner);
+            let events = if last {
+                held.take()
+            } else {
+                held.as_mut().map(std::mem::take)
+            };
+            drop(held);
+            span.write(|s| {
+                for (name, at, attrs) in events.into_iter().flatten() {
+                    s.add_event_at(name, at, attrs);
+                }
+            });
+        }
+    }
+
+    /// Writes to the span (nothing through a handle that records events only).
     #[inline]
     pub(crate) fn write<R>(&mut self, f: impl FnOnce(&mut dyn SpanWrite) -> R) -> Option<R> {
         match &mut self.0 {
             Held::Cx(cx) => Some(f(&mut cx.span())),
-            Held::Fast(span) => span.write(f),
+            Held::Fast(span, ..) => span.write(f),
+            #[cfg(feature = "grpc")]
+            Held::Events(_) => None,
         }
     }
 
     pub(crate) fn set_attribute(&mut self, kv: KeyValue) {
         match &mut self.0 {
             Held::Cx(cx) => cx.span().set_attribute(kv),
-            Held::Fast(span) => {
+            Held::Fast(span, ..) => {
                 if let Some(s) = span.span_mut() {
                     SpanWrite::set_attribute(s, kv);
                 }
             }
+            #[cfg(feature = "grpc")]
+            Held::Events(_) => {}
         }
     }
 
     pub(crate) fn set_status(&mut self, status: Status) {
         match &mut self.0 {
             Held::Cx(cx) => cx.span().set_status(status),
-            Held::Fast(span) => {
+            Held::Fast(span, ..) => {
                 if let Some(s) = span.span_mut() {
                     SpanWrite::set_status(s, status);
                 }
             }
+            #[cfg(feature = "grpc")]
+            Held::Events(_) => {}
         }
     }
 
+    /// An event now.
     #[cfg(feature = "grpc")]
     pub(crate) fn add_event(&mut self, name: impl Into<Cow<'static, str>>, attrs: Vec<KeyValue>) {
-        let name = name.into();
-        self.write(|s| s.add_event(name, attrs));
+        match &mut self.0 {
+            Held::Events(d) => defer(d, (name.into(), SystemTime::now(), attrs)),
+            _ => {
+                self.take_deferred(false);
+                let name = name.into();
+                self.write(|s| s.add_event(name, attrs));
+            }
+        }
     }
 
-    /// An event at `at` (a span on the short path records it now: none of its events come
-    /// from elsewhere).
+    /// An event at `at` (a message held back until its call turned out to be a stream).
     #[cfg(feature = "grpc")]
     pub(crate) fn add_event_with_timestamp(
         &mut self,
@@ -106,8 +174,12 @@ impl SpanCx {
         attrs: Vec<KeyValue>,
     ) {
         match &mut self.0 {
-            Held::Cx(cx) => cx.span().add_event_with_timestamp(name, at, attrs),
-            Held::Fast(_) => self.add_event(name, attrs),
+            Held::Events(d) => defer(d, (name.into(), at, attrs)),
+            _ => {
+                self.take_deferred(false);
+                let name = name.into();
+                self.write(|s| s.add_event_at(name, at, attrs));
+            }
         }
     }
 
@@ -120,15 +192,21 @@ impl SpanCx {
     pub(crate) fn update_name(&mut self, name: impl Into<Cow<'static, str>>) {
         match &mut self.0 {
             Held::Cx(cx) => cx.span().update_name(name),
-            Held::Fast(span) => span.rename(name.into()),
+            Held::Fast(span, ..) => span.rename(name.into()),
+            #[cfg(feature = "grpc")]
+            Held::Events(_) => {}
         }
     }
 
-    /// Ends the span.
+    /// Ends the span (a handle that records events only ends nothing).
     pub(crate) fn end(&mut self) {
+        #[cfg(feature = "grpc")]
+        self.take_deferred(true);
         match &mut self.0 {
             Held::Cx(cx) => cx.span().end(),
-            Held::Fast(span) => std::mem::replace(span, OpBox::ended()).end(),
+            Held::Fast(span, ..) => std::mem::replace(span, OpBox::ended()).end(),
+            #[cfg(feature = "grpc")]
+            Held::Events(_) => {}
         }
     }
 
@@ -136,9 +214,11 @@ impl SpanCx {
     pub(crate) fn span_context(&self) -> SpanContext {
         match &self.0 {
             Held::Cx(cx) => cx.span().span_context().clone(),
-            Held::Fast(span) => span
+            Held::Fast(span, ..) => span
                 .span()
                 .map_or_else(SpanContext::empty_context, |s| s.span_context()),
+            #[cfg(feature = "grpc")]
+            Held::Events(_) => SpanContext::empty_context(),
         }
     }
 
@@ -154,7 +234,9 @@ impl SpanCx {
     pub(crate) fn entered(&mut self) -> Entered<'_> {
         match &mut self.0 {
             Held::Cx(cx) => Entered::Cx(crate::recorder::attach(cx)),
-            Held::Fast(span) => Entered::Fast(span.entered()),
+            Held::Fast(span, ..) => Entered::Fast(span.entered()),
+            #[cfg(feature = "grpc")]
+            Held::Events(_) => Entered::Nothing,
         }
     }
 }
@@ -164,4 +246,7 @@ impl SpanCx {
 pub(crate) enum Entered<'a> {
     Cx(crate::recorder::Attached),
     Fast(crate::recorder::OpEntered<'a>),
+    /// A handle that records events only is never made current.
+    #[cfg(feature = "grpc")]
+    Nothing,
 }
