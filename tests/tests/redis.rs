@@ -538,6 +538,72 @@ fn mentions(spans: &[SpanData], marker: &str) -> Vec<String> {
     found
 }
 
+/// Server errors that quote a command's arguments (a custom command's, a script's own error
+/// text): the values are not recorded, and a script's text does not become `error.type` (nor,
+/// with it, a metric label). Found by a review; each case leaked before the fix.
+#[tokio::test]
+async fn server_errors_that_quote_arguments_are_not_recorded() {
+    let c = traced().await;
+    let k = key("geo-leak");
+    let cmd = |name: &'static str| CustomCommand::new_static(name, None, false);
+    let ((), spans) = in_root_async(async {
+        // ERR invalid longitude,latitude pair <the arguments>
+        let _ = c
+            .custom::<i64, _>(
+                cmd("GEOADD"),
+                vec![k.as_str(), "179.123456", "-91.654321", "m"],
+            )
+            .await
+            .unwrap_err();
+        // ERR Error in ACL SETUSER modifier '<the password>': Syntax error
+        let _ = c
+            .custom::<(), _>(cmd("ACL"), vec!["SETUSER", "tracer-nobody", "on", MARKER])
+            .await
+            .unwrap_err();
+        // A script's own error text, with an argument in it.
+        let _ = c
+            .custom::<(), _>(
+                cmd("EVAL"),
+                vec![
+                    "return redis.error_reply('bad card ' .. ARGV[1])",
+                    "0",
+                    MARKER,
+                ],
+            )
+            .await
+            .unwrap_err();
+        // A script's error text whose first word looks like a server's error code.
+        let _ = c
+            .custom::<(), _>(
+                cmd("EVAL"),
+                vec![
+                    "return redis.error_reply(ARGV[1])",
+                    "0",
+                    "COUPONXMASFREE rejected",
+                ],
+            )
+            .await
+            .unwrap_err();
+    })
+    .await;
+    let mut leaks = mentions(&spans, "179.123456");
+    leaks.extend(mentions(&spans, MARKER));
+    leaks.extend(mentions(&spans, "COUPONXMASFREE"));
+    assert!(leaks.is_empty(), "argument values recorded: {leaks:#?}");
+    let failed: Vec<&SpanData> = spans.iter().filter(|s| is_error(s)).collect();
+    assert_eq!(failed.len(), 4, "{:?}", names(&spans));
+    for s in &failed {
+        // The server's code where it gave one (ERR), and a message saying what is left out.
+        let message = error_message(s).unwrap();
+        assert!(message.contains("not recorded"), "{}: {message}", s.name);
+    }
+    assert_eq!(attr_str(failed[0], "error.type").as_deref(), Some("ERR"));
+    assert_eq!(
+        attr_str(failed[0], "db.response.status_code").as_deref(),
+        Some("ERR")
+    );
+}
+
 #[tokio::test]
 async fn values_and_passwords_are_never_recorded() {
     let c = traced().await;

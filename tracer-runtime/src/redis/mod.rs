@@ -26,8 +26,10 @@
 //! `db.operation.batch.size` is its command count and whose text lists its commands.
 //!
 //! Errors (refused connection, timeout, `WRONGTYPE`, `NOAUTH`, ...) set status Error with the
-//! message, `error.type` (the server's error prefix such as `WRONGTYPE`, else fred's error kind
-//! such as `IO` or `Timeout`) and an `exception` event. [`Traced::init`] and
+//! message, `error.type` (the server's error code such as `WRONGTYPE`, else fred's error kind
+//! such as `IO` or `Timeout`) and an `exception` event. A server message that may quote a
+//! command's arguments (most `ERR` messages beyond a few fixed ones, a script's own error text)
+//! is recorded as its code alone, and a script's text never becomes `error.type`. [`Traced::init`] and
 //! [`Traced::wait_for_connect`] are `redis connect` spans when called inside a request (a span is
 //! current). Every connection error the client reports is a `redis connection error` span (a
 //! root of its own trace: no caller is waiting). Set-up outside requests — connecting at
@@ -190,11 +192,99 @@ impl Meta {
     }
 }
 
-/// The message and `error.type` of a fred error. A server error's message may quote the
-/// arguments of an unknown command: that part is cut.
+/// Redis's own error codes: the first word of a server error, its status code. A first word
+/// that is none of these is text of a script's or a module's (`redis.error_reply(..)`), not a
+/// code, and may be anything.
+const ERROR_CODES: &[&str] = &[
+    "ERR",
+    "WRONGTYPE",
+    "NOSCRIPT",
+    "NOAUTH",
+    "WRONGPASS",
+    "NOPERM",
+    "BUSY",
+    "BUSYKEY",
+    "BUSYGROUP",
+    "LOADING",
+    "READONLY",
+    "MASTERDOWN",
+    "MISCONF",
+    "NOREPLICAS",
+    "OOM",
+    "EXECABORT",
+    "MOVED",
+    "ASK",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "CROSSSLOT",
+    "NOGROUP",
+    "NOPROTO",
+    "UNBLOCKED",
+    "UNKILLABLE",
+    "NOTBUSY",
+];
+
+/// The `ERR` messages recorded as the server gives them: fixed texts, or texts that name only
+/// the command (`unknown command` loses the arguments it quotes after them). Any other `ERR`
+/// message may quote an argument (`invalid longitude,latitude pair <the arguments>`, `Error in
+/// ACL SETUSER modifier '<the password>'`, a script's error): it is not recorded.
+const ERR_KEPT: &[&str] = &[
+    "ERR unknown command",
+    "ERR wrong number of arguments",
+    "ERR syntax error",
+    "ERR value is not an integer or out of range",
+    "ERR value is not a valid float",
+    "ERR value is out of range",
+    "ERR no such key",
+    "ERR index out of range",
+    "ERR increment or decrement would overflow",
+    "ERR increment would produce NaN or Infinity",
+    "ERR invalid expire time",
+    "ERR DB index is out of range",
+    "ERR max number of clients reached",
+    "ERR timeout is not a float or out of range",
+    "ERR timeout is negative",
+    "ERR bit offset is not an integer or out of range",
+    "ERR string exceeds maximum allowed size",
+    "ERR Protocol error",
+    "ERR EXEC without MULTI",
+    "ERR DISCARD without MULTI",
+    "ERR MULTI calls can not be nested",
+    "ERR WATCH inside MULTI is not allowed",
+    "ERR source and destination objects are the same",
+    "ERR The ID specified in XADD",
+    "ERR Client sent AUTH, but no password is set",
+    "ERR AUTH <password> called without any password configured",
+    "ERR This instance has cluster support disabled",
+];
+
+/// What a server error's message becomes on a span: the message when its code's messages quote
+/// no argument (a fixed text), else the code and a note that the rest is left out.
+fn server_message(code: &str, message: &str) -> String {
+    let kept = match code {
+        "ERR" => ERR_KEPT.iter().any(|k| message.starts_with(k)),
+        // Fixed texts, or texts naming a key, a group, a slot or a user, never a value.
+        _ => true,
+    };
+    if !kept {
+        return format!(
+            "{code} (the rest of the server's message is not recorded: it may quote arguments)"
+        );
+    }
+    let mut message = message.to_owned();
+    if let Some(at) = message.find(", with args beginning with") {
+        message.truncate(at);
+    }
+    message
+}
+
+/// The message and `error.type` of a fred error. A server error's code (its first word, one of
+/// Redis's [`ERROR_CODES`]) is its `error.type` and `db.response.status_code`; its message is
+/// recorded only where it cannot quote a command's arguments (see [`server_message`]). An error
+/// whose text is a script's own (no code) is recorded by its kind, without the text.
 fn record_error(span: &mut dyn SpanWrite, e: &Error) {
     let details = e.details();
-    let prefix = details
+    let first = details
         .split_whitespace()
         .next()
         .filter(|w| w.len() >= 2 && w.chars().all(|c| c.is_ascii_uppercase()));
@@ -202,21 +292,31 @@ fn record_error(span: &mut dyn SpanWrite, e: &Error) {
         "tracer.redis.error_kind",
         format!("{:?}", e.kind()),
     )];
-    let kind: Cow<'static, str> = match prefix {
-        Some(p) if !matches!(e.kind(), ErrorKind::IO | ErrorKind::Timeout) => {
+    let from_server = !matches!(e.kind(), ErrorKind::IO | ErrorKind::Timeout);
+    let code = first
+        .filter(|_| from_server)
+        .and_then(|w| ERROR_CODES.iter().find(|c| **c == w));
+    let (kind, message): (Cow<'static, str>, String) = match code {
+        Some(code) => {
             // The server's error prefix is its status code (semantic conventions for Redis).
-            extra.push(KeyValue::new(
-                semconv::DB_RESPONSE_STATUS_CODE,
-                p.to_owned(),
-            ));
-            Cow::Owned(p.to_owned())
+            extra.push(KeyValue::new(semconv::DB_RESPONSE_STATUS_CODE, *code));
+            let message = server_message(code, details);
+            (
+                Cow::Borrowed(*code),
+                format!("{}: {message}", e.kind().to_str()),
+            )
         }
-        _ => Cow::Owned(format!("{:?}", e.kind())),
+        // An error a script (or a module) made up: its text is its own, and may hold anything.
+        None if from_server && matches!(e.kind(), ErrorKind::Unknown) => (
+            Cow::Owned(format!("{:?}", e.kind())),
+            format!(
+                "{}: a script's or a module's error (its text is not recorded: it may quote \
+                 arguments)",
+                e.kind().to_str()
+            ),
+        ),
+        None => (Cow::Owned(format!("{:?}", e.kind())), e.to_string()),
     };
-    let mut message = e.to_string();
-    if let Some(at) = message.find(", with args beginning with") {
-        message.truncate(at);
-    }
     db::fail(span, kind, crate::exception::type_of(e), message, extra);
 }
 
