@@ -27,8 +27,11 @@
 //!
 //! Errors set status Error with the message, `error.type` and an `exception` event. A server
 //! error records its MySQL error code (`db.response.status_code`, also `error.type`) and its
-//! SQLSTATE (`tracer.db.sqlstate`); the parts of its message that quote a value (`Duplicate
-//! entry '...'`) are replaced by `?`. Connection errors (refused, access denied, unknown
+//! SQLSTATE (`tracer.db.sqlstate`). Its message is kept as it is only for the codes whose
+//! messages quote names alone (`Table '..' doesn't exist`, `Unknown column '..'`); a syntax
+//! error's quoted statement is sanitized as SQL; any other message has what it quotes replaced
+//! by `?` (`Duplicate entry '?' for key 'PRIMARY'`, `value is out of range in '?'`), and one
+//! that quotes nothing (a `SIGNAL`'s text) is not recorded. Connection errors (refused, access denied, unknown
 //! database) are Error on the `mysql connect` or `mysql get_conn` span.
 
 mod conn;
