@@ -12,10 +12,14 @@
 //!
 //! A statement the tokenizer cannot read (an unterminated string, say) gives no text at all rather
 //! than a guess that might carry a literal: only its leading keyword is kept, as the operation.
+//! So does a statement whose literals a server may end elsewhere than the MySQL dialect reads
+//! them: a backslash before a quote is an escape by default, but a character of the string under
+//! `NO_BACKSLASH_ESCAPES`; `$$...$$` (and `$tag$...$tag$`) is a string in PostgreSQL. When the
+//! two readings give different texts, neither is kept.
 
 use std::fmt::Write as _;
 
-use sqlparser::dialect::MySqlDialect;
+use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect};
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, Tokenizer, Whitespace, Word};
 
@@ -83,21 +87,141 @@ impl Out {
 
 /// Sanitizes one statement (or several, `;`-separated).
 pub fn sanitize(sql: &str) -> Sanitized {
-    let dialect = MySqlDialect {};
-    let tokens = match Tokenizer::new(&dialect, sql)
-        .with_unescape(false)
-        .tokenize()
+    // A control character after `--` makes a comment for the server (as whitespace does), not
+    // for the tokenizer: read as the space it stands for (in a literal it changes nothing kept).
+    let spaced;
+    let sql = if sql
+        .bytes()
+        .any(|b| b.is_ascii_control() && !b.is_ascii_whitespace())
     {
-        Ok(t) => t,
-        Err(_) => {
-            let operation = leading_keyword(sql);
-            return Sanitized {
-                text: None,
-                summary: summary(operation.as_deref(), None),
-                operation,
-                collection: None,
-            };
+        spaced = sql.replace(
+            |c: char| c.is_ascii_control() && !c.is_ascii_whitespace(),
+            " ",
+        );
+        &spaced
+    } else {
+        sql
+    };
+    let read = sanitize_as(sql, &MySqlDialect {});
+    if read.text.is_none() {
+        return read;
+    }
+    // A reading that cannot even be tokenized (an unterminated string) is not the server's:
+    // under it the statement fails to parse, and runs no literal anywhere.
+    let other = |dialect: &dyn Dialect| {
+        let text = sanitize_as(sql, dialect).text;
+        text.is_some() && text != read.text
+    };
+    let ambiguous = ((sql.contains("\\'") || sql.contains("\\\"")) && other(&NoBackslashEscapes))
+        || (dollar_quoted(sql) && other(&PostgreSqlDialect {}));
+    if ambiguous {
+        return unreadable(sql);
+    }
+    read
+}
+
+/// What is kept of a statement that cannot be read safely: its leading keyword.
+fn unreadable(sql: &str) -> Sanitized {
+    let operation = leading_keyword(sql);
+    Sanitized {
+        text: None,
+        summary: summary(operation.as_deref(), None),
+        operation,
+        collection: None,
+    }
+}
+
+/// Whether `sql` holds what PostgreSQL reads as the start of a dollar-quoted string: `$$`, or
+/// `$tag$` (a tag of letters, digits and `_`, not starting with a digit).
+fn dollar_quoted(sql: &str) -> bool {
+    let b = sql.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        c == b'$' && {
+            let tag = b[i + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+                .count();
+            b.get(i + 1 + tag) == Some(&b'$') && !b.get(i + 1).is_some_and(u8::is_ascii_digit)
         }
+    })
+}
+
+/// MySQL's dialect with a backslash in a string taken as a character of it
+/// (`NO_BACKSLASH_ESCAPES`).
+#[derive(Debug)]
+struct NoBackslashEscapes;
+
+impl Dialect for NoBackslashEscapes {
+    fn dialect(&self) -> std::any::TypeId {
+        MySqlDialect {}.dialect()
+    }
+    fn is_identifier_start(&self, ch: char) -> bool {
+        MySqlDialect {}.is_identifier_start(ch)
+    }
+    fn is_identifier_part(&self, ch: char) -> bool {
+        MySqlDialect {}.is_identifier_part(ch)
+    }
+    fn is_delimited_identifier_start(&self, ch: char) -> bool {
+        MySqlDialect {}.is_delimited_identifier_start(ch)
+    }
+    fn supports_string_literal_backslash_escape(&self) -> bool {
+        false
+    }
+    fn ignores_wildcard_escapes(&self) -> bool {
+        MySqlDialect {}.ignores_wildcard_escapes()
+    }
+    fn requires_single_line_comment_whitespace(&self) -> bool {
+        MySqlDialect {}.requires_single_line_comment_whitespace()
+    }
+    fn supports_hash_comment(&self) -> bool {
+        MySqlDialect {}.supports_hash_comment()
+    }
+    fn requires_hash_comment_space(&self) -> bool {
+        MySqlDialect {}.requires_hash_comment_space()
+    }
+    fn supports_multiline_comment_hints(&self) -> bool {
+        MySqlDialect {}.supports_multiline_comment_hints()
+    }
+    fn supports_nested_comments(&self) -> bool {
+        MySqlDialect {}.supports_nested_comments()
+    }
+    fn supports_numeric_prefix(&self) -> bool {
+        MySqlDialect {}.supports_numeric_prefix()
+    }
+    fn supports_numeric_literal_underscores(&self) -> bool {
+        MySqlDialect {}.supports_numeric_literal_underscores()
+    }
+    fn supports_non_decimal_integer_literals(&self) -> bool {
+        MySqlDialect {}.supports_non_decimal_integer_literals()
+    }
+    fn supports_string_escape_constant(&self) -> bool {
+        MySqlDialect {}.supports_string_escape_constant()
+    }
+    fn supports_national_string_literal(&self) -> bool {
+        MySqlDialect {}.supports_national_string_literal()
+    }
+    fn supports_unicode_string_literal(&self) -> bool {
+        MySqlDialect {}.supports_unicode_string_literal()
+    }
+    fn supports_triple_quoted_string(&self) -> bool {
+        MySqlDialect {}.supports_triple_quoted_string()
+    }
+    fn supports_quote_delimited_string(&self) -> bool {
+        MySqlDialect {}.supports_quote_delimited_string()
+    }
+    fn supports_dollar_placeholder(&self) -> bool {
+        MySqlDialect {}.supports_dollar_placeholder()
+    }
+    fn supports_literal_prefix_in_qualified_name(&self) -> bool {
+        MySqlDialect {}.supports_literal_prefix_in_qualified_name()
+    }
+}
+
+/// [`sanitize`] as `dialect` reads `sql`.
+fn sanitize_as(sql: &str, dialect: &dyn Dialect) -> Sanitized {
+    let tokens = match Tokenizer::new(dialect, sql).with_unescape(false).tokenize() {
+        Ok(t) => t,
+        Err(_) => return unreadable(sql),
     };
     let mut out: Vec<(bool, Out)> = Vec::with_capacity(tokens.len());
     let mut space = false;
@@ -661,6 +785,42 @@ mod tests {
             assert_eq!(s.text, None, "{sql:?}");
             assert_eq!(s.operation.as_deref(), Some("SELECT"), "{sql:?}");
         }
+    }
+
+    /// Statements whose literals a server may read differently from the MySQL dialect, and a
+    /// comment the tokenizer did not take for one: nothing of the literals is kept. Found by a
+    /// review; each leaked before.
+    #[test]
+    fn literals_read_otherwise_by_a_server_are_not_kept() {
+        // Under NO_BACKSLASH_ESCAPES `'C:\'` ends at its second quote.
+        let s = sanitize(r"SELECT 'C:\' AS home, 'Alice Smith' AS name -- don't log");
+        assert_eq!(s.text, None, "{s:?}");
+        assert_eq!(s.operation.as_deref(), Some("SELECT"));
+        // PostgreSQL's dollar-quoted strings.
+        for sql in [
+            "SELECT * FROM users WHERE pw = $$hunter2$$",
+            "SELECT * FROM users WHERE pw = $tag$hunter2$tag$",
+        ] {
+            let text = sanitize(sql).text;
+            assert!(
+                !text.as_deref().unwrap_or("").contains("hunter2"),
+                "{sql:?} -> {text:?}"
+            );
+        }
+        // `--` and a control character: a comment for the server.
+        let text = sanitize("SELECT 1 --\x01 password=hunter2").text;
+        assert_eq!(text.as_deref(), Some("SELECT ?"));
+        // Backslashes that read the same either way, and `$` that starts no string, keep the text.
+        assert_eq!(
+            sanitize(r"SELECT 'a\\b', 'c\nd' FROM t").text.as_deref(),
+            Some("SELECT ?, ? FROM t")
+        );
+        assert_eq!(
+            sanitize("SELECT price$ FROM t WHERE id = $1")
+                .text
+                .as_deref(),
+            Some("SELECT price$ FROM t WHERE id = $1")
+        );
     }
 
     #[test]
