@@ -63,6 +63,10 @@ pub struct HttpCall {
     method: &'static str,
     bytes: u64,
     server: bool,
+    /// Server side: the body bytes the response's head promises (`Content-Length`; none for an
+    /// answer to `HEAD`, a 1xx, 204 or 304), once known. hyper drops a body unread once it has
+    /// sent them: that is the whole answer, not the client going away.
+    promised: Option<u64>,
 }
 
 const PANIC_BODY: &[u8] = b"internal server error\n";
@@ -169,6 +173,7 @@ impl Sealed for Http {
             method,
             bytes: 0,
             server: true,
+            promised: None,
         };
         (name, attrs, labels, call)
     }
@@ -183,9 +188,8 @@ impl Sealed for Http {
             semconv::URL_FULL,
             super::redacted_url(req.uri()),
         ));
-        if let Some(v) = super::protocol_version(req.version()) {
-            attrs.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, v));
-        }
+        // `network.protocol.version` comes with the response: the version the exchange used
+        // (a client may speak HTTP/2 for a request that says HTTP/1.1), unknown without one.
         if let Some(len) = super::content_length(req.headers()) {
             attrs.push(KeyValue::new(semconv::HTTP_REQUEST_BODY_SIZE, len));
         }
@@ -193,6 +197,7 @@ impl Sealed for Http {
             method,
             bytes: 0,
             server: false,
+            promised: None,
         };
         (Cow::Borrowed(method), attrs, None, call)
     }
@@ -237,6 +242,14 @@ impl Sealed for Http {
             span.set_attribute(KeyValue::new(semconv::HTTP_ROUTE, kept(&route.0)));
             span.update_name(route_name(call.method, &route.0));
         }
+        call.promised = if call.method == "HEAD" || code < 200 || code == 204 || code == 304 {
+            Some(0)
+        } else {
+            resp.headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(super::content_length_of)
+                .and_then(|n| u64::try_from(n).ok())
+        };
     }
 
     fn server_failed(_call: HttpCall, cx: &mut SpanCx, error: &dyn fmt::Display) {
@@ -248,6 +261,9 @@ impl Sealed for Http {
 
     fn client_response<B>(_call: &mut HttpCall, cx: &mut SpanCx, resp: &Response<B>) {
         let span = &mut *cx;
+        if let Some(v) = super::protocol_version(resp.version()) {
+            span.set_attribute(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, v));
+        }
         let code = resp.status().as_u16();
         span.set_attribute(KeyValue::new(
             semconv::HTTP_RESPONSE_STATUS_CODE,
@@ -279,7 +295,8 @@ impl Sealed for Http {
         let span = &mut *cx;
         span.set_status(Status::error(format!("response body failed: {error}")));
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "body"));
-        Self::finish(call, cx, false);
+        // The body's own failure, not the client going away: not marked cancelled.
+        Self::finish(call, cx, true);
     }
 
     fn body_panicked(
@@ -300,6 +317,8 @@ impl Sealed for Http {
             semconv::HTTP_RESPONSE_BODY_SIZE,
             call.bytes as i64,
         ));
+        // Dropped unread after all it promised: the whole answer.
+        let complete = complete || call.promised.is_some_and(|n| call.bytes >= n);
         if !complete && call.server {
             // The client went away mid-body.
             span.set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
