@@ -280,6 +280,73 @@ async fn bidirectional_server_events_keep_their_order_and_times() {
     assert!(ss.start_time <= times[0] && times[times.len() - 1] <= ss.end_time);
 }
 
+/// An HTTP/2 server answering every request with `status`, `headers` and an empty body: a
+/// proxy, or something that is not a gRPC server.
+async fn raw_h2_server(
+    status: u16,
+    headers: &'static [(&'static str, &'static str)],
+) -> std::net::SocketAddr {
+    use http_body_util::Full;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |_req: http::Request<hyper::body::Incoming>| async move {
+                        let mut r = http::Response::new(Full::new(bytes::Bytes::new()));
+                        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                        for (k, v) in headers {
+                            r.headers_mut()
+                                .insert(*k, http::HeaderValue::from_static(v));
+                        }
+                        Ok::<_, std::convert::Infallible>(r)
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A call answered without any `grpc-status` failed for its caller (tonic: UNAVAILABLE for a
+/// proxy's 503, UNKNOWN for a 200 that never says): its span says so, with the code the gRPC
+/// spec maps the HTTP status to. (Found by a review: the span was not an error.)
+#[tokio::test]
+async fn a_call_answered_without_grpc_status_is_an_error() {
+    exporter();
+    for (status, code, name) in [
+        (503, Code::Unavailable, "UNAVAILABLE"),
+        (200, Code::Unknown, "UNKNOWN"),
+    ] {
+        let addr = raw_h2_server(status, &[("content-type", "application/grpc")]).await;
+        let mut c = client(addr, GrpcClientLayer::new());
+        let (err, spans) = in_root_async(async { c.unary(msg("x", 0)).await.unwrap_err() }).await;
+        assert_eq!(err.code(), code, "{err:?}");
+        let cs = client_span(&spans);
+        assert!(
+            is_error(cs),
+            "HTTP {status}: {:?} {:?}",
+            cs.status,
+            cs.attributes
+        );
+        assert_eq!(
+            attr_str(cs, "error.type").as_deref(),
+            Some(name),
+            "HTTP {status}"
+        );
+        assert_eq!(
+            attr(cs, "rpc.grpc.status_code"),
+            Some(&Value::I64(code as i64)),
+            "HTTP {status}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn error_statuses_follow_the_conventions() {
     let (_, mut c) = server().await;

@@ -7,6 +7,7 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -103,6 +104,9 @@ pub(crate) struct CallState {
     response: Mutex<MessageReader>,
     /// Server side: when the caller's `grpc-timeout` runs out.
     deadline: Option<Instant>,
+    /// Client side: the response gave a status (`grpc-status`, or an HTTP status that is not
+    /// 200). A response that ends without one failed for the caller (UNKNOWN).
+    status_seen: AtomicBool,
 }
 
 impl CallState {
@@ -133,7 +137,21 @@ impl Grpc {
             request_tap: req_tap,
             response: Mutex::new(MessageReader::new(server, resp_tap)),
             deadline,
+            status_seen: AtomicBool::new(false),
         }))
+    }
+}
+
+/// The gRPC code of a response that is not a gRPC answer, by its HTTP status (the gRPC spec's
+/// "HTTP to gRPC Status Code Mapping").
+fn code_of_http(status: http::StatusCode) -> i32 {
+    match status.as_u16() {
+        400 => 13,                   // INTERNAL
+        401 => 16,                   // UNAUTHENTICATED
+        403 => 7,                    // PERMISSION_DENIED
+        404 => 12,                   // UNIMPLEMENTED
+        429 | 502 | 503 | 504 => 14, // UNAVAILABLE
+        _ => 2,                      // UNKNOWN
     }
 }
 
@@ -239,8 +257,14 @@ impl Sealed for Grpc {
         end(call, cx);
     }
 
-    fn client_response<B>(_call: &mut GrpcCall, cx: &mut SpanCx, resp: &Response<B>) {
-        if let Some((code, msg)) = grpc_status(resp.headers()) {
+    fn client_response<B>(call: &mut GrpcCall, cx: &mut SpanCx, resp: &Response<B>) {
+        let status = grpc_status(resp.headers()).or_else(|| {
+            // Not a gRPC answer (a proxy's, say): the code the gRPC spec maps its HTTP status to.
+            let http = resp.status();
+            (http != http::StatusCode::OK).then(|| (code_of_http(http), format!("HTTP {http}")))
+        });
+        if let Some((code, msg)) = status {
+            call.0.status_seen.store(true, Ordering::Relaxed);
             record_status(cx, code, &msg, false);
         }
     }
@@ -269,6 +293,7 @@ impl Sealed for Grpc {
 
     fn trailers(call: &mut GrpcCall, cx: &mut SpanCx, trailers: &HeaderMap) {
         if let Some((code, msg)) = grpc_status(trailers) {
+            call.0.status_seen.store(true, Ordering::Relaxed);
             record_status(cx, code, &msg, call.0.server);
         }
     }
@@ -299,6 +324,10 @@ impl Sealed for Grpc {
     fn finish(call: GrpcCall, cx: &mut SpanCx, complete: bool) {
         if !complete {
             cx.set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
+        } else if !call.0.server && !call.0.status_seen.load(Ordering::Relaxed) {
+            // The whole response read and no status in it: the caller got UNKNOWN (tonic's
+            // "missing grpc-status"), so does the span.
+            record_status(cx, 2, "the response ended without a grpc-status", false);
         }
         end(call, cx);
     }
