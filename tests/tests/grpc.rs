@@ -347,6 +347,34 @@ async fn a_call_answered_without_grpc_status_is_an_error() {
     }
 }
 
+/// A server stream cut by its caller after the call's `grpc-timeout` ran out is
+/// DEADLINE_EXCEEDED on the server span, as a unary call dropped after its deadline is, not a
+/// cancellation. (Found by a review: the span said `tracer.cancelled`.)
+#[tokio::test]
+async fn a_deadline_passing_mid_stream_is_deadline_exceeded() {
+    let (_, mut c) = server().await;
+    let ((), spans) = in_root_async(async {
+        let mut req = tonic::Request::new(msg("slow", 0));
+        req.set_timeout(Duration::from_millis(300));
+        let mut s = c.server_stream(req).await.unwrap().into_inner();
+        // As a client that enforces its deadline on the whole call: cut after the deadline.
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_millis(450) {
+            s.message().await.unwrap().unwrap();
+        }
+    })
+    .await;
+    let ss = server_child(client_span(&spans)).await;
+    assert_eq!(
+        attr(&ss, "rpc.grpc.status_code"),
+        Some(&Value::I64(4)),
+        "{:?}",
+        ss.attributes
+    );
+    assert_eq!(attr(&ss, "tracer.cancelled"), None);
+    assert!(is_error(&ss));
+}
+
 #[tokio::test]
 async fn error_statuses_follow_the_conventions() {
     let (_, mut c) = server().await;

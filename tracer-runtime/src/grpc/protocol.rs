@@ -142,6 +142,17 @@ impl Grpc {
     }
 }
 
+/// A call dropped before it ended (its response future, or its response body mid-stream):
+/// DEADLINE_EXCEEDED on a server whose caller's `grpc-timeout` has run out (tonic answers
+/// CANCELLED on the wire; the span says what happened), else `tracer.cancelled`.
+fn cancelled_or_late(call: &GrpcCall, cx: &mut SpanCx) {
+    if call.0.server && call.0.deadline.is_some_and(|d| Instant::now() >= d) {
+        record_status(cx, 4, "deadline exceeded", true);
+    } else {
+        cx.set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
+    }
+}
+
 /// The gRPC code of a response that is not a gRPC answer, by its HTTP status (the gRPC spec's
 /// "HTTP to gRPC Status Code Mapping").
 fn code_of_http(status: http::StatusCode) -> i32 {
@@ -270,12 +281,7 @@ impl Sealed for Grpc {
     }
 
     fn dropped(call: GrpcCall, cx: &mut SpanCx) {
-        if call.0.deadline.is_some_and(|d| Instant::now() >= d) {
-            // tonic answers CANCELLED on the wire; the span says what happened.
-            record_status(cx, 4, "deadline exceeded", true);
-        } else {
-            cx.set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
-        }
+        cancelled_or_late(&call, cx);
         end(call, cx);
     }
 
@@ -323,7 +329,7 @@ impl Sealed for Grpc {
 
     fn finish(call: GrpcCall, cx: &mut SpanCx, complete: bool) {
         if !complete {
-            cx.set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
+            cancelled_or_late(&call, cx);
         } else if !call.0.server && !call.0.status_seen.load(Ordering::Relaxed) {
             // The whole response read and no status in it: the caller got UNKNOWN (tonic's
             // "missing grpc-status"), so does the span.
