@@ -449,7 +449,7 @@ fn rpc_attrs_in(
     conv: crate::semconv::Rpc,
     path: &str,
 ) -> (Cow<'static, str>, Vec<KeyValue>, Option<Labels>) {
-    let (name, parts) = rpc_names(path);
+    let (mut name, parts) = rpc_names(path);
     // Room for what the layers add at the start (server address and port, the peer's) and
     // after it (status code, error type): the list is never moved to grow.
     let mut attrs = Vec::with_capacity(12);
@@ -476,7 +476,16 @@ fn rpc_attrs_in(
         label(2, &method);
         attrs.push(KeyValue::new(semconv::RPC_METHOD, method));
         if parts.is_none() {
-            attrs.push(KeyValue::new(semconv::RPC_METHOD_ORIGINAL, path.to_owned()));
+            // No method: the span is named after the system, and the path is kept as the
+            // method's original name, written as `rpc.method` is (no leading `/`).
+            let original = path.trim_start_matches('/');
+            if !original.is_empty() {
+                attrs.push(KeyValue::new(
+                    semconv::RPC_METHOD_ORIGINAL,
+                    original.to_owned(),
+                ));
+            }
+            name = Cow::Borrowed("grpc");
         }
     } else if let Some((_, method)) = parts {
         label(2, &method);
@@ -488,6 +497,27 @@ fn rpc_attrs_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A path that names no method, in the new names: `rpc.method` is `_OTHER`, the span is
+    /// named after the system, and `rpc.method_original` is the path as `rpc.method` would be
+    /// written. (Found by a review: the span was named `no-method`, the original `/no-method`.)
+    #[test]
+    fn a_path_naming_no_method_is_other_and_named_after_the_system() {
+        let conv = crate::semconv::parse_rpc("rpc");
+        let (name, attrs, _) = rpc_attrs_in(conv, "/no-method");
+        let get = |k: &str| {
+            attrs
+                .iter()
+                .find(|kv| kv.key.as_str() == k)
+                .map(|kv| kv.value.to_string())
+        };
+        assert_eq!(name, "grpc");
+        assert_eq!(get("rpc.method").as_deref(), Some("_OTHER"));
+        assert_eq!(get("rpc.method_original").as_deref(), Some("no-method"));
+        // A known method keeps its name.
+        let (name, _, _) = rpc_attrs_in(conv, "/pkg.Svc/Call");
+        assert_eq!(name, "pkg.Svc/Call");
+    }
 
     /// The RED labels the layer gives are the ones its attributes give, in every naming
     /// (`OTEL_SEMCONV_STABILITY_OPT_IN`), and for a path that is no method's.
