@@ -47,6 +47,48 @@ where
     }
 }
 
+/// Makes `cx` current until the guard is dropped, for OpenTelemetry's API and for tracer's
+/// spans alike: what `cx.attach()` does, but `#[traced]` spans and the client layers started
+/// under it nest under `cx`'s span even when a tracer span was current (which OpenTelemetry's
+/// own `attach` does not tell tracer about). For a span you start through the `opentelemetry`
+/// API inside a handler or a `#[traced]` fn.
+///
+/// ```
+/// use opentelemetry::trace::{TraceContextExt as _, Tracer as _};
+/// # use opentelemetry_sdk::trace::{InMemorySpanExporter, SimpleSpanProcessor};
+/// # let spans = InMemorySpanExporter::default();
+/// # let _g = tracer_runtime::init("attach")
+/// #     .with_span_processor(SimpleSpanProcessor::new(spans.clone()))
+/// #     .install().unwrap();
+/// #[tracer_runtime::traced]
+/// fn step() {}
+///
+/// #[tracer_runtime::traced]
+/// fn handler() {
+///     let parent = tracer_runtime::current_context();
+///     let span = opentelemetry::global::tracer("app").start_with_context("work", &parent);
+///     let cx = parent.with_span(span);
+///     {
+///         let _attached = tracer_runtime::attach(&cx);
+///         step(); // a child of `work`
+///     }
+///     cx.span().end();
+/// }
+/// handler();
+/// # let done = spans.get_finished_spans().unwrap();
+/// # let id = |n: &str| done.iter().find(|s| s.name == n).unwrap().span_context.span_id();
+/// # assert_eq!(done.iter().find(|s| s.name == "step").unwrap().parent_span_id, id("work"));
+/// ```
+pub fn attach(cx: &opentelemetry::Context) -> recorder::Attached {
+    recorder::attach(cx)
+}
+
+/// `fut` polled with `cx` current on every poll, as [`attach`] makes it current: OpenTelemetry's
+/// `FutureExt::with_context`, but tracer's spans started in `fut` nest under `cx`'s span too.
+pub fn with_context<F: Future>(fut: F, cx: opentelemetry::Context) -> recorder::WithContext<F> {
+    recorder::with_context(fut, cx)
+}
+
 /// The trace id of the current span (32 lowercase hex digits when displayed), to put in log lines
 /// and error pages; `None` outside any span (or when the current span is not recorded and has
 /// no trace, as when tracing is off).

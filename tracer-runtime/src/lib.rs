@@ -155,8 +155,8 @@ mod warn;
 pub mod zipkin;
 
 pub use context::{
-    add_event, current_span_id, current_trace_id, in_current_context, set_attribute, spawn,
-    spawn_blocking,
+    add_event, attach, current_span_id, current_trace_id, in_current_context, set_attribute, spawn,
+    spawn_blocking, with_context,
 };
 pub use error::{
     InitError, ParseExporterError, ParsePropagatorError, ParseProtocolError, ParseSamplerError,
