@@ -153,9 +153,21 @@ pub(crate) fn intern(s: &str) -> Option<&'static str> {
 /// statement's strings.
 #[cfg(feature = "http")]
 pub(crate) fn intern_name(s: &str) -> Option<&'static str> {
-    static ALL: Interned = std::sync::Mutex::new(None);
-    intern_in(&ALL, INTERNED_NAMES_MAX, s)
+    intern_in(&NAMES, INTERNED_NAMES_MAX, s)
 }
+
+/// [`intern_name`] for a name a peer chose that no answer has shown to be real yet (a gRPC
+/// server's method before the call is answered): it may take no more than half the table, so
+/// that a peer calling made-up methods leaves room for the real ones, kept by [`intern_name`]
+/// once answered.
+#[cfg(feature = "http")]
+pub(crate) fn intern_peer_name(s: &str) -> Option<&'static str> {
+    intern_in(&NAMES, INTERNED_NAMES_MAX / 2, s)
+}
+
+/// The table of [`intern_name`].
+#[cfg(feature = "http")]
+static NAMES: Interned = std::sync::Mutex::new(None);
 
 /// Names kept by [`intern_name`] at most.
 #[cfg(feature = "http")]

@@ -70,13 +70,14 @@ mod texts {
     pub(crate) fn static_in(
         cache: &'static LocalKey<StaticTexts>,
         text: &str,
+        intern: fn(&str) -> Option<&'static str>,
     ) -> Option<&'static str> {
         super::cached(
             cache,
             quick_hash(text.as_bytes()),
             |t| (*t == text).then_some(Some(*t)),
             || {
-                let t = crate::attrs::intern_name(text);
+                let t = intern(text);
                 (t, t)
             },
         )

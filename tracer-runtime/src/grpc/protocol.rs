@@ -104,6 +104,9 @@ pub(crate) struct CallState {
     response: Mutex<MessageReader>,
     /// Server side: when the caller's `grpc-timeout` runs out.
     deadline: Option<Instant>,
+    /// Server side: the call's path when its names were not kept as it came (see
+    /// [`learn_names`]).
+    unkept: Option<Box<str>>,
     /// Client side: the response gave a status (`grpc-status`, or an HTTP status that is not
     /// 200). A response that ends without one failed for the caller (UNKNOWN).
     status_seen: AtomicBool,
@@ -138,7 +141,18 @@ impl Grpc {
             response: Mutex::new(MessageReader::new(server, resp_tap)),
             deadline,
             status_seen: AtomicBool::new(false),
+            unkept: None,
         }))
+    }
+}
+
+/// A server's call answered `code`: a method whose names were not kept is real unless it is
+/// UNIMPLEMENTED (see [`learn_names`]).
+fn answered(call: &GrpcCall, code: i32) {
+    if code != 12
+        && let Some(path) = &call.0.unkept
+    {
+        learn_names(path);
     }
 }
 
@@ -199,11 +213,15 @@ impl Sealed for Grpc {
         client_addr: Option<SocketAddr>,
     ) -> Start<GrpcCall> {
         let path = req.uri().path();
-        let (name, mut attrs, labels) = rpc_attrs(path);
-        // A service or method name the process does not keep (its table of names chosen by
-        // peers is full, or the name is too long) is a name the caller chose: `_OTHER` in the
-        // RED labels, as the conventions have it for an unknown method, so that a peer cannot
-        // make series (or interned label values) at will. The span keeps the name.
+        let (name, mut attrs, labels) = rpc_attrs(path, true);
+        // A service or method name the process does not keep (the part of its table a peer's
+        // names may take is full, or the name is too long) is a name the caller chose:
+        // `_OTHER` in the RED labels, as the conventions have it for an unknown method, so that
+        // a peer cannot make series (or interned label values) at will. The span keeps the
+        // name; an answer other than UNIMPLEMENTED keeps it for the method's next calls.
+        let unkept = labels
+            .is_none()
+            .then(|| Box::<str>::from(path.trim_start_matches('/')));
         let labels = labels.or_else(|| {
             let old = crate::semconv::rpc().old;
             Some(Labels([Some("grpc"), old.then_some(OTHER), Some(OTHER)]))
@@ -227,12 +245,16 @@ impl Sealed for Grpc {
             ));
         }
         let deadline = super::deadline::deadline(req.headers());
-        (name, attrs, labels, self.call(path, true, deadline))
+        let mut call = self.call(path, true, deadline);
+        if let Some(state) = Arc::get_mut(&mut call.0) {
+            state.unkept = unkept;
+        }
+        (name, attrs, labels, call)
     }
 
     fn client_span<B>(&self, req: &Request<B>, server: Option<&ServerAddr>) -> Start<GrpcCall> {
         let path = req.uri().path();
-        let (name, mut attrs, labels) = rpc_attrs(path);
+        let (name, mut attrs, labels) = rpc_attrs(path, false);
         let scheme = req.uri().scheme_str().unwrap_or("http");
         push_server_address(&mut attrs, req, server, scheme);
         (name, attrs, labels, self.call(path, false, None))
@@ -256,9 +278,10 @@ impl Sealed for Grpc {
         status_head(13, message)
     }
 
-    fn server_response<B>(_call: &mut GrpcCall, cx: &mut SpanCx, resp: &Response<B>) {
+    fn server_response<B>(call: &mut GrpcCall, cx: &mut SpanCx, resp: &Response<B>) {
         if let Some((code, msg)) = grpc_status(resp.headers()) {
             // A trailers-only response: the status is in the head.
+            answered(call, code);
             record_status(cx, code, &msg, true);
         }
     }
@@ -300,6 +323,7 @@ impl Sealed for Grpc {
     fn trailers(call: &mut GrpcCall, cx: &mut SpanCx, trailers: &HeaderMap) {
         if let Some((code, msg)) = grpc_status(trailers) {
             call.0.status_seen.store(true, Ordering::Relaxed);
+            answered(call, code);
             record_status(cx, code, &msg, call.0.server);
         }
     }
@@ -395,8 +419,10 @@ thread_local! {
         const { std::cell::RefCell::new([None; RPC_NAME_SLOTS]) };
 }
 
-/// `package.Service/Method` from `/package.Service/Method`, with its two halves.
-fn rpc_names(path: &str) -> Names {
+/// `package.Service/Method` from `/package.Service/Method`, with its two halves. `peer`: a
+/// path a peer sent (a server's), whose names may take only part of the table of kept names
+/// until an answer shows them real (see [`learn_names`]).
+fn rpc_names(path: &str, peer: bool) -> Names {
     let trimmed = path.trim_start_matches('/');
     crate::hash::cached(
         &RPC_NAMES,
@@ -404,16 +430,29 @@ fn rpc_names(path: &str) -> Names {
         |&(full, svc, method)| {
             (full == trimmed).then(|| (full.into(), Some((svc.into(), method.into()))))
         },
-        || split_names(trimmed),
+        || {
+            let kept = if peer {
+                crate::stack::attrs::kept_peer_name
+            } else {
+                crate::stack::attrs::kept_name
+            };
+            split_names(trimmed, kept)
+        },
     )
 }
 
-/// [`rpc_names`] of a path not found in the thread's cache, and the entry to keep for it when
-/// the process keeps its three names.
-fn split_names(trimmed: &str) -> (Names, Option<KeptNames>) {
+/// Keeps the names of a method a server answered (with anything but UNIMPLEMENTED) whose
+/// names were not kept when the call came: it is real, and its next calls are counted under its
+/// names. A method a peer made up, answered UNIMPLEMENTED, takes no room from the real ones.
+fn learn_names(trimmed: &str) {
+    let _ = split_names(trimmed, crate::stack::attrs::kept_name);
+}
+
+/// [`rpc_names`] of a path not found in the thread's cache, each name kept by `kept`, and the
+/// entry to keep for it when the process keeps its three names.
+fn split_names(trimmed: &str, kept: fn(&str) -> Name) -> (Names, Option<KeptNames>) {
     // A service's methods are few: their names are kept for the process (bounded), and a span
     // shares them.
-    use crate::stack::attrs::kept_name as kept;
     match trimmed.split_once('/') {
         Some((svc, method)) if !svc.is_empty() && !method.is_empty() && !method.contains('/') => {
             let (full, svc, method) = (kept(trimmed), kept(svc), kept(method));
@@ -439,8 +478,8 @@ fn split_names(trimmed: &str) -> (Names, Option<KeptNames>) {
 /// and its RED labels (system, service, method: the last `rpc.method` recorded) when every one
 /// of them is a name kept for the process.
 #[allow(deprecated)]
-fn rpc_attrs(path: &str) -> (Cow<'static, str>, Vec<KeyValue>, Option<Labels>) {
-    rpc_attrs_in(crate::semconv::rpc(), path)
+fn rpc_attrs(path: &str, peer: bool) -> (Cow<'static, str>, Vec<KeyValue>, Option<Labels>) {
+    rpc_attrs_in(crate::semconv::rpc(), path, peer)
 }
 
 /// [`rpc_attrs`] in the names `conv` asks for.
@@ -448,8 +487,9 @@ fn rpc_attrs(path: &str) -> (Cow<'static, str>, Vec<KeyValue>, Option<Labels>) {
 fn rpc_attrs_in(
     conv: crate::semconv::Rpc,
     path: &str,
+    peer: bool,
 ) -> (Cow<'static, str>, Vec<KeyValue>, Option<Labels>) {
-    let (mut name, parts) = rpc_names(path);
+    let (mut name, parts) = rpc_names(path, peer);
     // Room for what the layers add at the start (server address and port, the peer's) and
     // after it (status code, error type): the list is never moved to grow.
     let mut attrs = Vec::with_capacity(12);
@@ -504,7 +544,7 @@ mod tests {
     #[test]
     fn a_path_naming_no_method_is_other_and_named_after_the_system() {
         let conv = crate::semconv::parse_rpc("rpc");
-        let (name, attrs, _) = rpc_attrs_in(conv, "/no-method");
+        let (name, attrs, _) = rpc_attrs_in(conv, "/no-method", true);
         let get = |k: &str| {
             attrs
                 .iter()
@@ -515,7 +555,7 @@ mod tests {
         assert_eq!(get("rpc.method").as_deref(), Some("_OTHER"));
         assert_eq!(get("rpc.method_original").as_deref(), Some("no-method"));
         // A known method keeps its name.
-        let (name, _, _) = rpc_attrs_in(conv, "/pkg.Svc/Call");
+        let (name, _, _) = rpc_attrs_in(conv, "/pkg.Svc/Call", true);
         assert_eq!(name, "pkg.Svc/Call");
     }
 
@@ -532,7 +572,7 @@ mod tests {
                 "/",
                 "/no-method",
             ] {
-                let (_, attrs, labels) = rpc_attrs_in(conv, path);
+                let (_, attrs, labels) = rpc_attrs_in(conv, path, false);
                 let labels = labels.expect("the names are kept");
                 for kind in [
                     opentelemetry::trace::SpanKind::Server,
@@ -555,21 +595,24 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(
-            rpc_names("/tracer.test.Echo/Unary").1,
+            rpc_names("/tracer.test.Echo/Unary", true).1,
             Some(("tracer.test.Echo".into(), "Unary".into()))
         );
         // Again, from the thread's cache: the same names, kept ones.
-        let (full, parts) = rpc_names("/tracer.test.Echo/Unary");
+        let (full, parts) = rpc_names("/tracer.test.Echo/Unary", true);
         assert!(matches!(full, Cow::Borrowed("tracer.test.Echo/Unary")));
         assert!(matches!(
             parts,
             Some((Cow::Borrowed("tracer.test.Echo"), Cow::Borrowed("Unary")))
         ));
-        assert_eq!(rpc_names("/a.B/C").1, Some(("a.B".into(), "C".into())));
         assert_eq!(
-            rpc_names("/tracer.test.Echo/Unary").0,
+            rpc_names("/a.B/C", true).1,
+            Some(("a.B".into(), "C".into()))
+        );
+        assert_eq!(
+            rpc_names("/tracer.test.Echo/Unary", true).0,
             "tracer.test.Echo/Unary"
         );
-        assert_eq!(rpc_names("/").0, "grpc");
+        assert_eq!(rpc_names("/", true).0, "grpc");
     }
 }

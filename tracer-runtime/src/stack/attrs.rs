@@ -63,13 +63,21 @@ const PEER_SLOTS: usize = 16;
 /// names as it will (see [`crate::attrs::intern_name`]): the caller makes a copy of its own.
 #[cfg(feature = "http")]
 pub(crate) fn static_name(text: &str) -> Option<&'static str> {
-    crate::hash::static_in(&NAMES, text)
+    crate::hash::static_in(&NAMES, text, crate::attrs::intern_name)
 }
 
 /// `name` as [`static_name`] keeps it, else a copy of its own.
 #[cfg(feature = "http")]
 pub(crate) fn kept_name(name: &str) -> std::borrow::Cow<'static, str> {
     static_name(name).map_or_else(|| name.to_owned().into(), Into::into)
+}
+
+/// [`kept_name`] for a name a peer chose that no answer has shown to be real yet (see
+/// [`crate::attrs::intern_peer_name`]).
+#[cfg(feature = "http")]
+pub(crate) fn kept_peer_name(name: &str) -> std::borrow::Cow<'static, str> {
+    crate::hash::static_in(&NAMES, name, crate::attrs::intern_peer_name)
+        .map_or_else(|| name.to_owned().into(), Into::into)
 }
 
 /// An IP address as an attribute value (`client.address`, `network.peer.address`): written once
