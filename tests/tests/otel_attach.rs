@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use common::*;
 use http::{Request, Response};
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use opentelemetry::trace::{SpanId, SpanKind, TraceContextExt as _, Tracer as _};
 use tracer_runtime::grpc::{GrpcClientLayer, GrpcServerLayer};
