@@ -131,10 +131,10 @@ impl<T: IntoAttrValue> IntoAttrValue for Option<T> {
 }
 
 /// Strings kept for the process by [`intern`]: at most this many ...
-#[cfg(any(feature = "redis", feature = "sql"))]
+#[cfg(any(feature = "redis", feature = "mysql"))]
 const INTERNED_MAX: usize = 4096;
 /// ... of at most this many bytes each (1 MiB in all at most).
-#[cfg(any(feature = "redis", feature = "sql", feature = "http"))]
+#[cfg(any(feature = "redis", feature = "mysql", feature = "http"))]
 const INTERNED_LEN_MAX: usize = 256;
 
 /// `s` kept for the process, the same `&'static str` for equal strings: for the few strings
@@ -142,7 +142,7 @@ const INTERNED_LEN_MAX: usize = 256;
 /// name such as `SELECT users`), so that a span's copy of one is a pointer's, with neither an
 /// allocation nor a reference count to touch. Bounded ([`INTERNED_MAX`] strings of at most
 /// [`INTERNED_LEN_MAX`] bytes): past that, `None`, and the caller keeps a copy of its own.
-#[cfg(any(feature = "redis", feature = "sql"))]
+#[cfg(any(feature = "redis", feature = "mysql"))]
 pub(crate) fn intern(s: &str) -> Option<&'static str> {
     static ALL: Interned = std::sync::Mutex::new(None);
     intern_in(&ALL, INTERNED_MAX, s)
@@ -160,7 +160,7 @@ pub(crate) fn intern_name(s: &str) -> Option<&'static str> {
 /// server's method before the call is answered): it may take no more than half the table, so
 /// that a peer calling made-up methods leaves room for the real ones, kept by [`intern_name`]
 /// once answered.
-#[cfg(feature = "http")]
+#[cfg(feature = "grpc")]
 pub(crate) fn intern_peer_name(s: &str) -> Option<&'static str> {
     intern_in(&NAMES, INTERNED_NAMES_MAX / 2, s)
 }
@@ -173,11 +173,11 @@ static NAMES: Interned = std::sync::Mutex::new(None);
 #[cfg(feature = "http")]
 const INTERNED_NAMES_MAX: usize = 1024;
 
-#[cfg(any(feature = "redis", feature = "sql", feature = "http"))]
+#[cfg(any(feature = "redis", feature = "mysql", feature = "http"))]
 type Interned = std::sync::Mutex<Option<std::collections::HashSet<&'static str>>>;
 
 /// [`intern`] in `all`, which keeps at most `max` strings.
-#[cfg(any(feature = "redis", feature = "sql", feature = "http"))]
+#[cfg(any(feature = "redis", feature = "mysql", feature = "http"))]
 fn intern_in(all: &Interned, max: usize, s: &str) -> Option<&'static str> {
     if s.len() > INTERNED_LEN_MAX {
         return None;
@@ -198,7 +198,7 @@ fn intern_in(all: &Interned, max: usize, s: &str) -> Option<&'static str> {
 }
 
 /// An attribute value that the spans of a client or a statement all repeat (see [`Consts`]).
-#[cfg(any(feature = "redis", feature = "sql"))]
+#[cfg(any(feature = "redis", feature = "mysql"))]
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Const {
     /// Kept for the process (see [`intern`]).
@@ -209,7 +209,7 @@ pub(crate) enum Const {
     Int(i64),
 }
 
-#[cfg(any(feature = "redis", feature = "sql"))]
+#[cfg(any(feature = "redis", feature = "mysql"))]
 impl Const {
     /// `s`, kept for the process if it can be, else shared.
     pub(crate) fn str(s: &str) -> Const {
@@ -234,11 +234,11 @@ impl Const {
 /// each span: their keys are the conventions' constants and their values [`Const`]s, so a copy
 /// is made in place (a few instructions each) where cloning a `KeyValue` goes through its
 /// generic `Clone` (~80 instructions each).
-#[cfg(any(feature = "redis", feature = "sql"))]
+#[cfg(any(feature = "redis", feature = "mysql"))]
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Consts(Vec<(&'static str, Const)>);
 
-#[cfg(any(feature = "redis", feature = "sql"))]
+#[cfg(any(feature = "redis", feature = "mysql"))]
 impl Consts {
     pub(crate) fn push(&mut self, key: &'static str, value: Const) {
         self.0.push((key, value));
@@ -269,7 +269,7 @@ impl Consts {
     }
 }
 
-#[cfg(all(test, any(feature = "redis", feature = "sql")))]
+#[cfg(all(test, any(feature = "redis", feature = "mysql")))]
 mod intern_tests {
     use super::*;
 

@@ -29,6 +29,7 @@ pub(crate) fn name(code: i64) -> Option<&'static str> {
 }
 
 /// `text` when it is a code's name, as the process's own copy (an unknown one: `None`).
+#[cfg(feature = "metrics")]
 pub(crate) fn known(text: &str) -> Option<&'static str> {
     NAMES.iter().copied().find(|n| *n == text)
 }

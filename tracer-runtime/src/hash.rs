@@ -128,7 +128,7 @@ pub(crate) fn cached<E: 'static, R, const N: usize>(
 /// the caches of statement records and command texts (each entry is compared in full).
 #[inline]
 #[cfg_attr(
-    not(any(feature = "redis", feature = "sql", feature = "http")),
+    not(any(feature = "redis", feature = "mysql", feature = "http")),
     allow(dead_code)
 )]
 pub(crate) fn quick_hash(b: &[u8]) -> u64 {

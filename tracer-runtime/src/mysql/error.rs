@@ -56,7 +56,8 @@ const NAMES_ONLY_CODES: &[u16] = &[
 /// A server error message without the values it may quote.
 ///
 /// - Syntax errors: the statement quoted after `near '` is sanitized as SQL.
-/// - Codes whose messages quote names only ([`NAMES_ONLY_CODES`]): kept as they are.
+/// - Codes whose messages quote names only (tables, columns, keys, databases, users): kept as
+///   they are.
 /// - Any other code: what its message quotes (from its first `'` to its last, but a trailing
 ///   `' for key '..'` or `' at row ..`) becomes `'?'`; a message that quotes nothing is not kept
 ///   at all, as it may be a value whole (a `SIGNAL`'s `MESSAGE_TEXT`).

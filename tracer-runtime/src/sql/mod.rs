@@ -24,7 +24,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, Tokenizer, Whitespace, Word};
 
 // Used by the SQL client integrations (`mysql`); `sql` alone only sanitizes.
-#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+#[cfg(feature = "mysql")]
 mod statement;
 #[cfg(feature = "mysql")]
 pub(crate) use statement::{Statement, statement};

@@ -74,7 +74,7 @@ pub(crate) fn kept_name(name: &str) -> std::borrow::Cow<'static, str> {
 
 /// [`kept_name`] for a name a peer chose that no answer has shown to be real yet (see
 /// [`crate::attrs::intern_peer_name`]).
-#[cfg(feature = "http")]
+#[cfg(feature = "grpc")]
 pub(crate) fn kept_peer_name(name: &str) -> std::borrow::Cow<'static, str> {
     crate::hash::static_in(&NAMES, name, crate::attrs::intern_peer_name)
         .map_or_else(|| name.to_owned().into(), Into::into)
