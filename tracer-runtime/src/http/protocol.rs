@@ -65,8 +65,8 @@ pub struct HttpCall {
     server: bool,
     /// Server side: the body bytes the response's head promises (`Content-Length`; none for an
     /// answer to `HEAD`, a 1xx, 204 or 304), once known. hyper drops a body unread once it has
-    /// sent them: that is the whole answer, not the client going away.
-    promised: Option<u64>,
+    /// sent them: that is the whole answer, not the client going away. `u64::MAX`: unknown.
+    promised: u64,
 }
 
 const PANIC_BODY: &[u8] = b"internal server error\n";
@@ -173,7 +173,7 @@ impl Sealed for Http {
             method,
             bytes: 0,
             server: true,
-            promised: None,
+            promised: u64::MAX,
         };
         (name, attrs, labels, call)
     }
@@ -197,7 +197,7 @@ impl Sealed for Http {
             method,
             bytes: 0,
             server: false,
-            promised: None,
+            promised: u64::MAX,
         };
         (Cow::Borrowed(method), attrs, None, call)
     }
@@ -243,12 +243,17 @@ impl Sealed for Http {
             span.update_name(route_name(call.method, &route.0));
         }
         call.promised = if call.method == "HEAD" || code < 200 || code == 204 || code == 304 {
-            Some(0)
+            0
         } else {
-            resp.headers()
-                .get(http::header::CONTENT_LENGTH)
+            // Found in a pass over the few headers of a response, not by a lookup (a hash).
+            let [length] = crate::stack::headers::first_values(
+                resp.headers(),
+                [&http::header::CONTENT_LENGTH],
+            );
+            length
                 .and_then(super::content_length_of)
                 .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(u64::MAX)
         };
     }
 
@@ -318,7 +323,7 @@ impl Sealed for Http {
             call.bytes as i64,
         ));
         // Dropped unread after all it promised: the whole answer.
-        let complete = complete || call.promised.is_some_and(|n| call.bytes >= n);
+        let complete = complete || call.bytes >= call.promised;
         if !complete && call.server {
             // The client went away mid-body.
             span.set_attribute(KeyValue::new(crate::__private::CANCELLED, true));

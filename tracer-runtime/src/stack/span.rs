@@ -97,8 +97,18 @@ impl SpanCx {
     /// The events [`shared`](Self::shared) handles recorded, put on the span (the owner's);
     /// `last`: the span ends, and no more are taken.
     #[cfg(feature = "grpc")]
-    #[inline]
+    #[inline(always)]
     fn take_deferred(&mut self, last: bool) {
+        if matches!(self.0, Held::Fast(_, Some(_))) {
+            self.put_deferred(last);
+        }
+    }
+
+    /// [`take_deferred`](Self::take_deferred) when there is a handle that records events.
+    #[cfg(feature = "grpc")]
+    #[cold]
+    #[inline(never)]
+    fn put_deferred(&mut self, last: bool) {
         if let Held::Fast(span, Some(d)) = &mut self.0 {
             let mut held = d.lock().unwrap_or_else(PoisonError::into_inner);
             let events = if last {
