@@ -1248,6 +1248,21 @@ impl Drop for Fast {
     }
 }
 
+impl Fast {
+    /// An event at `at` on the span.
+    fn event_at(&mut self, name: Cow<'static, str>, at: SystemTime, attrs: Vec<KeyValue>) {
+        let more = self.more();
+        add_event_to(
+            &mut more.events,
+            &mut more.logs,
+            &mut more.logs_dropped,
+            name,
+            at,
+            attrs,
+        );
+    }
+}
+
 impl SpanWrite for Fast {
     #[inline]
     fn set_attribute(&mut self, kv: KeyValue) {
@@ -1268,27 +1283,11 @@ impl SpanWrite for Fast {
         }
     }
     fn add_event(&mut self, name: Cow<'static, str>, attrs: Vec<KeyValue>) {
-        let more = self.more();
-        add_event_to(
-            &mut more.events,
-            &mut more.logs,
-            &mut more.logs_dropped,
-            name,
-            SystemTime::now(),
-            attrs,
-        );
+        self.event_at(name, SystemTime::now(), attrs);
     }
     #[cfg(feature = "grpc")]
     fn add_event_at(&mut self, name: Cow<'static, str>, at: SystemTime, attrs: Vec<KeyValue>) {
-        let more = self.more();
-        add_event_to(
-            &mut more.events,
-            &mut more.logs,
-            &mut more.logs_dropped,
-            name,
-            at,
-            attrs,
-        );
+        self.event_at(name, at, attrs);
     }
     fn set_status(&mut self, status: Status) {
         let more = self.more();
