@@ -476,6 +476,12 @@ impl LabelSet {
                 (Kind::RpcServer | Kind::RpcClient, 3, Value::String(s)) => {
                     Lv::Static(crate::grpc_codes::known(s.as_str()).unwrap_or("_OTHER"))
                 }
+                // `error.type` of a status gRPC does not define is that number: `_OTHER` too.
+                (Kind::RpcServer | Kind::RpcClient, 4, Value::String(s))
+                    if s.as_str().bytes().all(|b| b.is_ascii_digit() || b == b'-') =>
+                {
+                    Lv::Static("_OTHER")
+                }
                 _ => Lv::of(&kv.value),
             };
             // A server's UNIMPLEMENTED: a method it does not know, named by its caller. Its
@@ -1582,6 +1588,12 @@ mod tests {
             ];
             let mut p = Pending::layer(Some(&m), &SpanKind::Server, None, None, &attrs).unwrap();
             p.set(status);
+            // The span's `error.type` is the code as the peer sent it: `_OTHER` as a label too.
+            let code = match &status.value {
+                Value::I64(c) => c.to_string(),
+                other => other.as_str().into_owned(),
+            };
+            p.set(&KeyValue::new(semconv::ERROR_TYPE, code));
             p.end(&m);
         }
         let text = m.encode().unwrap();
@@ -1592,7 +1604,7 @@ mod tests {
         assert_eq!(
             counts,
             [
-                r#"rpc_server_call_duration_seconds_count{rpc_system="grpc",rpc_service="demo.Echo",rpc_method="Say",rpc_response_status_code="_OTHER"} 3"#
+                r#"rpc_server_call_duration_seconds_count{rpc_system="grpc",rpc_service="demo.Echo",rpc_method="Say",rpc_response_status_code="_OTHER",error_type="_OTHER"} 3"#
             ],
             "{text}"
         );

@@ -10,9 +10,10 @@ use crate::stack::span::SpanCx;
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 /// The codes a server answers for its own faults: Error on the server span (the semantic
-/// conventions' table); every other non-OK code is the caller's doing.
+/// conventions' table); every other non-OK code is the caller's doing. A code gRPC does not
+/// define is one too: its caller takes it for UNKNOWN.
 pub(crate) fn is_server_fault(code: i32) -> bool {
-    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+    matches!(code, 2 | 4 | 12 | 13 | 14 | 15) || !(0..=16).contains(&code)
 }
 
 /// The status headers' names, parsed once: looking a header up by a `&str` parses the name
@@ -67,6 +68,12 @@ pub(crate) fn percent_encode(s: &str) -> String {
     out
 }
 
+/// The `error.type` of a failed status: the code's name, or the code itself when gRPC does not
+/// define it (as `rpc.response.status_code` records it).
+pub(crate) fn error_type(code: i32) -> std::borrow::Cow<'static, str> {
+    crate::grpc_codes::name(i64::from(code)).map_or_else(|| code.to_string().into(), Into::into)
+}
+
 /// Records a final gRPC status on the span of `cx`. `server`: only server-fault codes are Error.
 #[allow(deprecated)]
 pub(crate) fn record_status(cx: &mut SpanCx, code: i32, message: &str, server: bool) {
@@ -91,13 +98,14 @@ pub(crate) fn record_status(cx: &mut SpanCx, code: i32, message: &str, server: b
         code != 0
     };
     if is_error {
-        let name = name.unwrap_or("UNKNOWN");
-        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, name));
+        // The code as the status attribute has it (its name, or the number gRPC does not name).
+        let kind = error_type(code);
         span.set_status(Status::error(if message.is_empty() {
-            name.to_owned()
+            kind.clone().into_owned()
         } else {
             message.to_owned()
         }));
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, kind));
     }
 }
 
@@ -120,6 +128,10 @@ mod tests {
         assert!(
             is_server_fault(13) && is_server_fault(4) && !is_server_fault(3) && !is_server_fault(5)
         );
+        // A code gRPC does not define: a caller takes it for UNKNOWN, a server fault.
+        assert!(is_server_fault(42) && is_server_fault(-1));
+        assert_eq!(error_type(14), "UNAVAILABLE");
+        assert_eq!(error_type(42), "42");
         assert_eq!(
             percent_decode(&percent_encode("bad % thing\nhere é")),
             "bad % thing\nhere é"
