@@ -104,12 +104,21 @@ pub(crate) struct CallState {
     response: Mutex<MessageReader>,
     /// Server side: when the caller's `grpc-timeout` runs out.
     deadline: Option<Instant>,
+    /// A request body's `rpc.message` events waiting for the span's holder (a span on the
+    /// recorder's short path: see `stack::span`).
+    deferred: crate::stack::span::Deferred,
     /// Server side: the call's path when its names were not kept as it came (see
     /// [`learn_names`]).
     unkept: Option<Box<str>>,
     /// Client side: the response gave a status (`grpc-status`, or an HTTP status that is not
     /// 200). A response that ends without one failed for the caller (UNKNOWN).
     status_seen: AtomicBool,
+}
+
+impl crate::stack::span::EventSink for CallState {
+    fn deferred(&self) -> &crate::stack::span::Deferred {
+        &self.deferred
+    }
 }
 
 impl CallState {
@@ -142,6 +151,7 @@ impl Grpc {
             deadline,
             status_seen: AtomicBool::new(false),
             unkept: None,
+            deferred: crate::stack::span::deferred(),
         }))
     }
 }
@@ -369,7 +379,7 @@ impl WrapRequest<tonic::body::Body> for Grpc {
         call: &mut GrpcCall,
         cx: &mut SpanCx,
     ) -> Request<tonic::body::Body> {
-        let cx = cx.shared();
+        let cx = cx.shared(|| Arc::clone(&call.0) as Arc<dyn crate::stack::span::EventSink>);
         let reader = MessageReader::new(!call.0.server, call.0.request_tap.clone());
         let shared = Arc::clone(&call.0);
         req.map(move |b| tonic::body::Body::new(GrpcRequestBody::new(b, cx, shared, reader)))

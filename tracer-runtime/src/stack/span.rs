@@ -25,25 +25,43 @@ enum Held {
     Cx(Context),
     /// On the short path; with the events another handle recorded (see [`SpanCx::shared`]),
     /// not yet on the span.
-    Fast(OpBox, #[cfg(feature = "grpc")] Option<Arc<Deferred>>),
+    Fast(OpBox, #[cfg(feature = "grpc")] Option<Arc<dyn EventSink>>),
     /// Another handle on a span on the short path, which has one owner: it records events only
     /// (a gRPC request body's messages), which the owner puts on the span.
     #[cfg(feature = "grpc")]
-    Events(Arc<Deferred>),
+    Events(Arc<dyn EventSink>),
 }
 
 /// Events recorded through [`Held::Events`], each with its time, waiting for the span's owner;
 /// `None` once the span has ended (later events are dropped, as an ended span's are).
 #[cfg(feature = "grpc")]
-type Deferred = Mutex<Option<Vec<DeferredEvent>>>;
+pub(crate) type Deferred = Mutex<Option<Vec<DeferredEvent>>>;
 
 #[cfg(feature = "grpc")]
 type DeferredEvent = (Cow<'static, str>, SystemTime, Vec<KeyValue>);
 
+/// Where the events of a handle that records events only wait for the span's owner: a place in
+/// what the call keeps already (a gRPC call's state), so that no allocation is made for it.
+#[cfg(feature = "grpc")]
+pub(crate) trait EventSink: Send + Sync {
+    fn deferred(&self) -> &Deferred;
+}
+
+/// An empty [`Deferred`].
+#[cfg(feature = "grpc")]
+pub(crate) const fn deferred() -> Deferred {
+    Mutex::new(Some(Vec::new()))
+}
+
 /// Records an event through a handle that records events only (see [`SpanCx::shared`]).
 #[cfg(feature = "grpc")]
-fn defer(d: &Deferred, event: DeferredEvent) {
-    if let Some(events) = d.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+fn defer(d: &dyn EventSink, event: DeferredEvent) {
+    if let Some(events) = d
+        .deferred()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_mut()
+    {
         events.push(event);
     }
 }
@@ -83,13 +101,14 @@ impl SpanCx {
     /// response is under way. A span on the short path has one owner, this handle: the other
     /// one records events only, which this one puts on the span before its own events and
     /// before it ends, so that they keep their order.
+    /// The events wait in `sink` (the call's state).
     #[cfg(feature = "grpc")]
-    pub(crate) fn shared(&mut self) -> SpanCx {
+    pub(crate) fn shared(&mut self, sink: impl FnOnce() -> Arc<dyn EventSink>) -> SpanCx {
         match &mut self.0 {
             Held::Cx(cx) => SpanCx::in_context(cx.clone()),
-            Held::Fast(_, deferred) => SpanCx(Held::Events(Arc::clone(
-                deferred.get_or_insert_with(|| Arc::new(Mutex::new(Some(Vec::new())))),
-            ))),
+            Held::Fast(_, deferred) => {
+                SpanCx(Held::Events(Arc::clone(deferred.get_or_insert_with(sink))))
+            }
             Held::Events(d) => SpanCx(Held::Events(Arc::clone(d))),
         }
     }
@@ -110,7 +129,7 @@ impl SpanCx {
     #[inline(never)]
     fn put_deferred(&mut self, last: bool) {
         if let Held::Fast(span, Some(d)) = &mut self.0 {
-            let mut held = d.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut held = d.deferred().lock().unwrap_or_else(PoisonError::into_inner);
             let events = if last {
                 held.take()
             } else {
@@ -166,7 +185,7 @@ impl SpanCx {
     #[cfg(feature = "grpc")]
     pub(crate) fn add_event(&mut self, name: impl Into<Cow<'static, str>>, attrs: Vec<KeyValue>) {
         match &mut self.0 {
-            Held::Events(d) => defer(d, (name.into(), SystemTime::now(), attrs)),
+            Held::Events(d) => defer(&**d, (name.into(), SystemTime::now(), attrs)),
             _ => {
                 self.take_deferred(false);
                 let name = name.into();
@@ -184,7 +203,7 @@ impl SpanCx {
         attrs: Vec<KeyValue>,
     ) {
         match &mut self.0 {
-            Held::Events(d) => defer(d, (name.into(), at, attrs)),
+            Held::Events(d) => defer(&**d, (name.into(), at, attrs)),
             _ => {
                 self.take_deferred(false);
                 let name = name.into();
