@@ -107,6 +107,8 @@ pub(crate) struct CallState {
     /// A request body's `rpc.message` events waiting for the span's holder (a span on the
     /// recorder's short path: see `stack::span`).
     deferred: crate::stack::span::Deferred,
+    /// Some of them wait.
+    deferred_any: AtomicBool,
     /// Server side: the call's path when its names were not kept as it came (see
     /// [`learn_names`]).
     unkept: Option<Box<str>>,
@@ -116,8 +118,8 @@ pub(crate) struct CallState {
 }
 
 impl crate::stack::span::EventSink for CallState {
-    fn deferred(&self) -> &crate::stack::span::Deferred {
-        &self.deferred
+    fn deferred(&self) -> (&crate::stack::span::Deferred, &AtomicBool) {
+        (&self.deferred, &self.deferred_any)
     }
 }
 
@@ -152,6 +154,7 @@ impl Grpc {
             status_seen: AtomicBool::new(false),
             unkept: None,
             deferred: crate::stack::span::deferred(),
+            deferred_any: AtomicBool::new(false),
         }))
     }
 }

@@ -44,7 +44,9 @@ type DeferredEvent = (Cow<'static, str>, SystemTime, Vec<KeyValue>);
 /// what the call keeps already (a gRPC call's state), so that no allocation is made for it.
 #[cfg(feature = "grpc")]
 pub(crate) trait EventSink: Send + Sync {
-    fn deferred(&self) -> &Deferred;
+    /// The events, and whether some wait (looked at before the lock is taken: most calls have
+    /// none).
+    fn deferred(&self) -> (&Deferred, &std::sync::atomic::AtomicBool);
 }
 
 /// An empty [`Deferred`].
@@ -56,13 +58,14 @@ pub(crate) const fn deferred() -> Deferred {
 /// Records an event through a handle that records events only (see [`SpanCx::shared`]).
 #[cfg(feature = "grpc")]
 fn defer(d: &dyn EventSink, event: DeferredEvent) {
-    if let Some(events) = d
-        .deferred()
+    let (events, any) = d.deferred();
+    if let Some(events) = events
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .as_mut()
     {
         events.push(event);
+        any.store(true, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -129,7 +132,13 @@ impl SpanCx {
     #[inline(never)]
     fn put_deferred(&mut self, last: bool) {
         if let Held::Fast(span, Some(d)) = &mut self.0 {
-            let mut held = d.deferred().lock().unwrap_or_else(PoisonError::into_inner);
+            let (events, any) = d.deferred();
+            // None waits (an event recorded after this look is taken by the next one, or
+            // dropped with the call's state if the span ends first).
+            if !any.swap(false, std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+            let mut held = events.lock().unwrap_or_else(PoisonError::into_inner);
             let events = if last {
                 held.take()
             } else {
