@@ -162,13 +162,14 @@ impl Field {
             (lit.value(), lit.to_token_stream())
         } else {
             let first: Ident = input.call(Ident::parse_any)?;
-            let mut key = first.to_string();
+            // A raw identifier's name, without `r#` (`r#type` is `type`).
+            let mut key = first.unraw().to_string();
             let mut tokens = first.to_token_stream();
             while input.peek(Token![.]) {
                 let dot: Token![.] = input.parse()?;
                 let next: Ident = input.call(Ident::parse_any)?;
                 key.push('.');
-                key.push_str(&next.to_string());
+                key.push_str(&next.unraw().to_string());
                 dot.to_tokens(&mut tokens);
                 next.to_tokens(&mut tokens);
             }

@@ -241,14 +241,29 @@ pub(crate) fn returns_impl_future(sig: &Signature) -> bool {
 /// The name a type gives its methods' spans: `Foo` for `Foo<T>`, `a::Foo`, `&Foo`.
 pub(crate) fn type_display_name(ty: &syn::Type) -> String {
     match ty {
-        syn::Type::Path(p) => p
-            .path
-            .segments
-            .last()
-            .map_or_else(|| ty.to_token_stream().to_string(), |s| s.ident.to_string()),
+        syn::Type::Path(p) => p.path.segments.last().map_or_else(
+            || ty.to_token_stream().to_string(),
+            |s| syn::ext::IdentExt::unraw(&s.ident).to_string(),
+        ),
         syn::Type::Reference(r) => type_display_name(&r.elem),
         syn::Type::Paren(p) => type_display_name(&p.elem),
         syn::Type::Group(g) => type_display_name(&g.elem),
-        other => other.to_token_stream().to_string().replace(' ', ""),
+        // `dyn Trait` (`impl dyn Describe`): the words kept apart, punctuation not spaced.
+        other => {
+            let spaced = other.to_token_stream().to_string();
+            let mut out = String::with_capacity(spaced.len());
+            let words = |c: char| c.is_alphanumeric() || c == '_';
+            let chars: Vec<char> = spaced.chars().collect();
+            for (i, &c) in chars.iter().enumerate() {
+                let between_words = c == ' '
+                    && i > 0
+                    && chars.get(i + 1).is_some_and(|&n| words(n))
+                    && words(chars[i - 1]);
+                if c != ' ' || between_words {
+                    out.push(c);
+                }
+            }
+            out
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
+use syn::ext::IdentExt as _;
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{Block, Expr, ImplItem, Item, ItemFn, ItemImpl, ReturnType, Signature, Stmt};
@@ -63,7 +64,7 @@ fn traced_fn(mut f: ItemFn, args: &TracedArgs) -> syn::Result<TokenStream> {
     let name = args
         .name
         .as_ref()
-        .map_or_else(|| f.sig.ident.to_string(), |(_, l)| l.value());
+        .map_or_else(|| f.sig.ident.unraw().to_string(), |(_, l)| l.value());
     *f.block = rewrite(&f.sig, &f.block, args, &name)?;
     Ok(quote!(#f))
 }
@@ -116,10 +117,10 @@ fn traced_impl(mut imp: ItemImpl, outer: &TracedArgs) -> syn::Result<TokenStream
         }
         let args = args.merged_over(outer);
         diagnostics::check_fn(&m.sig, &m.attrs, &args)?;
-        let name = args
-            .name
-            .as_ref()
-            .map_or_else(|| format!("{ty_name}::{}", m.sig.ident), |(_, l)| l.value());
+        let name = args.name.as_ref().map_or_else(
+            || format!("{ty_name}::{}", m.sig.ident.unraw()),
+            |(_, l)| l.value(),
+        );
         m.block = rewrite(&m.sig, &m.block, &args, &name)?;
     }
     Ok(quote!(#imp))
@@ -176,7 +177,7 @@ fn prelude(
     let mut stmts = Vec::new();
     if let Some((_, names)) = &args.args {
         for n in names {
-            let key = n.to_string();
+            let key = n.unraw().to_string();
             stmts.push(quote!(#n_attrs.debug(#key, &#n);));
         }
     }
@@ -248,8 +249,11 @@ fn on_done(p: &TokenStream, args: &TracedArgs) -> TokenStream {
         quote_spanned! {kw_span=>
             {
                 #[allow(unused_imports)]
-                use #p::{ViaDisplay as _, ViaDynError as _, ViaDynErrorSendSync as _, ViaError as _};
-                (&&&&#p::ErrRef(#n_e)).__tracer_record_err(#n_live);
+                use #p::{
+                    ViaDisplay as _, ViaDynError as _, ViaDynErrorSend as _,
+                    ViaDynErrorSendSync as _, ViaError as _,
+                };
+                (&&&&&#p::ErrRef(#n_e)).__tracer_record_err(#n_live);
             }
         }
     };

@@ -91,7 +91,7 @@ pub trait ViaError {
     /// Records the error on the span.
     fn __tracer_record_err(&self, live: &mut Live);
 }
-impl<E: std::error::Error + ?Sized> ViaError for &&&ErrRef<'_, E> {
+impl<E: std::error::Error + ?Sized> ViaError for &&&&ErrRef<'_, E> {
     fn __tracer_record_err(&self, live: &mut Live) {
         let e = self.0;
         live.record_error(
@@ -107,12 +107,31 @@ pub trait ViaDynErrorSendSync {
     /// Records the error on the span.
     fn __tracer_record_err(&self, live: &mut Live);
 }
-impl<E> ViaDynErrorSendSync for &&ErrRef<'_, E>
+impl<E> ViaDynErrorSendSync for &&&ErrRef<'_, E>
 where
     E: Deref<Target = dyn std::error::Error + Send + Sync + 'static> + ?Sized,
 {
     fn __tracer_record_err(&self, live: &mut Live) {
         let e: &(dyn std::error::Error + Send + Sync) = &**self.0;
+        live.record_error(
+            &dyn_type_name(std::any::type_name::<E>(), e),
+            e.to_string(),
+            source_chain(e.source()),
+        );
+    }
+}
+
+/// `Box<dyn Error + Send>`: message and chain through the deref.
+pub trait ViaDynErrorSend {
+    /// Records the error on the span.
+    fn __tracer_record_err(&self, live: &mut Live);
+}
+impl<E> ViaDynErrorSend for &&ErrRef<'_, E>
+where
+    E: Deref<Target = dyn std::error::Error + Send + 'static> + ?Sized,
+{
+    fn __tracer_record_err(&self, live: &mut Live) {
+        let e: &(dyn std::error::Error + Send) = &**self.0;
         live.record_error(
             &dyn_type_name(std::any::type_name::<E>(), e),
             e.to_string(),
