@@ -98,3 +98,20 @@ fn err_box_dyn_error_send_has_its_source_chain() {
         Some("[\"disk full\"]".to_owned())
     );
 }
+
+#[traced]
+fn make_fut(x: u32) -> impl std::future::Future<Output = u32> {
+    assert!(x > 0, "x must be positive");
+    async move { x }
+}
+
+/// A panic while an `-> impl Future` fn builds its future is recorded on its span, as in any
+/// traced fn. (Found by a review: the span ended with no status.)
+#[test]
+fn panic_while_building_an_impl_future_is_recorded() {
+    let (caught, spans) = in_root(|| std::panic::catch_unwind(|| make_fut(0)).map(|_| ()));
+    assert!(caught.is_err());
+    let s = named(&spans, "make_fut");
+    assert!(is_error(s));
+    assert_eq!(error_message(s).as_deref(), Some("x must be positive"));
+}

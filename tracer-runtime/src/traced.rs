@@ -490,12 +490,16 @@ pub fn enter<R>(span: &mut Option<Live>, f: impl FnOnce() -> R) -> R {
     out
 }
 
-/// Makes the span no longer current if `f` of [`enter`] panics, and ends it.
+/// Makes the span no longer current if `f` of [`enter`] panics, records the panic and ends it.
 struct Exit(Option<Entered>);
 
 impl Drop for Exit {
     fn drop(&mut self) {
-        if let Some(live) = self.0.take().and_then(Entered::exit) {
+        // Still held: `f` is unwinding (its normal return takes it first).
+        if let Some(mut live) = self.0.take().and_then(Entered::exit) {
+            if std::thread::panicking() {
+                live.record_unwinding_panic();
+            }
             live.end();
         }
     }
