@@ -75,3 +75,20 @@ async fn fields_of_an_async_fn_are_computed_when_it_is_called() {
         Some(&Value::I64(5))
     );
 }
+
+#[traced(fields(user = name, tenant = tenant.as_str()))]
+fn greet(name: &str, tenant: String) -> usize {
+    name.len() + tenant.len()
+}
+
+/// A borrowed `&str` (a parameter, not a literal) is a value too. (Found by a review: only a
+/// `&'static str` was, and this did not compile.)
+#[test]
+fn a_borrowed_str_is_a_value() {
+    let who = String::from("ada");
+    let tenant = String::from("t1");
+    let (_, spans) = in_root(|| greet(&who, tenant));
+    let s = named(&spans, "greet");
+    assert_eq!(attr_str(s, "user").as_deref(), Some("ada"));
+    assert_eq!(attr_str(s, "tenant").as_deref(), Some("t1"));
+}

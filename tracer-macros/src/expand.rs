@@ -186,6 +186,18 @@ fn prelude(
             let key = &f.key;
             let v = &f.value;
             stmts.push(match f.sigil {
+                // A string literal is kept as it is (no copy); any other `&str` is copied.
+                Sigil::Value
+                    if matches!(
+                        v,
+                        Expr::Lit(syn::ExprLit {
+                            lit: syn::Lit::Str(_),
+                            ..
+                        })
+                    ) =>
+                {
+                    quote!(#n_attrs.value(#key, #p::StaticStr(#v));)
+                }
                 Sigil::Value => quote!(#n_attrs.value(#key, #v);),
                 Sigil::Debug => quote!(#n_attrs.debug(#key, &(#v));),
                 Sigil::Display => quote!(#n_attrs.display(#key, &(#v));),

@@ -6,7 +6,7 @@
 
 pub use opentelemetry::trace::SpanKind;
 
-pub use crate::attrs::{Attrs, IntoAttrValue, VALUE_CAP, no_attrs};
+pub use crate::attrs::{Attrs, IntoAttrValue, StaticStr, VALUE_CAP, no_attrs};
 pub use crate::switch::on;
 pub use crate::traced::{
     Begun, CANCELLED, Instrumented, Live, Meta, SyncGuard, enter, no_record, run_sync, start,

@@ -88,6 +88,10 @@ pub(crate) fn capped_to(cap: usize, args: fmt::Arguments<'_>) -> String {
     c.s
 }
 
+/// A string literal in `fields(key = "...")`: recorded without a copy.
+#[derive(Debug, Clone, Copy)]
+pub struct StaticStr(pub &'static str);
+
 /// Values `fields(key = expr)` accepts without a sigil.
 pub trait IntoAttrValue {
     /// `None` records nothing (for `Option::None`).
@@ -117,7 +121,9 @@ into_attr! {
     isize => |v| i64::try_from(v).map_or_else(|_| Value::String(v.to_string().into()), Value::I64),
     f32 => |v| Value::F64(v.into()),
     f64 => |v| Value::F64(v),
-    &'static str => |v| Value::from(v),
+    // Any `&str` (a parameter's too), copied: a literal is given as `StaticStr` by the macro.
+    &str => |v| Value::from(v.to_owned()),
+    StaticStr => |v| Value::from(v.0),
     String => |v| Value::from(v),
     &String => |v| Value::from(v.clone()),
     Cow<'static, str> => |v| Value::from(v),
