@@ -140,7 +140,13 @@ impl fmt::Debug for GrpcCall {
 }
 
 impl Grpc {
-    fn call(&self, path: &str, server: bool, deadline: Option<Instant>) -> GrpcCall {
+    fn call(
+        &self,
+        path: &str,
+        server: bool,
+        deadline: Option<Instant>,
+        unkept: Option<Box<str>>,
+    ) -> GrpcCall {
         let (req_tap, resp_tap) = match &self.payloads {
             Some(p) => p.for_path(path),
             None => (None, None),
@@ -152,7 +158,7 @@ impl Grpc {
             response: Mutex::new(MessageReader::new(server, resp_tap)),
             deadline,
             status_seen: AtomicBool::new(false),
-            unkept: None,
+            unkept,
             deferred: crate::stack::span::deferred(),
             deferred_any: AtomicBool::new(false),
         }))
@@ -258,11 +264,7 @@ impl Sealed for Grpc {
             ));
         }
         let deadline = super::deadline::deadline(req.headers());
-        let mut call = self.call(path, true, deadline);
-        if let Some(state) = Arc::get_mut(&mut call.0) {
-            state.unkept = unkept;
-        }
-        (name, attrs, labels, call)
+        (name, attrs, labels, self.call(path, true, deadline, unkept))
     }
 
     fn client_span<B>(&self, req: &Request<B>, server: Option<&ServerAddr>) -> Start<GrpcCall> {
@@ -270,7 +272,7 @@ impl Sealed for Grpc {
         let (name, mut attrs, labels) = rpc_attrs(path, false);
         let scheme = req.uri().scheme_str().unwrap_or("http");
         push_server_address(&mut attrs, req, server, scheme);
-        (name, attrs, labels, self.call(path, false, None))
+        (name, attrs, labels, self.call(path, false, None, None))
     }
 
     fn refused(cx: &mut SpanCx, message: &str) {

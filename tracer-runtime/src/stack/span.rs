@@ -193,14 +193,7 @@ impl SpanCx {
     /// An event now.
     #[cfg(feature = "grpc")]
     pub(crate) fn add_event(&mut self, name: impl Into<Cow<'static, str>>, attrs: Vec<KeyValue>) {
-        match &mut self.0 {
-            Held::Events(d) => defer(&**d, (name.into(), SystemTime::now(), attrs)),
-            _ => {
-                self.take_deferred(false);
-                let name = name.into();
-                self.write(|s| s.add_event(name, attrs));
-            }
-        }
+        self.add_event_with_timestamp(name, SystemTime::now(), attrs);
     }
 
     /// An event at `at` (a message held back until its call turned out to be a stream).
