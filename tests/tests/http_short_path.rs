@@ -60,16 +60,17 @@ async fn handler(
         .replace(' ', "");
     async_child().await;
     let mut leaf = String::new();
-    if let (Some(addr), "/call") = (downstream, req.uri().path()) {
+    if let (Some(addr), "/call" | "/call-with-baggage") = (downstream, req.uri().path()) {
         let client = tower::ServiceBuilder::new()
             .layer(HttpClientLayer::new())
             .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
+        let mut call = Request::get(format!("http://{addr}/leaf"));
+        if req.uri().path() == "/call-with-baggage" {
+            // A header of the handler's own, beside the context's baggage.
+            call = call.header("baggage", "feature=beta,tenant=mine");
+        }
         let resp = client
-            .oneshot(
-                Request::get(format!("http://{addr}/leaf"))
-                    .body(Full::new(Bytes::new()))
-                    .unwrap(),
-            )
+            .oneshot(call.body(Full::new(Bytes::new())).unwrap())
             .await
             .unwrap();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -174,6 +175,37 @@ async fn a_request_with_baggage_keeps_its_span_in_the_context() {
     assert_eq!(seen[2], "true", "{body}");
     assert_eq!(seen[3], "tenant=acme", "{body}");
     assert_eq!(seen[1], trace, "{body}");
+}
+
+/// A `baggage` header the handler put on its own request is merged with the context's baggage,
+/// not replaced by it: its members are kept (its value wins for a key both have), the
+/// context's others added, and the call path after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baggage_header_of_the_callers_is_merged_with_the_contexts() {
+    let leaf = serve(None).await;
+    let addr = serve(Some(leaf)).await;
+    let traceparent = format!("00-6bf92f3577b34da6a3ce929d0e0e4736-{PARENT}-01");
+    let body = get(
+        &format!("http://{addr}/call-with-baggage"),
+        &[
+            ("traceparent", traceparent.as_str()),
+            ("baggage", "tenant=acme,region=eu,tracer.path=1:upstream"),
+        ],
+    )
+    .await;
+    let (_, leaf) = body.split_once(" | ").unwrap();
+    let leaf: Vec<&str> = leaf.split(' ').collect();
+    let members: Vec<&str> = leaf[4].split(',').collect();
+    assert_eq!(
+        &members[..3],
+        ["feature=beta", "tenant=mine", "region=eu"],
+        "the leaf's baggage: {body}"
+    );
+    assert_eq!(members.len(), 4, "the leaf's baggage: {body}");
+    assert!(
+        members[3].starts_with("tracer.path=2:upstream>"),
+        "the leaf's baggage: {body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

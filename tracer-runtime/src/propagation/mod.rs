@@ -11,6 +11,8 @@ mod b3;
 mod jaeger;
 mod w3c;
 
+pub(crate) use w3c::merge_header;
+
 pub use b3::{B3Encoding, B3Propagator};
 pub use jaeger::JaegerPropagator;
 pub(crate) use w3c::format_traceparent;

@@ -255,6 +255,60 @@ pub(crate) fn format_baggage(cx: &Context) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
+/// The key of a baggage list member (`key = value; properties`), trimmed; empty if none.
+pub(crate) fn member_key(member: &str) -> &str {
+    member.split(['=', ';']).next().unwrap_or("").trim()
+}
+
+/// A request's own `baggage` header values (`existing`) with the members of `ours` (the
+/// context's baggage, as [`format_baggage`] writes it) merged in: the request's members are kept
+/// as they are, and win for a key both have (set on this request, they say more than the
+/// context it was made in); each of ours whose key they lack follows, while the whole stays
+/// within the W3C limits. `None` when the request's values are not text: then they are left.
+pub(crate) fn merge_header<'a>(
+    existing: impl Iterator<Item = &'a [u8]>,
+    ours: &str,
+) -> Option<String> {
+    let mut out = String::new();
+    let mut keys: Vec<&str> = Vec::new();
+    let mut n = 0;
+    let existing: Vec<&str> = existing
+        .map(std::str::from_utf8)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    for member in existing.iter().flat_map(|v| v.split(',')) {
+        let member = member.trim();
+        if member.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(member);
+        keys.push(member_key(member));
+        n += 1;
+    }
+    for member in ours.split(',') {
+        if n >= MAX_MEMBERS {
+            break;
+        }
+        let key = member_key(member);
+        if key.is_empty() || keys.contains(&key) {
+            continue;
+        }
+        let extra = member.len() + usize::from(!out.is_empty());
+        if out.len() + extra > MAX_BYTES {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(member);
+        n += 1;
+    }
+    Some(out)
+}
+
 /// `cx` with `items` added to its baggage (later items win over earlier ones of the same key).
 pub(crate) fn merge_baggage(cx: &Context, items: Vec<KeyValueMetadata>) -> Context {
     if items.is_empty() {

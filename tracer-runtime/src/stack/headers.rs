@@ -107,6 +107,17 @@ impl Injector for HeadersMut<'_> {
                 Err(_) => return,
             },
         };
+        // A `baggage` header the request already has (the caller's own) is merged with the
+        // context's, not replaced by it.
+        let value = if name == BAGGAGE && self.0.contains_key(&BAGGAGE) {
+            let existing = self.0.get_all(&BAGGAGE).iter().map(HeaderValue::as_bytes);
+            match crate::propagation::merge_header(existing, &value) {
+                Some(merged) => merged,
+                None => return,
+            }
+        } else {
+            value
+        };
         if let Ok(value) = HeaderValue::try_from(value) {
             self.0.insert(name, value);
         }
@@ -120,6 +131,44 @@ impl Injector for HeadersMut<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_requests_own_baggage_is_merged_with_the_contexts() {
+        let merged = |existing: &[&'static str], ours: &str| {
+            let mut h = HeaderMap::new();
+            for v in existing {
+                h.append(BAGGAGE, HeaderValue::from_static(v));
+            }
+            HeadersMut(&mut h).set("baggage", ours.to_owned());
+            let all: Vec<&str> = h
+                .get_all(BAGGAGE)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            all.join(" | ")
+        };
+        // None of the request's own: the context's as it is.
+        assert_eq!(merged(&[], "b=9,d=4"), "b=9,d=4");
+        // The request's kept (its value wins), the context's others after them, as one value.
+        assert_eq!(
+            merged(&["a=1, b=2", "c=3;p"], "b=9,d=4;q,a =7"),
+            "a=1,b=2,c=3;p,d=4;q"
+        );
+        // Within the limits: no member of the context's past 64 members or 8 192 bytes.
+        let full: String = (0..64)
+            .map(|i| format!("k{i}=v"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let full: &'static str = Box::leak(full.into_boxed_str());
+        assert_eq!(merged(&[full], "extra=1"), full);
+        let long: &'static str = Box::leak(format!("big={}", "x".repeat(8184)).into_boxed_str());
+        assert_eq!(merged(&[long], "extra=1,e=2"), format!("{long},e=2"));
+        // A value that is not text is left as it is.
+        let mut h = HeaderMap::new();
+        h.insert(BAGGAGE, HeaderValue::from_bytes(b"a=\xff").unwrap());
+        HeadersMut(&mut h).set("baggage", "b=1".to_owned());
+        assert_eq!(h.get(BAGGAGE).unwrap().as_bytes(), b"a=\xff");
+    }
 
     #[test]
     fn reads_as_the_header_extractor_does() {
