@@ -60,6 +60,100 @@ async fn ok_200_has_the_semantic_convention_attributes() {
     );
 }
 
+/// Behind a proxy, `client.address` is the client the proxy names (`Forwarded`'s first `for`,
+/// else `X-Forwarded-For`'s first address) and `network.peer.address` the proxy itself, as the
+/// HTTP conventions ask; a forwarded value that is not an IP address (a name, `unknown`, an
+/// obfuscated `_id`) is not recorded, and the peer is the client.
+#[tokio::test]
+async fn a_forwarded_client_is_the_client_address_and_the_proxy_the_peer() {
+    let addr = server().await;
+    let cases: [(&str, &[(&str, &str)], &str, Option<i64>); 6] = [
+        (
+            "/ok/fwd-xff",
+            &[("x-forwarded-for", "203.0.113.7, 10.0.0.1")],
+            "203.0.113.7",
+            None,
+        ),
+        (
+            "/ok/fwd-forwarded",
+            &[
+                (
+                    "forwarded",
+                    "For=\"[2001:db8::1]:4711\";proto=https, for=10.0.0.1",
+                ),
+                ("x-forwarded-for", "198.51.100.9"),
+            ],
+            "2001:db8::1",
+            Some(4711),
+        ),
+        (
+            "/ok/fwd-v4-port",
+            &[(
+                "forwarded",
+                "proto=http;for=192.0.2.60:8080;by=203.0.113.43",
+            )],
+            "192.0.2.60",
+            Some(8080),
+        ),
+        (
+            "/ok/fwd-unknown",
+            &[
+                ("forwarded", "for=unknown"),
+                ("x-forwarded-for", "198.51.100.9"),
+            ],
+            "198.51.100.9",
+            None,
+        ),
+        (
+            "/ok/fwd-name",
+            &[("x-forwarded-for", "evil.example, 10.0.0.1")],
+            "127.0.0.1",
+            None,
+        ),
+        (
+            "/ok/fwd-hidden",
+            &[("forwarded", "for=_hidden")],
+            "127.0.0.1",
+            None,
+        ),
+    ];
+    for (path, headers, _, _) in &cases {
+        let (status, _, _) = get_plain(&format!("http://{addr}{path}"), headers).await;
+        assert_eq!(status, 200);
+    }
+    for (path, _, client, port) in cases {
+        let s = server_span(path).await;
+        assert_eq!(
+            attr_str(&s, "client.address").as_deref(),
+            Some(client),
+            "{path}"
+        );
+        let forwarded = client != "127.0.0.1";
+        if forwarded {
+            assert_eq!(
+                attr(&s, "client.port"),
+                port.map(Value::I64).as_ref(),
+                "{path}"
+            );
+            assert_eq!(
+                attr_str(&s, "network.peer.address").as_deref(),
+                Some("127.0.0.1"),
+                "{path}"
+            );
+            assert!(
+                matches!(attr(&s, "network.peer.port"), Some(Value::I64(p)) if *p > 0),
+                "{path}"
+            );
+        } else {
+            assert!(
+                matches!(attr(&s, "client.port"), Some(Value::I64(p)) if *p > 0),
+                "{path}"
+            );
+            assert_eq!(attr(&s, "network.peer.address"), None, "{path}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_query_is_recorded_with_its_values_redacted() {
     let addr = server().await;

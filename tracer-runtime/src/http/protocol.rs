@@ -98,7 +98,10 @@ impl Sealed for Http {
         scheme: &'static str,
         client_addr: Option<SocketAddr>,
     ) -> Start<HttpCall> {
-        let mut attrs = Vec::with_capacity(12);
+        let headers = ServerHeaders::of(req.headers());
+        let forwarded = headers.forwarded_client();
+        // Room for the response's attributes too (and a proxy's two): never moved to grow.
+        let mut attrs = Vec::with_capacity(if forwarded.is_some() { 14 } else { 12 });
         let method = super::method_attrs(req.method(), &mut attrs);
         let route = self
             .route
@@ -142,20 +145,37 @@ impl Sealed for Http {
             Some("https") => Cow::Borrowed("https"),
             Some(other) => Cow::Owned(other.to_owned()),
         };
-        let headers = ServerHeaders::of(req.headers());
         push_server_address_with(&mut attrs, req, None, Some(headers.host), &scheme);
         attrs.push(KeyValue::new(semconv::URL_SCHEME, scheme));
-        if let Some(addr) = req
+        let peer = req
             .extensions()
             .get::<ClientAddr>()
             .map(|c| c.0)
-            .or(client_addr)
-        {
+            .or(client_addr);
+        // Behind a proxy that names the client, the client is that one and the peer the proxy
+        // (the HTTP conventions' `client.address` is the client behind any intermediaries).
+        let (client, peer) = match forwarded {
+            Some((ip, port)) => (Some((ip, port)), peer),
+            None => (peer.map(|p| (p.ip(), Some(p.port()))), None),
+        };
+        if let Some((ip, port)) = client {
             attrs.push(KeyValue::new(
                 semconv::CLIENT_ADDRESS,
-                crate::stack::attrs::ip_value(addr.ip()),
+                crate::stack::attrs::ip_value(ip),
             ));
-            attrs.push(KeyValue::new(semconv::CLIENT_PORT, i64::from(addr.port())));
+            if let Some(port) = port {
+                attrs.push(KeyValue::new(semconv::CLIENT_PORT, i64::from(port)));
+            }
+        }
+        if let Some(peer) = peer {
+            attrs.push(KeyValue::new(
+                semconv::NETWORK_PEER_ADDRESS,
+                crate::stack::attrs::ip_value(peer.ip()),
+            ));
+            attrs.push(KeyValue::new(
+                semconv::NETWORK_PEER_PORT,
+                i64::from(peer.port()),
+            ));
         }
         if let Some(ua) = headers
             .user_agent

@@ -181,19 +181,85 @@ pub(crate) struct ServerHeaders<'a> {
     pub(crate) host: Option<&'a HeaderValue>,
     pub(crate) user_agent: Option<&'a HeaderValue>,
     pub(crate) content_length: Option<&'a HeaderValue>,
+    pub(crate) forwarded: Option<&'a HeaderValue>,
+    pub(crate) x_forwarded_for: Option<&'a HeaderValue>,
 }
+
+/// `X-Forwarded-For`, the de-facto form of RFC 7239's `Forwarded: for=`.
+pub(crate) static X_FORWARDED_FOR: http::HeaderName =
+    http::HeaderName::from_static("x-forwarded-for");
 
 impl<'a> ServerHeaders<'a> {
     pub(crate) fn of(headers: &'a HeaderMap) -> Self {
-        use http::header::{CONTENT_LENGTH, HOST, USER_AGENT};
-        let [host, user_agent, content_length] =
-            super::headers::first_values(headers, [&HOST, &USER_AGENT, &CONTENT_LENGTH]);
+        use http::header::{CONTENT_LENGTH, FORWARDED, HOST, USER_AGENT};
+        let [host, user_agent, content_length, forwarded, x_forwarded_for] =
+            super::headers::first_values(
+                headers,
+                [
+                    &HOST,
+                    &USER_AGENT,
+                    &CONTENT_LENGTH,
+                    &FORWARDED,
+                    &X_FORWARDED_FOR,
+                ],
+            );
         ServerHeaders {
             host,
             user_agent,
             content_length,
+            forwarded,
+            x_forwarded_for,
         }
     }
+
+    /// The client a proxy in front of the server names, with its port when given: the first
+    /// element's `for` of `Forwarded` (RFC 7239), else the first address of `X-Forwarded-For`.
+    /// An IP address only: a name, `unknown` or an obfuscated identifier (`_hidden`) is none
+    /// (the conventions' `client.address` takes a name only when known without a lookup, and a
+    /// caller's free text would reach the span). Either header is what the caller and the
+    /// proxies say, not checked.
+    pub(crate) fn forwarded_client(&self) -> Option<(IpAddr, Option<u16>)> {
+        if let Some(first) = self
+            .forwarded
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            && let Some(node) = first.split(';').find_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
+            })
+        {
+            let node = node
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(node);
+            if let found @ Some(_) = forwarded_node(node) {
+                return found;
+            }
+        }
+        let first = self
+            .x_forwarded_for
+            .and_then(|v| v.to_str().ok())?
+            .split(',')
+            .next()?;
+        forwarded_node(first.trim())
+    }
+}
+
+/// A forwarded node (RFC 7239 §6: `ip`, `ip:port`, `[ipv6]`, `[ipv6]:port`; a bare IPv6 address
+/// as `X-Forwarded-For` writes it): its address, and its port when it is a number.
+fn forwarded_node(node: &str) -> Option<(IpAddr, Option<u16>)> {
+    if let Some(rest) = node.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        let ip = ip.parse::<std::net::Ipv6Addr>().ok()?;
+        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+        return Some((IpAddr::V6(ip), port));
+    }
+    if let Ok(ip) = node.parse::<IpAddr>() {
+        return Some((ip, None));
+    }
+    let (ip, port) = node.rsplit_once(':')?;
+    let ip = ip.parse::<std::net::Ipv4Addr>().ok()?;
+    Some((IpAddr::V4(ip), port.parse().ok()))
 }
 
 /// Bytes of a `Host` header's host: 1 = a reg-name's or an IPv4 address's (unreserved and
@@ -316,6 +382,34 @@ pub(crate) fn push_server_address_with<B>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_nodes_are_ip_addresses_with_their_ports() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(forwarded_node("[::1]"), Some((ip("::1"), None)));
+        assert_eq!(forwarded_node("[::1]:80"), Some((ip("::1"), Some(80))));
+        assert_eq!(
+            forwarded_node("2001:db8::2"),
+            Some((ip("2001:db8::2"), None))
+        );
+        assert_eq!(
+            forwarded_node("192.0.2.1:_p"),
+            Some((ip("192.0.2.1"), None))
+        );
+        for not in [
+            "", "[zz]", "[::1", "unknown", "_hidden", "host:80", "1.2.3:4", "::1]:80",
+        ] {
+            assert_eq!(forwarded_node(not), None, "{not:?}");
+        }
+        // Only the first element of `Forwarded`; a value that is not text is none.
+        let mut h = HeaderMap::new();
+        h.insert(
+            "forwarded",
+            HeaderValue::from_static("by=10.0.0.1, for=192.0.2.9"),
+        );
+        h.insert("x-forwarded-for", HeaderValue::from_bytes(b"\xff").unwrap());
+        assert_eq!(ServerHeaders::of(&h).forwarded_client(), None);
+    }
 
     #[test]
     fn host_and_port() {
