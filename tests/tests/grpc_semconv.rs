@@ -90,6 +90,53 @@ async fn semconv_probe() {
             new
         );
     }
+
+    // A method the server does not have (answered UNIMPLEMENTED): in the new names, the
+    // conventions' `_OTHER` with the caller's name as `rpc.method_original`, the span named
+    // after the system; in the old ones, the name as it came.
+    {
+        use grpc_support::pb::Msg;
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy();
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.unwrap();
+        let e = grpc
+            .unary(
+                tonic::Request::new(msg("x", 1)),
+                "/made.up.Svc/Nope".parse().unwrap(),
+                tonic_prost::ProstCodec::<Msg, Msg>::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unimplemented);
+    }
+    let ss = wait_for_span("the made-up method's server span", |s| {
+        s.span_kind == SpanKind::Server
+            && s.attributes
+                .iter()
+                .any(|kv| kv.value.as_str().contains("made.up.Svc") || kv.value.as_str() == "Nope")
+    })
+    .await;
+    let methods: Vec<String> = ss
+        .attributes
+        .iter()
+        .filter(|kv| kv.key.as_str() == "rpc.method")
+        .map(|kv| kv.value.as_str().into_owned())
+        .collect();
+    if new {
+        assert_eq!(methods, ["_OTHER"], "{var}: {:?}", ss.attributes);
+        assert_eq!(
+            attr_str(&ss, "rpc.method_original").as_deref(),
+            Some("made.up.Svc/Nope"),
+            "{var}"
+        );
+        assert_eq!(ss.name, "grpc", "{var}");
+    } else {
+        assert_eq!(methods, ["Nope"], "{var}: {:?}", ss.attributes);
+        assert_eq!(attr_str(&ss, "rpc.method_original"), None, "{var}");
+        assert_eq!(ss.name, "made.up.Svc/Nope", "{var}");
+    }
 }
 
 /// A peer calling hundreds of methods the server does not have (answered UNIMPLEMENTED) cannot

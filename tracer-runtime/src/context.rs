@@ -142,7 +142,8 @@ pub fn add_event(
 }
 
 /// Sets an attribute on the current span (a `#[traced]` fn's, or an integration's), if it
-/// records.
+/// records; an attribute of the same key it has already gets the new value, as the
+/// OpenTelemetry specification asks.
 pub fn set_attribute(attribute: opentelemetry::KeyValue) {
-    recorder::with_recording_span(|s| s.set_attribute(attribute));
+    recorder::with_recording_span(|s| s.put_attribute(attribute));
 }

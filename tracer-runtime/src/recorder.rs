@@ -603,6 +603,18 @@ fn pooled(rec: Record) -> Box<Record> {
     }
 }
 
+/// `kv`'s value put in place of that of the attribute of its key in `attrs`, if there is one;
+/// else `kv`, to be added.
+fn overwritten(attrs: &mut [KeyValue], kv: KeyValue) -> Option<KeyValue> {
+    match attrs.iter_mut().find(|a| a.key == kv.key) {
+        Some(a) => {
+            a.value = kv.value;
+            None
+        }
+        None => Some(kv),
+    }
+}
+
 /// An emptied record back to the thread's pool.
 #[inline]
 fn recycle(rec: Box<Record>) {
@@ -621,6 +633,13 @@ impl Record {
             self.attrs.push(kv);
         } else {
             self.dropped_attrs += 1;
+        }
+    }
+
+    fn put_attribute(&mut self, kv: KeyValue) {
+        match overwritten(&mut self.attrs, kv) {
+            Some(kv) => self.set_attribute(kv),
+            None => {}
         }
     }
 
@@ -676,7 +695,13 @@ fn add_event_to(
 /// Writing to a span, whichever way it is held: a recorder [`Span`] or a span in an
 /// OpenTelemetry context ([`SpanRef`]).
 pub(crate) trait SpanWrite {
+    /// Adds `kv` (the integrations' attributes, each set once: no search for its key).
     fn set_attribute(&mut self, kv: KeyValue);
+    /// Sets `kv`, overwriting the value of an attribute of the same key, as the OpenTelemetry
+    /// specification asks of a span's `SetAttribute`: the user's calls.
+    fn put_attribute(&mut self, kv: KeyValue) {
+        self.set_attribute(kv);
+    }
     fn add_event(&mut self, name: Cow<'static, str>, attrs: Vec<KeyValue>);
     /// An event that happened at `at` (a gRPC message held back, or read by another owner).
     #[cfg(feature = "grpc")]
@@ -694,6 +719,15 @@ impl SpanWrite for Span {
         }
         if let Some(r) = &mut self.rec {
             r.set_attribute(kv);
+        }
+    }
+    fn put_attribute(&mut self, kv: KeyValue) {
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &mut self.metric {
+            m.set(&kv);
+        }
+        if let Some(r) = &mut self.rec {
+            r.put_attribute(kv);
         }
     }
     fn add_event(&mut self, name: Cow<'static, str>, attrs: Vec<KeyValue>) {
@@ -761,7 +795,7 @@ impl opentelemetry::trace::Span for Span {
 
     #[inline]
     fn set_attribute(&mut self, attribute: KeyValue) {
-        SpanWrite::set_attribute(self, attribute);
+        SpanWrite::put_attribute(self, attribute);
     }
 
     fn set_status(&mut self, status: Status) {
@@ -1261,14 +1295,13 @@ impl Fast {
             attrs,
         );
     }
-}
 
-impl SpanWrite for Fast {
-    #[inline]
-    fn set_attribute(&mut self, kv: KeyValue) {
+    /// What the span's RED labels and recorded error type take from an attribute set on it.
+    #[inline(always)]
+    fn labels_see(&mut self, #[allow(unused_variables)] kv: &KeyValue) {
         #[cfg(feature = "metrics")]
         if let Some(labels) = &mut self.labels {
-            crate::red::op_set(labels, &kv);
+            crate::red::op_set(labels, kv);
         }
         #[cfg(feature = "metrics")]
         if self.meta.metrics
@@ -1276,10 +1309,27 @@ impl SpanWrite for Fast {
         {
             self.more().error_type = Some(kv.value.clone());
         }
+    }
+}
+
+impl SpanWrite for Fast {
+    #[inline]
+    fn set_attribute(&mut self, kv: KeyValue) {
+        self.labels_see(&kv);
         if self.attrs.len() < limits().attrs {
             self.attrs.push(kv);
         } else {
             self.more().dropped_attrs += 1;
+        }
+    }
+    fn put_attribute(&mut self, kv: KeyValue) {
+        self.labels_see(&kv);
+        if let Some(kv) = overwritten(&mut self.attrs, kv) {
+            if self.attrs.len() < limits().attrs {
+                self.attrs.push(kv);
+            } else {
+                self.more().dropped_attrs += 1;
+            }
         }
     }
     fn add_event(&mut self, name: Cow<'static, str>, attrs: Vec<KeyValue>) {

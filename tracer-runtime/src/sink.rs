@@ -175,7 +175,8 @@ impl SpanProcessor for Shared {
     fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &Context) {
         self.0.on_start(span, cx);
     }
-    fn on_end(&self, span: SpanData) {
+    fn on_end(&self, mut span: SpanData) {
+        last_values_only(&mut span.attributes);
         self.0.on_end(span);
     }
     fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
@@ -189,9 +190,50 @@ impl SpanProcessor for Shared {
     }
 }
 
+/// One attribute per key: the SDK's spans keep every value set for a key, where the
+/// OpenTelemetry specification asks that setting an attribute again overwrite its value (as
+/// tracer's own spans do). The last value, in the place of the first.
+fn last_values_only(attrs: &mut Vec<opentelemetry::KeyValue>) {
+    let mut i = 1;
+    while i < attrs.len() {
+        match attrs[..i].iter().position(|a| a.key == attrs[i].key) {
+            Some(first) => {
+                let again = attrs.remove(i);
+                attrs[first].value = again.value;
+            }
+            None => i += 1,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_value_of_a_key_is_kept_in_its_first_place() {
+        use opentelemetry::KeyValue;
+        let mut attrs = vec![
+            KeyValue::new("a", 1),
+            KeyValue::new("b", 1),
+            KeyValue::new("a", 2),
+            KeyValue::new("c", 1),
+            KeyValue::new("a", 3),
+            KeyValue::new("b", 2),
+        ];
+        last_values_only(&mut attrs);
+        assert_eq!(
+            attrs,
+            [
+                KeyValue::new("a", 3),
+                KeyValue::new("b", 2),
+                KeyValue::new("c", 1)
+            ]
+        );
+        let mut none: Vec<KeyValue> = Vec::new();
+        last_values_only(&mut none);
+        assert!(none.is_empty());
+    }
 
     #[test]
     fn parent_based_roots_match_the_sdk() {

@@ -112,6 +112,9 @@ pub(crate) struct CallState {
     /// Server side: the call's path when its names were not kept as it came (see
     /// [`learn_names`]).
     unkept: Option<Box<str>>,
+    /// Server side, in the new RPC names: the method's name as `rpc.method` has it, made
+    /// `_OTHER` if the answer shows the server does not have it (see [`answered`]).
+    method: Option<Cow<'static, str>>,
     /// Client side: the response gave a status (`grpc-status`, or an HTTP status that is not
     /// 200). A response that ends without one failed for the caller (UNKNOWN).
     status_seen: AtomicBool,
@@ -146,6 +149,7 @@ impl Grpc {
         server: bool,
         deadline: Option<Instant>,
         unkept: Option<Box<str>>,
+        method: Option<Cow<'static, str>>,
     ) -> GrpcCall {
         let (req_tap, resp_tap) = match &self.payloads {
             Some(p) => p.for_path(path),
@@ -159,6 +163,7 @@ impl Grpc {
             deadline,
             status_seen: AtomicBool::new(false),
             unkept,
+            method,
             deferred: crate::stack::span::deferred(),
             deferred_any: AtomicBool::new(false),
         }))
@@ -166,12 +171,18 @@ impl Grpc {
 }
 
 /// A server's call answered `code`: a method whose names were not kept is real unless it is
-/// UNIMPLEMENTED (see [`learn_names`]).
-fn answered(call: &GrpcCall, code: i32) {
-    if code != 12
-        && let Some(path) = &call.0.unkept
-    {
-        learn_names(path);
+/// UNIMPLEMENTED (see [`learn_names`]). UNIMPLEMENTED says the server does not have the method
+/// (or its handler says it does not do it): in the new RPC names, the conventions' `_OTHER`,
+/// the caller's name kept as `rpc.method_original`, and the span named after the system.
+fn answered(call: &GrpcCall, cx: &mut SpanCx, code: i32) {
+    if code != 12 {
+        if let Some(path) = &call.0.unkept {
+            learn_names(path);
+        }
+    } else if let Some(method) = &call.0.method {
+        cx.put_attribute(KeyValue::new(semconv::RPC_METHOD, OTHER));
+        cx.set_attribute(KeyValue::new(semconv::RPC_METHOD_ORIGINAL, method.clone()));
+        cx.update_name("grpc");
     }
 }
 
@@ -264,7 +275,18 @@ impl Sealed for Grpc {
             ));
         }
         let deadline = super::deadline::deadline(req.headers());
-        (name, attrs, labels, self.call(path, true, deadline, unkept))
+        // The name `rpc.method` has in the new names (none when it is `_OTHER` already).
+        let method = (crate::semconv::rpc().new
+            && attrs
+                .iter()
+                .any(|kv| kv.key.as_str() == semconv::RPC_METHOD && kv.value.as_str() != OTHER))
+        .then(|| name.clone());
+        (
+            name,
+            attrs,
+            labels,
+            self.call(path, true, deadline, unkept, method),
+        )
     }
 
     fn client_span<B>(&self, req: &Request<B>, server: Option<&ServerAddr>) -> Start<GrpcCall> {
@@ -272,7 +294,12 @@ impl Sealed for Grpc {
         let (name, mut attrs, labels) = rpc_attrs(path, false);
         let scheme = req.uri().scheme_str().unwrap_or("http");
         push_server_address(&mut attrs, req, server, scheme);
-        (name, attrs, labels, self.call(path, false, None, None))
+        (
+            name,
+            attrs,
+            labels,
+            self.call(path, false, None, None, None),
+        )
     }
 
     fn refused(cx: &mut SpanCx, message: &str) {
@@ -296,7 +323,7 @@ impl Sealed for Grpc {
     fn server_response<B>(call: &mut GrpcCall, cx: &mut SpanCx, resp: &Response<B>) {
         if let Some((code, msg)) = grpc_status(resp.headers()) {
             // A trailers-only response: the status is in the head.
-            answered(call, code);
+            answered(call, cx, code);
             record_status(cx, code, &msg, true);
         }
     }
@@ -338,7 +365,9 @@ impl Sealed for Grpc {
     fn trailers(call: &mut GrpcCall, cx: &mut SpanCx, trailers: &HeaderMap) {
         if let Some((code, msg)) = grpc_status(trailers) {
             call.0.status_seen.store(true, Ordering::Relaxed);
-            answered(call, code);
+            if call.0.server {
+                answered(call, cx, code);
+            }
             record_status(cx, code, &msg, call.0.server);
         }
     }

@@ -177,6 +177,21 @@ impl SpanCx {
         }
     }
 
+    /// Sets `kv` in place of an attribute of the same key the span has (see
+    /// `SpanWrite::put_attribute`).
+    #[cfg(feature = "grpc")]
+    pub(crate) fn put_attribute(&mut self, kv: KeyValue) {
+        match &mut self.0 {
+            Held::Cx(cx) => cx.span().set_attribute(kv),
+            Held::Fast(span, ..) => {
+                if let Some(s) = span.span_mut() {
+                    SpanWrite::put_attribute(s, kv);
+                }
+            }
+            Held::Events(_) => {}
+        }
+    }
+
     pub(crate) fn set_status(&mut self, status: Status) {
         match &mut self.0 {
             Held::Cx(cx) => cx.span().set_status(status),
