@@ -67,7 +67,14 @@ async fn ok_200_has_the_semantic_convention_attributes() {
 #[tokio::test]
 async fn a_forwarded_client_is_the_client_address_and_the_proxy_the_peer() {
     let addr = server().await;
-    let cases: [(&str, &[(&str, &str)], &str, Option<i64>); 6] = [
+    /// A path, its request's headers, then the `client.address` and `client.port` expected.
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+        Option<i64>,
+    );
+    let cases: [Case; 6] = [
         (
             "/ok/fwd-xff",
             &[("x-forwarded-for", "203.0.113.7, 10.0.0.1")],

@@ -637,9 +637,8 @@ impl Record {
     }
 
     fn put_attribute(&mut self, kv: KeyValue) {
-        match overwritten(&mut self.attrs, kv) {
-            Some(kv) => self.set_attribute(kv),
-            None => {}
+        if let Some(kv) = overwritten(&mut self.attrs, kv) {
+            self.set_attribute(kv);
         }
     }
 

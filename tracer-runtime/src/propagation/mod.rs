@@ -11,6 +11,7 @@ mod b3;
 mod jaeger;
 mod w3c;
 
+#[cfg(feature = "http")]
 pub(crate) use w3c::merge_header;
 
 pub use b3::{B3Encoding, B3Propagator};

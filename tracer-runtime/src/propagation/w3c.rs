@@ -256,7 +256,8 @@ pub(crate) fn format_baggage(cx: &Context) -> Option<String> {
 }
 
 /// The key of a baggage list member (`key = value; properties`), trimmed; empty if none.
-pub(crate) fn member_key(member: &str) -> &str {
+#[cfg(feature = "http")]
+fn member_key(member: &str) -> &str {
     member.split(['=', ';']).next().unwrap_or("").trim()
 }
 
@@ -265,6 +266,7 @@ pub(crate) fn member_key(member: &str) -> &str {
 /// as they are, and win for a key both have (set on this request, they say more than the
 /// context it was made in); each of ours whose key they lack follows, while the whole stays
 /// within the W3C limits. `None` when the request's values are not text: then they are left.
+#[cfg(feature = "http")]
 pub(crate) fn merge_header<'a>(
     existing: impl Iterator<Item = &'a [u8]>,
     ours: &str,
