@@ -218,7 +218,17 @@ impl<'a> ServerHeaders<'a> {
     /// (the conventions' `client.address` takes a name only when known without a lookup, and a
     /// caller's free text would reach the span). Either header is what the caller and the
     /// proxies say, not checked.
+    #[inline]
     pub(crate) fn forwarded_client(&self) -> Option<(IpAddr, Option<u16>)> {
+        if self.forwarded.is_none() && self.x_forwarded_for.is_none() {
+            return None;
+        }
+        self.forwarded_client_named()
+    }
+
+    /// [`Self::forwarded_client`] of a request with one of the headers.
+    #[inline(never)]
+    fn forwarded_client_named(&self) -> Option<(IpAddr, Option<u16>)> {
         if let Some(first) = self
             .forwarded
             .and_then(|v| v.to_str().ok())
