@@ -401,6 +401,90 @@ mod tests {
         }
     }
 
+    /// A finished span of `kind` with `attrs`, of 1234 ns starting 999 ns into a microsecond.
+    fn span(kind: SpanKind, attrs: Vec<KeyValue>, status: Status) -> SpanData {
+        use opentelemetry::trace::{SpanContext, TraceFlags, TraceId, TraceState};
+        let start = UNIX_EPOCH + Duration::from_nanos(1_765_000_000_000_000_999);
+        SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736_u128),
+                SpanId::from(0x00f0_67aa_0ba9_02b7_u64),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: kind,
+            name: "GET".into(),
+            start_time: start,
+            end_time: start + Duration::from_nanos(1234),
+            attributes: attrs,
+            dropped_attributes_count: 0,
+            events: Default::default(),
+            links: Default::default(),
+            status,
+            instrumentation_scope: Default::default(),
+        }
+    }
+
+    fn json(span: &SpanData) -> serde_json::Value {
+        serde_json::to_value(convert(span, "svc")).unwrap()
+    }
+
+    /// OpenTelemetry's Zipkin mapping, "Unit of Time": "`duration` of 1234 nanoseconds will be
+    /// represented as 1 microsecond". The duration is the difference of the truncated start and
+    /// end instead, 2 µs here.
+    #[test]
+    fn a_duration_of_1234_ns_is_1_microsecond() {
+        let s = json(&span(SpanKind::Internal, vec![], Status::Unset));
+        assert_eq!(s["duration"], 1, "{s:#}");
+    }
+
+    /// OpenTelemetry's Zipkin mapping, "Status": the `error` tag "MUST NOT be set for `OK` and
+    /// `UNSET` codes", and "If a boolean version (`{"error":false}` or `{"error":"false"}`) is
+    /// present, it SHOULD be removed. Zipkin will treat any span with `error` sent as failed."
+    /// An attribute `error = false` goes out as the tag `error: "false"`: a failed span in Zipkin.
+    #[test]
+    fn an_error_attribute_does_not_fail_a_span_that_did_not_fail() {
+        for status in [Status::Unset, Status::Ok] {
+            let s = json(&span(
+                SpanKind::Internal,
+                vec![KeyValue::new("error", false)],
+                status.clone(),
+            ));
+            assert!(
+                s["tags"].get("error").is_none(),
+                "{status:?}: tags {}",
+                s["tags"]
+            );
+        }
+    }
+
+    /// OpenTelemetry's Zipkin mapping, "Remote endpoint": attributes by preferred rank, `peer.service`
+    /// (1), `server.address` (2), ..., `network.peer.address` (4); "Ranking should control the
+    /// selection order". An HTTP client span to `api.example.com` (resolved to 93.184.216.34)
+    /// loses the host name: the socket address wins and the endpoint has no `serviceName`,
+    /// which Zipkin's dependency graph names the callee by.
+    #[test]
+    fn the_remote_endpoint_prefers_server_address_to_the_peer_socket() {
+        let s = json(&span(
+            SpanKind::Client,
+            vec![
+                KeyValue::new("server.address", "api.example.com"),
+                KeyValue::new("server.port", 443),
+                KeyValue::new("network.peer.address", "93.184.216.34"),
+                KeyValue::new("network.peer.port", 443),
+            ],
+            Status::Unset,
+        ));
+        assert_eq!(
+            s["remoteEndpoint"]["serviceName"], "api.example.com",
+            "remoteEndpoint {}",
+            s["remoteEndpoint"]
+        );
+    }
+
     #[test]
     fn tag_values() {
         assert_eq!(tag_value(&Value::from(7)), "7");
