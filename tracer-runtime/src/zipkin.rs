@@ -123,22 +123,32 @@ fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
         .map(|kv| &kv.value)
 }
 
-/// The remote endpoint of a CLIENT or PRODUCER span.
+/// An address attribute's value as an IP address (an IPv6 one perhaps in brackets).
+fn ip_of(v: &str) -> Option<IpAddr> {
+    v.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
+/// The remote endpoint of a CLIENT or PRODUCER span: named by the attributes in the rank
+/// OpenTelemetry's mapping gives them (`peer.service`, then `server.address`, then
+/// `network.peer.address`), its IP address that of the socket (`network.peer.address`), else
+/// `server.address` when it is one.
 fn remote_endpoint(attrs: &[KeyValue]) -> Option<Endpoint> {
-    let mut ep = Endpoint {
-        service_name: find(attrs, "peer.service").map(|v| v.as_str().into_owned()),
-        ..Endpoint::default()
-    };
-    let host = ["network.peer.address", "server.address"]
+    let mut ep = Endpoint::default();
+    let server = find(attrs, "server.address").map(|v| v.as_str().into_owned());
+    let peer = find(attrs, "network.peer.address").map(|v| v.as_str().into_owned());
+    ep.service_name = find(attrs, "peer.service")
+        .map(|v| v.as_str().into_owned())
+        .or_else(|| server.clone().filter(|s| ip_of(s).is_none()));
+    let ip = [peer.as_deref(), server.as_deref()]
         .into_iter()
-        .find_map(|k| find(attrs, k))
-        .map(|v| v.as_str().into_owned());
-    match host.as_deref().map(str::parse::<IpAddr>) {
-        Some(Ok(IpAddr::V4(ip))) => ep.ipv4 = Some(ip.to_string()),
-        Some(Ok(IpAddr::V6(ip))) => ep.ipv6 = Some(ip.to_string()),
-        _ => {
+        .flatten()
+        .find_map(ip_of);
+    match ip {
+        Some(IpAddr::V4(ip)) => ep.ipv4 = Some(ip.to_string()),
+        Some(IpAddr::V6(ip)) => ep.ipv6 = Some(ip.to_string()),
+        None => {
             if ep.service_name.is_none() {
-                ep.service_name = host;
+                ep.service_name = peer;
             }
         }
     }
@@ -165,6 +175,10 @@ pub(crate) fn convert(span: &SpanData, service_name: &str) -> ZipkinSpan {
         .iter()
         .map(|kv| (kv.key.as_str().to_owned(), tag_value(&kv.value)))
         .collect();
+    // Zipkin takes any span with an `error` tag for failed: the tag is the status's alone (the
+    // mapping: "MUST NOT be set for `OK` and `UNSET` codes"), as `otel.status_code` is.
+    tags.remove("error");
+    tags.remove("otel.status_code");
     match &span.status {
         Status::Unset => {}
         Status::Ok => {
@@ -215,7 +229,13 @@ pub(crate) fn convert(span: &SpanData, service_name: &str) -> ZipkinSpan {
             }
         })
         .collect();
-    let (start, end) = (micros(span.start_time), micros(span.end_time));
+    let start = micros(span.start_time);
+    // Whole microseconds of the span's own length (1234 ns is 1 µs), not the difference of its
+    // truncated ends; less than one is one, as Zipkin rounds up.
+    let duration = span
+        .end_time
+        .duration_since(span.start_time)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
     ZipkinSpan {
         trace_id: span.span_context.trace_id().to_string(),
         id: span.span_context.span_id().to_string(),
@@ -224,7 +244,7 @@ pub(crate) fn convert(span: &SpanData, service_name: &str) -> ZipkinSpan {
         name: span.name.to_string(),
         kind,
         timestamp: start,
-        duration: end.saturating_sub(start).max(1),
+        duration: duration.max(1),
         local_endpoint: Endpoint {
             service_name: Some(service_name.to_owned()),
             ..Endpoint::default()
