@@ -118,6 +118,41 @@ fn an_invalid_tracestate_is_discarded_whole() {
     );
 }
 
+// ---- Jaeger ----
+
+/// jaeger-client-go's HTTP header propagator writes `uberctx-*` values with Go's
+/// `url.QueryEscape` and reads them with `url.QueryUnescape` (`propagation.go`,
+/// `NewHTTPHeaderPropagator`), as jaeger-client-java does with `URLEncoder`/`URLDecoder`: a space
+/// travels as `+`, a `+` as `%2B`. A `+` read is kept as a `+` (`hello world` arrives as
+/// `hello+world`), and a `+` sent raw reaches those clients as a space (`1+1=2` as `1 1=2`).
+#[test]
+fn uberctx_values_keep_their_spaces_and_pluses_with_jaeger_clients() {
+    use opentelemetry::baggage::BaggageExt as _;
+    let jaeger = tracer_runtime::propagation::JaegerPropagator::new();
+    let mut incoming = HashMap::new();
+    incoming.insert(
+        "uber-trace-id".to_owned(),
+        format!("{}:{}:0:1", &TRACEPARENT[3..35], &TRACEPARENT[36..52]),
+    );
+    // url.QueryEscape("hello world") and url.QueryEscape("1+1=2")
+    incoming.insert("uberctx-greeting".to_owned(), "hello+world".to_owned());
+    incoming.insert("uberctx-sum".to_owned(), "1%2B1%3D2".to_owned());
+    let cx = jaeger.extract(&incoming);
+    let got = |k: &str| cx.baggage().get(k).map(|v| v.to_string());
+    let read = (got("greeting"), got("sum"));
+    let mut outgoing: HashMap<String, String> = HashMap::new();
+    jaeger.inject_context(&cx, &mut outgoing);
+    let sent = outgoing.get("uberctx-sum").cloned();
+    assert_eq!(
+        (read, sent.as_deref().map(|v| v.contains('+'))),
+        (
+            (Some("hello world".to_owned()), Some("1+1=2".to_owned())),
+            Some(false)
+        ),
+        "((read greeting, read sum), a raw `+` in uberctx-sum {sent:?})"
+    );
+}
+
 // ---- B3 ----
 
 #[traced]
