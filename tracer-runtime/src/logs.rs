@@ -101,6 +101,13 @@ impl Record {
     pub(crate) fn add_to_current(self) {
         crate::recorder::with_recording_span(|s| s.add_event(EVENT_NAME.into(), self.attrs));
     }
+
+    /// Adds the event to the span of `cx` (over the cap, the span only counts it).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn add_to(self, cx: &opentelemetry::Context) {
+        use opentelemetry::trace::TraceContextExt as _;
+        cx.span().add_event(EVENT_NAME, self.attrs);
+    }
 }
 
 /// The trace and span ids of a span, written `trace_id=<32 hex> span_id=<16 hex>`: the form

@@ -247,13 +247,32 @@ where
         }
     }
 
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let meta = event.metadata();
         // `tracing`'s levels order by verbosity: TRACE > DEBUG > INFO > WARN > ERROR.
         if *meta.level() > self.min_level {
             return;
         }
-        if !logs::current_span_records() {
+        // An event given its parent (`parent: &span`) goes on that span's tracer span (the
+        // nearest bridged one of its scope), whatever is entered; one given none
+        // (`parent: None`) on no span. Else, on the current span.
+        let explicit = if let Some(parent) = event.parent() {
+            let bridged = ctx.span(parent).and_then(|span| {
+                span.scope()
+                    .find_map(|s| s.extensions().get::<Bridged>().map(|b| b.cx.clone()))
+            });
+            match bridged {
+                Some(cx) if crate::switch::on() && cx.span().is_recording() => Some(cx),
+                Some(_) => return,
+                // No tracer span of its own: the current one, as for a contextual event.
+                None => None,
+            }
+        } else if event.is_root() {
+            return;
+        } else {
+            None
+        };
+        if explicit.is_none() && !logs::current_span_records() {
             return;
         }
         let mut fields = Fields::default();
@@ -267,7 +286,10 @@ where
             record.attrs.push(KeyValue::new("message", message));
         }
         record.attrs.append(&mut fields.attrs);
-        record.add_to_current();
+        match explicit {
+            Some(cx) => record.add_to(&cx),
+            None => record.add_to_current(),
+        }
     }
 }
 

@@ -123,22 +123,32 @@ fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
         .map(|kv| &kv.value)
 }
 
-/// The remote endpoint of a CLIENT or PRODUCER span.
+/// An address attribute's value as an IP address (an IPv6 one perhaps in brackets).
+fn ip_of(v: &str) -> Option<IpAddr> {
+    v.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
+/// The remote endpoint of a CLIENT or PRODUCER span: named by the attributes in the rank
+/// OpenTelemetry's mapping gives them (`peer.service`, then `server.address`, then
+/// `network.peer.address`), its IP address that of the socket (`network.peer.address`), else
+/// `server.address` when it is one.
 fn remote_endpoint(attrs: &[KeyValue]) -> Option<Endpoint> {
-    let mut ep = Endpoint {
-        service_name: find(attrs, "peer.service").map(|v| v.as_str().into_owned()),
-        ..Endpoint::default()
-    };
-    let host = ["network.peer.address", "server.address"]
+    let mut ep = Endpoint::default();
+    let server = find(attrs, "server.address").map(|v| v.as_str().into_owned());
+    let peer = find(attrs, "network.peer.address").map(|v| v.as_str().into_owned());
+    ep.service_name = find(attrs, "peer.service")
+        .map(|v| v.as_str().into_owned())
+        .or_else(|| server.clone().filter(|s| ip_of(s).is_none()));
+    let ip = [peer.as_deref(), server.as_deref()]
         .into_iter()
-        .find_map(|k| find(attrs, k))
-        .map(|v| v.as_str().into_owned());
-    match host.as_deref().map(str::parse::<IpAddr>) {
-        Some(Ok(IpAddr::V4(ip))) => ep.ipv4 = Some(ip.to_string()),
-        Some(Ok(IpAddr::V6(ip))) => ep.ipv6 = Some(ip.to_string()),
-        _ => {
+        .flatten()
+        .find_map(ip_of);
+    match ip {
+        Some(IpAddr::V4(ip)) => ep.ipv4 = Some(ip.to_string()),
+        Some(IpAddr::V6(ip)) => ep.ipv6 = Some(ip.to_string()),
+        None => {
             if ep.service_name.is_none() {
-                ep.service_name = host;
+                ep.service_name = peer;
             }
         }
     }
@@ -165,6 +175,10 @@ pub(crate) fn convert(span: &SpanData, service_name: &str) -> ZipkinSpan {
         .iter()
         .map(|kv| (kv.key.as_str().to_owned(), tag_value(&kv.value)))
         .collect();
+    // Zipkin takes any span with an `error` tag for failed: the tag is the status's alone (the
+    // mapping: "MUST NOT be set for `OK` and `UNSET` codes"), as `otel.status_code` is.
+    tags.remove("error");
+    tags.remove("otel.status_code");
     match &span.status {
         Status::Unset => {}
         Status::Ok => {
@@ -215,7 +229,13 @@ pub(crate) fn convert(span: &SpanData, service_name: &str) -> ZipkinSpan {
             }
         })
         .collect();
-    let (start, end) = (micros(span.start_time), micros(span.end_time));
+    let start = micros(span.start_time);
+    // Whole microseconds of the span's own length (1234 ns is 1 µs), not the difference of its
+    // truncated ends; less than one is one, as Zipkin rounds up.
+    let duration = span
+        .end_time
+        .duration_since(span.start_time)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
     ZipkinSpan {
         trace_id: span.span_context.trace_id().to_string(),
         id: span.span_context.span_id().to_string(),
@@ -224,7 +244,7 @@ pub(crate) fn convert(span: &SpanData, service_name: &str) -> ZipkinSpan {
         name: span.name.to_string(),
         kind,
         timestamp: start,
-        duration: end.saturating_sub(start).max(1),
+        duration: duration.max(1),
         local_endpoint: Endpoint {
             service_name: Some(service_name.to_owned()),
             ..Endpoint::default()
@@ -399,6 +419,90 @@ mod tests {
             let e = config(Some(bad)).unwrap_err();
             assert!(e.to_string().contains(bad), "{e}");
         }
+    }
+
+    /// A finished span of `kind` with `attrs`, of 1234 ns starting 999 ns into a microsecond.
+    fn span(kind: SpanKind, attrs: Vec<KeyValue>, status: Status) -> SpanData {
+        use opentelemetry::trace::{SpanContext, TraceFlags, TraceId, TraceState};
+        let start = UNIX_EPOCH + Duration::from_nanos(1_765_000_000_000_000_999);
+        SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736_u128),
+                SpanId::from(0x00f0_67aa_0ba9_02b7_u64),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: kind,
+            name: "GET".into(),
+            start_time: start,
+            end_time: start + Duration::from_nanos(1234),
+            attributes: attrs,
+            dropped_attributes_count: 0,
+            events: Default::default(),
+            links: Default::default(),
+            status,
+            instrumentation_scope: Default::default(),
+        }
+    }
+
+    fn json(span: &SpanData) -> serde_json::Value {
+        serde_json::to_value(convert(span, "svc")).unwrap()
+    }
+
+    /// OpenTelemetry's Zipkin mapping, "Unit of Time": "`duration` of 1234 nanoseconds will be
+    /// represented as 1 microsecond". The duration is the difference of the truncated start and
+    /// end instead, 2 µs here.
+    #[test]
+    fn a_duration_of_1234_ns_is_1_microsecond() {
+        let s = json(&span(SpanKind::Internal, vec![], Status::Unset));
+        assert_eq!(s["duration"], 1, "{s:#}");
+    }
+
+    /// OpenTelemetry's Zipkin mapping, "Status": the `error` tag "MUST NOT be set for `OK` and
+    /// `UNSET` codes", and "If a boolean version (`{"error":false}` or `{"error":"false"}`) is
+    /// present, it SHOULD be removed. Zipkin will treat any span with `error` sent as failed."
+    /// An attribute `error = false` goes out as the tag `error: "false"`: a failed span in Zipkin.
+    #[test]
+    fn an_error_attribute_does_not_fail_a_span_that_did_not_fail() {
+        for status in [Status::Unset, Status::Ok] {
+            let s = json(&span(
+                SpanKind::Internal,
+                vec![KeyValue::new("error", false)],
+                status.clone(),
+            ));
+            assert!(
+                s["tags"].get("error").is_none(),
+                "{status:?}: tags {}",
+                s["tags"]
+            );
+        }
+    }
+
+    /// OpenTelemetry's Zipkin mapping, "Remote endpoint": attributes by preferred rank, `peer.service`
+    /// (1), `server.address` (2), ..., `network.peer.address` (4); "Ranking should control the
+    /// selection order". An HTTP client span to `api.example.com` (resolved to 93.184.216.34)
+    /// loses the host name: the socket address wins and the endpoint has no `serviceName`,
+    /// which Zipkin's dependency graph names the callee by.
+    #[test]
+    fn the_remote_endpoint_prefers_server_address_to_the_peer_socket() {
+        let s = json(&span(
+            SpanKind::Client,
+            vec![
+                KeyValue::new("server.address", "api.example.com"),
+                KeyValue::new("server.port", 443),
+                KeyValue::new("network.peer.address", "93.184.216.34"),
+                KeyValue::new("network.peer.port", 443),
+            ],
+            Status::Unset,
+        ));
+        assert_eq!(
+            s["remoteEndpoint"]["serviceName"], "api.example.com",
+            "remoteEndpoint {}",
+            s["remoteEndpoint"]
+        );
     }
 
     #[test]

@@ -26,6 +26,10 @@ const FLAG_DEBUG: u8 = 0x02;
 /// without bound.
 const MAX_BAGGAGE_ITEMS: usize = 64;
 const MAX_BAGGAGE_VALUE: usize = 4096;
+/// What a `uberctx-*` value has percent-encoded: what W3C baggage encodes, and `+`, which
+/// jaeger-client-go and -java read as a space (they decode with `url.QueryUnescape` /
+/// `URLDecoder`).
+const UBERCTX_ENCODE: &percent_encoding::AsciiSet = &super::w3c::VALUE_ENCODE.add(b'+');
 
 /// The Jaeger propagator (`OTEL_PROPAGATORS=jaeger`).
 #[derive(Clone, Debug)]
@@ -120,7 +124,7 @@ impl TextMapPropagator for JaegerPropagator {
             if super::w3c::is_token(key.as_str()) && !value.as_str().is_empty() {
                 injector.set(
                     &format!("{BAGGAGE_PREFIX}{}", key.as_str()),
-                    utf8_percent_encode(value.as_str(), super::w3c::VALUE_ENCODE).to_string(),
+                    utf8_percent_encode(value.as_str(), UBERCTX_ENCODE).to_string(),
                 );
             }
         }
@@ -138,8 +142,16 @@ impl TextMapPropagator for JaegerPropagator {
                 let key = k.strip_prefix(BAGGAGE_PREFIX)?;
                 let value = extractor.get(k)?;
                 (super::w3c::is_token(key) && value.len() <= MAX_BAGGAGE_VALUE).then(|| {
-                    let value = percent_decode_str(value.trim()).decode_utf8_lossy();
-                    KeyValueMetadata::new(key.to_owned(), value.into_owned(), "")
+                    // Form-encoded by jaeger-client-go and -java (`url.QueryEscape`,
+                    // `URLEncoder`): a `+` is a space (every client sends a `+` as `%2B`).
+                    let value = value.trim();
+                    let value = if value.contains('+') {
+                        std::borrow::Cow::Owned(value.replace('+', " "))
+                    } else {
+                        std::borrow::Cow::Borrowed(value)
+                    };
+                    let value = percent_decode_str(&value).decode_utf8_lossy().into_owned();
+                    KeyValueMetadata::new(key.to_owned(), value, "")
                 })
             })
             .take(MAX_BAGGAGE_ITEMS)

@@ -76,6 +76,55 @@ pub(crate) fn parse_traceparent(value: &str) -> Option<(TraceId, SpanId, TraceFl
     ))
 }
 
+/// Most list members a `tracestate` may have (Trace Context: "There can be a maximum of 32
+/// `list-member`s in a `list`").
+const MAX_TRACESTATE_MEMBERS: usize = 32;
+
+/// The `tracestate` of these header values (one list, in order), or `None` when it is not one
+/// valid list: more than 32 members, a key twice ("Only one entry per key is allowed"), a
+/// member that is no `key=value` of the Trace Context level 2 grammar (`key = ( lcalpha /
+/// DIGIT ) 0*255 ( keychar )`, `value = 0*255(chr) nblk-chr`). Empty and whitespace-only
+/// members are allowed, and skipped.
+pub(crate) fn parse_tracestate(values: &[&str]) -> Option<TraceState> {
+    let mut members: Vec<(&str, &str)> = Vec::new();
+    for member in values.iter().flat_map(|v| v.split(',')) {
+        let member = member.trim_matches([' ', '\t']);
+        if member.is_empty() {
+            continue;
+        }
+        let (key, value) = member.split_once('=')?;
+        if members.len() == MAX_TRACESTATE_MEMBERS
+            || !is_tracestate_key(key)
+            || !is_tracestate_value(value)
+            || members.iter().any(|(k, _)| *k == key)
+        {
+            return None;
+        }
+        members.push((key, value));
+    }
+    TraceState::from_key_value(members).ok()
+}
+
+/// `key = ( lcalpha / DIGIT ) 0*255 ( keychar )`, `keychar = lcalpha / DIGIT / "_" / "-" / "*" /
+/// "/" / "@"`.
+fn is_tracestate_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    (1..=256).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-*/@".contains(&c))
+}
+
+/// `value = 0*255(chr) nblk-chr`, `nblk-chr = %x21-2B / %x2D-3C / %x3E-7E`, `chr = %x20 /
+/// nblk-chr`: 1 to 256 printable characters but `,` and `=`, the last not a space.
+fn is_tracestate_value(value: &str) -> bool {
+    let b = value.as_bytes();
+    (1..=256).contains(&b.len())
+        && b.iter()
+            .all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
+        && b[b.len() - 1] != b' '
+}
+
 /// The `traceparent` value of `sc`, with the `sampled` flag only.
 pub(crate) fn format_traceparent(sc: &SpanContext) -> String {
     format!(
@@ -106,11 +155,18 @@ impl TextMapPropagator for TraceContextPropagator {
         else {
             return cx.clone();
         };
+        // Two `traceparent` fields are no valid header (the W3C test suite's
+        // `test_traceparent_duplicated`: a new trace): neither is the parent.
+        if extractor
+            .get_all(TRACEPARENT)
+            .is_some_and(|all| all.len() > 1)
+        {
+            return cx.clone();
+        }
         // Several `tracestate` headers are one list; an invalid list is dropped, the parent kept.
         let state = extractor
             .get_all(TRACESTATE)
-            .map(|vs| vs.join(","))
-            .and_then(|s| s.parse::<TraceState>().ok())
+            .and_then(|vs| parse_tracestate(&vs))
             .unwrap_or_default();
         let sc = SpanContext::new(trace_id, span_id, flags, true, state);
         let cx = cx.with_remote_span_context(sc);
