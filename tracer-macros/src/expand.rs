@@ -198,6 +198,9 @@ fn prelude(
                 {
                     quote!(#n_attrs.value(#key, #p::StaticStr(#v));)
                 }
+                // A place (a parameter, a field, an element) is borrowed and its value copied,
+                // so that the body keeps it; any other expression is a temporary, taken as it is.
+                Sigil::Value if is_place(v) => quote!(#n_attrs.value(#key, &(#v));),
                 Sigil::Value => quote!(#n_attrs.value(#key, #v);),
                 Sigil::Debug => quote!(#n_attrs.debug(#key, &(#v));),
                 Sigil::Display => quote!(#n_attrs.display(#key, &(#v));),
@@ -239,6 +242,18 @@ fn prelude(
                 ::core::option::Option::None
             };
         },
+    }
+}
+
+/// `true` for an expression that names a place (`user`, `req.name`, `names[0]`, `*counter`):
+/// taken by value, it would move out of (or fail to move out of) the caller's variable.
+fn is_place(e: &Expr) -> bool {
+    match e {
+        Expr::Path(_) | Expr::Field(_) | Expr::Index(_) => true,
+        Expr::Unary(u) => matches!(u.op, syn::UnOp::Deref(_)),
+        Expr::Paren(p) => is_place(&p.expr),
+        Expr::Group(g) => is_place(&g.expr),
+        _ => false,
     }
 }
 
