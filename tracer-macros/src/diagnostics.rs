@@ -174,6 +174,15 @@ pub(crate) fn check_fn(sig: &Signature, attrs: &[Attribute], args: &TracedArgs) 
             ),
         ));
     }
+    if let (false, Some(a)) = (sync || sig.asyncness.is_some(), track_caller) {
+        return Err(syn::Error::new_spanned(
+            a,
+            "#[traced] cannot be used on a `#[track_caller]` fn that returns `impl Future`: \
+             the future is built in a closure (under the fn's span), in which \
+             `Location::caller()` would no longer be the caller's (closures cannot be \
+             `#[track_caller]` on stable Rust); remove `#[track_caller]` or `#[traced]`",
+        ));
+    }
     if let Some((_, names)) = &args.args {
         let params = param_idents(sig);
         for n in names {

@@ -18,7 +18,8 @@ use proc_macro::TokenStream;
 /// in place, not in a closure, so `return`, `?`, borrows of the parameters and, in a
 /// `#[track_caller]` fn, `Location::caller()` behave as without `#[traced]`, tracing on or off.
 /// (`err` and `ret` need the returned value, so with them the body runs in a closure, as in
-/// tracing's `#[instrument]`; they are refused on a `#[track_caller]` fn.)
+/// tracing's `#[instrument]`; they are refused on a `#[track_caller]` fn. A fn returning
+/// `impl Future` builds its future in a closure, so `#[track_caller]` is refused on it too.)
 ///
 /// ```
 /// use tracer_runtime::traced;
