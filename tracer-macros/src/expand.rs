@@ -273,6 +273,8 @@ fn on_done(p: &TokenStream, args: &TracedArgs) -> TokenStream {
     let (n_e, n_v) = (local("__tracer_e"), local("__tracer_v"));
     let record_err = |kw_span: Span| {
         let (n_e, n_live) = (&n_e, &n_live);
+        // A type error here (an error type that is not `Display`) is reported at `err`.
+        let p = respan(p.clone(), kw_span);
         quote_spanned! {kw_span=>
             {
                 #[allow(unused_imports)]
