@@ -214,6 +214,18 @@ pub(crate) fn check_fn(sig: &Signature, attrs: &[Attribute], args: &TracedArgs) 
 
 /// Every name a fn binds in its parameters (`self` included), in order.
 pub(crate) fn param_idents(sig: &Signature) -> Vec<Ident> {
+    let mut out = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(r) => out.push(Ident::new("self", r.self_token.span)),
+            FnArg::Typed(t) => out.extend(pat_idents(&t.pat)),
+        }
+    }
+    out
+}
+
+/// Every name a pattern binds, in order.
+pub(crate) fn pat_idents(pat: &syn::Pat) -> Vec<Ident> {
     struct Binder(Vec<Ident>);
     impl<'ast> Visit<'ast> for Binder {
         fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
@@ -222,12 +234,7 @@ pub(crate) fn param_idents(sig: &Signature) -> Vec<Ident> {
         }
     }
     let mut b = Binder(Vec::new());
-    for input in &sig.inputs {
-        match input {
-            FnArg::Receiver(r) => b.0.push(Ident::new("self", r.self_token.span)),
-            FnArg::Typed(t) => b.visit_pat(&t.pat),
-        }
-    }
+    b.visit_pat(pat);
     b.0
 }
 
