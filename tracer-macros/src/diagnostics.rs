@@ -129,7 +129,14 @@ pub(crate) fn check_free_fn(args: &TracedArgs) -> syn::Result<()> {
 }
 
 /// Checks a fn's signature and attributes against its arguments.
-pub(crate) fn check_fn(sig: &Signature, attrs: &[Attribute], args: &TracedArgs) -> syn::Result<()> {
+/// `hidden`: the parameters `#[async_trait]` renamed, with their patterns (see
+/// `expand::hidden_params`), whose names `args` may give.
+pub(crate) fn check_fn(
+    sig: &Signature,
+    attrs: &[Attribute],
+    args: &TracedArgs,
+    hidden: &[(Ident, syn::Pat)],
+) -> syn::Result<()> {
     if let Some(c) = &sig.constness {
         return Err(syn::Error::new_spanned(
             c,
@@ -184,7 +191,13 @@ pub(crate) fn check_fn(sig: &Signature, attrs: &[Attribute], args: &TracedArgs) 
         ));
     }
     if let Some((_, names)) = &args.args {
-        let params = param_idents(sig);
+        let params: Vec<Ident> = param_idents(sig)
+            .into_iter()
+            .flat_map(|p| match hidden.iter().find(|(h, _)| *h == p) {
+                Some((_, pat)) => pat_idents(pat),
+                None => vec![p],
+            })
+            .collect();
         for n in names {
             if !params.iter().any(|p| p == n) {
                 let list = if params.is_empty() {

@@ -61,7 +61,7 @@ fn not_a_fn(item: &Item) -> syn::Error {
 fn traced_fn(mut f: ItemFn, args: &TracedArgs) -> syn::Result<TokenStream> {
     diagnostics::check_not_twice(&f.attrs)?;
     diagnostics::check_free_fn(args)?;
-    diagnostics::check_fn(&f.sig, &f.attrs, args)?;
+    diagnostics::check_fn(&f.sig, &f.attrs, args, &hidden_params(&f.sig, &f.block))?;
     let name = args
         .name
         .as_ref()
@@ -117,7 +117,7 @@ fn traced_impl(mut imp: ItemImpl, outer: &TracedArgs) -> syn::Result<TokenStream
             continue;
         }
         let args = args.merged_over(outer);
-        diagnostics::check_fn(&m.sig, &m.attrs, &args)?;
+        diagnostics::check_fn(&m.sig, &m.attrs, &args, &hidden_params(&m.sig, &m.block))?;
         let name = args.name.as_ref().map_or_else(
             || format!("{ty_name}::{}", m.sig.ident.unraw()),
             |(_, l)| l.value(),
@@ -470,6 +470,48 @@ fn move_params(sig: &mut Signature, args: &TracedArgs) -> Moved {
     out
 }
 
+/// The parameters `#[async_trait]` renamed (`(a, b): (u32, u32)` is `__arg1: (u32, u32)`, bound
+/// as `let (a, b) = { let __arg1 = __arg1; __arg1 };` in its async block): each one's name in the
+/// signature, and its pattern. None for any other shape.
+pub(crate) fn hidden_params(sig: &Signature, block: &Block) -> Vec<(proc_macro2::Ident, Pat)> {
+    let Shape::BoxedAsync {
+        async_block: Expr::Async(a),
+        ..
+    } = shape(sig, block)
+    else {
+        return Vec::new();
+    };
+    let renamed: Vec<&proc_macro2::Ident> = sig
+        .inputs
+        .iter()
+        .filter_map(|i| match i {
+            FnArg::Typed(t) => match &*t.pat {
+                Pat::Ident(pi) if pi.ident.to_string().starts_with("__arg") => Some(&pi.ident),
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for stmt in &a.block.stmts {
+        let Stmt::Local(local) = stmt else { continue };
+        let Some(init) = &local.init else { continue };
+        let Expr::Block(b) = &*init.expr else {
+            continue;
+        };
+        let Some(Stmt::Expr(Expr::Path(last), None)) = b.block.stmts.last() else {
+            continue;
+        };
+        let Some(id) = last.path.get_ident() else {
+            continue;
+        };
+        if let Some(param) = renamed.iter().find(|r| **r == id) {
+            out.push(((*param).clone(), local.pat.clone()));
+        }
+    }
+    out
+}
+
 /// A pattern that binds the same names by reference when matched against a reference (default
 /// binding modes): without `mut`, `ref`, and `&` sub-patterns.
 struct ByRef;
@@ -529,7 +571,19 @@ fn rewrite(
     let moved = match shape {
         Shape::Async | Shape::ImplFuture => move_params(sig, args),
         Shape::Sync if inspects_output => move_params(sig, args),
-        Shape::Sync | Shape::BoxedAsync { .. } => Moved::default(),
+        Shape::Sync => Moved::default(),
+        // `#[async_trait]` moved the parameters into its block: `args` and `fields` read the
+        // names of a pattern it renamed by reference, as for a destructured parameter.
+        Shape::BoxedAsync { .. } => Moved {
+            moves: TokenStream::new(),
+            binds: hidden_params(sig, block)
+                .into_iter()
+                .map(|(arg, mut pat)| {
+                    ByRef.visit_pat_mut(&mut pat);
+                    quote!(#[allow(unused_variables)] let #pat = &#arg;)
+                })
+                .collect(),
+        },
     };
     let moves = &moved.moves;
     let started = prelude(&p, args, name, None, &moved.binds);
