@@ -92,3 +92,58 @@ fn a_borrowed_str_is_a_value() {
     assert_eq!(attr_str(s, "user").as_deref(), Some("ada"));
     assert_eq!(attr_str(s, "tenant").as_deref(), Some("t1"));
 }
+
+#[traced(fields(user = user, count = count, ok = ok, ratio = ratio, tag = tag, nick = nick, first = names[0], lit = "x"))]
+fn keeps_its_parameters(
+    user: String,
+    count: u64,
+    ok: bool,
+    ratio: f64,
+    tag: &str,
+    nick: Option<String>,
+    names: Vec<String>,
+) -> String {
+    format!("{user} {count} {ok} {ratio} {tag} {nick:?} {names:?}")
+}
+
+#[traced(fields(user = user, count = count))]
+async fn keeps_its_parameters_async(user: String, count: u64) -> String {
+    tokio::task::yield_now().await;
+    format!("{user} {count}")
+}
+
+/// A field is recorded by reference, its value copied: the body still has the parameter (it was
+/// moved into the span's attributes, "use of moved value").
+#[test]
+fn a_field_borrows_its_value() {
+    let (out, spans) = in_root(|| {
+        keeps_its_parameters(
+            "ada".to_owned(),
+            3,
+            true,
+            0.25,
+            "t",
+            Some("a".to_owned()),
+            vec!["n0".to_owned()],
+        )
+    });
+    assert_eq!(out, r#"ada 3 true 0.25 t Some("a") ["n0"]"#);
+    let s = named(&spans, "keeps_its_parameters");
+    assert_eq!(attr_str(s, "user").as_deref(), Some("ada"));
+    assert_eq!(attr(s, "count"), Some(&Value::I64(3)));
+    assert_eq!(attr(s, "ok"), Some(&Value::Bool(true)));
+    assert_eq!(attr(s, "ratio"), Some(&Value::F64(0.25)));
+    assert_eq!(attr_str(s, "tag").as_deref(), Some("t"));
+    assert_eq!(attr_str(s, "nick").as_deref(), Some("a"));
+    assert_eq!(attr_str(s, "first").as_deref(), Some("n0"));
+    assert_eq!(attr_str(s, "lit").as_deref(), Some("x"));
+}
+
+#[tokio::test]
+async fn a_field_of_an_async_fn_borrows_its_value() {
+    let (out, spans) = in_root_async(keeps_its_parameters_async("bo".to_owned(), 9)).await;
+    assert_eq!(out, "bo 9");
+    let s = named(&spans, "keeps_its_parameters_async");
+    assert_eq!(attr_str(s, "user").as_deref(), Some("bo"));
+    assert_eq!(attr(s, "count"), Some(&Value::I64(9)));
+}

@@ -184,6 +184,55 @@ async fn async_trait_in_both_orders() {
     assert_child_of(named(&spans, "Memory::save"), root(&spans));
 }
 
+#[async_trait::async_trait]
+trait Pairs {
+    async fn sum(&self, pair: (u32, u32), scale: u32) -> u32;
+}
+
+struct Below;
+
+// #[traced] below #[async_trait], which renamed the pattern parameter `(a, b)` in the signature.
+#[async_trait::async_trait]
+impl Pairs for Below {
+    #[traced(args(a, scale), fields(total = a + b))]
+    async fn sum(&self, (a, b): (u32, u32), scale: u32) -> u32 {
+        tokio::task::yield_now().await;
+        (a + b) * scale
+    }
+}
+
+struct Plain;
+
+impl Plain {
+    #[traced(name = "plain_sum", args(a, scale), fields(total = a + b))]
+    async fn sum(&self, (a, b): (u32, u32), scale: u32) -> u32 {
+        tokio::task::yield_now().await;
+        (a + b) * scale
+    }
+}
+
+/// `args` naming a destructured parameter's binding works under `#[async_trait]` as without it
+/// (it was refused: async_trait had renamed the parameter `__arg1`).
+#[tokio::test]
+async fn args_of_a_pattern_parameter_under_async_trait() {
+    let (out, spans) =
+        in_root_async(async { (Below.sum((1, 2), 10).await, Plain.sum((1, 2), 10).await) }).await;
+    assert_eq!(out, (30, 30));
+    for name in ["sum", "plain_sum"] {
+        let s = spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no span {name}"));
+        assert_eq!(attr_str(s, "a").as_deref(), Some("1"), "{name}");
+        assert_eq!(attr_str(s, "scale").as_deref(), Some("10"), "{name}");
+        assert_eq!(
+            attr(s, "total"),
+            Some(&opentelemetry::Value::I64(3)),
+            "{name}"
+        );
+    }
+}
+
 #[traced]
 fn generic<T: std::fmt::Debug + Clone>(items: &[T]) -> Vec<T> {
     items.to_vec()

@@ -129,7 +129,14 @@ pub(crate) fn check_free_fn(args: &TracedArgs) -> syn::Result<()> {
 }
 
 /// Checks a fn's signature and attributes against its arguments.
-pub(crate) fn check_fn(sig: &Signature, attrs: &[Attribute], args: &TracedArgs) -> syn::Result<()> {
+/// `hidden`: the parameters `#[async_trait]` renamed, with their patterns (see
+/// `expand::hidden_params`), whose names `args` may give.
+pub(crate) fn check_fn(
+    sig: &Signature,
+    attrs: &[Attribute],
+    args: &TracedArgs,
+    hidden: &[(Ident, syn::Pat)],
+) -> syn::Result<()> {
     if let Some(c) = &sig.constness {
         return Err(syn::Error::new_spanned(
             c,
@@ -174,8 +181,23 @@ pub(crate) fn check_fn(sig: &Signature, attrs: &[Attribute], args: &TracedArgs) 
             ),
         ));
     }
+    if let (false, Some(a)) = (sync || sig.asyncness.is_some(), track_caller) {
+        return Err(syn::Error::new_spanned(
+            a,
+            "#[traced] cannot be used on a `#[track_caller]` fn that returns `impl Future`: \
+             the future is built in a closure (under the fn's span), in which \
+             `Location::caller()` would no longer be the caller's (closures cannot be \
+             `#[track_caller]` on stable Rust); remove `#[track_caller]` or `#[traced]`",
+        ));
+    }
     if let Some((_, names)) = &args.args {
-        let params = param_idents(sig);
+        let params: Vec<Ident> = param_idents(sig)
+            .into_iter()
+            .flat_map(|p| match hidden.iter().find(|(h, _)| *h == p) {
+                Some((_, pat)) => pat_idents(pat),
+                None => vec![p],
+            })
+            .collect();
         for n in names {
             if !params.iter().any(|p| p == n) {
                 let list = if params.is_empty() {
@@ -205,6 +227,18 @@ pub(crate) fn check_fn(sig: &Signature, attrs: &[Attribute], args: &TracedArgs) 
 
 /// Every name a fn binds in its parameters (`self` included), in order.
 pub(crate) fn param_idents(sig: &Signature) -> Vec<Ident> {
+    let mut out = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(r) => out.push(Ident::new("self", r.self_token.span)),
+            FnArg::Typed(t) => out.extend(pat_idents(&t.pat)),
+        }
+    }
+    out
+}
+
+/// Every name a pattern binds, in order.
+pub(crate) fn pat_idents(pat: &syn::Pat) -> Vec<Ident> {
     struct Binder(Vec<Ident>);
     impl<'ast> Visit<'ast> for Binder {
         fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
@@ -213,12 +247,7 @@ pub(crate) fn param_idents(sig: &Signature) -> Vec<Ident> {
         }
     }
     let mut b = Binder(Vec::new());
-    for input in &sig.inputs {
-        match input {
-            FnArg::Receiver(r) => b.0.push(Ident::new("self", r.self_token.span)),
-            FnArg::Typed(t) => b.visit_pat(&t.pat),
-        }
-    }
+    b.visit_pat(pat);
     b.0
 }
 

@@ -1,14 +1,15 @@
 //! The rewrites: `gen_sync`, `gen_async`, `gen_impl_future`, `gen_boxed_async` and the impl block.
 //!
-//! Only the body is rewritten, never the signature. The user's tokens keep their spans, so an error
-//! inside a traced fn still points at the user's line.
+//! Only the body is rewritten, never the signature's types (the parameters' patterns, when the
+//! body runs in an async block or a closure: see `move_params`). The user's tokens keep their
+//! spans, so an error inside a traced fn still points at the user's line.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::ext::IdentExt as _;
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
-use syn::{Block, Expr, ImplItem, Item, ItemFn, ItemImpl, ReturnType, Signature, Stmt};
+use syn::{Block, Expr, FnArg, ImplItem, Item, ItemFn, ItemImpl, Pat, ReturnType, Signature, Stmt};
 
 use crate::args::{Sigil, TracedArgs};
 use crate::diagnostics::{self, fallback};
@@ -60,12 +61,12 @@ fn not_a_fn(item: &Item) -> syn::Error {
 fn traced_fn(mut f: ItemFn, args: &TracedArgs) -> syn::Result<TokenStream> {
     diagnostics::check_not_twice(&f.attrs)?;
     diagnostics::check_free_fn(args)?;
-    diagnostics::check_fn(&f.sig, &f.attrs, args)?;
+    diagnostics::check_fn(&f.sig, &f.attrs, args, &hidden_params(&f.sig, &f.block))?;
     let name = args
         .name
         .as_ref()
         .map_or_else(|| f.sig.ident.unraw().to_string(), |(_, l)| l.value());
-    *f.block = rewrite(&f.sig, &f.block, args, &name)?;
+    *f.block = rewrite(&mut f.sig, &f.block, args, &name)?;
     Ok(quote!(#f))
 }
 
@@ -116,12 +117,12 @@ fn traced_impl(mut imp: ItemImpl, outer: &TracedArgs) -> syn::Result<TokenStream
             continue;
         }
         let args = args.merged_over(outer);
-        diagnostics::check_fn(&m.sig, &m.attrs, &args)?;
+        diagnostics::check_fn(&m.sig, &m.attrs, &args, &hidden_params(&m.sig, &m.block))?;
         let name = args.name.as_ref().map_or_else(
             || format!("{ty_name}::{}", m.sig.ident.unraw()),
             |(_, l)| l.value(),
         );
-        m.block = rewrite(&m.sig, &m.block, &args, &name)?;
+        m.block = rewrite(&mut m.sig, &m.block, &args, &name)?;
     }
     Ok(quote!(#imp))
 }
@@ -172,6 +173,7 @@ fn prelude(
     args: &TracedArgs,
     name: &str,
     guard: Option<&proc_macro2::Ident>,
+    binds: &TokenStream,
 ) -> TokenStream {
     let (n_span, n_attrs) = (local("__tracer_span"), local("__tracer_attrs"));
     let mut stmts = Vec::new();
@@ -198,6 +200,9 @@ fn prelude(
                 {
                     quote!(#n_attrs.value(#key, #p::StaticStr(#v));)
                 }
+                // A place (a parameter, a field, an element) is borrowed and its value copied,
+                // so that the body keeps it; any other expression is a temporary, taken as it is.
+                Sigil::Value if is_place(v) => quote!(#n_attrs.value(#key, &(#v));),
                 Sigil::Value => quote!(#n_attrs.value(#key, #v);),
                 Sigil::Debug => quote!(#n_attrs.debug(#key, &(#v));),
                 Sigil::Display => quote!(#n_attrs.display(#key, &(#v));),
@@ -209,7 +214,7 @@ fn prelude(
     } else {
         // The list allocated once, at its size (grown push by push, it was reallocated).
         let n = stmts.len();
-        quote!(|#n_attrs: &mut #p::Attrs| { #n_attrs.reserve(#n); #(#stmts)* })
+        quote!(|#n_attrs: &mut #p::Attrs| { #n_attrs.reserve(#n); #binds #(#stmts)* })
     };
     let meta = meta_static(p, args, name);
     match guard {
@@ -242,6 +247,18 @@ fn prelude(
     }
 }
 
+/// `true` for an expression that names a place (`user`, `req.name`, `names[0]`, `*counter`):
+/// taken by value, it would move out of (or fail to move out of) the caller's variable.
+fn is_place(e: &Expr) -> bool {
+    match e {
+        Expr::Path(_) | Expr::Field(_) | Expr::Index(_) => true,
+        Expr::Unary(u) => matches!(u.op, syn::UnOp::Deref(_)),
+        Expr::Paren(p) => is_place(&p.expr),
+        Expr::Group(g) => is_place(&g.expr),
+        _ => false,
+    }
+}
+
 /// `static __TRACER_META`: the call site's constants.
 fn meta_static(p: &TokenStream, args: &TracedArgs, name: &str) -> TokenStream {
     let kind = args.kind_variant();
@@ -258,6 +275,8 @@ fn on_done(p: &TokenStream, args: &TracedArgs) -> TokenStream {
     let (n_e, n_v) = (local("__tracer_e"), local("__tracer_v"));
     let record_err = |kw_span: Span| {
         let (n_e, n_live) = (&n_e, &n_live);
+        // A type error here (an error type that is not `Display`) is reported at `err`.
+        let p = respan(p.clone(), kw_span);
         quote_spanned! {kw_span=>
             {
                 #[allow(unused_imports)]
@@ -375,7 +394,170 @@ impl VisitMut for ImplTraitEraser {
     }
 }
 
-fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn::Result<Block> {
+/// What [`move_params`] makes of a fn's parameters.
+#[derive(Default)]
+struct Moved {
+    /// At the top of the body's async block or closure: every parameter moved in, in order
+    /// (`let a = a;`, `let __tracer_arg1 = __tracer_arg1;`, `let (x, y) = __tracer_arg2;`).
+    moves: TokenStream,
+    /// At the top of `args` and `fields`: the names bound by a destructured parameter, by
+    /// reference (`let (x, y) = &__tracer_arg2;`).
+    binds: TokenStream,
+}
+
+/// Moves every parameter into the body's async block or closure, so that they are dropped as
+/// without `#[traced]`: after the body's locals, in reverse order, used or not (the block
+/// captures only those it uses: the others were dropped after it, when the fn's own frame
+/// ended). What rustc does for an `async fn`: a parameter bound to a name keeps it (without
+/// `mut` outside: `let mut a = a;` inside); any other (`_`, a destructuring) is renamed
+/// `__tracer_argN` in the signature and bound inside. Only the patterns of the signature change.
+fn move_params(sig: &mut Signature, args: &TracedArgs) -> Moved {
+    let mut out = Moved::default();
+    let mentioned = mentioned_idents(args);
+    let allow_if = |pat: &Pat| {
+        let names = diagnostics::pat_idents(pat);
+        if names.iter().any(|n| mentioned.contains(n)) {
+            // Read by `args` or `fields`: not unused when the body does not use it.
+            quote!(#[allow(unused_variables)])
+        } else {
+            TokenStream::new()
+        }
+    };
+    for (i, input) in sig.inputs.iter_mut().enumerate() {
+        let FnArg::Typed(t) = input else {
+            // `self`: the first parameter, dropped last in both cases.
+            continue;
+        };
+        let cfg: Vec<_> = t
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("cfg"))
+            .collect();
+        let allow = allow_if(&t.pat);
+        match &mut *t.pat {
+            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                let m = pi.mutability.take();
+                let id = &pi.ident;
+                out.moves.extend(
+                    quote!(#(#cfg)* #allow #[allow(clippy::redundant_locals)] let #m #id = #id;),
+                );
+            }
+            Pat::Macro(_) | Pat::Verbatim(_) => {}
+            pat => {
+                let arg = local_at(&format!("__tracer_arg{i}"), pat.span());
+                out.moves
+                    .extend(quote!(#(#cfg)* #[allow(clippy::redundant_locals)] let #arg = #arg;));
+                if !matches!(pat, Pat::Wild(_)) {
+                    out.moves.extend(quote!(#(#cfg)* #allow let #pat = #arg;));
+                    if !diagnostics::pat_idents(pat).is_empty() {
+                        let mut by_ref = pat.clone();
+                        ByRef.visit_pat_mut(&mut by_ref);
+                        out.binds.extend(
+                            quote!(#(#cfg)* #[allow(unused_variables)] let #by_ref = &#arg;),
+                        );
+                    }
+                }
+                *pat = Pat::Ident(syn::PatIdent {
+                    attrs: Vec::new(),
+                    by_ref: None,
+                    mutability: None,
+                    ident: arg,
+                    subpat: None,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The parameters `#[async_trait]` renamed (`(a, b): (u32, u32)` is `__arg1: (u32, u32)`, bound
+/// as `let (a, b) = { let __arg1 = __arg1; __arg1 };` in its async block): each one's name in the
+/// signature, and its pattern. None for any other shape.
+pub(crate) fn hidden_params(sig: &Signature, block: &Block) -> Vec<(proc_macro2::Ident, Pat)> {
+    let Shape::BoxedAsync {
+        async_block: Expr::Async(a),
+        ..
+    } = shape(sig, block)
+    else {
+        return Vec::new();
+    };
+    let renamed: Vec<&proc_macro2::Ident> = sig
+        .inputs
+        .iter()
+        .filter_map(|i| match i {
+            FnArg::Typed(t) => match &*t.pat {
+                Pat::Ident(pi) if pi.ident.to_string().starts_with("__arg") => Some(&pi.ident),
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for stmt in &a.block.stmts {
+        let Stmt::Local(local) = stmt else { continue };
+        let Some(init) = &local.init else { continue };
+        let Expr::Block(b) = &*init.expr else {
+            continue;
+        };
+        let Some(Stmt::Expr(Expr::Path(last), None)) = b.block.stmts.last() else {
+            continue;
+        };
+        let Some(id) = last.path.get_ident() else {
+            continue;
+        };
+        if let Some(param) = renamed.iter().find(|r| **r == id) {
+            out.push(((*param).clone(), local.pat.clone()));
+        }
+    }
+    out
+}
+
+/// A pattern that binds the same names by reference when matched against a reference (default
+/// binding modes): without `mut`, `ref`, and `&` sub-patterns.
+struct ByRef;
+
+impl VisitMut for ByRef {
+    fn visit_pat_mut(&mut self, p: &mut Pat) {
+        while let Pat::Reference(r) = p {
+            *p = (*r.pat).clone();
+        }
+        if let Pat::Ident(pi) = p {
+            pi.by_ref = None;
+            pi.mutability = None;
+        }
+        syn::visit_mut::visit_pat_mut(self, p);
+    }
+}
+
+/// Every identifier `args` and `fields` mention.
+fn mentioned_idents(args: &TracedArgs) -> Vec<proc_macro2::Ident> {
+    fn walk(ts: TokenStream, out: &mut Vec<proc_macro2::Ident>) {
+        for tt in ts {
+            match tt {
+                proc_macro2::TokenTree::Ident(i) => out.push(i),
+                proc_macro2::TokenTree::Group(g) => walk(g.stream(), out),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Some((_, names)) = &args.args {
+        out.extend(names.iter().cloned());
+    }
+    if let Some((_, fields)) = &args.fields {
+        for f in fields {
+            walk(quote::ToTokens::to_token_stream(&f.value), &mut out);
+        }
+    }
+    out
+}
+
+fn rewrite(
+    sig: &mut Signature,
+    block: &Block,
+    args: &TracedArgs,
+    name: &str,
+) -> syn::Result<Block> {
     let (n_span, n_fut, n_guard) = (
         local("__tracer_span"),
         local("__tracer_fut"),
@@ -385,7 +567,26 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
     let done = on_done(&p, args);
     let inspects_output = args.err.is_some() || args.ret.is_some();
     let shape = shape(sig, block);
-    let started = prelude(&p, args, name, None);
+    // The body runs in an async block or a closure: the parameters are moved into it.
+    let moved = match shape {
+        Shape::Async | Shape::ImplFuture => move_params(sig, args),
+        Shape::Sync if inspects_output => move_params(sig, args),
+        Shape::Sync => Moved::default(),
+        // `#[async_trait]` moved the parameters into its block: `args` and `fields` read the
+        // names of a pattern it renamed by reference, as for a destructured parameter.
+        Shape::BoxedAsync { .. } => Moved {
+            moves: TokenStream::new(),
+            binds: hidden_params(sig, block)
+                .into_iter()
+                .map(|(arg, mut pat)| {
+                    ByRef.visit_pat_mut(&mut pat);
+                    quote!(#[allow(unused_variables)] let #pat = &#arg;)
+                })
+                .collect(),
+        },
+    };
+    let moves = &moved.moves;
+    let started = prelude(&p, args, name, None, &moved.binds);
     // The body's future under its span; nothing recorded of the output (no `err`, no `ret`):
     // the span is ended in its place on the thread's stack when it can be.
     let instrumented = |fut: &dyn quote::ToTokens| {
@@ -400,7 +601,7 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
         // No closure: the body runs as written, and a drop guard ends the span on every way out
         // (`return`, `?`, the tail, a panic).
         Shape::Sync if !inspects_output => {
-            let started = prelude(&p, args, name, Some(&n_guard));
+            let started = prelude(&p, args, name, Some(&n_guard), &moved.binds);
             quote! {
                 #started
                 #block
@@ -410,8 +611,7 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
         // tracing-attributes. `check_fn` rejects them on a `#[track_caller]` fn.
         Shape::Sync => {
             let fake_return = fake_return(sig);
-            let stmts = &block.stmts;
-            let closure = quote_spanned!(block.span()=> move || { #fake_return #(#stmts)* });
+            let closure = quote_spanned!(block.span()=> move || { #moves #fake_return #block });
             quote! {
                 #started
                 #p::run_sync(#n_span, #closure, #done)
@@ -419,8 +619,7 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
         }
         Shape::Async => {
             let fake_return = fake_return(sig);
-            let stmts = &block.stmts;
-            let fut = quote_spanned!(block.span()=> async move { #fake_return #(#stmts)* });
+            let fut = quote_spanned!(block.span()=> async move { #moves #fake_return #block });
             // Off: the body's future is awaited bare, without the wrapper. On, with no
             // attribute to read off the arguments before the body takes them: the span starts
             // on the first poll of the body's wrapper (`Begun`), out of line, and the `async
@@ -459,7 +658,7 @@ fn rewrite(sig: &Signature, block: &Block, args: &TracedArgs, name: &str) -> syn
             }
         }
         Shape::ImplFuture => {
-            let closure = quote_spanned!(block.span()=> move || #block);
+            let closure = quote_spanned!(block.span()=> move || { #moves #block });
             quote! {
                 #started
                 let #n_fut = #p::enter(&mut #n_span, #closure);

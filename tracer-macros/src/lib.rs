@@ -14,11 +14,15 @@ use proc_macro::TokenStream;
 /// The span starts when the fn starts running and ends when it returns; for an `async fn` or a
 /// fn returning `impl Future`, when the future completes. It is a child of the current
 /// OpenTelemetry context, and is the current span while the body runs, across `.await`s.
-/// Signature and behaviour stay as written: the macro rewrites only the body. A sync body runs
+/// Signature and behaviour stay as written: the macro rewrites only the body (and, where the
+/// body runs in an async block or a closure, the patterns of parameters that are not a plain
+/// name, so that every parameter is dropped when and in the order it is without `#[traced]`;
+/// the types and the fn's interface do not change). A sync body runs
 /// in place, not in a closure, so `return`, `?`, borrows of the parameters and, in a
 /// `#[track_caller]` fn, `Location::caller()` behave as without `#[traced]`, tracing on or off.
 /// (`err` and `ret` need the returned value, so with them the body runs in a closure, as in
-/// tracing's `#[instrument]`; they are refused on a `#[track_caller]` fn.)
+/// tracing's `#[instrument]`; they are refused on a `#[track_caller]` fn. A fn returning
+/// `impl Future` builds its future in a closure, so `#[track_caller]` is refused on it too.)
 ///
 /// ```
 /// use tracer_runtime::traced;

@@ -12,6 +12,6 @@ pub use crate::traced::{
     Begun, CANCELLED, Instrumented, Live, Meta, SyncGuard, enter, no_record, run_sync, start,
 };
 pub use crate::traced_err::{
-    ErrRef, TracedResult, ViaDisplay, ViaDynError, ViaDynErrorSend, ViaDynErrorSendSync, ViaError,
-    as_result,
+    ErrDisplay, ErrRef, TracedResult, ViaDisplay, ViaDynError, ViaDynErrorSend,
+    ViaDynErrorSendSync, ViaError, as_result,
 };

@@ -125,9 +125,17 @@ into_attr! {
     &str => |v| Value::from(v.to_owned()),
     StaticStr => |v| Value::from(v.0),
     String => |v| Value::from(v),
-    &String => |v| Value::from(v.clone()),
     Cow<'static, str> => |v| Value::from(v),
     Value => |v| v,
+}
+
+/// A value by reference (a place in `fields(key = place)`: a parameter, a field), copied: the
+/// body keeps the original. Covers `&String` and `&&str` too.
+impl<T: IntoAttrValue + Clone> IntoAttrValue for &T {
+    #[inline]
+    fn into_attr_value(self) -> Option<Value> {
+        self.clone().into_attr_value()
+    }
 }
 
 impl<T: IntoAttrValue> IntoAttrValue for Option<T> {

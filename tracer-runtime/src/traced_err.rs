@@ -159,13 +159,32 @@ where
     }
 }
 
-/// Anything `Display`: the message only.
+/// What `err` needs of an error type at least: `Display`. A bound of its own so that an error
+/// type that is not `Display` gets this message, not a list of every `Via*` trait's bounds.
+#[diagnostic::on_unimplemented(
+    message = "`#[traced(err)]` records the error by its `Display`, which `{Self}` does not implement",
+    label = "the fn's error type `{Self}` is not `Display`",
+    note = "implement `std::error::Error` (or at least `std::fmt::Display`) for `{Self}`, or return an error type that does"
+)]
+pub trait ErrDisplay: Display {}
+impl<E: Display + ?Sized> ErrDisplay for E {}
+
+/// Anything `Display`: the message only. The last resort, implemented for every type so that
+/// method resolution always ends here: its bound, [`ErrDisplay`], is checked on the method.
 pub trait ViaDisplay {
+    /// The error type.
+    type Err: ?Sized;
     /// Records the error on the span.
-    fn __tracer_record_err(&self, live: &mut Live);
+    fn __tracer_record_err(&self, live: &mut Live)
+    where
+        Self::Err: ErrDisplay;
 }
-impl<E: Display + ?Sized> ViaDisplay for ErrRef<'_, E> {
-    fn __tracer_record_err(&self, live: &mut Live) {
+impl<E: ?Sized> ViaDisplay for ErrRef<'_, E> {
+    type Err = E;
+    fn __tracer_record_err(&self, live: &mut Live)
+    where
+        E: ErrDisplay,
+    {
         live.record_error(
             &short_type_name(std::any::type_name::<E>()),
             self.0.to_string(),
