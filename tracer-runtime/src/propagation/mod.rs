@@ -61,7 +61,7 @@ impl Format {
 
     fn propagator(self) -> Box<dyn TextMapPropagator + Send + Sync> {
         match self {
-            Format::TraceContext => Box::new(TraceContextPropagator::new()),
+            Format::TraceContext => Box::new(TraceContextPropagator::in_composite()),
             Format::Baggage => Box::new(BaggagePropagator::new()),
             Format::Jaeger => Box::new(JaegerPropagator::new()),
             Format::B3 => Box::new(B3Propagator::new(B3Encoding::SingleHeader)),
@@ -366,6 +366,11 @@ impl TextMapPropagator for Propagator {
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        // A repeated `traceparent` is none (the layers' headers say so themselves, without
+        // this look at every value).
+        if self.formats.contains(&Format::TraceContext) && w3c::repeats_traceparent(extractor) {
+            return self.extract_present(cx, &w3c::WithoutTraceparent(extractor), u64::MAX);
+        }
         self.extract_present(cx, extractor, u64::MAX)
     }
 

@@ -26,12 +26,17 @@ const BAGGAGE: &str = "baggage";
 #[derive(Clone, Debug)]
 pub struct TraceContextPropagator {
     fields: [String; 2],
+    /// Looks for a second `traceparent` itself (through `Extractor::get_all`, which allocates);
+    /// not when part of a [`Propagator`](super::Propagator), which does it once for all its
+    /// formats (and for the layers' headers, whose `traceparent` is none when repeated).
+    checks_repeats: bool,
 }
 
 impl Default for TraceContextPropagator {
     fn default() -> Self {
         TraceContextPropagator {
             fields: [TRACEPARENT.to_owned(), TRACESTATE.to_owned()],
+            checks_repeats: true,
         }
     }
 }
@@ -40,6 +45,41 @@ impl TraceContextPropagator {
     /// A Trace Context propagator.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// One for a [`Propagator`](super::Propagator), which checks for a repeated `traceparent`.
+    pub(crate) fn in_composite() -> Self {
+        TraceContextPropagator {
+            checks_repeats: false,
+            ..Self::default()
+        }
+    }
+}
+
+/// Whether `extractor` holds two `traceparent` fields or more: no valid header (the W3C test
+/// suite's `test_traceparent_duplicated` expects a new trace), so neither is the parent.
+pub(crate) fn repeats_traceparent(extractor: &dyn Extractor) -> bool {
+    extractor
+        .get_all(TRACEPARENT)
+        .is_some_and(|all| all.len() > 1)
+}
+
+/// An extractor without its `traceparent` (repeated: see [`repeats_traceparent`]).
+pub(crate) struct WithoutTraceparent<'a>(pub(crate) &'a dyn Extractor);
+
+impl Extractor for WithoutTraceparent<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key != TRACEPARENT).then(|| self.0.get(key)).flatten()
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .into_iter()
+            .filter(|k| *k != TRACEPARENT)
+            .collect()
+    }
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        (key != TRACEPARENT).then(|| self.0.get_all(key)).flatten()
     }
 }
 
@@ -155,12 +195,7 @@ impl TextMapPropagator for TraceContextPropagator {
         else {
             return cx.clone();
         };
-        // Two `traceparent` fields are no valid header (the W3C test suite's
-        // `test_traceparent_duplicated`: a new trace): neither is the parent.
-        if extractor
-            .get_all(TRACEPARENT)
-            .is_some_and(|all| all.len() > 1)
-        {
+        if self.checks_repeats && repeats_traceparent(extractor) {
             return cx.clone();
         }
         // Several `tracestate` headers are one list; an invalid list is dropped, the parent kept.

@@ -68,6 +68,30 @@ pub(crate) struct Headers<'a>(pub(crate) &'a HeaderMap);
 
 impl Extractor for Headers<'_> {
     fn get(&self, key: &str) -> Option<&str> {
+        // A repeated `traceparent` is no valid one (see `propagation::Propagator`'s
+        // `extract_with_context`, which the layers' extraction does not go through).
+        if key == "traceparent" {
+            let name = known(key)?;
+            let mut found = None;
+            if self.0.keys_len() <= SCAN_MAX {
+                // One pass over the few headers, as `first_values`: no lookup by name.
+                for (n, v) in self.0 {
+                    if n == name {
+                        if found.is_some() {
+                            return None;
+                        }
+                        found = Some(v);
+                    }
+                }
+            } else {
+                let mut all = self.0.get_all(name).iter();
+                found = all.next();
+                if all.next().is_some() {
+                    return None;
+                }
+            }
+            return found.and_then(|v| v.to_str().ok());
+        }
         match known(key) {
             Some(name) => {
                 let [value] = first_values(self.0, [name]);
@@ -131,6 +155,39 @@ impl Injector for HeadersMut<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_traceparent_is_none() {
+        let tp = "00-12345678901234567890123456789011-1234567890123456-01";
+        let mut h = HeaderMap::new();
+        h.append("traceparent", HeaderValue::from_static(tp));
+        assert_eq!(Headers(&h).get("traceparent"), Some(tp));
+        h.append("traceparent", HeaderValue::from_static(tp));
+        assert_eq!(Headers(&h).get("traceparent"), None);
+        // The same with more headers than one pass looks at.
+        for i in 0..SCAN_MAX {
+            h.insert(
+                HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        assert_eq!(Headers(&h).get("traceparent"), None);
+        h.remove("traceparent");
+        h.insert("traceparent", HeaderValue::from_static(tp));
+        assert_eq!(Headers(&h).get("traceparent"), Some(tp));
+        // Through the composite propagator, from any extractor.
+        let mut map = std::collections::HashMap::new();
+        map.insert("traceparent".to_owned(), tp.to_owned());
+        use opentelemetry::propagation::TextMapPropagator as _;
+        use opentelemetry::trace::TraceContextExt as _;
+        let p = crate::propagation::composite(&[crate::propagation::Format::TraceContext]);
+        assert!(p.extract(&map).span().span_context().is_valid());
+        let mut two = HeaderMap::new();
+        two.append("traceparent", HeaderValue::from_static(tp));
+        two.append("traceparent", HeaderValue::from_static(tp));
+        let cx = p.extract(&opentelemetry_http::HeaderExtractor(&two));
+        assert!(!cx.span().span_context().is_valid());
+    }
 
     #[test]
     fn a_requests_own_baggage_is_merged_with_the_contexts() {
