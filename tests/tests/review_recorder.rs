@@ -375,7 +375,6 @@ fn always_off_probe() {
 /// the recorder takes a sampler that drops every child of an unsampled parent
 /// (`Sink::follows_parent`, true for `AlwaysOff`) for one that takes its parent's decision.
 #[test]
-#[ignore = "defect: under always_off a #[traced] span takes a sampled parent's decision and is exported"]
 fn always_off_records_nothing_under_a_sampled_remote_parent() {
     let out = run_probe(
         "always_off_probe",
