@@ -277,7 +277,6 @@ fn collector_backlog_probe() {
 /// with the counts". The collector's drops are counted in `stats()` only: `shutdown()` returns
 /// `Ok(())` for a service that lost thousands of spans there.
 #[test]
-#[ignore = "defect: spans the collector drops (128 full buffers waiting) are not in shutdown()'s SpansLost"]
 fn spans_the_collector_drops_are_reported_by_shutdown() {
     let out = run_probe(
         "collector_backlog_probe",

@@ -804,10 +804,13 @@ impl GuardInner {
         #[cfg(feature = "metrics")]
         drop(self.endpoint);
         drop(self.runtimes);
-        let (dropped, failed) = self
-            .pipelines
-            .iter()
-            .fold((0, 0), |(d, f), p| (d + p.dropped(), f + p.failed()));
+        // The service's own counts: its pipelines' drops and failed exports, and the spans the
+        // collector dropped before they reached a pipeline (128 full buffers waiting).
+        let counts = self.svc.counts.snapshot();
+        let (dropped, failed) = (
+            counts.dropped_before_export,
+            counts.dropped_in_failed_exports,
+        );
         if dropped + failed > 0 {
             return Err(ShutdownError::SpansLost {
                 service: self.svc.name.clone(),

@@ -83,19 +83,15 @@ pub(crate) struct Batcher {
     shared: Arc<Shared>,
 }
 
-/// What the guard keeps of a pipeline: its drop count, for `shutdown()`'s report.
+/// What the guard and the service keep of a pipeline: its queue (the collector hands it spans) and its bound.
 #[derive(Clone)]
 pub(crate) struct Handle(Arc<Shared>);
 
 impl Handle {
     /// Spans this pipeline dropped so far.
+    #[cfg(test)]
     pub(crate) fn dropped(&self) -> u64 {
         self.0.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Spans of this pipeline in exports that failed.
-    pub(crate) fn failed(&self) -> u64 {
-        self.0.failed.load(Ordering::Relaxed)
     }
 
     /// The queue's bound, for the report.
@@ -114,8 +110,6 @@ struct Shared {
     /// Flushes and the shutdown wait on it for the worker's progress.
     progress: Condvar,
     dropped: AtomicU64,
-    /// Spans in exports that failed.
-    failed: AtomicU64,
     /// A shutdown gave up waiting and counted what was left as dropped.
     abandoned: std::sync::atomic::AtomicBool,
     warned: Mutex<Throttle<u64>>,
@@ -172,7 +166,6 @@ impl Batcher {
             wake: Condvar::new(),
             progress: Condvar::new(),
             dropped: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
             abandoned: std::sync::atomic::AtomicBool::new(false),
             warned: Mutex::new(Throttle::new(WARN_EVERY, 0)),
         });
@@ -290,7 +283,6 @@ impl Shared {
             if self.abandoned.load(Ordering::Relaxed) {
                 // Counted as dropped by the shutdown that gave up on this export.
             } else if let Err(e) = &result {
-                self.failed.fetch_add(n as u64, Ordering::Relaxed);
                 stats::export_failed(&self.counts, n as u64, e);
             } else {
                 stats::exported(&self.counts, n as u64);
