@@ -81,7 +81,6 @@ fn hung_backlog_probe() {
 /// than that export timeout (1 s): each export fails after 300 ms, and the pipeline takes each
 /// failure for progress, so the guard waits 300 ms per queued batch (20 of them: 6 s), not 1 s.
 #[test]
-#[ignore = "defect: a failed export counts as progress, so a hung collector holds the guard one OTLP timeout per queued batch"]
 fn a_hung_otlp_collector_holds_the_guard_one_timeout_at_most_whatever_the_backlog() {
     let out = run_probe(
         "hung_backlog_probe",
@@ -125,7 +124,6 @@ fn timing_out_exporter_probe() {
 /// The same with an exporter of the user's (`with_exporter`) that gives up on a hung backend
 /// after 200 ms: 20 batches of one span, an export timeout of 1 s.
 #[test]
-#[ignore = "defect: a failed export counts as progress, so a hung backend holds the guard one exporter timeout per queued batch"]
 fn each_failing_export_is_no_progress_for_the_shutdown() {
     let out = run_probe(
         "timing_out_exporter_probe",

@@ -129,6 +129,10 @@ struct Queue {
     taken: u64,
     /// Spans whose export finished (exported or failed).
     settled: u64,
+    /// Spans the exporter accepted: the progress a flush and the shutdown wait on (a failed
+    /// export is none: a collector that does not answer fails every export after the exporter's
+    /// own timeout, and would hold the shutdown that long per batch).
+    exported: u64,
     /// A flush wants every span up to here taken.
     flush_to: u64,
     shutdown: bool,
@@ -280,29 +284,34 @@ impl Shared {
             drop(q);
             last_export = Instant::now();
             let result = futures_executor::block_on(exporter.export(batch.spans));
+            let mut accepted = false;
             if self.abandoned.load(Ordering::Relaxed) {
                 // Counted as dropped by the shutdown that gave up on this export.
             } else if let Err(e) = &result {
                 stats::export_failed(&self.counts, n as u64, e);
             } else {
                 stats::exported(&self.counts, n as u64);
+                accepted = true;
             }
             q = self.lock();
             q.settled += n as u64;
+            if accepted {
+                q.exported += n as u64;
+            }
             self.progress.notify_all();
         }
     }
 
     /// Waits until every span accepted before the call has been exported, or until the exporter
-    /// has made no progress for one export timeout.
+    /// has accepted nothing for one export timeout.
     fn flush(&self) -> OTelSdkResult {
         let mut q = self.lock();
         let target = q.pushed;
         q.flush_to = q.flush_to.max(target);
         self.wake.notify_one();
-        let mut stalled = Stall::new(self.config.timeout, q.settled);
+        let mut stalled = Stall::new(self.config.timeout, q.exported);
         while q.settled < target && !q.finished {
-            let Some(left) = stalled.left(q.settled) else {
+            let Some(left) = stalled.left(q.exported) else {
                 return Err(OTelSdkError::Timeout(self.config.timeout));
             };
             q = self
@@ -401,27 +410,29 @@ enum Refused {
     Shut,
 }
 
-/// The export timeout, counted from the exporter's latest progress: a backlog drains whole
-/// from a collector that answers, and one that does not answer is given up on after one timeout.
+/// The export timeout, counted from the exporter's latest progress (spans it accepted): a
+/// backlog drains whole into a collector that answers, and one that does not answer (whose
+/// exports hang, or fail one after the other) is given up on after one timeout.
 struct Stall {
     timeout: Duration,
     since: Instant,
-    settled: u64,
+    exported: u64,
 }
 
 impl Stall {
-    fn new(timeout: Duration, settled: u64) -> Stall {
+    fn new(timeout: Duration, exported: u64) -> Stall {
         Stall {
             timeout,
             since: Instant::now(),
-            settled,
+            exported,
         }
     }
 
-    /// The time left to wait, `None` when the exporter has stalled for the whole timeout.
-    fn left(&mut self, settled: u64) -> Option<Duration> {
-        if settled != self.settled {
-            self.settled = settled;
+    /// The time left to wait, `None` when the exporter has accepted nothing for the whole
+    /// timeout.
+    fn left(&mut self, exported: u64) -> Option<Duration> {
+        if exported != self.exported {
+            self.exported = exported;
             self.since = Instant::now();
         }
         let left = self.timeout.saturating_sub(self.since.elapsed());
@@ -458,9 +469,9 @@ impl SpanProcessor for Batcher {
         }
         q.shutdown = true;
         s.wake.notify_one();
-        let mut stalled = Stall::new(timeout, q.settled);
+        let mut stalled = Stall::new(timeout, q.exported);
         while !q.finished {
-            let Some(left) = stalled.left(q.settled) else {
+            let Some(left) = stalled.left(q.exported) else {
                 // The exporter does not answer: what it has not taken is lost, and what it holds
                 // is lost with it when its runtime goes.
                 let lost = q.pushed.saturating_sub(q.settled);
