@@ -740,7 +740,8 @@ impl Guard {
     }
 
     /// Exports every span finished so far (and the metrics, when exported over OTLP), and waits
-    /// for it.
+    /// for it. An export that failed meanwhile (its spans lost) is an error, as is a collector
+    /// that accepted nothing for one export timeout.
     pub fn flush(&self) -> Result<(), ShutdownError> {
         // The spans that threads have ended and the collector has not handed over yet.
         crate::collector::collect();

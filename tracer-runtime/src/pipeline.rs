@@ -133,6 +133,8 @@ struct Queue {
     /// export is none: a collector that does not answer fails every export after the exporter's
     /// own timeout, and would hold the shutdown that long per batch).
     exported: u64,
+    /// Spans in exports that failed.
+    failed: u64,
     /// A flush wants every span up to here taken.
     flush_to: u64,
     shutdown: bool,
@@ -297,6 +299,8 @@ impl Shared {
             q.settled += n as u64;
             if accepted {
                 q.exported += n as u64;
+            } else {
+                q.failed += n as u64;
             }
             self.progress.notify_all();
         }
@@ -304,8 +308,10 @@ impl Shared {
 
     /// Waits until every span accepted before the call has been exported, or until the exporter
     /// has accepted nothing for one export timeout.
+    /// An export that failed meanwhile is an error: the spans it held are lost.
     fn flush(&self) -> OTelSdkResult {
         let mut q = self.lock();
+        let failed = q.failed;
         let target = q.pushed;
         q.flush_to = q.flush_to.max(target);
         self.wake.notify_one();
@@ -320,7 +326,12 @@ impl Shared {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        Ok(())
+        match q.failed - failed {
+            0 => Ok(()),
+            lost => Err(OTelSdkError::InternalFailure(format!(
+                "{lost} span(s) lost in exports that failed"
+            ))),
+        }
     }
 }
 
