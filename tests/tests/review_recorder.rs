@@ -177,7 +177,6 @@ fn two_hung_exporters_probe() {
 /// provider shuts its processors down one after the other, each given the whole export
 /// timeout, so the guard waits two timeouts.
 #[test]
-#[ignore = "defect: the pipelines are shut down one after the other, each waiting a whole export timeout"]
 fn two_exporters_to_a_hung_backend_hold_the_guard_one_timeout_at_most() {
     let out = run_probe(
         "two_hung_exporters_probe",

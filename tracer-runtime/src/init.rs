@@ -793,9 +793,13 @@ impl GuardInner {
                 let timeout = self.timeout;
                 std::thread::spawn(move || m.otlp.as_ref().map(|o| o.shutdown(timeout)))
             });
-        // The spans ended so far on any thread, to the queues; then each pipeline exports what it
-        // holds, waiting one export timeout at most.
+        // The spans ended so far on any thread, to the queues; then every pipeline exports what it
+        // holds, all at once (the provider waits for each in turn, but their export timeouts run
+        // together: one in all, however many pipelines wait on a collector that does not answer).
         crate::collector::collect();
+        for p in &self.pipelines {
+            p.begin_shutdown();
+        }
         let shut = self.provider.shutdown_with_timeout(self.timeout);
         #[cfg(feature = "otlp-metrics")]
         let shut = match metrics_shut.map(std::thread::JoinHandle::join) {

@@ -138,6 +138,9 @@ struct Queue {
     /// A flush wants every span up to here taken.
     flush_to: u64,
     shutdown: bool,
+    /// When the guard began this pipeline's shutdown ([`Handle::begin_shutdown`]), which the
+    /// processor's shutdown has not waited for yet: its export timeout runs from then.
+    begun: Option<Instant>,
     /// The worker has exported everything and stopped.
     finished: bool,
     resource: Option<Resource>,
@@ -336,6 +339,21 @@ impl Shared {
 }
 
 impl Handle {
+    /// Begins the shutdown: the worker exports what is queued and stops, and the processor's
+    /// `shutdown_with_timeout` then waits for it, its export timeout counted from now. The guard
+    /// begins every pipeline's shutdown at once, so that pipelines to a collector that does not
+    /// answer cost one export timeout in all, not one each (the provider shuts its processors
+    /// down one after the other).
+    pub(crate) fn begin_shutdown(&self) {
+        let mut q = self.0.lock();
+        if !q.shutdown {
+            q.shutdown = true;
+            q.begun = Some(Instant::now());
+            drop(q);
+            self.0.wake.notify_one();
+        }
+    }
+
     /// Queues `spans`, each made a `SpanData` by `data` as it is queued, under one lock: the
     /// collector's hand-over of a service's spans.
     pub(crate) fn push_all<T>(
@@ -475,12 +493,17 @@ impl SpanProcessor for Batcher {
         let s = &self.shared;
         let timeout = timeout.min(s.config.timeout);
         let mut q = s.lock();
-        if q.shutdown {
-            return Err(OTelSdkError::AlreadyShutdown);
-        }
-        q.shutdown = true;
-        s.wake.notify_one();
+        let since = match q.begun.take() {
+            Some(begun) => begun,
+            None if q.shutdown => return Err(OTelSdkError::AlreadyShutdown),
+            None => {
+                q.shutdown = true;
+                s.wake.notify_one();
+                Instant::now()
+            }
+        };
         let mut stalled = Stall::new(timeout, q.exported);
+        stalled.since = since;
         while !q.finished {
             let Some(left) = stalled.left(q.exported) else {
                 // The exporter does not answer: what it has not taken is lost, and what it holds
