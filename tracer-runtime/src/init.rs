@@ -740,7 +740,8 @@ impl Guard {
     }
 
     /// Exports every span finished so far (and the metrics, when exported over OTLP), and waits
-    /// for it.
+    /// for it. An export that failed meanwhile (its spans lost) is an error, as is a collector
+    /// that accepted nothing for one export timeout.
     pub fn flush(&self) -> Result<(), ShutdownError> {
         // The spans that threads have ended and the collector has not handed over yet.
         crate::collector::collect();
@@ -792,9 +793,13 @@ impl GuardInner {
                 let timeout = self.timeout;
                 std::thread::spawn(move || m.otlp.as_ref().map(|o| o.shutdown(timeout)))
             });
-        // The spans ended so far on any thread, to the queues; then each pipeline exports what it
-        // holds, waiting one export timeout at most.
+        // The spans ended so far on any thread, to the queues; then every pipeline exports what it
+        // holds, all at once (the provider waits for each in turn, but their export timeouts run
+        // together: one in all, however many pipelines wait on a collector that does not answer).
         crate::collector::collect();
+        for p in &self.pipelines {
+            p.begin_shutdown();
+        }
         let shut = self.provider.shutdown_with_timeout(self.timeout);
         #[cfg(feature = "otlp-metrics")]
         let shut = match metrics_shut.map(std::thread::JoinHandle::join) {
@@ -804,10 +809,13 @@ impl GuardInner {
         #[cfg(feature = "metrics")]
         drop(self.endpoint);
         drop(self.runtimes);
-        let (dropped, failed) = self
-            .pipelines
-            .iter()
-            .fold((0, 0), |(d, f), p| (d + p.dropped(), f + p.failed()));
+        // The service's own counts: its pipelines' drops and failed exports, and the spans the
+        // collector dropped before they reached a pipeline (128 full buffers waiting).
+        let counts = self.svc.counts.snapshot();
+        let (dropped, failed) = (
+            counts.dropped_before_export,
+            counts.dropped_in_failed_exports,
+        );
         if dropped + failed > 0 {
             return Err(ShutdownError::SpansLost {
                 service: self.svc.name.clone(),

@@ -83,19 +83,15 @@ pub(crate) struct Batcher {
     shared: Arc<Shared>,
 }
 
-/// What the guard keeps of a pipeline: its drop count, for `shutdown()`'s report.
+/// What the guard and the service keep of a pipeline: its queue (the collector hands it spans) and its bound.
 #[derive(Clone)]
 pub(crate) struct Handle(Arc<Shared>);
 
 impl Handle {
     /// Spans this pipeline dropped so far.
+    #[cfg(test)]
     pub(crate) fn dropped(&self) -> u64 {
         self.0.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Spans of this pipeline in exports that failed.
-    pub(crate) fn failed(&self) -> u64 {
-        self.0.failed.load(Ordering::Relaxed)
     }
 
     /// The queue's bound, for the report.
@@ -114,8 +110,6 @@ struct Shared {
     /// Flushes and the shutdown wait on it for the worker's progress.
     progress: Condvar,
     dropped: AtomicU64,
-    /// Spans in exports that failed.
-    failed: AtomicU64,
     /// A shutdown gave up waiting and counted what was left as dropped.
     abandoned: std::sync::atomic::AtomicBool,
     warned: Mutex<Throttle<u64>>,
@@ -135,9 +129,18 @@ struct Queue {
     taken: u64,
     /// Spans whose export finished (exported or failed).
     settled: u64,
+    /// Spans the exporter accepted: the progress a flush and the shutdown wait on (a failed
+    /// export is none: a collector that does not answer fails every export after the exporter's
+    /// own timeout, and would hold the shutdown that long per batch).
+    exported: u64,
+    /// Spans in exports that failed.
+    failed: u64,
     /// A flush wants every span up to here taken.
     flush_to: u64,
     shutdown: bool,
+    /// When the guard began this pipeline's shutdown ([`Handle::begin_shutdown`]), which the
+    /// processor's shutdown has not waited for yet: its export timeout runs from then.
+    begun: Option<Instant>,
     /// The worker has exported everything and stopped.
     finished: bool,
     resource: Option<Resource>,
@@ -172,7 +175,6 @@ impl Batcher {
             wake: Condvar::new(),
             progress: Condvar::new(),
             dropped: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
             abandoned: std::sync::atomic::AtomicBool::new(false),
             warned: Mutex::new(Throttle::new(WARN_EVERY, 0)),
         });
@@ -287,30 +289,38 @@ impl Shared {
             drop(q);
             last_export = Instant::now();
             let result = futures_executor::block_on(exporter.export(batch.spans));
+            let mut accepted = false;
             if self.abandoned.load(Ordering::Relaxed) {
                 // Counted as dropped by the shutdown that gave up on this export.
             } else if let Err(e) = &result {
-                self.failed.fetch_add(n as u64, Ordering::Relaxed);
                 stats::export_failed(&self.counts, n as u64, e);
             } else {
                 stats::exported(&self.counts, n as u64);
+                accepted = true;
             }
             q = self.lock();
             q.settled += n as u64;
+            if accepted {
+                q.exported += n as u64;
+            } else {
+                q.failed += n as u64;
+            }
             self.progress.notify_all();
         }
     }
 
     /// Waits until every span accepted before the call has been exported, or until the exporter
-    /// has made no progress for one export timeout.
+    /// has accepted nothing for one export timeout.
+    /// An export that failed meanwhile is an error: the spans it held are lost.
     fn flush(&self) -> OTelSdkResult {
         let mut q = self.lock();
+        let failed = q.failed;
         let target = q.pushed;
         q.flush_to = q.flush_to.max(target);
         self.wake.notify_one();
-        let mut stalled = Stall::new(self.config.timeout, q.settled);
+        let mut stalled = Stall::new(self.config.timeout, q.exported);
         while q.settled < target && !q.finished {
-            let Some(left) = stalled.left(q.settled) else {
+            let Some(left) = stalled.left(q.exported) else {
                 return Err(OTelSdkError::Timeout(self.config.timeout));
             };
             q = self
@@ -319,11 +329,31 @@ impl Shared {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        Ok(())
+        match q.failed - failed {
+            0 => Ok(()),
+            lost => Err(OTelSdkError::InternalFailure(format!(
+                "{lost} span(s) lost in exports that failed"
+            ))),
+        }
     }
 }
 
 impl Handle {
+    /// Begins the shutdown: the worker exports what is queued and stops, and the processor's
+    /// `shutdown_with_timeout` then waits for it, its export timeout counted from now. The guard
+    /// begins every pipeline's shutdown at once, so that pipelines to a collector that does not
+    /// answer cost one export timeout in all, not one each (the provider shuts its processors
+    /// down one after the other).
+    pub(crate) fn begin_shutdown(&self) {
+        let mut q = self.0.lock();
+        if !q.shutdown {
+            q.shutdown = true;
+            q.begun = Some(Instant::now());
+            drop(q);
+            self.0.wake.notify_one();
+        }
+    }
+
     /// Queues `spans`, each made a `SpanData` by `data` as it is queued, under one lock: the
     /// collector's hand-over of a service's spans.
     pub(crate) fn push_all<T>(
@@ -409,27 +439,29 @@ enum Refused {
     Shut,
 }
 
-/// The export timeout, counted from the exporter's latest progress: a backlog drains whole
-/// from a collector that answers, and one that does not answer is given up on after one timeout.
+/// The export timeout, counted from the exporter's latest progress (spans it accepted): a
+/// backlog drains whole into a collector that answers, and one that does not answer (whose
+/// exports hang, or fail one after the other) is given up on after one timeout.
 struct Stall {
     timeout: Duration,
     since: Instant,
-    settled: u64,
+    exported: u64,
 }
 
 impl Stall {
-    fn new(timeout: Duration, settled: u64) -> Stall {
+    fn new(timeout: Duration, exported: u64) -> Stall {
         Stall {
             timeout,
             since: Instant::now(),
-            settled,
+            exported,
         }
     }
 
-    /// The time left to wait, `None` when the exporter has stalled for the whole timeout.
-    fn left(&mut self, settled: u64) -> Option<Duration> {
-        if settled != self.settled {
-            self.settled = settled;
+    /// The time left to wait, `None` when the exporter has accepted nothing for the whole
+    /// timeout.
+    fn left(&mut self, exported: u64) -> Option<Duration> {
+        if exported != self.exported {
+            self.exported = exported;
             self.since = Instant::now();
         }
         let left = self.timeout.saturating_sub(self.since.elapsed());
@@ -461,14 +493,19 @@ impl SpanProcessor for Batcher {
         let s = &self.shared;
         let timeout = timeout.min(s.config.timeout);
         let mut q = s.lock();
-        if q.shutdown {
-            return Err(OTelSdkError::AlreadyShutdown);
-        }
-        q.shutdown = true;
-        s.wake.notify_one();
-        let mut stalled = Stall::new(timeout, q.settled);
+        let since = match q.begun.take() {
+            Some(begun) => begun,
+            None if q.shutdown => return Err(OTelSdkError::AlreadyShutdown),
+            None => {
+                q.shutdown = true;
+                s.wake.notify_one();
+                Instant::now()
+            }
+        };
+        let mut stalled = Stall::new(timeout, q.exported);
+        stalled.since = since;
         while !q.finished {
-            let Some(left) = stalled.left(q.settled) else {
+            let Some(left) = stalled.left(q.exported) else {
                 // The exporter does not answer: what it has not taken is lost, and what it holds
                 // is lost with it when its runtime goes.
                 let lost = q.pushed.saturating_sub(q.settled);

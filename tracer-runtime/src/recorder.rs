@@ -1719,7 +1719,7 @@ pub(crate) enum Top {
     /// No span: the current span is not sampled, under a sampler that follows the parent, and
     /// the child is not measured; or its service is switched off.
     Nothing,
-    /// The current span is a sampled [`Fast`] span under a sampler that follows the parent: the
+    /// The current span is a sampled [`Fast`] span under a parent-based sampler: the
     /// child is one too.
     Fast(FastParent),
     /// The current span is not sampled, under a sampler that follows the parent, and the child
@@ -1771,7 +1771,7 @@ impl FastParent {
 #[cfg(any(feature = "redis", feature = "mysql"))]
 pub(crate) enum OpParent {
     /// A sampled span on the thread's stack (a `#[traced]` span on the short path, or an
-    /// operation's) of a service switched on whose sampler follows the parent: the child is
+    /// operation's) of a service switched on whose sampler is parent-based: the child is
     /// sampled too, and takes its ids and service from there at once.
     Fast(FastParent),
     /// What [`current_recording`] gives: the service and the parent, or `None` when that
@@ -1822,7 +1822,7 @@ pub(crate) enum BareChild {
 }
 
 /// The commonest `#[traced]` span, started in one look at the thread's stack: a child without
-/// attributes of a sampled [`Fast`] span, under a sampler that follows the parent, made in its
+/// attributes of a sampled [`Fast`] span, under a parent-based sampler, made in its
 /// place on the stack (nothing of the user's runs meanwhile: no attribute to format).
 #[inline(always)]
 pub(crate) fn push_bare_child(meta: &'static Meta) -> BareChild {
@@ -1840,7 +1840,7 @@ pub(crate) fn push_bare_child(meta: &'static Meta) -> BareChild {
             if !f.svc.is_enabled() {
                 return BareChild::Nothing;
             }
-            if !f.svc.sink.follows_parent() {
+            if !f.svc.sink.takes_parents_decision() {
                 return BareChild::Else;
             }
             // `Fast::child`'s span, written straight into the stack's new frame.
@@ -1947,7 +1947,7 @@ fn under_fast(f: &Fast) -> Top {
     if !f.svc.is_enabled() {
         return Top::Nothing;
     }
-    if !f.svc.sink.follows_parent() {
+    if !f.svc.sink.takes_parents_decision() {
         return Top::Other;
     }
     Top::Fast(FastParent {

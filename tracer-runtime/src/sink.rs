@@ -123,6 +123,14 @@ impl Sink {
         matches!(self.sampler, Sampler::ParentBased(_) | Sampler::AlwaysOff)
     }
 
+    /// Whether a child takes its parent's decision, sampled or not (the parent-based samplers):
+    /// a child of a sampled span is sampled too. Not `AlwaysOff`, which samples nothing whatever
+    /// the parent says.
+    #[inline]
+    pub(crate) fn takes_parents_decision(&self) -> bool {
+        matches!(self.sampler, Sampler::ParentBased(_))
+    }
+
     /// Hands finished spans to every processor, each made a `SpanData` by `data`: to the export
     /// queues at once when `buffered` (made in place in the queue), else one by one.
     pub(crate) fn export_all<T>(

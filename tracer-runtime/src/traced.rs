@@ -83,7 +83,7 @@ fn start_under(
     // Sampled or not, decided before anything is formatted: a root's sampler sees the span's
     // name and kind, not its argument values.
     let (sampled, trace_id) = match &parent {
-        Some(p) if svc.sink.follows_parent() => (p.is_sampled(), p.trace_id()),
+        Some(p) if svc.sink.takes_parents_decision() => (p.is_sampled(), p.trace_id()),
         Some(p) => (
             svc.sink
                 .sample(Some(p), p.trace_id(), meta.name, &meta.kind, &[], &[]),
