@@ -59,9 +59,22 @@ impl Config {
     /// malformed number is an error naming its variable.
     pub(crate) fn from_env(max_queue_bytes: Option<usize>) -> Result<Config, InitError> {
         let num = crate::env::number;
-        let timeout = num("OTEL_BSP_EXPORT_TIMEOUT")?
-            .or(num("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")?)
-            .or(num("OTEL_EXPORTER_OTLP_TIMEOUT")?)
+        // A timeout of 0 would give up on every export and every wait at once: with the
+        // collector up, the guard would drop whatever is queued. Refused, naming its variable
+        // (OpenTelemetry's file configuration reads 0 as "no limit", which would let a hung
+        // collector hold the program's exit forever: not that either).
+        let timeout_of = |var: &'static str| -> Result<Option<u64>, InitError> {
+            match num(var)? {
+                Some(0) => Err(InitError::InvalidConfig(format!(
+                    "{var} `0`: a timeout of 0 would drop every span still queued at shutdown; \
+                     give a number of milliseconds above 0"
+                ))),
+                n => Ok(n),
+            }
+        };
+        let timeout = timeout_of("OTEL_BSP_EXPORT_TIMEOUT")?
+            .or(timeout_of("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")?)
+            .or(timeout_of("OTEL_EXPORTER_OTLP_TIMEOUT")?)
             .map_or(Duration::from_secs(5), Duration::from_millis);
         let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         Ok(Config {
