@@ -166,9 +166,8 @@ fn sampled_here() -> bool {
 /// B3: "A deny decision may omit identifiers and look like this: `b3: 0`", and "While valid to
 /// propagate only a reject sampling decision (`X-B3-Sampled: 0`) ...". Deny "is used ... to
 /// prevent certain paths (such as health checks) from generating traces". A caller's deny
-/// without ids is dropped instead, and the request is traced (and sampled) as a new root.
+/// without ids was dropped, and the request traced (and sampled) as a new root.
 #[test]
-#[ignore = "defect: a B3 deny without ids (`b3: 0`, `X-B3-Sampled: 0`) is ignored; the trace is sampled"]
 fn a_b3_deny_without_ids_is_not_sampled() {
     exporter();
     for (format, pairs) in [

@@ -577,6 +577,11 @@ pub(crate) fn trace_id() -> TraceId {
     new_trace_id()
 }
 
+/// A new span id (for a caller's decision that came without ids: see `propagation::b3`).
+pub(crate) fn span_id() -> SpanId {
+    new_span_id()
+}
+
 thread_local! {
     /// Emptied records, reused: a span's record costs no allocation once the thread has ended
     /// a few spans.

@@ -114,6 +114,18 @@ fn parse_single(v: &str) -> Option<(TraceId, SpanId, State)> {
     Some((trace, span, state))
 }
 
+/// A deny decision and no ids: the single header `0`, or `X-B3-Sampled: 0` (`false`) with no
+/// trace id.
+fn denies_without_ids(ex: &dyn Extractor) -> bool {
+    match ex.get(B3).map(str::trim) {
+        Some(v) if !v.is_empty() => v == "0",
+        _ => {
+            ex.get(TRACE_ID).is_none()
+                && matches!(ex.get(SAMPLED).map(str::trim), Some("0" | "false"))
+        }
+    }
+}
+
 fn parse_multi(ex: &dyn Extractor) -> Option<(TraceId, SpanId, State)> {
     let trace = trace_id(ex.get(TRACE_ID)?.trim())?;
     let span = span_id(ex.get(SPAN_ID)?.trim())?;
@@ -181,6 +193,21 @@ impl TextMapPropagator for B3Propagator {
             .and_then(parse_single)
             .or_else(|| parse_multi(extractor));
         let Some((trace, span, state)) = found else {
+            // "A deny decision may omit identifiers" (`b3: 0`, or `X-B3-Sampled: 0` alone): the
+            // caller asks that this request not be traced (a health check, say). Its trace is
+            // one of made-up ids, not sampled, so that the spans under it are not and the
+            // decision goes on to the next hops. (An accept or debug decision without ids has no
+            // trace to join: a new root, as no header.)
+            if denies_without_ids(extractor) {
+                let sc = SpanContext::new(
+                    crate::recorder::trace_id(),
+                    crate::recorder::span_id(),
+                    TraceFlags::default(),
+                    true,
+                    TraceState::default(),
+                );
+                return cx.with_remote_span_context(sc).with_value(Hint::Normal);
+            }
             return cx.clone();
         };
         let (flags, hint) = match state {
