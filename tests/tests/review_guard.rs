@@ -1,10 +1,10 @@
 //! Defects found by a review of the call-loop guard, the switch endpoint and the RED metrics,
 //! each shown by a test that failed before its fix.
 
-#[path = "support/loops.rs"]
-mod loops;
 #[path = "support/http.rs"]
 mod http_support;
+#[path = "support/loops.rs"]
+mod loops;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -77,5 +77,94 @@ async fn a_configured_token_with_a_trailing_newline_is_usable() {
     let status = switch_call("PUT", &format!("{base}/tracer/{service}"), "wrong", "on").await;
     assert_eq!(status, 401);
     assert!(!tracer_runtime::is_enabled(service));
+    drop(guard);
+}
+
+/// Runs `promtool check metrics` on `text`: its parse error, if any (lint complaints, exit
+/// code 3, aside).
+fn promtool_error(text: &str) -> Option<String> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code() == Some(1)).then(|| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// A scraper that asks for the classic text format (`Accept: text/plain;version=0.0.4`, as
+/// Prometheus does with `scrape_protocols: [PrometheusText0.0.4]`, or curl's `*/*` piped into
+/// `promtool check metrics`) was served OpenMetrics anyway, whose `# TYPE target info` that
+/// format's parser rejects: the whole scrape failed. Label values with `"`, `\` and newlines
+/// (a route template, resource attributes) are escaped either way.
+#[tokio::test]
+async fn a_scrape_asking_for_the_classic_text_format_gets_text_promtool_accepts() {
+    use opentelemetry::KeyValue;
+    use tracer_runtime::http::{HttpServerLayer, Route};
+    let service = "rg-prom\"svc\\\n";
+    let guard = tracer_runtime::init(service)
+        .with_traces_exporters(&[tracer_runtime::TracesExporter::None])
+        .with_prometheus("127.0.0.1:0")
+        .with_resource_attributes([KeyValue::new("deployment.environment", "a\"b\\c\nd")])
+        .install()
+        .unwrap();
+    let app = http_support::serve_with(HttpServerLayer::new(service), |_req| async {
+        let mut r = http::Response::new(Full::new(Bytes::from_static(b"ok")));
+        r.extensions_mut()
+            .insert(Route("/a\"b\\c\nd/{id}".to_owned().into()));
+        Ok::<_, std::convert::Infallible>(r)
+    })
+    .await;
+    http_support::get_plain(&format!("http://{app}/x"), &[]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let url = format!("http://{}/metrics", guard.metrics_addr().unwrap());
+    for accept in [
+        "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        "*/*",
+        "text/plain",
+    ] {
+        let (status, text, headers) = http_support::get_plain(&url, &[("accept", accept)]).await;
+        assert_eq!(status, 200);
+        assert!(
+            text.contains(r#"http_route="/a\"b\\c\nd/{id}""#),
+            "{accept}: {text}"
+        );
+        if let Some(e) = promtool_error(&text) {
+            panic!(
+                "Accept: {accept}, served as {:?}; promtool check metrics: {e}\n{text}",
+                headers.get("content-type")
+            );
+        }
+    }
+    // Asked for (or not asked at all): OpenMetrics, as before.
+    let (_, _, headers) = http_support::get_plain(
+        &url,
+        &[(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        )],
+    )
+    .await;
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
     drop(guard);
 }
