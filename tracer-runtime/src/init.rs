@@ -329,7 +329,8 @@ impl Builder {
     }
 
     /// Serves this service's metrics (see [`metrics`](crate::metrics)) as Prometheus text at
-    /// `GET /metrics` on `addr` (e.g. `127.0.0.1:9464`; port 0 picks a free port, see
+    /// `GET /metrics` (OpenMetrics when `Accept` names it or is absent, else the classic text
+    /// format 0.0.4) on `addr` (e.g. `127.0.0.1:9464`; port 0 picks a free port, see
     /// [`Guard::metrics_addr`]), from a thread of its own. The endpoint's own requests are
     /// neither traced nor counted. A bind failure makes [`install`](Self::install) fail.
     /// Without it, `OTEL_METRICS_EXPORTER=prometheus` serves the endpoint at
@@ -354,9 +355,7 @@ impl Builder {
         self.metrics.switch = true;
         // Trimmed, as the token a request gives is: one read from a file or a secret keeps its
         // trailing newline, and could never be given. A blank one is no token.
-        self.metrics.token = token
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty());
+        self.metrics.token = token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
         self
     }
 
