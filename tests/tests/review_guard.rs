@@ -168,3 +168,68 @@ async fn a_scrape_asking_for_the_classic_text_format_gets_text_promtool_accepts(
     );
     drop(guard);
 }
+
+/// The authentication scheme is case-insensitive (RFC 9110 §11.1): `bearer <token>`, as some
+/// clients and proxies write it, was refused (401).
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let service = "rg-switch-scheme";
+    let guard = tracer_runtime::init(service)
+        .with_traces_exporters(&[tracer_runtime::TracesExporter::None])
+        .with_prometheus("127.0.0.1:0")
+        .with_switch_endpoint(Some("t0ken".to_owned()))
+        .install()
+        .unwrap();
+    let url = format!("http://{}/tracer", guard.metrics_addr().unwrap());
+    for auth in ["bearer t0ken", "BEARER t0ken", "Bearer t0ken"] {
+        let (status, _, _) = http_support::get_plain(&url, &[("authorization", auth)]).await;
+        assert_eq!(status, 200, "{auth}");
+    }
+    for auth in ["bearer t0ke", "Basic t0ken", "t0ken", "Bearert0ken"] {
+        let (status, _, _) = http_support::get_plain(&url, &[("authorization", auth)]).await;
+        assert_eq!(status, 401, "{auth}");
+    }
+    drop(guard);
+}
+
+/// Anyone who can reach the endpoint (no token needed to connect) could hold connections open
+/// forever by sending a request's headers slowly, or nothing at all: each one a file
+/// descriptor of the application's process, until it can accept nothing more. A connection
+/// that has not sent a request's headers within a few seconds is closed.
+#[tokio::test]
+async fn a_connection_that_sends_no_request_is_closed() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let guard = tracer_runtime::init("rg-slowloris")
+        .with_traces_exporters(&[tracer_runtime::TracesExporter::None])
+        .with_prometheus("127.0.0.1:0")
+        .install()
+        .unwrap();
+    let addr = guard.metrics_addr().unwrap();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
+    let closed = |mut s: tokio::net::TcpStream| async move {
+        let mut buf = [0u8; 1024];
+        // Closed: EOF (or a 408 first, then EOF), within the limit.
+        tokio::time::timeout(std::time::Duration::from_secs(15), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .is_ok()
+    };
+    let (silent, slow) = tokio::join!(closed(silent), closed(slow));
+    assert!(
+        silent,
+        "a connection that sent nothing is still open after 15 s"
+    );
+    assert!(
+        slow,
+        "a connection that sent half a request is still open after 15 s"
+    );
+    drop(guard);
+}
