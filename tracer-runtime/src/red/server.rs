@@ -222,8 +222,10 @@ fn authorized(req: &Request<Incoming>, token: Option<&str>) -> bool {
     req.headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| same(given.trim().as_bytes(), token.as_bytes()))
+        // The scheme is case-insensitive (RFC 9110 §11.1): `Bearer`, `bearer`.
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .is_some_and(|(_, given)| same(given.trim().as_bytes(), token.as_bytes()))
 }
 
 async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
