@@ -101,6 +101,7 @@ impl Endpoint {
             switch: cfg.switch,
             token: cfg.token,
         });
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         runtime.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -108,13 +109,25 @@ impl Endpoint {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 };
+                // Anyone who reaches the address may connect: the connections open at once are
+                // bounded (each is a file descriptor of the application's process), a new one
+                // past that is closed at once.
+                let Some(open) = Open::take(&connections) else {
+                    drop(stream);
+                    continue;
+                };
                 let shared = Arc::clone(&shared);
                 tokio::spawn(async move {
+                    let _open = open;
                     let svc = service_fn(move |req| {
                         let shared = Arc::clone(&shared);
                         async move { Ok::<_, Infallible>(handle(req, &shared).await) }
                     });
+                    // A connection that does not send a request's headers in time (none at all,
+                    // or slowly) is closed: without a timer, hyper waits forever.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
                 });
@@ -125,6 +138,33 @@ impl Endpoint {
             runtime: Some(runtime),
             env: cfg.env,
         })
+    }
+}
+
+/// How long a connection may take to send a request's headers (the first, or the next one on a
+/// kept-alive connection) before it is closed.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The most connections open at once; a scraper and an operator need a few.
+const MAX_CONNECTIONS: usize = 256;
+
+/// One of the [`MAX_CONNECTIONS`], given back when dropped.
+struct Open(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Open {
+    fn take(count: &Arc<std::sync::atomic::AtomicUsize>) -> Option<Open> {
+        use std::sync::atomic::Ordering;
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CONNECTIONS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Open(Arc::clone(count)))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
