@@ -205,7 +205,7 @@ async fn a_connection_that_sends_no_request_is_closed() {
         .install()
         .unwrap();
     let addr = guard.metrics_addr().unwrap();
-    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
     slow.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
     let closed = |mut s: tokio::net::TcpStream| async move {
