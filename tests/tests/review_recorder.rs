@@ -529,7 +529,7 @@ fn an_export_timeout_of_0_is_refused_at_install() {
         .collect();
         let out = run_probe("zero_timeout_probe", &env);
         assert!(
-            out.contains(&format!("REFUSED: ")) && out.contains(&format!("{var} `0`")),
+            out.contains("REFUSED: ") && out.contains(&format!("{var} `0`")),
             "{var}: {out}"
         );
     }

@@ -329,7 +329,8 @@ impl Builder {
     }
 
     /// Serves this service's metrics (see [`metrics`](crate::metrics)) as Prometheus text at
-    /// `GET /metrics` on `addr` (e.g. `127.0.0.1:9464`; port 0 picks a free port, see
+    /// `GET /metrics` (OpenMetrics when `Accept` names it or is absent, else the classic text
+    /// format 0.0.4) on `addr` (e.g. `127.0.0.1:9464`; port 0 picks a free port, see
     /// [`Guard::metrics_addr`]), from a thread of its own. The endpoint's own requests are
     /// neither traced nor counted. A bind failure makes [`install`](Self::install) fail.
     /// Without it, `OTEL_METRICS_EXPORTER=prometheus` serves the endpoint at
@@ -345,13 +346,16 @@ impl Builder {
     /// address, for an operator: `GET /tracer` lists the services and their switches,
     /// `PUT /tracer/<service>` with the body `on` or `off` flips one, `PUT /tracer/*` the global
     /// switch. With a `token`, every `/tracer` request must carry `Authorization: Bearer
-    /// <token>` (else `401`, and nothing changes). Without one, the address must be a loopback
-    /// one ([`install`](Self::install) fails otherwise). Off unless called.
+    /// <token>` (else `401`, and nothing changes); surrounding whitespace (a file's trailing
+    /// newline) is no part of the token. Without one (or with a blank one), the address must be
+    /// a loopback one ([`install`](Self::install) fails otherwise). Off unless called.
     #[cfg(feature = "metrics")]
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn with_switch_endpoint(mut self, token: Option<String>) -> Self {
         self.metrics.switch = true;
-        self.metrics.token = token.filter(|t| !t.is_empty());
+        // Trimmed, as the token a request gives is: one read from a file or a secret keeps its
+        // trailing newline, and could never be given. A blank one is no token.
+        self.metrics.token = token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
         self
     }
 

@@ -35,7 +35,10 @@
 //! `A-Z a-z 0-9 - _ . ~`, at most [`MAX_NAMES`] of them, no more names than hops) or longer than
 //! 1 024 bytes is ignored: the request is served and a fresh path starts there.
 //!
-//! Service names are written with every other character replaced by `_` and cut at 64 bytes.
+//! A service name that is not such a name is written with every other character replaced by `_`,
+//! cut at 55 bytes, and `~` and 8 hex digits of a hash of the whole name added, so that two
+//! services whose names differ only past their 64th byte, or only in characters a path cannot
+//! hold, are not taken for one.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -220,8 +223,18 @@ impl Default for LoopGuard {
     }
 }
 
-/// A service name as it is written in a path.
+/// A service name as it is written in a path: as it is when it is at most 64 of
+/// `A-Z a-z 0-9 - _ . ~`; else with every other character replaced by `_`, cut at 55 bytes, and
+/// `~` and 8 hex digits of a hash of the whole name added (FNV-1a, the same in every process),
+/// so that names that differ only past their 64th byte, or only in characters a path cannot
+/// hold, stay distinct services (else a chain through them looks like a loop).
 pub(crate) fn path_name(service: &str) -> Arc<str> {
+    if valid_name_bytes(service.as_bytes()) {
+        return Arc::from(service);
+    }
+    if service.is_empty() {
+        return Arc::from("_");
+    }
     let mut s: String = service
         .chars()
         .map(|c| {
@@ -232,10 +245,12 @@ pub(crate) fn path_name(service: &str) -> Arc<str> {
             }
         })
         .collect();
-    s.truncate(MAX_NAME_LEN);
-    if s.is_empty() {
-        s.push('_');
-    }
+    // All ASCII now: any byte is a char boundary.
+    s.truncate(MAX_NAME_LEN - 9);
+    let hash = service.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    s.push_str(&format!("~{hash:08x}"));
     Arc::from(s)
 }
 
@@ -845,9 +860,19 @@ mod tests {
 
     #[test]
     fn names_are_sanitized() {
-        assert_eq!(&*path_name("my service>1"), "my_service_1");
+        assert_eq!(&*path_name("server1"), "server1");
+        let name = path_name("my service>1");
+        assert!(name.starts_with("my_service_1~"), "{name}");
+        assert_eq!(name.len(), "my_service_1".len() + 9);
+        assert!(valid_name_bytes(name.as_bytes()));
+        assert_ne!(path_name("my service+1"), name);
+        assert_eq!(path_name("my service>1"), name, "the same in every call");
         assert_eq!(&*path_name(""), "_");
-        assert_eq!(path_name(&"x".repeat(100)).len(), MAX_NAME_LEN);
+        let long = path_name(&"x".repeat(100));
+        assert_eq!(long.len(), MAX_NAME_LEN);
+        assert!(valid_name_bytes(long.as_bytes()));
+        assert_ne!(path_name(&"x".repeat(101)), long);
+        assert_eq!(path_name(&"x".repeat(64)).len(), MAX_NAME_LEN);
     }
 
     #[test]

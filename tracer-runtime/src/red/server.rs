@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
@@ -70,6 +70,7 @@ struct Shared {
 }
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 impl Endpoint {
     /// Binds `cfg.addr` (errors are the caller's, at install) and starts serving.
@@ -100,6 +101,7 @@ impl Endpoint {
             switch: cfg.switch,
             token: cfg.token,
         });
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         runtime.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -107,13 +109,25 @@ impl Endpoint {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 };
+                // Anyone who reaches the address may connect: the connections open at once are
+                // bounded (each is a file descriptor of the application's process), a new one
+                // past that is closed at once.
+                let Some(open) = Open::take(&connections) else {
+                    drop(stream);
+                    continue;
+                };
                 let shared = Arc::clone(&shared);
                 tokio::spawn(async move {
+                    let _open = open;
                     let svc = service_fn(move |req| {
                         let shared = Arc::clone(&shared);
                         async move { Ok::<_, Infallible>(handle(req, &shared).await) }
                     });
+                    // A connection that does not send a request's headers in time (none at all,
+                    // or slowly) is closed: without a timer, hyper waits forever.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
                 });
@@ -124,6 +138,33 @@ impl Endpoint {
             runtime: Some(runtime),
             env: cfg.env,
         })
+    }
+}
+
+/// How long a connection may take to send a request's headers (the first, or the next one on a
+/// kept-alive connection) before it is closed.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The most connections open at once; a scraper and an operator need a few.
+const MAX_CONNECTIONS: usize = 256;
+
+/// One of the [`MAX_CONNECTIONS`], given back when dropped.
+struct Open(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Open {
+    fn take(count: &Arc<std::sync::atomic::AtomicUsize>) -> Option<Open> {
+        use std::sync::atomic::Ordering;
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CONNECTIONS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Open(Arc::clone(count)))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -153,6 +194,64 @@ fn metrics_reply(encoded: Result<String, std::fmt::Error>) -> Response<Full<Byte
     r
 }
 
+/// Whether a scrape takes OpenMetrics: it says so in `Accept`, or says nothing. A scraper that
+/// asks for something else (`text/plain;version=0.0.4`, `*/*`) gets the classic text format,
+/// whose parser rejects OpenMetrics' `info` type.
+fn wants_openmetrics(headers: &http::HeaderMap) -> bool {
+    let mut accept = headers.get_all(ACCEPT).iter().peekable();
+    accept.peek().is_none()
+        || accept.any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.contains("application/openmetrics-text"))
+        })
+}
+
+/// The OpenMetrics text in the classic text format (0.0.4): the `info` family a gauge named
+/// `<name>_info`, counter families named as their `_total` samples, no `# UNIT` or `# EOF`.
+/// Label values are escaped the same way in both.
+fn classic(openmetrics: &str) -> String {
+    use std::fmt::Write as _;
+    let lines: Vec<&str> = openmetrics.lines().collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    // The type of a family, from its `# TYPE` line (which follows its `# HELP`).
+    let type_of = |name: &str| {
+        lines.iter().find_map(|l| {
+            let (n, ty) = l.strip_prefix("# TYPE ")?.rsplit_once(' ')?;
+            (n == name).then_some(ty)
+        })
+    };
+    let renamed = |name: &str, ty: &str| match ty {
+        "info" => (format!("{name}_info"), "gauge"),
+        "counter" => (format!("{name}_total"), "counter"),
+        _ => (name.to_owned(), ""),
+    };
+    for line in &lines {
+        if *line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some((name, ty)) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|r| r.rsplit_once(' '))
+        {
+            let (name, new_ty) = renamed(name, ty);
+            let _ = writeln!(
+                out,
+                "# TYPE {name} {}",
+                if new_ty.is_empty() { ty } else { new_ty }
+            );
+            continue;
+        }
+        if let Some((name, help)) = line.strip_prefix("# HELP ").and_then(|r| r.split_once(' ')) {
+            let (name, _) = renamed(name, type_of(name).unwrap_or(""));
+            let _ = writeln!(out, "# HELP {name} {help}");
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// Compares in time independent of where the first difference is.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -163,8 +262,10 @@ fn authorized(req: &Request<Incoming>, token: Option<&str>) -> bool {
     req.headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| same(given.trim().as_bytes(), token.as_bytes()))
+        // The scheme is case-insensitive (RFC 9110 §11.1): `Bearer`, `bearer`.
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .is_some_and(|(_, given)| same(given.trim().as_bytes(), token.as_bytes()))
 }
 
 async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
@@ -173,7 +274,16 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return reply(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
         }
-        return metrics_reply(shared.metrics.encode());
+        let openmetrics = wants_openmetrics(req.headers());
+        let mut r = metrics_reply(shared.metrics.encode());
+        if !openmetrics && r.status() == StatusCode::OK {
+            let text = r.into_body().collect().await.map(|b| b.to_bytes());
+            let text = String::from_utf8_lossy(&text.unwrap_or_default()).into_owned();
+            r = reply(StatusCode::OK, classic(&text));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(CLASSIC));
+        }
+        return r;
     }
     if !shared.switch || !(path == "/tracer" || path.starts_with("/tracer/")) {
         return reply(StatusCode::NOT_FOUND, "not found: GET /metrics\n");
@@ -248,6 +358,32 @@ mod tests {
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()[CONTENT_TYPE], OPENMETRICS);
         assert_eq!(body(r), text);
+    }
+
+    #[test]
+    fn the_classic_format_has_no_info_type_and_names_counters_by_their_samples() {
+        let om = "# HELP target Target metadata.\n# TYPE target info\ntarget_info{a=\"x\\\"y\"} 1\n\
+                  # HELP h Duration.\n# TYPE h histogram\n# UNIT h seconds\nh_count 1\n\
+                  # HELP c Things.\n# TYPE c counter\nc_total 2\n# EOF\n";
+        assert_eq!(
+            classic(om),
+            "# HELP target_info Target metadata.\n# TYPE target_info gauge\ntarget_info{a=\"x\\\"y\"} 1\n\
+             # HELP h Duration.\n# TYPE h histogram\nh_count 1\n\
+             # HELP c_total Things.\n# TYPE c_total counter\nc_total 2\n"
+        );
+        let accept = |v: Option<&'static str>| {
+            let mut h = http::HeaderMap::new();
+            if let Some(v) = v {
+                h.insert(ACCEPT, HeaderValue::from_static(v));
+            }
+            wants_openmetrics(&h)
+        };
+        assert!(accept(None));
+        assert!(accept(Some(
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+        )));
+        assert!(!accept(Some("text/plain;version=0.0.4")));
+        assert!(!accept(Some("*/*")));
     }
 
     /// A failed encode is a server error with a short plain-text message, not a 200 with an
