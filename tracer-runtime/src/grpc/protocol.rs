@@ -265,14 +265,7 @@ impl Sealed for Grpc {
             .or_else(|| req.extensions().get::<ClientAddr>().map(|c| c.0))
             .or(client_addr)
         {
-            attrs.push(KeyValue::new(
-                semconv::NETWORK_PEER_ADDRESS,
-                crate::stack::attrs::ip_value(peer.ip()),
-            ));
-            attrs.push(KeyValue::new(
-                semconv::NETWORK_PEER_PORT,
-                i64::from(peer.port()),
-            ));
+            crate::stack::attrs::push_peer(&mut attrs, peer);
         }
         let deadline = super::deadline::deadline(req.headers());
         // The name `rpc.method` has in the new names (none when it is `_OTHER` already).

@@ -168,14 +168,7 @@ impl Sealed for Http {
             }
         }
         if let Some(peer) = peer {
-            attrs.push(KeyValue::new(
-                semconv::NETWORK_PEER_ADDRESS,
-                crate::stack::attrs::ip_value(peer.ip()),
-            ));
-            attrs.push(KeyValue::new(
-                semconv::NETWORK_PEER_PORT,
-                i64::from(peer.port()),
-            ));
+            crate::stack::attrs::push_peer(&mut attrs, peer);
         }
         if let Some(ua) = headers
             .user_agent

@@ -24,6 +24,18 @@ pub(crate) fn shared_value(text: &str) -> Value {
     Value::String(StringValue::from(shared))
 }
 
+/// `network.peer.address` and `network.peer.port` of the connection's peer.
+pub(crate) fn push_peer(attrs: &mut Vec<KeyValue>, peer: std::net::SocketAddr) {
+    attrs.push(KeyValue::new(
+        semconv::NETWORK_PEER_ADDRESS,
+        ip_value(peer.ip()),
+    ));
+    attrs.push(KeyValue::new(
+        semconv::NETWORK_PEER_PORT,
+        i64::from(peer.port()),
+    ));
+}
+
 /// Longest header value [`header_value`] keeps in its cache.
 const HEADER_CACHE_MAX: usize = 512;
 
