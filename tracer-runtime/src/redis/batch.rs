@@ -65,10 +65,15 @@ impl Batch {
                     .as_str(),
             );
             let mut a = self.meta.attrs(Cow::Borrowed(operation), Some(text));
-            a.push(KeyValue::new(
-                semconv::DB_OPERATION_BATCH_SIZE,
-                self.count.load(Ordering::Relaxed) as i64,
-            ));
+            // Only two commands or more make a batch: the conventions say the size SHOULD
+            // never be 1.
+            let count = self.count.load(Ordering::Relaxed);
+            if count >= 2 {
+                a.push(KeyValue::new(
+                    semconv::DB_OPERATION_BATCH_SIZE,
+                    i64::try_from(count).unwrap_or(i64::MAX),
+                ));
+            }
             (Cow::Borrowed(operation), a)
         })
     }
