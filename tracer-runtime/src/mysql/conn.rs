@@ -132,7 +132,11 @@ pub(super) async fn begin<'a>(
     let tx = match cx {
         None => start.await,
         Some(cx) => {
+            // Dropped before the transaction has started (a timeout around a pool wait): the
+            // span, ended by `span`'s drop as `dropped`, is marked cancelled first.
+            let mut starting = Starting(Some(cx.clone()));
             let out = crate::recorder::with_context(start, cx.clone()).await;
+            starting.0 = None;
             if let Err(e) = &out {
                 crate::recorder::write_context(&cx, |span| record_error(span, e));
             }
@@ -145,4 +149,17 @@ pub(super) async fn begin<'a>(
         prepared,
         span,
     })
+}
+
+/// Marks a transaction's span cancelled when dropped armed (its start was dropped unfinished).
+struct Starting(Option<Context>);
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(cx) = self.0.take() {
+            crate::recorder::write_context(&cx, |span| {
+                span.set_attribute(opentelemetry::KeyValue::new(crate::traced::CANCELLED, true));
+            });
+        }
+    }
 }
