@@ -238,3 +238,174 @@ async fn a_pool_transaction_dropped_while_waiting_is_marked_cancelled() {
         tx.attributes
     );
 }
+
+/// A batch request with no operation "SHOULD also be treated as a batch operation, and
+/// `db.operation.batch.size` SHOULD be set to 0" (database semantic conventions).
+#[tokio::test]
+async fn an_empty_batch_has_batch_size_zero() {
+    let c = redis().await;
+    let pool = pool();
+    let t = table("batch0").await;
+    let insert = format!("INSERT INTO {t} (id, name) VALUES (?, ?)");
+    let ((), spans) = in_root_async(async {
+        let p = c.pipeline();
+        let out: Vec<i64> = p.all().await.unwrap();
+        assert!(out.is_empty());
+        let mut conn = pool.get_conn().await.unwrap();
+        conn.exec_batch(insert.as_str(), Vec::<(i32, String)>::new())
+            .await
+            .unwrap();
+    })
+    .await;
+    drop_table(&t).await;
+    for name in ["PIPELINE".to_owned(), format!("INSERT {t}")] {
+        let s = named(&spans, &name);
+        assert_eq!(int(s, "db.operation.batch.size"), Some(0), "{name}");
+    }
+}
+
+/// "For batch operations, if the individual operations would all have the same
+/// `db.operation.name` when executed as non-batch operations, then that operation name SHOULD
+/// be used prepended by `BATCH `" (database semantic conventions); the span name follows.
+/// A pipeline of `GET`s is recorded as `PIPELINE`.
+#[tokio::test]
+async fn a_pipeline_of_one_command_kind_is_a_batch_of_it() {
+    let c = redis().await;
+    let (a, b) = (rkey("batch_get_a"), rkey("batch_get_b"));
+    let ((), spans) = in_root_async(async {
+        let p = c.pipeline();
+        let _: () = p.get(&a).await.unwrap();
+        let _: () = p.get(&b).await.unwrap();
+        let _: (Option<String>, Option<String>) = p.all().await.unwrap();
+    })
+    .await;
+    let s = spans
+        .iter()
+        .find(|s| attr_str(s, "db.query.text").as_deref() == Some(&format!("GET {a}\nGET {b}")))
+        .expect("the pipeline's span");
+    assert_eq!(
+        (s.name.to_string(), attr_str(s, "db.operation.name")),
+        ("BATCH GET".to_owned(), Some("BATCH GET".to_owned()))
+    );
+}
+
+/// The same rule for `exec_batch`: its executions all are `INSERT`s, so the operation is
+/// `BATCH INSERT` (and the summary, the span's name, `BATCH INSERT <table>`).
+#[tokio::test]
+#[ignore = "defect: exec_batch's db.operation.name is INSERT, not BATCH INSERT (the conventions' batch naming)"]
+async fn an_exec_batch_is_named_batch() {
+    let pool = pool();
+    let t = table("batchname").await;
+    let insert = format!("INSERT INTO {t} (id, name) VALUES (?, ?)");
+    let ((), spans) = in_root_async(async {
+        let mut c = pool.get_conn().await.unwrap();
+        c.exec_batch(insert.as_str(), [(1, "a"), (2, "b")])
+            .await
+            .unwrap();
+    })
+    .await;
+    drop_table(&t).await;
+    let s = spans
+        .iter()
+        .find(|s| int(s, "db.operation.batch.size") == Some(2))
+        .expect("the batch's span");
+    assert_eq!(
+        attr_str(s, "db.operation.name").as_deref(),
+        Some("BATCH INSERT"),
+        "{}",
+        s.name
+    );
+    assert_eq!(s.name, format!("BATCH INSERT {t}"));
+}
+
+/// `db.namespace` is "the database associated with the connection": after `USE other` the
+/// statements run in `other`, but their spans still name the database of the options.
+#[tokio::test]
+#[ignore = "defect: db.namespace keeps the configured database after USE changes it"]
+async fn db_namespace_follows_use() {
+    let pool = pool();
+    let ((), spans) = in_root_async(async {
+        let mut c = pool.get_conn().await.unwrap();
+        c.query_drop("USE information_schema").await.unwrap();
+        let _: Option<i64> = c
+            .query_first("SELECT COUNT(*) FROM TABLES WHERE TABLE_NAME = 'review_db_x'")
+            .await
+            .unwrap();
+        // Leave the pooled connection as it was.
+        c.query_drop("USE test").await.unwrap();
+    })
+    .await;
+    let s = spans
+        .iter()
+        .find(|s| {
+            attr_str(s, "db.query.text")
+                .is_some_and(|t| t.starts_with("SELECT COUNT(*) FROM TABLES"))
+        })
+        .expect("the SELECT's span");
+    assert_eq!(
+        attr_str(s, "db.namespace").as_deref(),
+        Some("information_schema")
+    );
+}
+
+// ---------------------------------------------------------------- SQL summary
+
+/// `db.collection.name` (and the summary, the span's name) is the statement's table: not a
+/// name that follows a `FROM` inside a function call (`EXTRACT(YEAR FROM d)`,
+/// `TRIM(.. FROM s)`, `SUBSTRING(s FROM 2)`) or inside a `WITH` clause's subquery.
+#[test]
+fn the_collection_is_not_taken_from_a_from_inside_parentheses() {
+    let cases = [
+        (
+            "SELECT EXTRACT(YEAR FROM created) FROM orders WHERE id = 1",
+            "orders",
+        ),
+        (
+            "SELECT TRIM(LEADING 'x' FROM name) FROM customers",
+            "customers",
+        ),
+        ("SELECT SUBSTRING(code FROM 2) FROM coupons", "coupons"),
+        (
+            "WITH recent AS (SELECT id FROM audit_log) SELECT * FROM accounts",
+            "accounts",
+        ),
+        (
+            "WITH old AS (SELECT id FROM archive) DELETE FROM sessions WHERE id IN (SELECT id FROM old)",
+            "sessions",
+        ),
+    ];
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter_map(|(sql, want)| {
+            let got = tracer_runtime::sql::sanitize(sql).collection;
+            (got.as_deref() != Some(*want)).then(|| format!("{sql:?}: {got:?}, want {want:?}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// A table whose name is one of the tokenizer's (non-reserved) keywords — `user`, `data`,
+/// `events`, `comment`, `status` are common ones — is still the statement's table.
+#[test]
+fn a_table_named_like_a_keyword_is_the_collection() {
+    let cases = [
+        ("SELECT id FROM user WHERE id = 1", "user"),
+        ("INSERT INTO events (id) VALUES (1)", "events"),
+        ("UPDATE data SET v = 1 WHERE id = 2", "data"),
+        ("DELETE FROM status WHERE id = 3", "status"),
+        ("SELECT * FROM test.comment", "test.comment"),
+    ];
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter_map(|(sql, want)| {
+            let s = tracer_runtime::sql::sanitize(sql);
+            (s.collection.as_deref() != Some(*want)).then(|| {
+                format!(
+                    "{sql:?}: {:?} / {:?}, want {want:?}",
+                    s.collection, s.summary
+                )
+            })
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
