@@ -65,10 +65,10 @@ impl Batch {
                     .as_str(),
             );
             let mut a = self.meta.attrs(Cow::Borrowed(operation), Some(text));
-            // Only two commands or more make a batch: the conventions say the size SHOULD
-            // never be 1.
+            // One command is no batch (the conventions: the size SHOULD never be 1); an empty
+            // one is, of size 0.
             let count = self.count.load(Ordering::Relaxed);
-            if count >= 2 {
+            if count != 1 {
                 a.push(KeyValue::new(
                     semconv::DB_OPERATION_BATCH_SIZE,
                     i64::try_from(count).unwrap_or(i64::MAX),

@@ -23,7 +23,7 @@
 //! (the database index), `server.address`, `server.port`, and `db.query.text`: the command with
 //! its key names and every value replaced by `?` (`SET user:7:name ?`). Values are never
 //! recorded. A pipeline or a transaction is one span (`PIPELINE`, `MULTI`) whose
-//! `db.operation.batch.size` is its command count (when two or more) and whose text lists its
+//! `db.operation.batch.size` is its command count (unless one) and whose text lists its
 //! commands.
 //!
 //! Errors (refused connection, timeout, `WRONGTYPE`, `NOAUTH`, ...) set status Error with the
