@@ -22,9 +22,9 @@
 //! Attributes: `db.system.name = "redis"`, `db.operation.name` (the command), `db.namespace`
 //! (the database index), `server.address`, `server.port`, and `db.query.text`: the command with
 //! its key names and every value replaced by `?` (`SET user:7:name ?`). Values are never
-//! recorded. A pipeline or a transaction is one span (`PIPELINE`, `MULTI`) whose
-//! `db.operation.batch.size` is its command count (unless one) and whose text lists its
-//! commands.
+//! recorded. A pipeline or a transaction is one span (`PIPELINE`, `MULTI`; a pipeline of one
+//! command `X` repeated is `BATCH X`) whose `db.operation.batch.size` is its command count
+//! (unless one) and whose text lists its commands.
 //!
 //! Errors (refused connection, timeout, `WRONGTYPE`, `NOAUTH`, ...) set status Error with the
 //! message, `error.type` (the server's error code such as `WRONGTYPE`, else fred's error kind
