@@ -11,7 +11,7 @@ use crate::db;
 
 use super::Meta;
 use super::error::{on_done, record_error};
-use super::stmt::Prepared;
+use super::stmt::{Prepared, PreparedIn};
 use super::transaction::{TracedTransaction, TxSpan};
 
 /// A traced [`Conn`], from [`TracedPool::get_conn`](super::TracedPool::get_conn), [`TracedConn::new`] or
@@ -80,8 +80,10 @@ impl TracedConn {
         options: TxOpts,
     ) -> mysql_async::Result<TracedTransaction<'_>> {
         let cx = self.meta.start_transaction();
-        let prepared = self.prepared.clone();
         let meta = Arc::clone(&self.meta);
+        // The connection's own records: a statement prepared in the transaction stays
+        // prepared on the connection after it.
+        let prepared = PreparedIn::Conn(&mut self.prepared);
         begin(cx, self.inner.start_transaction(options), &meta, prepared).await
     }
 
@@ -124,13 +126,17 @@ pub(super) async fn begin<'a>(
     cx: Option<Context>,
     start: impl Future<Output = mysql_async::Result<Transaction<'a>>>,
     meta: &Arc<Meta>,
-    prepared: Prepared,
+    prepared: PreparedIn<'a>,
 ) -> mysql_async::Result<TracedTransaction<'a>> {
     let span = TxSpan(cx.clone());
     let tx = match cx {
         None => start.await,
         Some(cx) => {
+            // Dropped before the transaction has started (a timeout around a pool wait): the
+            // span, ended by `span`'s drop as `dropped`, is marked cancelled first.
+            let mut starting = Starting(Some(cx.clone()));
             let out = crate::recorder::with_context(start, cx.clone()).await;
+            starting.0 = None;
             if let Err(e) = &out {
                 crate::recorder::write_context(&cx, |span| record_error(span, e));
             }
@@ -143,4 +149,17 @@ pub(super) async fn begin<'a>(
         prepared,
         span,
     })
+}
+
+/// Marks a transaction's span cancelled when dropped armed (its start was dropped unfinished).
+struct Starting(Option<Context>);
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(cx) = self.0.take() {
+            crate::recorder::write_context(&cx, |span| {
+                span.set_attribute(opentelemetry::KeyValue::new(crate::traced::CANCELLED, true));
+            });
+        }
+    }
 }

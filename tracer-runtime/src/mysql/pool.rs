@@ -10,7 +10,7 @@ use crate::db;
 use super::Meta;
 use super::conn::{TracedConn, begin};
 use super::error::on_done;
-use super::stmt::Prepared;
+use super::stmt::{Prepared, PreparedIn};
 use super::transaction::TracedTransaction;
 
 /// A traced [`Pool`]. See the [module docs](super).
@@ -93,7 +93,7 @@ impl TracedPool {
         // The pool wait is inside: mysql_async starts a pool transaction in one call.
         let cx = self.meta.start_transaction();
         let start = self.inner.start_transaction(options);
-        begin(cx, start, &self.meta, Prepared::default()).await
+        begin(cx, start, &self.meta, PreparedIn::Own(Prepared::default())).await
     }
 
     /// Disconnects the pool (as [`Pool::disconnect`]).

@@ -339,7 +339,7 @@ macro_rules! statements {
         }
 
         /// Executes a statement once per parameter set (as `Queryable::exec_batch`): one span,
-        /// `db.operation.batch.size` the number of executions.
+        /// `db.operation.batch.size` the number of executions (unless one).
         pub async fn exec_batch<S, P, I>(&mut self, stmt: S, params: I) -> mysql_async::Result<()>
         where
             S: Stmt,
@@ -367,10 +367,14 @@ macro_rules! statements {
                 .await;
             let n = count.load(std::sync::atomic::Ordering::Relaxed);
             ending.write(|span| {
-                span.set_attribute(KeyValue::new(
-                    semconv::DB_OPERATION_BATCH_SIZE,
-                    i64::try_from(n).unwrap_or(i64::MAX),
-                ));
+                // One execution is no batch (the conventions: the size SHOULD never be 1); an
+                // empty one is, of size 0.
+                if n != 1 {
+                    span.set_attribute(KeyValue::new(
+                        semconv::DB_OPERATION_BATCH_SIZE,
+                        i64::try_from(n).unwrap_or(i64::MAX),
+                    ));
+                }
                 if let Err(e) = &out {
                     record_error(span, e);
                 }

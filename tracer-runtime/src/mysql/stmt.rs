@@ -66,9 +66,8 @@ impl Stmt for &Statement {
 
 /// The statements prepared on one connection, by statement id: each one's text, and its record
 /// once a span needed it, so that executing a prepared statement finds its name and attributes
-/// with one lookup of a small integer (no hashing of its text, no lock). Shared by the
-/// connection and its transactions (copied only when one of them prepares or closes a
-/// statement); at most [`PREPARED_MAX`] entries.
+/// with one lookup of a small integer (no hashing of its text, no lock). A transaction on the
+/// connection uses the connection's (see [`PreparedIn`]); at most [`PREPARED_MAX`] entries.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Prepared(Option<Arc<PreparedMap>>);
 
@@ -114,6 +113,36 @@ impl Prepared {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.0.as_ref().map_or(0, |m| m.len())
+    }
+}
+
+/// The prepared statements a transaction sees: its connection's own, for a transaction on a
+/// [`TracedConn`](super::TracedConn) (what it prepares stays prepared on the connection, and
+/// known to it, after the transaction), or a set of its own, for a pool's transaction (whose
+/// connection goes back to the pool with it).
+#[derive(Debug)]
+pub(super) enum PreparedIn<'a> {
+    Conn(&'a mut Prepared),
+    Own(Prepared),
+}
+
+impl std::ops::Deref for PreparedIn<'_> {
+    type Target = Prepared;
+
+    fn deref(&self) -> &Prepared {
+        match self {
+            PreparedIn::Conn(p) => p,
+            PreparedIn::Own(p) => p,
+        }
+    }
+}
+
+impl std::ops::DerefMut for PreparedIn<'_> {
+    fn deref_mut(&mut self) -> &mut Prepared {
+        match self {
+            PreparedIn::Conn(p) => p,
+            PreparedIn::Own(p) => p,
+        }
     }
 }
 
@@ -166,7 +195,7 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(a.name.as_deref(), Some("SELECT prep_t"));
         assert!(p.get(8).is_none());
-        // A transaction's copy shares the map until one of them changes it.
+        // A copy shares the map until one of them changes it.
         let mut tx = p.clone();
         assert!(Arc::ptr_eq(tx.0.as_ref().unwrap(), p.0.as_ref().unwrap()));
         tx.remove(7);

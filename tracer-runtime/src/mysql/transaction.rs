@@ -10,7 +10,7 @@ use crate::db;
 
 use super::Meta;
 use super::error::{on_done, record_error};
-use super::stmt::Prepared;
+use super::stmt::PreparedIn;
 
 /// The span of a transaction; ended as `dropped` unless committed or rolled back.
 pub(super) struct TxSpan(pub(super) Option<Context>);
@@ -36,7 +36,7 @@ impl Drop for TxSpan {
 pub struct TracedTransaction<'a> {
     pub(super) inner: Transaction<'a>,
     pub(super) meta: Arc<Meta>,
-    pub(super) prepared: Prepared,
+    pub(super) prepared: PreparedIn<'a>,
     pub(super) span: TxSpan,
 }
 

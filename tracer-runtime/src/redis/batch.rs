@@ -19,7 +19,16 @@ use crate::db;
 pub(super) struct Batch {
     meta: Arc<Meta>,
     count: AtomicUsize,
-    texts: Mutex<String>,
+    texts: Mutex<Queued>,
+}
+
+/// What the span tells of the queued commands: their texts, and whether they are all one
+/// command (which one).
+#[derive(Debug, Default)]
+struct Queued {
+    text: String,
+    command: Option<&'static str>,
+    mixed: bool,
 }
 
 impl Batch {
@@ -27,7 +36,7 @@ impl Batch {
         Batch {
             meta: Arc::clone(meta),
             count: AtomicUsize::new(0),
-            texts: Mutex::new(String::new()),
+            texts: Mutex::new(Queued::default()),
         }
     }
 
@@ -38,7 +47,12 @@ impl Batch {
         }
         let mut t = Text::new(command);
         text(&mut t);
-        let mut all = self.texts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut queued = self.texts.lock().unwrap_or_else(PoisonError::into_inner);
+        match queued.command {
+            None => queued.command = Some(command),
+            Some(c) => queued.mixed |= c != command,
+        }
+        let all = &mut queued.text;
         if all.len() >= TEXT_CAP {
             return;
         }
@@ -56,20 +70,37 @@ impl Batch {
         }
     }
 
-    pub(super) fn start(&self, operation: &'static str) -> Option<db::Op> {
+    /// The span of the batch, named `operation`; a pipeline (`same_named`) of two commands or
+    /// more that are all one command `X` is `BATCH X`, as the conventions ask for a batch of
+    /// operations of one name.
+    pub(super) fn start(&self, operation: &'static str, same_named: bool) -> Option<db::Op> {
         db::start(self.meta.service(), None, || {
-            let text = Arc::from(
-                self.texts
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .as_str(),
-            );
-            let mut a = self.meta.attrs(Cow::Borrowed(operation), Some(text));
-            a.push(KeyValue::new(
-                semconv::DB_OPERATION_BATCH_SIZE,
-                self.count.load(Ordering::Relaxed) as i64,
-            ));
-            (Cow::Borrowed(operation), a)
+            let queued = self.texts.lock().unwrap_or_else(PoisonError::into_inner);
+            let text = Arc::from(queued.text.as_str());
+            let operation: Cow<'static, str> = match queued.command {
+                Some(c)
+                    if same_named && !queued.mixed && self.count.load(Ordering::Relaxed) >= 2 =>
+                {
+                    let name = format!("BATCH {c}");
+                    match crate::attrs::intern(&name) {
+                        Some(n) => Cow::Borrowed(n),
+                        None => Cow::Owned(name),
+                    }
+                }
+                _ => Cow::Borrowed(operation),
+            };
+            drop(queued);
+            let mut a = self.meta.attrs(operation.clone(), Some(text));
+            // One command is no batch (the conventions: the size SHOULD never be 1); an empty
+            // one is, of size 0.
+            let count = self.count.load(Ordering::Relaxed);
+            if count != 1 {
+                a.push(KeyValue::new(
+                    semconv::DB_OPERATION_BATCH_SIZE,
+                    i64::try_from(count).unwrap_or(i64::MAX),
+                ));
+            }
+            (operation, a)
         })
     }
 }
@@ -89,16 +120,17 @@ impl<C: ClientLike> TracedPipeline<C> {
         }
     }
 
-    /// Sends every queued command and returns all the results (fred's `all`).
+    /// Sends every queued command and returns all the results (fred's `all`), in a `PIPELINE`
+    /// span (`BATCH <command>` when the commands are all one).
     pub async fn all<R: FromValue>(&self) -> FredResult<R> {
-        let cx = self.batch.start("PIPELINE");
+        let cx = self.batch.start("PIPELINE", true);
         db::run(cx, self.inner.all(), on_done).await
     }
 
     /// Sends every queued command and returns each result (fred's `try_all`); the span is Error
     /// when any command failed.
     pub async fn try_all<R: FromValue>(&self) -> Vec<FredResult<R>> {
-        let cx = self.batch.start("PIPELINE");
+        let cx = self.batch.start("PIPELINE", true);
         db::run(
             cx,
             self.inner.try_all(),
@@ -113,7 +145,7 @@ impl<C: ClientLike> TracedPipeline<C> {
 
     /// Sends every queued command and returns the last result (fred's `last`).
     pub async fn last<R: FromValue>(&self) -> FredResult<R> {
-        let cx = self.batch.start("PIPELINE");
+        let cx = self.batch.start("PIPELINE", true);
         db::run(cx, self.inner.last(), on_done).await
     }
 
@@ -133,7 +165,7 @@ pub struct TracedTransaction {
 impl TracedTransaction {
     /// Runs the queued commands (`MULTI` ... `EXEC`, fred's `exec`) in one `MULTI` span.
     pub async fn exec<R: FromValue>(&self, abort_on_error: bool) -> FredResult<R> {
-        let cx = self.batch.start("MULTI");
+        let cx = self.batch.start("MULTI", false);
         db::run(cx, self.inner.exec(abort_on_error), on_done).await
     }
 

@@ -22,8 +22,9 @@
 //! Attributes: `db.system.name = "redis"`, `db.operation.name` (the command), `db.namespace`
 //! (the database index), `server.address`, `server.port`, and `db.query.text`: the command with
 //! its key names and every value replaced by `?` (`SET user:7:name ?`). Values are never
-//! recorded. A pipeline or a transaction is one span (`PIPELINE`, `MULTI`) whose
-//! `db.operation.batch.size` is its command count and whose text lists its commands.
+//! recorded. A pipeline or a transaction is one span (`PIPELINE`, `MULTI`; a pipeline of one
+//! command `X` repeated is `BATCH X`) whose `db.operation.batch.size` is its command count
+//! (unless one) and whose text lists its commands.
 //!
 //! Errors (refused connection, timeout, `WRONGTYPE`, `NOAUTH`, ...) set status Error with the
 //! message, `error.type` (the server's error code such as `WRONGTYPE`, else fred's error kind
@@ -283,6 +284,29 @@ fn server_message(code: &str, message: &str) -> String {
 /// recorded only where it cannot quote a command's arguments (see [`server_message`]). An error
 /// whose text is a script's own (no code) is recorded by its kind, without the text.
 fn record_error(span: &mut dyn SpanWrite, e: &Error) {
+    record_error_of(span, e, false);
+}
+
+/// Commands whose error may be a script's own text (`redis.error_reply(..)`), which may begin
+/// with any word, one of Redis's codes included.
+const SCRIPT_COMMANDS: &[&str] = &[
+    "EVAL",
+    "EVALSHA",
+    "EVAL_RO",
+    "EVALSHA_RO",
+    "FCALL",
+    "FCALL_RO",
+];
+
+fn is_script(command: &str) -> bool {
+    SCRIPT_COMMANDS
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(command.trim()))
+}
+
+/// [`record_error`] for a command that may run a script (`script`): a message that begins with
+/// a code may still be the script's own text, so only its code is recorded.
+fn record_error_of(span: &mut dyn SpanWrite, e: &Error, script: bool) {
     let details = e.details();
     let first = details
         .split_whitespace()
@@ -300,7 +324,14 @@ fn record_error(span: &mut dyn SpanWrite, e: &Error) {
         Some(code) => {
             // The server's error prefix is its status code (semantic conventions for Redis).
             extra.push(KeyValue::new(semconv::DB_RESPONSE_STATUS_CODE, *code));
-            let message = server_message(code, details);
+            let message = if script {
+                format!(
+                    "{code} (the rest of the message is not recorded: a script's may quote \
+                     arguments)"
+                )
+            } else {
+                server_message(code, details)
+            };
             (
                 Cow::Borrowed(*code),
                 format!("{}: {message}", e.kind().to_str()),
@@ -431,6 +462,7 @@ impl<C: ClientLike> Traced<C> {
         T::Error: Into<Error> + Send,
     {
         let n = args.len();
+        let script = is_script(&cmd.cmd);
         let cx = db::start(self.meta.service(), None, || {
             let name: &str = &cmd.cmd;
             let text = Text::build(name, |t| {
@@ -441,7 +473,16 @@ impl<C: ClientLike> Traced<C> {
             let op: Cow<'static, str> = Cow::Owned(name.to_owned());
             (op.clone(), self.meta.attrs(op, Some(text)))
         });
-        db::run(cx, self.inner.custom(cmd, args), on_done).await
+        db::run(
+            cx,
+            self.inner.custom(cmd, args),
+            move |span, out: &FredResult<R>| {
+                if let Err(e) = out {
+                    record_error_of(span, e, script);
+                }
+            },
+        )
+        .await
     }
 }
 

@@ -41,8 +41,9 @@ pub struct Sanitized {
     /// The statement's leading keyword, upper-case (`SELECT`, `INSERT`, ...): `db.operation.name`.
     /// For `WITH ...`, the main statement's keyword.
     pub operation: Option<String>,
-    /// The first table the statement names after `FROM`, `INTO`, `UPDATE` or `TABLE`, as
-    /// written, without quotes (`db.collection.name`).
+    /// The first table the statement names after `FROM`, `INTO`, `UPDATE` or `TABLE` (outside
+    /// parentheses: not in a call's `FROM`, nor in a `WITH` clause), as written, without quotes
+    /// (`db.collection.name`); a table named like a keyword (`user`, `data`) included.
     pub collection: Option<String>,
     /// `{operation} {collection}` (`SELECT users`), or the operation alone: `db.query.summary`,
     /// and the span name, as the semantic conventions ask.
@@ -507,9 +508,22 @@ fn collection(out: &[(bool, Out)], op: Option<&str>) -> Option<String> {
         "CREATE" | "DROP" | "ALTER" | "TRUNCATE" => &[Keyword::TABLE],
         _ => return None,
     };
-    let start = out
+    // The statement's own keyword, outside any parentheses but the statement's own (`(SELECT ..)`):
+    // not a `FROM` inside a call (`EXTRACT(YEAR FROM d)`) or a `WITH` clause's subquery.
+    let lead = out
         .iter()
-        .position(|(_, o)| after.iter().any(|k| is_kw(o, *k)))?;
+        .take_while(|(_, o)| matches!(o, Out::Open))
+        .count();
+    let mut depth = 0usize;
+    let start = lead
+        + out[lead..].iter().position(|(_, o)| {
+            match o {
+                Out::Open => depth += 1,
+                Out::Close => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            depth == 0 && after.iter().any(|k| is_kw(o, *k))
+        })?;
     let mut i = start + 1;
     // `UPDATE LOW_PRIORITY t`, `INSERT IGNORE INTO t`, `DROP TABLE IF EXISTS t`.
     while let Some((
@@ -538,6 +552,8 @@ fn collection(out: &[(bool, Out)], op: Option<&str>) -> Option<String> {
     let mut name = String::new();
     loop {
         match out.get(i) {
+            // A name that is also a keyword (`user`, `data`, `status`) unless a call follows
+            // (`JSON_TABLE(..)`) or it is a word no table is named (`FROM WHERE ..`, broken).
             Some((
                 _,
                 Out::Word {
@@ -545,7 +561,12 @@ fn collection(out: &[(bool, Out)], op: Option<&str>) -> Option<String> {
                     keyword,
                     quoted,
                 },
-            )) if *quoted || *keyword == Keyword::NoKeyword || !name.is_empty() => {
+            )) if *quoted
+                || *keyword == Keyword::NoKeyword
+                || !name.is_empty()
+                || (!matches!(out.get(i + 1), Some((_, Out::Open)))
+                    && !NOT_TABLES.contains(keyword)) =>
+            {
                 name.push_str(text);
             }
             // A keyword that is no table name (`FROM (SELECT ...)`, `SELECT 1 FROM DUAL`).
@@ -560,6 +581,36 @@ fn collection(out: &[(bool, Out)], op: Option<&str>) -> Option<String> {
     }
     (!name.is_empty() && !name.eq_ignore_ascii_case("dual")).then_some(name)
 }
+
+/// Keywords that may follow `FROM`, `INTO`, `UPDATE` or `TABLE` in place of a table's name:
+/// a keyword that is none of these, there, is a table named like a keyword.
+const NOT_TABLES: &[Keyword] = &[
+    Keyword::SELECT,
+    Keyword::WHERE,
+    Keyword::SET,
+    Keyword::VALUES,
+    Keyword::VALUE,
+    Keyword::LATERAL,
+    Keyword::JOIN,
+    Keyword::LEFT,
+    Keyword::RIGHT,
+    Keyword::INNER,
+    Keyword::CROSS,
+    Keyword::NATURAL,
+    Keyword::ORDER,
+    Keyword::GROUP,
+    Keyword::HAVING,
+    Keyword::LIMIT,
+    Keyword::UNION,
+    Keyword::WINDOW,
+    Keyword::ON,
+    Keyword::USING,
+    Keyword::PARTITION,
+    Keyword::FOR,
+    Keyword::INTO,
+    Keyword::WITH,
+    Keyword::AS,
+];
 
 fn render(out: &[(bool, Out)]) -> String {
     let mut s = String::with_capacity(out.len() * 6);
