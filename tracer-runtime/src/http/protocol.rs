@@ -62,10 +62,10 @@ impl ServerLayer<Http> {
 pub struct HttpCall {
     method: &'static str,
     bytes: u64,
-    server: bool,
-    /// Server side: the body bytes the response's head promises (`Content-Length`; none for an
-    /// answer to `HEAD`, a 1xx, 204 or 304), once known. hyper drops a body unread once it has
-    /// sent them: that is the whole answer, not the client going away. `u64::MAX`: unknown.
+    /// The body bytes the response's head promises (`Content-Length`; none for an answer to
+    /// `HEAD`, a 1xx, 204 or 304), once known. hyper drops a body unread once it has sent them:
+    /// that is the whole answer, not the client going away; a client's body dropped once they
+    /// were read is no cancellation either. `u64::MAX`: unknown.
     promised: u64,
 }
 
@@ -192,7 +192,6 @@ impl Sealed for Http {
         let call = HttpCall {
             method,
             bytes: 0,
-            server: true,
             promised: u64::MAX,
         };
         (name, attrs, labels, call)
@@ -216,7 +215,6 @@ impl Sealed for Http {
         let call = HttpCall {
             method,
             bytes: 0,
-            server: false,
             promised: u64::MAX,
         };
         (Cow::Borrowed(method), attrs, None, call)
@@ -262,19 +260,7 @@ impl Sealed for Http {
             span.set_attribute(KeyValue::new(semconv::HTTP_ROUTE, kept(&route.0)));
             span.update_name(route_name(call.method, &route.0));
         }
-        call.promised = if call.method == "HEAD" || code < 200 || code == 204 || code == 304 {
-            0
-        } else {
-            // Found in a pass over the few headers of a response, not by a lookup (a hash).
-            let [length] = crate::stack::headers::first_values(
-                resp.headers(),
-                [&http::header::CONTENT_LENGTH],
-            );
-            length
-                .and_then(super::content_length_of)
-                .and_then(|n| u64::try_from(n).ok())
-                .unwrap_or(u64::MAX)
-        };
+        call.promised = promised(call.method, code, resp.headers());
     }
 
     fn server_failed(_call: HttpCall, cx: &mut SpanCx, error: &dyn fmt::Display) {
@@ -284,12 +270,13 @@ impl Sealed for Http {
         span.end();
     }
 
-    fn client_response<B>(_call: &mut HttpCall, cx: &mut SpanCx, resp: &Response<B>) {
+    fn client_response<B>(call: &mut HttpCall, cx: &mut SpanCx, resp: &Response<B>) {
         let span = &mut *cx;
         if let Some(v) = super::protocol_version(resp.version()) {
             span.set_attribute(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, v));
         }
         let code = resp.status().as_u16();
+        call.promised = promised(call.method, code, resp.headers());
         span.set_attribute(KeyValue::new(
             semconv::HTTP_RESPONSE_STATUS_CODE,
             i64::from(code),
@@ -344,8 +331,9 @@ impl Sealed for Http {
         ));
         // Dropped unread after all it promised: the whole answer.
         let complete = complete || call.bytes >= call.promised;
-        if !complete && call.server {
-            // The client went away mid-body.
+        if !complete {
+            // The client went away mid-body (server), or the caller dropped the body before
+            // its end (client).
             span.set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
         }
         span.end();
@@ -365,6 +353,20 @@ impl<E: fmt::Display> ClientError<E> for Http {
         span.set_status(Status::error(error.to_string()));
         span.end();
     }
+}
+
+/// The body bytes a response's head promises: none for an answer to `HEAD`, a 1xx, 204 or 304,
+/// else its `Content-Length`; `u64::MAX` when unknown.
+fn promised(method: &str, code: u16, headers: &HeaderMap) -> u64 {
+    if method == "HEAD" || code < 200 || code == 204 || code == 304 {
+        return 0;
+    }
+    // Found in a pass over the few headers of a response, not by a lookup (a hash).
+    let [length] = crate::stack::headers::first_values(headers, [&http::header::CONTENT_LENGTH]);
+    length
+        .and_then(super::content_length_of)
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(u64::MAX)
 }
 
 /// A route template kept for the process (a server's routes are few; bounded, see
