@@ -130,6 +130,29 @@ async fn http_client_url_full_is_absolute_for_an_origin_form_request() {
         attr_str(c, "url.full").as_deref(),
         Some("http://api.example.com:8080/users/7?token=REDACTED")
     );
+
+    // The origin given to the layer (a channel below it adds it to the request).
+    for (origin, want) in [
+        ("https://api.example.com", "https://api.example.com/v1/x?k=REDACTED"),
+        ("http://[::1]:50051", "http://[::1]:50051/v1/x?k=REDACTED"),
+    ] {
+        let layer = HttpClientLayer::new().with_server_uri(&origin.parse().unwrap());
+        let ((), spans) = in_root_async(async {
+            let req = http::Request::get("/v1/x?k=v")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let resp = tower::ServiceBuilder::new()
+                .layer(layer)
+                .service(answering())
+                .oneshot(req)
+                .await
+                .unwrap();
+            resp.into_body().collect().await.unwrap();
+        })
+        .await;
+        let c = client_span(&spans);
+        assert_eq!(attr_str(c, "url.full").as_deref(), Some(want), "{origin}");
+    }
 }
 
 /// The RPC conventions: a client span's status code is the one the call ended with. A channel

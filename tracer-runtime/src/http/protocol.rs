@@ -203,10 +203,7 @@ impl Sealed for Http {
         let method = super::method_attrs(req.method(), &mut attrs);
         let scheme = req.uri().scheme_str().unwrap_or("http");
         push_server_address(&mut attrs, req, server, scheme);
-        attrs.push(KeyValue::new(
-            semconv::URL_FULL,
-            super::redacted_url(req.uri()),
-        ));
+        attrs.push(KeyValue::new(semconv::URL_FULL, client_url(req, server)));
         // `network.protocol.version` comes with the response: the version the exchange used
         // (a client may speak HTTP/2 for a request that says HTTP/1.1), unknown without one.
         if let Some(len) = super::content_length(req.headers()) {
@@ -352,6 +349,74 @@ impl<E: fmt::Display> ClientError<E> for Http {
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "transport"));
         span.set_status(Status::error(error.to_string()));
         span.end();
+    }
+}
+
+/// `url.full` of a client request (an absolute URL, as the conventions ask): its URI redacted
+/// ([`super::redacted_url`]). A request in origin form (`/path?query`, what a client over a
+/// connection of its own sends, the origin in its `Host` header, or in the layer's
+/// `with_server_uri` when the channel below adds it) is made absolute first: the scheme is the
+/// URI's, else `https` for port 443, else `http`.
+fn client_url<B>(req: &Request<B>, server: Option<&ServerAddr>) -> String {
+    let uri = req.uri();
+    if uri.authority().is_some() || !uri.path().starts_with('/') {
+        return super::redacted_url(uri);
+    }
+    let origin = match server {
+        Some((host, port)) => {
+            let host: &str = host;
+            let scheme = match (uri.scheme_str(), port) {
+                (Some(s), _) => s,
+                (None, Some(443)) => "https",
+                (None, _) => "http",
+            };
+            let bracketed = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.to_owned()
+            };
+            let authority = match port {
+                Some(p) if Some(*p) != default_port(scheme) => format!("{bracketed}:{p}"),
+                _ => bracketed,
+            };
+            Some((scheme, authority))
+        }
+        None => req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            // A `Host` value is `host[:port]`, never with a user (see `stack::attrs`).
+            .filter(|h| !h.contains('@') && h.parse::<http::uri::Authority>().is_ok())
+            .map(|h| {
+                let port = h.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
+                let scheme = match (uri.scheme_str(), port) {
+                    (Some(s), _) => s,
+                    (None, Some(443)) => "https",
+                    (None, _) => "http",
+                };
+                (scheme, h.to_owned())
+            }),
+    };
+    let Some((scheme, authority)) = origin else {
+        return super::redacted_url(uri);
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.scheme = scheme.parse().ok();
+    parts.authority = authority.parse().ok();
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    match Uri::from_parts(parts) {
+        Ok(absolute) => super::redacted_url(&absolute),
+        Err(_) => super::redacted_url(uri),
+    }
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
     }
 }
 
