@@ -205,6 +205,14 @@ async fn http_client_error_status_has_no_description() {
         opentelemetry::trace::Status::error(""),
         "the reason is the status code"
     );
+
+    // The server's 5xx, under the same rule.
+    let url = format!("http://{addr}/fail");
+    let (status, _) = in_root_async(async { http_support::get(&client, &url, &[]).await.0 }).await;
+    assert_eq!(status, 500);
+    let s = server_span("/fail").await;
+    assert_eq!(attr_str(&s, "error.type").as_deref(), Some("500"));
+    assert_eq!(s.status, opentelemetry::trace::Status::error(""));
 }
 
 /// axum: "a span is named after axum's `MatchedPath` with nothing to configure, whether the layer

@@ -251,7 +251,8 @@ impl Sealed for Http {
         ));
         if code >= 500 {
             span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, code.to_string()));
-            span.set_status(Status::error(format!("HTTP {code}")));
+            // No description: the status code says why (the HTTP conventions, "Status").
+            span.set_status(Status::error(""));
         }
         if let Some(route) = resp.extensions().get::<Route>() {
             span.set_attribute(KeyValue::new(semconv::HTTP_ROUTE, kept(&route.0)));
@@ -280,7 +281,8 @@ impl Sealed for Http {
         ));
         if code >= 400 {
             span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, code.to_string()));
-            span.set_status(Status::error(format!("HTTP {code}")));
+            // No description: the status code says why (the HTTP conventions, "Status").
+            span.set_status(Status::error(""));
         }
     }
 
