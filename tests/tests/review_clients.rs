@@ -133,7 +133,10 @@ async fn http_client_url_full_is_absolute_for_an_origin_form_request() {
 
     // The origin given to the layer (a channel below it adds it to the request).
     for (origin, want) in [
-        ("https://api.example.com", "https://api.example.com/v1/x?k=REDACTED"),
+        (
+            "https://api.example.com",
+            "https://api.example.com/v1/x?k=REDACTED",
+        ),
         ("http://[::1]:50051", "http://[::1]:50051/v1/x?k=REDACTED"),
     ] {
         let layer = HttpClientLayer::new().with_server_uri(&origin.parse().unwrap());
@@ -213,6 +216,103 @@ async fn http_client_error_status_has_no_description() {
     let s = server_span("/fail").await;
     assert_eq!(attr_str(&s, "error.type").as_deref(), Some("500"));
     assert_eq!(s.status, opentelemetry::trace::Status::error(""));
+}
+
+/// An HTTP/2 server answering every call `200 application/grpc` with one message, then failing
+/// its body (hyper resets the stream with INTERNAL_ERROR).
+async fn h2_server_failing_mid_stream() -> std::net::SocketAddr {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |_req: http::Request<hyper::body::Incoming>| async {
+                        let m = prost::Message::encode_to_vec(&grpc_support::msg("one", 1));
+                        let mut frame = vec![0u8];
+                        frame.extend_from_slice(&(m.len() as u32).to_be_bytes());
+                        frame.extend_from_slice(&m);
+                        let frames = futures_util::stream::unfold(0, move |step| {
+                            let frame = frame.clone();
+                            async move {
+                                let item: Result<http_body::Frame<Bytes>, std::io::Error> =
+                                    match step {
+                                        0 => Ok(http_body::Frame::data(Bytes::from(frame))),
+                                        1 => {
+                                            tokio::time::sleep(Duration::from_millis(50)).await;
+                                            Err(std::io::Error::other("broke mid-stream"))
+                                        }
+                                        _ => return None,
+                                    };
+                                Some((item, step + 1))
+                            }
+                        });
+                        let body = http_body_util::StreamBody::new(frames);
+                        let mut r = http::Response::new(body);
+                        r.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("application/grpc"),
+                        );
+                        Ok::<_, Infallible>(r)
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// The RPC conventions: the client span's status code is the call's. A response stream that
+/// fails mid-way (the server resets it) ends the call for its caller with the status tonic
+/// makes of the failure (INTERNAL for a reset with INTERNAL_ERROR); the span recorded UNKNOWN
+/// ("the response ended without a grpc-status", `finish` after `body_failed`). `body_failed`
+/// gets the body's error only as `Display`, so the fix needs a bound on the body's error type
+/// through the stack.
+#[tokio::test]
+#[ignore = "defect: a gRPC client stream failing mid-way records UNKNOWN, not the status its caller gets"]
+async fn grpc_client_stream_failing_mid_way_records_the_callers_status() {
+    exporter();
+    let addr = h2_server_failing_mid_stream().await;
+    let mut c = grpc_support::client(addr, GrpcClientLayer::new());
+    let ((first, err), spans) = in_root_async(async {
+        let mut s = c
+            .server_stream(grpc_support::msg("x", 0))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = s.message().await;
+        let mut err = None;
+        loop {
+            match s.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        (first.map(|m| m.map(|m| m.text)), err)
+    })
+    .await;
+    assert_eq!(first.unwrap().as_deref(), Some("one"));
+    let err = err.expect("the stream fails");
+    let cs = client_span(&spans);
+    assert!(is_error(cs));
+    assert_eq!(
+        attr(cs, "rpc.grpc.status_code"),
+        Some(&Value::I64(err.code() as i64)),
+        "the caller got {err:?}; the span: {:?}",
+        cs.attributes
+    );
+    assert_eq!(
+        attr_str(cs, "error.type"),
+        Some(format!("{:?}", err.code()).to_uppercase()),
+    );
 }
 
 /// axum: "a span is named after axum's `MatchedPath` with nothing to configure, whether the layer
