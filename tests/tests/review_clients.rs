@@ -269,11 +269,8 @@ async fn h2_server_failing_mid_stream() -> std::net::SocketAddr {
 /// The RPC conventions: the client span's status code is the call's. A response stream that
 /// fails mid-way (the server resets it) ends the call for its caller with the status tonic
 /// makes of the failure (INTERNAL for a reset with INTERNAL_ERROR); the span recorded UNKNOWN
-/// ("the response ended without a grpc-status", `finish` after `body_failed`). `body_failed`
-/// gets the body's error only as `Display`, so the fix needs a bound on the body's error type
-/// through the stack.
+/// ("the response ended without a grpc-status", `finish` after `body_failed`).
 #[tokio::test]
-#[ignore = "defect: a gRPC client stream failing mid-way records UNKNOWN, not the status its caller gets"]
 async fn grpc_client_stream_failing_mid_way_records_the_callers_status() {
     exporter();
     let addr = h2_server_failing_mid_stream().await;

@@ -372,7 +372,15 @@ impl Sealed for Grpc {
         }
     }
 
-    fn body_failed(call: GrpcCall, cx: &mut SpanCx, error: &dyn fmt::Display) {
+    fn body_failed(call: GrpcCall, cx: &mut SpanCx, error: &dyn fmt::Display, any: &dyn Any) {
+        // A client's body (tonic's) fails with the `Status` its caller gets: the call's status.
+        if !call.0.server
+            && let Some(status) = any.downcast_ref::<tonic::Status>()
+        {
+            call.0.status_seen.store(true, Ordering::Relaxed);
+            record_status(cx, status.code() as i32, &error.to_string(), false);
+            return Self::finish(call, cx, true);
+        }
         let span = &mut *cx;
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "stream"));
         span.set_status(Status::error(error.to_string()));

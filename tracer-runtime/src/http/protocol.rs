@@ -302,7 +302,7 @@ impl Sealed for Http {
 
     fn trailers(_call: &mut HttpCall, _cx: &mut SpanCx, _trailers: &HeaderMap) {}
 
-    fn body_failed(call: HttpCall, cx: &mut SpanCx, error: &dyn fmt::Display) {
+    fn body_failed(call: HttpCall, cx: &mut SpanCx, error: &dyn fmt::Display, _any: &dyn Any) {
         let span = &mut *cx;
         span.set_status(Status::error(format!("response body failed: {error}")));
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "body"));

@@ -98,8 +98,14 @@ pub(crate) mod sealed {
         /// The trailers of the response body.
         fn trailers(call: &mut Self::Call, cx: &mut SpanCx, trailers: &HeaderMap);
 
-        /// The response body failed: records it and ends the span.
-        fn body_failed(call: Self::Call, cx: &mut SpanCx, error: &dyn fmt::Display);
+        /// The response body failed: records it and ends the span (`any`: the same error, to
+        /// find what it is).
+        fn body_failed(
+            call: Self::Call,
+            cx: &mut SpanCx,
+            error: &dyn fmt::Display,
+            any: &dyn std::any::Any,
+        );
 
         /// The response body panicked (only when [`BODY_IN_SPAN`](Self::BODY_IN_SPAN) and
         /// panics are caught): records it, ends the span, returns the trailers to end with.
