@@ -138,6 +138,10 @@ async fn http_client_url_full_is_absolute_for_an_origin_form_request() {
             "https://api.example.com/v1/x?k=REDACTED",
         ),
         ("http://[::1]:50051", "http://[::1]:50051/v1/x?k=REDACTED"),
+        (
+            "https://api.example.com:8443",
+            "https://api.example.com:8443/v1/x?k=REDACTED",
+        ),
     ] {
         let layer = HttpClientLayer::new().with_server_uri(&origin.parse().unwrap());
         let ((), spans) = in_root_async(async {

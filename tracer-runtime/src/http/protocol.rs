@@ -358,19 +358,20 @@ impl<E: fmt::Display> ClientError<E> for Http {
 /// ([`super::redacted_url`]). A request in origin form (`/path?query`, what a client over a
 /// connection of its own sends, the origin in its `Host` header, or in the layer's
 /// `with_server_uri` when the channel below adds it) is made absolute first: the scheme is the
-/// URI's, else `https` for port 443, else `http`.
+/// URI's, else the server URI's, else (a `Host` header) `https` for port 443, else `http`.
 fn client_url<B>(req: &Request<B>, server: Option<&ServerAddr>) -> String {
     let uri = req.uri();
     if uri.authority().is_some() || !uri.path().starts_with('/') {
         return super::redacted_url(uri);
     }
     let origin = match server {
-        Some((host, port)) => {
+        Some((host, port, known)) => {
             let host: &str = host;
-            let scheme = match (uri.scheme_str(), port) {
-                (Some(s), _) => s,
-                (None, Some(443)) => "https",
-                (None, _) => "http",
+            let scheme = match (uri.scheme_str(), known, port) {
+                (Some(s), _, _) => s,
+                (None, Some(s), _) => s,
+                (None, None, Some(443)) => "https",
+                (None, None, _) => "http",
             };
             let bracketed = if host.contains(':') {
                 format!("[{host}]")

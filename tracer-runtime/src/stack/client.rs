@@ -107,7 +107,12 @@ impl<P: Protocol> ClientLayer<P> {
                 "https" => Some(443),
                 _ => Some(80),
             });
-            (Arc::from(h.trim_matches(['[', ']'])), port)
+            let known = match scheme {
+                "https" => Some("https"),
+                "http" => Some("http"),
+                _ => None,
+            };
+            (Arc::from(h.trim_matches(['[', ']'])), port, known)
         });
         self
     }

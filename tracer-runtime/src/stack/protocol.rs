@@ -17,8 +17,9 @@ use super::span::SpanCx;
 /// [`Grpc`](crate::grpc::Grpc). Sealed: the stack knows these two.
 pub trait Protocol: sealed::Sealed {}
 
-/// The server a client talks to when its requests carry no authority: host and port.
-pub(crate) type ServerAddr = (Arc<str>, Option<u16>);
+/// The server a client talks to when its requests carry no authority: host, port, and scheme
+/// when it is `http` or `https` (for `url.full`).
+pub(crate) type ServerAddr = (Arc<str>, Option<u16>, Option<&'static str>);
 
 /// The span name, its attributes at start, its first RED labels when known (see
 /// `recorder::Labels`), and what the call keeps until its span ends.
