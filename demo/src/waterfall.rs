@@ -96,6 +96,18 @@ fn label(s: &SpanRecord) -> String {
     s.name.clone()
 }
 
+/// Why a span failed: its status's description, else (an HTTP error, whose status has none, the
+/// code saying it) `HTTP {status code}`, else its `error.type`.
+fn why(s: &SpanRecord) -> String {
+    if !s.status_message.is_empty() {
+        return s.status_message.clone();
+    }
+    if let Some(code) = s.attr("http.response.status_code") {
+        return format!("HTTP {code}");
+    }
+    s.attr("error.type").unwrap_or_default().to_owned()
+}
+
 fn clip(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_owned();
@@ -198,7 +210,7 @@ pub(crate) fn render(spans: &[SpanRecord], style: Style) -> String {
                 style.red(&name),
                 s.kind,
                 style.red(&format!("│{bar}│")),
-                style.red(&format!("✗ {}", clip(&s.status_message, 100))),
+                style.red(&format!("✗ {}", clip(&why(s), 100))),
             );
         } else {
             let _ = writeln!(out, "  {service}  {name}  {:<6}  {dur}  │{bar}│", s.kind);
@@ -264,7 +276,9 @@ mod tests {
         call.attributes
             .push(("url.full".into(), "http://127.0.0.1:1324/http-panic".into()));
         call.error = true;
-        call.status_message = "HTTP 500".into();
+        // An HTTP error's status has no description: the status code says it.
+        call.attributes
+            .push(("http.response.status_code".into(), "500".into()));
         let mut panic = record(
             "c",
             "b",

@@ -365,7 +365,15 @@ impl Sealed for Grpc {
         }
     }
 
-    fn body_failed(call: GrpcCall, cx: &mut SpanCx, error: &dyn fmt::Display) {
+    fn body_failed(call: GrpcCall, cx: &mut SpanCx, error: &dyn fmt::Display, any: &dyn Any) {
+        // A client's body (tonic's) fails with the `Status` its caller gets: the call's status.
+        if !call.0.server
+            && let Some(status) = any.downcast_ref::<tonic::Status>()
+        {
+            call.0.status_seen.store(true, Ordering::Relaxed);
+            record_status(cx, status.code() as i32, &error.to_string(), false);
+            return Self::finish(call, cx, true);
+        }
         let span = &mut *cx;
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "stream"));
         span.set_status(Status::error(error.to_string()));
@@ -417,17 +425,30 @@ impl<E: std::error::Error + 'static> ClientError<E> for Grpc {
     fn client_failed(call: GrpcCall, cx: &mut SpanCx, error: &E) {
         // The message with its causes: tonic's transport errors say little on top.
         let mut message = error.to_string();
-        let mut timed_out = false;
+        // The status the caller gets, as tonic finds it in the chain (`Status::from_error`): a
+        // `Status`'s own, UNAVAILABLE for a connection that could not be made; the request's
+        // own grpc-timeout expired is DEADLINE_EXCEEDED here (tonic reports it as CANCELLED).
+        let code_of = |e: &(dyn std::error::Error + 'static)| {
+            if let Some(s) = e.downcast_ref::<tonic::Status>() {
+                Some(s.code() as i32)
+            } else if e.is::<tonic::TimeoutExpired>() {
+                Some(4)
+            } else if e.is::<tonic::ConnectError>() {
+                Some(14)
+            } else {
+                None
+            }
+        };
+        let mut code = code_of(error);
         let mut next = error.source();
         while let Some(cause) = next {
-            timed_out |= cause.is::<tonic::TimeoutExpired>();
+            code = code.or_else(|| code_of(cause));
             message.push_str(": ");
             message.push_str(&cause.to_string());
             next = cause.source();
         }
-        if timed_out {
-            // The request's own grpc-timeout expired (tonic reports it as CANCELLED).
-            record_status(cx, 4, &message, false);
+        if let Some(code) = code {
+            record_status(cx, code, &message, false);
         } else {
             let span = &mut *cx;
             span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "transport"));

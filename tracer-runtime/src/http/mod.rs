@@ -47,7 +47,8 @@ pub type HttpServerResponseFuture<F> = ServerResponseFuture<F, Http>;
 /// A tower layer tracing an HTTP client: one CLIENT span per request, child of the current
 /// context, which is injected into the request's headers. Status ≥ 400 and transport errors are
 /// Error; `url.full` has its credentials and query values redacted. The span ends when the
-/// response body has been read to the end or dropped. The options are [`ClientLayer`]'s.
+/// response body has been read to the end or dropped (dropped before its end: `tracer.cancelled`).
+/// The options are [`ClientLayer`]'s.
 pub type HttpClientLayer = ClientLayer<Http>;
 /// The service made by [`HttpClientLayer`].
 pub type HttpClient<S> = Client<S, Http>;

@@ -62,10 +62,10 @@ impl ServerLayer<Http> {
 pub struct HttpCall {
     method: &'static str,
     bytes: u64,
-    server: bool,
-    /// Server side: the body bytes the response's head promises (`Content-Length`; none for an
-    /// answer to `HEAD`, a 1xx, 204 or 304), once known. hyper drops a body unread once it has
-    /// sent them: that is the whole answer, not the client going away. `u64::MAX`: unknown.
+    /// The body bytes the response's head promises (`Content-Length`; none for an answer to
+    /// `HEAD`, a 1xx, 204 or 304), once known. hyper drops a body unread once it has sent them:
+    /// that is the whole answer, not the client going away; a client's body dropped once they
+    /// were read is no cancellation either. `u64::MAX`: unknown.
     promised: u64,
 }
 
@@ -185,7 +185,6 @@ impl Sealed for Http {
         let call = HttpCall {
             method,
             bytes: 0,
-            server: true,
             promised: u64::MAX,
         };
         (name, attrs, labels, call)
@@ -197,10 +196,7 @@ impl Sealed for Http {
         let method = super::method_attrs(req.method(), &mut attrs);
         let scheme = req.uri().scheme_str().unwrap_or("http");
         push_server_address(&mut attrs, req, server, scheme);
-        attrs.push(KeyValue::new(
-            semconv::URL_FULL,
-            super::redacted_url(req.uri()),
-        ));
+        attrs.push(KeyValue::new(semconv::URL_FULL, client_url(req, server)));
         // `network.protocol.version` comes with the response: the version the exchange used
         // (a client may speak HTTP/2 for a request that says HTTP/1.1), unknown without one.
         if let Some(len) = super::content_length(req.headers()) {
@@ -209,7 +205,6 @@ impl Sealed for Http {
         let call = HttpCall {
             method,
             bytes: 0,
-            server: false,
             promised: u64::MAX,
         };
         (Cow::Borrowed(method), attrs, None, call)
@@ -249,25 +244,14 @@ impl Sealed for Http {
         ));
         if code >= 500 {
             span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, code.to_string()));
-            span.set_status(Status::error(format!("HTTP {code}")));
+            // No description: the status code says why (the HTTP conventions, "Status").
+            span.set_status(Status::error(""));
         }
         if let Some(route) = resp.extensions().get::<Route>() {
             span.set_attribute(KeyValue::new(semconv::HTTP_ROUTE, kept(&route.0)));
             span.update_name(route_name(call.method, &route.0));
         }
-        call.promised = if call.method == "HEAD" || code < 200 || code == 204 || code == 304 {
-            0
-        } else {
-            // Found in a pass over the few headers of a response, not by a lookup (a hash).
-            let [length] = crate::stack::headers::first_values(
-                resp.headers(),
-                [&http::header::CONTENT_LENGTH],
-            );
-            length
-                .and_then(super::content_length_of)
-                .and_then(|n| u64::try_from(n).ok())
-                .unwrap_or(u64::MAX)
-        };
+        call.promised = promised(call.method, code, resp.headers());
     }
 
     fn server_failed(_call: HttpCall, cx: &mut SpanCx, error: &dyn fmt::Display) {
@@ -277,19 +261,21 @@ impl Sealed for Http {
         span.end();
     }
 
-    fn client_response<B>(_call: &mut HttpCall, cx: &mut SpanCx, resp: &Response<B>) {
+    fn client_response<B>(call: &mut HttpCall, cx: &mut SpanCx, resp: &Response<B>) {
         let span = &mut *cx;
         if let Some(v) = super::protocol_version(resp.version()) {
             span.set_attribute(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, v));
         }
         let code = resp.status().as_u16();
+        call.promised = promised(call.method, code, resp.headers());
         span.set_attribute(KeyValue::new(
             semconv::HTTP_RESPONSE_STATUS_CODE,
             i64::from(code),
         ));
         if code >= 400 {
             span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, code.to_string()));
-            span.set_status(Status::error(format!("HTTP {code}")));
+            // No description: the status code says why (the HTTP conventions, "Status").
+            span.set_status(Status::error(""));
         }
     }
 
@@ -309,7 +295,7 @@ impl Sealed for Http {
 
     fn trailers(_call: &mut HttpCall, _cx: &mut SpanCx, _trailers: &HeaderMap) {}
 
-    fn body_failed(call: HttpCall, cx: &mut SpanCx, error: &dyn fmt::Display) {
+    fn body_failed(call: HttpCall, cx: &mut SpanCx, error: &dyn fmt::Display, _any: &dyn Any) {
         let span = &mut *cx;
         span.set_status(Status::error(format!("response body failed: {error}")));
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, "body"));
@@ -337,8 +323,9 @@ impl Sealed for Http {
         ));
         // Dropped unread after all it promised: the whole answer.
         let complete = complete || call.bytes >= call.promised;
-        if !complete && call.server {
-            // The client went away mid-body.
+        if !complete {
+            // The client went away mid-body (server), or the caller dropped the body before
+            // its end (client).
             span.set_attribute(KeyValue::new(crate::__private::CANCELLED, true));
         }
         span.end();
@@ -358,6 +345,89 @@ impl<E: fmt::Display> ClientError<E> for Http {
         span.set_status(Status::error(error.to_string()));
         span.end();
     }
+}
+
+/// `url.full` of a client request (an absolute URL, as the conventions ask): its URI redacted
+/// ([`super::redacted_url`]). A request in origin form (`/path?query`, what a client over a
+/// connection of its own sends, the origin in its `Host` header, or in the layer's
+/// `with_server_uri` when the channel below adds it) is made absolute first: the scheme is the
+/// URI's, else the server URI's, else (a `Host` header) `https` for port 443, else `http`.
+fn client_url<B>(req: &Request<B>, server: Option<&ServerAddr>) -> String {
+    let uri = req.uri();
+    if uri.authority().is_some() || !uri.path().starts_with('/') {
+        return super::redacted_url(uri);
+    }
+    let origin = match server {
+        Some((host, port, known)) => {
+            let host: &str = host;
+            let scheme = match (uri.scheme_str(), known, port) {
+                (Some(s), _, _) => s,
+                (None, Some(s), _) => s,
+                (None, None, Some(443)) => "https",
+                (None, None, _) => "http",
+            };
+            let bracketed = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.to_owned()
+            };
+            let authority = match port {
+                Some(p) if Some(*p) != default_port(scheme) => format!("{bracketed}:{p}"),
+                _ => bracketed,
+            };
+            Some((scheme, authority))
+        }
+        None => req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            // A `Host` value is `host[:port]`, never with a user (see `stack::attrs`).
+            .filter(|h| !h.contains('@') && h.parse::<http::uri::Authority>().is_ok())
+            .map(|h| {
+                let port = h.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
+                let scheme = match (uri.scheme_str(), port) {
+                    (Some(s), _) => s,
+                    (None, Some(443)) => "https",
+                    (None, _) => "http",
+                };
+                (scheme, h.to_owned())
+            }),
+    };
+    let Some((scheme, authority)) = origin else {
+        return super::redacted_url(uri);
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.scheme = scheme.parse().ok();
+    parts.authority = authority.parse().ok();
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    match Uri::from_parts(parts) {
+        Ok(absolute) => super::redacted_url(&absolute),
+        Err(_) => super::redacted_url(uri),
+    }
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    }
+}
+
+/// The body bytes a response's head promises: none for an answer to `HEAD`, a 1xx, 204 or 304,
+/// else its `Content-Length`; `u64::MAX` when unknown.
+fn promised(method: &str, code: u16, headers: &HeaderMap) -> u64 {
+    if method == "HEAD" || code < 200 || code == 204 || code == 304 {
+        return 0;
+    }
+    // Found in a pass over the few headers of a response, not by a lookup (a hash).
+    let [length] = crate::stack::headers::first_values(headers, [&http::header::CONTENT_LENGTH]);
+    length
+        .and_then(super::content_length_of)
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(u64::MAX)
 }
 
 /// A route template kept for the process (a server's routes are few; bounded, see

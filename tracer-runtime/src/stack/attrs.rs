@@ -383,7 +383,7 @@ pub(crate) fn push_server_address_with<B>(
     scheme: &str,
 ) {
     // `server` first: `Uri::host` scans the authority, and most calls have no `server`.
-    if let Some((host, port)) = server
+    if let Some((host, port, _)) = server
         && req.uri().host().is_none()
     {
         let host = Value::String(StringValue::from(Arc::clone(host)));

@@ -96,7 +96,8 @@ impl<B, P: Protocol> ResponseBody<B, P> {
 impl<B, P> Body for ResponseBody<B, P>
 where
     B: Body<Data = Bytes>,
-    B::Error: fmt::Display,
+    // `'static`: the protocol reads what the error is (gRPC: the `Status` its caller gets).
+    B::Error: fmt::Display + 'static,
     P: Protocol,
 {
     type Data = Bytes;
@@ -169,7 +170,7 @@ where
             }
             Poll::Ready(Some(Err(e))) => {
                 if let Some(mut s) = this.span.take() {
-                    P::body_failed(s.call, &mut s.cx, e);
+                    P::body_failed(s.call, &mut s.cx, e, e);
                 }
             }
             Poll::Ready(None) => {

@@ -26,7 +26,8 @@ use crate::service;
 
 /// A tower layer tracing a client: one CLIENT span per request, child of the current context,
 /// which is injected into the request's headers. The span ends when the response body has been
-/// read to the end, or dropped (then marked `tracer.cancelled` when no answer came). Use it as
+/// read to the end, or dropped (then marked `tracer.cancelled` when dropped before its end, or
+/// before any answer came). Use it as
 /// [`HttpClientLayer`](crate::http::HttpClientLayer) or
 /// [`GrpcClientLayer`](crate::grpc::GrpcClientLayer).
 ///
@@ -106,7 +107,12 @@ impl<P: Protocol> ClientLayer<P> {
                 "https" => Some(443),
                 _ => Some(80),
             });
-            (Arc::from(h.trim_matches(['[', ']'])), port)
+            let known = match scheme {
+                "https" => Some("https"),
+                "http" => Some("http"),
+                _ => None,
+            };
+            (Arc::from(h.trim_matches(['[', ']'])), port, known)
         });
         self
     }

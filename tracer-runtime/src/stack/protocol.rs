@@ -17,8 +17,9 @@ use super::span::SpanCx;
 /// [`Grpc`](crate::grpc::Grpc). Sealed: the stack knows these two.
 pub trait Protocol: sealed::Sealed {}
 
-/// The server a client talks to when its requests carry no authority: host and port.
-pub(crate) type ServerAddr = (Arc<str>, Option<u16>);
+/// The server a client talks to when its requests carry no authority: host, port, and scheme
+/// when it is `http` or `https` (for `url.full`).
+pub(crate) type ServerAddr = (Arc<str>, Option<u16>, Option<&'static str>);
 
 /// The span name, its attributes at start, its first RED labels when known (see
 /// `recorder::Labels`), and what the call keeps until its span ends.
@@ -98,8 +99,14 @@ pub(crate) mod sealed {
         /// The trailers of the response body.
         fn trailers(call: &mut Self::Call, cx: &mut SpanCx, trailers: &HeaderMap);
 
-        /// The response body failed: records it and ends the span.
-        fn body_failed(call: Self::Call, cx: &mut SpanCx, error: &dyn fmt::Display);
+        /// The response body failed: records it and ends the span (`any`: the same error, to
+        /// find what it is).
+        fn body_failed(
+            call: Self::Call,
+            cx: &mut SpanCx,
+            error: &dyn fmt::Display,
+            any: &dyn std::any::Any,
+        );
 
         /// The response body panicked (only when [`BODY_IN_SPAN`](Self::BODY_IN_SPAN) and
         /// panics are caught): records it, ends the span, returns the trailers to end with.
