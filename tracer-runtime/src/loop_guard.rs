@@ -714,7 +714,7 @@ fn set_member(headers: &mut HeaderMap, value: &str) {
     for v in &existing {
         let Ok(s) = v.to_str() else { continue };
         members.extend(s.split(',').filter(|m| {
-            let key = m.split(['=', ';']).next().unwrap_or("").trim();
+            let key = crate::propagation::member_key(m);
             !key.is_empty() && key != PATH_KEY
         }));
     }

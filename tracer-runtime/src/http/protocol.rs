@@ -372,7 +372,9 @@ fn client_url<B>(req: &Request<B>, server: Option<&ServerAddr>) -> String {
                 host.to_owned()
             };
             let authority = match port {
-                Some(p) if Some(*p) != default_port(scheme) => format!("{bracketed}:{p}"),
+                Some(p) if Some(*p) != crate::stack::attrs::default_port(scheme) => {
+                    format!("{bracketed}:{p}")
+                }
                 _ => bracketed,
             };
             Some((scheme, authority))
@@ -405,14 +407,6 @@ fn client_url<B>(req: &Request<B>, server: Option<&ServerAddr>) -> String {
     match Uri::from_parts(parts) {
         Ok(absolute) => super::redacted_url(&absolute),
         Err(_) => super::redacted_url(uri),
-    }
-}
-
-fn default_port(scheme: &str) -> Option<u16> {
-    match scheme {
-        "http" => Some(80),
-        "https" => Some(443),
-        _ => None,
     }
 }
 

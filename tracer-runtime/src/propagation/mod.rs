@@ -12,7 +12,7 @@ mod jaeger;
 mod w3c;
 
 #[cfg(feature = "http")]
-pub(crate) use w3c::merge_header;
+pub(crate) use w3c::{member_key, merge_header};
 
 pub use b3::{B3Encoding, B3Propagator};
 pub use jaeger::JaegerPropagator;

@@ -348,7 +348,7 @@ pub(crate) fn format_baggage(cx: &Context) -> Option<String> {
 
 /// The key of a baggage list member (`key = value; properties`), trimmed; empty if none.
 #[cfg(feature = "http")]
-fn member_key(member: &str) -> &str {
+pub(crate) fn member_key(member: &str) -> &str {
     member.split(['=', ';']).next().unwrap_or("").trim()
 }
 

@@ -111,7 +111,8 @@ pub(crate) fn ip_value(ip: IpAddr) -> Value {
     )
 }
 
-fn default_port(scheme: &str) -> Option<u16> {
+/// The port a URL of `scheme` has when it names none.
+pub(crate) fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
         "http" => Some(80),
         "https" => Some(443),
