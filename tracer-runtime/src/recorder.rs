@@ -1327,13 +1327,12 @@ impl SpanWrite for Fast {
         }
     }
     fn put_attribute(&mut self, kv: KeyValue) {
-        self.labels_see(&kv);
-        if let Some(kv) = overwritten(&mut self.attrs, kv) {
-            if self.attrs.len() < limits().attrs {
-                self.attrs.push(kv);
-            } else {
-                self.more().dropped_attrs += 1;
+        match self.attrs.iter().position(|a| a.key == kv.key) {
+            Some(at) => {
+                self.labels_see(&kv);
+                self.attrs[at].value = kv.value;
             }
+            None => self.set_attribute(kv),
         }
     }
     fn add_event(&mut self, name: Cow<'static, str>, attrs: Vec<KeyValue>) {
