@@ -49,6 +49,31 @@ fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     Ok((status, body.to_owned()))
 }
 
+/// Where a server's standard error goes (its warnings say why a call failed).
+fn log_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("tracer-prom-e2e-{}-{name}.log", std::process::id()))
+}
+
+/// The servers' warnings so far, for a failure's message.
+fn logs() -> String {
+    ["server1", "server2", "server3"]
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(log_path(name)).unwrap_or_default();
+            let warned: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .take(20)
+                .collect();
+            format!(
+                "\n--- {name} ({}):\n{}",
+                log_path(name).display(),
+                warned.join("\n")
+            )
+        })
+        .collect()
+}
+
 /// Children killed when the test ends, however it ends.
 struct Procs(Vec<(&'static str, Child)>);
 
@@ -103,7 +128,7 @@ fn start_servers(procs: &mut Procs) -> Demo {
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(log_path(name)).expect("a log file"))
             .spawn()
             .unwrap_or_else(|e| panic!("start {name}: {e}"));
         let stdout = child.stdout.take().unwrap();
@@ -261,7 +286,11 @@ fn errors_fire_server3_alerts_in_a_real_prometheus_and_normal_traffic_fires_none
         .into_iter()
         .filter(|(name, ..)| name.contains("ErrorRatio"))
         .collect();
-    assert!(errors.is_empty(), "normal traffic fired {errors:?}");
+    assert!(
+        errors.is_empty(),
+        "normal traffic fired {errors:?}; the servers' warnings:{}",
+        logs()
+    );
     // Nor a latency alert, pending or firing: the scenario answers in milliseconds, and the
     // histograms' buckets say so (a p99 read from them well under the rules' second).
     let p99 = query(
