@@ -454,7 +454,8 @@ impl ServerGuard {
     fn check_path(&self, headers: &HeaderMap, public: bool) -> Verdict {
         let (path, alone) = match find_member(headers) {
             Some((member, alone)) if !public => (Path::parse(member).unwrap_or_default(), alone),
-            _ => (Path::default(), false),
+            // No path (most requests): nothing to judge, as `me` is never empty (`path_name`).
+            _ => return Verdict::First,
         };
         match self.guard.judge(&path, &self.me) {
             Some(l) => Verdict::Refuse(l),
@@ -558,7 +559,7 @@ pub(crate) fn enter_or_hide(hop: &mut Option<Arc<Hop>>) -> Option<HopSwap<'_>> {
 }
 
 /// `hop`'s value swapped into the thread's slot: the guard holds what the slot held.
-#[inline(never)]
+#[inline]
 fn swap_in(hop: &mut Option<Arc<Hop>>) -> Option<HopSwap<'_>> {
     let mut held = hop.take();
     if CURRENT_HOP
