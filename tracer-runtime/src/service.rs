@@ -16,12 +16,20 @@ use crate::registry::{InService, Service};
 /// not installed falls back to the current context's service (else the default one), with one
 /// [`Warning`](crate::Warning) per name. Checks the global switch first: one relaxed load when
 /// everything is off.
-#[inline]
+#[inline(always)]
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) fn recording(name: Option<&str>) -> Option<Arc<Service>> {
     if !crate::switch::on() {
         return None;
     }
+    recording_on(name)
+}
+
+/// [`recording`] once some tracing is on: not inlined, so that the switched-off check stays one
+/// load and a branch where it is inlined.
+#[inline(never)]
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+fn recording_on(name: Option<&str>) -> Option<Arc<Service>> {
     let Some(n) = name else {
         return recorder::current_service_recording();
     };
