@@ -103,19 +103,49 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
+    #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let mut this = self.project();
-        // Untraced, with no panic to catch (tracing off, or an HTTP body): the inner body's
-        // frame as it is.
-        if this.span.is_none() && !*this.catch_panics {
-            return match this.kind.project() {
+        // Untraced, with no panic to catch (tracing off, or an HTTP body whose span has
+        // ended): the inner body's frame as it is, inlined where it is polled.
+        if self.span.is_none() && !self.catch_panics {
+            return match self.project().kind.project() {
                 KindProj::Inner { body } => body.poll_frame(cx),
                 KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             };
         }
+        self.poll_traced(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.kind.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}
+
+impl<B, P> ResponseBody<B, P>
+where
+    B: Body<Data = Bytes>,
+    B::Error: fmt::Display + 'static,
+    P: Protocol,
+{
+    /// [`poll_frame`](Body::poll_frame) of a body with a span, or a panic to catch.
+    #[inline(never)]
+    fn poll_traced(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let mut this = self.project();
         // Written in place by the poll: a frame returned through `catch_unwind` was copied
         // through its storage (a gRPC frame's `Result` holds a `Status`, ~200 bytes).
         let mut polled = Poll::Pending;
@@ -180,19 +210,6 @@ where
             }
         }
         polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.kind.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Inner { body } => body.size_hint(),
-            Kind::Full { data } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
-        }
     }
 }
 

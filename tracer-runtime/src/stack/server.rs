@@ -262,26 +262,32 @@ where
         let Some(svc) = service::recording(Some(&self.cfg.service)) else {
             // Off: no span, no extraction; panics and loops are still answered, so behaviour
             // does not depend on the switch.
-            let mut hop = match verdict.untraced(&self.cfg.guard) {
+            let hop = match verdict.untraced(&self.cfg.guard) {
                 Ok(hop) => hop,
                 Err(l) => return ServerResponseFuture::answer(Answer::Refused(l.message), None),
             };
+            // The handler's future written in place: one returned through `catch_unwind` was
+            // copied through its storage, and again into the future.
+            let mut fut = ServerResponseFuture {
+                inner: None,
+                traced: None,
+                answer: None,
+                catch,
+                hop,
+            };
             let called = {
-                let _hop = crate::loop_guard::enter_hop(&mut hop);
+                let _hop = crate::loop_guard::enter_hop(&mut fut.hop);
+                let inner = &mut fut.inner;
                 if catch {
-                    catch_unwind(AssertUnwindSafe(|| self.inner.call(req)))
+                    catch_unwind(AssertUnwindSafe(|| *inner = Some(self.inner.call(req))))
                 } else {
-                    Ok(self.inner.call(req))
+                    *inner = Some(self.inner.call(req));
+                    Ok(())
                 }
             };
-            let mut fut = match called {
-                Ok(f) => ServerResponseFuture::new(f, None, catch),
-                Err(payload) => ServerResponseFuture::answer(
-                    Answer::Panicked(crate::panic::payload_message(&*payload)),
-                    None,
-                ),
-            };
-            fut.hop = hop;
+            if let Err(payload) = called {
+                fut.answer = Some(Answer::Panicked(crate::panic::payload_message(&*payload)));
+            }
             return fut;
         };
 
@@ -507,20 +513,25 @@ where
                 .unwrap_or_else(|| Answer::Panicked("polled after completion".to_owned()));
             return Poll::Ready(Ok(answer_response(answer, this.traced.take())));
         };
-        let polled = match this.traced.as_mut() {
+        // Written in place by the poll: a response returned through `catch_unwind` was copied
+        // through its storage.
+        let mut polled = Poll::Pending;
+        let caught = match this.traced.as_mut() {
             Some(t) => {
                 let _entered = t.span.cx.entered();
                 let _hop = crate::loop_guard::enter_or_hide(this.hop);
-                catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
+                catch_unwind(AssertUnwindSafe(|| polled = inner.poll(task)))
             }
             None => {
                 let _hop = crate::loop_guard::enter_hop(this.hop);
-                catch_unwind(AssertUnwindSafe(|| inner.poll(task)))
+                catch_unwind(AssertUnwindSafe(|| polled = inner.poll(task)))
             }
         };
-        let polled = match polled {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(r)) => r,
+        let polled = match caught {
+            Ok(()) => match polled {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(r) => r,
+            },
             Err(payload) => {
                 let mut traced = this.traced.take();
                 if !*this.catch {
