@@ -11,7 +11,7 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 
 use crate::db;
 use crate::recorder::SpanWrite;
-use crate::sql::{Statement as StatementRecord, statement};
+use crate::sql::{Statement as StatementRecord, intern, statement};
 
 use super::error::{on_done, record_error};
 use super::stmt::{Stmt, query_sql, stmt_sql};
@@ -24,23 +24,15 @@ fn batch_named(span: &mut dyn SpanWrite, sql: Option<&StatementRecord>, fallback
     let op = sql
         .and_then(|s| s.sanitized.operation.as_deref())
         .unwrap_or(fallback);
-    let op = interned(format!("BATCH {op}"));
+    let op = intern(&format!("BATCH {op}"));
     span.put_attribute(KeyValue::new(semconv::DB_OPERATION_NAME, op.clone()));
     match sql.and_then(|s| s.name.as_deref()) {
         Some(summary) => {
-            let summary = interned(format!("BATCH {summary}"));
+            let summary = intern(&format!("BATCH {summary}"));
             span.put_attribute(KeyValue::new(semconv::DB_QUERY_SUMMARY, summary.clone()));
             span.rename(summary);
         }
         None => span.rename(op),
-    }
-}
-
-/// `s` made `'static` once (batch names are few: operation × table), else itself.
-fn interned(s: String) -> Cow<'static, str> {
-    match crate::attrs::intern(&s) {
-        Some(k) => Cow::Borrowed(k),
-        None => Cow::Owned(s),
     }
 }
 
