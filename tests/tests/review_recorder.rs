@@ -593,21 +593,18 @@ fn rejected_are_lost(probe: &str, some: bool) {
 /// promises that a span lost is a span counted (they were counted as exported, and `shutdown()`
 /// said Ok).
 #[test]
-#[ignore = "defect: spans a collector rejects (OTLP partial success) are counted as exported, not lost"]
 fn spans_the_collector_rejects_are_counted_as_lost() {
     rejected_are_lost("rejecting_collector_probe", false);
 }
 
 /// The same over OTLP/HTTP, where the partial success is the body of a 200 answer.
 #[test]
-#[ignore = "defect: spans a collector rejects (OTLP partial success) are counted as exported, not lost"]
 fn spans_an_http_collector_rejects_are_counted_as_lost() {
     rejected_are_lost("rejecting_http_collector_probe", false);
 }
 
 /// A partial success that rejects some of a batch: those are lost, the rest exported.
 #[test]
-#[ignore = "defect: spans a collector rejects (OTLP partial success) are counted as exported, not lost"]
 fn a_partial_rejection_counts_only_the_rejected_spans_as_lost() {
     rejected_are_lost("rejecting_collector_probe", true);
     rejected_are_lost("rejecting_http_collector_probe", true);
