@@ -161,11 +161,11 @@ impl<C: opentelemetry_http::HttpClient> opentelemetry_http::HttpClient for Reads
         Box::pin(async move {
             let response = self.inner.send_bytes(request).await?;
             if response.status().is_success() {
+                use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
                 use prost::Message as _;
                 // A body that is no answer (an empty one, say) rejects nothing.
-                if let Ok(answer) = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
-                    response.body().as_ref(),
-                ) && let Some(partial) = answer.partial_success
+                if let Ok(answer) = ExportTraceServiceResponse::decode(response.body().as_ref())
+                    && let Some(partial) = answer.partial_success
                 {
                     self.rejections
                         .note(partial.rejected_spans, &partial.error_message);
