@@ -5,7 +5,10 @@
 //! installed (uninstalled ones included). `exported`, `dropped` and `export_failures` count
 //! what goes through a pipeline tracer set up (OTLP, Zipkin, console, or an exporter given to
 //! [`Builder::with_exporter`](crate::Builder::with_exporter)); a span processor given to
-//! [`Builder::with_span_processor`](crate::Builder::with_span_processor) is not seen.
+//! [`Builder::with_span_processor`](crate::Builder::with_span_processor) is not seen. Each
+//! pipeline counts its own work, as OpenTelemetry's `otel.sdk.exporter.*` metrics do per
+//! exporter: a service exporting to two places (`OTEL_TRACES_EXPORTER=otlp,zipkin`) counts each
+//! span once per pipeline, so its `exported` can reach twice its `started`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -107,7 +110,8 @@ impl Stats {
 pub struct Stats {
     /// Spans started by tracer (`#[traced]` and the integrations).
     pub started: u64,
-    /// Spans the exporter accepted (and the collector did not reject).
+    /// Spans the exporter accepted (and the collector did not reject), per pipeline: a span
+    /// sent to two exporters counts twice.
     pub exported: u64,
     /// Spans lost: dropped because the export queue was full (or the pipeline shut down or timed
     /// out with spans in it), in a batch whose export failed, or rejected by the collector.
