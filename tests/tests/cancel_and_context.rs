@@ -116,3 +116,41 @@ async fn an_async_span_starts_under_the_span_current_at_its_first_poll() {
         "{inner:?}"
     );
 }
+
+/// Cleanup that runs when a future is dropped (a guard held across an `.await`).
+struct Cleanup;
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        cleanup();
+    }
+}
+
+#[traced]
+fn cleanup() {}
+
+#[traced]
+async fn holds_a_guard() -> u8 {
+    let _guard = Cleanup;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    1
+}
+
+/// What a cancelled future's drop runs (its locals' destructors) is part of its work: the
+/// spans it starts are children of the cancelled span, as they would be had it completed.
+#[tokio::test]
+async fn the_cleanup_of_a_cancelled_future_is_under_its_span() {
+    let (timed_out, spans) = in_root_async(async {
+        tokio::time::timeout(Duration::from_millis(20), holds_a_guard())
+            .await
+            .is_err()
+    })
+    .await;
+    assert!(timed_out);
+    let cancelled = named(&spans, "holds_a_guard");
+    assert_eq!(
+        common::attr(cancelled, "tracer.cancelled"),
+        Some(&Value::Bool(true))
+    );
+    assert_child_of(named(&spans, "cleanup"), cancelled);
+}

@@ -45,6 +45,10 @@ fn counters(service: &str) -> [f64; 5] {
 fn each_service_exposes_only_its_own_pipeline_counts() {
     let before = tracer_runtime::stats();
     let exported = InMemorySpanExporter::default();
+    let (first, second) = (
+        InMemorySpanExporter::default(),
+        InMemorySpanExporter::default(),
+    );
     let guards = [
         tracer_runtime::init("sdk-ok")
             .with_exporter(exported.clone())
@@ -65,8 +69,21 @@ fn each_service_exposes_only_its_own_pipeline_counts() {
             .set_globals(false)
             .install()
             .unwrap(),
+        // Two pipelines: each counts its own exports, so each span is exported twice.
+        tracer_runtime::init("sdk-two")
+            .with_exporter(first.clone())
+            .with_exporter(second.clone())
+            .as_default(false)
+            .set_globals(false)
+            .install()
+            .unwrap(),
     ];
-    for (name, n) in [("sdk-ok", 3), ("sdk-refused", 5), ("sdk-full", 7)] {
+    for (name, n) in [
+        ("sdk-ok", 3),
+        ("sdk-refused", 5),
+        ("sdk-full", 7),
+        ("sdk-two", 2),
+    ] {
         let svc = tracer_runtime::service(name).unwrap();
         for _ in 0..n {
             svc.in_scope(unit_of_work);
@@ -77,6 +94,8 @@ fn each_service_exposes_only_its_own_pipeline_counts() {
         let _ = g.flush();
     }
     assert_eq!(exported.get_finished_spans().unwrap().len(), 3);
+    assert_eq!(first.get_finished_spans().unwrap().len(), 2);
+    assert_eq!(second.get_finished_spans().unwrap().len(), 2);
 
     let ok = counters("sdk-ok");
     let refused = counters("sdk-refused");
@@ -93,10 +112,12 @@ fn each_service_exposes_only_its_own_pipeline_counts() {
         "sdk-refused: {refused:?}"
     );
     assert_eq!(full, [7.0, 0.0, 0.0, 7.0, 0.0], "sdk-full");
+    let two = counters("sdk-two");
+    assert_eq!(two, [2.0, 4.0, 0.0, 0.0, 0.0], "sdk-two");
 
     // The process's counters are the services' sum: summing the scrapes counts each span once.
     let after = tracer_runtime::stats();
-    let sum = |i: usize| ok[i] + refused[i] + full[i];
+    let sum = |i: usize| ok[i] + refused[i] + full[i] + two[i];
     assert_eq!((after.started - before.started) as f64, sum(0));
     assert_eq!((after.exported - before.exported) as f64, sum(1));
     assert_eq!(

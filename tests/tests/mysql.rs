@@ -192,6 +192,7 @@ async fn each_statement_is_a_client_span_under_the_caller() {
         .collect();
     let sel = format!("SELECT {t}");
     let ins = format!("INSERT {t}");
+    let batch = format!("BATCH INSERT {t}");
     let upd = format!("UPDATE {t}");
     assert_eq!(
         names,
@@ -199,7 +200,7 @@ async fn each_statement_is_a_client_span_under_the_caller() {
             "mysql get_conn",
             "PING",
             &ins,
-            &ins,
+            &batch,
             &upd,
             &sel,
             &sel,
@@ -230,7 +231,7 @@ async fn each_statement_is_a_client_span_under_the_caller() {
         Some(t.as_str())
     );
     assert_eq!(int(client[2], "tracer.db.affected_rows"), Some(1));
-    assert_mysql_span(client[3], "INSERT", Some(&insert));
+    assert_mysql_span(client[3], "BATCH INSERT", Some(&insert));
     assert_eq!(int(client[3], "db.operation.batch.size"), Some(3));
     assert_mysql_span(
         client[4],
@@ -860,7 +861,7 @@ async fn a_batch_runs_its_parameters_iterator_under_its_span() {
     })
     .await;
     drop_table(&t).await;
-    let batch = named(&spans, &format!("INSERT {t}"));
+    let batch = named(&spans, &format!("BATCH INSERT {t}"));
     assert_child_of(batch, root(&spans));
     assert_eq!(int(batch, "db.operation.batch.size"), Some(3));
     let rows: Vec<&SpanData> = spans.iter().filter(|s| s.name == "row_params").collect();

@@ -125,3 +125,22 @@ async fn a_b3_deferred_decision_is_passed_on_deferred() {
     );
     assert!(header(&body, "b3").is_none(), "{body}");
 }
+
+/// A debug decision with nothing else in the request (no baggage: the server span can take the
+/// recorder's short path, kept in no `Context`) still goes on downstream as debug.
+#[tokio::test]
+async fn a_b3_debug_caller_alone_stays_debug_downstream() {
+    let down = echo().await;
+    let relay = relay(&[Format::B3], &[Format::B3, Format::Jaeger], down).await;
+    let trace = "7af92f3577b34da6a3ce929d0e0e4736";
+    let (status, body, _) = get_plain(
+        &format!("http://{relay}/"),
+        &[("b3", &format!("{trace}-{SPAN}-d"))],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let b3 = header(&body, "b3").unwrap_or_else(|| panic!("no b3 header: {body}"));
+    assert!(b3.starts_with(trace) && b3.ends_with("-d"), "{b3}");
+    let uber = header(&body, "uber-trace-id").unwrap_or_else(|| panic!("{body}"));
+    assert!(uber.ends_with(":3"), "{uber}");
+}

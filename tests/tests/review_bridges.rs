@@ -278,7 +278,6 @@ async fn zipkin_collector() -> (std::net::SocketAddr, Arc<Mutex<Vec<serde_json::
 /// store this span even if it overrides sampling policy"). A request that came with `b3: ..-d`
 /// is exported to Zipkin without `debug`, so a Zipkin collector's sampling may drop it.
 #[tokio::test]
-#[ignore = "defect: a B3 debug trace (`-d`, `X-B3-Flags: 1`) is exported to Zipkin without `debug: true`"]
 async fn a_b3_debug_trace_reaches_zipkin_as_debug() {
     use tower::{Layer as _, ServiceExt as _};
     exporter(); // the binary's default service first
@@ -297,6 +296,13 @@ async fn a_b3_debug_trace_reaches_zipkin_as_debug() {
         .header("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-d")
         .body(Full::new(Bytes::new()))
         .unwrap();
+    let resp = server.clone().oneshot(req).await.unwrap();
+    resp.into_body().collect().await.unwrap();
+    // And an accept decision, which is no debug one.
+    let req = Request::get("http://127.0.0.1/accept")
+        .header("b3", "90f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let resp = server.oneshot(req).await.unwrap();
     resp.into_body().collect().await.unwrap();
     tokio::task::spawn_blocking(move || guard.shutdown())
@@ -304,10 +310,14 @@ async fn a_b3_debug_trace_reaches_zipkin_as_debug() {
         .unwrap()
         .unwrap();
     let spans = got.lock().unwrap().clone();
-    let server_span = spans
-        .iter()
-        .find(|s| s["kind"] == "SERVER")
-        .unwrap_or_else(|| panic!("no server span in {spans:#?}"));
-    assert_eq!(server_span["traceId"], "80f198ee56343ba864fe8b2a57d3eff7");
-    assert_eq!(server_span["debug"], true, "{server_span:#}");
+    let server_span = |trace: &str| {
+        spans
+            .iter()
+            .find(|s| s["kind"] == "SERVER" && s["traceId"] == trace)
+            .unwrap_or_else(|| panic!("no server span of {trace} in {spans:#?}"))
+    };
+    let debugged = server_span("80f198ee56343ba864fe8b2a57d3eff7");
+    assert_eq!(debugged["debug"], true, "{debugged:#}");
+    let accepted = server_span("90f198ee56343ba864fe8b2a57d3eff7");
+    assert!(accepted.get("debug").is_none(), "{accepted:#}");
 }

@@ -292,7 +292,6 @@ async fn a_pipeline_of_one_command_kind_is_a_batch_of_it() {
 /// The same rule for `exec_batch`: its executions all are `INSERT`s, so the operation is
 /// `BATCH INSERT` (and the summary, the span's name, `BATCH INSERT <table>`).
 #[tokio::test]
-#[ignore = "defect: exec_batch's db.operation.name is INSERT, not BATCH INSERT (the conventions' batch naming)"]
 async fn an_exec_batch_is_named_batch() {
     let pool = pool();
     let t = table("batchname").await;
@@ -319,9 +318,8 @@ async fn an_exec_batch_is_named_batch() {
 }
 
 /// `db.namespace` is "the database associated with the connection": after `USE other` the
-/// statements run in `other`, but their spans still name the database of the options.
+/// statements run in `other`, and their spans name it (they named the database of the options).
 #[tokio::test]
-#[ignore = "defect: db.namespace keeps the configured database after USE changes it"]
 async fn db_namespace_follows_use() {
     let pool = pool();
     let ((), spans) = in_root_async(async {

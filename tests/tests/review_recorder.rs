@@ -384,8 +384,46 @@ fn always_off_records_nothing_under_a_sampled_remote_parent() {
 // ---------------------------------------------------------------------------------------------
 // A collector that rejects spans
 
-/// An OTLP/gRPC collector that answers every export with a partial success rejecting all its
-/// spans (as one over its quota, or refusing malformed data, does).
+/// How many of an export's `n` spans the rejecting collectors reject: all of them, or with
+/// `REJECT_SOME` set, the first `n / 2` (a collector over its quota halfway through a batch).
+fn to_reject(n: usize) -> usize {
+    if std::env::var_os("REJECT_SOME").is_some() {
+        n / 2
+    } else {
+        n
+    }
+}
+
+/// The spans of an export request.
+fn spans_in(
+    request: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) -> usize {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum()
+}
+
+/// The answer of a collector that rejects `rejected` spans of an export (as one over its quota,
+/// or refusing malformed data, does): a partial success.
+fn partial_success(
+    rejected: usize,
+) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse {
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTracePartialSuccess, ExportTraceServiceResponse,
+    };
+    ExportTraceServiceResponse {
+        partial_success: Some(ExportTracePartialSuccess {
+            rejected_spans: rejected as i64,
+            error_message: "over quota".to_owned(),
+        }),
+    }
+}
+
+/// An OTLP/gRPC collector that answers every export with a partial success rejecting its spans
+/// ([`to_reject`]); counts the spans it rejected.
 struct Rejecting(Arc<AtomicUsize>);
 
 #[tonic::async_trait]
@@ -403,28 +441,36 @@ impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::Tra
         >,
         tonic::Status,
     > {
-        use opentelemetry_proto::tonic::collector::trace::v1::{
-            ExportTracePartialSuccess, ExportTraceServiceResponse,
-        };
-        let n: usize = request
-            .into_inner()
-            .resource_spans
-            .iter()
-            .flat_map(|rs| &rs.scope_spans)
-            .map(|ss| ss.spans.len())
-            .sum();
-        self.0.fetch_add(n, Ordering::SeqCst);
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: Some(ExportTracePartialSuccess {
-                rejected_spans: n as i64,
-                error_message: "over quota".to_owned(),
-            }),
-        }))
+        let rejected = to_reject(spans_in(request.get_ref()));
+        self.0.fetch_add(rejected, Ordering::SeqCst);
+        Ok(tonic::Response::new(partial_success(rejected)))
     }
 }
 
+/// Ten spans to `endpoint` over `protocol`, then the shutdown; prints what the collector
+/// rejected (`seen`), the counters and the shutdown's result.
+fn export_to_rejecting(protocol: tracer_runtime::Protocol, endpoint: String, seen: &AtomicUsize) {
+    let guard = tracer_runtime::init("rejected")
+        .with_protocol(protocol)
+        .with_endpoint(endpoint)
+        .set_globals(false)
+        .install()
+        .unwrap();
+    for i in 0..10 {
+        work(i);
+    }
+    let shut = guard.shutdown();
+    let s = stats();
+    println!(
+        "REJECTED={} EXPORTED={} DROPPED={} shutdown: {shut:?}",
+        seen.load(Ordering::SeqCst),
+        s.exported,
+        s.dropped
+    );
+}
+
 #[test]
-#[ignore = "run in a child process by spans_the_collector_rejects_are_counted_as_lost"]
+#[ignore = "run in a child process by the tests of spans a collector rejects"]
 fn rejecting_collector_probe() {
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
     tracer_runtime::set_warning_handler(|_| {});
@@ -443,40 +489,125 @@ fn rejecting_collector_probe() {
             .add_service(TraceServiceServer::new(Rejecting(Arc::clone(&seen))))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let guard = tracer_runtime::init("rejected")
-        .with_endpoint(format!("http://{addr}"))
-        .set_globals(false)
-        .install()
+    export_to_rejecting(
+        tracer_runtime::Protocol::Grpc,
+        format!("http://{addr}"),
+        &seen,
+    );
+}
+
+/// The same collector over OTLP/HTTP (protobuf): `/v1/traces` answers 200 with a protobuf
+/// `ExportTraceServiceResponse` carrying the partial success.
+#[test]
+#[ignore = "run in a child process by the tests of spans a collector rejects"]
+fn rejecting_http_collector_probe() {
+    use http_body_util::BodyExt as _;
+    use prost::Message as _;
+    tracer_runtime::set_warning_handler(|_| {});
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
         .unwrap();
-    for i in 0..10 {
-        work(i);
-    }
-    let shut = guard.shutdown();
-    let s = stats();
-    println!(
-        "REJECTED={} EXPORTED={} DROPPED={} shutdown: {shut:?}",
-        seen.load(Ordering::SeqCst),
-        s.exported,
-        s.dropped
+    let seen = Arc::new(AtomicUsize::new(0));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counted = Arc::clone(&seen);
+    rt.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = Arc::clone(&counted);
+            let svc = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    let path_ok = req.uri().path() == "/v1/traces";
+                    let body = req.into_body().collect().await?.to_bytes();
+                    let decoded =
+                        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body).ok();
+                    let mut r = match decoded {
+                        Some(request) if path_ok => {
+                            let rejected = to_reject(spans_in(&request));
+                            seen.fetch_add(rejected, Ordering::SeqCst);
+                            http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+                                partial_success(rejected).encode_to_vec(),
+                            )))
+                        }
+                        _ => {
+                            let mut r = http::Response::new(http_body_util::Full::default());
+                            *r.status_mut() = http::StatusCode::BAD_REQUEST;
+                            r
+                        }
+                    };
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/x-protobuf"),
+                    );
+                    Ok::<_, hyper::Error>(r)
+                }
+            });
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(
+                    hyper_util::rt::TokioIo::new(stream),
+                    hyper_util::service::TowerToHyperService::new(svc),
+                )
+                .await;
+            });
+        }
+    });
+    export_to_rejecting(
+        tracer_runtime::Protocol::HttpProtobuf,
+        format!("http://{addr}"),
+        &seen,
+    );
+}
+
+/// Runs `probe` (all spans rejected, or with `some` half of them) and checks the counts: the
+/// spans rejected are dropped, the rest exported, and `shutdown()` reports the loss.
+fn rejected_are_lost(probe: &str, some: bool) {
+    let out = run_probe(
+        probe,
+        &[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", None),
+            ("OTEL_BSP_EXPORT_TIMEOUT", None),
+            ("REJECT_SOME", some.then_some("1")),
+        ],
+    );
+    let rejected = if some { 5 } else { 10 };
+    assert_eq!(value(&out, "REJECTED"), rejected, "{out}");
+    assert_eq!(value(&out, "DROPPED"), rejected, "{out}");
+    assert_eq!(value(&out, "EXPORTED"), 10 - rejected, "{out}");
+    assert!(
+        out.contains("SpansLost") && out.contains(&format!("rejected: {rejected}")),
+        "{out}"
     );
 }
 
 /// A collector's partial success says how many spans it rejected: they are lost, and the guide
-/// promises that a span lost is a span counted. They are counted as exported, and `shutdown()`
-/// says Ok.
+/// promises that a span lost is a span counted (they were counted as exported, and `shutdown()`
+/// said Ok).
 #[test]
-#[ignore = "defect: spans a collector rejects (OTLP partial success) are counted as exported, not lost"]
 fn spans_the_collector_rejects_are_counted_as_lost() {
-    let out = run_probe(
-        "rejecting_collector_probe",
-        &[
-            ("OTEL_BSP_MAX_QUEUE_SIZE", None),
-            ("OTEL_BSP_EXPORT_TIMEOUT", None),
-        ],
-    );
-    assert_eq!(value(&out, "REJECTED"), 10, "{out}");
-    assert_eq!(value(&out, "DROPPED"), 10, "{out}");
-    assert_eq!(value(&out, "EXPORTED"), 0, "{out}");
+    rejected_are_lost("rejecting_collector_probe", false);
+}
+
+/// The same over OTLP/HTTP, where the partial success is the body of a 200 answer.
+#[test]
+fn spans_an_http_collector_rejects_are_counted_as_lost() {
+    rejected_are_lost("rejecting_http_collector_probe", false);
+}
+
+/// A partial success that rejects some of a batch: those are lost, the rest exported.
+#[test]
+fn a_partial_rejection_counts_only_the_rejected_spans_as_lost() {
+    rejected_are_lost("rejecting_collector_probe", true);
+    rejected_are_lost("rejecting_http_collector_probe", true);
 }
 
 // ---------------------------------------------------------------------------------------------

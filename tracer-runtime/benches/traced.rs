@@ -43,6 +43,26 @@
 //! `Duration` (~50), finding the call site's series and two atomic adds (~40), carrying the
 //! measurement from start to end (~40).
 //!
+//! Tracing off, an `async fn` stays at plain + ~48 (c07936f: `traced_async_off` 74–76,
+//! `plain_async` 28; sync: `traced_off` 28, `plain` 18), short of the goal of + 20. Tried and
+//! not kept (branch `async-off-experiments`), `traced_async_off` / `traced_async`:
+//!
+//! ```text
+//! one .await on Begun, its poll inlined: switch read, bare poll,
+//!   the span's work in one out-of-line call                        94–97 / 1628
+//! the same, Begun::poll out of line (the async fn's poll inlined
+//!   into the caller instead)                                          92
+//! Instrumented's Option<Live> in ManuallyDrop, cancel out of line  78–80
+//! `fn -> impl Future` returning that Begun (written by hand)          65 / 1602
+//! ```
+//!
+//! What every shape keeps: the future's address goes to the out-of-line span path, so it stays
+//! in memory (plain's 16-byte future is split into registers); the task `Context` is built in
+//! memory for that call (7–9); the checks of two nested state machines; and, unless the `async
+//! fn`'s poll is inlined (LLVM's inline cost of it is 515–685 against 325 at `block_on`'s
+//! call), a call with saved registers (~20). + 20 would need the off path free of all of that
+//! in a function that also holds the span's path.
+//!
 //! Allocations are counted by `tracking-allocator`'s global allocator over every thread, the
 //! export side included. Its counting is switched off while criterion times, so a timed
 //! allocation pays only the wrapper (a header of at least 8 bytes and one relaxed load; a

@@ -209,11 +209,12 @@ pub enum ShutdownError {
         source: opentelemetry_sdk::error::OTelSdkError,
     },
     /// Spans were lost over the pipeline's life: `dropped` before export (the queue full, or
-    /// still queued when the export timeout passed at shutdown), `failed` in exports that failed.
+    /// still queued when the export timeout passed at shutdown), `failed` in exports that failed,
+    /// `rejected` by the collector in exports it answered (an OTLP partial success).
     #[error(
         "the span pipeline of `{service}` lost {} span(s): {dropped} dropped before export (queue \
          bound {max_queue_bytes} bytes, or the exporter too slow at shutdown), {failed} in failed \
-         exports", dropped + failed
+         exports, {rejected} rejected by the collector", dropped + failed + rejected
     )]
     SpansLost {
         /// The service.
@@ -222,6 +223,8 @@ pub enum ShutdownError {
         dropped: u64,
         /// Spans in failed exports.
         failed: u64,
+        /// Spans the collector rejected (the `rejected_spans` of its partial successes).
+        rejected: u64,
         /// The queue's bound.
         max_queue_bytes: usize,
     },

@@ -14,7 +14,11 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 use crate::error::InitError;
+use crate::pipeline::Rejections;
 use crate::protocol::Protocol;
+
+#[cfg(feature = "otlp-grpc")]
+mod grpc;
 
 /// What the builder gave for TLS (the standard variables fill in the rest, see `tls::Tls`): a
 /// CA certificate to verify the collector with, and a client certificate and its key to
@@ -35,18 +39,13 @@ impl fmt::Debug for TlsGiven {
     }
 }
 
-/// Builds the OTLP exporter for `protocol` on a new runtime.
+/// Builds the OTLP exporter for `protocol` on a new runtime, and what its transport notes of
+/// the spans the collector rejects (for its pipeline to read).
 pub(crate) fn otlp(
     protocol: Protocol,
     endpoint: Option<&str>,
     tls: TlsGiven,
-) -> Result<
-    (
-        OnRuntime<opentelemetry_otlp::SpanExporter>,
-        tokio::runtime::Runtime,
-    ),
-    InitError,
-> {
+) -> Result<(OnRuntime<Spans>, Arc<Rejections>, tokio::runtime::Runtime), InitError> {
     // Checked before the runtime exists: nothing to tear down on a bad value.
     let transport = transport(protocol, endpoint, Signal::Traces, tls)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -55,9 +54,10 @@ pub(crate) fn otlp(
         .enable_all()
         .build()
         .map_err(InitError::Runtime)?;
+    let rejections = Arc::new(Rejections::default());
     let built = {
         let _entered = rt.enter();
-        transport.build_spans(protocol, endpoint)
+        transport.build_spans(protocol, endpoint, Arc::clone(&rejections))
     };
     let exporter = match built {
         Ok(e) => e,
@@ -73,8 +73,107 @@ pub(crate) fn otlp(
             inner: Arc::new(exporter),
             rt: handle,
         },
+        rejections,
         rt,
     ))
+}
+
+/// The OTLP span exporter of a protocol: tracer's over gRPC (see `export/grpc.rs`),
+/// opentelemetry-otlp's over HTTP (its client wrapped to read the answers, see
+/// [`ReadsRejections`]).
+#[derive(Debug)]
+pub(crate) enum Spans {
+    #[cfg(feature = "otlp-grpc")]
+    Grpc(grpc::GrpcExporter),
+    #[cfg(feature = "otlp-http")]
+    Http(opentelemetry_otlp::SpanExporter),
+}
+
+impl SpanExporter for Spans {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        match self {
+            #[cfg(feature = "otlp-grpc")]
+            Spans::Grpc(e) => e.export(batch).await,
+            #[cfg(feature = "otlp-http")]
+            Spans::Http(e) => e.export(batch).await,
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        match self {
+            #[cfg(feature = "otlp-grpc")]
+            Spans::Grpc(e) => e.shutdown_with_timeout(timeout),
+            #[cfg(feature = "otlp-http")]
+            Spans::Http(e) => e.shutdown_with_timeout(timeout),
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        match self {
+            #[cfg(feature = "otlp-grpc")]
+            Spans::Grpc(e) => e.force_flush(),
+            #[cfg(feature = "otlp-http")]
+            Spans::Http(e) => e.force_flush(),
+        }
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        match self {
+            #[cfg(feature = "otlp-grpc")]
+            Spans::Grpc(e) => e.set_resource(resource),
+            #[cfg(feature = "otlp-http")]
+            Spans::Http(e) => e.set_resource(resource),
+        }
+    }
+}
+
+/// The HTTP client of the OTLP/HTTP span exporter, wrapped: each answer of the collector that
+/// is a success is read for a partial success, whose `rejected_spans` it notes in `rejections`
+/// (opentelemetry-otlp only logs it, through internal logs compiled out here). The answer goes
+/// on to the exporter as it came.
+#[cfg(feature = "otlp-http")]
+#[derive(Debug)]
+pub(crate) struct ReadsRejections<C> {
+    inner: C,
+    rejections: Arc<Rejections>,
+}
+
+#[cfg(feature = "otlp-http")]
+impl<C: opentelemetry_http::HttpClient> opentelemetry_http::HttpClient for ReadsRejections<C> {
+    fn send_bytes<'life0, 'async_trait>(
+        &'life0 self,
+        request: http::Request<opentelemetry_http::Bytes>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn Future<
+                    Output = Result<
+                        http::Response<opentelemetry_http::Bytes>,
+                        opentelemetry_http::HttpError,
+                    >,
+                > + Send
+                + 'async_trait,
+        >,
+    >
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            let response = self.inner.send_bytes(request).await?;
+            if response.status().is_success() {
+                use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+                use prost::Message as _;
+                // A body that is no answer (an empty one, say) rejects nothing.
+                if let Ok(answer) = ExportTraceServiceResponse::decode(response.body().as_ref())
+                    && let Some(partial) = answer.partial_success
+                {
+                    self.rejections
+                        .note(partial.rejected_spans, &partial.error_message);
+                }
+            }
+            Ok(response)
+        })
+    }
 }
 
 /// What an OTLP exporter sends: the variables its endpoint and headers come from, and its
@@ -215,19 +314,50 @@ pub(crate) fn transport(
 }
 
 impl Transport {
-    /// The span exporter (inside the export runtime: tonic needs one).
+    /// The span exporter (inside the export runtime: tonic needs one), its transport noting
+    /// in `rejections` the spans the collector rejects.
     fn build_spans(
         &self,
         protocol: Protocol,
         endpoint: Option<&str>,
-    ) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
-        let builder = opentelemetry_otlp::SpanExporter::builder();
+        rejections: Arc<Rejections>,
+    ) -> Result<Spans, InitError> {
         #[allow(unreachable_code, unused_variables)]
         Ok(match protocol {
             #[cfg(feature = "otlp-grpc")]
-            Protocol::Grpc => self.grpc(builder.with_tonic(), endpoint).build()?,
+            Protocol::Grpc => Spans::Grpc(grpc::GrpcExporter::new(
+                endpoint,
+                self.gzip,
+                #[cfg(feature = "tls")]
+                self.tls.as_ref().map(crate::tls::Tls::grpc),
+                rejections,
+            )?),
             #[cfg(feature = "otlp-http")]
-            Protocol::HttpProtobuf => self.http(builder.with_http(), endpoint)?.build()?,
+            Protocol::HttpProtobuf => {
+                use opentelemetry_otlp::WithHttpConfig as _;
+                let builder = opentelemetry_otlp::SpanExporter::builder().with_http();
+                let builder = self.http_unsecured(builder, endpoint);
+                // TLS's client, else the one the builder would make (its timeout: the traces'
+                // variables, else OTLP's 10 s): wrapped to read the answers.
+                #[cfg(feature = "tls")]
+                if let Some(tls) = &self.tls {
+                    let inner = tls.http()?;
+                    return Ok(Spans::Http(
+                        builder
+                            .with_http_client(ReadsRejections { inner, rejections })
+                            .build()?,
+                    ));
+                }
+                let inner = opentelemetry_http::hyper::HyperClient::with_default_connector(
+                    traces_timeout(),
+                    None,
+                );
+                Spans::Http(
+                    builder
+                        .with_http_client(ReadsRejections { inner, rejections })
+                        .build()?,
+                )
+            }
             #[allow(unreachable_patterns)]
             _ => return Err(not_compiled(protocol)),
         })
@@ -235,6 +365,7 @@ impl Transport {
 
     /// An OTLP/gRPC exporter builder (spans or metrics) set to `endpoint` and TLS.
     #[cfg(feature = "otlp-grpc")]
+    #[cfg_attr(not(feature = "otlp-metrics"), allow(dead_code))]
     pub(crate) fn grpc<B>(&self, builder: B, endpoint: Option<&str>) -> B
     where
         B: opentelemetry_otlp::WithExportConfig + opentelemetry_otlp::WithTonicConfig,
@@ -256,7 +387,23 @@ impl Transport {
     /// An OTLP/HTTP (protobuf) exporter builder set to `endpoint` (with the signal's path) and
     /// TLS.
     #[cfg(feature = "otlp-http")]
+    #[cfg_attr(not(feature = "otlp-metrics"), allow(dead_code))]
     pub(crate) fn http<B>(&self, builder: B, endpoint: Option<&str>) -> Result<B, InitError>
+    where
+        B: opentelemetry_otlp::WithExportConfig + opentelemetry_otlp::WithHttpConfig,
+    {
+        #[allow(unused_mut)]
+        let mut b = self.http_unsecured(builder, endpoint);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            b = b.with_http_client(tls.http()?);
+        }
+        Ok(b)
+    }
+
+    /// [`http`](Transport::http) without its TLS client.
+    #[cfg(feature = "otlp-http")]
+    fn http_unsecured<B>(&self, builder: B, endpoint: Option<&str>) -> B
     where
         B: opentelemetry_otlp::WithExportConfig + opentelemetry_otlp::WithHttpConfig,
     {
@@ -267,12 +414,23 @@ impl Transport {
         if self.gzip {
             b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
         }
-        #[cfg(feature = "tls")]
-        if let Some(tls) = &self.tls {
-            b = b.with_http_client(tls.http()?);
-        }
-        Ok(b)
+        b
     }
+}
+
+/// The timeout of the OTLP span exporters, read as opentelemetry-otlp reads it
+/// (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT`, in milliseconds; a
+/// value that is not a number is skipped: tracer's batch settings have refused it already),
+/// else OTLP's 10 s.
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+fn traces_timeout() -> Duration {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ]
+    .iter()
+    .find_map(|var| std::env::var(var).ok()?.parse().ok())
+    .map_or(Duration::from_secs(10), Duration::from_millis)
 }
 
 /// The error for a protocol whose transport was left out of this build.

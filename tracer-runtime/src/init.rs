@@ -75,8 +75,19 @@ fn batched<E: SpanExporter + 'static>(
     exporter: E,
     pipelines: &mut Pipelines<'_>,
 ) -> Result<Box<dyn SpanProcessor>, InitError> {
+    batched_with(exporter, None, pipelines)
+}
+
+/// [`batched`], reading after each export what the collector rejected from `rejections`
+/// (which the exporter's transport fills in).
+fn batched_with<E: SpanExporter + 'static>(
+    exporter: E,
+    rejections: Option<Arc<pipeline::Rejections>>,
+    pipelines: &mut Pipelines<'_>,
+) -> Result<Box<dyn SpanProcessor>, InitError> {
     let (p, h) = pipeline::Batcher::new(
         exporter,
+        rejections,
         pipelines.config.clone(),
         Arc::clone(pipelines.counts),
     )
@@ -522,7 +533,7 @@ impl Builder {
                                 Some(p) => p,
                                 None => Protocol::from_env()?,
                             };
-                            let (exporter, rt) = crate::export::otlp(
+                            let (exporter, rejections, rt) = crate::export::otlp(
                                 protocol,
                                 self.endpoint.as_deref(),
                                 crate::export::TlsGiven {
@@ -531,7 +542,11 @@ impl Builder {
                                 },
                             )?;
                             runtimes.push(ExportRuntime(Some(rt)));
-                            processors.push(batched(exporter, &mut pipelines)?);
+                            processors.push(batched_with(
+                                exporter,
+                                Some(rejections),
+                                &mut pipelines,
+                            )?);
                         }
                         #[cfg(not(feature = "_otlp"))]
                         return Err(ParseExporterError::Unknown("otlp".to_owned()).into());
@@ -813,18 +828,21 @@ impl GuardInner {
         #[cfg(feature = "metrics")]
         drop(self.endpoint);
         drop(self.runtimes);
-        // The service's own counts: its pipelines' drops and failed exports, and the spans the
-        // collector dropped before they reached a pipeline (128 full buffers waiting).
+        // The service's own counts: its pipelines' drops, failed exports and spans the collector
+        // rejected, and the spans the collector thread dropped before they reached a pipeline
+        // (128 full buffers waiting).
         let counts = self.svc.counts.snapshot();
-        let (dropped, failed) = (
+        let (dropped, failed, rejected) = (
             counts.dropped_before_export,
             counts.dropped_in_failed_exports,
+            counts.rejected_by_collector,
         );
-        if dropped + failed > 0 {
+        if dropped + failed + rejected > 0 {
             return Err(ShutdownError::SpansLost {
                 service: self.svc.name.clone(),
                 dropped,
                 failed,
+                rejected,
                 max_queue_bytes: self.pipelines.first().map_or(
                     pipeline::DEFAULT_QUEUE_BYTES,
                     pipeline::Handle::max_queue_bytes,

@@ -700,8 +700,9 @@ pub(crate) fn inject(
     set_member(headers, &value);
 }
 
-/// Sets `tracer.path=value` in the `baggage` headers, replacing any earlier one; left out when
-/// it would take the header past the W3C limits.
+/// Sets `tracer.path=value` in the `baggage` headers, replacing any earlier one. When the whole
+/// would pass the W3C limits, the last of the other members are left out to make room: the path
+/// is what stops a call loop, which the guard cannot do without it.
 fn set_member(headers: &mut HeaderMap, value: &str) {
     let ours = format!("{PATH_KEY}={value}");
     if !headers.contains_key(BAGGAGE) {
@@ -719,9 +720,16 @@ fn set_member(headers: &mut HeaderMap, value: &str) {
             !key.is_empty() && key != PATH_KEY
         }));
     }
-    if members.len() >= MAX_BAGGAGE_MEMBERS {
-        return;
-    }
+    members.truncate(MAX_BAGGAGE_MEMBERS - 1);
+    let mut len = ours.len();
+    let fit = members
+        .iter()
+        .take_while(|m| {
+            len += m.trim().len() + 1;
+            len <= MAX_BAGGAGE_LEN
+        })
+        .count();
+    members.truncate(fit);
     members.push(&ours);
     let joined = members
         .iter()
@@ -729,6 +737,7 @@ fn set_member(headers: &mut HeaderMap, value: &str) {
         .collect::<Vec<_>>()
         .join(",");
     if joined.len() > MAX_BAGGAGE_LEN {
+        // The path alone is longer than a header may be (it is bounded far below).
         return;
     }
     if let Ok(v) = HeaderValue::from_str(&joined) {
@@ -751,6 +760,38 @@ mod tests {
         let mut h = HeaderMap::new();
         inject(cx, Some("caller"), None, &mut h);
         h.get(BAGGAGE).map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    /// At the W3C limits (64 members, 8 192 bytes), the path takes the place of the last of the
+    /// other members: without it the next hop's guard is blind.
+    #[test]
+    fn the_path_is_kept_when_the_baggage_is_full() {
+        let full = (0..64)
+            .map(|i| format!("k{i}=v"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let long = (0..8)
+            .map(|i| format!("k{i}={}", "x".repeat(1000)))
+            .collect::<Vec<_>>()
+            .join(",");
+        for (what, existing) in [("64 members", full), ("8 000 bytes", long)] {
+            let mut h = HeaderMap::new();
+            h.insert(BAGGAGE, HeaderValue::from_str(&existing).unwrap());
+            set_member(&mut h, "1:svc-a");
+            let out = h.get(BAGGAGE).unwrap().to_str().unwrap().to_owned();
+            let members: Vec<&str> = out.split(',').collect();
+            assert_eq!(members.last(), Some(&"tracer.path=1:svc-a"), "{what}");
+            assert!(
+                members.len() <= MAX_BAGGAGE_MEMBERS,
+                "{what}: {}",
+                members.len()
+            );
+            assert!(out.len() <= MAX_BAGGAGE_LEN, "{what}: {}", out.len());
+            assert!(
+                members.contains(&"k0=v") || members[0].starts_with("k0="),
+                "{what}"
+            );
+        }
     }
 
     #[test]
@@ -955,10 +996,10 @@ mod tests {
         assert_eq!(find_member(&h), Some(("2:a>b", false)));
         h.insert("baggage", HeaderValue::from_static("tracer.path=3:a>b>c"));
         assert_eq!(find_member(&h), Some(("3:a>b>c", true)));
-        // Full: left out.
+        // Full: the path takes the last member's place.
         let full: Vec<String> = (0..64).map(|i| format!("k{i}=v")).collect();
         h.insert("baggage", HeaderValue::from_str(&full.join(",")).unwrap());
         set_member(&mut h, "1:a");
-        assert_eq!(find_member(&h), None);
+        assert_eq!(find_member(&h), Some(("1:a", false)));
     }
 }

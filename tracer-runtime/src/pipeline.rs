@@ -14,7 +14,10 @@
 //!   no tokio runtime (the OTLP and Zipkin exporters run on one of their own, see `export.rs`);
 //! - flushing and shutting down wait at most one export timeout (`OTEL_BSP_EXPORT_TIMEOUT`, else
 //!   `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` / `OTEL_EXPORTER_OTLP_TIMEOUT`, else 5 s) in all; what
-//!   is still queued then is counted as dropped, and the guard's `shutdown()` reports it.
+//!   is still queued then is counted as dropped, and the guard's `shutdown()` reports it;
+//! - spans the collector rejects in an export it answers (an OTLP partial success, which the
+//!   exporter reports as a success: its transport notes them in [`Rejections`]) are counted as
+//!   dropped, not exported, with a [`Warning::SpansRejected`], and the shutdown reports them too.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -91,6 +94,39 @@ impl Config {
     }
 }
 
+/// What the collector rejected in the exports of one exporter, noted by its transport as the
+/// answers come (the `rejected_spans` of an OTLP partial success) and taken by its pipeline
+/// after each export: the exporter itself says Ok.
+#[derive(Debug, Default)]
+pub(crate) struct Rejections {
+    spans: AtomicU64,
+    /// The latest partial success's error message.
+    message: Mutex<String>,
+}
+
+impl Rejections {
+    /// An answer rejected `spans` spans (none when 0 or less), saying `message`.
+    #[cfg_attr(not(feature = "_otlp"), allow(dead_code))]
+    pub(crate) fn note(&self, spans: i64, message: &str) {
+        let Ok(n @ 1..) = u64::try_from(spans) else {
+            return;
+        };
+        self.spans.fetch_add(n, Ordering::Relaxed);
+        *self.message.lock().unwrap_or_else(PoisonError::into_inner) = message.to_owned();
+    }
+
+    /// The spans rejected since the previous call, and the latest message.
+    fn take(&self) -> (u64, String) {
+        let n = self.spans.swap(0, Ordering::Relaxed);
+        if n == 0 {
+            return (0, String::new());
+        }
+        let message =
+            std::mem::take(&mut *self.message.lock().unwrap_or_else(PoisonError::into_inner));
+        (n, message)
+    }
+}
+
 /// A span processor that queues finished spans for an exporter on a thread of its own.
 pub(crate) struct Batcher {
     shared: Arc<Shared>,
@@ -117,6 +153,8 @@ struct Shared {
     config: Config,
     /// Its service's counters.
     counts: Arc<stats::Counts>,
+    /// What the collector rejected in the exporter's exports, when its transport says.
+    rejections: Option<Arc<Rejections>>,
     queue: Mutex<Queue>,
     /// The worker waits on it for spans, a flush or the shutdown.
     wake: Condvar,
@@ -148,6 +186,8 @@ struct Queue {
     exported: u64,
     /// Spans in exports that failed.
     failed: u64,
+    /// Spans the collector rejected in exports it answered.
+    rejected: u64,
     /// A flush wants every span up to here taken.
     flush_to: u64,
     shutdown: bool,
@@ -174,16 +214,18 @@ impl fmt::Debug for Batcher {
 }
 
 impl Batcher {
-    /// A pipeline to `exporter`, its worker thread started. Fails only if the thread cannot be
-    /// spawned.
+    /// A pipeline to `exporter`, its worker thread started; what the collector rejects is read
+    /// from `rejections` after each export. Fails only if the thread cannot be spawned.
     pub(crate) fn new<E: SpanExporter + 'static>(
         exporter: E,
+        rejections: Option<Arc<Rejections>>,
         config: Config,
         counts: Arc<stats::Counts>,
     ) -> std::io::Result<(Batcher, Handle)> {
         let shared = Arc::new(Shared {
             config,
             counts,
+            rejections,
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             progress: Condvar::new(),
@@ -302,19 +344,32 @@ impl Shared {
             drop(q);
             last_export = Instant::now();
             let result = futures_executor::block_on(exporter.export(batch.spans));
+            // What the collector rejected of this batch (never more than the batch), taken after
+            // a failed export too: it belongs to no other.
+            let (rejected, message) = self
+                .rejections
+                .as_ref()
+                .map(|r| r.take())
+                .unwrap_or_default();
+            let rejected = rejected.min(n as u64);
             let mut accepted = false;
             if self.abandoned.load(Ordering::Relaxed) {
                 // Counted as dropped by the shutdown that gave up on this export.
             } else if let Err(e) = &result {
                 stats::export_failed(&self.counts, n as u64, e);
             } else {
-                stats::exported(&self.counts, n as u64);
+                stats::exported(&self.counts, n as u64 - rejected);
+                if rejected > 0 {
+                    stats::spans_rejected(&self.counts, rejected, &message);
+                }
                 accepted = true;
             }
             q = self.lock();
             q.settled += n as u64;
             if accepted {
+                // The collector answered: progress, whatever it kept.
                 q.exported += n as u64;
+                q.rejected += rejected;
             } else {
                 q.failed += n as u64;
             }
@@ -324,10 +379,11 @@ impl Shared {
 
     /// Waits until every span accepted before the call has been exported, or until the exporter
     /// has accepted nothing for one export timeout.
-    /// An export that failed meanwhile is an error: the spans it held are lost.
+    /// An export that failed meanwhile is an error: the spans it held are lost; so are spans the
+    /// collector rejected meanwhile.
     fn flush(&self) -> OTelSdkResult {
         let mut q = self.lock();
-        let failed = q.failed;
+        let (failed, rejected) = (q.failed, q.rejected);
         let target = q.pushed;
         q.flush_to = q.flush_to.max(target);
         self.wake.notify_one();
@@ -342,10 +398,16 @@ impl Shared {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        match q.failed - failed {
-            0 => Ok(()),
-            lost => Err(OTelSdkError::InternalFailure(format!(
+        match (q.failed - failed, q.rejected - rejected) {
+            (0, 0) => Ok(()),
+            (lost, 0) => Err(OTelSdkError::InternalFailure(format!(
                 "{lost} span(s) lost in exports that failed"
+            ))),
+            (0, rejected) => Err(OTelSdkError::InternalFailure(format!(
+                "{rejected} span(s) rejected by the collector"
+            ))),
+            (lost, rejected) => Err(OTelSdkError::InternalFailure(format!(
+                "{lost} span(s) lost in exports that failed, {rejected} rejected by the collector"
             ))),
         }
     }
@@ -705,6 +767,7 @@ mod tests {
         let count = Count::default();
         let (b, h) = Batcher::new(
             count.clone(),
+            None,
             config(DEFAULT_QUEUE_BYTES),
             stats::Counts::new(),
         )
@@ -747,6 +810,7 @@ mod tests {
         c.max_batch = 1;
         let (b, h) = Batcher::new(
             Stuck(Arc::clone(&gate), exported.clone()),
+            None,
             c,
             stats::Counts::new(),
         )
@@ -764,5 +828,49 @@ mod tests {
         // A refused span is made, weighed and taken out again: what was not dropped is
         // exported, in batches none of which is empty.
         assert_eq!(exported.0.load(Ordering::SeqCst) as u64 + dropped, 100);
+    }
+
+    #[test]
+    fn spans_the_collector_rejects_are_counted_lost_not_exported() {
+        /// Accepts every batch, its collector rejecting `reject` spans of each (more than a
+        /// batch holds, for the second batch on: a collector's count is not trusted past it).
+        #[derive(Debug)]
+        struct Rejecting(Arc<Rejections>, AtomicUsize);
+        impl SpanExporter for Rejecting {
+            async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+                let reject = match self.1.fetch_add(1, Ordering::SeqCst) {
+                    0 => 3,
+                    _ => batch.len() as i64 + 5,
+                };
+                self.0.note(-1, "ignored");
+                self.0.note(reject, "over quota");
+                Ok(())
+            }
+        }
+        let rejections = Arc::new(Rejections::default());
+        let counts = stats::Counts::new();
+        let mut c = config(DEFAULT_QUEUE_BYTES);
+        c.max_batch = 10;
+        let (b, h) = Batcher::new(
+            Rejecting(Arc::clone(&rejections), AtomicUsize::new(0)),
+            Some(rejections),
+            c,
+            Arc::clone(&counts),
+        )
+        .unwrap();
+        for i in 0..10 {
+            b.on_end(span(i));
+        }
+        let e = b.force_flush().unwrap_err();
+        assert!(e.to_string().contains("3 span(s) rejected"), "{e}");
+        let s = counts.snapshot();
+        assert_eq!((s.exported, s.rejected_by_collector, s.dropped), (7, 3, 3));
+        for i in 0..4 {
+            b.on_end(span(i));
+        }
+        b.shutdown_with_timeout(Duration::from_secs(5)).unwrap();
+        let s = counts.snapshot();
+        assert_eq!((s.exported, s.rejected_by_collector, s.dropped), (7, 7, 7));
+        assert_eq!(h.dropped(), 0, "none dropped before export");
     }
 }

@@ -563,6 +563,8 @@ impl SpanWrite for Light {
         }
     }
     fn add_event(&mut self, _: Cow<'static, str>, _: Vec<KeyValue>) {}
+    #[cfg(feature = "mysql")]
+    fn rename(&mut self, _: Cow<'static, str>) {}
     #[cfg(feature = "grpc")]
     fn add_event_at(&mut self, _: Cow<'static, str>, _: SystemTime, _: Vec<KeyValue>) {}
     fn set_status(&mut self, _: Status) {}
@@ -707,6 +709,9 @@ pub(crate) trait SpanWrite {
         self.set_attribute(kv);
     }
     fn add_event(&mut self, name: Cow<'static, str>, attrs: Vec<KeyValue>);
+    /// Renames the span (what it did was told only when it ended: a batch's size).
+    #[cfg(feature = "mysql")]
+    fn rename(&mut self, name: Cow<'static, str>);
     /// An event that happened at `at` (a gRPC message held back, or read by another owner).
     #[cfg(feature = "grpc")]
     fn add_event_at(&mut self, name: Cow<'static, str>, at: SystemTime, attrs: Vec<KeyValue>);
@@ -739,6 +744,12 @@ impl SpanWrite for Span {
             r.add_event(name, SystemTime::now(), attrs);
         }
     }
+    #[cfg(feature = "mysql")]
+    fn rename(&mut self, name: Cow<'static, str>) {
+        if let Some(r) = &mut self.rec {
+            r.name = name;
+        }
+    }
     #[cfg(feature = "grpc")]
     fn add_event_at(&mut self, name: Cow<'static, str>, at: SystemTime, attrs: Vec<KeyValue>) {
         if let Some(r) = &mut self.rec {
@@ -763,6 +774,10 @@ impl SpanWrite for SpanRef<'_> {
     }
     fn add_event(&mut self, name: Cow<'static, str>, attrs: Vec<KeyValue>) {
         SpanRef::add_event(self, name, attrs);
+    }
+    #[cfg(feature = "mysql")]
+    fn rename(&mut self, name: Cow<'static, str>) {
+        SpanRef::update_name(self, name);
     }
     #[cfg(feature = "grpc")]
     fn add_event_at(&mut self, name: Cow<'static, str>, at: SystemTime, attrs: Vec<KeyValue>) {
@@ -1178,7 +1193,7 @@ impl Fast {
     }
 
     /// Renames the span (its call site's name is kept for the rest).
-    #[cfg(feature = "http")]
+    #[cfg(any(feature = "http", feature = "mysql"))]
     pub(crate) fn rename(&mut self, name: Cow<'static, str>) {
         self.more().name = Some(name);
     }
@@ -1337,6 +1352,10 @@ impl SpanWrite for Fast {
     }
     fn add_event(&mut self, name: Cow<'static, str>, attrs: Vec<KeyValue>) {
         self.event_at(name, SystemTime::now(), attrs);
+    }
+    #[cfg(feature = "mysql")]
+    fn rename(&mut self, name: Cow<'static, str>) {
+        Fast::rename(self, name);
     }
     #[cfg(feature = "grpc")]
     fn add_event_at(&mut self, name: Cow<'static, str>, at: SystemTime, attrs: Vec<KeyValue>) {

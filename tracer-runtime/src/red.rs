@@ -919,7 +919,7 @@ impl Collector for SdkCounters {
         let exported = ConstCounter::new(s.exported);
         let mut family = encoder.encode_descriptor(
             "otel_sdk_exporter_span_exported",
-            "Spans whose export finished (otel.sdk.exporter.span.exported); error_type set for the spans lost in a failed export",
+            "Spans whose export finished (otel.sdk.exporter.span.exported); error_type set for the spans lost in a failed export, and for those the collector rejected",
             None,
             exported.metric_type(),
         )?;
@@ -927,6 +927,8 @@ impl Collector for SdkCounters {
         exported.encode(family.encode_family(&none)?)?;
         ConstCounter::new(s.dropped_in_failed_exports)
             .encode(family.encode_family(&[("error_type", "export_failed")])?)?;
+        ConstCounter::new(s.rejected_by_collector)
+            .encode(family.encode_family(&[("error_type", "rejected")])?)?;
         let queue_full = ConstCounter::new(s.dropped_before_export);
         let mut family = encoder.encode_descriptor(
             "otel_sdk_processor_span_processed",

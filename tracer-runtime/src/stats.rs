@@ -5,7 +5,10 @@
 //! installed (uninstalled ones included). `exported`, `dropped` and `export_failures` count
 //! what goes through a pipeline tracer set up (OTLP, Zipkin, console, or an exporter given to
 //! [`Builder::with_exporter`](crate::Builder::with_exporter)); a span processor given to
-//! [`Builder::with_span_processor`](crate::Builder::with_span_processor) is not seen.
+//! [`Builder::with_span_processor`](crate::Builder::with_span_processor) is not seen. Each
+//! pipeline counts its own work, as OpenTelemetry's `otel.sdk.exporter.*` metrics do per
+//! exporter: a service exporting to two places (`OTEL_TRACES_EXPORTER=otlp,zipkin`) counts each
+//! span once per pipeline, so its `exported` can reach twice its `started`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,6 +24,7 @@ pub(crate) struct Counts {
     exported: AtomicU64,
     dropped_before_export: AtomicU64,
     dropped_in_failed_exports: AtomicU64,
+    rejected_by_collector: AtomicU64,
     export_failures: AtomicU64,
 }
 
@@ -40,6 +44,7 @@ static ALL: Mutex<All> = Mutex::new(All {
         export_failures: 0,
         dropped_before_export: 0,
         dropped_in_failed_exports: 0,
+        rejected_by_collector: 0,
     },
 });
 
@@ -61,17 +66,21 @@ impl Counts {
         counts
     }
 
-    /// The counters now (`dropped` the sum of its two parts).
+    /// The counters now (`dropped` the sum of its three parts).
     pub(crate) fn snapshot(&self) -> Stats {
         let dropped_before_export = self.dropped_before_export.load(Ordering::Relaxed);
         let dropped_in_failed_exports = self.dropped_in_failed_exports.load(Ordering::Relaxed);
+        let rejected_by_collector = self.rejected_by_collector.load(Ordering::Relaxed);
         Stats {
             started: self.started.load(Ordering::Relaxed),
             exported: self.exported.load(Ordering::Relaxed),
-            dropped: dropped_before_export.wrapping_add(dropped_in_failed_exports),
+            dropped: dropped_before_export
+                .wrapping_add(dropped_in_failed_exports)
+                .wrapping_add(rejected_by_collector),
             export_failures: self.export_failures.load(Ordering::Relaxed),
             dropped_before_export,
             dropped_in_failed_exports,
+            rejected_by_collector,
         }
     }
 }
@@ -89,6 +98,9 @@ impl Stats {
         self.dropped_in_failed_exports = self
             .dropped_in_failed_exports
             .wrapping_add(o.dropped_in_failed_exports);
+        self.rejected_by_collector = self
+            .rejected_by_collector
+            .wrapping_add(o.rejected_by_collector);
     }
 }
 
@@ -98,10 +110,11 @@ impl Stats {
 pub struct Stats {
     /// Spans started by tracer (`#[traced]` and the integrations).
     pub started: u64,
-    /// Spans the exporter accepted.
+    /// Spans the exporter accepted (and the collector did not reject), per pipeline: a span
+    /// sent to two exporters counts twice.
     pub exported: u64,
     /// Spans lost: dropped because the export queue was full (or the pipeline shut down or timed
-    /// out with spans in it), or in a batch whose export failed.
+    /// out with spans in it), in a batch whose export failed, or rejected by the collector.
     pub dropped: u64,
     /// Exports (batches) that failed.
     pub export_failures: u64,
@@ -112,6 +125,10 @@ pub struct Stats {
     /// `dropped - dropped_before_export`, read from two counters one after the other, which a
     /// drop between the two reads would make go down: a counter reset to Prometheus).
     pub dropped_in_failed_exports: u64,
+    /// Of `dropped`, the spans the collector rejected in an export it answered: the
+    /// `rejected_spans` of an OTLP partial success (a collector over its quota, or refusing
+    /// malformed data). Not in `exported`.
+    pub rejected_by_collector: u64,
 }
 
 /// The pipeline's counters since the process started, summed over every service (each
@@ -173,6 +190,37 @@ fn failed_now(counts: &Counts, spans: u64, error: &str, now: Instant) -> Option<
 /// Counts `n` spans exported by a pipeline of the service that owns `counts`.
 pub(crate) fn exported(counts: &Counts, n: u64) {
     counts.exported.fetch_add(n, Ordering::Relaxed);
+}
+
+/// At most one warning of spans rejected by the collector per this interval; the next one gives
+/// the count since.
+const REJECTED_WARN_EVERY: Duration = Duration::from_secs(30);
+
+/// Spans the collector rejected since the previous warning.
+static REJECTED: Mutex<Throttle<u64>> = Mutex::new(Throttle::new(REJECTED_WARN_EVERY, 0));
+
+/// Counts `n` spans of the service that owns `counts` that the collector rejected; returns the
+/// warning to give now, if any (the first at once, then at most one per
+/// [`REJECTED_WARN_EVERY`], with the count since the last one).
+fn rejected_now(counts: &Counts, n: u64, message: &str, now: Instant) -> Option<Warning> {
+    counts.rejected_by_collector.fetch_add(n, Ordering::Relaxed);
+    let rejected = REJECTED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .note(now, |r| *r += n)?;
+    Some(Warning::SpansRejected {
+        rejected,
+        message: message.to_owned(),
+    })
+}
+
+/// Counts `n` spans of the service that owns `counts` that the collector rejected in an export
+/// it answered (an OTLP partial success, `message` its error message), and warns
+/// (rate-limited, over every service).
+pub(crate) fn spans_rejected(counts: &Counts, n: u64, message: &str) {
+    if let Some(w) = rejected_now(counts, n, message, Instant::now()) {
+        warn(w);
+    }
 }
 
 /// Counts `n` spans of the service that owns `counts` lost before an export (the queue full, the

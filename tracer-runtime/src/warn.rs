@@ -42,6 +42,14 @@ pub enum Warning {
         /// finish within the export timeout.
         reason: &'static str,
     },
+    /// The collector answered exports with a partial success that rejected `rejected` spans
+    /// (since the previous warning of this kind): they are lost, and counted as dropped.
+    SpansRejected {
+        /// Spans rejected since the previous warning.
+        rejected: u64,
+        /// The latest partial success's error message (may be empty).
+        message: String,
+    },
     /// `OTEL_METRICS_EXPORTER=prometheus` serves one service per process at its address, and
     /// another service serves there already: this one's metrics are not served (give it
     /// `Builder::with_prometheus` with an address of its own).
@@ -87,6 +95,11 @@ impl fmt::Display for Warning {
                 "{dropped} span(s) dropped, {total} in all: {reason} (a larger queue: \
                  `Builder::with_max_queue_bytes`; a faster collector; fewer spans: \
                  OTEL_TRACES_SAMPLER)"
+            ),
+            Warning::SpansRejected { rejected, message } => write!(
+                f,
+                "the collector rejected {rejected} span(s) of exports it answered (an OTLP \
+                 partial success), lost: `{message}`"
             ),
             Warning::MetricsNotServed { service, addr } => write!(
                 f,

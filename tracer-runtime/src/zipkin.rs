@@ -59,6 +59,10 @@ pub(crate) struct ZipkinSpan {
     annotations: Vec<Annotation>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     tags: BTreeMap<String, String>,
+    /// The caller asked for this trace to be debugged (B3's debug decision): kept whatever the
+    /// collector's sampling.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    debug: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -256,6 +260,7 @@ pub(crate) fn convert(span: &SpanData, service_name: &str) -> ZipkinSpan {
         },
         annotations,
         tags,
+        debug: crate::propagation::is_debug(span.span_context.trace_id()),
     }
 }
 

@@ -19,6 +19,24 @@
 //! let around: Router = tracer_runtime::http::axum::wrap_router(router, HttpServerLayer::new("orders"));
 //! # let _ = (inside, around);
 //! ```
+//!
+//! A router mounted with `nest_service` routes the request itself, after the outer router's
+//! layers have looked for the route (a router nested with `nest` needs nothing): give it a
+//! [`RouteLayer`] of its own, which hands the whole route back to the server layer outside.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use tracer_runtime::http::HttpServerLayer;
+//! use tracer_runtime::http::axum::RouteLayer;
+//!
+//! let things = Router::new()
+//!     .route("/things/{id}", get(|| async { "thing" }))
+//!     .layer(RouteLayer); // spans `GET /svc/things/{id}`
+//! let app: Router = Router::new()
+//!     .nest_service("/svc", things)
+//!     .layer(HttpServerLayer::new("orders"));
+//! # let _ = app;
+//! ```
 
 use std::borrow::Cow;
 use std::future::Future;

@@ -82,13 +82,7 @@ impl Meta {
         let address = opts.ip_or_hostname().to_owned();
         let port = opts.tcp_port();
         let db = opts.db_name().map(str::to_owned);
-        let mut base = Consts::default();
-        base.push(semconv::DB_SYSTEM_NAME, Const::Str("mysql"));
-        if let Some(db) = &db {
-            base.push(semconv::DB_NAMESPACE, Const::str(db));
-        }
-        base.push(semconv::SERVER_ADDRESS, Const::str(&address));
-        base.push(semconv::SERVER_PORT, Const::Int(i64::from(port)));
+        let base = Self::base_of(&address, port, db.as_deref());
         Meta {
             setup: false,
             service,
@@ -96,6 +90,26 @@ impl Meta {
             port,
             db,
             base,
+        }
+    }
+
+    fn base_of(address: &str, port: u16, db: Option<&str>) -> Consts {
+        let mut base = Consts::default();
+        base.push(semconv::DB_SYSTEM_NAME, Const::Str("mysql"));
+        if let Some(db) = db {
+            base.push(semconv::DB_NAMESPACE, Const::str(db));
+        }
+        base.push(semconv::SERVER_ADDRESS, Const::str(address));
+        base.push(semconv::SERVER_PORT, Const::Int(i64::from(port)));
+        base
+    }
+
+    /// The same, in database `db` (a connection's after `USE db`).
+    fn in_database(&self, db: &str) -> Self {
+        Meta {
+            db: Some(db.to_owned()),
+            base: Self::base_of(&self.address, self.port, Some(db)),
+            ..self.clone()
         }
     }
 
@@ -176,6 +190,46 @@ impl Meta {
     }
 }
 
+/// The database a `USE` statement switches to (`USE db`, ``USE `my db` ``, a `;` after it),
+/// else `None`.
+fn used_database(sql: &[u8]) -> Option<String> {
+    // Most statements are told apart by their first bytes, before any UTF-8 check.
+    let start = sql.iter().position(|b| !b.is_ascii_whitespace())?;
+    let head = sql.get(start..start + 4)?;
+    if !head[..3].eq_ignore_ascii_case(b"use") || !head[3].is_ascii_whitespace() {
+        return None;
+    }
+    let s = std::str::from_utf8(sql).ok()?.trim();
+    let rest = s
+        .get(..3)
+        .filter(|k| k.eq_ignore_ascii_case("use"))
+        .map(|_| &s[3..])?;
+    if !rest.starts_with(|c: char| c.is_ascii_whitespace()) {
+        return None;
+    }
+    let rest = rest
+        .trim_start()
+        .trim_end_matches(|c: char| c == ';' || c.is_ascii_whitespace());
+    let name = match rest.strip_prefix('`') {
+        Some(quoted) => {
+            let (name, after) = quoted.rsplit_once('`')?;
+            if !after.is_empty() {
+                return None;
+            }
+            name.replace("``", "`")
+        }
+        None if !rest.is_empty()
+            && rest
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '$') =>
+        {
+            rest.to_owned()
+        }
+        None => return None,
+    };
+    (!name.is_empty()).then_some(name)
+}
+
 /// Schema changes: at start-up (migrations) they are set-up work, not requests.
 fn is_ddl(operation: Option<&str>) -> bool {
     operation.is_some_and(|op| {
@@ -183,4 +237,26 @@ fn is_ddl(operation: Option<&str>) -> bool {
             .iter()
             .any(|d| op.eq_ignore_ascii_case(d))
     })
+}
+
+#[cfg(test)]
+mod use_tests {
+    #[test]
+    fn the_database_of_a_use_statement() {
+        let cases: [(&str, Option<&str>); 10] = [
+            ("USE information_schema", Some("information_schema")),
+            ("  use test ;", Some("test")),
+            ("Use `my db`", Some("my db")),
+            ("USE `a``b`;", Some("a`b")),
+            ("USE", None),
+            ("USE ", None),
+            ("USER x", None),
+            ("USE a b", None),
+            ("SELECT 1", None),
+            ("USE `open", None),
+        ];
+        for (sql, db) in cases {
+            assert_eq!(super::used_database(sql.as_bytes()).as_deref(), db, "{sql}");
+        }
+    }
 }

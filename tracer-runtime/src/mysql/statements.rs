@@ -11,11 +11,30 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 
 use crate::db;
 use crate::recorder::SpanWrite;
-use crate::sql::{Statement as StatementRecord, statement};
+use crate::sql::{Statement as StatementRecord, intern, statement};
 
 use super::error::{on_done, record_error};
 use super::stmt::{Stmt, query_sql, stmt_sql};
 use super::{AFFECTED_ROWS, TracedConn, TracedTransaction};
+
+/// A statement executed two times or more in one call (`exec_batch`): its operation is
+/// `BATCH <operation>` and its summary, the span's name, `BATCH <summary>`, as the conventions
+/// name a batch whose operations all have one name.
+fn batch_named(span: &mut dyn SpanWrite, sql: Option<&StatementRecord>, fallback: &'static str) {
+    let op = sql
+        .and_then(|s| s.sanitized.operation.as_deref())
+        .unwrap_or(fallback);
+    let op = intern(&format!("BATCH {op}"));
+    span.put_attribute(KeyValue::new(semconv::DB_OPERATION_NAME, op.clone()));
+    match sql.and_then(|s| s.name.as_deref()) {
+        Some(summary) => {
+            let summary = intern(&format!("BATCH {summary}"));
+            span.put_attribute(KeyValue::new(semconv::DB_QUERY_SUMMARY, summary.clone()));
+            span.rename(summary);
+        }
+        None => span.rename(op),
+    }
+}
 
 fn returned_rows(span: &mut dyn SpanWrite, n: usize) {
     span.set_attribute(KeyValue::new(
@@ -151,11 +170,17 @@ macro_rules! statements {
             Q: AsQuery,
         {
             let sql = query_sql(&query);
+            // Read whether tracing is on or not: the spans after it, in this connection, are
+            // in that database.
+            let used = super::used_database(&query.as_query());
             let cx = self
                 .meta
                 .start_statement(self.parent(), sql.as_ref(), "QUERY");
             let mut ending = db::Ending::new(cx);
             let out = ending.within(self.inner.query_drop(query)).await;
+            if let (Ok(()), Some(db)) = (&out, used) {
+                self.meta = Arc::new(self.meta.in_database(&db));
+            }
             let affected = self.inner.affected_rows();
             ending.write(|span| match &out {
                 Ok(()) => affected_rows(span, sql.as_deref(), affected),
@@ -374,6 +399,9 @@ macro_rules! statements {
                         semconv::DB_OPERATION_BATCH_SIZE,
                         i64::try_from(n).unwrap_or(i64::MAX),
                     ));
+                }
+                if n >= 2 {
+                    batch_named(span, sql.as_deref(), "EXECUTE");
                 }
                 if let Err(e) = &out {
                     record_error(span, e);

@@ -213,7 +213,10 @@ impl TextMapPropagator for B3Propagator {
         let (flags, hint) = match state {
             State::Accept => (TraceFlags::SAMPLED, Hint::Normal),
             State::Deny => (TraceFlags::default(), Hint::Normal),
-            State::Debug => (TraceFlags::SAMPLED, Hint::Debug),
+            State::Debug => {
+                super::mark_debug(trace);
+                (TraceFlags::SAMPLED, Hint::Debug)
+            }
             State::Deferred => (TraceFlags::default(), Hint::Deferred),
         };
         let sc = SpanContext::new(trace, span, flags, true, TraceState::default());

@@ -97,6 +97,9 @@ fn parse_header(value: &str) -> Option<(SpanContext, Hint)> {
         true,
         TraceState::default(),
     );
+    if debug {
+        super::mark_debug(sc.trace_id());
+    }
     Some((sc, if debug { Hint::Debug } else { Hint::Normal }))
 }
 

@@ -85,6 +85,38 @@ impl Hint {
     }
 }
 
+/// The traces a caller asked to be debugged (B3 `d`, `X-B3-Flags: 1`, Jaeger's debug flag), the
+/// latest [`DEBUG_TRACES_KEPT`]: Zipkin's model says so on each of their spans (`debug`), which
+/// OpenTelemetry's span has no field for. Rare by nature: a caller forces a trace it is
+/// debugging.
+static DEBUG_TRACES: std::sync::Mutex<std::collections::VecDeque<opentelemetry::trace::TraceId>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+/// Whether [`DEBUG_TRACES`] ever held one (so that a span's check is one load, most often).
+static ANY_DEBUG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+const DEBUG_TRACES_KEPT: usize = 256;
+
+/// Notes that the caller asked `trace` to be debugged.
+pub(crate) fn mark_debug(trace: opentelemetry::trace::TraceId) {
+    let mut all = DEBUG_TRACES.lock().unwrap_or_else(PoisonError::into_inner);
+    if !all.contains(&trace) {
+        if all.len() == DEBUG_TRACES_KEPT {
+            all.pop_front();
+        }
+        all.push_back(trace);
+    }
+    ANY_DEBUG.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether a caller asked `trace` to be debugged (among the latest [`DEBUG_TRACES_KEPT`]).
+#[cfg(feature = "zipkin")]
+pub(crate) fn is_debug(trace: opentelemetry::trace::TraceId) -> bool {
+    ANY_DEBUG.load(std::sync::atomic::Ordering::Relaxed)
+        && DEBUG_TRACES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&trace)
+}
+
 /// The value of each lower-case hex digit; `NOT_HEX` for every other byte.
 const HEX: [u8; 256] = {
     let mut t = [NOT_HEX; 256];

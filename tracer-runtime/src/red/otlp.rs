@@ -213,11 +213,13 @@ fn health(meter: &Meter, counts: &Arc<crate::stats::Counts>) -> [ObservableCount
         counter(
             "otel.sdk.exporter.span.exported",
             "{span}",
-            "Spans whose export finished; error.type set for the spans lost in a failed export",
+            "Spans whose export finished; error.type set for the spans lost in a failed export, \
+             and for those the collector rejected",
             |s| {
                 vec![
                     (s.exported, None),
                     (s.dropped_in_failed_exports, Some("export_failed")),
+                    (s.rejected_by_collector, Some("rejected")),
                 ]
             },
         ),

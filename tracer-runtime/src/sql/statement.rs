@@ -62,7 +62,7 @@ impl Statement {
 
 /// Span names and operations made `'static` once (they are few: operation × table), so that a
 /// span's name is no allocation; past the bound of [`crate::attrs::intern`], a copy.
-fn intern(s: &str) -> Cow<'static, str> {
+pub(crate) fn intern(s: &str) -> Cow<'static, str> {
     match crate::attrs::intern(s) {
         Some(k) => Cow::Borrowed(k),
         None => Cow::Owned(s.to_owned()),

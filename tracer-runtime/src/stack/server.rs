@@ -336,9 +336,13 @@ where
         // layer called in-process by another's handler whose span is in a context): a span in
         // a context of its own is attached over it, so that the handler's calls carry this
         // request's context, not that one's baggage, call path or span.
+        // Nor when the caller's decision says more than `sampled` (a debug trace, a deferred
+        // B3 decision): the context carries it on to the handler's calls.
         let plain = plain
             && link.is_none()
-            && (present == 0 || parent.baggage().is_empty())
+            && (present == 0
+                || (parent.baggage().is_empty()
+                    && crate::propagation::Hint::of(&parent) == crate::propagation::Hint::Normal))
             && opentelemetry::Context::map_current(|cx| {
                 !cx.has_active_span()
                     && cx.baggage().is_empty()

@@ -1,0 +1,174 @@
+//! tracer's own OTLP/gRPC span exporter (it reads the collector's answer, which
+//! opentelemetry-otlp's does not) does what opentelemetry-otlp's did: the headers of
+//! `OTEL_EXPORTER_OTLP_HEADERS` (the signal's `OTEL_EXPORTER_OTLP_TRACES_HEADERS` winning),
+//! percent-decoded, with its `User-Agent`; the resource; a retry after a collector that was
+//! `Unavailable`. To a receiver of our own that records each request's metadata and fails the
+//! first one. Each case runs in a child process, since the variables are read at install time.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::run_probe;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tracer_runtime::traced;
+
+/// Records each request's metadata and resource's `service.name`; answers the first request
+/// `Unavailable` (a collector restarting), the others Ok.
+#[derive(Default)]
+struct Flaky {
+    attempts: AtomicUsize,
+    seen: Mutex<Vec<(tonic::metadata::MetadataMap, Vec<String>)>>,
+}
+
+/// The receiver's service, sharing its [`Flaky`] with the probe.
+struct Svc(Arc<Flaky>);
+
+#[tonic::async_trait]
+impl TraceService for Svc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let services = request
+            .get_ref()
+            .resource_spans
+            .iter()
+            .flat_map(|rs| rs.resource.iter())
+            .flat_map(|r| &r.attributes)
+            .filter(|kv| kv.key == "service.name")
+            .map(|kv| format!("{:?}", kv.value))
+            .collect();
+        self.0
+            .seen
+            .lock()
+            .unwrap()
+            .push((request.metadata().clone(), services));
+        if self.0.attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(tonic::Status::unavailable("restarting"));
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[traced]
+fn work(i: u64) -> u64 {
+    i
+}
+
+#[test]
+#[ignore = "run in a child process by the tests below"]
+fn flaky_collector_probe() {
+    tracer_runtime::set_warning_handler(|_| {});
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let flaky = Arc::new(Flaky::default());
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Svc(Arc::clone(&flaky))))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let guard = tracer_runtime::init("flaky")
+        .with_endpoint(format!("http://{addr}"))
+        .set_globals(false)
+        .install()
+        .unwrap();
+    for i in 0..3 {
+        work(i);
+    }
+    let shut = guard.shutdown();
+    let s = tracer_runtime::stats();
+    println!(
+        "ATTEMPTS={} EXPORTED={} DROPPED={} shutdown: {shut:?}",
+        flaky.attempts.load(Ordering::SeqCst),
+        s.exported,
+        s.dropped
+    );
+    for (metadata, services) in flaky.seen.lock().unwrap().iter() {
+        let get = |k: &str| {
+            metadata
+                .get_all(k)
+                .iter()
+                .map(|v| v.to_str().unwrap_or("?").to_owned())
+                .collect::<Vec<_>>()
+                .join("|")
+        };
+        println!(
+            "REQUEST api-key=[{}] two=[{}] user-agent=[{}] services={services:?}",
+            get("x-api-key"),
+            get("x-two"),
+            get("user-agent"),
+        );
+    }
+}
+
+fn requests(out: &str) -> Vec<&str> {
+    out.lines().filter(|l| l.starts_with("REQUEST ")).collect()
+}
+
+/// The general variable's headers, percent-decoded and trimmed, sent on every attempt; the first
+/// attempt `Unavailable`, the retry exports every span.
+#[test]
+fn headers_from_the_environment_are_sent_and_unavailable_is_retried() {
+    let out = run_probe(
+        "flaky_collector_probe",
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                Some("x-api-key=se%20cret, x-two = 2 ,x-two=3,x-empty="),
+            ),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", None),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", None),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", None),
+        ],
+    );
+    assert!(
+        out.contains("ATTEMPTS=2 EXPORTED=3 DROPPED=0 shutdown: Ok(())"),
+        "{out}"
+    );
+    let requests = requests(&out);
+    assert_eq!(requests.len(), 2, "{out}");
+    for r in requests {
+        assert!(r.contains("api-key=[se cret] two=[2|3]"), "{out}");
+        assert!(r.contains("OTel-OTLP-Exporter-Rust/"), "{out}");
+        assert!(r.contains(r#"StringValue(\"flaky\")"#), "{out}");
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_TRACES_HEADERS` wins over the general variable (whole, not merged).
+#[test]
+fn the_traces_headers_win() {
+    let out = run_probe(
+        "flaky_collector_probe",
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                Some("x-api-key=general,x-two=2"),
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                Some("x-api-key=traces"),
+            ),
+        ],
+    );
+    let requests = requests(&out);
+    assert!(!requests.is_empty(), "{out}");
+    for r in requests {
+        assert!(r.contains("api-key=[traces] two=[]"), "{out}");
+    }
+}

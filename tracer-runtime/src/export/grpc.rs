@@ -1,0 +1,336 @@
+//! tracer's OTLP/gRPC span exporter: opentelemetry-otlp's tonic exporter reads the collector's
+//! answer only to log a partial success (through its internal logs, compiled out here) and says
+//! Ok, so the spans a collector rejects would count as exported. This one sends the same
+//! request the same way (opentelemetry-proto's client and span grouping) and notes the
+//! `rejected_spans` of the answer in the pipeline's [`Rejections`].
+//!
+//! What it honours, as opentelemetry-otlp 0.33's tonic exporter does: the endpoint (the
+//! builder's, else `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`, else
+//! `http://localhost:4317`), the headers (its `User-Agent`, then those of
+//! `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else `OTEL_EXPORTER_OTLP_HEADERS`, values percent-decoded),
+//! the timeout (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT`, else 10 s:
+//! the channel's, and the deadline of an export's retries), gzip, TLS, the resource, the shutdown,
+//! and its retry policy (3 retries, 100 ms doubling to 1.6 s, 100 ms of jitter; the codes it
+//! retries; a server's `RetryInfo`).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use tonic::transport::Channel;
+
+use crate::error::InitError;
+use crate::pipeline::Rejections;
+
+/// The endpoint when neither the builder nor the variables give one.
+const DEFAULT_ENDPOINT: &str = "http://localhost:4317";
+
+/// The `User-Agent` opentelemetry-otlp sends (its version: the exporter this one stands for).
+const USER_AGENT: &str = "OTel-OTLP-Exporter-Rust/0.33.1";
+
+/// Retries after the first attempt.
+const MAX_RETRIES: usize = 3;
+const INITIAL_DELAY: Duration = Duration::from_millis(100);
+const MAX_DELAY: Duration = Duration::from_millis(1600);
+const MAX_JITTER: Duration = Duration::from_millis(100);
+/// The longest a server's `RetryInfo` may hold an export back.
+const MAX_THROTTLE: Duration = Duration::from_secs(30);
+
+/// The OTLP/gRPC span exporter.
+pub(crate) struct GrpcExporter {
+    /// `None` once shut down.
+    client: Mutex<Option<TraceServiceClient<Channel>>>,
+    /// The headers sent with every export, as gRPC metadata.
+    headers: http::HeaderMap,
+    timeout: Duration,
+    resource: ResourceAttributesWithSchema,
+    rejections: Arc<Rejections>,
+}
+
+impl std::fmt::Debug for GrpcExporter {
+    // The headers may hold a secret: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcExporter")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GrpcExporter {
+    /// An exporter to `endpoint` (else the variables'), set up as `export.rs` checked it: the
+    /// endpoint and headers well-formed, `tls` given for an `https` endpoint. Inside the export
+    /// runtime (the channel's worker is spawned on it).
+    pub(crate) fn new(
+        endpoint: Option<&str>,
+        gzip: bool,
+        #[cfg(feature = "tls")] tls: Option<tonic::transport::ClientTlsConfig>,
+        rejections: Arc<Rejections>,
+    ) -> Result<GrpcExporter, InitError> {
+        let (var, url) = match endpoint.filter(|e| !e.trim().is_empty()) {
+            Some(e) => ("with_endpoint", e.trim().to_owned()),
+            None => crate::env::first(&[
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ])
+            .map(|(var, v)| (var, v.trim().to_owned()))
+            .unwrap_or(("default", DEFAULT_ENDPOINT.to_owned())),
+        };
+        let bad = |reason: String| InitError::InvalidEndpoint {
+            var,
+            value: url.clone(),
+            reason,
+        };
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .map_err(|e| bad(format!("not a gRPC endpoint: {e}")))?;
+        #[cfg(feature = "tls")]
+        let channel = match tls {
+            Some(tls) => channel
+                .tls_config(tls)
+                .map_err(|e| InitError::Tls(source_chain(&e)))?,
+            None => channel,
+        };
+        let timeout = super::traces_timeout();
+        let mut client = TraceServiceClient::new(channel.timeout(timeout).connect_lazy());
+        if gzip {
+            client = client
+                .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+        }
+        Ok(GrpcExporter {
+            client: Mutex::new(Some(client)),
+            headers: headers(),
+            timeout,
+            resource: ResourceAttributesWithSchema::default(),
+            rejections,
+        })
+    }
+
+    /// One attempt: the request sent, the partial success noted.
+    async fn send(
+        &self,
+        batch: &[SpanData],
+        client: &mut TraceServiceClient<Channel>,
+    ) -> Result<(), tonic::Status> {
+        let resource_spans = group_spans_by_resource_and_scope(batch.to_vec(), &self.resource);
+        let mut request = tonic::Request::new(ExportTraceServiceRequest { resource_spans });
+        *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(self.headers.clone());
+        let answer = client.export(request).await?.into_inner();
+        if let Some(partial) = answer.partial_success {
+            self.rejections
+                .note(partial.rejected_spans, &partial.error_message);
+        }
+        Ok(())
+    }
+}
+
+impl SpanExporter for GrpcExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let client = self
+            .client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(mut client) = client else {
+            return Err(failed(&tonic::Status::failed_precondition(
+                "exporter already shutdown",
+            )));
+        };
+        let start = Instant::now();
+        let (mut attempt, mut delay, mut cap) = (0, INITIAL_DELAY, MAX_DELAY);
+        loop {
+            let Err(status) = self.send(&batch, &mut client).await else {
+                return Ok(());
+            };
+            if start.elapsed() >= self.timeout || attempt >= MAX_RETRIES {
+                return Err(failed(&status));
+            }
+            match retry(&status) {
+                Retry::No => return Err(failed(&status)),
+                Retry::Backoff => {}
+                Retry::After(server) => {
+                    let server = server.min(MAX_THROTTLE);
+                    if server > cap {
+                        cap = MAX_THROTTLE;
+                    }
+                    delay = delay.max(server);
+                }
+            }
+            attempt += 1;
+            let sleep = delay.saturating_add(jitter()).min(cap);
+            if sleep >= self.timeout.saturating_sub(start.elapsed()) {
+                return Err(failed(&status));
+            }
+            tokio::time::sleep(sleep).await;
+            delay = delay.saturating_mul(2).min(cap);
+        }
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        match self
+            .client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            Some(_) => Ok(()),
+            None => Err(OTelSdkError::AlreadyShutdown),
+        }
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.resource = resource.into();
+    }
+}
+
+/// The `User-Agent`, then the variables' headers (checked by `export::check_headers`):
+/// `key=value` entries separated by commas, the value percent-decoded (kept as given when it
+/// does not decode); an entry with an empty key or value, or one that is no header, is skipped,
+/// as opentelemetry-otlp does. A key given twice is sent twice; a `user-agent` replaces ours.
+fn headers() -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    map.insert(
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    );
+    let Ok(value) = std::env::var("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_HEADERS"))
+    else {
+        return map;
+    };
+    let mut seen = Vec::new();
+    for entry in value.split_terminator(',').map(str::trim) {
+        let Some((key, value)) = entry.split_once('=') else {
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        let decoded = percent_encoding::percent_decode_str(value)
+            .decode_utf8()
+            .map_or_else(|_| value.to_owned(), |v| v.into_owned());
+        if key.is_empty() || decoded.is_empty() {
+            continue;
+        }
+        let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&decoded),
+        ) else {
+            continue;
+        };
+        if seen.contains(&name) {
+            map.append(name, value);
+        } else {
+            seen.push(name.clone());
+            map.insert(name, value);
+        }
+    }
+    map
+}
+
+/// Whether a failed attempt is tried again, as opentelemetry-otlp classifies gRPC codes.
+#[derive(Debug, PartialEq, Eq)]
+enum Retry {
+    No,
+    Backoff,
+    /// The server's `RetryInfo` asks to wait this long (at most 10 minutes).
+    After(Duration),
+}
+
+fn retry(status: &tonic::Status) -> Retry {
+    use tonic::Code;
+    use tonic_types::StatusExt as _;
+    let server = status
+        .get_details_retry_info()
+        .and_then(|r| r.retry_delay)
+        .map(|d| d.min(Duration::from_secs(600)));
+    match status.code() {
+        Code::ResourceExhausted => server.map_or(Retry::No, Retry::After),
+        Code::Unavailable => server
+            .filter(|d| !d.is_zero())
+            .map_or(Retry::Backoff, Retry::After),
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::DataLoss => Retry::Backoff,
+        _ => Retry::No,
+    }
+}
+
+/// Up to [`MAX_JITTER`], from the clock.
+fn jitter() -> Duration {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(nanos);
+    let max = MAX_JITTER.as_millis() as u64;
+    Duration::from_millis(h.finish() % (max + 1))
+}
+
+/// The error of a failed export, worded as opentelemetry-otlp's.
+fn failed(status: &tonic::Status) -> OTelSdkError {
+    let mut msg = format!(
+        "TonicTracesClient export failed with gRPC code: {:?}",
+        status.code()
+    );
+    if let Some(src) = std::error::Error::source(status) {
+        msg.push_str(": ");
+        msg.push_str(&source_chain(src));
+    }
+    OTelSdkError::InternalFailure(msg)
+}
+
+/// An error and its sources, `: `-separated.
+fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cur) = next {
+        out.push_str(": ");
+        out.push_str(&cur.to_string());
+        next = cur.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_retried_as_opentelemetry_otlp_retries_them() {
+        use tonic::Code;
+        assert_eq!(
+            retry(&tonic::Status::new(Code::Unavailable, "")),
+            Retry::Backoff
+        );
+        assert_eq!(
+            retry(&tonic::Status::new(Code::Aborted, "")),
+            Retry::Backoff
+        );
+        assert_eq!(
+            retry(&tonic::Status::new(Code::ResourceExhausted, "")),
+            Retry::No
+        );
+        assert_eq!(
+            retry(&tonic::Status::new(Code::InvalidArgument, "")),
+            Retry::No
+        );
+        assert_eq!(
+            retry(&tonic::Status::new(Code::Unauthenticated, "")),
+            Retry::No
+        );
+        use tonic_types::{ErrorDetails, StatusExt as _};
+        let throttled = tonic::Status::with_error_details(
+            Code::ResourceExhausted,
+            "slow down",
+            ErrorDetails::with_retry_info(Some(Duration::from_secs(2))),
+        );
+        assert_eq!(retry(&throttled), Retry::After(Duration::from_secs(2)));
+    }
+}
