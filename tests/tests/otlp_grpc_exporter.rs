@@ -6,14 +6,15 @@
 //! first one. Each case runs in a child process, since the variables are read at install time.
 
 mod common;
+#[allow(dead_code)]
+#[path = "support/receiver.rs"]
+mod receiver;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::run_probe;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -68,21 +69,8 @@ fn work(i: u64) -> u64 {
 #[ignore = "run in a child process by the tests below"]
 fn flaky_collector_probe() {
     tracer_runtime::set_warning_handler(|_| {});
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let flaky = Arc::new(Flaky::default());
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(Svc(Arc::clone(&flaky))))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let (addr, _rt) = receiver::serve(Svc(Arc::clone(&flaky)));
     let guard = tracer_runtime::init("flaky")
         .with_endpoint(format!("http://{addr}"))
         .set_globals(false)

@@ -472,23 +472,9 @@ fn export_to_rejecting(protocol: tracer_runtime::Protocol, endpoint: String, see
 #[test]
 #[ignore = "run in a child process by the tests of spans a collector rejects"]
 fn rejecting_collector_probe() {
-    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
     tracer_runtime::set_warning_handler(|_| {});
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let seen = Arc::new(AtomicUsize::new(0));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(Rejecting(Arc::clone(&seen))))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let (addr, _rt) = receiver::serve(Rejecting(Arc::clone(&seen)));
     export_to_rejecting(
         tracer_runtime::Protocol::Grpc,
         format!("http://{addr}"),

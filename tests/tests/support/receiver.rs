@@ -42,26 +42,30 @@ pub struct Receiver {
     _rt: tokio::runtime::Runtime,
 }
 
+/// `service` as an OTLP/gRPC collector on a free port of 127.0.0.1, on a runtime of its own
+/// (which serves until dropped).
+pub fn serve<S: TraceService>(service: S) -> (SocketAddr, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(service).max_decoding_message_size(64 << 20))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    (addr, rt)
+}
+
 impl Receiver {
     pub fn counting() -> Receiver {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
         let spans = Arc::new(AtomicUsize::new(0));
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        rt.spawn(
-            tonic::transport::Server::builder()
-                .add_service(
-                    TraceServiceServer::new(Counter(Arc::clone(&spans)))
-                        .max_decoding_message_size(64 << 20),
-                )
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        );
+        let (addr, rt) = serve(Counter(Arc::clone(&spans)));
         Receiver {
             addr,
             spans,
