@@ -514,50 +514,13 @@ pin_project_lite::pin_project! {
         inner: F,
         live: Option<Live>,
         done: Option<C>,
-        // Dropped after `inner` (fields drop in order): ends the span of a cancelled future
-        // once the body's future, dropped under it, has run its locals' destructors.
-        cancelled: EndCancelled,
     }
 
     impl<F, C> PinnedDrop for Instrumented<F, C> {
         fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(live) = this.live.take() {
-                // Current while the body's future is dropped: what its cleanup starts is
-                // under it, as when the body completes.
-                let mut entered = Some(live.enter());
-                if CANCELLING
-                    .try_with(|c| c.borrow_mut().extend(entered.take()))
-                    .is_ok()
-                {
-                    this.cancelled.0 = true;
-                } else if let Some(live) = entered.and_then(Entered::exit) {
-                    live.cancel();
-                }
+            if let Some(live) = this.project().live.take() {
+                live.cancel();
             }
-        }
-    }
-}
-
-thread_local! {
-    /// The spans of the futures being dropped cancelled on this thread, innermost last (see
-    /// [`EndCancelled`]).
-    static CANCELLING: std::cell::RefCell<Vec<Entered>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Set when a cancelled [`Instrumented`]'s span was made current for the drop of its body's
-/// future: dropped after it, takes the span off the thread, marks it cancelled and ends it.
-#[derive(Debug, Default)]
-struct EndCancelled(bool);
-
-impl Drop for EndCancelled {
-    fn drop(&mut self) {
-        if !self.0 {
-            return;
-        }
-        let entered = CANCELLING.try_with(|c| c.borrow_mut().pop()).ok().flatten();
-        if let Some(live) = entered.and_then(Entered::exit) {
-            live.cancel();
         }
     }
 }
@@ -687,7 +650,6 @@ impl<F: Future> Instrumented<F, fn(&mut Live, &F::Output)> {
             inner,
             live,
             done: None,
-            cancelled: EndCancelled(false),
         }
     }
 }
@@ -700,7 +662,6 @@ impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Instrumented<F, C> {
             inner,
             live,
             done: Some(done),
-            cancelled: EndCancelled(false),
         }
     }
 }
