@@ -162,6 +162,16 @@ pub(crate) fn intern(s: &str) -> Option<&'static str> {
     intern_in(&ALL, INTERNED_MAX, s)
 }
 
+/// `s` [interned](intern) as a name (a span's, an operation's), else a copy of it: no
+/// allocation per span for the few names that repeat.
+#[cfg(any(feature = "redis", feature = "mysql"))]
+pub(crate) fn interned(s: &str) -> std::borrow::Cow<'static, str> {
+    match intern(s) {
+        Some(k) => std::borrow::Cow::Borrowed(k),
+        None => std::borrow::Cow::Owned(s.to_owned()),
+    }
+}
+
 /// [`intern`] for the names a layer's spans take from requests (gRPC methods, HTTP routes): a
 /// table of their own, so that names a peer chooses cannot crowd out a client's or a
 /// statement's strings.

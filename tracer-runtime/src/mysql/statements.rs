@@ -9,9 +9,10 @@ use mysql_async::{Params, QueryResult, Statement, TextProtocol};
 use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as semconv;
 
+use crate::attrs::interned;
 use crate::db;
 use crate::recorder::SpanWrite;
-use crate::sql::{Statement as StatementRecord, intern, statement};
+use crate::sql::{Statement as StatementRecord, statement};
 
 use super::error::{on_done, record_error};
 use super::stmt::{Stmt, query_sql, stmt_sql};
@@ -24,11 +25,11 @@ fn batch_named(span: &mut dyn SpanWrite, sql: Option<&StatementRecord>, fallback
     let op = sql
         .and_then(|s| s.sanitized.operation.as_deref())
         .unwrap_or(fallback);
-    let op = intern(&format!("BATCH {op}"));
+    let op = interned(&format!("BATCH {op}"));
     span.put_attribute(KeyValue::new(semconv::DB_OPERATION_NAME, op.clone()));
     match sql.and_then(|s| s.name.as_deref()) {
         Some(summary) => {
-            let summary = intern(&format!("BATCH {summary}"));
+            let summary = interned(&format!("BATCH {summary}"));
             span.put_attribute(KeyValue::new(semconv::DB_QUERY_SUMMARY, summary.clone()));
             span.rename(summary);
         }

@@ -81,11 +81,7 @@ impl Batch {
                 Some(c)
                     if same_named && !queued.mixed && self.count.load(Ordering::Relaxed) >= 2 =>
                 {
-                    let name = format!("BATCH {c}");
-                    match crate::attrs::intern(&name) {
-                        Some(n) => Cow::Borrowed(n),
-                        None => Cow::Owned(name),
-                    }
+                    crate::attrs::interned(&format!("BATCH {c}"))
                 }
                 _ => Cow::Borrowed(operation),
             };

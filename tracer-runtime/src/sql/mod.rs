@@ -27,7 +27,7 @@ use sqlparser::tokenizer::{Token, Tokenizer, Whitespace, Word};
 #[cfg(feature = "mysql")]
 mod statement;
 #[cfg(feature = "mysql")]
-pub(crate) use statement::{Statement, intern, statement};
+pub(crate) use statement::{Statement, statement};
 
 /// Longest `text` kept, in bytes; a longer one is cut (at a token boundary) and ends with `…`.
 pub const TEXT_CAP: usize = 2048;

@@ -30,7 +30,7 @@ pub(crate) struct Statement {
 impl Statement {
     fn new(raw: &[u8]) -> Self {
         let sanitized = sanitize(&String::from_utf8_lossy(raw));
-        let name = sanitized.summary.as_deref().map(intern);
+        let name = sanitized.summary.as_deref().map(crate::attrs::interned);
         let mut attrs = Consts::default();
         if let Some(n) = &name {
             attrs.push(semconv::DB_QUERY_SUMMARY, Const::str(n));
@@ -57,15 +57,6 @@ impl Statement {
             attrs,
             site,
         }
-    }
-}
-
-/// Span names and operations made `'static` once (they are few: operation × table), so that a
-/// span's name is no allocation; past the bound of [`crate::attrs::intern`], a copy.
-pub(crate) fn intern(s: &str) -> Cow<'static, str> {
-    match crate::attrs::intern(s) {
-        Some(k) => Cow::Borrowed(k),
-        None => Cow::Owned(s.to_owned()),
     }
 }
 
