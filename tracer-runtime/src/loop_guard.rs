@@ -247,10 +247,8 @@ pub(crate) fn path_name(service: &str) -> Arc<str> {
         .collect();
     // All ASCII now: any byte is a char boundary.
     s.truncate(MAX_NAME_LEN - 9);
-    let hash = service.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    s.push_str(&format!("~{hash:08x}"));
+    let hash = crate::hash::quick_hash(service.as_bytes());
+    s.push_str(&format!("~{:08x}", (hash ^ (hash >> 32)) as u32));
     Arc::from(s)
 }
 

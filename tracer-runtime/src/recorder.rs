@@ -1331,23 +1331,28 @@ impl Fast {
     }
 }
 
-impl SpanWrite for Fast {
-    #[inline]
-    fn set_attribute(&mut self, kv: KeyValue) {
-        self.labels_see(&kv);
+impl Fast {
+    /// Adds `kv` to the attributes, within the span's limit (else counted as dropped).
+    #[inline(always)]
+    fn push_attribute(&mut self, kv: KeyValue) {
         if self.attrs.len() < limits().attrs {
             self.attrs.push(kv);
         } else {
             self.more().dropped_attrs += 1;
         }
     }
+}
+
+impl SpanWrite for Fast {
+    #[inline]
+    fn set_attribute(&mut self, kv: KeyValue) {
+        self.labels_see(&kv);
+        self.push_attribute(kv);
+    }
     fn put_attribute(&mut self, kv: KeyValue) {
-        match self.attrs.iter().position(|a| a.key == kv.key) {
-            Some(at) => {
-                self.labels_see(&kv);
-                self.attrs[at].value = kv.value;
-            }
-            None => self.set_attribute(kv),
+        self.labels_see(&kv);
+        if let Some(kv) = overwritten(&mut self.attrs, kv) {
+            self.push_attribute(kv);
         }
     }
     fn add_event(&mut self, name: Cow<'static, str>, attrs: Vec<KeyValue>) {
