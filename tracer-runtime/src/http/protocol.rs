@@ -357,46 +357,41 @@ fn client_url<B>(req: &Request<B>, server: Option<&ServerAddr>) -> String {
     if uri.authority().is_some() || !uri.path().starts_with('/') {
         return super::redacted_url(uri);
     }
+    // The origin's authority, its port, and the scheme it is known to take.
     let origin = match server {
         Some((host, port, known)) => {
             let host: &str = host;
-            let scheme = match (uri.scheme_str(), known, port) {
-                (Some(s), _, _) => s,
-                (None, Some(s), _) => s,
-                (None, None, Some(443)) => "https",
-                (None, None, _) => "http",
-            };
-            let bracketed = if host.contains(':') {
+            let host = if host.contains(':') {
                 format!("[{host}]")
             } else {
                 host.to_owned()
             };
-            let authority = match port {
-                Some(p) if Some(*p) != crate::stack::attrs::default_port(scheme) => {
-                    format!("{bracketed}:{p}")
-                }
-                _ => bracketed,
-            };
-            Some((scheme, authority))
+            Some((host, *port, *known, true))
         }
         None => req
             .headers()
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            // A `Host` value is `host[:port]`, never with a user (see `stack::attrs`).
             .filter(|h| !h.contains('@') && h.parse::<http::uri::Authority>().is_ok())
             .map(|h| {
                 let port = h.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
-                let scheme = match (uri.scheme_str(), port) {
-                    (Some(s), _) => s,
-                    (None, Some(443)) => "https",
-                    (None, _) => "http",
-                };
-                (scheme, h.to_owned())
+                (h.to_owned(), port, None, false)
             }),
     };
-    let Some((scheme, authority)) = origin else {
+    let Some((host, port, known, bare_host)) = origin else {
         return super::redacted_url(uri);
+    };
+    let scheme = match (uri.scheme_str().or(known), port) {
+        (Some(s), _) => s,
+        (None, Some(443)) => "https",
+        (None, _) => "http",
+    };
+    // A `Host` header carries its port already; the server URI's is added unless the default.
+    let authority = match port {
+        Some(p) if bare_host && Some(p) != crate::stack::attrs::default_port(scheme) => {
+            format!("{host}:{p}")
+        }
+        _ => host,
     };
     let mut parts = uri.clone().into_parts();
     parts.scheme = scheme.parse().ok();
@@ -410,8 +405,6 @@ fn client_url<B>(req: &Request<B>, server: Option<&ServerAddr>) -> String {
     }
 }
 
-/// The body bytes a response's head promises: none for an answer to `HEAD`, a 1xx, 204 or 304,
-/// else its `Content-Length`; `u64::MAX` when unknown.
 fn promised(method: &str, code: u16, headers: &HeaderMap) -> u64 {
     if method == "HEAD" || code < 200 || code == 204 || code == 304 {
         return 0;
