@@ -339,24 +339,25 @@ impl Transport {
                 let builder = self.http_unsecured(builder, endpoint);
                 // TLS's client, else the one the builder would make (its timeout: the traces'
                 // variables, else OTLP's 10 s): wrapped to read the answers.
+                fn reading<C: opentelemetry_http::HttpClient + 'static>(
+                    builder: opentelemetry_otlp::SpanExporterBuilder<
+                        opentelemetry_otlp::HttpExporterBuilderSet,
+                    >,
+                    inner: C,
+                    rejections: Arc<Rejections>,
+                ) -> Result<Spans, InitError> {
+                    let client = ReadsRejections { inner, rejections };
+                    Ok(Spans::Http(builder.with_http_client(client).build()?))
+                }
                 #[cfg(feature = "tls")]
                 if let Some(tls) = &self.tls {
-                    let inner = tls.http()?;
-                    return Ok(Spans::Http(
-                        builder
-                            .with_http_client(ReadsRejections { inner, rejections })
-                            .build()?,
-                    ));
+                    return reading(builder, tls.http()?, rejections);
                 }
                 let inner = opentelemetry_http::hyper::HyperClient::with_default_connector(
                     traces_timeout(),
                     None,
                 );
-                Spans::Http(
-                    builder
-                        .with_http_client(ReadsRejections { inner, rejections })
-                        .build()?,
-                )
+                reading(builder, inner, rejections)?
             }
             #[allow(unreachable_patterns)]
             _ => return Err(not_compiled(protocol)),
@@ -424,12 +425,11 @@ impl Transport {
 /// else OTLP's 10 s.
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 fn traces_timeout() -> Duration {
-    [
+    crate::env::first(&[
         "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
         "OTEL_EXPORTER_OTLP_TIMEOUT",
-    ]
-    .iter()
-    .find_map(|var| std::env::var(var).ok()?.parse().ok())
+    ])
+    .and_then(|(_, v)| v.trim().parse().ok())
     .map_or(Duration::from_secs(10), Duration::from_millis)
 }
 
@@ -527,26 +527,32 @@ pub(crate) fn check_endpoint(var: &'static str, value: &str) -> Result<(), InitE
 }
 
 pub(crate) fn check_headers(var: &'static str, value: &str) -> Result<(), InitError> {
-    for (i, entry) in value.split(',').enumerate() {
-        if entry.trim().is_empty() {
-            continue;
-        }
-        let bad = |reason| InitError::InvalidHeaders {
-            var,
-            entry: i + 1,
-            reason,
-        };
-        let Some((key, _)) = entry.split_once('=') else {
+    for (entry, pair) in header_entries(value) {
+        let bad = |reason| InitError::InvalidHeaders { var, entry, reason };
+        let Some((key, _)) = pair else {
             return Err(bad("has no `=`"));
         };
-        if key.trim().is_empty() {
+        if key.is_empty() {
             return Err(bad("has an empty key"));
         }
-        if http::HeaderName::from_bytes(key.trim().as_bytes()).is_err() {
+        if http::HeaderName::from_bytes(key.as_bytes()).is_err() {
             return Err(bad("has a key that is not a valid header name"));
         }
     }
     Ok(())
+}
+
+/// The entries of a `..._HEADERS` variable (`key=value,key=value`), blank ones skipped: each
+/// one's place in the list (from 1), and its key and value trimmed (`None` without an `=`).
+pub(crate) fn header_entries(value: &str) -> impl Iterator<Item = (usize, Option<(&str, &str)>)> {
+    value
+        .split(',')
+        .enumerate()
+        .filter(|(_, entry)| !entry.trim().is_empty())
+        .map(|(i, entry)| {
+            let pair = entry.split_once('=').map(|(k, v)| (k.trim(), v.trim()));
+            (i + 1, pair)
+        })
 }
 
 /// `http://host:4318` -> `http://host:4318/v1/traces` (or `/v1/metrics`); a traces URL given

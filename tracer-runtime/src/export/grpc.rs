@@ -204,11 +204,10 @@ fn headers() -> http::HeaderMap {
         return map;
     };
     let mut seen = Vec::new();
-    for entry in value.split_terminator(',').map(str::trim) {
-        let Some((key, value)) = entry.split_once('=') else {
+    for (_, pair) in super::header_entries(&value) {
+        let Some((key, value)) = pair else {
             continue;
         };
-        let (key, value) = (key.trim(), value.trim());
         let decoded = percent_encoding::percent_decode_str(value)
             .decode_utf8()
             .map_or_else(|_| value.to_owned(), |v| v.into_owned());
