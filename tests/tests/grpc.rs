@@ -287,30 +287,18 @@ async fn raw_h2_server(
     headers: &'static [(&'static str, &'static str)],
 ) -> std::net::SocketAddr {
     use http_body_util::Full;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |_req: http::Request<hyper::body::Incoming>| async move {
-                        let mut r = http::Response::new(Full::new(bytes::Bytes::new()));
-                        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                        for (k, v) in headers {
-                            r.headers_mut()
-                                .insert(*k, http::HeaderValue::from_static(v));
-                        }
-                        Ok::<_, std::convert::Infallible>(r)
-                    },
-                );
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    h2_server(
+        move |_req: http::Request<hyper::body::Incoming>| async move {
+            let mut r = http::Response::new(Full::new(bytes::Bytes::new()));
+            *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            for (k, v) in headers {
+                r.headers_mut()
+                    .insert(*k, http::HeaderValue::from_static(v));
+            }
+            Ok::<_, std::convert::Infallible>(r)
+        },
+    )
+    .await
 }
 
 /// A call answered without any `grpc-status` failed for its caller (tonic: UNAVAILABLE for a

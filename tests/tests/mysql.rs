@@ -4,68 +4,21 @@
 //! recorded, nothing recorded when switched off.
 
 mod common;
+#[path = "support/mysql.rs"]
+mod mysql_support;
 
-use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+use std::net::TcpListener;
 
 use common::*;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, Row, TxOpts};
+use mysql_support::{drop_table, opts, pool, require_mysql, table};
 use opentelemetry::trace::SpanKind;
 use opentelemetry_sdk::trace::SpanData;
 use tracer_runtime::mysql::{TracedConn, TracedPool};
 
-const ADDR: &str = "127.0.0.1:3306";
-const HOW: &str = "start it with: start-stop-daemon --start --oknodo --background --exec \
-                   /usr/sbin/mariadbd (user root, no password, database `test`; or run `bash .ci/run`)";
-
-/// Fails, saying how to start it, when the test server is down.
-fn require_mysql() {
-    if let Err(e) = TcpStream::connect_timeout(&ADDR.parse().unwrap(), Duration::from_secs(2)) {
-        panic!("MariaDB/MySQL is not reachable on {ADDR} ({e}); {HOW}");
-    }
-}
-
-fn opts() -> Opts {
-    OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(3306)
-        .user(Some("root"))
-        .db_name(Some("test"))
-        .into()
-}
-
-fn pool() -> TracedPool {
-    require_mysql();
-    exporter();
-    TracedPool::new(opts())
-}
-
-/// A table no other test (or run) uses, created empty.
-async fn table(name: &str) -> String {
-    let t = format!("tracer_{}_{name}", std::process::id());
-    let mut c = Conn::new(opts())
-        .await
-        .unwrap_or_else(|e| panic!("MariaDB on {ADDR}: {e}; {HOW}"));
-    c.query_drop(format!("DROP TABLE IF EXISTS {t}"))
-        .await
-        .unwrap();
-    c.query_drop(format!(
-        "CREATE TABLE {t} (id INT PRIMARY KEY, name VARCHAR(64), secret VARCHAR(64))"
-    ))
-    .await
-    .unwrap();
-    c.disconnect().await.unwrap();
-    t
-}
-
-async fn drop_table(t: &str) {
-    let mut c = Conn::new(opts()).await.unwrap();
-    c.query_drop(format!("DROP TABLE IF EXISTS {t}"))
-        .await
-        .unwrap();
-    c.disconnect().await.unwrap();
-}
+/// The prefix of this binary's tables (`tracer_<pid>_<name>`).
+const TABLE_PREFIX: &str = "tracer";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -102,14 +55,10 @@ fn assert_mysql_span(s: &SpanData, op: &str, text: Option<&str>) {
     );
 }
 
-fn int(s: &SpanData, key: &str) -> Option<i64> {
-    attr(s, key).and_then(|v| v.to_string().parse().ok())
-}
-
 #[tokio::test]
 async fn each_statement_is_a_client_span_under_the_caller() {
     let pool = pool();
-    let t = table("stmts").await;
+    let t = table(TABLE_PREFIX, "stmts").await;
     let ((), spans) = in_root_async(async {
         let mut c = pool.get_conn().await.unwrap();
         c.ping().await.unwrap();
@@ -267,7 +216,7 @@ async fn each_statement_is_a_client_span_under_the_caller() {
 #[tokio::test]
 async fn a_transaction_is_the_parent_of_its_statements() {
     let pool = pool();
-    let t = table("tx").await;
+    let t = table(TABLE_PREFIX, "tx").await;
     let ((), spans) = in_root_async(async {
         let mut c = pool.get_conn().await.unwrap();
         let mut tx = c.start_transaction(TxOpts::default()).await.unwrap();
@@ -396,7 +345,7 @@ async fn a_syntax_error_records_code_and_sqlstate() {
 
 #[tokio::test]
 async fn a_duplicate_key_records_code_and_sqlstate() {
-    let t = table("dup").await;
+    let t = table(TABLE_PREFIX, "dup").await;
     let pool = pool();
     let mut c = pool.get_conn().await.unwrap();
     c.exec_drop(
@@ -502,29 +451,10 @@ async fn a_port_with_nothing_listening_fails_get_conn_and_connect() {
 
 const MARKER: &str = "S3cr3t-Mark3r-pw";
 
-fn mentions(spans: &[SpanData], marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for s in spans {
-        let mut texts: Vec<String> = s.attributes.iter().map(|kv| kv.value.to_string()).collect();
-        for e in s.events.iter() {
-            texts.push(e.name.to_string());
-            texts.extend(e.attributes.iter().map(|kv| kv.value.to_string()));
-        }
-        texts.push(s.name.to_string());
-        if let Some(m) = error_message(s) {
-            texts.push(m);
-        }
-        if texts.iter().any(|t| t.contains(marker)) {
-            found.push(format!("{}: {texts:?}", s.name));
-        }
-    }
-    found
-}
-
 #[tokio::test]
 async fn parameters_literals_and_passwords_are_never_recorded() {
     let pool = pool();
-    let t = table("secret").await;
+    let t = table(TABLE_PREFIX, "secret").await;
     let ((), spans) = in_root_async(async {
         let mut c = pool.get_conn().await.unwrap();
         c.exec_drop(
@@ -609,7 +539,7 @@ async fn parameters_literals_and_passwords_are_never_recorded() {
 #[tokio::test]
 async fn server_errors_that_quote_values_do_not_record_them() {
     let pool = pool();
-    let t = table("quoted").await;
+    let t = table(TABLE_PREFIX, "quoted").await;
     let mut plain = Conn::new(opts()).await.unwrap();
     plain
         .query_drop(format!(
@@ -678,7 +608,7 @@ async fn server_errors_that_quote_values_do_not_record_them() {
 async fn nothing_is_recorded_for_a_service_switched_off() {
     require_mysql();
     exporter();
-    let t = table("switch").await;
+    let t = table(TABLE_PREFIX, "switch").await;
     // A service of its own, so that switching it off does not touch the other tests.
     let spans = opentelemetry_sdk::trace::InMemorySpanExporter::default();
     let _guard = tracer_runtime::init("mysql-switch")
@@ -723,7 +653,7 @@ async fn nothing_is_recorded_for_a_service_switched_off() {
 #[tokio::test]
 async fn a_transaction_dropped_unfinished_ends_as_dropped() {
     let pool = pool();
-    let t = table("txdrop").await;
+    let t = table(TABLE_PREFIX, "txdrop").await;
     let ((), spans) = in_root_async(async {
         let mut c = pool.get_conn().await.unwrap();
         {
@@ -767,7 +697,7 @@ fn shape(s: &SpanData) -> (String, Vec<(String, String)>) {
 #[tokio::test]
 async fn the_same_statement_twice_gives_the_same_span() {
     let pool = pool();
-    let t = table("twice").await;
+    let t = table(TABLE_PREFIX, "twice").await;
     let select = format!("SELECT name FROM {t} WHERE id = ? AND name <> 'x'");
     let ((), spans) = in_root_async(async {
         let mut c = pool.get_conn().await.unwrap();
@@ -820,7 +750,7 @@ async fn find_name(c: &mut TracedConn, select: &str) -> Option<String> {
 #[tokio::test]
 async fn a_statement_in_a_traced_fn_is_its_child() {
     let pool = pool();
-    let t = table("in_traced").await;
+    let t = table(TABLE_PREFIX, "in_traced").await;
     let select = format!("SELECT name FROM {t} WHERE id = ?");
     let (name, spans) = in_root_async(async {
         let mut c = pool.get_conn().await.unwrap();
@@ -851,7 +781,7 @@ fn row_params(id: i32) -> (i32, String) {
 #[tokio::test]
 async fn a_batch_runs_its_parameters_iterator_under_its_span() {
     let pool = pool();
-    let t = table("batch_iter").await;
+    let t = table(TABLE_PREFIX, "batch_iter").await;
     let insert = format!("INSERT INTO {t} (id, name) VALUES (?, ?)");
     let ((), spans) = in_root_async(async {
         let mut c = pool.get_conn().await.unwrap();

@@ -519,25 +519,6 @@ async fn a_server_stopped_mid_test_fails_commands_and_reconnects_show() {
 
 const MARKER: &str = "S3cr3t-Mark3r-pw";
 
-fn mentions(spans: &[SpanData], marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for s in spans {
-        let mut texts: Vec<String> = s.attributes.iter().map(|kv| kv.value.to_string()).collect();
-        for e in s.events.iter() {
-            texts.push(e.name.to_string());
-            texts.extend(e.attributes.iter().map(|kv| kv.value.to_string()));
-        }
-        texts.push(s.name.to_string());
-        if let Some(m) = error_message(s) {
-            texts.push(m);
-        }
-        if texts.iter().any(|t| t.contains(marker)) {
-            found.push(format!("{}: {texts:?}", s.name));
-        }
-    }
-    found
-}
-
 /// Server errors that quote a command's arguments (a custom command's, a script's own error
 /// text): the values are not recorded, and a script's text does not become `error.type` (nor,
 /// with it, a metric label). Found by a review; each case leaked before the fix.

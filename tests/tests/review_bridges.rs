@@ -3,10 +3,11 @@
 //! written against).
 
 mod common;
+#[path = "support/zipkin.rs"]
+mod zipkin_support;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -240,39 +241,6 @@ fn a_tracing_event_with_no_parent_goes_on_no_span() {
 
 // ---- Zipkin ----
 
-/// A Zipkin collector stand-in: `POST /api/v2/spans`, each span of the JSON array kept.
-async fn zipkin_collector() -> (std::net::SocketAddr, Arc<Mutex<Vec<serde_json::Value>>>) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::service::TowerToHyperService;
-    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let store = Arc::clone(&got);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let store = Arc::clone(&store);
-            let svc = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let store = Arc::clone(&store);
-                async move {
-                    let body = req.into_body().collect().await.unwrap().to_bytes();
-                    if let Ok(serde_json::Value::Array(spans)) = serde_json::from_slice(&body) {
-                        store.lock().unwrap().extend(spans);
-                    }
-                    let mut r = Response::new(Full::new(Bytes::new()));
-                    *r.status_mut() = http::StatusCode::ACCEPTED;
-                    Ok::<_, Infallible>(r)
-                }
-            });
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
-                    .await;
-            });
-        }
-    });
-    (addr, got)
-}
-
 /// B3: "Debug is an emphasized accept decision that implies accept, additionally reporting
 /// `Span.debug = true` for each span in the trace" (Zipkin v2: `debug`, "True is a request to
 /// store this span even if it overrides sampling policy"). A request that came with `b3: ..-d`
@@ -281,7 +249,7 @@ async fn zipkin_collector() -> (std::net::SocketAddr, Arc<Mutex<Vec<serde_json::
 async fn a_b3_debug_trace_reaches_zipkin_as_debug() {
     use tower::{Layer as _, ServiceExt as _};
     exporter(); // the binary's default service first
-    let (zipkin, got) = zipkin_collector().await;
+    let (zipkin, got) = zipkin_support::collector().await;
     let guard = tracer_runtime::init("zipkin-review")
         .with_zipkin_endpoint(format!("http://{zipkin}/api/v2/spans"))
         .set_globals(false)

@@ -225,49 +225,34 @@ async fn http_client_error_status_has_no_description() {
 /// An HTTP/2 server answering every call `200 application/grpc` with one message, then failing
 /// its body (hyper resets the stream with INTERNAL_ERROR).
 async fn h2_server_failing_mid_stream() -> std::net::SocketAddr {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    |_req: http::Request<hyper::body::Incoming>| async {
-                        let m = prost::Message::encode_to_vec(&grpc_support::msg("one", 1));
-                        let mut frame = vec![0u8];
-                        frame.extend_from_slice(&(m.len() as u32).to_be_bytes());
-                        frame.extend_from_slice(&m);
-                        let frames = futures_util::stream::unfold(0, move |step| {
-                            let frame = frame.clone();
-                            async move {
-                                let item: Result<http_body::Frame<Bytes>, std::io::Error> =
-                                    match step {
-                                        0 => Ok(http_body::Frame::data(Bytes::from(frame))),
-                                        1 => {
-                                            tokio::time::sleep(Duration::from_millis(50)).await;
-                                            Err(std::io::Error::other("broke mid-stream"))
-                                        }
-                                        _ => return None,
-                                    };
-                                Some((item, step + 1))
-                            }
-                        });
-                        let body = http_body_util::StreamBody::new(frames);
-                        let mut r = http::Response::new(body);
-                        r.headers_mut().insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static("application/grpc"),
-                        );
-                        Ok::<_, Infallible>(r)
-                    },
-                );
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    grpc_support::h2_server(|_req: http::Request<hyper::body::Incoming>| async {
+        let m = prost::Message::encode_to_vec(&grpc_support::msg("one", 1));
+        let mut frame = vec![0u8];
+        frame.extend_from_slice(&(m.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&m);
+        let frames = futures_util::stream::unfold(0, move |step| {
+            let frame = frame.clone();
+            async move {
+                let item: Result<http_body::Frame<Bytes>, std::io::Error> = match step {
+                    0 => Ok(http_body::Frame::data(Bytes::from(frame))),
+                    1 => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Err(std::io::Error::other("broke mid-stream"))
+                    }
+                    _ => return None,
+                };
+                Some((item, step + 1))
+            }
+        });
+        let body = http_body_util::StreamBody::new(frames);
+        let mut r = http::Response::new(body);
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        Ok::<_, Infallible>(r)
+    })
+    .await
 }
 
 /// The RPC conventions: the client span's status code is the call's. A response stream that

@@ -3,14 +3,16 @@
 //! Keys and tables are prefixed `review_db_`.
 
 mod common;
+#[path = "support/mysql.rs"]
+mod mysql_support;
 
 use std::time::Duration;
 
 use common::*;
 use fred::prelude::*;
 use fred::types::CustomCommand;
-use mysql_async::prelude::*;
-use mysql_async::{Conn, Opts, OptsBuilder, PoolConstraints, PoolOpts, TxOpts};
+use mysql_async::{Opts, OptsBuilder, PoolConstraints, PoolOpts, TxOpts};
+use mysql_support::{drop_table, opts, pool, require_mysql, table};
 use opentelemetry_sdk::trace::SpanData;
 use tracer_runtime::mysql::TracedPool;
 use tracer_runtime::redis::{Traced, TracedClient};
@@ -34,31 +36,6 @@ fn rkey(name: &str) -> String {
 
 fn cmd(name: &'static str) -> CustomCommand {
     CustomCommand::new_static(name, None, false)
-}
-
-/// Every attribute value, event attribute, the name and the status message of each span that
-/// holds `marker`.
-fn mentions(spans: &[SpanData], marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for s in spans {
-        let mut texts: Vec<String> = s.attributes.iter().map(|kv| kv.value.to_string()).collect();
-        for e in s.events.iter() {
-            texts.push(e.name.to_string());
-            texts.extend(e.attributes.iter().map(|kv| kv.value.to_string()));
-        }
-        texts.push(s.name.to_string());
-        if let Some(m) = error_message(s) {
-            texts.push(m);
-        }
-        if texts.iter().any(|t| t.contains(marker)) {
-            found.push(format!("{}: {texts:?}", s.name));
-        }
-    }
-    found
-}
-
-fn int(s: &SpanData, key: &str) -> Option<i64> {
-    attr(s, key).and_then(|v| v.to_string().parse().ok())
 }
 
 /// A script's own error text may begin with a word that is one of Redis's error codes
@@ -120,50 +97,15 @@ async fn a_pipeline_of_one_command_has_no_batch_size_of_one() {
 
 // ---------------------------------------------------------------- MySQL
 
-fn opts() -> Opts {
-    OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(3306)
-        .user(Some("root"))
-        .db_name(Some("test"))
-        .into()
-}
-
-fn pool() -> TracedPool {
-    exporter();
-    TracedPool::new(opts())
-}
-
-/// A table of this test alone, created empty.
-async fn table(name: &str) -> String {
-    let t = format!("review_db_{}_{name}", std::process::id());
-    let mut c = Conn::new(opts()).await.expect("MariaDB on 127.0.0.1:3306");
-    c.query_drop(format!("DROP TABLE IF EXISTS {t}"))
-        .await
-        .unwrap();
-    c.query_drop(format!(
-        "CREATE TABLE {t} (id INT PRIMARY KEY, name VARCHAR(64))"
-    ))
-    .await
-    .unwrap();
-    c.disconnect().await.unwrap();
-    t
-}
-
-async fn drop_table(t: &str) {
-    let mut c = Conn::new(opts()).await.unwrap();
-    c.query_drop(format!("DROP TABLE IF EXISTS {t}"))
-        .await
-        .unwrap();
-    c.disconnect().await.unwrap();
-}
+/// The prefix of this binary's tables (`review_db_<pid>_<name>`).
+const TABLE_PREFIX: &str = "review_db";
 
 /// `exec_batch` with one parameter set records `db.operation.batch.size = 1`, which the
 /// conventions say SHOULD never be (see above).
 #[tokio::test]
 async fn an_exec_batch_of_one_row_has_no_batch_size_of_one() {
     let pool = pool();
-    let t = table("batch1").await;
+    let t = table(TABLE_PREFIX, "batch1").await;
     let insert = format!("INSERT INTO {t} (id, name) VALUES (?, ?)");
     let ((), spans) = in_root_async(async {
         let mut c = pool.get_conn().await.unwrap();
@@ -181,7 +123,7 @@ async fn an_exec_batch_of_one_row_has_no_batch_size_of_one() {
 #[tokio::test]
 async fn a_statement_prepared_in_a_transaction_keeps_its_text_after_it() {
     let pool = pool();
-    let t = table("txprep").await;
+    let t = table(TABLE_PREFIX, "txprep").await;
     let select = format!("SELECT name FROM {t} WHERE id = ?");
     let ((), spans) = in_root_async(async {
         let mut c = pool.get_conn().await.unwrap();
@@ -214,6 +156,7 @@ async fn a_statement_prepared_in_a_transaction_keeps_its_text_after_it() {
 /// operation dropped before it completed.
 #[tokio::test]
 async fn a_pool_transaction_dropped_while_waiting_is_marked_cancelled() {
+    require_mysql();
     exporter();
     let opts: Opts = OptsBuilder::from_opts(opts())
         .pool_opts(PoolOpts::default().with_constraints(PoolConstraints::new(1, 1).unwrap()))
@@ -245,7 +188,7 @@ async fn a_pool_transaction_dropped_while_waiting_is_marked_cancelled() {
 async fn an_empty_batch_has_batch_size_zero() {
     let c = redis().await;
     let pool = pool();
-    let t = table("batch0").await;
+    let t = table(TABLE_PREFIX, "batch0").await;
     let insert = format!("INSERT INTO {t} (id, name) VALUES (?, ?)");
     let ((), spans) = in_root_async(async {
         let p = c.pipeline();
@@ -294,7 +237,7 @@ async fn a_pipeline_of_one_command_kind_is_a_batch_of_it() {
 #[tokio::test]
 async fn an_exec_batch_is_named_batch() {
     let pool = pool();
-    let t = table("batchname").await;
+    let t = table(TABLE_PREFIX, "batchname").await;
     let insert = format!("INSERT INTO {t} (id, name) VALUES (?, ?)");
     let ((), spans) = in_root_async(async {
         let mut c = pool.get_conn().await.unwrap();

@@ -7,9 +7,10 @@
 //! Jaeger are a Java jar and a Go binary from GitHub releases; py-zipkin and zipkin-js only
 //! encode), so the receiver validates instead.
 
+#[path = "support/zipkin.rs"]
+mod zipkin_support;
+
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -21,46 +22,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 use tracer_runtime::http::{HttpClientLayer, HttpServerLayer};
 use tracer_runtime::traced;
-
-type Received = Arc<Mutex<Vec<Value>>>;
-
-/// A Zipkin collector stand-in: `POST /api/v2/spans` with a JSON array, answered 202.
-async fn collector() -> (SocketAddr, Received) {
-    let got: Received = Arc::default();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let store = Arc::clone(&got);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let store = Arc::clone(&store);
-            let svc = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let store = Arc::clone(&store);
-                async move {
-                    let ok = req.method() == http::Method::POST
-                        && req.uri().path() == "/api/v2/spans"
-                        && req.headers()[http::header::CONTENT_TYPE] == "application/json";
-                    let body = req.into_body().collect().await.unwrap().to_bytes();
-                    let status = match serde_json::from_slice::<Value>(&body) {
-                        Ok(Value::Array(spans)) if ok => {
-                            store.lock().unwrap().extend(spans);
-                            StatusCode::ACCEPTED
-                        }
-                        _ => StatusCode::BAD_REQUEST,
-                    };
-                    let mut r = Response::new(Full::new(Bytes::new()));
-                    *r.status_mut() = status;
-                    Ok::<_, Infallible>(r)
-                }
-            });
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
-                    .await;
-            });
-        }
-    });
-    (addr, got)
-}
+use zipkin_support::collector;
 
 fn is_lower_hex(s: &str, lens: &[usize]) -> bool {
     lens.contains(&s.len()) && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))

@@ -258,3 +258,29 @@ impl opentelemetry_sdk::trace::SpanExporter for Refused {
         ))
     }
 }
+
+/// An integer attribute of `s` (its value's text parsed), if it has `key`.
+pub fn int(s: &SpanData, key: &str) -> Option<i64> {
+    attr(s, key).and_then(|v| v.to_string().parse().ok())
+}
+
+/// Every attribute value, event attribute, the name and the status message of each span that
+/// holds `marker`.
+pub fn mentions(spans: &[SpanData], marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for s in spans {
+        let mut texts: Vec<String> = s.attributes.iter().map(|kv| kv.value.to_string()).collect();
+        for e in s.events.iter() {
+            texts.push(e.name.to_string());
+            texts.extend(e.attributes.iter().map(|kv| kv.value.to_string()));
+        }
+        texts.push(s.name.to_string());
+        if let Some(m) = error_message(s) {
+            texts.push(m);
+        }
+        if texts.iter().any(|t| t.contains(marker)) {
+            found.push(format!("{}: {texts:?}", s.name));
+        }
+    }
+    found
+}

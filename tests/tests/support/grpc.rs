@@ -1,6 +1,7 @@
 //! A real tonic server with every RPC kind, and traced clients, on 127.0.0.1.
 #![allow(dead_code, unreachable_pub)]
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
@@ -130,6 +131,32 @@ pub async fn serve(layer: GrpcServerLayer) -> SocketAddr {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await
             .unwrap();
+    });
+    addr
+}
+
+/// An HTTP/2 server on a free port of 127.0.0.1 that is no tonic server (a proxy, a peer that
+/// breaks): every request on every connection answered by `answer`.
+pub async fn h2_server<F, Fut, B>(answer: F) -> SocketAddr
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<http::Response<B>, Infallible>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let svc = hyper::service::service_fn(answer.clone());
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
     });
     addr
 }

@@ -42,9 +42,9 @@ pub struct Receiver {
     _rt: tokio::runtime::Runtime,
 }
 
-/// `service` as an OTLP/gRPC collector on a free port of 127.0.0.1, on a runtime of its own
-/// (which serves until dropped).
-pub fn serve<S: TraceService>(service: S) -> (SocketAddr, tokio::runtime::Runtime) {
+/// A runtime of its own (one worker thread) and a listener on a free port of 127.0.0.1 bound on
+/// it, with the listener's address.
+fn listen() -> (tokio::runtime::Runtime, tokio::net::TcpListener, SocketAddr) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -54,6 +54,13 @@ pub fn serve<S: TraceService>(service: S) -> (SocketAddr, tokio::runtime::Runtim
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
+    (rt, listener, addr)
+}
+
+/// `service` as an OTLP/gRPC collector on a free port of 127.0.0.1, on a runtime of its own
+/// (which serves until dropped).
+pub fn serve<S: TraceService>(service: S) -> (SocketAddr, tokio::runtime::Runtime) {
+    let (rt, listener, addr) = listen();
     rt.spawn(
         tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(service).max_decoding_message_size(64 << 20))
@@ -75,15 +82,7 @@ impl Receiver {
 
     /// A "collector" that accepts connections and never answers (a hung backend).
     pub fn hung() -> Receiver {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (rt, listener, addr) = listen();
         rt.spawn(async move {
             let mut held = Vec::new();
             while let Ok((conn, _)) = listener.accept().await {
