@@ -160,3 +160,21 @@ fn the_traces_headers_win() {
         assert!(r.contains("api-key=[traces] two=[]"), "{out}");
     }
 }
+
+/// A blank `OTEL_EXPORTER_OTLP_TRACES_HEADERS` is unset, as for every variable tracer reads (and
+/// as the headers' check at install reads it): the general variable's headers are sent.
+#[test]
+fn a_blank_traces_variable_leaves_the_general_one() {
+    let out = run_probe(
+        "flaky_collector_probe",
+        &[
+            ("OTEL_EXPORTER_OTLP_HEADERS", Some("x-api-key=general")),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", Some("  ")),
+        ],
+    );
+    let requests = requests(&out);
+    assert!(!requests.is_empty(), "{out}");
+    for r in requests {
+        assert!(r.contains("api-key=[general]"), "{out}");
+    }
+}

@@ -198,9 +198,8 @@ fn headers() -> http::HeaderMap {
         http::header::USER_AGENT,
         http::HeaderValue::from_static(USER_AGENT),
     );
-    let Ok(value) = std::env::var("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
-        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_HEADERS"))
-    else {
+    // The variable the install checked: the first one set and not blank.
+    let Some((_, value)) = crate::env::first(&super::Signal::Traces.headers_vars()) else {
         return map;
     };
     let mut seen = Vec::new();
