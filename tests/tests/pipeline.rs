@@ -12,7 +12,7 @@ mod receiver;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::run_probe;
+use common::{probe_value as value, run_probe};
 use receiver::Receiver;
 use tracer_runtime::opentelemetry_sdk::error::OTelSdkResult;
 use tracer_runtime::opentelemetry_sdk::trace::{SpanData, SpanExporter};
@@ -27,15 +27,6 @@ fn burst_span(i: u64) -> u64 {
 async fn async_span(i: u64) -> u64 {
     tokio::task::yield_now().await;
     i
-}
-
-/// The value of `KEY=<n>` in a probe's output.
-fn value(out: &str, key: &str) -> u64 {
-    out.split(&format!("{key}="))
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in:\n{out}"))
 }
 
 static WARNINGS: Mutex<Vec<Warning>> = Mutex::new(Vec::new());

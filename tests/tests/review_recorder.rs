@@ -13,21 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::run_probe;
+use common::{probe_value as value, run_probe};
 use opentelemetry::trace::TraceContextExt as _;
 use receiver::Receiver;
 use tracer_runtime::opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use tracer_runtime::opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use tracer_runtime::{ShutdownError, stats, traced};
-
-/// The value of `KEY=<n>` in a probe's output.
-fn value(out: &str, key: &str) -> u64 {
-    out.split(&format!("{key}="))
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in:\n{out}"))
-}
 
 #[traced]
 fn work(i: u64) -> u64 {

@@ -200,6 +200,15 @@ pub async fn server_span(path: &str) -> SpanData {
     .await
 }
 
+/// The value of `KEY=<n>` in a probe's output (see [`run_probe`]).
+pub fn probe_value(out: &str, key: &str) -> u64 {
+    out.split(&format!("{key}="))
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in:\n{out}"))
+}
+
 /// Runs this test binary's ignored test `name` alone in a child process, with `env` set (`None`
 /// removes a variable): for what is read once per process. Asserts that it passed; returns its
 /// output (stdout, then stderr).
