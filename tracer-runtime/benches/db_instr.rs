@@ -347,6 +347,11 @@
 //!            after      2386     +2353       2280    +2247
 //! ```
 //!
+//! A rebuild after this stop's rereading commits (no change to these paths either) gave
+//! Redis GET +2 702 root / +2 547 child, SET +2 743 / +2 587, MySQL +3 080 / +2 963,
+//! `traced-attrs` +2 364 / +2 257: the before's figures again. What a Redis command costs over
+//! its client moves by ~50 between builds of the same code.
+//!
 //! Plain and off unchanged (Redis GET 3 403 / 3 590, SET 3 461 / 3 637, MySQL ~13 000 / +122).
 //! Where the six attributes of `traced-attrs` go over the bare span (child, ~1 200): their list's
 //! allocation and free ~370 (allocated on the calling thread, freed by the export thread), the
