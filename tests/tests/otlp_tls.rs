@@ -193,6 +193,16 @@ async fn http_receiver(
     key: &str,
     client_ca: Option<&str>,
 ) -> (SocketAddr, mpsc::UnboundedReceiver<(String, String)>) {
+    http_receiver_hanging(cert, key, client_ca, false).await
+}
+
+/// [`http_receiver`], never answering its first request when `hang_first`.
+async fn http_receiver_hanging(
+    cert: &str,
+    key: &str,
+    client_ca: Option<&str>,
+    hang_first: bool,
+) -> (SocketAddr, mpsc::UnboundedReceiver<(String, String)>) {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::service::TowerToHyperService;
     use prost::Message as _;
@@ -226,11 +236,16 @@ async fn http_receiver(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let app = axum::Router::new().route(
         "/v1/traces",
         axum::routing::post(move |body: bytes::Bytes| {
             let tx = tx.clone();
+            let nth = requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             async move {
+                if hang_first && nth == 0 {
+                    std::future::pending::<()>().await;
+                }
                 let req = ExportTraceServiceRequest::decode(body).unwrap();
                 for rs in req.resource_spans {
                     for ss in rs.scope_spans {
@@ -421,6 +436,60 @@ async fn the_client_certificate_and_key_come_from_the_standard_variables() {
     if let Some(dir) = std::path::Path::new(&key).parent() {
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// The HTTP/protobuf exporter over TLS gives up on an export after the OTLP timeout of the
+/// variables (here 1 s), not after a fixed 10 s: a collector that never answers one export holds
+/// the export thread no longer than that, and the next spans go out.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_https_exporter_over_http_gives_up_after_the_otlp_timeout() {
+    let p = pki();
+    let (addr, mut rx) = http_receiver_hanging(&p.server_cert, &p.server_key, None, true).await;
+    let [ca, _, _] = pki_files(&p, "timeout");
+    let endpoint = format!("https://127.0.0.1:{}", addr.port());
+    let out = tokio::task::spawn_blocking(move || {
+        common::run_probe(
+            "http_timeout_probe",
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", Some(&endpoint)),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", Some("http/protobuf")),
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None),
+                ("OTEL_EXPORTER_OTLP_CERTIFICATE", Some(&ca)),
+                ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", None),
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", Some("1000")),
+                ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", None),
+                // The pipeline waits for a flush far longer than the exporter's timeout.
+                ("OTEL_BSP_EXPORT_TIMEOUT", Some("9000")),
+                ("OTEL_TRACES_EXPORTER", None),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let ms = common::probe_value(&out, "FIRST-FLUSH-MS");
+    // Generous: the exporter gives up after 1 s; a fixed 10 s client makes the flush wait the
+    // pipeline's whole 9 s.
+    assert!(
+        ms < 5000,
+        "the flush of the unanswered export waited {ms} ms:\n{out}"
+    );
+    // The export after it reached the collector.
+    assert_received(&mut rx).await;
+}
+
+#[test]
+#[ignore = "run in a child process by the_https_exporter_over_http_gives_up_after_the_otlp_timeout"]
+fn http_timeout_probe() {
+    let guard = tracer_runtime::init("tls-http-timeout")
+        .install()
+        .expect("installs");
+    over_tls();
+    let start = std::time::Instant::now();
+    let first = guard.flush();
+    println!("FIRST-FLUSH-MS={}", start.elapsed().as_millis());
+    println!("FIRST-FLUSH: {first:?}");
+    over_tls();
+    println!("SHUTDOWN: {:?}", guard.shutdown());
 }
 
 #[test]

@@ -199,6 +199,30 @@ impl Signal {
         }
     }
 
+    fn timeout_vars(self) -> [&'static str; 2] {
+        match self {
+            Signal::Traces => [
+                "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+            ],
+            Signal::Metrics => [
+                "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+            ],
+        }
+    }
+
+    /// The timeout of the signal's OTLP exporter, read as opentelemetry-otlp reads it (the
+    /// signal's variable, else `OTEL_EXPORTER_OTLP_TIMEOUT`, in milliseconds; a value that is
+    /// not a number is skipped: tracer's batch settings have refused it already for traces),
+    /// else OTLP's 10 s.
+    #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+    pub(crate) fn timeout(self) -> Duration {
+        crate::env::first(&self.timeout_vars())
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .map_or(Duration::from_secs(10), Duration::from_millis)
+    }
+
     fn headers_vars(self) -> [&'static str; 2] {
         match self {
             Signal::Traces => [
@@ -337,8 +361,8 @@ impl Transport {
                 use opentelemetry_otlp::WithHttpConfig as _;
                 let builder = opentelemetry_otlp::SpanExporter::builder().with_http();
                 let builder = self.http_unsecured(builder, endpoint);
-                // TLS's client, else the one the builder would make (its timeout: the traces'
-                // variables, else OTLP's 10 s): wrapped to read the answers.
+                // TLS's client, else the one the builder would make (either with the traces'
+                // timeout: their variables, else OTLP's 10 s): wrapped to read the answers.
                 fn reading<C: opentelemetry_http::HttpClient + 'static>(
                     builder: opentelemetry_otlp::SpanExporterBuilder<
                         opentelemetry_otlp::HttpExporterBuilderSet,
@@ -351,10 +375,10 @@ impl Transport {
                 }
                 #[cfg(feature = "tls")]
                 if let Some(tls) = &self.tls {
-                    return reading(builder, tls.http()?, rejections);
+                    return reading(builder, tls.http(self.signal.timeout())?, rejections);
                 }
                 let inner = opentelemetry_http::hyper::HyperClient::with_default_connector(
-                    traces_timeout(),
+                    self.signal.timeout(),
                     None,
                 );
                 reading(builder, inner, rejections)?
@@ -397,7 +421,7 @@ impl Transport {
         let mut b = self.http_unsecured(builder, endpoint);
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
-            b = b.with_http_client(tls.http()?);
+            b = b.with_http_client(tls.http(self.signal.timeout())?);
         }
         Ok(b)
     }
@@ -417,20 +441,6 @@ impl Transport {
         }
         b
     }
-}
-
-/// The timeout of the OTLP span exporters, read as opentelemetry-otlp reads it
-/// (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT`, in milliseconds; a
-/// value that is not a number is skipped: tracer's batch settings have refused it already),
-/// else OTLP's 10 s.
-#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
-fn traces_timeout() -> Duration {
-    crate::env::first(&[
-        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-        "OTEL_EXPORTER_OTLP_TIMEOUT",
-    ])
-    .and_then(|(_, v)| v.trim().parse().ok())
-    .map_or(Duration::from_secs(10), Duration::from_millis)
 }
 
 /// The error for a protocol whose transport was left out of this build.

@@ -106,8 +106,9 @@ pub(crate) type HttpsClient = opentelemetry_http::hyper::HyperClient<
 
 #[cfg(feature = "otlp-http")]
 impl Tls {
-    /// The client of the HTTP/protobuf exporter (its timeout: OTLP's default, 10 s).
-    pub(crate) fn http(&self) -> Result<HttpsClient, InitError> {
+    /// The client of the HTTP/protobuf exporter, giving up on a request after `timeout` (the
+    /// signal's OTLP timeout).
+    pub(crate) fn http(&self, timeout: std::time::Duration) -> Result<HttpsClient, InitError> {
         use hyper_rustls::ConfigBuilderExt as _;
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let verifier = rustls::ClientConfig::builder_with_provider(provider)
@@ -145,9 +146,7 @@ impl Tls {
         let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config);
         let connector = builder.https_or_http().enable_http1().build();
         Ok(opentelemetry_http::hyper::HyperClient::new(
-            connector,
-            std::time::Duration::from_secs(10),
-            None,
+            connector, timeout, None,
         ))
     }
 }

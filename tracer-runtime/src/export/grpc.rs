@@ -95,7 +95,7 @@ impl GrpcExporter {
                 .map_err(|e| InitError::Tls(source_chain(&e)))?,
             None => channel,
         };
-        let timeout = super::traces_timeout();
+        let timeout = super::Signal::Traces.timeout();
         let mut client = TraceServiceClient::new(channel.timeout(timeout).connect_lazy());
         if gzip {
             client = client
