@@ -200,18 +200,38 @@ impl SpanProcessor for Shared {
 
 /// One attribute per key: the SDK's spans keep every value set for a key, where the
 /// OpenTelemetry specification asks that setting an attribute again overwrite its value (as
-/// tracer's own spans do). The last value, in the place of the first.
+/// tracer's own spans do). The last value, in the place of the first. A short list is searched
+/// in place (no allocation); a long one (up to the span's attribute limit, 128 by default) goes
+/// through a map of the keys seen, so that its cost stays linear.
 fn last_values_only(attrs: &mut Vec<opentelemetry::KeyValue>) {
-    let mut i = 1;
-    while i < attrs.len() {
-        match attrs[..i].iter().position(|a| a.key == attrs[i].key) {
-            Some(first) => {
-                let again = attrs.remove(i);
-                attrs[first].value = again.value;
+    /// Past this many attributes, the search of every earlier key costs more than the map.
+    const SEARCHED: usize = 16;
+    if attrs.len() <= SEARCHED {
+        let mut i = 1;
+        while i < attrs.len() {
+            match attrs[..i].iter().position(|a| a.key == attrs[i].key) {
+                Some(first) => {
+                    let again = attrs.remove(i);
+                    attrs[first].value = again.value;
+                }
+                None => i += 1,
             }
-            None => i += 1,
+        }
+        return;
+    }
+    let mut first: std::collections::HashMap<opentelemetry::Key, usize> =
+        std::collections::HashMap::with_capacity(attrs.len());
+    let mut kept: Vec<opentelemetry::KeyValue> = Vec::with_capacity(attrs.len());
+    for kv in attrs.drain(..) {
+        match first.get(&kv.key) {
+            Some(&at) => kept[at].value = kv.value,
+            None => {
+                first.insert(kv.key.clone(), kept.len());
+                kept.push(kv);
+            }
         }
     }
+    *attrs = kept;
 }
 
 #[cfg(test)]
@@ -241,6 +261,32 @@ mod tests {
         let mut none: Vec<KeyValue> = Vec::new();
         last_values_only(&mut none);
         assert!(none.is_empty());
+    }
+
+    proptest::proptest! {
+        /// Long lists (through the map) end as short ones do (searched in place): every key
+        /// once, in the order of its first setting, with its last value.
+        #[test]
+        fn long_lists_keep_the_last_value_of_each_key_in_its_first_place(
+            keys in proptest::collection::vec(0u8..40, 0..200)
+        ) {
+            use opentelemetry::KeyValue;
+            let mut attrs: Vec<KeyValue> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| KeyValue::new(format!("k{k}"), i as i64))
+                .collect();
+            let mut expected: Vec<KeyValue> = Vec::new();
+            for (i, k) in keys.iter().enumerate() {
+                let key = opentelemetry::Key::from(format!("k{k}"));
+                match expected.iter_mut().find(|a| a.key == key) {
+                    Some(a) => a.value = (i as i64).into(),
+                    None => expected.push(KeyValue::new(key, i as i64)),
+                }
+            }
+            last_values_only(&mut attrs);
+            proptest::prop_assert_eq!(attrs, expected);
+        }
     }
 
     #[test]
