@@ -19,6 +19,8 @@ use crate::protocol::Protocol;
 
 #[cfg(feature = "otlp-grpc")]
 mod grpc;
+#[cfg(feature = "otlp-grpc")]
+mod wire;
 
 /// What the builder gave for TLS (the standard variables fill in the rest, see `tls::Tls`): a
 /// CA certificate to verify the collector with, and a client certificate and its key to

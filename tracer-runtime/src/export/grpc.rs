@@ -1,8 +1,10 @@
 //! tracer's OTLP/gRPC span exporter: opentelemetry-otlp's tonic exporter reads the collector's
 //! answer only to log a partial success (through its internal logs, compiled out here) and says
 //! Ok, so the spans a collector rejects would count as exported. This one sends the same
-//! request the same way (opentelemetry-proto's client and span grouping) and notes the
-//! `rejected_spans` of the answer in the pipeline's [`Rejections`].
+//! request (opentelemetry-proto's span grouping, the generated client's call) and notes the
+//! `rejected_spans` of the answer in the pipeline's [`Rejections`]. The request's bytes are
+//! written straight from the spans (see `wire`), once per export, not through
+//! opentelemetry-proto's messages.
 //!
 //! What it honours, as opentelemetry-otlp 0.33's tonic exporter does: the endpoint (the
 //! builder's, else `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`, else
@@ -16,13 +18,11 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use prost::bytes::Bytes;
+use tonic::client::Grpc;
 use tonic::transport::Channel;
 
 use crate::error::InitError;
@@ -30,6 +30,10 @@ use crate::pipeline::Rejections;
 
 /// The endpoint when neither the builder nor the variables give one.
 const DEFAULT_ENDPOINT: &str = "http://localhost:4317";
+
+/// The trace service, and the path of its `Export` method.
+const SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
+const PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// The `User-Agent` opentelemetry-otlp sends (its version: the exporter this one stands for).
 const USER_AGENT: &str = "OTel-OTLP-Exporter-Rust/0.33.1";
@@ -45,11 +49,11 @@ const MAX_THROTTLE: Duration = Duration::from_secs(30);
 /// The OTLP/gRPC span exporter.
 pub(crate) struct GrpcExporter {
     /// `None` once shut down.
-    client: Mutex<Option<TraceServiceClient<Channel>>>,
+    client: Mutex<Option<Grpc<Channel>>>,
     /// The headers sent with every export, as gRPC metadata.
     headers: http::HeaderMap,
     timeout: Duration,
-    resource: ResourceAttributesWithSchema,
+    resource: super::wire::Resource,
     rejections: Arc<Rejections>,
 }
 
@@ -96,7 +100,7 @@ impl GrpcExporter {
             None => channel,
         };
         let timeout = super::Signal::Traces.timeout();
-        let mut client = TraceServiceClient::new(channel.timeout(timeout).connect_lazy());
+        let mut client = Grpc::new(channel.timeout(timeout).connect_lazy());
         if gzip {
             client = client
                 .send_compressed(tonic::codec::CompressionEncoding::Gzip)
@@ -106,21 +110,31 @@ impl GrpcExporter {
             client: Mutex::new(Some(client)),
             headers: headers(),
             timeout,
-            resource: ResourceAttributesWithSchema::default(),
+            resource: super::wire::Resource::default(),
             rejections,
         })
     }
 
-    /// One attempt: the request sent, the partial success noted.
-    async fn send(
-        &self,
-        batch: &[SpanData],
-        client: &mut TraceServiceClient<Channel>,
-    ) -> Result<(), tonic::Status> {
-        let resource_spans = group_spans_by_resource_and_scope(batch.to_vec(), &self.resource);
-        let mut request = tonic::Request::new(ExportTraceServiceRequest { resource_spans });
+    /// One attempt: the request (its bytes, see `wire`) sent, the partial success noted.
+    async fn send(&self, body: &Bytes, client: &mut Grpc<Channel>) -> Result<(), tonic::Status> {
+        let mut request = tonic::Request::new(body.clone());
         *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(self.headers.clone());
-        let answer = client.export(request).await?.into_inner();
+        // As the generated `TraceServiceClient::export` does.
+        request
+            .extensions_mut()
+            .insert(tonic::GrpcMethod::new(SERVICE, "Export"));
+        client
+            .ready()
+            .await
+            .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
+        let answer = client
+            .unary(
+                request,
+                http::uri::PathAndQuery::from_static(PATH),
+                super::wire::Codec,
+            )
+            .await?
+            .into_inner();
         if let Some(partial) = answer.partial_success {
             self.rejections
                 .note(partial.rejected_spans, &partial.error_message);
@@ -141,10 +155,13 @@ impl SpanExporter for GrpcExporter {
                 "exporter already shutdown",
             )));
         };
+        // Written once, sent as it is by every attempt.
+        let body = super::wire::request(&batch, &self.resource);
+        drop(batch);
         let start = Instant::now();
         let (mut attempt, mut delay, mut cap) = (0, INITIAL_DELAY, MAX_DELAY);
         loop {
-            let Err(status) = self.send(&batch, &mut client).await else {
+            let Err(status) = self.send(&body, &mut client).await else {
                 return Ok(());
             };
             if start.elapsed() >= self.timeout || attempt >= MAX_RETRIES {
@@ -184,7 +201,7 @@ impl SpanExporter for GrpcExporter {
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.resource = resource.into();
+        self.resource = super::wire::Resource::new(resource);
     }
 }
 
