@@ -21,7 +21,7 @@ use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_sdk::trace::SpanData;
 use prost::Message as _;
 use prost::bytes::{BufMut as _, Bytes};
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+use prost::encoding::{WireType, encoded_len_varint, key_len};
 
 /// What a batch's request starts with: its resource's field of `ResourceSpans`, and the
 /// resource's schema URL's (made when the exporter is given its resource).
@@ -70,7 +70,7 @@ pub(crate) fn request(batch: &[SpanData], resource: &Resource) -> Bytes {
     for span in batch {
         let at = match groups
             .iter()
-            .rposition(|g| *g.scope == span.instrumentation_scope)
+            .rposition(|g| same_scope(g.scope, &span.instrumentation_scope))
         {
             Some(at) => at,
             None => {
@@ -120,6 +120,22 @@ pub(crate) fn request(batch: &[SpanData], resource: &Resource) -> Bytes {
     }
     out.extend_from_slice(&resource.schema_url);
     Bytes::from(out)
+}
+
+/// Whether two scopes are the same: at once when made from the same texts (tracer's spans'
+/// scopes are), else field by field.
+fn same_scope(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
+    let same = |x: Option<&str>, y: Option<&str>| match (x, y) {
+        (Some(x), Some(y)) => std::ptr::eq(x, y),
+        (None, None) => true,
+        _ => false,
+    };
+    (std::ptr::eq(a.name(), b.name())
+        && same(a.version(), b.version())
+        && same(a.schema_url(), b.schema_url())
+        && a.attributes().next().is_none()
+        && b.attributes().next().is_none())
+        || a == b
 }
 
 /// The fields of one `Span` message (its body, without its own tag and length).
@@ -202,6 +218,22 @@ fn kind(kind: &SpanKind) -> u64 {
 fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// A varint: one byte below 128 (tags, lengths and counts, mostly) without prost's loop.
+#[inline(always)]
+fn encode_varint(v: u64, buf: &mut Vec<u8>) {
+    if v < 0x80 {
+        buf.push(v as u8);
+    } else {
+        prost::encoding::encode_varint(v, buf);
+    }
+}
+
+/// A field's key: its tag and wire type.
+#[inline(always)]
+fn encode_key(tag: u32, wire_type: WireType, buf: &mut Vec<u8>) {
+    encode_varint(u64::from(tag << 3 | wire_type as u32), buf);
 }
 
 /// A length-delimited field whose bytes are `body`.
