@@ -99,29 +99,31 @@ impl Config {
 }
 
 /// What the collector rejected in the exports of one exporter, noted by its transport as the
-/// answers come (the `rejected_spans` of an OTLP partial success) and taken by its pipeline
-/// after each export: the exporter itself says Ok.
+/// answers come (the `rejected_spans` of an OTLP partial success, or the `rejected_data_points`
+/// for the metrics exporter) and taken after each export by its pipeline (the metrics
+/// exporter's wrapper, `red/otlp.rs`): the exporter itself says Ok.
 #[derive(Debug, Default)]
 pub(crate) struct Rejections {
-    spans: AtomicU64,
+    /// Spans, or data points.
+    count: AtomicU64,
     /// The latest partial success's error message.
     message: Mutex<String>,
 }
 
 impl Rejections {
-    /// An answer rejected `spans` spans (none when 0 or less), saying `message`.
+    /// An answer rejected `count` spans or data points (none when 0 or less), saying `message`.
     #[cfg_attr(not(feature = "_otlp"), allow(dead_code))]
-    pub(crate) fn note(&self, spans: i64, message: &str) {
-        let Ok(n @ 1..) = u64::try_from(spans) else {
+    pub(crate) fn note(&self, count: i64, message: &str) {
+        let Ok(n @ 1..) = u64::try_from(count) else {
             return;
         };
-        self.spans.fetch_add(n, Ordering::Relaxed);
+        self.count.fetch_add(n, Ordering::Relaxed);
         *self.message.lock().unwrap_or_else(PoisonError::into_inner) = message.to_owned();
     }
 
-    /// The spans rejected since the previous call, and the latest message.
-    fn take(&self) -> (u64, String) {
-        let n = self.spans.swap(0, Ordering::Relaxed);
+    /// The spans (or data points) rejected since the previous call, and the latest message.
+    pub(crate) fn take(&self) -> (u64, String) {
+        let n = self.count.swap(0, Ordering::Relaxed);
         if n == 0 {
             return (0, String::new());
         }
