@@ -200,3 +200,153 @@ fn env_probe() {
         }
     }
 }
+
+#[test]
+#[ignore = "run in a child process by the tests of a collector that rejects data points"]
+fn rejecting_collector_probe() {
+    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&warnings);
+    tracer_runtime::set_warning_handler(move |w| seen.lock().unwrap().push(w.to_string()));
+    let rx = MetricsReceiver::rejecting(2, "over quota");
+    let (protocol, endpoint) = match std::env::var("PROTOCOL").unwrap().as_str() {
+        "grpc" => (Protocol::Grpc, format!("http://{}", rx.grpc)),
+        _ => (Protocol::HttpProtobuf, format!("http://{}", rx.http)),
+    };
+    let guard = tracer_runtime::init("otlp-metrics-rejected")
+        .with_protocol(protocol)
+        .with_endpoint(endpoint)
+        .with_traces_exporters(&[TracesExporter::None])
+        .with_sampler(Sampler::AlwaysOff)
+        .with_otlp_metrics(true)
+        .install()
+        .expect("install");
+    tracer_runtime::service("otlp-metrics-rejected")
+        .unwrap()
+        .in_scope(|| {
+            let _ = parse_port("80");
+        });
+    let flushed = guard.flush();
+    println!("REQUESTS={}\nflush: {flushed:?}", rx.requests().len());
+    for w in warnings.lock().unwrap().iter() {
+        println!("WARNING: {w}");
+    }
+}
+
+/// A collector's partial success says it rejected data points of an export: opentelemetry-otlp
+/// only logs it (through internal logs compiled out here) and says Ok, so the user never
+/// learned of them. The export is now an error (the flush says so) and a warning names the
+/// points rejected and the collector's message.
+fn rejected_points_are_reported(protocol: &str) {
+    let out = run_probe(
+        "rejecting_collector_probe",
+        &[
+            ("PROTOCOL", Some(protocol)),
+            ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", None),
+            ("OTEL_METRICS_EXPORTER", None),
+        ],
+    );
+    assert!(
+        common::probe_value(&out, "REQUESTS") >= 1,
+        "{protocol}: no export reached the collector:\n{out}"
+    );
+    assert!(
+        out.contains("flush: Err("),
+        "{protocol}: the flush whose export lost points said Ok:\n{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("WARNING: ")
+            && l.contains("rejected 2 metric data point(s)")
+            && l.contains("over quota")),
+        "{protocol}: no warning of the rejected points:\n{out}"
+    );
+}
+
+#[test]
+fn data_points_an_http_collector_rejects_are_reported() {
+    rejected_points_are_reported("http");
+}
+
+#[test]
+fn data_points_a_grpc_collector_rejects_are_reported() {
+    rejected_points_are_reported("grpc");
+}
+
+#[test]
+#[ignore = "run in a child process by the_metrics_variables_are_honoured_over_grpc_and_http"]
+fn metrics_variables_probe() {
+    let rx = MetricsReceiver::start();
+    let (protocol, endpoint) = match std::env::var("PROTOCOL").unwrap().as_str() {
+        "grpc" => (Protocol::Grpc, format!("http://{}", rx.grpc)),
+        _ => (Protocol::HttpProtobuf, format!("http://{}", rx.http)),
+    };
+    let guard = tracer_runtime::init("otlp-metrics-vars")
+        .with_protocol(protocol)
+        .with_endpoint(endpoint)
+        .with_traces_exporters(&[TracesExporter::None])
+        .with_sampler(Sampler::AlwaysOff)
+        .with_otlp_metrics(true)
+        .install()
+        .expect("install");
+    tracer_runtime::service("otlp-metrics-vars")
+        .unwrap()
+        .in_scope(|| {
+            let _ = parse_port("80");
+        });
+    guard.flush().expect("flush");
+    let m = metric(
+        &rx.requests(),
+        "otlp-metrics-vars",
+        "tracer.function.duration",
+    )
+    .expect("the histogram");
+    let Some(Data::Histogram(h)) = &m.data else {
+        panic!("not a histogram: {m:?}");
+    };
+    let keys: Vec<_> = rx
+        .headers()
+        .iter()
+        .map(|h| format!("{:?}", h.get("api-key")))
+        .collect();
+    println!(
+        "TEMPORALITY={} API_KEYS={keys:?}",
+        h.aggregation_temporality
+    );
+    guard.shutdown().expect("shutdown");
+}
+
+/// The metrics exporter honours the metrics variables (the gRPC one is tracer's own, see
+/// `export/grpc.rs`, standing for opentelemetry-otlp's): the headers of
+/// `OTEL_EXPORTER_OTLP_METRICS_HEADERS` (percent-decoded) and the temporality of
+/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`.
+#[test]
+fn the_metrics_variables_are_honoured_over_grpc_and_http() {
+    for protocol in ["grpc", "http"] {
+        let out = run_probe(
+            "metrics_variables_probe",
+            &[
+                ("PROTOCOL", Some(protocol)),
+                ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", None),
+                ("OTEL_METRICS_EXPORTER", None),
+                ("OTEL_EXPORTER_OTLP_HEADERS", Some("api-key=general")),
+                (
+                    "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+                    Some("api-key=metrics%20key"),
+                ),
+                (
+                    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                    Some("delta"),
+                ),
+            ],
+        );
+        // AGGREGATION_TEMPORALITY_DELTA
+        assert_eq!(
+            common::probe_value(&out, "TEMPORALITY"),
+            1,
+            "{protocol}: {out}"
+        );
+        assert!(
+            out.contains(r#"API_KEYS=["Some(\"metrics key\")""#),
+            "{protocol}: {out}"
+        );
+    }
+}

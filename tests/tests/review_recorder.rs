@@ -642,3 +642,174 @@ fn an_export_timeout_of_0_is_refused_at_install() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// An exporter of the user's that panics
+
+/// An exporter of the user's (`with_exporter`) with a bug: it panics where `PANIC_IN` says, in
+/// its first export (`first_export`, working afterwards), in every export (`every_export`), in
+/// its `shutdown` or in its `set_resource`; `received` counts the spans of the exports that
+/// return.
+#[derive(Debug)]
+struct Panicking {
+    mode: String,
+    exports: AtomicUsize,
+    received: Arc<AtomicUsize>,
+}
+
+impl SpanExporter for Panicking {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let first = self.exports.fetch_add(1, Ordering::SeqCst) == 0;
+        if self.mode == "every_export" || first && self.mode == "first_export" {
+            panic!("a bug in the exporter");
+        }
+        self.received.fetch_add(batch.len(), Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        if self.mode == "shutdown" {
+            panic!("a bug in the exporter's shutdown");
+        }
+        Ok(())
+    }
+
+    fn set_resource(&mut self, _resource: &tracer_runtime::opentelemetry_sdk::Resource) {
+        if self.mode == "set_resource" {
+            panic!("a bug in the exporter's set_resource");
+        }
+    }
+}
+
+#[test]
+#[ignore = "run in a child process by the tests of an exporter that panics"]
+fn panicking_exporter_probe() {
+    let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&warnings);
+    tracer_runtime::set_warning_handler(move |w| seen.lock().unwrap().push(w.to_string()));
+    let received = Arc::new(AtomicUsize::new(0));
+    let guard = tracer_runtime::init("panicking")
+        .with_exporter(Panicking {
+            mode: std::env::var("PANIC_IN").unwrap(),
+            exports: AtomicUsize::new(0),
+            received: Arc::clone(&received),
+        })
+        .set_globals(false)
+        .install()
+        .unwrap();
+    // Three spans in the first export, four after it.
+    for i in 0..3 {
+        work(i);
+    }
+    let start = Instant::now();
+    let flushed = guard.flush();
+    let flush_ms = start.elapsed().as_millis();
+    for i in 0..4 {
+        work(i);
+    }
+    let start = Instant::now();
+    let shut = guard.shutdown();
+    let shutdown_ms = start.elapsed().as_millis();
+    let s = stats();
+    println!(
+        "RECEIVED={} EXPORTED={} FAILED={} BEFORE_EXPORT={} FAILURES={} FLUSH_MS={flush_ms} \
+         SHUTDOWN_MS={shutdown_ms}\nflush: {flushed:?}\nshutdown: {shut:?}",
+        received.load(Ordering::SeqCst),
+        s.exported,
+        s.dropped_in_failed_exports,
+        s.dropped_before_export,
+        s.export_failures,
+    );
+    for w in warnings.lock().unwrap().iter() {
+        println!("WARNING: {w}");
+    }
+}
+
+/// Runs the probe with the exporter panicking in `mode`, an export timeout of 3 s; checks that
+/// neither the flush nor the shutdown waited it (the pipeline's worker carried on), and returns
+/// the output.
+fn panicking(mode: &str) -> String {
+    let out = run_probe(
+        "panicking_exporter_probe",
+        &[
+            ("PANIC_IN", Some(mode)),
+            ("OTEL_BSP_EXPORT_TIMEOUT", Some("3000")),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", None),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", None),
+        ],
+    );
+    for what in ["FLUSH_MS", "SHUTDOWN_MS"] {
+        let took = value(&out, what);
+        assert!(
+            took < 1_500,
+            "{mode}: {what} {took}: the export timeout (3 000 ms) was waited:\n{out}"
+        );
+    }
+    assert_eq!(value(&out, "BEFORE_EXPORT"), 0, "{mode}: {out}");
+    out
+}
+
+/// The warning lines of a probe's output.
+fn warnings(out: &str) -> Vec<&str> {
+    out.lines().filter(|l| l.starts_with("WARNING: ")).collect()
+}
+
+/// An exporter that panics in its first export and works afterwards: the batch it panicked on
+/// is lost, counted as a failed export (with a warning saying the exporter panicked, and in
+/// `shutdown()`'s `SpansLost`); the spans after it are exported, and neither the flush nor the
+/// shutdown waits an export timeout. (The panic killed the pipeline's worker thread: nothing
+/// was exported after it, the flush and the shutdown each waited the whole timeout, and every
+/// span was counted as dropped before export.)
+#[test]
+fn an_exporter_that_panics_once_loses_only_the_batch_it_panicked_on() {
+    let out = panicking("first_export");
+    assert_eq!(value(&out, "RECEIVED"), 4, "{out}");
+    assert_eq!(value(&out, "EXPORTED"), 4, "{out}");
+    assert_eq!(value(&out, "FAILED"), 3, "{out}");
+    assert_eq!(value(&out, "FAILURES"), 1, "{out}");
+    assert!(
+        out.contains("flush: Err("),
+        "the flush that lost the batch says so:\n{out}"
+    );
+    assert!(
+        out.contains("shutdown: Err(SpansLost")
+            && out.contains("dropped: 0, failed: 3, rejected: 0"),
+        "{out}"
+    );
+    let w = warnings(&out);
+    assert!(
+        w.iter()
+            .any(|w| w.contains("3 span(s) lost") && w.contains("panicked")),
+        "a warning names the panic: {w:?}\n{out}"
+    );
+}
+
+/// An exporter that panics in every export: each batch is a failed export, counted, and the
+/// guard does not wait for a worker that is gone.
+#[test]
+fn an_exporter_that_always_panics_fails_every_batch_without_holding_the_guard() {
+    let out = panicking("every_export");
+    assert_eq!(value(&out, "RECEIVED"), 0, "{out}");
+    assert_eq!(value(&out, "EXPORTED"), 0, "{out}");
+    assert_eq!(value(&out, "FAILED"), 7, "{out}");
+    assert_eq!(value(&out, "FAILURES"), 2, "{out}");
+    assert!(
+        out.contains("shutdown: Err(SpansLost")
+            && out.contains("dropped: 0, failed: 7, rejected: 0"),
+        "{out}"
+    );
+    assert!(!warnings(&out).is_empty(), "{out}");
+}
+
+/// An exporter whose `shutdown` or `set_resource` panics: every span is still exported, and the
+/// shutdown does not wait an export timeout for the worker.
+#[test]
+fn an_exporter_whose_shutdown_or_set_resource_panics_loses_nothing() {
+    for mode in ["shutdown", "set_resource"] {
+        let out = panicking(mode);
+        assert_eq!(value(&out, "RECEIVED"), 7, "{mode}: {out}");
+        assert_eq!(value(&out, "EXPORTED"), 7, "{mode}: {out}");
+        assert_eq!(value(&out, "FAILED"), 0, "{mode}: {out}");
+        assert!(out.contains("flush: Ok(())"), "{mode}: {out}");
+    }
+}

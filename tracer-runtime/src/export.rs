@@ -21,6 +21,8 @@ use crate::protocol::Protocol;
 mod grpc;
 #[cfg(feature = "otlp-grpc")]
 mod wire;
+#[cfg(all(feature = "otlp-grpc", feature = "otlp-metrics"))]
+pub(crate) use grpc::GrpcMetricsExporter;
 
 /// What the builder gave for TLS (the standard variables fill in the rest, see `tls::Tls`): a
 /// CA certificate to verify the collector with, and a client certificate and its key to
@@ -129,15 +131,46 @@ impl SpanExporter for Spans {
     }
 }
 
-/// The HTTP client of the OTLP/HTTP span exporter, wrapped: each answer of the collector that
-/// is a success is read for a partial success, whose `rejected_spans` it notes in `rejections`
-/// (opentelemetry-otlp only logs it, through internal logs compiled out here). The answer goes
-/// on to the exporter as it came.
+/// The HTTP client of an OTLP/HTTP exporter (spans or metrics), wrapped: each answer of the
+/// collector that is a success is read for a partial success, whose `rejected_spans` (or
+/// `rejected_data_points`, for `signal` metrics) it notes in `rejections` (opentelemetry-otlp
+/// only logs it, through internal logs compiled out here). The answer goes on to the exporter
+/// as it came.
 #[cfg(feature = "otlp-http")]
 #[derive(Debug)]
 pub(crate) struct ReadsRejections<C> {
     inner: C,
     rejections: Arc<Rejections>,
+    signal: Signal,
+}
+
+#[cfg(feature = "otlp-http")]
+impl<C> ReadsRejections<C> {
+    /// Notes what the answer `body` (a protobuf export response of `signal`) rejected; a body
+    /// that is no answer (an empty one, say) rejects nothing.
+    fn read(&self, body: &[u8]) {
+        use prost::Message as _;
+        let (rejected, message) = match self.signal {
+            Signal::Traces => {
+                use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+                match ExportTraceServiceResponse::decode(body).map(|a| a.partial_success) {
+                    Ok(Some(p)) => (p.rejected_spans, p.error_message),
+                    _ => return,
+                }
+            }
+            #[cfg(feature = "otlp-metrics")]
+            Signal::Metrics => {
+                use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+                match ExportMetricsServiceResponse::decode(body).map(|a| a.partial_success) {
+                    Ok(Some(p)) => (p.rejected_data_points, p.error_message),
+                    _ => return,
+                }
+            }
+            #[cfg(not(feature = "otlp-metrics"))]
+            Signal::Metrics => return,
+        };
+        self.rejections.note(rejected, &message);
+    }
 }
 
 #[cfg(feature = "otlp-http")]
@@ -163,15 +196,7 @@ impl<C: opentelemetry_http::HttpClient> opentelemetry_http::HttpClient for Reads
         Box::pin(async move {
             let response = self.inner.send_bytes(request).await?;
             if response.status().is_success() {
-                use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-                use prost::Message as _;
-                // A body that is no answer (an empty one, say) rejects nothing.
-                if let Ok(answer) = ExportTraceServiceResponse::decode(response.body().as_ref())
-                    && let Some(partial) = answer.partial_success
-                {
-                    self.rejections
-                        .note(partial.rejected_spans, &partial.error_message);
-                }
+                self.read(response.body().as_ref());
             }
             Ok(response)
         })
@@ -360,75 +385,66 @@ impl Transport {
             )?),
             #[cfg(feature = "otlp-http")]
             Protocol::HttpProtobuf => {
-                use opentelemetry_otlp::WithHttpConfig as _;
                 let builder = opentelemetry_otlp::SpanExporter::builder().with_http();
-                let builder = self.http_unsecured(builder, endpoint);
-                // TLS's client, else the one the builder would make (either with the traces'
-                // timeout: their variables, else OTLP's 10 s): wrapped to read the answers.
-                fn reading<C: opentelemetry_http::HttpClient + 'static>(
-                    builder: opentelemetry_otlp::SpanExporterBuilder<
-                        opentelemetry_otlp::HttpExporterBuilderSet,
-                    >,
-                    inner: C,
-                    rejections: Arc<Rejections>,
-                ) -> Result<Spans, InitError> {
-                    let client = ReadsRejections { inner, rejections };
-                    Ok(Spans::Http(builder.with_http_client(client).build()?))
-                }
-                #[cfg(feature = "tls")]
-                if let Some(tls) = &self.tls {
-                    return reading(builder, tls.http(self.signal.timeout())?, rejections);
-                }
-                let inner = opentelemetry_http::hyper::HyperClient::with_default_connector(
-                    self.signal.timeout(),
-                    None,
-                );
-                reading(builder, inner, rejections)?
+                Spans::Http(self.http(builder, endpoint, rejections)?.build()?)
             }
             #[allow(unreachable_patterns)]
             _ => return Err(not_compiled(protocol)),
         })
     }
 
-    /// An OTLP/gRPC exporter builder (spans or metrics) set to `endpoint` and TLS.
-    #[cfg(feature = "otlp-grpc")]
-    #[cfg_attr(not(feature = "otlp-metrics"), allow(dead_code))]
-    pub(crate) fn grpc<B>(&self, builder: B, endpoint: Option<&str>) -> B
-    where
-        B: opentelemetry_otlp::WithExportConfig + opentelemetry_otlp::WithTonicConfig,
-    {
-        let mut b = builder;
-        if let Some(e) = endpoint {
-            b = b.with_endpoint(e);
-        }
-        if self.gzip {
-            b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-        }
-        #[cfg(feature = "tls")]
-        if let Some(tls) = &self.tls {
-            b = b.with_tls_config(tls.grpc());
-        }
-        b
+    /// The OTLP/gRPC metrics exporter (inside the export runtime), to `endpoint` and TLS, its
+    /// transport noting in `rejections` the data points the collector rejects.
+    #[cfg(all(feature = "otlp-grpc", feature = "otlp-metrics"))]
+    pub(crate) fn grpc_metrics(
+        &self,
+        endpoint: Option<&str>,
+        rejections: Arc<Rejections>,
+    ) -> Result<GrpcMetricsExporter, InitError> {
+        GrpcMetricsExporter::new(
+            endpoint,
+            self.gzip,
+            #[cfg(feature = "tls")]
+            self.tls.as_ref().map(crate::tls::Tls::grpc),
+            rejections,
+        )
     }
 
-    /// An OTLP/HTTP (protobuf) exporter builder set to `endpoint` (with the signal's path) and
-    /// TLS.
+    /// An OTLP/HTTP (protobuf) exporter builder (spans or metrics) set to `endpoint` (with the
+    /// signal's path) and TLS, its client noting in `rejections` what the collector rejects
+    /// ([`ReadsRejections`]). The client is TLS's, else the one the builder would make; either
+    /// with the signal's timeout (its variables, else OTLP's 10 s).
     #[cfg(feature = "otlp-http")]
-    #[cfg_attr(not(feature = "otlp-metrics"), allow(dead_code))]
-    pub(crate) fn http<B>(&self, builder: B, endpoint: Option<&str>) -> Result<B, InitError>
+    pub(crate) fn http<B>(
+        &self,
+        builder: B,
+        endpoint: Option<&str>,
+        rejections: Arc<Rejections>,
+    ) -> Result<B, InitError>
     where
         B: opentelemetry_otlp::WithExportConfig + opentelemetry_otlp::WithHttpConfig,
     {
-        #[allow(unused_mut)]
-        let mut b = self.http_unsecured(builder, endpoint);
+        let b = self.http_unsecured(builder, endpoint);
+        let signal = self.signal;
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
-            b = b.with_http_client(tls.http(self.signal.timeout())?);
+            let inner = tls.http(signal.timeout())?;
+            return Ok(b.with_http_client(ReadsRejections {
+                inner,
+                rejections,
+                signal,
+            }));
         }
-        Ok(b)
+        let inner =
+            opentelemetry_http::hyper::HyperClient::with_default_connector(signal.timeout(), None);
+        Ok(b.with_http_client(ReadsRejections {
+            inner,
+            rejections,
+            signal,
+        }))
     }
 
-    /// [`http`](Transport::http) without its TLS client.
+    /// [`http`](Transport::http) without its client: the protocol, endpoint and compression.
     #[cfg(feature = "otlp-http")]
     fn http_unsecured<B>(&self, builder: B, endpoint: Option<&str>) -> B
     where

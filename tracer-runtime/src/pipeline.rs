@@ -17,7 +17,11 @@
 //!   is still queued then is counted as dropped, and the guard's `shutdown()` reports it;
 //! - spans the collector rejects in an export it answers (an OTLP partial success, which the
 //!   exporter reports as a success: its transport notes them in [`Rejections`]) are counted as
-//!   dropped, not exported, with a [`Warning::SpansRejected`], and the shutdown reports them too.
+//!   dropped, not exported, with a [`Warning::SpansRejected`], and the shutdown reports them too;
+//! - an exporter that panics (one given to `with_exporter` is the user's code) does not kill
+//!   the worker: a panic in an export fails that export (its spans counted as lost in a failed
+//!   export, with a [`Warning::ExportFailed`] saying the exporter panicked), and the next batch
+//!   goes to the exporter as usual; a panic in its `set_resource` or `shutdown` is ignored.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -95,29 +99,31 @@ impl Config {
 }
 
 /// What the collector rejected in the exports of one exporter, noted by its transport as the
-/// answers come (the `rejected_spans` of an OTLP partial success) and taken by its pipeline
-/// after each export: the exporter itself says Ok.
+/// answers come (the `rejected_spans` of an OTLP partial success, or the `rejected_data_points`
+/// for the metrics exporter) and taken after each export by its pipeline (the metrics
+/// exporter's wrapper, `red/otlp.rs`): the exporter itself says Ok.
 #[derive(Debug, Default)]
 pub(crate) struct Rejections {
-    spans: AtomicU64,
+    /// Spans, or data points.
+    count: AtomicU64,
     /// The latest partial success's error message.
     message: Mutex<String>,
 }
 
 impl Rejections {
-    /// An answer rejected `spans` spans (none when 0 or less), saying `message`.
+    /// An answer rejected `count` spans or data points (none when 0 or less), saying `message`.
     #[cfg_attr(not(feature = "_otlp"), allow(dead_code))]
-    pub(crate) fn note(&self, spans: i64, message: &str) {
-        let Ok(n @ 1..) = u64::try_from(spans) else {
+    pub(crate) fn note(&self, count: i64, message: &str) {
+        let Ok(n @ 1..) = u64::try_from(count) else {
             return;
         };
-        self.spans.fetch_add(n, Ordering::Relaxed);
+        self.count.fetch_add(n, Ordering::Relaxed);
         *self.message.lock().unwrap_or_else(PoisonError::into_inner) = message.to_owned();
     }
 
-    /// The spans rejected since the previous call, and the latest message.
-    fn take(&self) -> (u64, String) {
-        let n = self.spans.swap(0, Ordering::Relaxed);
+    /// The spans (or data points) rejected since the previous call, and the latest message.
+    pub(crate) fn take(&self) -> (u64, String) {
+        let n = self.count.swap(0, Ordering::Relaxed);
         if n == 0 {
             return (0, String::new());
         }
@@ -299,7 +305,8 @@ impl Shared {
         let mut q = self.lock();
         loop {
             if let Some(r) = q.resource.take() {
-                exporter.set_resource(&r);
+                // A panic here leaves the exporter without the resource, and the worker running.
+                let _ = unpanicked(|| exporter.set_resource(&r));
             }
             let due = |q: &Queue| {
                 q.batches.len() > 1
@@ -327,7 +334,7 @@ impl Shared {
             let Some(batch) = q.batches.pop_front() else {
                 if q.shutdown {
                     drop(q);
-                    let _ = exporter.shutdown_with_timeout(self.config.timeout);
+                    let _ = unpanicked(|| exporter.shutdown_with_timeout(self.config.timeout));
                     let mut q = self.lock();
                     q.finished = true;
                     self.progress.notify_all();
@@ -343,7 +350,14 @@ impl Shared {
             q.taken += n as u64;
             drop(q);
             last_export = Instant::now();
-            let result = futures_executor::block_on(exporter.export(batch.spans));
+            // An exporter of the user's that panics fails this export: its spans are lost and
+            // counted, and the worker goes on with the next batch.
+            let result = unpanicked(|| futures_executor::block_on(exporter.export(batch.spans)))
+                .unwrap_or_else(|message| {
+                    Err(OTelSdkError::InternalFailure(format!(
+                        "the exporter panicked: {message}"
+                    )))
+                });
             // What the collector rejected of this batch (never more than the batch), taken after
             // a failed export too: it belongs to no other.
             let (rejected, message) = self
@@ -506,6 +520,14 @@ impl Shared {
         q.pushed += 1;
         Ok(wake)
     }
+}
+
+/// Runs `f`, a call into the exporter (the user's own, given to `with_exporter`), on the
+/// worker: a panic in it is caught and returned as its message, so that the worker lives on (a
+/// worker that died would leave every later span queued until the shutdown gave up on it).
+fn unpanicked<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|payload| crate::panic::payload_message(&*payload))
 }
 
 /// Why a span was not queued.

@@ -50,6 +50,15 @@ pub enum Warning {
         /// The latest partial success's error message (may be empty).
         message: String,
     },
+    /// The collector answered metrics exports with a partial success that rejected `rejected`
+    /// data points (since the previous warning of this kind): they are lost, and the export
+    /// that sent them failed (a `Guard::flush()` says so).
+    MetricPointsRejected {
+        /// Data points rejected since the previous warning.
+        rejected: u64,
+        /// The latest partial success's error message (may be empty).
+        message: String,
+    },
     /// `OTEL_METRICS_EXPORTER=prometheus` serves one service per process at its address, and
     /// another service serves there already: this one's metrics are not served (give it
     /// `Builder::with_prometheus` with an address of its own).
@@ -100,6 +109,11 @@ impl fmt::Display for Warning {
                 f,
                 "the collector rejected {rejected} span(s) of exports it answered (an OTLP \
                  partial success), lost: `{message}`"
+            ),
+            Warning::MetricPointsRejected { rejected, message } => write!(
+                f,
+                "the collector rejected {rejected} metric data point(s) of exports it answered \
+                 (an OTLP partial success), lost: `{message}`"
             ),
             Warning::MetricsNotServed { service, addr } => write!(
                 f,

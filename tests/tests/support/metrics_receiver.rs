@@ -1,5 +1,7 @@
 //! An OTLP metrics receiver of our own, over gRPC and HTTP/protobuf (on two free ports of
-//! 127.0.0.1), keeping every request it gets. It runs on a runtime of its own thread.
+//! 127.0.0.1), keeping every request it gets, and answering each with a success, or with a
+//! partial success that rejects some data points ([`MetricsReceiver::rejecting`]). It runs on a
+//! runtime of its own thread.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -9,13 +11,27 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use prost::Message as _;
 
-type Kept = Arc<Mutex<Vec<ExportMetricsServiceRequest>>>;
+/// Every request, with its headers (its gRPC metadata).
+type Kept = Arc<Mutex<Vec<(ExportMetricsServiceRequest, http::HeaderMap)>>>;
 
-struct Keep(Kept);
+/// The answer to every export: `None` a plain success, else a partial success rejecting that
+/// many data points with that message.
+type Reject = Option<(i64, &'static str)>;
+
+fn answer(reject: Reject) -> ExportMetricsServiceResponse {
+    ExportMetricsServiceResponse {
+        partial_success: reject.map(|(points, message)| ExportMetricsPartialSuccess {
+            rejected_data_points: points,
+            error_message: message.to_owned(),
+        }),
+    }
+}
+
+struct Keep(Kept, Reject);
 
 #[tonic::async_trait]
 impl MetricsService for Keep {
@@ -23,10 +39,9 @@ impl MetricsService for Keep {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.0.lock().unwrap().push(request.into_inner());
-        Ok(tonic::Response::new(ExportMetricsServiceResponse {
-            partial_success: None,
-        }))
+        let headers = request.metadata().clone().into_headers();
+        self.0.lock().unwrap().push((request.into_inner(), headers));
+        Ok(tonic::Response::new(answer(self.1)))
     }
 }
 
@@ -38,7 +53,18 @@ pub struct MetricsReceiver {
 }
 
 impl MetricsReceiver {
+    /// A receiver that accepts everything.
     pub fn start() -> MetricsReceiver {
+        MetricsReceiver::answering(None)
+    }
+
+    /// A receiver that answers every export with a partial success rejecting `points` data
+    /// points, saying `message` (a collector over its quota).
+    pub fn rejecting(points: i64, message: &'static str) -> MetricsReceiver {
+        MetricsReceiver::answering(Some((points, message)))
+    }
+
+    fn answering(reject: Reject) -> MetricsReceiver {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -54,7 +80,7 @@ impl MetricsReceiver {
         let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
         rt.spawn(
             tonic::transport::Server::builder()
-                .add_service(MetricsServiceServer::new(Keep(Arc::clone(&kept))))
+                .add_service(MetricsServiceServer::new(Keep(Arc::clone(&kept), reject)))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc)),
         );
         let for_http = Arc::clone(&kept);
@@ -66,17 +92,16 @@ impl MetricsReceiver {
                         let kept = Arc::clone(&kept);
                         async move {
                             let path_ok = req.uri().path() == "/v1/metrics";
+                            let headers = req.headers().clone();
                             let body = req.into_body().collect().await?.to_bytes();
                             let status = match ExportMetricsServiceRequest::decode(body) {
                                 Ok(r) if path_ok => {
-                                    kept.lock().unwrap().push(r);
+                                    kept.lock().unwrap().push((r, headers));
                                     200
                                 }
                                 _ => 400,
                             };
-                            let reply = ExportMetricsServiceResponse {
-                                partial_success: None,
-                            };
+                            let reply = answer(reject);
                             Ok::<_, hyper::Error>(
                                 hyper::Response::builder()
                                     .status(status)
@@ -105,6 +130,21 @@ impl MetricsReceiver {
 
     /// Every export request received so far.
     pub fn requests(&self) -> Vec<ExportMetricsServiceRequest> {
-        self.kept.lock().unwrap().clone()
+        self.kept
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(r, _)| r.clone())
+            .collect()
+    }
+
+    /// The headers of every export request received so far.
+    pub fn headers(&self) -> Vec<http::HeaderMap> {
+        self.kept
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, h)| h.clone())
+            .collect()
     }
 }

@@ -1,19 +1,22 @@
-//! tracer's OTLP/gRPC span exporter: opentelemetry-otlp's tonic exporter reads the collector's
-//! answer only to log a partial success (through its internal logs, compiled out here) and says
-//! Ok, so the spans a collector rejects would count as exported. This one sends the same
-//! request (opentelemetry-proto's span grouping, the generated client's call) and notes the
-//! `rejected_spans` of the answer in the pipeline's [`Rejections`]. The request's bytes are
-//! written straight from the spans (see `wire`), once per export, not through
-//! opentelemetry-proto's messages.
+//! tracer's OTLP/gRPC span and metrics exporters: opentelemetry-otlp's tonic exporters read the
+//! collector's answer only to log a partial success (through its internal logs, compiled out
+//! here) and say Ok, so the spans a collector rejects would count as exported, and the metric
+//! data points it rejects would go unseen. These send the same requests the same way
+//! (opentelemetry-proto's span grouping, metrics conversion and clients' calls) and note the
+//! `rejected_spans` (`rejected_data_points`) of the answer in the exporter's [`Rejections`]. A
+//! span export's bytes are written straight from the spans (see `wire`), once per export, not
+//! through opentelemetry-proto's messages.
 //!
-//! What it honours, as opentelemetry-otlp 0.33's tonic exporter does: the endpoint (the
-//! builder's, else `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`, else
+//! What they honour, as opentelemetry-otlp 0.33's tonic exporters do (`TRACES` for spans,
+//! `METRICS` for metrics): the endpoint (the builder's, else
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`, else
 //! `http://localhost:4317`), the headers (its `User-Agent`, then those of
 //! `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else `OTEL_EXPORTER_OTLP_HEADERS`, values percent-decoded),
 //! the timeout (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT`, else 10 s:
-//! the channel's, and the deadline of an export's retries), gzip, TLS, the resource, the shutdown,
-//! and its retry policy (3 retries, 100 ms doubling to 1.6 s, 100 ms of jitter; the codes it
-//! retries; a server's `RetryInfo`).
+//! the channel's, and the deadline of an export's retries), gzip, TLS, the resource (spans), the
+//! temporality (metrics: `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`, else cumulative),
+//! the shutdown, and its retry policy (3 retries, 100 ms doubling to 1.6 s, 100 ms of jitter;
+//! the codes it retries; a server's `RetryInfo`).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -24,6 +27,13 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use prost::bytes::Bytes;
 use tonic::client::Grpc;
 use tonic::transport::Channel;
+#[cfg(feature = "otlp-metrics")]
+use {
+    opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+    opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient,
+    opentelemetry_sdk::metrics::Temporality, opentelemetry_sdk::metrics::data::ResourceMetrics,
+    opentelemetry_sdk::metrics::exporter::PushMetricExporter,
+};
 
 use crate::error::InitError;
 use crate::pipeline::Rejections;
@@ -46,44 +56,28 @@ const MAX_JITTER: Duration = Duration::from_millis(100);
 /// The longest a server's `RetryInfo` may hold an export back.
 const MAX_THROTTLE: Duration = Duration::from_secs(30);
 
-/// The OTLP/gRPC span exporter.
-pub(crate) struct GrpcExporter {
-    /// `None` once shut down.
-    client: Mutex<Option<Grpc<Channel>>>,
-    /// The headers sent with every export, as gRPC metadata.
+/// What an exporter of ours sends through whatever its signal: the channel to the endpoint
+/// (connected lazily), the headers, the timeout.
+struct Connection {
+    channel: Channel,
     headers: http::HeaderMap,
     timeout: Duration,
-    resource: super::wire::Resource,
-    rejections: Arc<Rejections>,
 }
 
-impl std::fmt::Debug for GrpcExporter {
-    // The headers may hold a secret: never printed.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GrpcExporter")
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl GrpcExporter {
-    /// An exporter to `endpoint` (else the variables'), set up as `export.rs` checked it: the
-    /// endpoint and headers well-formed, `tls` given for an `https` endpoint. Inside the export
-    /// runtime (the channel's worker is spawned on it).
-    pub(crate) fn new(
+impl Connection {
+    /// A connection for `signal` to `endpoint` (else the signal's variables'), set up as
+    /// `export.rs` checked it: the endpoint and headers well-formed, `tls` given for an `https`
+    /// endpoint. Inside the export runtime (the channel's worker is spawned on it).
+    fn new(
+        signal: super::Signal,
         endpoint: Option<&str>,
-        gzip: bool,
         #[cfg(feature = "tls")] tls: Option<tonic::transport::ClientTlsConfig>,
-        rejections: Arc<Rejections>,
-    ) -> Result<GrpcExporter, InitError> {
+    ) -> Result<Connection, InitError> {
         let (var, url) = match endpoint.filter(|e| !e.trim().is_empty()) {
             Some(e) => ("with_endpoint", e.trim().to_owned()),
-            None => crate::env::first(&[
-                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-            ])
-            .map(|(var, v)| (var, v.trim().to_owned()))
-            .unwrap_or(("default", DEFAULT_ENDPOINT.to_owned())),
+            None => crate::env::first(&signal.endpoint_vars())
+                .map(|(var, v)| (var, v.trim().to_owned()))
+                .unwrap_or(("default", DEFAULT_ENDPOINT.to_owned())),
         };
         let bad = |reason: String| InitError::InvalidEndpoint {
             var,
@@ -99,8 +93,94 @@ impl GrpcExporter {
                 .map_err(|e| InitError::Tls(source_chain(&e)))?,
             None => channel,
         };
-        let timeout = super::Signal::Traces.timeout();
-        let mut client = Grpc::new(channel.timeout(timeout).connect_lazy());
+        let timeout = signal.timeout();
+        Ok(Connection {
+            channel: channel.timeout(timeout).connect_lazy(),
+            headers: headers(signal),
+            timeout,
+        })
+    }
+
+    /// `request` with the headers as its metadata.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(self.headers.clone());
+        request
+    }
+
+    /// Runs `attempt` until it succeeds, or fails for good under opentelemetry-otlp's retry
+    /// policy (see the module's documentation) within the timeout: the last failure.
+    async fn retrying<F, Fut>(&self, mut attempt: F) -> Result<(), tonic::Status>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), tonic::Status>>,
+    {
+        let start = Instant::now();
+        let (mut tries, mut delay, mut cap) = (0, INITIAL_DELAY, MAX_DELAY);
+        loop {
+            let Err(status) = attempt().await else {
+                return Ok(());
+            };
+            if start.elapsed() >= self.timeout || tries >= MAX_RETRIES {
+                return Err(status);
+            }
+            match retry(&status) {
+                Retry::No => return Err(status),
+                Retry::Backoff => {}
+                Retry::After(server) => {
+                    let server = server.min(MAX_THROTTLE);
+                    if server > cap {
+                        cap = MAX_THROTTLE;
+                    }
+                    delay = delay.max(server);
+                }
+            }
+            tries += 1;
+            let sleep = delay.saturating_add(jitter()).min(cap);
+            if sleep >= self.timeout.saturating_sub(start.elapsed()) {
+                return Err(status);
+            }
+            tokio::time::sleep(sleep).await;
+            delay = delay.saturating_mul(2).min(cap);
+        }
+    }
+}
+
+/// The OTLP/gRPC span exporter.
+pub(crate) struct GrpcExporter {
+    /// `None` once shut down.
+    client: Mutex<Option<Grpc<Channel>>>,
+    connection: Connection,
+    resource: super::wire::Resource,
+    rejections: Arc<Rejections>,
+}
+
+impl std::fmt::Debug for GrpcExporter {
+    // The headers may hold a secret: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcExporter")
+            .field("timeout", &self.connection.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GrpcExporter {
+    /// An exporter to `endpoint` (else the variables'), set up as `export.rs` checked it: the
+    /// endpoint and headers well-formed, `tls` given for an `https` endpoint. Inside the export
+    /// runtime (the channel's worker is spawned on it).
+    pub(crate) fn new(
+        endpoint: Option<&str>,
+        gzip: bool,
+        #[cfg(feature = "tls")] tls: Option<tonic::transport::ClientTlsConfig>,
+        rejections: Arc<Rejections>,
+    ) -> Result<GrpcExporter, InitError> {
+        let connection = Connection::new(
+            super::Signal::Traces,
+            endpoint,
+            #[cfg(feature = "tls")]
+            tls,
+        )?;
+        let mut client = Grpc::new(connection.channel.clone());
         if gzip {
             client = client
                 .send_compressed(tonic::codec::CompressionEncoding::Gzip)
@@ -108,8 +188,7 @@ impl GrpcExporter {
         }
         Ok(GrpcExporter {
             client: Mutex::new(Some(client)),
-            headers: headers(),
-            timeout,
+            connection,
             resource: super::wire::Resource::default(),
             rejections,
         })
@@ -117,8 +196,7 @@ impl GrpcExporter {
 
     /// One attempt: the request (its bytes, see `wire`) sent, the partial success noted.
     async fn send(&self, body: &Bytes, client: &mut Grpc<Channel>) -> Result<(), tonic::Status> {
-        let mut request = tonic::Request::new(body.clone());
-        *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(self.headers.clone());
+        let mut request = self.connection.request(body.clone());
         // As the generated `TraceServiceClient::export` does.
         request
             .extensions_mut()
@@ -150,42 +228,23 @@ impl SpanExporter for GrpcExporter {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let Some(mut client) = client else {
-            return Err(failed(&tonic::Status::failed_precondition(
-                "exporter already shutdown",
-            )));
+        let Some(client) = client else {
+            return Err(failed(
+                TRACES,
+                &tonic::Status::failed_precondition("exporter already shutdown"),
+            ));
         };
         // Written once, sent as it is by every attempt.
         let body = super::wire::request(&batch, &self.resource);
         drop(batch);
-        let start = Instant::now();
-        let (mut attempt, mut delay, mut cap) = (0, INITIAL_DELAY, MAX_DELAY);
-        loop {
-            let Err(status) = self.send(&body, &mut client).await else {
-                return Ok(());
-            };
-            if start.elapsed() >= self.timeout || attempt >= MAX_RETRIES {
-                return Err(failed(&status));
-            }
-            match retry(&status) {
-                Retry::No => return Err(failed(&status)),
-                Retry::Backoff => {}
-                Retry::After(server) => {
-                    let server = server.min(MAX_THROTTLE);
-                    if server > cap {
-                        cap = MAX_THROTTLE;
-                    }
-                    delay = delay.max(server);
-                }
-            }
-            attempt += 1;
-            let sleep = delay.saturating_add(jitter()).min(cap);
-            if sleep >= self.timeout.saturating_sub(start.elapsed()) {
-                return Err(failed(&status));
-            }
-            tokio::time::sleep(sleep).await;
-            delay = delay.saturating_mul(2).min(cap);
-        }
+        self.connection
+            .retrying(|| {
+                let mut client = client.clone();
+                let body = &body;
+                async move { self.send(body, &mut client).await }
+            })
+            .await
+            .map_err(|status| failed(TRACES, &status))
     }
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
@@ -205,18 +264,128 @@ impl SpanExporter for GrpcExporter {
     }
 }
 
+/// The OTLP/gRPC metrics exporter.
+#[cfg(feature = "otlp-metrics")]
+pub(crate) struct GrpcMetricsExporter {
+    /// `None` once shut down.
+    client: Mutex<Option<MetricsServiceClient<Channel>>>,
+    connection: Connection,
+    temporality: Temporality,
+    rejections: Arc<Rejections>,
+}
+
+#[cfg(feature = "otlp-metrics")]
+impl std::fmt::Debug for GrpcMetricsExporter {
+    // The headers may hold a secret: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcMetricsExporter")
+            .field("timeout", &self.connection.timeout)
+            .field("temporality", &self.temporality)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "otlp-metrics")]
+impl GrpcMetricsExporter {
+    /// A metrics exporter to `endpoint` (else the metrics variables'), as
+    /// [`GrpcExporter::new`]; the data points the collector rejects are noted in `rejections`.
+    pub(crate) fn new(
+        endpoint: Option<&str>,
+        gzip: bool,
+        #[cfg(feature = "tls")] tls: Option<tonic::transport::ClientTlsConfig>,
+        rejections: Arc<Rejections>,
+    ) -> Result<GrpcMetricsExporter, InitError> {
+        let connection = Connection::new(
+            super::Signal::Metrics,
+            endpoint,
+            #[cfg(feature = "tls")]
+            tls,
+        )?;
+        let mut client = MetricsServiceClient::new(connection.channel.clone());
+        if gzip {
+            client = client
+                .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+        }
+        // As opentelemetry-otlp reads it: a value that is none of its three is the default.
+        let temporality = std::env::var("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default();
+        Ok(GrpcMetricsExporter {
+            client: Mutex::new(Some(client)),
+            connection,
+            temporality,
+            rejections,
+        })
+    }
+}
+
+#[cfg(feature = "otlp-metrics")]
+impl PushMetricExporter for GrpcMetricsExporter {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let client = self
+            .client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(client) = client else {
+            return Err(failed(
+                METRICS,
+                &tonic::Status::failed_precondition("metrics exporter is already shut down"),
+            ));
+        };
+        let message = ExportMetricsServiceRequest::from(metrics);
+        self.connection
+            .retrying(|| {
+                let mut client = client.clone();
+                let request = self.connection.request(message.clone());
+                async move {
+                    let answer = client.export(request).await?.into_inner();
+                    if let Some(partial) = answer.partial_success {
+                        self.rejections
+                            .note(partial.rejected_data_points, &partial.error_message);
+                    }
+                    Ok(())
+                }
+            })
+            .await
+            .map_err(|status| failed(METRICS, &status))
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        match self
+            .client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            Some(_) => Ok(()),
+            None => Err(OTelSdkError::AlreadyShutdown),
+        }
+    }
+
+    fn temporality(&self) -> Temporality {
+        self.temporality
+    }
+}
+
 /// The `User-Agent`, then the variables' headers (checked by `export::check_headers`):
 /// `key=value` entries separated by commas, the value percent-decoded (kept as given when it
 /// does not decode); an entry with an empty key or value, or one that is no header, is skipped,
 /// as opentelemetry-otlp does. A key given twice is sent twice; a `user-agent` replaces ours.
-fn headers() -> http::HeaderMap {
+fn headers(signal: super::Signal) -> http::HeaderMap {
     let mut map = http::HeaderMap::new();
     map.insert(
         http::header::USER_AGENT,
         http::HeaderValue::from_static(USER_AGENT),
     );
     // The variable the install checked: the first one set and not blank.
-    let Some((_, value)) = crate::env::first(&super::Signal::Traces.headers_vars()) else {
+    let Some((_, value)) = crate::env::first(&signal.headers_vars()) else {
         return map;
     };
     let mut seen = Vec::new();
@@ -288,12 +457,14 @@ fn jitter() -> Duration {
     Duration::from_millis(h.finish() % (max + 1))
 }
 
-/// The error of a failed export, worded as opentelemetry-otlp's.
-fn failed(status: &tonic::Status) -> OTelSdkError {
-    let mut msg = format!(
-        "TonicTracesClient export failed with gRPC code: {:?}",
-        status.code()
-    );
+/// The client names of opentelemetry-otlp's errors.
+const TRACES: &str = "TonicTracesClient";
+#[cfg(feature = "otlp-metrics")]
+const METRICS: &str = "TonicMetricsClient";
+
+/// The error of a failed export of `client`, worded as opentelemetry-otlp's.
+fn failed(client: &str, status: &tonic::Status) -> OTelSdkError {
+    let mut msg = format!("{client} export failed with gRPC code: {:?}", status.code());
     if let Some(src) = std::error::Error::source(status) {
         msg.push_str(": ");
         msg.push_str(&source_chain(src));

@@ -8,15 +8,22 @@
 //! measured span is recorded into the SDK's histograms as well as into the Prometheus series:
 //! that second recording is the price of the option (measured in the `traced` benchmark), and
 //! nothing is paid when it is off.
+//!
+//! A collector that answers an export with a partial success (`rejected_data_points`, a
+//! collector over its quota) makes that export an error and a [`Warning::MetricPointsRejected`]
+//! (at once, then at most one per 30 s): opentelemetry-otlp's `MetricExporter` only logs it,
+//! through internal logs compiled out here, and says Ok, so the answers are read as the span
+//! pipeline's are: over HTTP its client wrapped (`export::ReadsRejections`), over gRPC an
+//! exporter of tracer's (`export/grpc.rs`).
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter, MeterProvider as _, ObservableCounter};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
@@ -25,6 +32,15 @@ use super::{DB_BUCKETS, HTTP_BUCKETS, KINDS, Kind, LabelSet, Lv, SLOTS};
 use crate::Protocol;
 use crate::error::InitError;
 use crate::export::{self, Signal};
+use crate::pipeline::Rejections;
+use crate::warn::{Throttle, Warning, warn};
+
+/// At most one [`Warning::MetricPointsRejected`] per this interval; the next one gives the
+/// count since.
+const REJECTED_WARN_EVERY: Duration = Duration::from_secs(30);
+
+/// Data points the collector rejected since the previous warning.
+static REJECTED: Mutex<Throttle<u64>> = Mutex::new(Throttle::new(REJECTED_WARN_EVERY, 0));
 
 impl Kind {
     /// The instrument's semconv name.
@@ -129,13 +145,15 @@ impl Otlp {
             Some((_, v)) => Protocol::parse(&v)?,
             None => protocol,
         };
+        let rejections = Arc::new(Rejections::default());
         let exporter = {
             let _entered = rt.enter();
-            build_exporter(protocol, endpoint, tls)?
+            build_exporter(protocol, endpoint, tls, Arc::clone(&rejections))?
         };
         let reader = PeriodicReader::builder(OnRuntime {
             inner: exporter,
             rt,
+            rejections,
         })
         .build();
         let provider = SdkMeterProvider::builder()
@@ -238,30 +256,112 @@ fn health(meter: &Meter, counts: &Arc<crate::stats::Counts>) -> [ObservableCount
     ]
 }
 
+/// The metrics exporter, its transport noting in `rejections` the data points the collector
+/// rejects.
 fn build_exporter(
     protocol: Protocol,
     endpoint: Option<&str>,
     tls: export::TlsGiven,
-) -> Result<opentelemetry_otlp::MetricExporter, InitError> {
+    rejections: Arc<Rejections>,
+) -> Result<Metrics, InitError> {
     let transport = export::transport(protocol, endpoint, Signal::Metrics, tls)?;
-    let builder = opentelemetry_otlp::MetricExporter::builder();
     #[allow(unreachable_code, unused_variables)]
     Ok(match protocol {
         #[cfg(feature = "otlp-grpc")]
-        Protocol::Grpc => transport.grpc(builder.with_tonic(), endpoint).build()?,
+        Protocol::Grpc => Metrics::Grpc(transport.grpc_metrics(endpoint, rejections)?),
         #[cfg(feature = "otlp-http")]
-        Protocol::HttpProtobuf => transport.http(builder.with_http(), endpoint)?.build()?,
+        Protocol::HttpProtobuf => Metrics::Http(
+            transport
+                .http(
+                    opentelemetry_otlp::MetricExporter::builder().with_http(),
+                    endpoint,
+                    rejections,
+                )?
+                .build()?,
+        ),
         #[allow(unreachable_patterns)]
         _ => return Err(export::not_compiled(protocol)),
     })
 }
 
+/// The OTLP metrics exporter of a protocol: tracer's over gRPC (see `export/grpc.rs`),
+/// opentelemetry-otlp's over HTTP (its client wrapped to read the answers).
+#[derive(Debug)]
+enum Metrics {
+    #[cfg(feature = "otlp-grpc")]
+    Grpc(export::GrpcMetricsExporter),
+    #[cfg(feature = "otlp-http")]
+    Http(opentelemetry_otlp::MetricExporter),
+}
+
+impl PushMetricExporter for Metrics {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        match self {
+            #[cfg(feature = "otlp-grpc")]
+            Metrics::Grpc(e) => e.export(metrics).await,
+            #[cfg(feature = "otlp-http")]
+            Metrics::Http(e) => e.export(metrics).await,
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        match self {
+            #[cfg(feature = "otlp-grpc")]
+            Metrics::Grpc(e) => e.force_flush(),
+            #[cfg(feature = "otlp-http")]
+            Metrics::Http(e) => e.force_flush(),
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        match self {
+            #[cfg(feature = "otlp-grpc")]
+            Metrics::Grpc(e) => e.shutdown_with_timeout(timeout),
+            #[cfg(feature = "otlp-http")]
+            Metrics::Http(e) => e.shutdown_with_timeout(timeout),
+        }
+    }
+
+    fn temporality(&self) -> Temporality {
+        match self {
+            #[cfg(feature = "otlp-grpc")]
+            Metrics::Grpc(e) => e.temporality(),
+            #[cfg(feature = "otlp-http")]
+            Metrics::Http(e) => e.temporality(),
+        }
+    }
+}
+
 /// The exporter, each export run to completion on the guard's export runtime. The SDK's
 /// periodic reader calls it from a thread of its own, never from inside a runtime, so blocking
-/// there is safe, and tonic and hyper get the runtime they need.
+/// there is safe, and tonic and hyper get the runtime they need. An export whose answer
+/// rejected data points (noted in `rejections` by the transport) is an error, and warned of.
 struct OnRuntime {
-    inner: opentelemetry_otlp::MetricExporter,
+    inner: Metrics,
     rt: tokio::runtime::Handle,
+    rejections: Arc<Rejections>,
+}
+
+/// `result` of an export, an error when the collector rejected `rejected` data points of it
+/// (saying `message`); the rejection warned of, at most once per [`REJECTED_WARN_EVERY`].
+fn rejected_is_an_error(result: OTelSdkResult, rejected: u64, message: &str) -> OTelSdkResult {
+    if rejected == 0 {
+        return result;
+    }
+    let due = REJECTED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .note(Instant::now(), |r| *r += rejected);
+    if let Some(since) = due {
+        warn(Warning::MetricPointsRejected {
+            rejected: since,
+            message: message.to_owned(),
+        });
+    }
+    result?;
+    Err(OTelSdkError::InternalFailure(format!(
+        "{rejected} metric data point(s) rejected by the collector: {message}"
+    )))
 }
 
 impl fmt::Debug for OnRuntime {
@@ -281,7 +381,11 @@ impl PushMetricExporter for OnRuntime {
                 "metrics export called from inside a tokio runtime".to_owned(),
             ))
         } else {
-            self.rt.block_on(self.inner.export(metrics))
+            let result = self.rt.block_on(self.inner.export(metrics));
+            // What the collector rejected of this export (taken after a failed one too: it
+            // belongs to no other).
+            let (rejected, message) = self.rejections.take();
+            rejected_is_an_error(result, rejected, &message)
         };
         std::future::ready(result)
     }
