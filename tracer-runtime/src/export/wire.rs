@@ -24,13 +24,20 @@ use prost::bytes::{BufMut as _, Bytes};
 use prost::encoding::{WireType, encoded_len_varint, key_len};
 
 /// What a batch's request starts with: its resource's field of `ResourceSpans`, and the
-/// resource's schema URL's (made when the exporter is given its resource).
-#[derive(Debug, Default)]
+/// resource's schema URL's (made when the exporter is given its resource; before that, an empty
+/// resource's, as opentelemetry-proto's exporter sends then).
+#[derive(Debug)]
 pub(crate) struct Resource {
     /// `ResourceSpans.resource` (tag 1), whole.
     field: Vec<u8>,
     /// `ResourceSpans.schema_url` (tag 3), whole; empty when there is none.
     schema_url: Vec<u8>,
+}
+
+impl Default for Resource {
+    fn default() -> Resource {
+        Resource::new(&opentelemetry_sdk::Resource::builder_empty().build())
+    }
 }
 
 impl Resource {
@@ -633,6 +640,23 @@ mod tests {
         } else {
             b.build()
         }
+    }
+
+    /// Before the exporter is given its resource, the request has an empty one, as
+    /// opentelemetry-proto's has.
+    #[test]
+    fn before_the_resource_is_set_it_is_empty() {
+        let theirs = ExportTraceServiceRequest {
+            resource_spans: group_spans_by_resource_and_scope(
+                Vec::new(),
+                &ResourceAttributesWithSchema::default(),
+            ),
+        };
+        let ours =
+            ExportTraceServiceRequest::decode(super::request(&[], &super::Resource::default()))
+                .unwrap();
+        assert_eq!(ours, theirs);
+        assert!(ours.resource_spans[0].resource.is_some());
     }
 
     proptest! {
