@@ -201,18 +201,14 @@ fn env_probe() {
     }
 }
 
-#[test]
-#[ignore = "run in a child process by the tests of a collector that rejects data points"]
-fn rejecting_collector_probe() {
-    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = std::sync::Arc::clone(&warnings);
-    tracer_runtime::set_warning_handler(move |w| seen.lock().unwrap().push(w.to_string()));
-    let rx = MetricsReceiver::rejecting(2, "over quota");
+/// Installs `service` exporting its metrics alone over OTLP to `rx` (by the protocol the
+/// child's `PROTOCOL` names: `grpc`, else HTTP) and calls one measured fn once.
+fn measured_once(service: &'static str, rx: &MetricsReceiver) -> tracer_runtime::Guard {
     let (protocol, endpoint) = match std::env::var("PROTOCOL").unwrap().as_str() {
         "grpc" => (Protocol::Grpc, format!("http://{}", rx.grpc)),
         _ => (Protocol::HttpProtobuf, format!("http://{}", rx.http)),
     };
-    let guard = tracer_runtime::init("otlp-metrics-rejected")
+    let guard = tracer_runtime::init(service)
         .with_protocol(protocol)
         .with_endpoint(endpoint)
         .with_traces_exporters(&[TracesExporter::None])
@@ -220,11 +216,20 @@ fn rejecting_collector_probe() {
         .with_otlp_metrics(true)
         .install()
         .expect("install");
-    tracer_runtime::service("otlp-metrics-rejected")
-        .unwrap()
-        .in_scope(|| {
-            let _ = parse_port("80");
-        });
+    tracer_runtime::service(service).unwrap().in_scope(|| {
+        let _ = parse_port("80");
+    });
+    guard
+}
+
+#[test]
+#[ignore = "run in a child process by the tests of a collector that rejects data points"]
+fn rejecting_collector_probe() {
+    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&warnings);
+    tracer_runtime::set_warning_handler(move |w| seen.lock().unwrap().push(w.to_string()));
+    let rx = MetricsReceiver::rejecting(2, "over quota");
+    let guard = measured_once("otlp-metrics-rejected", &rx);
     let flushed = guard.flush();
     println!("REQUESTS={}\nflush: {flushed:?}", rx.requests().len());
     for w in warnings.lock().unwrap().iter() {
@@ -275,23 +280,7 @@ fn data_points_a_grpc_collector_rejects_are_reported() {
 #[ignore = "run in a child process by the_metrics_variables_are_honoured_over_grpc_and_http"]
 fn metrics_variables_probe() {
     let rx = MetricsReceiver::start();
-    let (protocol, endpoint) = match std::env::var("PROTOCOL").unwrap().as_str() {
-        "grpc" => (Protocol::Grpc, format!("http://{}", rx.grpc)),
-        _ => (Protocol::HttpProtobuf, format!("http://{}", rx.http)),
-    };
-    let guard = tracer_runtime::init("otlp-metrics-vars")
-        .with_protocol(protocol)
-        .with_endpoint(endpoint)
-        .with_traces_exporters(&[TracesExporter::None])
-        .with_sampler(Sampler::AlwaysOff)
-        .with_otlp_metrics(true)
-        .install()
-        .expect("install");
-    tracer_runtime::service("otlp-metrics-vars")
-        .unwrap()
-        .in_scope(|| {
-            let _ = parse_port("80");
-        });
+    let guard = measured_once("otlp-metrics-vars", &rx);
     guard.flush().expect("flush");
     let m = metric(
         &rx.requests(),
