@@ -448,13 +448,12 @@ fn route_name(method: &str, route: &str) -> Cow<'static, str> {
         .map_or_else(|| format!("{method} {route}").into(), Cow::Borrowed)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "metrics"))]
 mod tests {
     use super::*;
 
     /// The RED labels the server layer gives are the ones its span's attributes give: with and
     /// without a route, for a method that is not one of the nine.
-    #[cfg(feature = "metrics")]
     #[test]
     fn known_labels_are_the_attributes_labels() {
         let http = Http::default();
