@@ -68,14 +68,7 @@ fn red_metrics_reach_an_otlp_collector_over_grpc_and_http() {
             format!("http://{}", rx.http),
         ),
     ] {
-        let guard = tracer_runtime::init(service)
-            .with_protocol(protocol)
-            .with_endpoint(endpoint)
-            .with_traces_exporters(&[TracesExporter::None])
-            .with_sampler(Sampler::AlwaysOff)
-            .with_otlp_metrics(true)
-            .install()
-            .expect("install");
+        let guard = metrics_only(service, protocol, endpoint);
         tracer_runtime::service(service).unwrap().in_scope(|| {
             for s in ["80", "443", "8080", "x", ""] {
                 let _ = parse_port(s);
@@ -208,18 +201,28 @@ fn measured_once(service: &'static str, rx: &MetricsReceiver) -> tracer_runtime:
         "grpc" => (Protocol::Grpc, format!("http://{}", rx.grpc)),
         _ => (Protocol::HttpProtobuf, format!("http://{}", rx.http)),
     };
-    let guard = tracer_runtime::init(service)
+    let guard = metrics_only(service, protocol, endpoint);
+    tracer_runtime::service(service).unwrap().in_scope(|| {
+        let _ = parse_port("80");
+    });
+    guard
+}
+
+/// `service` installed to export its metrics alone (no spans: sampled out, no traces exporter)
+/// over OTLP `protocol` to `endpoint`.
+fn metrics_only(
+    service: &'static str,
+    protocol: Protocol,
+    endpoint: String,
+) -> tracer_runtime::Guard {
+    tracer_runtime::init(service)
         .with_protocol(protocol)
         .with_endpoint(endpoint)
         .with_traces_exporters(&[TracesExporter::None])
         .with_sampler(Sampler::AlwaysOff)
         .with_otlp_metrics(true)
         .install()
-        .expect("install");
-    tracer_runtime::service(service).unwrap().in_scope(|| {
-        let _ = parse_port("80");
-    });
-    guard
+        .expect("install")
 }
 
 #[test]

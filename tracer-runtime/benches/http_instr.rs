@@ -38,7 +38,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt as _, Empty, Full};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
-use tower::{Layer as _, Service as _};
+use tower::Layer as _;
 use tracer_runtime::http::HttpServerLayer;
 
 #[derive(Debug)]
@@ -75,6 +75,23 @@ fn measured_requests(n: usize, mut serve: impl FnMut()) {
     }
 }
 
+/// Serves `n` requests with `svc`, each answered at once and its body read to the end.
+fn serve<S, B>(n: usize, mut svc: S)
+where
+    S: tower::Service<Request<Empty<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+{
+    measured_requests(n, || {
+        drain(
+            svc.call(request())
+                .now_or_never()
+                .expect("ready")
+                .expect("ok"),
+        )
+    });
+}
+
 fn run(case: &str, n: usize) {
     let handler = || {
         tower::service_fn(|_req: Request<Empty<Bytes>>| {
@@ -86,28 +103,10 @@ fn run(case: &str, n: usize) {
         .install()
         .expect("install the bench service");
     match case {
-        "no-layer" => {
-            let mut svc = handler();
-            measured_requests(n, || {
-                drain(
-                    svc.call(request())
-                        .now_or_never()
-                        .expect("ready")
-                        .expect("ok"),
-                )
-            });
-        }
+        "no-layer" => serve(n, handler()),
         "off" | "on" => {
             tracer_runtime::set_all_enabled(case == "on");
-            let mut svc = HttpServerLayer::new("bench-http-instr").layer(handler());
-            measured_requests(n, || {
-                drain(
-                    svc.call(request())
-                        .now_or_never()
-                        .expect("ready")
-                        .expect("ok"),
-                )
-            });
+            serve(n, HttpServerLayer::new("bench-http-instr").layer(handler()));
             tracer_runtime::set_all_enabled(true);
         }
         other => panic!("unknown case {other}: no-layer, off or on"),
