@@ -23,6 +23,12 @@
 //! on               6788    2.08×         7997    2.45×
 //! ```
 //!
+//!
+//! With the three cases served through one generic fn (`serve`, same commit's rereading), the
+//! no-layer baseline's own driver code compiled differently: no layer 3 383, off 3 998 (1.18×),
+//! on 6 788 calling (2.01×), 7 991 all threads (2.36×). The layer's figures did not move; the
+//! ±120 is the bench's driver, not the layer.
+//!
 //! (`layers`, with `metrics` on through the demo, measured 3 412 / 4 153 / 7 358 calling: the
 //! RED histogram is ~570 of its "on". Issue 9's goal, on ≤ 2.0× and off ≤ 1.05×, is not met by
 //! the span alone either.)
