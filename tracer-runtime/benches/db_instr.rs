@@ -390,6 +390,74 @@ const KEY: &str = "tracer-bench-instr:key";
 #[derive(Debug)]
 struct Discard;
 
+/// An OTLP/gRPC collector on 127.0.0.1 that counts the spans it receives, on a runtime of its
+/// own (its decoding is not counted: it runs on none of the toggled functions).
+#[derive(Debug, Default)]
+struct Collector(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for Collector
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        let n: usize = request
+            .get_ref()
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.0
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+/// Starts a [`Collector`] on a free port: its address, its count, and its runtime.
+fn collector() -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+    tokio::runtime::Runtime,
+) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("the collector's runtime");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let seen = std::sync::Arc::default();
+    rt.spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(
+                    Collector(std::sync::Arc::clone(&seen)),
+                )
+                .max_decoding_message_size(64 << 20),
+            )
+            .serve(([127, 0, 0, 1], port).into()),
+    );
+    (format!("http://127.0.0.1:{port}"), seen, rt)
+}
+
+/// Whether spans go to a real OTLP/gRPC collector (`DB_INSTR_EXPORT=otlp`: tracer's OTLP
+/// exporter, its export counted), else to an exporter that discards them.
+fn otlp() -> bool {
+    std::env::var("DB_INSTR_EXPORT").is_ok_and(|v| v == "otlp")
+}
+
 impl SpanExporter for Discard {
     fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
         black_box(batch);
@@ -623,12 +691,18 @@ fn child(case: &str, mode: &str, n: u64) {
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    let collector = otlp().then(collector);
     let guard = {
         let _rt = rt.enter();
-        tracer_runtime::init(SERVICE)
-            .with_exporter(Discard)
-            .install()
-            .expect("install the bench service")
+        let b = tracer_runtime::init(SERVICE);
+        match &collector {
+            Some((endpoint, _, _)) => b
+                .with_protocol(tracer_runtime::Protocol::Grpc)
+                .with_endpoint(endpoint.clone()),
+            None => b.with_exporter(Discard),
+        }
+        .install()
+        .expect("install the bench service")
     };
     tracer_runtime::set_enabled(SERVICE, mode != "off");
     if mode == "child" {
@@ -637,7 +711,14 @@ fn child(case: &str, mode: &str, n: u64) {
         rt.block_on(run(case, mode, n));
     }
     tracer_runtime::set_enabled(SERVICE, true);
-    drop(guard);
+    guard.shutdown().expect("every span exported");
+    if let Some((_, seen, _)) = &collector
+        && (mode == "on" || mode == "child")
+    {
+        let seen = seen.load(std::sync::atomic::Ordering::Relaxed);
+        // The commands' spans, and in `child` their parent.
+        assert!(seen >= n, "the collector received {seen} spans of {n}");
+    }
 }
 
 /// Runs one case under callgrind: total instructions and allocations counted in the loop.
@@ -656,6 +737,10 @@ fn measure(case: &str, mode: &str, n: u64) -> (u64, u64) {
         .arg("--toggle-collect=db_instr::run::{{closure}}")
         .arg("--toggle-collect=tracer_runtime::collector::collect")
         .arg("--toggle-collect=tracer_runtime::pipeline::Shared::run")
+        // With a real collector: the OTLP exporter's work on its runtime (the request written
+        // and sent), and tonic's encoding of its bytes into the HTTP/2 body.
+        .arg("--toggle-collect=*OnRuntime*export::{{closure}}")
+        .arg("--toggle-collect=*wire::Encoder*encode")
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(&exe)
         .args(["run", case, mode, &n.to_string()])

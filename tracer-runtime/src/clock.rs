@@ -119,12 +119,17 @@ impl Anchor {
     /// The wall-clock time of the tick `t`.
     #[inline]
     pub(crate) fn system_time(&self, t: u64) -> SystemTime {
-        let ns = if t >= self.at {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(self.unix_nanos(t))
+    }
+
+    /// The wall-clock time of the tick `t`, in nanoseconds since the epoch.
+    #[inline]
+    pub(crate) fn unix_nanos(&self, t: u64) -> u64 {
+        if t >= self.at {
             self.wall.saturating_add(self.nanos(t - self.at))
         } else {
             self.wall.saturating_sub(self.nanos(self.at - t))
-        };
-        SystemTime::UNIX_EPOCH + Duration::from_nanos(ns)
+        }
     }
 
     /// `ticks` in nanoseconds.

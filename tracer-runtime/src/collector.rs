@@ -210,8 +210,13 @@ fn export(mut spans: Vec<Finished>) {
             .take_while(|s| Arc::ptr_eq(s.service(), &svc))
             .count();
         let (run, tail) = std::mem::take(&mut rest).split_at_mut(n);
-        svc.sink
-            .export_all(run.iter_mut(), |s| s.take_data(&anchor));
+        match svc.sink.ended_queue() {
+            // The exporter writes them as they were recorded: no `SpanData`.
+            Some(q) => q.push_all(run.iter_mut(), |s| s.take_ended(&anchor)),
+            None => svc
+                .sink
+                .export_all(run.iter_mut(), |s| s.take_data(&anchor)),
+        }
         rest = tail;
     }
     recycle(spans);

@@ -601,6 +601,54 @@ fn http_url(endpoint: &str, signal: Signal) -> String {
     }
 }
 
+/// The OTLP exporter, to its pipeline: over gRPC it takes the recorder's spans as they were
+/// recorded (see `wire`).
+impl crate::pipeline::Export for OnRuntime<Spans> {
+    fn takes_ended(&self) -> bool {
+        match &*self.inner {
+            #[cfg(feature = "otlp-grpc")]
+            Spans::Grpc(_) => true,
+            #[cfg(feature = "otlp-http")]
+            Spans::Http(_) => false,
+        }
+    }
+
+    fn export(
+        &self,
+        spans: Vec<SpanData>,
+        ended: Vec<crate::recorder::Ended>,
+    ) -> impl Future<Output = OTelSdkResult> + Send {
+        let inner = Arc::clone(&self.inner);
+        let task = self.rt.spawn(async move {
+            match &*inner {
+                #[cfg(feature = "otlp-grpc")]
+                Spans::Grpc(e) => e.export_all(spans, ended).await,
+                #[cfg(feature = "otlp-http")]
+                Spans::Http(e) => {
+                    let mut spans = spans;
+                    spans.extend(ended.into_iter().map(crate::recorder::Ended::into_data));
+                    e.export(spans).await
+                }
+            }
+        });
+        async move {
+            task.await.unwrap_or_else(|e| {
+                Err(OTelSdkError::InternalFailure(format!(
+                    "export task failed: {e}"
+                )))
+            })
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        SpanExporter::shutdown_with_timeout(self, timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        SpanExporter::set_resource(self, resource);
+    }
+}
+
 /// A span exporter whose exports run on `rt`.
 pub(crate) struct OnRuntime<E> {
     inner: Arc<E>,

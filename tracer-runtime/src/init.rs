@@ -75,12 +75,12 @@ fn batched<E: SpanExporter + 'static>(
     exporter: E,
     pipelines: &mut Pipelines<'_>,
 ) -> Result<Box<dyn SpanProcessor>, InitError> {
-    batched_with(exporter, None, pipelines)
+    batched_with(pipeline::Sdk(exporter), None, pipelines)
 }
 
 /// [`batched`], reading after each export what the collector rejected from `rejections`
 /// (which the exporter's transport fills in).
-fn batched_with<E: SpanExporter + 'static>(
+fn batched_with<E: pipeline::Export>(
     exporter: E,
     rejections: Option<Arc<pipeline::Rejections>>,
     pipelines: &mut Pipelines<'_>,

@@ -25,6 +25,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -36,8 +37,50 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 
+use crate::recorder::Ended;
 use crate::stats;
 use crate::warn::{Throttle, Warning, warn};
+
+/// What a pipeline's worker hands its batches to: an exporter of the SDK's (see [`Sdk`]), or
+/// one of tracer's that also takes the recorder's spans as they were recorded ([`Ended`]), so
+/// that no `SpanData` is made for them (the OTLP/gRPC exporter, which writes its bytes itself).
+pub(crate) trait Export: Send + 'static {
+    /// Whether it takes [`Ended`] spans.
+    fn takes_ended(&self) -> bool {
+        false
+    }
+    /// Exports a batch: `spans` made `SpanData`, and `ended` as they were recorded (none unless
+    /// [`takes_ended`](Self::takes_ended)).
+    fn export(
+        &self,
+        spans: Vec<SpanData>,
+        ended: Vec<Ended>,
+    ) -> impl Future<Output = OTelSdkResult> + Send;
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult;
+    fn set_resource(&mut self, resource: &Resource);
+}
+
+/// An exporter of the SDK's, which takes `SpanData` only.
+#[derive(Debug)]
+pub(crate) struct Sdk<E>(pub(crate) E);
+
+impl<E: SpanExporter + 'static> Export for Sdk<E> {
+    fn export(
+        &self,
+        mut spans: Vec<SpanData>,
+        ended: Vec<Ended>,
+    ) -> impl Future<Output = OTelSdkResult> + Send {
+        // Never given any (`takes_ended` is false); made `SpanData` if it were.
+        spans.extend(ended.into_iter().map(Ended::into_data));
+        self.0.export(spans)
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
+}
 
 /// The default bound of a pipeline's queue: 128 MiB of spans (about 200 000 `#[traced]` spans).
 pub(crate) const DEFAULT_QUEUE_BYTES: usize = 128 << 20;
@@ -153,10 +196,19 @@ impl Handle {
     pub(crate) fn max_queue_bytes(&self) -> usize {
         self.0.config.max_queue_bytes
     }
+
+    /// Whether its exporter takes the recorder's spans as they were recorded ([`Ended`]): it
+    /// does, and no limit on the values' length is to be applied to them.
+    #[inline]
+    pub(crate) fn takes_ended(&self) -> bool {
+        self.0.ended
+    }
 }
 
 struct Shared {
     config: Config,
+    /// The exporter takes [`Ended`] spans (see [`Handle::takes_ended`]).
+    ended: bool,
     /// Its service's counters.
     counts: Arc<stats::Counts>,
     /// What the collector rejected in the exporter's exports, when its transport says.
@@ -208,7 +260,51 @@ struct Queue {
 /// Queued spans that leave together, and their weight (see [`weight`]).
 struct Batch {
     spans: Vec<SpanData>,
+    /// The recorder's spans as they were recorded, for an exporter that takes them.
+    ended: Vec<Ended>,
     bytes: usize,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.spans.len() + self.ended.len()
+    }
+}
+
+/// What a batch holds: a `SpanData`, or an [`Ended`] span.
+trait Item: Sized {
+    fn list(batch: &mut Batch) -> &mut Vec<Self>;
+    /// Its values cut to `max` characters (see [`limit_values`]); never asked of an [`Ended`]
+    /// span (a pipeline with a limit takes none).
+    fn limit(&mut self, max: usize);
+    fn weight(&self) -> usize;
+}
+
+impl Item for SpanData {
+    #[inline(always)]
+    fn list(batch: &mut Batch) -> &mut Vec<SpanData> {
+        &mut batch.spans
+    }
+    #[inline(always)]
+    fn limit(&mut self, max: usize) {
+        limit_values(self, max);
+    }
+    #[inline(always)]
+    fn weight(&self) -> usize {
+        weight(self) as usize
+    }
+}
+
+impl Item for Ended {
+    #[inline(always)]
+    fn list(batch: &mut Batch) -> &mut Vec<Ended> {
+        &mut batch.ended
+    }
+    fn limit(&mut self, _max: usize) {}
+    #[inline(always)]
+    fn weight(&self) -> usize {
+        Ended::weight(self)
+    }
 }
 
 impl fmt::Debug for Batcher {
@@ -222,13 +318,15 @@ impl fmt::Debug for Batcher {
 impl Batcher {
     /// A pipeline to `exporter`, its worker thread started; what the collector rejects is read
     /// from `rejections` after each export. Fails only if the thread cannot be spawned.
-    pub(crate) fn new<E: SpanExporter + 'static>(
+    pub(crate) fn new<E: Export>(
         exporter: E,
         rejections: Option<Arc<Rejections>>,
         config: Config,
         counts: Arc<stats::Counts>,
     ) -> std::io::Result<(Batcher, Handle)> {
+        let ended = exporter.takes_ended() && config.max_value_chars.is_none();
         let shared = Arc::new(Shared {
+            ended,
             config,
             counts,
             rejections,
@@ -300,7 +398,7 @@ impl Shared {
     /// or the shutdown; then stops. Never inlined: the benchmarks count the export thread's
     /// instructions by this function's name (callgrind's `--toggle-collect`).
     #[inline(never)]
-    fn run<E: SpanExporter>(&self, mut exporter: E) {
+    fn run<E: Export>(&self, mut exporter: E) {
         let mut last_export = Instant::now();
         let mut q = self.lock();
         loop {
@@ -344,7 +442,7 @@ impl Shared {
                 self.progress.notify_all();
                 continue;
             };
-            let n = batch.spans.len();
+            let n = batch.len();
             q.len -= n;
             q.bytes -= batch.bytes;
             q.taken += n as u64;
@@ -352,12 +450,14 @@ impl Shared {
             last_export = Instant::now();
             // An exporter of the user's that panics fails this export: its spans are lost and
             // counted, and the worker goes on with the next batch.
-            let result = unpanicked(|| futures_executor::block_on(exporter.export(batch.spans)))
-                .unwrap_or_else(|message| {
-                    Err(OTelSdkError::InternalFailure(format!(
-                        "the exporter panicked: {message}"
-                    )))
-                });
+            let result = unpanicked(|| {
+                futures_executor::block_on(exporter.export(batch.spans, batch.ended))
+            })
+            .unwrap_or_else(|message| {
+                Err(OTelSdkError::InternalFailure(format!(
+                    "the exporter panicked: {message}"
+                )))
+            });
             // What the collector rejected of this batch (never more than the batch), taken after
             // a failed export too: it belongs to no other.
             let (rejected, message) = self
@@ -443,12 +543,14 @@ impl Handle {
         }
     }
 
-    /// Queues `spans`, each made a `SpanData` by `data` as it is queued, under one lock: the
-    /// collector's hand-over of a service's spans.
-    pub(crate) fn push_all<T>(
+    /// Queues `spans`, each made a `SpanData` (or, when the exporter [takes
+    /// them](Self::takes_ended), an [`Ended`] span) by `data` as it is queued, under one lock:
+    /// the collector's hand-over of a service's spans.
+    #[allow(private_bounds)]
+    pub(crate) fn push_all<T, I: Item>(
         &self,
         spans: impl Iterator<Item = T>,
-        data: impl FnMut(T) -> SpanData,
+        data: impl FnMut(T) -> I,
     ) {
         self.0.push_all(spans, data);
     }
@@ -457,7 +559,7 @@ impl Handle {
 impl Shared {
     /// Queues `spans`, each made a `SpanData` by `data`; those that do not fit (or come after
     /// the shutdown) are dropped and counted.
-    fn push_all<T>(&self, spans: impl Iterator<Item = T>, mut data: impl FnMut(T) -> SpanData) {
+    fn push_all<T, I: Item>(&self, spans: impl Iterator<Item = T>, mut data: impl FnMut(T) -> I) {
         let (mut full, mut shut, mut wake) = (0, 0, false);
         let mut q = self.lock();
         for span in spans {
@@ -480,7 +582,7 @@ impl Shared {
     /// (a `SpanData` is a few hundred bytes: made elsewhere, it would be copied in), and taken
     /// out again when it does not fit.
     #[inline(always)]
-    fn push(&self, q: &mut Queue, make: impl FnOnce() -> SpanData) -> Result<bool, Refused> {
+    fn push<I: Item>(&self, q: &mut Queue, make: impl FnOnce() -> I) -> Result<bool, Refused> {
         if q.shutdown {
             return Err(Refused::Shut);
         }
@@ -488,33 +590,37 @@ impl Shared {
             return Err(Refused::Full);
         }
         let max_batch = self.config.max_batch;
-        if q.batches.back().is_none_or(|b| b.spans.len() >= max_batch) {
+        if q.batches.back().is_none_or(|b| b.len() >= max_batch) {
+            // A batch size from the environment may be huge (2^31 - 1): room for a first part
+            // of it, the rest as it fills; in the list this pipeline's spans mostly go to.
+            let room = max_batch.min(MAX_BATCH_ROOM);
+            let (data, ended) = if self.ended { (0, room) } else { (room, 0) };
             q.batches.push_back(Batch {
-                // A batch size from the environment may be huge (2^31 - 1): room for a first
-                // part of it, the rest as it fills.
-                spans: Vec::with_capacity(max_batch.min(MAX_BATCH_ROOM)),
+                spans: Vec::with_capacity(data),
+                ended: Vec::with_capacity(ended),
                 bytes: 0,
             });
         }
         let Some(open) = q.batches.back_mut() else {
             return Err(Refused::Full);
         };
-        open.spans.push(make());
+        let list = I::list(open);
+        list.push(make());
         if let Some(max) = self.config.max_value_chars
-            && let Some(s) = open.spans.last_mut()
+            && let Some(s) = list.last_mut()
         {
-            limit_values(s, max);
+            s.limit(max);
         }
-        let w = open.spans.last().map_or(0, |s| weight(s) as usize);
+        let w = list.last().map_or(0, I::weight);
         if q.bytes + w > self.config.max_queue_bytes {
-            open.spans.pop();
-            if open.spans.is_empty() {
+            list.pop();
+            if open.len() == 0 {
                 q.batches.pop_back();
             }
             return Err(Refused::Full);
         }
         open.bytes += w;
-        let wake = open.spans.len() == max_batch;
+        let wake = open.len() == max_batch;
         q.len += 1;
         q.bytes += w;
         q.pushed += 1;
@@ -788,7 +894,7 @@ mod tests {
     fn everything_accepted_is_exported_by_a_flush_and_by_the_shutdown() {
         let count = Count::default();
         let (b, h) = Batcher::new(
-            count.clone(),
+            Sdk(count.clone()),
             None,
             config(DEFAULT_QUEUE_BYTES),
             stats::Counts::new(),
@@ -831,7 +937,7 @@ mod tests {
         let mut c = config(10 * w as usize);
         c.max_batch = 1;
         let (b, h) = Batcher::new(
-            Stuck(Arc::clone(&gate), exported.clone()),
+            Sdk(Stuck(Arc::clone(&gate), exported.clone())),
             None,
             c,
             stats::Counts::new(),
@@ -874,7 +980,7 @@ mod tests {
         let mut c = config(DEFAULT_QUEUE_BYTES);
         c.max_batch = 10;
         let (b, h) = Batcher::new(
-            Rejecting(Arc::clone(&rejections), AtomicUsize::new(0)),
+            Sdk(Rejecting(Arc::clone(&rejections), AtomicUsize::new(0))),
             Some(rejections),
             c,
             Arc::clone(&counts),

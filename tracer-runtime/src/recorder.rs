@@ -1427,6 +1427,216 @@ impl Finished {
     }
 }
 
+impl Finished {
+    /// The span as it was recorded, its ticks turned into nanoseconds since the epoch with
+    /// `anchor`, for an exporter that writes it as it is (see [`Ended`]); what is left is dropped
+    /// with the buffer's contents. The count of `log` events past the cap joins its attributes,
+    /// as in [`take_data`](Self::take_data).
+    #[inline(always)]
+    pub(crate) fn take_ended(&mut self, anchor: &crate::clock::Anchor) -> Ended {
+        let s = &mut self.0;
+        let mut more = s.more.take();
+        if let Some(m) = &mut more
+            && m.logs_dropped > 0
+        {
+            let kv = KeyValue::new(EVENTS_DROPPED, i64::from(m.logs_dropped));
+            if s.attrs.len() < limits().attrs {
+                s.attrs.push(kv);
+            } else {
+                m.dropped_attrs += 1;
+            }
+            m.logs_dropped = 0;
+        }
+        Ended {
+            trace_id: s.trace_id,
+            span_id: s.span_id,
+            parent: s.parent,
+            parent_remote: s.parent_remote,
+            start: anchor.unix_nanos(s.start),
+            end: anchor.unix_nanos(s.end),
+            meta: s.meta,
+            scope: s.svc.sink.scope_parts(),
+            attrs: std::mem::take(&mut s.attrs),
+            more,
+        }
+    }
+}
+
+/// A span of the recorder, ended, as it was recorded: what an exporter that writes the OTLP
+/// bytes itself (`export/wire.rs`) takes instead of the SDK's `SpanData`, so that no
+/// `SpanData` is made for it. [`into_data`](Ended::into_data) makes the `SpanData` the
+/// collector would have made.
+pub(crate) struct Ended {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) parent: SpanId,
+    pub(crate) parent_remote: bool,
+    /// Nanoseconds since the epoch.
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) meta: &'static Meta,
+    pub(crate) scope: crate::sink::Scope,
+    pub(crate) attrs: Vec<KeyValue>,
+    more: Option<Box<More>>,
+}
+
+impl fmt::Debug for Ended {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ended")
+            .field("trace_id", &self.trace_id)
+            .field("span_id", &self.span_id)
+            .field("name", &self.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// No trace state, status, event or link.
+static NO_MORE: std::sync::LazyLock<More> = std::sync::LazyLock::new(More::default);
+
+impl Ended {
+    /// Its name: its call site's, unless it was renamed.
+    pub(crate) fn name(&self) -> &str {
+        match self.more.as_ref().and_then(|m| m.name.as_deref()) {
+            Some(name) => name,
+            None => self.meta.name,
+        }
+    }
+
+    pub(crate) fn kind(&self) -> &SpanKind {
+        &self.meta.kind
+    }
+
+    /// Its trace state, status, events, links and count of attributes dropped (all empty or
+    /// zero for most spans).
+    pub(crate) fn rest(&self) -> EndedRest<'_> {
+        let m = self.more.as_deref().unwrap_or(&NO_MORE);
+        EndedRest {
+            state: &m.state,
+            status: &m.status,
+            events: &m.events,
+            links: &m.links,
+            dropped_attrs: m.dropped_attrs,
+        }
+    }
+
+    /// An estimate of the memory it holds, as `pipeline`'s weight of a `SpanData` counts it.
+    pub(crate) fn weight(&self) -> usize {
+        let attrs = |a: &[KeyValue]| -> usize {
+            std::mem::size_of_val(a)
+                + a.iter()
+                    .map(|kv| {
+                        kv.key.as_str().len()
+                            + match &kv.value {
+                                opentelemetry::Value::String(v) => v.as_str().len(),
+                                opentelemetry::Value::Array(_) => 64,
+                                _ => 0,
+                            }
+                    })
+                    .sum::<usize>()
+        };
+        let mut bytes = std::mem::size_of::<Ended>() + attrs(&self.attrs);
+        if let Some(m) = &self.more {
+            bytes += std::mem::size_of::<More>()
+                + m.name.as_ref().map_or(0, |n| n.len())
+                + m.events
+                    .iter()
+                    .map(|e| std::mem::size_of::<Event>() + e.name.len() + attrs(&e.attributes))
+                    .sum::<usize>()
+                + m.links
+                    .iter()
+                    .map(|l| std::mem::size_of::<Link>() + attrs(&l.attributes))
+                    .sum::<usize>();
+        }
+        bytes
+    }
+
+    /// The `SpanData` the collector makes of the same span.
+    pub(crate) fn into_data(self) -> SpanData {
+        let more = self.more.map(|m| *m).unwrap_or_default();
+        let time = |ns: u64| SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+        SpanData {
+            span_context: SpanContext::new(
+                self.trace_id,
+                self.span_id,
+                TraceFlags::SAMPLED,
+                false,
+                more.state,
+            ),
+            parent_span_id: self.parent,
+            parent_span_is_remote: self.parent_remote,
+            span_kind: self.meta.kind.clone(),
+            name: more.name.unwrap_or(Cow::Borrowed(self.meta.name)),
+            start_time: time(self.start),
+            end_time: time(self.end),
+            attributes: self.attrs,
+            dropped_attributes_count: more.dropped_attrs,
+            events: more.events,
+            links: more.links,
+            status: more.status,
+            instrumentation_scope: self.scope.build(),
+        }
+    }
+}
+
+#[cfg(all(test, feature = "otlp-grpc"))]
+impl Ended {
+    /// A span recorded with what `data` holds (but for its scope's schema URL and attributes,
+    /// which a recorder span's scope has not, and its own flags: sampled, not remote), its call
+    /// site named `data`'s name, or renamed to it when `renamed`.
+    pub(crate) fn of(data: SpanData, renamed: bool) -> Ended {
+        let leak = |s: &str| -> &'static str { Box::leak(Box::from(s)) };
+        let site_name = if renamed { "site" } else { leak(&data.name) };
+        let meta: &'static Meta = Box::leak(Box::new(Meta::new(
+            site_name,
+            data.span_kind.clone(),
+            false,
+        )));
+        let nanos = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        };
+        let more = More {
+            events: data.events,
+            links: data.links,
+            status: data.status,
+            dropped_attrs: data.dropped_attributes_count,
+            state: data.span_context.trace_state().clone(),
+            name: renamed.then_some(data.name),
+            ..More::default()
+        };
+        let scope = &data.instrumentation_scope;
+        Ended {
+            trace_id: data.span_context.trace_id(),
+            span_id: data.span_context.span_id(),
+            parent: data.parent_span_id,
+            parent_remote: data.parent_span_is_remote,
+            start: nanos(data.start_time),
+            end: nanos(data.end_time),
+            meta,
+            scope: crate::sink::Scope {
+                name: leak(scope.name()),
+                version: scope.version().map(leak),
+            },
+            attrs: data.attributes,
+            more: Some(Box::new(more)),
+        }
+    }
+
+    /// Without its `More` (a span that had nothing more set).
+    pub(crate) fn strip_more(&mut self) {
+        self.more = None;
+    }
+}
+
+/// What an [`Ended`] span has beyond its ids, name, times and attributes.
+pub(crate) struct EndedRest<'a> {
+    pub(crate) state: &'a TraceState,
+    pub(crate) status: &'a Status,
+    pub(crate) events: &'a SpanEvents,
+    pub(crate) links: &'a SpanLinks,
+    pub(crate) dropped_attrs: u32,
+}
+
 /// Takes the frame at its place off the stack when dropped: while a panic unwinds through a
 /// poll that made a span current.
 struct PopOnUnwind(usize);

@@ -38,6 +38,19 @@ pub(crate) struct Scope {
     pub(crate) version: Option<&'static str>,
 }
 
+impl Scope {
+    /// The scope as the SDK has it.
+    #[inline]
+    pub(crate) fn build(self) -> InstrumentationScope {
+        let b = InstrumentationScope::builder(self.name);
+        match self.version {
+            Some(v) => b.with_version(v),
+            None => b,
+        }
+        .build()
+    }
+}
+
 impl fmt::Debug for Sink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sink")
@@ -71,12 +84,13 @@ impl Sink {
     /// The instrumentation scope of a span of this service.
     #[inline]
     pub(crate) fn scope(&self) -> InstrumentationScope {
-        let b = InstrumentationScope::builder(self.scope.name);
-        match self.scope.version {
-            Some(v) => b.with_version(v),
-            None => b,
-        }
-        .build()
+        self.scope.build()
+    }
+
+    /// The parts of the instrumentation scope of a span of this service.
+    #[inline]
+    pub(crate) fn scope_parts(&self) -> Scope {
+        self.scope
     }
 
     /// The SDK's sampling decision, taken without building a `Context` for the built-in
@@ -129,6 +143,16 @@ impl Sink {
     #[inline]
     pub(crate) fn takes_parents_decision(&self) -> bool {
         matches!(self.sampler, Sampler::ParentBased(_))
+    }
+
+    /// The one export queue, when the service's spans go to one only and its exporter takes
+    /// the recorder's spans as they were recorded (see `pipeline::Handle::takes_ended`).
+    #[inline]
+    pub(crate) fn ended_queue(&self) -> Option<&crate::pipeline::Handle> {
+        match self.queues.as_slice() {
+            [one] if one.takes_ended() => Some(one),
+            _ => None,
+        }
     }
 
     /// Hands finished spans to every processor, each made a `SpanData` by `data`: to the export

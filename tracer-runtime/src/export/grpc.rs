@@ -221,8 +221,13 @@ impl GrpcExporter {
     }
 }
 
-impl SpanExporter for GrpcExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+impl GrpcExporter {
+    /// Exports `spans` and the recorder's `ended` spans in one request.
+    pub(crate) async fn export_all(
+        &self,
+        spans: Vec<SpanData>,
+        ended: Vec<crate::recorder::Ended>,
+    ) -> OTelSdkResult {
         let client = self
             .client
             .lock()
@@ -235,8 +240,9 @@ impl SpanExporter for GrpcExporter {
             ));
         };
         // Written once, sent as it is by every attempt.
-        let body = super::wire::request(&batch, &self.resource);
-        drop(batch);
+        let body = super::wire::request(&spans, &ended, &self.resource);
+        drop(spans);
+        drop(ended);
         self.connection
             .retrying(|| {
                 let mut client = client.clone();
@@ -245,6 +251,12 @@ impl SpanExporter for GrpcExporter {
             })
             .await
             .map_err(|status| failed(TRACES, &status))
+    }
+}
+
+impl SpanExporter for GrpcExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.export_all(batch, Vec::new()).await
     }
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {

@@ -14,14 +14,21 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
+use std::borrow::Cow;
+
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-use opentelemetry_sdk::trace::SpanData;
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use prost::Message as _;
 use prost::bytes::{BufMut as _, Bytes};
 use prost::encoding::{WireType, encoded_len_varint, key_len};
+
+use crate::recorder::Ended;
+use crate::sink::Scope;
 
 /// What a batch's request starts with: its resource's field of `ResourceSpans`, and the
 /// resource's schema URL's (made when the exporter is given its resource; before that, an empty
@@ -63,43 +70,94 @@ impl Resource {
 /// The spans of one instrumentation scope in a batch: the scope, and its spans' fields of
 /// `ScopeSpans` (tag 2 each, whole).
 struct Group<'a> {
-    scope: &'a InstrumentationScope,
+    scope: Cow<'a, InstrumentationScope>,
     spans: Vec<u8>,
 }
 
-/// The bytes of the `ExportTraceServiceRequest` of `batch` from `resource`: one
-/// `ResourceSpans`, the spans grouped by instrumentation scope in the order each scope first
-/// appears, each group's spans in the batch's order (as opentelemetry-proto groups them).
-pub(crate) fn request(batch: &[SpanData], resource: &Resource) -> Bytes {
+/// A span's instrumentation scope: the SDK's, or a recorder span's parts.
+#[derive(Clone, Copy)]
+enum ScopeOf<'a> {
+    Sdk(&'a InstrumentationScope),
+    Parts(Scope),
+}
+
+impl<'a> ScopeOf<'a> {
+    /// Whether `group` is this scope's: at once when made from the same texts (tracer's spans'
+    /// scopes are), else field by field.
+    fn is(self, group: &InstrumentationScope) -> bool {
+        match self {
+            ScopeOf::Sdk(s) => same_scope(group, s),
+            ScopeOf::Parts(p) => {
+                let plain = group.schema_url().is_none() && group.attributes().next().is_none();
+                plain
+                    && ((std::ptr::eq(group.name(), p.name)
+                        && match (group.version(), p.version) {
+                            (Some(x), Some(y)) => std::ptr::eq(x, y),
+                            (None, None) => true,
+                            _ => false,
+                        })
+                        || (group.name() == p.name && group.version() == p.version))
+            }
+        }
+    }
+
+    fn scope(self) -> Cow<'a, InstrumentationScope> {
+        match self {
+            ScopeOf::Sdk(s) => Cow::Borrowed(s),
+            ScopeOf::Parts(p) => Cow::Owned(p.build()),
+        }
+    }
+}
+
+/// The group of `scope` in `groups`, added (with room for `left` more spans) if it has none.
+fn group_of<'a>(groups: &mut Vec<Group<'a>>, scope: ScopeOf<'a>, left: usize) -> usize {
+    match groups.iter().rposition(|g| scope.is(&g.scope)) {
+        Some(at) => at,
+        None => {
+            // Room for the rest of the batch (~256 bytes a span): one allocation when the batch
+            // has one scope, as tracer's spans do.
+            groups.push(Group {
+                scope: scope.scope(),
+                spans: Vec::with_capacity(left * 256),
+            });
+            groups.len() - 1
+        }
+    }
+}
+
+/// The bytes of the `ExportTraceServiceRequest` of `batch` and `ended` (the recorder's spans,
+/// as they were recorded) from `resource`: one `ResourceSpans`, the spans grouped by
+/// instrumentation scope in the order each scope first appears, each group's spans in order,
+/// `batch`'s then `ended`'s (as opentelemetry-proto groups the spans of `batch` followed by the
+/// `SpanData` of `ended`).
+pub(crate) fn request(batch: &[SpanData], ended: &[Ended], resource: &Resource) -> Bytes {
     let mut groups: Vec<Group<'_>> = Vec::new();
+    let total = batch.len() + ended.len();
     // A span's body, written first to learn its length.
     let mut body = Vec::new();
     for (i, span) in batch.iter().enumerate() {
-        let at = match groups
-            .iter()
-            .rposition(|g| same_scope(g.scope, &span.instrumentation_scope))
-        {
-            Some(at) => at,
-            None => {
-                // Room for the rest of the batch (~256 bytes a span): one allocation when the
-                // batch has one scope, as tracer's spans do.
-                groups.push(Group {
-                    scope: &span.instrumentation_scope,
-                    spans: Vec::with_capacity((batch.len() - i) * 256),
-                });
-                groups.len() - 1
-            }
-        };
+        let at = group_of(
+            &mut groups,
+            ScopeOf::Sdk(&span.instrumentation_scope),
+            total - i,
+        );
         body.clear();
         span_body(span, &mut body);
+        field(2, &body, &mut groups[at].spans);
+    }
+    for (i, span) in ended.iter().enumerate() {
+        let at = group_of(&mut groups, ScopeOf::Parts(span.scope), ended.len() - i);
+        body.clear();
+        ended_body(span, &mut body);
         field(2, &body, &mut groups[at].spans);
     }
     // Each group's `ScopeSpans`: its scope (tag 1), its spans, its schema URL (tag 3).
     let scopes: Vec<(Vec<u8>, Vec<u8>)> = groups
         .iter()
         .map(|g| {
-            let scope =
-                opentelemetry_proto::tonic::common::v1::InstrumentationScope::from((g.scope, None));
+            let scope = opentelemetry_proto::tonic::common::v1::InstrumentationScope::from((
+                &*g.scope, None,
+            ));
             let mut head = Vec::new();
             prost::encoding::message::encode(1, &scope, &mut head);
             let mut tail = Vec::new();
@@ -147,24 +205,97 @@ fn same_scope(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
         || a == b
 }
 
-/// The fields of one `Span` message (its body, without its own tag and length).
+/// What one `Span` message is written from: a `SpanData`'s fields, or an [`Ended`] span's.
+struct Parts<'a> {
+    trace_id: TraceId,
+    span_id: SpanId,
+    state: &'a TraceState,
+    parent: SpanId,
+    flags: u32,
+    name: &'a str,
+    kind: &'a SpanKind,
+    /// Nanoseconds since the epoch.
+    start: u64,
+    end: u64,
+    attrs: &'a [KeyValue],
+    dropped_attrs: u32,
+    events: &'a SpanEvents,
+    links: &'a SpanLinks,
+    status: &'a Status,
+}
+
+/// The fields of one `Span` message of a `SpanData`.
 fn span_body(span: &SpanData, buf: &mut Vec<u8>) {
     let sc = &span.span_context;
-    bytes(1, &sc.trace_id().to_bytes(), buf);
-    bytes(2, &sc.span_id().to_bytes(), buf);
-    string(3, &sc.trace_state().header(), buf);
-    if span.parent_span_id != SpanId::INVALID {
-        bytes(4, &span.parent_span_id.to_bytes(), buf);
+    body(
+        &Parts {
+            trace_id: sc.trace_id(),
+            span_id: sc.span_id(),
+            state: sc.trace_state(),
+            parent: span.parent_span_id,
+            flags: flags(span.parent_span_is_remote, sc),
+            name: &span.name,
+            kind: &span.span_kind,
+            start: nanos(span.start_time),
+            end: nanos(span.end_time),
+            attrs: &span.attributes,
+            dropped_attrs: span.dropped_attributes_count,
+            events: &span.events,
+            links: &span.links,
+            status: &span.status,
+        },
+        buf,
+    );
+}
+
+/// The fields of one `Span` message of a recorder span (sampled, never remote itself).
+fn ended_body(span: &Ended, buf: &mut Vec<u8>) {
+    let rest = span.rest();
+    let flags = u32::from(TraceFlags::SAMPLED.to_u8()) | 0x100;
+    body(
+        &Parts {
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+            state: rest.state,
+            parent: span.parent,
+            flags: if span.parent_remote {
+                flags | 0x200
+            } else {
+                flags
+            },
+            name: span.name(),
+            kind: span.kind(),
+            start: span.start,
+            end: span.end,
+            attrs: &span.attrs,
+            dropped_attrs: rest.dropped_attrs,
+            events: rest.events,
+            links: rest.links,
+            status: rest.status,
+        },
+        buf,
+    );
+}
+
+/// The fields of one `Span` message (its body, without its own tag and length).
+fn body(span: &Parts<'_>, buf: &mut Vec<u8>) {
+    bytes(1, &span.trace_id.to_bytes(), buf);
+    bytes(2, &span.span_id.to_bytes(), buf);
+    if *span.state != TraceState::NONE {
+        string(3, &span.state.header(), buf);
     }
-    fixed32(16, flags(span.parent_span_is_remote, sc), buf);
-    string(5, &span.name, buf);
-    uint(6, kind(&span.span_kind), buf);
-    fixed64(7, nanos(span.start_time), buf);
-    fixed64(8, nanos(span.end_time), buf);
-    for kv in &span.attributes {
+    if span.parent != SpanId::INVALID {
+        bytes(4, &span.parent.to_bytes(), buf);
+    }
+    fixed32(16, span.flags, buf);
+    string(5, span.name, buf);
+    uint(6, kind(span.kind), buf);
+    fixed64(7, span.start, buf);
+    fixed64(8, span.end, buf);
+    for kv in span.attrs {
         key_value(9, kv, buf);
     }
-    uint(10, u64::from(span.dropped_attributes_count), buf);
+    uint(10, u64::from(span.dropped_attrs), buf);
     // Events and links are few: each written apart to learn its length.
     let mut nested = Vec::new();
     for event in span.events.iter() {
@@ -193,7 +324,7 @@ fn span_body(span: &SpanData, buf: &mut Vec<u8>) {
     }
     uint(14, u64::from(span.links.dropped_count), buf);
     // `Status`, always present: its message (tag 2) for an error, its code (tag 3).
-    let (code, message) = match &span.status {
+    let (code, message) = match span.status {
         Status::Unset => (0, ""),
         Status::Ok => (1, ""),
         Status::Error { description } => (2, description.as_ref()),
@@ -701,9 +832,12 @@ mod tests {
                 &ResourceAttributesWithSchema::default(),
             ),
         };
-        let ours =
-            ExportTraceServiceRequest::decode(super::request(&[], &super::Resource::default()))
-                .unwrap();
+        let ours = ExportTraceServiceRequest::decode(super::request(
+            &[],
+            &[],
+            &super::Resource::default(),
+        ))
+        .unwrap();
         assert_eq!(ours, theirs);
         assert!(ours.resource_spans[0].resource.is_some());
     }
@@ -716,11 +850,61 @@ mod tests {
             schema in any::<bool>(),
         ) {
             let res = resource(schema);
-            let ours = super::request(&batch, &super::Resource::new(&res));
+            let ours = super::request(&batch, &[], &super::Resource::new(&res));
             let decoded = ExportTraceServiceRequest::decode(ours).unwrap();
             let theirs = ExportTraceServiceRequest {
                 resource_spans: group_spans_by_resource_and_scope(
                     batch,
+                    &ResourceAttributesWithSchema::from(&res),
+                ),
+            };
+            prop_assert_eq!(decoded, theirs);
+        }
+    }
+
+    proptest! {
+        /// The recorder's spans, written as they were recorded, are the request
+        /// opentelemetry-proto makes of the `SpanData` the collector would have made of them
+        /// (after the batch's `SpanData`, in one request with them).
+        #[test]
+        fn recorded_spans_are_written_as_their_span_data_would_be(
+            batch in vec(span(), 0..4),
+            recorded in vec((span(), any::<bool>(), any::<bool>()), 0..6),
+        ) {
+            let res = resource(false);
+            let ended = |(data, renamed, plain): &(SpanData, bool, bool)| {
+                let mut e = crate::recorder::Ended::of(data.clone(), *renamed);
+                if *plain {
+                    // Most spans: nothing more than ids, name, times and attributes.
+                    e = crate::recorder::Ended::of(
+                        SpanData {
+                            events: SpanEvents::default(),
+                            links: SpanLinks::default(),
+                            status: Status::Unset,
+                            dropped_attributes_count: 0,
+                            span_context: SpanContext::new(
+                                data.span_context.trace_id(),
+                                data.span_context.span_id(),
+                                TraceFlags::SAMPLED,
+                                false,
+                                TraceState::NONE,
+                            ),
+                            ..data.clone()
+                        },
+                        false,
+                    );
+                    e.strip_more();
+                }
+                e
+            };
+            let ours: Vec<_> = recorded.iter().map(ended).collect();
+            let bytes = super::request(&batch, &ours, &super::Resource::new(&res));
+            let decoded = ExportTraceServiceRequest::decode(bytes).unwrap();
+            let mut all = batch;
+            all.extend(recorded.iter().map(|r| ended(r).into_data()));
+            let theirs = ExportTraceServiceRequest {
+                resource_spans: group_spans_by_resource_and_scope(
+                    all,
                     &ResourceAttributesWithSchema::from(&res),
                 ),
             };
@@ -736,9 +920,12 @@ mod tests {
             .map(|_| span().new_tree(&mut runner).unwrap().current())
             .collect();
         let res = resource(true);
-        let decoded =
-            ExportTraceServiceRequest::decode(super::request(&batch, &super::Resource::new(&res)))
-                .unwrap();
+        let decoded = ExportTraceServiceRequest::decode(super::request(
+            &batch,
+            &[],
+            &super::Resource::new(&res),
+        ))
+        .unwrap();
         let spans: usize = decoded.resource_spans[0]
             .scope_spans
             .iter()
