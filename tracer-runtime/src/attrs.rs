@@ -285,12 +285,128 @@ impl Consts {
     }
 
     /// The attributes, as a list of their own.
-    #[cfg(test)]
     pub(crate) fn to_vec(&self) -> Vec<KeyValue> {
         let mut v = Vec::new();
         self.copy_to(&mut v);
         v
     }
+}
+
+/// Attributes every span of a client (or of a statement, or of a command text) repeats, made
+/// once and shared by the spans behind an `Arc`: as [`Consts`], copied into a span that is made
+/// the SDK's `SpanData`, and as their OTLP bytes, written as they are for a span that the
+/// OTLP/gRPC exporter writes as it was recorded (`recorder::Ended`).
+#[cfg(any(feature = "redis", feature = "mysql"))]
+#[derive(Debug)]
+pub(crate) struct Block {
+    consts: Consts,
+    /// The attributes' `KeyValue` fields of a `Span` message (see `export::wire`).
+    #[cfg(feature = "otlp-grpc")]
+    wire: Box<[u8]>,
+    /// What the attributes weigh in an export queue, as a `SpanData`'s are weighed.
+    weight: usize,
+}
+
+/// A span's shared attribute blocks (a client's, then a statement's or a command's), before its
+/// own attributes.
+pub(crate) type Blocks = [Option<std::sync::Arc<Block>>; 2];
+
+#[cfg(any(feature = "redis", feature = "mysql"))]
+impl Block {
+    pub(crate) fn new(consts: Consts) -> std::sync::Arc<Block> {
+        let kvs = consts.to_vec();
+        let weight = std::mem::size_of_val(kvs.as_slice())
+            + kvs
+                .iter()
+                .map(|kv| {
+                    kv.key.as_str().len()
+                        + match &kv.value {
+                            Value::String(v) => v.as_str().len(),
+                            _ => 0,
+                        }
+                })
+                .sum::<usize>();
+        std::sync::Arc::new(Block {
+            #[cfg(feature = "otlp-grpc")]
+            wire: crate::export::wire::attributes(&kvs).into(),
+            consts,
+            weight,
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.consts.len()
+    }
+
+    pub(crate) fn weight(&self) -> usize {
+        self.weight
+    }
+
+    /// The attributes, appended to `to`.
+    #[inline]
+    pub(crate) fn copy_to(&self, to: &mut Vec<KeyValue>) {
+        self.consts.copy_to(to);
+    }
+
+    /// Whether it has an attribute of `key`.
+    pub(crate) fn has(&self, key: &str) -> bool {
+        self.consts.0.iter().any(|(k, _)| *k == key)
+    }
+
+    #[cfg(feature = "otlp-grpc")]
+    pub(crate) fn wire(&self) -> &[u8] {
+        &self.wire
+    }
+
+    #[cfg(test)]
+    pub(crate) fn consts(&self) -> &Consts {
+        &self.consts
+    }
+}
+
+/// Stand-in without the integrations that make blocks: never made.
+#[cfg(not(any(feature = "redis", feature = "mysql")))]
+#[derive(Debug)]
+pub(crate) enum Block {}
+
+#[cfg(not(any(feature = "redis", feature = "mysql")))]
+impl Block {
+    pub(crate) fn len(&self) -> usize {
+        match *self {}
+    }
+    pub(crate) fn weight(&self) -> usize {
+        match *self {}
+    }
+    pub(crate) fn copy_to(&self, _: &mut Vec<KeyValue>) {
+        match *self {}
+    }
+    pub(crate) fn has(&self, _: &str) -> bool {
+        match *self {}
+    }
+    #[cfg(feature = "otlp-grpc")]
+    pub(crate) fn wire(&self) -> &[u8] {
+        match *self {}
+    }
+}
+
+/// The number of attributes in `blocks`.
+#[inline]
+pub(crate) fn blocks_len(blocks: &Blocks) -> usize {
+    blocks.iter().flatten().map(|b| b.len()).sum()
+}
+
+/// `blocks`' attributes then `attrs`, in one list (a span's attributes as the SDK has them).
+#[inline]
+pub(crate) fn flattened(blocks: &Blocks, attrs: Vec<KeyValue>) -> Vec<KeyValue> {
+    if blocks.iter().all(Option::is_none) {
+        return attrs;
+    }
+    let mut all = Vec::with_capacity(blocks_len(blocks) + attrs.len());
+    for b in blocks.iter().flatten() {
+        b.copy_to(&mut all);
+    }
+    all.extend(attrs);
+    all
 }
 
 #[cfg(all(test, any(feature = "redis", feature = "mysql")))]

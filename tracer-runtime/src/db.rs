@@ -29,14 +29,14 @@ pub(crate) fn start(
 ) -> Option<Op> {
     start_site(service, parent, || {
         let (name, attrs) = make();
-        (name, None, attrs, None)
+        (name, None, [None, None], attrs, None)
     })
 }
 
 /// [`start`] for an operation whose call site may be known (a Redis command's, a statement's):
-/// `make` gives the span's name, its call site (`None`: looked up by the name), its
-/// attributes, and its RED labels when known (see `recorder::Labels`; else they are read from
-/// the attributes).
+/// `make` gives the span's name, its call site (`None`: looked up by the name), its attributes
+/// (those shared with other spans, a client's or a statement's, in blocks, then its own), and
+/// its RED labels when known (see `recorder::Labels`; else they are read from the attributes).
 #[inline(always)]
 pub(crate) fn start_site(
     service: Option<&str>,
@@ -44,6 +44,7 @@ pub(crate) fn start_site(
     make: impl FnOnce() -> (
         Cow<'static, str>,
         Option<&'static crate::recorder::Meta>,
+        crate::attrs::Blocks,
         Vec<KeyValue>,
         Option<crate::recorder::Labels>,
     ),
@@ -58,12 +59,18 @@ pub(crate) fn start_site(
             // without a `SpanContext` made and sampled again. (A span on that stack is of a
             // service that exports through tracer's own queues only: the short path's.)
             crate::recorder::OpParent::Fast(p) => {
-                let (name, site, attrs, labels) = make();
+                let (name, site, blocks, attrs, labels) = make();
                 return Some(match op_site(site, &name) {
                     Some(meta) => Op::Fast(OpBox::new(crate::recorder::Fast::op_under(
-                        p, meta, attrs, labels,
+                        p, meta, blocks, attrs, labels,
                     ))),
-                    None => Op::Other(in_context(&p.into_service(), None, true, name, attrs)),
+                    None => Op::Other(in_context(
+                        &p.into_service(),
+                        None,
+                        true,
+                        name,
+                        crate::attrs::flattened(&blocks, attrs),
+                    )),
                 });
             }
             crate::recorder::OpParent::Other(found) => {
@@ -73,8 +80,12 @@ pub(crate) fn start_site(
         },
         _ => resolve(service, parent)?,
     };
-    let (name, site, attrs, labels) = make();
+    let (name, site, mut blocks, mut attrs, labels) = make();
     let site = op_site(site, &name);
+    // A sampler of the user's sees every attribute; so does every span but the short path's.
+    if blocks.iter().any(Option::is_some) && (site.is_none() || svc.sink.reads_attributes()) {
+        attrs = crate::attrs::flattened(&std::mem::take(&mut blocks), attrs);
+    }
     if let Some(meta) = site
         && let Some((trace_id, sampled)) =
             crate::recorder::sample_short(&svc, sc.as_ref(), meta, &attrs)
@@ -85,11 +96,13 @@ pub(crate) fn start_site(
                 sc.as_ref(),
                 trace_id,
                 meta,
+                blocks,
                 attrs,
                 labels,
             ))));
         }
         if sc.is_none() {
+            let attrs = crate::attrs::flattened(&blocks, attrs);
             // A root the sampler just declined: started in the same trace, so that the
             // sampler is not asked again about another (a ratio sampler would then sample
             // more roots than its ratio).
@@ -105,6 +118,7 @@ pub(crate) fn start_site(
             return Some(Op::Other(cx));
         }
     }
+    let attrs = crate::attrs::flattened(&blocks, attrs);
     Some(Op::Other(in_context(&svc, parent, inherited, name, attrs)))
 }
 

@@ -20,7 +20,7 @@ use crate::protocol::Protocol;
 #[cfg(feature = "otlp-grpc")]
 mod grpc;
 #[cfg(feature = "otlp-grpc")]
-mod wire;
+pub(crate) mod wire;
 #[cfg(all(feature = "otlp-grpc", feature = "otlp-metrics"))]
 pub(crate) use grpc::GrpcMetricsExporter;
 

@@ -1,7 +1,7 @@
 //! The hash of the per-thread text and statement caches (Redis command texts, SQL statements,
 //! HTTP hosts and user agents), and the text cache itself.
 
-#[cfg(all(test, feature = "redis"))]
+#[cfg(feature = "redis")]
 pub(crate) use texts::TEXT_CACHE_MAX;
 #[cfg(feature = "http")]
 pub(crate) use texts::shared_text;

@@ -989,6 +989,8 @@ pub(crate) struct Fast {
     start: u64,
     svc: Arc<Service>,
     meta: &'static Meta,
+    /// Attributes shared with other spans (a client's, a statement's), before `attrs`.
+    blocks: crate::attrs::Blocks,
     attrs: Vec<KeyValue>,
     more: Option<Box<More>>,
     /// An integration's span's labels for its duration histogram, when its kind is measured.
@@ -1089,6 +1091,7 @@ impl Fast {
             start: crate::clock::now(),
             svc,
             meta,
+            blocks: [None, None],
             attrs,
             more,
             #[cfg(feature = "metrics")]
@@ -1134,11 +1137,18 @@ impl Fast {
         parent: Option<&SpanContext>,
         root_trace: TraceId,
         meta: &'static Meta,
+        blocks: crate::attrs::Blocks,
         attrs: Vec<KeyValue>,
         #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] known: Option<Labels>,
     ) -> Fast {
         let remote = parent.is_some_and(SpanContext::is_remote);
-        let mut span = Fast::op_under(FastParent::of(svc, parent, root_trace), meta, attrs, known);
+        let mut span = Fast::op_under(
+            FastParent::of(svc, parent, root_trace),
+            meta,
+            blocks,
+            attrs,
+            known,
+        );
         span.parent_remote = remote;
         span
     }
@@ -1150,13 +1160,23 @@ impl Fast {
     pub(crate) fn op_under(
         parent: FastParent,
         meta: &'static Meta,
-        attrs: Vec<KeyValue>,
+        mut blocks: crate::attrs::Blocks,
+        mut attrs: Vec<KeyValue>,
         #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] known: Option<Labels>,
     ) -> Fast {
+        let shared = crate::attrs::blocks_len(&blocks);
+        // Past the span's limit (or for labels read from the attributes): one list, limited
+        // as any other.
+        if shared > 0
+            && (shared + attrs.len() > limits().attrs
+                || cfg!(feature = "metrics") && known.is_none())
+        {
+            attrs = crate::attrs::flattened(&std::mem::take(&mut blocks), attrs);
+        }
         #[cfg(feature = "metrics")]
         let labels = crate::red::op_labels(parent.svc.metrics.as_ref(), &meta.kind, known, &attrs);
-        #[allow(unused_mut)] // set with `metrics`
         let mut span = Fast::child(parent, meta, attrs);
+        span.blocks = blocks;
         #[cfg(feature = "metrics")]
         {
             span.labels = labels;
@@ -1288,6 +1308,7 @@ impl Drop for Fast {
             start: self.start,
             svc: Arc::clone(&self.svc),
             meta: self.meta,
+            blocks: std::mem::take(&mut self.blocks),
             attrs: std::mem::take(&mut self.attrs),
             more: self.more.take(),
             #[cfg(feature = "metrics")]
@@ -1335,11 +1356,18 @@ impl Fast {
     /// Adds `kv` to the attributes, within the span's limit (else counted as dropped).
     #[inline(always)]
     fn push_attribute(&mut self, kv: KeyValue) {
-        if self.attrs.len() < limits().attrs {
+        if self.attrs.len() + crate::attrs::blocks_len(&self.blocks) < limits().attrs {
             self.attrs.push(kv);
         } else {
             self.more().dropped_attrs += 1;
         }
+    }
+
+    /// The shared attributes made the span's own (to overwrite one of them).
+    #[cold]
+    fn unshare(&mut self) {
+        let attrs = std::mem::take(&mut self.attrs);
+        self.attrs = crate::attrs::flattened(&std::mem::take(&mut self.blocks), attrs);
     }
 }
 
@@ -1351,6 +1379,9 @@ impl SpanWrite for Fast {
     }
     fn put_attribute(&mut self, kv: KeyValue) {
         self.labels_see(&kv);
+        if self.blocks.iter().flatten().any(|b| b.has(kv.key.as_str())) {
+            self.unshare();
+        }
         if let Some(kv) = overwritten(&mut self.attrs, kv) {
             self.push_attribute(kv);
         }
@@ -1398,6 +1429,9 @@ impl Finished {
     #[inline(always)]
     pub(crate) fn take_data(&mut self, anchor: &crate::clock::Anchor) -> SpanData {
         let s = &mut self.0;
+        if s.blocks.iter().any(Option::is_some) {
+            s.unshare();
+        }
         // Most spans have nothing more (no event, status or trace state): no `More` to unpack.
         let more = match s.more.take() {
             None => Rest::default(),
@@ -1440,7 +1474,7 @@ impl Finished {
             && m.logs_dropped > 0
         {
             let kv = KeyValue::new(EVENTS_DROPPED, i64::from(m.logs_dropped));
-            if s.attrs.len() < limits().attrs {
+            if s.attrs.len() + crate::attrs::blocks_len(&s.blocks) < limits().attrs {
                 s.attrs.push(kv);
             } else {
                 m.dropped_attrs += 1;
@@ -1456,6 +1490,7 @@ impl Finished {
             end: anchor.unix_nanos(s.end),
             meta: s.meta,
             scope: s.svc.sink.scope_parts(),
+            blocks: std::mem::take(&mut s.blocks),
             attrs: std::mem::take(&mut s.attrs),
             more,
         }
@@ -1476,6 +1511,8 @@ pub(crate) struct Ended {
     pub(crate) end: u64,
     pub(crate) meta: &'static Meta,
     pub(crate) scope: crate::sink::Scope,
+    /// Attributes shared with other spans, before `attrs`.
+    pub(crate) blocks: crate::attrs::Blocks,
     pub(crate) attrs: Vec<KeyValue>,
     more: Option<Box<More>>,
 }
@@ -1534,7 +1571,14 @@ impl Ended {
                     })
                     .sum::<usize>()
         };
-        let mut bytes = std::mem::size_of::<Ended>() + attrs(&self.attrs);
+        let mut bytes = std::mem::size_of::<Ended>()
+            + attrs(&self.attrs)
+            + self
+                .blocks
+                .iter()
+                .flatten()
+                .map(|b| b.weight())
+                .sum::<usize>();
         if let Some(m) = &self.more {
             bytes += std::mem::size_of::<More>()
                 + m.name.as_ref().map_or(0, |n| n.len())
@@ -1568,7 +1612,7 @@ impl Ended {
             name: more.name.unwrap_or(Cow::Borrowed(self.meta.name)),
             start_time: time(self.start),
             end_time: time(self.end),
-            attributes: self.attrs,
+            attributes: crate::attrs::flattened(&self.blocks, self.attrs),
             dropped_attributes_count: more.dropped_attrs,
             events: more.events,
             links: more.links,
@@ -1617,6 +1661,7 @@ impl Ended {
                 name: leak(scope.name()),
                 version: scope.version().map(leak),
             },
+            blocks: [None, None],
             attrs: data.attributes,
             more: Some(Box::new(more)),
         }
@@ -1625,6 +1670,34 @@ impl Ended {
     /// Without its `More` (a span that had nothing more set).
     pub(crate) fn strip_more(&mut self) {
         self.more = None;
+    }
+
+    /// Its first attributes, up to `n` (those a block can hold: strings and integers), moved
+    /// into its block `at` (after the blocks before it), as an integration shares them.
+    #[cfg(any(feature = "redis", feature = "mysql"))]
+    pub(crate) fn share_first(&mut self, n: usize, at: usize) {
+        use crate::attrs::{Block, Const, Consts};
+        let mut c = Consts::default();
+        let mut taken = 0;
+        while taken < n
+            && let Some(kv) = self.attrs.first()
+        {
+            let key: &'static str = Box::leak(Box::from(kv.key.as_str()));
+            let v = match &kv.value {
+                opentelemetry::Value::String(s) if taken % 2 == 0 => {
+                    Const::Str(Box::leak(Box::from(s.as_str())))
+                }
+                opentelemetry::Value::String(s) => Const::Shared(Arc::from(s.as_str())),
+                opentelemetry::Value::I64(i) => Const::Int(*i),
+                _ => break,
+            };
+            c.push(key, v);
+            self.attrs.remove(0);
+            taken += 1;
+        }
+        if taken > 0 {
+            self.blocks[at] = Some(Block::new(c));
+        }
     }
 }
 

@@ -130,6 +130,21 @@ impl Sink {
         }
     }
 
+    /// Whether the sampler may read a span's attributes (one of the user's, or a parent-based
+    /// one whose root sampler is): the built-in ones do not.
+    pub(crate) fn reads_attributes(&self) -> bool {
+        let builtin = |s: &Sampler| {
+            matches!(
+                s,
+                Sampler::AlwaysOn | Sampler::AlwaysOff | Sampler::TraceIdRatioBased(_)
+            )
+        };
+        match &self.sampler {
+            Sampler::ParentBased(_) => !self.root.as_ref().is_some_and(builtin),
+            s => !builtin(s),
+        }
+    }
+
     /// Whether a child of a span that is not sampled is never sampled (the parent-based samplers,
     /// and `AlwaysOff`).
     #[inline]

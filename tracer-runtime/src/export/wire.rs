@@ -27,6 +27,7 @@ use prost::Message as _;
 use prost::bytes::{BufMut as _, Bytes};
 use prost::encoding::{WireType, encoded_len_varint, key_len};
 
+use crate::attrs::Blocks;
 use crate::recorder::Ended;
 use crate::sink::Scope;
 
@@ -217,6 +218,8 @@ struct Parts<'a> {
     /// Nanoseconds since the epoch.
     start: u64,
     end: u64,
+    /// Attributes shared with other spans, written before `attrs`, as they were encoded once.
+    blocks: &'a Blocks,
     attrs: &'a [KeyValue],
     dropped_attrs: u32,
     events: &'a SpanEvents,
@@ -238,6 +241,7 @@ fn span_body(span: &SpanData, buf: &mut Vec<u8>) {
             kind: &span.span_kind,
             start: nanos(span.start_time),
             end: nanos(span.end_time),
+            blocks: &[None, None],
             attrs: &span.attributes,
             dropped_attrs: span.dropped_attributes_count,
             events: &span.events,
@@ -267,6 +271,7 @@ fn ended_body(span: &Ended, buf: &mut Vec<u8>) {
             kind: span.kind(),
             start: span.start,
             end: span.end,
+            blocks: &span.blocks,
             attrs: &span.attrs,
             dropped_attrs: rest.dropped_attrs,
             events: rest.events,
@@ -292,6 +297,9 @@ fn body(span: &Parts<'_>, buf: &mut Vec<u8>) {
     uint(6, kind(span.kind), buf);
     fixed64(7, span.start, buf);
     fixed64(8, span.end, buf);
+    for b in span.blocks.iter().flatten() {
+        buf.extend_from_slice(b.wire());
+    }
     for kv in span.attrs {
         key_value(9, kv, buf);
     }
@@ -547,6 +555,17 @@ fn key_value(tag: u32, kv: &KeyValue, buf: &mut Vec<u8>) {
             });
         }
     }
+}
+
+/// The `KeyValue` fields (tag 9) of a `Span` message holding `attrs`: a block of attributes
+/// many spans share, written once (see `attrs::Block`).
+#[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
+pub(crate) fn attributes(attrs: &[KeyValue]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    for kv in attrs {
+        key_value(9, kv, &mut buf);
+    }
+    buf
 }
 
 /// The commonest attribute — a string or an integer under a key, the whole field shorter than
@@ -869,10 +888,10 @@ mod tests {
         #[test]
         fn recorded_spans_are_written_as_their_span_data_would_be(
             batch in vec(span(), 0..4),
-            recorded in vec((span(), any::<bool>(), any::<bool>()), 0..6),
+            recorded in vec((span(), any::<bool>(), any::<bool>(), (0usize..4, 0usize..4)), 0..6),
         ) {
             let res = resource(false);
-            let ended = |(data, renamed, plain): &(SpanData, bool, bool)| {
+            let ended = |(data, renamed, plain, shared): &(SpanData, bool, bool, (usize, usize))| {
                 let mut e = crate::recorder::Ended::of(data.clone(), *renamed);
                 if *plain {
                     // Most spans: nothing more than ids, name, times and attributes.
@@ -895,6 +914,18 @@ mod tests {
                     );
                     e.strip_more();
                 }
+                // Leading attributes shared in blocks, as a client's and a statement's are.
+                #[cfg(any(feature = "redis", feature = "mysql"))]
+                {
+                    let (first, second) = *shared;
+                    let first_len = e.attrs.len();
+                    e.share_first(first, 0);
+                    if e.attrs.len() < first_len || first == 0 {
+                        e.share_first(second, 1);
+                    }
+                }
+                #[cfg(not(any(feature = "redis", feature = "mysql")))]
+                let _ = shared;
                 e
             };
             let ours: Vec<_> = recorded.iter().map(ended).collect();

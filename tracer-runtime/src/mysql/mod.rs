@@ -48,7 +48,7 @@ use mysql_async::Opts;
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
-use crate::attrs::{Const, Consts};
+use crate::attrs::{Block, Const, Consts};
 use crate::db;
 use crate::sql::Statement as StatementRecord;
 
@@ -72,9 +72,9 @@ struct Meta {
     address: String,
     port: u16,
     db: Option<String>,
-    /// The attributes every span has, built once (their strings kept for the process: see
-    /// `attrs::Consts`).
-    base: Consts,
+    /// The attributes every span has, built once and shared by the spans (their strings kept
+    /// for the process: see `attrs::Block`).
+    base: Arc<Block>,
 }
 
 impl Meta {
@@ -93,7 +93,7 @@ impl Meta {
         }
     }
 
-    fn base_of(address: &str, port: u16, db: Option<&str>) -> Consts {
+    fn base_of(address: &str, port: u16, db: Option<&str>) -> Arc<Block> {
         let mut base = Consts::default();
         base.push(semconv::DB_SYSTEM_NAME, Const::Str("mysql"));
         if let Some(db) = db {
@@ -101,7 +101,7 @@ impl Meta {
         }
         base.push(semconv::SERVER_ADDRESS, Const::str(address));
         base.push(semconv::SERVER_PORT, Const::Int(i64::from(port)));
-        base
+        Block::new(base)
     }
 
     /// The same, in database `db` (a connection's after `USE db`).
@@ -146,18 +146,19 @@ impl Meta {
             return None;
         }
         db::start_site(self.service.as_deref(), parent, || {
-            // Room for what the span gets when done: rows, or an error's three attributes.
-            let mut a = Vec::with_capacity(self.base.len() + sql.map_or(0, |s| s.attrs.len()) + 4);
-            self.base.copy_to(&mut a);
+            // The client's and the statement's attributes shared; the span's own list is
+            // allocated only for what it gets when done (rows, or an error's attributes).
+            let blocks = [
+                Some(Arc::clone(&self.base)),
+                sql.map(|s| Arc::clone(&s.block)),
+            ];
+            let mut a = Vec::new();
             if sql.is_none_or(|s| s.sanitized.operation.is_none()) {
                 a.push(KeyValue::new(semconv::DB_OPERATION_NAME, fallback));
             }
-            if let Some(s) = sql {
-                s.attrs.copy_to(&mut a);
-            }
             match sql.and_then(|s| Some((s.name.clone()?, s.site))) {
-                Some((name, site)) => (name, site, a, None),
-                None => (Cow::Borrowed(fallback), None, a, None),
+                Some((name, site)) => (name, site, blocks, a, None),
+                None => (Cow::Borrowed(fallback), None, blocks, a, None),
             }
         })
     }

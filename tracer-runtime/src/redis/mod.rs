@@ -60,7 +60,7 @@ use fred::types::{ConnectHandle, CustomCommand, FromValue, Value};
 use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as semconv;
 
-use crate::attrs::{Const, Consts};
+use crate::attrs::{Block, Const, Consts};
 use crate::db;
 use crate::recorder::SpanWrite;
 
@@ -84,9 +84,9 @@ struct Meta {
     address: Option<String>,
     port: Option<u16>,
     db: u8,
-    /// The attributes every span has, built once (their strings kept for the process: see
-    /// `attrs::Consts`).
-    base: Consts,
+    /// The attributes every span has, built once and shared by the spans (their strings kept
+    /// for the process: see `attrs::Block`).
+    base: Arc<Block>,
 }
 
 impl Meta {
@@ -117,7 +117,7 @@ impl Meta {
             address,
             port,
             db,
-            base,
+            base: Block::new(base),
         }
     }
 
@@ -176,11 +176,14 @@ impl Meta {
         text: impl FnOnce(&mut Text),
     ) -> Option<db::Op> {
         db::start_site(self.service(), None, || {
-            let text = Text::build(operation, text);
             (
                 Cow::Borrowed(operation),
                 site,
-                self.attrs(Cow::Borrowed(operation), Some(text)),
+                [
+                    Some(Arc::clone(&self.base)),
+                    Some(Text::block(operation, text)),
+                ],
+                Vec::new(),
                 Some(Self::labels(operation)),
             )
         })

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use fred::types::Key;
 
-use crate::hash::{TEXT_SLOTS, Texts, shared_in};
+use crate::attrs::{Block, Const, Consts};
+use crate::hash::{TEXT_CACHE_MAX, TEXT_SLOTS, Texts, quick_hash, shared_in};
 
 /// Longest `db.query.text`, in bytes (a pipeline lists many commands); longer ends with `…`.
 pub(super) const TEXT_CAP: usize = 2048;
@@ -24,6 +25,11 @@ thread_local! {
     /// command, same keys) shares the text of the last one, so its span allocates no text.
     /// Per thread, so no lock is taken; bounded by `TEXT_SLOTS` × `TEXT_CACHE_MAX` bytes.
     static TEXTS: Texts = const { std::cell::RefCell::new([const { None }; TEXT_SLOTS]) };
+    /// The attribute blocks (`db.operation.name`, `db.query.text`) of the commands this thread
+    /// traced lately, by text: a command seen before shares its block, so its span copies no
+    /// attribute and allocates nothing.
+    static BLOCKS: crate::hash::Slots<(&'static str, Arc<str>, Arc<Block>), TEXT_SLOTS> =
+        const { std::cell::RefCell::new([const { None }; TEXT_SLOTS]) };
 }
 
 impl Text {
@@ -36,6 +42,50 @@ impl Text {
         t.0.extend_from_slice(command.as_bytes());
         fill(&mut t);
         let out = shared_in(&TEXTS, &t.0);
+        if t.0.capacity() <= 4 * TEXT_CAP {
+            TEXT_BUF.set(t.0);
+        }
+        out
+    }
+
+    /// The attributes of a command `operation` whose text `fill` writes (`db.operation.name`,
+    /// `db.query.text`), shared with the last command of the same text on this thread.
+    pub(super) fn block(operation: &'static str, fill: impl FnOnce(&mut Text)) -> Arc<Block> {
+        let mut t = Text(TEXT_BUF.take());
+        t.0.clear();
+        t.0.extend_from_slice(operation.as_bytes());
+        fill(&mut t);
+        let make = || {
+            let text = shared_in(&TEXTS, &t.0);
+            let mut c = Consts::default();
+            c.push(
+                opentelemetry_semantic_conventions::attribute::DB_OPERATION_NAME,
+                Const::Str(operation),
+            );
+            c.push(
+                opentelemetry_semantic_conventions::attribute::DB_QUERY_TEXT,
+                Const::Shared(Arc::clone(&text)),
+            );
+            let block = Block::new(c);
+            (text, block)
+        };
+        let out = if t.0.len() > TEXT_CACHE_MAX {
+            make().1
+        } else {
+            crate::hash::cached(
+                &BLOCKS,
+                quick_hash(&t.0),
+                |(op, text, block)| {
+                    (std::ptr::eq(*op, operation) && text.as_bytes() == t.0.as_slice())
+                        .then(|| Arc::clone(block))
+                },
+                || {
+                    let (text, block) = make();
+                    // A text that was not UTF-8 differs from its lossy copy: never found.
+                    (Arc::clone(&block), Some((operation, text, block)))
+                },
+            )
+        };
         if t.0.capacity() <= 4 * TEXT_CAP {
             TEXT_BUF.set(t.0);
         }

@@ -22,7 +22,8 @@ pub(crate) struct Statement {
     pub(crate) name: Option<Cow<'static, str>>,
     /// `db.query.text`, shared with the attribute.
     pub(crate) text: Option<Arc<str>>,
-    pub(crate) attrs: Consts,
+    /// Its attributes, shared by its spans.
+    pub(crate) block: Arc<crate::attrs::Block>,
     /// The call site of the spans named `name` (no lookup by name per execution).
     pub(crate) site: Option<&'static crate::recorder::Meta>,
 }
@@ -54,7 +55,7 @@ impl Statement {
             sanitized,
             name,
             text,
-            attrs,
+            block: crate::attrs::Block::new(attrs),
             site,
         }
     }
@@ -130,7 +131,7 @@ mod tests {
         let b = statement(sql);
         assert!(Arc::ptr_eq(&a, &b), "sanitized again");
         assert_eq!(a.name.as_deref(), Some("SELECT cache_test_users"));
-        assert_eq!(a.attrs, b.attrs);
+        assert_eq!(a.block.consts(), b.block.consts());
         assert_eq!(
             a.text.as_deref(),
             Some("SELECT name FROM cache_test_users WHERE id = ? AND note = ?")
@@ -160,12 +161,12 @@ mod tests {
         let local = LOCAL.with(|l| l.borrow().iter().filter(|s| s.is_some()).count());
         assert!(local <= LOCAL_SLOTS);
         let again = statement(b"SELECT a FROM cache_bound_0 WHERE id = 1");
-        assert_eq!(again.attrs, first.attrs);
+        assert_eq!(again.block.consts(), first.block.consts());
         assert_eq!(again.name, first.name);
         // A statement longer than the cache takes is not kept.
         let long = format!("SELECT {} FROM t", vec!["c"; CACHE_MAX_LEN].join(", "));
         let (x, y) = (statement(long.as_bytes()), statement(long.as_bytes()));
         assert!(!Arc::ptr_eq(&x, &y));
-        assert_eq!(x.attrs, y.attrs);
+        assert_eq!(x.block.consts(), y.block.consts());
     }
 }
