@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
-use prost::bytes::Bytes;
 use tonic::client::Grpc;
 use tonic::transport::Channel;
 #[cfg(feature = "otlp-metrics")]
@@ -195,7 +194,11 @@ impl GrpcExporter {
     }
 
     /// One attempt: the request (its bytes, see `wire`) sent, the partial success noted.
-    async fn send(&self, body: &Bytes, client: &mut Grpc<Channel>) -> Result<(), tonic::Status> {
+    async fn send(
+        &self,
+        body: &super::wire::Body,
+        client: &mut Grpc<Channel>,
+    ) -> Result<(), tonic::Status> {
         let mut request = self.connection.request(body.clone());
         // As the generated `TraceServiceClient::export` does.
         request

@@ -115,14 +115,33 @@ fn group_of<'a>(groups: &mut Vec<Group<'a>>, scope: ScopeOf<'a>, left: usize) ->
     match groups.iter().rposition(|g| scope.is(&g.scope)) {
         Some(at) => at,
         None => {
-            // Room for the rest of the batch (~256 bytes a span): one allocation when the batch
-            // has one scope, as tracer's spans do.
+            // Room for the first span, then (see `in_place`) for the rest of the batch as
+            // long as it: one allocation more when the batch has one scope, as tracer's spans
+            // do.
+            let _ = left;
             groups.push(Group {
                 scope: scope.scope(),
-                spans: Vec::with_capacity(left * 256),
+                spans: Vec::with_capacity(512),
             });
             groups.len() - 1
         }
+    }
+}
+
+/// The bytes of an export request, in the parts they were written in (sent one after the
+/// other: the spans are not copied into one buffer first).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Body(Vec<Bytes>);
+
+impl Body {
+    /// The bytes in one piece.
+    #[cfg(test)]
+    pub(crate) fn to_bytes(&self) -> Bytes {
+        let mut all = Vec::new();
+        for part in &self.0 {
+            all.extend_from_slice(part);
+        }
+        Bytes::from(all)
     }
 }
 
@@ -131,26 +150,22 @@ fn group_of<'a>(groups: &mut Vec<Group<'a>>, scope: ScopeOf<'a>, left: usize) ->
 /// instrumentation scope in the order each scope first appears, each group's spans in order,
 /// `batch`'s then `ended`'s (as opentelemetry-proto groups the spans of `batch` followed by the
 /// `SpanData` of `ended`).
-pub(crate) fn request(batch: &[SpanData], ended: &[Ended], resource: &Resource) -> Bytes {
+pub(crate) fn request(batch: &[SpanData], ended: &[Ended], resource: &Resource) -> Body {
     let mut groups: Vec<Group<'_>> = Vec::new();
     let total = batch.len() + ended.len();
-    // A span's body, written first to learn its length.
-    let mut body = Vec::new();
     for (i, span) in batch.iter().enumerate() {
         let at = group_of(
             &mut groups,
             ScopeOf::Sdk(&span.instrumentation_scope),
             total - i,
         );
-        body.clear();
-        span_body(span, &mut body);
-        field(2, &body, &mut groups[at].spans);
+        in_place(&mut groups[at].spans, total - i, |buf| span_body(span, buf));
     }
     for (i, span) in ended.iter().enumerate() {
         let at = group_of(&mut groups, ScopeOf::Parts(span.scope), ended.len() - i);
-        body.clear();
-        ended_body(span, &mut body);
-        field(2, &body, &mut groups[at].spans);
+        in_place(&mut groups[at].spans, ended.len() - i, |buf| {
+            ended_body(span, buf);
+        });
     }
     // Each group's `ScopeSpans`: its scope (tag 1), its spans, its schema URL (tag 3).
     let scopes: Vec<(Vec<u8>, Vec<u8>)> = groups
@@ -175,19 +190,52 @@ pub(crate) fn request(batch: &[SpanData], ended: &[Ended], resource: &Resource) 
             .map(|(g, s)| len_field(2, scope_len(g, s)))
             .sum::<usize>()
         + resource.schema_url.len();
-    let mut out = Vec::with_capacity(len_field(1, resource_spans_len));
-    encode_key(1, WireType::LengthDelimited, &mut out);
-    encode_varint(resource_spans_len as u64, &mut out);
-    out.extend_from_slice(&resource.field);
-    for (g, s) in groups.iter().zip(&scopes) {
-        encode_key(2, WireType::LengthDelimited, &mut out);
-        encode_varint(scope_len(g, s) as u64, &mut out);
-        out.extend_from_slice(&s.0);
-        out.extend_from_slice(&g.spans);
-        out.extend_from_slice(&s.1);
+    // Up to each group's spans, then the spans as they were written, and so on.
+    let mut parts = Vec::with_capacity(2 * groups.len() + 1);
+    let mut head = Vec::with_capacity(16 + resource.field.len());
+    encode_key(1, WireType::LengthDelimited, &mut head);
+    encode_varint(resource_spans_len as u64, &mut head);
+    head.extend_from_slice(&resource.field);
+    for (g, (scope_head, scope_tail)) in groups.into_iter().zip(scopes) {
+        encode_key(2, WireType::LengthDelimited, &mut head);
+        encode_varint(
+            (scope_head.len() + g.spans.len() + scope_tail.len()) as u64,
+            &mut head,
+        );
+        head.extend_from_slice(&scope_head);
+        parts.push(Bytes::from(std::mem::take(&mut head)));
+        parts.push(Bytes::from(g.spans));
+        head = scope_tail;
     }
-    out.extend_from_slice(&resource.schema_url);
-    Bytes::from(out)
+    head.extend_from_slice(&resource.schema_url);
+    if !head.is_empty() {
+        parts.push(Bytes::from(head));
+    }
+    Body(parts)
+}
+
+/// One span's field (tag 2) of a `ScopeSpans`, its body written by `write` straight into `buf`
+/// behind room for a two-byte length (most spans' length), moved only when its length takes
+/// another number of bytes. The first span of a buffer tells how much room the `left` others
+/// will want.
+#[inline]
+fn in_place(buf: &mut Vec<u8>, left: usize, write: impl FnOnce(&mut Vec<u8>)) {
+    encode_key(2, WireType::LengthDelimited, buf);
+    let at = buf.len();
+    buf.extend_from_slice(&[0, 0]);
+    write(buf);
+    let len = buf.len() - at - 2;
+    if (0x80..0x4000).contains(&len) {
+        buf[at] = (len as u8 & 0x7F) | 0x80;
+        buf[at + 1] = (len >> 7) as u8;
+    } else {
+        let mut prefix = Vec::with_capacity(10);
+        encode_varint(len as u64, &mut prefix);
+        buf.splice(at..at + 2, prefix);
+    }
+    if at <= 1 && left > 1 {
+        buf.reserve((left - 1) * (len + 4));
+    }
 }
 
 /// Whether two scopes are the same: at once when made from the same texts (tracer's spans'
@@ -621,7 +669,7 @@ pub(crate) struct Encoder;
 pub(crate) struct Decoder;
 
 impl tonic::codec::Codec for Codec {
-    type Encode = Bytes;
+    type Encode = Body;
     type Decode = ExportTraceServiceResponse;
     type Encoder = Encoder;
     type Decoder = Decoder;
@@ -636,15 +684,18 @@ impl tonic::codec::Codec for Codec {
 }
 
 impl tonic::codec::Encoder for Encoder {
-    type Item = Bytes;
+    type Item = Body;
     type Error = tonic::Status;
 
     fn encode(
         &mut self,
-        item: Bytes,
+        item: Body,
         dst: &mut tonic::codec::EncodeBuf<'_>,
     ) -> Result<(), tonic::Status> {
-        dst.put(item);
+        dst.reserve(item.0.iter().map(Bytes::len).sum());
+        for part in item.0 {
+            dst.put(part);
+        }
         Ok(())
     }
 }
@@ -851,11 +902,9 @@ mod tests {
                 &ResourceAttributesWithSchema::default(),
             ),
         };
-        let ours = ExportTraceServiceRequest::decode(super::request(
-            &[],
-            &[],
-            &super::Resource::default(),
-        ))
+        let ours = ExportTraceServiceRequest::decode(
+            super::request(&[], &[], &super::Resource::default()).to_bytes(),
+        )
         .unwrap();
         assert_eq!(ours, theirs);
         assert!(ours.resource_spans[0].resource.is_some());
@@ -870,7 +919,7 @@ mod tests {
         ) {
             let res = resource(schema);
             let ours = super::request(&batch, &[], &super::Resource::new(&res));
-            let decoded = ExportTraceServiceRequest::decode(ours).unwrap();
+            let decoded = ExportTraceServiceRequest::decode(ours.to_bytes()).unwrap();
             let theirs = ExportTraceServiceRequest {
                 resource_spans: group_spans_by_resource_and_scope(
                     batch,
@@ -930,7 +979,7 @@ mod tests {
             };
             let ours: Vec<_> = recorded.iter().map(ended).collect();
             let bytes = super::request(&batch, &ours, &super::Resource::new(&res));
-            let decoded = ExportTraceServiceRequest::decode(bytes).unwrap();
+            let decoded = ExportTraceServiceRequest::decode(bytes.to_bytes()).unwrap();
             let mut all = batch;
             all.extend(recorded.iter().map(|r| ended(r).into_data()));
             let theirs = ExportTraceServiceRequest {
@@ -943,6 +992,37 @@ mod tests {
         }
     }
 
+    /// Spans whose lengths take one byte, two, and three (written behind room for two, then
+    /// moved) decode whole, in order.
+    #[test]
+    fn spans_of_every_length_decode_whole() {
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let mut batch: Vec<SpanData> = (0..3)
+            .map(|_| span().new_tree(&mut runner).unwrap().current())
+            .collect();
+        batch[0].attributes = Vec::new();
+        batch[0].events = SpanEvents::default();
+        batch[0].links = SpanLinks::default();
+        batch[0].name = Cow::Borrowed("s");
+        batch[1].attributes = vec![KeyValue::new("big", "x".repeat(20_000))];
+        batch[2].attributes = vec![KeyValue::new("mid", "y".repeat(300))];
+        for s in &mut batch {
+            s.instrumentation_scope = scope(0);
+        }
+        let res = resource(false);
+        let body = super::request(&batch, &[], &super::Resource::new(&res));
+        let decoded = ExportTraceServiceRequest::decode(body.to_bytes()).unwrap();
+        assert_eq!(
+            decoded,
+            ExportTraceServiceRequest {
+                resource_spans: group_spans_by_resource_and_scope(
+                    batch,
+                    &ResourceAttributesWithSchema::from(&res),
+                ),
+            }
+        );
+    }
+
     /// A batch of several hundred spans (lengths of two bytes and more) decodes whole.
     #[test]
     fn a_full_batch_decodes_whole() {
@@ -951,11 +1031,9 @@ mod tests {
             .map(|_| span().new_tree(&mut runner).unwrap().current())
             .collect();
         let res = resource(true);
-        let decoded = ExportTraceServiceRequest::decode(super::request(
-            &batch,
-            &[],
-            &super::Resource::new(&res),
-        ))
+        let decoded = ExportTraceServiceRequest::decode(
+            super::request(&batch, &[], &super::Resource::new(&res)).to_bytes(),
+        )
         .unwrap();
         let spans: usize = decoded.resource_spans[0]
             .scope_spans
