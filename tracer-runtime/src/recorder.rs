@@ -1165,10 +1165,12 @@ impl Fast {
         #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] known: Option<Labels>,
     ) -> Fast {
         let shared = crate::attrs::blocks_len(&blocks);
-        // Past the span's limit (or for labels read from the attributes): one list, limited
-        // as any other.
+        // One list, as the SDK has it, made here (as the span's own list is, for the exporter
+        // to free): for a `SpanData` exporter, past the span's limit (limited as any other),
+        // or for labels read from the attributes.
         if shared > 0
-            && (shared + attrs.len() > limits().attrs
+            && (!parent.svc.sink.takes_ended
+                || shared + attrs.len() > limits().attrs
                 || cfg!(feature = "metrics") && known.is_none())
         {
             attrs = crate::attrs::flattened(&std::mem::take(&mut blocks), attrs);

@@ -26,6 +26,9 @@ pub(crate) struct Sink {
     pub(crate) buffered: bool,
     /// Those queues, when `buffered`: the collector hands them a service's spans at once.
     queues: Vec<crate::pipeline::Handle>,
+    /// The spans go to one queue, whose exporter takes them as they were recorded (see
+    /// [`ended_queue`](Self::ended_queue)).
+    pub(crate) takes_ended: bool,
 }
 
 /// The instrumentation scope of a service's spans: its name and version, kept for the process.
@@ -77,6 +80,7 @@ impl Sink {
             scope,
             otel_context,
             buffered: queues.is_some(),
+            takes_ended: matches!(queues.as_deref(), Some([one]) if one.takes_ended()),
             queues: queues.unwrap_or_default(),
         }
     }
