@@ -742,6 +742,10 @@ fn measure(case: &str, mode: &str, n: u64) -> (u64, u64) {
         .arg("--toggle-collect=*OnRuntime*export::{{closure}}")
         .arg("--toggle-collect=*wire::Encoder*encode")
         .arg(format!("--callgrind-out-file={}", out.display()))
+        // Batches leave when full (512 spans) and at the end only, not also every 5 s (a run
+        // under callgrind takes seconds): the number of export requests per N is then the same
+        // every run.
+        .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
         .arg(&exe)
         .args(["run", case, mode, &n.to_string()])
         .output()
