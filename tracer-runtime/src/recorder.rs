@@ -1545,6 +1545,13 @@ impl Ended {
         &self.meta.kind
     }
 
+    /// Whether it has nothing but ids, its call site's name, times and attributes (no trace
+    /// state, status, event, link or attribute dropped): most spans.
+    #[inline]
+    pub(crate) fn is_plain(&self) -> bool {
+        self.more.is_none()
+    }
+
     /// Its trace state, status, events, links and count of attributes dropped (all empty or
     /// zero for most spans).
     pub(crate) fn rest(&self) -> EndedRest<'_> {
