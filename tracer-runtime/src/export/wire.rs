@@ -237,6 +237,11 @@ fn in_place(buf: &mut Vec<u8>, left: usize, write: impl FnOnce(&mut Vec<u8>)) {
     if (0x80..0x4000).contains(&len) {
         buf[at] = (len as u8 & 0x7F) | 0x80;
         buf[at + 1] = (len >> 7) as u8;
+    } else if len < 0x80 {
+        // A short span (one without attributes): its body moved back by a byte.
+        buf[at] = len as u8;
+        buf.copy_within(at + 2.., at + 1);
+        buf.truncate(buf.len() - 1);
     } else {
         let mut prefix = Vec::with_capacity(10);
         encode_varint(len as u64, &mut prefix);
