@@ -401,7 +401,9 @@ pub(crate) fn flattened(blocks: &Blocks, attrs: Vec<KeyValue>) -> Vec<KeyValue> 
     if blocks.iter().all(Option::is_none) {
         return attrs;
     }
-    let mut all = Vec::with_capacity(blocks_len(blocks) + attrs.len());
+    // Room for what the span gets when done (rows, an error's attributes), as its own list
+    // has.
+    let mut all = Vec::with_capacity(blocks_len(blocks) + attrs.len() + 4);
     for b in blocks.iter().flatten() {
         b.copy_to(&mut all);
     }

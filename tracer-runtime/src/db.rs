@@ -27,7 +27,7 @@ pub(crate) fn start(
     parent: Option<&Context>,
     make: impl FnOnce() -> (Cow<'static, str>, Vec<KeyValue>),
 ) -> Option<Op> {
-    start_site(service, parent, || {
+    start_site(service, parent, |_| {
         let (name, attrs) = make();
         (name, None, [None, None], attrs, None)
     })
@@ -35,13 +35,16 @@ pub(crate) fn start(
 
 /// [`start`] for an operation whose call site may be known (a Redis command's, a statement's):
 /// `make` gives the span's name, its call site (`None`: looked up by the name), its attributes
-/// (those shared with other spans, a client's or a statement's, in blocks, then its own), and
-/// its RED labels when known (see `recorder::Labels`; else they are read from the attributes).
+/// (those shared with other spans, a client's or a statement's, in blocks when it is told it
+/// may share them, then its own), and its RED labels when known (see `recorder::Labels`; else
+/// they are read from the attributes).
 #[inline(always)]
 pub(crate) fn start_site(
     service: Option<&str>,
     parent: Option<&Context>,
-    make: impl FnOnce() -> (
+    make: impl FnOnce(
+        bool,
+    ) -> (
         Cow<'static, str>,
         Option<&'static crate::recorder::Meta>,
         crate::attrs::Blocks,
@@ -59,7 +62,7 @@ pub(crate) fn start_site(
             // without a `SpanContext` made and sampled again. (A span on that stack is of a
             // service that exports through tracer's own queues only: the short path's.)
             crate::recorder::OpParent::Fast(p) => {
-                let (name, site, blocks, attrs, labels) = make();
+                let (name, site, blocks, attrs, labels) = make(shares(p.service()));
                 return Some(match op_site(site, &name) {
                     Some(meta) => Op::Fast(OpBox::new(crate::recorder::Fast::op_under(
                         p, meta, blocks, attrs, labels,
@@ -80,7 +83,7 @@ pub(crate) fn start_site(
         },
         _ => resolve(service, parent)?,
     };
-    let (name, site, mut blocks, mut attrs, labels) = make();
+    let (name, site, mut blocks, mut attrs, labels) = make(shares(&svc));
     let site = op_site(site, &name);
     // A sampler of the user's sees every attribute; so does every span but the short path's.
     if blocks.iter().any(Option::is_some) && (site.is_none() || svc.sink.reads_attributes()) {
@@ -120,6 +123,14 @@ pub(crate) fn start_site(
     }
     let attrs = crate::attrs::flattened(&blocks, attrs);
     Some(Op::Other(in_context(&svc, parent, inherited, name, attrs)))
+}
+
+/// Whether a span of `svc` may hold its attributes in shared blocks: its exporter takes the
+/// recorder's spans as they were recorded, and its sampler reads no attribute. (Else the span's
+/// attributes are one list of its own from the start, as a `SpanData` has them.)
+#[inline(always)]
+fn shares(svc: &Service) -> bool {
+    svc.sink.takes_ended && !svc.sink.reads_attributes()
 }
 
 /// An operation's call site: the one given, else the one of its name. A name made for this span

@@ -2067,6 +2067,12 @@ impl FastParent {
         self.svc
     }
 
+    /// The service.
+    #[cfg(any(feature = "redis", feature = "mysql"))]
+    pub(crate) fn service(&self) -> &Arc<Service> {
+        &self.svc
+    }
+
     /// `parent`'s, or for a root (`None`) the trace `root_trace` and no parent id.
     #[inline]
     fn of(svc: Arc<Service>, parent: Option<&SpanContext>, root_trace: TraceId) -> FastParent {

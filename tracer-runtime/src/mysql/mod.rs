@@ -145,15 +145,34 @@ impl Meta {
         {
             return None;
         }
-        db::start_site(self.service.as_deref(), parent, || {
-            // The client's and the statement's attributes shared; the span's own list is
-            // allocated only for what it gets when done (rows, or an error's attributes).
-            let blocks = [
-                Some(Arc::clone(&self.base)),
-                sql.map(|s| Arc::clone(&s.block)),
-            ];
-            let mut a = Vec::new();
-            if sql.is_none_or(|s| s.sanitized.operation.is_none()) {
+        db::start_site(self.service.as_deref(), parent, |share| {
+            let no_operation = sql.is_none_or(|s| s.sanitized.operation.is_none());
+            let (blocks, mut a) = if share {
+                // The client's and the statement's attributes shared; the span's own list is
+                // allocated only for what it gets when done (rows, or an error's attributes).
+                let blocks = [
+                    Some(Arc::clone(&self.base)),
+                    sql.map(|s| Arc::clone(&s.block)),
+                ];
+                (blocks, Vec::new())
+            } else {
+                // Room for what the span gets when done: rows, or an error's three attributes.
+                let mut a = Vec::with_capacity(
+                    self.base.len()
+                        + sql.map_or(0, |s| s.block.len())
+                        + usize::from(no_operation)
+                        + 4,
+                );
+                self.base.copy_to(&mut a);
+                if no_operation {
+                    a.push(KeyValue::new(semconv::DB_OPERATION_NAME, fallback));
+                }
+                if let Some(s) = sql {
+                    s.block.copy_to(&mut a);
+                }
+                ([None, None], a)
+            };
+            if share && no_operation {
                 a.push(KeyValue::new(semconv::DB_OPERATION_NAME, fallback));
             }
             match sql.and_then(|s| Some((s.name.clone()?, s.site))) {

@@ -175,15 +175,23 @@ impl Meta {
         site: Option<&'static crate::recorder::Meta>,
         text: impl FnOnce(&mut Text),
     ) -> Option<db::Op> {
-        db::start_site(self.service(), None, || {
+        db::start_site(self.service(), None, |share| {
+            let (blocks, attrs) = if share {
+                let blocks = [
+                    Some(Arc::clone(&self.base)),
+                    Some(Text::block(operation, text)),
+                ];
+                (blocks, Vec::new())
+            } else {
+                let text = Text::build(operation, text);
+                let attrs = self.attrs(Cow::Borrowed(operation), Some(text));
+                ([None, None], attrs)
+            };
             (
                 Cow::Borrowed(operation),
                 site,
-                [
-                    Some(Arc::clone(&self.base)),
-                    Some(Text::block(operation, text)),
-                ],
-                Vec::new(),
+                blocks,
+                attrs,
                 Some(Self::labels(operation)),
             )
         })
