@@ -1168,10 +1168,14 @@ impl Fast {
         // One list, as the SDK has it, made here (as the span's own list is, for the exporter
         // to free): for a `SpanData` exporter, past the span's limit (limited as any other),
         // or for labels read from the attributes.
+        #[cfg(feature = "metrics")]
+        let reads_labels = known.is_none() && parent.svc.metrics.is_some();
+        #[cfg(not(feature = "metrics"))]
+        let reads_labels = false;
         if shared > 0
             && (!parent.svc.sink.takes_ended
                 || shared + attrs.len() > limits().attrs
-                || cfg!(feature = "metrics") && known.is_none())
+                || reads_labels)
         {
             attrs = crate::attrs::flattened(&std::mem::take(&mut blocks), attrs);
         }

@@ -63,6 +63,22 @@ pub const AFFECTED_ROWS: &str = "tracer.db.affected_rows";
 /// The SQLSTATE of a server error.
 pub const SQLSTATE: &str = "tracer.db.sqlstate";
 
+/// `db.system.name`.
+const SYSTEM: &str = "mysql";
+
+/// A statement's RED labels, as its span's attributes say them (`db.operation.name` the
+/// fallback's when the statement has none); `None` when they are to be read from them.
+fn statement_labels(
+    sql: Option<&Arc<StatementRecord>>,
+    fallback: &'static str,
+) -> Option<crate::recorder::Labels> {
+    match sql {
+        None => Some([Some(fallback), None]),
+        Some(s) => s.labels.map(|[op, table]| [op.or(Some(fallback)), table]),
+    }
+    .map(|[op, table]| crate::recorder::Labels([Some(SYSTEM), op, table]))
+}
+
 /// Where the statements go: recorded on every span.
 #[derive(Clone, Debug)]
 struct Meta {
@@ -95,7 +111,7 @@ impl Meta {
 
     fn base_of(address: &str, port: u16, db: Option<&str>) -> Arc<Block> {
         let mut base = Consts::default();
-        base.push(semconv::DB_SYSTEM_NAME, Const::Str("mysql"));
+        base.push(semconv::DB_SYSTEM_NAME, Const::Str(SYSTEM));
         if let Some(db) = db {
             base.push(semconv::DB_NAMESPACE, Const::str(db));
         }
@@ -175,9 +191,10 @@ impl Meta {
             if share && no_operation {
                 a.push(KeyValue::new(semconv::DB_OPERATION_NAME, fallback));
             }
+            let labels = statement_labels(sql, fallback);
             match sql.and_then(|s| Some((s.name.clone()?, s.site))) {
-                Some((name, site)) => (name, site, blocks, a, None),
-                None => (Cow::Borrowed(fallback), None, blocks, a, None),
+                Some((name, site)) => (name, site, blocks, a, labels),
+                None => (Cow::Borrowed(fallback), None, blocks, a, labels),
             }
         })
     }
@@ -277,6 +294,41 @@ mod use_tests {
         ];
         for (sql, db) in cases {
             assert_eq!(super::used_database(sql.as_bytes()).as_deref(), db, "{sql}");
+        }
+    }
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod label_tests {
+    use super::*;
+
+    /// A statement's RED labels are the ones its span's attributes give.
+    #[test]
+    fn known_labels_are_the_attributes_labels() {
+        let base = Meta::base_of("127.0.0.1", 3306, Some("test"));
+        for (text, fallback) in [
+            ("SELECT name FROM users WHERE id = ?", "exec"),
+            ("INSERT INTO orders (id) VALUES (1)", "query"),
+            ("UPDATE t SET a = 1", "exec"),
+            ("not sql at all", "query"),
+        ] {
+            let sql = crate::sql::statement(text.as_bytes());
+            let mut attrs = Vec::new();
+            base.copy_to(&mut attrs);
+            if sql.sanitized.operation.is_none() {
+                attrs.push(KeyValue::new(semconv::DB_OPERATION_NAME, fallback));
+            }
+            sql.block.copy_to(&mut attrs);
+            let labels = statement_labels(Some(&sql), fallback).expect("known labels");
+            assert!(
+                crate::red::known_as_read(
+                    &opentelemetry::trace::SpanKind::Client,
+                    None,
+                    labels,
+                    &attrs
+                ),
+                "{text}: {labels:?} against {attrs:?}"
+            );
         }
     }
 }

@@ -26,6 +26,9 @@ pub(crate) struct Statement {
     pub(crate) block: Arc<crate::attrs::Block>,
     /// The call site of the spans named `name` (no lookup by name per execution).
     pub(crate) site: Option<&'static crate::recorder::Meta>,
+    /// `db.operation.name` and `db.collection.name` as kept for the process, for the spans'
+    /// RED labels without reading their attributes; `None` when one of them could not be kept.
+    pub(crate) labels: Option<[Option<&'static str>; 2]>,
 }
 
 impl Statement {
@@ -36,11 +39,24 @@ impl Statement {
         if let Some(n) = &name {
             attrs.push(semconv::DB_QUERY_SUMMARY, Const::str(n));
         }
-        if let Some(op) = &sanitized.operation {
-            attrs.push(semconv::DB_OPERATION_NAME, Const::str(op));
-        }
-        if let Some(t) = &sanitized.collection {
-            attrs.push(semconv::DB_COLLECTION_NAME, Const::str(t));
+        // A value kept for the process is a label as it is; one that is not leaves the labels
+        // to be read from the attributes.
+        let mut labels = Some([None, None]);
+        for (i, (key, value)) in [
+            (semconv::DB_OPERATION_NAME, &sanitized.operation),
+            (semconv::DB_COLLECTION_NAME, &sanitized.collection),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if let Some(v) = value {
+                let c = Const::str(v);
+                match (&c, &mut labels) {
+                    (Const::Str(kept), Some(l)) => l[i] = Some(*kept),
+                    _ => labels = None,
+                }
+                attrs.push(key, c);
+            }
         }
         let text = sanitized.text.as_deref().map(Arc::<str>::from);
         if let Some(t) = &text {
@@ -57,6 +73,7 @@ impl Statement {
             text,
             block: crate::attrs::Block::new(attrs),
             site,
+            labels,
         }
     }
 }
