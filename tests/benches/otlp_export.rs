@@ -19,7 +19,7 @@
 //! B=$(ls -t target/release/deps/otlp_export-* | grep -v '\.d$' | head -1)
 //! for peer in tracer otlp; do for n in 1024 3072; do OTLP_EXPORT_CALLGRIND=$peer OTLP_EXPORT_CALLGRIND_N=$n \
 //!   valgrind --tool=callgrind --collect-atstart=no \
-//!   --toggle-collect='<tracer_runtime::export::OnRuntime<E> as opentelemetry_sdk::trace::export::SpanExporter>::export::{{closure}}' \
+//!   --toggle-collect='*OnRuntime*export::{{closure}}' \
 //!   --toggle-collect='<tracer_runtime::export::wire::Encoder as tonic::codec::Encoder>::encode' \
 //!   --toggle-collect='<opentelemetry_otlp::exporter::tonic::trace::TonicTracesClient as opentelemetry_sdk::trace::export::SpanExporter>::export::{{closure}}' \
 //!   --toggle-collect='<tonic_prost::codec::ProstEncoder<T> as tonic::codec::Encoder>::encode' \
@@ -27,7 +27,8 @@
 //! ```
 //!
 //! (The `export::{{closure}}` of tracer's `GrpcExporter` is inlined into `OnRuntime`'s, which
-//! is why that one is toggled. The receiver's `ProstEncoder` of its answers counts a few
+//! is why that one is toggled: since stop 39 it is `OnRuntime`'s `pipeline::Export` impl, the
+//! recorder's spans taken as they were recorded, hence the pattern. The receiver's `ProstEncoder` of its answers counts a few
 //! instructions per batch in both runs.)
 //!
 //! Stop 38, this machine, instructions per span on the export side (N = 1 024 and 3 072):

@@ -1534,6 +1534,7 @@ impl fmt::Debug for Ended {
 }
 
 /// No trace state, status, event or link.
+#[cfg(feature = "otlp-grpc")]
 static NO_MORE: std::sync::LazyLock<More> = std::sync::LazyLock::new(More::default);
 
 impl Ended {
@@ -1545,12 +1546,14 @@ impl Ended {
         }
     }
 
+    #[cfg(feature = "otlp-grpc")]
     pub(crate) fn kind(&self) -> &SpanKind {
         &self.meta.kind
     }
 
     /// Whether it has nothing but ids, its call site's name, times and attributes (no trace
     /// state, status, event, link or attribute dropped): most spans.
+    #[cfg(feature = "otlp-grpc")]
     #[inline]
     pub(crate) fn is_plain(&self) -> bool {
         self.more.is_none()
@@ -1558,6 +1561,7 @@ impl Ended {
 
     /// Its trace state, status, events, links and count of attributes dropped (all empty or
     /// zero for most spans).
+    #[cfg(feature = "otlp-grpc")]
     pub(crate) fn rest(&self) -> EndedRest<'_> {
         let m = self.more.as_deref().unwrap_or(&NO_MORE);
         EndedRest {
@@ -1715,6 +1719,7 @@ impl Ended {
 }
 
 /// What an [`Ended`] span has beyond its ids, name, times and attributes.
+#[cfg(feature = "otlp-grpc")]
 pub(crate) struct EndedRest<'a> {
     pub(crate) state: &'a TraceState,
     pub(crate) status: &'a Status,

@@ -28,6 +28,7 @@ pub(crate) struct Sink {
     queues: Vec<crate::pipeline::Handle>,
     /// The spans go to one queue, whose exporter takes them as they were recorded (see
     /// [`ended_queue`](Self::ended_queue)).
+    #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
     pub(crate) takes_ended: bool,
 }
 
@@ -43,6 +44,7 @@ pub(crate) struct Scope {
 
 impl Scope {
     /// Whether `other` is made of the same texts (as every span of one service's is).
+    #[cfg(feature = "otlp-grpc")]
     #[inline]
     pub(crate) fn same(self, other: Scope) -> bool {
         std::ptr::eq(self.name, other.name)
@@ -147,6 +149,7 @@ impl Sink {
 
     /// Whether the sampler may read a span's attributes (one of the user's, or a parent-based
     /// one whose root sampler is): the built-in ones do not.
+    #[cfg(any(feature = "redis", feature = "mysql"))]
     pub(crate) fn reads_attributes(&self) -> bool {
         let builtin = |s: &Sampler| {
             matches!(
