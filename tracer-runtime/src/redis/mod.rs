@@ -523,12 +523,11 @@ impl<C: TransactionInterface> Traced<C> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "metrics"))]
 mod tests {
     use super::*;
 
     /// A command's RED labels are the ones its span's attributes give.
-    #[cfg(feature = "metrics")]
     #[test]
     fn known_labels_are_the_attributes_labels() {
         let client = fred::prelude::Builder::default_centralized()
