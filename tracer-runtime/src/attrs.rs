@@ -315,17 +315,7 @@ pub(crate) type Blocks = [Option<std::sync::Arc<Block>>; 2];
 impl Block {
     pub(crate) fn new(consts: Consts) -> std::sync::Arc<Block> {
         let kvs = consts.to_vec();
-        let weight = std::mem::size_of_val(kvs.as_slice())
-            + kvs
-                .iter()
-                .map(|kv| {
-                    kv.key.as_str().len()
-                        + match &kv.value {
-                            Value::String(v) => v.as_str().len(),
-                            _ => 0,
-                        }
-                })
-                .sum::<usize>();
+        let weight = crate::pipeline::attrs_weight(&kvs);
         std::sync::Arc::new(Block {
             #[cfg(feature = "otlp-grpc")]
             wire: crate::export::wire::attributes(&kvs).into(),

@@ -795,23 +795,27 @@ fn truncated(text: &str, max: usize) -> Option<String> {
     text.get(..end).map(str::to_owned)
 }
 
+/// What a list of attributes weighs in the queue: the list, and the texts of its keys and
+/// string values (an array counted as 64 bytes).
+pub(crate) fn attrs_weight(a: &[KeyValue]) -> usize {
+    std::mem::size_of_val(a)
+        + a.iter()
+            .map(|kv| {
+                kv.key.as_str().len()
+                    + match &kv.value {
+                        Value::String(v) => v.as_str().len(),
+                        Value::Array(_) => 64,
+                        _ => 0,
+                    }
+            })
+            .sum::<usize>()
+}
+
 /// [`weight`] of a span with a name or lists of its own.
 #[inline(never)]
 fn weight_of_lists(s: &SpanData) -> u32 {
     use std::mem::size_of;
-    let attrs = |a: &[KeyValue]| -> usize {
-        std::mem::size_of_val(a)
-            + a.iter()
-                .map(|kv| {
-                    kv.key.as_str().len()
-                        + match &kv.value {
-                            Value::String(v) => v.as_str().len(),
-                            Value::Array(_) => 64,
-                            _ => 0,
-                        }
-                })
-                .sum::<usize>()
-    };
+    let attrs = attrs_weight;
     let name = match &s.name {
         std::borrow::Cow::Owned(n) => n.len(),
         std::borrow::Cow::Borrowed(_) => 0,
@@ -977,12 +981,14 @@ mod tests {
         }
         let rejections = Arc::new(Rejections::default());
         let counts = stats::Counts::new();
-        let mut c = config(DEFAULT_QUEUE_BYTES);
-        c.max_batch = 10;
+        // No batch fills (512 spans): the first export is the flush's, so the flush sees its
+        // rejection. (With batches of 10, the worker could export the first one before the
+        // flush began, and the flush then rightly found nothing new: the test failed under
+        // load.)
         let (b, h) = Batcher::new(
             Sdk(Rejecting(Arc::clone(&rejections), AtomicUsize::new(0))),
             Some(rejections),
-            c,
+            config(DEFAULT_QUEUE_BYTES),
             Arc::clone(&counts),
         )
         .unwrap();

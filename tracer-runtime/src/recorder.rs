@@ -1575,19 +1575,7 @@ impl Ended {
 
     /// An estimate of the memory it holds, as `pipeline`'s weight of a `SpanData` counts it.
     pub(crate) fn weight(&self) -> usize {
-        let attrs = |a: &[KeyValue]| -> usize {
-            std::mem::size_of_val(a)
-                + a.iter()
-                    .map(|kv| {
-                        kv.key.as_str().len()
-                            + match &kv.value {
-                                opentelemetry::Value::String(v) => v.as_str().len(),
-                                opentelemetry::Value::Array(_) => 64,
-                                _ => 0,
-                            }
-                    })
-                    .sum::<usize>()
-        };
+        let attrs = crate::pipeline::attrs_weight;
         let mut bytes = std::mem::size_of::<Ended>()
             + attrs(&self.attrs)
             + self

@@ -964,6 +964,19 @@ mod tests {
         }
     }
 
+    /// The request opentelemetry-proto makes of `batch` from `res`.
+    fn theirs(
+        batch: Vec<SpanData>,
+        res: &opentelemetry_sdk::Resource,
+    ) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: group_spans_by_resource_and_scope(
+                batch,
+                &ResourceAttributesWithSchema::from(res),
+            ),
+        }
+    }
+
     /// Before the exporter is given its resource, the request has an empty one, as
     /// opentelemetry-proto's has.
     #[test]
@@ -992,13 +1005,7 @@ mod tests {
             let res = resource(schema);
             let ours = super::request(&batch, &[], &super::Resource::new(&res));
             let decoded = ExportTraceServiceRequest::decode(ours.to_bytes()).unwrap();
-            let theirs = ExportTraceServiceRequest {
-                resource_spans: group_spans_by_resource_and_scope(
-                    batch,
-                    &ResourceAttributesWithSchema::from(&res),
-                ),
-            };
-            prop_assert_eq!(decoded, theirs);
+            prop_assert_eq!(decoded, theirs(batch, &res));
         }
     }
 
@@ -1054,13 +1061,7 @@ mod tests {
             let decoded = ExportTraceServiceRequest::decode(bytes.to_bytes()).unwrap();
             let mut all = batch;
             all.extend(recorded.iter().map(|r| ended(r).into_data()));
-            let theirs = ExportTraceServiceRequest {
-                resource_spans: group_spans_by_resource_and_scope(
-                    all,
-                    &ResourceAttributesWithSchema::from(&res),
-                ),
-            };
-            prop_assert_eq!(decoded, theirs);
+            prop_assert_eq!(decoded, theirs(all, &res));
         }
     }
 
@@ -1084,15 +1085,7 @@ mod tests {
         let res = resource(false);
         let body = super::request(&batch, &[], &super::Resource::new(&res));
         let decoded = ExportTraceServiceRequest::decode(body.to_bytes()).unwrap();
-        assert_eq!(
-            decoded,
-            ExportTraceServiceRequest {
-                resource_spans: group_spans_by_resource_and_scope(
-                    batch,
-                    &ResourceAttributesWithSchema::from(&res),
-                ),
-            }
-        );
+        assert_eq!(decoded, theirs(batch, &res));
     }
 
     /// A batch of several hundred spans (lengths of two bytes and more) decodes whole.
@@ -1113,14 +1106,6 @@ mod tests {
             .map(|s| s.spans.len())
             .sum();
         assert_eq!(spans, 512);
-        assert_eq!(
-            decoded,
-            ExportTraceServiceRequest {
-                resource_spans: group_spans_by_resource_and_scope(
-                    batch,
-                    &ResourceAttributesWithSchema::from(&res),
-                ),
-            }
-        );
+        assert_eq!(decoded, theirs(batch, &res));
     }
 }
