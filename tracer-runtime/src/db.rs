@@ -55,35 +55,51 @@ pub(crate) fn start_site(
     if !crate::switch::on() {
         return None;
     }
-    let (svc, sc, inherited) = match (service, parent) {
+    /// Where the span goes: under a sampled span on the thread's stack, or elsewhere.
+    enum Under {
+        Fast(crate::recorder::FastParent),
+        Other(Arc<Service>, Option<SpanContext>, bool),
+    }
+    let under = match (service, parent) {
         (None, None) => match crate::recorder::op_parent() {
             // Under a sampled span on the thread's stack (a `#[traced]` fn's, as in a request,
             // or an operation's): the span is its child, its ids and service taken from there,
             // without a `SpanContext` made and sampled again. (A span on that stack is of a
             // service that exports through tracer's own queues only: the short path's.)
-            crate::recorder::OpParent::Fast(p) => {
-                let (name, site, blocks, attrs, labels) = make(shares(p.service()));
-                return Some(match op_site(site, &name) {
-                    Some(meta) => Op::Fast(OpBox::new(crate::recorder::Fast::op_under(
-                        p, meta, blocks, attrs, labels,
-                    ))),
-                    None => Op::Other(in_context(
-                        &p.into_service(),
-                        None,
-                        true,
-                        name,
-                        crate::attrs::flattened(&blocks, attrs),
-                    )),
-                });
-            }
+            crate::recorder::OpParent::Fast(p) => Under::Fast(p),
             crate::recorder::OpParent::Other(found) => {
                 let (svc, sc) = found?;
-                (svc, sc, true)
+                Under::Other(svc, sc, true)
             }
         },
-        _ => resolve(service, parent)?,
+        _ => {
+            let (svc, sc, inherited) = resolve(service, parent)?;
+            Under::Other(svc, sc, inherited)
+        }
     };
-    let (name, site, mut blocks, mut attrs, labels) = make(shares(&svc));
+    // `make` called in one place: the wrapper's closure is then inlined here.
+    let share = match &under {
+        Under::Fast(p) => shares(p.service()),
+        Under::Other(svc, _, _) => shares(svc),
+    };
+    let (name, site, mut blocks, mut attrs, labels) = make(share);
+    let (svc, sc, inherited) = match under {
+        Under::Fast(p) => {
+            return Some(match op_site(site, &name) {
+                Some(meta) => Op::Fast(OpBox::new(crate::recorder::Fast::op_under(
+                    p, meta, blocks, attrs, labels,
+                ))),
+                None => Op::Other(in_context(
+                    &p.into_service(),
+                    None,
+                    true,
+                    name,
+                    crate::attrs::flattened(&blocks, attrs),
+                )),
+            });
+        }
+        Under::Other(svc, sc, inherited) => (svc, sc, inherited),
+    };
     let site = op_site(site, &name);
     // A sampler of the user's sees every attribute; so does every span but the short path's.
     if blocks.iter().any(Option::is_some) && (site.is_none() || svc.sink.reads_attributes()) {
