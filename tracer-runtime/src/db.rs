@@ -146,7 +146,7 @@ pub(crate) fn start_site(
 /// attributes are one list of its own from the start, as a `SpanData` has them.)
 #[inline(always)]
 fn shares(svc: &Service) -> bool {
-    svc.sink.takes_ended && !svc.sink.reads_attributes()
+    svc.sink.shares_blocks
 }
 
 /// An operation's call site: the one given, else the one of its name. A name made for this span

@@ -30,6 +30,10 @@ pub(crate) struct Sink {
     /// [`ended_queue`](Self::ended_queue)).
     #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
     pub(crate) takes_ended: bool,
+    /// Its spans may hold their attributes in shared blocks: it `takes_ended`, and its
+    /// sampler reads no attribute (see [`reads_attributes`](Self::reads_attributes)).
+    #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
+    pub(crate) shares_blocks: bool,
 }
 
 /// The instrumentation scope of a service's spans: its name and version, kept for the process.
@@ -86,16 +90,24 @@ impl Sink {
         otel_context: bool,
         queues: Option<Vec<crate::pipeline::Handle>>,
     ) -> Self {
-        Sink {
+        let takes_ended = matches!(queues.as_deref(), Some([one]) if one.takes_ended());
+        #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(unused_mut))]
+        let mut sink = Sink {
             sampler,
             root,
             processors,
             scope,
             otel_context,
             buffered: queues.is_some(),
-            takes_ended: matches!(queues.as_deref(), Some([one]) if one.takes_ended()),
+            takes_ended,
             queues: queues.unwrap_or_default(),
+            shares_blocks: false,
+        };
+        #[cfg(any(feature = "redis", feature = "mysql"))]
+        {
+            sink.shares_blocks = takes_ended && !sink.reads_attributes();
         }
+        sink
     }
 
     /// The instrumentation scope of a span of this service.
