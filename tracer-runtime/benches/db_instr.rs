@@ -379,29 +379,31 @@
 //! ```text
 //! DB_INSTR_EXPORT=otlp        on (root)             child
 //!                       before     after      before     after
-//! redis-get              +4699     +2269       +4574     +2093
-//! redis-set              +4744     +2293       +4614     +2123
-//! mysql-select           +5813     +3434       +5788     +3269   (MySQL: ±several hundred)
-//! traced                 +2355     +1783       +1882     +1250
-//! traced-attrs           +4373     +3487       +4336     +3405
+//! redis-get              +4699     +2196       +4574     +2021
+//! redis-set              +4744     +2240       +4614     +2070
+//! mysql-select           +5813     +3471       +5788     +3192   (MySQL: ±several hundred;
+//!                                                                  +2945 to +3269 in 3 runs)
+//! traced                 +2355     +1778       +1882     +1247
+//! traced-attrs           +4373     +3486       +4336     +3403
 //!
 //! Discard (SpanData)    before     after      before     after
-//! redis-get              +2731     +2876       +2563     +2699
-//! redis-set              +2746     +2906       +2597     +2731
-//! mysql-select           +3112     +2934       +2948     +2768   (MySQL: ±several hundred)
-//! traced                 +1601     +1628       +1067     +1080
-//! traced-attrs           +2378     +2407       +2270     +2307
+//! redis-get              +2731     +2831       +2563     +2648
+//! redis-set              +2746     +2869       +2597     +2693
+//! mysql-select           +3112     +3115       +2948     +2842   (MySQL: ±several hundred)
+//! traced                 +1601     +1630       +1067     +1083
+//! traced-attrs           +2378     +2406       +2270     +2316
 //! ```
 //!
 //! Plain and off unchanged (Redis GET 3 401–3 409 / +186, SET 3 459–3 466 / +176, MySQL
-//! ~12 800–12 960 / +122, `traced` 34 / +78). With the real exporter a Redis command costs
-//! half what it did. Of the ~2 100 left for a Redis GET under a `#[traced]` span (one run's
-//! profile, per command): tonic's copy of the request into its body ~260 (a `rep movsb` that
-//! callgrind counts one instruction per byte), writing the span's bytes ~370, the collector's
-//! hand-over ~290, the command text's block found by its bytes ~250, the span's start, frame and
-//! end ~450. Through a `SpanData` exporter a Redis command costs ~135 more than before: the
-//! wrapper's attributes are made in a closure that is told whether the span may share its
-//! blocks, which the compiler no longer inlines, and a span is 16 bytes larger. Allocations per
+//! ~12 600–13 000 / +118–122, `traced` 34 / +78). With the real exporter a Redis command costs
+//! less than half what it did. Of the ~2 000 left for a Redis GET under a `#[traced]` span (one
+//! run's profile, per command): tonic's copy of the request into its body ~260 (a `rep movsb`
+//! that callgrind counts one instruction per byte), writing the span's bytes ~370, the
+//! collector's hand-over ~290, the command text's block found by its bytes ~250, the span's
+//! start, frame and end ~450. Through a `SpanData` exporter a Redis command costs ~85–95 more
+//! than before (a span is 16 bytes larger, its blocks checked where it is made and dropped; the
+//! wrapper's closure, told whether the span may share its blocks, is called in one place so
+//! that it is inlined again: ~135 more before that). Allocations per
 //! command in `otlp` mode count the collector's decoding in process (~12 per span) and are not
 //! comparable; in `Discard` mode they are unchanged (Redis 10 and 11, MySQL 16). Issue 16's
 //! ≤ 1 500 over plain is not met in either mode.
