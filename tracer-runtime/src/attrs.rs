@@ -348,7 +348,7 @@ impl Block {
         &self.wire
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, feature = "mysql"))]
     pub(crate) fn consts(&self) -> &Consts {
         &self.consts
     }

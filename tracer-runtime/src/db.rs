@@ -101,8 +101,9 @@ pub(crate) fn start_site(
         Under::Other(svc, sc, inherited) => (svc, sc, inherited),
     };
     let site = op_site(site, &name);
-    // A sampler of the user's sees every attribute; so does every span but the short path's.
-    if blocks.iter().any(Option::is_some) && (site.is_none() || svc.sink.reads_attributes()) {
+    // Every span but the short path's gets one list. (A sampler of the user's, which sees
+    // every attribute, was never given blocks: see `shares`.)
+    if site.is_none() && blocks.iter().any(Option::is_some) {
         attrs = crate::attrs::flattened(&std::mem::take(&mut blocks), attrs);
     }
     if let Some(meta) = site

@@ -1166,17 +1166,14 @@ impl Fast {
     ) -> Fast {
         let shared = crate::attrs::blocks_len(&blocks);
         // One list, as the SDK has it, made here (as the span's own list is, for the exporter
-        // to free): for a `SpanData` exporter, past the span's limit (limited as any other),
-        // or for labels read from the attributes.
+        // to free): past the span's limit (limited as any other), or for labels read from the
+        // attributes. (A span whose exporter takes `SpanData` was given no blocks: see
+        // `db::shares`.)
         #[cfg(feature = "metrics")]
         let reads_labels = known.is_none() && parent.svc.metrics.is_some();
         #[cfg(not(feature = "metrics"))]
         let reads_labels = false;
-        if shared > 0
-            && (!parent.svc.sink.takes_ended
-                || shared + attrs.len() > limits().attrs
-                || reads_labels)
-        {
+        if shared > 0 && (shared + attrs.len() > limits().attrs || reads_labels) {
             attrs = crate::attrs::flattened(&std::mem::take(&mut blocks), attrs);
         }
         #[cfg(feature = "metrics")]

@@ -1139,7 +1139,7 @@ fn labels_given_or_read(
 
 /// Whether the labels given for a span of `kind` (of the layer's `protocol`, else told by its
 /// attributes, as [`Pending::layer`] tells it) are the ones its attributes at start give.
-#[cfg(all(test, any(feature = "http", feature = "redis")))]
+#[cfg(all(test, any(feature = "http", feature = "redis", feature = "mysql")))]
 pub(crate) fn known_as_read(
     kind: &SpanKind,
     protocol: Option<crate::recorder::Protocol>,

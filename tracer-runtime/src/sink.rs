@@ -26,12 +26,9 @@ pub(crate) struct Sink {
     pub(crate) buffered: bool,
     /// Those queues, when `buffered`: the collector hands them a service's spans at once.
     queues: Vec<crate::pipeline::Handle>,
-    /// The spans go to one queue, whose exporter takes them as they were recorded (see
-    /// [`ended_queue`](Self::ended_queue)).
-    #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
-    pub(crate) takes_ended: bool,
-    /// Its spans may hold their attributes in shared blocks: it `takes_ended`, and its
-    /// sampler reads no attribute (see [`reads_attributes`](Self::reads_attributes)).
+    /// Its spans may hold their attributes in shared blocks: they go to one queue, whose
+    /// exporter takes them as they were recorded (see [`ended_queue`](Self::ended_queue)),
+    /// and its sampler reads no attribute (see [`reads_attributes`]).
     #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
     pub(crate) shares_blocks: bool,
 }
@@ -90,24 +87,18 @@ impl Sink {
         otel_context: bool,
         queues: Option<Vec<crate::pipeline::Handle>>,
     ) -> Self {
-        let takes_ended = matches!(queues.as_deref(), Some([one]) if one.takes_ended());
-        #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(unused_mut))]
-        let mut sink = Sink {
+        let shares_blocks = matches!(queues.as_deref(), Some([one]) if one.takes_ended())
+            && !reads_attributes(&sampler, root.as_ref());
+        Sink {
             sampler,
             root,
             processors,
             scope,
             otel_context,
             buffered: queues.is_some(),
-            takes_ended,
             queues: queues.unwrap_or_default(),
-            shares_blocks: false,
-        };
-        #[cfg(any(feature = "redis", feature = "mysql"))]
-        {
-            sink.shares_blocks = takes_ended && !sink.reads_attributes();
+            shares_blocks,
         }
-        sink
     }
 
     /// The instrumentation scope of a span of this service.
@@ -156,22 +147,6 @@ impl Sink {
                     .decision
                     == SamplingDecision::RecordAndSample
             }
-        }
-    }
-
-    /// Whether the sampler may read a span's attributes (one of the user's, or a parent-based
-    /// one whose root sampler is): the built-in ones do not.
-    #[cfg(any(feature = "redis", feature = "mysql"))]
-    pub(crate) fn reads_attributes(&self) -> bool {
-        let builtin = |s: &Sampler| {
-            matches!(
-                s,
-                Sampler::AlwaysOn | Sampler::AlwaysOff | Sampler::TraceIdRatioBased(_)
-            )
-        };
-        match &self.sampler {
-            Sampler::ParentBased(_) => !self.root.as_ref().is_some_and(builtin),
-            s => !builtin(s),
         }
     }
 
@@ -230,6 +205,22 @@ impl Sink {
             }
             last.on_end(data);
         }
+    }
+}
+
+/// Whether `sampler` (with `root`, a parent-based one's root sampler when known) may read a
+/// span's attributes: one of the user's, or a parent-based one whose root sampler is; the
+/// built-in ones do not.
+fn reads_attributes(sampler: &Sampler, root: Option<&Sampler>) -> bool {
+    let builtin = |s: &Sampler| {
+        matches!(
+            s,
+            Sampler::AlwaysOn | Sampler::AlwaysOff | Sampler::TraceIdRatioBased(_)
+        )
+    };
+    match sampler {
+        Sampler::ParentBased(_) => !root.is_some_and(builtin),
+        s => !builtin(s),
     }
 }
 

@@ -697,37 +697,33 @@ fn short(tag: u32, key: &str, value: &Value, buf: &mut Vec<u8>) -> bool {
         return false;
     }
     let k = key.as_bytes();
+    // `AnyValue`: its string field, or its integer field.
+    let any = match value {
+        Value::String(v) => 2 + v.as_str().len(),
+        Value::I64(i) => 1 + encoded_len_varint(*i as u64),
+        _ => return false,
+    };
+    // `KeyValue`: the key's field and the value's.
+    let len = 2 + k.len() + 2 + any;
+    if len >= 0x80 {
+        return false;
+    }
+    buf.reserve(2 + len);
+    buf.extend_from_slice(&[(tag << 3 | 2) as u8, len as u8, 0x0A, k.len() as u8]);
+    buf.extend_from_slice(k);
     match value {
         Value::String(v) => {
             let v = v.as_str().as_bytes();
-            // `AnyValue`: its string field; `KeyValue`: the key's field and the value's.
-            let any = 2 + v.len();
-            let len = 2 + k.len() + 2 + any;
-            if len >= 0x80 {
-                return false;
-            }
-            buf.reserve(2 + len);
-            buf.extend_from_slice(&[(tag << 3 | 2) as u8, len as u8, 0x0A, k.len() as u8]);
-            buf.extend_from_slice(k);
             buf.extend_from_slice(&[0x12, any as u8, 0x0A, v.len() as u8]);
             buf.extend_from_slice(v);
-            true
         }
         Value::I64(i) => {
-            let any = 1 + encoded_len_varint(*i as u64);
-            let len = 2 + k.len() + 2 + any;
-            if len >= 0x80 {
-                return false;
-            }
-            buf.reserve(2 + len);
-            buf.extend_from_slice(&[(tag << 3 | 2) as u8, len as u8, 0x0A, k.len() as u8]);
-            buf.extend_from_slice(k);
             buf.extend_from_slice(&[0x12, any as u8, 0x18]);
             encode_varint(*i as u64, buf);
-            true
         }
-        _ => false,
+        _ => {}
     }
+    true
 }
 
 /// tonic's codec for the request's bytes as they are, and the collector's answer.
