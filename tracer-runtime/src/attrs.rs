@@ -307,9 +307,9 @@ pub(crate) struct Block {
     weight: usize,
 }
 
-/// A span's shared attribute blocks (a client's, then a statement's or a command's), before its
-/// own attributes.
-pub(crate) type Blocks = [Option<std::sync::Arc<Block>>; 2];
+/// A span's shared attributes (a client's joined with a statement's or a command's: see
+/// [`joined`]), before its own: one pointer, so that every span stays as small as it was.
+pub(crate) type Blocks = Option<std::sync::Arc<Block>>;
 
 #[cfg(any(feature = "redis", feature = "mysql"))]
 impl Block {
@@ -326,6 +326,37 @@ impl Block {
 
     pub(crate) fn len(&self) -> usize {
         self.consts.len()
+    }
+
+    /// `a`'s attributes then `b`'s, in one block: the last few pairs this thread joined are
+    /// kept (each holding its parts, so that a pointer seen again is the same block), so that
+    /// a client's command or statement seen before joins nothing.
+    pub(crate) fn joined(
+        a: &std::sync::Arc<Block>,
+        b: &std::sync::Arc<Block>,
+    ) -> std::sync::Arc<Block> {
+        use std::sync::Arc;
+        type Joined = (Arc<Block>, Arc<Block>, Arc<Block>);
+        thread_local! {
+            static JOINED: crate::hash::Slots<Joined, 64> =
+                const { std::cell::RefCell::new([const { None }; 64]) };
+        }
+        let join = || {
+            let mut c = a.consts.clone();
+            c.0.extend(b.consts.0.iter().cloned());
+            Block::new(c)
+        };
+        let (pa, pb) = (Arc::as_ptr(a) as usize, Arc::as_ptr(b) as usize);
+        let hash = ((pa >> 4) ^ (pb >> 4).rotate_left(17)) as u64;
+        crate::hash::cached(
+            &JOINED,
+            hash,
+            |(x, y, j)| (Arc::ptr_eq(x, a) && Arc::ptr_eq(y, b)).then(|| Arc::clone(j)),
+            || {
+                let j = join();
+                (Arc::clone(&j), Some((Arc::clone(a), Arc::clone(b), j)))
+            },
+        )
     }
 
     pub(crate) fn weight(&self) -> usize {
@@ -379,22 +410,22 @@ impl Block {
     }
 }
 
-/// The number of attributes in `blocks`.
+/// The number of attributes shared in `blocks`.
 #[inline]
 pub(crate) fn blocks_len(blocks: &Blocks) -> usize {
-    blocks.iter().flatten().map(|b| b.len()).sum()
+    blocks.iter().map(|b| b.len()).sum()
 }
 
 /// `blocks`' attributes then `attrs`, in one list (a span's attributes as the SDK has them).
 #[inline]
 pub(crate) fn flattened(blocks: &Blocks, attrs: Vec<KeyValue>) -> Vec<KeyValue> {
-    if blocks.iter().all(Option::is_none) {
+    if blocks.is_none() {
         return attrs;
     }
     // Room for what the span gets when done (rows, an error's attributes), as its own list
     // has.
     let mut all = Vec::with_capacity(blocks_len(blocks) + attrs.len() + 4);
-    for b in blocks.iter().flatten() {
+    for b in blocks.iter() {
         b.copy_to(&mut all);
     }
     all.extend(attrs);
@@ -425,6 +456,28 @@ mod intern_tests {
         }
         assert_eq!(intern_in(&ALL, 10, "bound_3"), Some("bound_3"));
         assert!(ALL.lock().unwrap().as_ref().is_some_and(|a| a.len() == 10));
+    }
+
+    #[test]
+    fn joined_blocks_hold_both_in_order_and_are_kept_per_pair() {
+        let block = |k: &'static str, v: &str| {
+            let mut c = Consts::default();
+            c.push(k, Const::Shared(v.into()));
+            Block::new(c)
+        };
+        let (a, b, c) = (block("a", "1"), block("b", "2"), block("c", "3"));
+        let ab = Block::joined(&a, &b);
+        let mut all = Vec::new();
+        ab.copy_to(&mut all);
+        assert_eq!(all, vec![KeyValue::new("a", "1"), KeyValue::new("b", "2")]);
+        assert_eq!(ab.weight(), a.weight() + b.weight());
+        #[cfg(feature = "otlp-grpc")]
+        assert_eq!(ab.wire(), [a.wire(), b.wire()].concat());
+        assert!(std::sync::Arc::ptr_eq(&ab, &Block::joined(&a, &b)));
+        let ac = Block::joined(&a, &c);
+        let mut all = Vec::new();
+        ac.copy_to(&mut all);
+        assert_eq!(all, vec![KeyValue::new("a", "1"), KeyValue::new("c", "3")]);
     }
 
     #[test]

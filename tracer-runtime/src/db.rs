@@ -29,7 +29,7 @@ pub(crate) fn start(
 ) -> Option<Op> {
     start_site(service, parent, |_| {
         let (name, attrs) = make();
-        (name, None, [None, None], attrs, None)
+        (name, None, None, attrs, None)
     })
 }
 
@@ -103,7 +103,7 @@ pub(crate) fn start_site(
     let site = op_site(site, &name);
     // Every span but the short path's gets one list. (A sampler of the user's, which sees
     // every attribute, was never given blocks: see `shares`.)
-    if site.is_none() && blocks.iter().any(Option::is_some) {
+    if site.is_none() && blocks.is_some() {
         attrs = crate::attrs::flattened(&std::mem::take(&mut blocks), attrs);
     }
     if let Some(meta) = site

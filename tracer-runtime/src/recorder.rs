@@ -1091,7 +1091,7 @@ impl Fast {
             start: crate::clock::now(),
             svc,
             meta,
-            blocks: [None, None],
+            blocks: None,
             attrs,
             more,
             #[cfg(feature = "metrics")]
@@ -1382,7 +1382,7 @@ impl SpanWrite for Fast {
     }
     fn put_attribute(&mut self, kv: KeyValue) {
         self.labels_see(&kv);
-        if self.blocks.iter().flatten().any(|b| b.has(kv.key.as_str())) {
+        if self.blocks.iter().any(|b| b.has(kv.key.as_str())) {
             self.unshare();
         }
         if let Some(kv) = overwritten(&mut self.attrs, kv) {
@@ -1432,7 +1432,7 @@ impl Finished {
     #[inline(always)]
     pub(crate) fn take_data(&mut self, anchor: &crate::clock::Anchor) -> SpanData {
         let s = &mut self.0;
-        if s.blocks.iter().any(Option::is_some) {
+        if s.blocks.is_some() {
             s.unshare();
         }
         // Most spans have nothing more (no event, status or trace state): no `More` to unpack.
@@ -1575,12 +1575,7 @@ impl Ended {
         let attrs = crate::pipeline::attrs_weight;
         let mut bytes = std::mem::size_of::<Ended>()
             + attrs(&self.attrs)
-            + self
-                .blocks
-                .iter()
-                .flatten()
-                .map(|b| b.weight())
-                .sum::<usize>();
+            + self.blocks.as_ref().map_or(0, |b| b.weight());
         if let Some(m) = &self.more {
             bytes += std::mem::size_of::<More>()
                 + m.name.as_ref().map_or(0, |n| n.len())
@@ -1663,7 +1658,7 @@ impl Ended {
                 name: leak(scope.name()),
                 version: scope.version().map(leak),
             },
-            blocks: [None, None],
+            blocks: None,
             attrs: data.attributes,
             more: Some(Box::new(more)),
         }
@@ -1675,9 +1670,21 @@ impl Ended {
     }
 
     /// Its first attributes, up to `n` (those a block can hold: strings and integers), moved
-    /// into its block `at` (after the blocks before it), as an integration shares them.
+    /// into a block, as an integration shares them; a second `then` joined after them, as a
+    /// client's and a statement's are.
     #[cfg(any(feature = "redis", feature = "mysql"))]
-    pub(crate) fn share_first(&mut self, n: usize, at: usize) {
+    pub(crate) fn share_first(&mut self, n: usize, then: usize) {
+        let first = self.block_of_first(n);
+        let second = first.as_ref().and_then(|_| self.block_of_first(then));
+        self.blocks = match (first, second) {
+            (Some(a), Some(b)) => Some(crate::attrs::Block::joined(&a, &b)),
+            (a, _) => a,
+        };
+    }
+
+    /// Its first attributes, up to `n` (strings and integers), taken into a block of their own.
+    #[cfg(any(feature = "redis", feature = "mysql"))]
+    fn block_of_first(&mut self, n: usize) -> Option<Arc<crate::attrs::Block>> {
         use crate::attrs::{Block, Const, Consts};
         let mut c = Consts::default();
         let mut taken = 0;
@@ -1697,9 +1704,7 @@ impl Ended {
             self.attrs.remove(0);
             taken += 1;
         }
-        if taken > 0 {
-            self.blocks[at] = Some(Block::new(c));
-        }
+        (taken > 0).then(|| Block::new(c))
     }
 }
 

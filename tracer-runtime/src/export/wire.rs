@@ -303,7 +303,7 @@ fn span_body(span: &SpanData, buf: &mut Vec<u8>) {
             kind: &span.span_kind,
             start: nanos(span.start_time),
             end: nanos(span.end_time),
-            blocks: &[None, None],
+            blocks: &None,
             attrs: &span.attributes,
             dropped_attrs: span.dropped_attributes_count,
             events: &span.events,
@@ -391,7 +391,7 @@ fn plain_body(span: &Ended, buf: &mut Vec<u8>) -> bool {
     times[11] = 0x41;
     times[12..20].copy_from_slice(&span.end.to_le_bytes());
     buf.extend_from_slice(&times);
-    for b in span.blocks.iter().flatten() {
+    for b in span.blocks.iter() {
         buf.extend_from_slice(b.wire());
     }
     for kv in &span.attrs {
@@ -417,7 +417,7 @@ fn body(span: &Parts<'_>, buf: &mut Vec<u8>) {
     uint(6, kind(span.kind), buf);
     fixed64(7, span.start, buf);
     fixed64(8, span.end, buf);
-    for b in span.blocks.iter().flatten() {
+    for b in span.blocks.iter() {
         buf.extend_from_slice(b.wire());
     }
     for kv in span.attrs {
@@ -1042,11 +1042,7 @@ mod tests {
                 #[cfg(any(feature = "redis", feature = "mysql"))]
                 {
                     let (first, second) = *shared;
-                    let first_len = e.attrs.len();
-                    e.share_first(first, 0);
-                    if e.attrs.len() < first_len || first == 0 {
-                        e.share_first(second, 1);
-                    }
+                    e.share_first(first, second);
                 }
                 #[cfg(not(any(feature = "redis", feature = "mysql")))]
                 let _ = shared;

@@ -166,10 +166,10 @@ impl Meta {
             let (blocks, mut a) = if share {
                 // The client's and the statement's attributes shared; the span's own list is
                 // allocated only for what it gets when done (rows, or an error's attributes).
-                let blocks = [
-                    Some(Arc::clone(&self.base)),
-                    sql.map(|s| Arc::clone(&s.block)),
-                ];
+                let blocks = Some(match sql {
+                    Some(s) => Block::joined(&self.base, &s.block),
+                    None => Arc::clone(&self.base),
+                });
                 (blocks, Vec::new())
             } else {
                 // Room for what the span gets when done: rows, or an error's three attributes.
@@ -186,7 +186,7 @@ impl Meta {
                 if let Some(s) = sql {
                     s.block.copy_to(&mut a);
                 }
-                ([None, None], a)
+                (None, a)
             };
             if share && no_operation {
                 a.push(KeyValue::new(semconv::DB_OPERATION_NAME, fallback));

@@ -177,15 +177,12 @@ impl Meta {
     ) -> Option<db::Op> {
         db::start_site(self.service(), None, |share| {
             let (blocks, attrs) = if share {
-                let blocks = [
-                    Some(Arc::clone(&self.base)),
-                    Some(Text::block(operation, text)),
-                ];
+                let blocks = Some(Block::joined(&self.base, &Text::block(operation, text)));
                 (blocks, Vec::new())
             } else {
                 let text = Text::build(operation, text);
                 let attrs = self.attrs(Cow::Borrowed(operation), Some(text));
-                ([None, None], attrs)
+                (None, attrs)
             };
             (
                 Cow::Borrowed(operation),
