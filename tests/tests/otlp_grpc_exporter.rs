@@ -178,3 +178,101 @@ fn a_blank_traces_variable_leaves_the_general_one() {
         assert!(r.contains("api-key=[general]"), "{out}");
     }
 }
+
+/// An HTTP/2 server that is no gRPC collector (a proxy or a web server on the port): it answers
+/// every request with the HTTP status of `HTTP_ONLY_STATUS` and no gRPC status, and counts the
+/// requests.
+#[test]
+#[ignore = "run in a child process by the tests below"]
+fn http_only_server_probe() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    tracer_runtime::set_warning_handler(|w| println!("WARNING {w}"));
+    let status: u16 = std::env::var("HTTP_ONLY_STATUS").unwrap().parse().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::clone(&requests);
+    rt.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = Arc::clone(&seen);
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(
+                    TokioIo::new(stream),
+                    hyper::service::service_fn(move |request: http::Request<_>| {
+                        let seen = Arc::clone(&seen);
+                        async move {
+                            // The whole request read, as a server does before answering.
+                            let _ = http_body_util::BodyExt::collect(request.into_body()).await;
+                            seen.fetch_add(1, Ordering::SeqCst);
+                            let mut answer = http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from_static(b"not a collector"),
+                            ));
+                            *answer.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, std::convert::Infallible>(answer)
+                        }
+                    }),
+                ),
+            );
+        }
+    });
+    let guard = tracer_runtime::init("http-only")
+        .with_endpoint(format!("http://{addr}"))
+        .set_globals(false)
+        .install()
+        .unwrap();
+    for i in 0..3 {
+        work(i);
+    }
+    let shut = guard.shutdown();
+    let s = tracer_runtime::stats();
+    println!(
+        "REQUESTS={} EXPORTED={} DROPPED={} shutdown: {shut:?}",
+        requests.load(Ordering::SeqCst),
+        s.exported,
+        s.dropped
+    );
+}
+
+fn http_only(status: &str) -> String {
+    run_probe(
+        "http_only_server_probe",
+        &[
+            ("HTTP_ONLY_STATUS", Some(status)),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", None),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", None),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", None),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", None),
+        ],
+    )
+}
+
+/// An answer with no gRPC status is read by its HTTP status, as gRPC's HTTP mapping says: 503
+/// is `Unavailable`, retried (three times) then failed; 404 is `Unimplemented`, failed at once.
+/// Either way the spans are counted lost, the warning names the code. (tonic's client, and
+/// tracer's exporter before, decoded the page as a gRPC message: `Internal`, a 503 never
+/// retried.)
+#[test]
+fn an_http_status_without_a_grpc_status_is_read_as_grpc_maps_it() {
+    let out = http_only("503");
+    assert!(
+        out.contains("REQUESTS=4 EXPORTED=0 DROPPED=3 shutdown: Err("),
+        "{out}"
+    );
+    assert!(out.contains("gRPC code: Unavailable"), "{out}");
+    let out = http_only("404");
+    assert!(
+        out.contains("REQUESTS=1 EXPORTED=0 DROPPED=3 shutdown: Err("),
+        "{out}"
+    );
+    assert!(out.contains("gRPC code: Unimplemented"), "{out}");
+}

@@ -5,7 +5,9 @@
 //! (opentelemetry-proto's span grouping, metrics conversion and clients' calls) and note the
 //! `rejected_spans` (`rejected_data_points`) of the answer in the exporter's [`Rejections`]. A
 //! span export's bytes are written straight from the spans (see `wire`), once per export, not
-//! through opentelemetry-proto's messages.
+//! through opentelemetry-proto's messages, and go to tonic's `Channel` in the parts they were
+//! written in (gzip-compressed, when set, into one): tonic's codec would copy them into one
+//! buffer first.
 //!
 //! What they honour, as opentelemetry-otlp 0.33's tonic exporters do (`TRACES` for spans,
 //! `METRICS` for metrics): the endpoint (the builder's, else
@@ -18,13 +20,15 @@
 //! the shutdown, and its retry policy (3 retries, 100 ms doubling to 1.6 s, 100 ms of jitter;
 //! the codes it retries; a server's `RetryInfo`).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+#[cfg(feature = "otlp-metrics")]
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
-use tonic::client::Grpc;
 use tonic::transport::Channel;
 #[cfg(feature = "otlp-metrics")]
 use {
@@ -40,8 +44,7 @@ use crate::pipeline::Rejections;
 /// The endpoint when neither the builder nor the variables give one.
 const DEFAULT_ENDPOINT: &str = "http://localhost:4317";
 
-/// The trace service, and the path of its `Export` method.
-const SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
+/// The path of the trace service's `Export` method.
 const PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// The `User-Agent` opentelemetry-otlp sends (its version: the exporter this one stands for).
@@ -101,6 +104,7 @@ impl Connection {
     }
 
     /// `request` with the headers as its metadata.
+    #[cfg(feature = "otlp-metrics")]
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(self.headers.clone());
@@ -147,11 +151,13 @@ impl Connection {
 
 /// The OTLP/gRPC span exporter.
 pub(crate) struct GrpcExporter {
-    /// `None` once shut down.
-    client: Mutex<Option<Grpc<Channel>>>,
+    /// Shut down: no more exports.
+    shut: std::sync::atomic::AtomicBool,
     connection: Connection,
     resource: super::wire::Resource,
     rejections: Arc<Rejections>,
+    /// Requests are gzip-compressed (through tonic's codec).
+    gzip: bool,
 }
 
 impl std::fmt::Debug for GrpcExporter {
@@ -179,48 +185,129 @@ impl GrpcExporter {
             #[cfg(feature = "tls")]
             tls,
         )?;
-        let mut client = Grpc::new(connection.channel.clone());
-        if gzip {
-            client = client
-                .send_compressed(tonic::codec::CompressionEncoding::Gzip)
-                .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
-        }
         Ok(GrpcExporter {
-            client: Mutex::new(Some(client)),
+            shut: std::sync::atomic::AtomicBool::new(false),
             connection,
             resource: super::wire::Resource::default(),
             rejections,
+            gzip,
         })
     }
 
     /// One attempt: the request (its bytes, see `wire`) sent, the partial success noted.
-    async fn send(
-        &self,
-        body: &super::wire::Body,
-        client: &mut Grpc<Channel>,
-    ) -> Result<(), tonic::Status> {
-        let mut request = self.connection.request(body.clone());
-        // As the generated `TraceServiceClient::export` does.
-        request
-            .extensions_mut()
-            .insert(tonic::GrpcMethod::new(SERVICE, "Export"));
-        client
-            .ready()
-            .await
-            .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
-        let answer = client
-            .unary(
-                request,
-                http::uri::PathAndQuery::from_static(PATH),
-                super::wire::Codec,
-            )
-            .await?
-            .into_inner();
+    async fn send(&self, body: &super::wire::Body) -> Result<(), tonic::Status> {
+        let answer = self.unary(body).await?;
         if let Some(partial) = answer.partial_success {
             self.rejections
                 .note(partial.rejected_spans, &partial.error_message);
         }
         Ok(())
+    }
+
+    /// One call of `Export` with `body` (gzip-compressed when so set up), made as tonic's
+    /// `Grpc::unary` makes it (the same headers; a transport error the same `Status`), but with
+    /// the request's parts handed to HTTP/2 as they are: tonic's codec would first copy every
+    /// byte of them into one buffer. The answer is read as tonic reads it, but for one case:
+    /// an HTTP status other than 200 without a gRPC status (a proxy's or a web server's answer,
+    /// whose body is no gRPC message) is read by gRPC's HTTP status mapping, where tonic would
+    /// decode the body and call it a protocol error (a proxy's 503 page would not be retried).
+    async fn unary(
+        &self,
+        body: &super::wire::Body,
+    ) -> Result<ExportTraceServiceResponse, tonic::Status> {
+        use tonic::client::GrpcService as _;
+        let frames = super::wire::Frames::new(body, self.gzip)
+            .map_err(|e| tonic::Status::internal(format!("export request not sent: {e}")))?;
+        let mut request = http::Request::new(tonic::body::Body::new(frames));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = http::Uri::from_static(PATH);
+        *request.version_mut() = http::Version::HTTP_2;
+        let headers = request.headers_mut();
+        *headers = self.connection.headers.clone();
+        // What tonic keeps out of a request's metadata, then its own gRPC headers.
+        for reserved in [
+            "te",
+            "content-type",
+            "grpc-message",
+            "grpc-message-type",
+            "grpc-status",
+        ] {
+            headers.remove(reserved);
+        }
+        headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        if self.gzip {
+            let gzip = http::HeaderValue::from_static("gzip");
+            headers.insert("grpc-encoding", gzip.clone());
+            headers.insert("grpc-accept-encoding", gzip);
+        }
+        let mut channel = self.connection.channel.clone();
+        std::future::poll_fn(|cx| channel.poll_ready(cx))
+            .await
+            .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
+        let response = channel
+            .call(request)
+            .await
+            .map_err(|e| tonic::Status::from_error(e.into()))?;
+        if let Some(status) = tonic::Status::from_header_map(response.headers()) {
+            // Trailers only: an error, or an answer without its message.
+            return Err(if status.code() == tonic::Code::Ok {
+                tonic::Status::internal("Missing response message.")
+            } else {
+                status
+            });
+        }
+        let status_code = response.status();
+        if status_code != http::StatusCode::OK {
+            return Err(tonic::Status::new(
+                http_status_code(status_code),
+                format!("HTTP status {status_code} without a gRPC status"),
+            ));
+        }
+        let encoding = match response.headers().get("grpc-encoding") {
+            None => None,
+            Some(e) if e == "identity" => None,
+            Some(e) if e == "gzip" && self.gzip => Some(tonic::codec::CompressionEncoding::Gzip),
+            Some(e) => {
+                return Err(tonic::Status::unimplemented(format!(
+                    "Content is compressed with `{}` which isn't supported",
+                    String::from_utf8_lossy(e.as_bytes())
+                )));
+            }
+        };
+        let mut answer = tonic::codec::Streaming::new_response(
+            super::wire::Decoder,
+            response.into_body(),
+            status_code,
+            encoding,
+            None,
+        );
+        let message = answer
+            .message()
+            .await?
+            .ok_or_else(|| tonic::Status::internal("Missing response message."))?;
+        answer.trailers().await?;
+        Ok(message)
+    }
+}
+
+/// The gRPC code of an HTTP status that came without a gRPC status, as gRPC's
+/// `http-grpc-status-mapping.md` gives it (and tonic reads it once a body has ended).
+fn http_status_code(status: http::StatusCode) -> tonic::Code {
+    use http::StatusCode as H;
+    use tonic::Code;
+    match status {
+        H::BAD_REQUEST => Code::Internal,
+        H::UNAUTHORIZED => Code::Unauthenticated,
+        H::FORBIDDEN => Code::PermissionDenied,
+        H::NOT_FOUND => Code::Unimplemented,
+        H::TOO_MANY_REQUESTS | H::BAD_GATEWAY | H::SERVICE_UNAVAILABLE | H::GATEWAY_TIMEOUT => {
+            Code::Unavailable
+        }
+        _ => Code::Unknown,
     }
 }
 
@@ -231,27 +318,18 @@ impl GrpcExporter {
         spans: Vec<SpanData>,
         ended: Vec<crate::recorder::Ended>,
     ) -> OTelSdkResult {
-        let client = self
-            .client
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let Some(client) = client else {
+        if self.shut.load(std::sync::atomic::Ordering::Acquire) {
             return Err(failed(
                 TRACES,
                 &tonic::Status::failed_precondition("exporter already shutdown"),
             ));
-        };
+        }
         // Written once, sent as it is by every attempt.
         let body = super::wire::request(&spans, &ended, &self.resource);
         drop(spans);
         drop(ended);
         self.connection
-            .retrying(|| {
-                let mut client = client.clone();
-                let body = &body;
-                async move { self.send(body, &mut client).await }
-            })
+            .retrying(|| self.send(&body))
             .await
             .map_err(|status| failed(TRACES, &status))
     }
@@ -263,14 +341,10 @@ impl SpanExporter for GrpcExporter {
     }
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        match self
-            .client
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            Some(_) => Ok(()),
-            None => Err(OTelSdkError::AlreadyShutdown),
+        if self.shut.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            Err(OTelSdkError::AlreadyShutdown)
+        } else {
+            Ok(())
         }
     }
 

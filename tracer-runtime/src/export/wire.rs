@@ -145,6 +145,66 @@ impl Body {
     }
 }
 
+/// An export request as the body of a gRPC call: its message's prefix (compressed or not, its
+/// length), then its parts as they were written, one frame each (none copied), or its bytes
+/// gzip-compressed.
+#[derive(Debug)]
+pub(crate) struct Frames(std::collections::VecDeque<Bytes>);
+
+impl Frames {
+    /// An error when the request is too long for a gRPC message (4 GiB), or cannot be
+    /// compressed.
+    pub(crate) fn new(body: &Body, gzip: bool) -> Result<Frames, String> {
+        let mut parts = std::collections::VecDeque::with_capacity(body.0.len() + 1);
+        parts.push_back(Bytes::new());
+        if gzip {
+            use std::io::Write as _;
+            let total = body.0.iter().map(Bytes::len).sum::<usize>();
+            let mut z = flate2::write::GzEncoder::new(
+                Vec::with_capacity(total / 4),
+                flate2::Compression::default(),
+            );
+            for part in &body.0 {
+                z.write_all(part).map_err(|e| e.to_string())?;
+            }
+            parts.push_back(Bytes::from(z.finish().map_err(|e| e.to_string())?));
+        } else {
+            parts.extend(body.0.iter().filter(|p| !p.is_empty()).cloned());
+        }
+        let len = parts.iter().map(Bytes::len).sum::<usize>();
+        let len = u32::try_from(len).map_err(|_| format!("{len} bytes, over 4 GiB"))?;
+        let mut prefix = [u8::from(gzip), 0, 0, 0, 0];
+        prefix[1..].copy_from_slice(&len.to_be_bytes());
+        parts[0] = Bytes::copy_from_slice(&prefix);
+        Ok(Frames(parts))
+    }
+}
+
+impl http_body::Body for Frames {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, tonic::Status>>> {
+        std::task::Poll::Ready(
+            self.get_mut()
+                .0
+                .pop_front()
+                .map(|b| Ok(http_body::Frame::data(b))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
 /// The bytes of the `ExportTraceServiceRequest` of `batch` and `ended` (the recorder's spans,
 /// as they were recorded) from `resource`: one `ResourceSpans`, the spans grouped by
 /// instrumentation scope in the order each scope first appears, each group's spans in order,
@@ -726,47 +786,9 @@ fn short(tag: u32, key: &str, value: &Value, buf: &mut Vec<u8>) -> bool {
     true
 }
 
-/// tonic's codec for the request's bytes as they are, and the collector's answer.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Codec;
-
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Encoder;
-
+/// tonic's decoder of the collector's answer.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Decoder;
-
-impl tonic::codec::Codec for Codec {
-    type Encode = Body;
-    type Decode = ExportTraceServiceResponse;
-    type Encoder = Encoder;
-    type Decoder = Decoder;
-
-    fn encoder(&mut self) -> Encoder {
-        Encoder
-    }
-
-    fn decoder(&mut self) -> Decoder {
-        Decoder
-    }
-}
-
-impl tonic::codec::Encoder for Encoder {
-    type Item = Body;
-    type Error = tonic::Status;
-
-    fn encode(
-        &mut self,
-        item: Body,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        dst.reserve(item.0.iter().map(Bytes::len).sum());
-        for part in item.0 {
-            dst.put(part);
-        }
-        Ok(())
-    }
-}
 
 impl tonic::codec::Decoder for Decoder {
     type Item = ExportTraceServiceResponse;
