@@ -328,9 +328,18 @@ impl Block {
         self.consts.len()
     }
 
-    /// `a`'s attributes then `b`'s, in one block: the last few pairs this thread joined are
-    /// kept (each holding its parts, so that a pointer seen again is the same block), so that
-    /// a client's command or statement seen before joins nothing.
+    /// `a`'s attributes then `b`'s, in a new block.
+    pub(crate) fn join(a: &Block, b: &Block) -> std::sync::Arc<Block> {
+        let mut c = a.consts.clone();
+        c.0.extend(b.consts.0.iter().cloned());
+        Block::new(c)
+    }
+
+    /// `a`'s attributes then `b`'s, in one block (a connection's and a statement's; a Redis
+    /// command's have a cache of their own, `redis::Text::joined`): the last few pairs this
+    /// thread joined are kept (each holding its parts, so that a pointer seen again is the
+    /// same block), so that a statement seen before joins nothing.
+    #[cfg(feature = "mysql")]
     pub(crate) fn joined(
         a: &std::sync::Arc<Block>,
         b: &std::sync::Arc<Block>,
@@ -341,11 +350,7 @@ impl Block {
             static JOINED: crate::hash::Slots<Joined, 64> =
                 const { std::cell::RefCell::new([const { None }; 64]) };
         }
-        let join = || {
-            let mut c = a.consts.clone();
-            c.0.extend(b.consts.0.iter().cloned());
-            Block::new(c)
-        };
+        let join = || Block::join(a, b);
         let (pa, pb) = (Arc::as_ptr(a) as usize, Arc::as_ptr(b) as usize);
         let hash = ((pa >> 4) ^ (pb >> 4).rotate_left(17)) as u64;
         crate::hash::cached(
@@ -459,6 +464,7 @@ mod intern_tests {
     }
 
     #[test]
+    #[cfg(feature = "mysql")]
     fn joined_blocks_hold_both_in_order_and_are_kept_per_pair() {
         let block = |k: &'static str, v: &str| {
             let mut c = Consts::default();

@@ -1677,7 +1677,7 @@ impl Ended {
         let first = self.block_of_first(n);
         let second = first.as_ref().and_then(|_| self.block_of_first(then));
         self.blocks = match (first, second) {
-            (Some(a), Some(b)) => Some(crate::attrs::Block::joined(&a, &b)),
+            (Some(a), Some(b)) => Some(crate::attrs::Block::join(&a, &b)),
             (a, _) => a,
         };
     }

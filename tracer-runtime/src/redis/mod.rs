@@ -177,7 +177,7 @@ impl Meta {
     ) -> Option<db::Op> {
         db::start_site(self.service(), None, |share| {
             let (blocks, attrs) = if share {
-                let blocks = Some(Block::joined(&self.base, &Text::block(operation, text)));
+                let blocks = Some(Text::joined(&self.base, operation, text));
                 (blocks, Vec::new())
             } else {
                 let text = Text::build(operation, text);

@@ -25,10 +25,14 @@ thread_local! {
     /// command, same keys) shares the text of the last one, so its span allocates no text.
     /// Per thread, so no lock is taken; bounded by `TEXT_SLOTS` × `TEXT_CACHE_MAX` bytes.
     static TEXTS: Texts = const { std::cell::RefCell::new([const { None }; TEXT_SLOTS]) };
-    /// The attribute blocks (`db.operation.name`, `db.query.text`) of the commands this thread
-    /// traced lately, by text: a command seen before shares its block, so its span copies no
-    /// attribute and allocates nothing.
-    static BLOCKS: crate::hash::Slots<(&'static str, Arc<str>, Arc<Block>), TEXT_SLOTS> =
+    /// The attribute blocks (the client's, then `db.operation.name`, `db.query.text`) of the
+    /// commands this thread traced lately, by client and text: a command seen before shares
+    /// its block, so its span copies no attribute and allocates nothing.
+    #[allow(clippy::type_complexity)]
+    static BLOCKS: crate::hash::Slots<
+        (Arc<Block>, &'static str, Arc<str>, Arc<Block>),
+        TEXT_SLOTS,
+    > =
         const { std::cell::RefCell::new([const { None }; TEXT_SLOTS]) };
 }
 
@@ -48,9 +52,15 @@ impl Text {
         out
     }
 
-    /// The attributes of a command `operation` whose text `fill` writes (`db.operation.name`,
-    /// `db.query.text`), shared with the last command of the same text on this thread.
-    pub(super) fn block(operation: &'static str, fill: impl FnOnce(&mut Text)) -> Arc<Block> {
+    /// The attributes of a client's command: `base` (the client's), then those of the command
+    /// `operation` whose text `fill` writes (`db.operation.name`, `db.query.text`), in one
+    /// block, shared with the last command of the same client and text on this thread (found
+    /// in one look, by the text's bytes and the client's block).
+    pub(super) fn joined(
+        base: &Arc<Block>,
+        operation: &'static str,
+        fill: impl FnOnce(&mut Text),
+    ) -> Arc<Block> {
         let mut t = Text(TEXT_BUF.take());
         t.0.clear();
         t.0.extend_from_slice(operation.as_bytes());
@@ -66,23 +76,29 @@ impl Text {
                 opentelemetry_semantic_conventions::attribute::DB_QUERY_TEXT,
                 Const::Shared(Arc::clone(&text)),
             );
-            let block = Block::new(c);
-            (text, block)
+            (text, Block::join(base, &Block::new(c)))
         };
         let out = if t.0.len() > TEXT_CACHE_MAX {
             make().1
         } else {
+            let client = (Arc::as_ptr(base) as usize >> 4) as u64;
             crate::hash::cached(
                 &BLOCKS,
-                quick_hash(&t.0),
-                |(op, text, block)| {
-                    (std::ptr::eq(*op, operation) && text.as_bytes() == t.0.as_slice())
-                        .then(|| Arc::clone(block))
+                quick_hash(&t.0) ^ client.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                |(b, op, text, block)| {
+                    (Arc::ptr_eq(b, base)
+                        && std::ptr::eq(*op, operation)
+                        && text.as_bytes() == t.0.as_slice())
+                    .then(|| Arc::clone(block))
                 },
                 || {
                     let (text, block) = make();
-                    // A text that was not UTF-8 differs from its lossy copy: never found.
-                    (Arc::clone(&block), Some((operation, text, block)))
+                    // A text that was not UTF-8 differs from its lossy copy: never found. The
+                    // client's block is kept with it, so that its address is not another's.
+                    (
+                        Arc::clone(&block),
+                        Some((Arc::clone(base), operation, text, block)),
+                    )
                 },
             )
         };
@@ -162,6 +178,50 @@ mod tests {
             t.key(&Key::from("text:other"));
         });
         assert_eq!(&*c, "GET text:other");
+    }
+
+    #[test]
+    fn a_command_seen_before_shares_its_block_with_its_own_client_only() {
+        let client = |addr: &'static str| {
+            let mut c = Consts::default();
+            c.push("server.address", Const::Str(addr));
+            Block::new(c)
+        };
+        let (a, b) = (client("a.example"), client("b.example"));
+        let get = |base: &Arc<Block>| {
+            Text::joined(base, "GET", |t| {
+                t.key(&Key::from("joined:cache"));
+            })
+        };
+        let attrs = |block: &Block| {
+            let mut kvs = Vec::new();
+            block.copy_to(&mut kvs);
+            kvs.iter()
+                .map(|kv| format!("{}={}", kv.key, kv.value))
+                .collect::<Vec<_>>()
+        };
+        let first = get(&a);
+        assert_eq!(
+            attrs(&first),
+            [
+                "server.address=a.example",
+                "db.operation.name=GET",
+                "db.query.text=GET joined:cache"
+            ]
+        );
+        assert!(Arc::ptr_eq(&first, &get(&a)), "made twice");
+        // The same text of another client: that client's attributes, never the first's.
+        let other = get(&b);
+        assert_eq!(attrs(&other)[0], "server.address=b.example");
+        assert_eq!(attrs(&other)[1..], attrs(&first)[1..]);
+        assert!(Arc::ptr_eq(&other, &get(&b)));
+        // Another command of the same text's bytes is another block.
+        let set = Text::joined(&a, "SET", |t| {
+            t.0.truncate(0);
+            t.0.extend_from_slice(b"GET");
+            t.key(&Key::from("joined:cache"));
+        });
+        assert_eq!(attrs(&set)[1], "db.operation.name=SET");
     }
 
     #[test]
