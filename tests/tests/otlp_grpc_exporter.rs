@@ -65,13 +65,10 @@ fn work(i: u64) -> u64 {
     i
 }
 
-#[test]
-#[ignore = "run in a child process by the tests below"]
-fn flaky_collector_probe() {
-    tracer_runtime::set_warning_handler(|_| {});
-    let flaky = Arc::new(Flaky::default());
-    let (addr, _rt) = receiver::serve(Svc(Arc::clone(&flaky)));
-    let guard = tracer_runtime::init("flaky")
+/// Three spans of service `name` exported to `addr`, then the shutdown: the line the probes
+/// print, `{what}={seen} EXPORTED=.. DROPPED=.. shutdown: ..`, `seen` read after the shutdown.
+fn export_three(name: &str, addr: std::net::SocketAddr, what: &str, seen: &AtomicUsize) {
+    let guard = tracer_runtime::init(name)
         .with_endpoint(format!("http://{addr}"))
         .set_globals(false)
         .install()
@@ -82,11 +79,20 @@ fn flaky_collector_probe() {
     let shut = guard.shutdown();
     let s = tracer_runtime::stats();
     println!(
-        "ATTEMPTS={} EXPORTED={} DROPPED={} shutdown: {shut:?}",
-        flaky.attempts.load(Ordering::SeqCst),
+        "{what}={} EXPORTED={} DROPPED={} shutdown: {shut:?}",
+        seen.load(Ordering::SeqCst),
         s.exported,
         s.dropped
     );
+}
+
+#[test]
+#[ignore = "run in a child process by the tests below"]
+fn flaky_collector_probe() {
+    tracer_runtime::set_warning_handler(|_| {});
+    let flaky = Arc::new(Flaky::default());
+    let (addr, _rt) = receiver::serve(Svc(Arc::clone(&flaky)));
+    export_three("flaky", addr, "ATTEMPTS", &flaky.attempts);
     for (metadata, services) in flaky.seen.lock().unwrap().iter() {
         let get = |k: &str| {
             metadata
@@ -189,15 +195,7 @@ fn http_only_server_probe() {
     tracer_runtime::set_warning_handler(|w| println!("WARNING {w}"));
     let status: u16 = std::env::var("HTTP_ONLY_STATUS").unwrap().parse().unwrap();
     let requests = Arc::new(AtomicUsize::new(0));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (rt, listener, addr) = receiver::listen();
     let seen = Arc::clone(&requests);
     rt.spawn(async move {
         loop {
@@ -225,22 +223,7 @@ fn http_only_server_probe() {
             );
         }
     });
-    let guard = tracer_runtime::init("http-only")
-        .with_endpoint(format!("http://{addr}"))
-        .set_globals(false)
-        .install()
-        .unwrap();
-    for i in 0..3 {
-        work(i);
-    }
-    let shut = guard.shutdown();
-    let s = tracer_runtime::stats();
-    println!(
-        "REQUESTS={} EXPORTED={} DROPPED={} shutdown: {shut:?}",
-        requests.load(Ordering::SeqCst),
-        s.exported,
-        s.dropped
-    );
+    export_three("http-only", addr, "REQUESTS", &requests);
 }
 
 fn http_only(status: &str) -> String {

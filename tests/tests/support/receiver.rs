@@ -44,7 +44,7 @@ pub struct Receiver {
 
 /// A runtime of its own (one worker thread) and a listener on a free port of 127.0.0.1 bound on
 /// it, with the listener's address.
-fn listen() -> (tokio::runtime::Runtime, tokio::net::TcpListener, SocketAddr) {
+pub fn listen() -> (tokio::runtime::Runtime, tokio::net::TcpListener, SocketAddr) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
