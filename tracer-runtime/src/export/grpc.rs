@@ -156,7 +156,7 @@ pub(crate) struct GrpcExporter {
     connection: Connection,
     resource: super::wire::Resource,
     rejections: Arc<Rejections>,
-    /// Requests are gzip-compressed (through tonic's codec).
+    /// Requests are gzip-compressed (`wire::Frames`), answers may be.
     gzip: bool,
 }
 
