@@ -165,12 +165,13 @@ impl Meta {
             let no_operation = sql.is_none_or(|s| s.sanitized.operation.is_none());
             let (blocks, mut a) = if share {
                 // The client's and the statement's attributes shared; the span's own list is
-                // allocated only for what it gets when done (rows, or an error's attributes).
+                // what it gets when done: its rows (one attribute, made room for at once), or
+                // an error's attributes.
                 let blocks = Some(match sql {
                     Some(s) => Block::joined(&self.base, &s.block),
                     None => Arc::clone(&self.base),
                 });
-                (blocks, Vec::new())
+                (blocks, Vec::with_capacity(1))
             } else {
                 // Room for what the span gets when done: rows, or an error's three attributes.
                 let mut a = Vec::with_capacity(
