@@ -1535,6 +1535,30 @@ impl fmt::Debug for Ended {
 static NO_MORE: std::sync::LazyLock<More> = std::sync::LazyLock::new(More::default);
 
 impl Ended {
+    /// Drops spans once written: what most spans leave empty (their own attribute list, their
+    /// `More`) is not handed to its drop glue, an out-of-line call per field and span.
+    #[cfg(feature = "otlp-grpc")]
+    pub(crate) fn drop_all(ended: Vec<Ended>) {
+        for e in ended {
+            let Ended {
+                blocks,
+                attrs,
+                more,
+                ..
+            } = e;
+            drop(blocks);
+            if attrs.capacity() == 0 {
+                // Nothing allocated: nothing to free.
+                std::mem::forget(attrs);
+            } else {
+                drop(attrs);
+            }
+            if let Some(more) = more {
+                drop(more);
+            }
+        }
+    }
+
     /// Its name: its call site's, unless it was renamed.
     pub(crate) fn name(&self) -> &str {
         match self.more.as_ref().and_then(|m| m.name.as_deref()) {

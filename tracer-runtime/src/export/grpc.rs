@@ -327,7 +327,7 @@ impl GrpcExporter {
         // Written once, sent as it is by every attempt.
         let body = super::wire::request(&spans, &ended, &self.resource);
         drop(spans);
-        drop(ended);
+        crate::recorder::Ended::drop_all(ended);
         self.connection
             .retrying(|| self.send(&body))
             .await

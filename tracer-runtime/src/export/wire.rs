@@ -1027,6 +1027,54 @@ mod tests {
         }
     }
 
+    /// Spans once written (`recorder::Ended::drop_all`) let go of everything they held: their
+    /// shared block, their own attributes, their `More` (an event's attributes).
+    #[test]
+    #[cfg(any(feature = "redis", feature = "mysql"))]
+    fn written_spans_let_go_of_what_they_held() {
+        use std::sync::Arc;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let base = span().new_tree(&mut runner).unwrap().current();
+        let held: Arc<str> = Arc::from("held");
+        let value = || Value::String(StringValue::from(Arc::clone(&held)));
+        let mut events = SpanEvents::default();
+        events.events.push(Event::new(
+            "e",
+            SystemTime::now(),
+            vec![KeyValue::new("k", value())],
+            0,
+        ));
+        let mut with_more = crate::recorder::Ended::of(
+            SpanData {
+                attributes: vec![
+                    KeyValue::new("shared", value()),
+                    KeyValue::new("own", value()),
+                ],
+                events,
+                ..base.clone()
+            },
+            true,
+        );
+        with_more.share_first(1, 0);
+        let mut plain = crate::recorder::Ended::of(
+            SpanData {
+                attributes: vec![KeyValue::new("shared", value())],
+                events: SpanEvents::default(),
+                ..base
+            },
+            false,
+        );
+        plain.share_first(1, 0);
+        plain.strip_more();
+        let blocks = [with_more.blocks.clone(), plain.blocks.clone()].map(Option::unwrap);
+        assert!(plain.attrs.is_empty() && !with_more.attrs.is_empty());
+        // Its own attribute's value and its event's (the block holds a copy of its text).
+        assert_eq!(Arc::strong_count(&held), 3);
+        crate::recorder::Ended::drop_all(vec![with_more, plain]);
+        assert_eq!(Arc::strong_count(&held), 1);
+        assert!(blocks.iter().all(|b| Arc::strong_count(b) == 1));
+    }
+
     proptest! {
         /// The recorder's spans, written as they were recorded, are the request
         /// opentelemetry-proto makes of the `SpanData` the collector would have made of them
