@@ -419,22 +419,25 @@
 //! ```text
 //! DB_INSTR_EXPORT=otlp        on (root)             child
 //!                       before     after      before     after
-//! redis-get              +2139     +1861       +1995     +1700
-//! redis-set              +2185     +1898       +2044     +1743
-//! mysql-select           +2964     +2270       +2600     +1951   (MySQL: ±several hundred)
-//! traced                 +1736     +1658       +1212     +1126
-//! traced-attrs           +3469     +3214       +3379     +3105
+//! redis-get              +2139     +1819       +1995     +1648
+//! redis-set              +2185     +1847       +2044     +1697
+//! mysql-select           +2964     +2254       +2600     +2286   (MySQL: ±several hundred;
+//!                                                                  +1951 in another run)
+//! traced                 +1736     +1613       +1212     +1079
+//! traced-attrs           +3469     +3193       +3379     +3087
 //! ```
 //!
-//! Of the ~295 a Redis GET saved, ~265 is the codec's copy and ~30 the single cache. A Redis
-//! GET's span now costs the span path's own (`traced`, +1126) plus 574, short of issue 16's
-//! interim bound (+500) and of its ≤ 1 500. A MySQL statement's span that shares its
+//! Of the ~350 a Redis GET saved, ~265 is the codec's copy, ~30 the single cache and ~45 the
+//! spans' drop once written (`recorder::Ended::drop_all`: an empty own list and an absent
+//! `More` not handed to their drop glue, every exported span). A Redis GET's span now costs
+//! the span path's own (`traced`, +1079) plus 569, short of issue 16's interim bound (+500)
+//! and of its ≤ 1 500. A MySQL statement's span that shares its
 //! attributes now makes room for its rows (one attribute) when it starts, not for four when the
 //! rows are set (the growth): the same one allocation, of 56 bytes instead of 224, and ~340
 //! fewer instructions per statement, most of them in glibc's `malloc` and `free`, whose other
 //! calls (the client's own) got cheaper too (a profile's diff: `_int_malloc` −181, `_int_free`
 //! −64, `unlink_chunk` −33, `finish_grow` −40, `grow_one` −24). The MySQL figures above are
-//! after that change (its run: `mysql-select` alone, same binary); in `Discard` mode (the
+//! after that change; in `Discard` mode (the
 //! `SpanData` path, whose list is sized for four at once) MySQL is unchanged (+3 063 child).
 
 use std::alloc::System;
