@@ -195,7 +195,7 @@ impl GrpcExporter {
     }
 
     /// One attempt: the request (its bytes, see `wire`) sent, the partial success noted.
-    async fn send(&self, body: &super::wire::Body) -> Result<(), tonic::Status> {
+    async fn send(&self, body: super::wire::Frames) -> Result<(), tonic::Status> {
         let answer = self.unary(body).await?;
         if let Some(partial) = answer.partial_success {
             self.rejections
@@ -204,7 +204,7 @@ impl GrpcExporter {
         Ok(())
     }
 
-    /// One call of `Export` with `body` (gzip-compressed when so set up), made as tonic's
+    /// One call of `Export` with `frames` (gzip-compressed when so set up), made as tonic's
     /// `Grpc::unary` makes it (the same headers; a transport error the same `Status`), but with
     /// the request's parts handed to HTTP/2 as they are: tonic's codec would first copy every
     /// byte of them into one buffer. The answer is read as tonic reads it, but for one case:
@@ -213,11 +213,9 @@ impl GrpcExporter {
     /// decode the body and call it a protocol error (a proxy's 503 page would not be retried).
     async fn unary(
         &self,
-        body: &super::wire::Body,
+        frames: super::wire::Frames,
     ) -> Result<ExportTraceServiceResponse, tonic::Status> {
         use tonic::client::GrpcService as _;
-        let frames = super::wire::Frames::new(body, self.gzip)
-            .map_err(|e| tonic::Status::internal(format!("export request not sent: {e}")))?;
         let mut request = http::Request::new(tonic::body::Body::new(frames));
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = http::Uri::from_static(PATH);
@@ -324,12 +322,19 @@ impl GrpcExporter {
                 &tonic::Status::failed_precondition("exporter already shutdown"),
             ));
         }
-        // Written once, sent as it is by every attempt.
+        // Written (and compressed) once, sent as it is by every attempt.
         let body = super::wire::request(&spans, &ended, &self.resource);
         drop(spans);
         crate::recorder::Ended::drop_all(ended);
+        let frames = super::wire::Frames::new(&body, self.gzip).map_err(|e| {
+            failed(
+                TRACES,
+                &tonic::Status::internal(format!("export request not sent: {e}")),
+            )
+        })?;
+        drop(body);
         self.connection
-            .retrying(|| self.send(&body))
+            .retrying(|| self.send(frames.clone()))
             .await
             .map_err(|status| failed(TRACES, &status))
     }

@@ -148,7 +148,7 @@ impl Body {
 /// An export request as the body of a gRPC call: its message's prefix (compressed or not, its
 /// length), then its parts as they were written, one frame each (none copied), or its bytes
 /// gzip-compressed.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Frames(std::collections::VecDeque<Bytes>);
 
 impl Frames {
