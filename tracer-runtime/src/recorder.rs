@@ -1941,14 +1941,30 @@ impl OpBox {
         Some(f(span))
     }
 
-    /// Ends the span now (into the thread's buffer); its box back to the pool.
+    /// Ends the span now, moved from its box straight into the thread's buffer (as
+    /// [`end_fast`] does from a frame: not out to the stack first); its box back to the pool.
     #[inline]
     pub(crate) fn end(mut self) {
         let Some(mut b) = self.0.take() else {
             return;
         };
-        if let Some(span) = b.take() {
-            span.end();
+        if let Some(span) = b.as_mut() {
+            span.ended_at();
+            span.queued = true;
+            match crate::collector::with_buffer(|v| {
+                if let Some(span) = b.take() {
+                    v.push(Finished(span));
+                }
+            }) {
+                Ok(None) => {}
+                Ok(Some(full)) => crate::collector::hand_over(full),
+                // The thread's buffer is gone: the span hands itself over as it drops.
+                Err(()) => {
+                    if let Some(mut span) = b.take() {
+                        span.queued = false;
+                    }
+                }
+            }
         }
         let _ = OP_BOXES.try_with(|p| {
             if let Ok(mut p) = p.try_borrow_mut()
