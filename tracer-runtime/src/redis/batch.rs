@@ -40,12 +40,14 @@ impl Batch {
         }
     }
 
-    pub(super) fn queue(&self, command: &'static str, text: impl FnOnce(&mut Text)) {
+    pub(super) fn queue(&self, command: &'static str, text: impl FnOnce(&mut Text<'_>)) {
         self.count.fetch_add(1, Ordering::Relaxed);
         if !crate::switch::on() {
             return;
         }
-        let mut t = Text::new(command);
+        let mut buf = Vec::with_capacity(48);
+        buf.extend_from_slice(command.as_bytes());
+        let mut t = Text(&mut buf);
         text(&mut t);
         let mut queued = self.texts.lock().unwrap_or_else(PoisonError::into_inner);
         match queued.command {

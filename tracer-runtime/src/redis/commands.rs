@@ -50,7 +50,7 @@ macro_rules! commands {
                     })()?;
                     // The command's call site, made at compile time: no lookup by name.
                     static SITE: crate::recorder::Meta = crate::recorder::Meta::client($cmd);
-                    let cx = self.$dispatch(&SITE, |$tx: &mut Text| { $text; });
+                    let cx = self.$dispatch(&SITE, |$tx: &mut Text<'_>| { $text; });
                     db::run_leaf(cx, self.inner.$m($($a),*), on_done).await
                 }
             }
@@ -359,7 +359,7 @@ impl<C> Commands for C where
 
 impl<C: Commands> Traced<C> {
     /// A command's span.
-    fn traced(&self, site: &'static Meta, text: impl FnOnce(&mut Text)) -> Option<db::Op> {
+    fn traced(&self, site: &'static Meta, text: impl FnOnce(&mut Text<'_>)) -> Option<db::Op> {
         self.meta.start_at(site, text)
     }
 
@@ -375,7 +375,7 @@ where
     Pipeline<C>: Commands + PubsubInterface,
 {
     /// Queuing a command: no span of its own, its text goes to the batch's span.
-    fn queued(&self, site: &'static Meta, text: impl FnOnce(&mut Text)) -> Option<db::Op> {
+    fn queued(&self, site: &'static Meta, text: impl FnOnce(&mut Text<'_>)) -> Option<db::Op> {
         self.batch.queue(site.name, text);
         None
     }
@@ -386,7 +386,7 @@ where
 
 impl TracedTransaction {
     /// Queuing a command: no span of its own, its text goes to the batch's span.
-    fn queued(&self, site: &'static Meta, text: impl FnOnce(&mut Text)) -> Option<db::Op> {
+    fn queued(&self, site: &'static Meta, text: impl FnOnce(&mut Text<'_>)) -> Option<db::Op> {
         self.batch.queue(site.name, text);
         None
     }

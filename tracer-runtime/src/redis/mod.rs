@@ -154,7 +154,7 @@ impl Meta {
         })
     }
 
-    fn start(&self, operation: &'static str, text: impl FnOnce(&mut Text)) -> Option<db::Op> {
+    fn start(&self, operation: &'static str, text: impl FnOnce(&mut Text<'_>)) -> Option<db::Op> {
         self.start_with(operation, None, text)
     }
 
@@ -162,7 +162,7 @@ impl Meta {
     fn start_at(
         &self,
         site: &'static crate::recorder::Meta,
-        text: impl FnOnce(&mut Text),
+        text: impl FnOnce(&mut Text<'_>),
     ) -> Option<db::Op> {
         self.start_with(site.name, Some(site), text)
     }
@@ -173,7 +173,7 @@ impl Meta {
         &self,
         operation: &'static str,
         site: Option<&'static crate::recorder::Meta>,
-        text: impl FnOnce(&mut Text),
+        text: impl FnOnce(&mut Text<'_>),
     ) -> Option<db::Op> {
         db::start_site(self.service(), None, |share| {
             let (blocks, attrs) = if share {

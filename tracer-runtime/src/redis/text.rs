@@ -16,38 +16,51 @@ const KEY_CAP: usize = 128;
 /// The command text: command name, key names, `?` for every value. Written as bytes, the key
 /// names as they are: a text seen before is found by its bytes, so a key's name is checked for
 /// UTF-8 (and made lossy where it is not) only when its text is new.
-pub(super) struct Text(pub(super) Vec<u8>);
+pub(super) struct Text<'a>(pub(super) &'a mut Vec<u8>);
+
+/// A block of a client's command's attributes: the client's block, the command, its text, and
+/// the block they make.
+type Joined = (Arc<Block>, &'static str, Arc<str>, Arc<Block>);
+
+/// What a thread keeps to find a command's attributes: the buffer its text is written in (kept
+/// between commands) and the attribute blocks (the client's, then `db.operation.name`,
+/// `db.query.text`) of the commands it traced lately, by client and text: a command seen before
+/// shares its block, so its span copies no attribute and allocates nothing. Both behind one
+/// borrow, reached in one look at the thread's storage.
+struct Joiner {
+    buf: Vec<u8>,
+    blocks: [Option<Joined>; TEXT_SLOTS],
+}
 
 thread_local! {
-    /// The buffer a command's text is built in (kept between commands).
+    /// The buffer [`Text::build`] writes a command's text in (kept between commands).
     static TEXT_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
     /// The texts of the commands this thread traced lately: a command seen before (same
     /// command, same keys) shares the text of the last one, so its span allocates no text.
     /// Per thread, so no lock is taken; bounded by `TEXT_SLOTS` × `TEXT_CACHE_MAX` bytes.
     static TEXTS: Texts = const { std::cell::RefCell::new([const { None }; TEXT_SLOTS]) };
-    /// The attribute blocks (the client's, then `db.operation.name`, `db.query.text`) of the
-    /// commands this thread traced lately, by client and text: a command seen before shares
-    /// its block, so its span copies no attribute and allocates nothing.
-    #[allow(clippy::type_complexity)]
-    static BLOCKS: crate::hash::Slots<
-        (Arc<Block>, &'static str, Arc<str>, Arc<Block>),
-        TEXT_SLOTS,
-    > =
-        const { std::cell::RefCell::new([const { None }; TEXT_SLOTS]) };
+    /// See [`Joiner`]; bounded by `TEXT_SLOTS` entries of at most `TEXT_CACHE_MAX` bytes of
+    /// text.
+    static JOINER: std::cell::RefCell<Joiner> = const {
+        std::cell::RefCell::new(Joiner {
+            buf: Vec::new(),
+            blocks: [const { None }; TEXT_SLOTS],
+        })
+    };
 }
 
-impl Text {
+impl Text<'_> {
     /// The text of `command` as `fill` writes it: built in a per-thread buffer, then shared
     /// with the last command of the same text on this thread, else copied once (the
     /// attribute's own allocation).
-    pub(super) fn build(command: &str, fill: impl FnOnce(&mut Text)) -> Arc<str> {
-        let mut t = Text(TEXT_BUF.take());
-        t.0.clear();
-        t.0.extend_from_slice(command.as_bytes());
-        fill(&mut t);
-        let out = shared_in(&TEXTS, &t.0);
-        if t.0.capacity() <= 4 * TEXT_CAP {
-            TEXT_BUF.set(t.0);
+    pub(super) fn build(command: &str, fill: impl FnOnce(&mut Text<'_>)) -> Arc<str> {
+        let mut buf = TEXT_BUF.take();
+        buf.clear();
+        buf.extend_from_slice(command.as_bytes());
+        fill(&mut Text(&mut buf));
+        let out = shared_in(&TEXTS, &buf);
+        if buf.capacity() <= 4 * TEXT_CAP {
+            TEXT_BUF.set(buf);
         }
         out
     }
@@ -59,59 +72,74 @@ impl Text {
     pub(super) fn joined(
         base: &Arc<Block>,
         operation: &'static str,
-        fill: impl FnOnce(&mut Text),
+        fill: impl FnOnce(&mut Text<'_>),
     ) -> Arc<Block> {
-        let mut t = Text(TEXT_BUF.take());
-        t.0.clear();
-        t.0.extend_from_slice(operation.as_bytes());
-        fill(&mut t);
-        let make = || {
-            let text = shared_in(&TEXTS, &t.0);
-            let mut c = Consts::default();
-            c.push(
-                opentelemetry_semantic_conventions::attribute::DB_OPERATION_NAME,
-                Const::Str(operation),
-            );
-            c.push(
-                opentelemetry_semantic_conventions::attribute::DB_QUERY_TEXT,
-                Const::Shared(Arc::clone(&text)),
-            );
-            (text, Block::join(base, &Block::new(c)))
-        };
-        let out = if t.0.len() > TEXT_CACHE_MAX {
-            make().1
-        } else {
-            let client = (Arc::as_ptr(base) as usize >> 4) as u64;
-            crate::hash::cached(
-                &BLOCKS,
-                quick_hash(&t.0) ^ client.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                |(b, op, text, block)| {
-                    (Arc::ptr_eq(b, base)
-                        && std::ptr::eq(*op, operation)
-                        && text.as_bytes() == t.0.as_slice())
-                    .then(|| Arc::clone(block))
-                },
-                || {
-                    let (text, block) = make();
-                    // A text that was not UTF-8 differs from its lossy copy: never found. The
-                    // client's block is kept with it, so that its address is not another's.
-                    (
-                        Arc::clone(&block),
-                        Some((Arc::clone(base), operation, text, block)),
-                    )
-                },
-            )
-        };
-        if t.0.capacity() <= 4 * TEXT_CAP {
-            TEXT_BUF.set(t.0);
+        let mut fill = Some(fill);
+        let found = JOINER.try_with(|j| {
+            let mut j = j.try_borrow_mut().ok()?;
+            let Joiner { buf, blocks } = &mut *j;
+            buf.clear();
+            buf.extend_from_slice(operation.as_bytes());
+            if let Some(fill) = fill.take() {
+                fill(&mut Text(buf));
+            }
+            let out = if buf.len() > TEXT_CACHE_MAX {
+                Self::join(base, operation, buf).1
+            } else {
+                let client = (Arc::as_ptr(base) as usize >> 4) as u64;
+                let hash = quick_hash(buf) ^ client.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let slot = &mut blocks[hash as usize % TEXT_SLOTS];
+                match slot {
+                    Some((b, op, text, block))
+                        if Arc::ptr_eq(b, base)
+                            && std::ptr::eq(*op, operation)
+                            && text.as_bytes() == buf.as_slice() =>
+                    {
+                        Arc::clone(block)
+                    }
+                    _ => {
+                        let (text, block) = Self::join(base, operation, buf);
+                        // A text that was not UTF-8 differs from its lossy copy: never found.
+                        // The client's block is kept with it, so that its address is not
+                        // another's.
+                        *slot = Some((Arc::clone(base), operation, text, Arc::clone(&block)));
+                        block
+                    }
+                }
+            };
+            if buf.capacity() > 4 * TEXT_CAP {
+                *buf = Vec::new();
+            }
+            Some(out)
+        });
+        match (found, fill) {
+            (Ok(Some(out)), _) => out,
+            // The thread's storage is gone or in use: the text written here, not kept.
+            (_, fill) => {
+                let mut buf = operation.as_bytes().to_vec();
+                if let Some(fill) = fill {
+                    fill(&mut Text(&mut buf));
+                }
+                Self::join(base, operation, &buf).1
+            }
         }
-        out
     }
 
-    pub(super) fn new(command: &str) -> Self {
-        let mut s = Vec::with_capacity(48);
-        s.extend_from_slice(command.as_bytes());
-        Text(s)
+    /// The text `bytes` (shared with the last of the same text on this thread) and the block of
+    /// `base` followed by the command's attributes.
+    #[cold]
+    fn join(base: &Arc<Block>, operation: &'static str, bytes: &[u8]) -> (Arc<str>, Arc<Block>) {
+        let text = shared_in(&TEXTS, bytes);
+        let mut c = Consts::default();
+        c.push(
+            opentelemetry_semantic_conventions::attribute::DB_OPERATION_NAME,
+            Const::Str(operation),
+        );
+        c.push(
+            opentelemetry_semantic_conventions::attribute::DB_QUERY_TEXT,
+            Const::Shared(Arc::clone(&text)),
+        );
+        (text, Block::join(base, &Block::new(c)))
     }
 
     /// The text (lossy where a key's name is not UTF-8).
@@ -222,6 +250,44 @@ mod tests {
             t.key(&Key::from("joined:cache"));
         });
         assert_eq!(attrs(&set)[1], "db.operation.name=SET");
+    }
+
+    #[test]
+    fn a_command_whose_text_is_written_while_the_cache_is_in_use_is_still_right() {
+        let mut c = Consts::default();
+        c.push("server.address", Const::Str("nested.example"));
+        let base = Block::new(c);
+        let attrs = |block: &Block| {
+            let mut kvs = Vec::new();
+            block.copy_to(&mut kvs);
+            kvs.iter()
+                .map(|kv| format!("{}={}", kv.key, kv.value))
+                .collect::<Vec<_>>()
+        };
+        let mut inner = None;
+        let outer = Text::joined(&base, "GET", |t| {
+            // The thread's cache is borrowed here: this one is written in a buffer of its own.
+            inner = Some(Text::joined(&base, "SET", |t| {
+                t.key(&Key::from("nested:inner")).val();
+            }));
+            t.key(&Key::from("nested:outer"));
+        });
+        assert_eq!(
+            attrs(&outer),
+            [
+                "server.address=nested.example",
+                "db.operation.name=GET",
+                "db.query.text=GET nested:outer"
+            ]
+        );
+        assert_eq!(
+            attrs(&inner.expect("the inner command's block")),
+            [
+                "server.address=nested.example",
+                "db.operation.name=SET",
+                "db.query.text=SET nested:inner ?"
+            ]
+        );
     }
 
     #[test]
