@@ -364,6 +364,7 @@ impl Block {
         )
     }
 
+    #[inline]
     pub(crate) fn weight(&self) -> usize {
         self.weight
     }

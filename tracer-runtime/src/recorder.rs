@@ -1595,7 +1595,20 @@ impl Ended {
     }
 
     /// An estimate of the memory it holds, as `pipeline`'s weight of a `SpanData` counts it.
+    /// Inlined for the commonest span (no list of its own, nothing more: a `#[traced]` span's,
+    /// or an operation's whose attributes are all shared), whose weight is known from its
+    /// blocks'.
+    #[inline(always)]
     pub(crate) fn weight(&self) -> usize {
+        if self.attrs.is_empty() && self.more.is_none() {
+            return std::mem::size_of::<Ended>() + self.blocks.as_ref().map_or(0, |b| b.weight());
+        }
+        self.weight_of_lists()
+    }
+
+    /// [`weight`](Self::weight) of a span with a list of its own or more.
+    #[inline(never)]
+    pub(crate) fn weight_of_lists(&self) -> usize {
         let attrs = crate::pipeline::attrs_weight;
         let mut bytes = std::mem::size_of::<Ended>()
             + attrs(&self.attrs)

@@ -1119,6 +1119,11 @@ mod tests {
                 e
             };
             let ours: Vec<_> = recorded.iter().map(ended).collect();
+            // The weight the queue counts, inlined for a span with nothing of its own, is the
+            // one its lists give.
+            for e in &ours {
+                prop_assert_eq!(e.weight(), e.weight_of_lists());
+            }
             let bytes = super::request(&batch, &ours, &super::Resource::new(&res));
             let decoded = ExportTraceServiceRequest::decode(bytes.to_bytes()).unwrap();
             let mut all = batch;
