@@ -505,6 +505,86 @@ impl Drop for Exit {
     }
 }
 
+/// The span an `async fn`'s future keeps between polls, in a box (from a per-thread pool: no
+/// allocation once warm), so that the future is one word larger than its body's rather than a
+/// span's size larger. A future is moved when it is awaited (into its caller's state), and a
+/// move of more than ~128 bytes is a call to `memcpy`: with the span inline, an empty `#[traced]
+/// async fn` cost two such calls per call (~58 instructions), tracing off as on.
+struct Slot(Option<Box<Option<Live>>>);
+
+thread_local! {
+    /// Emptied span boxes, reused.
+    #[allow(clippy::vec_box)] // the boxes are what is reused
+    static SLOTS: std::cell::RefCell<Vec<Box<Option<Live>>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The most emptied boxes a thread keeps.
+const SLOT_POOL: usize = 64;
+
+impl Slot {
+    /// `live` in a box, when there is a span.
+    #[inline]
+    fn new(live: Option<Live>) -> Slot {
+        let mut slot = Slot(None);
+        slot.put(live);
+        slot
+    }
+
+    /// The span, taken out (its box is kept for [`put`](Self::put)).
+    #[inline]
+    fn take(&mut self) -> Option<Live> {
+        self.0.as_deref_mut()?.take()
+    }
+
+    /// Keeps `live`: in the box kept, else in one from the thread's pool.
+    #[inline]
+    fn put(&mut self, live: Option<Live>) {
+        let Some(live) = live else {
+            return;
+        };
+        match &mut self.0 {
+            Some(b) => **b = Some(live),
+            None => {
+                let spare = SLOTS
+                    .try_with(|p| p.try_borrow_mut().ok()?.pop())
+                    .ok()
+                    .flatten();
+                self.0 = Some(match spare {
+                    Some(mut b) => {
+                        *b = Some(live);
+                        b
+                    }
+                    None => Box::new(Some(live)),
+                });
+            }
+        }
+    }
+}
+
+/// The box back to the thread's pool (a span still in it ends as it is dropped).
+impl Drop for Slot {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(mut b) = self.0.take() {
+            drop(b.take());
+            let _ = SLOTS.try_with(|p| {
+                if let Ok(mut p) = p.try_borrow_mut()
+                    && p.len() < SLOT_POOL
+                {
+                    p.push(b);
+                }
+            });
+        }
+    }
+}
+
+impl Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Debug::fmt(&self.0.as_deref(), f)
+    }
+}
+
 pin_project_lite::pin_project! {
     /// A future run under its span: current on every poll, panics recorded, ended on completion,
     /// marked cancelled when dropped before completion.
@@ -512,7 +592,7 @@ pin_project_lite::pin_project! {
     pub struct Instrumented<F, C> {
         #[pin]
         inner: F,
-        live: Option<Live>,
+        live: Slot,
         done: Option<C>,
     }
 
@@ -588,7 +668,7 @@ impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Future for Begun<F, C> {
                 recorder::BareChild::Nothing => {}
                 recorder::BareChild::Else => {
                     if let started @ Some(_) = start(meta, no_attrs) {
-                        *this.inner.as_mut().project().live = started;
+                        this.inner.as_mut().project().live.put(started);
                     }
                 }
             }
@@ -606,7 +686,8 @@ impl<F: Future, C> Instrumented<F, C> {
         let inner = this.inner;
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(Poll::Pending) => {
-                *this.live = recorder::pop_fast(at).map(|s| Live(Held::Fast(s)));
+                this.live
+                    .put(recorder::pop_fast(at).map(|s| Live(Held::Fast(s))));
                 Poll::Pending
             }
             done => ended_on_stack(at, done),
@@ -648,7 +729,7 @@ impl<F: Future> Instrumented<F, fn(&mut Live, &F::Output)> {
     pub fn bare(live: Option<Live>, inner: F) -> Self {
         Instrumented {
             inner,
-            live,
+            live: Slot::new(live),
             done: None,
         }
     }
@@ -660,7 +741,7 @@ impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Instrumented<F, C> {
     pub fn new(live: Option<Live>, inner: F, done: C) -> Self {
         Instrumented {
             inner,
-            live,
+            live: Slot::new(live),
             done: Some(done),
         }
     }
@@ -680,8 +761,7 @@ impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Instrumented<F, C> {
     #[inline(always)]
     fn poll_live(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
-        // Looked at before it is taken: no span (off, sampled out) is not copied out and back.
-        let Some(live) = this.live.is_some().then(|| this.live.take()).flatten() else {
+        let Some(live) = this.live.take() else {
             return this.inner.poll(cx);
         };
         let entered = live.enter();
@@ -695,11 +775,14 @@ impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Instrumented<F, C> {
             }
             other => other,
         };
-        *this.live = entered.exit();
+        let exited = entered.exit();
         match polled {
-            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Pending) => {
+                this.live.put(exited);
+                Poll::Pending
+            }
             Ok(Poll::Ready(out)) => {
-                if let Some(mut live) = this.live.take() {
+                if let Some(mut live) = exited {
                     if let Some(done) = this.done.take() {
                         done(&mut live, &out);
                     }
@@ -708,7 +791,7 @@ impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Instrumented<F, C> {
                 Poll::Ready(out)
             }
             Err(payload) => {
-                if let Some(mut live) = this.live.take() {
+                if let Some(mut live) = exited {
                     live.record_panic(&*payload);
                     live.end();
                 }
