@@ -517,6 +517,9 @@ thread_local! {
     #[allow(clippy::vec_box)] // the boxes are what is reused
     static SLOTS: std::cell::RefCell<Vec<Box<Option<Live>>>> =
         const { std::cell::RefCell::new(Vec::new()) };
+    /// The box a span was last kept in (the commonest reuse, without the pool's borrow).
+    static SPARE: std::cell::Cell<Option<Box<Option<Live>>>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// The most emptied boxes a thread keeps.
@@ -524,11 +527,9 @@ const SLOT_POOL: usize = 64;
 
 impl Slot {
     /// `live` in a box, when there is a span.
-    #[inline]
+    #[inline(always)]
     fn new(live: Option<Live>) -> Slot {
-        let mut slot = Slot(None);
-        slot.put(live);
-        slot
+        Slot(live.map(boxed))
     }
 
     /// The span, taken out (its box is kept for [`put`](Self::put)).
@@ -545,38 +546,70 @@ impl Slot {
         };
         match &mut self.0 {
             Some(b) => **b = Some(live),
-            None => {
-                let spare = SLOTS
-                    .try_with(|p| p.try_borrow_mut().ok()?.pop())
-                    .ok()
-                    .flatten();
-                self.0 = Some(match spare {
-                    Some(mut b) => {
-                        *b = Some(live);
-                        b
-                    }
-                    None => Box::new(Some(live)),
-                });
-            }
+            None => self.0 = Some(boxed(live)),
+        }
+    }
+
+    /// The box back to the thread's pool (a span still in it ends as it is dropped). A slot
+    /// dropped without this frees its box.
+    #[inline(always)]
+    fn release(&mut self) {
+        if let Some(b) = self.0.take() {
+            give_back(b);
         }
     }
 }
 
-/// The box back to the thread's pool (a span still in it ends as it is dropped).
-impl Drop for Slot {
-    #[inline]
-    fn drop(&mut self) {
-        if let Some(mut b) = self.0.take() {
-            drop(b.take());
-            let _ = SLOTS.try_with(|p| {
-                if let Ok(mut p) = p.try_borrow_mut()
-                    && p.len() < SLOT_POOL
-                {
-                    p.push(b);
-                }
-            });
+/// `live` in a box from the thread's pool (else a new one).
+#[inline(never)]
+fn boxed(live: Live) -> Box<Option<Live>> {
+    match SPARE.try_with(std::cell::Cell::take).ok().flatten() {
+        Some(mut b) => {
+            *b = Some(live);
+            b
         }
+        None => boxed_from_pool(live),
     }
+}
+
+/// [`boxed`] when the thread's spare box is taken: one from its pool (else a new one).
+#[cold]
+fn boxed_from_pool(live: Live) -> Box<Option<Live>> {
+    let spare = SLOTS
+        .try_with(|p| p.try_borrow_mut().ok()?.pop())
+        .ok()
+        .flatten();
+    match spare {
+        Some(mut b) => {
+            *b = Some(live);
+            b
+        }
+        None => Box::new(Some(live)),
+    }
+}
+
+/// `b` emptied, back to the thread as its spare box (the spare it had, if any, to its pool
+/// unless that is full).
+#[inline(never)]
+fn give_back(mut b: Box<Option<Live>>) {
+    if b.is_some() {
+        *b = None;
+    }
+    if let Ok(Some(other)) = SPARE.try_with(|c| c.replace(Some(b))) {
+        to_pool(other);
+    }
+}
+
+/// A box to the thread's pool, unless it is full.
+#[cold]
+fn to_pool(b: Box<Option<Live>>) {
+    let _ = SLOTS.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut()
+            && p.len() < SLOT_POOL
+        {
+            p.push(b);
+        }
+    });
 }
 
 impl Debug for Slot {
@@ -598,9 +631,11 @@ pin_project_lite::pin_project! {
 
     impl<F, C> PinnedDrop for Instrumented<F, C> {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(live) = this.project().live.take() {
+            let live = this.project().live;
+            if let Some(live) = live.take() {
                 live.cancel();
             }
+            live.release();
         }
     }
 }
@@ -655,7 +690,7 @@ impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Future for Begun<F, C> {
 
     #[inline(never)]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
-        let mut this = self.project();
+        let this = self.project();
         if let Some(meta) = this.meta.take() {
             let bare = if !meta.root && this.inner.done.is_none() {
                 recorder::push_bare_child(meta)
@@ -666,10 +701,9 @@ impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Future for Begun<F, C> {
                 recorder::BareChild::Pushed(at) => return this.inner.poll_on_stack(at, cx),
                 // No span: the body is polled bare from now on.
                 recorder::BareChild::Nothing => {}
+                // Polled with its span at hand: boxed only if the body is pending.
                 recorder::BareChild::Else => {
-                    if let started @ Some(_) = start(meta, no_attrs) {
-                        this.inner.as_mut().project().live.put(started);
-                    }
+                    return this.inner.poll_with(start(meta, no_attrs), cx);
                 }
             }
         }
@@ -759,9 +793,21 @@ impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Future for Instrumented<F, C> 
 impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Instrumented<F, C> {
     /// [`Future::poll`], inlined into [`Begun`]'s.
     #[inline(always)]
-    fn poll_live(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+    fn poll_live(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let live = self.as_mut().project().live.take();
+        self.poll_with(live, cx)
+    }
+
+    /// Polls the body with `live` current (the span kept, or the one just started), kept for
+    /// the next poll when the body is pending.
+    #[inline(always)]
+    fn poll_with(
+        self: Pin<&mut Self>,
+        live: Option<Live>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<F::Output> {
         let this = self.project();
-        let Some(live) = this.live.take() else {
+        let Some(live) = live else {
             return this.inner.poll(cx);
         };
         let entered = live.enter();
