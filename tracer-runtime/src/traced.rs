@@ -550,10 +550,14 @@ impl Slot {
         }
     }
 
-    /// The box back to the thread's pool (a span still in it ends as it is dropped). A slot
-    /// dropped without this frees its box.
-    #[inline(always)]
-    fn release(&mut self) {
+    /// The span still kept (its future was dropped before completing) ended marked cancelled,
+    /// and the box back to the thread's pool. (A slot dropped without this frees its box, and
+    /// a span in it ends unmarked.)
+    #[inline(never)]
+    fn close(&mut self) {
+        if let Some(live) = self.take() {
+            live.cancel();
+        }
         if let Some(b) = self.0.take() {
             give_back(b);
         }
@@ -630,12 +634,13 @@ pin_project_lite::pin_project! {
     }
 
     impl<F, C> PinnedDrop for Instrumented<F, C> {
+        #[inline]
         fn drop(this: Pin<&mut Self>) {
             let live = this.project().live;
-            if let Some(live) = live.take() {
-                live.cancel();
+            // Most futures never needed a box (their span ended in their last poll): one check.
+            if live.0.is_some() {
+                live.close();
             }
-            live.release();
         }
     }
 }
