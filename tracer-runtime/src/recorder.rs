@@ -1882,6 +1882,9 @@ thread_local! {
     /// Emptied span boxes, reused.
     #[allow(clippy::vec_box)] // the boxes are what is reused
     static OP_BOXES: RefCell<Vec<Box<Option<Fast>>>> = const { RefCell::new(Vec::new()) };
+    /// The box a span last ended from (the commonest reuse, one operation at a time, without
+    /// the pool's borrow).
+    static OP_SPARE: Cell<Option<Box<Option<Fast>>>> = const { Cell::new(None) };
 }
 
 #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
@@ -1889,10 +1892,13 @@ impl OpBox {
     /// `span` in a box from the thread's pool.
     #[inline]
     pub(crate) fn new(span: Fast) -> OpBox {
-        let spare = OP_BOXES
-            .try_with(|p| p.try_borrow_mut().ok()?.pop())
-            .ok()
-            .flatten();
+        let spare = match OP_SPARE.try_with(Cell::take) {
+            Ok(Some(b)) => Some(b),
+            _ => OP_BOXES
+                .try_with(|p| p.try_borrow_mut().ok()?.pop())
+                .ok()
+                .flatten(),
+        };
         OpBox(Some(match spare {
             Some(mut b) => {
                 *b = Some(span);
@@ -1979,13 +1985,9 @@ impl OpBox {
                 }
             }
         }
-        let _ = OP_BOXES.try_with(|p| {
-            if let Ok(mut p) = p.try_borrow_mut()
-                && p.len() < POOL_SIZE
-            {
-                p.push(b);
-            }
-        });
+        if let Ok(Some(other)) = OP_SPARE.try_with(|c| c.replace(Some(b))) {
+            op_box_to_pool(other);
+        }
     }
 
     /// Makes the span current while `f` runs (a poll of its operation's future).
@@ -2012,6 +2014,19 @@ impl OpBox {
             None => f(),
         }
     }
+}
+
+/// An emptied span box to the thread's pool, unless it is full (the thread's spare box was
+/// taken: several operations at once).
+#[cold]
+fn op_box_to_pool(b: Box<Option<Fast>>) {
+    let _ = OP_BOXES.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut()
+            && p.len() < POOL_SIZE
+        {
+            p.push(b);
+        }
+    });
 }
 
 /// An [`OpBox`]'s span current on the thread's stack (see [`OpBox::entered`]).
