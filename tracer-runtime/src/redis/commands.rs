@@ -43,11 +43,9 @@ macro_rules! commands {
                 async move {
                     // The arguments whose names the text shows are converted first (as fred
                     // would); a conversion error is returned as fred returns it, without a span.
-                    #[allow(clippy::redundant_closure_call)]
-                    let ($($a,)*) = (move || -> FredResult<_> {
-                        $($(let $k: $kt = $kconv;)*)?
-                        Ok(($($a,)*))
-                    })()?;
+                    // (In place: not through a closure's `Result` of every argument, a copy of
+                    // them all.)
+                    $($(let $k: $kt = $kconv;)*)?
                     // The command's call site, made at compile time: no lookup by name.
                     static SITE: crate::recorder::Meta = crate::recorder::Meta::client($cmd);
                     let cx = self.$dispatch(&SITE, |$tx: &mut Text<'_>| { $text; });

@@ -144,7 +144,7 @@ impl Text<'_> {
 
     /// The text (lossy where a key's name is not UTF-8).
     pub(super) fn lossy(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.0)
+        String::from_utf8_lossy(self.0)
     }
 
     /// A keyword of the command (`EX`, `NX`, ...).
