@@ -68,7 +68,8 @@ impl Text<'_> {
     /// The attributes of a client's command: `base` (the client's), then those of the command
     /// `operation` whose text `fill` writes (`db.operation.name`, `db.query.text`), in one
     /// block, shared with the last command of the same client and text on this thread (found
-    /// in one look, by the text's bytes and the client's block).
+    /// in one look, by the client's block, the command and the bytes `fill` wrote after the
+    /// command's name: the name itself is written only into a text that is new).
     pub(super) fn joined(
         base: &Arc<Block>,
         operation: &'static str,
@@ -79,12 +80,11 @@ impl Text<'_> {
             let mut j = j.try_borrow_mut().ok()?;
             let Joiner { buf, blocks } = &mut *j;
             buf.clear();
-            buf.extend_from_slice(operation.as_bytes());
             if let Some(fill) = fill.take() {
                 fill(&mut Text(buf));
             }
-            let out = if buf.len() > TEXT_CACHE_MAX {
-                Self::join(base, operation, buf).1
+            let out = if operation.len() + buf.len() > TEXT_CACHE_MAX {
+                Self::join_parts(base, operation, buf).1
             } else {
                 let client = (Arc::as_ptr(base) as usize >> 4) as u64;
                 let hash = quick_hash(buf) ^ client.wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -93,12 +93,12 @@ impl Text<'_> {
                     Some((b, op, text, block))
                         if Arc::ptr_eq(b, base)
                             && std::ptr::eq(*op, operation)
-                            && text.as_bytes() == buf.as_slice() =>
+                            && text.as_bytes().get(operation.len()..) == Some(buf.as_slice()) =>
                     {
                         Arc::clone(block)
                     }
                     _ => {
-                        let (text, block) = Self::join(base, operation, buf);
+                        let (text, block) = Self::join_parts(base, operation, buf);
                         // A text that was not UTF-8 differs from its lossy copy: never found.
                         // The client's block is kept with it, so that its address is not
                         // another's.
@@ -123,6 +123,16 @@ impl Text<'_> {
                 Self::join(base, operation, &buf).1
             }
         }
+    }
+
+    /// [`join`](Self::join) of the text `operation` then `rest`.
+    #[cold]
+    fn join_parts(
+        base: &Arc<Block>,
+        operation: &'static str,
+        rest: &[u8],
+    ) -> (Arc<str>, Arc<Block>) {
+        Self::join(base, operation, &[operation.as_bytes(), rest].concat())
     }
 
     /// The text `bytes` (shared with the last of the same text on this thread) and the block of
@@ -221,6 +231,11 @@ mod tests {
                 t.key(&Key::from("joined:cache"));
             })
         };
+        let get_set = |base: &Arc<Block>| {
+            Text::joined(base, "SET", |t| {
+                t.key(&Key::from("joined:cache"));
+            })
+        };
         let attrs = |block: &Block| {
             let mut kvs = Vec::new();
             block.copy_to(&mut kvs);
@@ -243,13 +258,16 @@ mod tests {
         assert_eq!(attrs(&other)[0], "server.address=b.example");
         assert_eq!(attrs(&other)[1..], attrs(&first)[1..]);
         assert!(Arc::ptr_eq(&other, &get(&b)));
-        // Another command of the same text's bytes is another block.
+        // Another command whose arguments read the same is another block.
         let set = Text::joined(&a, "SET", |t| {
-            t.0.truncate(0);
-            t.0.extend_from_slice(b"GET");
             t.key(&Key::from("joined:cache"));
         });
-        assert_eq!(attrs(&set)[1], "db.operation.name=SET");
+        assert!(!Arc::ptr_eq(&set, &first));
+        assert_eq!(
+            attrs(&set)[1..],
+            ["db.operation.name=SET", "db.query.text=SET joined:cache"]
+        );
+        assert!(Arc::ptr_eq(&set, &get_set(&a)), "made twice");
     }
 
     #[test]
