@@ -178,6 +178,9 @@ fn db_spans_arrive_whole_through_the_grpc_exporter() {
         ] {
             assert_eq!(attr(span, k).as_deref(), Some(v), "{k}: {span:#?}");
         }
+        // Each attribute once: the statement's block, its count's, and the span's own list
+        // do not overlap.
+        assert_eq!(span.attributes.len(), 9, "{span:#?}");
     }
     rt.block_on(mysql_support::drop_table(&table));
 }

@@ -375,6 +375,14 @@ impl Block {
         self.consts.copy_to(to);
     }
 
+    /// Each attribute, in order, to `f`.
+    #[cfg(feature = "mysql")]
+    pub(crate) fn for_each(&self, mut f: impl FnMut(KeyValue)) {
+        for (k, v) in &self.consts.0 {
+            f(KeyValue::new(Key::from_static_str(k), v.value()));
+        }
+    }
+
     /// Whether it has an attribute of `key`.
     pub(crate) fn has(&self, key: &str) -> bool {
         self.consts.0.iter().any(|(k, _)| *k == key)

@@ -712,11 +712,23 @@ pub(crate) trait SpanWrite {
     /// Renames the span (what it did was told only when it ended: a batch's size).
     #[cfg(feature = "mysql")]
     fn rename(&mut self, name: Cow<'static, str>);
+    /// Adds the attributes of `block` (a statement's returned rows, made once per count): a
+    /// span that holds shared attributes and none of its own shares them too.
+    #[cfg(feature = "mysql")]
+    fn add_block(&mut self, block: &Arc<crate::attrs::Block>) {
+        add_each(self, block);
+    }
     /// An event that happened at `at` (a gRPC message held back, or read by another owner).
     #[cfg(feature = "grpc")]
     fn add_event_at(&mut self, name: Cow<'static, str>, at: SystemTime, attrs: Vec<KeyValue>);
     fn set_status(&mut self, status: Status);
     fn is_recording(&self) -> bool;
+}
+
+/// [`SpanWrite::add_block`], one attribute at a time.
+#[cfg(feature = "mysql")]
+fn add_each<S: SpanWrite + ?Sized>(span: &mut S, block: &crate::attrs::Block) {
+    block.for_each(|kv| span.set_attribute(kv));
 }
 
 impl SpanWrite for Span {
@@ -1395,6 +1407,26 @@ impl SpanWrite for Fast {
     #[cfg(feature = "mysql")]
     fn rename(&mut self, name: Cow<'static, str>) {
         Fast::rename(self, name);
+    }
+    #[cfg(feature = "mysql")]
+    fn add_block(&mut self, block: &Arc<crate::attrs::Block>) {
+        // Joined to the shared block (a pair kept per thread: a count seen before with this
+        // statement joins nothing), when no attribute of the span's own would then follow it
+        // out of order, and within the span's limit.
+        match &self.blocks {
+            Some(shared)
+                if self.attrs.is_empty() && shared.len() + block.len() <= limits().attrs =>
+            {
+                let joined = crate::attrs::Block::joined(shared, block);
+                // What its histogram's labels and error type read of them.
+                #[cfg(feature = "metrics")]
+                if self.labels.is_some() || self.meta.metrics {
+                    block.for_each(|kv| self.labels_see(&kv));
+                }
+                self.blocks = Some(joined);
+            }
+            _ => add_each(self, block),
+        }
     }
     #[cfg(feature = "grpc")]
     fn add_event_at(&mut self, name: Cow<'static, str>, at: SystemTime, attrs: Vec<KeyValue>) {

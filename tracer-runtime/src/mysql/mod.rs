@@ -164,14 +164,14 @@ impl Meta {
         db::start_site(self.service.as_deref(), parent, |share| {
             let no_operation = sql.is_none_or(|s| s.sanitized.operation.is_none());
             let (blocks, mut a) = if share {
-                // The client's and the statement's attributes shared; the span's own list is
-                // what it gets when done: its rows (one attribute, made room for at once), or
-                // an error's attributes.
+                // The client's and the statement's attributes shared, and its returned rows
+                // when it is done (a block per count: see `statements::returned_rows`); the
+                // span's own list is what else it gets (an error's attributes).
                 let blocks = Some(match sql {
                     Some(s) => Block::joined(&self.base, &s.block),
                     None => Arc::clone(&self.base),
                 });
-                (blocks, Vec::with_capacity(1))
+                (blocks, Vec::new())
             } else {
                 // Room for what the span gets when done: rows, or an error's three attributes.
                 let mut a = Vec::with_capacity(

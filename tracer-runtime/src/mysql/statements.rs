@@ -9,7 +9,7 @@ use mysql_async::{Params, QueryResult, Statement, TextProtocol};
 use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as semconv;
 
-use crate::attrs::interned;
+use crate::attrs::{Block, Const, Consts, interned};
 use crate::db;
 use crate::recorder::SpanWrite;
 use crate::sql::{Statement as StatementRecord, statement};
@@ -37,11 +37,39 @@ fn batch_named(span: &mut dyn SpanWrite, sql: Option<&StatementRecord>, fallback
     }
 }
 
+/// Counts of returned rows whose attribute is made once per thread (see [`returned_rows`]).
+const ROWS_KEPT: usize = 16;
+
+thread_local! {
+    /// `db.response.returned_rows` = 0, 1, ... as blocks: a point query's span shares its
+    /// count, as it shares its statement's attributes (no list of its own, no allocation).
+    static ROWS: [std::cell::OnceCell<Arc<Block>>; ROWS_KEPT] =
+        const { [const { std::cell::OnceCell::new() }; ROWS_KEPT] };
+}
+
 fn returned_rows(span: &mut dyn SpanWrite, n: usize) {
-    span.set_attribute(KeyValue::new(
-        semconv::DB_RESPONSE_RETURNED_ROWS,
-        i64::try_from(n).unwrap_or(i64::MAX),
-    ));
+    let kept = (n < ROWS_KEPT)
+        .then(|| {
+            ROWS.try_with(|rows| {
+                Arc::clone(rows[n].get_or_init(|| {
+                    let mut c = Consts::default();
+                    c.push(
+                        semconv::DB_RESPONSE_RETURNED_ROWS,
+                        Const::Int(i64::try_from(n).unwrap_or(i64::MAX)),
+                    );
+                    Block::new(c)
+                }))
+            })
+            .ok()
+        })
+        .flatten();
+    match kept {
+        Some(block) => span.add_block(&block),
+        None => span.set_attribute(KeyValue::new(
+            semconv::DB_RESPONSE_RETURNED_ROWS,
+            i64::try_from(n).unwrap_or(i64::MAX),
+        )),
+    }
 }
 
 fn affected_rows(span: &mut dyn SpanWrite, sql: Option<&StatementRecord>, n: u64) {
