@@ -63,6 +63,22 @@
 //! call), a call with saved registers (~20). + 20 would need the off path free of all of that
 //! in a function that also holds the span's path.
 //!
+//! Stop 41: the span an `async fn`'s future keeps between polls is boxed (`traced::Slot`) only
+//! when its body is pending, so the future is its body's plus a few words (208 → 64 bytes for an
+//! empty one). Here the future is polled where `block_on` made it, so no move is saved; awaited
+//! in an async block (`db_instr`'s `traced`), off went +77 → +21 over plain. All threads /
+//! calling thread, before (c5057f0) → after:
+//!
+//! ```text
+//! traced_async (root)             1637 / 1051  →  1602 / 1016
+//! traced_async_sampled_out        1006 / 1006  →   945 /  946
+//! traced_async_task               1643 / 1059  →  1608 / 1023
+//! traced_async_child              1074 /  487  →  1072 /  489
+//! traced_async_off                  76 /   76  →    74 /   75   (plain_async 28)
+//! traced_async_off_task             84 /   84  →    82 /   83
+//! traced_async_pending_child      1421 /  831  →  1513 /  925   (its box from the spare)
+//! ```
+//!
 //! Allocations are counted by `tracking-allocator`'s global allocator over every thread, the
 //! export side included. Its counting is switched off while criterion times, so a timed
 //! allocation pays only the wrapper (a header of at least 8 bytes and one relaxed load; a
