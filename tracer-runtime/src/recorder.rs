@@ -1128,6 +1128,9 @@ impl Fast {
         );
         if parent.state != TraceState::NONE {
             span.more().state = parent.state;
+        } else {
+            // No list: nothing to free, no drop glue to call.
+            std::mem::forget(parent.state);
         }
         // A call site without attributes (most) does not read the limit.
         if !span.attrs.is_empty() && span.attrs.len() > limits().attrs {
