@@ -1924,7 +1924,8 @@ thread_local! {
 
 #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
 impl OpBox {
-    /// `span` in a box from the thread's pool.
+    /// `span` in a box: the thread's spare (the one its last operation's span ended from),
+    /// else one from its pool, else a new one.
     #[inline]
     pub(crate) fn new(span: Fast) -> OpBox {
         let spare = match OP_SPARE.try_with(Cell::take) {
@@ -1996,7 +1997,8 @@ impl OpBox {
     }
 
     /// Ends the span now, moved from its box straight into the thread's buffer (as
-    /// [`end_fast`] does from a frame: not out to the stack first); its box back to the pool.
+    /// [`end_fast`] does from a frame: not out to the stack first); its box kept as the
+    /// thread's spare (the spare it had to the pool).
     #[inline]
     pub(crate) fn end(mut self) {
         let Some(mut b) = self.0.take() else {

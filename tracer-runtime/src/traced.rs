@@ -505,9 +505,9 @@ impl Drop for Exit {
     }
 }
 
-/// The span an `async fn`'s future keeps between polls, in a box (from a per-thread pool: no
-/// allocation once warm), so that the future is one word larger than its body's rather than a
-/// span's size larger. A future is moved when it is awaited (into its caller's state), and a
+/// The span an `async fn`'s future keeps between polls, in a box (the thread's spare, else one
+/// from its pool: no allocation once warm), so that the future is one word larger than its
+/// body's rather than a span's size larger. A future is moved when it is awaited (into its caller's state), and a
 /// move of more than ~128 bytes is a call to `memcpy`: with the span inline, an empty `#[traced]
 /// async fn` cost two such calls per call (~58 instructions), tracing off as on.
 struct Slot(Option<Box<Option<Live>>>);
