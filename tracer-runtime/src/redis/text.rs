@@ -22,11 +22,11 @@ pub(super) struct Text<'a>(pub(super) &'a mut Vec<u8>);
 /// the block they make.
 type Joined = (Arc<Block>, &'static str, Arc<str>, Arc<Block>);
 
-/// What a thread keeps to find a command's attributes: the buffer its text is written in (kept
-/// between commands) and the attribute blocks (the client's, then `db.operation.name`,
-/// `db.query.text`) of the commands it traced lately, by client and text: a command seen before
-/// shares its block, so its span copies no attribute and allocates nothing. Both behind one
-/// borrow, reached in one look at the thread's storage.
+/// What a thread keeps to find a command's attributes: the buffer the text after a command's
+/// name is written in (kept between commands) and the attribute blocks (the client's, then
+/// `db.operation.name`, `db.query.text`) of the commands it traced lately, by client, command
+/// and that text: a command seen before shares its block, so its span copies no attribute and
+/// allocates nothing. Both behind one borrow, reached in one look at the thread's storage.
 struct Joiner {
     buf: Vec<u8>,
     blocks: [Option<Joined>; TEXT_SLOTS],
