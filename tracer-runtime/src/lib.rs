@@ -119,6 +119,7 @@ pub mod metrics;
 pub mod mysql;
 mod panic;
 mod pipeline;
+mod pool;
 pub mod propagation;
 mod protocol;
 mod recorder;

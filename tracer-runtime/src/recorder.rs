@@ -587,8 +587,7 @@ pub(crate) fn span_id() -> SpanId {
 thread_local! {
     /// Emptied records, reused: a span's record costs no allocation once the thread has ended
     /// a few spans.
-    #[allow(clippy::vec_box)] // the boxes are what is reused
-    static POOL: RefCell<Vec<Box<Record>>> = const { RefCell::new(Vec::new()) };
+    static POOL: crate::pool::Pool<Record> = const { RefCell::new(Vec::new()) };
 }
 
 /// How many emptied records a thread keeps.
@@ -597,17 +596,7 @@ const POOL_SIZE: usize = 64;
 /// `rec` in a box from the thread's pool (a new one when the pool is empty).
 #[inline]
 fn pooled(rec: Record) -> Box<Record> {
-    match POOL
-        .try_with(|p| p.try_borrow_mut().ok()?.pop())
-        .ok()
-        .flatten()
-    {
-        Some(mut b) => {
-            *b = rec;
-            b
-        }
-        None => Box::new(rec),
-    }
+    crate::pool::boxed(&POOL, rec)
 }
 
 /// `kv`'s value put in place of that of the attribute of its key in `attrs`, if there is one;
@@ -625,13 +614,7 @@ fn overwritten(attrs: &mut [KeyValue], kv: KeyValue) -> Option<KeyValue> {
 /// An emptied record back to the thread's pool.
 #[inline]
 fn recycle(rec: Box<Record>) {
-    let _ = POOL.try_with(|p| {
-        if let Ok(mut p) = p.try_borrow_mut()
-            && p.len() < POOL_SIZE
-        {
-            p.push(rec);
-        }
-    });
+    crate::pool::keep(&POOL, rec, POOL_SIZE);
 }
 
 impl Record {
@@ -1915,8 +1898,7 @@ pub(crate) struct OpBox(Option<Box<Option<Fast>>>);
 
 thread_local! {
     /// Emptied span boxes, reused.
-    #[allow(clippy::vec_box)] // the boxes are what is reused
-    static OP_BOXES: RefCell<Vec<Box<Option<Fast>>>> = const { RefCell::new(Vec::new()) };
+    static OP_BOXES: crate::pool::Pool<Option<Fast>> = const { RefCell::new(Vec::new()) };
     /// The box a span last ended from (the commonest reuse, one operation at a time, without
     /// the pool's borrow).
     static OP_SPARE: Cell<Option<Box<Option<Fast>>>> = const { Cell::new(None) };
@@ -1928,19 +1910,12 @@ impl OpBox {
     /// else one from its pool, else a new one.
     #[inline]
     pub(crate) fn new(span: Fast) -> OpBox {
-        let spare = match OP_SPARE.try_with(Cell::take) {
-            Ok(Some(b)) => Some(b),
-            _ => OP_BOXES
-                .try_with(|p| p.try_borrow_mut().ok()?.pop())
-                .ok()
-                .flatten(),
-        };
-        OpBox(Some(match spare {
-            Some(mut b) => {
+        OpBox(Some(match OP_SPARE.try_with(Cell::take) {
+            Ok(Some(mut b)) => {
                 *b = Some(span);
                 b
             }
-            None => Box::new(Some(span)),
+            _ => op_box_from_pool(span),
         }))
     }
 
@@ -2053,17 +2028,17 @@ impl OpBox {
     }
 }
 
+/// `span` in a box from the thread's pool (its spare was taken: several operations at once).
+#[cold]
+fn op_box_from_pool(span: Fast) -> Box<Option<Fast>> {
+    crate::pool::boxed(&OP_BOXES, Some(span))
+}
+
 /// An emptied span box to the thread's pool, unless it is full (the thread's spare box was
 /// taken: several operations at once).
 #[cold]
 fn op_box_to_pool(b: Box<Option<Fast>>) {
-    let _ = OP_BOXES.try_with(|p| {
-        if let Ok(mut p) = p.try_borrow_mut()
-            && p.len() < POOL_SIZE
-        {
-            p.push(b);
-        }
-    });
+    crate::pool::keep(&OP_BOXES, b, POOL_SIZE);
 }
 
 /// An [`OpBox`]'s span current on the thread's stack (see [`OpBox::entered`]).

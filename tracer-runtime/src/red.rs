@@ -985,9 +985,7 @@ enum What {
 
 thread_local! {
     // The boxes are the point: each is reused as a span's label set.
-    #[allow(clippy::vec_box)]
-    static LABEL_SETS: std::cell::RefCell<Vec<Box<LabelSet>>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+    static LABEL_SETS: crate::pool::Pool<LabelSet> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Emptied label sets a thread keeps.
@@ -995,29 +993,13 @@ const LABEL_SET_POOL: usize = 64;
 
 /// `labels` in a box from the thread's pool (a new box when it is empty).
 fn boxed(labels: LabelSet) -> Box<LabelSet> {
-    match LABEL_SETS
-        .try_with(|p| p.try_borrow_mut().ok()?.pop())
-        .ok()
-        .flatten()
-    {
-        Some(mut b) => {
-            *b = labels;
-            b
-        }
-        None => Box::new(labels),
-    }
+    crate::pool::boxed(&LABEL_SETS, labels)
 }
 
 /// A label set's box back to the thread's pool, its values released.
 fn recycle(mut b: Box<LabelSet>) {
     b.v = Default::default();
-    let _ = LABEL_SETS.try_with(|p| {
-        if let Ok(mut p) = p.try_borrow_mut()
-            && p.len() < LABEL_SET_POOL
-        {
-            p.push(b);
-        }
-    });
+    crate::pool::keep(&LABEL_SETS, b, LABEL_SET_POOL);
 }
 
 impl Pending {

@@ -514,9 +514,7 @@ struct Slot(Option<Box<Option<Live>>>);
 
 thread_local! {
     /// Emptied span boxes, reused.
-    #[allow(clippy::vec_box)] // the boxes are what is reused
-    static SLOTS: std::cell::RefCell<Vec<Box<Option<Live>>>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+    static SLOTS: crate::pool::Pool<Option<Live>> = const { std::cell::RefCell::new(Vec::new()) };
     /// The box a span was last kept in (the commonest reuse, without the pool's borrow).
     static SPARE: std::cell::Cell<Option<Box<Option<Live>>>> =
         const { std::cell::Cell::new(None) };
@@ -579,17 +577,7 @@ fn boxed(live: Live) -> Box<Option<Live>> {
 /// [`boxed`] when the thread's spare box is taken: one from its pool (else a new one).
 #[cold]
 fn boxed_from_pool(live: Live) -> Box<Option<Live>> {
-    let spare = SLOTS
-        .try_with(|p| p.try_borrow_mut().ok()?.pop())
-        .ok()
-        .flatten();
-    match spare {
-        Some(mut b) => {
-            *b = Some(live);
-            b
-        }
-        None => Box::new(Some(live)),
-    }
+    crate::pool::boxed(&SLOTS, Some(live))
 }
 
 /// `b` emptied, back to the thread as its spare box (the spare it had, if any, to its pool
@@ -607,13 +595,7 @@ fn give_back(mut b: Box<Option<Live>>) {
 /// A box to the thread's pool, unless it is full.
 #[cold]
 fn to_pool(b: Box<Option<Live>>) {
-    let _ = SLOTS.try_with(|p| {
-        if let Ok(mut p) = p.try_borrow_mut()
-            && p.len() < SLOT_POOL
-        {
-            p.push(b);
-        }
-    });
+    crate::pool::keep(&SLOTS, b, SLOT_POOL);
 }
 
 impl Debug for Slot {

@@ -202,6 +202,15 @@ mod tests {
     use super::*;
     use crate::hash::TEXT_CACHE_MAX;
 
+    /// A block's attributes as `key=value`.
+    fn attrs(block: &Block) -> Vec<String> {
+        let mut kvs = Vec::new();
+        block.copy_to(&mut kvs);
+        kvs.iter()
+            .map(|kv| format!("{}={}", kv.key, kv.value))
+            .collect()
+    }
+
     #[test]
     fn a_text_seen_before_is_shared() {
         let a = Text::build("GET", |t| {
@@ -236,13 +245,6 @@ mod tests {
                 t.key(&Key::from("joined:cache"));
             })
         };
-        let attrs = |block: &Block| {
-            let mut kvs = Vec::new();
-            block.copy_to(&mut kvs);
-            kvs.iter()
-                .map(|kv| format!("{}={}", kv.key, kv.value))
-                .collect::<Vec<_>>()
-        };
         let first = get(&a);
         assert_eq!(
             attrs(&first),
@@ -259,9 +261,7 @@ mod tests {
         assert_eq!(attrs(&other)[1..], attrs(&first)[1..]);
         assert!(Arc::ptr_eq(&other, &get(&b)));
         // Another command whose arguments read the same is another block.
-        let set = Text::joined(&a, "SET", |t| {
-            t.key(&Key::from("joined:cache"));
-        });
+        let set = get_set(&a);
         assert!(!Arc::ptr_eq(&set, &first));
         assert_eq!(
             attrs(&set)[1..],
@@ -275,13 +275,6 @@ mod tests {
         let mut c = Consts::default();
         c.push("server.address", Const::Str("nested.example"));
         let base = Block::new(c);
-        let attrs = |block: &Block| {
-            let mut kvs = Vec::new();
-            block.copy_to(&mut kvs);
-            kvs.iter()
-                .map(|kv| format!("{}={}", kv.key, kv.value))
-                .collect::<Vec<_>>()
-        };
         let mut inner = None;
         let outer = Text::joined(&base, "GET", |t| {
             // The thread's cache is borrowed here: this one is written in a buffer of its own.
