@@ -449,17 +449,19 @@
 //! its own is weighed inline; a `#[traced] async fn`'s span is boxed only while its body is
 //! pending (the fn's future is its body's plus a few words: awaiting it in the loop's async
 //! block no longer copies a span-sized future, off +77 → +21). Before = c5057f0 (stop 40's
-//! end), after = this stop's end, one run of `--bench` each, over plain:
+//! end), after = 15e6e80 and this stop's end (b0ecac1: a root's empty trace state dropped
+//! without its glue, the pools shared), one run of `--bench` each, over plain:
 //!
 //! ```text
-//! DB_INSTR_EXPORT=otlp        on (root)             child
-//!                       before     after      before     after
-//! redis-get              +1822     +1616       +1646     +1459
-//! redis-set              +1849     +1624       +1696     +1469
-//! mysql-select           +2340     +1383       +2210     +1371   (MySQL: ±300)
-//! traced                 +1613     +1496       +1080     +1002
-//! traced-attrs           +3197     +3220       +3089     +3121   (an async fn recording
-//!                                                                  arguments: its span boxed)
+//! DB_INSTR_EXPORT=otlp        on (root)                    child
+//!                       before  15e6e80    end      before  15e6e80    end
+//! redis-get              +1822    +1616  +1597       +1646    +1459  +1450
+//! redis-set              +1849    +1624  +1613       +1696    +1469  +1470
+//! mysql-select           +2340    +1383  +1461       +2210    +1371  +1466   (MySQL: ±300)
+//! traced                 +1613    +1496  +1477       +1080    +1002  +1013
+//! traced-attrs           +3197    +3220  +3202       +3089    +3121  +3094   (an async fn
+//!                                                                  recording arguments: its
+//!                                                                  span boxed)
 //!
 //! Discard (SpanData)    before     after      before     after
 //! redis-get              +2783     +2656       +2612     +2496
@@ -468,11 +470,12 @@
 //! traced                 +1599     +1501       +1062     +1003
 //! ```
 //!
-//! Off: Redis GET +189 → +172, SET +175 → +146, `traced` +77 → +21; MySQL +33 to +355 in six
-//! runs of either binary (its client's own noise; ≤ 200 in the median). Allocations in `Discard`
+//! Off: Redis GET +189 → +173, SET +175 → +150, `traced` +77 → +22; MySQL +33 to +355 in seven
+//! runs of either binary (its client's own noise; +172 at the end). Allocations in `Discard`
 //! mode unchanged (Redis 10 and 11, MySQL 16: the `SpanData`'s list). Issue 16's ≤ 1 500 over
 //! plain is met under a parent for Redis GET and SET and for MySQL, and as roots for MySQL only
-//! (Redis roots +1 616 / +1 624: a root's trace id and sampler).
+//! (Redis roots +1 597 / +1 613: a root reads OpenTelemetry's current context for its parent
+//! and service, ~88, and makes a trace id and asks the sampler, ~55).
 
 use std::alloc::System;
 use std::future::Future;
