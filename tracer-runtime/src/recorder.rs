@@ -587,7 +587,7 @@ pub(crate) fn span_id() -> SpanId {
 thread_local! {
     /// Emptied records, reused: a span's record costs no allocation once the thread has ended
     /// a few spans.
-    static POOL: crate::pool::Pool<Record> = const { RefCell::new(Vec::new()) };
+    static POOL: crate::pool::Pool<Record> = const { crate::pool::Pool::new() };
 }
 
 /// How many emptied records a thread keeps.
@@ -1898,25 +1898,15 @@ pub(crate) struct OpBox(Option<Box<Option<Fast>>>);
 
 thread_local! {
     /// Emptied span boxes, reused.
-    static OP_BOXES: crate::pool::Pool<Option<Fast>> = const { RefCell::new(Vec::new()) };
-    /// The box a span last ended from (the commonest reuse, one operation at a time, without
-    /// the pool's borrow).
-    static OP_SPARE: Cell<Option<Box<Option<Fast>>>> = const { Cell::new(None) };
+    static OP_BOXES: crate::pool::Pool<Option<Fast>> = const { crate::pool::Pool::new() };
 }
 
 #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
 impl OpBox {
-    /// `span` in a box: the thread's spare (the one its last operation's span ended from),
-    /// else one from its pool, else a new one.
+    /// `span` in a box from the thread's pool (see `crate::pool`).
     #[inline]
     pub(crate) fn new(span: Fast) -> OpBox {
-        OpBox(Some(match OP_SPARE.try_with(Cell::take) {
-            Ok(Some(mut b)) => {
-                *b = Some(span);
-                b
-            }
-            _ => op_box_from_pool(span),
-        }))
+        OpBox(Some(crate::pool::boxed(&OP_BOXES, Some(span))))
     }
 
     pub(crate) fn span(&self) -> Option<&Fast> {
@@ -1972,8 +1962,8 @@ impl OpBox {
     }
 
     /// Ends the span now, moved from its box straight into the thread's buffer (as
-    /// [`end_fast`] does from a frame: not out to the stack first); its box kept as the
-    /// thread's spare (the spare it had to the pool).
+    /// [`end_fast`] does from a frame: not out to the stack first); its box back to the
+    /// thread's pool.
     #[inline]
     pub(crate) fn end(mut self) {
         let Some(mut b) = self.0.take() else {
@@ -1997,9 +1987,7 @@ impl OpBox {
                 }
             }
         }
-        if let Ok(Some(other)) = OP_SPARE.try_with(|c| c.replace(Some(b))) {
-            op_box_to_pool(other);
-        }
+        crate::pool::keep(&OP_BOXES, b, POOL_SIZE);
     }
 
     /// Makes the span current while `f` runs (a poll of its operation's future).
@@ -2026,19 +2014,6 @@ impl OpBox {
             None => f(),
         }
     }
-}
-
-/// `span` in a box from the thread's pool (its spare was taken: several operations at once).
-#[cold]
-fn op_box_from_pool(span: Fast) -> Box<Option<Fast>> {
-    crate::pool::boxed(&OP_BOXES, Some(span))
-}
-
-/// An emptied span box to the thread's pool, unless it is full (the thread's spare box was
-/// taken: several operations at once).
-#[cold]
-fn op_box_to_pool(b: Box<Option<Fast>>) {
-    crate::pool::keep(&OP_BOXES, b, POOL_SIZE);
 }
 
 /// An [`OpBox`]'s span current on the thread's stack (see [`OpBox::entered`]).

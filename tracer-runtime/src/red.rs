@@ -985,7 +985,7 @@ enum What {
 
 thread_local! {
     // The boxes are the point: each is reused as a span's label set.
-    static LABEL_SETS: crate::pool::Pool<LabelSet> = const { std::cell::RefCell::new(Vec::new()) };
+    static LABEL_SETS: crate::pool::Pool<LabelSet> = const { crate::pool::Pool::new() };
 }
 
 /// Emptied label sets a thread keeps.

@@ -505,8 +505,8 @@ impl Drop for Exit {
     }
 }
 
-/// The span an `async fn`'s future keeps between polls, in a box (the thread's spare, else one
-/// from its pool: no allocation once warm), so that the future is one word larger than its
+/// The span an `async fn`'s future keeps between polls, in a box (from the thread's pool, see
+/// `crate::pool`: no allocation once warm), so that the future is one word larger than its
 /// body's rather than a span's size larger. A future is moved when it is awaited (into its caller's state), and a
 /// move of more than ~128 bytes is a call to `memcpy`: with the span inline, an empty `#[traced]
 /// async fn` cost two such calls per call (~58 instructions), tracing off as on.
@@ -514,10 +514,7 @@ struct Slot(Option<Box<Option<Live>>>);
 
 thread_local! {
     /// Emptied span boxes, reused.
-    static SLOTS: crate::pool::Pool<Option<Live>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// The box a span was last kept in (the commonest reuse, without the pool's borrow).
-    static SPARE: std::cell::Cell<Option<Box<Option<Live>>>> =
-        const { std::cell::Cell::new(None) };
+    static SLOTS: crate::pool::Pool<Option<Live>> = const { crate::pool::Pool::new() };
 }
 
 /// The most emptied boxes a thread keeps.
@@ -562,39 +559,18 @@ impl Slot {
     }
 }
 
-/// `live` in a box from the thread's pool (else a new one).
+/// `live` in a box from the thread's pool (see `crate::pool`).
 #[inline(never)]
 fn boxed(live: Live) -> Box<Option<Live>> {
-    match SPARE.try_with(std::cell::Cell::take).ok().flatten() {
-        Some(mut b) => {
-            *b = Some(live);
-            b
-        }
-        None => boxed_from_pool(live),
-    }
-}
-
-/// [`boxed`] when the thread's spare box is taken: one from its pool (else a new one).
-#[cold]
-fn boxed_from_pool(live: Live) -> Box<Option<Live>> {
     crate::pool::boxed(&SLOTS, Some(live))
 }
 
-/// `b` emptied, back to the thread as its spare box (the spare it had, if any, to its pool
-/// unless that is full).
+/// `b` emptied, back to the thread's pool.
 #[inline(never)]
 fn give_back(mut b: Box<Option<Live>>) {
     if b.is_some() {
         *b = None;
     }
-    if let Ok(Some(other)) = SPARE.try_with(|c| c.replace(Some(b))) {
-        to_pool(other);
-    }
-}
-
-/// A box to the thread's pool, unless it is full.
-#[cold]
-fn to_pool(b: Box<Option<Live>>) {
     crate::pool::keep(&SLOTS, b, SLOT_POOL);
 }
 

@@ -22,19 +22,20 @@ pub(super) struct Text<'a>(pub(super) &'a mut Vec<u8>);
 /// the block they make.
 type Joined = (Arc<Block>, &'static str, Arc<str>, Arc<Block>);
 
-/// What a thread keeps to find a command's attributes: the buffer the text after a command's
-/// name is written in (kept between commands) and the attribute blocks (the client's, then
-/// `db.operation.name`, `db.query.text`) of the commands it traced lately, by client, command
-/// and that text: a command seen before shares its block, so its span copies no attribute and
-/// allocates nothing. Both behind one borrow, reached in one look at the thread's storage.
+/// A thread's attribute blocks (the client's, then `db.operation.name`, `db.query.text`) of the
+/// commands it traced lately, by client, command and the text after the command's name.
+type Blocks = [Option<Joined>; TEXT_SLOTS];
+
+/// What a thread keeps to write and find a command's text: the buffer it is written in (kept
+/// between commands) and its [`Blocks`] (a command seen before shares its block, so its span
+/// copies no attribute and allocates nothing). Both behind one borrow, reached in one look at
+/// the thread's storage.
 struct Joiner {
     buf: Vec<u8>,
-    blocks: [Option<Joined>; TEXT_SLOTS],
+    blocks: Blocks,
 }
 
 thread_local! {
-    /// The buffer [`Text::build`] writes a command's text in (kept between commands).
-    static TEXT_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
     /// The texts of the commands this thread traced lately: a command seen before (same
     /// command, same keys) shares the text of the last one, so its span allocates no text.
     /// Per thread, so no lock is taken; bounded by `TEXT_SLOTS` × `TEXT_CACHE_MAX` bytes.
@@ -54,15 +55,41 @@ impl Text<'_> {
     /// with the last command of the same text on this thread, else copied once (the
     /// attribute's own allocation).
     pub(super) fn build(command: &str, fill: impl FnOnce(&mut Text<'_>)) -> Arc<str> {
-        let mut buf = TEXT_BUF.take();
-        buf.clear();
-        buf.extend_from_slice(command.as_bytes());
-        fill(&mut Text(&mut buf));
-        let out = shared_in(&TEXTS, &buf);
-        if buf.capacity() <= 4 * TEXT_CAP {
-            TEXT_BUF.set(buf);
+        Self::written(command, fill, |text, _| shared_in(&TEXTS, text))
+    }
+
+    /// `then` of the bytes `prefix` and `fill` write, and of the thread's blocks: written in the
+    /// thread's buffer (kept between commands), else, when the thread's storage is gone or in
+    /// use, in one of their own (`then` then gets no blocks).
+    #[inline(always)]
+    fn written<R>(
+        prefix: &str,
+        fill: impl FnOnce(&mut Text<'_>),
+        then: impl Fn(&[u8], Option<&mut Blocks>) -> R,
+    ) -> R {
+        let mut fill = Some(fill);
+        let found = JOINER.try_with(|j| {
+            let mut j = j.try_borrow_mut().ok()?;
+            let Joiner { buf, blocks } = &mut *j;
+            buf.clear();
+            buf.extend_from_slice(prefix.as_bytes());
+            if let Some(fill) = fill.take() {
+                fill(&mut Text(buf));
+            }
+            let out = then(buf, Some(blocks));
+            if buf.capacity() > 4 * TEXT_CAP {
+                *buf = Vec::new();
+            }
+            Some(out)
+        });
+        if let Ok(Some(out)) = found {
+            return out;
         }
-        out
+        let mut buf = prefix.as_bytes().to_vec();
+        if let Some(fill) = fill {
+            fill(&mut Text(&mut buf));
+        }
+        then(&buf, None)
     }
 
     /// The attributes of a client's command: `base` (the client's), then those of the command
@@ -75,54 +102,33 @@ impl Text<'_> {
         operation: &'static str,
         fill: impl FnOnce(&mut Text<'_>),
     ) -> Arc<Block> {
-        let mut fill = Some(fill);
-        let found = JOINER.try_with(|j| {
-            let mut j = j.try_borrow_mut().ok()?;
-            let Joiner { buf, blocks } = &mut *j;
-            buf.clear();
-            if let Some(fill) = fill.take() {
-                fill(&mut Text(buf));
-            }
-            let out = if operation.len() + buf.len() > TEXT_CACHE_MAX {
-                Self::join_parts(base, operation, buf).1
-            } else {
-                let client = (Arc::as_ptr(base) as usize >> 4) as u64;
-                let hash = quick_hash(buf) ^ client.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                let slot = &mut blocks[hash as usize % TEXT_SLOTS];
-                match slot {
-                    Some((b, op, text, block))
-                        if Arc::ptr_eq(b, base)
-                            && std::ptr::eq(*op, operation)
-                            && text.as_bytes().get(operation.len()..) == Some(buf.as_slice()) =>
-                    {
-                        Arc::clone(block)
-                    }
-                    _ => {
-                        let (text, block) = Self::join_parts(base, operation, buf);
-                        // A text that was not UTF-8 differs from its lossy copy: never found.
-                        // The client's block is kept with it, so that its address is not
-                        // another's.
-                        *slot = Some((Arc::clone(base), operation, text, Arc::clone(&block)));
-                        block
-                    }
-                }
+        // The text after the command's name: the name is written only into a text that is new.
+        Self::written("", fill, |rest, blocks| {
+            let Some(blocks) = blocks.filter(|_| operation.len() + rest.len() <= TEXT_CACHE_MAX)
+            else {
+                // Too long to keep, or the thread's storage unavailable: made, not kept.
+                return Self::join_parts(base, operation, rest).1;
             };
-            if buf.capacity() > 4 * TEXT_CAP {
-                *buf = Vec::new();
-            }
-            Some(out)
-        });
-        match (found, fill) {
-            (Ok(Some(out)), _) => out,
-            // The thread's storage is gone or in use: the text written here, not kept.
-            (_, fill) => {
-                let mut buf = operation.as_bytes().to_vec();
-                if let Some(fill) = fill {
-                    fill(&mut Text(&mut buf));
+            let client = (Arc::as_ptr(base) as usize >> 4) as u64;
+            let hash = quick_hash(rest) ^ client.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let slot = &mut blocks[hash as usize % TEXT_SLOTS];
+            match slot {
+                Some((b, op, text, block))
+                    if Arc::ptr_eq(b, base)
+                        && std::ptr::eq(*op, operation)
+                        && text.as_bytes().get(operation.len()..) == Some(rest) =>
+                {
+                    Arc::clone(block)
                 }
-                Self::join(base, operation, &buf).1
+                _ => {
+                    let (text, block) = Self::join_parts(base, operation, rest);
+                    // A text that was not UTF-8 differs from its lossy copy: never found. The
+                    // client's block is kept with it, so that its address is not another's.
+                    *slot = Some((Arc::clone(base), operation, text, Arc::clone(&block)));
+                    block
+                }
             }
-        }
+        })
     }
 
     /// [`join`](Self::join) of the text `operation` then `rest`.
