@@ -113,7 +113,7 @@ mod tests {
         assert!(
             again
                 .iter()
-                .all(|b| addrs.contains(&(&**b as *const u64)) || &**b as *const u64 == at)
+                .all(|b| addrs.contains(&(&**b as *const u64)) || std::ptr::eq(&**b, at))
         );
     }
 }
