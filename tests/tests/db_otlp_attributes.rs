@@ -70,9 +70,12 @@ async fn request(redis: &TracedClient, conn: &mut TracedConn, key: &str, table: 
         let _: () = redis.set(key, "v", None, None, false).await.unwrap();
         let v: Option<String> = redis.get(key).await.unwrap();
         assert_eq!(v.as_deref(), Some("v"));
-        let sql = format!("SELECT name FROM {table} WHERE id = ?");
-        let row: Option<String> = conn.exec_first(sql.as_str(), (1,)).await.unwrap();
-        assert_eq!(row, None);
+    }
+    // Row 1 exists, row 2 does not: the same statement returns 0, 1, 1 and 0 rows.
+    let sql = format!("SELECT name FROM {table} WHERE id = ?");
+    for id in [2, 1, 1, 2] {
+        let row: Option<String> = conn.exec_first(sql.as_str(), (id,)).await.unwrap();
+        assert_eq!(row.is_some(), id == 1);
     }
 }
 
@@ -107,6 +110,9 @@ fn db_spans_arrive_whole_through_the_grpc_exporter() {
         );
         redis.init().await.unwrap();
         let mut conn = TracedConn::new(mysql_support::opts()).await.unwrap();
+        conn.query_drop(format!("INSERT INTO {table} (id, name) VALUES (1, 'one')"))
+            .await
+            .unwrap();
         request(&redis, &mut conn, &key, &table).await;
         let _: i64 = redis.del(&key).await.unwrap();
     });
@@ -155,12 +161,13 @@ fn db_spans_arrive_whole_through_the_grpc_exporter() {
                 .all(|kv| !format!("{kv:?}").contains("\"v\""))
         );
     }
-    let selects: Vec<&Span> = spans
+    let mut selects: Vec<&Span> = spans
         .iter()
         .filter(|s| s.parent_span_id == parent.span_id && s.name.starts_with("SELECT"))
         .collect();
-    assert_eq!(selects.len(), 2, "{spans:#?}");
-    for span in selects {
+    assert_eq!(selects.len(), 4, "{spans:#?}");
+    selects.sort_by_key(|s| s.start_time_unix_nano);
+    for (span, rows) in selects.into_iter().zip(["0", "1", "1", "0"]) {
         assert_eq!(span.name, format!("SELECT {table}"));
         for (k, v) in [
             ("db.system.name", "mysql"),
@@ -174,7 +181,7 @@ fn db_spans_arrive_whole_through_the_grpc_exporter() {
                 "db.query.text",
                 &format!("SELECT name FROM {table} WHERE id = ?"),
             ),
-            ("db.response.returned_rows", "0"),
+            ("db.response.returned_rows", rows),
         ] {
             assert_eq!(attr(span, k).as_deref(), Some(v), "{k}: {span:#?}");
         }

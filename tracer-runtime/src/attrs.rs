@@ -305,6 +305,10 @@ pub(crate) struct Block {
     wire: Box<[u8]>,
     /// What the attributes weigh in an export queue, as a `SpanData`'s are weighed.
     weight: usize,
+    /// These attributes then a statement's `db.response.returned_rows` of 0, then of 1 (a
+    /// point query's counts), joined when first asked (see [`with_rows`](Self::with_rows)).
+    #[cfg(feature = "mysql")]
+    rows: [std::sync::OnceLock<std::sync::Arc<Block>>; 2],
 }
 
 /// A span's shared attributes (a client's joined with a statement's or a command's: see
@@ -321,6 +325,8 @@ impl Block {
             wire: crate::export::wire::attributes(&kvs).into(),
             consts,
             weight,
+            #[cfg(feature = "mysql")]
+            rows: [std::sync::OnceLock::new(), std::sync::OnceLock::new()],
         })
     }
 
@@ -362,6 +368,22 @@ impl Block {
                 (Arc::clone(&j), Some((Arc::clone(a), Arc::clone(b), j)))
             },
         )
+    }
+
+    /// These attributes then `rows()`, the block of a statement's `n` returned rows: for 0 or 1
+    /// joined once and kept with this block (no thread's cache looked up, no pair compared),
+    /// else through [`joined`](Self::joined).
+    #[cfg(feature = "mysql")]
+    #[inline]
+    pub(crate) fn with_rows(
+        self: &std::sync::Arc<Block>,
+        n: usize,
+        rows: &dyn Fn() -> std::sync::Arc<Block>,
+    ) -> std::sync::Arc<Block> {
+        match self.rows.get(n) {
+            Some(kept) => std::sync::Arc::clone(kept.get_or_init(|| Block::join(self, &rows()))),
+            None => Block::joined(self, &rows()),
+        }
     }
 
     #[inline]

@@ -67,6 +67,10 @@ pub(crate) fn start_site(
             // without a `SpanContext` made and sampled again. (A span on that stack is of a
             // service that exports through tracer's own queues only: the short path's.)
             crate::recorder::OpParent::Fast(p) => Under::Fast(p),
+            // A root sampled at once: as a child is, in a new trace.
+            crate::recorder::OpParent::Root(svc) => {
+                Under::Fast(crate::recorder::FastParent::root(svc))
+            }
             crate::recorder::OpParent::Other(found) => {
                 let (svc, sc) = found?;
                 Under::Other(svc, sc, true)

@@ -160,11 +160,32 @@ fn next_u64() -> u64 {
         if s == 0 {
             s = seed();
         }
-        s = s.wrapping_add(0xa076_1d64_78bd_642f);
+        let v = wyrand(&mut s);
         r.set(s);
-        let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
-        (t >> 64) as u64 ^ t as u64
+        v
     })
+}
+
+/// Two of [`next_u64`] in one look at the thread's generator.
+#[inline]
+fn next_u128() -> u128 {
+    RNG.with(|r| {
+        let mut s = r.get();
+        if s == 0 {
+            s = seed();
+        }
+        let v = (u128::from(wyrand(&mut s)) << 64) | u128::from(wyrand(&mut s));
+        r.set(s);
+        v
+    })
+}
+
+/// One step of wyrand from the state `s`.
+#[inline(always)]
+fn wyrand(s: &mut u64) -> u64 {
+    *s = s.wrapping_add(0xa076_1d64_78bd_642f);
+    let t = u128::from(*s) * u128::from(*s ^ 0xe703_7ed1_a0b4_28db);
+    (t >> 64) as u64 ^ t as u64
 }
 
 #[inline]
@@ -180,7 +201,7 @@ fn new_span_id() -> SpanId {
 #[inline]
 fn new_trace_id() -> TraceId {
     loop {
-        let v = (u128::from(next_u64()) << 64) | u128::from(next_u64());
+        let v = next_u128();
         if v != 0 {
             return TraceId::from(v);
         }
@@ -695,6 +716,16 @@ pub(crate) trait SpanWrite {
     /// Renames the span (what it did was told only when it ended: a batch's size).
     #[cfg(feature = "mysql")]
     fn rename(&mut self, name: Cow<'static, str>);
+    /// Adds a statement's count of returned rows, `n`, whose block (made once per count) is
+    /// `rows()`: as [`add_block`](Self::add_block) does.
+    #[cfg(feature = "mysql")]
+    fn add_rows(
+        &mut self,
+        #[allow(unused_variables)] n: usize,
+        rows: &dyn Fn() -> Arc<crate::attrs::Block>,
+    ) {
+        self.add_block(&rows());
+    }
     /// Adds the attributes of `block` (a statement's returned rows, made once per count): a
     /// span that holds shared attributes and none of its own shares them too.
     #[cfg(feature = "mysql")]
@@ -1414,6 +1445,21 @@ impl SpanWrite for Fast {
             _ => add_each(self, block),
         }
     }
+    #[cfg(feature = "mysql")]
+    fn add_rows(&mut self, n: usize, rows: &dyn Fn() -> Arc<crate::attrs::Block>) {
+        // As `add_block`, the count joined to the shared block by that block itself.
+        match &self.blocks {
+            Some(shared) if self.attrs.is_empty() && shared.len() < limits().attrs => {
+                let joined = shared.with_rows(n, rows);
+                #[cfg(feature = "metrics")]
+                if self.labels.is_some() || self.meta.metrics {
+                    rows().for_each(|kv| self.labels_see(&kv));
+                }
+                self.blocks = Some(joined);
+            }
+            _ => self.add_block(&rows()),
+        }
+    }
     #[cfg(feature = "grpc")]
     fn add_event_at(&mut self, name: Cow<'static, str>, at: SystemTime, attrs: Vec<KeyValue>) {
         self.event_at(name, at, attrs);
@@ -2127,6 +2173,18 @@ impl FastParent {
         &self.svc
     }
 
+    /// A root of `svc`, sampled, in a new trace (see [`OpParent::Root`]).
+    #[cfg(any(feature = "redis", feature = "mysql"))]
+    #[inline(always)]
+    pub(crate) fn root(svc: Arc<Service>) -> FastParent {
+        FastParent {
+            trace_id: new_trace_id(),
+            span_id: SpanId::INVALID,
+            svc,
+            state: TraceState::NONE,
+        }
+    }
+
     /// `parent`'s, or for a root (`None`) the trace `root_trace` and no parent id.
     #[inline]
     fn of(svc: Arc<Service>, parent: Option<&SpanContext>, root_trace: TraceId) -> FastParent {
@@ -2154,9 +2212,30 @@ pub(crate) enum OpParent {
     /// operation's) of a service switched on whose sampler is parent-based: the child is
     /// sampled too, and takes its ids and service from there at once.
     Fast(FastParent),
+    /// A root of this service, sampled (see [`otel_op_parent`]): [`FastParent::root`].
+    Root(Arc<Service>),
     /// What [`current_recording`] gives: the service and the parent, or `None` when that
     /// service is switched off.
     Other(Option<(Arc<Service>, Option<SpanContext>)>),
+}
+
+/// [`op_parent`] with no span on the thread's stack: OpenTelemetry's context's. A root of the
+/// default service (the context holds no span and names no service) that is sampled whatever
+/// its trace (see `Sink::samples_every_root`) is taken as a child of a sampled span is, its
+/// trace new: neither sampled nor looked at again.
+#[cfg(any(feature = "redis", feature = "mysql"))]
+#[inline]
+fn otel_op_parent() -> OpParent {
+    let empty = Context::map_current(|cx| {
+        !cx.has_active_span() && cx.get::<crate::registry::InService>().is_none()
+    });
+    if !empty {
+        return OpParent::Other(otel_recording());
+    }
+    match crate::registry::default_recording() {
+        Some(svc) if svc.sink.samples_every_root() => OpParent::Root(svc),
+        found => OpParent::Other(found.map(|svc| (svc, None))),
+    }
 }
 
 /// [`OpParent`] of the current span, in one look at the thread's stack.
@@ -2188,7 +2267,7 @@ pub(crate) fn op_parent() -> OpParent {
         })
         .ok()
         .flatten();
-    local.unwrap_or_else(|| OpParent::Other(otel_recording()))
+    local.unwrap_or_else(otel_op_parent)
 }
 
 /// What [`push_bare_child`] did.

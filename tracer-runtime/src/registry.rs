@@ -97,13 +97,19 @@ pub(crate) fn is_registered(name: &str) -> bool {
 pub(crate) fn resolve_recording(cx: &Context) -> Option<Arc<Service>> {
     match cx.get::<InService>() {
         Some(s) => s.0.is_enabled().then(|| Arc::clone(&s.0)),
-        None => DEFAULT
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .filter(|s| s.is_enabled())
-            .cloned(),
+        None => default_recording(),
     }
+}
+
+/// The default service, if it records now.
+#[inline]
+pub(crate) fn default_recording() -> Option<Arc<Service>> {
+    DEFAULT
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .filter(|s| s.is_enabled())
+        .cloned()
 }
 
 /// The service `cx` belongs to: the one it carries, else the default one.

@@ -18,6 +18,9 @@ pub(crate) struct Sink {
     /// The root sampler of a parent-based `sampler`, when known (read from the environment):
     /// a root span is decided without the SDK's sampling result.
     root: Option<Sampler>,
+    /// Every root's decision when it is the same for all (an always-on or always-off root
+    /// sampler, or a ratio of 1): a root span is then decided without a look at the sampler.
+    roots: Option<bool>,
     processors: Vec<Arc<dyn SpanProcessor>>,
     scope: Scope,
     pub(crate) otel_context: bool,
@@ -89,9 +92,15 @@ impl Sink {
     ) -> Self {
         let shares_blocks = matches!(queues.as_deref(), Some([one]) if one.takes_ended())
             && !reads_attributes(&sampler, root.as_ref());
+        let roots = match (&sampler, root.as_ref()) {
+            (Sampler::ParentBased(_), Some(root)) => fixed(root),
+            (Sampler::ParentBased(_), None) => None,
+            (sampler, _) => fixed(sampler),
+        };
         Sink {
             sampler,
             root,
+            roots,
             processors,
             scope,
             otel_context,
@@ -115,7 +124,26 @@ impl Sink {
 
     /// The SDK's sampling decision, taken without building a `Context` for the built-in
     /// samplers. `RecordOnly` counts as not sampled: such a span is never exported.
+    #[inline]
     pub(crate) fn sample(
+        &self,
+        parent: Option<&SpanContext>,
+        trace_id: TraceId,
+        name: &str,
+        kind: &SpanKind,
+        attrs: &[KeyValue],
+        links: &[Link],
+    ) -> bool {
+        match (parent, self.roots) {
+            (None, Some(decided)) => decided,
+            (Some(p), _) if matches!(self.sampler, Sampler::ParentBased(_)) => p.is_sampled(),
+            _ => self.decide(parent, trace_id, name, kind, attrs, links),
+        }
+    }
+
+    /// [`sample`](Self::sample) past its common cases.
+    #[inline(never)]
+    fn decide(
         &self,
         parent: Option<&SpanContext>,
         trace_id: TraceId,
@@ -148,6 +176,15 @@ impl Sink {
                     == SamplingDecision::RecordAndSample
             }
         }
+    }
+
+    /// Whether every root span of the service is sampled, on the short path (its spans go to
+    /// tracer's own export queues only, and are not kept in OpenTelemetry's context): a root
+    /// may then be started as a child of a sampled span is, with no sampler asked.
+    #[cfg(any(feature = "redis", feature = "mysql"))]
+    #[inline]
+    pub(crate) fn samples_every_root(&self) -> bool {
+        self.roots == Some(true) && self.buffered && !self.otel_context
     }
 
     /// Whether a child of a span that is not sampled is never sampled (the parent-based samplers,
@@ -225,6 +262,16 @@ fn reads_attributes(sampler: &Sampler, root: Option<&Sampler>) -> bool {
 }
 
 /// The SDK's `TraceIdRatioBased` decision, bit for bit.
+/// The decision `sampler` takes for every span, when it is one.
+fn fixed(sampler: &Sampler) -> Option<bool> {
+    match sampler {
+        Sampler::AlwaysOn => Some(true),
+        Sampler::AlwaysOff => Some(false),
+        Sampler::TraceIdRatioBased(r) if *r >= 1.0 => Some(true),
+        _ => None,
+    }
+}
+
 fn by_ratio(ratio: f64, trace_id: TraceId) -> bool {
     if ratio >= 1.0 {
         return true;

@@ -48,28 +48,29 @@ thread_local! {
 }
 
 fn returned_rows(span: &mut dyn SpanWrite, n: usize) {
-    let kept = (n < ROWS_KEPT)
-        .then(|| {
-            ROWS.try_with(|rows| {
-                Arc::clone(rows[n].get_or_init(|| {
-                    let mut c = Consts::default();
-                    c.push(
-                        semconv::DB_RESPONSE_RETURNED_ROWS,
-                        Const::Int(i64::try_from(n).unwrap_or(i64::MAX)),
-                    );
-                    Block::new(c)
-                }))
-            })
-            .ok()
-        })
-        .flatten();
-    match kept {
-        Some(block) => span.add_block(&block),
-        None => span.set_attribute(KeyValue::new(
+    if n < ROWS_KEPT {
+        span.add_rows(n, &|| rows_block(n));
+    } else {
+        span.set_attribute(KeyValue::new(
             semconv::DB_RESPONSE_RETURNED_ROWS,
             i64::try_from(n).unwrap_or(i64::MAX),
-        )),
+        ));
     }
+}
+
+/// The block of `db.response.returned_rows` = `n` (below [`ROWS_KEPT`]): the thread's (made
+/// once), or a new one while the thread ends.
+fn rows_block(n: usize) -> Arc<Block> {
+    let make = || {
+        let mut c = Consts::default();
+        c.push(
+            semconv::DB_RESPONSE_RETURNED_ROWS,
+            Const::Int(i64::try_from(n).unwrap_or(i64::MAX)),
+        );
+        Block::new(c)
+    };
+    ROWS.try_with(|rows| Arc::clone(rows[n].get_or_init(make)))
+        .unwrap_or_else(|_| make())
 }
 
 fn affected_rows(span: &mut dyn SpanWrite, sql: Option<&StatementRecord>, n: u64) {

@@ -93,11 +93,24 @@ static CACHE: [Mutex<Option<Arc<Statement>>>; SLOTS] = [EMPTY; SLOTS];
 /// Slots of the per-thread cache in front of [`CACHE`].
 const LOCAL_SLOTS: usize = 64;
 
+/// A thread's statements: those it ran lately, and which of them it ran last.
+struct Local {
+    /// Direct-mapped by the text's hash, [`LOCAL_SLOTS`] records at most.
+    slots: [Option<Arc<Statement>>; LOCAL_SLOTS],
+    /// The slot of the statement found last: a statement run again and again (a loop, a
+    /// request's one query) is compared with it first, and found without hashing its text.
+    last: usize,
+}
+
 thread_local! {
-    /// The statements this thread ran lately (direct-mapped, [`LOCAL_SLOTS`] records at most):
-    /// a statement run again on the same thread is found without taking any lock.
-    static LOCAL: std::cell::RefCell<[Option<Arc<Statement>>; LOCAL_SLOTS]> =
-        const { std::cell::RefCell::new([const { None }; LOCAL_SLOTS]) };
+    /// The statements this thread ran lately: a statement run again on the same thread is
+    /// found without taking any lock.
+    static LOCAL: std::cell::RefCell<Local> = const {
+        std::cell::RefCell::new(Local {
+            slots: [const { None }; LOCAL_SLOTS],
+            last: 0,
+        })
+    };
 }
 
 /// The record of the statement `sql` (as sent): from this thread's cache, else the shared
@@ -106,19 +119,34 @@ pub(crate) fn statement(sql: &[u8]) -> Arc<Statement> {
     if sql.len() > CACHE_MAX_LEN {
         return Arc::new(Statement::new(sql));
     }
-    let h = crate::hash::quick_hash(sql);
-    let local = (h >> 16) as usize % LOCAL_SLOTS;
-    if let Ok(Some(s)) = LOCAL.try_with(|l| {
-        l.borrow()[local]
-            .as_ref()
-            .filter(|s| *s.raw == *sql)
-            .map(Arc::clone)
-    }) {
-        return s;
+    let found = LOCAL.try_with(|l| {
+        let mut l = l.try_borrow_mut().ok()?;
+        if let Some(s) = l.slots[l.last].as_ref().filter(|s| *s.raw == *sql) {
+            return Some(Ok(Arc::clone(s)));
+        }
+        let h = crate::hash::quick_hash(sql);
+        let local = (h >> 16) as usize % LOCAL_SLOTS;
+        l.last = local;
+        Some(match l.slots[local].as_ref().filter(|s| *s.raw == *sql) {
+            Some(s) => Ok(Arc::clone(s)),
+            None => Err(h),
+        })
+    });
+    match found {
+        Ok(Some(Ok(s))) => s,
+        Ok(Some(Err(h))) => {
+            let s = shared(sql, h);
+            let local = (h >> 16) as usize % LOCAL_SLOTS;
+            let _ = LOCAL.try_with(|l| {
+                if let Ok(mut l) = l.try_borrow_mut() {
+                    l.slots[local] = Some(Arc::clone(&s));
+                }
+            });
+            s
+        }
+        // The thread's cache is gone (a thread ending) or in use: the shared one.
+        _ => shared(sql, crate::hash::quick_hash(sql)),
     }
-    let s = shared(sql, h);
-    let _ = LOCAL.try_with(|l| l.borrow_mut()[local] = Some(Arc::clone(&s)));
-    s
 }
 
 /// [`statement`] from the cache shared by the threads.
@@ -162,6 +190,24 @@ mod tests {
     }
 
     #[test]
+    fn the_statement_run_last_is_found_first_and_no_other_is_taken_for_it() {
+        let a_sql = b"SELECT name FROM last_test_a WHERE id = ?";
+        let b_sql = b"SELECT name FROM last_test_b WHERE id = ?";
+        let a = statement(a_sql);
+        assert!(Arc::ptr_eq(&a, &statement(a_sql)));
+        // Same length, other text: not the statement run last.
+        let b = statement(b_sql);
+        assert_eq!(b.name.as_deref(), Some("SELECT last_test_b"));
+        assert!(Arc::ptr_eq(&b, &statement(b_sql)));
+        let again = statement(a_sql);
+        assert!(
+            Arc::ptr_eq(&a, &again),
+            "A's record, from the thread's cache"
+        );
+        assert_eq!(again.name.as_deref(), Some("SELECT last_test_a"));
+    }
+
+    #[test]
     fn the_statement_cache_is_bounded() {
         // More distinct statements than slots: each slot holds one record, the last one that
         // mapped to it; a statement evicted comes back equal, sanitized again.
@@ -175,7 +221,7 @@ mod tests {
             .filter(|s| s.lock().unwrap_or_else(PoisonError::into_inner).is_some())
             .count();
         assert!(held <= SLOTS);
-        let local = LOCAL.with(|l| l.borrow().iter().filter(|s| s.is_some()).count());
+        let local = LOCAL.with(|l| l.borrow().slots.iter().filter(|s| s.is_some()).count());
         assert!(local <= LOCAL_SLOTS);
         let again = statement(b"SELECT a FROM cache_bound_0 WHERE id = 1");
         assert_eq!(again.block.consts(), first.block.consts());
