@@ -168,7 +168,7 @@ impl Meta {
                 // when it is done (a block per count: see `statements::returned_rows`); the
                 // span's own list is what else it gets (an error's attributes).
                 let blocks = Some(match sql {
-                    Some(s) => Block::joined(&self.base, &s.block),
+                    Some(s) => s.joined_with(&self.base),
                     None => Arc::clone(&self.base),
                 });
                 (blocks, Vec::new())

@@ -29,6 +29,9 @@ pub(crate) struct Statement {
     /// `db.operation.name` and `db.collection.name` as kept for the process, for the spans'
     /// RED labels without reading their attributes; `None` when one of them could not be kept.
     pub(crate) labels: Option<[Option<&'static str>; 2]>,
+    /// The first connection's attributes it was run with, and theirs then its own in one
+    /// block (see [`joined_with`](Self::joined_with)).
+    joined: std::sync::OnceLock<(Arc<crate::attrs::Block>, Arc<crate::attrs::Block>)>,
 }
 
 impl Statement {
@@ -74,6 +77,25 @@ impl Statement {
             block: crate::attrs::Block::new(attrs),
             site,
             labels,
+            joined: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A connection's attributes, `base`, then the statement's, in one block: the one this
+    /// record keeps for the first connection it was run with (most programs have one: a pool's
+    /// connections share theirs), else the thread's cache of joined pairs.
+    #[inline]
+    pub(crate) fn joined_with(&self, base: &Arc<crate::attrs::Block>) -> Arc<crate::attrs::Block> {
+        let (first, joined) = self.joined.get_or_init(|| {
+            (
+                Arc::clone(base),
+                crate::attrs::Block::join(base, &self.block),
+            )
+        });
+        if Arc::ptr_eq(first, base) {
+            Arc::clone(joined)
+        } else {
+            crate::attrs::Block::joined(base, &self.block)
         }
     }
 }
@@ -205,6 +227,29 @@ mod tests {
             "A's record, from the thread's cache"
         );
         assert_eq!(again.name.as_deref(), Some("SELECT last_test_a"));
+    }
+
+    #[test]
+    fn a_statement_joins_each_connections_attributes_to_its_own() {
+        let s = statement(b"SELECT name FROM joined_test WHERE id = ?");
+        let base = |db: &str| {
+            let mut c = Consts::default();
+            c.push(semconv::DB_NAMESPACE, Const::str(db));
+            crate::attrs::Block::new(c)
+        };
+        let (a, b) = (base("db_a"), base("db_b"));
+        let namespace = |j: &crate::attrs::Block| {
+            let kvs = j.consts().to_vec();
+            assert_eq!(kvs.len(), 1 + s.block.len());
+            assert_eq!(kvs[1..], s.block.consts().to_vec()[..]);
+            kvs[0].value.as_str().into_owned()
+        };
+        let ja = s.joined_with(&a);
+        assert_eq!(namespace(&ja), "db_a");
+        assert!(Arc::ptr_eq(&ja, &s.joined_with(&a)), "joined once");
+        // Another connection's: its own attributes, not the first one's.
+        assert_eq!(namespace(&s.joined_with(&b)), "db_b");
+        assert_eq!(namespace(&s.joined_with(&a)), "db_a");
     }
 
     #[test]
