@@ -261,7 +261,6 @@ fn reads_attributes(sampler: &Sampler, root: Option<&Sampler>) -> bool {
     }
 }
 
-/// The SDK's `TraceIdRatioBased` decision, bit for bit.
 /// The decision `sampler` takes for every span, when it is one.
 fn fixed(sampler: &Sampler) -> Option<bool> {
     match sampler {
@@ -272,6 +271,7 @@ fn fixed(sampler: &Sampler) -> Option<bool> {
     }
 }
 
+/// The SDK's `TraceIdRatioBased` decision, bit for bit.
 fn by_ratio(ratio: f64, trace_id: TraceId) -> bool {
     if ratio >= 1.0 {
         return true;
@@ -427,6 +427,62 @@ mod tests {
                     == SamplingDecision::RecordAndSample;
                 let ours = sink.sample(None, id, "x", &SpanKind::Client, &[], &[]);
                 assert_eq!(ours, theirs, "root sampler {root:?}, trace {id}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_built_in_sampler_decides_roots_and_children_as_the_sdk_does() {
+        use opentelemetry::trace::{SpanId, TraceFlags, TraceState};
+        let mut x: u128 = 0x6A09_E667_F3BC_C908_B2FB_1366_EA95_7D3E;
+        let built_in = [
+            Sampler::AlwaysOn,
+            Sampler::AlwaysOff,
+            Sampler::TraceIdRatioBased(0.25),
+            Sampler::TraceIdRatioBased(1.0),
+        ];
+        // Each as it is, and parent-based with its root known (from the environment) or not
+        // (a sampler given to the builder).
+        let mut cases: Vec<(Sampler, Option<Sampler>)> = Vec::new();
+        for s in built_in {
+            cases.push((s.clone(), None));
+            cases.push((Sampler::ParentBased(Box::new(s.clone())), Some(s.clone())));
+            cases.push((Sampler::ParentBased(Box::new(s)), None));
+        }
+        for (sdk, root) in cases {
+            let sink = Sink::new(
+                sdk.clone(),
+                root.clone(),
+                Vec::new(),
+                Scope {
+                    name: "t",
+                    version: None,
+                },
+                false,
+                None,
+            );
+            for i in 0..300 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let id = TraceId::from(x | 1);
+                let parent = (i % 3 != 0).then(|| {
+                    let flags = if i % 3 == 1 {
+                        TraceFlags::SAMPLED
+                    } else {
+                        TraceFlags::default()
+                    };
+                    SpanContext::new(id, SpanId::from(7), flags, true, TraceState::default())
+                });
+                let cx = parent
+                    .clone()
+                    .map(|p| Context::new().with_remote_span_context(p));
+                let theirs = sdk
+                    .should_sample(cx.as_ref(), id, "x", &SpanKind::Client, &[], &[])
+                    .decision
+                    == SamplingDecision::RecordAndSample;
+                let ours = sink.sample(parent.as_ref(), id, "x", &SpanKind::Client, &[], &[]);
+                assert_eq!(ours, theirs, "{sdk:?} (root {root:?}), parent {parent:?}");
             }
         }
     }
