@@ -397,41 +397,6 @@ mod tests {
     }
 
     #[test]
-    fn parent_based_roots_match_the_sdk() {
-        let mut x: u128 = 0x2545_F491_4F6C_DD1D_9E37_79B9_7F4A_7C15;
-        for root in [
-            Sampler::AlwaysOn,
-            Sampler::AlwaysOff,
-            Sampler::TraceIdRatioBased(0.25),
-        ] {
-            let sdk = Sampler::ParentBased(Box::new(root.clone()));
-            let sink = Sink::new(
-                sdk.clone(),
-                Some(root.clone()),
-                Vec::new(),
-                Scope {
-                    name: "t",
-                    version: None,
-                },
-                false,
-                None,
-            );
-            for _ in 0..500 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let id = TraceId::from(x | 1);
-                let theirs = sdk
-                    .should_sample(None, id, "x", &SpanKind::Client, &[], &[])
-                    .decision
-                    == SamplingDecision::RecordAndSample;
-                let ours = sink.sample(None, id, "x", &SpanKind::Client, &[], &[]);
-                assert_eq!(ours, theirs, "root sampler {root:?}, trace {id}");
-            }
-        }
-    }
-
-    #[test]
     fn every_built_in_sampler_decides_roots_and_children_as_the_sdk_does() {
         use opentelemetry::trace::{SpanId, TraceFlags, TraceState};
         let mut x: u128 = 0x6A09_E667_F3BC_C908_B2FB_1366_EA95_7D3E;
@@ -442,7 +407,8 @@ mod tests {
             Sampler::TraceIdRatioBased(1.0),
         ];
         // Each as it is, and parent-based with its root known (from the environment) or not
-        // (a sampler given to the builder).
+        // (a sampler given to the builder); a third of the spans roots (500 each), the others
+        // children of a sampled or an unsampled remote parent.
         let mut cases: Vec<(Sampler, Option<Sampler>)> = Vec::new();
         for s in built_in {
             cases.push((s.clone(), None));
@@ -461,7 +427,7 @@ mod tests {
                 false,
                 None,
             );
-            for i in 0..300 {
+            for i in 0..1500 {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
