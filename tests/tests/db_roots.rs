@@ -5,10 +5,12 @@
 //! child of a sampled span is, in a new trace); these tests hold for both paths. Its own
 //! binary: the services are the process's. Against the real servers on 127.0.0.1.
 
-use std::net::TcpStream;
-use std::time::Duration;
+mod common;
+#[path = "support/mysql.rs"]
+mod mysql_support;
+#[path = "support/redis.rs"]
+mod redis_support;
 
-use fred::prelude::*;
 use opentelemetry::Context;
 use opentelemetry::trace::{
     FutureExt as _, SpanContext, SpanId, SpanKind, TraceContextExt as _, TraceFlags, TraceId,
@@ -16,20 +18,6 @@ use opentelemetry::trace::{
 };
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 use tracer_runtime::mysql::TracedConn;
-use tracer_runtime::redis::Traced;
-
-const REDIS: &str = "127.0.0.1:6379";
-const REDIS_HOW: &str = "start it with: redis-server --daemonize yes --bind 127.0.0.1 --port \
-                         6379 --save \"\" --appendonly no (or run `bash .ci/run`)";
-const MYSQL: &str = "127.0.0.1:3306";
-const MYSQL_HOW: &str = "start it with: start-stop-daemon --start --oknodo --background --exec \
-                         /usr/sbin/mariadbd (or run `bash .ci/run`)";
-
-fn reachable(addr: &str, how: &str) {
-    if let Err(e) = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)) {
-        panic!("nothing listens on {addr} ({e}); {how}");
-    }
-}
 
 fn named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
     spans.iter().filter(|s| s.name == name).collect()
@@ -45,8 +33,8 @@ fn assert_root(s: &SpanData) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn commands_outside_any_span_are_roots_of_their_service() {
-    reachable(REDIS, REDIS_HOW);
-    reachable(MYSQL, MYSQL_HOW);
+    redis_support::require_redis();
+    mysql_support::require_mysql();
     let (a, b) = (
         InMemorySpanExporter::default(),
         InMemorySpanExporter::default(),
@@ -60,23 +48,16 @@ async fn commands_outside_any_span_are_roots_of_their_service() {
         .with_exporter(b.clone())
         .install()
         .unwrap();
-    let client = Traced::new(
-        Builder::from_config(Config::from_url(&format!("redis://{REDIS}/0")).unwrap())
-            .build()
-            .unwrap(),
-    );
-    client
-        .init()
+    let client = redis_support::traced_client().await;
+    let mut conn = TracedConn::new(mysql_support::opts())
         .await
-        .unwrap_or_else(|e| panic!("Redis on {REDIS}: {e}; {REDIS_HOW}"));
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(3306)
-        .user(Some("root"))
-        .db_name(Some("test"));
-    let mut conn = TracedConn::new(opts)
-        .await
-        .unwrap_or_else(|e| panic!("MariaDB on {MYSQL}: {e}; {MYSQL_HOW}"));
+        .unwrap_or_else(|e| {
+            panic!(
+                "MariaDB on {}: {e}; {}",
+                mysql_support::ADDR,
+                mysql_support::HOW
+            )
+        });
     let key = format!("tracer-test:{}:roots", std::process::id());
 
     // Outside any span: each command a trace of its own, of the default service.

@@ -2,22 +2,14 @@
 //! root the sampler declines is not asked about again in another trace. Its own binary: the
 //! sampler is the process's. Against the real server on 127.0.0.1:6379.
 
-use std::net::TcpStream;
-use std::time::Duration;
+#[path = "support/redis.rs"]
+mod redis_support;
 
-use fred::prelude::*;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler};
-use tracer_runtime::redis::Traced;
-
-const REDIS: &str = "127.0.0.1:6379";
-const HOW: &str = "start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 \
-                   --save \"\" --appendonly no (or run `bash .ci/run`)";
 
 #[tokio::test]
 async fn root_commands_are_sampled_at_the_ratio() {
-    if let Err(e) = TcpStream::connect_timeout(&REDIS.parse().unwrap(), Duration::from_secs(2)) {
-        panic!("Redis is not reachable on {REDIS} ({e}); {HOW}");
-    }
+    redis_support::require_redis();
     let exporter = InMemorySpanExporter::default();
     let guard = tracer_runtime::init("redis-sampling")
         .with_exporter(exporter.clone())
@@ -26,15 +18,7 @@ async fn root_commands_are_sampled_at_the_ratio() {
         ))))
         .install()
         .unwrap();
-    let client = Traced::new(
-        Builder::from_config(Config::from_url(&format!("redis://{REDIS}/0")).unwrap())
-            .build()
-            .unwrap(),
-    );
-    client
-        .init()
-        .await
-        .unwrap_or_else(|e| panic!("Redis on {REDIS}: {e}; {HOW}"));
+    let client = redis_support::traced_client().await;
     let n = 800;
     let key = format!("tracer-test:{}:sampling", std::process::id());
     for _ in 0..n {

@@ -65,12 +65,9 @@ pub(crate) fn start_site(
             // Under a sampled span on the thread's stack (a `#[traced]` fn's, as in a request,
             // or an operation's): the span is its child, its ids and service taken from there,
             // without a `SpanContext` made and sampled again. (A span on that stack is of a
-            // service that exports through tracer's own queues only: the short path's.)
+            // service that exports through tracer's own queues only: the short path's.) Or a
+            // root sampled at once, in a new trace.
             crate::recorder::OpParent::Fast(p) => Under::Fast(p),
-            // A root sampled at once: as a child is, in a new trace.
-            crate::recorder::OpParent::Root(svc) => {
-                Under::Fast(crate::recorder::FastParent::root(svc))
-            }
             crate::recorder::OpParent::Other(found) => {
                 let (svc, sc) = found?;
                 Under::Other(svc, sc, true)

@@ -160,32 +160,11 @@ fn next_u64() -> u64 {
         if s == 0 {
             s = seed();
         }
-        let v = wyrand(&mut s);
+        s = s.wrapping_add(0xa076_1d64_78bd_642f);
         r.set(s);
-        v
+        let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
+        (t >> 64) as u64 ^ t as u64
     })
-}
-
-/// Two of [`next_u64`] in one look at the thread's generator.
-#[inline]
-fn next_u128() -> u128 {
-    RNG.with(|r| {
-        let mut s = r.get();
-        if s == 0 {
-            s = seed();
-        }
-        let v = (u128::from(wyrand(&mut s)) << 64) | u128::from(wyrand(&mut s));
-        r.set(s);
-        v
-    })
-}
-
-/// One step of wyrand from the state `s`.
-#[inline(always)]
-fn wyrand(s: &mut u64) -> u64 {
-    *s = s.wrapping_add(0xa076_1d64_78bd_642f);
-    let t = u128::from(*s) * u128::from(*s ^ 0xe703_7ed1_a0b4_28db);
-    (t >> 64) as u64 ^ t as u64
 }
 
 #[inline]
@@ -201,7 +180,7 @@ fn new_span_id() -> SpanId {
 #[inline]
 fn new_trace_id() -> TraceId {
     loop {
-        let v = next_u128();
+        let v = (u128::from(next_u64()) << 64) | u128::from(next_u64());
         if v != 0 {
             return TraceId::from(v);
         }
@@ -717,20 +696,14 @@ pub(crate) trait SpanWrite {
     #[cfg(feature = "mysql")]
     fn rename(&mut self, name: Cow<'static, str>);
     /// Adds a statement's count of returned rows, `n`, whose block (made once per count) is
-    /// `rows()`: as [`add_block`](Self::add_block) does.
+    /// `rows()`: a span that holds shared attributes and none of its own shares it too.
     #[cfg(feature = "mysql")]
     fn add_rows(
         &mut self,
         #[allow(unused_variables)] n: usize,
         rows: &dyn Fn() -> Arc<crate::attrs::Block>,
     ) {
-        self.add_block(&rows());
-    }
-    /// Adds the attributes of `block` (a statement's returned rows, made once per count): a
-    /// span that holds shared attributes and none of its own shares them too.
-    #[cfg(feature = "mysql")]
-    fn add_block(&mut self, block: &Arc<crate::attrs::Block>) {
-        add_each(self, block);
+        add_each(self, &rows());
     }
     /// An event that happened at `at` (a gRPC message held back, or read by another owner).
     #[cfg(feature = "grpc")]
@@ -739,7 +712,7 @@ pub(crate) trait SpanWrite {
     fn is_recording(&self) -> bool;
 }
 
-/// [`SpanWrite::add_block`], one attribute at a time.
+/// [`SpanWrite::add_rows`], one attribute at a time.
 #[cfg(feature = "mysql")]
 fn add_each<S: SpanWrite + ?Sized>(span: &mut S, block: &crate::attrs::Block) {
     block.for_each(|kv| span.set_attribute(kv));
@@ -1426,38 +1399,21 @@ impl SpanWrite for Fast {
         Fast::rename(self, name);
     }
     #[cfg(feature = "mysql")]
-    fn add_block(&mut self, block: &Arc<crate::attrs::Block>) {
-        // Joined to the shared block (a pair kept per thread: a count seen before with this
-        // statement joins nothing), when no attribute of the span's own would then follow it
-        // out of order, and within the span's limit.
-        match &self.blocks {
-            Some(shared)
-                if self.attrs.is_empty() && shared.len() + block.len() <= limits().attrs =>
-            {
-                let joined = crate::attrs::Block::joined(shared, block);
-                // What its histogram's labels and error type read of them.
-                #[cfg(feature = "metrics")]
-                if self.labels.is_some() || self.meta.metrics {
-                    block.for_each(|kv| self.labels_see(&kv));
-                }
-                self.blocks = Some(joined);
-            }
-            _ => add_each(self, block),
-        }
-    }
-    #[cfg(feature = "mysql")]
     fn add_rows(&mut self, n: usize, rows: &dyn Fn() -> Arc<crate::attrs::Block>) {
-        // As `add_block`, the count joined to the shared block by that block itself.
+        // Joined to the shared block (see `Block::with_rows`: a count seen before with this
+        // statement joins nothing), when no attribute of the span's own would then follow it
+        // out of order, and within the span's limit (the count is one attribute).
         match &self.blocks {
             Some(shared) if self.attrs.is_empty() && shared.len() < limits().attrs => {
                 let joined = shared.with_rows(n, rows);
+                // What its histogram's labels and error type read of it.
                 #[cfg(feature = "metrics")]
                 if self.labels.is_some() || self.meta.metrics {
                     rows().for_each(|kv| self.labels_see(&kv));
                 }
                 self.blocks = Some(joined);
             }
-            _ => self.add_block(&rows()),
+            _ => add_each(self, &rows()),
         }
     }
     #[cfg(feature = "grpc")]
@@ -2173,10 +2129,10 @@ impl FastParent {
         &self.svc
     }
 
-    /// A root of `svc`, sampled, in a new trace (see [`OpParent::Root`]).
+    /// A root of `svc`, sampled, in a new trace (see [`otel_op_parent`]).
     #[cfg(any(feature = "redis", feature = "mysql"))]
     #[inline(always)]
-    pub(crate) fn root(svc: Arc<Service>) -> FastParent {
+    fn root(svc: Arc<Service>) -> FastParent {
         FastParent {
             trace_id: new_trace_id(),
             span_id: SpanId::INVALID,
@@ -2210,10 +2166,9 @@ impl FastParent {
 pub(crate) enum OpParent {
     /// A sampled span on the thread's stack (a `#[traced]` span on the short path, or an
     /// operation's) of a service switched on whose sampler is parent-based: the child is
-    /// sampled too, and takes its ids and service from there at once.
+    /// sampled too, and takes its ids and service from there at once. Or, with no span current,
+    /// a root sampled at once (see [`otel_op_parent`]): a new trace, no parent id.
     Fast(FastParent),
-    /// A root of this service, sampled (see [`otel_op_parent`]): [`FastParent::root`].
-    Root(Arc<Service>),
     /// What [`current_recording`] gives: the service and the parent, or `None` when that
     /// service is switched off.
     Other(Option<(Arc<Service>, Option<SpanContext>)>),
@@ -2226,16 +2181,17 @@ pub(crate) enum OpParent {
 #[cfg(any(feature = "redis", feature = "mysql"))]
 #[inline]
 fn otel_op_parent() -> OpParent {
-    let empty = Context::map_current(|cx| {
-        !cx.has_active_span() && cx.get::<crate::registry::InService>().is_none()
-    });
-    if !empty {
-        return OpParent::Other(otel_recording());
-    }
-    match crate::registry::default_recording() {
-        Some(svc) if svc.sink.samples_every_root() => OpParent::Root(svc),
-        found => OpParent::Other(found.map(|svc| (svc, None))),
-    }
+    Context::map_current(|cx| {
+        if cx.has_active_span() || cx.get::<crate::registry::InService>().is_some() {
+            return OpParent::Other(
+                crate::registry::resolve_recording(cx).map(|svc| (svc, parent_of(cx))),
+            );
+        }
+        match crate::registry::default_recording() {
+            Some(svc) if svc.sink.samples_every_root() => OpParent::Fast(FastParent::root(svc)),
+            found => OpParent::Other(found.map(|svc| (svc, None))),
+        }
+    })
 }
 
 /// [`OpParent`] of the current span, in one look at the thread's stack.

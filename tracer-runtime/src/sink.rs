@@ -124,7 +124,6 @@ impl Sink {
 
     /// The SDK's sampling decision, taken without building a `Context` for the built-in
     /// samplers. `RecordOnly` counts as not sampled: such a span is never exported.
-    #[inline]
     pub(crate) fn sample(
         &self,
         parent: Option<&SpanContext>,
@@ -134,32 +133,19 @@ impl Sink {
         attrs: &[KeyValue],
         links: &[Link],
     ) -> bool {
-        match (parent, self.roots) {
-            (None, Some(decided)) => decided,
-            (Some(p), _) if matches!(self.sampler, Sampler::ParentBased(_)) => p.is_sampled(),
-            _ => self.decide(parent, trace_id, name, kind, attrs, links),
+        // A root whose decision is the same for every trace.
+        if parent.is_none()
+            && let Some(decided) = self.roots
+        {
+            return decided;
         }
-    }
-
-    /// [`sample`](Self::sample) past its common cases.
-    #[inline(never)]
-    fn decide(
-        &self,
-        parent: Option<&SpanContext>,
-        trace_id: TraceId,
-        name: &str,
-        kind: &SpanKind,
-        attrs: &[KeyValue],
-        links: &[Link],
-    ) -> bool {
         match &self.sampler {
             Sampler::AlwaysOn => true,
             Sampler::AlwaysOff => false,
             Sampler::ParentBased(root) => match (parent, &self.root) {
                 (Some(p), _) => p.is_sampled(),
-                // A root under a built-in root sampler: decided here, as below.
-                (None, Some(Sampler::AlwaysOn)) => true,
-                (None, Some(Sampler::AlwaysOff)) => false,
+                // A root under a built-in root sampler whose decision depends on the trace
+                // (always-on and always-off roots are decided above).
                 (None, Some(Sampler::TraceIdRatioBased(ratio))) => by_ratio(*ratio, trace_id),
                 (None, _) => {
                     root.should_sample(None, trace_id, name, kind, attrs, links)
