@@ -507,9 +507,10 @@ impl Drop for Exit {
 
 /// The span an `async fn`'s future keeps between polls, in a box (from the thread's pool, see
 /// `crate::pool`: no allocation once warm), so that the future is one word larger than its
-/// body's rather than a span's size larger. A future is moved when it is awaited (into its caller's state), and a
-/// move of more than ~128 bytes is a call to `memcpy`: with the span inline, an empty `#[traced]
-/// async fn` cost two such calls per call (~58 instructions), tracing off as on.
+/// body's rather than a span's size larger. A future is moved when it is awaited (into its
+/// caller's state), and a move of more than ~128 bytes is a call to `memcpy`: with the span
+/// inline, an empty `#[traced] async fn` cost two such calls per call (~58 instructions),
+/// tracing off as on.
 struct Slot(Option<Box<Option<Live>>>);
 
 thread_local! {
