@@ -488,16 +488,18 @@
 //! statement's record keeps its join with its first connection's attributes, and a joined block
 //! its join with 0 and 1 returned rows. This bench now takes N = 1000 → 5000 and the median
 //! of three plain runs (MySQL's client alone varied by ±150 per command between two runs of
-//! N = 1000 → 2000). Before = cb1be99 (stop 41's end, its `run` measured the same way by hand:
-//! MySQL plain 13 017 / 13 053 / 13 092), after = this `--bench` (MySQL plain 13 094):
+//! N = 1000 → 2000; the median of three still moves by ~130 between two `--bench` runs).
+//! Before = cb1be99 (stop 41's end, its `run` measured the same way by hand: MySQL plain
+//! 13 017 / 13 053 / 13 092); after = two `--bench` runs, c286424 and 73be0f5 (the stop's end,
+//! after its rereading; MySQL plain medians 13 094 and 12 963):
 //!
 //! ```text
-//! DB_INSTR_EXPORT=otlp      on (root)          child              off
-//!                       before    after    before    after    before  after
-//! redis-get              +1605    +1463     +1441    +1453      +173   +173
-//! redis-set              +1630    +1477     +1469    +1469      +147   +147
-//! mysql-select           +1718    +1339     +1417    +1344      +157    +33
-//! traced                 +1477    +1431     +1013    +1002       +22    +21
+//! DB_INSTR_EXPORT=otlp      on (root)             child                 off
+//!                       before    after        before    after       before  after
+//! redis-get              +1605    +1463/+1474   +1441    +1453/+1454   +173   +173/+172
+//! redis-set              +1630    +1477/+1485   +1469    +1469/+1474   +147   +147/+148
+//! mysql-select           +1718    +1339/+1442   +1417    +1344/+1423   +157    +33/+197
+//! traced                 +1477    +1431/+1431   +1013    +1002/+1003    +22    +21/+21
 //! ```
 //!
 //! Allocations per command (Discard mode, N = 2000): Redis GET 9 plain, 10 on; MySQL 15 plain,
