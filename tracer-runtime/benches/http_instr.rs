@@ -6,8 +6,16 @@
 //! body read to the end; sampled spans go to an exporter that discards.
 //!
 //! ```text
-//! CARGO_TARGET_DIR=/work/target-http cargo bench -p tracer-runtime --no-default-features --features http --bench http_instr
+//! CARGO_TARGET_DIR=/work/target-http cargo bench -p tracer-runtime --no-default-features --features http,otlp-grpc --bench http_instr
+//! HTTP_INSTR_EXPORT=otlp CARGO_TARGET_DIR=/work/target-http cargo bench -p tracer-runtime --no-default-features --features http,otlp-grpc --bench http_instr
 //! ```
+//!
+//! By default sampled spans go to an exporter of the SDK's interface that discards them
+//! (`Discard`: the `SpanData` path every exporter of one's own takes). `HTTP_INSTR_EXPORT=otlp`
+//! exports them instead the default way, through tracer's OTLP/gRPC exporter to a collector in
+//! this process on 127.0.0.1 (as `db_instr`'s mode of the same name), and "all threads" then
+//! counts the exporter's work too (the request written and sent on its runtime,
+//! `*OnRuntime*export::{{closure}}`), not the collector's decoding nor HTTP/2's own work.
 //!
 //! Run by `cargo bench`, the binary runs itself under `valgrind --tool=callgrind` for each case
 //! and N (1 000 and 3 000 requests) and prints instructions per request, `(total at N=3000 −
@@ -48,11 +56,19 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures_util::FutureExt as _;
 use http::{Request, Response};
 use http_body_util::{BodyExt as _, Empty, Full};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use tower::Layer as _;
@@ -109,16 +125,73 @@ where
     });
 }
 
+/// Whether spans go to a real OTLP/gRPC collector (`HTTP_INSTR_EXPORT=otlp`), else to
+/// [`Discard`].
+fn otlp() -> bool {
+    std::env::var("HTTP_INSTR_EXPORT").is_ok_and(|v| v == "otlp")
+}
+
+/// An OTLP/gRPC trace collector that counts the spans it receives and keeps none.
+#[derive(Debug, Default)]
+struct Collector(Arc<AtomicU64>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let n: usize = request
+            .get_ref()
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.0.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+/// Starts a [`Collector`] on a free port of 127.0.0.1: its address, its count, its runtime.
+fn collector() -> (String, Arc<AtomicU64>, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("the collector's runtime");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let seen = Arc::default();
+    rt.spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                TraceServiceServer::new(Collector(Arc::clone(&seen)))
+                    .max_decoding_message_size(64 << 20),
+            )
+            .serve(([127, 0, 0, 1], port).into()),
+    );
+    (format!("http://127.0.0.1:{port}"), seen, rt)
+}
+
 fn run(case: &str, n: usize) {
     let handler = || {
         tower::service_fn(|_req: Request<Empty<Bytes>>| {
             std::future::ready(Ok::<_, Infallible>(answer()))
         })
     };
-    let guard = tracer_runtime::init("bench-http-instr")
-        .with_exporter(Discard)
-        .install()
-        .expect("install the bench service");
+    let collector = otlp().then(collector);
+    let builder = tracer_runtime::init("bench-http-instr");
+    let guard = match &collector {
+        Some((endpoint, _, _)) => builder
+            .with_protocol(tracer_runtime::Protocol::Grpc)
+            .with_endpoint(endpoint.clone()),
+        None => builder.with_exporter(Discard),
+    }
+    .install()
+    .expect("install the bench service");
     match case {
         "no-layer" => serve(n, handler()),
         "off" | "on" => {
@@ -128,7 +201,16 @@ fn run(case: &str, n: usize) {
         }
         other => panic!("unknown case {other}: no-layer, off or on"),
     }
-    drop(guard);
+    guard.shutdown().expect("every span exported");
+    if let Some((_, seen, _)) = &collector
+        && case == "on"
+    {
+        let seen = seen.load(Ordering::Relaxed);
+        assert!(
+            seen >= n as u64,
+            "the collector received {seen} spans of {n}"
+        );
+    }
 }
 
 /// Instructions of `case` at `n` requests, under callgrind: the calling thread's, or every
@@ -145,8 +227,13 @@ fn measure(case: &str, n: usize, all: bool) -> u64 {
         .arg("--toggle-collect=*measured_requests*");
     if all {
         cmd.arg("--toggle-collect=tracer_runtime::collector::collect")
-            .arg("--toggle-collect=tracer_runtime::pipeline::Shared::run");
+            .arg("--toggle-collect=tracer_runtime::pipeline::Shared::run")
+            // With a real collector: the OTLP exporter's work on its runtime.
+            .arg("--toggle-collect=*OnRuntime*export::{{closure}}");
     }
+    // Batches leave when full (512 spans) and at the end only, not also every 5 s (a run under
+    // callgrind takes seconds): the number of export requests per N is then the same.
+    cmd.env("OTEL_BSP_SCHEDULE_DELAY", "600000");
     let run = cmd
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(&exe)
@@ -178,7 +265,12 @@ fn main() {
         return;
     }
     println!(
-        "instructions per request, HTTP server layer in-process (callgrind, (N=3000 − N=1000) / 2000)"
+        "instructions per request, HTTP server layer in-process (callgrind, (N=3000 − N=1000) / 2000), spans to {}",
+        if otlp() {
+            "tracer's OTLP/gRPC exporter (HTTP_INSTR_EXPORT=otlp)"
+        } else {
+            "an SDK exporter that discards (SpanData)"
+        }
     );
     println!(
         "{:<10} {:>10} {:>8} {:>12} {:>8}",
