@@ -546,17 +546,37 @@ impl Slot {
         }
     }
 
-    /// The span still kept (its future was dropped before completing) ended marked cancelled,
-    /// and the box back to the thread's pool. (A slot dropped without this frees its box, and
-    /// a span in it ends unmarked.)
+    /// If the span is still kept (the future was dropped before completing), the future's body
+    /// dropped under it by `drop_body` (what the body's drop runs, its locals' destructors,
+    /// cleanup held across an `.await`, is part of the call: its spans are children of this
+    /// one), then the span ended marked cancelled; and the box back to the thread's pool. (A
+    /// slot dropped without this frees its box, and a span in it ends unmarked.)
     #[inline(never)]
-    fn close(&mut self) {
+    fn close(&mut self, drop_body: &mut dyn FnMut()) {
+        // The span ended in the body's last poll (the commonest): the body is dropped after
+        // this, as a field.
         if let Some(live) = self.take() {
-            live.cancel();
+            cancelled(live, drop_body);
         }
         if let Some(b) = self.0.take() {
             give_back(b);
         }
+    }
+}
+
+/// The body of a future dropped before completing dropped by `drop_body` with its span `live`
+/// current, then the span ended marked cancelled (see [`Slot::close`]). A panic in the body's
+/// drop continues once the span has ended.
+#[cold]
+#[inline(never)]
+fn cancelled(live: Live, drop_body: &mut dyn FnMut()) {
+    let entered = live.enter();
+    let dropped = catch_unwind(AssertUnwindSafe(drop_body));
+    if let Some(live) = entered.exit() {
+        live.cancel();
+    }
+    if let Err(payload) = dropped {
+        resume_unwind(payload);
     }
 }
 
@@ -586,8 +606,10 @@ pin_project_lite::pin_project! {
     /// marked cancelled when dropped before completion.
     #[must_use = "futures do nothing unless polled"]
     pub struct Instrumented<F, C> {
+        // `None` only once this future's drop has dropped it: under the span when the span is
+        // still kept (see `Slot::close`).
         #[pin]
-        inner: F,
+        inner: Option<F>,
         live: Slot,
         done: Option<C>,
     }
@@ -595,13 +617,23 @@ pin_project_lite::pin_project! {
     impl<F, C> PinnedDrop for Instrumented<F, C> {
         #[inline]
         fn drop(this: Pin<&mut Self>) {
-            let live = this.project().live;
+            let mut this = this.project();
             // Most futures never needed a box (their span ended in their last poll): one check.
-            if live.0.is_some() {
-                live.close();
+            if this.live.0.is_some() {
+                this.live.close(&mut || this.inner.set(None));
             }
         }
     }
+}
+
+/// The body, pinned where it is (`None` only in the future's drop, never polled then).
+macro_rules! body {
+    ($inner:expr, $cx:expr) => {
+        match $inner.as_pin_mut() {
+            Some(body) => body.poll($cx),
+            None => Poll::Pending,
+        }
+    };
 }
 
 pin_project_lite::pin_project! {
@@ -682,7 +714,7 @@ impl<F: Future, C> Instrumented<F, C> {
     fn poll_on_stack(self: Pin<&mut Self>, at: usize, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
         let inner = this.inner;
-        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+        match catch_unwind(AssertUnwindSafe(|| body!(inner, cx))) {
             Ok(Poll::Pending) => {
                 this.live
                     .put(recorder::pop_fast(at).map(|s| Live(Held::Fast(s))));
@@ -726,7 +758,7 @@ impl<F: Future> Instrumented<F, fn(&mut Live, &F::Output)> {
     #[inline]
     pub fn bare(live: Option<Live>, inner: F) -> Self {
         Instrumented {
-            inner,
+            inner: Some(inner),
             live: Slot::new(live),
             done: None,
         }
@@ -738,7 +770,7 @@ impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Instrumented<F, C> {
     #[inline]
     pub fn new(live: Option<Live>, inner: F, done: C) -> Self {
         Instrumented {
-            inner,
+            inner: Some(inner),
             live: Slot::new(live),
             done: Some(done),
         }
@@ -772,11 +804,11 @@ impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Instrumented<F, C> {
     ) -> Poll<F::Output> {
         let this = self.project();
         let Some(live) = live else {
-            return this.inner.poll(cx);
+            return body!(this.inner, cx);
         };
         let entered = live.enter();
         let inner = this.inner;
-        let polled = catch_unwind(AssertUnwindSafe(|| inner.poll(cx)));
+        let polled = catch_unwind(AssertUnwindSafe(|| body!(inner, cx)));
         let entered = match entered {
             // The last poll of a span on the short path whose output is not recorded: ended
             // where it is on the stack, not moved off it first.
