@@ -283,3 +283,61 @@ async fn an_attached_outer_context_does_not_reach_the_handlers_calls() {
         "the leaf's baggage: {body}"
     );
 }
+
+/// Cleanup a handler holds across an `.await` (a guard whose drop calls a traced fn).
+struct Cleanup;
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        handler_cleanup();
+    }
+}
+
+#[traced]
+fn handler_cleanup() {}
+
+/// A request whose handler's future is dropped before it answers (the client went away): the
+/// server span ends marked cancelled, and what the handler's drop runs is under it, on the short
+/// path (no baggage) and in a context (baggage), as it would be had the handler answered.
+#[tokio::test]
+async fn the_cleanup_of_a_dropped_handler_is_under_the_server_span() {
+    use futures_util::FutureExt as _;
+    use tower::Layer as _;
+    for baggage in [None, Some("feature=beta")] {
+        let mut svc = HttpServerLayer::new(SERVICE).layer(tower::service_fn(
+            |_req: Request<Full<Bytes>>| async move {
+                let _cleanup = Cleanup;
+                std::future::pending::<()>().await;
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+            },
+        ));
+        let path = format!("/dropped-{}", baggage.is_some());
+        let mut req = Request::get(path.as_str()).header("host", "localhost");
+        if let Some(b) = baggage {
+            req = req.header("baggage", b);
+        }
+        let call = tower::Service::call(&mut svc, req.body(Full::new(Bytes::new())).unwrap());
+        // Polled once (pending), then dropped.
+        assert!(call.now_or_never().is_none());
+        let spans = finished();
+        let server = spans
+            .iter()
+            .find(|s| attr_str(s, "url.path").as_deref() == Some(path.as_str()))
+            .unwrap_or_else(|| panic!("no server span for {path}: {:?}", names(&spans)));
+        assert_eq!(kind(server), SpanKind::Server);
+        assert_eq!(
+            attr(server, "tracer.cancelled"),
+            Some(&opentelemetry::Value::Bool(true)),
+            "{server:?}"
+        );
+        let cleanups: Vec<_> = spans
+            .iter()
+            .filter(|s| {
+                s.name == "handler_cleanup"
+                    && s.span_context.trace_id() == server.span_context.trace_id()
+            })
+            .collect();
+        assert_eq!(cleanups.len(), 1, "{:?}", names(&spans));
+        assert_child_of(cleanups[0], server);
+    }
+}

@@ -461,8 +461,19 @@ pin_project_lite::pin_project! {
     impl<F, P: Protocol> PinnedDrop for ServerResponseFuture<F, P> {
         fn drop(this: Pin<&mut Self>) {
             // Dropped before an answer: the connection went away (or the deadline passed).
-            if let Some(mut t) = this.project().traced.take() {
+            let mut this = this.project();
+            if let Some(mut t) = this.traced.take() {
+                // The handler's future dropped first, under the span (and the request's hop):
+                // what its drop runs (its locals' destructors) is part of the request.
+                let dropped = {
+                    let _entered = t.span.cx.entered();
+                    let _hop = crate::loop_guard::enter_or_hide(this.hop);
+                    catch_unwind(AssertUnwindSafe(|| this.inner.set(None)))
+                };
                 P::dropped(t.span.call, &mut t.span.cx);
+                if let Err(payload) = dropped {
+                    resume_unwind(payload);
+                }
             }
         }
     }
