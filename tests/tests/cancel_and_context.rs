@@ -154,3 +154,46 @@ async fn the_cleanup_of_a_cancelled_future_is_under_its_span() {
     );
     assert_child_of(named(&spans, "cleanup"), cancelled);
 }
+
+/// A guard whose drop panics, held across an `.await`.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        cleanup();
+        panic!("cleanup failed");
+    }
+}
+
+#[traced]
+async fn holds_a_guard_that_panics() -> u8 {
+    let _guard = PanicsOnDrop;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    1
+}
+
+/// A cancelled future whose body's drop panics: the span still ends, cancelled, with the
+/// cleanup's span under it, and the panic goes on to whoever dropped the future.
+#[tokio::test]
+async fn a_panic_in_a_cancelled_futures_drop_ends_its_span_and_goes_on() {
+    use futures_util::FutureExt as _;
+    let (panicked, spans) = in_root_async(async {
+        let mut fut = Box::pin(holds_a_guard_that_panics());
+        assert!((&mut fut).now_or_never().is_none(), "pending on its sleep");
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(fut)))
+            .err()
+            .and_then(|p| p.downcast_ref::<&str>().map(|s| s.to_string()))
+    })
+    .await;
+    assert_eq!(panicked.as_deref(), Some("cleanup failed"));
+    let cancelled = named(&spans, "holds_a_guard_that_panics");
+    assert_child_of(cancelled, root(&spans));
+    assert_eq!(
+        common::attr(cancelled, "tracer.cancelled"),
+        Some(&Value::Bool(true))
+    );
+    assert_child_of(named(&spans, "cleanup"), cancelled);
+    // Nothing of it is left current: a span started now is the root's child.
+    let ((), after) = in_root_async(async { cleanup() }).await;
+    assert_child_of(named(&after, "cleanup"), root(&after));
+}

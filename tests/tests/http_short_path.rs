@@ -303,6 +303,7 @@ fn handler_cleanup() {}
 async fn the_cleanup_of_a_dropped_handler_is_under_the_server_span() {
     use futures_util::FutureExt as _;
     use tower::Layer as _;
+    exporter();
     for baggage in [None, Some("feature=beta")] {
         let mut svc = HttpServerLayer::new(SERVICE).layer(tower::service_fn(
             |_req: Request<Full<Bytes>>| async move {
@@ -340,4 +341,62 @@ async fn the_cleanup_of_a_dropped_handler_is_under_the_server_span() {
         assert_eq!(cleanups.len(), 1, "{:?}", names(&spans));
         assert_child_of(cleanups[0], server);
     }
+}
+
+/// A guard whose drop panics, held across an `.await` by a handler.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        handler_cleanup();
+        panic!("handler cleanup failed");
+    }
+}
+
+/// A dropped handler whose drop panics: the server span still ends, cancelled, with the
+/// cleanup under it, and the panic goes on to whoever dropped the request's future.
+#[tokio::test]
+async fn a_panic_in_a_dropped_handlers_drop_ends_the_server_span_and_goes_on() {
+    use futures_util::FutureExt as _;
+    use tower::Layer as _;
+    exporter();
+    let mut svc = HttpServerLayer::new(SERVICE).layer(tower::service_fn(
+        |_req: Request<Full<Bytes>>| async move {
+            let _guard = PanicsOnDrop;
+            std::future::pending::<()>().await;
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        },
+    ));
+    let req = Request::get("/dropped-panics")
+        .header("host", "localhost")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let mut call = Box::pin(tower::Service::call(&mut svc, req));
+    assert!((&mut call).now_or_never().is_none(), "pending");
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(call)))
+        .err()
+        .and_then(|p| p.downcast_ref::<&str>().map(|s| s.to_string()));
+    assert_eq!(panicked.as_deref(), Some("handler cleanup failed"));
+    let spans = finished();
+    let server = spans
+        .iter()
+        .find(|s| attr_str(s, "url.path").as_deref() == Some("/dropped-panics"))
+        .unwrap_or_else(|| panic!("no server span: {:?}", names(&spans)));
+    assert_eq!(
+        attr(server, "tracer.cancelled"),
+        Some(&opentelemetry::Value::Bool(true))
+    );
+    let cleanup = spans
+        .iter()
+        .find(|s| {
+            s.name == "handler_cleanup"
+                && s.span_context.trace_id() == server.span_context.trace_id()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no cleanup span in the request's trace: {:?}",
+                names(&spans)
+            )
+        });
+    assert_child_of(cleanup, server);
 }
