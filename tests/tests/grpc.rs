@@ -427,6 +427,32 @@ async fn a_client_cancelling_mid_stream() {
     );
 }
 
+/// A server stream cut short by its client: the stream's state is dropped under the server's
+/// span (its code ran there), so what its drop runs is the request's, before the span ends.
+#[tokio::test]
+async fn the_cleanup_of_a_stream_cut_short_is_under_the_server_span() {
+    let (_, mut c) = server().await;
+    let (_, spans) = in_root_async(async {
+        let mut s = c
+            .server_stream(msg("slow-cleanup", 0))
+            .await
+            .unwrap()
+            .into_inner();
+        s.message().await.unwrap();
+        // dropped here: the client stops reading
+    })
+    .await;
+    let cs = client_span(&spans);
+    let ss = server_child(cs).await;
+    assert_eq!(attr(&ss, "tracer.cancelled"), Some(&Value::Bool(true)));
+    let trace = ss.span_context.trace_id();
+    let cleanup = wait_for_span("the stream's cleanup", |s| {
+        s.name == "stream_cleanup" && s.span_context.trace_id() == trace
+    })
+    .await;
+    assert_child_of(&cleanup, &ss);
+}
+
 #[tokio::test]
 async fn a_deadline_exceeded() {
     let (_, mut c) = server().await;

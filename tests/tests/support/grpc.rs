@@ -38,6 +38,19 @@ fn handle_message(text: &str) -> String {
     text.to_uppercase()
 }
 
+/// Cleanup a streaming handler's state holds: a traced fn called when the stream is dropped.
+#[derive(Debug)]
+pub struct StreamCleanup;
+
+impl Drop for StreamCleanup {
+    fn drop(&mut self) {
+        stream_cleanup();
+    }
+}
+
+#[traced]
+fn stream_cleanup() {}
+
 #[tonic::async_trait]
 impl Echo for Svc {
     async fn unary(&self, req: Request<Msg>) -> Result<Response<Msg>, Status> {
@@ -65,11 +78,14 @@ impl Echo for Svc {
         let m = req.into_inner();
         let mode = m.text.clone();
         let n = m.count;
+        // "slow-cleanup": "slow", the stream's state holding cleanup for when it is dropped.
+        let cleanup = (mode == "slow-cleanup").then_some(StreamCleanup);
         let s = futures_util::stream::unfold(0i32, move |i| {
+            let _held = &cleanup;
             let mode = mode.clone();
             async move {
                 match mode.as_str() {
-                    "slow" => {
+                    "slow" | "slow-cleanup" => {
                         if i >= 500 {
                             return None;
                         }

@@ -2,7 +2,7 @@
 //! or read (client), or is dropped, not at the head.
 
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
@@ -40,8 +40,22 @@ pin_project_lite::pin_project! {
 
     impl<B, P: Protocol> PinnedDrop for ResponseBody<B, P> {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(mut s) = this.project().span.take() {
-                P::finish(s.call, &mut s.cx, false);
+            let mut this = this.project();
+            if let Some(mut s) = this.span.take() {
+                if P::BODY_IN_SPAN {
+                    // The body's own code ran in the span (a streaming handler's): so does its
+                    // drop, cut short (its state's destructors), before the span ends.
+                    let dropped = {
+                        let _entered = s.cx.entered();
+                        catch_unwind(AssertUnwindSafe(|| this.kind.set(Kind::Full { data: None })))
+                    };
+                    P::finish(s.call, &mut s.cx, false);
+                    if let Err(payload) = dropped {
+                        resume_unwind(payload);
+                    }
+                } else {
+                    P::finish(s.call, &mut s.cx, false);
+                }
             }
         }
     }
