@@ -197,3 +197,20 @@ async fn a_panic_in_a_cancelled_futures_drop_ends_its_span_and_goes_on() {
     let ((), after) = in_root_async(async { cleanup() }).await;
     assert_child_of(named(&after, "cleanup"), root(&after));
 }
+
+/// A task started with `tracer_runtime::spawn` and aborted before it completes: what its drop
+/// runs is under the context it was spawned in, as its polls were.
+#[tokio::test]
+async fn an_aborted_spawned_task_is_dropped_in_its_context() {
+    let ((), spans) = in_root_async(async {
+        let task = tracer_runtime::spawn(async {
+            let _guard = Cleanup;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+    })
+    .await;
+    assert_child_of(named(&spans, "cleanup"), root(&spans));
+}

@@ -2670,12 +2670,26 @@ impl fmt::Debug for Attached {
 }
 
 pin_project_lite::pin_project! {
-    /// A future polled with a context attached through [`attach`] on every poll.
+    /// A future polled with a context attached through [`attach`] on every poll, and dropped
+    /// with it attached when it is dropped before completing (a task aborted, a timeout): what
+    /// its drop runs (its locals' destructors) is part of its work. (tracing's `Instrumented`
+    /// enters its span for the inner future's drop likewise.)
     #[must_use = "futures do nothing unless polled"]
     pub struct WithContext<F> {
+        // `None` once completed (dropped then, where it completed) or dropped.
         #[pin]
-        inner: F,
+        inner: Option<F>,
         cx: Context,
+    }
+
+    impl<F> PinnedDrop for WithContext<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.inner.is_some() {
+                let _g = attach(this.cx);
+                this.inner.set(None);
+            }
+        }
     }
 }
 
@@ -2688,7 +2702,10 @@ impl<F> fmt::Debug for WithContext<F> {
 /// `fut` polled with `cx` current (see [`attach`]).
 #[inline]
 pub(crate) fn with_context<F: Future>(fut: F, cx: Context) -> WithContext<F> {
-    WithContext { inner: fut, cx }
+    WithContext {
+        inner: Some(fut),
+        cx,
+    }
 }
 
 impl<F: Future> Future for WithContext<F> {
@@ -2696,9 +2713,17 @@ impl<F: Future> Future for WithContext<F> {
 
     #[inline]
     fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<F::Output> {
-        let this = self.project();
+        let mut this = self.project();
+        // Polled after completing: nothing more to give.
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Pending;
+        };
         let _g = attach(this.cx);
-        this.inner.poll(task)
+        let polled = inner.poll(task);
+        if polled.is_ready() {
+            this.inner.set(None);
+        }
+        polled
     }
 }
 
