@@ -63,3 +63,32 @@ fn otel_api_code_sees_the_traced_span_and_nests_both_ways() {
     assert_eq!(inner.parent_span_id, third.span_context.span_id());
     assert_eq!(inner.span_context.trace_id(), outer.span_context.trace_id());
 }
+
+#[traced]
+fn panics_inside() {
+    panic!("inner broke");
+}
+
+#[traced]
+fn calls_one_that_panics() {
+    panics_inside();
+}
+
+/// A panic unwinding through nested spans kept in OpenTelemetry's context: each records the
+/// panic's message (the hook sees only the innermost span of a context, not the ones it was
+/// attached over).
+#[test]
+fn a_panic_through_spans_in_contexts_is_recorded_on_each() {
+    spans();
+    let caught = std::panic::catch_unwind(calls_one_that_panics);
+    assert!(caught.is_err());
+    let all = spans().get_finished_spans().unwrap();
+    for name in ["panics_inside", "calls_one_that_panics"] {
+        let s = named(&all, name);
+        assert_eq!(
+            s.status,
+            opentelemetry::trace::Status::error("inner broke"),
+            "{name}: {s:?}"
+        );
+    }
+}

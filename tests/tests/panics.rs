@@ -128,3 +128,45 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
         .unwrap()
         .block_on(fut)
 }
+
+#[traced]
+fn re_raises(payload: Box<dyn std::any::Any + Send>) {
+    std::panic::resume_unwind(payload)
+}
+
+#[traced]
+fn catches_and_re_raises() {
+    let caught = catch_unwind(|| boom(5)).unwrap_err();
+    std::panic::resume_unwind(caught)
+}
+
+/// A panic re-raised with `resume_unwind` runs no panic hook: a span it unwinds through is not
+/// given the message of an earlier panic of the thread's (caught before it began), but says the
+/// message was not captured; re-raising the panic a traced child had under the span keeps that
+/// panic's message.
+#[test]
+fn a_re_raised_panic_is_not_given_an_earlier_panics_message() {
+    // An earlier panic on this thread, caught.
+    let (earlier, _) = in_root(|| catch_unwind(|| boom(1)));
+    assert!(earlier.is_err());
+    // Another thread's panic, re-raised here.
+    let elsewhere = std::thread::spawn(|| panic!("elsewhere"))
+        .join()
+        .unwrap_err();
+    let (caught, spans) = in_root(|| catch_unwind(AssertUnwindSafe(|| re_raises(elsewhere))));
+    assert_eq!(
+        caught.unwrap_err().downcast_ref::<&str>().copied(),
+        Some("elsewhere")
+    );
+    let s = named(&spans, "re_raises");
+    assert_eq!(
+        error_message(s).as_deref(),
+        Some("panic (message not captured)"),
+        "{s:?}"
+    );
+    // The child's panic, caught and re-raised under the span: its own message.
+    let (caught, spans) = in_root(|| catch_unwind(catches_and_re_raises));
+    assert!(caught.is_err());
+    let s = named(&spans, "catches_and_re_raises");
+    assert_eq!(error_message(s).as_deref(), Some("boom at 5"), "{s:?}");
+}

@@ -11,11 +11,21 @@ use std::any::Any;
 use std::backtrace::{Backtrace, BacktraceStatus};
 use std::cell::RefCell;
 use std::sync::{Arc, Once};
+use std::time::SystemTime;
+
+/// What the hook kept of a panic: its message, its site's backtrace (kept unresolved: symbols
+/// are looked up only if a traced fn records it), and when it began (see
+/// [`record_unwinding`]).
+struct Last {
+    message: String,
+    backtrace: Option<Arc<Backtrace>>,
+    ticks: u64,
+    wall: SystemTime,
+}
 
 thread_local! {
-    /// The message and backtrace of this thread's latest panic while tracing was on. The
-    /// backtrace is kept unresolved: symbols are looked up only if a traced fn records it.
-    static LAST: RefCell<Option<(String, Option<Arc<Backtrace>>)>> = const { RefCell::new(None) };
+    /// This thread's latest panic seen by the hook while tracing was on.
+    static LAST: RefCell<Option<Last>> = const { RefCell::new(None) };
 }
 
 /// The message of a panic payload, as the default hook prints it.
@@ -39,17 +49,29 @@ pub(crate) fn record_exception(
 }
 
 /// [`record_exception`] for the panic unwinding through the caller now, whose payload only the
-/// hook saw (a drop guard during unwinding).
+/// hook saw (a drop guard during unwinding). The hook's latest panic is this one only if it
+/// began after the span did (a sync fn's span: within it): a panic re-raised with
+/// `resume_unwind` runs no hook, and the thread's latest may be an earlier one, caught before.
+/// (A span whose start is not known here, one in an OpenTelemetry context, takes it.)
 pub(crate) fn record_unwinding(span: &mut dyn crate::recorder::SpanWrite) -> String {
+    use crate::recorder::Began;
+    let began = span.began();
     let message = LAST
         .try_with(|l| {
-            l.try_borrow()
-                .ok()
-                .and_then(|l| l.as_ref().map(|(m, _)| m.clone()))
+            l.try_borrow().ok().and_then(|l| {
+                l.as_ref()
+                    .filter(|l| match began {
+                        None => true,
+                        Some(Began::Ticks(t)) => l.ticks >= t,
+                        Some(Began::Wall(w)) => l.wall >= w,
+                    })
+                    .map(|l| l.message.clone())
+            })
         })
         .ok()
         .flatten()
-        // The hook did not see it: replaced by another after `init`, or tracing was off.
+        // The hook did not see it: replaced by another after `init`, tracing was off, or a
+        // panic re-raised (`resume_unwind`) that began before the span.
         .unwrap_or_else(|| "panic (message not captured)".to_owned());
     record_exception_message(span, message)
 }
@@ -67,7 +89,11 @@ fn record_exception_message(span: &mut dyn crate::recorder::SpanWrite, message: 
 /// the panic site down (see [`trim_backtrace`]).
 pub(crate) fn backtrace_for(message: &str) -> Option<String> {
     let bt = LAST.with(|l| match &*l.borrow() {
-        Some((m, Some(bt))) if m == message => Some(Arc::clone(bt)),
+        Some(Last {
+            message: m,
+            backtrace: Some(bt),
+            ..
+        }) if m == message => Some(Arc::clone(bt)),
         _ => None,
     })?;
     Some(trim_backtrace(&bt.to_string()))
@@ -168,10 +194,12 @@ pub(crate) fn install_hook() {
                     .payload_as_str()
                     .map_or_else(|| payload_message(info.payload()), str::to_owned);
                 let bt = Backtrace::capture();
-                (
+                Last {
                     message,
-                    (bt.status() == BacktraceStatus::Captured).then(|| Arc::new(bt)),
-                )
+                    backtrace: (bt.status() == BacktraceStatus::Captured).then(|| Arc::new(bt)),
+                    ticks: crate::clock::now(),
+                    wall: SystemTime::now(),
+                }
             });
             let _ = LAST.try_with(|l| {
                 if let Ok(mut l) = l.try_borrow_mut() {

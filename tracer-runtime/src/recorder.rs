@@ -710,6 +710,19 @@ pub(crate) trait SpanWrite {
     fn add_event_at(&mut self, name: Cow<'static, str>, at: SystemTime, attrs: Vec<KeyValue>);
     fn set_status(&mut self, status: Status);
     fn is_recording(&self) -> bool;
+    /// When the span began, if known here (see `panic::record_unwinding`).
+    fn began(&self) -> Option<Began> {
+        None
+    }
+}
+
+/// When a span began, in the clock it was read with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Began {
+    /// `clock::now()`'s ticks.
+    Ticks(u64),
+    /// The wall clock.
+    Wall(SystemTime),
 }
 
 /// [`SpanWrite::add_rows`], one attribute at a time.
@@ -764,6 +777,9 @@ impl SpanWrite for Span {
     }
     fn is_recording(&self) -> bool {
         self.rec.is_some()
+    }
+    fn began(&self) -> Option<Began> {
+        self.rec.as_ref().map(|r| Began::Wall(r.start))
     }
 }
 
@@ -1428,6 +1444,9 @@ impl SpanWrite for Fast {
     }
     fn is_recording(&self) -> bool {
         true
+    }
+    fn began(&self) -> Option<Began> {
+        Some(Began::Ticks(self.start))
     }
 }
 
