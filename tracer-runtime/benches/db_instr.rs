@@ -521,6 +521,9 @@ use tracer_runtime::mysql::TracedConn;
 use tracer_runtime::redis::{Traced, TracedClient};
 use tracer_runtime::traced;
 
+#[path = "support/collector.rs"]
+mod collector;
+
 /// Counts allocations of every thread (`stats_alloc`: an atomic add per call in front of the
 /// system allocator). `tracking-allocator`, used before, puts a header in front of every
 /// allocation and calls its tracker through a registry: about 200 instructions per allocation and
@@ -535,68 +538,6 @@ const KEY: &str = "tracer-bench-instr:key";
 
 #[derive(Debug)]
 struct Discard;
-
-/// An OTLP/gRPC collector on 127.0.0.1 that counts the spans it receives, on a runtime of its
-/// own (its decoding is not counted: it runs on none of the toggled functions).
-#[derive(Debug, Default)]
-struct Collector(std::sync::Arc<std::sync::atomic::AtomicU64>);
-
-#[tonic::async_trait]
-impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
-    for Collector
-{
-    async fn export(
-        &self,
-        request: tonic::Request<
-            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
-        >,
-    ) -> Result<
-        tonic::Response<
-            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
-        >,
-        tonic::Status,
-    > {
-        let n: usize = request
-            .get_ref()
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum();
-        self.0
-            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(tonic::Response::new(Default::default()))
-    }
-}
-
-/// Starts a [`Collector`] on a free port: its address, its count, and its runtime.
-fn collector() -> (
-    String,
-    std::sync::Arc<std::sync::atomic::AtomicU64>,
-    tokio::runtime::Runtime,
-) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("the collector's runtime");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let seen = std::sync::Arc::default();
-    rt.spawn(
-        tonic::transport::Server::builder()
-            .add_service(
-                opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(
-                    Collector(std::sync::Arc::clone(&seen)),
-                )
-                .max_decoding_message_size(64 << 20),
-            )
-            .serve(([127, 0, 0, 1], port).into()),
-    );
-    (format!("http://127.0.0.1:{port}"), seen, rt)
-}
 
 /// Whether spans go to a real OTLP/gRPC collector (`DB_INSTR_EXPORT=otlp`: tracer's OTLP
 /// exporter, its export counted), else to an exporter that discards them.
@@ -837,7 +778,7 @@ fn child(case: &str, mode: &str, n: u64) {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let collector = otlp().then(collector);
+    let collector = otlp().then(collector::start);
     let guard = {
         let _rt = rt.enter();
         let b = tracer_runtime::init(SERVICE);

@@ -75,23 +75,19 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use futures_util::FutureExt as _;
 use http::{Request, Response};
 use http_body_util::{BodyExt as _, Empty, Full};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use tower::Layer as _;
 use tracer_runtime::http::HttpServerLayer;
+
+#[path = "support/collector.rs"]
+mod collector;
 
 #[derive(Debug)]
 struct Discard;
@@ -150,58 +146,13 @@ fn otlp() -> bool {
     std::env::var("HTTP_INSTR_EXPORT").is_ok_and(|v| v == "otlp")
 }
 
-/// An OTLP/gRPC trace collector that counts the spans it receives and keeps none.
-#[derive(Debug, Default)]
-struct Collector(Arc<AtomicU64>);
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let n: usize = request
-            .get_ref()
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum();
-        self.0.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(tonic::Response::new(Default::default()))
-    }
-}
-
-/// Starts a [`Collector`] on a free port of 127.0.0.1: its address, its count, its runtime.
-fn collector() -> (String, Arc<AtomicU64>, tokio::runtime::Runtime) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("the collector's runtime");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let seen = Arc::default();
-    rt.spawn(
-        tonic::transport::Server::builder()
-            .add_service(
-                TraceServiceServer::new(Collector(Arc::clone(&seen)))
-                    .max_decoding_message_size(64 << 20),
-            )
-            .serve(([127, 0, 0, 1], port).into()),
-    );
-    (format!("http://127.0.0.1:{port}"), seen, rt)
-}
-
 fn run(case: &str, n: usize) {
     let handler = || {
         tower::service_fn(|_req: Request<Empty<Bytes>>| {
             std::future::ready(Ok::<_, Infallible>(answer()))
         })
     };
-    let collector = otlp().then(collector);
+    let collector = otlp().then(collector::start);
     let builder = tracer_runtime::init("bench-http-instr");
     let guard = match &collector {
         Some((endpoint, _, _)) => builder
