@@ -173,7 +173,8 @@ async fn holds_a_guard_that_panics() -> u8 {
 }
 
 /// A cancelled future whose body's drop panics: the span still ends, cancelled, with the
-/// cleanup's span under it, and the panic goes on to whoever dropped the future.
+/// cleanup's span under it and the panic recorded, and the panic goes on to whoever dropped the
+/// future.
 #[tokio::test]
 async fn a_panic_in_a_cancelled_futures_drop_ends_its_span_and_goes_on() {
     use futures_util::FutureExt as _;
@@ -193,6 +194,12 @@ async fn a_panic_in_a_cancelled_futures_drop_ends_its_span_and_goes_on() {
         Some(&Value::Bool(true))
     );
     assert_child_of(named(&spans, "cleanup"), cancelled);
+    // The panic is recorded on the span it went through.
+    assert_eq!(error_message(cancelled).as_deref(), Some("cleanup failed"));
+    assert_eq!(
+        event_attr(cancelled, "exception", "exception.message"),
+        Some(Value::from("cleanup failed"))
+    );
     // Nothing of it is left current: a span started now is the root's child.
     let ((), after) = in_root_async(async { cleanup() }).await;
     assert_child_of(named(&after, "cleanup"), root(&after));
@@ -213,4 +220,42 @@ async fn an_aborted_spawned_task_is_dropped_in_its_context() {
     })
     .await;
     assert_child_of(named(&spans, "cleanup"), root(&spans));
+}
+
+/// Futures still pending when their thread exits, held by a runtime kept in a thread-local that
+/// is destroyed after OpenTelemetry's context and tracer's span stack (registered before them):
+/// their drops run without either and must not panic (a panic out of a thread-local's
+/// destructor aborts the process): a task of `tracer_runtime::spawn` and a `#[traced]` future.
+#[test]
+fn futures_dropped_as_their_thread_exits_do_not_abort() {
+    exporter();
+    std::thread::spawn(|| {
+        thread_local! {
+            static RT: std::cell::RefCell<Option<tokio::runtime::Runtime>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        RT.with(|rt| {
+            *rt.borrow_mut() = Some(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap(),
+            );
+        });
+        RT.with(|rt| {
+            let rt = rt.borrow();
+            let rt = rt.as_ref().unwrap();
+            rt.block_on(in_root_async(async {
+                drop(tracer_runtime::spawn(async {
+                    let _guard = Cleanup;
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }));
+                drop(tracer_runtime::spawn(holds_a_guard()));
+                // Both polled once, then pending.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }));
+        });
+    })
+    .join()
+    .expect("the thread exits normally");
 }

@@ -354,7 +354,8 @@ impl Drop for PanicsOnDrop {
 }
 
 /// A dropped handler whose drop panics: the server span still ends, cancelled, with the
-/// cleanup under it, and the panic goes on to whoever dropped the request's future.
+/// cleanup under it and the panic recorded, and the panic goes on to whoever dropped the
+/// request's future.
 #[tokio::test]
 async fn a_panic_in_a_dropped_handlers_drop_ends_the_server_span_and_goes_on() {
     use futures_util::FutureExt as _;
@@ -385,6 +386,11 @@ async fn a_panic_in_a_dropped_handlers_drop_ends_the_server_span_and_goes_on() {
     assert_eq!(
         attr(server, "tracer.cancelled"),
         Some(&opentelemetry::Value::Bool(true))
+    );
+    // The panic is recorded on the request's span.
+    assert_eq!(
+        error_message(server).as_deref(),
+        Some("handler cleanup failed")
     );
     let cleanup = spans
         .iter()

@@ -2667,6 +2667,23 @@ pub(crate) fn attach(cx: &Context) -> Attached {
     }
 }
 
+/// Whether this thread's span stack is still there: not while the thread's locals are being
+/// destroyed (at thread exit) past it.
+pub(crate) fn stack_alive() -> bool {
+    STACK.try_with(|_| ()).is_ok()
+}
+
+/// [`attach`] from a drop, which may run while the thread's locals are being destroyed (a
+/// runtime kept in a thread-local drops its tasks at thread exit): OpenTelemetry's own context
+/// may be gone then, and its `attach` panics, which out of a thread-local's destructor aborts
+/// the process. `None`, and nothing attached, when it cannot be.
+pub(crate) fn attach_in_drop(cx: &Context) -> Option<Attached> {
+    if !stack_alive() {
+        return None;
+    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attach(cx))).ok()
+}
+
 /// A context made current until this guard is dropped ([`ServiceHandle::attach`](crate::ServiceHandle::attach)).
 pub struct Attached {
     at: Option<usize>,
@@ -2695,17 +2712,18 @@ pin_project_lite::pin_project! {
     /// enters its span for the inner future's drop likewise.)
     #[must_use = "futures do nothing unless polled"]
     pub struct WithContext<F> {
-        // `None` once completed (dropped then, where it completed) or dropped.
+        // `None` only once this future's drop has dropped it.
         #[pin]
         inner: Option<F>,
         cx: Context,
+        done: bool,
     }
 
     impl<F> PinnedDrop for WithContext<F> {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
-            if this.inner.is_some() {
-                let _g = attach(this.cx);
+            if !*this.done {
+                let _g = attach_in_drop(this.cx);
                 this.inner.set(None);
             }
         }
@@ -2724,6 +2742,7 @@ pub(crate) fn with_context<F: Future>(fut: F, cx: Context) -> WithContext<F> {
     WithContext {
         inner: Some(fut),
         cx,
+        done: false,
     }
 }
 
@@ -2732,15 +2751,15 @@ impl<F: Future> Future for WithContext<F> {
 
     #[inline]
     fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<F::Output> {
-        let mut this = self.project();
-        // Polled after completing: nothing more to give.
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+        let this = self.project();
+        // Never `None` here (only in the drop).
+        let Some(inner) = this.inner.as_pin_mut() else {
             return Poll::Pending;
         };
         let _g = attach(this.cx);
         let polled = inner.poll(task);
         if polled.is_ready() {
-            this.inner.set(None);
+            *this.done = true;
         }
         polled
     }

@@ -228,12 +228,6 @@ impl Live {
         });
     }
 
-    /// Marks the span as cancelled (its future was dropped before completing) and ends it.
-    fn cancel(mut self) {
-        self.write(|s| s.set_attribute(KeyValue::new(CANCELLED, true)));
-        self.end();
-    }
-
     /// Ends the span.
     #[inline]
     pub fn end(self) {
@@ -242,6 +236,18 @@ impl Live {
             Held::Cx(cx) => cx.span().end(),
             Held::Light(light) => light.end(),
             Held::Fast(span) => span.end(),
+        }
+    }
+
+    /// [`enter`](Self::enter) from a drop: a span in a context whose context cannot be attached
+    /// (see `recorder::attach_in_drop`) is held, not current.
+    fn enter_in_drop(self) -> Entered {
+        match self.0 {
+            Held::Cx(cx) => {
+                let attached = recorder::attach_in_drop(&cx);
+                Entered::Held(Box::new((Live(Held::Cx(cx)), attached)))
+            }
+            _ => self.enter(),
         }
     }
 
@@ -566,14 +572,19 @@ impl Slot {
 
 /// The body of a future dropped before completing dropped by `drop_body` with its span `live`
 /// current, then the span ended marked cancelled (see [`Slot::close`]). A panic in the body's
-/// drop continues once the span has ended.
+/// drop is recorded on the span and continues once the span has ended. Marked first: a span
+/// that cannot be made current (the thread's locals are being destroyed) ends there.
 #[cold]
 #[inline(never)]
-fn cancelled(live: Live, drop_body: &mut dyn FnMut()) {
-    let entered = live.enter();
+fn cancelled(mut live: Live, drop_body: &mut dyn FnMut()) {
+    live.write(|s| s.set_attribute(KeyValue::new(CANCELLED, true)));
+    let entered = live.enter_in_drop();
     let dropped = catch_unwind(AssertUnwindSafe(drop_body));
-    if let Some(live) = entered.exit() {
-        live.cancel();
+    if let Some(mut live) = entered.exit() {
+        if let Err(payload) = &dropped {
+            live.record_panic(&**payload);
+        }
+        live.end();
     }
     if let Err(payload) = dropped {
         resume_unwind(payload);

@@ -44,11 +44,15 @@ pin_project_lite::pin_project! {
             if let Some(mut s) = this.span.take() {
                 if P::BODY_IN_SPAN {
                     // The body's own code ran in the span (a streaming handler's): so does its
-                    // drop, cut short (its state's destructors), before the span ends.
+                    // drop, cut short (its state's destructors), before the span ends; a panic
+                    // there is recorded on the span, then continues.
                     let dropped = {
-                        let _entered = s.cx.entered();
+                        let _entered = s.cx.entered_in_drop();
                         catch_unwind(AssertUnwindSafe(|| this.kind.set(Kind::Full { data: None })))
                     };
+                    if let Err(payload) = &dropped {
+                        P::record_panic(&mut s.cx, &**payload);
+                    }
                     P::finish(s.call, &mut s.cx, false);
                     if let Err(payload) = dropped {
                         resume_unwind(payload);

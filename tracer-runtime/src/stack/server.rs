@@ -464,12 +464,16 @@ pin_project_lite::pin_project! {
             let mut this = this.project();
             if let Some(mut t) = this.traced.take() {
                 // The handler's future dropped first, under the span (and the request's hop):
-                // what its drop runs (its locals' destructors) is part of the request.
+                // what its drop runs (its locals' destructors) is part of the request; a panic
+                // there is recorded on the span, then continues.
                 let dropped = {
-                    let _entered = t.span.cx.entered();
+                    let _entered = t.span.cx.entered_in_drop();
                     let _hop = crate::loop_guard::enter_or_hide(this.hop);
                     catch_unwind(AssertUnwindSafe(|| this.inner.set(None)))
                 };
+                if let Err(payload) = &dropped {
+                    P::record_panic(&mut t.span.cx, &**payload);
+                }
                 P::dropped(t.span.call, &mut t.span.cx);
                 if let Err(payload) = dropped {
                     resume_unwind(payload);

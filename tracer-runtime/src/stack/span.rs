@@ -275,11 +275,24 @@ impl SpanCx {
         f()
     }
 
+    /// [`entered`](Self::entered) from a drop, which may run while the thread's locals are
+    /// being destroyed: `None` when the thread's span stack is gone (the span stays where it is,
+    /// as it was), and a context not attached when it cannot be (`recorder::attach_in_drop`).
+    pub(crate) fn entered_in_drop(&mut self) -> Option<Entered<'_>> {
+        if !crate::recorder::stack_alive() {
+            return None;
+        }
+        Some(match &mut self.0 {
+            Held::Cx(cx) => Entered::Cx(crate::recorder::attach_in_drop(cx)),
+            _ => self.entered(),
+        })
+    }
+
     /// Makes the span current until the guard is dropped.
     #[inline]
     pub(crate) fn entered(&mut self) -> Entered<'_> {
         match &mut self.0 {
-            Held::Cx(cx) => Entered::Cx(crate::recorder::attach(cx)),
+            Held::Cx(cx) => Entered::Cx(Some(crate::recorder::attach(cx))),
             Held::Fast(span, ..) => Entered::Fast(span.entered()),
             #[cfg(feature = "grpc")]
             Held::Events(_) => Entered::Nothing,
@@ -290,7 +303,7 @@ impl SpanCx {
 /// A layer's span current (see [`SpanCx::entered`]).
 #[allow(dead_code)] // held for what its drop does
 pub(crate) enum Entered<'a> {
-    Cx(crate::recorder::Attached),
+    Cx(Option<crate::recorder::Attached>),
     Fast(crate::recorder::OpEntered<'a>),
     /// A handle that records events only is never made current.
     #[cfg(feature = "grpc")]
