@@ -92,3 +92,48 @@ fn a_panic_through_spans_in_contexts_is_recorded_on_each() {
         );
     }
 }
+
+/// Cleanup held across an `.await`.
+struct Cleanup;
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        cleanup_in_context();
+    }
+}
+
+#[traced]
+fn cleanup_in_context() {}
+
+#[traced]
+async fn pending_with_cleanup() {
+    let _guard = Cleanup;
+    std::future::pending::<()>().await;
+}
+
+/// A `#[traced]` future whose span is in a context, dropped before completing: its body is
+/// dropped with that context attached, so the cleanup's span is its child; it ends cancelled.
+#[test]
+fn a_cancelled_future_in_a_context_drops_its_body_there() {
+    use futures_util::FutureExt as _;
+    spans();
+    let mut fut = Box::pin(pending_with_cleanup());
+    assert!((&mut fut).now_or_never().is_none());
+    drop(fut);
+    let all = spans().get_finished_spans().unwrap();
+    let cancelled = named(&all, "pending_with_cleanup");
+    assert!(
+        cancelled
+            .attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == "tracer.cancelled"
+                && kv.value == opentelemetry::Value::Bool(true)),
+        "{cancelled:?}"
+    );
+    let cleanup = named(&all, "cleanup_in_context");
+    assert_eq!(cleanup.parent_span_id, cancelled.span_context.span_id());
+    assert_eq!(
+        cleanup.span_context.trace_id(),
+        cancelled.span_context.trace_id()
+    );
+}

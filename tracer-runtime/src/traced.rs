@@ -239,18 +239,6 @@ impl Live {
         }
     }
 
-    /// [`enter`](Self::enter) from a drop: a span in a context whose context cannot be attached
-    /// (see `recorder::attach_in_drop`) is held, not current.
-    fn enter_in_drop(self) -> Entered {
-        match self.0 {
-            Held::Cx(cx) => {
-                let attached = recorder::attach_in_drop(&cx);
-                Entered::Held(Box::new((Live(Held::Cx(cx)), attached)))
-            }
-            _ => self.enter(),
-        }
-    }
-
     /// Makes the span current: on the thread's stack (or its context attached).
     #[inline]
     fn enter(self) -> Entered {
@@ -578,7 +566,30 @@ impl Slot {
 #[inline(never)]
 fn cancelled(mut live: Live, drop_body: &mut dyn FnMut()) {
     live.write(|s| s.set_attribute(KeyValue::new(CANCELLED, true)));
-    let entered = live.enter_in_drop();
+    // A span in a context whose context cannot be attached (see `recorder::attach_in_drop`)
+    // is held, not current. (Not through `Live::enter`: one more caller of it costs its
+    // callers on the hot paths their inlining of it.)
+    let entered = match live.0 {
+        Held::Cx(cx) => {
+            let attached = recorder::attach_in_drop(&cx);
+            Entered::Held(Box::new((Live(Held::Cx(cx)), attached)))
+        }
+        Held::Local(span) => match recorder::push(span) {
+            Some(Ok(at)) => Entered::Stack(at),
+            Some(Err(span)) => Entered::Held(Box::new((Live(Held::Local(span)), None))),
+            None => Entered::Ended,
+        },
+        Held::Light(light) => match recorder::push_light(light) {
+            Some(Ok(at)) => Entered::Light(at),
+            Some(Err(light)) => Entered::Held(Box::new((Live(Held::Light(light)), None))),
+            None => Entered::Ended,
+        },
+        Held::Fast(span) => match recorder::push_fast(span) {
+            Some(Ok(at)) => Entered::Fast(at),
+            Some(Err(span)) => Entered::Held(Box::new((Live(Held::Fast(span)), None))),
+            None => Entered::Ended,
+        },
+    };
     let dropped = catch_unwind(AssertUnwindSafe(drop_body));
     if let Some(mut live) = entered.exit() {
         if let Err(payload) = &dropped {
