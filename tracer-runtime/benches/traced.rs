@@ -83,20 +83,24 @@
 //! runs the body's cleanup, whose spans are then its children), then the span ends cancelled.
 //! The body is an `Option` in `Instrumented` (set to `None` in place by that drop: no unsafe
 //! code), the span's part of it out of line and cold. All threads / calling thread, before
-//! (293c193) → after:
+//! (293c193) → after (the stop's end):
 //!
 //! ```text
-//! traced_async_off                  75 /   75  →    74 /   74   (plain_async 28)
-//! traced_async (root)             1590 / 1016  →  1597 / 1025
-//! traced_async_sampled_out         912 /  914  →   921 /  924
-//! traced_async_child              1064 /  491  →  1075 /  499
-//! traced_async_pending_child      1505 /  930  →  1509 /  934   (plain_async_pending 37–41)
+//! traced_async_off                  75 /   75  →    73 /   74   (plain_async 27–29 / 28)
+//! traced_async (root)             1590 / 1016  →  1598 / 1024
+//! traced_async_sampled_out         912 /  914  →   924 /  924
+//! traced_async_child              1064 /  491  →  1073 /  498
+//! traced_async_pending_child      1505 /  930  →  1517 /  941   (plain_async_pending 36–41)
+//! traced_child (sync)              955 /  384  →   958 /  384
+//! traced_sampled (sync root)      1440 /  867  →  1440 /  866
 //! ```
 //!
-//! (A first version that also dropped the body through the span's path when the span had
-//! already ended cost the pending child +33: that case now leaves the body to the field's own
-//! drop.) The previous attempt at this, a field dropped after the body that ended the span,
-//! cost +18 with tracing off and ~+50 sampled.
+//! Tried on the way: dropping an ended span's body through the span's path too (pending child
+//! +33: that case leaves the body to the field's own drop); the cancelled span made current
+//! through `Live::enter` (one more caller of it: pending child +16, its hot callers no longer
+//! inlining it as they did); `Live::enter` `#[inline(always)]` (+43 on `traced_async`). The
+//! previous attempt at the fix, a field dropped after the body that ended the span, cost +18 with
+//! tracing off and ~+50 sampled.
 //!
 //! Allocations are counted by `tracking-allocator`'s global allocator over every thread, the
 //! export side included. Its counting is switched off while criterion times, so a timed
