@@ -98,7 +98,8 @@
 //! Tried on the way: dropping an ended span's body through the span's path too (pending child
 //! +33: that case leaves the body to the field's own drop); the cancelled span made current
 //! through `Live::enter` (one more caller of it: pending child +16, its hot callers no longer
-//! inlining it as they did); `Live::enter` `#[inline(always)]` (+43 on `traced_async`). The
+//! inlining it as they did; both now inline one `Live::enter_with` of their own);
+//! `Live::enter` `#[inline(always)]` (+43 on `traced_async`). The
 //! previous attempt at the fix, a field dropped after the body that ended the span, cost +18 with
 //! tracing off and ~+50 sampled.
 //!

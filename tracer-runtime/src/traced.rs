@@ -242,6 +242,14 @@ impl Live {
     /// Makes the span current: on the thread's stack (or its context attached).
     #[inline]
     fn enter(self) -> Entered {
+        self.enter_with(|cx| Some(recorder::attach(cx)))
+    }
+
+    /// [`enter`](Self::enter), a span in a context attached by `attach` (held, not current,
+    /// when it gives `None`). Always inlined: each caller has its own copy, so that a caller
+    /// added for a rare path does not change how the hot paths' callers inline `enter`.
+    #[inline(always)]
+    fn enter_with(self, attach: impl FnOnce(&Context) -> Option<Attached>) -> Entered {
         match self.0 {
             Held::Local(span) => match recorder::push(span) {
                 Some(Ok(at)) => Entered::Stack(at),
@@ -249,8 +257,8 @@ impl Live {
                 None => Entered::Ended,
             },
             Held::Cx(cx) => {
-                let attached = recorder::attach(&cx);
-                Entered::Held(Box::new((Live(Held::Cx(cx)), Some(attached))))
+                let attached = attach(&cx);
+                Entered::Held(Box::new((Live(Held::Cx(cx)), attached)))
             }
             Held::Light(light) => match recorder::push_light(light) {
                 Some(Ok(at)) => Entered::Light(at),
@@ -567,29 +575,8 @@ impl Slot {
 fn cancelled(mut live: Live, drop_body: &mut dyn FnMut()) {
     live.write(|s| s.set_attribute(KeyValue::new(CANCELLED, true)));
     // A span in a context whose context cannot be attached (see `recorder::attach_in_drop`)
-    // is held, not current. (Not through `Live::enter`: one more caller of it costs its
-    // callers on the hot paths their inlining of it.)
-    let entered = match live.0 {
-        Held::Cx(cx) => {
-            let attached = recorder::attach_in_drop(&cx);
-            Entered::Held(Box::new((Live(Held::Cx(cx)), attached)))
-        }
-        Held::Local(span) => match recorder::push(span) {
-            Some(Ok(at)) => Entered::Stack(at),
-            Some(Err(span)) => Entered::Held(Box::new((Live(Held::Local(span)), None))),
-            None => Entered::Ended,
-        },
-        Held::Light(light) => match recorder::push_light(light) {
-            Some(Ok(at)) => Entered::Light(at),
-            Some(Err(light)) => Entered::Held(Box::new((Live(Held::Light(light)), None))),
-            None => Entered::Ended,
-        },
-        Held::Fast(span) => match recorder::push_fast(span) {
-            Some(Ok(at)) => Entered::Fast(at),
-            Some(Err(span)) => Entered::Held(Box::new((Live(Held::Fast(span)), None))),
-            None => Entered::Ended,
-        },
-    };
+    // is held, not current.
+    let entered = live.enter_with(recorder::attach_in_drop);
     let dropped = catch_unwind(AssertUnwindSafe(drop_body));
     if let Some(mut live) = entered.exit() {
         if let Err(payload) = &dropped {
