@@ -555,8 +555,8 @@ impl Slot {
     /// slot dropped without this frees its box, and a span in it ends unmarked.)
     #[inline(never)]
     fn close(&mut self, drop_body: &mut dyn FnMut()) {
-        // The span ended in the body's last poll (the commonest): the body is dropped after
-        // this, as a field.
+        // When the span already ended, in the body's last poll (the commonest), the body is
+        // dropped after this, as a field.
         if let Some(live) = self.take() {
             cancelled(live, drop_body);
         }
