@@ -635,14 +635,13 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// The body, pinned where it is (`None` only in the future's drop, never polled then).
-macro_rules! body {
-    ($inner:expr, $cx:expr) => {
-        match $inner.as_pin_mut() {
-            Some(body) => body.poll($cx),
-            None => Poll::Pending,
-        }
-    };
+/// Polls the body, pinned where it is (`None` only in the future's drop, never polled then).
+#[inline(always)]
+fn poll_body<F: Future>(body: Pin<&mut Option<F>>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+    match body.as_pin_mut() {
+        Some(body) => body.poll(cx),
+        None => Poll::Pending,
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -723,7 +722,7 @@ impl<F: Future, C> Instrumented<F, C> {
     fn poll_on_stack(self: Pin<&mut Self>, at: usize, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
         let inner = this.inner;
-        match catch_unwind(AssertUnwindSafe(|| body!(inner, cx))) {
+        match catch_unwind(AssertUnwindSafe(|| poll_body(inner, cx))) {
             Ok(Poll::Pending) => {
                 this.live
                     .put(recorder::pop_fast(at).map(|s| Live(Held::Fast(s))));
@@ -813,11 +812,11 @@ impl<F: Future, C: FnOnce(&mut Live, &F::Output)> Instrumented<F, C> {
     ) -> Poll<F::Output> {
         let this = self.project();
         let Some(live) = live else {
-            return body!(this.inner, cx);
+            return poll_body(this.inner, cx);
         };
         let entered = live.enter();
         let inner = this.inner;
-        let polled = catch_unwind(AssertUnwindSafe(|| body!(inner, cx)));
+        let polled = catch_unwind(AssertUnwindSafe(|| poll_body(inner, cx)));
         let entered = match entered {
             // The last poll of a span on the short path whose output is not recorded: ended
             // where it is on the stack, not moved off it first.

@@ -17,6 +17,25 @@ pub(crate) struct CallSpan<P: Protocol> {
     pub(crate) call: P::Call,
 }
 
+/// Runs `drop` (what a call dropped before its end still held: a handler's future, a response
+/// body) with the span of `cx` current, so that what the drop runs is part of the call, and
+/// records a panic of it on the span: its payload, to resume once the span has ended. Cold and
+/// out of line: the drops that call it stay small where they are inlined.
+#[cold]
+#[inline(never)]
+pub(crate) fn drop_in_span<P: Protocol>(
+    cx: &mut SpanCx,
+    drop: impl FnOnce(),
+) -> Option<Box<dyn std::any::Any + Send>> {
+    let dropped = {
+        let _entered = cx.entered_in_drop();
+        catch_unwind(AssertUnwindSafe(drop))
+    };
+    dropped.err().inspect(|payload| {
+        P::record_panic(cx, &**payload);
+    })
+}
+
 pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind<B> {
@@ -42,23 +61,17 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
             if let Some(mut s) = this.span.take() {
-                if P::BODY_IN_SPAN {
-                    // The body's own code ran in the span (a streaming handler's): so does its
-                    // drop, cut short (its state's destructors), before the span ends; a panic
-                    // there is recorded on the span, then continues.
-                    let dropped = {
-                        let _entered = s.cx.entered_in_drop();
-                        catch_unwind(AssertUnwindSafe(|| this.kind.set(Kind::Full { data: None })))
-                    };
-                    if let Err(payload) = &dropped {
-                        P::record_panic(&mut s.cx, &**payload);
-                    }
+                if !P::BODY_IN_SPAN {
                     P::finish(s.call, &mut s.cx, false);
-                    if let Err(payload) = dropped {
-                        resume_unwind(payload);
-                    }
-                } else {
-                    P::finish(s.call, &mut s.cx, false);
+                    return;
+                }
+                // The body's own code ran in the span (a streaming handler's): so does its drop,
+                // cut short (its state's destructors), before the span ends.
+                let panicked =
+                    drop_in_span::<P>(&mut s.cx, || this.kind.set(Kind::Full { data: None }));
+                P::finish(s.call, &mut s.cx, false);
+                if let Some(payload) = panicked {
+                    resume_unwind(payload);
                 }
             }
         }

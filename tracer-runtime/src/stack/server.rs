@@ -16,7 +16,7 @@ use opentelemetry::trace::{Link, SpanKind, SpanRef, TraceContextExt as _};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::body::{CallSpan, ResponseBody};
+use super::body::{CallSpan, ResponseBody, drop_in_span};
 use super::hooks::{Hooks, RequestView, ResponseView};
 use super::protocol::Protocol;
 use super::protocol::sealed::WrapRequest;
@@ -461,25 +461,32 @@ pin_project_lite::pin_project! {
     impl<F, P: Protocol> PinnedDrop for ServerResponseFuture<F, P> {
         fn drop(this: Pin<&mut Self>) {
             // Dropped before an answer: the connection went away (or the deadline passed).
-            let mut this = this.project();
-            if let Some(mut t) = this.traced.take() {
-                // The handler's future dropped first, under the span (and the request's hop):
-                // what its drop runs (its locals' destructors) is part of the request; a panic
-                // there is recorded on the span, then continues.
-                let dropped = {
-                    let _entered = t.span.cx.entered_in_drop();
-                    let _hop = crate::loop_guard::enter_or_hide(this.hop);
-                    catch_unwind(AssertUnwindSafe(|| this.inner.set(None)))
-                };
-                if let Err(payload) = &dropped {
-                    P::record_panic(&mut t.span.cx, &**payload);
-                }
-                P::dropped(t.span.call, &mut t.span.cx);
-                if let Err(payload) = dropped {
-                    resume_unwind(payload);
-                }
+            let this = this.project();
+            if let Some(t) = this.traced.take() {
+                unanswered(t, this.inner, this.hop);
             }
         }
+    }
+}
+
+/// A traced request dropped before its answer: the handler's future `inner` dropped first,
+/// under the span (and the request's `hop`), as what its drop runs (its locals' destructors) is
+/// part of the request; then the span ended as the protocol's `dropped` says. Out of line: the
+/// future's drop stays small where it is inlined.
+#[cold]
+#[inline(never)]
+fn unanswered<F, P: Protocol>(
+    mut t: Traced<P>,
+    mut inner: Pin<&mut Option<F>>,
+    hop: &mut Option<Arc<crate::loop_guard::Hop>>,
+) {
+    let panicked = drop_in_span::<P>(&mut t.span.cx, || {
+        let _hop = crate::loop_guard::enter_or_hide(hop);
+        inner.set(None);
+    });
+    P::dropped(t.span.call, &mut t.span.cx);
+    if let Some(payload) = panicked {
+        resume_unwind(payload);
     }
 }
 

@@ -279,13 +279,11 @@ impl SpanCx {
     /// being destroyed: `None` when the thread's span stack is gone (the span stays where it is,
     /// as it was), and a context not attached when it cannot be (`recorder::attach_in_drop`).
     pub(crate) fn entered_in_drop(&mut self) -> Option<Entered<'_>> {
-        if !crate::recorder::stack_alive() {
-            return None;
+        match &mut self.0 {
+            Held::Cx(cx) => Some(Entered::Cx(crate::recorder::attach_in_drop(cx))),
+            _ if !crate::recorder::stack_alive() => None,
+            _ => Some(self.entered()),
         }
-        Some(match &mut self.0 {
-            Held::Cx(cx) => Entered::Cx(crate::recorder::attach_in_drop(cx)),
-            _ => self.entered(),
-        })
     }
 
     /// Makes the span current until the guard is dropped.
