@@ -222,20 +222,21 @@ fn intern_in(all: &Interned, max: usize, s: &str) -> Option<&'static str> {
 }
 
 /// An attribute value that the spans of a client or a statement all repeat (see [`Consts`]).
-#[cfg(any(feature = "redis", feature = "mysql"))]
+#[cfg(any(feature = "redis", feature = "mysql", feature = "http"))]
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Const {
     /// Kept for the process (see [`intern`]).
+    #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
     Str(&'static str),
     /// Shared (a string [`intern`] did not keep, or one too long to keep: a statement's text).
     Shared(std::sync::Arc<str>),
-    #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
     Int(i64),
 }
 
-#[cfg(any(feature = "redis", feature = "mysql"))]
+#[cfg(any(feature = "redis", feature = "mysql", feature = "http"))]
 impl Const {
     /// `s`, kept for the process if it can be, else shared.
+    #[cfg(any(feature = "redis", feature = "mysql"))]
     pub(crate) fn str(s: &str) -> Const {
         match intern(s) {
             Some(s) => Const::Str(s),
@@ -243,7 +244,17 @@ impl Const {
         }
     }
 
-    #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
+    /// An attribute's value as a constant: a string (copied: OpenTelemetry's `StringValue`
+    /// does not lend its `Arc`), an integer; `None` for any other kind.
+    #[cfg(feature = "http")]
+    pub(crate) fn of_value(v: &Value) -> Option<Const> {
+        match v {
+            Value::String(s) => Some(Const::Shared(s.as_str().into())),
+            Value::I64(i) => Some(Const::Int(*i)),
+            _ => None,
+        }
+    }
+
     #[inline(always)]
     fn value(&self) -> Value {
         match self {
@@ -258,23 +269,21 @@ impl Const {
 /// each span: their keys are the conventions' constants and their values [`Const`]s, so a copy
 /// is made in place (a few instructions each) where cloning a `KeyValue` goes through its
 /// generic `Clone` (~80 instructions each).
-#[cfg(any(feature = "redis", feature = "mysql"))]
+#[cfg(any(feature = "redis", feature = "mysql", feature = "http"))]
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Consts(Vec<(&'static str, Const)>);
 
-#[cfg(any(feature = "redis", feature = "mysql"))]
+#[cfg(any(feature = "redis", feature = "mysql", feature = "http"))]
 impl Consts {
     pub(crate) fn push(&mut self, key: &'static str, value: Const) {
         self.0.push((key, value));
     }
 
-    #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
     pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 
     /// The attributes, appended to `to`.
-    #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
     #[inline]
     pub(crate) fn copy_to(&self, to: &mut Vec<KeyValue>) {
         to.extend(
@@ -296,9 +305,10 @@ impl Consts {
 /// once and shared by the spans behind an `Arc`: as [`Consts`], copied into a span that is made
 /// the SDK's `SpanData`, and as their OTLP bytes, written as they are for a span that the
 /// OTLP/gRPC exporter writes as it was recorded (`recorder::Ended`).
-#[cfg(any(feature = "redis", feature = "mysql"))]
+#[cfg(any(feature = "redis", feature = "mysql", feature = "http"))]
 #[derive(Debug)]
-pub(crate) struct Block {
+#[allow(unreachable_pub)] // `pub`: named by the sealed `stack::protocol` trait's methods
+pub struct Block {
     consts: Consts,
     /// The attributes' `KeyValue` fields of a `Span` message (see `export::wire`).
     #[cfg(feature = "otlp-grpc")]
@@ -315,7 +325,7 @@ pub(crate) struct Block {
 /// [`joined`]), before its own: one pointer, so that every span stays as small as it was.
 pub(crate) type Blocks = Option<std::sync::Arc<Block>>;
 
-#[cfg(any(feature = "redis", feature = "mysql"))]
+#[cfg(any(feature = "redis", feature = "mysql", feature = "http"))]
 impl Block {
     pub(crate) fn new(consts: Consts) -> std::sync::Arc<Block> {
         let kvs = consts.to_vec();
@@ -335,6 +345,7 @@ impl Block {
     }
 
     /// `a`'s attributes then `b`'s, in a new block.
+    #[cfg(any(feature = "redis", feature = "mysql"))]
     pub(crate) fn join(a: &Block, b: &Block) -> std::sync::Arc<Block> {
         let mut c = a.consts.clone();
         c.0.extend(b.consts.0.iter().cloned());
@@ -422,11 +433,12 @@ impl Block {
 }
 
 /// Stand-in without the integrations that make blocks: never made.
-#[cfg(not(any(feature = "redis", feature = "mysql")))]
+#[cfg(not(any(feature = "redis", feature = "mysql", feature = "http")))]
 #[derive(Debug)]
-pub(crate) enum Block {}
+#[allow(unreachable_pub)]
+pub enum Block {}
 
-#[cfg(not(any(feature = "redis", feature = "mysql")))]
+#[cfg(not(any(feature = "redis", feature = "mysql", feature = "http")))]
 impl Block {
     pub(crate) fn len(&self) -> usize {
         match *self {}

@@ -1182,18 +1182,11 @@ impl Fast {
         mut attrs: Vec<KeyValue>,
         #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] known: Option<Labels>,
     ) -> Fast {
-        let shared = crate::attrs::blocks_len(&blocks);
-        // One list, as the SDK has it, made here (as the span's own list is, for the exporter
-        // to free): past the span's limit (limited as any other), or for labels read from the
-        // attributes. (A span whose exporter takes `SpanData` was given no blocks: see
-        // `db::shares`.)
         #[cfg(feature = "metrics")]
         let reads_labels = known.is_none() && parent.svc.metrics.is_some();
         #[cfg(not(feature = "metrics"))]
         let reads_labels = false;
-        if shared > 0 && (shared + attrs.len() > limits().attrs || reads_labels) {
-            attrs = crate::attrs::flattened(&std::mem::take(&mut blocks), attrs);
-        }
+        kept_shared(&mut blocks, &mut attrs, reads_labels);
         #[cfg(feature = "metrics")]
         let labels = crate::red::op_labels(parent.svc.metrics.as_ref(), &meta.kind, known, &attrs);
         let mut span = Fast::child(parent, meta, attrs);
@@ -1212,20 +1205,27 @@ impl Fast {
     /// into the thread's buffer.
     #[cfg(feature = "http")]
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn layer(
         svc: Arc<Service>,
         parent: Option<&SpanContext>,
         root_trace: TraceId,
         meta: &'static Meta,
-        attrs: Vec<KeyValue>,
+        mut blocks: crate::attrs::Blocks,
+        mut attrs: Vec<KeyValue>,
         #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] protocol: Option<Protocol>,
         #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] known: Option<Labels>,
     ) -> Fast {
         #[cfg(feature = "metrics")]
+        let reads_labels = known.is_none() && svc.metrics.is_some();
+        #[cfg(not(feature = "metrics"))]
+        let reads_labels = false;
+        kept_shared(&mut blocks, &mut attrs, reads_labels);
+        #[cfg(feature = "metrics")]
         let labels =
             crate::red::layer_labels(svc.metrics.as_ref(), &meta.kind, protocol, known, &attrs);
-        #[allow(unused_mut)] // set with `metrics`
         let mut span = Fast::start(svc, parent, root_trace, meta, attrs);
+        span.blocks = blocks;
         #[cfg(feature = "metrics")]
         {
             span.labels = labels;
@@ -1447,6 +1447,19 @@ impl SpanWrite for Fast {
     }
     fn began(&self) -> Option<Began> {
         Some(Began::Ticks(self.start))
+    }
+}
+
+/// A span's shared attributes kept in their blocks, or made one list with its own here (as its
+/// own list is, for the exporter to free): past the span's limit (limited as any other), or
+/// for labels read from the attributes. (A span whose exporter takes `SpanData` is given no
+/// blocks: see `Sink::shares_blocks`.)
+#[cfg(any(feature = "redis", feature = "mysql", feature = "http"))]
+#[inline(always)]
+fn kept_shared(blocks: &mut crate::attrs::Blocks, attrs: &mut Vec<KeyValue>, reads_labels: bool) {
+    let shared = crate::attrs::blocks_len(blocks);
+    if shared > 0 && (shared + attrs.len() > limits().attrs || reads_labels) {
+        *attrs = crate::attrs::flattened(&std::mem::take(blocks), std::mem::take(attrs));
     }
 }
 
@@ -2876,6 +2889,7 @@ pub(crate) fn start_layer(
     svc: &Arc<Service>,
     server: bool,
     name: Cow<'static, str>,
+    blocks: crate::attrs::Blocks,
     attrs: Vec<KeyValue>,
     protocol: Protocol,
     labels: Option<Labels>,
@@ -2898,6 +2912,7 @@ pub(crate) fn start_layer(
                 sc.as_ref(),
                 trace_id,
                 meta,
+                blocks,
                 attrs,
                 Some(protocol),
                 labels,
@@ -2905,7 +2920,7 @@ pub(crate) fn start_layer(
         }
         declined = Some(trace_id);
     }
-    let start = Start::new(name, kind, attrs, protocol);
+    let start = Start::new(name, kind, crate::attrs::flattened(&blocks, attrs), protocol);
     Err(into_context(
         parent,
         start_with(svc, start, labels, sc.as_ref(), declined),

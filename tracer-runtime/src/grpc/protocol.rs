@@ -241,7 +241,8 @@ impl Sealed for Grpc {
         req: &Request<B>,
         scheme: &'static str,
         client_addr: Option<SocketAddr>,
-    ) -> Start<GrpcCall> {
+        _shares: bool,
+    ) -> (Start<GrpcCall>, crate::attrs::Blocks) {
         let path = req.uri().path();
         let (name, mut attrs, labels) = rpc_attrs(path, true);
         // A service or method name the process does not keep (the part of its table a peer's
@@ -275,10 +276,13 @@ impl Sealed for Grpc {
                 .any(|kv| kv.key.as_str() == semconv::RPC_METHOD && kv.value.as_str() != OTHER))
         .then(|| name.clone());
         (
-            name,
-            attrs,
-            labels,
-            self.call(path, true, deadline, unkept, method),
+            (
+                name,
+                attrs,
+                labels,
+                self.call(path, true, deadline, unkept, method),
+            ),
+            None,
         )
     }
 

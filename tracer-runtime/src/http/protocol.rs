@@ -10,14 +10,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use opentelemetry::KeyValue;
 use opentelemetry::trace::Status;
+use opentelemetry::{KeyValue, Value};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use super::{ClientAddr, Route};
 use crate::recorder::Labels;
 use crate::stack::ServerLayer;
-use crate::stack::attrs::{ServerHeaders, push_server_address, push_server_address_with};
+use crate::attrs::{Block, Const, Consts};
+use crate::stack::attrs::{ServerHeaders, push_server_address};
 use crate::stack::protocol::sealed::{ClientError, Sealed, WrapRequest};
 use crate::stack::protocol::{Protocol, ServerAddr, Start};
 use crate::stack::span::SpanCx;
@@ -85,6 +86,118 @@ fn end(cx: &mut SpanCx) {
     cx.end();
 }
 
+/// A server span's attributes that a client's requests all repeat, each to `put`: where the
+/// server is (`server.address`, `server.port`), `url.scheme`, `user_agent.original`,
+/// `network.protocol.version`.
+fn server_attrs<B>(
+    req: &Request<B>,
+    headers: &ServerHeaders<'_>,
+    scheme: &Cow<'static, str>,
+    mut put: impl FnMut(&'static str, Value),
+) {
+    if let Some((host, port)) =
+        crate::stack::attrs::server_address(req.uri(), req.headers(), Some(headers.host), scheme)
+    {
+        put(semconv::SERVER_ADDRESS, host);
+        if let Some(p) = port {
+            put(semconv::SERVER_PORT, Value::I64(i64::from(p)));
+        }
+    }
+    put(semconv::URL_SCHEME, Value::from(scheme.clone()));
+    if let Some(ua) = headers
+        .user_agent
+        .and_then(crate::stack::attrs::header_value)
+    {
+        put(semconv::USER_AGENT_ORIGINAL, ua);
+    }
+    if let Some(v) = super::protocol_version(req.version()) {
+        put(semconv::NETWORK_PROTOCOL_VERSION, Value::from(v));
+    }
+}
+
+/// What [`server_attrs`] reads of a request: the authority of its URI (else its `Host`), its
+/// user agent, its scheme and version; and the block of the attributes made of them.
+struct Repeated {
+    from_uri: bool,
+    host: Box<[u8]>,
+    user_agent: Option<Box<[u8]>>,
+    scheme: &'static str,
+    version: http::Version,
+    block: Arc<Block>,
+}
+
+/// Slots of the per-thread cache of [`Repeated`] (direct-mapped by a hash of the host and the
+/// user agent).
+const REPEATED_SLOTS: usize = 16;
+/// Longer hosts and user agents are not cached: their spans' attributes are their own.
+const REPEATED_HOST_MAX: usize = 128;
+const REPEATED_USER_AGENT_MAX: usize = 512;
+
+thread_local! {
+    /// The clients this thread served lately, each with the block of what its requests repeat.
+    static REPEATED: crate::hash::Slots<Repeated, REPEATED_SLOTS> =
+        const { std::cell::RefCell::new([const { None }; REPEATED_SLOTS]) };
+}
+
+/// The block of [`server_attrs`] for `req`: the one this thread made for the last request
+/// that said the same (a hash and a compare of the host's and the user agent's bytes), else a
+/// new one, kept. `None` for a request whose values are not kept (a host or user agent too long,
+/// an unusual scheme): its span gets them in its own list.
+fn server_block<B>(
+    req: &Request<B>,
+    headers: &ServerHeaders<'_>,
+    scheme: &Cow<'static, str>,
+) -> Option<Arc<Block>> {
+    let Cow::Borrowed(scheme_static) = scheme else {
+        return None;
+    };
+    let (from_uri, host) = match req.uri().authority() {
+        Some(a) => (true, a.as_str().as_bytes()),
+        None => (false, headers.host.map_or(&[][..], HeaderValue::as_bytes)),
+    };
+    let user_agent = headers.user_agent.map(HeaderValue::as_bytes);
+    if host.len() > REPEATED_HOST_MAX || user_agent.is_some_and(|u| u.len() > REPEATED_USER_AGENT_MAX)
+    {
+        return None;
+    }
+    let version = req.version();
+    let hash = crate::hash::quick_hash(host)
+        ^ user_agent.map_or(0, |u| crate::hash::quick_hash(u).rotate_left(29));
+    let make = || {
+        let mut consts = Consts::default();
+        server_attrs(req, headers, scheme, |k, v| {
+            if let Some(c) = Const::of_value(&v) {
+                consts.push(k, c);
+            }
+        });
+        Block::new(consts)
+    };
+    Some(crate::hash::cached(
+        &REPEATED,
+        hash,
+        |r| {
+            (r.from_uri == from_uri
+                && *r.host == *host
+                && r.user_agent.as_deref() == user_agent
+                && r.version == version
+                && r.scheme == *scheme_static)
+                .then(|| Arc::clone(&r.block))
+        },
+        || {
+            let block = make();
+            let entry = Repeated {
+                from_uri,
+                host: host.into(),
+                user_agent: user_agent.map(Into::into),
+                scheme: scheme_static,
+                version,
+                block: Arc::clone(&block),
+            };
+            (block, Some(entry))
+        },
+    ))
+}
+
 impl Sealed for Http {
     type Call = HttpCall;
 
@@ -97,7 +210,8 @@ impl Sealed for Http {
         req: &Request<B>,
         scheme: &'static str,
         client_addr: Option<SocketAddr>,
-    ) -> Start<HttpCall> {
+        shares: bool,
+    ) -> (Start<HttpCall>, crate::attrs::Blocks) {
         let headers = ServerHeaders::of(req.headers());
         let forwarded = headers.forwarded_client();
         // Room for the response's attributes too (and a proxy's two): never moved to grow.
@@ -145,8 +259,17 @@ impl Sealed for Http {
             Some("https") => Cow::Borrowed("https"),
             Some(other) => Cow::Owned(other.to_owned()),
         };
-        push_server_address_with(&mut attrs, req, None, Some(headers.host), &scheme);
-        attrs.push(KeyValue::new(semconv::URL_SCHEME, scheme));
+        // Where the server is, the scheme, the user agent and the version: what a client's
+        // requests repeat, made once per such client on this thread and shared by their spans
+        // (in the span's block when it shares, else copied into its list).
+        let mut blocks = None;
+        match server_block(req, &headers, &scheme) {
+            Some(block) if shares => blocks = Some(block),
+            Some(block) => block.copy_to(&mut attrs),
+            None => server_attrs(req, &headers, &scheme, |k, v| {
+                attrs.push(KeyValue::new(k, v));
+            }),
+        }
         let peer = req
             .extensions()
             .get::<ClientAddr>()
@@ -170,15 +293,6 @@ impl Sealed for Http {
         if let Some(peer) = peer {
             crate::stack::attrs::push_peer(&mut attrs, peer);
         }
-        if let Some(ua) = headers
-            .user_agent
-            .and_then(crate::stack::attrs::header_value)
-        {
-            attrs.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, ua));
-        }
-        if let Some(v) = super::protocol_version(req.version()) {
-            attrs.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, v));
-        }
         if let Some(len) = headers.content_length.and_then(super::content_length_of) {
             attrs.push(KeyValue::new(semconv::HTTP_REQUEST_BODY_SIZE, len));
         }
@@ -187,7 +301,7 @@ impl Sealed for Http {
             bytes: 0,
             promised: u64::MAX,
         };
-        (name, attrs, labels, call)
+        ((name, attrs, labels, call), blocks)
     }
 
     fn client_span<B>(&self, req: &Request<B>, server: Option<&ServerAddr>) -> Start<HttpCall> {
@@ -472,7 +586,7 @@ mod tests {
             if let Some(r) = route {
                 req.extensions_mut().insert(Route(Cow::Borrowed(r)));
             }
-            let (_, attrs, labels, _) = http.server_span(&req, "http", None);
+            let ((_, attrs, labels, _), _) = http.server_span(&req, "http", None, false);
             let labels = labels.expect("a static route or none");
             assert!(
                 crate::red::known_as_read(

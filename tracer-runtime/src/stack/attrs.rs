@@ -122,7 +122,7 @@ pub(crate) fn default_port(scheme: &str) -> Option<u16> {
 
 /// `server.address` (as the attribute's value) and `server.port` from the URI's authority, else
 /// the `Host` header (`host` says where it is: `None` to look it up in `headers`).
-fn server_address(
+pub(crate) fn server_address(
     uri: &Uri,
     headers: &HeaderMap,
     host: Option<Option<&HeaderValue>>,
@@ -376,7 +376,7 @@ pub(crate) fn push_server_address<B>(
 }
 
 /// [`push_server_address`] with the `Host` header already found (`host`; `None`: look it up).
-pub(crate) fn push_server_address_with<B>(
+fn push_server_address_with<B>(
     attrs: &mut Vec<KeyValue>,
     req: &Request<B>,
     server: Option<&ServerAddr>,

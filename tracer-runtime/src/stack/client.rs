@@ -210,7 +210,9 @@ where
         let span = Context::map_current(|cx| {
             if !P::RPC && cx.baggage().is_empty() {
                 let sc = crate::recorder::current_span_context();
-                crate::recorder::start_layer(&svc, false, name, attrs, protocol, labels, cx, sc)
+                crate::recorder::start_layer(
+                    &svc, false, name, None, attrs, protocol, labels, cx, sc,
+                )
             } else {
                 let start = crate::recorder::Start::new(name, SpanKind::Client, attrs, protocol);
                 Err(crate::recorder::start_child_from(&svc, start, labels))

@@ -50,13 +50,15 @@ pub(crate) mod sealed {
         /// the `metrics` feature.
         const RPC: bool;
 
-        /// A server span for `req`.
+        /// A server span for `req`, and the attributes it shares with other requests' spans in
+        /// a block when it may (`shares`: see `Sink::shares_blocks`; else they are in its list).
         fn server_span<B>(
             &self,
             req: &Request<B>,
             scheme: &'static str,
             client_addr: Option<SocketAddr>,
-        ) -> Start<Self::Call>;
+            shares: bool,
+        ) -> (Start<Self::Call>, crate::attrs::Blocks);
 
         /// A client span for `req`; `server` when the layer was told whom it talks to.
         fn client_span<B>(

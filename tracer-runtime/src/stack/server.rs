@@ -292,8 +292,12 @@ where
         };
 
         let cfg = &*self.cfg;
-        let (name, attrs, labels, call) =
-            cfg.protocol.server_span(&req, cfg.scheme, self.client_addr);
+        let ((name, attrs, labels, call), blocks) = cfg.protocol.server_span(
+            &req,
+            cfg.scheme,
+            self.client_addr,
+            svc.sink.shares_blocks,
+        );
         let propagator = cfg
             .propagator
             .clone()
@@ -359,12 +363,13 @@ where
         let cx = if short {
             let sc = crate::recorder::parent_of(&parent);
             match crate::recorder::start_layer(
-                &svc, true, name, attrs, protocol, labels, &parent, sc,
+                &svc, true, name, blocks, attrs, protocol, labels, &parent, sc,
             ) {
                 Ok(span) => SpanCx::short(span),
                 Err(cx) => SpanCx::in_context(cx),
             }
         } else {
+            let attrs = crate::attrs::flattened(&blocks, attrs);
             let mut start = crate::recorder::Start::new(name, SpanKind::Server, attrs, protocol);
             start.links.extend(link);
             SpanCx::in_context(crate::recorder::start_span_from(
