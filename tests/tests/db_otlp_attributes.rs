@@ -13,16 +13,11 @@ mod mysql_support;
 mod receiver;
 
 use std::net::TcpStream;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fred::prelude::*;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use receiver::{Keep, attr};
 use tracer_runtime::mysql::TracedConn;
 use tracer_runtime::redis::{Traced, TracedClient};
 use tracer_runtime::traced;
@@ -30,39 +25,6 @@ use tracer_runtime::traced;
 const REDIS: &str = "127.0.0.1:6379";
 const REDIS_HOW: &str = "start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 \
                          --save \"\" --appendonly no (or run `bash .ci/run`)";
-
-/// Keeps every span it receives.
-#[derive(Clone, Default)]
-struct Keep(Arc<Mutex<Vec<Span>>>);
-
-#[tonic::async_trait]
-impl TraceService for Keep {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut kept = self.0.lock().unwrap();
-        for r in request.into_inner().resource_spans {
-            for s in r.scope_spans {
-                kept.extend(s.spans);
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-/// A span's attribute, as text (strings as they are, integers in decimal).
-fn attr(span: &Span, key: &str) -> Option<String> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-        .map(|v| match v {
-            Value::StringValue(s) => s.clone(),
-            Value::IntValue(i) => i.to_string(),
-            other => format!("{other:?}"),
-        })
-}
 
 #[traced]
 async fn request(redis: &TracedClient, conn: &mut TracedConn, key: &str, table: &str) {

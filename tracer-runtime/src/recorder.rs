@@ -2920,7 +2920,12 @@ pub(crate) fn start_layer(
         }
         declined = Some(trace_id);
     }
-    let start = Start::new(name, kind, crate::attrs::flattened(&blocks, attrs), protocol);
+    let start = Start::new(
+        name,
+        kind,
+        crate::attrs::flattened(&blocks, attrs),
+        protocol,
+    );
     Err(into_context(
         parent,
         start_with(svc, start, labels, sc.as_ref(), declined),

@@ -32,7 +32,10 @@ pub(crate) struct Sink {
     /// Its spans may hold their attributes in shared blocks: they go to one queue, whose
     /// exporter takes them as they were recorded (see [`ended_queue`](Self::ended_queue)),
     /// and its sampler reads no attribute (see [`reads_attributes`]).
-    #[cfg_attr(not(any(feature = "redis", feature = "mysql", feature = "http")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "redis", feature = "mysql", feature = "http")),
+        allow(dead_code)
+    )]
     pub(crate) shares_blocks: bool,
 }
 

@@ -15,9 +15,9 @@ use opentelemetry::{KeyValue, Value};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use super::{ClientAddr, Route};
+use crate::attrs::{Block, Const, Consts};
 use crate::recorder::Labels;
 use crate::stack::ServerLayer;
-use crate::attrs::{Block, Const, Consts};
 use crate::stack::attrs::{ServerHeaders, push_server_address};
 use crate::stack::protocol::sealed::{ClientError, Sealed, WrapRequest};
 use crate::stack::protocol::{Protocol, ServerAddr, Start};
@@ -156,7 +156,8 @@ fn server_block<B>(
         None => (false, headers.host.map_or(&[][..], HeaderValue::as_bytes)),
     };
     let user_agent = headers.user_agent.map(HeaderValue::as_bytes);
-    if host.len() > REPEATED_HOST_MAX || user_agent.is_some_and(|u| u.len() > REPEATED_USER_AGENT_MAX)
+    if host.len() > REPEATED_HOST_MAX
+        || user_agent.is_some_and(|u| u.len() > REPEATED_USER_AGENT_MAX)
     {
         return None;
     }

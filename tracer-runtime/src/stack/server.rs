@@ -292,12 +292,9 @@ where
         };
 
         let cfg = &*self.cfg;
-        let ((name, attrs, labels, call), blocks) = cfg.protocol.server_span(
-            &req,
-            cfg.scheme,
-            self.client_addr,
-            svc.sink.shares_blocks,
-        );
+        let ((name, attrs, labels, call), blocks) =
+            cfg.protocol
+                .server_span(&req, cfg.scheme, self.client_addr, svc.sink.shares_blocks);
         let propagator = cfg
             .propagator
             .clone()
