@@ -6,6 +6,7 @@
 //! counters of `stats()` are process-wide.
 
 mod common;
+#[allow(dead_code)]
 #[path = "support/receiver.rs"]
 mod receiver;
 

@@ -221,7 +221,8 @@ fn intern_in(all: &Interned, max: usize, s: &str) -> Option<&'static str> {
     Some(kept)
 }
 
-/// An attribute value that the spans of a client or a statement all repeat (see [`Consts`]).
+/// An attribute value that the spans of a client or a statement all repeat, or an HTTP
+/// server's spans of one client's requests (see [`Consts`]).
 #[cfg(any(feature = "redis", feature = "mysql", feature = "http"))]
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Const {
@@ -265,7 +266,8 @@ impl Const {
     }
 }
 
-/// The attributes every span of a client (or of a statement) has, built once and copied into
+/// The attributes every span of a client (or of a statement, or of one client's requests to an
+/// HTTP server) has, built once and copied into
 /// each span: their keys are the conventions' constants and their values [`Const`]s, so a copy
 /// is made in place (a few instructions each) where cloning a `KeyValue` goes through its
 /// generic `Clone` (~80 instructions each).
@@ -301,7 +303,8 @@ impl Consts {
     }
 }
 
-/// Attributes every span of a client (or of a statement, or of a command text) repeats, made
+/// Attributes every span of a client (or of a statement, of a command text, of one client's
+/// requests to an HTTP server) repeats, made
 /// once and shared by the spans behind an `Arc`: as [`Consts`], copied into a span that is made
 /// the SDK's `SpanData`, and as their OTLP bytes, written as they are for a span that the
 /// OTLP/gRPC exporter writes as it was recorded (`recorder::Ended`).
