@@ -89,6 +89,7 @@ fn end(cx: &mut SpanCx) {
 /// A server span's attributes that a client's requests all repeat, each to `put`: where the
 /// server is (`server.address`, `server.port`), `url.scheme`, `user_agent.original`,
 /// `network.protocol.version`.
+#[allow(clippy::ptr_arg)] // a scheme kept for the process is recorded without a copy
 fn server_attrs<B>(
     req: &Request<B>,
     headers: &ServerHeaders<'_>,
@@ -143,6 +144,7 @@ thread_local! {
 /// that said the same (a hash and a compare of the host's and the user agent's bytes), else a
 /// new one, kept. `None` for a request whose values are not kept (a host or user agent too long,
 /// an unusual scheme): its span gets them in its own list.
+#[allow(clippy::ptr_arg)] // only a scheme kept for the process is kept with a client
 fn server_block<B>(
     req: &Request<B>,
     headers: &ServerHeaders<'_>,
