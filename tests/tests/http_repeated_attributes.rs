@@ -34,8 +34,11 @@ fn long_agent() -> String {
     format!("long/{}", "x".repeat(600))
 }
 
-/// The requests, in order, with the attributes their span must have (`None`: must not have).
-fn cases() -> Vec<(Req, Vec<(&'static str, Option<String>)>)> {
+/// Attributes a span must have, with their values as text (`None`: must not have).
+type Expected = Vec<(&'static str, Option<String>)>;
+
+/// The requests, in order, with the attributes their span must have.
+fn cases() -> Vec<(Req, Expected)> {
     let s = |v: &str| Some(v.to_owned());
     let h11 = Version::HTTP_11;
     let alpha = |path: &'static str, agent: Option<&str>| {
