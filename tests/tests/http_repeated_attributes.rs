@@ -1,9 +1,10 @@
 //! What a client's requests repeat — where the server is, the scheme, the user agent, the
 //! protocol version — is made once per such client on a thread and shared by its requests'
 //! SERVER spans (a block the OTLP/gRPC exporter writes as it is, or copied into the span's list
-//! for an exporter of the SDK's interface). Requests of several clients interleaved on one
-//! thread each get their own values, each attribute once, whichever way they are exported; a
-//! value the handler overwrites is the span's alone.
+//! for an exporter of the SDK's interface), from the client's second request in a row on.
+//! Requests of several clients interleaved on one thread each get their own values, each
+//! attribute once, whichever way they are exported; a value the handler overwrites is the
+//! span's alone.
 
 mod common;
 #[allow(dead_code)]
@@ -62,11 +63,29 @@ fn cases() -> Vec<(Req, Expected)> {
             ("http.response.body.size", s("2")),
         ]
     };
-    let mut cases = vec![
+    let a = |path: &'static str| {
         (
-            alpha("/one", Some("client-a/1")),
-            expect("alpha.test", "8080", Some("client-a/1"), "1.1", "/one"),
+            alpha(path, Some("client-a/1")),
+            expect("alpha.test", "8080", Some("client-a/1"), "1.1", path),
+        )
+    };
+    let mut cases = vec![
+        // A client's first request (its span's own list), then its next ones (the block the
+        // thread keeps for it from then on).
+        a("/one"),
+        a("/one/again"),
+        // The handler overwrites a shared value: on its span alone.
+        (
+            alpha("/overwrite", Some("client-a/1")),
+            expect(
+                "alpha.test",
+                "8080",
+                s("overwritten").as_deref(),
+                "1.1",
+                "/overwrite",
+            ),
         ),
+        a("/one/after"),
         // The same host, another user agent.
         (
             alpha("/two", Some("client-b/2")),
@@ -114,42 +133,33 @@ fn cases() -> Vec<(Req, Expected)> {
             ),
             expect("alpha.test", "8080", Some(&long_agent()), "1.1", "/seven"),
         ),
-        // The handler overwrites a shared value: on its span alone.
-        (
-            alpha("/overwrite", Some("client-a/1")),
-            expect(
-                "alpha.test",
-                "8080",
-                Some("overwritten"),
-                "1.1",
-                "/overwrite",
-            ),
-        ),
-        // The first request again: as it was.
-        (
-            alpha("/eight", Some("client-a/1")),
-            expect("alpha.test", "8080", Some("client-a/1"), "1.1", "/eight"),
-        ),
+        // The first client again: as it was.
+        a("/eight"),
     ];
-    // More clients than the thread keeps, on two hosts: some take the place of others.
-    for i in 0..48 {
-        let (host, port) = if i % 3 == 0 {
-            ("beta.test:81", "81")
-        } else {
-            ("alpha.test:8080", "8080")
-        };
-        let path: &'static str = format!("/client/{i}").leak();
-        let agent = format!("client-{}/1", i % 24);
-        cases.push((
-            Req("GET", path, Some(host), Some(agent.clone()), h11),
-            expect(
-                &host[..host.len() - port.len() - 1],
-                port,
-                Some(&agent),
-                "1.1",
-                path,
-            ),
-        ));
+    // More clients than the thread keeps, on two hosts, each twice in a row, then all again:
+    // some take the place of others.
+    for round in 0..2 {
+        for i in 0..96 {
+            let (host, port) = if i % 3 == 0 {
+                ("beta.test:81", "81")
+            } else {
+                ("alpha.test:8080", "8080")
+            };
+            let agent = format!("client-{i}/1");
+            for n in 0..2 {
+                let path: &'static str = format!("/client/{i}/{round}/{n}").leak();
+                cases.push((
+                    Req("GET", path, Some(host), Some(agent.clone()), h11),
+                    expect(
+                        &host[..host.len() - port.len() - 1],
+                        port,
+                        Some(&agent),
+                        "1.1",
+                        path,
+                    ),
+                ));
+            }
+        }
     }
     cases
 }
@@ -277,4 +287,73 @@ fn through_an_sdk_exporter_each_request_has_its_clients_values() {
         .collect();
     assert_eq!(spans.len(), cases().len(), "{spans:#?}");
     check(&spans);
+}
+
+/// With a span limit of 6 attributes (`OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, read once: in a child
+/// process), a client's spans keep the same six as before there were blocks: the request's
+/// method and path first, then where the server is, the scheme and the user agent.
+#[test]
+fn under_a_small_span_limit_the_requests_own_attributes_are_kept_first() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "limit_probe", "--ignored", "--test-threads=1"])
+        .env("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "6")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
+
+#[test]
+#[ignore = "run by under_a_small_span_limit_the_requests_own_attributes_are_kept_first"]
+fn limit_probe() {
+    let keep = receiver::Keep::default();
+    let (addr, _receiver) = receiver::serve(keep.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let guard = {
+        let _rt = rt.enter();
+        tracer_runtime::init("repeated-limit")
+            .with_protocol(tracer_runtime::Protocol::Grpc)
+            .with_endpoint(format!("http://{addr}"))
+            .install()
+            .unwrap()
+    };
+    rt.block_on(async {
+        let handler = tower::service_fn(|_req: Request<Empty<Bytes>>| async move {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        });
+        let mut svc = HttpServerLayer::new("repeated-limit").layer(handler);
+        // One client three times in a row: kept by the thread from its second request on.
+        for path in ["/a", "/b", "/c"] {
+            let req = Request::get(path)
+                .header(http::header::HOST, "alpha.test:8080")
+                .header(http::header::USER_AGENT, "client-a/1")
+                .body(Empty::new())
+                .unwrap();
+            let resp = svc.ready().await.unwrap().call(req).await.unwrap();
+            resp.into_body().collect().await.unwrap();
+        }
+    });
+    guard.shutdown().expect("every span exported");
+    let spans = keep.0.lock().unwrap().clone();
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+    for s in &spans {
+        let keys: Vec<&str> = s.attributes.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "http.request.method",
+                "url.path",
+                "server.address",
+                "server.port",
+                "url.scheme",
+                "user_agent.original"
+            ],
+            "{s:#?}"
+        );
+        assert_eq!(s.dropped_attributes_count, 3, "{s:#?}");
+    }
 }

@@ -112,6 +112,12 @@ pub(crate) fn check_limits() -> Result<(), crate::InitError> {
     Ok(())
 }
 
+/// The most attributes a span keeps (`OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, default 128).
+#[cfg(feature = "http")]
+pub(crate) fn attrs_limit() -> usize {
+    limits().attrs
+}
+
 fn limits() -> &'static Limits {
     static LIMITS: OnceLock<Limits> = OnceLock::new();
     LIMITS.get_or_init(|| {

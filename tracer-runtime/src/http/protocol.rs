@@ -86,11 +86,10 @@ fn end(cx: &mut SpanCx) {
     cx.end();
 }
 
-/// A server span's attributes that a client's requests all repeat, each to `put`: where the
-/// server is (`server.address`, `server.port`), `url.scheme`, `user_agent.original`,
-/// `network.protocol.version`.
+/// Where the server is (`server.address`, `server.port`) and `url.scheme`, each to `put`: the
+/// first of the attributes a client's requests repeat (see [`server_block`]).
 #[allow(clippy::ptr_arg)] // a scheme kept for the process is recorded without a copy
-fn server_attrs<B>(
+fn server_where<B>(
     req: &Request<B>,
     headers: &ServerHeaders<'_>,
     scheme: &Cow<'static, str>,
@@ -105,6 +104,15 @@ fn server_attrs<B>(
         }
     }
     put(semconv::URL_SCHEME, Value::from(scheme.clone()));
+}
+
+/// `user_agent.original` and `network.protocol.version`, each to `put`: the rest of the
+/// attributes a client's requests repeat.
+fn client_agent<B>(
+    req: &Request<B>,
+    headers: &ServerHeaders<'_>,
+    mut put: impl FnMut(&'static str, Value),
+) {
     if let Some(ua) = headers
         .user_agent
         .and_then(crate::stack::attrs::header_value)
@@ -116,8 +124,9 @@ fn server_attrs<B>(
     }
 }
 
-/// What [`server_attrs`] reads of a request: the authority of its URI (else its `Host`), its
-/// user agent, its scheme and version; and the block of the attributes made of them.
+/// What [`server_where`] and [`client_agent`] read of a request: the authority of its URI
+/// (else its `Host`), its user agent, its scheme and version; and the block of the attributes
+/// made of them.
 struct Repeated {
     from_uri: bool,
     host: Box<[u8]>,
@@ -127,23 +136,40 @@ struct Repeated {
     block: Arc<Block>,
 }
 
-/// Slots of the per-thread cache of [`Repeated`] (direct-mapped by a hash of the host and the
-/// user agent).
-const REPEATED_SLOTS: usize = 16;
-/// Longer hosts and user agents are not cached: their spans' attributes are their own.
+/// A slot of the per-thread cache of clients: the one kept, whether a request of it came since
+/// another client last missed here, and the hash of the last client that missed here.
+struct Slot {
+    kept: Option<Repeated>,
+    used: bool,
+    seen: u64,
+}
+
+/// Slots of the per-thread cache of clients (direct-mapped by a hash of what they send).
+const REPEATED_SLOTS: usize = 64;
+/// Longer hosts and user agents are not kept: their spans' attributes are their own.
 const REPEATED_HOST_MAX: usize = 128;
 const REPEATED_USER_AGENT_MAX: usize = 512;
+/// A span limit below this many attributes could drop some of a request's: its span then
+/// gets them in its own list, in their order of old, so that the same ones are dropped.
+const REPEATED_LIMIT_MIN: usize = 24;
 
 thread_local! {
     /// The clients this thread served lately, each with the block of what its requests repeat.
-    static REPEATED: crate::hash::Slots<Repeated, REPEATED_SLOTS> =
-        const { std::cell::RefCell::new([const { None }; REPEATED_SLOTS]) };
+    static REPEATED: std::cell::RefCell<[Slot; REPEATED_SLOTS]> = const {
+        std::cell::RefCell::new(
+            [const { Slot { kept: None, used: false, seen: 0 } }; REPEATED_SLOTS],
+        )
+    };
 }
 
-/// The block of [`server_attrs`] for `req`: the one this thread made for the last request
-/// that said the same (a hash and a compare of the host's and the user agent's bytes), else a
-/// new one, kept. `None` for a request whose values are not kept (a host or user agent too long,
-/// an unusual scheme): its span gets them in its own list.
+/// The block of [`server_where`] and [`client_agent`] for `req`: the one this thread made for
+/// the same client (the same authority or `Host`, user agent, scheme and version: found by a
+/// hash and a compare of their bytes). A client is kept from its second request in a row at its
+/// slot on, in place of one that had no request since a client last missed there: a client seen
+/// once (a public server's long tail) costs a hash, not a block, and two clients that take
+/// turns at a slot do not make a block at each turn. `None` (the span gets them in its own
+/// list) for a client not kept, a host or user agent too long, an unusual scheme, a small span
+/// limit, a thread that is exiting.
 #[allow(clippy::ptr_arg)] // only a scheme kept for the process is kept with a client
 fn server_block<B>(
     req: &Request<B>,
@@ -160,45 +186,60 @@ fn server_block<B>(
     let user_agent = headers.user_agent.map(HeaderValue::as_bytes);
     if host.len() > REPEATED_HOST_MAX
         || user_agent.is_some_and(|u| u.len() > REPEATED_USER_AGENT_MAX)
+        || crate::recorder::attrs_limit() < REPEATED_LIMIT_MIN
     {
         return None;
     }
     let version = req.version();
     let hash = crate::hash::quick_hash(host)
-        ^ user_agent.map_or(0, |u| crate::hash::quick_hash(u).rotate_left(29));
-    let make = || {
-        let mut consts = Consts::default();
-        server_attrs(req, headers, scheme, |k, v| {
-            if let Some(c) = Const::of_value(&v) {
-                consts.push(k, c);
-            }
-        });
-        Block::new(consts)
-    };
-    Some(crate::hash::cached(
-        &REPEATED,
-        hash,
-        |r| {
-            (r.from_uri == from_uri
+        ^ user_agent.map_or(0, |u| crate::hash::quick_hash(u).rotate_left(29))
+        ^ u64::from(from_uri)
+        ^ (u64::from(version == http::Version::HTTP_2) << 1)
+        ^ ((scheme_static.len() as u64) << 2);
+    REPEATED
+        .try_with(|c| {
+            let mut c = c.try_borrow_mut().ok()?;
+            let slot = &mut c[hash as usize % REPEATED_SLOTS];
+            if let Some(r) = &slot.kept
+                && r.from_uri == from_uri
                 && *r.host == *host
                 && r.user_agent.as_deref() == user_agent
                 && r.version == version
-                && r.scheme == *scheme_static)
-                .then(|| Arc::clone(&r.block))
-        },
-        || {
-            let block = make();
-            let entry = Repeated {
-                from_uri,
-                host: host.into(),
-                user_agent: user_agent.map(Into::into),
-                scheme: scheme_static,
-                version,
-                block: Arc::clone(&block),
+                && r.scheme == *scheme_static
+            {
+                slot.used = true;
+                return Some(Arc::clone(&r.block));
+            }
+            if slot.seen != hash || (slot.kept.is_some() && slot.used) {
+                slot.seen = hash;
+                slot.used = false;
+                return None;
+            }
+            let mut consts = Consts::default();
+            let mut put = |k, v: Value| {
+                if let Some(c) = Const::of_value(&v) {
+                    consts.push(k, c);
+                }
             };
-            (block, Some(entry))
-        },
-    ))
+            server_where(req, headers, scheme, &mut put);
+            client_agent(req, headers, &mut put);
+            let block = Block::new(consts);
+            *slot = Slot {
+                kept: Some(Repeated {
+                    from_uri,
+                    host: host.into(),
+                    user_agent: user_agent.map(Into::into),
+                    scheme: scheme_static,
+                    version,
+                    block: Arc::clone(&block),
+                }),
+                used: false,
+                seen: 0,
+            };
+            Some(block)
+        })
+        .ok()
+        .flatten()
 }
 
 impl Sealed for Http {
@@ -263,13 +304,15 @@ impl Sealed for Http {
             Some(other) => Cow::Owned(other.to_owned()),
         };
         // Where the server is, the scheme, the user agent and the version: what a client's
-        // requests repeat, made once per such client on this thread and shared by their spans
-        // (in the span's block when it shares, else copied into its list).
+        // requests repeat, made once per client this thread keeps and shared by their spans (in
+        // the span's block when it shares, else copied into its list); else each span's own.
         let mut blocks = None;
-        match server_block(req, &headers, &scheme) {
+        let block = server_block(req, &headers, &scheme);
+        let own = block.is_none();
+        match block {
             Some(block) if shares => blocks = Some(block),
             Some(block) => block.copy_to(&mut attrs),
-            None => server_attrs(req, &headers, &scheme, |k, v| {
+            None => server_where(req, &headers, &scheme, |k, v| {
                 attrs.push(KeyValue::new(k, v));
             }),
         }
@@ -295,6 +338,9 @@ impl Sealed for Http {
         }
         if let Some(peer) = peer {
             crate::stack::attrs::push_peer(&mut attrs, peer);
+        }
+        if own {
+            client_agent(req, &headers, |k, v| attrs.push(KeyValue::new(k, v)));
         }
         if let Some(len) = headers.content_length.and_then(super::content_length_of) {
             attrs.push(KeyValue::new(semconv::HTTP_REQUEST_BODY_SIZE, len));
@@ -601,5 +647,121 @@ mod tests {
                 "{method} {route:?}: {labels:?} against {attrs:?}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod repeated_tests {
+    use super::*;
+
+    fn request(uri: &str, host: &str, agent: &str, version: http::Version) -> Request<()> {
+        Request::builder()
+            .uri(uri)
+            .version(version)
+            .header(http::header::HOST, host)
+            .header(http::header::USER_AGENT, agent)
+            .body(())
+            .unwrap()
+    }
+
+    fn block(req: &Request<()>, scheme: &'static str) -> Option<Arc<Block>> {
+        server_block(
+            req,
+            &ServerHeaders::of(req.headers()),
+            &Cow::Borrowed(scheme),
+        )
+    }
+
+    fn values(b: &Block) -> Vec<(String, String)> {
+        let mut kvs = Vec::new();
+        b.copy_to(&mut kvs);
+        kvs.iter()
+            .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_client_is_kept_from_its_second_request_and_shares_one_block() {
+        let a = request("/a", "alpha.test:8080", "agent-a", http::Version::HTTP_11);
+        // Seen once: the span's own list.
+        assert!(block(&a, "http").is_none());
+        let first = block(&a, "http").expect("kept from its second request");
+        let again = block(&a, "http").expect("still kept");
+        assert!(Arc::ptr_eq(&first, &again), "one block for the client");
+        assert_eq!(
+            values(&first),
+            [
+                ("server.address", "alpha.test"),
+                ("server.port", "8080"),
+                ("url.scheme", "http"),
+                ("user_agent.original", "agent-a"),
+                ("network.protocol.version", "1.1"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        // The same bytes with another scheme or version are other clients, each its own block.
+        for (req, scheme, differs) in [
+            (&a, "https", ("url.scheme", "https")),
+            (
+                &request("/a", "alpha.test:8080", "agent-a", http::Version::HTTP_2),
+                "http",
+                ("network.protocol.version", "2"),
+            ),
+        ] {
+            let _ = block(req, scheme);
+            let other = block(req, scheme).expect("kept from its second request");
+            assert!(!Arc::ptr_eq(&first, &other));
+            let (k, v) = differs;
+            assert!(
+                values(&other).contains(&(k.to_owned(), v.to_owned())),
+                "{:?}",
+                values(&other)
+            );
+            // The first client is still kept where it was.
+            assert!(Arc::ptr_eq(&first, &block(&a, "http").unwrap()));
+        }
+    }
+
+    #[test]
+    fn a_client_kept_and_in_use_is_not_taken_over_by_a_neighbour() {
+        // Two clients whose hashes share a slot: the second waits until the first is idle.
+        let a = request("/a", "alpha.test", "agent-slot", http::Version::HTTP_11);
+        let ha = hash_of(&a);
+        let b = (0..10_000)
+            .map(|i| {
+                request(
+                    "/b",
+                    "alpha.test",
+                    &format!("agent-{i}"),
+                    http::Version::HTTP_11,
+                )
+            })
+            .find(|b| hash_of(b) as usize % REPEATED_SLOTS == ha as usize % REPEATED_SLOTS)
+            .expect("a neighbour");
+        let _ = block(&a, "http");
+        let kept = block(&a, "http").expect("a is kept");
+        for _ in 0..3 {
+            // b, then a: b never comes twice in a row while a is in use.
+            assert!(block(&b, "http").is_none());
+            assert!(Arc::ptr_eq(&kept, &block(&a, "http").unwrap()));
+        }
+        // a idle: b's second request in a row takes the slot.
+        assert!(block(&b, "http").is_none());
+        let b_kept = block(&b, "http").expect("b is kept once a is idle");
+        assert!(block(&a, "http").is_none(), "a was let go");
+        assert!(values(&b_kept).contains(&(
+            "user_agent.original".to_owned(),
+            b.headers()["user-agent"].to_str().unwrap().to_owned()
+        )));
+    }
+
+    /// The hash [`server_block`] files `req` under (its slot: modulo `REPEATED_SLOTS`).
+    fn hash_of(req: &Request<()>) -> u64 {
+        let host = req.headers()["host"].as_bytes();
+        let ua = req.headers()["user-agent"].as_bytes();
+        crate::hash::quick_hash(host)
+            ^ crate::hash::quick_hash(ua).rotate_left(29)
+            ^ (u64::from(req.version() == http::Version::HTTP_2) << 1)
+            ^ (("http".len() as u64) << 2)
     }
 }
