@@ -186,7 +186,6 @@ fn server_block<B>(
     let user_agent = headers.user_agent.map(HeaderValue::as_bytes);
     if host.len() > REPEATED_HOST_MAX
         || user_agent.is_some_and(|u| u.len() > REPEATED_USER_AGENT_MAX)
-        || crate::recorder::attrs_limit() < REPEATED_LIMIT_MIN
     {
         return None;
     }
@@ -213,6 +212,10 @@ fn server_block<B>(
             if slot.seen != hash || (slot.kept.is_some() && slot.used) {
                 slot.seen = hash;
                 slot.used = false;
+                return None;
+            }
+            // Under a small limit no client is kept (so none is ever found).
+            if crate::recorder::attrs_limit() < REPEATED_LIMIT_MIN {
                 return None;
             }
             let mut consts = Consts::default();
