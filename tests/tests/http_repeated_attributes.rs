@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::{Request, Response, Version};
 use http_body_util::{BodyExt as _, Empty, Full};
 use opentelemetry::KeyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use tower::{Layer as _, Service as _, ServiceExt as _};
 use tracer_runtime::http::HttpServerLayer;
 
@@ -164,8 +165,8 @@ fn cases() -> Vec<(Req, Expected)> {
     cases
 }
 
-/// Serves every case through the layer of `service`, one after the other on this thread.
-async fn serve_all(service: &'static str) {
+/// Serves `requests` through the layer of `service`, one after the other on this thread.
+async fn serve(service: &'static str, requests: impl IntoIterator<Item = Req>) {
     let handler = tower::service_fn(|req: Request<Empty<Bytes>>| async move {
         if req.uri().path() == "/overwrite" {
             tracer_runtime::set_attribute(KeyValue::new("user_agent.original", "overwritten"));
@@ -173,7 +174,7 @@ async fn serve_all(service: &'static str) {
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
     });
     let mut svc = HttpServerLayer::new(service).layer(handler);
-    for (Req(method, uri, host, agent, version), _) in cases() {
+    for Req(method, uri, host, agent, version) in requests {
         let mut req = Request::builder().method(method).uri(uri).version(version);
         if let Some(h) = host {
             req = req.header(http::header::HOST, h);
@@ -190,6 +191,34 @@ async fn serve_all(service: &'static str) {
             .unwrap();
         resp.into_body().collect().await.unwrap();
     }
+}
+
+/// Every case's request.
+fn requests() -> impl Iterator<Item = Req> {
+    cases().into_iter().map(|(r, _)| r)
+}
+
+/// The spans of `requests` served through the layer of `service`, a service installed to
+/// export through tracer's OTLP/gRPC exporter to a receiver on 127.0.0.1, on a current-thread
+/// runtime (one thread: one cache of clients).
+fn through_grpc(service: &'static str, requests: impl IntoIterator<Item = Req>) -> Vec<Span> {
+    let keep = receiver::Keep::default();
+    let (addr, _receiver) = receiver::serve(keep.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let guard = {
+        let _rt = rt.enter();
+        tracer_runtime::init(service)
+            .with_protocol(tracer_runtime::Protocol::Grpc)
+            .with_endpoint(format!("http://{addr}"))
+            .install()
+            .unwrap()
+    };
+    rt.block_on(serve(service, requests));
+    guard.shutdown().expect("every span exported");
+    keep.0.lock().unwrap().clone()
 }
 
 /// Checks each case's span, given as its attributes (key, value as text), found by `url.path`.
@@ -228,26 +257,7 @@ fn check(spans: &[Vec<(String, String)>]) {
 
 #[test]
 fn through_the_grpc_exporter_each_request_has_its_clients_values() {
-    let keep = receiver::Keep::default();
-    let (addr, _receiver) = receiver::serve(keep.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let guard = {
-        let _rt = rt.enter();
-        tracer_runtime::init("repeated-otlp")
-            .with_protocol(tracer_runtime::Protocol::Grpc)
-            .with_endpoint(format!("http://{addr}"))
-            .install()
-            .unwrap()
-    };
-    rt.block_on(serve_all("repeated-otlp"));
-    guard.shutdown().expect("every span exported");
-    let spans: Vec<Vec<(String, String)>> = keep
-        .0
-        .lock()
-        .unwrap()
+    let spans: Vec<Vec<(String, String)>> = through_grpc("repeated-otlp", requests())
         .iter()
         .map(|s| {
             assert_eq!(s.kind, 2, "SERVER: {s:#?}");
@@ -268,7 +278,7 @@ fn through_an_sdk_exporter_each_request_has_its_clients_values() {
         .build()
         .unwrap();
     common::exporter();
-    rt.block_on(serve_all(common::SERVICE));
+    rt.block_on(serve(common::SERVICE, requests()));
     let spans: Vec<Vec<(String, String)>> = common::finished()
         .iter()
         .filter(|s| s.span_kind == opentelemetry::trace::SpanKind::Server)
@@ -294,51 +304,25 @@ fn through_an_sdk_exporter_each_request_has_its_clients_values() {
 /// method and path first, then where the server is, the scheme and the user agent.
 #[test]
 fn under_a_small_span_limit_the_requests_own_attributes_are_kept_first() {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "limit_probe", "--ignored", "--test-threads=1"])
-        .env("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "6")
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+    common::in_child("limit_probe", &[("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "6")]);
 }
 
 #[test]
 #[ignore = "run by under_a_small_span_limit_the_requests_own_attributes_are_kept_first"]
 fn limit_probe() {
-    let keep = receiver::Keep::default();
-    let (addr, _receiver) = receiver::serve(keep.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let guard = {
-        let _rt = rt.enter();
-        tracer_runtime::init("repeated-limit")
-            .with_protocol(tracer_runtime::Protocol::Grpc)
-            .with_endpoint(format!("http://{addr}"))
-            .install()
-            .unwrap()
-    };
-    rt.block_on(async {
-        let handler = tower::service_fn(|_req: Request<Empty<Bytes>>| async move {
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-        });
-        let mut svc = HttpServerLayer::new("repeated-limit").layer(handler);
-        // One client three times in a row: kept by the thread from its second request on.
-        for path in ["/a", "/b", "/c"] {
-            let req = Request::get(path)
-                .header(http::header::HOST, "alpha.test:8080")
-                .header(http::header::USER_AGENT, "client-a/1")
-                .body(Empty::new())
-                .unwrap();
-            let resp = svc.ready().await.unwrap().call(req).await.unwrap();
-            resp.into_body().collect().await.unwrap();
-        }
-    });
-    guard.shutdown().expect("every span exported");
-    let spans = keep.0.lock().unwrap().clone();
+    // One client three times in a row: kept by the thread from its second request on.
+    let spans = through_grpc(
+        "repeated-limit",
+        ["/a", "/b", "/c"].map(|path| {
+            Req(
+                "GET",
+                path,
+                Some("alpha.test:8080"),
+                Some("client-a/1".to_owned()),
+                Version::HTTP_11,
+            )
+        }),
+    );
     assert_eq!(spans.len(), 3, "{spans:#?}");
     for s in &spans {
         let keys: Vec<&str> = s.attributes.iter().map(|kv| kv.key.as_str()).collect();

@@ -293,3 +293,20 @@ pub fn mentions(spans: &[SpanData], marker: &str) -> Vec<String> {
     }
     found
 }
+
+/// Runs the `#[ignore]`d test `name` of this test binary in a child process with `vars` set
+/// (for settings read once per process), and asserts that it passed.
+#[track_caller]
+pub fn in_child(name: &str, vars: &[(&str, &str)]) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--ignored", "--test-threads=1"])
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{name}: {text}"
+    );
+}

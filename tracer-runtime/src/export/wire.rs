@@ -739,7 +739,10 @@ fn key_value(tag: u32, kv: &KeyValue, buf: &mut Vec<u8>) {
 
 /// The `KeyValue` fields (tag 9) of a `Span` message holding `attrs`: a block of attributes
 /// many spans share, written once (see `attrs::Block`).
-#[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "redis", feature = "mysql", feature = "http")),
+    allow(dead_code)
+)]
 pub(crate) fn attributes(attrs: &[KeyValue]) -> Vec<u8> {
     let mut buf = Vec::new();
     for kv in attrs {
