@@ -267,10 +267,9 @@ impl Const {
 }
 
 /// The attributes every span of a client (or of a statement, or of one client's requests to an
-/// HTTP server) has, built once and copied into
-/// each span: their keys are the conventions' constants and their values [`Const`]s, so a copy
-/// is made in place (a few instructions each) where cloning a `KeyValue` goes through its
-/// generic `Clone` (~80 instructions each).
+/// HTTP server) has, built once and copied into each span: their keys are the conventions'
+/// constants and their values [`Const`]s, so a copy is made in place (a few instructions each)
+/// where cloning a `KeyValue` goes through its generic `Clone` (~80 instructions each).
 #[cfg(any(feature = "redis", feature = "mysql", feature = "http"))]
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Consts(Vec<(&'static str, Const)>);
@@ -304,10 +303,10 @@ impl Consts {
 }
 
 /// Attributes every span of a client (or of a statement, of a command text, of one client's
-/// requests to an HTTP server) repeats, made
-/// once and shared by the spans behind an `Arc`: as [`Consts`], copied into a span that is made
-/// the SDK's `SpanData`, and as their OTLP bytes, written as they are for a span that the
-/// OTLP/gRPC exporter writes as it was recorded (`recorder::Ended`).
+/// requests to an HTTP server) repeats, made once and shared by the spans behind an `Arc`: as
+/// [`Consts`], copied into a span that is made the SDK's `SpanData`, and as their OTLP bytes,
+/// written as they are for a span that the OTLP/gRPC exporter writes as it was recorded
+/// (`recorder::Ended`).
 #[cfg(any(feature = "redis", feature = "mysql", feature = "http"))]
 #[derive(Debug)]
 #[allow(unreachable_pub)] // `pub`: named by the sealed `stack::protocol` trait's methods

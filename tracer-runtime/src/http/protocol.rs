@@ -162,6 +162,21 @@ thread_local! {
     };
 }
 
+/// The hash a client is filed under (its slot: modulo [`REPEATED_SLOTS`]).
+fn client_hash(
+    from_uri: bool,
+    host: &[u8],
+    user_agent: Option<&[u8]>,
+    version: http::Version,
+    scheme: &str,
+) -> u64 {
+    crate::hash::quick_hash(host)
+        ^ user_agent.map_or(0, |u| crate::hash::quick_hash(u).rotate_left(29))
+        ^ u64::from(from_uri)
+        ^ (u64::from(version == http::Version::HTTP_2) << 1)
+        ^ ((scheme.len() as u64) << 2)
+}
+
 /// The block of [`server_where`] and [`client_agent`] for `req`: the one this thread made for
 /// the same client (the same authority or `Host`, user agent, scheme and version: found by a
 /// hash and a compare of their bytes). A client is kept from its second request in a row at its
@@ -190,11 +205,7 @@ fn server_block<B>(
         return None;
     }
     let version = req.version();
-    let hash = crate::hash::quick_hash(host)
-        ^ user_agent.map_or(0, |u| crate::hash::quick_hash(u).rotate_left(29))
-        ^ u64::from(from_uri)
-        ^ (u64::from(version == http::Version::HTTP_2) << 1)
-        ^ ((scheme_static.len() as u64) << 2);
+    let hash = client_hash(from_uri, host, user_agent, version, scheme_static);
     REPEATED
         .try_with(|c| {
             let mut c = c.try_borrow_mut().ok()?;
@@ -758,13 +769,15 @@ mod repeated_tests {
         )));
     }
 
-    /// The hash [`server_block`] files `req` under (its slot: modulo `REPEATED_SLOTS`).
+    /// The hash [`server_block`] files `req` under, for `http`.
     fn hash_of(req: &Request<()>) -> u64 {
-        let host = req.headers()["host"].as_bytes();
         let ua = req.headers()["user-agent"].as_bytes();
-        crate::hash::quick_hash(host)
-            ^ crate::hash::quick_hash(ua).rotate_left(29)
-            ^ (u64::from(req.version() == http::Version::HTTP_2) << 1)
-            ^ (("http".len() as u64) << 2)
+        client_hash(
+            false,
+            req.headers()["host"].as_bytes(),
+            Some(ua),
+            req.version(),
+            "http",
+        )
     }
 }
