@@ -82,11 +82,11 @@
 //! spans to         case        calling    ratio  all threads    ratio
 //! Discard          no-layer       3415    1.00×         3415    1.00×
 //!                  off            4023    1.18×         4023    1.18×
-//!                  on             6661    1.95×         7873    2.31×
-//! OTLP/gRPC        on             6465    1.89×         8040    2.35×
+//!                  on             6663    1.95×         7877    2.31×
+//! OTLP/gRPC        on             6472    1.90×         8044    2.36×
 //! ```
 //!
-//! Through the OTLP exporter the export side went from ~2 450 to ~1 575 per span: its
+//! Through the OTLP exporter the export side went from ~2 450 to ~1 570 per span: its
 //! attributes written 926 → 409, their drops 333 → 169, their weight 138 → 86; on the calling
 //! thread the host's parse, the user agent's lookup and their values' copies (~320 in those
 //! functions) became one lookup of the client (~110). To an SDK exporter the block is copied
