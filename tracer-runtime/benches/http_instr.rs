@@ -81,7 +81,7 @@
 //! ```text
 //! spans to         case        calling    ratio  all threads    ratio
 //! Discard          no-layer       3415    1.00×         3415    1.00×
-//!                  off            4023    1.18×         4023    1.18×
+//!                  off            4022    1.18×         4022    1.18×
 //!                  on             6663    1.95×         7877    2.31×
 //! OTLP/gRPC        on             6472    1.90×         8044    2.36×
 //! ```
