@@ -1,10 +1,9 @@
 //! What a client's requests repeat — where the server is, the scheme, the user agent, the
-//! protocol version — is made once per such client on a thread and shared by its requests'
-//! SERVER spans (a block the OTLP/gRPC exporter writes as it is, or copied into the span's list
-//! for an exporter of the SDK's interface), from the client's second request in a row on.
-//! Requests of several clients interleaved on one thread each get their own values, each
-//! attribute once, whichever way they are exported; a value the handler overwrites is the
-//! span's alone.
+//! protocol version — is made once per client a thread keeps and shared by its requests' SERVER
+//! spans in a block the OTLP/gRPC exporter writes as it is, from the client's second request in
+//! a row on; an exporter of the SDK's interface gets each span's own list. Requests of several
+//! clients interleaved on one thread each get their own values, each attribute once, whichever
+//! way they are exported; a value the handler overwrites is the span's alone.
 
 mod common;
 #[allow(dead_code)]
