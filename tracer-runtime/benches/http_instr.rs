@@ -150,21 +150,34 @@ fn measured_requests(n: usize, mut serve: impl FnMut()) {
     }
 }
 
-/// Serves `n` requests with `svc`, each answered at once and its body read to the end.
-fn serve<S, B>(n: usize, mut svc: S)
+/// Serves `n` requests with `svc`, each answered at once and its body read to the end; with
+/// `HTTP_INSTR_PACE=k`, `pause` (outside the measured loop) after every `k`.
+fn serve<S, B>(n: usize, mut svc: S, mut pause: impl FnMut())
 where
     S: tower::Service<Request<Empty<Bytes>>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
     B: http_body::Body,
 {
-    measured_requests(n, || {
-        drain(
-            svc.call(request())
-                .now_or_never()
-                .expect("ready")
-                .expect("ok"),
-        )
-    });
+    let pace = std::env::var("HTTP_INSTR_PACE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&k| k > 0);
+    let mut done = 0;
+    while done < n {
+        let k = pace.unwrap_or(n).min(n - done);
+        measured_requests(k, || {
+            drain(
+                svc.call(request())
+                    .now_or_never()
+                    .expect("ready")
+                    .expect("ok"),
+            )
+        });
+        done += k;
+        if pace.is_some() {
+            pause();
+        }
+    }
 }
 
 /// Whether spans go to a real OTLP/gRPC collector (`HTTP_INSTR_EXPORT=otlp`), else to
@@ -189,11 +202,17 @@ fn run(case: &str, n: usize) {
     }
     .install()
     .expect("install the bench service");
+    // Paced: every span so far exported before the next requests, as when the export keeps up.
+    let pause = || guard.flush().expect("spans exported");
     match case {
-        "no-layer" => serve(n, handler()),
+        "no-layer" => serve(n, handler(), pause),
         "off" | "on" => {
             tracer_runtime::set_all_enabled(case == "on");
-            serve(n, HttpServerLayer::new("bench-http-instr").layer(handler()));
+            serve(
+                n,
+                HttpServerLayer::new("bench-http-instr").layer(handler()),
+                pause,
+            );
             tracer_runtime::set_all_enabled(true);
         }
         other => panic!("unknown case {other}: no-layer, off or on"),

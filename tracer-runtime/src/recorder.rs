@@ -1594,18 +1594,23 @@ static NO_MORE: std::sync::LazyLock<More> = std::sync::LazyLock::new(More::defau
 
 impl Ended {
     /// Drops spans once written: what most spans leave empty (their own attribute list, their
-    /// `More`) is not handed to its drop glue, an out-of-line call per field and span.
+    /// `More`) is not handed to its drop glue, an out-of-line call per field and span. Their
+    /// attribute lists go back to the threads that make spans (`pool::give_back`).
     #[cfg(feature = "otlp-grpc")]
     pub(crate) fn drop_all(ended: Vec<Ended>) {
+        let mut kept = Vec::with_capacity(ended.len());
         for e in ended {
             let Ended {
                 blocks,
-                attrs,
+                mut attrs,
                 more,
                 ..
             } = e;
             drop(blocks);
-            if attrs.capacity() == 0 {
+            if crate::pool::keeps(&attrs) {
+                attrs.clear();
+                kept.push(attrs);
+            } else if attrs.capacity() == 0 {
                 // Nothing allocated: nothing to free.
                 std::mem::forget(attrs);
             } else {
@@ -1615,6 +1620,7 @@ impl Ended {
                 drop(more);
             }
         }
+        crate::pool::give_back(kept);
     }
 
     /// Its name: its call site's, unless it was renamed.

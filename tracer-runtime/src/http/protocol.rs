@@ -273,8 +273,14 @@ impl Sealed for Http {
     ) -> (Start<HttpCall>, crate::attrs::Blocks) {
         let headers = ServerHeaders::of(req.headers());
         let forwarded = headers.forwarded_client();
-        // Room for the response's attributes too (and a proxy's two): never moved to grow.
-        let mut attrs = Vec::with_capacity(if forwarded.is_some() { 14 } else { 12 });
+        // Room for the response's attributes too (and a proxy's two): never moved to grow. For
+        // a span whose list comes back once written (tracer's exporter), one that came back.
+        let room = if forwarded.is_some() { 14 } else { 12 };
+        let mut attrs = if shares {
+            crate::pool::list(room)
+        } else {
+            Vec::with_capacity(room)
+        };
         let method = super::method_attrs(req.method(), &mut attrs);
         let route = self
             .route
