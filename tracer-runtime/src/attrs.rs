@@ -227,7 +227,6 @@ fn intern_in(all: &Interned, max: usize, s: &str) -> Option<&'static str> {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Const {
     /// Kept for the process (see [`intern`]).
-    #[cfg_attr(not(any(feature = "redis", feature = "mysql")), allow(dead_code))]
     Str(&'static str),
     /// Shared (a string [`intern`] did not keep, or one too long to keep: a statement's text).
     Shared(std::sync::Arc<str>),
@@ -347,7 +346,6 @@ impl Block {
     }
 
     /// `a`'s attributes then `b`'s, in a new block.
-    #[cfg(any(feature = "redis", feature = "mysql"))]
     pub(crate) fn join(a: &Block, b: &Block) -> std::sync::Arc<Block> {
         let mut c = a.consts.clone();
         c.0.extend(b.consts.0.iter().cloned());

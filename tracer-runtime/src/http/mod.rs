@@ -74,28 +74,50 @@ const OTHER_METHOD: &str = "_OTHER";
 /// The span name's method for such a method.
 const OTHER_METHOD_NAME: &str = "HTTP";
 
+/// The nine methods the conventions know, as they are recorded.
+const KNOWN_METHODS: [&str; 9] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+];
+
+/// The index in [`KNOWN_METHODS`] of a method the conventions know.
+#[inline]
+fn known_method(method: &Method) -> Option<usize> {
+    Some(match *method {
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::DELETE => 3,
+        Method::HEAD => 4,
+        Method::OPTIONS => 5,
+        Method::PATCH => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => return None,
+    })
+}
+
 /// The method as the conventions want it: known methods as-is, others `_OTHER` (with the
 /// original in `http.request.method_original`).
 fn method_attrs(method: &Method, attrs: &mut Vec<KeyValue>) -> &'static str {
-    let known = match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => {
-            attrs.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, OTHER_METHOD));
-            attrs.push(KeyValue::new(
-                semconv::HTTP_REQUEST_METHOD_ORIGINAL,
-                method.as_str().to_owned(),
-            ));
-            return OTHER_METHOD_NAME;
-        }
+    method_attrs_of(known_method(method), method, attrs)
+}
+
+/// [`method_attrs`] of a method whose [`known_method`] is `known`.
+#[inline]
+fn method_attrs_of(
+    known: Option<usize>,
+    method: &Method,
+    attrs: &mut Vec<KeyValue>,
+) -> &'static str {
+    let Some(known) = known else {
+        attrs.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, OTHER_METHOD));
+        attrs.push(KeyValue::new(
+            semconv::HTTP_REQUEST_METHOD_ORIGINAL,
+            method.as_str().to_owned(),
+        ));
+        return OTHER_METHOD_NAME;
     };
+    let known = KNOWN_METHODS[known];
     attrs.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, known));
     known
 }

@@ -126,7 +126,8 @@ fn client_agent<B>(
 
 /// What [`server_where`] and [`client_agent`] read of a request: the authority of its URI
 /// (else its `Host`), its user agent, its scheme and version; and the block of the attributes
-/// made of them.
+/// made of them, then that block joined with each known method's `http.request.method` as the
+/// client's requests come with it.
 struct Repeated {
     from_uri: bool,
     host: Box<[u8]>,
@@ -134,6 +135,35 @@ struct Repeated {
     scheme: &'static str,
     version: http::Version,
     block: Arc<Block>,
+    by_method: [Option<Arc<Block>>; super::KNOWN_METHODS.len()],
+}
+
+impl Repeated {
+    /// The client's block, with `http.request.method` when the method is a known one.
+    #[inline]
+    fn block(&mut self, method: Option<usize>) -> Arc<Block> {
+        let Some(m) = method else {
+            return Arc::clone(&self.block);
+        };
+        match self.by_method.get(m) {
+            Some(Some(b)) => Arc::clone(b),
+            _ => self.join_method(m),
+        }
+    }
+
+    /// [`block`](Self::block) of a method not joined yet.
+    #[cold]
+    #[inline(never)]
+    fn join_method(&mut self, m: usize) -> Arc<Block> {
+        let Some(name) = super::KNOWN_METHODS.get(m) else {
+            return Arc::clone(&self.block);
+        };
+        let mut consts = Consts::default();
+        consts.push(semconv::HTTP_REQUEST_METHOD, Const::Str(name));
+        let joined = Block::join(&self.block, &Block::new(consts));
+        self.by_method[m] = Some(Arc::clone(&joined));
+        joined
+    }
 }
 
 /// A slot of the per-thread cache of clients: the one kept, whether a request of it came since
@@ -178,7 +208,8 @@ fn client_hash(
         ^ ((scheme.len() as u64) << 2)
 }
 
-/// The block of [`server_where`] and [`client_agent`] for `req`: the one this thread made for
+/// The block of [`server_where`] and [`client_agent`] for `req`, with `http.request.method`
+/// when `method` is a known one's index (see [`Repeated::block`]): the one this thread made for
 /// the same client (the same authority or `Host`, user agent, scheme and version: found by a
 /// hash and a compare of their bytes). A client is kept from its second request in a row at its
 /// slot on, in place of one that had no request since a client last missed there: a client seen
@@ -191,6 +222,7 @@ fn server_block<B>(
     req: &Request<B>,
     headers: &ServerHeaders<'_>,
     scheme: &Cow<'static, str>,
+    method: Option<usize>,
 ) -> Option<Arc<Block>> {
     let Cow::Borrowed(scheme_static) = scheme else {
         return None;
@@ -211,7 +243,7 @@ fn server_block<B>(
         .try_with(|c| {
             let mut c = c.try_borrow_mut().ok()?;
             let slot = &mut c[hash as usize % REPEATED_SLOTS];
-            if let Some(r) = &slot.kept
+            if let Some(r) = &mut slot.kept
                 && r.from_uri == from_uri
                 && *r.host == *host
                 && r.user_agent.as_deref() == user_agent
@@ -219,7 +251,7 @@ fn server_block<B>(
                 && r.scheme == *scheme_static
             {
                 slot.used = true;
-                return Some(Arc::clone(&r.block));
+                return Some(r.block(method));
             }
             if slot.seen != hash || (slot.kept.is_some() && slot.used) {
                 slot.seen = hash;
@@ -238,16 +270,18 @@ fn server_block<B>(
             };
             server_where(req, headers, scheme, &mut put);
             client_agent(req, headers, &mut put);
-            let block = Block::new(consts);
+            let mut kept = Repeated {
+                from_uri,
+                host: host.into(),
+                user_agent: user_agent.map(Into::into),
+                scheme: scheme_static,
+                version,
+                block: Block::new(consts),
+                by_method: Default::default(),
+            };
+            let block = kept.block(method);
             *slot = Slot {
-                kept: Some(Repeated {
-                    from_uri,
-                    host: host.into(),
-                    user_agent: user_agent.map(Into::into),
-                    scheme: scheme_static,
-                    version,
-                    block: Arc::clone(&block),
-                }),
+                kept: Some(kept),
                 used: false,
                 seen: 0,
             };
@@ -264,6 +298,7 @@ impl Sealed for Http {
     const BODY_IN_SPAN: bool = false;
     const RPC: bool = false;
 
+    #[inline(always)]
     fn server_span<B>(
         &self,
         req: &Request<B>,
@@ -281,7 +316,28 @@ impl Sealed for Http {
         } else {
             Vec::with_capacity(room)
         };
-        let method = super::method_attrs(req.method(), &mut attrs);
+        let scheme: Cow<'static, str> = match req.uri().scheme_str() {
+            None => Cow::Borrowed(scheme),
+            Some("http") => Cow::Borrowed("http"),
+            Some("https") => Cow::Borrowed("https"),
+            Some(other) => Cow::Owned(other.to_owned()),
+        };
+        // Where the server is, the scheme, the user agent, the version and a known method:
+        // what a client's requests repeat, shared in one block by the spans of a client this
+        // thread keeps when they may hold blocks; else each span's own. (Copied into the list
+        // of a span that may not, the block cost more than these made anew: ~40 instructions
+        // an attribute.)
+        let known = super::known_method(req.method());
+        let blocks = if shares {
+            server_block(req, &headers, &scheme, known)
+        } else {
+            None
+        };
+        let own = blocks.is_none();
+        let method = match known {
+            Some(m) if !own => super::KNOWN_METHODS[m],
+            _ => super::method_attrs_of(known, req.method(), &mut attrs),
+        };
         let route = self
             .route
             .as_ref()
@@ -318,22 +374,6 @@ impl Sealed for Http {
         if let Some(q) = req.uri().query() {
             attrs.push(KeyValue::new(semconv::URL_QUERY, super::redacted_query(q)));
         }
-        let scheme: Cow<'static, str> = match req.uri().scheme_str() {
-            None => Cow::Borrowed(scheme),
-            Some("http") => Cow::Borrowed("http"),
-            Some("https") => Cow::Borrowed("https"),
-            Some(other) => Cow::Owned(other.to_owned()),
-        };
-        // Where the server is, the scheme, the user agent and the version: what a client's
-        // requests repeat, shared in one block by the spans of a client this thread keeps when
-        // they may hold blocks; else each span's own. (Copied into the list of a span that
-        // may not, the block cost more than these made anew: ~40 instructions an attribute.)
-        let blocks = if shares {
-            server_block(req, &headers, &scheme)
-        } else {
-            None
-        };
-        let own = blocks.is_none();
         if own {
             server_where(req, &headers, &scheme, |k, v| {
                 attrs.push(KeyValue::new(k, v));
@@ -688,10 +728,19 @@ mod repeated_tests {
     }
 
     fn block(req: &Request<()>, scheme: &'static str) -> Option<Arc<Block>> {
+        block_with(req, scheme, None)
+    }
+
+    fn block_with(
+        req: &Request<()>,
+        scheme: &'static str,
+        method: Option<usize>,
+    ) -> Option<Arc<Block>> {
         server_block(
             req,
             &ServerHeaders::of(req.headers()),
             &Cow::Borrowed(scheme),
+            method,
         )
     }
 
@@ -743,6 +792,36 @@ mod repeated_tests {
             // The first client is still kept where it was.
             assert!(Arc::ptr_eq(&first, &block(&a, "http").unwrap()));
         }
+    }
+
+    #[test]
+    fn a_known_method_joins_the_clients_block_once() {
+        let a = request("/m", "methods.test", "agent-m", http::Version::HTTP_11);
+        let get = crate::http::known_method(&http::Method::GET);
+        let post = crate::http::known_method(&http::Method::POST);
+        assert!(block_with(&a, "http", get).is_none());
+        let got = block_with(&a, "http", get).expect("kept from its second request");
+        let posted = block_with(&a, "http", post).expect("the same client");
+        let client = block(&a, "http").expect("the same client");
+        assert!(Arc::ptr_eq(&got, &block_with(&a, "http", get).unwrap()));
+        assert!(Arc::ptr_eq(&posted, &block_with(&a, "http", post).unwrap()));
+        let method = |b: &Block| {
+            values(b)
+                .into_iter()
+                .filter(|(k, _)| k == "http.request.method")
+                .map(|(_, v)| v)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(method(&got), ["GET"]);
+        assert_eq!(method(&posted), ["POST"]);
+        assert!(method(&client).is_empty());
+        // The client's attributes first, as they are, then the method.
+        assert_eq!(values(&got)[..client.len()], values(&client)[..]);
+        assert_eq!(got.len(), client.len() + 1);
+        assert_eq!(
+            crate::http::known_method(&http::Method::from_bytes(b"PURGE").unwrap()),
+            None
+        );
     }
 
     #[test]
