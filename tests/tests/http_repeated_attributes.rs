@@ -22,6 +22,7 @@ use tower::{Layer as _, Service as _, ServiceExt as _};
 use tracer_runtime::http::HttpServerLayer;
 
 /// A request: its method, URI, `Host`, `User-Agent` and version.
+#[derive(Clone)]
 struct Req(
     &'static str,
     &'static str,
@@ -86,6 +87,57 @@ fn cases() -> Vec<(Req, Expected)> {
             ),
         ),
         a("/one/after"),
+        // The kept client with other methods: a known one's `http.request.method` is shared
+        // with the client's (one block per method), an extension method's is the span's own.
+        (
+            Req(
+                "DELETE",
+                "/one/delete",
+                Some("alpha.test:8080"),
+                s("client-a/1"),
+                h11,
+            ),
+            expect(
+                "alpha.test",
+                "8080",
+                Some("client-a/1"),
+                "1.1",
+                "/one/delete",
+            ),
+        ),
+        (
+            Req(
+                "PURGE",
+                "/one/purge",
+                Some("alpha.test:8080"),
+                s("client-a/1"),
+                h11,
+            ),
+            {
+                let mut e = expect(
+                    "alpha.test",
+                    "8080",
+                    Some("client-a/1"),
+                    "1.1",
+                    "/one/purge",
+                );
+                e.push(("http.request.method_original", s("PURGE")));
+                e
+            },
+        ),
+        a("/one/get-again"),
+        // The handler overwrites the shared method: on its span alone.
+        (
+            alpha("/overwrite-method", Some("client-a/1")),
+            expect(
+                "alpha.test",
+                "8080",
+                Some("client-a/1"),
+                "1.1",
+                "/overwrite-method",
+            ),
+        ),
+        a("/one/last"),
         // The same host, another user agent.
         (
             alpha("/two", Some("client-b/2")),
@@ -170,6 +222,9 @@ async fn serve(service: &'static str, requests: impl IntoIterator<Item = Req>) {
         if req.uri().path() == "/overwrite" {
             tracer_runtime::set_attribute(KeyValue::new("user_agent.original", "overwritten"));
         }
+        if req.uri().path() == "/overwrite-method" {
+            tracer_runtime::set_attribute(KeyValue::new("http.request.method", "OVERWRITTEN"));
+        }
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
     });
     let mut svc = HttpServerLayer::new(service).layer(handler);
@@ -215,7 +270,13 @@ fn through_grpc(service: &'static str, requests: impl IntoIterator<Item = Req>) 
             .install()
             .unwrap()
     };
-    rt.block_on(serve(service, requests));
+    // In two halves, the first half's spans exported in between: the second half's spans
+    // then have the attribute lists the exporter gave back.
+    let requests: Vec<Req> = requests.into_iter().collect();
+    let (first, second) = requests.split_at(requests.len() / 2);
+    rt.block_on(serve(service, first.to_vec()));
+    guard.flush().expect("the first half exported");
+    rt.block_on(serve(service, second.to_vec()));
     guard.shutdown().expect("every span exported");
     keep.0.lock().unwrap().clone()
 }
@@ -239,6 +300,11 @@ fn check(spans: &[Vec<(String, String)>]) {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         assert_eq!(by_key.len(), attrs.len(), "each attribute once: {attrs:#?}");
+        let method = match (method, path.as_str()) {
+            ("PURGE", _) => "_OTHER",
+            (_, "/overwrite-method") => "OVERWRITTEN",
+            (m, _) => m,
+        };
         assert_eq!(
             by_key.get("http.request.method"),
             Some(&method),
@@ -249,6 +315,13 @@ fn check(spans: &[Vec<(String, String)>]) {
                 by_key.get(k).copied(),
                 v.as_deref(),
                 "{path} {k}: {attrs:#?}"
+            );
+        }
+        // Nothing else (no other request's attribute, in a list that was another span's).
+        for k in by_key.keys() {
+            assert!(
+                *k == "http.request.method" || expected.iter().any(|(e, v)| e == k && v.is_some()),
+                "{path}: {k} unexpected: {attrs:#?}"
             );
         }
     }

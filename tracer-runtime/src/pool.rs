@@ -126,6 +126,8 @@ pub(crate) fn list(capacity: usize) -> Vec<KeyValue> {
         .flatten();
     match kept {
         Some(mut v) => {
+            // Emptied when given back; never another span's attributes, whatever happened.
+            v.clear();
             v.reserve(capacity);
             v
         }
