@@ -449,6 +449,25 @@ impl ServerGuard {
         self.check_path(headers, public)
     }
 
+    /// [`check`](Self::check) of a request whose headers are known to hold a `baggage` header
+    /// or not (a traced request's, scanned once for every header its span reads).
+    #[inline]
+    pub(crate) fn check_scanned(
+        &self,
+        headers: &HeaderMap,
+        public: bool,
+        baggage: bool,
+    ) -> Verdict {
+        if !self.guard.on {
+            return Verdict::Pass(None);
+        }
+        if !baggage {
+            // No path (most requests): nothing to judge, as in `check_path`.
+            return Verdict::First;
+        }
+        self.check_path(headers, public)
+    }
+
     fn check_path(&self, headers: &HeaderMap, public: bool) -> Verdict {
         let (path, alone) = match find_member(headers) {
             Some((member, alone)) if !public => (Path::parse(member).unwrap_or_default(), alone),

@@ -239,6 +239,7 @@ impl Sealed for Grpc {
     fn server_span<B>(
         &self,
         req: &Request<B>,
+        _headers: &crate::stack::attrs::ServerHeaders<'_>,
         scheme: &'static str,
         client_addr: Option<SocketAddr>,
         _shares: bool,

@@ -302,11 +302,11 @@ impl Sealed for Http {
     fn server_span<B>(
         &self,
         req: &Request<B>,
+        headers: &ServerHeaders<'_>,
         scheme: &'static str,
         client_addr: Option<SocketAddr>,
         shares: bool,
     ) -> (Start<HttpCall>, crate::attrs::Blocks) {
-        let headers = ServerHeaders::of(req.headers());
         let forwarded = headers.forwarded_client();
         // Room for the response's attributes too (and a proxy's two): never moved to grow. For
         // a span whose list comes back once written (tracer's exporter), one that came back.
@@ -329,7 +329,7 @@ impl Sealed for Http {
         // an attribute.)
         let known = super::known_method(req.method());
         let blocks = if shares {
-            server_block(req, &headers, &scheme, known)
+            server_block(req, headers, &scheme, known)
         } else {
             None
         };
@@ -375,7 +375,7 @@ impl Sealed for Http {
             attrs.push(KeyValue::new(semconv::URL_QUERY, super::redacted_query(q)));
         }
         if own {
-            server_where(req, &headers, &scheme, |k, v| {
+            server_where(req, headers, &scheme, |k, v| {
                 attrs.push(KeyValue::new(k, v));
             });
         }
@@ -403,7 +403,7 @@ impl Sealed for Http {
             crate::stack::attrs::push_peer(&mut attrs, peer);
         }
         if own {
-            client_agent(req, &headers, |k, v| attrs.push(KeyValue::new(k, v)));
+            client_agent(req, headers, |k, v| attrs.push(KeyValue::new(k, v)));
         }
         if let Some(len) = headers.content_length.and_then(super::content_length_of) {
             attrs.push(KeyValue::new(semconv::HTTP_REQUEST_BODY_SIZE, len));
@@ -461,6 +461,7 @@ impl Sealed for Http {
         text_head(StatusCode::INTERNAL_SERVER_ERROR).map(|()| Some(Bytes::from_static(PANIC_BODY)))
     }
 
+    #[inline(always)]
     fn server_response<B>(call: &mut HttpCall, cx: &mut SpanCx, resp: &Response<B>) {
         let span = &mut *cx;
         let code = resp.status().as_u16();

@@ -323,18 +323,25 @@ impl Propagator {
     /// formats whose headers are there.
     #[cfg(feature = "http")]
     pub(crate) fn present(&self, headers: &http::HeaderMap) -> u64 {
-        let mut present = 0;
-        for name in headers.keys() {
-            let name = name.as_str();
-            if self.lens & len_bit(name) != 0
-                && let Some(bit) = field_bit(&self.fields, name)
-            {
-                present |= bit;
-            } else if self.jaeger && name.starts_with(jaeger::BAGGAGE_PREFIX) {
-                present |= UBERCTX;
-            }
+        headers
+            .keys()
+            .fold(0, |present, name| present | self.bit_of(name.as_str()))
+    }
+
+    /// The bit of the header `name` in [`present`](Self::present)'s mask, 0 when the formats
+    /// read no such header.
+    #[cfg(feature = "http")]
+    #[inline]
+    pub(crate) fn bit_of(&self, name: &str) -> u64 {
+        if self.lens & len_bit(name) != 0
+            && let Some(bit) = field_bit(&self.fields, name)
+        {
+            bit
+        } else if self.jaeger && name.starts_with(jaeger::BAGGAGE_PREFIX) {
+            UBERCTX
+        } else {
+            0
         }
-        present
     }
 
     /// `present` without the header `name` (its formats then not asked for it).

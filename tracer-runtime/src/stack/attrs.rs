@@ -189,8 +189,9 @@ fn host_header_bytes(b: &[u8]) -> Option<(Value, Option<u16>)> {
 
 /// The headers an HTTP server span reads (the first value of each, see
 /// [`first_values`](super::headers::first_values)).
-#[derive(Default)]
-pub(crate) struct ServerHeaders<'a> {
+#[derive(Debug, Default)]
+#[allow(unreachable_pub)] // `pub`: named by the sealed `stack::protocol` trait's methods
+pub struct ServerHeaders<'a> {
     pub(crate) host: Option<&'a HeaderValue>,
     pub(crate) user_agent: Option<&'a HeaderValue>,
     pub(crate) content_length: Option<&'a HeaderValue>,
@@ -201,6 +202,62 @@ pub(crate) struct ServerHeaders<'a> {
 /// `X-Forwarded-For`, the de-facto form of RFC 7239's `Forwarded: for=`.
 pub(crate) static X_FORWARDED_FOR: http::HeaderName =
     http::HeaderName::from_static("x-forwarded-for");
+
+/// What a traced server request's headers hold, found in one pass: the headers its span reads,
+/// which of the propagation formats' headers it holds (see `Propagator::present`), and whether
+/// it holds `baggage` (the loop guard's call path).
+pub(crate) struct Scanned<'a> {
+    pub(crate) server: ServerHeaders<'a>,
+    pub(crate) present: u64,
+    pub(crate) baggage: bool,
+}
+
+impl<'a> Scanned<'a> {
+    /// `headers` scanned for `propagator`: in one pass over a map of at most
+    /// [`SCAN_MAX`](super::headers::SCAN_MAX) names (three before: the span's headers, the
+    /// formats', the guard's), else each looked up.
+    #[inline]
+    pub(crate) fn of(headers: &'a HeaderMap, propagator: &crate::propagation::Propagator) -> Self {
+        use http::header::{CONTENT_LENGTH, FORWARDED, HOST, USER_AGENT};
+        if headers.keys_len() > super::headers::SCAN_MAX {
+            return Scanned {
+                server: ServerHeaders::of(headers),
+                present: propagator.present(headers),
+                baggage: headers.contains_key(&super::headers::BAGGAGE),
+            };
+        }
+        let names = [
+            &HOST,
+            &USER_AGENT,
+            &CONTENT_LENGTH,
+            &FORWARDED,
+            &X_FORWARDED_FOR,
+        ];
+        let mut found = [None; 5];
+        let mut present = 0;
+        let mut baggage = false;
+        for (name, value) in headers {
+            if let Some(i) = names.iter().position(|n| *n == name) {
+                found[i].get_or_insert(value);
+                continue;
+            }
+            baggage |= *name == super::headers::BAGGAGE;
+            present |= propagator.bit_of(name.as_str());
+        }
+        let [host, user_agent, content_length, forwarded, x_forwarded_for] = found;
+        Scanned {
+            server: ServerHeaders {
+                host,
+                user_agent,
+                content_length,
+                forwarded,
+                x_forwarded_for,
+            },
+            present,
+            baggage,
+        }
+    }
+}
 
 impl<'a> ServerHeaders<'a> {
     pub(crate) fn of(headers: &'a HeaderMap) -> Self {

@@ -50,11 +50,13 @@ pub(crate) mod sealed {
         /// the `metrics` feature.
         const RPC: bool;
 
-        /// A server span for `req`, and the attributes it shares with other requests' spans in
-        /// a block when it may (`shares`: see `Sink::shares_blocks`; else they are in its list).
+        /// A server span for `req` (`headers`: the ones of its headers an HTTP span reads), and
+        /// the attributes it shares with other requests' spans in a block when it may
+        /// (`shares`: see `Sink::shares_blocks`; else they are in its list).
         fn server_span<B>(
             &self,
             req: &Request<B>,
+            headers: &crate::stack::attrs::ServerHeaders<'_>,
             scheme: &'static str,
             client_addr: Option<SocketAddr>,
             shares: bool,

@@ -258,10 +258,10 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let catch = self.cfg.catch_panics;
-        let verdict = self.cfg.guard.check(req.headers(), self.cfg.public);
         let Some(svc) = service::recording(Some(&self.cfg.service)) else {
             // Off: no span, no extraction; panics and loops are still answered, so behaviour
             // does not depend on the switch.
+            let verdict = self.cfg.guard.check(req.headers(), self.cfg.public);
             let hop = match verdict.untraced(&self.cfg.guard) {
                 Ok(hop) => hop,
                 Err(l) => return ServerResponseFuture::answer(Answer::Refused(l.message), None),
@@ -292,13 +292,22 @@ where
         };
 
         let cfg = &*self.cfg;
-        let ((name, attrs, labels, call), blocks) =
-            cfg.protocol
-                .server_span(&req, cfg.scheme, self.client_addr, svc.sink.shares_blocks);
         let propagator = cfg
             .propagator
             .clone()
             .unwrap_or_else(crate::propagation::propagator);
+        // Every header the span, the formats and the guard read, found in one pass.
+        let scanned = super::attrs::Scanned::of(req.headers(), &propagator);
+        let verdict = cfg
+            .guard
+            .check_scanned(req.headers(), cfg.public, scanned.baggage);
+        let ((name, attrs, labels, call), blocks) = cfg.protocol.server_span(
+            &req,
+            &scanned.server,
+            cfg.scheme,
+            self.client_addr,
+            svc.sink.shares_blocks,
+        );
         // Extracted into a context that already names the service: the span's context then
         // needs no entry of its own.
         let base = crate::recorder::service_context(&svc);
@@ -307,7 +316,7 @@ where
         // path (below) needs no baggage that is only the call path: the guard read it, and
         // its hop is made current on the thread.
         let plain = cfg.hooks.is_empty();
-        let mut present = propagator.present(req.headers());
+        let mut present = scanned.present;
         if plain && verdict.path_alone() {
             present = propagator.without(present, super::headers::BAGGAGE.as_str());
         }
