@@ -461,6 +461,66 @@ fn push_server_address_with<B>(
 
 #[cfg(test)]
 mod tests {
+    mod scanned {
+        use super::*;
+        use crate::propagation::{Format, Propagator};
+        use proptest::prelude::*;
+
+        /// Names the scan tells apart, and others.
+        const NAMES: [&str; 16] = [
+            "host",
+            "user-agent",
+            "content-length",
+            "forwarded",
+            "x-forwarded-for",
+            "traceparent",
+            "tracestate",
+            "baggage",
+            "b3",
+            "x-b3-traceid",
+            "x-b3-sampled",
+            "uber-trace-id",
+            "uberctx-user",
+            "accept",
+            "x-request-id",
+            "tracestatf",
+        ];
+
+        fn formats() -> impl Strategy<Value = Vec<Format>> {
+            proptest::sample::subsequence(
+                vec![
+                    Format::TraceContext,
+                    Format::Baggage,
+                    Format::Jaeger,
+                    Format::B3,
+                    Format::B3Multi,
+                ],
+                0..=5,
+            )
+            .prop_shuffle()
+        }
+
+        proptest! {
+            /// One pass finds what the span's headers, the formats' and the guard's scans find,
+            /// on maps small enough to be scanned and larger ones (looked up by name).
+            #[test]
+            fn one_pass_finds_what_the_three_scans_find(
+                headers in proptest::collection::vec((0..NAMES.len(), 0u8..3), 0..14),
+                formats in formats(),
+            ) {
+                let mut map = HeaderMap::new();
+                for (n, v) in headers {
+                    map.append(NAMES[n], HeaderValue::from_str(&format!("v{v}")).unwrap());
+                }
+                let propagator = Propagator::new(&formats);
+                let scanned = Scanned::of(&map, &propagator);
+                let each = ServerHeaders::of(&map);
+                prop_assert_eq!(format!("{:?}", scanned.server), format!("{each:?}"));
+                prop_assert_eq!(scanned.present, propagator.present(&map));
+                prop_assert_eq!(scanned.baggage, map.contains_key("baggage"));
+            }
+        }
+    }
     use super::*;
 
     #[test]
