@@ -242,10 +242,17 @@ impl Sealed for Grpc {
         _headers: &crate::stack::attrs::ServerHeaders<'_>,
         scheme: &'static str,
         client_addr: Option<SocketAddr>,
-        _shares: bool,
+        shares: bool,
     ) -> (Start<GrpcCall>, crate::attrs::Blocks) {
         let path = req.uri().path();
-        let (name, mut attrs, labels) = rpc_attrs(path, true);
+        // For a span whose list comes back once written (tracer's exporter), one that came
+        // back.
+        let list = if shares {
+            crate::pool::list(ROOM)
+        } else {
+            Vec::with_capacity(ROOM)
+        };
+        let (name, mut attrs, labels) = rpc_attrs_into(crate::semconv::rpc(), path, true, list);
         // A service or method name the process does not keep (the part of its table a peer's
         // names may take is full, or the name is too long) is a name the caller chose:
         // `_OTHER` in the RED labels, as the conventions have it for an unknown method, so that
@@ -542,20 +549,33 @@ fn split_names(trimmed: &str, kept: fn(&str) -> Name) -> (Names, Option<KeptName
 /// of them is a name kept for the process.
 #[allow(deprecated)]
 fn rpc_attrs(path: &str, peer: bool) -> (Cow<'static, str>, Vec<KeyValue>, Option<Labels>) {
-    rpc_attrs_in(crate::semconv::rpc(), path, peer)
+    rpc_attrs_into(crate::semconv::rpc(), path, peer, Vec::with_capacity(ROOM))
 }
+
+/// Room for what the layers add to the RPC attributes at the start (server address and port,
+/// the peer's) and after it (status code, error type): the list is never moved to grow.
+const ROOM: usize = 12;
 
 /// [`rpc_attrs`] in the names `conv` asks for.
 #[allow(deprecated)]
+#[cfg(test)]
 fn rpc_attrs_in(
     conv: crate::semconv::Rpc,
     path: &str,
     peer: bool,
 ) -> (Cow<'static, str>, Vec<KeyValue>, Option<Labels>) {
+    rpc_attrs_into(conv, path, peer, Vec::with_capacity(ROOM))
+}
+
+/// [`rpc_attrs`] in the names `conv` asks for, in `attrs` (empty, with [`ROOM`]).
+#[allow(deprecated)]
+fn rpc_attrs_into(
+    conv: crate::semconv::Rpc,
+    path: &str,
+    peer: bool,
+    mut attrs: Vec<KeyValue>,
+) -> (Cow<'static, str>, Vec<KeyValue>, Option<Labels>) {
     let (mut name, parts) = rpc_names(path, peer);
-    // Room for what the layers add at the start (server address and port, the peer's) and
-    // after it (status code, error type): the list is never moved to grow.
-    let mut attrs = Vec::with_capacity(12);
     // The labels as the attributes fill them: `None` once a value is not a kept name.
     let mut labels = Some(Labels([Some("grpc"), None, None]));
     let mut label = |slot: usize, value: &Cow<'static, str>| match (value, &mut labels) {
