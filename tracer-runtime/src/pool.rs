@@ -96,13 +96,17 @@ static RETURNED: Mutex<Vec<Vec<KeyValue>>> = Mutex::new(Vec::new());
 /// Whether [`RETURNED`] may hold lists: read without the lock, so that a thread whose spans
 /// never come back (an exporter of the SDK's interface takes their lists) takes no lock.
 static ANY_RETURNED: AtomicBool = AtomicBool::new(false);
-/// How many emptied lists wait in [`RETURNED`]: a burst's lists beyond it are freed.
+/// Whether a thread ever asked [`RETURNED`] for lists: until then (a process with no layer's
+/// span to make), lists are freed, not kept for nobody.
+static WANTED: AtomicBool = AtomicBool::new(false);
+/// How many emptied lists wait in [`RETURNED`] at most (with [`MAX_KEPT_CAPACITY`], about
+/// 1.8 MB): a burst's lists beyond it are freed.
 const MAX_RETURNED: usize = 2048;
 /// How many lists a thread takes at once.
 const BATCH: usize = 32;
 /// A list with room for more attributes is freed, not kept (a few spans' long lists would hold
 /// their memory).
-const MAX_KEPT_CAPACITY: usize = 32;
+const MAX_KEPT_CAPACITY: usize = 16;
 
 thread_local! {
     /// Lists this thread took from [`RETURNED`], not used yet.
@@ -141,6 +145,9 @@ pub(crate) fn list(capacity: usize) -> Vec<KeyValue> {
 #[inline(never)]
 fn refill(mine: &mut Vec<Vec<KeyValue>>) -> Option<Vec<KeyValue>> {
     if !ANY_RETURNED.load(Ordering::Relaxed) {
+        if !WANTED.load(Ordering::Relaxed) {
+            WANTED.store(true, Ordering::Relaxed);
+        }
         return None;
     }
     let mut returned = RETURNED.lock().unwrap_or_else(PoisonError::into_inner);
@@ -165,7 +172,7 @@ pub(crate) fn keeps(list: &Vec<KeyValue>) -> bool {
 /// [`MAX_RETURNED`]; the others freed.
 #[cfg_attr(not(feature = "otlp-grpc"), allow(dead_code))]
 pub(crate) fn give_back(mut kept: Vec<Vec<KeyValue>>) {
-    if kept.is_empty() {
+    if kept.is_empty() || !WANTED.load(Ordering::Relaxed) {
         return;
     }
     let mut returned = RETURNED.lock().unwrap_or_else(PoisonError::into_inner);
@@ -229,7 +236,9 @@ mod tests {
     fn attribute_lists_written_come_back_emptied_and_long_ones_are_freed() {
         // On a thread of its own: its stash of lists starts empty.
         std::thread::spawn(|| {
-            let mut l = Vec::with_capacity(29);
+            // A thread that makes spans asked for lists (else they are freed, not kept).
+            drop(list(1));
+            let mut l = Vec::with_capacity(13);
             l.push(KeyValue::new("user.secret", "s3kr1t"));
             assert!(keeps(&l));
             assert!(!keeps(&Vec::new()));
@@ -241,7 +250,7 @@ mod tests {
             let found = (0..4 * BATCH).map(|_| list(3)).find(|l| l.as_ptr() == at);
             let found = found.expect("the list given back is reused");
             assert!(found.is_empty());
-            assert_eq!(found.capacity(), 29);
+            assert_eq!(found.capacity(), 13);
             // With room for more than it has: grown, not handed over short.
             let mut l = Vec::with_capacity(2);
             l.push(KeyValue::new("a", 1));
