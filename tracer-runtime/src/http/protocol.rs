@@ -699,7 +699,8 @@ mod tests {
             if let Some(r) = route {
                 req.extensions_mut().insert(Route(Cow::Borrowed(r)));
             }
-            let ((_, attrs, labels, _), _) = http.server_span(&req, "http", None, false);
+            let headers = ServerHeaders::of(req.headers());
+            let ((_, attrs, labels, _), _) = http.server_span(&req, &headers, "http", None, false);
             let labels = labels.expect("a static route or none");
             assert!(
                 crate::red::known_as_read(
