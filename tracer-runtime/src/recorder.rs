@@ -2893,8 +2893,9 @@ pub(crate) fn start_span_from(
 /// `sc` (the span of `parent`, the context it starts in): on the short path (see
 /// [`Fast::layer`]) when it is sampled, its service exports through tracer's own queues only and
 /// keeps no span in OpenTelemetry's context, and its name is kept for the process; else in a
-/// context made from `parent`, as [`start_span_from`] makes it (the sampler asked once: a root
-/// keeps the trace it was decided in).
+/// context made from `parent` (`None`: `svc`'s [`service_context`], made only then), as
+/// [`start_span_from`] makes it (the sampler asked once: a root keeps the trace it was decided
+/// in).
 #[cfg(feature = "http")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start_layer(
@@ -2905,7 +2906,7 @@ pub(crate) fn start_layer(
     attrs: Vec<KeyValue>,
     protocol: Protocol,
     labels: Option<Labels>,
-    parent: &Context,
+    parent: Option<&Context>,
     sc: Option<SpanContext>,
 ) -> Result<OpBox, Context> {
     let kind = if server {
@@ -2938,10 +2939,11 @@ pub(crate) fn start_layer(
         crate::attrs::flattened(&blocks, attrs),
         protocol,
     );
-    Err(into_context(
-        parent,
-        start_with(svc, start, labels, sc.as_ref(), declined),
-    ))
+    let span = start_with(svc, start, labels, sc.as_ref(), declined);
+    Err(match parent {
+        Some(parent) => into_context(parent, span),
+        None => into_context(&service_context(svc), span),
+    })
 }
 
 /// Whether a span of `svc` at the call site `meta` (an integration's), under `sc` (a root when

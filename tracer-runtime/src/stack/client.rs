@@ -211,7 +211,15 @@ where
             if !P::RPC && cx.baggage().is_empty() {
                 let sc = crate::recorder::current_span_context();
                 crate::recorder::start_layer(
-                    &svc, false, name, None, attrs, protocol, labels, cx, sc,
+                    &svc,
+                    false,
+                    name,
+                    None,
+                    attrs,
+                    protocol,
+                    labels,
+                    Some(cx),
+                    sc,
                 )
             } else {
                 let start = crate::recorder::Start::new(name, SpanKind::Client, attrs, protocol);

@@ -308,9 +308,10 @@ where
             self.client_addr,
             svc.sink.shares_blocks,
         );
-        // Extracted into a context that already names the service: the span's context then
-        // needs no entry of its own.
-        let base = crate::recorder::service_context(&svc);
+        // Extracted into a context that already names the service (`base`): the span's context
+        // then needs no entry of its own. Made only when asked for: a request on the short path
+        // with no caller's context needs none.
+        let base = || crate::recorder::service_context(&svc);
         // Only the formats whose headers the request holds are asked: none, most often, for a
         // request from outside the system (the base as it is). A span that can take the short
         // path (below) needs no baggage that is only the call path: the guard read it, and
@@ -322,20 +323,21 @@ where
         }
         // None of them (the commonest request): the base as it is, which holds no baggage.
         let extracted = (present != 0).then(|| {
-            propagator.extract_present(&base, &super::headers::Headers(req.headers()), present)
+            propagator.extract_present(&base(), &super::headers::Headers(req.headers()), present)
         });
         let protocol = crate::recorder::Protocol::of(P::RPC);
         let mut link = None;
+        // `None`: the base.
         let parent = match extracted {
-            None => base,
+            None => None,
             Some(extracted) if cfg.public => {
                 let sc = extracted.span().span_context().clone();
                 if sc.is_valid() {
                     link = Some(Link::with_context(sc));
                 }
-                base
+                None
             }
-            Some(extracted) => extracted,
+            Some(extracted) => Some(extracted),
         };
         // The span on the recorder's short path (not in a `Context`) when nothing needs it
         // there: no hook (hooks see the span through OpenTelemetry's API), no baggage (but the
@@ -351,8 +353,10 @@ where
         let plain = plain
             && link.is_none()
             && (present == 0
-                || (parent.baggage().is_empty()
-                    && crate::propagation::Hint::of(&parent) == crate::propagation::Hint::Normal))
+                || parent.as_ref().is_none_or(|parent| {
+                    parent.baggage().is_empty()
+                        && crate::propagation::Hint::of(parent) == crate::propagation::Hint::Normal
+                }))
             && opentelemetry::Context::map_current(|cx| {
                 !cx.has_active_span()
                     && cx.baggage().is_empty()
@@ -362,14 +366,22 @@ where
         let (short, parent, refused, mut hop) = match verdict {
             Ok(hop) => (true, parent, None, hop),
             Err(verdict) => {
-                let (parent, refused) = verdict.traced(parent);
-                (false, parent, refused, None)
+                let (parent, refused) = verdict.traced(parent.unwrap_or_else(base));
+                (false, Some(parent), refused, None)
             }
         };
         let cx = if short {
-            let sc = crate::recorder::parent_of(&parent);
+            let sc = parent.as_ref().and_then(crate::recorder::parent_of);
             match crate::recorder::start_layer(
-                &svc, true, name, blocks, attrs, protocol, labels, &parent, sc,
+                &svc,
+                true,
+                name,
+                blocks,
+                attrs,
+                protocol,
+                labels,
+                parent.as_ref(),
+                sc,
             ) {
                 Ok(span) => SpanCx::short(span),
                 Err(cx) => SpanCx::in_context(cx),
@@ -379,7 +391,10 @@ where
             let mut start = crate::recorder::Start::new(name, SpanKind::Server, attrs, protocol);
             start.links.extend(link);
             SpanCx::in_context(crate::recorder::start_span_from(
-                &svc, start, labels, &parent,
+                &svc,
+                start,
+                labels,
+                &parent.unwrap_or_else(base),
             ))
         };
         cfg.hooks.request(&req, &cx);
