@@ -8,6 +8,7 @@
 //! ```text
 //! CARGO_TARGET_DIR=/work/target-http cargo bench -p tracer-runtime --no-default-features --features http,otlp-grpc --bench http_instr
 //! HTTP_INSTR_EXPORT=otlp CARGO_TARGET_DIR=/work/target-http cargo bench -p tracer-runtime --no-default-features --features http,otlp-grpc --bench http_instr
+//! HTTP_INSTR_EXPORT=otlp HTTP_INSTR_PACE=500 CARGO_TARGET_DIR=/work/target-http cargo bench -p tracer-runtime --no-default-features --features http,otlp-grpc --bench http_instr
 //! ```
 //!
 //! By default sampled spans go to an exporter of the SDK's interface that discards them
@@ -93,6 +94,28 @@
 //! functions) became one lookup of the client (~100). To `Discard`, +31 / +22 over stop 43
 //! (6 686 / 7 901): the layer's start path passes and stores the span's block (`start_layer`
 //! +35). Issue 9's ≤ 2.0× on all threads (6 830) is met by neither.
+//!
+//! Stop 45: `HTTP_INSTR_PACE=k` flushes (`Guard::flush`, outside the measured loop) after
+//! every `k` requests, as when the export keeps up with the requests: spans written by the
+//! OTLP/gRPC exporter then give their attribute lists back (`pool::give_back`) before the next
+//! requests are made, where in one unbroken loop under callgrind (threads run one at a time)
+//! the export thread falls behind and most lists are made anew. The changes: a known method's
+//! `http.request.method` in the client's block; one pass over the headers for the span, the
+//! formats and the loop guard (`Scanned::of`); the service's base context made only when a
+//! request needs it; attribute lists given back by tracer's exporter; a two-byte varint
+//! inlined. The same machine, base (caea453) and this stop's code, the same bench source, each
+//! mode's two binaries run side by side:
+//!
+//! ```text
+//! spans to             case   calling base → new        all threads base → new
+//! Discard              on       6712 → 6483 (1.90×)       7918 → 7686 (2.25×)
+//! OTLP/gRPC            on       6460 → 6252 (1.83×)       8045 → 7525 (2.20×)
+//! OTLP/gRPC, PACE=500  on       6467 → 6128 (1.79×)       8049 → 7321 (2.14×)
+//! every mode           off      4021 → 4013 (1.18×)       no layer 3 415
+//! ```
+//!
+//! Issue 9's ≤ 2.0× is met on the calling thread, not on all threads (6 830): the export side
+//! is ~1 200 per span (writing the span and its own three attributes ~530, queueing it ~230).
 //!
 //! (`layers`, with `metrics` on through the demo, measured 3 412 / 4 153 / 7 358 calling: the
 //! RED histogram is ~570 of its "on". Issue 9's goal, on ≤ 2.0× and off ≤ 1.05×, is not met by
