@@ -99,14 +99,15 @@ static ANY_RETURNED: AtomicBool = AtomicBool::new(false);
 /// Whether a thread ever asked [`RETURNED`] for lists: until then (a process with no layer's
 /// span to make), lists are freed, not kept for nobody.
 static WANTED: AtomicBool = AtomicBool::new(false);
-/// How many emptied lists wait in [`RETURNED`] at most (with [`MAX_KEPT_CAPACITY`], about
-/// 1.8 MB): a burst's lists beyond it are freed.
+/// How many emptied lists wait in [`RETURNED`] at most (with [`KEPT_CAPACITY`], about 1.8 MB;
+/// and up to [`BATCH`] more in each thread that took some): a burst's lists beyond it are freed.
 const MAX_RETURNED: usize = 2048;
 /// How many lists a thread takes at once.
 const BATCH: usize = 32;
-/// A list with room for more attributes is freed, not kept (a few spans' long lists would hold
-/// their memory).
-const MAX_KEPT_CAPACITY: usize = 16;
+/// The room of the lists kept: the layers' lists (12, or 14 behind a proxy) and a little more.
+/// A list with less would grow when taken (its allocation freed on the taking thread); one
+/// with more room would hold its memory for a span that needs less.
+const KEPT_CAPACITY: std::ops::RangeInclusive<usize> = 12..=16;
 
 thread_local! {
     /// Lists this thread took from [`RETURNED`], not used yet.
@@ -132,7 +133,7 @@ pub(crate) fn list(capacity: usize) -> Vec<KeyValue> {
         Some(mut v) => {
             // Emptied when given back; never another span's attributes, whatever happened.
             v.clear();
-            v.reserve(capacity);
+            v.reserve_exact(capacity);
             v
         }
         None => Vec::with_capacity(capacity),
@@ -165,7 +166,7 @@ fn refill(mine: &mut Vec<Vec<KeyValue>>) -> Option<Vec<KeyValue>> {
 #[cfg_attr(not(feature = "otlp-grpc"), allow(dead_code))]
 #[inline]
 pub(crate) fn keeps(list: &Vec<KeyValue>) -> bool {
-    (1..=MAX_KEPT_CAPACITY).contains(&list.capacity())
+    KEPT_CAPACITY.contains(&list.capacity())
 }
 
 /// Emptied attribute lists of spans once written (see [`keeps`]), kept for [`list`] up to
@@ -177,19 +178,14 @@ pub(crate) fn give_back(mut kept: Vec<Vec<KeyValue>>) {
     }
     let mut returned = RETURNED.lock().unwrap_or_else(PoisonError::into_inner);
     let room = MAX_RETURNED.saturating_sub(returned.len());
-    // Freed once the lock is let go.
-    let freed = kept.split_off(room.min(kept.len()));
-    if returned.is_empty() {
-        // The first lists: no copy of them.
-        std::mem::swap(&mut *returned, &mut kept);
-    } else {
-        returned.append(&mut kept);
-    }
+    // What does not fit is freed once the lock is let go.
+    let fits = room.min(kept.len());
+    returned.extend(kept.drain(..fits));
     if !returned.is_empty() {
         ANY_RETURNED.store(true, Ordering::Relaxed);
     }
     drop(returned);
-    drop(freed);
+    drop(kept);
 }
 
 #[cfg(test)]
@@ -238,25 +234,24 @@ mod tests {
         std::thread::spawn(|| {
             // A thread that makes spans asked for lists (else they are freed, not kept).
             drop(list(1));
+            assert!(keeps(&Vec::with_capacity(12)) && keeps(&Vec::with_capacity(16)));
+            for other in [0, 2, 11, 17, 64] {
+                assert!(!keeps(&Vec::with_capacity(other)), "{other}");
+            }
+            // Given back with a value still in it (as a bug of the caller's would): it comes
+            // out empty all the same, never with another span's attribute.
             let mut l = Vec::with_capacity(13);
             l.push(KeyValue::new("user.secret", "s3kr1t"));
-            assert!(keeps(&l));
-            assert!(!keeps(&Vec::new()));
-            assert!(!keeps(&Vec::with_capacity(MAX_KEPT_CAPACITY + 1)));
             let at = l.as_ptr();
-            l.clear();
             give_back(vec![l]);
             // Other tests' lists may come back meanwhile: this one is among the next batches.
             let found = (0..4 * BATCH).map(|_| list(3)).find(|l| l.as_ptr() == at);
             let found = found.expect("the list given back is reused");
             assert!(found.is_empty());
             assert_eq!(found.capacity(), 13);
-            // With room for more than it has: grown, not handed over short.
-            let mut l = Vec::with_capacity(2);
-            l.push(KeyValue::new("a", 1));
-            l.clear();
-            give_back(vec![l]);
-            assert!((0..4 * BATCH).all(|_| list(20).capacity() >= 20));
+            // Taken for more room than it has: grown to that room.
+            give_back(vec![Vec::with_capacity(12)]);
+            assert!((0..4 * BATCH).all(|_| list(14).capacity() >= 14));
         })
         .join()
         .expect("the test thread");

@@ -74,24 +74,23 @@ const OTHER_METHOD: &str = "_OTHER";
 /// The span name's method for such a method.
 const OTHER_METHOD_NAME: &str = "HTTP";
 
-/// The nine methods the conventions know, as they are recorded.
-const KNOWN_METHODS: [&str; 9] = [
-    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
-];
+/// How many methods the conventions know.
+const KNOWN_METHODS: usize = 9;
 
-/// The index in [`KNOWN_METHODS`] of a method the conventions know.
+/// A method the conventions know: its place among the [`KNOWN_METHODS`], and its name as it
+/// is recorded.
 #[inline]
-fn known_method(method: &Method) -> Option<usize> {
+fn known_method(method: &Method) -> Option<(usize, &'static str)> {
     Some(match *method {
-        Method::GET => 0,
-        Method::POST => 1,
-        Method::PUT => 2,
-        Method::DELETE => 3,
-        Method::HEAD => 4,
-        Method::OPTIONS => 5,
-        Method::PATCH => 6,
-        Method::CONNECT => 7,
-        Method::TRACE => 8,
+        Method::GET => (0, "GET"),
+        Method::POST => (1, "POST"),
+        Method::PUT => (2, "PUT"),
+        Method::DELETE => (3, "DELETE"),
+        Method::HEAD => (4, "HEAD"),
+        Method::OPTIONS => (5, "OPTIONS"),
+        Method::PATCH => (6, "PATCH"),
+        Method::CONNECT => (7, "CONNECT"),
+        Method::TRACE => (8, "TRACE"),
         _ => return None,
     })
 }
@@ -105,7 +104,7 @@ fn method_attrs(method: &Method, attrs: &mut Vec<KeyValue>) -> &'static str {
 /// [`method_attrs`] of a method whose [`known_method`] is `known`.
 #[inline]
 fn method_attrs_of(
-    known: Option<usize>,
+    known: Option<(usize, &'static str)>,
     method: &Method,
     attrs: &mut Vec<KeyValue>,
 ) -> &'static str {
@@ -117,7 +116,7 @@ fn method_attrs_of(
         ));
         return OTHER_METHOD_NAME;
     };
-    let known = KNOWN_METHODS[known];
+    let (_, known) = known;
     attrs.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, known));
     known
 }

@@ -135,33 +135,32 @@ struct Repeated {
     scheme: &'static str,
     version: http::Version,
     block: Arc<Block>,
-    by_method: [Option<Arc<Block>>; super::KNOWN_METHODS.len()],
+    by_method: [Option<Arc<Block>>; super::KNOWN_METHODS],
 }
 
 impl Repeated {
     /// The client's block, with `http.request.method` when the method is a known one.
     #[inline]
-    fn block(&mut self, method: Option<usize>) -> Arc<Block> {
-        let Some(m) = method else {
+    fn block(&mut self, method: Option<(usize, &'static str)>) -> Arc<Block> {
+        let Some((m, name)) = method else {
             return Arc::clone(&self.block);
         };
         match self.by_method.get(m) {
             Some(Some(b)) => Arc::clone(b),
-            _ => self.join_method(m),
+            _ => self.join_method(m, name),
         }
     }
 
     /// [`block`](Self::block) of a method not joined yet.
     #[cold]
     #[inline(never)]
-    fn join_method(&mut self, m: usize) -> Arc<Block> {
-        let Some(name) = super::KNOWN_METHODS.get(m) else {
-            return Arc::clone(&self.block);
-        };
+    fn join_method(&mut self, m: usize, name: &'static str) -> Arc<Block> {
         let mut consts = Consts::default();
         consts.push(semconv::HTTP_REQUEST_METHOD, Const::Str(name));
         let joined = Block::join(&self.block, &Block::new(consts));
-        self.by_method[m] = Some(Arc::clone(&joined));
+        if let Some(slot) = self.by_method.get_mut(m) {
+            *slot = Some(Arc::clone(&joined));
+        }
         joined
     }
 }
@@ -209,7 +208,7 @@ fn client_hash(
 }
 
 /// The block of [`server_where`] and [`client_agent`] for `req`, with `http.request.method`
-/// when `method` is a known one's index (see [`Repeated::block`]): the one this thread made for
+/// when `method` is a known one (see [`Repeated::block`]): the one this thread made for
 /// the same client (the same authority or `Host`, user agent, scheme and version: found by a
 /// hash and a compare of their bytes). A client is kept from its second request in a row at its
 /// slot on, in place of one that had no request since a client last missed there: a client seen
@@ -222,7 +221,7 @@ fn server_block<B>(
     req: &Request<B>,
     headers: &ServerHeaders<'_>,
     scheme: &Cow<'static, str>,
-    method: Option<usize>,
+    method: Option<(usize, &'static str)>,
 ) -> Option<Arc<Block>> {
     let Cow::Borrowed(scheme_static) = scheme else {
         return None;
@@ -335,7 +334,7 @@ impl Sealed for Http {
         };
         let own = blocks.is_none();
         let method = match known {
-            Some(m) if !own => super::KNOWN_METHODS[m],
+            Some((_, name)) if !own => name,
             _ => super::method_attrs_of(known, req.method(), &mut attrs),
         };
         let route = self
@@ -736,7 +735,7 @@ mod repeated_tests {
     fn block_with(
         req: &Request<()>,
         scheme: &'static str,
-        method: Option<usize>,
+        method: Option<(usize, &'static str)>,
     ) -> Option<Arc<Block>> {
         server_block(
             req,
