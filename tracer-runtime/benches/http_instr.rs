@@ -108,9 +108,9 @@
 //!
 //! ```text
 //! spans to             case   calling base → new        all threads base → new
-//! Discard              on       6712 → 6483 (1.90×)       7918 → 7686 (2.25×)
-//! OTLP/gRPC            on       6460 → 6252 (1.83×)       8045 → 7525 (2.20×)
-//! OTLP/gRPC, PACE=500  on       6467 → 6128 (1.79×)       8049 → 7321 (2.14×)
+//! Discard              on       6712 → 6480 (1.90×)       7918 → 7685 (2.25×)
+//! OTLP/gRPC            on       6460 → 6262 (1.83×)       8045 → 7609 (2.23×)
+//! OTLP/gRPC, PACE=500  on       6467 → 6125 (1.79×)       8049 → 7331 (2.15×)
 //! every mode           off      4021 → 4013 (1.18×)       no layer 3 415
 //! ```
 //!
