@@ -252,7 +252,7 @@ impl Sealed for Grpc {
         } else {
             Vec::with_capacity(ROOM)
         };
-        let (name, mut attrs, labels) = rpc_attrs_into(crate::semconv::rpc(), path, true, list);
+        let (name, mut attrs, labels) = rpc_attrs_in(crate::semconv::rpc(), path, true, list);
         // A service or method name the process does not keep (the part of its table a peer's
         // names may take is full, or the name is too long) is a name the caller chose:
         // `_OTHER` in the RED labels, as the conventions have it for an unknown method, so that
@@ -549,27 +549,16 @@ fn split_names(trimmed: &str, kept: fn(&str) -> Name) -> (Names, Option<KeptName
 /// of them is a name kept for the process.
 #[allow(deprecated)]
 fn rpc_attrs(path: &str, peer: bool) -> (Cow<'static, str>, Vec<KeyValue>, Option<Labels>) {
-    rpc_attrs_into(crate::semconv::rpc(), path, peer, Vec::with_capacity(ROOM))
+    rpc_attrs_in(crate::semconv::rpc(), path, peer, Vec::with_capacity(ROOM))
 }
 
 /// Room for what the layers add to the RPC attributes at the start (server address and port,
 /// the peer's) and after it (status code, error type): the list is never moved to grow.
 const ROOM: usize = 12;
 
-/// [`rpc_attrs`] in the names `conv` asks for.
-#[allow(deprecated)]
-#[cfg(test)]
-fn rpc_attrs_in(
-    conv: crate::semconv::Rpc,
-    path: &str,
-    peer: bool,
-) -> (Cow<'static, str>, Vec<KeyValue>, Option<Labels>) {
-    rpc_attrs_into(conv, path, peer, Vec::with_capacity(ROOM))
-}
-
 /// [`rpc_attrs`] in the names `conv` asks for, in `attrs` (empty, with [`ROOM`]).
 #[allow(deprecated)]
-fn rpc_attrs_into(
+fn rpc_attrs_in(
     conv: crate::semconv::Rpc,
     path: &str,
     peer: bool,
@@ -627,7 +616,7 @@ mod tests {
     #[test]
     fn a_path_naming_no_method_is_other_and_named_after_the_system() {
         let conv = crate::semconv::parse_rpc("rpc");
-        let (name, attrs, _) = rpc_attrs_in(conv, "/no-method", true);
+        let (name, attrs, _) = rpc_attrs_in(conv, "/no-method", true, Vec::new());
         let get = |k: &str| {
             attrs
                 .iter()
@@ -638,7 +627,7 @@ mod tests {
         assert_eq!(get("rpc.method").as_deref(), Some("_OTHER"));
         assert_eq!(get("rpc.method_original").as_deref(), Some("no-method"));
         // A known method keeps its name.
-        let (name, _, _) = rpc_attrs_in(conv, "/pkg.Svc/Call", true);
+        let (name, _, _) = rpc_attrs_in(conv, "/pkg.Svc/Call", true, Vec::new());
         assert_eq!(name, "pkg.Svc/Call");
     }
 
@@ -655,7 +644,7 @@ mod tests {
                 "/",
                 "/no-method",
             ] {
-                let (_, attrs, labels) = rpc_attrs_in(conv, path, false);
+                let (_, attrs, labels) = rpc_attrs_in(conv, path, false, Vec::new());
                 let labels = labels.expect("the names are kept");
                 for kind in [
                     opentelemetry::trace::SpanKind::Server,

@@ -75,9 +75,9 @@ const OTHER_METHOD: &str = "_OTHER";
 const OTHER_METHOD_NAME: &str = "HTTP";
 
 /// How many methods the conventions know.
-const KNOWN_METHODS: usize = 9;
+const KNOWN_METHOD_COUNT: usize = 9;
 
-/// A method the conventions know: its place among the [`KNOWN_METHODS`], and its name as it
+/// A method the conventions know: its place among the [`KNOWN_METHOD_COUNT`], and its name as it
 /// is recorded.
 #[inline]
 fn known_method(method: &Method) -> Option<(usize, &'static str)> {

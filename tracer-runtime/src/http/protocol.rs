@@ -135,7 +135,7 @@ struct Repeated {
     scheme: &'static str,
     version: http::Version,
     block: Arc<Block>,
-    by_method: [Option<Arc<Block>>; super::KNOWN_METHODS],
+    by_method: [Option<Arc<Block>>; super::KNOWN_METHOD_COUNT],
 }
 
 impl Repeated {

@@ -213,26 +213,32 @@ pub(crate) struct Scanned<'a> {
 }
 
 impl<'a> Scanned<'a> {
-    /// `headers` scanned for `propagator`: in one pass over a map of at most
+    /// `headers` scanned for `propagator`, and for the span's own headers when `server` (an
+    /// HTTP span's; a gRPC span reads none of them): in one pass over a map of at most
     /// [`SCAN_MAX`](super::headers::SCAN_MAX) names (three before: the span's headers, the
     /// formats', the guard's), else each looked up.
     #[inline]
-    pub(crate) fn of(headers: &'a HeaderMap, propagator: &crate::propagation::Propagator) -> Self {
-        use http::header::{CONTENT_LENGTH, FORWARDED, HOST, USER_AGENT};
+    pub(crate) fn of(
+        headers: &'a HeaderMap,
+        propagator: &crate::propagation::Propagator,
+        server: bool,
+    ) -> Self {
         if headers.keys_len() > super::headers::SCAN_MAX {
             return Scanned {
-                server: ServerHeaders::of(headers),
+                server: if server {
+                    ServerHeaders::of(headers)
+                } else {
+                    ServerHeaders::default()
+                },
                 present: propagator.present(headers),
                 baggage: headers.contains_key(&super::headers::BAGGAGE),
             };
         }
-        let names = [
-            &HOST,
-            &USER_AGENT,
-            &CONTENT_LENGTH,
-            &FORWARDED,
-            &X_FORWARDED_FOR,
-        ];
+        let names = if server {
+            &ServerHeaders::NAMES[..]
+        } else {
+            &[]
+        };
         let mut found = [None; 5];
         let mut present = 0;
         let mut baggage = false;
@@ -244,15 +250,8 @@ impl<'a> Scanned<'a> {
             baggage |= *name == super::headers::BAGGAGE;
             present |= propagator.bit_of(name.as_str());
         }
-        let [host, user_agent, content_length, forwarded, x_forwarded_for] = found;
         Scanned {
-            server: ServerHeaders {
-                host,
-                user_agent,
-                content_length,
-                forwarded,
-                x_forwarded_for,
-            },
+            server: ServerHeaders::from_values(found),
             present,
             baggage,
         }
@@ -260,19 +259,23 @@ impl<'a> Scanned<'a> {
 }
 
 impl<'a> ServerHeaders<'a> {
+    /// The headers read, in the order of [`from_values`](Self::from_values)' values.
+    const NAMES: [&'static http::HeaderName; 5] = [
+        &http::header::HOST,
+        &http::header::USER_AGENT,
+        &http::header::CONTENT_LENGTH,
+        &http::header::FORWARDED,
+        &X_FORWARDED_FOR,
+    ];
+
     pub(crate) fn of(headers: &'a HeaderMap) -> Self {
-        use http::header::{CONTENT_LENGTH, FORWARDED, HOST, USER_AGENT};
-        let [host, user_agent, content_length, forwarded, x_forwarded_for] =
-            super::headers::first_values(
-                headers,
-                [
-                    &HOST,
-                    &USER_AGENT,
-                    &CONTENT_LENGTH,
-                    &FORWARDED,
-                    &X_FORWARDED_FOR,
-                ],
-            );
+        Self::from_values(super::headers::first_values(headers, Self::NAMES))
+    }
+
+    /// The first value of each of [`NAMES`](Self::NAMES), in that order.
+    #[inline]
+    fn from_values(values: [Option<&'a HeaderValue>; 5]) -> Self {
+        let [host, user_agent, content_length, forwarded, x_forwarded_for] = values;
         ServerHeaders {
             host,
             user_agent,
@@ -513,11 +516,16 @@ mod tests {
                     map.append(NAMES[n], HeaderValue::from_str(&format!("v{v}")).unwrap());
                 }
                 let propagator = Propagator::new(&formats);
-                let scanned = Scanned::of(&map, &propagator);
                 let each = ServerHeaders::of(&map);
-                prop_assert_eq!(format!("{:?}", scanned.server), format!("{each:?}"));
-                prop_assert_eq!(scanned.present, propagator.present(&map));
-                prop_assert_eq!(scanned.baggage, map.contains_key("baggage"));
+                for server in [true, false] {
+                    let scanned = Scanned::of(&map, &propagator, server);
+                    let expected = if server { format!("{each:?}") } else {
+                        format!("{:?}", ServerHeaders::default())
+                    };
+                    prop_assert_eq!(format!("{:?}", scanned.server), expected);
+                    prop_assert_eq!(scanned.present, propagator.present(&map));
+                    prop_assert_eq!(scanned.baggage, map.contains_key("baggage"));
+                }
             }
         }
     }

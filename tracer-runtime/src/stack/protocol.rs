@@ -50,7 +50,8 @@ pub(crate) mod sealed {
         /// the `metrics` feature.
         const RPC: bool;
 
-        /// A server span for `req` (`headers`: the ones of its headers an HTTP span reads), and
+        /// A server span for `req` (`headers`: the ones of its headers an HTTP span reads, none
+        /// for an RPC protocol's), and
         /// the attributes it shares with other requests' spans in a block when it may
         /// (`shares`: see `Sink::shares_blocks`; else they are in its list).
         fn server_span<B>(

@@ -296,8 +296,8 @@ where
             .propagator
             .clone()
             .unwrap_or_else(crate::propagation::propagator);
-        // Every header the span, the formats and the guard read, found in one pass.
-        let scanned = super::attrs::Scanned::of(req.headers(), &propagator);
+        // Every header the span (HTTP's), the formats and the guard read, found in one pass.
+        let scanned = super::attrs::Scanned::of(req.headers(), &propagator, !P::RPC);
         let verdict = cfg
             .guard
             .check_scanned(req.headers(), cfg.public, scanned.baggage);
